@@ -1,0 +1,30 @@
+"""chainrule: reverse-mode automatic differentiation and deep learning on numpy.
+
+    import chainrule as cr
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # tensor([2., 4.])
+"""
+
+from chainrule._version import __version__
+from chainrule.dtypes import (DType, bool_, float16, float32, float64, get_default_dtype, int8, int16, int32,
+                              int64, set_default_dtype, uint8)
+from chainrule.tensor import Tensor
+from chainrule.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from chainrule.creation import *  # noqa: F401,F403
+from chainrule import autograd
+from chainrule.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from chainrule.ops import *  # noqa: F401,F403
+from chainrule.backend import Device, cpu
+from chainrule import func
+from chainrule.threads import get_num_threads, set_num_threads
+
+bool = bool_  # noqa: A001  (cr.bool, as torch.bool)
+half, double, long, int = float16, float64, int64, int32  # noqa: A001
+float = float32  # noqa: A001
+
+
+def device(name: str) -> Device:
+    from chainrule.backend import get_device
+
+    return get_device(name)

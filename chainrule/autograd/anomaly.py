@@ -1,0 +1,126 @@
+"""Anomaly mode: find the first NaN or Inf and the line of user code that produced it.
+
+With ``detect_anomaly()`` on, every recorded operation remembers where the user's code called it;
+a NaN/Inf produced by a forward operation (when ``check_forward``) or by a backward rule raises at
+once, naming the operation, that place, and summary statistics of the values that went in.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+
+from chainrule.autograd.graph import ANOMALY
+from chainrule.backend import xp_of
+
+__all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "AnomalyError"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CHECK_FORWARD = [True]
+
+
+class AnomalyError(RuntimeError):
+    """A NaN or Inf appeared while anomaly detection was on."""
+
+
+class detect_anomaly:
+    """Context manager (and decorator): record call sites and raise on the first NaN/Inf.
+
+    ``check_nan=False`` keeps the call sites (for error messages) without the NaN checks;
+    ``check_forward=False`` checks only the backward pass, as PyTorch does.
+    """
+
+    def __init__(self, check_nan: bool = True, check_forward: bool = True):
+        self.check_nan = check_nan
+        self.check_forward = check_forward
+
+    def __enter__(self):
+        self._prev = (ANOMALY[0], _CHECK_NAN[0], _CHECK_FORWARD[0])
+        ANOMALY[0], _CHECK_NAN[0], _CHECK_FORWARD[0] = True, self.check_nan, self.check_forward
+        return self
+
+    def __exit__(self, *exc):
+        ANOMALY[0], _CHECK_NAN[0], _CHECK_FORWARD[0] = self._prev
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with detect_anomaly(self.check_nan, self.check_forward):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+_CHECK_NAN = [True]
+
+
+def set_detect_anomaly(mode: bool, check_nan: bool = True) -> None:
+    ANOMALY[0] = bool(mode)
+    _CHECK_NAN[0] = check_nan
+
+
+def is_anomaly_enabled() -> bool:
+    return ANOMALY[0]
+
+
+def user_callsite() -> str | None:
+    """'file:line in function: source' of the innermost frame outside the chainrule package."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_PACKAGE_DIR + os.sep):
+            line = linecache.getline(filename, frame.f_lineno).strip()
+            return f'File "{filename}", line {frame.f_lineno}, in {frame.f_code.co_name}: {line}'
+        frame = frame.f_back
+    return None
+
+
+def _bad_count(array) -> tuple[int, int]:
+    xp = xp_of(array)
+    if array.dtype.kind != "f":
+        return 0, 0
+    return int(xp.isnan(array).sum()), int(xp.isinf(array).sum())
+
+
+def summarize(array) -> str:
+    """min, max and the counts of NaN and Inf of one array, for error messages."""
+    xp = xp_of(array)
+    nans, infs = _bad_count(array)
+    finite = array[xp.isfinite(array)] if array.dtype.kind == "f" else array
+    if finite.size:
+        span = f"min {float(finite.min()):.4g}, max {float(finite.max()):.4g}"
+    else:
+        span = "no finite values"
+    return f"shape {tuple(array.shape)}, {array.dtype}, {span}, {nans} NaN, {infs} Inf"
+
+
+def on_record(node, out, inputs) -> None:
+    """Called by ``record`` for every new node while anomaly mode is on."""
+    node.callsite = user_callsite()
+    if _CHECK_NAN[0] and _CHECK_FORWARD[0] and any(_bad_count(out)):
+        if any(any(_bad_count(x._data)) for x in inputs):
+            return  # the NaN/Inf came in from outside; the op that made it raised already or was untracked
+        described = "\n".join(f"  input {i}: {summarize(x._data)}" for i, x in enumerate(inputs))
+        raise AnomalyError(
+            f"anomaly: operation '{node.op}' produced NaN/Inf in the forward pass "
+            f"(output {summarize(out)}).\n  called at {node.callsite}\n{described}"
+        )
+
+
+def check_backward(node, grad_out, grads) -> None:
+    """Raise when the backward rule of ``node`` returned NaN/Inf."""
+    if not _CHECK_NAN[0]:
+        return
+    for i, g in enumerate(grads):
+        if g is not None and any(_bad_count(g._data)):
+            raise AnomalyError(
+                f"anomaly: the backward rule {node.name()} returned NaN/Inf for input {i} of the "
+                f"forward operation '{node.op}'.\n"
+                f"  forward operation called at {node.callsite or '(unknown: created before detect_anomaly)'}\n"
+                f"  incoming gradient: {summarize(grad_out._data)}\n"
+                f"  gradient for input {i}: {summarize(g._data)}"
+            )

@@ -1,0 +1,276 @@
+"""The backward pass: one iterative walk of the recorded graph in reverse topological order.
+
+1. Count, for every node reachable from the outputs, how many consumers it has in this graph.
+2. Start from the outputs; a node runs once all its consumers have sent their gradient (summed),
+   calls its backward rule, and passes each input's gradient on to that input's node or leaf.
+3. Only after the whole walk succeeded are leaf ``.grad`` (and retained non-leaf grads) updated,
+   so an error mid-way changes nothing.
+
+No recursion anywhere, so a chain of 100,000 operations works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chainrule.autograd.grad_mode import GRAD_ENABLED
+from chainrule.autograd.graph import ANOMALY, Node
+from chainrule.tensor import Tensor, wrap
+
+__all__ = ["backward", "grad"]
+
+
+def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, create_graph: bool = False,
+             inputs=None) -> None:
+    """Accumulate into ``.grad`` of the leaves (or of ``inputs`` only) the gradient of ``tensors``."""
+    roots = _as_list(tensors)
+    root_grads = _root_grads(roots, grad_tensors, "backward")
+    wanted = None if inputs is None else _as_list(inputs)
+    if retain_graph is None:
+        retain_graph = create_graph
+    leaf_grads, retained = _walk(roots, root_grads, retain_graph, create_graph, wanted)
+    updates = retained + [(leaf, g) for leaf, g in leaf_grads.items()
+                          if wanted is None or any(leaf is w for w in wanted)]
+    handed_out = {id(g._data) for g in root_grads}  # the caller's arrays: never adopted as .grad
+    for tensor, g in updates:
+        _accumulate(tensor, g, create_graph, handed_out)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool | None = None, materialize_grads: bool = False) -> tuple:
+    """The gradients of ``outputs`` with respect to ``inputs``, returned instead of stored in ``.grad``."""
+    roots = _as_list(outputs)
+    single = isinstance(inputs, Tensor)
+    wanted = _as_list(inputs)
+    for i, t in enumerate(wanted):
+        if not t._rg:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
+    root_grads = _root_grads(roots, grad_outputs, "grad")
+    if retain_graph is None:
+        retain_graph = create_graph
+    captured = {}
+    leaf_grads, _ = _walk(roots, root_grads, retain_graph, create_graph, wanted, captured)
+    result = []
+    for i, t in enumerate(wanted):
+        g = leaf_grads.get(t) if t._node is None else captured.get(t._node)
+        if g is None:
+            if materialize_grads:
+                g = wrap(t.xp.zeros_like(t._data))
+            elif not allow_unused:
+                raise RuntimeError(
+                    f"grad: input {i} (shape {t.shape}) was not used to compute the outputs; "
+                    "pass allow_unused=True to get None for it"
+                )
+        result.append(g)
+    return tuple(result) if not single or len(result) != 1 else (result[0],)
+
+
+def _as_list(tensors) -> list:
+    if isinstance(tensors, Tensor):
+        return [tensors]
+    return list(tensors)
+
+
+def _root_grads(roots: list, grads, op: str) -> list:
+    if grads is None or isinstance(grads, Tensor):
+        grads = [grads] * len(roots) if grads is None else [grads]
+    grads = list(grads)
+    if len(grads) != len(roots):
+        raise RuntimeError(f"{op}: got {len(roots)} outputs but {len(grads)} gradients")
+    out = []
+    for i, (root, g) in enumerate(zip(roots, grads)):
+        if not root._rg:
+            raise RuntimeError(
+                f"{op}: element {i} of tensors does not require grad and does not have a grad_fn "
+                "(was it computed under no_grad, or from tensors without requires_grad=True?)"
+            )
+        if g is None:
+            if root._data.size != 1:
+                raise RuntimeError(
+                    f"{op}: grad can be implicitly created only for scalar outputs, but the output has "
+                    f"shape {root.shape}; pass gradient= (a tensor of that shape), or reduce it first, "
+                    "e.g. loss.sum().backward()"
+                )
+            g = wrap(root.xp.ones_like(root._data))
+        else:
+            if not isinstance(g, Tensor):
+                from chainrule.creation import as_tensor
+
+                g = as_tensor(g, dtype=root.dtype)
+            if g.shape != root.shape:
+                raise RuntimeError(
+                    f"{op}: gradient has shape {g.shape} but the output it belongs to has shape {root.shape}"
+                )
+        out.append(g)
+    return out
+
+
+def _needed_nodes(root_nodes: list, wanted: list) -> set:
+    """The nodes from which some wanted tensor can be reached: only they need to run."""
+    wanted_nodes = {id(t._node) for t in wanted if t._node is not None}
+    wanted_leaves = {id(t) for t in wanted if t._node is None}
+    # iterative post-order DFS
+    needed: set = set()
+    done: set = set()
+    stack = [(n, False) for n in root_nodes]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            done.add(node)
+            if id(node) in wanted_nodes or any(
+                (type(p) is Node and p in needed) or (type(p) is not Node and p is not None and id(p) in wanted_leaves)
+                for p in node.parents
+            ):
+                needed.add(node)
+            continue
+        if node in done:
+            continue
+        stack.append((node, True))
+        for p in node.parents:
+            if type(p) is Node and p not in done:
+                stack.append((p, False))
+    return needed
+
+
+def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=None):
+    pending: dict = {}      # node -> summed gradient of its output so far
+    leaf_grads: dict = {}   # leaf tensor -> summed gradient
+    for root, g in zip(roots, root_grads):
+        key = root._node if root._node is not None else root
+        target = pending if root._node is not None else leaf_grads
+        target[key] = target[key] + g if key in target else g
+
+    root_nodes = [r._node for r in roots if r._node is not None]
+    consumers = _count_consumers(root_nodes)
+    needed = _needed_nodes(root_nodes, wanted) if wanted is not None else None
+    wanted_nodes = {id(t._node) for t in wanted if t._node is not None} if wanted is not None else ()
+
+    retained = []
+    ready = [n for n in dict.fromkeys(root_nodes) if consumers.get(n, 0) == 0]
+    prev_mode = GRAD_ENABLED[0]
+    GRAD_ENABLED[0] = create_graph
+    try:
+        while ready:
+            node = ready.pop()
+            g = pending.pop(node)
+            if node.hooks:
+                g = _run_hooks(node.hooks, g)
+            if node.retained is not None:
+                kept = node.retained()
+                if kept is not None:
+                    retained.append((kept, g))
+            if id(node) in wanted_nodes:
+                captured[node] = g
+            if needed is not None and node not in needed:
+                continue
+            grads = _apply_rule(node, g, retain_graph)
+            for parent, pg in zip(node.parents, grads):
+                if parent is None or pg is None:
+                    continue
+                if type(parent) is Node:
+                    pending[parent] = pending[parent] + pg if parent in pending else pg
+                    left = consumers[parent] - 1
+                    consumers[parent] = left
+                    if left == 0:
+                        ready.append(parent)
+                else:
+                    leaf_grads[parent] = leaf_grads[parent] + pg if parent in leaf_grads else pg
+    finally:
+        GRAD_ENABLED[0] = prev_mode
+
+    for leaf in list(leaf_grads):
+        if leaf._hooks:
+            leaf_grads[leaf] = _run_hooks(leaf._hooks, leaf_grads[leaf])
+    return leaf_grads, retained
+
+
+def _count_consumers(root_nodes: Sequence[Node]) -> dict:
+    """For each node reachable from the roots, how many edges of this graph point at it."""
+    consumers: dict = {}
+    seen = set(root_nodes)
+    stack = list(seen)
+    while stack:
+        node = stack.pop()
+        for p in node.parents:
+            if type(p) is Node:
+                consumers[p] = consumers.get(p, 0) + 1
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+    return consumers
+
+
+def _apply_rule(node: Node, g: Tensor, retain_graph: bool) -> tuple:
+    rule = node.backward_fn
+    if rule is None:
+        raise RuntimeError(
+            f"backward: trying to backward through the graph a second time ({node.name()}'s saved "
+            "values were freed after the first backward). Pass retain_graph=True to the first "
+            "backward() or autograd.grad() call if you need to backward through it again."
+        )
+    if node.saved or node.out_version:
+        _check_versions(node)
+    grads = rule(g, None if node.out is None else wrap(node.out, True, node))
+    if ANOMALY[0]:
+        from chainrule.autograd.anomaly import check_backward
+
+        check_backward(node, g, grads)
+    if len(grads) != len(node.parents):
+        raise RuntimeError(f"{node.name()} returned {len(grads)} gradients for {len(node.parents)} inputs")
+    if not retain_graph:
+        node.backward_fn = None
+        node.saved = ()
+        node.out = None
+    return grads
+
+
+def _check_versions(node: Node) -> None:
+    if node.out_version and node.out_version[0] != 0:
+        raise RuntimeError(
+            f"backward: the output of '{node.op}' (needed by {node.name()}) has been modified by an "
+            f"in-place operation: it is at version {node.out_version[0]}, expected version 0. Use an "
+            "out-of-place operation instead, or clone() the output before modifying it."
+        )
+    for i, (t, v) in enumerate(zip(node.saved, node.versions)):
+        now = t._vc[0] if t._vc is not None else 0
+        if now != v:
+            raise RuntimeError(
+                f"backward: one of the tensors needed by {node.name()} (saved tensor {i}, shape "
+                f"{t.shape}, {t.dtype}) has been modified by an in-place operation: it is at version "
+                f"{now}, but the forward operation '{node.op}' saved it at version {v}. Use an "
+                "out-of-place operation instead (e.g. y = y + 1 rather than y += 1), or clone() it."
+            )
+
+
+def _run_hooks(hooks: dict, g: Tensor) -> Tensor:
+    for hook in list(hooks.values()):
+        replaced = hook(g)
+        if replaced is not None:
+            if replaced.shape != g.shape:
+                raise RuntimeError(f"hook returned a gradient of shape {replaced.shape}, expected {g.shape}")
+            g = replaced
+    return g
+
+
+def _accumulate(tensor: Tensor, g: Tensor, create_graph: bool, handed_out: set) -> None:
+    """Add ``g`` into ``tensor.grad``: in place into a buffer we own, unless building a graph.
+
+    A fresh gradient array is adopted as ``.grad`` without a copy, unless it may be shared: a view or
+    broadcast of another array, or an array already given to another tensor or owned by the caller
+    (rules pass one gradient to several inputs, e.g. add).
+    """
+    if g.dtype is not tensor.dtype:
+        g = g.to(tensor.dtype)
+    if tensor.grad is None:
+        if create_graph:
+            tensor.grad = g
+            return
+        arr = g._data
+        if arr.base is not None or not arr.flags.writeable or id(arr) in handed_out:
+            arr = arr.copy()
+        handed_out.add(id(arr))
+        tensor.grad = wrap(arr)
+    elif create_graph or tensor.grad._rg:
+        tensor.grad = tensor.grad + g
+    else:
+        tensor.grad._data += g._data

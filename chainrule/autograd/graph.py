@@ -1,0 +1,119 @@
+"""The recorded graph: one :class:`Node` per differentiable operation, made by :func:`record`.
+
+A node knows its parents (per input: the input's node, the input itself when it is a leaf that
+requires grad, or ``None``), its backward rule, and the versions of the tensors the rule will read.
+
+A backward rule is a function ``rule(grad_out, out) -> tuple of input gradients`` (``None`` for an
+input that needs none), written with differentiable tensor operations. ``out`` is the operation's
+output when the op asked to keep it (``keep_output=True``: exp, tanh, sigmoid, ...), else ``None``.
+The node holds the output's array rather than the output tensor, so no reference cycle
+(tensor -> node -> rule -> tensor) delays freeing memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from chainrule.autograd.grad_mode import GRAD_ENABLED
+from chainrule.backend import ARRAY_TYPES, xp_of
+from chainrule.tensor import Tensor, wrap
+
+__all__ = ["Node", "record", "HookHandle", "ANOMALY"]
+
+# detect_anomaly() turns this on: nodes then remember where the user's code created them.
+ANOMALY = [False]
+
+class HookHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    _ids = itertools.count()
+
+    def __init__(self, registry: dict, hook: Callable):
+        self._registry = registry
+        self._id = next(HookHandle._ids)
+        registry[self._id] = hook
+
+    def remove(self) -> None:
+        self._registry.pop(self._id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class Node:
+    """One recorded operation: the ``grad_fn`` of the tensor it produced."""
+
+    __slots__ = ("op", "parents", "backward_fn", "saved", "versions", "out", "out_version", "hooks",
+                 "retained", "callsite", "__weakref__")
+
+    def __init__(self, op: str, parents: tuple, backward_fn: Callable, saved: tuple):
+        self.op = op
+        self.parents = parents
+        self.backward_fn = backward_fn
+        self.saved = saved
+        self.versions = tuple([t._vc[0] if t._vc is not None else 0 for t in saved]) if saved else ()
+        self.out = None  # the output array, for rules that read it
+        self.out_version = None  # the output tensor's version counter, shared with it
+        self.hooks = None
+        self.retained = None
+        self.callsite = None
+
+    def name(self) -> str:
+        return "".join(part[:1].upper() + part[1:] for part in self.op.split("_")) + "Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+    @property
+    def next_functions(self) -> tuple:
+        """Per input ``(node_or_leaf_or_None, 0)``, like PyTorch's (a leaf stands for its AccumulateGrad)."""
+        return tuple((p, 0) for p in self.parents)
+
+    def add_hook(self, hook: Callable) -> HookHandle:
+        if self.hooks is None:
+            self.hooks = {}
+        return HookHandle(self.hooks, hook)
+
+    def retain(self, tensor: Tensor) -> None:
+        import weakref
+
+        self.retained = weakref.ref(tensor)
+
+    def retains(self, tensor: Tensor) -> bool:
+        return self.retained is not None and self.retained() is tensor
+
+
+def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = (),
+           keep_output: bool = False) -> Tensor:
+    """Wrap the backend array ``out`` as the result of operation ``op`` on ``inputs``.
+
+    When grad mode is on and an input requires grad, the result gets a node holding
+    ``backward_fn``; ``saved`` lists the input tensors whose values that rule reads, and
+    ``keep_output`` says it reads the output, so an in-place change to either before backward is
+    caught. Otherwise nothing is recorded.
+    """
+    if type(out) not in ARRAY_TYPES:  # reductions to 0-d give numpy scalars
+        out = xp_of(inputs[0]._data).asarray(out)
+    if GRAD_ENABLED[0]:
+        for x in inputs:
+            if x._rg:
+                break
+        else:
+            return wrap(out)
+        parents = tuple([x._node or (x if x._rg else None) for x in inputs])
+        node = Node(op, parents, backward_fn, saved)
+        result = wrap(out, True, node)
+        if keep_output:
+            node.out = out
+            node.out_version = result._vc = [0]
+        if ANOMALY[0]:
+            from chainrule.autograd.anomaly import on_record
+
+            on_record(node, out, inputs)
+        return result
+    return wrap(out)
+

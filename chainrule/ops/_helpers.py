@@ -1,0 +1,108 @@
+"""What every op module shares: operand conversion with PyTorch's type promotion, the one helper
+that undoes broadcasting in backward rules, and dimension checks with clear errors."""
+
+from __future__ import annotations
+
+from numbers import Number
+
+from chainrule import dtypes as _dt
+from chainrule.autograd.graph import record
+from chainrule.backend import xp_of
+from chainrule.tensor import Tensor, wrap
+
+__all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "reduce_to",
+           "norm_dim", "norm_dims", "describe", "float_operand"]
+
+
+def describe(t: Tensor) -> str:
+    return f"shape {tuple(t.shape)}, {t.dtype}"
+
+
+def tensor_operand(x, op: str, like: Tensor | None = None) -> Tensor:
+    """``x`` as a Tensor (numbers, lists and arrays are converted; they never require grad)."""
+    if isinstance(x, Tensor):
+        return x
+    from chainrule.creation import as_tensor
+
+    try:
+        if like is not None and isinstance(x, Number) and not isinstance(x, bool):
+            return as_tensor(x, dtype=_dt.scalar_result_type(like.dtype, x), device=like.device)
+        return as_tensor(x, device=like.device if like is not None else None)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{op}: expected a Tensor or a number, got {type(x).__name__} ({err})") from None
+
+
+def binary_operands(a, b, op: str) -> tuple[Tensor, Tensor]:
+    """Two tensors of one dtype and device from two operands (tensors, numbers or arrays)."""
+    if not isinstance(a, Tensor):
+        a = tensor_operand(a, op, like=b if isinstance(b, Tensor) else None)
+    if not isinstance(b, Tensor):
+        b = tensor_operand(b, op, like=a)
+    da, db = a._data.dtype, b._data.dtype
+    if type(a._data) is not type(b._data):
+        raise RuntimeError(
+            f"{op}: expected all tensors on the same device, got {a.device} ({describe(a)}) and "
+            f"{b.device} ({describe(b)}); move one with .to(device)"
+        )
+    if da == db:
+        return a, b
+    dtype = _dt.result_type(_dt.from_np(da), a._data.ndim, _dt.from_np(db), b._data.ndim)
+    return a.to(dtype), b.to(dtype)
+
+
+def scalar_operand(a: Tensor, value, op: str) -> Tensor:
+    """The tensor to combine with the Python number ``value``: ``a`` itself, or ``a`` cast up when
+    the number is of a higher kind (int tensor * 2.5 -> float, bool tensor + 1 -> int64)."""
+    dtype = _dt.scalar_result_type(_dt.from_np(a._data.dtype), value)
+    return a if dtype.np == a._data.dtype else a.to(dtype)
+
+
+def float_operand(a, op: str) -> Tensor:
+    """Operations defined on floats only (exp, log, sigmoid, ...) promote integer input to the default float."""
+    if not isinstance(a, Tensor):
+        a = tensor_operand(a, op)
+    if a._data.dtype.kind != "f":
+        return a.to(_dt.get_default_dtype())
+    return a
+
+
+def reduce_to(g: Tensor, x: Tensor) -> Tensor:
+    """Undo broadcasting: sum ``g`` down to ``x``'s shape, and give it ``x``'s dtype.
+
+    Every backward rule of a broadcasting operation passes its input gradients through here.
+    """
+    if g.shape != x.shape:
+        from chainrule.ops.reduction import sum_to
+
+        g = sum_to(g, x.shape)
+    if g._data.dtype != x._data.dtype:
+        g = g.to(x.dtype)
+    return g
+
+
+def norm_dim(dim: int, ndim: int, op: str) -> int:
+    """A dimension index in [0, ndim), accepting negatives; a 0-d tensor accepts 0 and -1."""
+    size = max(ndim, 1)
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    if not -size <= dim < size:
+        raise IndexError(
+            f"{op}: dimension out of range (expected to be in range of [{-size}, {size - 1}], but got {dim})"
+        )
+    return dim % size if ndim else 0
+
+
+def norm_dims(dim, ndim: int, op: str) -> tuple[int, ...]:
+    """``dim`` (None, int, or a tuple/list of ints) as a sorted tuple of distinct non-negative dims."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        return (norm_dim(dim, ndim, op),) if ndim else ()
+    dims = tuple(norm_dim(d, ndim, op) for d in dim)
+    if len(set(dims)) != len(dims):
+        raise RuntimeError(f"{op}: dim {tuple(dim)} appears multiple times in the list of dims")
+    return tuple(sorted(dims)) if ndim else ()
+
+
+def xp_for(t: Tensor):
+    return xp_of(t._data)

@@ -1,0 +1,171 @@
+"""Binds the operations onto Tensor as methods, properties and Python operators, in one table, so
+``x.exp()``, ``cr.exp(x)`` and ``x @ w`` all reach the same primitive."""
+
+from __future__ import annotations
+
+from chainrule import dtypes as _dt
+from chainrule.backend import get_device
+from chainrule.ops import elementwise as ew
+from chainrule.ops import indexing as ix
+from chainrule.ops import linalg as la
+from chainrule.ops import reduction as rd
+from chainrule.ops import shape as sh
+from chainrule.ops.inplace import INPLACE_OPS, apply_inplace, setitem
+from chainrule.tensor import Tensor, wrap
+
+_SAME_NAME = {
+    ew: ["add", "sub", "mul", "div", "true_divide", "neg", "pow", "abs", "exp", "log", "log1p", "expm1", "log2",
+         "log10", "sqrt", "rsqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "sign", "reciprocal",
+         "square", "erf", "floor", "ceil", "round", "trunc", "remainder", "floor_divide", "eq", "ne", "lt",
+         "le", "gt", "ge", "logical_and", "logical_or", "logical_not", "logical_xor", "isnan", "isinf",
+         "isfinite", "maximum", "minimum", "clamp", "clip", "atan2", "lerp", "sinh", "cosh", "asin", "acos",
+         "atan", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "nan_to_num", "addcmul",
+         "addcdiv", "logit"],
+    rd: ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "logsumexp", "norm",
+         "cumsum", "cumprod", "argmax", "argmin", "all", "any", "count_nonzero", "median"],
+    sh: ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes", "t", "squeeze",
+         "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat", "tile", "split", "chunk", "unbind",
+         "narrow", "flip", "roll", "tril", "triu", "movedim", "clone", "contiguous", "select"],
+    ix: ["gather", "scatter", "scatter_add", "index_select", "index_add", "masked_fill", "masked_select",
+         "take_along_dim", "nonzero"],
+    la: ["matmul", "mm", "bmm", "dot", "outer", "inner"],
+}
+
+_ALIASES = {
+    "subtract": ew.sub, "multiply": ew.mul, "divide": ew.div, "negative": ew.neg, "absolute": ew.abs,
+    "greater": ew.gt, "greater_equal": ew.ge, "less": ew.lt, "less_equal": ew.le, "not_equal": ew.ne,
+    "fmod": ew.remainder, "arctan2": ew.atan2, "clamp_min": lambda a, m: ew.clamp(a, min=m),
+    "clamp_max": lambda a, m: ew.clamp(a, max=m), "swapdims": sh.transpose,
+    "where": lambda self, condition, other: ew.where(condition, self, other),
+}
+
+
+def _to(self: Tensor, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> Tensor:
+    """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other_tensor)``."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype, device = arg.dtype, arg.device
+        elif isinstance(arg, _dt.DType) or (isinstance(arg, str) and arg.split(":")[0] not in ("cpu", "cuda")):
+            dtype = arg
+        elif arg is not None:
+            try:
+                dtype = _dt.to_dtype(arg)
+            except TypeError:
+                device = arg
+    out = self
+    if device is not None and get_device(device) != self.device:
+        out = ew.to_device(out, get_device(device))
+    if dtype is not None:
+        out = ew.to_dtype(out, dtype)
+    if copy and out is self:
+        out = sh.clone(self)
+    return out
+
+
+def _new_filled(fill):
+    def method(self, *size, dtype=None, device=None, requires_grad: bool = False):
+        from chainrule import creation
+
+        dtype = self.dtype if dtype is None else dtype
+        device = self.device if device is None else device
+        if len(size) == 1 and isinstance(size[0], (tuple, list)):
+            size = tuple(size[0])
+        if fill is None:
+            return creation.empty(size, dtype=dtype, device=device, requires_grad=requires_grad)
+        return creation.full(size, fill, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    return method
+
+
+def _new_full(self, size, fill_value, dtype=None, device=None, requires_grad: bool = False):
+    from chainrule import creation
+
+    return creation.full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                         requires_grad=requires_grad)
+
+
+def _new_tensor(self, data, dtype=None, device=None, requires_grad: bool = False):
+    from chainrule import creation
+
+    return creation.tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+def _random_fill(sampler: str):
+    """``uniform_(a, b)`` / ``normal_(mean, std)``: fill in place from the seeded generator."""
+    def method(self, a: float = 0.0, b: float = 1.0, generator=None):
+        from chainrule.random import default_generator
+
+        gen = (generator or default_generator).numpy
+        if sampler == "uniform":
+            sample = gen.uniform(a, b, self.shape)
+        else:
+            sample = gen.normal(a, b, self.shape)
+        return apply_inplace(self, f"{sampler}_", lambda t: wrap(t.xp.asarray(sample, dtype=t._data.dtype)))
+
+    method.__name__ = f"{sampler}_"
+    return method
+
+
+def _operator_table() -> dict:
+    rev = lambda fn: lambda self, other: fn(other, self)  # noqa: E731 (reflected operators)
+    inplace = lambda name, fn: lambda self, other: apply_inplace(self, name, fn, other)  # noqa: E731
+    return {
+        "__add__": ew.add, "__radd__": rev(ew.add), "__sub__": ew.sub, "__rsub__": rev(ew.sub),
+        "__mul__": ew.mul, "__rmul__": rev(ew.mul), "__truediv__": ew.div, "__rtruediv__": rev(ew.div),
+        "__floordiv__": ew.floor_divide, "__rfloordiv__": rev(ew.floor_divide), "__mod__": ew.remainder,
+        "__rmod__": rev(ew.remainder), "__pow__": ew.pow, "__rpow__": rev(ew.pow), "__matmul__": la.matmul,
+        "__rmatmul__": rev(la.matmul), "__neg__": ew.neg, "__pos__": lambda self: self, "__abs__": ew.abs,
+        "__invert__": ew.bitwise_not, "__and__": ew.bitwise_and, "__rand__": rev(ew.bitwise_and),
+        "__or__": ew.bitwise_or, "__ror__": rev(ew.bitwise_or), "__xor__": ew.bitwise_xor,
+        "__rxor__": rev(ew.bitwise_xor), "__eq__": ew.eq, "__ne__": ew.ne, "__lt__": ew.lt, "__le__": ew.le,
+        "__gt__": ew.gt, "__ge__": ew.ge, "__getitem__": ix.getitem, "__setitem__": setitem,
+        "__iadd__": inplace("add_", ew.add), "__isub__": inplace("sub_", ew.sub),
+        "__imul__": inplace("mul_", ew.mul), "__itruediv__": inplace("div_", ew.div),
+        "__ipow__": inplace("pow_", ew.pow), "__imatmul__": inplace("matmul_", la.matmul),
+        "__ifloordiv__": inplace("floor_divide_", ew.floor_divide), "__imod__": inplace("remainder_", ew.remainder),
+        "__iand__": inplace("bitwise_and_", ew.bitwise_and), "__ior__": inplace("bitwise_or_", ew.bitwise_or),
+        "__ixor__": inplace("bitwise_xor_", ew.bitwise_xor),
+    }
+
+
+def _conversions() -> dict:
+    return {
+        "to": _to, "float": lambda self: ew.to_dtype(self, _dt.float32),
+        "double": lambda self: ew.to_dtype(self, _dt.float64), "half": lambda self: ew.to_dtype(self, _dt.float16),
+        "long": lambda self: ew.to_dtype(self, _dt.int64), "int": lambda self: ew.to_dtype(self, _dt.int32),
+        "bool": lambda self: ew.to_dtype(self, _dt.bool_), "type_as": lambda self, other: ew.to_dtype(self, other.dtype),
+        "cpu": lambda self: _to(self, device="cpu"), "cuda": lambda self, device=None: _to(self, device="cuda"),
+        "view_as": lambda self, other: sh.reshape(self, other.shape),
+        "reshape_as": lambda self, other: sh.reshape(self, other.shape),
+        "new_zeros": _new_filled(0), "new_ones": _new_filled(1), "new_empty": _new_filled(None),
+        "new_full": _new_full, "new_tensor": _new_tensor,
+        "zero_": lambda self: INPLACE_OPS_TABLE["fill_"](self, 0),
+        "uniform_": _random_fill("uniform"), "normal_": _random_fill("normal"),
+        "masked_fill_": lambda self, mask, value: apply_inplace(self, "masked_fill_", ix.masked_fill, mask, value),
+        "index_put_": lambda self, index, value: apply_inplace(self, "index_put_", ix.index_put, index, value),
+        "scatter_add_": lambda self, dim, index, src: apply_inplace(self, "scatter_add_", ix.scatter_add, dim, index, src),
+        "scatter_": lambda self, dim, index, src=None, value=None: apply_inplace(
+            self, "scatter_", ix.scatter, dim, index, src, value),
+        "index_add_": lambda self, dim, index, source, alpha=1: apply_inplace(
+            self, "index_add_", ix.index_add, dim, index, source, alpha),
+    }
+
+
+INPLACE_OPS_TABLE = INPLACE_OPS()
+
+
+def bind() -> None:
+    for module, names in _SAME_NAME.items():
+        for name in names:
+            setattr(Tensor, name, getattr(module, name))
+    for name, fn in _ALIASES.items():
+        setattr(Tensor, name, fn)
+    for table in (_operator_table(), _conversions(), INPLACE_OPS_TABLE):
+        for name, fn in table.items():
+            setattr(Tensor, name, fn)
+    Tensor.T = property(sh.T)
+    Tensor.mT = property(sh.mT)
+    Tensor.__hash__ = object.__hash__  # defining __eq__ above must not make tensors unhashable
+
+
+bind()

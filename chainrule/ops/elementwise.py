@@ -1,0 +1,760 @@
+"""Elementwise primitives: arithmetic, unary math, activations, comparisons.
+
+Each primitive is its forward on backend arrays and its backward rule ``rule(g, out)`` side by side.
+Binary operations broadcast; their rules pass gradients through ``reduce_to``. A Python number as an
+operand takes a scalar path (no tensor is made for it, nothing is saved for it).
+
+Policy for kinks and ties (tested): relu'(0) = 0, leaky_relu'(0) = negative_slope, abs'(0) = 0,
+clamp passes the gradient at its bounds, maximum/minimum split the gradient evenly between tied
+inputs, sign/floor/ceil/round have zero gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Number
+
+from chainrule import dtypes as _dt
+from chainrule.backend import special, xp_of
+from chainrule.ops._helpers import (
+    Tensor,
+    binary_operands,
+    float_operand,
+    record,
+    reduce_to,
+    scalar_operand,
+    tensor_operand,
+    wrap,
+)
+
+__all__ = [
+    "add", "sub", "mul", "div", "true_divide", "neg", "pow", "abs", "exp", "log", "log1p", "expm1", "log2",
+    "log10", "sqrt", "rsqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "leaky_relu", "elu", "gelu",
+    "silu", "softplus", "clamp", "clip", "maximum", "minimum", "where", "sign", "reciprocal", "square",
+    "erf", "floor", "ceil", "round", "trunc", "remainder", "floor_divide", "eq", "ne", "lt", "le", "gt",
+    "ge", "logical_and", "logical_or", "logical_not", "logical_xor", "isnan", "isinf", "isfinite",
+    "to_dtype", "to_device", "atan2", "lerp", "mish", "hardtanh", "relu6", "logit", "sinh", "cosh", "asin", "acos", "atan",
+    "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "nan_to_num", "addcmul", "addcdiv",
+]
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, Number) and not isinstance(x, Tensor)
+
+
+def _broadcast_error(op: str, a: Tensor, b: Tensor) -> RuntimeError:
+    return RuntimeError(
+        f"{op}: the shapes {tuple(a.shape)} ({a.dtype}) and {tuple(b.shape)} ({b.dtype}) cannot be "
+        "broadcast together: each dimension, compared from the right, must be equal or 1"
+    )
+
+
+def _apply2(op: str, fn, a: Tensor, b: Tensor):
+    try:
+        return fn(a._data, b._data)
+    except ValueError:
+        raise _broadcast_error(op, a, b) from None
+
+
+# ----- dtype conversion -----------------------------------------------------------------------------
+
+def to_dtype(a: Tensor, dtype) -> Tensor:
+    """``a`` converted to ``dtype``; differentiable (the gradient is converted back)."""
+    dtype = _dt.to_dtype(dtype)
+    if a._data.dtype == dtype.np:
+        return a
+    if a._rg and not dtype.is_floating_point:
+        return wrap(a._data.astype(dtype.np))  # integer results never carry a graph
+    return record(a._data.astype(dtype.np), "to", (a,), lambda g, out: (g.to(a.dtype),))
+
+
+def to_device(a: Tensor, device) -> Tensor:
+    """``a`` copied to ``device``; differentiable (the gradient is copied back)."""
+    source = a.device
+    array = a._data.get() if hasattr(a._data, "get") else a._data  # to host first (CuPy arrays)
+    return record(device.xp.asarray(array), "to_device", (a,), lambda g, _: (to_device(g, source),))
+
+
+# ----- arithmetic -----------------------------------------------------------------------------------
+
+def _grad_g(g, out):
+    return (g,)
+
+
+def _grad_neg_g(g, out):
+    return (neg(g),)
+
+
+def add(a, b, alpha: Number = 1) -> Tensor:
+    """``a + alpha * b``, broadcasting."""
+    if alpha != 1:
+        b = mul(b, alpha)
+    if _is_number(b) and isinstance(a, Tensor):
+        a = scalar_operand(a, b, "add")
+        return record(a._data + b, "add", (a,), _grad_g)
+    if _is_number(a) and isinstance(b, Tensor):
+        return add(b, a)
+    a, b = binary_operands(a, b, "add")
+    out = _apply2("add", _np_add, a, b)
+    return record(out, "add", (a, b), lambda g, _: (reduce_to(g, a), reduce_to(g, b)))
+
+
+def _np_add(x, y):
+    return x + y
+
+
+def _np_sub(x, y):
+    return x - y
+
+
+def _np_mul(x, y):
+    return x * y
+
+
+def _np_div(x, y):
+    return x / y
+
+
+def sub(a, b, alpha: Number = 1) -> Tensor:
+    """``a - alpha * b``, broadcasting."""
+    if alpha != 1:
+        b = mul(b, alpha)
+    if _is_number(b) and isinstance(a, Tensor):
+        a = scalar_operand(a, b, "sub")
+        return record(a._data - b, "sub", (a,), _grad_g)
+    if _is_number(a) and isinstance(b, Tensor):
+        b = scalar_operand(b, a, "sub")
+        return record(a - b._data, "rsub", (b,), _grad_neg_g)
+    a, b = binary_operands(a, b, "sub")
+    out = _apply2("sub", _np_sub, a, b)
+    return record(out, "sub", (a, b), lambda g, _: (reduce_to(g, a), reduce_to(neg(g), b)))
+
+
+def mul(a, b) -> Tensor:
+    """``a * b``, broadcasting."""
+    if _is_number(b) and isinstance(a, Tensor):
+        a = scalar_operand(a, b, "mul")
+        return record(a._data * b, "mul", (a,), lambda g, _: (mul(g, b),))
+    if _is_number(a) and isinstance(b, Tensor):
+        return mul(b, a)
+    a, b = binary_operands(a, b, "mul")
+    out = _apply2("mul", _np_mul, a, b)
+
+    def rule(g, _):
+        return (reduce_to(mul(g, b), a) if a._rg else None,
+                reduce_to(mul(g, a), b) if b._rg else None)
+
+    return record(out, "mul", (a, b), rule, (a, b))
+
+
+def div(a, b, rounding_mode: str | None = None) -> Tensor:
+    """True division ``a / b`` (integers give floats), or ``rounding_mode='floor'``/``'trunc'``."""
+    if rounding_mode is not None:
+        return _rounded_div(a, b, rounding_mode)
+    if _is_number(b) and isinstance(a, Tensor):
+        a = float_operand(a, "div")
+        return record(a._data / b, "div", (a,), lambda g, _: (div(g, b),))
+    if _is_number(a) and isinstance(b, Tensor):
+        b = float_operand(b, "div")
+        # d(c / b)/db = -c / b**2 = -out / b
+        return record(a / b._data, "rdiv", (b,), lambda g, out: (neg(div(mul(g, out), b)),), (b,), True)
+    a, b = binary_operands(a, b, "div")
+    if a._data.dtype.kind != "f":
+        a, b = float_operand(a, "div"), float_operand(b, "div")
+    out = _apply2("div", _np_div, a, b)
+
+    def rule(g, _):
+        return (reduce_to(div(g, b), a) if a._rg else None,
+                reduce_to(neg(div(mul(g, a), mul(b, b))), b) if b._rg else None)
+
+    return record(out, "div", (a, b), rule, (a, b))
+
+
+true_divide = div
+
+
+def _rounded_div(a, b, mode: str) -> Tensor:
+    a, b = binary_operands(a, b, "div")
+    xp = xp_of(a._data)
+    if mode == "floor":
+        out = xp.floor_divide(a._data, b._data) if a._data.dtype.kind != "f" else xp.floor(a._data / b._data)
+    elif mode == "trunc":
+        out = xp.trunc(a._data / b._data).astype(a._data.dtype) if a._data.dtype.kind != "f" else xp.trunc(a._data / b._data)
+    else:
+        raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {mode!r}")
+    return _zero_grad_result(out, "div", (a, b))
+
+
+def floor_divide(a, b) -> Tensor:
+    return _rounded_div(a, b, "floor")
+
+
+def remainder(a, b) -> Tensor:
+    """Python-style remainder (sign of the divisor); d/da = 1, d/db = -floor(a / b)."""
+    a, b = binary_operands(a, b, "remainder")
+    xp = xp_of(a._data)
+    out = _apply2("remainder", xp.remainder, a, b)
+    return record(out, "remainder", (a, b),
+                  lambda g, _: (reduce_to(g, a), reduce_to(neg(mul(g, floor(div(a, b)))), b)), (a, b))
+
+
+def neg(a) -> Tensor:
+    a = tensor_operand(a, "neg")
+    if a._data.dtype.kind == "b":
+        raise RuntimeError("neg: negation, the `-` operator, on a bool tensor is not supported; use ~ or logical_not")
+    return record(-a._data, "neg", (a,), _grad_neg_g)
+
+
+def pow(a, exponent) -> Tensor:
+    """``a ** exponent``: tensor or number base and exponent, broadcasting."""
+    if _is_number(exponent) and isinstance(a, Tensor):
+        return _pow_scalar_exponent(a, exponent)
+    if _is_number(a) and isinstance(exponent, Tensor):
+        return _pow_scalar_base(a, exponent)
+    a, b = binary_operands(a, exponent, "pow")
+    xp = xp_of(a._data)
+    out = _apply2("pow", xp.power, a, b)
+
+    def rule(g, out):
+        grad_a = grad_b = None
+        if a._rg:
+            grad_a = reduce_to(mul(mul(g, b), pow(a, sub(b, 1))), a)
+        if b._rg:
+            # d(a**b)/db = a**b log(a), taken as 0 where a == 0 and b >= 0 (the limit), as PyTorch does
+            safe = where(logical_and(eq(a, 0), ge(b, 0)), 0.0, mul(out, log(a)))
+            grad_b = reduce_to(mul(g, safe), b)
+        return grad_a, grad_b
+
+    return record(out, "pow", (a, b), rule, (a, b), keep_output=True)
+
+
+def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
+    if a._data.dtype.kind != "f" and (isinstance(c, float) or c < 0):
+        a = float_operand(a, "pow")
+    if c == 2:
+        return square(a)
+    data = a._data ** c
+
+    def rule(g, _):
+        if c == 0:
+            return (mul(g, 0.0),)
+        if c == 1:
+            return (g,)
+        return (mul(g, mul(pow(a, c - 1), c)),)
+
+    return record(data, "pow", (a,), rule, (a,))
+
+
+def _pow_scalar_base(c: Number, b: Tensor) -> Tensor:
+    b = float_operand(b, "pow") if isinstance(c, float) or b._data.dtype.kind != "f" else b
+    xp = xp_of(b._data)
+    out = xp.power(xp.asarray(c, dtype=b._data.dtype), b._data)
+    log_c = math.log(c) if c > 0 else (float("-inf") if c == 0 else float("nan"))
+    return record(out, "rpow", (b,), lambda g, out: (mul(mul(g, out), log_c),), keep_output=True)
+
+
+def square(a) -> Tensor:
+    a = tensor_operand(a, "square")
+    return record(a._data * a._data, "square", (a,), lambda g, _: (mul(mul(g, a), 2.0),), (a,))
+
+
+def reciprocal(a) -> Tensor:
+    a = float_operand(a, "reciprocal")
+    return record(1.0 / a._data, "reciprocal", (a,), lambda g, out: (neg(mul(g, square(out))),), keep_output=True)
+
+
+def abs(a) -> Tensor:
+    a = tensor_operand(a, "abs")
+    xp = xp_of(a._data)
+    return record(xp.abs(a._data), "abs", (a,), lambda g, _: (mul(g, sign(a)),), (a,))
+
+
+def sign(a) -> Tensor:
+    a = tensor_operand(a, "sign")
+    return _zero_grad_result(xp_of(a._data).sign(a._data), "sign", (a,))
+
+
+def _zero_grad_result(out, op: str, inputs: tuple) -> Tensor:
+    """A result whose gradient is zero everywhere (piecewise-constant functions)."""
+    def rule(g, _):
+        return tuple(reduce_to(mul(g, 0.0), x) if x._rg else None for x in inputs)
+
+    if out.dtype.kind != "f":
+        return wrap(out)
+    return record(out, op, inputs, rule)
+
+
+def floor(a) -> Tensor:
+    a = tensor_operand(a, "floor")
+    return _zero_grad_result(xp_of(a._data).floor(a._data), "floor", (a,))
+
+
+def ceil(a) -> Tensor:
+    a = tensor_operand(a, "ceil")
+    return _zero_grad_result(xp_of(a._data).ceil(a._data), "ceil", (a,))
+
+
+def trunc(a) -> Tensor:
+    a = tensor_operand(a, "trunc")
+    return _zero_grad_result(xp_of(a._data).trunc(a._data), "trunc", (a,))
+
+
+def round(a, decimals: int = 0) -> Tensor:
+    """Round half to even, as PyTorch does."""
+    a = tensor_operand(a, "round")
+    return _zero_grad_result(xp_of(a._data).round(a._data, decimals), "round", (a,))
+
+
+# ----- unary math -----------------------------------------------------------------------------------
+
+def exp(a) -> Tensor:
+    a = float_operand(a, "exp")
+    return record(xp_of(a._data).exp(a._data), "exp", (a,), lambda g, out: (mul(g, out),), keep_output=True)
+
+
+def expm1(a) -> Tensor:
+    a = float_operand(a, "expm1")
+    return record(xp_of(a._data).expm1(a._data), "expm1", (a,),
+                  lambda g, out: (mul(g, add(out, 1.0)),), keep_output=True)
+
+
+def log(a) -> Tensor:
+    a = float_operand(a, "log")
+    return record(xp_of(a._data).log(a._data), "log", (a,), lambda g, _: (div(g, a),), (a,))
+
+
+def log2(a) -> Tensor:
+    a = float_operand(a, "log2")
+    return record(xp_of(a._data).log2(a._data), "log2", (a,), lambda g, _: (div(g, mul(a, math.log(2.0))),), (a,))
+
+
+def log10(a) -> Tensor:
+    a = float_operand(a, "log10")
+    return record(xp_of(a._data).log10(a._data), "log10", (a,),
+                  lambda g, _: (div(g, mul(a, math.log(10.0))),), (a,))
+
+
+def log1p(a) -> Tensor:
+    a = float_operand(a, "log1p")
+    return record(xp_of(a._data).log1p(a._data), "log1p", (a,), lambda g, _: (div(g, add(a, 1.0)),), (a,))
+
+
+def sqrt(a) -> Tensor:
+    a = float_operand(a, "sqrt")
+    return record(xp_of(a._data).sqrt(a._data), "sqrt", (a,),
+                  lambda g, out: (div(g, mul(out, 2.0)),), keep_output=True)
+
+
+def rsqrt(a) -> Tensor:
+    a = float_operand(a, "rsqrt")
+    xp = xp_of(a._data)
+    return record(1.0 / xp.sqrt(a._data), "rsqrt", (a,),
+                  lambda g, out: (mul(mul(g, pow(out, 3)), -0.5),), keep_output=True)
+
+
+def sin(a) -> Tensor:
+    a = float_operand(a, "sin")
+    return record(xp_of(a._data).sin(a._data), "sin", (a,), lambda g, _: (mul(g, cos(a)),), (a,))
+
+
+def cos(a) -> Tensor:
+    a = float_operand(a, "cos")
+    return record(xp_of(a._data).cos(a._data), "cos", (a,), lambda g, _: (neg(mul(g, sin(a))),), (a,))
+
+
+def tan(a) -> Tensor:
+    a = float_operand(a, "tan")
+    return record(xp_of(a._data).tan(a._data), "tan", (a,),
+                  lambda g, out: (mul(g, add(square(out), 1.0)),), keep_output=True)
+
+
+def sinh(a) -> Tensor:
+    a = float_operand(a, "sinh")
+    return record(xp_of(a._data).sinh(a._data), "sinh", (a,), lambda g, _: (mul(g, cosh(a)),), (a,))
+
+
+def cosh(a) -> Tensor:
+    a = float_operand(a, "cosh")
+    return record(xp_of(a._data).cosh(a._data), "cosh", (a,), lambda g, _: (mul(g, sinh(a)),), (a,))
+
+
+def asin(a) -> Tensor:
+    a = float_operand(a, "asin")
+    return record(xp_of(a._data).arcsin(a._data), "asin", (a,),
+                  lambda g, _: (mul(g, rsqrt(sub(1.0, square(a)))),), (a,))
+
+
+def acos(a) -> Tensor:
+    a = float_operand(a, "acos")
+    return record(xp_of(a._data).arccos(a._data), "acos", (a,),
+                  lambda g, _: (neg(mul(g, rsqrt(sub(1.0, square(a))))),), (a,))
+
+
+def atan(a) -> Tensor:
+    a = float_operand(a, "atan")
+    return record(xp_of(a._data).arctan(a._data), "atan", (a,),
+                  lambda g, _: (div(g, add(square(a), 1.0)),), (a,))
+
+
+def atan2(a, b) -> Tensor:
+    a, b = binary_operands(float_operand(a, "atan2"), float_operand(b, "atan2"), "atan2")
+    out = _apply2("atan2", xp_of(a._data).arctan2, a, b)
+
+    def rule(g, _):
+        denom = add(square(a), square(b))
+        return reduce_to(div(mul(g, b), denom), a), reduce_to(neg(div(mul(g, a), denom)), b)
+
+    return record(out, "atan2", (a, b), rule, (a, b))
+
+
+def erf(a) -> Tensor:
+    a = float_operand(a, "erf")
+    xp = xp_of(a._data)
+    return record(special.erf(a._data, xp), "erf", (a,),
+                  lambda g, _: (mul(g, mul(exp(neg(square(a))), 2.0 / math.sqrt(math.pi))),), (a,))
+
+
+def tanh(a) -> Tensor:
+    a = float_operand(a, "tanh")
+    return record(xp_of(a._data).tanh(a._data), "tanh", (a,),
+                  lambda g, out: (mul(g, sub(1.0, square(out))),), keep_output=True)
+
+
+def _sigmoid_array(x, xp):
+    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid(a) -> Tensor:
+    a = float_operand(a, "sigmoid")
+    return record(_sigmoid_array(a._data, xp_of(a._data)), "sigmoid", (a,),
+                  lambda g, out: (mul(g, mul(out, sub(1.0, out))),), keep_output=True)
+
+
+def logit(a, eps: float | None = None) -> Tensor:
+    a = float_operand(a, "logit")
+    if eps is not None:
+        a = clamp(a, eps, 1 - eps)
+    return log(div(a, sub(1.0, a)))
+
+
+# ----- activations ----------------------------------------------------------------------------------
+
+def relu(a) -> Tensor:
+    """max(a, 0); relu'(0) = 0."""
+    a = tensor_operand(a, "relu")
+    xp = xp_of(a._data)
+    return record(xp.maximum(a._data, 0), "relu", (a,), lambda g, out: (where(gt(out, 0), g, 0.0),),
+                  keep_output=True)
+
+
+def relu6(a) -> Tensor:
+    return hardtanh(a, 0.0, 6.0)
+
+
+def hardtanh(a, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """clamp to [min_val, max_val] with zero gradient at and beyond the bounds, as PyTorch's."""
+    a = float_operand(a, "hardtanh")
+    xp = xp_of(a._data)
+    out = xp.clip(a._data, min_val, max_val)
+    return record(out, "hardtanh", (a,),
+                  lambda g, _: (where(logical_and(gt(a, min_val), lt(a, max_val)), g, 0.0),), (a,))
+
+
+def leaky_relu(a, negative_slope: float = 0.01) -> Tensor:
+    a = float_operand(a, "leaky_relu")
+    xp = xp_of(a._data)
+    out = xp.where(a._data > 0, a._data, a._data * negative_slope)
+    return record(out, "leaky_relu", (a,),
+                  lambda g, _: (where(gt(a, 0), g, mul(g, negative_slope)),), (a,))
+
+
+def elu(a, alpha: float = 1.0) -> Tensor:
+    a = float_operand(a, "elu")
+    xp = xp_of(a._data)
+    out = xp.where(a._data > 0, a._data, alpha * xp.expm1(xp.minimum(a._data, 0)))
+    return record(out, "elu", (a,), lambda g, out: (where(gt(a, 0), g, mul(g, add(out, alpha))),), (a,),
+                  keep_output=True)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+def gelu(a, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``): a primitive, since
+    one node with a closed-form derivative is faster than the composite graph."""
+    a = float_operand(a, "gelu")
+    xp = xp_of(a._data)
+    x = a._data
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)
+        out = 0.5 * x * (1.0 + xp.tanh(inner))
+
+        def rule(g, _):
+            t = tanh(mul(add(a, mul(pow(a, 3), _GELU_C)), _SQRT_2_OVER_PI))
+            d_inner = mul(add(mul(square(a), 3 * _GELU_C), 1.0), _SQRT_2_OVER_PI)
+            grad = add(mul(add(t, 1.0), 0.5), mul(mul(mul(a, 0.5), sub(1.0, square(t))), d_inner))
+            return (mul(g, grad),)
+    elif approximate == "none":
+        out = (0.5 * x * (1.0 + special.erf(x * (1.0 / math.sqrt(2.0)), xp))).astype(x.dtype, copy=False)
+
+        def rule(g, _):
+            cdf = mul(add(erf(mul(a, 1.0 / math.sqrt(2.0))), 1.0), 0.5)
+            pdf = mul(exp(mul(square(a), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
+            return (mul(g, add(cdf, mul(a, pdf))),)
+    else:
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return record(out, "gelu", (a,), rule, (a,))
+
+
+def silu(a) -> Tensor:
+    """x * sigmoid(x)."""
+    a = float_operand(a, "silu")
+    xp = xp_of(a._data)
+    out = a._data * _sigmoid_array(a._data, xp)
+
+    def rule(g, _):
+        s = sigmoid(a)
+        return (mul(g, mul(s, add(mul(a, sub(1.0, s)), 1.0))),)
+
+    return record(out, "silu", (a,), rule, (a,))
+
+
+def mish(a) -> Tensor:
+    a = float_operand(a, "mish")
+    return mul(a, tanh(softplus(a)))
+
+
+def softplus(a, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, linear where beta x > threshold (as PyTorch)."""
+    a = float_operand(a, "softplus")
+    xp = xp_of(a._data)
+    z = a._data * beta
+    soft = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
+    out = xp.where(z > threshold, a._data, soft).astype(a._data.dtype, copy=False)
+    return record(out, "softplus", (a,),
+                  lambda g, _: (where(gt(mul(a, beta), threshold), g, mul(g, sigmoid(mul(a, beta)))),), (a,))
+
+
+def clamp(a, min=None, max=None) -> Tensor:
+    """Limit ``a`` to [min, max] (numbers or tensors); the gradient passes where min <= a <= max."""
+    a = tensor_operand(a, "clamp")
+    if min is None and max is None:
+        raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        return _clamp_tensor(a, min, max)
+    xp = xp_of(a._data)
+    if a._data.dtype.kind != "f" and any(isinstance(v, float) for v in (min, max)):
+        a = float_operand(a, "clamp")
+    out = xp.clip(a._data, min, max).astype(a._data.dtype, copy=False)
+
+    def rule(g, _):
+        inside = a
+        keep = None
+        if min is not None:
+            keep = ge(inside, min)
+        if max is not None:
+            upper = le(inside, max)
+            keep = upper if keep is None else logical_and(keep, upper)
+        return (where(keep, g, 0.0),)
+
+    return record(out, "clamp", (a,), rule, (a,))
+
+
+def _clamp_tensor(a: Tensor, lo, hi) -> Tensor:
+    out = a
+    if lo is not None:
+        out = _bound(out, lo, "clamp_min")
+    if hi is not None:
+        out = _bound(out, hi, "clamp_max")
+    return out
+
+
+def _bound(a: Tensor, bound, op: str) -> Tensor:
+    """max(a, bound) or min(a, bound) where ties send the gradient to ``a`` (clamp's convention)."""
+    a, b = binary_operands(a, bound, op)
+    xp = xp_of(a._data)
+    fn = xp.maximum if op == "clamp_min" else xp.minimum
+    out = _apply2(op, fn, a, b)
+
+    def rule(g, _):
+        beyond = lt(a, b) if op == "clamp_min" else gt(a, b)
+        return reduce_to(where(beyond, 0.0, g), a), reduce_to(where(beyond, g, 0.0), b)
+
+    return record(out, op, (a, b), rule, (a, b))
+
+
+clip = clamp
+
+
+def _tie_split(op: str, a, b) -> Tensor:
+    a, b = binary_operands(a, b, op)
+    xp = xp_of(a._data)
+    out = _apply2(op, xp.maximum if op == "maximum" else xp.minimum, a, b)
+
+    def rule(g, _):
+        a_wins = gt(a, b) if op == "maximum" else lt(a, b)
+        tie = eq(a, b)
+        half = mul(g, 0.5)
+        grad_a = where(a_wins, g, where(tie, half, 0.0))
+        grad_b = where(a_wins, 0.0, where(tie, half, g))
+        return reduce_to(grad_a, a), reduce_to(grad_b, b)
+
+    return record(out, op, (a, b), rule, (a, b))
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise max; tied elements share the gradient evenly."""
+    return _tie_split("maximum", a, b)
+
+
+def minimum(a, b) -> Tensor:
+    """Elementwise min; tied elements share the gradient evenly."""
+    return _tie_split("minimum", a, b)
+
+
+def where(condition, a, b) -> Tensor:
+    """``a`` where ``condition`` holds, else ``b``, broadcasting all three."""
+    cond = tensor_operand(condition, "where")
+    if cond._data.dtype.kind != "b":
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+    if _is_number(b) and isinstance(a, Tensor):
+        a = scalar_operand(a, b, "where")
+        out = xp_of(a._data).where(cond._data, a._data, b)
+        return record(out, "where", (a,), lambda g, _: (reduce_to(where(cond, g, 0.0), a),))
+    if _is_number(a) and isinstance(b, Tensor):
+        b = scalar_operand(b, a, "where")
+        out = xp_of(b._data).where(cond._data, a, b._data)
+        return record(out, "where", (b,), lambda g, _: (reduce_to(where(cond, 0.0, g), b),))
+    a, b = binary_operands(a, b, "where")
+    xp = xp_of(a._data)
+    try:
+        out = xp.where(cond._data, a._data, b._data)
+    except ValueError:
+        raise RuntimeError(
+            f"where: condition {tuple(cond.shape)}, x {tuple(a.shape)} and y {tuple(b.shape)} cannot be broadcast together"
+        ) from None
+
+    def rule(g, _):
+        return (reduce_to(where(cond, g, 0.0), a) if a._rg else None,
+                reduce_to(where(cond, 0.0, g), b) if b._rg else None)
+
+    return record(out, "where", (a, b), rule)
+
+
+def lerp(start, end, weight) -> Tensor:
+    """start + weight * (end - start)."""
+    return add(start, mul(weight, sub(end, start)))
+
+
+def addcmul(a, t1, t2, value: Number = 1) -> Tensor:
+    return add(a, mul(mul(t1, t2), value))
+
+
+def addcdiv(a, t1, t2, value: Number = 1) -> Tensor:
+    return add(a, mul(div(t1, t2), value))
+
+
+def nan_to_num(a, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
+    a = tensor_operand(a, "nan_to_num")
+    xp = xp_of(a._data)
+    out = xp.nan_to_num(a._data, nan=nan, posinf=posinf, neginf=neginf)
+    return record(out, "nan_to_num", (a,), lambda g, _: (where(isfinite(a), g, 0.0),), (a,))
+
+
+# ----- comparisons and logic (no gradient) ----------------------------------------------------------
+
+def _compare(op: str, fn_name: str, a, b) -> Tensor:
+    if _is_number(b) and isinstance(a, Tensor):
+        return wrap(getattr(xp_of(a._data), fn_name)(a._data, b))
+    if _is_number(a) and isinstance(b, Tensor):
+        return wrap(getattr(xp_of(b._data), fn_name)(a, b._data))
+    a, b = binary_operands(a, b, op)
+    return wrap(_apply2(op, getattr(xp_of(a._data), fn_name), a, b))
+
+
+def eq(a, b) -> Tensor:
+    return _compare("eq", "equal", a, b)
+
+
+def ne(a, b) -> Tensor:
+    return _compare("ne", "not_equal", a, b)
+
+
+def lt(a, b) -> Tensor:
+    return _compare("lt", "less", a, b)
+
+
+def le(a, b) -> Tensor:
+    return _compare("le", "less_equal", a, b)
+
+
+def gt(a, b) -> Tensor:
+    return _compare("gt", "greater", a, b)
+
+
+def ge(a, b) -> Tensor:
+    return _compare("ge", "greater_equal", a, b)
+
+
+def logical_and(a, b) -> Tensor:
+    return _compare("logical_and", "logical_and", a, b)
+
+
+def logical_or(a, b) -> Tensor:
+    return _compare("logical_or", "logical_or", a, b)
+
+
+def logical_xor(a, b) -> Tensor:
+    return _compare("logical_xor", "logical_xor", a, b)
+
+
+def logical_not(a) -> Tensor:
+    a = tensor_operand(a, "logical_not")
+    return wrap(xp_of(a._data).logical_not(a._data))
+
+
+def _integer_operands(op: str, a, b):
+    a, b = binary_operands(a, b, op)
+    if a._data.dtype.kind == "f":
+        raise TypeError(f"{op}: bitwise operations need integer or bool tensors, got {a.dtype} and {b.dtype}")
+    return a, b
+
+
+def bitwise_not(a) -> Tensor:
+    a = tensor_operand(a, "bitwise_not")
+    if a._data.dtype.kind == "f":
+        raise TypeError(f"bitwise_not: the ~ operator needs an integer or bool tensor, got {a.dtype}")
+    return wrap(xp_of(a._data).invert(a._data))
+
+
+def bitwise_and(a, b) -> Tensor:
+    a, b = _integer_operands("bitwise_and", a, b)
+    return wrap(_apply2("bitwise_and", xp_of(a._data).bitwise_and, a, b))
+
+
+def bitwise_or(a, b) -> Tensor:
+    a, b = _integer_operands("bitwise_or", a, b)
+    return wrap(_apply2("bitwise_or", xp_of(a._data).bitwise_or, a, b))
+
+
+def bitwise_xor(a, b) -> Tensor:
+    a, b = _integer_operands("bitwise_xor", a, b)
+    return wrap(_apply2("bitwise_xor", xp_of(a._data).bitwise_xor, a, b))
+
+
+def isnan(a) -> Tensor:
+    a = tensor_operand(a, "isnan")
+    return wrap(xp_of(a._data).isnan(a._data))
+
+
+def isinf(a) -> Tensor:
+    a = tensor_operand(a, "isinf")
+    return wrap(xp_of(a._data).isinf(a._data))
+
+
+def isfinite(a) -> Tensor:
+    a = tensor_operand(a, "isfinite")
+    return wrap(xp_of(a._data).isfinite(a._data))

@@ -1,0 +1,183 @@
+"""Linear algebra primitives: matmul (with batch broadcasting and PyTorch's 1-D rules), mm, bmm,
+dot, outer, einsum."""
+
+from __future__ import annotations
+
+import string
+
+from chainrule.backend import xp_of
+from chainrule.ops._helpers import Tensor, describe, record, reduce_to, tensor_operand
+
+__all__ = ["matmul", "mm", "bmm", "dot", "vdot", "outer", "einsum", "inner"]
+
+
+def _same_dtype(op: str, a: Tensor, b: Tensor) -> None:
+    if a._data.dtype != b._data.dtype:
+        raise RuntimeError(
+            f"{op}: expected both operands to have the same dtype, but got {a.dtype} and {b.dtype} "
+            f"(shapes {tuple(a.shape)} and {tuple(b.shape)}); convert one with .to(dtype)"
+        )
+    if type(a._data) is not type(b._data):
+        raise RuntimeError(f"{op}: expected both operands on the same device, got {a.device} and {b.device}")
+
+
+def _matmul_error(op: str, a: Tensor, b: Tensor) -> RuntimeError:
+    inner_a = a.shape[-1]
+    inner_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    return RuntimeError(
+        f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied ({inner_a} != {inner_b}, "
+        "or the batch dims do not broadcast)"
+    )
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with PyTorch's rules: 1-D operands are treated as a row (left) or a column
+    (right) vector and that dim is removed again; leading dims broadcast."""
+    a, b = tensor_operand(a, "matmul"), tensor_operand(b, "matmul")
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got {describe(a)} and {describe(b)}")
+    _same_dtype("matmul", a, b)
+    if a.ndim == 1 or b.ndim == 1:
+        left = a.unsqueeze(0) if a.ndim == 1 else a
+        right = b.unsqueeze(-1) if b.ndim == 1 else b
+        out = _matmul_nd(left, right, "matmul", a, b)
+        if b.ndim == 1:
+            out = out.squeeze(-1)
+        if a.ndim == 1:
+            out = out.squeeze(-2)
+        return out
+    return _matmul_nd(a, b, "matmul", a, b)
+
+
+def _matmul_nd(a: Tensor, b: Tensor, op: str, orig_a: Tensor, orig_b: Tensor) -> Tensor:
+    """The primitive: both operands have >= 2 dims."""
+    if a.shape[-1] != b.shape[-2]:
+        raise _matmul_error(op, orig_a, orig_b)
+    try:
+        out = a._data @ b._data
+    except ValueError:
+        raise _matmul_error(op, orig_a, orig_b) from None
+
+    def rule(g, _):
+        return (reduce_to(matmul(g, b.mT), a) if a._rg else None,
+                reduce_to(matmul(a.mT, g), b) if b._rg else None)
+
+    return record(out, "matmul", (a, b), rule, (a, b))
+
+
+def mm(a, b) -> Tensor:
+    a, b = tensor_operand(a, "mm"), tensor_operand(b, "mm")
+    if a.ndim != 2 or b.ndim != 2:
+        raise RuntimeError(f"mm: both arguments must be 2-D matrices, got {describe(a)} and {describe(b)}")
+    _same_dtype("mm", a, b)
+    return _matmul_nd(a, b, "mm", a, b)
+
+
+def bmm(a, b) -> Tensor:
+    a, b = tensor_operand(a, "bmm"), tensor_operand(b, "bmm")
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        raise RuntimeError(
+            f"bmm: both arguments must be 3-D with the same batch size, got {describe(a)} and {describe(b)}"
+        )
+    _same_dtype("bmm", a, b)
+    return _matmul_nd(a, b, "bmm", a, b)
+
+
+def dot(a, b) -> Tensor:
+    a, b = tensor_operand(a, "dot"), tensor_operand(b, "dot")
+    if a.ndim != 1 or b.ndim != 1 or a.shape[0] != b.shape[0]:
+        raise RuntimeError(
+            f"dot: expects two 1-D tensors of the same size, got {describe(a)} and {describe(b)}"
+        )
+    _same_dtype("dot", a, b)
+    return matmul(a, b)
+
+
+vdot = dot
+
+
+def inner(a, b) -> Tensor:
+    a, b = tensor_operand(a, "inner"), tensor_operand(b, "inner")
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    return matmul(a, b.unsqueeze(-1) if b.ndim == 1 else b.mT) if b.ndim <= 2 else einsum("...i,...i", a, b)
+
+
+def outer(a, b) -> Tensor:
+    a, b = tensor_operand(a, "outer"), tensor_operand(b, "outer")
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"outer: expects two 1-D tensors, got {describe(a)} and {describe(b)}")
+    return a.unsqueeze(1) * b.unsqueeze(0)
+
+
+# ----- einsum ---------------------------------------------------------------------------------------
+
+def _parse_einsum(equation: str, operands: list) -> tuple[list[str], str]:
+    """Explicit subscripts per operand and for the output, with '...' spelled out in spare letters."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise RuntimeError(f"einsum: equation {equation!r} names {len(terms)} operands but {len(operands)} were given")
+    used = set(eq) - {".", ",", "-", ">"}
+    spare = [c for c in string.ascii_uppercase + string.ascii_lowercase if c not in used]
+    n_ellipsis = 0
+    for term, x in zip(terms, operands):
+        if "..." in term:
+            n_ellipsis = max(n_ellipsis, x.ndim - (len(term) - 3))
+    ell = "".join(spare[:n_ellipsis])
+    subs = []
+    for term, x in zip(terms, operands):
+        if "..." in term:
+            k = x.ndim - (len(term) - 3)
+            term = term.replace("...", ell[n_ellipsis - k:] if k else "")
+        if len(term) != x.ndim:
+            raise RuntimeError(
+                f"einsum: the subscript {term!r} has {len(term)} letters but its operand has {x.ndim} dims"
+            )
+        subs.append(term)
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        letters = "".join(subs)
+        out = ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ell))
+    return subs, out
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """Einstein summation, differentiable in every operand (one einsum per operand in backward).
+
+    Subscripts repeated within one operand (diagonals) are supported forward only.
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    operands = tuple(tensor_operand(x, "einsum") for x in operands)
+    subs, out_subs = _parse_einsum(equation, operands)
+    xp = xp_of(operands[0]._data)
+    full = ",".join(subs) + "->" + out_subs
+    try:
+        out = xp.einsum(full, *[x._data for x in operands], optimize=len(operands) > 2)
+    except ValueError as err:
+        shapes = ", ".join(str(tuple(x.shape)) for x in operands)
+        raise RuntimeError(f"einsum: {equation!r} does not fit operands of shapes {shapes}: {err}") from None
+
+    def rule(g, _):
+        grads = []
+        for k, x in enumerate(operands):
+            if not x._rg:
+                grads.append(None)
+                continue
+            if len(set(subs[k])) != len(subs[k]):
+                raise NotImplementedError(f"einsum: gradient for repeated subscripts in {subs[k]!r} is not supported")
+            others = [g] + [y for j, y in enumerate(operands) if j != k]
+            other_subs = [out_subs] + [s for j, s in enumerate(subs) if j != k]
+            present = set("".join(other_subs))
+            target = "".join(c for c in subs[k] if c in present)
+            grad = einsum(",".join(other_subs) + "->" + target, *others)
+            if target != subs[k]:  # letters only in operand k were summed out: broadcast back
+                shape = [x.shape[i] if c in present else 1 for i, c in enumerate(subs[k])]
+                grad = grad.reshape(shape).expand(x.shape)
+            grads.append(reduce_to(grad, x))
+        return tuple(grads)
+
+    return record(out, "einsum", operands, rule, operands)

@@ -1,0 +1,392 @@
+"""Reductions over dimensions: sum, mean, prod, max/min (with indices), amax/amin, var/std,
+logsumexp, norm, cumsum, argmax/argmin, all/any.
+
+``dim`` is an int or a tuple of ints (negative allowed) or None for all; ``keepdim`` keeps reduced
+dimensions as size 1. numpy's ``axis``/``keepdims`` spellings are accepted too.
+
+Ties: max/min/amax/amin split the gradient evenly among tied maxima (one documented policy; PyTorch
+does this for amax and full max, but sends max(dim)'s gradient to one index).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from chainrule import dtypes as _dt
+from chainrule.backend import xp_of
+from chainrule.ops._helpers import Tensor, float_operand, norm_dim, norm_dims, record, tensor_operand, wrap
+
+__all__ = ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "var_mean",
+           "std_mean", "logsumexp", "norm", "cumsum", "cumprod", "argmax", "argmin", "all", "any",
+           "count_nonzero", "expand_reduced", "median"]
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _dims(a: Tensor, dim, axis, op: str) -> tuple[int, ...]:
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{op}: pass dim or axis, not both")
+        dim = axis
+    return norm_dims(dim, a._data.ndim, op)
+
+
+def _keep(keepdim, keepdims) -> bool:
+    return bool(keepdim or keepdims)
+
+
+def expand_reduced(g: Tensor, shape: tuple, dims: tuple, keepdim: bool) -> Tensor:
+    """Broadcast the gradient of a reduction back over the reduced dimensions (differentiably)."""
+    if not keepdim and dims:
+        kept = list(g.shape)
+        for d in dims:
+            kept.insert(d, 1)
+        g = g.reshape(kept)
+    return g.expand(shape) if g.shape != tuple(shape) else g
+
+
+def sum(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims: bool = False) -> Tensor:
+    """Sum over ``dim``; integer and bool tensors sum to int64, as in PyTorch."""
+    a = tensor_operand(a, "sum")
+    dims = _dims(a, dim, axis, "sum")
+    keep = _keep(keepdim, keepdims)
+    out_dtype = _dt.to_dtype(dtype).np if dtype is not None else (
+        a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np)
+    out = a._data.sum(axis=dims, keepdims=keep, dtype=out_dtype)
+    shape = a.shape
+    return record(out, "sum", (a,), lambda g, _: (expand_reduced(g, shape, dims, keep).to(a.dtype),))
+
+
+def sum_to(a: Tensor, shape: tuple) -> Tensor:
+    """Sum ``a`` down to ``shape`` (the inverse of broadcasting); its backward is broadcasting."""
+    shape = tuple(shape)
+    if a.shape == shape:
+        return a
+    lead = a.ndim - len(shape)
+    dims = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and a.shape[i + lead] != 1)
+    out = a._data.sum(axis=dims, keepdims=True)
+    if lead:
+        out = out.reshape(shape)
+    src = a.shape
+    return record(out, "sum_to", (a,), lambda g, _: (g.expand(src),))
+
+
+def mean(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims: bool = False) -> Tensor:
+    a = tensor_operand(a, "mean")
+    if dtype is not None:
+        a = a.to(dtype)
+    if a._data.dtype.kind != "f":
+        raise RuntimeError(
+            f"mean: could not infer output dtype; input dtype must be floating point, got {a.dtype}. "
+            "Pass dtype=chainrule.float32 or call .float() first"
+        )
+    dims = _dims(a, dim, axis, "mean")
+    keep = _keep(keepdim, keepdims)
+    count = 1
+    for d in dims:
+        count *= a._data.shape[d]
+    out = a._data.mean(axis=dims, keepdims=keep) if count else a._data.sum(axis=dims, keepdims=keep) * float("nan")
+    shape = a.shape
+    return record(out, "mean", (a,), lambda g, _: (expand_reduced(g, shape, dims, keep) / count,))
+
+
+def prod(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims: bool = False) -> Tensor:
+    """Product over one dim (or all); the gradient is the product of the other elements, exact with zeros."""
+    a = tensor_operand(a, "prod")
+    if dtype is not None:
+        a = a.to(dtype)
+    if dim is None and axis is None:
+        flat = a.reshape(-1)
+        out = prod(flat, 0)
+        return out.reshape([1] * a.ndim) if _keep(keepdim, keepdims) else out
+    d = norm_dim(axis if axis is not None else dim, a._data.ndim, "prod")
+    keep = _keep(keepdim, keepdims)
+    out = a._data.prod(axis=d, keepdims=keep)
+    if a._data.dtype.kind != "f":
+        return wrap(out.astype(_dt.int64.np))
+    shape = a.shape
+
+    def rule(g, _):
+        return (expand_reduced(g, shape, (d,), keep) * _prod_others(a, d),)
+
+    return record(out, "prod", (a,), rule, (a,))
+
+
+def _prod_others(a: Tensor, d: int) -> Tensor:
+    """For each element, the product of the other elements along ``d`` (exclusive cumulative products
+    from both sides, so zeros need no division)."""
+    xp = xp_of(a._data)
+    x = xp.moveaxis(a._data, d, -1)
+    ones = xp.ones(x.shape[:-1] + (1,), dtype=x.dtype)
+    left = xp.cumprod(xp.concatenate([ones, x[..., :-1]], axis=-1), axis=-1)
+    right = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(x, -1)[..., :-1]], axis=-1), axis=-1), -1)
+    out = xp.moveaxis(left * right, -1, d)
+
+    def rule(h, _):
+        # d(prod_others_i)/d(a_j) = product of all but i and j (i != j): computed the same way
+        return (_prod_others_vjp(a, h, d),)
+
+    return record(out, "prod_others", (a,), rule, (a,))
+
+
+def _prod_others_vjp(a: Tensor, h: Tensor, d: int) -> Tensor:
+    """sum_{i != j} h_i * prod_{k not in (i, j)} a_k, for every j along ``d`` (second derivative of prod).
+
+    Counted by the number of zeros along ``d``, so it is exact with zeros; not differentiable further.
+    """
+    xp = xp_of(a._data)
+    x = xp.moveaxis(a._data, d, -1)
+    hh = xp.moveaxis(h._data, d, -1)
+    is_zero = x == 0
+    zeros = is_zero.sum(-1, keepdims=True)
+    safe = xp.where(is_zero, 1, x)
+    p_nonzero = safe.prod(-1, keepdims=True)
+    # no zeros: (P / a_j) * (sum_i h_i / a_i - h_j / a_j)
+    s = (hh / safe * ~is_zero).sum(-1, keepdims=True)
+    none = p_nonzero / safe * (s - hh / safe)
+    # one zero at z: j == z -> P_nz * sum_{i != z} h_i / a_i; j != z -> h_z * P_nz / a_j
+    h_at_zero = (hh * is_zero).sum(-1, keepdims=True)
+    one = xp.where(is_zero, p_nonzero * s, h_at_zero * p_nonzero / safe)
+    # two zeros: j is a zero -> h at the other zero times P_nz; otherwise 0
+    two = xp.where(is_zero, (h_at_zero - hh) * p_nonzero, 0)
+    out = xp.where(zeros == 0, none, xp.where(zeros == 1, one, xp.where(zeros == 2, two, 0)))
+    out = xp.moveaxis(out, -1, d).astype(a._data.dtype, copy=False)
+
+    def rule(g, _):
+        raise RuntimeError("prod: derivatives of order three and higher are not implemented")
+
+    return record(out, "prod_second_derivative", (a, h), rule)
+
+
+def _extreme(a: Tensor, dims: tuple, keep: bool, op: str, fn: str) -> Tensor:
+    """amax/amin: the gradient is split evenly among the elements equal to the extreme."""
+    xp = xp_of(a._data)
+    if a._data.size == 0 and any(a._data.shape[d] == 0 for d in dims):
+        raise RuntimeError(f"{op}: expected a non-empty tensor over the reduced dims, got shape {a.shape}")
+    out = getattr(xp, fn)(a._data, axis=dims, keepdims=keep)
+    shape = a.shape
+
+    def rule(g, out):
+        full = expand_reduced(out, shape, dims, keep)
+        hit = (a == full).to(g.dtype)
+        count = hit.sum(dims, keepdim=True)
+        return (expand_reduced(g, shape, dims, keep) * hit / count,)
+
+    return record(out, op, (a,), rule, (a,), keep_output=True)
+
+
+def amax(a, dim=None, keepdim: bool = False, *, axis=None, keepdims: bool = False) -> Tensor:
+    a = tensor_operand(a, "amax")
+    return _extreme(a, _dims(a, dim, axis, "amax"), _keep(keepdim, keepdims), "amax", "max")
+
+
+def amin(a, dim=None, keepdim: bool = False, *, axis=None, keepdims: bool = False) -> Tensor:
+    a = tensor_operand(a, "amin")
+    return _extreme(a, _dims(a, dim, axis, "amin"), _keep(keepdim, keepdims), "amin", "min")
+
+
+def _max_min(op: str, a, dim, keepdim, other=None):
+    from chainrule.ops.elementwise import maximum, minimum
+
+    a = tensor_operand(a, op)
+    if isinstance(dim, Tensor):  # torch.max(a, b) is the elementwise maximum
+        return (maximum if op == "max" else minimum)(a, dim)
+    if dim is None:
+        return _extreme(a, norm_dims(None, a.ndim, op), False, op, op)
+    d = norm_dim(dim, a._data.ndim, op)
+    values = _extreme(a, (d,), keepdim, op, op)
+    xp = xp_of(a._data)
+    idx = (xp.argmax if op == "max" else xp.argmin)(a._data, axis=d, keepdims=keepdim)
+    return values_indices(values, wrap(idx.astype(_dt.int64.np, copy=False)))
+
+
+def max(a, dim=None, keepdim: bool = False):
+    """Maximum of all elements, or ``(values, indices)`` along ``dim``; ``max(a, b)`` is elementwise."""
+    return _max_min("max", a, dim, keepdim)
+
+
+def min(a, dim=None, keepdim: bool = False):
+    """Minimum of all elements, or ``(values, indices)`` along ``dim``; ``min(a, b)`` is elementwise."""
+    return _max_min("min", a, dim, keepdim)
+
+
+def median(a, dim=None, keepdim: bool = False):
+    """The lower median (as PyTorch), with indices along ``dim``; the gradient goes to that element."""
+    from chainrule.ops.indexing import take_along_dim
+
+    a = tensor_operand(a, "median")
+    xp = xp_of(a._data)
+    if dim is None:
+        flat = a.reshape(-1)
+        k = (flat.shape[0] - 1) // 2
+        idx = xp.argsort(flat._data, kind="stable")[k]
+        return flat[int(idx)]
+    d = norm_dim(dim, a.ndim, "median")
+    k = (a.shape[d] - 1) // 2
+    order = xp.argsort(a._data, axis=d, kind="stable")
+    idx = xp.take(order, [k], axis=d)
+    values = take_along_dim(a, wrap(idx), d)
+    indices = wrap(idx.astype(_dt.int64.np))
+    if not keepdim:
+        values, indices = values.squeeze(d), indices.squeeze(d)
+    return values_indices(values, indices)
+
+
+def _correction(correction, unbiased) -> float:
+    if unbiased is not None:
+        return 1.0 if unbiased else 0.0
+    return 1.0 if correction is None else float(correction)
+
+
+def var(a, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None, axis=None,
+        keepdims: bool = False) -> Tensor:
+    """Variance with ``correction`` (1: Bessel's, the default; 0: population); composite, so its
+    gradients (of any order) come from the primitives."""
+    a = float_operand(a, "var")
+    dims = _dims(a, dim, axis, "var")
+    keep = _keep(keepdim, keepdims)
+    count = 1
+    for d in dims:
+        count *= a.shape[d]
+    centered = a - a.mean(dims, keepdim=True)
+    denom = count - _correction(correction, unbiased)
+    return (centered * centered).sum(dims, keepdim=keep) / (denom if denom > 0 else float("nan"))
+
+
+def std(a, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None, axis=None,
+        keepdims: bool = False) -> Tensor:
+    return var(a, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims).sqrt()
+
+
+def var_mean(a, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+    return var(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
+
+
+def std_mean(a, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+    return std(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
+
+
+def logsumexp(a, dim=None, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(a))) computed stably (shifted by the max); the gradient is softmax(a)."""
+    a = float_operand(a, "logsumexp")
+    dims = norm_dims(dim, a._data.ndim, "logsumexp")
+    xp = xp_of(a._data)
+    m = xp.max(a._data, axis=dims, keepdims=True) if a._data.size else xp.zeros((1,) * a.ndim, a._data.dtype)
+    m = xp.where(xp.isfinite(m), m, 0)
+    out = xp.log(xp.sum(xp.exp(a._data - m), axis=dims, keepdims=True)) + m
+    if not keepdim:
+        out = out.reshape(tuple(s for i, s in enumerate(out.shape) if i not in dims))
+    shape = a.shape
+
+    def rule(g, out):
+        lse = expand_reduced(out, shape, dims, keepdim)
+        return (expand_reduced(g, shape, dims, keepdim) * (a - lse).exp(),)
+
+    return record(out, "logsumexp", (a,), rule, (a,), keep_output=True)
+
+
+def norm(a, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """Vector p-norm over ``dim`` (all elements by default): p = 2 ('fro'), 1, inf, -inf, 0 or any number.
+
+    The 2-norm is a primitive whose gradient a / norm is taken as 0 where the norm is 0 (PyTorch's
+    subgradient); other p are composite.
+    """
+    a = float_operand(a, "norm")
+    if dtype is not None:
+        a = a.to(dtype)
+    dims = norm_dims(dim, a._data.ndim, "norm")
+    if p in ("fro", 2, 2.0):
+        xp = xp_of(a._data)
+        out = xp.sqrt(xp.sum(a._data * a._data, axis=dims, keepdims=keepdim))
+        shape = a.shape
+
+        def rule(g, out):
+            full = expand_reduced(out, shape, dims, keepdim)
+            safe = full.masked_fill(full == 0, 1.0)
+            scale = (expand_reduced(g, shape, dims, keepdim) / safe).masked_fill(full == 0, 0.0)
+            return (a * scale,)
+
+        return record(out, "norm", (a,), rule, (a,), keep_output=True)
+    if p in (float("inf"), "inf"):
+        return a.abs().amax(dims, keepdim=keepdim)
+    if p in (float("-inf"), "-inf"):
+        return a.abs().amin(dims, keepdim=keepdim)
+    if p == 0:
+        return (a != 0).to(a.dtype).sum(dims, keepdim=keepdim)
+    if p == 1:
+        return a.abs().sum(dims, keepdim=keepdim)
+    if isinstance(p, str):
+        raise ValueError(f"norm: unsupported p={p!r}; use a number, 'fro', inf or -inf")
+    return (a.abs() ** p).sum(dims, keepdim=keepdim) ** (1.0 / p)
+
+
+def cumsum(a, dim: int, dtype=None) -> Tensor:
+    a = tensor_operand(a, "cumsum")
+    if dtype is not None:
+        a = a.to(dtype)
+    d = norm_dim(dim, a._data.ndim, "cumsum")
+    if a._data.ndim == 0:
+        return a.clone()
+    xp = xp_of(a._data)
+    out_dtype = a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np
+    out = xp.cumsum(a._data, axis=d, dtype=out_dtype)
+    # d(cumsum)/da: each input gets the sum of the gradients at and after it
+    return record(out, "cumsum", (a,), lambda g, _: (g.flip(d).cumsum(d).flip(d),))
+
+
+def cumprod(a, dim: int, dtype=None) -> Tensor:
+    """Cumulative product along ``dim``. Its gradient (reverse cumulative sum of g * out, divided by
+    the input) needs an input without zeros: backward raises if it has any."""
+    a = tensor_operand(a, "cumprod")
+    if dtype is not None:
+        a = a.to(dtype)
+    d = norm_dim(dim, a._data.ndim, "cumprod")
+    xp = xp_of(a._data)
+    out = xp.cumprod(a._data, axis=d)
+
+    def rule(g, out):
+        if bool((a._data == 0).any()):
+            raise RuntimeError("cumprod: the gradient at inputs containing zeros is not implemented")
+        return (((g * out).flip(d).cumsum(d).flip(d)) / a,)
+
+    return record(out, "cumprod", (a,), rule, (a,), keep_output=True)
+
+
+def argmax(a, dim=None, keepdim: bool = False) -> Tensor:
+    """Index of the first maximum (over the flattened tensor when ``dim`` is None); no gradient."""
+    a = tensor_operand(a, "argmax")
+    xp = xp_of(a._data)
+    if dim is None:
+        out = xp.argmax(a._data)
+        return wrap(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()))
+    d = norm_dim(dim, a._data.ndim, "argmax")
+    return wrap(xp.argmax(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False))
+
+
+def argmin(a, dim=None, keepdim: bool = False) -> Tensor:
+    a = tensor_operand(a, "argmin")
+    xp = xp_of(a._data)
+    if dim is None:
+        out = xp.argmin(a._data)
+        return wrap(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()))
+    d = norm_dim(dim, a._data.ndim, "argmin")
+    return wrap(xp.argmin(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False))
+
+
+def all(a, dim=None, keepdim: bool = False) -> Tensor:
+    a = tensor_operand(a, "all")
+    out = a._data.astype(bool, copy=False).all(axis=norm_dims(dim, a.ndim, "all"), keepdims=keepdim)
+    return wrap(xp_of(a._data).asarray(out))
+
+
+def any(a, dim=None, keepdim: bool = False) -> Tensor:
+    a = tensor_operand(a, "any")
+    out = a._data.astype(bool, copy=False).any(axis=norm_dims(dim, a.ndim, "any"), keepdims=keepdim)
+    return wrap(xp_of(a._data).asarray(out))
+
+
+def count_nonzero(a, dim=None) -> Tensor:
+    a = tensor_operand(a, "count_nonzero")
+    xp = xp_of(a._data)
+    return wrap(xp.asarray(xp.count_nonzero(a._data, axis=norm_dims(dim, a.ndim, "count_nonzero")),
+                           dtype=_dt.int64.np))

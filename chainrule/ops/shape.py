@@ -1,0 +1,426 @@
+"""Shape primitives: reshape/view, permute/transpose, squeeze/unsqueeze, expand/broadcast_to,
+repeat/tile, cat/stack/split/chunk, flip, roll, pad, tril/triu, movedim.
+
+Results that numpy gives as views (reshape of contiguous data, transpose, expand, slicing) are views
+here too: they share memory and the version counter with their base, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chainrule.backend import xp_of
+from chainrule.ops._helpers import Tensor, describe, norm_dim, norm_dims, record, tensor_operand
+
+__all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes", "t", "mT", "T",
+           "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat", "tile", "cat", "concat",
+           "concatenate", "stack", "hstack", "vstack", "split", "chunk", "unbind", "narrow", "flip", "roll",
+           "pad", "tril", "triu", "movedim", "clone", "contiguous", "as_view", "select"]
+
+
+def as_view(result: Tensor, base: Tensor) -> Tensor:
+    """Mark ``result`` as a view of ``base``: one version counter, and in-place changes to it are
+    refused while its base requires grad (PyTorch would rebase the base's graph; we say so instead)."""
+    result._base = base._base if base._base is not None else base
+    result._vc = base._shared_version()
+    return result
+
+
+def _view_result(out, op: str, a: Tensor, rule) -> Tensor:
+    result = record(out, op, (a,), rule)
+    if out.base is not None:
+        as_view(result, a)
+    return result
+
+
+def _sizes(shape: tuple) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    if len(shape) == 1 and isinstance(shape[0], Tensor):
+        return tuple(int(s) for s in shape[0].tolist())
+    return tuple(shape)
+
+
+def reshape(a, *shape) -> Tensor:
+    """``a`` with a new shape of the same number of elements; one size may be -1 (inferred)."""
+    a = tensor_operand(a, "reshape")
+    shape = tuple(int(s) for s in _sizes(shape))
+    if shape == a._data.shape:
+        return a
+    try:
+        out = a._data.reshape(shape)
+    except ValueError:
+        raise RuntimeError(
+            f"reshape: shape {list(shape)} is invalid for input of size {a._data.size} ({describe(a)})"
+        ) from None
+    src = a._data.shape
+    return _view_result(out, "reshape", a, lambda g, _: (g.reshape(src),))
+
+
+view = reshape
+
+
+def flatten(a, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    a = tensor_operand(a, "flatten")
+    if a.ndim == 0:
+        return a.reshape(1)
+    s = norm_dim(start_dim, a.ndim, "flatten")
+    e = norm_dim(end_dim, a.ndim, "flatten")
+    if s > e:
+        raise RuntimeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for {describe(a)}")
+    shape = a.shape
+    return a.reshape(shape[:s] + (-1 if 0 not in shape[s:e + 1] else 0,) + shape[e + 1:])
+
+
+def unflatten(a, dim: int, sizes: Sequence[int]) -> Tensor:
+    a = tensor_operand(a, "unflatten")
+    d = norm_dim(dim, a.ndim, "unflatten")
+    return a.reshape(a.shape[:d] + tuple(sizes) + a.shape[d + 1:])
+
+
+def permute(a, *dims) -> Tensor:
+    a = tensor_operand(a, "permute")
+    dims = _sizes(dims)
+    if len(dims) != a.ndim:
+        raise RuntimeError(f"permute: got {len(dims)} dims {tuple(dims)} for a tensor of {describe(a)}")
+    perm = tuple(norm_dim(d, a.ndim, "permute") for d in dims)
+    if len(set(perm)) != len(perm):
+        raise RuntimeError(f"permute: repeated dim in {tuple(dims)}")
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return _view_result(a._data.transpose(perm), "permute", a, lambda g, _: (g.permute(inverse),))
+
+
+def transpose(a, dim0: int, dim1: int) -> Tensor:
+    a = tensor_operand(a, "transpose")
+    if a.ndim < 2 and dim0 in (0, -1) and dim1 in (0, -1):
+        return a
+    d0, d1 = norm_dim(dim0, a.ndim, "transpose"), norm_dim(dim1, a.ndim, "transpose")
+    if d0 == d1:
+        return a
+    return _view_result(a._data.swapaxes(d0, d1), "transpose", a, lambda g, _: (g.transpose(d0, d1),))
+
+
+swapaxes = transpose
+
+
+def t(a) -> Tensor:
+    """Transpose of a tensor with at most 2 dims."""
+    a = tensor_operand(a, "t")
+    if a.ndim > 2:
+        raise RuntimeError(f"t: expects a tensor with <= 2 dimensions, but got {describe(a)}; use transpose or mT")
+    return a if a.ndim < 2 else transpose(a, 0, 1)
+
+
+def T(a) -> Tensor:
+    """All dims reversed (PyTorch's ``.T``)."""
+    return permute(a, tuple(range(a.ndim - 1, -1, -1))) if a.ndim > 1 else a
+
+
+def mT(a) -> Tensor:
+    """The last two dims swapped (batched matrix transpose)."""
+    if a.ndim < 2:
+        raise RuntimeError(f"mT: tensor must have at least 2 dimensions, got {describe(a)}")
+    return transpose(a, -2, -1)
+
+
+def squeeze(a, dim=None) -> Tensor:
+    """Drop size-1 dims (all, or those in ``dim`` that have size 1)."""
+    a = tensor_operand(a, "squeeze")
+    dims = norm_dims(dim, a.ndim, "squeeze")
+    drop = tuple(d for d in dims if a.shape[d] == 1)
+    if not drop:
+        return a
+    return a.reshape(tuple(s for i, s in enumerate(a.shape) if i not in drop))
+
+
+def unsqueeze(a, dim: int) -> Tensor:
+    a = tensor_operand(a, "unsqueeze")
+    d = norm_dim(dim, a.ndim + 1, "unsqueeze")
+    return a.reshape(a.shape[:d] + (1,) + a.shape[d:])
+
+
+def expand(a, *sizes) -> Tensor:
+    """Broadcast to ``sizes`` without copying; -1 keeps a dim; new dims may be added in front."""
+    a = tensor_operand(a, "expand")
+    sizes = tuple(int(s) for s in _sizes(sizes))
+    if len(sizes) < a.ndim:
+        raise RuntimeError(
+            f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to the "
+            f"number of dimensions in the tensor ({a.ndim})"
+        )
+    lead = len(sizes) - a.ndim
+    shape = tuple(a.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(sizes))
+    for i in range(a.ndim):
+        if a.shape[i] != 1 and a.shape[i] != shape[i + lead]:
+            raise RuntimeError(
+                f"expand: the expanded size of the tensor ({shape[i + lead]}) must match the existing "
+                f"size ({a.shape[i]}) at non-singleton dimension {i + lead}; target sizes {list(sizes)}, "
+                f"tensor {describe(a)}"
+            )
+    return broadcast_to(a, shape)
+
+
+def broadcast_to(a, shape) -> Tensor:
+    a = tensor_operand(a, "broadcast_to")
+    shape = tuple(shape)
+    if shape == a._data.shape:
+        return a
+    xp = xp_of(a._data)
+    try:
+        out = xp.broadcast_to(a._data, shape)
+    except ValueError:
+        raise RuntimeError(f"broadcast_to: can't broadcast {describe(a)} to shape {shape}") from None
+    src = a.shape
+    return _view_result(out, "expand", a, lambda g, _: (g.sum_to(src),))
+
+
+def expand_as(a, other: Tensor) -> Tensor:
+    return expand(a, other.shape)
+
+
+def repeat(a, *repeats) -> Tensor:
+    """Tile ``a`` ``repeats[i]`` times along each dim (PyTorch's repeat, numpy's tile)."""
+    a = tensor_operand(a, "repeat")
+    repeats = tuple(int(r) for r in _sizes(repeats))
+    if len(repeats) < a.ndim:
+        raise RuntimeError(
+            f"repeat: number of repeat dims ({len(repeats)}) can not be smaller than number of dimensions "
+            f"of tensor ({a.ndim})"
+        )
+    src = (1,) * (len(repeats) - a.ndim) + a.shape
+    xp = xp_of(a._data)
+    out = xp.tile(a._data.reshape(src), repeats)
+
+    def rule(g, _):
+        interleaved = []
+        for r, s in zip(repeats, src):
+            interleaved += [r, s]
+        summed = g.reshape(interleaved).sum(tuple(range(0, 2 * len(src), 2)))
+        return (summed.reshape(a.shape),)
+
+    return record(out, "repeat", (a,), rule)
+
+
+def tile(a, dims) -> Tensor:
+    a = tensor_operand(a, "tile")
+    dims = tuple(dims)
+    return repeat(a, (1,) * (a.ndim - len(dims)) + dims)
+
+
+def _tensor_list(tensors, op: str) -> list:
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError(f"{op}: expected a non-empty list of tensors")
+    from chainrule.ops._helpers import binary_operands
+
+    tensors = [tensor_operand(x, op) for x in tensors]
+    first = tensors[0]
+    if any(x._data.dtype != first._data.dtype for x in tensors):
+        # promote all to one dtype, as PyTorch does
+        common = first
+        for x in tensors[1:]:
+            common, _ = binary_operands(common, x, op)
+        tensors = [x.to(common.dtype) for x in tensors]
+    return tensors
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Join tensors along an existing dim; all other dims must match."""
+    tensors = _tensor_list(tensors, "cat")
+    tensors = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or tensors[:1]  # PyTorch skips 1-d empties
+    ref = tensors[0]
+    d = norm_dim(dim, ref.ndim, "cat")
+    for i, x in enumerate(tensors):
+        if x.ndim != ref.ndim or any(x.shape[k] != ref.shape[k] for k in range(ref.ndim) if k != d):
+            raise RuntimeError(
+                f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has shape "
+                f"{tuple(ref.shape)} but tensor {i} has shape {tuple(x.shape)}"
+            )
+    xp = xp_of(ref._data)
+    out = xp.concatenate([x._data for x in tensors], axis=d)
+    sizes = [x.shape[d] for x in tensors]
+
+    def rule(g, _):
+        grads, start = [], 0
+        for x, n in zip(tensors, sizes):
+            grads.append(narrow(g, d, start, n) if x._rg else None)
+            start += n
+        return tuple(grads)
+
+    return record(out, "cat", tuple(tensors), rule)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new dim."""
+    tensors = _tensor_list(tensors, "stack")
+    ref = tensors[0]
+    for i, x in enumerate(tensors):
+        if x.shape != ref.shape:
+            raise RuntimeError(
+                f"stack: expects each tensor to be equal size, but got {tuple(ref.shape)} at entry 0 and "
+                f"{tuple(x.shape)} at entry {i}"
+            )
+    d = norm_dim(dim, ref.ndim + 1, "stack")
+    return cat([x.unsqueeze(d) for x in tensors], d)
+
+
+def hstack(tensors) -> Tensor:
+    tensors = _tensor_list(tensors, "hstack")
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors) -> Tensor:
+    tensors = [x if x.ndim >= 2 else x.reshape(1, -1) for x in _tensor_list(tensors, "vstack")]
+    return cat(tensors, 0)
+
+
+def select(a, dim: int, index: int) -> Tensor:
+    """``a`` indexed at ``index`` along ``dim``, that dim removed."""
+    a = tensor_operand(a, "select")
+    d = norm_dim(dim, a.ndim, "select")
+    return a[(slice(None),) * d + (index,)]
+
+
+def narrow(a, dim: int, start: int, length: int) -> Tensor:
+    a = tensor_operand(a, "narrow")
+    d = norm_dim(dim, a.ndim, "narrow")
+    size = a.shape[d]
+    if start < 0:
+        start += size
+    if not (0 <= start <= size and 0 <= length and start + length <= size):
+        raise IndexError(f"narrow: start ({start}) + length ({length}) exceeds dimension size ({size}) of {describe(a)}")
+    return a[(slice(None),) * d + (slice(start, start + length),)]
+
+
+def split(a, split_size_or_sections, dim: int = 0) -> tuple:
+    """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the given sizes."""
+    a = tensor_operand(a, "split")
+    d = norm_dim(dim, a.ndim, "split")
+    size = a.shape[d]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise RuntimeError(f"split: split_size must be positive, got {step}")
+        sizes = [min(step, size - s) for s in range(0, size, step)] or [0]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != size:
+            raise RuntimeError(
+                f"split: split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's "
+                f"size at dimension {d}), but got split_sizes={sizes}"
+            )
+    pieces, start = [], 0
+    for n in sizes:
+        pieces.append(narrow(a, d, start, n))
+        start += n
+    return tuple(pieces)
+
+
+def chunk(a, chunks: int, dim: int = 0) -> tuple:
+    a = tensor_operand(a, "chunk")
+    if chunks <= 0:
+        raise RuntimeError(f"chunk: chunks must be positive, got {chunks}")
+    size = a.shape[norm_dim(dim, a.ndim, "chunk")]
+    step = -(-size // chunks) if size else 1
+    return split(a, step, dim)
+
+
+def unbind(a, dim: int = 0) -> tuple:
+    a = tensor_operand(a, "unbind")
+    d = norm_dim(dim, a.ndim, "unbind")
+    return tuple(select(a, d, i) for i in range(a.shape[d]))
+
+
+def flip(a, dims) -> Tensor:
+    a = tensor_operand(a, "flip")
+    dims = norm_dims((dims,) if isinstance(dims, int) else dims, a.ndim, "flip")
+    xp = xp_of(a._data)
+    return record(xp.flip(a._data, dims).copy(), "flip", (a,), lambda g, _: (g.flip(dims),))
+
+
+def roll(a, shifts, dims=None) -> Tensor:
+    a = tensor_operand(a, "roll")
+    xp = xp_of(a._data)
+    if dims is None:
+        flat = a.reshape(-1)
+        return roll(flat, shifts, 0).reshape(a.shape)
+    if isinstance(shifts, int):
+        shifts = (shifts,)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"roll: shifts {tuple(shifts)} and dims {dims} must have the same length")
+    axes = tuple(norm_dim(d, a.ndim, "roll") for d in dims)
+    out = xp.roll(a._data, tuple(shifts), axes)
+    back = tuple(-s for s in shifts)
+    return record(out, "roll", (a,), lambda g, _: (g.roll(back, axes),))
+
+
+def pad(a, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:
+    """PyTorch's F.pad: ``pad`` lists (before, after) pairs starting from the last dim; negative
+    amounts crop. Only ``mode='constant'``."""
+    a = tensor_operand(a, "pad")
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported; only 'constant'")
+    pad = list(pad)
+    if len(pad) % 2 or len(pad) // 2 > a.ndim:
+        raise RuntimeError(f"pad: padding length {len(pad)} must be even and at most 2 * ndim for {describe(a)}")
+    widths = [(0, 0)] * a.ndim
+    for i in range(len(pad) // 2):
+        widths[a.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    cropped = a
+    if any(lo < 0 or hi < 0 for lo, hi in widths):
+        index = tuple(slice(-lo if lo < 0 else 0, (a.shape[k] + hi) if hi < 0 else None)
+                      for k, (lo, hi) in enumerate(widths))
+        cropped = a[index]
+        widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+    xp = xp_of(a._data)
+    out = xp.pad(cropped._data, widths, mode="constant", constant_values=value)
+    inner = tuple(slice(lo, lo + s) for (lo, _), s in zip(widths, cropped.shape))
+    return record(out, "pad", (cropped,), lambda g, _: (g[inner],))
+
+
+def _triangle(a, diagonal: int, op: str) -> Tensor:
+    a = tensor_operand(a, op)
+    if a.ndim < 2:
+        raise RuntimeError(f"{op}: input tensor must have at least 2 dimensions, got {describe(a)}")
+    xp = xp_of(a._data)
+    out = getattr(xp, op)(a._data, diagonal)
+    return record(out, op, (a,), lambda g, _: (getattr(g, op)(diagonal),))
+
+
+def tril(a, diagonal: int = 0) -> Tensor:
+    return _triangle(a, diagonal, "tril")
+
+
+def triu(a, diagonal: int = 0) -> Tensor:
+    return _triangle(a, diagonal, "triu")
+
+
+def movedim(a, source, destination) -> Tensor:
+    a = tensor_operand(a, "movedim")
+    src = (source,) if isinstance(source, int) else tuple(source)
+    dst = (destination,) if isinstance(destination, int) else tuple(destination)
+    src = tuple(norm_dim(s, a.ndim, "movedim") for s in src)
+    dst = tuple(norm_dim(s, a.ndim, "movedim") for s in dst)
+    order = [d for d in range(a.ndim) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return permute(a, order)
+
+
+def clone(a) -> Tensor:
+    a = tensor_operand(a, "clone")
+    return record(a._data.copy(), "clone", (a,), lambda g, _: (g,))
+
+
+def contiguous(a) -> Tensor:
+    a = tensor_operand(a, "contiguous")
+    if a._data.flags.c_contiguous:
+        return a
+    xp = xp_of(a._data)
+    return record(xp.ascontiguousarray(a._data), "contiguous", (a,), lambda g, _: (g,))

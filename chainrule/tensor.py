@@ -1,0 +1,346 @@
+"""The Tensor: an array, its dtype and device, whether it requires grad, its gradient, and the
+graph node that made it.
+
+Differentiable operations live in ``chainrule.ops`` and are bound onto Tensor as methods and
+operators by ``chainrule.ops._methods``; this module holds only what a tensor *is*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from chainrule import dtypes as _dt
+from chainrule.backend import Device, device_of, get_device, np
+
+__all__ = ["Tensor", "wrap"]
+
+_DTYPE_OF_NP = _dt._BY_NP
+_new = object.__new__
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it for backpropagation.
+
+    ``_data`` is the backend array; ``_node`` is the graph node that produced the tensor (``None`` for
+    leaves); ``_rg`` says whether it requires grad; ``_vc`` is the version counter, a one-item list
+    shared with views and created on first need; ``_base`` is the tensor a view looks into.
+    """
+
+    __slots__ = ("_data", "_rg", "grad", "_node", "_vc", "_base", "_hooks", "_name", "__weakref__")
+
+    # numpy must defer to our reflected operators (ndarray + Tensor -> Tensor.__radd__)
+    __array_priority__ = 1000
+    __hash__ = object.__hash__
+
+    def __init__(self, data: Any, dtype=None, device=None, requires_grad: bool = False):
+        from chainrule.creation import _array_from
+
+        self._data = _array_from(data, dtype, get_device(device))
+        self._node = None
+        self._vc = None
+        self._base = None
+        self._hooks = None
+        self._name = None
+        self.grad = None
+        self._rg = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ----- identity -----------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def dtype(self) -> _dt.DType:
+        return _DTYPE_OF_NP[self._data.dtype]
+
+    @property
+    def device(self) -> Device:
+        return device_of(self._data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def xp(self):
+        """The array namespace (numpy or cupy) that computes on this tensor's data."""
+        return device_of(self._data).xp
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return self._data.shape
+        return self._data.shape[_check_dim(dim, self.ndim, "size")]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def element_size(self) -> int:
+        return self._data.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    # ----- autograd state -----------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if self._node is not None:
+            if requires_grad:
+                return self
+            raise RuntimeError(
+                "requires_grad_: you can only change requires_grad of leaf tensors; this tensor "
+                f"was made by {self._node.name()}. Use .detach() to get a tensor outside the graph."
+            )
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError(
+                f"requires_grad_: only floating-point tensors can require gradients, got {self.dtype} "
+                f"(shape {self.shape}); convert first, e.g. x.float().requires_grad_()"
+            )
+        self._rg = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    @property
+    def _version(self) -> int:
+        return self._vc[0] if self._vc is not None else 0
+
+    def _bump_version(self) -> None:
+        if self._vc is None:
+            self._vc = [0]
+        self._vc[0] += 1
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves keep it anyway)."""
+        if self._node is None:
+            if not self._rg:
+                raise RuntimeError("retain_grad: can't retain_grad on a tensor that does not require grad")
+            return
+        self._node.retain(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._node is not None and self._node.retains(self)
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces
+        the gradient. Returns a handle whose ``remove()`` unregisters the hook."""
+        if not self._rg:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't require grad")
+        from chainrule.autograd.graph import HookHandle
+
+        if self._node is not None:
+            return self._node.add_hook(hook)
+        if self._hooks is None:
+            self._hooks = {}
+        return HookHandle(self._hooks, hook)
+
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs=None) -> None:
+        """Backpropagate from this tensor: add d(self)/d(leaf) (times ``gradient``) to every leaf's ``.grad``."""
+        from chainrule.autograd.engine import backward
+
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, outside the graph (in-place changes show in both)."""
+        out = wrap(self._data)
+        out._vc = self._shared_version()
+        return out
+
+    def detach_(self) -> Tensor:
+        if self._base is not None and self._base._rg:
+            raise RuntimeError("detach_: can't detach a view of a tensor that requires grad in place; use detach()")
+        self._node = None
+        self._rg = False
+        return self
+
+    def _shared_version(self) -> list:
+        if self._vc is None:
+            self._vc = [0]
+        return self._vc
+
+    @property
+    def data(self) -> Tensor:
+        """PyTorch's ``.data``: a tensor sharing this one's array, untracked by autograd (and by its
+        version counter). Prefer ``detach()`` or ``no_grad()`` in new code."""
+        return wrap(self._data)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f".data = ...: expected a Tensor, got {type(value).__name__}")
+        self._data = value._data
+
+    # ----- conversion ---------------------------------------------------------------------------
+    def numpy(self):
+        """The data as a numpy array, sharing memory on the CPU."""
+        if self._rg:
+            raise RuntimeError(
+                "numpy: can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()"
+            )
+        if not isinstance(self._data, np.ndarray):
+            raise TypeError(f"numpy: tensor is on {self.device}; call .cpu() first")
+        return self._data
+
+    def item(self) -> float | int | bool:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"item: a Tensor with {self._data.size} elements (shape {self.shape}) cannot be "
+                "converted to a Python scalar; index one element first"
+            )
+        return self._data.item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._data if isinstance(self._data, np.ndarray) else self._data.get()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def _scalar(self, op: str):
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"{op}: only a one-element tensor can be converted to a Python scalar, "
+                f"got shape {self.shape}"
+            )
+        return self._data.item()
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar("bool"))
+
+    def __float__(self) -> float:
+        return float(self._scalar("float"))
+
+    def __int__(self) -> int:
+        return int(self._scalar("int"))
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self._data.size != 1:
+            raise TypeError(f"only one-element integer tensors can be used as an index, got {self.dtype} {self.shape}")
+        return int(self._data.item())
+
+    def __complex__(self) -> complex:
+        return complex(self._scalar("complex"))
+
+    def __format__(self, spec: str) -> str:
+        if self._data.ndim == 0 and spec:
+            return format(self._data.item(), spec)
+        return super().__format__(spec) if spec else repr(self)
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(
+            "chainrule tensors are not pickled (checkpoints are data, never code); "
+            "use chainrule.io.save / chainrule.io.load (safetensors)"
+        )
+
+    def __repr__(self) -> str:
+        return _format_tensor(self)
+
+    def __deepcopy__(self, memo):
+        if self._node is not None:
+            raise RuntimeError("deepcopy: only leaf tensors can be deep-copied (detach() first)")
+        out = wrap(self._data.copy(), self._rg)
+        out.__class__ = type(self)  # a Parameter stays a Parameter
+        if self.grad is not None:
+            out.grad = wrap(self.grad._data.copy())
+        memo[id(self)] = out
+        return out
+
+
+def wrap(data, requires_grad: bool = False, node=None) -> Tensor:
+    """A Tensor around an existing backend array, with no checks: the hot path of every op."""
+    t = _new(Tensor)
+    t._data = data
+    t._rg = requires_grad
+    t.grad = None
+    t._node = node
+    t._vc = None
+    t._base = None
+    t._hooks = None
+    t._name = None
+    return t
+
+
+def _check_dim(dim: int, ndim: int, op: str) -> int:
+    lo = -max(ndim, 1)
+    hi = max(ndim, 1) - 1
+    if not (lo <= dim <= hi):
+        raise IndexError(f"{op}: dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+    return dim % max(ndim, 1)
+
+
+def _format_array(arr) -> str:
+    arr = np.asarray(arr)
+    kwargs: dict[str, Any] = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3}
+    if arr.dtype.kind == "f":
+        finite = arr[np.isfinite(arr)]
+        if finite.size and np.all(finite == np.round(finite)) and np.abs(finite).max() < 1e8:
+            kwargs.update(precision=0, floatmode="fixed")
+        else:
+            big = np.abs(finite).max() if finite.size else 0.0
+            small = np.abs(finite[finite != 0]).min() if np.any(finite != 0) else 1.0
+            if finite.size and (big >= 1e8 or small < 1e-4):
+                kwargs.update(formatter={"float_kind": lambda v: f"{v:.4e}"})
+            else:
+                kwargs.update(precision=4, floatmode="fixed")
+    if arr.dtype.kind == "b":
+        kwargs["formatter"] = {"bool": lambda v: "True" if v else "False"}
+    return np.array2string(arr, **kwargs)
+
+
+def _format_tensor(t: Tensor) -> str:
+    arr = t._data if isinstance(t._data, np.ndarray) else t._data.get()
+    extras = []
+    if arr.size == 0:
+        body = "[]"
+        extras.append(f"size={tuple(arr.shape)}")
+    else:
+        body = _format_array(arr)
+    dtype = t.dtype
+    if dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_):
+        extras.append(f"dtype={dtype!r}")
+    if t.device.type != "cpu":
+        extras.append(f"device='{t.device}'")
+    if t._node is not None:
+        extras.append(f"grad_fn=<{t._node.name()}>")
+    elif t._rg:
+        extras.append("requires_grad=True")
+    return "tensor(" + ", ".join([body, *extras]) + ")"
+
+
+def is_tensor(obj: Any) -> bool:
+    return isinstance(obj, Tensor)
+
