@@ -1,0 +1,448 @@
+"""Neural-network functions (``import chainrule.nn.functional as F``), as in ``torch.nn.functional``.
+
+softmax and log_softmax are primitives (stable: shifted by the max, one node, closed-form
+gradient); the rest are composed from primitives and get their gradients, of every order, for free.
+Convolution and pooling come from ``chainrule.ops.conv`` (im2col + GEMM).
+"""
+
+from __future__ import annotations
+
+import math
+
+from chainrule.autograd.grad_mode import no_grad
+from chainrule.backend import xp_of
+from chainrule.ops import elementwise as ew
+from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand, wrap
+from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
+from chainrule.ops.indexing import one_hot
+from chainrule.ops.shape import pad
+from chainrule.random import default_generator
+
+try:  # convolution and pooling live in their own module
+    from chainrule.ops.conv import (
+        adaptive_avg_pool2d,
+        avg_pool1d,
+        avg_pool2d,
+        conv1d,
+        conv2d,
+        fold,
+        max_pool1d,
+        max_pool2d,
+        unfold,
+    )
+except ImportError:  # pragma: no cover - only while ops/conv.py is being written
+    pass
+
+__all__ = [
+    "linear", "bilinear", "softmax", "log_softmax", "softmin", "dropout", "layer_norm", "rms_norm", "batch_norm",
+    "embedding", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "scaled_dot_product_attention",
+    "normalize", "cosine_similarity", "one_hot", "pad", "relu", "relu6", "leaky_relu", "elu", "gelu", "silu",
+    "mish", "softplus", "sigmoid", "tanh", "hardtanh", "logsigmoid", "softsign", "glu",
+    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d",
+    "unfold", "fold",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(op: str, reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+# ----- layers as functions --------------------------------------------------------------------------
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``input @ weight.T + bias``; weight has shape (out_features, in_features)."""
+    if input.shape[-1:] != weight.shape[-1:]:
+        raise RuntimeError(
+            f"linear: input {describe(input)} has {input.shape[-1] if input.ndim else 0} features but weight "
+            f"{describe(weight)} expects {weight.shape[-1]} (weight shape is (out_features, in_features))"
+        )
+    out = input.matmul(weight.mT)
+    return out if bias is None else out + bias
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``y_o = x1 W_o x2 + b_o`` with weight of shape (out, in1, in2)."""
+    from chainrule.ops.linalg import einsum
+
+    lead = input1.shape[:-1]
+    out = einsum("bi,oij,bj->bo", input1.reshape(-1, input1.shape[-1]), weight, input2.reshape(-1, input2.shape[-1]))
+    out = out.reshape(lead + (weight.shape[0],))
+    return out if bias is None else out + bias
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``, computed from x - max(x) so it never overflows."""
+    x = _float_input(input, dtype, "softmax")
+    d = _softmax_dim(x, dim, "softmax")
+    xp = xp_of(x._data)
+    shifted = x._data - x._data.max(axis=d, keepdims=True)
+    e = xp.exp(shifted, out=shifted)
+    out = e / e.sum(axis=d, keepdims=True)
+
+    def rule(g, out):
+        return (out * (g - (g * out).sum(d, keepdim=True)),)
+
+    return record(out, "softmax", (x,), rule, keep_output=True)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """x - logsumexp(x) along ``dim``, computed stably."""
+    x = _float_input(input, dtype, "log_softmax")
+    d = _softmax_dim(x, dim, "log_softmax")
+    xp = xp_of(x._data)
+    shifted = x._data - x._data.max(axis=d, keepdims=True)
+    out = shifted - xp.log(xp.exp(shifted).sum(axis=d, keepdims=True))
+
+    def rule(g, out):
+        return (g - out.exp() * g.sum(d, keepdim=True),)
+
+    return record(out, "log_softmax", (x,), rule, keep_output=True)
+
+
+def softmin(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    return softmax(-input, dim, dtype)
+
+
+def _float_input(input, dtype, op: str) -> Tensor:
+    x = tensor_operand(input, op)
+    if dtype is not None:
+        x = x.to(dtype)
+    if x._data.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating-point input, got {describe(x)}; pass dtype= or call .float()")
+    return x
+
+
+def _softmax_dim(x: Tensor, dim, op: str) -> int:
+    if dim is None:  # PyTorch's legacy implicit choice, without its deprecation dance
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    return norm_dim(dim, x.ndim, op)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    return -softplus(-input)
+
+
+def softsign(input: Tensor) -> Tensor:
+    return input / (input.abs() + 1)
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    a, b = input.chunk(2, dim)
+    return a * b.sigmoid()
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, generator=None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p) (identity when not training)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    gen = (generator or default_generator).numpy
+    keep = gen.random(input.shape) >= p
+    scale = xp_of(input._data).asarray(keep / (1.0 - p), dtype=input._data.dtype)
+    return input * wrap(scale)
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing ``normalized_shape`` dims to zero mean and unit variance (biased), then
+    scale and shift. Composite (its gradients of every order come from the primitives)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[-len(shape):]) != shape:
+        raise RuntimeError(
+            f"layer_norm: input {describe(input)} does not end with normalized_shape {list(shape)}"
+        )
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    mean = input.mean(dims, keepdim=True)
+    centered = input - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    out = centered * (var + eps).rsqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x**2) + eps) over the trailing dims, then scaled; eps defaults to the dtype's machine epsilon."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[-len(shape):]) != shape:
+        raise RuntimeError(f"rms_norm: input {describe(input)} does not end with normalized_shape {list(shape)}")
+    if eps is None:
+        eps = float(xp_of(input._data).finfo(input._data.dtype).eps)
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    out = input * ((input * input).mean(dims, keepdim=True) + eps).rsqrt()
+    return out if weight is None else out * weight
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (dim 1) over the batch and spatial dims. In training the batch statistics are
+    used and the running ones updated in place (unbiased variance, as PyTorch); in eval the running ones."""
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected at least 2-D input (N, C, ...), got {describe(input)}")
+    dims = (0,) + tuple(range(2, input.ndim))
+    shape = [1, input.shape[1]] + [1] * (input.ndim - 2)
+    if training:
+        count = input.numel() // input.shape[1]
+        if count <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {describe(input)}")
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        if running_mean is not None and running_var is not None:
+            with no_grad():
+                running_mean.mul_(1 - momentum).add_(mean.detach().reshape(-1) * momentum)
+                running_var.mul_(1 - momentum).add_(var.detach().reshape(-1) * (momentum * count / (count - 1)))
+        out = centered * (var + eps).rsqrt()
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are required when training=False")
+        out = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of ``weight`` picked by the integer tensor ``input``; rows at ``padding_idx`` get no gradient."""
+    if input._data.dtype.kind not in "iu":
+        raise RuntimeError(f"embedding: indices must be an integer tensor, got {describe(input)}")
+    num = weight.shape[0]
+    if input._data.size and (int(input._data.min()) < -num or int(input._data.max()) >= num):
+        raise IndexError(
+            f"embedding: index out of range: indices span [{int(input._data.min())}, {int(input._data.max())}] "
+            f"but the table has {num} rows"
+        )
+    out = weight[input]
+    if padding_idx is not None:
+        keep = (input != (padding_idx % num)).unsqueeze(-1)
+        out = ew.where(keep, out, out.detach())
+    return out
+
+
+# ----- losses ---------------------------------------------------------------------------------------
+
+def _class_targets(op: str, input: Tensor, target: Tensor) -> None:
+    if target._data.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}: expected class indices of an integer dtype, got target {describe(target)}")
+    expected = (input.shape[0],) + input.shape[2:] if input.ndim >= 2 else ()
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"{op}: expected target of shape {expected} for input {describe(input)} (N, C, ...), got {describe(target)}"
+        )
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices given log-probabilities ``input`` (N, C, ...)."""
+    _check_reduction("nll_loss", reduction)
+    if input.ndim == 1:
+        input, target = input.unsqueeze(0), target.reshape(1)
+        squeeze = True
+    else:
+        squeeze = False
+    _class_targets("nll_loss", input, target)
+    n_classes = input.shape[1]
+    ignored = target == ignore_index
+    safe = ew.where(ignored, 0, target)
+    if safe._data.size and (int(safe._data.min()) < 0 or int(safe._data.max()) >= n_classes):
+        raise IndexError(
+            f"nll_loss: target values must be in [0, {n_classes}) or equal ignore_index={ignore_index}, got min "
+            f"{int(safe._data.min())} and max {int(safe._data.max())}"
+        )
+    picked = -input.gather(1, safe.unsqueeze(1)).squeeze(1)
+    w = ew.where(ignored, 0.0, weight[safe] if weight is not None else wrap(xp_of(input._data).ones(
+        target.shape, dtype=input._data.dtype)))
+    losses = picked * w
+    if reduction == "none":
+        return losses.squeeze(0) if squeeze else losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / w.sum()
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy of logits ``input`` (N, C, ...) with class indices or class probabilities."""
+    _check_reduction("cross_entropy", reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    class_dim = 0 if input.ndim == 1 else 1
+    logp = log_softmax(input, class_dim)
+    n_classes = input.shape[class_dim]
+    if target._data.dtype.kind == "f":  # class probabilities
+        if target.shape != input.shape:
+            raise ValueError(
+                f"cross_entropy: probability targets must have the input's shape {describe(input)}, got {describe(target)}"
+            )
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / n_classes
+        per_class = logp * target
+        if weight is not None:
+            per_class = per_class * weight.reshape([-1] + [1] * (input.ndim - class_dim - 1))
+        losses = -per_class.sum(class_dim)
+        if reduction == "mean":
+            return losses.sum() / max(input.numel() // n_classes, 1)
+        return _reduce(losses, reduction)
+    nll = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    # PyTorch's smoothing: mix in the mean of -log p over classes (weighted), normalised as nll is
+    ignored = target == ignore_index
+    per_class = logp if weight is None else logp * weight.reshape([-1] + [1] * (input.ndim - class_dim - 1))
+    smooth = ew.where(ignored, 0.0, -per_class.sum(class_dim))
+    if reduction == "mean":
+        if weight is not None:
+            safe = ew.where(ignored, 0, target)
+            denom = ew.where(ignored, 0.0, weight[safe]).sum()
+        else:
+            denom = (~ignored).sum().to(input.dtype)
+        smooth = smooth.sum() / denom
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    return nll * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+
+
+def _same_shape(op: str, input: Tensor, target: Tensor) -> None:
+    if input.shape != target.shape:
+        raise ValueError(
+            f"{op}: target {describe(target)} must have the same shape as input {describe(input)} "
+            "(broadcasting here is almost always a bug)"
+        )
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _check_reduction("mse_loss", reduction)
+    _same_shape("mse_loss", input, target)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    _check_reduction("l1_loss", reduction)
+    _same_shape("l1_loss", input, target)
+    return _reduce((input - target).abs(), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """0.5 d**2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    _check_reduction("huber_loss", reduction)
+    _same_shape("huber_loss", input, target)
+    d = (input - target).abs()
+    loss = ew.where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+    return _reduce(loss, reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """0.5 d**2 / beta where |d| < beta, else |d| - 0.5 beta (huber_loss / beta)."""
+    _check_reduction("smooth_l1_loss", reduction)
+    _same_shape("smooth_l1_loss", input, target)
+    d = (input - target).abs()
+    if beta == 0:
+        return _reduce(d, reduction)
+    loss = ew.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)) of probabilities ``input``; logs are clamped at -100 as in PyTorch."""
+    _check_reduction("binary_cross_entropy", reduction)
+    _same_shape("binary_cross_entropy", input, target)
+    if input._data.size and (float(input._data.min()) < 0 or float(input._data.max()) > 1):
+        raise RuntimeError(
+            "binary_cross_entropy: all elements of input should be between 0 and 1 (for logits use the _with_logits version)"
+        )
+    log_p = input.log().clamp(min=-100.0)
+    log_1mp = (1 - input).log().clamp(min=-100.0)
+    loss = -(target * log_p + (1 - target) * log_1mp)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """Sigmoid + binary cross-entropy in one stable expression:
+    (1 - t) x + (1 + (pos_weight - 1) t) * log(1 + exp(-x)), with log(1 + exp(-x)) = softplus(-x)."""
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    _same_shape("binary_cross_entropy_with_logits", input, target)
+    log_sigmoid_neg = softplus(-input)  # -log(sigmoid(x)) = log(1 + exp(-x))
+    if pos_weight is not None:
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * log_sigmoid_neg
+    else:
+        loss = (1 - target) * input + log_sigmoid_neg
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """KL(target || exp(input)) pointwise: input holds log-probabilities. 'batchmean' divides by the batch size."""
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        loss = ew.where(target > 0, target * (target.clamp(min=1e-45).log() - input), 0.0)
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0]
+    _check_reduction("kl_div", reduction)
+    return _reduce(loss, reduction)
+
+
+# ----- attention and similarity ---------------------------------------------------------------------
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None) -> Tensor:
+    """softmax(q k^T * scale + mask) v over the last two dims. A bool ``attn_mask`` marks the pairs that
+    may attend (True = keep), a float one is added to the scores; ``is_causal`` keeps j <= i."""
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: query {describe(query)}, key {describe(key)} and value {describe(value)} "
+            "must agree: q and k in the last dim (E), k and v in the sequence dim (S)"
+        )
+    if is_causal and attn_mask is not None:
+        raise RuntimeError("scaled_dot_product_attention: pass either attn_mask or is_causal, not both")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = (query * scale).matmul(key.mT)
+    L, S = query.shape[-2], key.shape[-2]
+    if is_causal:
+        keep = wrap(xp_of(query._data).tril(xp_of(query._data).ones((L, S), dtype=bool)))
+        scores = scores.masked_fill(~keep, float("-inf"))
+    elif attn_mask is not None:
+        if attn_mask._data.dtype.kind == "b":
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    weights = softmax(scores, -1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p)
+    return weights.matmul(value)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """input / max(||input||_p, eps) along ``dim``."""
+    return input / input.norm(p, dim, keepdim=True).clamp(min=eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    dot = (x1 * x2).sum(dim)
+    n1 = x1.norm(2, dim).clamp(min=eps)
+    n2 = x2.norm(2, dim).clamp(min=eps)
+    return dot / (n1 * n2)

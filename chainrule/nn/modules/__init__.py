@@ -1,0 +1,11 @@
+"""Layers, grouped by kind."""
+
+from chainrule.nn.modules.activation import *  # noqa: F401,F403
+from chainrule.nn.modules.container import *  # noqa: F401,F403
+from chainrule.nn.modules.conv import *  # noqa: F401,F403
+from chainrule.nn.modules.dropout import *  # noqa: F401,F403
+from chainrule.nn.modules.linear import *  # noqa: F401,F403
+from chainrule.nn.modules.loss import *  # noqa: F401,F403
+from chainrule.nn.modules.normalization import *  # noqa: F401,F403
+from chainrule.nn.modules.sparse import *  # noqa: F401,F403
+from chainrule.nn.modules.transformer import *  # noqa: F401,F403
