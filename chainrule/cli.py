@@ -1,0 +1,111 @@
+"""The ``chainrule`` command: train, evaluate and sample models on the bundled real data.
+
+    chainrule train mlp|cnn|gpt [options]      train into runs/<model>/ (or --out)
+    chainrule evaluate runs/<run>              test metrics of a saved model
+    chainrule sample runs/<gpt-run> --prompt "ROMEO:" --tokens 300 --temperature 0.8
+    chainrule demo                             a short gpt run, then a sample of its text
+
+Errors print one line and exit with status 2; no tracebacks for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+# command-line option -> (section of the recipe, key)
+_MODEL_OPTIONS = {
+    "width": ("model", "width", int, "hidden units per layer (mlp)"),
+    "depth": ("model", "depth", int, "hidden layers (mlp)"),
+    "n_layer": ("model", "n_layer", int, "transformer blocks (gpt)"),
+    "n_head": ("model", "n_head", int, "attention heads (gpt)"),
+    "n_embd": ("model", "n_embd", int, "embedding width (gpt)"),
+    "block_size": ("model", "block_size", int, "context length (gpt)"),
+    "dropout": ("model", "dropout", float, "dropout probability"),
+}
+_TRAIN_OPTIONS = {
+    "epochs": ("train", "epochs", int, "passes over the training set (mlp, cnn)"),
+    "steps": ("train", "steps", int, "optimizer steps (gpt)"),
+    "batch_size": ("train", "batch_size", int, "examples per step"),
+    "lr": ("train", "lr", float, "peak learning rate"),
+    "weight_decay": ("train", "weight_decay", float, "AdamW weight decay"),
+    "seed": ("train", "seed", int, "random seed (weights, shuffling, sampling)"),
+    "eval_interval": ("train", "eval_interval", int, "steps between validations (gpt)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chainrule", description="Train, evaluate and sample chainrule models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model on its bundled data set")
+    train.add_argument("model", help="mlp (digits), cnn (mnist5k) or gpt (tiny Shakespeare)")
+    train.add_argument("--out", help="run folder (default runs/<model>)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    for name, (_, _, kind, text) in {**_MODEL_OPTIONS, **_TRAIN_OPTIONS}.items():
+        train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+
+    evaluate = sub.add_parser("evaluate", help="report test metrics of a saved run")
+    evaluate.add_argument("run", help="a run folder, e.g. runs/mlp")
+
+    sample = sub.add_parser("sample", help="generate text with a trained gpt run")
+    sample.add_argument("run", help="a gpt run folder, e.g. runs/gpt")
+    sample.add_argument("--prompt", default="ROMEO:")
+    sample.add_argument("--tokens", type=int, default=300)
+    sample.add_argument("--temperature", type=float, default=0.8)
+    sample.add_argument("--top-k", dest="top_k", type=int, default=None)
+    sample.add_argument("--seed", type=int, default=0)
+
+    demo = sub.add_parser("demo", help="train a small gpt for a few minutes, then sample from it")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--steps", type=int, default=600)
+    return parser
+
+
+def _overrides(args, table: dict) -> dict:
+    return {key: getattr(args, name) for name, (_, key, _, _) in table.items() if getattr(args, name, None) is not None}
+
+
+def _run(args) -> int:
+    from chainrule import recipes
+
+    if args.command == "train":
+        out = args.out or f"runs/{args.model}"
+        summary = recipes.train_run(args.model, out, _overrides(args, _MODEL_OPTIONS), _overrides(args, _TRAIN_OPTIONS),
+                                    overwrite=args.overwrite, resume=args.resume, verbose=0 if args.quiet else 1)
+        print(json.dumps(summary, indent=2))
+        print(f"run folder: {out}")
+    elif args.command == "evaluate":
+        print(json.dumps(recipes.evaluate_run(args.run), indent=2))
+    elif args.command == "sample":
+        print(recipes.sample_run(args.run, args.prompt, args.tokens, args.temperature, args.top_k, args.seed))
+    elif args.command == "demo":
+        summary = recipes.train_run("gpt", args.out, train_overrides={"steps": args.steps, "eval_interval": 100},
+                                    overwrite=True)
+        print(f"validation loss {summary['val_loss']:.3f} nats/char after {args.steps} steps; a sample:\n")
+        print(recipes.sample_run(args.out, "ROMEO:", 300))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from chainrule.io import CheckpointError
+    from chainrule.recipes import RunError
+
+    try:
+        return _run(args)
+    except (RunError, CheckpointError, FileNotFoundError, PermissionError) as err:
+        print(f"chainrule: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chainrule: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""DataLoader and the default collate function, with ``torch.utils.data`` semantics.
+
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
+    for xb, yb in loader:     # each epoch a new order, drawn from chainrule's seeded generator
+        ...
+
+``DataLoader`` walks a sampler (sequential, or random with ``shuffle=True``), groups the indices into
+batches and turns each batch into tensors with ``collate_fn`` (by default ``default_collate``, which
+stacks tensors, arrays and numbers and recurses into tuples, lists and dicts). Everything runs in the
+main process: ``num_workers`` must be 0.
+
+Fast path: a ``TensorDataset`` (or a ``Subset`` of one, e.g. from ``random_split``) batched with the
+default collate and a built-in sampler is served by indexing each whole tensor once per batch, with
+no Python loop over the items. The batches are the same as the item-by-item route would give.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from chainrule.backend import np, xp_of
+from chainrule.random import Generator
+from chainrule.tensor import Tensor, wrap
+
+from .dataset import Dataset, IterableDataset, Subset, TensorDataset
+from .sampler import BatchSampler, RandomSampler, SequentialSampler, _ArraySampler
+
+__all__ = ["DataLoader", "default_collate", "default_convert"]
+
+
+# ----- collate -------------------------------------------------------------------------------------
+
+def _stack_tensors(batch: list[Tensor]) -> Tensor:
+    """Stack same-shaped tensors on a new first dim (through autograd if any requires grad)."""
+    ref = batch[0]
+    for i, t in enumerate(batch):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"default_collate: entry 0 of the batch is a Tensor but entry {i} is a {type(t).__name__}")
+        if t.shape != ref.shape:
+            raise RuntimeError(
+                f"default_collate: can't stack the batch's tensors: entry 0 has shape {tuple(ref.shape)} but entry "
+                f"{i} has shape {tuple(t.shape)}; make the samples the same shape (pad or crop) or pass a collate_fn"
+            )
+    same_dtype = all(t._data.dtype == ref._data.dtype for t in batch)
+    if same_dtype and not any(t._rg for t in batch):
+        return wrap(xp_of(ref._data).stack([t._data for t in batch]))
+    from chainrule.ops.shape import stack
+
+    return stack(batch, 0)
+
+
+def _collate_numbers(batch: list) -> Tensor:
+    from chainrule.creation import tensor
+
+    if isinstance(batch[0], float):
+        from chainrule.dtypes import float64
+
+        return tensor(batch, dtype=float64)  # as torch: Python floats collate to float64
+    return tensor(batch)  # ints -> int64, bools -> bool
+
+
+def _is_text_array(array) -> bool:
+    return array.dtype.kind in "OSUV"
+
+
+def default_collate(batch: list) -> Any:
+    """Merge a list of samples into a batch, as ``torch.utils.data.default_collate``.
+
+    Tensors are stacked (new first dim); numpy arrays and numpy scalars become tensors and are
+    stacked; Python floats become a float64 tensor, ints int64, bools bool; strings stay a list.
+    Dicts collate key by key, namedtuples field by field, and tuples and lists position by position
+    (returning a list, as torch does, so ``for x, y in loader`` works).
+    """
+    if not isinstance(batch, (list, tuple)) or len(batch) == 0:
+        raise TypeError(f"default_collate: expected a non-empty list of samples, got {type(batch).__name__}"
+                        + (" of length 0" if isinstance(batch, (list, tuple)) else ""))
+    elem = batch[0]
+    if isinstance(elem, Tensor):
+        return _stack_tensors(list(batch))
+    if isinstance(elem, np.ndarray):
+        if _is_text_array(elem):
+            raise TypeError(f"default_collate: numpy arrays of dtype {elem.dtype} can't become tensors; "
+                            "pass a collate_fn that handles them")
+        from chainrule.creation import as_tensor
+
+        return _stack_tensors([as_tensor(np.asarray(a)) for a in batch])
+    if isinstance(elem, np.generic) and not _is_text_array(np.asarray(elem)):
+        from chainrule.creation import as_tensor
+
+        return as_tensor(np.asarray(batch))
+    if isinstance(elem, (float, int)):  # bool is an int
+        return _collate_numbers(list(batch))
+    if isinstance(elem, (str, bytes)):
+        return list(batch)
+    if isinstance(elem, cabc.Mapping):
+        return _collate_mapping(batch)
+    if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
+        return type(elem)(*(default_collate(list(field)) for field in zip(*batch)))
+    if isinstance(elem, cabc.Sequence):
+        return _collate_sequence(batch)
+    raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, strings, dicts or lists; "
+                    f"found {type(elem).__name__}. Pass a collate_fn that handles it.")
+
+
+def _collate_mapping(batch: list) -> dict:
+    elem = batch[0]
+    for i, d in enumerate(batch):
+        missing = [k for k in elem if k not in d]
+        if missing:
+            raise KeyError(f"default_collate: sample {i} lacks key(s) {missing} that sample 0 has")
+    merged = {key: default_collate([d[key] for d in batch]) for key in elem}
+    if isinstance(elem, cabc.MutableMapping):
+        try:
+            clone = copy.copy(elem)  # keep the mapping type (OrderedDict, defaultdict, ...)
+            clone.update(merged)
+            return clone
+        except TypeError:
+            return merged
+    return merged
+
+
+def _collate_sequence(batch: list) -> list:
+    size = len(batch[0])
+    for i, sample in enumerate(batch):
+        if len(sample) != size:
+            raise RuntimeError(f"default_collate: each element in list of batch should be of equal size; sample 0 "
+                               f"has {size} fields but sample {i} has {len(sample)}")
+    return [default_collate(list(field)) for field in zip(*batch)]
+
+
+def default_convert(data: Any) -> Any:
+    """What the loader applies to each sample when batching is off (``batch_size=None``): numpy arrays
+    and scalars become tensors, containers are converted inside, everything else is left alone."""
+    from chainrule.creation import as_tensor
+
+    if isinstance(data, np.ndarray) and not _is_text_array(data):
+        return as_tensor(data)
+    if isinstance(data, np.generic) and not _is_text_array(np.asarray(data)):
+        return as_tensor(data)
+    if isinstance(data, cabc.Mapping):
+        return {k: default_convert(v) for k, v in data.items()}
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(default_convert(d) for d in data))
+    if isinstance(data, tuple):
+        return [default_convert(d) for d in data]
+    if isinstance(data, list):
+        return [default_convert(d) for d in data]
+    return data
+
+
+# ----- the fast path for tensor datasets ----------------------------------------------------------
+
+class _TensorSource:
+    """The tensors behind a TensorDataset, possibly seen through Subsets (``index_map`` composes their
+    indices), from which a whole batch is taken with one fancy-index per tensor."""
+
+    def __init__(self, tensors: tuple[Tensor, ...], index_map):
+        self.tensors = tensors
+        self.index_map = index_map
+
+    def take(self, idx) -> list[Tensor]:
+        if self.index_map is not None:
+            idx = self.index_map[idx]
+        out = []
+        for t in self.tensors:
+            if t._rg:  # go through autograd, as t[i] per item would
+                out.append(t[wrap(t.xp.asarray(idx))])
+            else:
+                out.append(wrap(_take_rows(t, idx)))
+        return out
+
+
+def _take_rows(t: Tensor, idx):
+    try:
+        return t.xp.take(t._data, t.xp.asarray(idx), axis=0)
+    except IndexError as err:
+        raise IndexError(f"DataLoader: a batch index is out of range for the TensorDataset of length {t.shape[0]} "
+                         f"({err}); check the sampler's indices") from None
+
+
+def _tensor_source(dataset) -> _TensorSource | None:
+    """A _TensorSource if ``dataset`` is exactly a TensorDataset or Subsets of one, else None.
+    Subclasses are excluded: they may override ``__getitem__``."""
+    maps = []
+    while type(dataset) is Subset:
+        maps.append(dataset.indices)
+        dataset = dataset.dataset
+    if type(dataset) is not TensorDataset:
+        return None
+    index_map, length = None, len(dataset)
+    for indices in reversed(maps):  # innermost Subset first
+        arr = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if arr.size and (arr.max() >= length or arr.min() < -length):
+            raise IndexError(f"DataLoader: a Subset index ({arr.min()} .. {arr.max()}) is out of range for the "
+                             f"{length} items beneath it")
+        index_map = arr if index_map is None else index_map[arr]
+        length = len(arr)
+    return _TensorSource(dataset.tensors, index_map)
+
+
+# ----- the loader ----------------------------------------------------------------------------------
+
+class DataLoader:
+    """Iterate over ``dataset`` in batches, with ``torch.utils.data.DataLoader``'s arguments and rules.
+
+    Args:
+        dataset: a map-style ``Dataset`` (anything with ``__getitem__`` and ``__len__``) or an
+            ``IterableDataset``.
+        batch_size: samples per batch; ``None`` turns batching off (each sample is yielded alone,
+            through ``default_convert``).
+        shuffle: reshuffle at every epoch (every ``iter(loader)``), drawing from ``generator`` or
+            chainrule's default generator, so ``chainrule.manual_seed(s)`` makes epochs reproducible.
+        sampler: an iterable of indices deciding the order (excludes ``shuffle``).
+        batch_sampler: an iterable of lists of indices (excludes ``batch_size``, ``shuffle``,
+            ``sampler`` and ``drop_last``).
+        num_workers: must be 0 (loading runs in the main process).
+        collate_fn: merges a list of samples into a batch (default ``default_collate``).
+        pin_memory: accepted for compatibility; has no effect.
+        drop_last: drop the last batch when it is smaller than ``batch_size``.
+        generator: a ``chainrule.random.Generator`` for the shuffling.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None, sampler=None,
+                 batch_sampler=None, num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None,
+                 pin_memory: bool = False, drop_last: bool = False, generator: Generator | None = None):
+        _check_workers(num_workers)
+        self.dataset = dataset
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.generator = generator
+        self._iterable = isinstance(dataset, IterableDataset)
+        _check_exclusive(self._iterable, batch_size, shuffle, sampler, batch_sampler, drop_last)
+        if batch_sampler is not None:  # as torch: a batch_sampler replaces batch_size and drop_last
+            batch_size, drop_last = None, False
+        elif batch_size is not None:
+            batch_size = _positive_int(batch_size, "batch_size")
+        if sampler is None and not self._iterable:
+            sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        if batch_sampler is None and batch_size is not None and not self._iterable:
+            batch_sampler = BatchSampler(sampler, batch_size, bool(drop_last))
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
+        self.batch_size = batch_size
+        self.drop_last = bool(drop_last)
+        self._auto_collation = batch_sampler is not None or (self._iterable and batch_size is not None)
+        self.collate_fn = collate_fn if collate_fn is not None else (
+            default_collate if self._auto_collation else default_convert)
+
+    # ----- iteration -----
+    def __iter__(self) -> Iterator[Any]:
+        if self._iterable:
+            return self._iter_stream()
+        if self.batch_sampler is None:
+            return (self.collate_fn(self.dataset[i]) for i in self.sampler)
+        source = _tensor_source(self.dataset) if self.collate_fn is default_collate else None
+        if source is not None:
+            return (source.take(idx) for idx in self._index_batches())
+        return (self.collate_fn(self._fetch(batch)) for batch in self.batch_sampler)
+
+    def _index_batches(self) -> Iterator:
+        """Batches of indices as int64 arrays, sliced without a Python loop for the built-in samplers."""
+        bs = self.batch_sampler
+        if type(bs) is BatchSampler and isinstance(bs.sampler, _ArraySampler):
+            return bs._index_arrays()
+        return (np.asarray(batch, dtype=np.int64).reshape(-1) for batch in bs)
+
+    def _fetch(self, batch) -> list:
+        if callable(getattr(self.dataset, "__getitems__", None)):
+            return self.dataset.__getitems__(list(batch))
+        return [self.dataset[i] for i in batch]
+
+    def _iter_stream(self) -> Iterator[Any]:
+        if self.batch_size is None:
+            for sample in self.dataset:
+                yield self.collate_fn(sample)
+            return
+        batch: list = []
+        for sample in self.dataset:
+            batch.append(sample)
+            if len(batch) == self.batch_size:
+                yield self.collate_fn(batch)
+                batch = []
+        if batch and not self.drop_last:
+            yield self.collate_fn(batch)
+
+    def __len__(self) -> int:
+        if self._iterable:
+            if not hasattr(self.dataset, "__len__"):
+                raise TypeError("DataLoader: len() of a loader over an IterableDataset needs the dataset to define __len__")
+            n = len(self.dataset)
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        return len(self.sampler)
+
+    def __repr__(self) -> str:
+        return (f"DataLoader({type(self.dataset).__name__}, batch_size={self.batch_size}, "
+                f"sampler={type(self.sampler).__name__}, drop_last={self.drop_last})")
+
+
+def _check_workers(num_workers) -> None:
+    if not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"DataLoader: num_workers option should be a non-negative int, got {num_workers!r}")
+    if num_workers != 0:
+        raise ValueError(
+            f"DataLoader: num_workers={num_workers} is not supported; chainrule loads data in the main process, so "
+            "use num_workers=0 (a TensorDataset is batched with one fancy-index per tensor, which rarely needs workers)"
+        )
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"DataLoader: {name} should be a positive integer value, but got {name}={value!r}")
+    return value
+
+
+def _check_exclusive(iterable: bool, batch_size, shuffle, sampler, batch_sampler, drop_last) -> None:
+    """torch's rules about which loader options combine."""
+    if iterable:
+        if shuffle:
+            raise ValueError("DataLoader: an IterableDataset can't be shuffled by the loader (shuffle=True); "
+                             "shuffle inside the dataset's __iter__")
+        if sampler is not None or batch_sampler is not None:
+            raise ValueError("DataLoader: an IterableDataset takes no sampler or batch_sampler; it decides its own order")
+    if sampler is not None and shuffle:
+        raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle; "
+                         "shuffle inside the sampler or drop shuffle=True")
+    if batch_sampler is not None and (batch_size != 1 or shuffle or sampler is not None or drop_last):
+        raise ValueError("DataLoader: batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, "
+                         "and drop_last; leave those at their defaults when you pass a batch_sampler")
+    if batch_size is None and drop_last:
+        raise ValueError("DataLoader: batch_size=None option disables auto-batching and is mutually exclusive "
+                         "with drop_last")

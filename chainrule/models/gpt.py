@@ -1,0 +1,100 @@
+"""A character-level decoder-only transformer (GPT): token and position embeddings, pre-LayerNorm blocks of
+causal self-attention and a GELU MLP, a final LayerNorm and a linear head (optionally tied to the embedding)."""
+
+from __future__ import annotations
+
+import math
+
+import chainrule as cr
+from chainrule import nn
+from chainrule.nn import functional as F
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        self.n_head = n_head
+        self.qkv = nn.Linear(n_embd, 3 * n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.dropout = dropout
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.n_head, c // self.n_head).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
+        self.ln2 = nn.LayerNorm(n_embd)
+        self.fc = nn.Linear(n_embd, 4 * n_embd)
+        self.fc2 = nn.Linear(4 * n_embd, n_embd)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = x + self.drop(self.attn(self.ln1(x)))
+        return x + self.drop(self.fc2(F.gelu(self.fc(self.ln2(x)), approximate="tanh")))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size: int = 65, block_size: int = 64, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
+                 dropout: float = 0.0, tie_weights: bool = False):
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"GPT: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+        if min(vocab_size, block_size, n_layer, n_head, n_embd) < 1:
+            raise ValueError("GPT: vocab_size, block_size, n_layer, n_head and n_embd must all be positive")
+        self.block_size = block_size
+        self.tok_emb = nn.Embedding(vocab_size, n_embd)
+        self.pos_emb = nn.Embedding(block_size, n_embd)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, vocab_size, bias=False)
+        self._init_weights(n_layer)
+        if tie_weights:
+            self.head.weight = self.tok_emb.weight
+
+    def _init_weights(self, n_layer: int) -> None:
+        """GPT-2's scheme: N(0, 0.02) weights, zero biases, residual projections scaled by 1/sqrt(2 n_layer)."""
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif p.ndim == 2:
+                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("proj.weight", "fc2.weight")) else 0.02
+                nn.init.normal_(p, 0.0, std)
+
+    def forward(self, idx):
+        b, t = idx.shape
+        if t > self.block_size:
+            raise ValueError(f"GPT: sequence length {t} exceeds block_size {self.block_size}")
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(cr.arange(t)))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+    @cr.no_grad()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, generator=None):
+        """Extend ``idx`` (B, T) by sampling one token at a time from the model's predictions."""
+        from chainrule.random import default_generator
+
+        if temperature <= 0:
+            raise ValueError(f"generate: temperature must be positive, got {temperature}")
+        rng = (generator or default_generator).numpy
+        was_training = self.training
+        self.eval()
+        for _ in range(max_new_tokens):
+            logits = self(idx[:, -self.block_size:])[:, -1, :] / temperature
+            if top_k is not None:
+                kth = logits.numpy().copy()
+                kth.sort(axis=-1)
+                logits = logits.masked_fill(logits < cr.tensor(kth[:, -min(top_k, kth.shape[-1])])[:, None], float("-inf"))
+            probs = F.softmax(logits.double(), -1).numpy()
+            choice = [rng.choice(probs.shape[-1], p=row / row.sum()) for row in probs]
+            idx = cr.cat([idx, cr.tensor(choice)[:, None]], 1)
+        self.train(was_training)
+        return idx

@@ -1,0 +1,27 @@
+"""Optimizers and learning-rate schedules, following ``torch.optim``.
+
+    import chainrule as cr
+    from chainrule import optim
+
+    opt = optim.AdamW(params, lr=3e-4, weight_decay=0.01)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=1000)
+    for x, y in batches:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+        sched.step()
+
+Optimizers: :class:`SGD`, :class:`Adam`, :class:`AdamW`, :class:`RMSprop`, :class:`Adagrad`, all
+subclasses of :class:`Optimizer` (param groups, ``zero_grad``, ``step(closure)``, ``state_dict`` /
+``load_state_dict`` in PyTorch's format). Schedulers live in :mod:`chainrule.optim.lr_scheduler`;
+gradient clipping is in :mod:`chainrule.nn.utils`.
+"""
+
+from chainrule.optim import lr_scheduler
+from chainrule.optim.adagrad import Adagrad
+from chainrule.optim.adam import Adam, AdamW
+from chainrule.optim.optimizer import Optimizer
+from chainrule.optim.rmsprop import RMSprop
+from chainrule.optim.sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]

@@ -1,0 +1,297 @@
+"""End-to-end training recipes behind the ``chainrule`` command: the model, its data set, its
+defaults, and the run folder each training run writes.
+
+A run folder ``runs/<name>/`` holds:
+- ``config.json``: the model kind, its architecture config and the training options used;
+- ``best.safetensors`` / ``last.safetensors``: checkpoints (model, optimizer, scheduler, RNG, step);
+- ``metrics.jsonl`` (one line per epoch or evaluation interval) and ``history.json``;
+- ``curves.png``: loss and metric curves; ``summary.json``: the final test metrics;
+- for the language model, ``samples.txt``: text generated at the end of training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import chainrule as cr
+from chainrule import data, io, optim
+from chainrule.models import build_model
+from chainrule.nn import functional as F
+
+__all__ = ["RECIPES", "RunError", "train_run", "evaluate_run", "sample_run", "load_run"]
+
+
+class RunError(Exception):
+    """A problem with a run folder or its options, reported to the user in one line."""
+
+
+@dataclass
+class Recipe:
+    kind: str
+    description: str
+    model: dict
+    train: dict
+
+
+RECIPES = {
+    "mlp": Recipe(
+        "mlp", "MLP on the 8x8 digits (1,797 images)",
+        model={"in_features": 64, "width": 256, "depth": 2, "num_classes": 10, "activation": "relu", "dropout": 0.1},
+        train={"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "seed": 0},
+    ),
+    "cnn": Recipe(
+        "cnn", "LeNet-style CNN on mnist5k (5,000 MNIST images)",
+        model={"in_channels": 1, "num_classes": 10, "channels": [8, 16], "hidden": [120, 84], "image_size": 28,
+               "dropout": 0.1},
+        train={"epochs": 15, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4, "seed": 0},
+    ),
+    "gpt": Recipe(
+        "gpt", "character-level GPT on tiny Shakespeare (1.1 M characters)",
+        model={"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0,
+               "tie_weights": False},
+        train={"steps": 3000, "batch_size": 32, "lr": 2e-3, "min_lr": 1e-4, "warmup_steps": 100,
+               "weight_decay": 0.1, "grad_clip": 1.0, "eval_interval": 250, "eval_batches": 20, "seed": 0,
+               "sample_tokens": 300, "sample_prompt": "ROMEO:"},
+    ),
+}
+
+
+# ----- run folders ----------------------------------------------------------------------------------
+
+def _prepare_folder(out: Path, overwrite: bool, resume: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if resume:
+            if not (out / "last.safetensors").exists():
+                raise RunError(f"cannot resume: {out} has no last.safetensors checkpoint")
+            return
+        if not overwrite:
+            raise RunError(f"output folder {out} exists and is not empty; pass --overwrite to replace it or --resume to continue")
+        if not (out / "config.json").exists():
+            raise RunError(f"refusing to overwrite {out}: it does not look like a chainrule run folder (no config.json)")
+        shutil.rmtree(out)
+    elif resume:
+        raise RunError(f"cannot resume: {out} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _resumed_config(out: Path, kind: str, model_overrides: dict, train_overrides: dict) -> tuple[dict, dict]:
+    """The saved configuration of the run being resumed; options may not change (the schedule and the
+    data order were planned for them)."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunError(f"cannot resume {out}: unreadable config.json ({err})") from None
+    if saved.get("kind") != kind:
+        raise RunError(f"cannot resume {out}: it is a {saved.get('kind')} run, not {kind}")
+    for section, overrides in (("model", model_overrides), ("train", train_overrides)):
+        changed = {k: v for k, v in overrides.items() if saved[section].get(k) != v}
+        if changed:
+            raise RunError(f"cannot change options when resuming (saved {section} options differ: {changed}); "
+                           "start a new run with --out instead")
+    return saved["model"], saved["train"]
+
+
+def load_run(run_dir: str | Path, checkpoint: str | None = None):
+    """(config, model, checkpoint path) of a finished or interrupted run folder."""
+    run = Path(run_dir)
+    config_path = run / "config.json"
+    if not config_path.exists():
+        raise RunError(f"{run} is not a chainrule run folder (no config.json)")
+    try:
+        config = json.loads(config_path.read_text())
+        kind, model_config = config["kind"], config["model"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise RunError(f"{config_path} is not a valid run config: {err}") from None
+    names = [checkpoint] if checkpoint else ["best.safetensors", "last.safetensors"]
+    path = next((run / n for n in names if (run / n).exists()), None)
+    if path is None:
+        raise RunError(f"{run} has no checkpoint ({' or '.join(names)})")
+    model = build_model(kind, model_config)
+    try:
+        io.load(path).restore(model=model, rng=False)
+    except (io.CheckpointError, RuntimeError, ValueError) as err:
+        raise RunError(f"can't load {path}: {err}") from None
+    return config, model, path
+
+
+def _write_json(path: Path, payload) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+# ----- training -------------------------------------------------------------------------------------
+
+def train_run(kind: str, out_dir: str | Path, model_overrides: dict | None = None, train_overrides: dict | None = None,
+              overwrite: bool = False, resume: bool = False, verbose: int = 1) -> dict:
+    """Train the recipe ``kind`` into ``out_dir``; returns the summary (also written to summary.json)."""
+    if kind not in RECIPES:
+        raise RunError(f"unknown model {kind!r}; choose one of: {', '.join(sorted(RECIPES))}")
+    recipe = RECIPES[kind]
+    out = Path(out_dir)
+    model_config = {**recipe.model, **(model_overrides or {})}
+    options = {**recipe.train, **(train_overrides or {})}
+    if resume:
+        model_config, options = _resumed_config(out, kind, model_overrides or {}, train_overrides or {})
+    try:
+        build_model(kind, model_config)  # refuse impossible sizes before touching the folder
+    except (ValueError, TypeError) as err:
+        raise RunError(f"impossible model configuration for {kind}: {err}") from None
+    _prepare_folder(out, overwrite, resume)
+    if not resume:
+        _write_json(out / "config.json", {"kind": kind, "model": model_config, "train": options,
+                                          "chainrule_version": cr.__version__})
+    cr.manual_seed(int(options["seed"]))
+    model = build_model(kind, model_config)  # rebuilt after seeding: initial weights depend only on the seed
+    started = time.perf_counter()
+    trainer = _gpt_training if kind == "gpt" else _classifier_training
+    summary = trainer(kind, model, model_config, options, out, resume, verbose)
+    summary["train_seconds"] = round(time.perf_counter() - started, 2)
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _classifier_data(kind: str, split: str):
+    if kind == "mlp":
+        return data.load_digits(split, flatten=True)
+    return data.load_mnist5k(split)
+
+
+def _classifier_training(kind, model, model_config, options, out: Path, resume: bool, verbose: int) -> dict:
+    from chainrule.train import fit
+    from chainrule.train.callbacks import JSONLLogger, ModelCheckpoint
+    from chainrule.train.plots import plot_history
+
+    x_train, y_train = _classifier_data(kind, "train")
+    x_test, y_test = _classifier_data(kind, "test")
+    epochs = int(options["epochs"])
+    optimizer = optim.AdamW(model.parameters(), lr=options["lr"], weight_decay=options["weight_decay"])
+    steps_per_epoch = math.ceil(len(x_train) / options["batch_size"])
+    scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=options["lr"], total_steps=epochs * steps_per_epoch)
+    history = fit(
+        model, (x_train, y_train), loss=F.cross_entropy, optimizer=optimizer, epochs=epochs,
+        val_data=(x_test, y_test), metrics=("accuracy",), scheduler=scheduler, scheduler_interval="step",
+        batch_size=options["batch_size"], shuffle=True, verbose=verbose,
+        callbacks=[ModelCheckpoint(out, monitor="val_accuracy", config={"kind": kind, "model": model_config}),
+                   JSONLLogger(out / "metrics.jsonl")],
+        resume_from=out / "last.safetensors" if resume else None,
+    )
+    history.to_json(out / "history.json")
+    plot_history(history, out / "curves.png")
+    _, best, _ = load_run(out, "best.safetensors")
+    return {"kind": kind, **_evaluate_classifier(kind, best), "epochs": len(history.epochs)}
+
+
+def _evaluate_classifier(kind: str, model) -> dict:
+    x_test, y_test = _classifier_data(kind, "test")
+    model.eval()
+    with cr.no_grad():
+        logits = model(x_test)
+        loss = F.cross_entropy(logits, y_test).item()
+        accuracy = (logits.argmax(1) == y_test).float().mean().item()
+    return {"test_loss": round(loss, 5), "test_accuracy": round(accuracy, 5), "test_samples": len(y_test)}
+
+
+class _RandomWindows:
+    """``length`` random (x, y) windows of the token stream per pass: one "epoch" = one eval interval."""
+
+    def __init__(self, ids, batch_size: int, block_size: int, length: int):
+        self.ids, self.batch_size, self.block_size, self.length = ids, batch_size, block_size, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        for _ in range(self.length):
+            yield data.sample_batch(self.ids, self.batch_size, self.block_size)
+
+
+def _lm_loss(logits, targets):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def _fixed_val_batches(options, block_size: int):
+    val_ids, _ = data.load_tinyshakespeare("val")
+    gen = cr.Generator(1234)  # the same validation windows in every run
+    return [data.sample_batch(val_ids, options["batch_size"], block_size, generator=gen)
+            for _ in range(int(options["eval_batches"]))]
+
+
+def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, verbose: int) -> dict:
+    from chainrule.train import fit
+    from chainrule.train.callbacks import JSONLLogger, ModelCheckpoint
+    from chainrule.train.plots import plot_history
+
+    train_ids, vocab = data.load_tinyshakespeare("train")
+    if model_config["vocab_size"] != len(vocab):
+        raise RunError(f"gpt: vocab_size must be {len(vocab)} for tiny Shakespeare, got {model_config['vocab_size']}")
+    steps, interval = int(options["steps"]), int(options["eval_interval"])
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
+    optimizer = optim.AdamW([{"params": decay, "weight_decay": options["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=options["lr"], betas=(0.9, 0.99))
+    warmup = int(options["warmup_steps"])
+    scheduler = optim.lr_scheduler.SequentialLR(optimizer, [
+        optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / max(warmup, 1), total_iters=max(warmup, 1)),
+        optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps - warmup, 1), eta_min=options["min_lr"]),
+    ], milestones=[max(warmup, 1)])
+    train_batches = _RandomWindows(train_ids, int(options["batch_size"]), model.block_size, interval)
+    history = fit(
+        model, train_batches, loss=_lm_loss, optimizer=optimizer, epochs=math.ceil(steps / interval),
+        max_steps=steps, val_data=_fixed_val_batches(options, model.block_size), metrics=(),
+        scheduler=scheduler, scheduler_interval="step", grad_clip_norm=options["grad_clip"], verbose=verbose,
+        callbacks=[ModelCheckpoint(out, monitor="val_loss", config={"kind": kind, "model": model_config}),
+                   JSONLLogger(out / "metrics.jsonl")],
+        resume_from=out / "last.safetensors" if resume else None,
+    )
+    history.to_json(out / "history.json")
+    plot_history(history, out / "curves.png")
+    _, best, _ = load_run(out, "best.safetensors")
+    text = _generate(best, vocab, options["sample_prompt"], int(options["sample_tokens"]), 0.8, None, seed=0)
+    (out / "samples.txt").write_text(text + "\n")
+    return {"kind": kind, **_evaluate_lm(best, options), "steps": steps, "sample": text[:200]}
+
+
+def _evaluate_lm(model, options) -> dict:
+    model.eval()
+    with cr.no_grad():
+        losses = [_lm_loss(model(x), y).item() for x, y in _fixed_val_batches(options, model.block_size)]
+    val_loss = sum(losses) / len(losses)
+    return {"val_loss": round(val_loss, 5), "val_perplexity": round(math.exp(val_loss), 4)}
+
+
+def _generate(model, vocab, prompt: str, tokens: int, temperature: float, top_k, seed: int) -> str:
+    try:
+        ids = vocab.encode(prompt or "\n")
+    except KeyError as err:
+        raise RunError(f"the prompt has characters outside the model's vocabulary: {err}") from None
+    out = model.generate(cr.tensor([ids]), tokens, temperature=temperature, top_k=top_k, generator=cr.Generator(seed))
+    return vocab.decode(out[0])
+
+
+# ----- using finished runs --------------------------------------------------------------------------
+
+def evaluate_run(run_dir: str | Path) -> dict:
+    """Test metrics of a run's best (else last) checkpoint: accuracy for classifiers, loss for the LM."""
+    config, model, path = load_run(run_dir)
+    if config["kind"] == "gpt":
+        options = {**RECIPES["gpt"].train, **config.get("train", {})}
+        return {"checkpoint": str(path), **_evaluate_lm(model, options)}
+    return {"checkpoint": str(path), **_evaluate_classifier(config["kind"], model)}
+
+
+def sample_run(run_dir: str | Path, prompt: str, tokens: int, temperature: float = 0.8, top_k: int | None = None,
+               seed: int = 0) -> str:
+    """Text generated by a language-model run from ``prompt``."""
+    config, model, _ = load_run(run_dir)
+    if config["kind"] != "gpt":
+        raise RunError(f"sample needs a gpt run; {run_dir} is a {config['kind']} run")
+    if tokens < 0 or temperature <= 0:
+        raise RunError(f"sample: --tokens must be >= 0 and --temperature > 0, got {tokens} and {temperature}")
+    _, vocab = data.load_tinyshakespeare("val")
+    return _generate(model, vocab, prompt, tokens, temperature, top_k, seed)
