@@ -28,3 +28,16 @@ def device(name: str) -> Device:
     from chainrule.backend import get_device
 
     return get_device(name)
+
+
+# The layers above the core load on first use (``cr.nn.Linear``, ``cr.optim.AdamW``), as torch.nn
+# and torch.optim are reachable from ``import torch``, without slowing ``import chainrule``.
+_SUBPACKAGES = ("nn", "optim", "data", "train", "io", "diagnostics", "models", "viz", "recipes")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"chainrule.{name}")
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")

@@ -4,6 +4,8 @@
     chainrule evaluate runs/<run>              test metrics of a saved model
     chainrule sample runs/<gpt-run> --prompt "ROMEO:" --tokens 300 --temperature 0.8
     chainrule demo                             a short gpt run, then a sample of its text
+    chainrule diagnose                         the vanishing-gradient experiment, into runs/diagnose/
+    chainrule graph runs/<run>                 render the backward graph of a run's loss
 
 Errors print one line and exit with status 2; no tracebacks for bad input.
 """
@@ -64,6 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train a small gpt for a few minutes, then sample from it")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--steps", type=int, default=600)
+
+    diagnose = sub.add_parser("diagnose", help="deep sigmoid vs ReLU vs residual+LayerNorm MLPs: see gradients vanish")
+    diagnose.add_argument("--out", default="runs/diagnose")
+    diagnose.add_argument("--steps", type=int, default=300)
+    diagnose.add_argument("--depth", type=int, default=20)
+    diagnose.add_argument("--width", type=int, default=64)
+    diagnose.add_argument("--seed", type=int, default=0)
+
+    graph = sub.add_parser("graph", help="render the backward graph of a run's loss (SVG, or .dot without graphviz)")
+    graph.add_argument("run", help="a run folder, e.g. runs/mlp")
+    graph.add_argument("--out", help="output file (.svg, .png or .dot; default <run>/graph.svg)")
+    graph.add_argument("--depth", type=int, default=None, help="module nesting depth to show (default: what fits)")
     return parser
 
 
@@ -89,7 +103,24 @@ def _run(args) -> int:
                                     overwrite=True)
         print(f"validation loss {summary['val_loss']:.3f} nats/char after {args.steps} steps; a sample:\n")
         print(recipes.sample_run(args.out, "ROMEO:", 300))
+    elif args.command == "diagnose":
+        _diagnose(args)
+    elif args.command == "graph":
+        from chainrule.viz import render_run_graph
+
+        print(f"graph written to {render_run_graph(args.run, args.out, depth=args.depth)}")
     return 0
+
+
+def _diagnose(args) -> None:
+    from chainrule.diagnostics.experiment import run_vanishing_gradient_experiment
+    from chainrule.recipes import RunError
+
+    if args.steps < 2 or args.depth < 1 or args.width < 1:
+        got = f"{args.steps}, {args.depth}, {args.width}"
+        raise RunError(f"diagnose needs --steps >= 2, --depth >= 1 and --width >= 1 (got {got})")
+    run_vanishing_gradient_experiment(args.out, steps=args.steps, depth=args.depth, width=args.width, seed=args.seed)
+    print(f"results in {args.out}/ (summary.md, grad_norms_at_init.png, learning_curves.png, grad_norm_evolution.png)")
 
 
 def main(argv: list[str] | None = None) -> int:

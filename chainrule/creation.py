@@ -8,6 +8,7 @@ PyTorch; a numpy array keeps its dtype.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from numbers import Number
 from typing import Any
@@ -26,14 +27,20 @@ __all__ = [
 
 def _infer_dtype(data: Any) -> _dt.DType:
     """PyTorch's inference for Python data: any float -> default float, else any int -> int64, else bool."""
-    kind = np.asarray(data).dtype.kind
+    try:
+        kind = np.asarray(data).dtype.kind
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"tensor: can't build a tensor from this data: {err}") from None
     if kind == "f":
         return _dt.get_default_dtype()
     if kind in "iu":
         return _dt.int64
     if kind == "b":
         return _dt.bool_
-    raise TypeError(f"tensor: can't convert data of numpy kind '{kind}' to a tensor (nested lists of numbers expected)")
+    raise TypeError(
+        f"tensor: can't convert data of type {type(data).__name__} (numpy kind '{kind}') to a tensor; "
+        "expected numbers, nested lists of numbers, numpy arrays or tensors"
+    )
 
 
 def _array_from(data: Any, dtype, device: Device, copy: bool = True):
@@ -48,8 +55,9 @@ def _array_from(data: Any, dtype, device: Device, copy: bool = True):
         if device_of(data) is not device:
             data = data.get() if not isinstance(data, np.ndarray) else data
         return xp.array(data, dtype=None if want is None else want.np, copy=copy or None)
-    if isinstance(data, np.generic):
-        data = data.item()
+    if isinstance(data, np.generic):  # a numpy scalar keeps its dtype, as a 0-d array does
+        data = np.asarray(data)
+        return _array_from(data, dtype, device, copy)
     if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in data):
         data = _nested_tensors_to_lists(data)
     if want is None:
@@ -91,12 +99,16 @@ def from_numpy(array) -> Tensor:
     return wrap(array)
 
 
-def _shape(size: Sequence) -> tuple[int, ...]:
+def _shape(size: Sequence, op: str = "size") -> tuple[int, ...]:
+    """``(2, 3)``, ``((2, 3),)`` or ``([2, 3],)`` as a tuple of non-negative ints."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
-    shape = tuple(int(s) for s in size)
+    try:
+        shape = tuple(operator.index(s) for s in size)
+    except TypeError:
+        raise TypeError(f"{op}: size must be a tuple of ints, got {tuple(size)!r}") from None
     if any(s < 0 for s in shape):
-        raise RuntimeError(f"negative dimension in size {shape}")
+        raise RuntimeError(f"{op}: negative dimension in size {shape}; sizes must be non-negative")
     return shape
 
 
@@ -112,20 +124,20 @@ def _float_dtype(dtype) -> _dt.DType:
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(get_device(device).xp.zeros(_shape(size), dtype=_float_dtype(dtype).np), requires_grad)
+    return _make(get_device(device).xp.zeros(_shape(size, "zeros"), dtype=_float_dtype(dtype).np), requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(get_device(device).xp.ones(_shape(size), dtype=_float_dtype(dtype).np), requires_grad)
+    return _make(get_device(device).xp.ones(_shape(size, "ones"), dtype=_float_dtype(dtype).np), requires_grad)
 
 
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(get_device(device).xp.empty(_shape(size), dtype=_float_dtype(dtype).np), requires_grad)
+    return _make(get_device(device).xp.empty(_shape(size, "empty"), dtype=_float_dtype(dtype).np), requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dtype = _dt.scalar_dtype(fill_value) if dtype is None else _dt.to_dtype(dtype)
-    return _make(get_device(device).xp.full(_shape((size,)), fill_value, dtype=dtype.np), requires_grad)
+    return _make(get_device(device).xp.full(_shape((size,), "full"), fill_value, dtype=dtype.np), requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -137,6 +149,11 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
         start, end = 0, start
     if step == 0:
         raise RuntimeError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise RuntimeError(
+            f"arange: upper bound and lower bound inconsistent with step sign (start={start}, end={end}, "
+            f"step={step}); use a negative step to count down"
+        )
     if dtype is None:
         is_float = any(isinstance(v, float) for v in (start, end, step))
         dtype = _dt.get_default_dtype() if is_float else _dt.int64
@@ -147,6 +164,9 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
 
 
 def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end``, both included."""
+    if operator.index(steps) < 0:
+        raise RuntimeError(f"linspace: number of steps must be non-negative, got {steps}")
     xp = get_device(device).xp
     return _make(xp.linspace(start, end, int(steps)).astype(_float_dtype(dtype).np), requires_grad)
 
@@ -154,7 +174,10 @@ def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: boo
 def _random_floats(fn: str, size, dtype, device, generator) -> Tensor:
     gen = generator or default_generator
     dtype = _float_dtype(dtype)
-    array = getattr(gen.numpy, fn)(_shape(size)).astype(dtype.np, copy=False)
+    op = "rand" if fn == "random" else "randn"
+    if not dtype.is_floating_point:
+        raise TypeError(f"{op}: samples are floating point, got dtype={dtype}; use randint for integers")
+    array = getattr(gen.numpy, fn)(_shape(size, op)).astype(dtype.np, copy=False)
     return wrap(get_device(device).xp.asarray(array))
 
 
@@ -185,9 +208,11 @@ def randint(low: int, high: int | None = None, size=None, dtype=None, device=Non
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
+    if low >= high:
+        raise RuntimeError(f"randint: expected low < high, got low={low}, high={high}")
     gen = generator or default_generator
     dtype = _dt.int64 if dtype is None else _dt.to_dtype(dtype)
-    array = gen.numpy.integers(low, high, size=_shape((size,))).astype(dtype.np)
+    array = gen.numpy.integers(low, high, size=_shape((size,), "randint")).astype(dtype.np)
     return wrap(get_device(device).xp.asarray(array))
 
 

@@ -6,6 +6,8 @@ A :class:`DType` wraps the backend's dtype; ``Tensor.dtype`` returns one of the 
 
 from __future__ import annotations
 
+import numbers
+
 from chainrule.backend import np
 
 __all__ = [
@@ -75,7 +77,8 @@ def from_np(np_dtype) -> DType:
 
 
 def to_dtype(dtype) -> DType:
-    """Accept a DType, a name ('float32'), a numpy dtype or a Python type (float, int, bool)."""
+    """Accept a DType, a name ('float32'), a numpy dtype or a Python type (``float`` is float64,
+    ``int`` int64, ``bool`` bool, as in PyTorch)."""
     if isinstance(dtype, DType):
         return dtype
     if isinstance(dtype, str):
@@ -84,7 +87,7 @@ def to_dtype(dtype) -> DType:
             raise TypeError(f"unknown dtype name {dtype!r}; known: {sorted(_BY_NAME)}")
         return found
     if dtype is float:
-        return get_default_dtype()
+        return float64
     if dtype is int:
         return int64
     if dtype is bool:
@@ -102,16 +105,20 @@ def scalar_dtype(value) -> DType:
 
 
 def _promote_kinds(a: DType, b: DType) -> DType:
+    """Promotion of two tensors of equal rank class: the higher kind wins outright (int32 + float16 ->
+    float16, unlike numpy's float64); within a kind the wider type wins (uint8 + int8 -> int16)."""
     if a is b:
         return a
+    if a._kind != b._kind:
+        return a if a._kind > b._kind else b
     return from_np(np.promote_types(a.np, b.np))
 
 
 def result_type(a: DType, a_dim: int, b: DType, b_dim: int) -> DType:
     """PyTorch's promotion of two tensors: dimensioned tensors outrank 0-d ones within a kind.
 
-    A 0-d tensor only decides the dtype when it is of a higher kind (bool < integer < float);
-    then a float result takes the default float dtype unless the 0-d tensor is itself that kind.
+    A 0-d tensor only decides the dtype when it is of a higher kind (bool < integer < float), and
+    then it is its own dtype (int64 tensor + 0-d float64 -> float64, as in PyTorch).
     """
     if a is b:
         return a
@@ -126,11 +133,13 @@ def result_type(a: DType, a_dim: int, b: DType, b_dim: int) -> DType:
 
 
 def scalar_result_type(tensor_dtype: DType, value) -> DType:
-    """The dtype of ``tensor op python_scalar``: the tensor's, unless the scalar is of a higher kind."""
-    if isinstance(value, bool):
+    """The dtype of ``tensor op scalar`` for a Python (or numpy) number: the tensor's, unless the
+    number is of a higher kind (an int with a bool tensor gives int64, a float with an integer
+    tensor the default float)."""
+    if isinstance(value, (bool, np.bool_)):
         return tensor_dtype
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):
         return int64 if tensor_dtype is bool_ else tensor_dtype
-    if isinstance(value, float):
+    if isinstance(value, numbers.Real):
         return tensor_dtype if tensor_dtype.is_floating_point else get_default_dtype()
-    raise TypeError(f"expected a Python number, got {type(value).__name__}")
+    raise TypeError(f"expected a real number, got {type(value).__name__}")

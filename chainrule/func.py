@@ -1,7 +1,7 @@
 """Function transforms, as ``torch.func``: ``grad``, ``value_and_grad``, ``vjp``, ``jvp``, ``jacrev``
 (also ``jacobian``) and ``hessian``."""
 
-from chainrule.autograd.functional import grad, hessian, jacobian, jacrev, jvp, value_and_grad, vjp
+from chainrule.autograd.transforms import grad, hessian, jacobian, jacrev, jvp, value_and_grad, vjp
 
 jacfwd = jacrev  # same Jacobian, computed in reverse mode
 

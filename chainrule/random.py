@@ -12,7 +12,9 @@ __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_see
 class Generator:
     """A PCG64 bit generator with PyTorch's Generator methods."""
 
-    def __init__(self, seed: int | None = None):
+    def __init__(self, seed: int | str | None = None):
+        if isinstance(seed, str) or hasattr(seed, "xp"):  # Generator("cpu"), as torch.Generator(device)
+            seed = None
         self.manual_seed(np.random.SeedSequence().entropy % 2**63 if seed is None else seed)
 
     def manual_seed(self, seed: int) -> Generator:

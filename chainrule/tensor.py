@@ -7,6 +7,7 @@ operators by ``chainrule.ops._methods``; this module holds only what a tensor *i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -162,6 +163,10 @@ class Tensor:
         """Backpropagate from this tensor: add d(self)/d(leaf) (times ``gradient``) to every leaf's ``.grad``."""
         from chainrule.autograd.engine import backward
 
+        if gradient is not None and not isinstance(gradient, Tensor):
+            from chainrule.creation import as_tensor
+
+            gradient = as_tensor(gradient, dtype=self.dtype, device=self.device)
         backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
     def detach(self) -> Tensor:
@@ -217,8 +222,15 @@ class Tensor:
         return self._data.tolist()
 
     def __array__(self, dtype=None, copy=None):
-        arr = self._data if isinstance(self._data, np.ndarray) else self._data.get()
-        return arr if dtype is None else arr.astype(dtype, copy=False)
+        """numpy's conversion protocol: ``np.asarray(t)`` shares memory on the CPU, ``np.array(t)``
+        copies (``copy=True``), as numpy's own arrays do."""
+        on_host = isinstance(self._data, np.ndarray)
+        arr = self._data if on_host else self._data.get()
+        if dtype is not None and arr.dtype != np.dtype(dtype):
+            if copy is False:
+                raise ValueError(f"__array__: converting {self.dtype} to {dtype} needs a copy, but copy=False")
+            return arr.astype(dtype)
+        return arr.copy() if copy and on_host else arr
 
     def __len__(self) -> int:
         if self._data.ndim == 0:
@@ -302,43 +314,130 @@ def _check_dim(dim: int, ndim: int, op: str) -> int:
     return dim % max(ndim, 1)
 
 
-def _format_array(arr) -> str:
-    arr = np.asarray(arr)
-    kwargs: dict[str, Any] = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3}
-    if arr.dtype.kind == "f":
-        finite = arr[np.isfinite(arr)]
-        if finite.size and np.all(finite == np.round(finite)) and np.abs(finite).max() < 1e8:
-            kwargs.update(precision=0, floatmode="fixed")
+# ----- printing, laid out as PyTorch lays out its tensors -----------------------------------------
+_LINE_WIDTH = 80
+_THRESHOLD = 1000  # more elements than this: show only the first and last _EDGE_ITEMS per dimension
+_EDGE_ITEMS = 3
+_PRECISION = 4
+
+
+class _ElementFormat:
+    """How every element of one tensor is written: one mode and one width for all of them.
+
+    Floats print as integers with a trailing dot when all are whole ('2.'), in scientific notation
+    when their magnitudes span more than 1000x or exceed 1e8 (or, for non-whole values, fall
+    below 1e-4), else with four decimals. Elements are right-aligned to the widest.
+    """
+
+    def __init__(self, arr):
+        self.floating = arr.dtype.kind == "f"
+        self.int_mode = True
+        self.sci_mode = False
+        self.width = 1
+        if not self.floating:
+            self.width = max((len(str(v)) for v in arr.ravel().tolist()), default=1)
+            return
+        values = arr.astype(np.float64).ravel()
+        values = values[np.isfinite(values) & (values != 0)]
+        if values.size == 0:
+            return
+        magnitudes = np.abs(values)
+        lo, hi = magnitudes.min(), magnitudes.max()
+        self.int_mode = bool(np.all(values == np.ceil(values)))
+        if self.int_mode:
+            self.sci_mode = hi / lo > 1000.0 or hi > 1.0e8
         else:
-            big = np.abs(finite).max() if finite.size else 0.0
-            small = np.abs(finite[finite != 0]).min() if np.any(finite != 0) else 1.0
-            if finite.size and (big >= 1e8 or small < 1e-4):
-                kwargs.update(formatter={"float_kind": lambda v: f"{v:.4e}"})
-            else:
-                kwargs.update(precision=4, floatmode="fixed")
-    if arr.dtype.kind == "b":
-        kwargs["formatter"] = {"bool": lambda v: "True" if v else "False"}
-    return np.array2string(arr, **kwargs)
+            self.sci_mode = hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4
+        self.width = max(len(self._plain(v)) for v in values.tolist())
+
+    def _plain(self, value) -> str:
+        if not self.floating:
+            return str(value)
+        if self.sci_mode:
+            return f"{value:.{_PRECISION}e}"
+        if self.int_mode:
+            text = f"{value:.0f}"
+            return text if math.isnan(value) or math.isinf(value) else text + "."
+        return f"{value:.{_PRECISION}f}"
+
+    def __call__(self, value) -> str:
+        return self._plain(value).rjust(self.width)
+
+
+def _summarized(arr):
+    """Only the edge items of every long dimension: what the element format is chosen from."""
+    for axis, size in enumerate(arr.shape):
+        if size > 2 * _EDGE_ITEMS:
+            keep = list(range(_EDGE_ITEMS)) + list(range(size - _EDGE_ITEMS, size))
+            arr = np.take(arr, keep, axis=axis)
+    return arr
+
+
+def _format_block(arr, indent: int, summarize: bool, fmt: _ElementFormat) -> str:
+    """The bracketed text of ``arr`` (ndim >= 1); nested rows are indented under their bracket."""
+    long_rows = summarize and arr.shape[0] > 2 * _EDGE_ITEMS
+    if arr.ndim == 1:
+        items = arr.tolist()
+        if long_rows:
+            words = [fmt(v) for v in items[:_EDGE_ITEMS]] + [" ..."] + [fmt(v) for v in items[-_EDGE_ITEMS:]]
+        else:
+            words = [fmt(v) for v in items]
+        per_line = max(1, (_LINE_WIDTH - indent) // (fmt.width + 2))
+        lines = [", ".join(words[i:i + per_line]) for i in range(0, len(words), per_line)]
+        return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+    rows = range(arr.shape[0])
+    if long_rows:
+        rows = [*range(_EDGE_ITEMS), None, *range(arr.shape[0] - _EDGE_ITEMS, arr.shape[0])]
+    parts = ["..." if i is None else _format_block(arr[i], indent + 1, summarize, fmt) for i in rows]
+    return "[" + ("," + "\n" * (arr.ndim - 1) + " " * (indent + 1)).join(parts) + "]"
+
+
+def _format_array(arr, indent: int) -> str:
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    summarize = arr.size > _THRESHOLD
+    fmt = _ElementFormat(_summarized(arr) if summarize else arr)
+    if arr.ndim == 0:
+        return fmt(arr.item())
+    return _format_block(arr, indent, summarize, fmt)
+
+
+def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
+    """Append ``, dtype=...`` etc., starting a new line when the current one would pass the width."""
+    parts = [text]
+    line_len = len(text) - text.rfind("\n") + 1
+    for suffix in suffixes:
+        if line_len + len(suffix) + 2 > _LINE_WIDTH:
+            parts.append(",\n" + " " * indent + suffix)
+            line_len = indent + len(suffix)
+        else:
+            parts.append(", " + suffix)
+            line_len += len(suffix) + 2
+    return "".join(parts) + ")"
 
 
 def _format_tensor(t: Tensor) -> str:
     arr = t._data if isinstance(t._data, np.ndarray) else t._data.get()
-    extras = []
+    prefix = "tensor("
+    suffixes = []
+    dtype = t.dtype
+    if t.device.type != "cpu":
+        suffixes.append(f"device='{t.device}'")
     if arr.size == 0:
         body = "[]"
-        extras.append(f"size={tuple(arr.shape)}")
+        if arr.ndim != 1:
+            suffixes.append(f"size={tuple(arr.shape)}")
+        if dtype is not _dt.get_default_dtype():
+            suffixes.append(f"dtype={dtype!r}")
     else:
-        body = _format_array(arr)
-    dtype = t.dtype
-    if dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_):
-        extras.append(f"dtype={dtype!r}")
-    if t.device.type != "cpu":
-        extras.append(f"device='{t.device}'")
+        if dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_):
+            suffixes.append(f"dtype={dtype!r}")
+        body = _format_array(arr, len(prefix))
     if t._node is not None:
-        extras.append(f"grad_fn=<{t._node.name()}>")
+        suffixes.append(f"grad_fn=<{t._node.name()}>")
     elif t._rg:
-        extras.append("requires_grad=True")
-    return "tensor(" + ", ".join([body, *extras]) + ")"
+        suffixes.append("requires_grad=True")
+    return _add_suffixes(prefix + body, suffixes, len(prefix))
 
 
 def is_tensor(obj: Any) -> bool:

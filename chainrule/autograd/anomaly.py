@@ -101,20 +101,32 @@ def summarize(array) -> str:
 def on_record(node, out, inputs) -> None:
     """Called by ``record`` for every new node while anomaly mode is on."""
     node.callsite = user_callsite()
-    if _CHECK_NAN[0] and _CHECK_FORWARD[0] and any(_bad_count(out)):
-        if any(any(_bad_count(x._data)) for x in inputs):
-            return  # the NaN/Inf came in from outside; the op that made it raised already or was untracked
-        described = "\n".join(f"  input {i}: {summarize(x._data)}" for i, x in enumerate(inputs))
-        raise AnomalyError(
-            f"anomaly: operation '{node.op}' produced NaN/Inf in the forward pass "
-            f"(output {summarize(out)}).\n  called at {node.callsite}\n{described}"
-        )
+    if not (_CHECK_NAN[0] and _CHECK_FORWARD[0] and any(_bad_count(out))):
+        return
+    bad_inputs = [i for i, x in enumerate(inputs) if any(_bad_count(x._data))]
+    if bad_inputs and all(inputs[i]._rg for i in bad_inputs):
+        return  # the NaN/Inf came from a recorded op, which raised when it made it
+    described = "\n".join(f"  input {i}: {summarize(x._data)}" for i, x in enumerate(inputs))
+    untracked = [i for i in bad_inputs if not inputs[i]._rg]
+    origin = (f"input {untracked[0]} does not require grad and already holds NaN/Inf: it was made outside the "
+              "graph (before detect_anomaly, under no_grad, or from data)" if untracked else "produced NaN/Inf")
+    raise AnomalyError(
+        f"anomaly: operation '{node.op}' {'received NaN/Inf: ' + origin if untracked else origin} in the forward "
+        f"pass (output {summarize(out)}).\n  called at {node.callsite}\n{described}"
+    )
 
 
 def check_backward(node, grad_out, grads) -> None:
     """Raise when the backward rule of ``node`` returned NaN/Inf."""
     if not _CHECK_NAN[0]:
         return
+    if any(_bad_count(grad_out._data)):
+        raise AnomalyError(
+            f"anomaly: the gradient flowing into {node.name()} (of the forward operation '{node.op}') already holds "
+            "NaN/Inf: it came from the gradient passed to backward() or from a hook, not from a backward rule.\n"
+            f"  forward operation called at {node.callsite or '(unknown: created before detect_anomaly)'}\n"
+            f"  incoming gradient: {summarize(grad_out._data)}"
+        )
     for i, g in enumerate(grads):
         if g is not None and any(_bad_count(g._data)):
             raise AnomalyError(

@@ -28,10 +28,16 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, creat
     wanted = None if inputs is None else _as_list(inputs)
     if retain_graph is None:
         retain_graph = create_graph
-    leaf_grads, retained = _walk(roots, root_grads, retain_graph, create_graph, wanted)
-    updates = retained + [(leaf, g) for leaf, g in leaf_grads.items()
-                          if wanted is None or any(leaf is w for w in wanted)]
-    handed_out = {id(g._data) for g in root_grads}  # the caller's arrays: never adopted as .grad
+    captured: dict = {}
+    exposed: set = set()
+    leaf_grads, retained = _walk(roots, root_grads, retain_graph, create_graph, wanted, captured, exposed)
+    if wanted is None:
+        updates = retained + list(leaf_grads.items())
+    else:  # only the requested tensors, leaves or not, get .grad
+        updates = [(t, leaf_grads.get(t) if t._node is None else captured.get(t._node)) for t in wanted]
+        updates = [(t, g) for t, g in updates if g is not None]
+    # arrays the caller or a hook may hold: never adopted as .grad (a later in-place += would alter them)
+    handed_out = exposed | {id(g._data) for g in root_grads}
     for tensor, g in updates:
         _accumulate(tensor, g, create_graph, handed_out)
 
@@ -106,7 +112,8 @@ def _root_grads(roots: list, grads, op: str) -> list:
 
 
 def _needed_nodes(root_nodes: list, wanted: list) -> set:
-    """The nodes from which some wanted tensor can be reached: only they need to run."""
+    """The nodes whose rules must run for the gradients of ``wanted``: those with a wanted tensor
+    (or such a node) among their inputs."""
     wanted_nodes = {id(t._node) for t in wanted if t._node is not None}
     wanted_leaves = {id(t) for t in wanted if t._node is None}
     # iterative post-order DFS
@@ -117,8 +124,10 @@ def _needed_nodes(root_nodes: list, wanted: list) -> set:
         node, expanded = stack.pop()
         if expanded:
             done.add(node)
-            if id(node) in wanted_nodes or any(
-                (type(p) is Node and p in needed) or (type(p) is not Node and p is not None and id(p) in wanted_leaves)
+            # a node's rule must run when one of its inputs is wanted or leads to something wanted
+            # (a wanted node's own gradient is captured before its rule would run)
+            if any(
+                (p in needed or id(p) in wanted_nodes) if type(p) is Node else (p is not None and id(p) in wanted_leaves)
                 for p in node.parents
             ):
                 needed.add(node)
@@ -132,7 +141,11 @@ def _needed_nodes(root_nodes: list, wanted: list) -> set:
     return needed
 
 
-def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=None):
+def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=None, exposed=None):
+    """Run the backward rules from ``roots``; return the summed gradient of every leaf reached (or
+    of the ``wanted`` leaves only) and the (tensor, grad) pairs of retained non-leaf grads.
+    ``captured`` receives the gradient of each wanted non-leaf's node; ``exposed`` the ids of
+    arrays that hooks saw."""
     pending: dict = {}      # node -> summed gradient of its output so far
     leaf_grads: dict = {}   # leaf tensor -> summed gradient
     for root, g in zip(roots, root_grads):
@@ -152,9 +165,12 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
     try:
         while ready:
             node = ready.pop()
-            g = pending.pop(node)
+            g = pending.pop(node, None)
+            if g is None:  # every consumer sent None: nothing flows through; release its inputs
+                _release_parents(node, consumers, ready)
+                continue
             if node.hooks:
-                g = _run_hooks(node.hooks, g)
+                g = _run_hooks(node.hooks, g, exposed)
             if node.retained is not None:
                 kept = node.retained()
                 if kept is not None:
@@ -165,23 +181,34 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
                 continue
             grads = _apply_rule(node, g, retain_graph)
             for parent, pg in zip(node.parents, grads):
-                if parent is None or pg is None:
-                    continue
                 if type(parent) is Node:
-                    pending[parent] = pending[parent] + pg if parent in pending else pg
+                    if pg is not None:
+                        pending[parent] = pending[parent] + pg if parent in pending else pg
                     left = consumers[parent] - 1
                     consumers[parent] = left
                     if left == 0:
                         ready.append(parent)
-                else:
+                elif parent is not None and pg is not None:
                     leaf_grads[parent] = leaf_grads[parent] + pg if parent in leaf_grads else pg
     finally:
         GRAD_ENABLED[0] = prev_mode
 
+    if wanted is not None:  # leaves nobody asked for: no .grad, no hooks (as in PyTorch)
+        leaf_grads = {leaf: g for leaf, g in leaf_grads.items() if any(leaf is w for w in wanted)}
     for leaf in list(leaf_grads):
         if leaf._hooks:
-            leaf_grads[leaf] = _run_hooks(leaf._hooks, leaf_grads[leaf])
+            leaf_grads[leaf] = _run_hooks(leaf._hooks, leaf_grads[leaf], exposed)
     return leaf_grads, retained
+
+
+def _release_parents(node: Node, consumers: dict, ready: list) -> None:
+    """``node`` got no gradient: count it as done for each of its input nodes."""
+    for parent in node.parents:
+        if type(parent) is Node:
+            left = consumers[parent] - 1
+            consumers[parent] = left
+            if left == 0:
+                ready.append(parent)
 
 
 def _count_consumers(root_nodes: Sequence[Node]) -> dict:
@@ -242,13 +269,17 @@ def _check_versions(node: Node) -> None:
             )
 
 
-def _run_hooks(hooks: dict, g: Tensor) -> Tensor:
+def _run_hooks(hooks: dict, g: Tensor, exposed: set | None) -> Tensor:
+    if exposed is not None:
+        exposed.add(id(g._data))
     for hook in list(hooks.values()):
         replaced = hook(g)
         if replaced is not None:
             if replaced.shape != g.shape:
                 raise RuntimeError(f"hook returned a gradient of shape {replaced.shape}, expected {g.shape}")
             g = replaced
+            if exposed is not None:
+                exposed.add(id(g._data))
     return g
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule.autograd.grad_mode import no_grad
+from chainrule.autograd.grad_mode import GRAD_ENABLED, no_grad
 from chainrule.autograd.graph import record
 from chainrule.tensor import Tensor
 
@@ -43,7 +43,9 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        ctx = FunctionCtx(tuple(isinstance(a, Tensor) and a._rg for a in args))
+        """Run ``forward`` without recording and record one node whose rule calls ``backward``."""
+        recording = GRAD_ENABLED[0]
+        ctx = FunctionCtx(tuple(recording and isinstance(a, Tensor) and a._rg for a in args))
         with no_grad():
             out = cls.forward(ctx, *args, **kwargs)
         if not isinstance(out, Tensor):
@@ -63,7 +65,39 @@ class Function:
                     f"{cls.__name__}.backward returned {len(grads)} gradients, but forward took {len(args)} "
                     "arguments: return one per argument (None for non-tensors)"
                 )
-            return tuple(grads[i] for i in positions)
+            held = ctx._saved + inputs
+            return tuple(_checked_grad(cls.__name__, i, grads[i], args[i], held) for i in positions)
 
-        saved = tuple(t for t in ctx._saved if t is not None and t is not out)
-        return record(out._data, cls.__name__, inputs, rule, saved)
+        saved = tuple(t for t in ctx._saved if t is not None)
+        result = record(out._data, cls.__name__, inputs, rule, saved)
+        if result._node is not None and any(t is out for t in saved):
+            result._vc = out._shared_version()  # an in-place change to the result invalidates the saved output
+        return result
+
+
+def _checked_grad(name: str, i: int, grad, arg: Tensor, held: tuple):
+    """A gradient from a user's ``backward``, made safe to accumulate: summed down when it is
+    broadcast over ``arg``'s shape, cast to its dtype, and copied when it is a tensor the user holds
+    (an input or a saved tensor: accumulating into ``.grad`` in place must not change it)."""
+    if grad is None:
+        return None
+    if not isinstance(grad, Tensor):
+        raise TypeError(f"{name}.backward: gradient {i} must be a Tensor or None, got {type(grad).__name__}")
+    if grad.shape != arg.shape:
+        if not _broadcasts_to(arg.shape, grad.shape):
+            raise RuntimeError(
+                f"{name}.backward returned a gradient of shape {tuple(grad.shape)} for input {i}, "
+                f"which has shape {tuple(arg.shape)}; return a gradient of the input's shape"
+            )
+        grad = grad.sum_to(arg.shape)
+    if grad.dtype is not arg.dtype:
+        grad = grad.to(arg.dtype)
+    if any(grad is t for t in held):
+        grad = grad.clone()
+    return grad
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    if len(shape) > len(target):
+        return False
+    return all(s == t or s == 1 for s, t in zip(shape[::-1], target[::-1]))

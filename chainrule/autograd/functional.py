@@ -1,134 +1,163 @@
-"""Function transforms over the tape (``chainrule.func``): grad, value_and_grad, vjp, jvp, jacrev
-(alias jacobian), hessian. They nest: hessian is the Jacobian of the gradient.
+"""``torch.autograd.functional``: derivatives of a function at a point, returned as tensors.
 
-Each transform re-roots its arguments: an argument that already requires grad (we are inside an
-outer transform) is passed through an identity node so the outer transform can still differentiate
-through it; otherwise it becomes a fresh leaf.
+``vjp``, ``jvp``, ``jacobian``, ``hessian``, ``vhp`` and ``hvp`` take ``(func, inputs, ...)`` where
+``inputs`` is a tensor or a tuple of tensors, and return results shaped like PyTorch's: per input
+(and per output, for Jacobians), a single tensor when ``inputs`` was a single tensor. Results are
+detached unless ``create_graph=True``. ``strict``, ``vectorize`` and the strategy arguments are
+accepted for compatibility and ignored (an input the output does not depend on gets zeros).
+(The composable ``torch.func`` forms are in ``chainrule.func``.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from chainrule.autograd.engine import grad as _grad
 from chainrule.autograd.graph import record
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacobian", "hessian"]
+__all__ = ["vjp", "jvp", "jacobian", "hessian", "vhp", "hvp"]
 
 
-def _reroot(x: Tensor) -> Tensor:
-    if x.requires_grad:
-        return record(x._data, "alias", (x,), lambda g, _: (g,))
-    return wrap(x._data).requires_grad_(True)
+def _as_tuple(x, what: str, fn_name: str) -> tuple[bool, tuple]:
+    is_tuple = isinstance(x, (tuple, list))
+    items = tuple(x) if is_tuple else (x,)
+    for i, t in enumerate(items):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{fn_name}: {what} {i} must be a Tensor, got {type(t).__name__}")
+    return is_tuple, items
 
 
-def _argnums_tuple(argnums) -> tuple:
-    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+def _prepare(inputs: tuple, create_graph: bool) -> tuple:
+    """Fresh leaves that require grad; with ``create_graph`` an input that requires grad stays
+    connected to its graph (through an identity node), so the result can be differentiated further."""
+    out = []
+    for t in inputs:
+        if create_graph and t._rg:
+            out.append(record(t._data, "alias", (t,), lambda g, _: (g,)))
+        else:
+            out.append(wrap(t._data).requires_grad_(t.dtype.is_floating_point))
+    return tuple(out)
 
 
-def _nested(args) -> bool:
-    return any(isinstance(a, Tensor) and a.requires_grad for a in args)
+def _finish(results: tuple, is_tuple: bool, create_graph: bool):
+    results = tuple(r if create_graph or r is None else r.detach() for r in results)
+    return results if is_tuple else results[0]
 
 
-def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
-    """A function returning ``(fn(*args), d fn / d args[argnums])``; fn must return a scalar tensor
-    (or ``(scalar, aux)`` with ``has_aux``)."""
-    nums = _argnums_tuple(argnums)
-
-    def wrapped(*args):
-        nested = _nested(args)
-        args = list(args)
-        for i in nums:
-            args[i] = _reroot(args[i])
-        result = fn(*args)
-        value, aux = result if has_aux else (result, None)
-        if not isinstance(value, Tensor) or value.numel() != 1:
-            raise RuntimeError(f"grad: the function must return a one-element tensor, got {type(value).__name__}"
-                               f"{'' if not isinstance(value, Tensor) else ' of shape ' + str(tuple(value.shape))}")
-        grads = _grad(value, [args[i] for i in nums], create_graph=nested, allow_unused=True,
-                      materialize_grads=True)
-        grads = grads[0] if isinstance(argnums, int) else tuple(grads)
-        value = value if nested else value.detach()
-        return ((value, aux), grads) if has_aux else (value, grads)
-
-    return wrapped
+def _grads(outputs, inputs, grad_outputs, create_graph: bool, retain_graph: bool | None = None) -> tuple:
+    return _grad(outputs, inputs, grad_outputs=grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
+                 allow_unused=True, materialize_grads=True)
 
 
-def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
-    """A function returning the gradient of scalar-valued ``fn`` with respect to ``args[argnums]``."""
-    vg = value_and_grad(fn, argnums, has_aux)
-
-    def wrapped(*args):
-        (value, grads) = vg(*args)
-        return (grads, value[1]) if has_aux else grads
-
-    return wrapped
+def _call(func: Callable, inputs: tuple, fn_name: str) -> tuple[bool, tuple]:
+    return _as_tuple(func(*inputs), "output", fn_name)
 
 
-def vjp(fn: Callable, *primals: Tensor):
-    """``(fn(*primals), vjp_fn)`` where ``vjp_fn(v)`` gives v^T J for each primal."""
-    nested = _nested(primals)
-    args = [_reroot(p) for p in primals]
-    out = fn(*args)
+def _check_v(v, like: tuple, fn_name: str, what: str) -> tuple:
+    if v is None:
+        if any(t.numel() != 1 for t in like):
+            raise RuntimeError(
+                f"{fn_name}: v can be omitted only when every {what} has a single element; got shapes "
+                f"{[tuple(t.shape) for t in like]}"
+            )
+        return tuple(wrap(t.xp.ones_like(t._data)) for t in like)
+    _, v = _as_tuple(v, "v", fn_name)
+    if len(v) != len(like) or any(a.shape != b.shape for a, b in zip(v, like)):
+        raise RuntimeError(
+            f"{fn_name}: v must match the {what}s in number and shape: got {[tuple(t.shape) for t in v]}, "
+            f"expected {[tuple(t.shape) for t in like]}"
+        )
+    return v
 
-    def vjp_fn(v: Tensor) -> tuple:
-        return _grad(out, args, grad_outputs=v, retain_graph=True, create_graph=nested or v.requires_grad,
-                     allow_unused=True, materialize_grads=True)
 
-    return (out if nested else out.detach()), vjp_fn
+def vjp(func: Callable, inputs, v=None, create_graph: bool = False, strict: bool = False):
+    """``(func(inputs), v^T J)``: the vector-Jacobian product, one gradient per input."""
+    is_tuple, inputs = _as_tuple(inputs, "input", "vjp")
+    inputs = _prepare(inputs, create_graph)
+    out_is_tuple, outputs = _call(func, inputs, "vjp")
+    v = _check_v(v, outputs, "vjp", "output")
+    grads = _grads(list(outputs), list(inputs), list(v), create_graph)
+    return _finish(outputs, out_is_tuple, create_graph), _finish(grads, is_tuple, create_graph)
 
 
-def jvp(fn: Callable, primals: Sequence[Tensor], tangents: Sequence[Tensor]):
-    """``(fn(*primals), J @ tangents)`` by the double-vjp trick: u -> J^T u is linear in u, so the
-    vjp of that map at any u, applied to the tangents, is J v."""
-    primals, tangents = tuple(primals), tuple(tangents)
-    nested = _nested(primals) or _nested(tangents)
-    args = [_reroot(p) for p in primals]
-    out = fn(*args)
-    u = wrap(out.xp.zeros_like(out._data)).requires_grad_(True)
-    g = _grad(out, args, grad_outputs=u, create_graph=True, allow_unused=True, materialize_grads=True)
-    pairs = [(gi, t) for gi, t in zip(g, tangents) if gi.requires_grad]
+def jvp(func: Callable, inputs, v=None, create_graph: bool = False, strict: bool = False):
+    """``(func(inputs), J v)``: the Jacobian-vector product, one tensor per output, by the
+    double-vjp trick (u -> J^T u is linear, so its vjp with v is J v)."""
+    is_tuple, inputs = _as_tuple(inputs, "input", "jvp")
+    inputs = _prepare(inputs, create_graph)
+    v = _check_v(v, inputs, "jvp", "input")
+    out_is_tuple, outputs = _call(func, inputs, "jvp")
+    dummies = [wrap(o.xp.zeros_like(o._data)).requires_grad_(True) for o in outputs]
+    transposed = _grads(list(outputs), list(inputs), dummies, create_graph=True)
+    pairs = [(g, t) for g, t in zip(transposed, v) if g.requires_grad]
     if not pairs:
-        return (out if nested else out.detach()), wrap(out.xp.zeros_like(out._data))
-    (jv,) = _grad([p for p, _ in pairs], u, grad_outputs=[t for _, t in pairs], create_graph=nested,
-                  allow_unused=True, materialize_grads=True)
-    return (out if nested else out.detach()), jv
+        products = tuple(wrap(o.xp.zeros_like(o._data)) for o in outputs)
+    else:
+        products = _grads([g for g, _ in pairs], dummies, [t for _, t in pairs], create_graph)
+    return _finish(outputs, out_is_tuple, create_graph), _finish(products, out_is_tuple, create_graph)
 
 
-def jacrev(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
-    """A function returning the Jacobian of ``fn`` (shape ``out.shape + arg.shape``), one
-    vector-Jacobian product per output element."""
-    nums = _argnums_tuple(argnums)
+def jacobian(func: Callable, inputs, create_graph: bool = False, strict: bool = False, vectorize: bool = False,
+             strategy: str = "reverse-mode"):
+    """The Jacobian of ``func`` at ``inputs``, of shape ``output.shape + input.shape`` per pair:
+    a tensor for one input and one output, else tuples (outer: outputs, inner: inputs)."""
+    from chainrule.ops.shape import stack
 
-    def wrapped(*args):
-        from chainrule.ops.shape import stack
-
-        nested = _nested(args)
-        args = list(args)
-        for i in nums:
-            args[i] = _reroot(args[i])
-        out = fn(*args)
+    is_tuple, inputs = _as_tuple(inputs, "input", "jacobian")
+    inputs = _prepare(inputs, create_graph)
+    out_is_tuple, outputs = _call(func, inputs, "jacobian")
+    per_output = []
+    for out in outputs:
         flat = out.reshape(-1)
-        per_arg = [[] for _ in nums]
-        for j in range(flat.shape[0]):
-            grads = _grad(flat[j], [args[i] for i in nums], retain_graph=True, create_graph=nested,
-                          allow_unused=True, materialize_grads=True)
-            for rows, g in zip(per_arg, grads):
-                rows.append(g)
-        jacobians = []
-        for rows, i in zip(per_arg, nums):
-            shape = tuple(out.shape) + tuple(args[i].shape)
-            jac = stack(rows).reshape(shape) if rows else wrap(out.xp.zeros(shape, dtype=out._data.dtype))
-            jacobians.append(jac)
-        return jacobians[0] if isinstance(argnums, int) else tuple(jacobians)
-
-    return wrapped
+        rows = [_grads(flat[j], list(inputs), None, create_graph, retain_graph=True) for j in range(flat.shape[0])]
+        blocks = []
+        for k, x in enumerate(inputs):
+            shape = tuple(out.shape) + tuple(x.shape)
+            block = stack([r[k] for r in rows]).reshape(shape) if rows else wrap(x.xp.zeros(shape, dtype=x._data.dtype))
+            blocks.append(block)
+        per_output.append(_finish(tuple(blocks), is_tuple, create_graph))
+    return tuple(per_output) if out_is_tuple else per_output[0]
 
 
-jacobian = jacrev
+def _gradient_fn(func: Callable, fn_name: str) -> Callable:
+    """The gradient of scalar-valued ``func`` as a function of the inputs, kept differentiable."""
+    def gradient(*inputs):
+        out_is_tuple, outputs = _call(func, inputs, fn_name)
+        if out_is_tuple or outputs[0].numel() != 1:
+            raise RuntimeError(f"{fn_name}: the function must return a single one-element tensor")
+        return _grads(outputs[0], list(inputs), None, create_graph=True)
+
+    return gradient
 
 
-def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
-    """A function returning the Hessian of scalar-valued ``fn``: the Jacobian of its gradient."""
-    return jacrev(grad(fn, argnums), argnums)
+def hessian(func: Callable, inputs, create_graph: bool = False, strict: bool = False, vectorize: bool = False,
+            outer_jacobian_strategy: str = "reverse-mode"):
+    """The Hessian of scalar-valued ``func``: the Jacobian of its gradient (a tensor for one input,
+    else a tuple of tuples of blocks)."""
+    is_tuple, inputs = _as_tuple(inputs, "input", "hessian")
+    gradient = _gradient_fn(func, "hessian")
+    result = jacobian(lambda *xs: gradient(*xs), inputs, create_graph=create_graph)
+    return result if is_tuple else result[0][0]
+
+
+def vhp(func: Callable, inputs, v=None, create_graph: bool = False, strict: bool = False):
+    """``(func(inputs), v^T H)`` for scalar-valued ``func``."""
+    is_tuple, inputs = _as_tuple(inputs, "input", "vhp")
+    inputs = _prepare(inputs, create_graph)
+    value = func(*inputs)
+    if not isinstance(value, Tensor) or value.numel() != 1:
+        raise RuntimeError("vhp: the function must return a single one-element tensor")
+    grads = _grads(value, list(inputs), None, create_graph=True)
+    v = _check_v(v, inputs, "vhp", "input")
+    products = _grads(list(grads), list(inputs), list(v), create_graph)
+    return _finish((value,), False, create_graph), _finish(products, is_tuple, create_graph)
+
+
+def hvp(func: Callable, inputs, v=None, create_graph: bool = False, strict: bool = False):
+    """``(func(inputs), H v)`` for scalar-valued ``func``: the jvp of its gradient."""
+    is_tuple, inputs = _as_tuple(inputs, "input", "hvp")
+    gradient = _gradient_fn(func, "hvp")
+    value = func(*_prepare(inputs, False))
+    _, products = jvp(lambda *xs: tuple(gradient(*xs)), inputs, v, create_graph=create_graph)
+    return _finish((value,), False, create_graph), products if is_tuple else products[0]

@@ -84,12 +84,12 @@ def gradcheck(fn: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: 
                 if not raise_exception:
                     return False
                 worst = np.unravel_index(np.argmax(err - (atol + rtol * np.abs(numerical))), err.shape)
-                out_el = np.unravel_index(worst[0], _outputs(fn, inputs)[out_index].shape or (1,))
-                in_el = np.unravel_index(worst[1], x.shape or (1,))
+                out_el = [int(i) for i in np.unravel_index(worst[0], _outputs(fn, inputs)[out_index].shape or (1,))]
+                in_el = [int(i) for i in np.unravel_index(worst[1], x.shape or (1,))]
                 raise GradcheckError(
                     f"gradcheck: Jacobian mismatch for output {out_index} with respect to input {k}: "
-                    f"{int(bad.sum())} of {bad.size} entries differ. Worst: d output{list(out_el)} / "
-                    f"d input{list(in_el)}: analytical {analytical[worst]:.10g}, numerical "
+                    f"{int(bad.sum())} of {bad.size} entries differ. Worst: d output{out_el} / "
+                    f"d input{in_el}: analytical {analytical[worst]:.10g}, numerical "
                     f"{numerical[worst]:.10g} (abs error {err[worst]:.3g}; atol {atol}, rtol {rtol})"
                 )
     return True

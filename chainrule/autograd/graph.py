@@ -63,7 +63,8 @@ class Node:
         self.callsite = None
 
     def name(self) -> str:
-        return "".join(part[:1].upper() + part[1:] for part in self.op.split("_")) + "Backward"
+        """PyTorch-style: 'mul' -> 'MulBackward0' (the digit is PyTorch's overload number; always 0 here)."""
+        return "".join(part[:1].upper() + part[1:] for part in self.op.split("_")) + "Backward0"
 
     def __repr__(self) -> str:
         return f"<{self.name()}>"

@@ -13,25 +13,22 @@ from chainrule.autograd.grad_mode import no_grad
 from chainrule.backend import xp_of
 from chainrule.ops import elementwise as ew
 from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand, wrap
+from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    fold,
+    max_pool1d,
+    max_pool2d,
+    unfold,
+)
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
 from chainrule.ops.indexing import one_hot
 from chainrule.ops.shape import pad
 from chainrule.random import default_generator
-
-try:  # convolution and pooling live in their own module
-    from chainrule.ops.conv import (
-        adaptive_avg_pool2d,
-        avg_pool1d,
-        avg_pool2d,
-        conv1d,
-        conv2d,
-        fold,
-        max_pool1d,
-        max_pool2d,
-        unfold,
-    )
-except ImportError:  # pragma: no cover - only while ops/conv.py is being written
-    pass
 
 __all__ = [
     "linear", "bilinear", "softmax", "log_softmax", "softmin", "dropout", "layer_norm", "rms_norm", "batch_norm",
@@ -39,7 +36,7 @@ __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "scaled_dot_product_attention",
     "normalize", "cosine_similarity", "one_hot", "pad", "relu", "relu6", "leaky_relu", "elu", "gelu", "silu",
     "mish", "softplus", "sigmoid", "tanh", "hardtanh", "logsigmoid", "softsign", "glu",
-    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d",
+    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
     "unfold", "fold",
 ]
 

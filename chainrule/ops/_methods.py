@@ -106,6 +106,18 @@ def _random_fill(sampler: str):
     return method
 
 
+def _comparison(fn):
+    """``==`` / ``!=`` against something that is no number, array or tensor (None, a string) is not
+    an elementwise comparison: Python's fallback answers (``x == None`` is False, as in PyTorch)."""
+    def method(self, other):
+        if other is None or isinstance(other, str):
+            return NotImplemented
+        return fn(self, other)
+
+    method.__name__ = f"__{fn.__name__}__"
+    return method
+
+
 def _operator_table() -> dict:
     rev = lambda fn: lambda self, other: fn(other, self)  # noqa: E731 (reflected operators)
     inplace = lambda name, fn: lambda self, other: apply_inplace(self, name, fn, other)  # noqa: E731
@@ -117,7 +129,8 @@ def _operator_table() -> dict:
         "__rmatmul__": rev(la.matmul), "__neg__": ew.neg, "__pos__": lambda self: self, "__abs__": ew.abs,
         "__invert__": ew.bitwise_not, "__and__": ew.bitwise_and, "__rand__": rev(ew.bitwise_and),
         "__or__": ew.bitwise_or, "__ror__": rev(ew.bitwise_or), "__xor__": ew.bitwise_xor,
-        "__rxor__": rev(ew.bitwise_xor), "__eq__": ew.eq, "__ne__": ew.ne, "__lt__": ew.lt, "__le__": ew.le,
+        "__rxor__": rev(ew.bitwise_xor), "__eq__": _comparison(ew.eq), "__ne__": _comparison(ew.ne),
+        "__lt__": ew.lt, "__le__": ew.le,
         "__gt__": ew.gt, "__ge__": ew.ge, "__getitem__": ix.getitem, "__setitem__": setitem,
         "__iadd__": inplace("add_", ew.add), "__isub__": inplace("sub_", ew.sub),
         "__imul__": inplace("mul_", ew.mul), "__itruediv__": inplace("div_", ew.div),

@@ -7,7 +7,8 @@ out-of-place op is applied to a snapshot of the old value and its node becomes t
 
 Refused, as in PyTorch: in-place on a leaf that requires grad (outside ``no_grad``), results that do
 not fit the tensor's shape, and results of a higher dtype kind (float into an integer tensor). Also
-refused here: in-place on a view whose base requires grad while recording (use an out-of-place op).
+refused here: in-place on a view while recording (the base's graph is not rebased; write through the
+base, ``x[i] = x[i] + v``, or use an out-of-place op).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ def _check_allowed(target: Tensor, op: str, recording: bool) -> None:
             "out-of-place operation"
         )
     base = target._base
-    if base is not None and base._rg:
+    if base is not None:
+        # The view's new value would have to flow into its base's graph (PyTorch's CopySlices);
+        # chainrule does not rebase views, so refuse rather than drop that gradient silently.
         raise RuntimeError(
-            f"{op}: in-place modification of a view of a tensor that requires grad is not supported "
-            f"({describe(target)} is a view of {describe(base)}); use an out-of-place operation, or "
-            "modify the base tensor itself (e.g. base[index] = value)"
+            f"{op}: in-place modification of a view ({describe(target)}, a view of {describe(base)}) is not "
+            "supported while recording gradients; write through the base instead, e.g. "
+            "x[index] = x[index] + value rather than x[index] += value, or use an out-of-place operation"
         )
 
 

@@ -1,0 +1,130 @@
+"""In-place safety: version counters, stale saved values, leaves, views, and in-place ops in a graph."""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+
+def f64(*shape, seed=0):
+    return cr.tensor(np.random.default_rng(seed).uniform(0.5, 1.5, shape), requires_grad=True)
+
+
+def test_version_counters_count_in_place_changes_and_are_shared_with_views():
+    t = cr.zeros(4)
+    assert t._version == 0
+    t.add_(1)
+    t[0] = 5.0
+    t *= 2
+    assert t._version == 3
+    view, detached = t[1:], t.detach()
+    view.mul_(2)
+    assert t._version == view._version == detached._version == 4
+    assert t.tolist() == [10.0, 4.0, 4.0, 4.0]
+    (t + 1).tolist()
+    assert t._version == 4  # out-of-place ops do not count
+
+
+def test_a_saved_input_modified_in_place_is_caught_with_op_and_versions():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    a = x * 1
+    b = a * a
+    a += 1
+    with pytest.raises(RuntimeError) as info:
+        b.sum().backward()
+    message = str(info.value)
+    assert "needed by MulBackward0" in message and "forward operation 'mul'" in message
+    assert "at version 1, but the forward operation 'mul' saved it at version 0" in message
+
+
+def test_a_saved_output_modified_in_place_is_caught():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    y[0] = 0.0
+    with pytest.raises(RuntimeError, match="output of 'exp' .*needed by ExpBackward0.* at version 1, expected version 0"):
+        y.sum().backward()
+
+
+def test_modifying_a_detached_alias_is_caught_too():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = x.sin()
+    with cr.no_grad():
+        x.detach().add_(1)
+    with pytest.raises(RuntimeError, match="SinBackward0.*modified by an in-place operation"):
+        y.sum().backward()
+
+
+def test_in_place_changes_nothing_needed_is_fine():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    a = x * 2
+    b = a + 1  # add saves nothing
+    a += 5
+    b.sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0]
+
+
+def test_in_place_on_a_leaf_that_requires_grad():
+    w = cr.tensor([1.0, 2.0], requires_grad=True)
+    for update in (lambda: w.add_(1), lambda: w.__imul__(2), lambda: w.__setitem__(0, 3.0), lambda: w.zero_()):
+        with pytest.raises(RuntimeError, match="a leaf tensor that requires grad .* in-place operation.*no_grad"):
+            update()
+    assert w.tolist() == [1.0, 2.0] and w._version == 0
+    with cr.no_grad():
+        w -= 0.5 * cr.ones(2)
+        w[1] = 7.0
+    assert w.tolist() == [0.5, 7.0] and w.is_leaf and w.requires_grad
+
+
+@pytest.mark.parametrize("update", [
+    lambda y, b: y.__iadd__(b), lambda y, b: y.__imul__(b), lambda y, b: y.__isub__(b * 2),
+    lambda y, b: y.__itruediv__(b), lambda y, b: y.add_(b, alpha=3), lambda y, b: y.pow_(2),
+    lambda y, b: y.__setitem__(slice(1, 3), b[:2] * 2), lambda y, b: y.__setitem__(0, b[3]),
+    lambda y, b: y.__setitem__(y.detach() > 1, 0.5), lambda y, b: y.copy_(b.exp()), lambda y, b: y.clamp_(0.8, 1.2),
+])
+def test_in_place_ops_on_non_leaf_tensors_give_correct_gradients(update):
+    a, b = f64(4), f64(4, seed=1)
+
+    def fn(a, b):
+        y = a * 1.5
+        update(y, b)
+        return y * a
+
+    assert cr.autograd.gradcheck(fn, (a, b))
+
+
+def test_in_place_makes_the_tensor_part_of_the_graph():
+    buffer = cr.zeros(3)
+    w = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    buffer += w * 2
+    assert buffer.requires_grad and buffer.grad_fn.name() == "AddBackward0"
+    buffer.sum().backward()
+    assert w.grad.tolist() == [2.0, 2.0, 2.0]
+    target = cr.zeros(3)
+    target[1] = w[0] * 5
+    target.sum().backward()
+    assert w.grad.tolist() == [7.0, 2.0, 2.0]
+
+
+def test_in_place_on_a_view_while_recording_is_refused_rather_than_losing_gradient():
+    w = cr.tensor([1.0, 2.0], requires_grad=True)
+    buffer = cr.zeros(4)
+    view = buffer[1:3]
+    with pytest.raises(RuntimeError, match=r"in-place modification of a view .* x\[index\] = x\[index\] \+ value"):
+        view += w
+    assert buffer.tolist() == [0.0] * 4
+    y = w * 1
+    with pytest.raises(RuntimeError, match="in-place modification of a view"):
+        y[0] *= 2
+    y[0] = y[0] * 2  # the supported spelling
+    y.sum().backward()
+    assert w.grad.tolist() == [2.0, 1.0]
+
+
+def test_in_place_dtype_errors_name_the_op_and_dtypes():
+    i = cr.tensor([1, 2])
+    expected = "mul_: result type chainrule.float32 can't be cast to the desired output type chainrule.int64"
+    with pytest.raises(RuntimeError, match=expected):
+        i *= 0.5
+    with pytest.raises(RuntimeError, match="setitem: can't assign .*float32.* into a tensor of .*int64"):
+        i[0] = cr.tensor(1.5)
+    assert i.tolist() == [1, 2]
