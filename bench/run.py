@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""Benchmark chainrule against PyTorch eager and against the machine's float32 GEMM limit.
+
+    python bench/run.py                       # every workload, results in BENCHMARKS.md
+    python bench/run.py --quick --no-write    # a smoke run of a few seconds (what CI runs)
+    python bench/run.py mlp gpt --rounds 9 --threads 1 --profile 25
+
+Each workload is built in both frameworks from the same weights and data, the first-step losses are
+compared (a workload whose losses differ is not reported), the steps are timed interleaved, and each
+framework's peak memory is read from a child process that trains alone. Without torch installed (or with
+``--no-torch``) only the chainrule side runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import json
+import pstats
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make the `bench` package importable
+    sys.path.insert(0, str(ROOT))
+
+from bench import measure, report  # noqa: E402
+from bench.workloads import Workload, workloads  # noqa: E402
+
+FULL = {"rounds": 5, "warmup": 3, "gemm_n": 2048, "gemm_repeats": 5, "child_steps": 3}
+QUICK = {"rounds": 2, "warmup": 1, "gemm_n": 512, "gemm_repeats": 2, "child_steps": 2, "steps": 1}
+LOSS_RTOL, LOSS_ATOL = 2e-4, 2e-5
+CONTENDED_CORES = 0.25  # other processes busier than this during timing: say the numbers are noisy
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    names = list(workloads())
+    p = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help=f"which to run (default: all of {', '.join(names)})")
+    p.add_argument("--quick", action="store_true", help="a few steps of each workload, for CI (seconds in total)")
+    p.add_argument("--rounds", type=int, help=f"interleaved timing rounds (default {FULL['rounds']})")
+    p.add_argument("--steps", type=int, help="timed steps per framework per round (default: per workload)")
+    p.add_argument("--warmup", type=int, help=f"untimed steps per framework first (default {FULL['warmup']})")
+    p.add_argument("--threads", type=int, default=2, help="threads for each framework (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    p.add_argument("--gpt-attention", choices=("sdpa", "explicit"), default="sdpa",
+                   help="GPT attention: F.scaled_dot_product_attention (default) or an explicit masked softmax")
+    p.add_argument("--gemm-n", type=int, help=f"size of the square GEMM probe (default {FULL['gemm_n']})")
+    p.add_argument("--no-torch", action="store_true", help="run the chainrule side only, even if torch is installed")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory phase (child processes)")
+    p.add_argument("--profile", type=int, metavar="N", default=0,
+                   help="after timing, cProfile chainrule's steps and print the top N functions by own time")
+    p.add_argument("--no-write", action="store_true", help="print the report but do not write BENCHMARKS.md")
+    p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="where to write the report")
+    p.add_argument("--json", type=Path, help="also write the raw results as JSON to this path")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # WORKLOAD:FRAMEWORK, the memory phase's child process
+    p.add_argument("--child-steps", type=int, default=FULL["child_steps"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    unknown = [w for w in args.workloads if w not in names]
+    if unknown:
+        p.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    for flag, value, least in (("--threads", args.threads, 1), ("--rounds", args.rounds, 1), ("--steps", args.steps, 1),
+                               ("--warmup", args.warmup, 0), ("--gemm-n", args.gemm_n, 1), ("--profile", args.profile, 0)):
+        if value is not None and value < least:
+            p.error(f"{flag} must be at least {least}, got {value}")
+    defaults = QUICK if args.quick else FULL
+    for key in ("rounds", "warmup", "gemm_n"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
+    if args.steps is None:
+        args.steps = defaults.get("steps")
+    args.gemm_repeats = defaults["gemm_repeats"]
+    if args.quick and args.child is None:
+        args.child_steps = QUICK["child_steps"]
+    return args
+
+
+# ----- frameworks ------------------------------------------------------------------------------------
+
+def load_chainrule():
+    """chainrule with its nn and optim subpackages (``import chainrule`` alone does not load them). A
+    missing optim is tolerated here: the workloads that need it are skipped with the import error."""
+    import chainrule
+    import chainrule.nn  # noqa: F401
+
+    try:
+        import chainrule.optim  # noqa: F401
+    except ImportError as err:
+        print(f"warning: chainrule.optim is not importable ({err}); workloads with an optimizer will be skipped")
+    return chainrule
+
+
+def load_torch(disabled: bool):
+    if disabled:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print("torch is not installed: running the chainrule side only")
+        return None
+    return torch
+
+
+def limit_threads(n: int, cr, torch) -> str:
+    """Restrict both frameworks to ``n`` threads; return a note when that was not fully possible."""
+    if torch is not None:
+        torch.set_num_threads(n)
+    if cr is None:
+        return ""
+    try:
+        cr.set_num_threads(n)
+    except ImportError as err:
+        return f"numpy's BLAS was not limited to {n} threads: {err}"
+    return ""
+
+
+# ----- one workload ----------------------------------------------------------------------------------
+
+def _losses_agree(a: float, b: float) -> bool:
+    return abs(a - b) <= LOSS_ATOL + LOSS_RTOL * abs(b)
+
+
+class MissingPiece(Exception):
+    """chainrule lacks something a workload needs (a module, a layer, an op): skip, do not crash."""
+
+
+MISSING = (ImportError, AttributeError, NotImplementedError)
+
+
+def _build(workload: Workload, cr, torch, seed: int) -> dict:
+    """The trainers, chainrule first (the interleaving order). Torch's is built first, from the seed, and
+    its initial weights are loaded into chainrule's model. A chainrule build that fails for want of a
+    piece raises MissingPiece; anything else propagates."""
+    theirs = workload.trainer(torch, seed) if torch is not None else None
+    try:
+        ours = workload.trainer(cr, seed, init_from=theirs.model if theirs else None)
+    except MISSING as err:
+        raise MissingPiece(f"chainrule cannot build it ({type(err).__name__}: {err})") from err
+    return {"chainrule": ours, "torch": theirs} if theirs else {"chainrule": ours}
+
+
+def _first_steps(result: dict, trainers: dict) -> bool:
+    """Run the first step of every framework and compare the losses; False (and the reason in
+    ``result``) when they differ or are not finite."""
+    for trainer in trainers.values():
+        trainer.step()
+    losses = {name: tr.losses[0] for name, tr in trainers.items()}
+    if any(loss != loss or abs(loss) == float("inf") for loss in losses.values()):
+        result.update(status="refused", message=f"first-step loss is not finite: {losses}", loss_check="not finite")
+        return False
+    if "torch" not in losses:
+        result["loss_check"] = "n/a (no torch)"
+        return True
+    c, t = losses["chainrule"], losses["torch"]
+    result["loss_rel_diff"] = f"{abs(c - t) / max(abs(t), 1e-30):.1e}"
+    if not _losses_agree(c, t):
+        result.update(status="refused", loss_check="**DIFFER**",
+                      message=f"first-step losses differ (chainrule {c:.7g}, torch {t:.7g}): not equal work, not reported")
+        return False
+    result["loss_check"] = "equal"
+    return True
+
+
+def _record_timing(result: dict, workload: Workload, timings: dict, gemm_best: float) -> None:
+    result["time"] = {name: {"median": t.median, "min": t.min, "n": len(t.times)} for name, t in timings.items()}
+    if "torch" in timings:
+        result["ratio"] = timings["chainrule"].median / timings["torch"].median
+        result["ratio_of_mins"] = timings["chainrule"].min / timings["torch"].min
+    if workload.matmul_flops and gemm_best > 0:
+        limit = workload.matmul_flops / gemm_best
+        result["gemm_limit_s"] = limit
+        result["vs_gemm"] = {name: t.median / limit for name, t in timings.items()}
+
+
+def _profile(name: str, trainer, steps: int, top: int) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        trainer.step()
+    profiler.disable()
+    print(f"\n--- cProfile of chainrule, {name}, {steps} steps, top {top} by own time ---")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
+def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -> tuple[dict, dict | None]:
+    """Build, check and time one workload; returns its result and its trainers (None when not run).
+    Status: ok; skipped (chainrule lacks a piece); refused (losses differ); failed (any other error)."""
+    result = {"name": workload.name, "summary": workload.summary, "matmul_flops": workload.matmul_flops,
+              "target": workload.target_vs_torch, "gemm_target": workload.target_vs_gemm, "per_op": workload.per_op,
+              "status": "ok", "message": ""}
+    trainers = None
+    try:
+        trainers = _build(workload, cr, torch, args.seed)
+        agree = _first_steps(result, trainers)
+        result["losses"] = {name: tr.losses for name, tr in trainers.items()}
+        if not agree:
+            return result, None
+        steps = args.steps or workload.steps_per_round
+        timings = measure.time_interleaved({n: tr.step for n, tr in trainers.items()}, args.rounds, steps,
+                                           max(0, args.warmup - 1))  # the first step was a warm-up step
+    except MissingPiece as err:
+        result.update(status="skipped", message=str(err))
+        return result, None
+    except Exception as err:  # a bug in a framework: report it, go on with the next workload
+        traceback.print_exc()
+        first_step = trainers is not None and not trainers["chainrule"].losses
+        if first_step and isinstance(err, (ImportError, NotImplementedError)):
+            result.update(status="skipped", message=f"chainrule cannot run it ({type(err).__name__}: {err})")
+        else:
+            result.update(status="failed", message=f"{type(err).__name__}: {err}")
+        return result, None
+    result["losses"] = {name: tr.losses for name, tr in trainers.items()}
+    _record_timing(result, workload, timings, gemm_best_so_far)
+    if args.profile:
+        _profile(workload.name, trainers["chainrule"], steps, args.profile)
+    return result, trainers
+
+
+def _measure_memory(result: dict, frameworks: list[str], args) -> None:
+    memory = {}
+    for framework in frameworks:
+        try:
+            child = measure.peak_memory(Path(__file__), result["name"], framework, args.threads, args.child_steps,
+                                        args.seed, args.gpt_attention, small=args.quick)
+        except (RuntimeError, OSError, ValueError) as err:
+            result["memory_message"] = f"{framework} child failed: {str(err).splitlines()[0]}"
+            print(err, file=sys.stderr)
+            return
+        if child.get("baseline_kib") is not None:
+            child["growth_kib"] = child["peak_kib"] - child["baseline_kib"]
+        memory[framework] = child
+    result["memory"] = memory
+    if "torch" in memory:
+        result["memory_ratio"] = memory["chainrule"]["peak_kib"] / memory["torch"]["peak_kib"]
+        if memory["torch"].get("growth_kib"):
+            result["growth_ratio"] = memory["chainrule"]["growth_kib"] / memory["torch"]["growth_kib"]
+
+
+# ----- the memory phase's child process --------------------------------------------------------------
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident set in KiB: VmHWM from /proc (the high-water mark of this process's
+    own address space). getrusage's ru_maxrss is only the fallback: on Linux it carries over the parent's
+    peak across fork and exec, so a child started from a big parent would report the parent's size."""
+    hwm = measure.rss_kib("VmHWM")
+    if hwm is not None:
+        return hwm
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # macOS reports bytes, Linux KiB
+
+
+def run_child(args) -> int:
+    """Train one workload in one framework for a few steps and print (as the last line, JSON) this
+    process's peak RSS and its RSS after imports. Only that framework is imported."""
+    name, framework = args.child.split(":")
+    lib = load_chainrule() if framework == "chainrule" else load_torch(False)
+    if lib is None:
+        raise SystemExit(f"child: framework {framework!r} is not available")
+    limit_threads(args.threads, lib if framework == "chainrule" else None, lib if framework == "torch" else None)
+    baseline = measure.rss_kib("VmRSS")
+    trainer = workloads(args.gpt_attention, small=args.quick)[name].trainer(lib, args.seed)
+    for _ in range(args.child_steps):
+        trainer.step()
+    print(json.dumps({"peak_kib": _peak_rss_kib(), "baseline_kib": baseline, "losses": trainer.losses,
+                      "source": "VmHWM" if measure.rss_kib("VmHWM") is not None else "ru_maxrss"}))
+    return 0
+
+
+# ----- main ------------------------------------------------------------------------------------------
+
+def _settings(args) -> dict:
+    return {"quick": args.quick, "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
+            "warmup": args.warmup, "seed": args.seed, "gemm_n": args.gemm_n, "gemm_repeats": args.gemm_repeats,
+            "child_steps": args.child_steps, "gpt_attention": args.gpt_attention}
+
+
+def _command(argv: list[str] | None) -> str:
+    words = sys.argv[1:] if argv is None else argv
+    return "python bench/run.py" + (" " + shlex.join(words) if words else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return 0 when every selected workload was reported (or skipped for a missing
+    piece of chainrule), 1 when one failed or its losses differed."""
+    args = parse_args(argv)
+    if args.child:
+        return run_child(args)
+    torch = load_torch(args.no_torch)  # before limiting threads, so that threadpoolctl sees torch's pools too
+    cr = load_chainrule()
+    thread_note = limit_threads(args.threads, cr, torch)
+    if thread_note:
+        print("warning:", thread_note)
+    table = workloads(args.gpt_attention, small=args.quick)
+    selected = [table[n] for n in (args.workloads or table)]
+
+    rates = measure.gemm_rates(args.gemm_n, args.gemm_repeats, torch)
+    results = []
+    with measure.CpuMonitor() as monitor:
+        for workload in selected:
+            started = time.perf_counter()
+            print(f"running {workload.name} ...", end=" ", flush=True)
+            result, trainers = run_workload(workload, cr, torch, args, max(rates.values()))
+            print(f"{result['status']} ({time.perf_counter() - started:.1f} s)", flush=True)
+            results.append(result)
+            del trainers  # free one workload's models before the next
+    for name, rate in measure.gemm_rates(args.gemm_n, args.gemm_repeats, torch).items():
+        rates[name] = max(rates[name], rate)
+    best = max(rates.values())
+    for workload, result in zip(selected, results):
+        if result.get("vs_gemm"):  # recompute against the best rate seen in the whole run
+            limit = workload.matmul_flops / best
+            result["gemm_limit_s"] = limit
+            result["vs_gemm"] = {n: t["median"] / limit for n, t in result["time"].items()}
+
+    if not args.no_memory:
+        print("measuring peak memory (one child process per framework and workload) ...", flush=True)
+        frameworks = ["chainrule"] + (["torch"] if torch is not None else [])
+        for result in results:
+            if result["status"] == "ok":
+                _measure_memory(result, frameworks, args)
+
+    noise = {"load_before": monitor.load_before, "load_after": monitor.load_after,
+             "other_cores": monitor.other_cores, "steal_cores": monitor.steal_cores}
+    noise["contended"] = (monitor.other_cores or 0) + (monitor.steal_cores or 0) > CONTENDED_CORES
+    full = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": _command(argv),
+            "machine": report.machine_info(cr, torch, ROOT), "settings": _settings(args), "noise": noise,
+            "thread_note": thread_note, "gemm": {"rates": rates, "best": best}, "workloads": results}
+    text = report.render(full)
+    print(text)
+    if not args.no_write:
+        args.output.write_text(text)
+        print(f"written to {args.output}")
+    if args.json:
+        args.json.write_text(json.dumps(full, indent=1, default=str))
+    return 1 if any(r["status"] in ("failed", "refused") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The benchmark suite (bench/) does not rot: a ``--quick`` run completes, reports every workload, and
+checks that both frameworks did equal work; without torch the chainrule side still runs. No timing
+assertions: the numbers themselves are the suite's output, not its correctness."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "bench" / "run.py"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import models, report  # noqa: E402
+from bench import run as bench_run  # noqa: E402
+from bench.workloads import _dense_flops, workloads  # noqa: E402
+
+NAMES = ["overhead", "mlp", "cnn", "gpt", "wide"]
+# a torch that cannot be imported, as on a machine without it (children are fresh interpreters, but a
+# run without torch starts none for torch)
+WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+                 "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _bench(tmp_path, *args, without_torch=False):
+    """Run bench/run.py in a fresh interpreter; return (stdout, results read back from --json)."""
+    out = tmp_path / "results.json"
+    argv = [str(RUN), "--quick", "--no-write", "--threads", "1", "--json", str(out), *args]
+    cmd = [sys.executable, "-c", WITHOUT_TORCH, *argv] if without_torch else [sys.executable, *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout, json.loads(out.read_text())
+
+
+def _table_rows(stdout: str, heading: str) -> dict[str, str]:
+    """The rows of the Markdown table under ``heading``, by workload name."""
+    section = stdout.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
+    return {row.split("|")[1].strip(): row for row in rows[1:]}
+
+
+def test_quick_run_with_torch_reports_every_workload_with_equal_losses(tmp_path):
+    pytest.importorskip("torch")
+    stdout, result = _bench(tmp_path, "--no-memory")
+    assert [w["name"] for w in result["workloads"]] == NAMES
+    for w in result["workloads"]:
+        assert w["status"] == "ok", w
+        assert w["loss_check"] == "equal", w
+        c, t = w["losses"]["chainrule"], w["losses"]["torch"]
+        assert abs(c[0] - t[0]) <= 2e-5 + 2e-4 * abs(t[0])
+        assert set(w["time"]) == {"chainrule", "torch"}
+        assert all(v["n"] == 2 and 0 < v["min"] <= v["median"] for v in w["time"].values())
+        assert w["ratio"] == pytest.approx(w["time"]["chainrule"]["median"] / w["time"]["torch"]["median"])
+        assert (w["matmul_flops"] > 0) == ("vs_gemm" in w)
+    times = _table_rows(stdout, "## Step time")
+    assert list(times) == NAMES
+    assert all(("met" in row) or ("missed" in row) for row in times.values())
+    losses = _table_rows(stdout, "## Equal work")
+    assert all(row.rstrip(" |").endswith("equal") for row in losses.values())
+    assert result["gemm"]["best"] > 0 and "torch" in result["gemm"]["rates"]
+
+
+def test_quick_run_without_torch_runs_the_chainrule_side_and_measures_memory(tmp_path):
+    stdout, result = _bench(tmp_path, without_torch=True)
+    assert "torch is not installed" in stdout
+    assert [w["name"] for w in result["workloads"]] == NAMES
+    for w in result["workloads"]:
+        assert w["status"] == "ok", w
+        assert w["loss_check"] == "n/a (no torch)"
+        assert list(w["time"]) == ["chainrule"] and "ratio" not in w
+        mem = w["memory"]["chainrule"]
+        assert "torch" not in w["memory"]
+        assert mem["peak_kib"] >= mem["baseline_kib"] > 0
+        assert len(mem["losses"]) == 2 and all(np.isfinite(mem["losses"]))
+    assert list(_table_rows(stdout, "## Peak memory")) == NAMES
+    assert result["machine"]["torch"] == "not installed"
+
+
+def test_differing_first_losses_refuse_the_workload():
+    class Fake:
+        def __init__(self, loss):
+            self.loss, self.losses = loss, []
+
+        def step(self):
+            self.losses.append(self.loss)
+
+    result = {"name": "mlp", "status": "ok", "message": ""}
+    assert not bench_run._first_steps(result, {"chainrule": Fake(2.0), "torch": Fake(2.1)})
+    assert result["status"] == "refused" and "differ" in result["message"]
+    assert result["loss_check"] == "**DIFFER**"
+    close = {"name": "mlp", "status": "ok", "message": ""}
+    assert bench_run._first_steps(close, {"chainrule": Fake(2.0), "torch": Fake(2.0 * (1 + 1e-6))})
+    assert close["status"] == "ok" and close["loss_check"] == "equal"
+    nan = {"name": "mlp", "status": "ok", "message": ""}
+    assert not bench_run._first_steps(nan, {"chainrule": Fake(float("nan")), "torch": Fake(float("nan"))})
+    assert nan["status"] == "refused"
+
+
+def test_a_missing_chainrule_piece_skips_the_workload():
+    mlp = workloads(small=True)["mlp"]
+    broken = dataclasses.replace(mlp, make_optimizer=lambda lib, params: lib.optim.NoSuchOptimizer(params))
+    result, trainers = bench_run.run_workload(broken, bench_run.load_chainrule(), None, bench_run.parse_args(["--quick"]), 1e9)
+    assert result["status"] == "skipped" and "NoSuchOptimizer" in result["message"]
+    assert trainers is None and "time" not in result
+
+
+def test_a_refused_workload_is_reported_without_numbers():
+    refused = {"name": "gpt", "summary": "s", "matmul_flops": 1, "target": 1.0, "gemm_target": None, "per_op": None,
+               "status": "refused", "message": "first-step losses differ", "loss_check": "**DIFFER**",
+               "losses": {"chainrule": [1.0], "torch": [2.0]}}
+    full = {"date": "d", "command": "c", "thread_note": "",
+            "machine": {k: "x" for k in ("cpu", "cpu_flags", "cores", "usable_cores", "os", "python", "numpy",
+                                         "numpy_blas", "torch", "torch_blas", "chainrule")},
+            "settings": {"quick": False, "threads": 2, "rounds": 1, "warmup": 1, "seed": 0, "gemm_n": 8,
+                         "gemm_repeats": 1, "child_steps": 1},
+            "noise": {"load_before": None, "load_after": None, "other_cores": None, "steal_cores": None,
+                      "contended": False},
+            "gemm": {"rates": {"numpy": 1e9}, "best": 1e9}, "workloads": [refused]}
+    text = report.render(full)
+    row = _table_rows(text, "## Step time")["gpt"]
+    assert "refused: first-step losses differ" in row and " ms" not in row
+    assert "**DIFFER**" in _table_rows(text, "## Equal work")["gpt"]
+
+
+def test_dense_flops_count_forward_and_needed_backward_gemms():
+    # (2x3)@(3x4) and (2x4)@(4x5): forward 2*2*(12+20) = 128, weight grads 128, input grad of layer 2 only 80
+    assert _dense_flops(2, (3, 4, 5)) == 336
+
+
+def test_explicit_and_sdpa_attention_compute_the_same_gpt():
+    cfg = models.GPTConfig(context=8, d_model=16, heads=2, layers=1)
+    fused = models.gpt(cr, cfg)
+    explicit = models.gpt(cr, models.GPTConfig(context=8, d_model=16, heads=2, layers=1, attention="explicit"))
+    explicit.load_state_dict(fused.state_dict())
+    idx = cr.tensor(np.random.default_rng(0).integers(0, cfg.vocab, (2, 8)))
+    np.testing.assert_allclose(explicit(idx).detach().numpy(), fused(idx).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_workloads_in_small_mode_keep_their_structure():
+    full, small = workloads(), workloads(small=True)
+    assert list(full) == list(small) == NAMES
+    assert all(small[n].matmul_flops < full[n].matmul_flops for n in NAMES if n != "overhead")
+    with pytest.raises(SystemExit):
+        bench_run.parse_args(["nonexistent"])
