@@ -59,14 +59,40 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 # ----- layers as functions --------------------------------------------------------------------------
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``input @ weight.T + bias``; weight has shape (out_features, in_features)."""
-    if input.shape[-1:] != weight.shape[-1:]:
+    """``input @ weight.T + bias``; weight has shape (out_features, in_features).
+
+    A primitive: the leading dims of ``input`` are folded into one GEMM (much faster than a batched
+    product with numpy), and the weight gradient comes out as one contiguous (out, in) GEMM.
+    """
+    x = tensor_operand(input, "linear")
+    if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[-1]:
         raise RuntimeError(
-            f"linear: input {describe(input)} has {input.shape[-1] if input.ndim else 0} features but weight "
+            f"linear: input {describe(x)} has {x.shape[-1] if x.ndim else 0} features but weight "
             f"{describe(weight)} expects {weight.shape[-1]} (weight shape is (out_features, in_features))"
         )
-    out = input.matmul(weight.mT)
-    return out if bias is None else out + bias
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise RuntimeError(f"linear: bias {describe(bias)} must have shape ({weight.shape[0]},) to match weight {describe(weight)}")
+    if x._data.dtype != weight._data.dtype or (bias is not None and bias._data.dtype != weight._data.dtype):
+        raise RuntimeError(
+            f"linear: input {describe(x)}, weight {describe(weight)} and bias must have the same dtype"
+        )
+    lead, n_in, n_out = x.shape[:-1], weight.shape[1], weight.shape[0]
+    flat = x._data.reshape(-1, n_in)
+    out = flat @ weight._data.T
+    if bias is not None:
+        out += bias._data
+    out = out.reshape(lead + (n_out,))
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+
+    def rule(g, _):
+        g2 = g.reshape(-1, n_out)
+        grads = [g2.matmul(weight).reshape(x.shape) if x._rg else None,
+                 g2.mT.matmul(x.reshape(-1, n_in)) if weight._rg else None]
+        if bias is not None:
+            grads.append(g2.sum(0) if bias._rg else None)
+        return tuple(grads)
+
+    return record(out, "linear", inputs, rule, (x, weight))
 
 
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -1,0 +1,83 @@
+"""Finite-difference checks (first and second order, float64) of chainrule.nn.functional, and the
+errors its functions give for bad input."""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule.autograd import gradcheck, gradgradcheck
+
+
+def t(*shape, scale=1.0):
+    return (cr.randn(*shape, dtype=cr.float64) * scale).requires_grad_()
+
+
+TARGETS = cr.tensor([2, 0, 1])
+CASES = {
+    "linear_2d": (lambda x, w, b: F.linear(x, w, b), lambda: (t(3, 4), t(2, 4), t(2))),
+    "linear_3d_no_bias": (lambda x, w: F.linear(x, w), lambda: (t(2, 3, 4), t(5, 4))),
+    "softmax": (lambda x: F.softmax(x, -1), lambda: (t(3, 4),)),
+    "log_softmax_dim0": (lambda x: F.log_softmax(x, 0), lambda: (t(3, 4),)),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, (4,), w, b), lambda: (t(3, 4), t(4), t(4))),
+    "rms_norm": (lambda x, w: F.rms_norm(x, 4, w, eps=1e-6), lambda: (t(3, 4), t(4))),
+    "batch_norm_train": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), lambda: (t(4, 3), t(3), t(3))),
+    "cross_entropy": (lambda x: F.cross_entropy(x, TARGETS), lambda: (t(3, 4),)),
+    "cross_entropy_smooth": (lambda x: F.cross_entropy(x, TARGETS, label_smoothing=0.3), lambda: (t(3, 4),)),
+    "cross_entropy_probs": (lambda x, p: F.cross_entropy(x, F.softmax(p, -1)), lambda: (t(3, 4), t(3, 4))),
+    "mse": (lambda x, y: F.mse_loss(x, y), lambda: (t(3, 2), t(3, 2))),
+    "huber": (lambda x, y: F.huber_loss(x, y, delta=0.5), lambda: (t(3, 2), t(3, 2))),
+    "bce_logits": (lambda x, y: F.binary_cross_entropy_with_logits(x, y.sigmoid()), lambda: (t(3, 2), t(3, 2))),
+    "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                    lambda: (t(1, 2, 3, 2), t(1, 2, 3, 2), t(1, 2, 3, 2))),
+    "sdpa_float_mask": (lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+                        lambda: (t(2, 3, 2), t(2, 4, 2), t(2, 4, 2), t(3, 4))),
+    "embedding": (lambda w: F.embedding(cr.tensor([[0, 2], [2, 2]]), w), lambda: (t(3, 2),)),
+    "normalize": (lambda x: F.normalize(x, dim=1), lambda: (t(3, 4),)),
+    "bilinear": (lambda a, b, w: F.bilinear(a, b, w), lambda: (t(2, 3), t(2, 2), t(2, 3, 2))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_functional_gradients(name):
+    fn, inputs = CASES[name]
+    args = inputs()
+    assert gradcheck(fn, args)
+    assert gradgradcheck(fn, args)
+
+
+def test_embedding_padding_row_gets_no_gradient():
+    w = t(3, 2)
+    F.embedding(cr.tensor([1, 1, 0]), w, padding_idx=1).sum().backward()
+    assert np.all(w.grad.numpy()[1] == 0) and np.all(w.grad.numpy()[0] == 1)
+
+
+def test_softmax_is_stable_for_huge_logits():
+    x = cr.tensor([[1000.0, 0.0, -1000.0]])
+    assert np.allclose(F.softmax(x, -1).numpy(), [[1, 0, 0]])
+    assert np.isfinite(F.log_softmax(x, -1).numpy()).all()
+
+
+def test_float32_stays_float32():
+    x = cr.randn(4, 3, requires_grad=True)
+    w = cr.randn(2, 3, requires_grad=True)
+    loss = F.cross_entropy(F.layer_norm(F.linear(x, w), (2,)), cr.tensor([0, 1, 1, 0]))
+    loss.backward()
+    assert loss.dtype == cr.float32 and x.grad.dtype == cr.float32 and w.grad.dtype == cr.float32
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: F.linear(cr.randn(3, 4), cr.randn(2, 5)), r"linear: input .* has 4 features but weight"),
+    (lambda: F.linear(cr.randn(3, 4), cr.randn(2, 4), cr.randn(3)), r"bias .* must have shape \(2,\)"),
+    (lambda: F.linear(cr.randn(3, 4), cr.randn(2, 4, dtype=cr.float64)), "same dtype"),
+    (lambda: F.cross_entropy(cr.randn(3, 4), cr.tensor([0, 1])), r"expected target of shape \(3,\)"),
+    (lambda: F.cross_entropy(cr.randn(3, 4), cr.tensor([0, 1, 4])), r"target values must be in \[0, 4\)"),
+    (lambda: F.mse_loss(cr.randn(3), cr.randn(3, 1)), "must have the same shape"),
+    (lambda: F.layer_norm(cr.randn(3, 4), (5,)), "does not end with normalized_shape"),
+    (lambda: F.dropout(cr.randn(3), 1.5), "between 0 and 1"),
+    (lambda: F.embedding(cr.tensor([5]), cr.randn(3, 2)), "index out of range"),
+    (lambda: F.scaled_dot_product_attention(cr.randn(2, 3), cr.randn(2, 4), cr.randn(2, 4)), "must agree"),
+])
+def test_bad_input_errors(call, message):
+    with pytest.raises((RuntimeError, ValueError, IndexError), match=message):
+        call()
