@@ -7,11 +7,22 @@ from numbers import Number
 
 from chainrule import dtypes as _dt
 from chainrule.autograd.graph import record
-from chainrule.backend import xp_of
+from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "reduce_to",
-           "norm_dim", "norm_dims", "describe", "float_operand"]
+           "norm_dim", "norm_dims", "describe", "float_operand", "untracked"]
+
+
+def untracked(out, like: Tensor) -> Tensor:
+    """A result that never carries a graph (comparisons, indices, integer results) as a tensor.
+
+    numpy returns a scalar, not a 0-d array, for an operation on 0-d input; it is made an array of
+    ``like``'s namespace again, as :func:`record` does for tracked results.
+    """
+    if type(out) not in ARRAY_TYPES:
+        out = xp_of(like._data).asarray(out)
+    return wrap(out)
 
 
 def describe(t: Tensor) -> str:

@@ -19,11 +19,13 @@ from chainrule.backend import special, xp_of
 from chainrule.ops._helpers import (
     Tensor,
     binary_operands,
+    describe,
     float_operand,
     record,
     reduce_to,
     scalar_operand,
     tensor_operand,
+    untracked,
     wrap,
 )
 
@@ -85,9 +87,28 @@ def _grad_neg_g(g, out):
     return (neg(g),)
 
 
+def _result_dtype(a, b) -> _dt.DType:
+    """The dtype PyTorch gives ``a op b`` (tensors or numbers)."""
+    if not isinstance(a, Tensor):
+        a, b = b, a
+    if not isinstance(b, Tensor):
+        return _dt.scalar_result_type(a.dtype, b)
+    return _dt.result_type(a.dtype, a.ndim, b.dtype, b.ndim)
+
+
+def _check_alpha(op: str, a, b, alpha) -> None:
+    """A float alpha would be truncated on an integral result: PyTorch refuses it, and so do we."""
+    if isinstance(alpha, float) and not _result_dtype(a, b).is_floating_point:
+        raise RuntimeError(
+            f"{op}: for integral input tensors, argument alpha must not be a floating point number "
+            f"(got alpha={alpha} for a {_result_dtype(a, b)} result); convert the inputs to float first"
+        )
+
+
 def add(a, b, alpha: Number = 1) -> Tensor:
     """``a + alpha * b``, broadcasting."""
     if alpha != 1:
+        _check_alpha("add", a, b, alpha)
         b = mul(b, alpha)
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "add")
@@ -116,8 +137,15 @@ def _np_div(x, y):
 
 
 def sub(a, b, alpha: Number = 1) -> Tensor:
-    """``a - alpha * b``, broadcasting."""
+    """``a - alpha * b``, broadcasting; bool operands are refused, as in PyTorch."""
+    for x in (a, b):
+        if isinstance(x, bool) or (isinstance(x, Tensor) and x._data.dtype.kind == "b"):
+            raise RuntimeError(
+                "sub: subtraction, the `-` operator, with a bool tensor is not supported; to invert a mask "
+                "use ~ or logical_not(), or convert to an integer or float dtype first"
+            )
     if alpha != 1:
+        _check_alpha("sub", a, b, alpha)
         b = mul(b, alpha)
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "sub")
@@ -212,13 +240,16 @@ def pow(a, exponent) -> Tensor:
     if _is_number(a) and isinstance(exponent, Tensor):
         return _pow_scalar_base(a, exponent)
     a, b = binary_operands(a, exponent, "pow")
+    if a._data.dtype.kind != "f" and bool((b._data < 0).any()):
+        _refuse_negative_integer_power(a, "tensor with negative values")
     xp = xp_of(a._data)
     out = _apply2("pow", xp.power, a, b)
 
     def rule(g, out):
         grad_a = grad_b = None
         if a._rg:
-            grad_a = reduce_to(mul(mul(g, b), pow(a, sub(b, 1))), a)
+            # b * a**(b - 1), taken as 0 where b == 0 (not 0 * inf at a == 0), as PyTorch does
+            grad_a = reduce_to(where(eq(b, 0), 0.0, mul(mul(g, b), pow(a, sub(b, 1)))), a)
         if b._rg:
             # d(a**b)/db = a**b log(a), taken as 0 where a == 0 and b >= 0 (the limit), as PyTorch does
             safe = where(logical_and(eq(a, 0), ge(b, 0)), 0.0, mul(out, log(a)))
@@ -228,9 +259,23 @@ def pow(a, exponent) -> Tensor:
     return record(out, "pow", (a, b), rule, (a, b), keep_output=True)
 
 
+def _refuse_negative_integer_power(a: Tensor, exponent) -> None:
+    raise RuntimeError(
+        f"pow: integers to negative integer powers are not allowed (base {describe(a)}, exponent {exponent}); "
+        "convert the base to float first"
+    )
+
+
 def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
-    if a._data.dtype.kind != "f" and (isinstance(c, float) or c < 0):
-        a = float_operand(a, "pow")
+    if a._data.dtype.kind != "f":
+        if isinstance(c, float):
+            a = float_operand(a, "pow")
+        elif c < 0:
+            _refuse_negative_integer_power(a, c)
+        elif a._data.dtype.kind == "b":
+            if isinstance(c, bool):  # bool ** True is the tensor, bool ** False all True
+                return untracked(a._data | (not c), a)
+            a = a.to(_dt.int64)  # bool ** int is int64, as in PyTorch
     if c == 2:
         return square(a)
     data = a._data ** c
@@ -246,7 +291,9 @@ def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
 
 
 def _pow_scalar_base(c: Number, b: Tensor) -> Tensor:
-    b = float_operand(b, "pow") if isinstance(c, float) or b._data.dtype.kind != "f" else b
+    b = scalar_operand(b, c, "pow")  # an int base keeps an integer exponent tensor integral
+    if b._data.dtype.kind != "f" and bool((b._data < 0).any()):
+        _refuse_negative_integer_power(b, "tensor with negative values")
     xp = xp_of(b._data)
     out = xp.power(xp.asarray(c, dtype=b._data.dtype), b._data)
     log_c = math.log(c) if c > 0 else (float("-inf") if c == 0 else float("nan"))
@@ -255,6 +302,8 @@ def _pow_scalar_base(c: Number, b: Tensor) -> Tensor:
 
 def square(a) -> Tensor:
     a = tensor_operand(a, "square")
+    if a._data.dtype.kind == "b":
+        a = a.to(_dt.int64)  # as PyTorch: bool ** 2 is int64
     return record(a._data * a._data, "square", (a,), lambda g, _: (mul(mul(g, a), 2.0),), (a,))
 
 
@@ -271,6 +320,8 @@ def abs(a) -> Tensor:
 
 def sign(a) -> Tensor:
     a = tensor_operand(a, "sign")
+    if a._data.dtype.kind == "b":
+        return untracked(a._data.copy(), a)  # sign(True) = True
     return _zero_grad_result(xp_of(a._data).sign(a._data), "sign", (a,))
 
 
@@ -280,7 +331,7 @@ def _zero_grad_result(out, op: str, inputs: tuple) -> Tensor:
         return tuple(reduce_to(mul(g, 0.0), x) if x._rg else None for x in inputs)
 
     if out.dtype.kind != "f":
-        return wrap(out)
+        return untracked(out, inputs[0])
     return record(out, op, inputs, rule)
 
 
@@ -397,7 +448,9 @@ def atan(a) -> Tensor:
 
 
 def atan2(a, b) -> Tensor:
-    a, b = binary_operands(float_operand(a, "atan2"), float_operand(b, "atan2"), "atan2")
+    a, b = binary_operands(a, b, "atan2")  # promote first: atan2(bool, float16) is float16
+    if a._data.dtype.kind != "f":
+        a, b = float_operand(a, "atan2"), float_operand(b, "atan2")
     out = _apply2("atan2", xp_of(a._data).arctan2, a, b)
 
     def rule(g, _):
@@ -441,9 +494,15 @@ def logit(a, eps: float | None = None) -> Tensor:
 
 # ----- activations ----------------------------------------------------------------------------------
 
+def _refuse_bool(op: str, a: Tensor) -> None:
+    if a._data.dtype.kind == "b":
+        raise RuntimeError(f"{op}: bool inputs are not supported ({describe(a)}); convert first, e.g. x.float()")
+
+
 def relu(a) -> Tensor:
     """max(a, 0); relu'(0) = 0."""
     a = tensor_operand(a, "relu")
+    _refuse_bool("relu", a)
     xp = xp_of(a._data)
     return record(xp.maximum(a._data, 0), "relu", (a,), lambda g, out: (where(gt(out, 0), g, 0.0),),
                   keep_output=True)
@@ -454,10 +513,12 @@ def relu6(a) -> Tensor:
 
 
 def hardtanh(a, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
-    """clamp to [min_val, max_val] with zero gradient at and beyond the bounds, as PyTorch's."""
-    a = float_operand(a, "hardtanh")
+    """clamp to [min_val, max_val] with zero gradient at and beyond the bounds, as PyTorch's;
+    integer input stays integral."""
+    a = tensor_operand(a, "hardtanh")
+    _refuse_bool("hardtanh", a)
     xp = xp_of(a._data)
-    out = xp.clip(a._data, min_val, max_val)
+    out = xp.clip(a._data, min_val, max_val).astype(a._data.dtype, copy=False)
     return record(out, "hardtanh", (a,),
                   lambda g, _: (where(logical_and(gt(a, min_val), lt(a, max_val)), g, 0.0),), (a,))
 
@@ -546,8 +607,9 @@ def clamp(a, min=None, max=None) -> Tensor:
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         return _clamp_tensor(a, min, max)
     xp = xp_of(a._data)
-    if a._data.dtype.kind != "f" and any(isinstance(v, float) for v in (min, max)):
-        a = float_operand(a, "clamp")
+    for bound in (min, max):
+        if bound is not None:
+            a = scalar_operand(a, bound, "clamp")  # int tensor, float bound -> float; bool, int bound -> int64
     out = xp.clip(a._data, min, max).astype(a._data.dtype, copy=False)
 
     def rule(g, _):
@@ -619,29 +681,33 @@ def where(condition, a, b) -> Tensor:
     """``a`` where ``condition`` holds, else ``b``, broadcasting all three."""
     cond = tensor_operand(condition, "where")
     if cond._data.dtype.kind != "b":
-        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+        raise RuntimeError(f"where: expected the condition to be a bool tensor, got {describe(cond)}; compare first, e.g. x > 0")
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "where")
-        out = xp_of(a._data).where(cond._data, a._data, b)
+        out = _where_arrays(cond, a._data, b, a.shape, ())
         return record(out, "where", (a,), lambda g, _: (reduce_to(where(cond, g, 0.0), a),))
     if _is_number(a) and isinstance(b, Tensor):
         b = scalar_operand(b, a, "where")
-        out = xp_of(b._data).where(cond._data, a, b._data)
+        out = _where_arrays(cond, a, b._data, (), b.shape)
         return record(out, "where", (b,), lambda g, _: (reduce_to(where(cond, 0.0, g), b),))
     a, b = binary_operands(a, b, "where")
-    xp = xp_of(a._data)
-    try:
-        out = xp.where(cond._data, a._data, b._data)
-    except ValueError:
-        raise RuntimeError(
-            f"where: condition {tuple(cond.shape)}, x {tuple(a.shape)} and y {tuple(b.shape)} cannot be broadcast together"
-        ) from None
+    out = _where_arrays(cond, a._data, b._data, a.shape, b.shape)
 
     def rule(g, _):
         return (reduce_to(where(cond, g, 0.0), a) if a._rg else None,
                 reduce_to(where(cond, 0.0, g), b) if b._rg else None)
 
     return record(out, "where", (a, b), rule)
+
+
+def _where_arrays(cond: Tensor, x, y, x_shape: tuple, y_shape: tuple):
+    try:
+        return xp_of(cond._data).where(cond._data, x, y)
+    except ValueError:
+        raise RuntimeError(
+            f"where: the condition {tuple(cond.shape)}, x {tuple(x_shape)} and y {tuple(y_shape)} cannot be "
+            "broadcast together: each dimension, compared from the right, must be equal or 1"
+        ) from None
 
 
 def lerp(start, end, weight) -> Tensor:
@@ -654,6 +720,14 @@ def addcmul(a, t1, t2, value: Number = 1) -> Tensor:
 
 
 def addcdiv(a, t1, t2, value: Number = 1) -> Tensor:
+    """``a + value * t1 / t2``. Integer t1 and t2 are refused, as in PyTorch: its old integer addcdiv
+    floor-divided, so the result would be ambiguous."""
+    t1, t2 = tensor_operand(t1, "addcdiv"), tensor_operand(t2, "addcdiv")
+    if t1._data.dtype.kind != "f" and t2._data.dtype.kind != "f":
+        raise RuntimeError(
+            f"addcdiv: integer division with addcdiv is not supported (tensor1 {describe(t1)}, tensor2 "
+            f"{describe(t2)}); use a + value * div(t1, t2, rounding_mode=...) or float inputs"
+        )
     return add(a, mul(div(t1, t2), value))
 
 
@@ -668,11 +742,11 @@ def nan_to_num(a, nan: float = 0.0, posinf: float | None = None, neginf: float |
 
 def _compare(op: str, fn_name: str, a, b) -> Tensor:
     if _is_number(b) and isinstance(a, Tensor):
-        return wrap(getattr(xp_of(a._data), fn_name)(a._data, b))
+        return untracked(getattr(xp_of(a._data), fn_name)(a._data, b), a)
     if _is_number(a) and isinstance(b, Tensor):
-        return wrap(getattr(xp_of(b._data), fn_name)(a, b._data))
+        return untracked(getattr(xp_of(b._data), fn_name)(a, b._data), b)
     a, b = binary_operands(a, b, op)
-    return wrap(_apply2(op, getattr(xp_of(a._data), fn_name), a, b))
+    return untracked(_apply2(op, getattr(xp_of(a._data), fn_name), a, b), a)
 
 
 def eq(a, b) -> Tensor:
@@ -713,7 +787,7 @@ def logical_xor(a, b) -> Tensor:
 
 def logical_not(a) -> Tensor:
     a = tensor_operand(a, "logical_not")
-    return wrap(xp_of(a._data).logical_not(a._data))
+    return untracked(xp_of(a._data).logical_not(a._data), a)
 
 
 def _integer_operands(op: str, a, b):
@@ -727,34 +801,34 @@ def bitwise_not(a) -> Tensor:
     a = tensor_operand(a, "bitwise_not")
     if a._data.dtype.kind == "f":
         raise TypeError(f"bitwise_not: the ~ operator needs an integer or bool tensor, got {a.dtype}")
-    return wrap(xp_of(a._data).invert(a._data))
+    return untracked(xp_of(a._data).invert(a._data), a)
 
 
 def bitwise_and(a, b) -> Tensor:
     a, b = _integer_operands("bitwise_and", a, b)
-    return wrap(_apply2("bitwise_and", xp_of(a._data).bitwise_and, a, b))
+    return untracked(_apply2("bitwise_and", xp_of(a._data).bitwise_and, a, b), a)
 
 
 def bitwise_or(a, b) -> Tensor:
     a, b = _integer_operands("bitwise_or", a, b)
-    return wrap(_apply2("bitwise_or", xp_of(a._data).bitwise_or, a, b))
+    return untracked(_apply2("bitwise_or", xp_of(a._data).bitwise_or, a, b), a)
 
 
 def bitwise_xor(a, b) -> Tensor:
     a, b = _integer_operands("bitwise_xor", a, b)
-    return wrap(_apply2("bitwise_xor", xp_of(a._data).bitwise_xor, a, b))
+    return untracked(_apply2("bitwise_xor", xp_of(a._data).bitwise_xor, a, b), a)
 
 
 def isnan(a) -> Tensor:
     a = tensor_operand(a, "isnan")
-    return wrap(xp_of(a._data).isnan(a._data))
+    return untracked(xp_of(a._data).isnan(a._data), a)
 
 
 def isinf(a) -> Tensor:
     a = tensor_operand(a, "isinf")
-    return wrap(xp_of(a._data).isinf(a._data))
+    return untracked(xp_of(a._data).isinf(a._data), a)
 
 
 def isfinite(a) -> Tensor:
     a = tensor_operand(a, "isfinite")
-    return wrap(xp_of(a._data).isfinite(a._data))
+    return untracked(xp_of(a._data).isfinite(a._data), a)

@@ -76,15 +76,19 @@ def _scatter_index(g: Tensor, idx, shape, accumulate: bool) -> Tensor:
     return record(out, "getitem_backward", (g,), lambda gg, _: (gg[idx],))
 
 
-def index_put(a: Tensor, index, value) -> Tensor:
-    """A copy of ``a`` with ``a[index] = value`` (broadcast): what ``a[index] = value`` records."""
+def index_put(a: Tensor, index, value, accumulate: bool = False) -> Tensor:
+    """A copy of ``a`` with ``a[index] = value`` (broadcast): what ``a[index] = value`` records.
+    With ``accumulate``, ``value`` is added instead, repeated indices adding up (PyTorch's index_put)."""
     idx, _, _ = convert_index(index, "setitem")
     value = tensor_operand(value, "setitem", like=a)
     if value._data.dtype != a._data.dtype:
         value = value.to(a.dtype)
     out = a._data.copy()
     try:
-        out[idx] = value._data
+        if accumulate:
+            xp_of(out).add.at(out, idx, value._data)
+        else:
+            out[idx] = value._data
     except (IndexError, ValueError) as err:
         raise RuntimeError(
             f"setitem: can't assign a value of {describe(value)} to index {index!r} of a tensor of "
@@ -94,7 +98,9 @@ def index_put(a: Tensor, index, value) -> Tensor:
 
     def rule(g, _):
         grad_a = grad_v = None
-        if a._rg:
+        if a._rg and accumulate:
+            grad_a = g
+        elif a._rg:
             keep = xp.ones(a.shape, dtype=bool)
             keep[idx] = False
             grad_a = where(wrap(keep), g, 0.0)
@@ -245,17 +251,21 @@ def index_add(a, dim: int, index: Tensor, source, alpha=1) -> Tensor:
 
 
 def masked_fill(a, mask, value) -> Tensor:
-    """``a`` with ``value`` wherever ``mask`` (broadcastable to ``a``) is True."""
+    """``a`` with ``value`` wherever ``mask`` is True; like PyTorch's out-of-place form, ``a`` and
+    ``mask`` broadcast together (``a.masked_fill_`` needs the mask to broadcast to ``a``)."""
     a = tensor_operand(a, "masked_fill")
     mask = tensor_operand(mask, "masked_fill")
     if mask._data.dtype.kind != "b":
         raise RuntimeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
     if isinstance(value, Tensor) and value.ndim == 0 and not value._rg:
         value = value.item()
-    out = where(mask, value, a)
-    if out.shape != a.shape:
-        raise RuntimeError(f"masked_fill: mask of shape {tuple(mask.shape)} is not broadcastable to input {describe(a)}")
-    return out
+    try:
+        out = where(mask, value, a)
+    except RuntimeError:
+        raise RuntimeError(
+            f"masked_fill: the mask of shape {tuple(mask.shape)} and the input of {describe(a)} cannot be broadcast together"
+        ) from None
+    return out.to(a.dtype)  # the value takes the input's dtype (PyTorch): an int tensor stays int
 
 
 def masked_select(a, mask) -> Tensor:

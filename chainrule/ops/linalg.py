@@ -43,8 +43,8 @@ def matmul(a, b) -> Tensor:
         out = _matmul_nd(left, right, "matmul", a, b)
         if b.ndim == 1:
             out = out.squeeze(-1)
-        if a.ndim == 1:
-            out = out.squeeze(-2)
+        if a.ndim == 1:  # the row dim is last once the column dim is gone
+            out = out.squeeze(-1 if b.ndim == 1 else -2)
         return out
     return _matmul_nd(a, b, "matmul", a, b)
 
@@ -97,10 +97,20 @@ vdot = dot
 
 
 def inner(a, b) -> Tensor:
+    """Sum of products over the last dims: the result has shape ``a.shape[:-1] + b.shape[:-1]``
+    (a 0-d operand just scales the other)."""
     a, b = tensor_operand(a, "inner"), tensor_operand(b, "inner")
     if a.ndim == 0 or b.ndim == 0:
         return a * b
-    return matmul(a, b.unsqueeze(-1) if b.ndim == 1 else b.mT) if b.ndim <= 2 else einsum("...i,...i", a, b)
+    _same_dtype("inner", a, b)
+    if a.shape[-1] != b.shape[-1]:
+        raise RuntimeError(
+            f"inner: the last dims must match, got shapes {tuple(a.shape)} and {tuple(b.shape)} "
+            f"({a.shape[-1]} != {b.shape[-1]})"
+        )
+    left = string.ascii_lowercase[:a.ndim - 1]
+    right = string.ascii_lowercase[a.ndim - 1:a.ndim + b.ndim - 2]
+    return einsum(f"{left}z,{right}z->{left}{right}", a, b)
 
 
 def outer(a, b) -> Tensor:
@@ -147,7 +157,8 @@ def _parse_einsum(equation: str, operands: list) -> tuple[list[str], str]:
 def einsum(equation: str, *operands) -> Tensor:
     """Einstein summation, differentiable in every operand (one einsum per operand in backward).
 
-    Subscripts repeated within one operand (diagonals) are supported forward only.
+    Subscripts repeated within one operand ('ii->i', 'ii->') take a diagonal; its gradient is put
+    back on the diagonal.
     """
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
@@ -167,17 +178,38 @@ def einsum(equation: str, *operands) -> Tensor:
             if not x._rg:
                 grads.append(None)
                 continue
-            if len(set(subs[k])) != len(subs[k]):
-                raise NotImplementedError(f"einsum: gradient for repeated subscripts in {subs[k]!r} is not supported")
             others = [g] + [y for j, y in enumerate(operands) if j != k]
             other_subs = [out_subs] + [s for j, s in enumerate(subs) if j != k]
             present = set("".join(other_subs))
-            target = "".join(c for c in subs[k] if c in present)
+            size = dict(zip(subs[k], x.shape))
+            unique = "".join(dict.fromkeys(subs[k]))
+            target = "".join(c for c in unique if c in present)
             grad = einsum(",".join(other_subs) + "->" + target, *others)
-            if target != subs[k]:  # letters only in operand k were summed out: broadcast back
-                shape = [x.shape[i] if c in present else 1 for i, c in enumerate(subs[k])]
-                grad = grad.reshape(shape).expand(x.shape)
+            if target != unique:  # letters only in operand k were summed out: broadcast back
+                grad = grad.reshape([size[c] if c in present else 1 for c in unique]).expand([size[c] for c in unique])
+            if unique != subs[k]:
+                grad = _onto_diagonal(grad, unique, subs[k], size)
             grads.append(reduce_to(grad, x))
         return tuple(grads)
 
     return record(out, "einsum", operands, rule, operands)
+
+
+def _onto_diagonal(grad: Tensor, unique: str, sub: str, size: dict) -> Tensor:
+    """The gradient of an operand whose subscripts ``sub`` repeat a letter (a diagonal was taken):
+    ``grad`` (subscripts ``unique``) placed on that diagonal, zeros elsewhere. Each repeat gets a
+    fresh letter tied to the first by an identity matrix, so this is one differentiable einsum."""
+    from chainrule.creation import eye
+
+    spare = iter(c for c in string.ascii_letters if c not in sub)
+    seen, spelled, eye_subs, eyes = set(), "", [], []
+    for c in sub:
+        if c in seen:
+            fresh = next(spare)
+            spelled += fresh
+            eye_subs.append(c + fresh)
+            eyes.append(eye(size[c], dtype=grad.dtype, device=grad.device))
+        else:
+            seen.add(c)
+            spelled += c
+    return einsum(",".join([unique, *eye_subs]) + "->" + spelled, grad, *eyes)

@@ -4,17 +4,20 @@ logsumexp, norm, cumsum, argmax/argmin, all/any.
 ``dim`` is an int or a tuple of ints (negative allowed) or None for all; ``keepdim`` keeps reduced
 dimensions as size 1. numpy's ``axis``/``keepdims`` spellings are accepted too.
 
-Ties: max/min/amax/amin split the gradient evenly among tied maxima (one documented policy; PyTorch
-does this for amax and full max, but sends max(dim)'s gradient to one index).
+Ties and kinks (tested): max/min/amax/amin split the gradient evenly among tied maxima (one
+documented policy; PyTorch does this for amax and full max, but sends max(dim)'s gradient to one
+index); median() of all elements splits it evenly too, median(dim) sends it to the returned index
+(both as PyTorch). The 2-norm's gradient at 0 is 0, and so is std's where it is 0.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 
 from chainrule import dtypes as _dt
 from chainrule.backend import xp_of
-from chainrule.ops._helpers import Tensor, float_operand, norm_dim, norm_dims, record, tensor_operand, wrap
+from chainrule.ops._helpers import Tensor, float_operand, norm_dim, norm_dims, record, tensor_operand, untracked, wrap
 
 __all__ = ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "var_mean",
            "std_mean", "logsumexp", "norm", "cumsum", "cumprod", "argmax", "argmin", "all", "any",
@@ -100,10 +103,12 @@ def prod(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims:
         out = prod(flat, 0)
         return out.reshape([1] * a.ndim) if _keep(keepdim, keepdims) else out
     d = norm_dim(axis if axis is not None else dim, a._data.ndim, "prod")
+    if a._data.ndim == 0:  # a 0-d tensor reduces along its one implicit dim to itself
+        return prod(a.reshape(1), 0)
     keep = _keep(keepdim, keepdims)
     out = a._data.prod(axis=d, keepdims=keep)
     if a._data.dtype.kind != "f":
-        return wrap(out.astype(_dt.int64.np))
+        return untracked(out.astype(_dt.int64.np), a)
     shape = a.shape
 
     def rule(g, _):
@@ -161,9 +166,14 @@ def _prod_others_vjp(a: Tensor, h: Tensor, d: int) -> Tensor:
 def _extreme(a: Tensor, dims: tuple, keep: bool, op: str, fn: str) -> Tensor:
     """amax/amin: the gradient is split evenly among the elements equal to the extreme."""
     xp = xp_of(a._data)
-    if a._data.size == 0 and any(a._data.shape[d] == 0 for d in dims):
+    if a._data.size == 0 and builtins.any(a._data.shape[d] == 0 for d in dims):
         raise RuntimeError(f"{op}: expected a non-empty tensor over the reduced dims, got shape {a.shape}")
-    out = getattr(xp, fn)(a._data, axis=dims, keepdims=keep)
+    return _split_among_equal(a, getattr(xp, fn)(a._data, axis=dims, keepdims=keep), dims, keep, op)
+
+
+def _split_among_equal(a: Tensor, out, dims: tuple, keep: bool, op: str) -> Tensor:
+    """Record ``out``, a reduction of ``a`` over ``dims`` whose value is one of the reduced elements
+    (max, min, median): its gradient is split evenly among the elements equal to it."""
     shape = a.shape
 
     def rule(g, out):
@@ -194,10 +204,12 @@ def _max_min(op: str, a, dim, keepdim, other=None):
     if dim is None:
         return _extreme(a, norm_dims(None, a.ndim, op), False, op, op)
     d = norm_dim(dim, a._data.ndim, op)
+    if a._data.ndim == 0:  # a 0-d tensor reduces along its one implicit dim to itself
+        return _max_min(op, a.reshape(1), 0, False)
     values = _extreme(a, (d,), keepdim, op, op)
     xp = xp_of(a._data)
     idx = (xp.argmax if op == "max" else xp.argmin)(a._data, axis=d, keepdims=keepdim)
-    return values_indices(values, wrap(idx.astype(_dt.int64.np, copy=False)))
+    return values_indices(values, untracked(idx.astype(_dt.int64.np, copy=False), a))
 
 
 def max(a, dim=None, keepdim: bool = False):
@@ -211,17 +223,23 @@ def min(a, dim=None, keepdim: bool = False):
 
 
 def median(a, dim=None, keepdim: bool = False):
-    """The lower median (as PyTorch), with indices along ``dim``; the gradient goes to that element."""
+    """The lower median (as PyTorch). Of all elements: its gradient is split evenly among the
+    elements equal to it (like max). Along ``dim``: ``(values, indices)``, and the gradient goes to
+    the element at the returned index (as PyTorch)."""
     from chainrule.ops.indexing import take_along_dim
 
     a = tensor_operand(a, "median")
     xp = xp_of(a._data)
     if dim is None:
-        flat = a.reshape(-1)
-        k = (flat.shape[0] - 1) // 2
-        idx = xp.argsort(flat._data, kind="stable")[k]
-        return flat[int(idx)]
+        n = a._data.size
+        if n == 0:
+            return wrap(xp.full((), xp.nan, dtype=a._data.dtype))
+        flat = a._data.reshape(-1)
+        value = xp.partition(flat, (n - 1) // 2)[(n - 1) // 2]
+        return _split_among_equal(a, xp.asarray(value), tuple(range(a.ndim)), False, "median")
     d = norm_dim(dim, a.ndim, "median")
+    if a.ndim == 0:  # a 0-d tensor reduces along its one implicit dim to itself
+        return median(a.reshape(1), 0)
     k = (a.shape[d] - 1) // 2
     order = xp.argsort(a._data, axis=d, kind="stable")
     idx = xp.take(order, [k], axis=d)
@@ -230,6 +248,11 @@ def median(a, dim=None, keepdim: bool = False):
     if not keepdim:
         values, indices = values.squeeze(d), indices.squeeze(d)
     return values_indices(values, indices)
+
+
+def _require_float(op: str, a: Tensor, why: str) -> None:
+    if a._data.dtype.kind != "f":
+        raise RuntimeError(f"{op}: {why}, got {a.dtype} (shape {tuple(a.shape)}); convert first, e.g. x.float()")
 
 
 def _correction(correction, unbiased) -> float:
@@ -242,20 +265,32 @@ def var(a, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, cor
         keepdims: bool = False) -> Tensor:
     """Variance with ``correction`` (1: Bessel's, the default; 0: population); composite, so its
     gradients (of any order) come from the primitives."""
-    a = float_operand(a, "var")
+    a = tensor_operand(a, "var")
+    _require_float("var", a, "std and var only support floating-point dtypes")
     dims = _dims(a, dim, axis, "var")
     keep = _keep(keepdim, keepdims)
     count = 1
     for d in dims:
         count *= a.shape[d]
     centered = a - a.mean(dims, keepdim=True)
-    denom = count - _correction(correction, unbiased)
-    return (centered * centered).sum(dims, keepdim=keep) / (denom if denom > 0 else float("nan"))
+    # as PyTorch: a correction >= the count divides by 0 (inf, or nan for a constant slice)
+    denom = builtins.max(count - _correction(correction, unbiased), 0.0)
+    return (centered * centered).sum(dims, keepdim=keep) / denom
 
 
 def std(a, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None, axis=None,
         keepdims: bool = False) -> Tensor:
-    return var(a, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims).sqrt()
+    """Standard deviation, the square root of :func:`var`; its gradient is 0 where it is 0 (a constant
+    slice), as PyTorch's, rather than the 0 * inf = nan of a plain square root."""
+    return _sqrt_zero_grad_at_zero(var(a, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
+
+
+def _sqrt_zero_grad_at_zero(v: Tensor) -> Tensor:
+    def rule(g, out):
+        at_zero = out == 0
+        return ((g / (out.masked_fill(at_zero, 1.0) * 2.0)).masked_fill(at_zero, 0.0),)
+
+    return record(xp_of(v._data).sqrt(v._data), "std", (v,), rule, keep_output=True)
 
 
 def var_mean(a, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
@@ -291,9 +326,10 @@ def norm(a, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     The 2-norm is a primitive whose gradient a / norm is taken as 0 where the norm is 0 (PyTorch's
     subgradient); other p are composite.
     """
-    a = float_operand(a, "norm")
+    a = tensor_operand(a, "norm")
     if dtype is not None:
         a = a.to(dtype)
+    _require_float("norm", a, "expected a floating-point tensor")
     dims = norm_dims(dim, a._data.ndim, "norm")
     if p in ("fro", 2, 2.0):
         xp = xp_of(a._data)
@@ -311,8 +347,8 @@ def norm(a, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
         return a.abs().amax(dims, keepdim=keepdim)
     if p in (float("-inf"), "-inf"):
         return a.abs().amin(dims, keepdim=keepdim)
-    if p == 0:
-        return (a != 0).to(a.dtype).sum(dims, keepdim=keepdim)
+    if p == 0:  # the count of nonzeros, connected to the graph with a zero gradient (as PyTorch)
+        return a.sign().abs().sum(dims, keepdim=keepdim)
     if p == 1:
         return a.abs().sum(dims, keepdim=keepdim)
     if isinstance(p, str):
@@ -325,8 +361,8 @@ def cumsum(a, dim: int, dtype=None) -> Tensor:
     if dtype is not None:
         a = a.to(dtype)
     d = norm_dim(dim, a._data.ndim, "cumsum")
-    if a._data.ndim == 0:
-        return a.clone()
+    if a._data.ndim == 0:  # numpy would flatten to shape (1,)
+        return cumsum(a.reshape(1), 0).reshape(())
     xp = xp_of(a._data)
     out_dtype = a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np
     out = xp.cumsum(a._data, axis=d, dtype=out_dtype)
@@ -341,8 +377,10 @@ def cumprod(a, dim: int, dtype=None) -> Tensor:
     if dtype is not None:
         a = a.to(dtype)
     d = norm_dim(dim, a._data.ndim, "cumprod")
+    if a._data.ndim == 0:  # numpy would flatten to shape (1,)
+        return cumprod(a.reshape(1), 0).reshape(())
     xp = xp_of(a._data)
-    out = xp.cumprod(a._data, axis=d)
+    out = xp.cumprod(a._data, axis=d, dtype=a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np)
 
     def rule(g, out):
         if bool((a._data == 0).any()):
@@ -355,22 +393,26 @@ def cumprod(a, dim: int, dtype=None) -> Tensor:
 def argmax(a, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first maximum (over the flattened tensor when ``dim`` is None); no gradient."""
     a = tensor_operand(a, "argmax")
+    if a._data.dtype.kind == "b":
+        raise RuntimeError(f"argmax: bool input is not supported (shape {tuple(a.shape)}); convert first, e.g. x.int()")
     xp = xp_of(a._data)
     if dim is None:
         out = xp.argmax(a._data)
         return wrap(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()))
     d = norm_dim(dim, a._data.ndim, "argmax")
-    return wrap(xp.argmax(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False))
+    return untracked(xp.argmax(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a)
 
 
 def argmin(a, dim=None, keepdim: bool = False) -> Tensor:
     a = tensor_operand(a, "argmin")
+    if a._data.dtype.kind == "b":
+        raise RuntimeError(f"argmin: bool input is not supported (shape {tuple(a.shape)}); convert first, e.g. x.int()")
     xp = xp_of(a._data)
     if dim is None:
         out = xp.argmin(a._data)
         return wrap(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()))
     d = norm_dim(dim, a._data.ndim, "argmin")
-    return wrap(xp.argmin(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False))
+    return untracked(xp.argmin(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a)
 
 
 def all(a, dim=None, keepdim: bool = False) -> Tensor:

@@ -69,7 +69,10 @@ def flatten(a, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if s > e:
         raise RuntimeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for {describe(a)}")
     shape = a.shape
-    return a.reshape(shape[:s] + (-1 if 0 not in shape[s:e + 1] else 0,) + shape[e + 1:])
+    size = 1
+    for n in shape[s:e + 1]:
+        size *= n
+    return a.reshape(shape[:s] + (size,) + shape[e + 1:])
 
 
 def unflatten(a, dim: int, sizes: Sequence[int]) -> Tensor:
@@ -228,28 +231,35 @@ def _tensor_list(tensors, op: str) -> list:
 
 def cat(tensors, dim: int = 0) -> Tensor:
     """Join tensors along an existing dim; all other dims must match."""
-    tensors = _tensor_list(tensors, "cat")
-    tensors = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or tensors[:1]  # PyTorch skips 1-d empties
-    ref = tensors[0]
+    given = _tensor_list(tensors, "cat")
+    # PyTorch skips 1-d empty tensors whatever the other shapes (they still get an empty gradient)
+    joined = [i for i, x in enumerate(given) if not (x.ndim == 1 and x.shape[0] == 0)] or [0]
+    ref = given[joined[0]]
     d = norm_dim(dim, ref.ndim, "cat")
-    for i, x in enumerate(tensors):
+    for i in joined:
+        x = given[i]
         if x.ndim != ref.ndim or any(x.shape[k] != ref.shape[k] for k in range(ref.ndim) if k != d):
             raise RuntimeError(
-                f"cat: sizes of tensors must match except in dimension {d}; tensor 0 has shape "
+                f"cat: sizes of tensors must match except in dimension {d}; tensor {joined[0]} has shape "
                 f"{tuple(ref.shape)} but tensor {i} has shape {tuple(x.shape)}"
             )
     xp = xp_of(ref._data)
-    out = xp.concatenate([x._data for x in tensors], axis=d)
-    sizes = [x.shape[d] for x in tensors]
+    out = xp.concatenate([given[i]._data for i in joined], axis=d)
 
     def rule(g, _):
-        grads, start = [], 0
-        for x, n in zip(tensors, sizes):
-            grads.append(narrow(g, d, start, n) if x._rg else None)
+        grads = [None] * len(given)
+        start = 0
+        for i in joined:
+            n = given[i].shape[d]
+            if given[i]._rg:
+                grads[i] = narrow(g, d, start, n)
             start += n
+        for i, x in enumerate(given):
+            if x._rg and grads[i] is None:  # a skipped 1-d empty tensor
+                grads[i] = g.new_zeros(x.shape)
         return tuple(grads)
 
-    return record(out, "cat", tuple(tensors), rule)
+    return record(out, "cat", tuple(given), rule)
 
 
 concat = concatenate = cat
@@ -275,7 +285,7 @@ def hstack(tensors) -> Tensor:
 
 
 def vstack(tensors) -> Tensor:
-    tensors = [x if x.ndim >= 2 else x.reshape(1, -1) for x in _tensor_list(tensors, "vstack")]
+    tensors = [x if x.ndim >= 2 else x.reshape(1, x.numel()) for x in _tensor_list(tensors, "vstack")]
     return cat(tensors, 0)
 
 
@@ -293,7 +303,7 @@ def narrow(a, dim: int, start: int, length: int) -> Tensor:
     if start < 0:
         start += size
     if not (0 <= start <= size and 0 <= length and start + length <= size):
-        raise IndexError(f"narrow: start ({start}) + length ({length}) exceeds dimension size ({size}) of {describe(a)}")
+        raise RuntimeError(f"narrow: start ({start}) + length ({length}) exceeds dimension size ({size}) of {describe(a)}")
     return a[(slice(None),) * d + (slice(start, start + length),)]
 
 
@@ -325,9 +335,11 @@ def chunk(a, chunks: int, dim: int = 0) -> tuple:
     a = tensor_operand(a, "chunk")
     if chunks <= 0:
         raise RuntimeError(f"chunk: chunks must be positive, got {chunks}")
-    size = a.shape[norm_dim(dim, a.ndim, "chunk")]
-    step = -(-size // chunks) if size else 1
-    return split(a, step, dim)
+    d = norm_dim(dim, a.ndim, "chunk")
+    size = a.shape[d]
+    if size == 0:  # as PyTorch: ``chunks`` empty pieces
+        return tuple(narrow(a, d, 0, 0) for _ in range(chunks))
+    return split(a, -(-size // chunks), d)
 
 
 def unbind(a, dim: int = 0) -> tuple:

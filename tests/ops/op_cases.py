@@ -1,0 +1,1036 @@
+"""The shared table of differentiable operations that the tests in tests/ops run through.
+
+A :class:`Case` is one operation written once for both libraries: ``fn(lib, *tensors, **params)``,
+where ``lib`` is ``chainrule`` or :data:`TORCH` (torch, with torch.nn.functional's activations
+reachable as attributes), so the very same code runs on both and PyTorch is the oracle.
+
+Each case says how to draw its inputs (a sampler per input, keeping clear of kinks and poles so
+finite differences are meaningful), which input shapes and parameters the float64 gradcheck runs
+on (``configs``), a hypothesis strategy of (shapes, params) for the oracle tests (``strategy``),
+and whether the operation is twice differentiable (then it is gradgradchecked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import chainrule as cr
+
+# ----- input samplers: rng, shape -> float64 array ---------------------------------------------------
+
+
+def real(rng, shape):
+    return rng.uniform(-2.0, 2.0, shape)
+
+
+def positive(rng, shape):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+def unit(rng, shape):
+    """Inside (-1, 1), clear of its ends (asin, acos)."""
+    return rng.uniform(-0.8, 0.8, shape)
+
+
+def prob(rng, shape):
+    return rng.uniform(0.1, 0.9, shape)
+
+
+def away(rng, shape):
+    """Clear of 0 (kinks of abs, relu, sign, ...; poles of 1/x)."""
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.2, 2.0, shape)
+
+
+def off_grid(rng, shape):
+    """Clear of the integers and half-integers where floor, ceil, round and trunc jump."""
+    frac = rng.choice([0.15, 0.3, 0.65, 0.85], shape) + rng.uniform(-0.05, 0.05, shape)
+    return rng.integers(-3, 3, shape) + frac
+
+
+def inside_bounds(rng, shape):
+    """Clear of the clamp bounds -0.5 and 0.5 used by the clamp cases."""
+    magnitude = np.where(rng.random(shape) < 0.5, rng.uniform(0.0, 0.35, shape), rng.uniform(0.65, 2.0, shape))
+    return rng.choice([-1.0, 1.0], shape) * magnitude
+
+
+def lower_bound(rng, shape):
+    return rng.uniform(-0.6, -0.4, shape)
+
+
+def upper_bound(rng, shape):
+    return rng.uniform(0.4, 0.6, shape)
+
+
+def no_ties(rng, shape):
+    """Distinct values (max, min, median, sort-based ops need a unique answer)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return (rng.permutation(n) * 0.37 - n * 0.15 + rng.uniform(-0.05, 0.05, n)).reshape(shape)
+
+
+# ----- the torch side ------------------------------------------------------------------------------
+
+_FUNCTIONAL = {"gelu", "silu", "elu", "leaky_relu", "softplus", "mish", "hardtanh", "relu6", "pad", "one_hot"}
+
+
+class _TorchLib:
+    """torch, with the activations PyTorch keeps in torch.nn.functional reachable as attributes."""
+
+    def __getattr__(self, name):
+        import torch
+
+        if name in _FUNCTIONAL:
+            return getattr(torch.nn.functional, name)
+        return getattr(torch, name)
+
+
+TORCH = _TorchLib()
+
+
+# ----- cases -------------------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    name: str
+    fn: Callable
+    configs: list  # [(shapes, params)] for gradcheck in float64
+    strategy: object  # hypothesis strategy of (shapes, params) for the oracle
+    samplers: tuple = (real,)
+    kind: str = "elementwise"
+    twice: bool = True  # twice differentiable: gradgradcheck
+    rtol32: float = 1e-5
+    atol32: float = 1e-5
+    differentiable: bool = True  # False: forward only (argmax, one_hot, comparisons)
+    oracle_fn: Callable | None = None  # when torch needs different code (a different name or signature)
+    tags: frozenset = field(default_factory=frozenset)
+
+    def sampler(self, i: int):
+        return self.samplers[i] if i < len(self.samplers) else self.samplers[-1]
+
+    def inputs(self, shapes, dtype=np.float64, seed: int = 0) -> list:
+        """Float arrays for the inputs (the same numbers for chainrule and torch)."""
+        rng = np.random.default_rng(seed)
+        return [np.asarray(self.sampler(i)(rng, s), dtype=np.float64).astype(dtype) for i, s in enumerate(shapes)]
+
+    def call(self, lib, *tensors, **params):
+        fn = self.oracle_fn if (self.oracle_fn is not None and lib is not cr) else self.fn
+        return fn(lib, *tensors, **params)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+CASES: list[Case] = []
+
+
+def case(name, fn, configs, strategy, **kw) -> Case:
+    c = Case(name, fn, configs, strategy, **kw)
+    CASES.append(c)
+    return c
+
+
+def of_kind(kind: str) -> list[Case]:
+    return [c for c in CASES if c.kind == kind]
+
+
+def gradcheck_params(kind: str, twice_only: bool = False) -> list:
+    """pytest params (case, shapes, params) for every gradcheck config of the cases of ``kind``."""
+    import pytest
+
+    out = []
+    for c in of_kind(kind):
+        if not c.differentiable or (twice_only and not c.twice):
+            continue
+        for i, (shapes, params) in enumerate(c.configs):
+            out.append(pytest.param(c, shapes, params, id=f"{c.name}-{i}"))
+    return out
+
+
+# ----- shape strategies --------------------------------------------------------------------------------
+
+def _shape(min_dims=0, max_dims=4, min_side=0, max_side=4):
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+
+
+def one_shape(min_dims=0, max_dims=4, min_side=0, max_side=4, params=None):
+    return st.tuples(_shape(min_dims, max_dims, min_side, max_side).map(lambda s: (s,)), st.just(params or {}))
+
+
+def broadcast_shapes(n=2, min_side=0, params=None):
+    shapes = hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=0, max_dims=4, min_side=min_side, max_side=4)
+    return st.tuples(shapes.map(lambda r: r.input_shapes), st.just(params or {}))
+
+
+UNARY = [((),), ((1,),), ((4,),), ((2, 3),), ((2, 1, 3),), ((0, 3),)]
+BINARY = [((), ()), ((3,), ()), ((), (2, 2)), ((3, 1), (1, 4)), ((2, 1, 3), (3,)), ((2, 3), (2, 3)),
+          ((0, 3), (1, 3)), ((1,), (0,))]
+TERNARY = [((), (), ()), ((3, 1), (1, 4), ()), ((2, 3), (3,), (2, 1)), ((0, 2), (2,), (1, 2))]
+
+
+def _no_params(shapes_list):
+    return [(s, {}) for s in shapes_list]
+
+
+# ----- elementwise: unary ------------------------------------------------------------------------------
+
+def _unary(name, fn=None, sampler=real, twice=True, params=None, suffix="", **kw):
+    fn = fn or (lambda lib, x, **p: getattr(lib, name)(x, **p))
+    p = params or {}
+    return case(name + suffix, fn, [(s, p) for s in UNARY],
+                one_shape(params=p), samplers=(sampler,), twice=twice, **kw)
+
+
+for _name, _sampler in [("neg", real), ("exp", real), ("expm1", real), ("log", positive), ("log1p", positive),
+                        ("log2", positive), ("log10", positive), ("sqrt", positive), ("rsqrt", positive),
+                        ("sin", real), ("cos", real), ("tan", unit), ("tanh", real), ("sigmoid", real),
+                        ("sinh", real), ("cosh", real), ("asin", unit), ("acos", unit), ("atan", real),
+                        ("reciprocal", away), ("square", real), ("erf", real), ("silu", real), ("mish", real),
+                        ("abs", away), ("relu", away), ("logit", prob)]:
+    _unary(_name, sampler=_sampler)
+
+for _name in ("sign", "floor", "ceil", "round", "trunc"):
+    _unary(_name, sampler=off_grid if _name != "sign" else away)
+
+_unary("leaky_relu", sampler=away, params={"negative_slope": 0.1})
+_unary("elu", sampler=away)
+_unary("elu", sampler=away, params={"alpha": 0.5}, suffix="-alpha")
+_unary("gelu", rtol32=1e-4)
+_unary("gelu", params={"approximate": "tanh"}, suffix="-tanh", rtol32=1e-4)
+_unary("softplus")
+_unary("softplus", params={"beta": 2.0, "threshold": 1.5}, suffix="-threshold", sampler=away)
+_unary("hardtanh", sampler=lambda rng, s: inside_bounds(rng, s) * 2)
+_unary("relu6", sampler=lambda rng, s: away(rng, s) * 4)
+_unary("logit", sampler=prob, params={"eps": 0.2}, suffix="-eps")
+_unary("clamp", sampler=inside_bounds, params={"min": -0.5, "max": 0.5})
+_unary("clamp", sampler=inside_bounds, params={"min": -0.5}, suffix="-min")
+_unary("clip", sampler=inside_bounds, params={"max": 0.5})
+_unary("nan_to_num")
+
+for _exp, _sampler in [(2, real), (3, real), (0.5, positive), (-1.5, positive), (0, real), (1, real), (-2, away)]:
+    _unary("pow", fn=lambda lib, x, e=_exp: lib.pow(x, e), sampler=_sampler, suffix=f"-scalar-exponent-{_exp}")
+for _base in (2.0, 0.5):
+    _unary("pow", fn=lambda lib, x, b=_base: lib.pow(b, x), suffix=f"-scalar-base-{_base}")
+
+# Python-number operands on either side (the scalar paths of the binary operations)
+for _label, _fn, _sampler in [
+    ("add-number", lambda lib, x: x + 2.5, real), ("radd-number", lambda lib, x: 2.5 + x, real),
+    ("sub-number", lambda lib, x: x - 1.5, real), ("rsub-number", lambda lib, x: 1.5 - x, real),
+    ("mul-number", lambda lib, x: x * -3.0, real), ("rmul-number", lambda lib, x: 2 * x, real),
+    ("div-number", lambda lib, x: x / 4.0, real), ("rdiv-number", lambda lib, x: 3.0 / x, away),
+    ("add-alpha", lambda lib, x: lib.add(x, x * x, alpha=0.5), real),
+    ("sub-alpha", lambda lib, x: lib.sub(x, x.exp(), alpha=2), real),
+]:
+    case(_label, _fn, _no_params(UNARY), one_shape(), samplers=(_sampler,))
+
+
+# ----- elementwise: binary and ternary -------------------------------------------------------------------
+
+def _pattern_mask(lib, *shapes):
+    """A deterministic bool mask of the broadcast shape of ``shapes`` (roughly half True)."""
+    shape = np.broadcast_shapes(*shapes)
+    n = int(np.prod(shape, dtype=np.int64))
+    return lib.tensor((np.arange(n) * 7 % 3 == 0).reshape(shape))
+
+
+for _name, _samplers in [("add", (real,)), ("sub", (real,)), ("mul", (real,)), ("div", (real, away)),
+                         ("pow", (positive, real)), ("maximum", (real,)), ("minimum", (real,)),
+                         ("atan2", (real, away)), ("remainder", (real, positive))]:
+    case(_name, lambda lib, a, b, n=_name: getattr(lib, n)(a, b), _no_params(BINARY), broadcast_shapes(),
+         samplers=_samplers)
+
+case("where", lambda lib, a, b: lib.where(_pattern_mask(lib, a.shape, b.shape), a, b), _no_params(BINARY),
+     broadcast_shapes())
+case("where-number", lambda lib, a: lib.where(_pattern_mask(lib, a.shape), a, 0.5), _no_params(UNARY), one_shape())
+case("lerp", lambda lib, a, b, w: lib.lerp(a, b, w), _no_params(TERNARY), broadcast_shapes(3))
+case("addcmul", lambda lib, a, b, c: lib.addcmul(a, b, c, value=2), _no_params(TERNARY), broadcast_shapes(3))
+case("addcdiv", lambda lib, a, b, c: lib.addcdiv(a, b, c, value=2), _no_params(TERNARY), broadcast_shapes(3),
+     samplers=(real, real, away))
+
+
+def _bounds_within(n: int):
+    """Shapes for clamp with tensor bounds that broadcast to the input's shape: torch's clamp backward
+    fails when a bound broadcasts the input up (chainrule's gradcheck configs cover that)."""
+    shapes = hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=0, max_dims=4, min_side=0, max_side=4)
+    return st.tuples(shapes.map(lambda r: (r.result_shape, *r.input_shapes[1:])), st.just({}))
+
+
+case("clamp-tensor-bounds", lambda lib, x, lo, hi: lib.clamp(x, lo, hi), _no_params(TERNARY), _bounds_within(3),
+     samplers=(inside_bounds, lower_bound, upper_bound), tags=frozenset({"torch_fails_on_configs"}))
+case("clamp-tensor-min", lambda lib, x, lo: lib.clamp(x, min=lo), _no_params(BINARY), _bounds_within(2),
+     samplers=(inside_bounds, lower_bound), tags=frozenset({"torch_fails_on_configs"}))
+
+
+# ----- reductions --------------------------------------------------------------------------------------------
+
+@st.composite
+def reduce_args(draw, dims="any", min_side=0, keepdim=True, min_dims=0):
+    """(shape,), {dim, keepdim}: dim None, an int or a tuple of distinct (possibly negative) ints."""
+    shape = draw(_shape(min_dims=min_dims, max_dims=4, min_side=min_side))
+    nd = len(shape)
+    params = {}
+    choices = ["int"] if dims == "int" else ["int", "tuple", "none"]
+    pick = draw(st.sampled_from(choices)) if nd else draw(st.sampled_from(["none", "int"] if dims != "int" else ["int"]))
+    size = max(nd, 1)
+    if pick == "int":
+        params["dim"] = draw(st.integers(-size, size - 1))
+    elif pick == "tuple" and nd:
+        picked = draw(st.lists(st.integers(0, nd - 1), min_size=1, max_size=nd, unique=True))
+        params["dim"] = tuple(d - nd if draw(st.booleans()) else d for d in picked)
+    if "dim" in params and keepdim:
+        params["keepdim"] = draw(st.booleans())
+    return (shape,), params
+
+
+def _reduce_configs(dims="any", zero_size=True):
+    configs = [(((),), {}), (((2, 3),), {}), (((2, 3),), {"dim": 1}), (((2, 3),), {"dim": -2, "keepdim": True}),
+               (((1, 4),), {"dim": 0}), (((),), {"dim": 0}), (((),), {"dim": -1, "keepdim": True})]
+    if dims != "int":
+        configs += [(((2, 3, 2),), {"dim": (0, -1)}), (((2, 1, 3),), {"dim": (2, 0), "keepdim": True})]
+    if zero_size:
+        configs += [(((0, 3),), {"dim": 0}), (((2, 0),), {"dim": 0, "keepdim": True})]
+    return configs
+
+
+for _name in ("sum", "mean"):
+    case(_name, lambda lib, x, n=_name, **p: getattr(lib, n)(x, **p), _reduce_configs(), reduce_args(),
+         kind="reduction")
+
+for _name in ("amax", "amin"):
+    case(_name, lambda lib, x, n=_name, **p: getattr(lib, n)(x, **p), _reduce_configs(zero_size=False),
+         reduce_args(min_side=1), kind="reduction", samplers=(no_ties,), twice=True)
+
+case("logsumexp", lambda lib, x, **p: lib.logsumexp(x, **p),
+     [c for c in _reduce_configs() if "dim" in c[1]], reduce_args().filter(lambda a: "dim" in a[1]),
+     kind="reduction")
+
+case("prod", lambda lib, x, **p: lib.prod(x, **p),
+     [c for c in _reduce_configs(dims="int")] + [(((5,),), {"dim": 0})], reduce_args(dims="int"),
+     kind="reduction")
+case("prod-all", lambda lib, x: lib.prod(x), _no_params([((),), ((2, 3),), ((0,),)]), one_shape(max_side=3),
+     kind="reduction")
+
+for _name in ("max", "min"):
+    case(_name + "-all", lambda lib, x, n=_name: getattr(lib, n)(x), _no_params([((),), ((3,),), ((2, 3),)]),
+         one_shape(min_side=1), kind="reduction", samplers=(no_ties,))
+    case(_name + "-dim", lambda lib, x, n=_name, **p: tuple(getattr(lib, n)(x, **p)),
+         [c for c in _reduce_configs(dims="int", zero_size=False) if "dim" in c[1]], reduce_args(dims="int", min_side=1),
+         kind="reduction", samplers=(no_ties,))
+
+case("median-all", lambda lib, x: lib.median(x), _no_params([((),), ((4,),), ((2, 3),)]),
+     one_shape(min_side=1), kind="reduction", samplers=(no_ties,))
+case("median-dim", lambda lib, x, **p: tuple(lib.median(x, **p)),
+     [c for c in _reduce_configs(dims="int", zero_size=False) if "dim" in c[1]], reduce_args(dims="int", min_side=1),
+     kind="reduction", samplers=(no_ties,))
+
+
+def _var_like(name):
+    def fn(lib, x, **p):
+        return getattr(lib, name)(x, **p)
+
+    configs = [(((4,),), {}), (((2, 3),), {"dim": 1}), (((2, 3),), {"dim": -1, "correction": 0}),
+               (((3, 2, 2),), {"dim": (0, 2), "keepdim": True}), (((3, 2),), {"dim": 0, "correction": 2}),
+               (((3, 4),), {"dim": 1, "unbiased": False})]
+    case(name, fn, configs, reduce_args(min_side=3).map(lambda a: (a[0], {**a[1], "correction": 1})),
+         kind="reduction", samplers=(no_ties,) if name == "std" else (real,), rtol32=1e-4)
+    case(name + "-correction", fn, [], reduce_args(min_side=3).map(lambda a: (a[0], {**a[1], "correction": 0})),
+         kind="reduction", samplers=(no_ties,) if name == "std" else (real,), rtol32=1e-4)
+
+
+_var_like("var")
+_var_like("std")
+
+
+def _norm_case(p, sampler, twice=True, zero_size=True):
+    def fn(lib, x, **kw):
+        return lib.norm(x, p, **kw)
+
+    def oracle_fn(torch, x, dim=None, keepdim=False):  # torch.norm takes 'fro' for matrices only
+        return torch.linalg.vector_norm(x, 2 if p == "fro" else p, dim, keepdim)
+
+    label = {float("inf"): "inf", float("-inf"): "-inf"}.get(p, p)
+    case(f"norm-{label}", fn, _reduce_configs(zero_size=zero_size),
+         reduce_args(min_side=0 if zero_size else 1), kind="reduction", samplers=(sampler,), twice=twice,
+         rtol32=1e-4, oracle_fn=oracle_fn)
+
+
+_norm_case(2, away)
+_norm_case("fro", away)
+_norm_case(1, away)
+_norm_case(3, away)
+_norm_case(0, away)
+_norm_case(0.5, away)
+_norm_case(float("inf"), no_ties, zero_size=False)
+_norm_case(float("-inf"), no_ties, zero_size=False)
+
+case("cumsum", lambda lib, x, **p: lib.cumsum(x, **p),
+     [(((4,),), {"dim": 0}), (((2, 3),), {"dim": -1}), (((2, 3, 2),), {"dim": 1}), (((),), {"dim": 0}),
+      (((0, 2),), {"dim": 0})], reduce_args(dims="int", keepdim=False), kind="reduction")
+case("cumprod", lambda lib, x, **p: lib.cumprod(x, **p),
+     [(((4,),), {"dim": 0}), (((2, 3),), {"dim": -1}), (((2, 3, 2),), {"dim": 1}), (((),), {"dim": 0}),
+      (((0, 2),), {"dim": 0})], reduce_args(dims="int", keepdim=False), kind="reduction", samplers=(away,),
+     rtol32=1e-4)
+
+for _name in ("argmax", "argmin"):
+    case(_name, lambda lib, x, n=_name, **p: getattr(lib, n)(x, **p), [],
+         reduce_args(dims="int", min_side=1) | one_shape(min_side=1), kind="reduction", samplers=(no_ties,),
+         differentiable=False)
+
+
+# ----- shape ---------------------------------------------------------------------------------------------
+
+def _shape_case(name, fn, configs, strategy, **kw):
+    return case(name, fn, configs, strategy, kind="shape", **kw)
+
+
+@st.composite
+def _reshape_args(draw):
+    shape = draw(_shape(max_side=4))
+    target = list(reversed(shape))
+    if target and draw(st.booleans()) and 0 not in shape:
+        target[draw(st.integers(0, len(target) - 1))] = -1
+    if draw(st.booleans()):
+        target = [int(np.prod(shape, dtype=np.int64))]
+    return (shape,), {"shape": tuple(target)}
+
+
+_shape_case("reshape", lambda lib, x, shape: lib.reshape(x, shape),
+            [(((2, 3),), {"shape": (3, 2)}), (((2, 3),), {"shape": (-1,)}), (((),), {"shape": (1, 1)}),
+             (((4,),), {"shape": (2, -1)}), (((0, 3),), {"shape": (3, 0)})], _reshape_args())
+_shape_case("view", lambda lib, x, shape: x.view(shape),
+            [(((2, 3),), {"shape": (3, 2)}), (((2, 3),), {"shape": (-1, 1)})], _reshape_args())
+
+
+@st.composite
+def _dim_pair_args(draw, names=("start_dim", "end_dim"), ordered=True, min_dims=1):
+    shape = draw(_shape(min_dims=min_dims))
+    nd = max(len(shape), 1)
+    a = draw(st.integers(0, nd - 1))
+    b = draw(st.integers(a if ordered else 0, nd - 1))
+    a, b = (a - nd if draw(st.booleans()) else a), (b - nd if draw(st.booleans()) else b)
+    return (shape,), dict(zip(names, (a, b)))
+
+
+_shape_case("flatten", lambda lib, x, **p: lib.flatten(x, **p),
+            [(((2, 3, 2),), {}), (((2, 3, 2),), {"start_dim": 1}), (((2, 3, 2),), {"start_dim": -3, "end_dim": -2}),
+             (((),), {})], _dim_pair_args(min_dims=0))
+_shape_case("unflatten", lambda lib, x, dim, sizes: lib.unflatten(x, dim, sizes),
+            [(((6, 2),), {"dim": 0, "sizes": (2, 3)}), (((2, 6),), {"dim": -1, "sizes": (3, -1)})],
+            st.tuples(_shape(min_dims=1, min_side=1).map(lambda s: (s + (6,),)),
+                      st.sampled_from([{"dim": -1, "sizes": (2, 3)}, {"dim": -1, "sizes": (-1, 2)}])))
+
+
+@st.composite
+def _permute_args(draw):
+    shape = draw(_shape())
+    perm = draw(st.permutations(range(len(shape))))
+    return (shape,), {"dims": tuple(d - len(shape) if draw(st.booleans()) else d for d in perm)}
+
+
+_shape_case("permute", lambda lib, x, dims: lib.permute(x, dims),
+            [(((2, 3, 4),), {"dims": (2, 0, 1)}), (((2, 3),), {"dims": (-1, -2)}), (((),), {"dims": ()})],
+            _permute_args())
+_shape_case("transpose", lambda lib, x, **p: lib.transpose(x, p["dim0"], p["dim1"]),
+            [(((2, 3, 4),), {"dim0": 0, "dim1": -1}), (((2, 3),), {"dim0": 1, "dim1": 1})],
+            _dim_pair_args(names=("dim0", "dim1"), ordered=False))
+_shape_case("T", lambda lib, x: x.T, _no_params([((2, 3),), ((3,),), ((),)]),
+            st.tuples(_shape(max_dims=2).map(lambda s: (s,)), st.just({})))
+_shape_case("mT", lambda lib, x: x.mT, _no_params([((2, 3),), ((2, 3, 4),)]), one_shape(min_dims=2))
+_shape_case("t", lambda lib, x: lib.t(x), _no_params([((2, 3),), ((3,),)]),
+            st.tuples(_shape(max_dims=2).map(lambda s: (s,)), st.just({})))
+_shape_case("movedim", lambda lib, x, **p: lib.movedim(x, p["dim0"], p["dim1"]),
+            [(((2, 3, 4),), {"dim0": 0, "dim1": -1})], _dim_pair_args(names=("dim0", "dim1"), ordered=False))
+
+
+@st.composite
+def _squeeze_args(draw):
+    shape = draw(_shape(max_side=3).map(lambda s: tuple(1 if v == 0 else v for v in s)))
+    nd = len(shape)
+    kind = draw(st.sampled_from(["none", "int", "tuple"]))
+    if kind == "none" or nd == 0:
+        return (shape,), {}
+    if kind == "int":
+        return (shape,), {"dim": draw(st.integers(-nd, nd - 1))}
+    return (shape,), {"dim": tuple(draw(st.lists(st.integers(0, nd - 1), min_size=1, unique=True)))}
+
+
+_shape_case("squeeze", lambda lib, x, **p: lib.squeeze(x, **p),
+            [(((2, 1, 3),), {}), (((1, 3, 1),), {"dim": -1}), (((1, 3, 1),), {"dim": 1}),
+             (((1, 3, 1),), {"dim": (0, 2)}), (((),), {}), (((1,),), {"dim": 0})], _squeeze_args())
+
+
+@st.composite
+def _unsqueeze_args(draw):
+    shape = draw(_shape())
+    return (shape,), {"dim": draw(st.integers(-len(shape) - 1, len(shape)))}
+
+
+_shape_case("unsqueeze", lambda lib, x, dim: lib.unsqueeze(x, dim),
+            [(((2, 3),), {"dim": 0}), (((2, 3),), {"dim": -1}), (((),), {"dim": 0}), (((2,),), {"dim": -2})],
+            _unsqueeze_args())
+
+
+@st.composite
+def _expand_args(draw):
+    shape = draw(_shape(max_side=3))
+    target = [draw(st.integers(0, 3)) if s == 1 else s for s in shape]
+    target = [-1 if (s != 1 and draw(st.booleans())) else t for s, t in zip(shape, target)]
+    lead = draw(st.lists(st.integers(1, 3), max_size=2))
+    return (shape,), {"sizes": tuple(lead + target)}
+
+
+_shape_case("expand", lambda lib, x, sizes: x.expand(sizes),
+            [(((3, 1),), {"sizes": (3, 4)}), (((1, 2),), {"sizes": (2, -1, 2)}), (((),), {"sizes": (2, 3)}),
+             (((1,),), {"sizes": (0,)})], _expand_args())
+_shape_case("broadcast_to", lambda lib, x, sizes: lib.broadcast_to(x, sizes),
+            [(((3, 1),), {"sizes": (2, 3, 4)})], _expand_args().filter(lambda a: -1 not in a[1]["sizes"]))
+
+
+@st.composite
+def _repeat_args(draw):
+    shape = draw(_shape(max_dims=3, max_side=3))
+    reps = draw(st.lists(st.integers(0, 3), min_size=len(shape), max_size=len(shape) + 1))
+    return (shape,), {"repeats": tuple(reps)}
+
+
+_shape_case("repeat", lambda lib, x, repeats: x.repeat(repeats),
+            [(((2, 3),), {"repeats": (2, 1)}), (((2,),), {"repeats": (3, 2)}), (((),), {"repeats": (2,)}),
+             (((2, 1),), {"repeats": (1, 0)})], _repeat_args())
+_shape_case("tile", lambda lib, x, repeats: lib.tile(x, repeats),
+            [(((2, 3),), {"repeats": (2,)}), (((2,),), {"repeats": (2, 2)})],
+            _repeat_args())
+
+
+@st.composite
+def _cat_args(draw, same=False):
+    shape = draw(_shape(min_dims=1, max_dims=3, max_side=3))
+    nd = len(shape)
+    d = draw(st.integers(-nd, nd - 1))
+    count = draw(st.integers(1, 3))
+    shapes = []
+    for _ in range(count):
+        s = list(shape)
+        if not same:
+            s[d] = draw(st.integers(0, 3))
+        shapes.append(tuple(s))
+    return tuple(shapes), {"dim": d}
+
+
+_shape_case("cat", lambda lib, *xs, dim: lib.cat(list(xs), dim),
+            [(((2, 3), (1, 3)), {"dim": 0}), (((2, 1), (2, 2), (2, 0)), {"dim": -1}), (((3,),), {"dim": 0})],
+            _cat_args())
+_shape_case("stack", lambda lib, *xs, dim: lib.stack(list(xs), dim),
+            [(((2, 3), (2, 3)), {"dim": 0}), (((2,), (2,), (2,)), {"dim": -1}), (((), ()), {"dim": 0})],
+            _cat_args(same=True).map(lambda a: (a[0], {"dim": a[1]["dim"] if a[1]["dim"] < 0 else a[1]["dim"] + 1})))
+_shape_case("hstack", lambda lib, *xs: lib.hstack(list(xs)), _no_params([((2, 1), (2, 3)), ((2,), (3,))]),
+            _cat_args().filter(lambda a: a[1]["dim"] in (1, -len(a[0][0]) + 1) and len(a[0][0]) > 1)
+            .map(lambda a: (a[0], {})))
+_shape_case("vstack", lambda lib, *xs: lib.vstack(list(xs)), _no_params([((1, 3), (2, 3)), ((3,), (3,))]),
+            st.one_of(_cat_args().filter(lambda a: a[1]["dim"] in (0, -len(a[0][0])) and len(a[0][0]) > 1),
+                      _cat_args(same=True).filter(lambda a: len(a[0][0]) == 1)).map(lambda a: (a[0], {})))
+
+
+@st.composite
+def _split_args(draw):
+    shape = draw(_shape(min_dims=1, max_dims=3, max_side=5))
+    nd = len(shape)
+    d = draw(st.integers(-nd, nd - 1))
+    size = shape[d]
+    if draw(st.booleans()) or size == 0:
+        return (shape,), {"split": draw(st.integers(1, 4)), "dim": d}
+    cuts = sorted(draw(st.lists(st.integers(0, size), max_size=3)))
+    sections = [b - a for a, b in zip([0, *cuts], [*cuts, size])]
+    return (shape,), {"split": sections, "dim": d}
+
+
+_shape_case("split", lambda lib, x, split, dim: tuple(lib.split(x, split, dim)),
+            [(((5, 2),), {"split": 2, "dim": 0}), (((2, 5),), {"split": [1, 0, 4], "dim": -1})], _split_args())
+_shape_case("chunk", lambda lib, x, chunks, dim: tuple(lib.chunk(x, chunks, dim)),
+            [(((5, 2),), {"chunks": 3, "dim": 0}), (((2, 6),), {"chunks": 4, "dim": -1})],
+            _split_args().filter(lambda a: isinstance(a[1]["split"], int))
+            .map(lambda a: (a[0], {"chunks": a[1]["split"], "dim": a[1]["dim"]})))
+_shape_case("unbind", lambda lib, x, dim: tuple(lib.unbind(x, dim)), [(((3, 2),), {"dim": -1})],
+            _unsqueeze_args().filter(lambda a: len(a[0][0]) > 0 and -len(a[0][0]) <= a[1]["dim"] < len(a[0][0])))
+_shape_case("narrow", lambda lib, x, dim, start, length: lib.narrow(x, dim, start, length),
+            [(((4, 3),), {"dim": 0, "start": 1, "length": 2}), (((2, 4),), {"dim": -1, "start": -3, "length": 3})],
+            _split_args().map(lambda a: (a[0], {"dim": a[1]["dim"], "start": 0, "length": a[0][0][a[1]["dim"]]})))
+_shape_case("select", lambda lib, x, dim, index: lib.select(x, dim, index),
+            [(((4, 3),), {"dim": 1, "index": -1}), (((2, 3, 2),), {"dim": 0, "index": 1})],
+            _split_args().filter(lambda a: a[0][0][a[1]["dim"]] > 0)
+            .map(lambda a: (a[0], {"dim": a[1]["dim"], "index": -1})))
+
+
+@st.composite
+def _dims_args(draw, name="dims"):
+    shape = draw(_shape(min_dims=1))
+    nd = len(shape)
+    dims = draw(st.lists(st.integers(0, nd - 1), min_size=1, unique=True))
+    return (shape,), {name: tuple(d - nd if draw(st.booleans()) else d for d in dims)}
+
+
+_shape_case("flip", lambda lib, x, dims: lib.flip(x, dims),
+            [(((2, 3),), {"dims": (0,)}), (((2, 3, 2),), {"dims": (-1, 0)})], _dims_args())
+
+
+@st.composite
+def _roll_args(draw):
+    (shape,), p = draw(_dims_args())
+    shifts = tuple(draw(st.integers(-5, 5)) for _ in p["dims"])
+    if draw(st.booleans()):
+        return (shape,), {"shifts": shifts[0]}
+    return (shape,), {"shifts": shifts, "dims": p["dims"]}
+
+
+_shape_case("roll", lambda lib, x, **p: lib.roll(x, **p),
+            [(((2, 3),), {"shifts": 1, "dims": 1}), (((2, 3),), {"shifts": (-1, 2), "dims": (0, -1)}),
+             (((2, 3),), {"shifts": 4})], _roll_args())
+
+
+@st.composite
+def _pad_args(draw):
+    shape = draw(_shape(min_dims=1, max_side=3))
+    n = draw(st.integers(1, len(shape)))
+    widths = []
+    for k in range(n):
+        size = shape[len(shape) - 1 - k]
+        lo = draw(st.integers(-size, 2))
+        hi = draw(st.integers(-(size + min(lo, 0)), 2))
+        widths += [lo, hi]
+    return (shape,), {"pad": tuple(widths), "value": draw(st.sampled_from([0.0, 1.5]))}
+
+
+_shape_case("pad", lambda lib, x, **p: lib.pad(x, **p),
+            [(((2, 3),), {"pad": (1, 2)}), (((2, 3),), {"pad": (0, 1, 2, 0), "value": -1.0}),
+             (((3, 4),), {"pad": (-1, 1, 1, -2)})], _pad_args())
+
+
+@st.composite
+def _tri_args(draw):
+    shape = draw(_shape(min_dims=2))
+    return (shape,), {"diagonal": draw(st.integers(-3, 3))}
+
+
+for _name in ("tril", "triu"):
+    _shape_case(_name, lambda lib, x, n=_name, **p: getattr(lib, n)(x, **p),
+                [(((3, 4),), {}), (((2, 3, 3),), {"diagonal": -1}), (((3, 2),), {"diagonal": 1})], _tri_args())
+
+_shape_case("clone", lambda lib, x: lib.clone(x), _no_params(UNARY), one_shape())
+_shape_case("contiguous", lambda lib, x: x.mT.contiguous(), _no_params([((2, 3),)]), one_shape(min_dims=2))
+
+
+# ----- indexing ---------------------------------------------------------------------------------------------
+
+def _index_case(name, fn, configs, strategy, **kw):
+    return case(name, fn, configs, strategy, kind="indexing", **kw)
+
+
+def long_tensor(lib, values):
+    return lib.tensor(np.asarray(values, dtype=np.int64))
+
+
+def index_like(shape, high: int, seed: int = 0):
+    """Deterministic int64 indices in [0, high) of ``shape``, with repeats when there are enough."""
+    n = int(np.prod(shape, dtype=np.int64))
+    if high == 0:
+        return np.zeros(shape, dtype=np.int64)
+    return ((np.arange(n) * 5 + seed * 3) % high).reshape(shape).astype(np.int64)
+
+
+def _as_lib_index(lib, index):
+    """A numpy-style index with its arrays turned into ``lib`` tensors."""
+    items = index if isinstance(index, tuple) else (index,)
+    return tuple(lib.tensor(i) if isinstance(i, np.ndarray) else i for i in items)
+
+
+def _getitem(lib, x, index):
+    return x[_as_lib_index(lib, index)]
+
+
+_positive_steps = lambda index: all(not isinstance(i, slice) or (i.step or 1) > 0  # noqa: E731
+                                    for i in (index if isinstance(index, tuple) else (index,)))
+
+
+@st.composite
+def _getitem_args(draw):
+    shape = draw(_shape(min_dims=1, max_side=4))
+    kind = draw(st.sampled_from(["basic", "ints", "mask"]))
+    if kind == "basic" or (kind == "ints" and 0 in shape):
+        index = draw(hnp.basic_indices(shape, allow_newaxis=True, allow_ellipsis=True).filter(_positive_steps))
+    elif kind == "ints" and 0 not in shape:
+        index = draw(hnp.integer_array_indices(shape, result_shape=_shape(max_dims=2, max_side=4)))
+    else:
+        k = draw(st.integers(1, len(shape)))
+        index = (draw(hnp.arrays(np.bool_, shape[:k])),)
+    return (shape,), {"index": index}
+
+
+_index_case("getitem", _getitem,
+            [(((4, 3),), {"index": (1,)}), (((4, 3),), {"index": (-1, slice(None, None, 2))}),
+             (((4, 3),), {"index": (None, Ellipsis, slice(1, None))}), (((2, 3, 4),), {"index": (Ellipsis, 0)}),
+             (((5,),), {"index": (slice(0, 5, 3),)}),
+             (((4, 3),), {"index": (np.array([0, 2, 0, 0]),)}),
+             (((4, 3),), {"index": (np.array([[1, 1], [3, 0]]), np.array([2, 2]))}),
+             (((4, 3),), {"index": (slice(None), np.array([-1, 0, -1]))}),
+             (((2, 3),), {"index": (np.array([[True, False, True], [False, False, True]]),)}),
+             (((3, 2),), {"index": (np.array([True, False, True]),)}),
+             (((3, 2),), {"index": (np.array([False, False, False]),)})],
+            _getitem_args())
+
+
+@st.composite
+def _gather_args(draw):
+    shape = draw(_shape(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    nd = len(shape)
+    d = draw(st.integers(-nd, nd - 1))
+    index_shape = tuple(draw(st.integers(0, 4)) if k == d % nd else draw(st.integers(0, s))
+                        for k, s in enumerate(shape))
+    return (shape,), {"dim": d, "index": index_like(index_shape, shape[d], draw(st.integers(0, 5)))}
+
+
+_index_case("gather", lambda lib, x, dim, index: lib.gather(x, dim, long_tensor(lib, index)),
+            [(((3, 4),), {"dim": 1, "index": index_like((3, 5), 4)}), (((3, 4),), {"dim": -2, "index": index_like((2, 3), 3)}),
+             (((3,),), {"dim": 0, "index": index_like((6,), 3)})], _gather_args())
+
+
+def _scatter_add(lib, x, src, dim, index):
+    return lib.scatter_add(x, dim, long_tensor(lib, index), src)
+
+
+@st.composite
+def _scatter_args(draw):
+    (shape,), p = draw(_gather_args())
+    index = p["index"]
+    # src may be larger than index in every dim, but torch's backward then fails: the oracle keeps
+    # them equal (the gradcheck configs cover a larger src)
+    return (shape, index.shape), p
+
+
+_index_case("scatter_add", _scatter_add,
+            [(((3, 4), (3, 5)), {"dim": 1, "index": index_like((3, 5), 4)}),
+             (((3, 4), (2, 3)), {"dim": 0, "index": index_like((2, 3), 3)})], _scatter_args())
+# src larger than index: torch's backward fails on these, so they are gradchecked only
+_index_case("scatter_add-larger-src", _scatter_add,
+            [(((3, 4), (3, 4)), {"dim": 0, "index": index_like((2, 3), 3)}),
+             (((4,), (6,)), {"dim": 0, "index": index_like((5,), 4)})], _scatter_args(),
+            tags=frozenset({"torch_fails_on_configs"}))
+
+
+def _unique_index(shape, high, dim):
+    """Indices without repeats along ``dim`` (scatter with repeated targets is order-dependent)."""
+    index = np.empty(shape, dtype=np.int64)
+    moved = np.moveaxis(index, dim, -1)
+    for pos in np.ndindex(moved.shape[:-1]):
+        moved[pos] = np.random.default_rng(sum(pos)).permutation(high)[:moved.shape[-1]]
+    return index
+
+
+@st.composite
+def _scatter_unique_args(draw):
+    (shape, _), p = draw(_scatter_args())
+    d = p["dim"] % len(shape)
+    index_shape = list(p["index"].shape)
+    index_shape[d] = min(index_shape[d], shape[d])
+    p = {**p, "index": _unique_index(tuple(index_shape), shape[d], d)}
+    return (shape, tuple(index_shape)), p
+
+
+_index_case("scatter", lambda lib, x, src, dim, index: lib.scatter(x, dim, long_tensor(lib, index), src),
+            [(((3, 4), (3, 2)), {"dim": 1, "index": _unique_index((3, 2), 4, 1)}),
+             (((3, 4), (2, 3)), {"dim": 0, "index": _unique_index((2, 3), 3, 0)})], _scatter_unique_args())
+_index_case("scatter-larger-src", lambda lib, x, src, dim, index: lib.scatter(x, dim, long_tensor(lib, index), src),
+            [(((3, 4), (3, 3)), {"dim": 1, "index": _unique_index((3, 2), 4, 1)})], _scatter_unique_args(),
+            tags=frozenset({"torch_fails_on_configs"}))
+
+
+@st.composite
+def _index_select_args(draw):
+    shape = draw(_shape(min_dims=1, max_dims=3, max_side=4))
+    nd = len(shape)
+    d = draw(st.integers(-nd, nd - 1))
+    n = draw(st.integers(0, 5)) if shape[d] else 0
+    return (shape,), {"dim": d, "index": index_like((n,), shape[d], draw(st.integers(0, 4)))}
+
+
+_index_case("index_select", lambda lib, x, dim, index: lib.index_select(x, dim, long_tensor(lib, index)),
+            [(((3, 4),), {"dim": 1, "index": np.array([3, 0, 3])}),
+             (((3, 2),), {"dim": -2, "index": np.array([], dtype=np.int64)}),
+             (((3,),), {"dim": 0, "index": np.array([2, 2, 1, 2])})], _index_select_args())
+
+
+@st.composite
+def _index_add_args(draw):
+    (shape,), p = draw(_index_select_args())
+    src = list(shape)
+    src[p["dim"]] = p["index"].shape[0]
+    return (shape, tuple(src)), p
+
+
+_index_case("index_add", lambda lib, x, src, dim, index: lib.index_add(x, dim, long_tensor(lib, index), src),
+            [(((3, 4), (3, 3)), {"dim": 1, "index": np.array([3, 0, 3])}), (((4,), (2,)), {"dim": 0, "index": np.array([1, 1])})],
+            _index_add_args())
+_index_case("masked_fill", lambda lib, x: lib.masked_fill(x, _pattern_mask(lib, x.shape), -2.5),
+            _no_params(UNARY), one_shape())
+_index_case("masked_fill-broadcast-mask", lambda lib, x: lib.masked_fill(x, _pattern_mask(lib, x.shape[-1:]), 1.0),
+            _no_params([((2, 3),), ((3, 1),)]), one_shape(min_dims=1))
+_index_case("masked_fill-tensor-value",
+            lambda lib, x, v: lib.masked_fill(x, _pattern_mask(lib, x.shape), v), _no_params([((2, 3), ()), ((4,), ())]),
+            one_shape(min_dims=1).map(lambda a: (a[0] + ((),), {})))
+_index_case("masked_select", lambda lib, x: lib.masked_select(x, _pattern_mask(lib, x.shape)),
+            _no_params([((2, 3),), ((4,),), ((),)]), one_shape())
+
+
+@st.composite
+def _take_along_args(draw):
+    shape = draw(_shape(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    if draw(st.booleans()):
+        return (shape,), {"index": index_like((draw(st.integers(0, 5)),), int(np.prod(shape))), "dim": None}
+    nd = len(shape)
+    d = draw(st.integers(-nd, nd - 1))
+    # indices broadcast against the input in every dim but ``dim``
+    ishape = tuple(draw(st.integers(0, 4)) if k == d % nd else draw(st.sampled_from([1, s])) for k, s in enumerate(shape))
+    return (shape,), {"index": index_like(ishape, shape[d]), "dim": d}
+
+
+_index_case("take_along_dim", lambda lib, x, index, dim: lib.take_along_dim(x, long_tensor(lib, index), dim),
+            [(((3, 4),), {"index": index_like((3, 2), 4), "dim": 1}), (((3, 4),), {"index": index_like((5, 1), 3), "dim": 0}),
+             (((2, 3),), {"index": index_like((4,), 6), "dim": None})], _take_along_args())
+
+
+def _index_put(lib, x, v, index, accumulate=False):
+    return lib.index_put(x, tuple(long_tensor(lib, i) for i in index), v, accumulate=accumulate)
+
+
+@st.composite
+def _index_put_args(draw):
+    """(x, values) shapes and integer-array indices into x's leading dims (repeats only when accumulating)."""
+    shape = draw(_shape(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    accumulate = draw(st.booleans())
+    k = draw(st.integers(1, len(shape)))
+    n = draw(st.integers(0, 5 if accumulate else min(shape[:k])))
+    index = tuple(index_like((n,), s, seed=j) if accumulate else np.random.default_rng(j).permutation(s)[:n]
+                  for j, s in enumerate(shape[:k]))
+    values = draw(st.sampled_from([(n,) + shape[k:], shape[k:]]))
+    return (shape, values), {"index": index, "accumulate": accumulate}
+
+
+_index_case("index_put", _index_put,
+            [(((4, 3), (2, 3)), {"index": (np.array([2, 0]),)}), (((4, 3), ()), {"index": (np.array([1, 3]), np.array([0, 2]))}),
+             (((4, 3), (3, 3)), {"index": (np.array([2, 0, 2]),), "accumulate": True})],
+            _index_put_args())
+
+
+def _one_hot(lib, x, num_classes):
+    return lib.one_hot(long_tensor(lib, index_like(x.shape, max(num_classes, 1))), num_classes)
+
+
+_index_case("one_hot", _one_hot, [], one_shape(max_side=3, params={"num_classes": 4}), differentiable=False)
+
+
+# ----- linear algebra ---------------------------------------------------------------------------------------------
+
+def _linalg_case(name, fn, configs, strategy, **kw):
+    return case(name, fn, configs, strategy, kind="linalg", rtol32=1e-4, atol32=1e-4, **kw)
+
+
+@st.composite
+def _matmul_args(draw):
+    n, k, m = (draw(st.integers(0, 4)) for _ in range(3))
+    left = draw(st.sampled_from(["1d", "2d", "nd"]))
+    right = draw(st.sampled_from(["1d", "2d", "nd"]))
+    batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3))
+    a = (k,) if left == "1d" else ((n, k) if left == "2d" else batch.input_shapes[0] + (n, k))
+    b = (k,) if right == "1d" else ((k, m) if right == "2d" else batch.input_shapes[1] + (k, m))
+    return (a, b), {}
+
+
+_linalg_case("matmul", lambda lib, a, b: lib.matmul(a, b),
+             _no_params([((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)), ((2, 1, 2, 3), (3, 3, 2)),
+                         ((3,), (2, 3, 2)), ((2, 2, 3), (3,)), ((0, 3), (3, 2)), ((2, 0), (0, 3))]),
+             _matmul_args())
+_linalg_case("matmul-operator", lambda lib, a, b: a @ b, _no_params([((2, 3), (3, 2))]), _matmul_args())
+_linalg_case("mm", lambda lib, a, b: lib.mm(a, b), _no_params([((2, 3), (3, 4))]),
+             _matmul_args().filter(lambda a: len(a[0][0]) == 2 and len(a[0][1]) == 2))
+_linalg_case("bmm", lambda lib, a, b: lib.bmm(a, b), _no_params([((2, 2, 3), (2, 3, 1))]),
+             st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3), st.integers(0, 3))
+             .map(lambda t: (((t[0], t[1], t[2]), (t[0], t[2], t[3])), {})))
+_vector_pair = st.integers(0, 5).map(lambda n: (((n,), (n,)), {}))
+_linalg_case("dot", lambda lib, a, b: lib.dot(a, b), _no_params([((3,), (3,)), ((0,), (0,))]), _vector_pair)
+_linalg_case("vdot", lambda lib, a, b: lib.vdot(a, b), _no_params([((3,), (3,))]), _vector_pair)
+_linalg_case("outer", lambda lib, a, b: lib.outer(a, b), _no_params([((3,), (2,)), ((0,), (2,))]),
+             st.tuples(st.integers(0, 4), st.integers(0, 4)).map(lambda t: (((t[0],), (t[1],)), {})))
+_linalg_case("inner", lambda lib, a, b: lib.inner(a, b), _no_params([((2, 3), (4, 3)), ((3,), (3,)), ((), (2,))]),
+             st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3))
+             .map(lambda t: (((t[0], t[2]), (t[1], t[2])), {})))
+
+
+def _einsum_case(equation, configs, **kw):
+    """An einsum case; the oracle draws a size in [0, 3] for every letter."""
+    terms = equation.split("->")[0].split(",")
+    sizes = st.fixed_dictionaries({c: st.integers(0, 3) for c in set("".join(terms))})
+    strategy = sizes.map(lambda s: (tuple(tuple(s[c] for c in t) for t in terms), {}))
+    return _linalg_case(f"einsum-{equation}", lambda lib, *xs: lib.einsum(equation, *xs), _no_params(configs),
+                        strategy, **kw)
+
+
+# torch sums an integer operand reduced by a one-operand einsum to int64 (as torch.sum does);
+# chainrule keeps numpy's einsum dtype there (the dtype oracle skips these)
+_INT_SUM = frozenset({"int_sum_to_int64"})
+
+
+_einsum_case("ij,jk->ik", [((2, 3), (3, 2))])
+_einsum_case("bhqd,bhkd->bhqk", [((2, 1, 3, 2), (2, 1, 2, 2))])
+_einsum_case("bhqk,bhkd->bhqd", [((1, 2, 2, 3), (1, 2, 3, 2))])
+_einsum_case("bi,oij,bj->bo", [((2, 3), (2, 3, 2), (2, 2))])
+_einsum_case("i,i->", [((3,), (3,)), ((0,), (0,))])
+_einsum_case("ij->ji", [((2, 3),)])
+_einsum_case("ij->j", [((2, 3),)], tags=_INT_SUM)
+_einsum_case("ij,kl->ijkl", [((2, 1), (1, 2))])
+_einsum_case("bij,bjk", [((2, 2, 3), (2, 3, 1))])
+
+
+def _einsum_ellipsis(lib, a, b):
+    return lib.einsum("...ij,...jk->...ik", a, b)
+
+
+_linalg_case("einsum-ellipsis", _einsum_ellipsis, _no_params([((2, 2, 3), (3, 2)), ((2, 3), (1, 3, 2))]),
+             _matmul_args().filter(lambda a: len(a[0][0]) >= 2 and len(a[0][1]) >= 2))
+_linalg_case("einsum-trace", lambda lib, a: lib.einsum("ii->", a), _no_params([((3, 3),)]),
+             st.integers(0, 4).map(lambda n: (((n, n),), {})), tags=_INT_SUM)
+_linalg_case("einsum-diagonal", lambda lib, a: lib.einsum("bii->bi", a), _no_params([((2, 3, 3),)]),
+             st.tuples(st.integers(0, 3), st.integers(0, 3)).map(lambda t: (((t[0], t[1], t[1]),), {})))
+
+
+# ----- running a case ------------------------------------------------------------------------------------------
+
+def leaves(case: Case, shapes, seed: int = 0) -> list:
+    """float64 leaf tensors requiring grad, from the case's samplers."""
+    return [cr.tensor(a, requires_grad=True) for a in case.inputs(shapes, seed=seed)]
+
+
+def as_tuple(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def check_gradients(case: Case, shapes, params, second_order: bool = False) -> None:
+    """gradcheck (or gradgradcheck) the case in float64, and backward from all its outputs at once
+    (gradcheck runs no backward at all when an output is zero-size)."""
+    from chainrule.autograd import gradcheck, gradgradcheck
+
+    xs = leaves(case, shapes)
+    fn = lambda *args: case.call(cr, *args, **params)  # noqa: E731
+    check = gradgradcheck if second_order else gradcheck
+    assert check(fn, xs)
+    if not second_order:
+        backward_through(case, xs, params)
+
+
+def backward_through(case: Case, xs, params) -> None:
+    """Backward from every float output; each input gets a gradient of its own shape and dtype."""
+    outs = [o for o in as_tuple(case.call(cr, *xs, **params)) if o.requires_grad]
+    assert outs, f"{case.name}: no output requires grad"
+    loss = sum((o * 1.0).sum() for o in outs)
+    grads = cr.autograd.grad(loss, xs, allow_unused=True)
+    for x, g in zip(xs, grads):
+        if g is not None:
+            assert g.shape == x.shape and g.dtype == x.dtype
+
+
+def torch_dtype_name(t) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def tolerances(case: Case, dtype) -> dict:
+    if np.dtype(dtype) == np.float32:
+        return {"rtol": case.rtol32, "atol": case.atol32}
+    return {"rtol": 1e-7, "atol": 1e-9}
+
+
+def assert_same(c_out, t_out, what: str, **tol) -> None:
+    """chainrule's tensor equals torch's: shape, dtype and values (NaN where torch has NaN)."""
+    assert tuple(c_out.shape) == tuple(t_out.shape), f"{what}: shape {tuple(c_out.shape)} vs torch {tuple(t_out.shape)}"
+    assert c_out.dtype.name == torch_dtype_name(t_out), f"{what}: dtype {c_out.dtype.name} vs torch {t_out.dtype}"
+    np.testing.assert_allclose(np.asarray(c_out.detach()), t_out.detach().numpy(), equal_nan=True, err_msg=what, **tol)
+
+
+def compare_with_torch(case: Case, shapes, params, dtype=np.float64, seed: int = 0) -> None:
+    """Forward values and input gradients of the case, chainrule against torch, on the same inputs
+    and the same random output gradients."""
+    import torch
+
+    arrays = case.inputs(shapes, dtype=dtype, seed=seed)
+    grad = case.differentiable
+    cx = [cr.tensor(a, requires_grad=grad) for a in arrays]
+    tx = [torch.tensor(a, requires_grad=grad) for a in arrays]
+    t_out = as_tuple(case.call(TORCH, *tx, **params))
+    c_out = as_tuple(case.call(cr, *cx, **params))
+    assert len(c_out) == len(t_out), f"{case.name}: {len(c_out)} outputs vs torch {len(t_out)}"
+    tol = tolerances(case, dtype)
+    for i, (c, t) in enumerate(zip(c_out, t_out)):
+        assert_same(c, t, f"{case.name} output {i}", **tol)
+    rng = np.random.default_rng(seed + 1)
+    pairs = [(c, t) for c, t in zip(c_out, t_out) if t.requires_grad]
+    if not pairs:
+        return
+    seeds = [rng.standard_normal(t.shape).astype(dtype) for _, t in pairs]
+    t_loss = sum((t * torch.tensor(s)).sum() for (_, t), s in zip(pairs, seeds))
+    c_loss = sum((c * cr.tensor(s)).sum() for (c, _), s in zip(pairs, seeds))
+    t_loss.backward()
+    c_loss.backward()
+    for i, (c, t) in enumerate(zip(cx, tx)):
+        if t.grad is None:
+            assert c.grad is None or not np.asarray(c.grad).any(), f"{case.name}: input {i} has a gradient, torch none"
+            continue
+        assert c.grad is not None, f"{case.name}: input {i} got no gradient"
+        assert_same(c.grad, t.grad, f"{case.name} gradient of input {i}", **tol)
+
+
+def int_inputs(case: Case, shapes, dtype, seed: int = 0) -> list:
+    """Integer (or bool) arrays for the inputs: small, non-zero, positive (no division by zero)."""
+    rng = np.random.default_rng(seed)
+    arrays = [rng.integers(1, 4, s) for s in shapes]
+    return [a.astype(np.bool_) if np.dtype(dtype) == np.bool_ else a.astype(dtype) for a in arrays]
+
+
+def outcome(case: Case, lib, arrays, params):
+    """The case's outputs on ``arrays`` (no grad), or the exception it raised."""
+    make = cr.tensor if lib is cr else __import__("torch").tensor
+    return attempt(lambda: case.call(lib, *[make(a) for a in arrays], **params))
+
+
+def attempt(fn, *args):
+    """(outputs, None), or (None, the exception) when ``fn(*args)`` raised."""
+    try:
+        return as_tuple(fn(*args)), None
+    except Exception as err:  # (either library may refuse an input: then both must)
+        return None, err
+
+
+def same_outcome(what: str, c_result, t_result, rtol=1e-5, atol=1e-6) -> None:
+    """Both libraries refused the input, or both gave outputs of the same shapes, dtypes and values.
+
+    ``*_result`` is (outputs, error). Where torch merely lacks a kernel for the dtype
+    (NotImplementedError, e.g. gelu on integers), chainrule may compute it or refuse it, cleanly.
+    """
+    (c_out, c_err), (t_out, t_err) = c_result, t_result
+    if isinstance(t_err, NotImplementedError):
+        assert c_err is None or isinstance(c_err, (RuntimeError, TypeError)), f"{what}: {c_err!r}"
+        return
+    if t_err is not None or c_err is not None:
+        assert t_err is not None and c_err is not None, (
+            f"{what}: torch {'raised ' + repr(t_err) if t_err else 'accepted it'}, "
+            f"chainrule {'raised ' + repr(c_err) if c_err else 'accepted it'}")
+        return
+    assert len(c_out) == len(t_out)
+    for i, (c, t) in enumerate(zip(c_out, t_out)):
+        assert_same(c, t, f"{what}, output {i}", rtol=rtol, atol=atol)
+
+
+def compare_forward_with_torch(case: Case, arrays, params) -> None:
+    """The case on integer, bool or half inputs (no gradients): see :func:`same_outcome`."""
+    half = any(a.dtype == np.float16 for a in arrays)
+    tol = {"rtol": 2e-3, "atol": 1e-3} if half else {}
+    same_outcome(f"{case.name} on {[a.dtype.name for a in arrays]}", outcome(case, cr, arrays, params),
+                 outcome(case, TORCH, arrays, params), **tol)

@@ -1,0 +1,80 @@
+"""Every operation is reachable as ``cr.<name>``, and as a Tensor method wherever PyTorch's Tensor
+has that method; the method and the function give the same result."""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.ops import elementwise, indexing, linalg, reduction, shape
+
+torch = pytest.importorskip("torch")
+
+# the shared input is outside the domain of asin, acos and logit: numpy warns of the nan results
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+_ALL = sorted(set(elementwise.__all__ + reduction.__all__ + shape.__all__ + indexing.__all__ + linalg.__all__))
+# bindings missing from chainrule/ops/_methods.py (reported to its owner); strict, so adding them flips this test
+_MISSING_METHODS = {"index_put", "vdot"}
+
+
+@pytest.mark.parametrize("name", _ALL)
+def test_every_operation_is_a_chainrule_function(name):
+    assert callable(getattr(cr, name))
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="binding missing in _methods.py"))
+    if n in _MISSING_METHODS else n
+    for n in _ALL if hasattr(torch.Tensor, n)
+])
+def test_tensor_has_the_method_wherever_torch_tensor_does(name):
+    assert hasattr(cr.Tensor, name)
+
+
+_X = np.array([[0.5, 1.5, 2.0], [1.0, 0.25, 3.0]])
+_IDX = cr.tensor([[0, 2], [1, 1]])
+# method name -> extra arguments after self (default: none)
+_ONES = {shape: cr.ones(*shape, dtype=cr.float64) for shape in [(2, 2), (2, 1), (3, 2), (3,)]}
+_ARGS = {
+    "add": (cr.tensor(2.0),), "sub": (1.0,), "mul": (3.0,), "div": (2.0,), "true_divide": (2.0,),
+    "floor_divide": (0.5,), "pow": (2,), "maximum": (cr.tensor(1.0),), "minimum": (cr.tensor(1.0),),
+    "clamp": (0.6, 1.8), "clip": (0.6, 1.8), "atan2": (cr.tensor(1.0),), "remainder": (0.7,),
+    "lerp": (cr.tensor(1.0), 0.5), "addcmul": (cr.tensor(2.0), cr.tensor(3.0)), "addcdiv": (cr.tensor(2.0), cr.tensor(4.0)),
+    "reshape": (3, 2), "view": (3, 2), "permute": (1, 0), "transpose": (0, 1), "swapaxes": (0, 1),
+    "unsqueeze": (-1,), "expand": (2, 2, 3), "broadcast_to": ((2, 2, 3),), "repeat": (1, 2), "tile": ((2,),),
+    "split": (1,), "chunk": (2,), "flip": ((0,),), "roll": (1, 1), "tril": (), "triu": (1,),
+    "movedim": (0, 1), "narrow": (1, 0, 2), "select": (1, 0), "unflatten": (1, (3, 1)),
+    "gather": (1, _IDX), "index_select": (1, cr.tensor([2, 0])), "take_along_dim": (_IDX, 1),
+    "scatter_add": (1, _IDX, _ONES[2, 2]), "scatter": (1, cr.tensor([[0], [1]]), _ONES[2, 1]),
+    "index_add": (1, cr.tensor([0, 0]), _ONES[2, 2]), "masked_fill": (cr.tensor([True, False, True]), 0.0),
+    "masked_select": (cr.tensor([True, False, True]),), "matmul": (_ONES[3, 2],), "mm": (_ONES[3, 2],),
+    "inner": (_ONES[3,],), "cumsum": (1,), "cumprod": (1,), "logsumexp": (1,), "expand_as": (cr.ones(2, 2, 3),),
+    "sum_to": ((1, 3),), "eq": (1.0,), "ne": (1.0,), "lt": (1.0,), "le": (1.0,), "gt": (1.0,), "ge": (1.0,),
+    "logical_and": (cr.tensor(True),), "logical_or": (cr.tensor(False),), "logical_xor": (cr.tensor(True),),
+}
+_NOT_ON_MATRICES = {"t", "dot", "outer", "vdot", "bmm", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor",
+                    "to_dtype", "to_device", "index_put", "T", "mT",
+                    "where"}  # x.where(condition, y) is where(condition, x, y): see test_properties_and_operators
+
+
+@pytest.mark.parametrize("name", [n for n in _ALL if hasattr(torch.Tensor, n) and hasattr(cr.Tensor, n)
+                                  and n not in _NOT_ON_MATRICES])
+def test_method_and_function_agree(name):
+    x = cr.tensor(_X, dtype=cr.float64)
+    args = _ARGS.get(name, ())
+    by_method, by_function = getattr(x, name)(*args), getattr(cr, name)(x, *args)
+    method_out = by_method if isinstance(by_method, (tuple, list)) else (by_method,)
+    function_out = by_function if isinstance(by_function, (tuple, list)) else (by_function,)
+    assert len(method_out) == len(function_out)
+    for m, f in zip(method_out, function_out):
+        np.testing.assert_array_equal(np.asarray(m), np.asarray(f))
+
+
+def test_properties_and_operators():
+    x = cr.tensor(_X)
+    np.testing.assert_array_equal(x.T.numpy(), _X.T)
+    np.testing.assert_array_equal(cr.ones(2, 2, 3).mT.numpy(), np.ones((2, 3, 2)))
+    np.testing.assert_array_equal((x @ x.T).numpy(), cr.matmul(x, x.T).numpy())
+    np.testing.assert_array_equal((x ** 2).numpy(), cr.pow(x, 2).numpy())
+    np.testing.assert_array_equal(x[0, 1:].numpy(), _X[0, 1:])
+    np.testing.assert_array_equal(x.where(x > 1, 0.0).numpy(), np.where(_X > 1, _X, 0.0))

@@ -1,0 +1,172 @@
+"""Bad input raises at the operation, with an error of PyTorch's type whose message names the
+operation and the offending shapes or dtypes. Each case is written once for both libraries, and
+PyTorch (when installed) must refuse the same input, so no test asserts an error PyTorch would
+not give."""
+
+import re
+
+import pytest
+from op_cases import TORCH
+
+import chainrule as cr
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+def ones(m, *shape, dtype=None):
+    return m.ones(*shape, dtype=dtype)
+
+
+def f32(m):
+    return m.float32
+
+
+def f64(m):
+    return m.float64
+
+
+# (id, call(lib), error type, regex the chainrule message must match)
+ERRORS = [
+    # broadcasting
+    ("add-broadcast", lambda m: m.add(ones(m, 2, 3), ones(m, 4)), RuntimeError, r"add.*\(2, 3\).*\(4,\)"),
+    ("mul-broadcast", lambda m: ones(m, 3, 1, 2) * ones(m, 4, 3), RuntimeError, r"mul.*\(3, 1, 2\).*\(4, 3\)"),
+    ("sub-broadcast", lambda m: m.sub(ones(m, 2), ones(m, 3)), RuntimeError, r"sub.*\(2,\).*\(3,\)"),
+    ("div-broadcast", lambda m: m.div(ones(m, 2), ones(m, 3)), RuntimeError, r"div.*\(2,\).*\(3,\)"),
+    ("pow-broadcast", lambda m: m.pow(ones(m, 2), ones(m, 3)), RuntimeError, r"pow.*\(2,\).*\(3,\)"),
+    ("maximum-broadcast", lambda m: m.maximum(ones(m, 2), ones(m, 3)), RuntimeError, r"maximum.*\(2,\).*\(3,\)"),
+    ("where-broadcast", lambda m: m.where(ones(m, 2) > 0, ones(m, 3), ones(m, 2)), RuntimeError, r"where.*\(2,\).*\(3,\)"),
+    ("where-condition-dtype", lambda m: m.where(ones(m, 2), ones(m, 2), ones(m, 2)), RuntimeError,
+     r"where.*condition.*bool.*float32"),
+    ("clamp-no-bounds", lambda m: m.clamp(ones(m, 2)), RuntimeError, r"clamp.*min.*max"),
+    # linear algebra
+    ("matmul-inner", lambda m: m.matmul(ones(m, 2, 3), ones(m, 4, 5)), RuntimeError, r"matmul.*\(2, 3\).*\(4, 5\)"),
+    ("matmul-vector", lambda m: m.matmul(ones(m, 3), ones(m, 4)), RuntimeError, r"matmul.*\(3,\).*\(4,\)"),
+    ("matmul-batch", lambda m: m.matmul(ones(m, 2, 2, 3), ones(m, 3, 3, 4)), RuntimeError,
+     r"matmul.*\(2, 2, 3\).*\(3, 3, 4\)"),
+    ("matmul-0d", lambda m: m.matmul(ones(m), ones(m, 3)), RuntimeError, r"matmul.*\(\).*\(3,\)"),
+    ("matmul-dtypes", lambda m: m.matmul(ones(m, 2, 3, dtype=f32(m)), ones(m, 3, 2, dtype=f64(m))), RuntimeError,
+     r"matmul.*float32.*float64"),
+    ("matmul-operator-dtypes", lambda m: ones(m, 2, 3, dtype=f64(m)) @ ones(m, 3, dtype=f32(m)), RuntimeError,
+     r"matmul.*float64.*float32"),
+    ("mm-3d", lambda m: m.mm(ones(m, 2, 2, 3), ones(m, 3, 2)), RuntimeError, r"mm.*\(2, 2, 3\)"),
+    ("mm-inner", lambda m: m.mm(ones(m, 2, 3), ones(m, 2, 3)), RuntimeError, r"mm.*\(2, 3\).*\(2, 3\)"),
+    ("mm-dtypes", lambda m: m.mm(ones(m, 2, 3, dtype=f32(m)), ones(m, 3, 2, dtype=f64(m))), RuntimeError,
+     r"mm.*float32.*float64"),
+    ("bmm-batch", lambda m: m.bmm(ones(m, 2, 2, 3), ones(m, 3, 3, 2)), RuntimeError, r"bmm.*\(2, 2, 3\).*\(3, 3, 2\)"),
+    ("dot-sizes", lambda m: m.dot(ones(m, 3), ones(m, 4)), RuntimeError, r"dot.*\(3,\).*\(4,\)"),
+    ("dot-dtypes", lambda m: m.dot(ones(m, 3, dtype=f32(m)), ones(m, 3, dtype=f64(m))), RuntimeError,
+     r"dot.*float32.*float64"),
+    ("outer-2d", lambda m: m.outer(ones(m, 2, 2), ones(m, 3)), RuntimeError, r"outer.*\(2, 2\)"),
+    ("inner-sizes", lambda m: m.inner(ones(m, 2, 3), ones(m, 4)), RuntimeError, r"inner.*\(2, 3\).*\(4,\)"),
+    ("einsum-operand-count", lambda m: m.einsum("ij,jk->ik", ones(m, 2, 3)), RuntimeError, r"einsum.*2 operands.*1"),
+    ("einsum-subscripts", lambda m: m.einsum("ij,jk->ik", ones(m, 2, 3), ones(m, 3)), RuntimeError,
+     r"einsum.*'jk'.*1 dims"),
+    ("einsum-sizes", lambda m: m.einsum("ij,jk->ik", ones(m, 2, 3), ones(m, 4, 2)), RuntimeError,
+     r"einsum.*\(2, 3\).*\(4, 2\)"),
+    # shapes
+    ("reshape-size", lambda m: ones(m, 2, 3).reshape(4), RuntimeError, r"reshape.*\[4\].*6.*\(2, 3\)"),
+    ("view-size", lambda m: ones(m, 2, 3).view(5, -1), RuntimeError, r"\[5, -1\].*6.*\(2, 3\)"),
+    ("reshape-two-unknowns", lambda m: ones(m, 2, 3).reshape(-1, -1), RuntimeError, r"reshape.*\[-1, -1\]"),
+    ("cat-sizes", lambda m: m.cat([ones(m, 2, 3), ones(m, 2, 4)], 0), RuntimeError, r"cat.*\(2, 3\).*\(2, 4\)"),
+    ("cat-ndims", lambda m: m.cat([ones(m, 2, 3), ones(m, 2, 3, 1)], 1), RuntimeError, r"cat.*\(2, 3\).*\(2, 3, 1\)"),
+    ("cat-empty-list", lambda m: m.cat([], 0), RuntimeError, r"cat.*non-empty"),
+    ("cat-dim", lambda m: m.cat([ones(m, 2), ones(m, 2)], 1), IndexError, r"cat.*dimension out of range.*1"),
+    ("stack-sizes", lambda m: m.stack([ones(m, 2, 3), ones(m, 3, 2)]), RuntimeError, r"stack.*\(2, 3\).*\(3, 2\)"),
+    ("expand-size", lambda m: ones(m, 2, 3).expand(4, 3), RuntimeError, r"expand.*4.*\b2\b"),
+    ("expand-fewer-dims", lambda m: ones(m, 2, 3).expand(3), RuntimeError, r"expand.*\(1\).*\(2\)"),
+    ("broadcast_to", lambda m: m.broadcast_to(ones(m, 2, 3), (3, 3)), RuntimeError, r"broadcast_to.*\(2, 3\).*\(3, 3\)"),
+    ("permute-length", lambda m: ones(m, 2, 3).permute(1, 0, 2), RuntimeError, r"permute.*\(1, 0, 2\).*\(2, 3\)"),
+    ("permute-repeated", lambda m: ones(m, 2, 3).permute(1, 1), RuntimeError, r"permute.*repeated"),
+    ("transpose-dim", lambda m: ones(m, 2, 3).transpose(0, 2), IndexError, r"transpose.*range.*\[-2, 1\].*2"),
+    ("squeeze-dim", lambda m: ones(m, 2, 1).squeeze(3), IndexError, r"squeeze.*range.*3"),
+    ("unsqueeze-dim", lambda m: ones(m, 2, 3).unsqueeze(4), IndexError, r"unsqueeze.*range.*4"),
+    ("flatten-order", lambda m: ones(m, 2, 3, 4).flatten(2, 1), RuntimeError, r"flatten.*start_dim.*end_dim"),
+    ("repeat-too-few", lambda m: ones(m, 2, 3).repeat(2), RuntimeError, r"repeat.*\(1\).*\(2\)"),
+    ("split-sizes", lambda m: m.split(ones(m, 5), [2, 2]), RuntimeError, r"split.*5.*\[2, 2\]"),
+    ("narrow-range", lambda m: m.narrow(ones(m, 4), 0, 3, 2), RuntimeError, r"narrow.*3.*2.*4"),
+    ("pad-odd", lambda m: m.pad(ones(m, 2, 3), (1, 2, 3)), RuntimeError, r"pad.*length 3.*\(2, 3\)"),
+    ("pad-too-long", lambda m: m.pad(ones(m, 3), (1, 1, 1, 1)), RuntimeError, r"pad.*length 4.*\(3,\)"),
+    ("tril-1d", lambda m: m.tril(ones(m, 3)), RuntimeError, r"tril.*\(3,\)"),
+    ("roll-lengths", lambda m: m.roll(ones(m, 2, 3), (1, 2), (0,)), RuntimeError, r"roll.*\(1, 2\).*\(0,\)"),
+    ("t-3d", lambda m: ones(m, 2, 3, 4).t(), RuntimeError, r"t.*\(2, 3, 4\)"),
+    ("mT-1d", lambda m: ones(m, 3).mT, RuntimeError, r"mT.*\(3,\)"),
+    # reductions
+    ("sum-dim", lambda m: ones(m, 2, 3).sum(2), IndexError, r"sum.*range.*\[-2, 1\].*2"),
+    ("sum-negative-dim", lambda m: ones(m, 2, 3).sum(-3), IndexError, r"sum.*range.*-3"),
+    ("sum-repeated-dims", lambda m: ones(m, 2, 3).sum((0, -2)), RuntimeError, r"sum.*multiple times"),
+    ("mean-dim", lambda m: ones(m, 2, 3).mean((0, 5)), IndexError, r"mean.*range.*5"),
+    ("mean-integer", lambda m: m.mean(m.tensor([1, 2])), RuntimeError, r"mean.*int64"),
+    ("amax-dim", lambda m: m.amax(ones(m, 2), 1), IndexError, r"amax.*range.*1"),
+    ("amax-empty", lambda m: m.amax(ones(m, 0, 2), 0), RuntimeError, r"amax.*\(0, 2\)"),
+    ("max-dim", lambda m: m.max(ones(m, 2), 1), IndexError, r"max.*range.*1"),
+    ("max-empty", lambda m: m.max(ones(m, 0)), RuntimeError, r"max.*\(0,\)"),
+    ("prod-dim", lambda m: m.prod(ones(m, 2), -2), IndexError, r"prod.*range.*-2"),
+    ("var-dim", lambda m: m.var(ones(m, 2, 2), 2), IndexError, r"var.*range.*2"),
+    ("var-integer", lambda m: m.var(m.tensor([1, 2, 3])), RuntimeError, r"var.*int64"),
+    ("logsumexp-dim", lambda m: m.logsumexp(ones(m, 2), 1), IndexError, r"logsumexp.*range.*1"),
+    ("cumsum-dim", lambda m: m.cumsum(ones(m, 2), 1), IndexError, r"cumsum.*range.*1"),
+    ("argmax-dim", lambda m: m.argmax(ones(m, 2), 1), IndexError, r"argmax.*range.*1"),
+    ("norm-dim", lambda m: m.norm(ones(m, 2), dim=3), IndexError, r"norm.*range.*3"),
+    ("norm-integer", lambda m: m.norm(m.tensor([3, 4])), RuntimeError, r"norm.*int64"),
+    # indexing
+    ("getitem-range", lambda m: ones(m, 2, 3)[2], IndexError, r"getitem.*2.*\(2, 3\)"),
+    ("getitem-negative-range", lambda m: ones(m, 2, 3)[:, -4], IndexError, r"getitem.*-4.*\(2, 3\)"),
+    ("getitem-too-many", lambda m: ones(m, 2)[0, 0], IndexError, r"getitem.*\(2,\)"),
+    ("getitem-int-array", lambda m: ones(m, 3)[m.tensor([0, 3])], IndexError, r"getitem.*3.*\(3,\)"),
+    ("getitem-float-index", lambda m: ones(m, 3)[m.tensor([0.0])], IndexError, r"getitem.*float32"),
+    ("getitem-mask-shape", lambda m: ones(m, 3)[m.tensor([True, False])], IndexError, r"getitem.*\(3,\)"),
+    ("gather-range", lambda m: m.gather(ones(m, 2, 3), 1, m.tensor([[0, 3]])), IndexError,
+     r"gather.*index 3.*dimension 1.*size 3"),
+    ("gather-ndim", lambda m: m.gather(ones(m, 2, 3), 1, m.tensor([0, 1])), RuntimeError, r"gather.*\(2,\).*\(2, 3\)"),
+    ("gather-float-index", lambda m: m.gather(ones(m, 2, 3), 1, m.tensor([[0.0]])), RuntimeError, r"gather.*float32"),
+    ("scatter_add-range", lambda m: m.scatter_add(ones(m, 3), 0, m.tensor([5]), ones(m, 1)), IndexError,
+     r"scatter_add.*index 5.*size 3"),
+    ("index_select-range", lambda m: m.index_select(ones(m, 3, 2), 0, m.tensor([1, 3])), IndexError,
+     r"index_select.*3.*\(3, 2\)"),
+    ("index_select-2d-index", lambda m: m.index_select(ones(m, 3), 0, m.tensor([[1]])), RuntimeError,
+     r"index_select.*1-D.*\(1, 1\)"),
+    ("index_select-dim", lambda m: m.index_select(ones(m, 3), 1, m.tensor([1])), IndexError, r"index_select.*range.*1"),
+    ("masked_fill-mask-dtype", lambda m: m.masked_fill(ones(m, 3), ones(m, 3), 0.0), RuntimeError,
+     r"masked_fill.*bool.*float32"),
+    ("masked_fill-mask-shape", lambda m: m.masked_fill(ones(m, 3), m.ones(2, dtype=m.bool), 0.0), RuntimeError,
+     r"masked_fill.*\(2,\).*\(3,\)"),
+    ("take_along_dim-ndim", lambda m: m.take_along_dim(ones(m, 2, 3), m.tensor([0]), 1), RuntimeError,
+     r"take_along_dim.*\(2, 3\).*\(1,\)"),
+    ("one_hot-range", lambda m: TORCH.one_hot(m.tensor([0, 3]), 3) if m is not cr else cr.one_hot(cr.tensor([0, 3]), 3),
+     RuntimeError, r"one_hot.*\[0, 3\).*max 3"),
+    # dtypes PyTorch refuses
+    ("neg-bool", lambda m: -m.tensor([True]), RuntimeError, r"neg.*bool"),
+    ("sub-bool", lambda m: m.tensor([True]) - m.tensor([False]), RuntimeError, r"sub.*bool"),
+    ("pow-negative-integer", lambda m: m.tensor([2, 3]) ** -1, RuntimeError, r"pow.*negative integer.*int64"),
+    ("add-float-alpha-integer", lambda m: m.add(m.tensor([1]), m.tensor([2]), alpha=0.5), RuntimeError,
+     r"add.*alpha.*int64"),
+    ("relu-bool", lambda m: m.relu(m.tensor([True])), RuntimeError, r"relu.*bool"),
+    ("argmax-bool", lambda m: m.argmax(m.tensor([True, False])), RuntimeError, r"argmax.*bool"),
+    ("bitwise-float", lambda m: m.tensor([1.0]) & m.tensor([1.0]), (TypeError, RuntimeError), r"bitwise_and.*float32"),
+    ("requires-grad-integer", lambda m: m.tensor([1, 2], requires_grad=True), RuntimeError, r"int64"),
+]
+
+
+@pytest.mark.parametrize("call, error, pattern", [pytest.param(c, e, p, id=i) for i, c, e, p in ERRORS])
+def test_bad_input_raises_at_the_operation(call, error, pattern):
+    with pytest.raises(error, match=re.compile(pattern, re.DOTALL)):
+        call(cr)
+
+
+@pytest.mark.skipif(torch is None, reason="torch is not installed")
+@pytest.mark.parametrize("call, error", [pytest.param(c, e, id=i) for i, c, e, _ in ERRORS])
+def test_pytorch_refuses_the_same_input(call, error):
+    with pytest.raises(Exception):  # noqa: B017 (torch's error types vary; that it refuses is the point)
+        call(TORCH)
+
+
+def test_a_refused_operation_records_nothing():
+    x = cr.ones(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError):
+        x @ cr.ones(4, 2)
+    y = (x * 2).sum()
+    y.backward()
+    assert x.grad.shape == (2, 3)
