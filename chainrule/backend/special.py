@@ -42,11 +42,13 @@ def erf(x, xp):
     x64 = x.astype("float64", copy=False)
     a = xp.abs(x64)
     far = 1.0 - erfc_nonneg(a, xp)
-    x2 = x64 * x64
+    # the series is used only where |x| < 0.5: clip elsewhere so that inf inputs compute no inf * 0
+    small = xp.minimum(a, 0.5)
+    x2 = small * small
     near = xp.zeros_like(x64)
     for c in _ERF_SERIES[::-1]:
         near = near * x2 + c
-    near = near * a
+    near = near * small
     result = xp.where(a < 0.5, near, far)
     result = xp.copysign(result, x64)
     return result.astype(x.dtype, copy=False)
