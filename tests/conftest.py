@@ -1,6 +1,5 @@
 """Shared test helpers."""
 
-import numpy as np
 import pytest
 
 import chainrule as cr

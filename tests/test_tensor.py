@@ -326,8 +326,6 @@ def test_numpy_scalars_combine_like_python_numbers():
     assert (i * np.float32(1.5)).dtype is cr.float32
 
 
-@pytest.mark.xfail(strict=True, reason="elementwise scalar path lets numpy (NEP 50) promote with numpy scalars; "
-                                       "reported to the lead (convert numpy scalars to Python numbers in ops)")
 def test_numpy_float64_and_int64_scalars_do_not_up_cast_a_float32_tensor():
     x = cr.tensor([1.0, 2.0])
     assert (x * np.float64(2.0)).dtype is cr.float32

@@ -1,7 +1,7 @@
 """Neural-network functions (``import chainrule.nn.functional as F``), as in ``torch.nn.functional``.
 
-softmax and log_softmax are primitives (stable: shifted by the max, one node, closed-form
-gradient); the rest are composed from primitives and get their gradients, of every order, for free.
+linear is a primitive here, softmax and log_softmax in ``chainrule.ops.logits``; the rest are composed
+from primitives and get their gradients, of every order, for free.
 Convolution and pooling come from ``chainrule.ops.conv`` (im2col + GEMM).
 """
 
@@ -12,7 +12,7 @@ import math
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.backend import xp_of
 from chainrule.ops import elementwise as ew
-from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand, wrap
+from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
 from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -27,6 +27,7 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
 )
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
 from chainrule.ops.indexing import one_hot
+from chainrule.ops.logits import log_softmax, softmax, softmin
 from chainrule.ops.shape import pad
 from chainrule.random import default_generator
 
@@ -71,7 +72,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"{describe(weight)} expects {weight.shape[-1]} (weight shape is (out_features, in_features))"
         )
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise RuntimeError(f"linear: bias {describe(bias)} must have shape ({weight.shape[0]},) to match weight {describe(weight)}")
+        raise RuntimeError(
+            f"linear: bias {describe(bias)} must have shape ({weight.shape[0]},) to match weight {describe(weight)}"
+        )
     if x._data.dtype != weight._data.dtype or (bias is not None and bias._data.dtype != weight._data.dtype):
         raise RuntimeError(
             f"linear: input {describe(x)}, weight {describe(weight)} and bias must have the same dtype"
@@ -103,54 +106,6 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
     out = einsum("bi,oij,bj->bo", input1.reshape(-1, input1.shape[-1]), weight, input2.reshape(-1, input2.shape[-1]))
     out = out.reshape(lead + (weight.shape[0],))
     return out if bias is None else out + bias
-
-
-def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``dim``, computed from x - max(x) so it never overflows."""
-    x = _float_input(input, dtype, "softmax")
-    d = _softmax_dim(x, dim, "softmax")
-    xp = xp_of(x._data)
-    shifted = x._data - x._data.max(axis=d, keepdims=True)
-    e = xp.exp(shifted, out=shifted)
-    out = e / e.sum(axis=d, keepdims=True)
-
-    def rule(g, out):
-        return (out * (g - (g * out).sum(d, keepdim=True)),)
-
-    return record(out, "softmax", (x,), rule, keep_output=True)
-
-
-def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    """x - logsumexp(x) along ``dim``, computed stably."""
-    x = _float_input(input, dtype, "log_softmax")
-    d = _softmax_dim(x, dim, "log_softmax")
-    xp = xp_of(x._data)
-    shifted = x._data - x._data.max(axis=d, keepdims=True)
-    out = shifted - xp.log(xp.exp(shifted).sum(axis=d, keepdims=True))
-
-    def rule(g, out):
-        return (g - out.exp() * g.sum(d, keepdim=True),)
-
-    return record(out, "log_softmax", (x,), rule, keep_output=True)
-
-
-def softmin(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    return softmax(-input, dim, dtype)
-
-
-def _float_input(input, dtype, op: str) -> Tensor:
-    x = tensor_operand(input, op)
-    if dtype is not None:
-        x = x.to(dtype)
-    if x._data.dtype.kind != "f":
-        raise RuntimeError(f"{op}: expected a floating-point input, got {describe(x)}; pass dtype= or call .float()")
-    return x
-
-
-def _softmax_dim(x: Tensor, dim, op: str) -> int:
-    if dim is None:  # PyTorch's legacy implicit choice, without its deprecation dance
-        dim = 0 if x.ndim in (0, 1, 3) else 1
-    return norm_dim(dim, x.ndim, op)
 
 
 def logsigmoid(input: Tensor) -> Tensor:

@@ -4,5 +4,7 @@ from chainrule.ops import _methods  # noqa: F401  (binds methods and operators o
 from chainrule.ops.elementwise import *  # noqa: F401,F403
 from chainrule.ops.indexing import *  # noqa: F401,F403
 from chainrule.ops.linalg import *  # noqa: F401,F403
+from chainrule.ops.logits import *  # noqa: F401,F403
 from chainrule.ops.reduction import *  # noqa: F401,F403
 from chainrule.ops.shape import *  # noqa: F401,F403
+from chainrule.ops.sorting import *  # noqa: F401,F403

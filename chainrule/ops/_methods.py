@@ -8,18 +8,21 @@ from chainrule.backend import get_device
 from chainrule.ops import elementwise as ew
 from chainrule.ops import indexing as ix
 from chainrule.ops import linalg as la
+from chainrule.ops import logits as sm
 from chainrule.ops import reduction as rd
 from chainrule.ops import shape as sh
+from chainrule.ops import sorting as so
 from chainrule.ops.inplace import INPLACE_OPS, apply_inplace, setitem
 from chainrule.tensor import Tensor, wrap
 
 _SAME_NAME = {
     ew: ["add", "sub", "mul", "div", "true_divide", "neg", "pow", "abs", "exp", "log", "log1p", "expm1", "log2",
          "log10", "sqrt", "rsqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "sign", "reciprocal",
-         "square", "erf", "floor", "ceil", "round", "trunc", "remainder", "floor_divide", "eq", "ne", "lt",
+         "square", "erf", "floor", "ceil", "round", "trunc", "remainder", "fmod", "floor_divide", "eq", "ne", "lt",
          "le", "gt", "ge", "logical_and", "logical_or", "logical_not", "logical_xor", "isnan", "isinf",
          "isfinite", "maximum", "minimum", "clamp", "clip", "atan2", "lerp", "sinh", "cosh", "asin", "acos",
-         "atan", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "nan_to_num", "addcmul",
+         "atan", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
+         "nan_to_num", "addcmul",
          "addcdiv", "logit"],
     rd: ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "logsumexp", "norm",
          "cumsum", "cumprod", "argmax", "argmin", "all", "any", "count_nonzero", "median"],
@@ -28,15 +31,18 @@ _SAME_NAME = {
          "narrow", "flip", "roll", "tril", "triu", "movedim", "clone", "contiguous", "select"],
     ix: ["gather", "scatter", "scatter_add", "index_select", "index_add", "masked_fill", "masked_select",
          "take_along_dim", "nonzero"],
-    la: ["matmul", "mm", "bmm", "dot", "outer", "inner"],
+    la: ["matmul", "mm", "bmm", "dot", "vdot", "outer", "inner"],
+    sm: ["softmax", "log_softmax"],
+    so: ["sort", "argsort", "topk", "msort"],
 }
 
 _ALIASES = {
     "subtract": ew.sub, "multiply": ew.mul, "divide": ew.div, "negative": ew.neg, "absolute": ew.abs,
     "greater": ew.gt, "greater_equal": ew.ge, "less": ew.lt, "less_equal": ew.le, "not_equal": ew.ne,
-    "fmod": ew.remainder, "arctan2": ew.atan2, "clamp_min": lambda a, m: ew.clamp(a, min=m),
+    "arctan2": ew.atan2, "clamp_min": lambda a, m: ew.clamp(a, min=m),
     "clamp_max": lambda a, m: ew.clamp(a, max=m), "swapdims": sh.transpose,
     "where": lambda self, condition, other: ew.where(condition, self, other),
+    "index_put": lambda self, indices, values, accumulate=False: ix.index_put(self, tuple(indices), values, accumulate),
 }
 
 
@@ -129,7 +135,11 @@ def _operator_table() -> dict:
         "__rmatmul__": rev(la.matmul), "__neg__": ew.neg, "__pos__": lambda self: self, "__abs__": ew.abs,
         "__invert__": ew.bitwise_not, "__and__": ew.bitwise_and, "__rand__": rev(ew.bitwise_and),
         "__or__": ew.bitwise_or, "__ror__": rev(ew.bitwise_or), "__xor__": ew.bitwise_xor,
-        "__rxor__": rev(ew.bitwise_xor), "__eq__": _comparison(ew.eq), "__ne__": _comparison(ew.ne),
+        "__rxor__": rev(ew.bitwise_xor), "__lshift__": ew.bitwise_left_shift, "__rlshift__": rev(ew.bitwise_left_shift),
+        "__rshift__": ew.bitwise_right_shift, "__rrshift__": rev(ew.bitwise_right_shift),
+        "__ilshift__": inplace("bitwise_left_shift_", ew.bitwise_left_shift),
+        "__irshift__": inplace("bitwise_right_shift_", ew.bitwise_right_shift),
+        "__eq__": _comparison(ew.eq), "__ne__": _comparison(ew.ne),
         "__lt__": ew.lt, "__le__": ew.le,
         "__gt__": ew.gt, "__ge__": ew.ge, "__getitem__": ix.getitem, "__setitem__": setitem,
         "__iadd__": inplace("add_", ew.add), "__isub__": inplace("sub_", ew.sub),

@@ -36,12 +36,18 @@ __all__ = [
     "erf", "floor", "ceil", "round", "trunc", "remainder", "floor_divide", "eq", "ne", "lt", "le", "gt",
     "ge", "logical_and", "logical_or", "logical_not", "logical_xor", "isnan", "isinf", "isfinite",
     "to_dtype", "to_device", "atan2", "lerp", "mish", "hardtanh", "relu6", "logit", "sinh", "cosh", "asin", "acos", "atan",
-    "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "nan_to_num", "addcmul", "addcdiv",
+    "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
+    "fmod", "nan_to_num", "addcmul", "addcdiv",
 ]
 
 
+_PYTHON_NUMBERS = frozenset((int, float, bool))
+
+
 def _is_number(x) -> bool:
-    return isinstance(x, Number) and not isinstance(x, Tensor)
+    """A plain Python number: it takes the scalar path and adopts the tensor's dtype. numpy scalars are not:
+    they become 0-d tensors, whose dtype then follows PyTorch's promotion (np.float64 never up-casts float32)."""
+    return type(x) in _PYTHON_NUMBERS
 
 
 def _broadcast_error(op: str, a: Tensor, b: Tensor) -> RuntimeError:
@@ -224,6 +230,15 @@ def remainder(a, b) -> Tensor:
     out = _apply2("remainder", xp.remainder, a, b)
     return record(out, "remainder", (a, b),
                   lambda g, _: (reduce_to(g, a), reduce_to(neg(mul(g, floor(div(a, b)))), b)), (a, b))
+
+
+def fmod(a, b) -> Tensor:
+    """C-style remainder (sign of the dividend); d/da = 1, d/db = -trunc(a / b)."""
+    a, b = binary_operands(a, b, "fmod")
+    xp = xp_of(a._data)
+    out = _apply2("fmod", xp.fmod, a, b)
+    return record(out, "fmod", (a, b),
+                  lambda g, _: (reduce_to(g, a), reduce_to(neg(mul(g, trunc(div(a, b)))), b)), (a, b))
 
 
 def neg(a) -> Tensor:
@@ -817,6 +832,16 @@ def bitwise_or(a, b) -> Tensor:
 def bitwise_xor(a, b) -> Tensor:
     a, b = _integer_operands("bitwise_xor", a, b)
     return untracked(_apply2("bitwise_xor", xp_of(a._data).bitwise_xor, a, b), a)
+
+
+def bitwise_left_shift(a, b) -> Tensor:
+    a, b = _integer_operands("bitwise_left_shift", a, b)
+    return untracked(_apply2("bitwise_left_shift", xp_of(a._data).left_shift, a, b), a)
+
+
+def bitwise_right_shift(a, b) -> Tensor:
+    a, b = _integer_operands("bitwise_right_shift", a, b)
+    return untracked(_apply2("bitwise_right_shift", xp_of(a._data).right_shift, a, b), a)
 
 
 def isnan(a) -> Tensor:

@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.ops import elementwise, indexing, linalg, reduction, shape
+from chainrule.ops import elementwise, indexing, linalg, logits, reduction, shape, sorting
 
 torch = pytest.importorskip("torch")
 
 # the shared input is outside the domain of asin, acos and logit: numpy warns of the nan results
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-_ALL = sorted(set(elementwise.__all__ + reduction.__all__ + shape.__all__ + indexing.__all__ + linalg.__all__))
-# bindings missing from chainrule/ops/_methods.py (reported to its owner); strict, so adding them flips this test
-_MISSING_METHODS = {"index_put", "vdot"}
+_ALL = sorted(set(elementwise.__all__ + reduction.__all__ + shape.__all__ + indexing.__all__ + linalg.__all__
+                  + logits.__all__ + sorting.__all__))
 
 
 @pytest.mark.parametrize("name", _ALL)
@@ -22,11 +21,7 @@ def test_every_operation_is_a_chainrule_function(name):
     assert callable(getattr(cr, name))
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="binding missing in _methods.py"))
-    if n in _MISSING_METHODS else n
-    for n in _ALL if hasattr(torch.Tensor, n)
-])
+@pytest.mark.parametrize("name", [n for n in _ALL if hasattr(torch.Tensor, n)])
 def test_tensor_has_the_method_wherever_torch_tensor_does(name):
     assert hasattr(cr.Tensor, name)
 
@@ -51,8 +46,10 @@ _ARGS = {
     "inner": (_ONES[3,],), "cumsum": (1,), "cumprod": (1,), "logsumexp": (1,), "expand_as": (cr.ones(2, 2, 3),),
     "sum_to": ((1, 3),), "eq": (1.0,), "ne": (1.0,), "lt": (1.0,), "le": (1.0,), "gt": (1.0,), "ge": (1.0,),
     "logical_and": (cr.tensor(True),), "logical_or": (cr.tensor(False),), "logical_xor": (cr.tensor(True),),
+    "fmod": (0.7,), "topk": (2,), "softmax": (1,), "log_softmax": (1,), "sort": (1,), "argsort": (1,),
 }
 _NOT_ON_MATRICES = {"t", "dot", "outer", "vdot", "bmm", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor",
+                    "bitwise_left_shift", "bitwise_right_shift",
                     "to_dtype", "to_device", "index_put", "T", "mT",
                     "where"}  # x.where(condition, y) is where(condition, x, y): see test_properties_and_operators
 
@@ -78,3 +75,29 @@ def test_properties_and_operators():
     np.testing.assert_array_equal((x ** 2).numpy(), cr.pow(x, 2).numpy())
     np.testing.assert_array_equal(x[0, 1:].numpy(), _X[0, 1:])
     np.testing.assert_array_equal(x.where(x > 1, 0.0).numpy(), np.where(_X > 1, _X, 0.0))
+
+
+def test_sort_topk_fmod_and_shifts_match_torch():
+    x = np.array([[3.0, -1.0, 2.0, 2.5], [0.5, 4.0, -2.0, 1.0]])
+    for descending in (False, True):
+        ours = cr.tensor(x).sort(-1, descending=descending)
+        theirs = torch.tensor(x).sort(-1, descending=descending)
+        assert np.array_equal(ours.values.numpy(), theirs.values.numpy())
+        assert np.array_equal(ours.indices.numpy(), theirs.indices.numpy())
+    ours, theirs = cr.tensor(x).topk(2, dim=1), torch.tensor(x).topk(2, dim=1)
+    assert np.array_equal(ours.values.numpy(), theirs.values.numpy())
+    assert np.array_equal(ours.indices.numpy(), theirs.indices.numpy())
+    a, b = np.array([-7.0, 7.0, -7.5]), np.array([2.0, -2.0, 2.0])
+    assert np.allclose(cr.fmod(cr.tensor(a), cr.tensor(b)).numpy(), torch.fmod(torch.tensor(a), torch.tensor(b)).numpy())
+    i = np.array([1, 2, 8])
+    assert np.array_equal((cr.tensor(i) << 2).numpy(), (torch.tensor(i) << 2).numpy())
+    assert np.array_equal((cr.tensor(i) >> cr.tensor([0, 1, 2])).numpy(), (torch.tensor(i) >> torch.tensor([0, 1, 2])).numpy())
+
+
+def test_sort_and_topk_gradients_scatter_back():
+    from chainrule.autograd import gradcheck
+
+    x = cr.tensor([[3.0, -1.0, 2.0, 2.5], [0.5, 4.0, -2.0, 1.0]], dtype=cr.float64, requires_grad=True)
+    assert gradcheck(lambda t: t.sort(1).values * cr.arange(4, dtype=cr.float64), (x,))
+    assert gradcheck(lambda t: t.topk(2).values, (x,))
+    assert gradcheck(lambda t: cr.fmod(t, 1.3), (x,))
