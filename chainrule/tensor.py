@@ -25,10 +25,12 @@ class Tensor:
 
     ``_data`` is the backend array; ``_node`` is the graph node that produced the tensor (``None`` for
     leaves); ``_rg`` says whether it requires grad; ``_vc`` is the version counter, a one-item list
-    shared with views and created on first need; ``_base`` is the tensor a view looks into.
+    shared with views and created on first need; ``_base`` is the tensor a view looks into;
+    ``_views`` holds weak references to the recorded views of a non-leaf tensor, which an in-place
+    change to it makes stale.
     """
 
-    __slots__ = ("_data", "_rg", "grad", "_node", "_vc", "_base", "_hooks", "_name", "__weakref__")
+    __slots__ = ("_data", "_rg", "grad", "_node", "_vc", "_base", "_hooks", "_views", "__weakref__")
 
     # numpy must defer to our reflected operators (ndarray + Tensor -> Tensor.__radd__)
     __array_priority__ = 1000
@@ -42,7 +44,7 @@ class Tensor:
         self._vc = None
         self._base = None
         self._hooks = None
-        self._name = None
+        self._views = None
         self.grad = None
         self._rg = False
         if requires_grad:
@@ -302,7 +304,7 @@ def wrap(data, requires_grad: bool = False, node=None) -> Tensor:
     t._vc = None
     t._base = None
     t._hooks = None
-    t._name = None
+    t._views = None
     return t
 
 

@@ -56,6 +56,31 @@ def _write_back(target: Tensor, result: Tensor, op: str) -> None:
     target._data[...] = result._data
 
 
+def invalidate_views(target: Tensor) -> None:
+    """After an in-place change to ``target`` recorded in the graph, its views' data no longer match
+    their graph (they still say "a slice of the old value"): give each live view a node that refuses
+    backward, so an op using the view from now on cannot silently lose gradients. Ops that used a view
+    before the change keep its original node and stay correct."""
+    views, target._views = target._views, None
+    for ref in views or ():
+        view = ref()
+        if view is not None and view._node is not None:
+            view._node = _stale_view_node(view._node)
+
+
+def _stale_view_node(node):
+    from chainrule.autograd.graph import Node
+
+    def refuse(g, _):
+        raise RuntimeError(
+            f"backward: a view ({node.op}) was used after an in-place change to the tensor it views, so its "
+            "values no longer match its graph. Take the view again after the in-place operation (or modify "
+            "a clone instead)."
+        )
+
+    return Node("stale_view", (node,), refuse, ())
+
+
 def apply_inplace(target: Tensor, op: str, fn: Callable[..., Tensor], *args, **kwargs) -> Tensor:
     """Compute ``fn(target, *args)`` and store it in ``target``; returns ``target``."""
     others_rg = any(isinstance(x, Tensor) and x._rg for x in args)
@@ -73,6 +98,8 @@ def apply_inplace(target: Tensor, op: str, fn: Callable[..., Tensor], *args, **k
     target._node = result._node
     target._rg = result._rg
     target._bump_version()
+    if target._views:
+        invalidate_views(target)
     return target
 
 

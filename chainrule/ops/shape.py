@@ -7,6 +7,7 @@ here too: they share memory and the version counter with their base, as in PyTor
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 from chainrule.backend import xp_of
@@ -21,8 +22,13 @@ __all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "s
 def as_view(result: Tensor, base: Tensor) -> Tensor:
     """Mark ``result`` as a view of ``base``: one version counter, and in-place changes to it are
     refused while its base requires grad (PyTorch would rebase the base's graph; we say so instead)."""
-    result._base = base._base if base._base is not None else base
+    root = base._base if base._base is not None else base
+    result._base = root
     result._vc = base._shared_version()
+    if result._node is not None and root._node is not None:  # see inplace.invalidate_views
+        if root._views is None:
+            root._views = []
+        root._views.append(weakref.ref(result))
     return result
 
 

@@ -128,3 +128,23 @@ def test_in_place_dtype_errors_name_the_op_and_dtypes():
     with pytest.raises(RuntimeError, match="setitem: can't assign .*float32.* into a tensor of .*int64"):
         i[0] = cr.tensor(1.5)
     assert i.tolist() == [1, 2]
+
+
+def test_view_of_a_base_changed_in_place_refuses_backward_instead_of_losing_gradients():
+    x = cr.ones(3, requires_grad=True)
+    w = cr.ones(3, requires_grad=True)
+    a = x * 1
+    v = a[:2]
+    a += w  # v's data changes, but its graph still says v = a_old[:2]
+    with pytest.raises(RuntimeError, match=r"a view \(getitem\) was used after an in-place change"):
+        v.sum().backward()
+
+
+def test_view_used_before_its_base_changed_keeps_its_gradient():
+    x = cr.ones(3, requires_grad=True)
+    w = cr.ones(3, requires_grad=True)
+    a = x * 2
+    head = a[:2] * 3  # uses the view before the change
+    a += w
+    (head.sum() + a.sum()).backward()
+    assert x.grad.tolist() == [8.0, 8.0, 2.0] and w.grad.tolist() == [1.0, 1.0, 1.0]
