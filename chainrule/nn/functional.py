@@ -7,12 +7,13 @@ Convolution and pooling come from ``chainrule.ops.conv`` (im2col + GEMM).
 
 from __future__ import annotations
 
+import functools
 import math
 
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.backend import xp_of
 from chainrule.ops import elementwise as ew
-from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
+from chainrule.ops._helpers import Tensor, describe, forward_value, record, tensor_operand, wrap
 from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -138,22 +139,48 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise over the trailing ``normalized_shape`` dims to zero mean and unit variance (biased), then
-    scale and shift. Composite (its gradients of every order come from the primitives)."""
+    scale and shift. A primitive (one node instead of nine): the forward keeps only the mean and
+    1/std per row; the backward rule is written with primitives."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(input.shape[-len(shape):]) != shape:
-        raise RuntimeError(
-            f"layer_norm: input {describe(input)} does not end with normalized_shape {list(shape)}"
-        )
-    dims = tuple(range(input.ndim - len(shape), input.ndim))
-    mean = input.mean(dims, keepdim=True)
-    centered = input - mean
-    var = (centered * centered).mean(dims, keepdim=True)
-    out = centered * (var + eps).rsqrt()
+    x = tensor_operand(input, "layer_norm")
+    if x.ndim < len(shape) or tuple(x.shape[x.ndim - len(shape):]) != shape:
+        raise RuntimeError(f"layer_norm: input {describe(x)} does not end with normalized_shape {list(shape)}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != shape:
+            raise RuntimeError(f"layer_norm: {name} {describe(p)} must have the normalized shape {list(shape)}")
+    dims = tuple(range(x.ndim - len(shape), x.ndim))
+    lead = tuple(range(x.ndim - len(shape)))
+    data = x._data
+    mean = data.mean(axis=dims, keepdims=True)
+    xhat = data - mean
+    rstd = (xhat * xhat).mean(axis=dims, keepdims=True)
+    rstd += eps
+    rstd = 1.0 / xp_of(data).sqrt(rstd)
+    xhat *= rstd
+    out = xhat
     if weight is not None:
-        out = out * weight
+        out *= weight._data
     if bias is not None:
-        out = out + bias
-    return out
+        out += bias._data
+    inputs = (x,) + tuple(p for p in (weight, bias) if p is not None)
+
+    def recompute():
+        centered = x - x.mean(dims, keepdim=True)
+        r = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
+        return centered * r, r
+
+    def rule(g, _):
+        xhat_t, rstd_t = forward_value(((x._data - mean) * rstd, rstd), recompute)
+        gxhat = g * weight if weight is not None else g
+        grads = [rstd_t * (gxhat - gxhat.mean(dims, keepdim=True) - xhat_t * (gxhat * xhat_t).mean(dims, keepdim=True))
+                 if x._rg else None]
+        if weight is not None:
+            grads.append((g * xhat_t).sum(lead) if weight._rg else None)
+        if bias is not None:
+            grads.append(g.sum(lead) if bias._rg else None)
+        return tuple(grads)
+
+    return record(out, "layer_norm", inputs, rule, inputs)
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
@@ -264,6 +291,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     class_dim = 0 if input.ndim == 1 else 1
+    if target._data.dtype.kind in "iu" and weight is None and not label_smoothing and input.ndim == 2:
+        _class_targets("cross_entropy", input, target)
+        return _softmax_cross_entropy(input, target, ignore_index, reduction)
     logp = log_softmax(input, class_dim)
     n_classes = input.shape[class_dim]
     if target._data.dtype.kind == "f":  # class probabilities
@@ -297,6 +327,48 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     elif reduction == "sum":
         smooth = smooth.sum()
     return nll * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+
+
+def _softmax_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, reduction: str) -> Tensor:
+    """Cross-entropy of (N, C) logits with class indices, as one primitive (the common classifier and
+    language-model case): the loss is logsumexp - the target's logit, the gradient softmax - one_hot."""
+    x = logits
+    if x._data.dtype.kind != "f":
+        raise RuntimeError(f"cross_entropy: expected floating-point logits, got {describe(x)}")
+    xp = xp_of(x._data)
+    n, n_classes = x.shape
+    labels = target._data
+    valid = labels != ignore_index
+    safe = xp.where(valid, labels, 0)
+    if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= n_classes):
+        raise IndexError(
+            f"cross_entropy: target values must be in [0, {n_classes}) or equal ignore_index={ignore_index}, got min "
+            f"{int(safe.min())} and max {int(safe.max())}"
+        )
+    shifted = x._data - x._data.max(axis=1, keepdims=True)
+    probs = xp.exp(shifted)
+    total = probs.sum(axis=1, keepdims=True)
+    rows = xp.arange(n)
+    losses = (xp.log(total[:, 0]) - shifted[rows, safe]) * valid
+    probs /= total
+    count = int(valid.sum())
+    if reduction == "mean":
+        out = losses.sum() / count if count else losses.sum() * float("nan")
+    elif reduction == "sum":
+        out = losses.sum()
+    else:
+        out = losses
+    out = xp.asarray(out, dtype=x._data.dtype)
+    one_hot_valid = xp.zeros_like(probs)
+    one_hot_valid[rows, safe] = 1.0
+    keep = valid[:, None].astype(probs.dtype)
+
+    def rule(g, _):
+        p = forward_value(probs, lambda: softmax(x, 1))
+        scale = g.reshape(-1, 1) if reduction == "none" else (g / count if reduction == "mean" else g)
+        return ((p - wrap(one_hot_valid)) * wrap(keep) * scale,)
+
+    return record(out, "cross_entropy", (x,), rule, (x,))
 
 
 def _same_shape(op: str, input: Tensor, target: Tensor) -> None:
@@ -399,19 +471,25 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         raise RuntimeError("scaled_dot_product_attention: pass either attn_mask or is_causal, not both")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = (query * scale).matmul(key.mT)
-    L, S = query.shape[-2], key.shape[-2]
     if is_causal:
-        keep = wrap(xp_of(query._data).tril(xp_of(query._data).ones((L, S), dtype=bool)))
-        scores = scores.masked_fill(~keep, float("-inf"))
+        scores = scores + wrap(_causal_mask(query.shape[-2], key.shape[-2], query._data.dtype, xp_of(query._data)))
     elif attn_mask is not None:
-        if attn_mask._data.dtype.kind == "b":
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
-        else:
-            scores = scores + attn_mask
+        if attn_mask._data.dtype.kind == "b":  # True = may attend: 0 there, -inf elsewhere
+            attn_mask = wrap(xp_of(attn_mask._data).where(attn_mask._data, 0.0, float("-inf")).astype(scores._data.dtype))
+        scores = scores + attn_mask
     weights = softmax(scores, -1)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights.matmul(value)
+
+
+@functools.lru_cache(maxsize=32)
+def _causal_mask(length: int, source_length: int, dtype, xp):
+    """The additive causal mask (0 where j <= i, -inf above the diagonal), made once per shape: adding
+    it costs one pass, and its gradient is the identity (a masked_fill's would need a select)."""
+    mask = xp.triu(xp.full((length, source_length), float("-inf"), dtype=dtype), 1)
+    mask.flags.writeable = False
+    return mask
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:

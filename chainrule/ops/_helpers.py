@@ -6,12 +6,13 @@ from __future__ import annotations
 from numbers import Number
 
 from chainrule import dtypes as _dt
+from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import record
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "reduce_to",
-           "norm_dim", "norm_dims", "describe", "float_operand", "untracked"]
+           "norm_dim", "norm_dims", "describe", "float_operand", "untracked", "forward_value"]
 
 
 def untracked(out, like: Tensor) -> Tensor:
@@ -23,6 +24,19 @@ def untracked(out, like: Tensor) -> Tensor:
     if type(out) not in ARRAY_TYPES:
         out = xp_of(like._data).asarray(out)
     return wrap(out)
+
+
+def forward_value(arrays, recompute):
+    """Values computed in the forward pass that a backward rule reads (a mean, a softmax, ...): one
+    array or a tuple of arrays.
+
+    Normally they are reused as constants. When the backward pass itself is being recorded
+    (``create_graph=True``: rules then run with grad mode on), they must depend on the inputs
+    differentiably, so ``recompute()`` builds them again from primitives.
+    """
+    if GRAD_ENABLED[0]:
+        return recompute()
+    return tuple(wrap(a) for a in arrays) if isinstance(arrays, tuple) else wrap(arrays)
 
 
 def describe(t: Tensor) -> str:

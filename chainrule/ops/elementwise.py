@@ -293,7 +293,7 @@ def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
             a = a.to(_dt.int64)  # bool ** int is int64, as in PyTorch
     if c == 2:
         return square(a)
-    data = a._data ** c
+    data = _power(a._data, c)
 
     def rule(g, _):
         if c == 0:
@@ -303,6 +303,19 @@ def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
         return (mul(g, mul(pow(a, c - 1), c)),)
 
     return record(data, "pow", (a,), rule, (a,))
+
+
+def _power(x, c):
+    """x ** c, with the common exponents done by multiplication or sqrt: numpy's general power is
+    several times slower, and these give the same floats as PyTorch's special cases."""
+    xp = xp_of(x)
+    if c == 3:
+        return x * x * x
+    if c == 0.5 and x.dtype.kind == "f":
+        return xp.sqrt(x)
+    if c == -1 and x.dtype.kind == "f":
+        return 1.0 / x
+    return x ** c
 
 
 def _pow_scalar_base(c: Number, b: Tensor) -> Tensor:
@@ -559,30 +572,67 @@ _GELU_C = 0.044715
 
 
 def gelu(a, approximate: str = "none") -> Tensor:
-    """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``): a primitive, since
-    one node with a closed-form derivative is faster than the composite graph."""
+    """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``). A primitive: the forward
+    keeps Phi(x) (or the tanh) it computed, and the backward rule multiplies by ``_gelu_slope``, itself a
+    primitive computed in one pass from it; gradients of higher order go through the slope's own rule."""
     a = float_operand(a, "gelu")
-    xp = xp_of(a._data)
-    x = a._data
-    if approximate == "tanh":
-        inner = _SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)
-        out = 0.5 * x * (1.0 + xp.tanh(inner))
-
-        def rule(g, _):
-            t = tanh(mul(add(a, mul(pow(a, 3), _GELU_C)), _SQRT_2_OVER_PI))
-            d_inner = mul(add(mul(square(a), 3 * _GELU_C), 1.0), _SQRT_2_OVER_PI)
-            grad = add(mul(add(t, 1.0), 0.5), mul(mul(mul(a, 0.5), sub(1.0, square(t))), d_inner))
-            return (mul(g, grad),)
-    elif approximate == "none":
-        out = (0.5 * x * (1.0 + special.erf(x * (1.0 / math.sqrt(2.0)), xp))).astype(x.dtype, copy=False)
-
-        def rule(g, _):
-            cdf = mul(add(erf(mul(a, 1.0 / math.sqrt(2.0))), 1.0), 0.5)
-            pdf = mul(exp(mul(square(a), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
-            return (mul(g, add(cdf, mul(a, pdf))),)
-    else:
+    if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return record(out, "gelu", (a,), rule, (a,))
+    x = a._data
+    inner = _gelu_inner(x, approximate, xp_of(x))
+    out = inner + 1.0
+    out *= 0.5 * x  # x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(...))
+    return record(out, "gelu", (a,), lambda g, _: (mul(g, _gelu_slope(a, approximate, inner)),), (a,))
+
+
+def _gelu_inner(x, approximate: str, xp):
+    """erf(x / sqrt 2), or tanh(sqrt(2/pi) (x + 0.044715 x**3)) for the tanh approximation."""
+    if approximate == "tanh":
+        u = x * x
+        u *= _GELU_C
+        u += 1.0
+        u *= x
+        u *= _SQRT_2_OVER_PI
+        return xp.tanh(u, out=u)
+    return special.erf(x * (1.0 / math.sqrt(2.0)), xp).astype(x.dtype, copy=False)
+
+
+def _gelu_slope(a: Tensor, approximate: str, inner=None) -> Tensor:
+    """d gelu(x) / dx, from the forward's erf or tanh values ``inner`` when given."""
+    x = a._data
+    xp = xp_of(x)
+    if inner is None:
+        inner = _gelu_inner(x, approximate, xp)
+    if approximate == "tanh":
+        # 0.5 (1 + t) + 0.5 x (1 - t**2) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x**2)
+        slope = x * x
+        slope *= 3 * _GELU_C
+        slope += 1.0
+        slope *= x
+        slope *= 0.5 * _SQRT_2_OVER_PI
+        slope *= 1.0 - inner * inner
+    else:
+        # Phi(x) + x phi(x)
+        slope = x * x
+        slope *= -0.5
+        xp.exp(slope, out=slope)
+        slope *= x * (1.0 / math.sqrt(2.0 * math.pi))
+    slope += 0.5 * inner
+    slope += 0.5
+    return record(slope, "gelu_slope", (a,), lambda g, _: (mul(g, _gelu_curvature(a, approximate)),), (a,))
+
+
+def _gelu_curvature(a: Tensor, approximate: str) -> Tensor:
+    """d2 gelu(x) / dx2, composed of primitives (so every higher order works too)."""
+    if approximate == "tanh":
+        k, c = _SQRT_2_OVER_PI, _GELU_C
+        t = tanh(mul(add(a, mul(mul(square(a), a), c)), k))
+        du = mul(add(mul(square(a), 3 * c), 1.0), k)      # u'
+        d2u = mul(a, 6 * c * k)                              # u''
+        # (1 - t**2) (u' + 0.5 x (u'' - 2 t u'**2))
+        return mul(sub(1.0, square(t)), add(du, mul(mul(a, 0.5), sub(d2u, mul(mul(t, square(du)), 2.0)))))
+    pdf = mul(exp(mul(square(a), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
+    return mul(pdf, sub(2.0, square(a)))
 
 
 def silu(a) -> Tensor:
