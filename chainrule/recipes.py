@@ -54,7 +54,7 @@ RECIPES = {
         "gpt", "character-level GPT on tiny Shakespeare (1.1 M characters)",
         model={"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0,
                "tie_weights": False},
-        train={"steps": 3000, "batch_size": 32, "lr": 2e-3, "min_lr": 1e-4, "warmup_steps": 100,
+        train={"steps": 1500, "batch_size": 32, "lr": 2e-3, "min_lr": 1e-4, "warmup_steps": 100,
                "weight_decay": 0.1, "grad_clip": 1.0, "eval_interval": 250, "eval_batches": 20, "seed": 0,
                "sample_tokens": 300, "sample_prompt": "ROMEO:"},
     ),

@@ -19,6 +19,12 @@ __all__ = ["Tensor", "wrap"]
 _DTYPE_OF_NP = _dt._BY_NP
 _new = object.__new__
 
+# How many in-place changes any tensor has had (every version-counter bump adds one). A graph node
+# remembers the value when it is made; backward checks the versions of the node's saved tensors only
+# when this has moved since, so the usual training step (no in-place change between forward and
+# backward) skips those checks altogether.
+INPLACE_EPOCH = [0]
+
 
 class Tensor:
     """An n-dimensional array that can record the operations applied to it for backpropagation.
@@ -134,6 +140,7 @@ class Tensor:
         if self._vc is None:
             self._vc = [0]
         self._vc[0] += 1
+        INPLACE_EPOCH[0] += 1
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves keep it anyway)."""

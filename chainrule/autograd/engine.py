@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import ANOMALY, Node
-from chainrule.tensor import Tensor, wrap
+from chainrule.backend import ARRAY_TYPES, xp_of
+from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
 
 __all__ = ["backward", "grad"]
 
@@ -148,18 +149,23 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
     arrays that hooks saw."""
     pending: dict = {}      # node -> summed gradient of its output so far
     leaf_grads: dict = {}   # leaf tensor -> summed gradient
+    # keys of pending / leaf_grads whose gradient is a sum the engine made: until the node runs (or, for
+    # a leaf, until the walk ends) its array is referenced nowhere else, so further gradients may be
+    # added into it in place (see _add_gradient). Nothing is sent to a node after it ran.
+    summed: set = set()
+    in_place = not create_graph
     for root, g in zip(roots, root_grads):
         key = root._node if root._node is not None else root
-        target = pending if root._node is not None else leaf_grads
-        target[key] = target[key] + g if key in target else g
+        _add_gradient(pending if root._node is not None else leaf_grads, key, g, summed, in_place)
 
     root_nodes = [r._node for r in roots if r._node is not None]
     consumers = _count_consumers(root_nodes)
-    needed = _needed_nodes(root_nodes, wanted) if wanted is not None else None
-    wanted_nodes = {id(t._node) for t in wanted if t._node is not None} if wanted is not None else ()
+    filtering = wanted is not None
+    needed = _needed_nodes(root_nodes, wanted) if filtering else None
+    wanted_nodes = {id(t._node) for t in wanted if t._node is not None} if filtering else ()
 
     retained = []
-    ready = [n for n in dict.fromkeys(root_nodes) if consumers.get(n, 0) == 0]
+    ready = [n for n in dict.fromkeys(root_nodes) if n not in consumers]
     prev_mode = GRAD_ENABLED[0]
     GRAD_ENABLED[0] = create_graph
     try:
@@ -175,25 +181,52 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
                 kept = node.retained()
                 if kept is not None:
                     retained.append((kept, g))
-            if id(node) in wanted_nodes:
-                captured[node] = g
-            if needed is not None and node not in needed:
-                continue
-            grads = _apply_rule(node, g, retain_graph)
-            for parent, pg in zip(node.parents, grads):
+            if filtering:
+                if id(node) in wanted_nodes:
+                    captured[node] = g
+                if node not in needed:
+                    continue
+            # the rule, inline (once per node): refuse a freed graph, check versions only when some
+            # tensor was changed in place since the node was made, free what the rule held
+            rule = node.backward_fn
+            if rule is None:
+                raise _freed_graph_error(node)
+            if node.epoch != INPLACE_EPOCH[0] and (node.saved or node.out_version):
+                _check_versions(node)
+            out = node.out
+            grads = rule(g, None if out is None else wrap(out, True, node))
+            if ANOMALY[0]:
+                from chainrule.autograd.anomaly import check_backward
+
+                check_backward(node, g, grads)
+            parents = node.parents
+            if len(grads) != len(parents):
+                raise RuntimeError(f"{node.name()} returned {len(grads)} gradients for {len(parents)} inputs")
+            if not retain_graph:
+                node.backward_fn = None
+                node.saved = ()
+                node.out = None
+            for parent, pg in zip(parents, grads):
                 if type(parent) is Node:
                     if pg is not None:
-                        pending[parent] = pending[parent] + pg if parent in pending else pg
+                        if parent in pending:
+                            _add_gradient(pending, parent, pg, summed, in_place)
+                        else:
+                            pending[parent] = pg
                     left = consumers[parent] - 1
-                    consumers[parent] = left
-                    if left == 0:
+                    if left:
+                        consumers[parent] = left
+                    else:
                         ready.append(parent)
                 elif parent is not None and pg is not None:
-                    leaf_grads[parent] = leaf_grads[parent] + pg if parent in leaf_grads else pg
+                    if parent in leaf_grads:
+                        _add_gradient(leaf_grads, parent, pg, summed, in_place)
+                    else:
+                        leaf_grads[parent] = pg
     finally:
         GRAD_ENABLED[0] = prev_mode
 
-    if wanted is not None:  # leaves nobody asked for: no .grad, no hooks (as in PyTorch)
+    if filtering:  # leaves nobody asked for: no .grad, no hooks (as in PyTorch)
         leaf_grads = {leaf: g for leaf, g in leaf_grads.items() if any(leaf is w for w in wanted)}
     for leaf in list(leaf_grads):
         if leaf._hooks:
@@ -201,54 +234,67 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
     return leaf_grads, retained
 
 
+def _add_gradient(grads: dict, key, g: Tensor, summed: set, in_place: bool) -> None:
+    """``grads[key] += g``. Into the array in place when the engine made it by an earlier sum here (no
+    rule, hook or caller holds it) and no graph is being built; else a new sum, which becomes the
+    engine's. Never into an array a rule returned: rules hand one gradient to several inputs (add)
+    and return views."""
+    if key not in grads:
+        grads[key] = g
+        return
+    old = grads[key]
+    a, b = old._data, g._data
+    if a.dtype != b.dtype or a.shape != b.shape or not in_place or old._rg or g._rg:
+        total = old + g  # promotion, broadcasting and graph building as the add op does them
+        grads[key] = total
+        if in_place and total._data is not a and total._data is not b:
+            summed.add(key)
+    elif key in summed:
+        a += b
+    else:
+        total = a + b
+        if type(total) not in ARRAY_TYPES:  # numpy gives a scalar for 0-d operands: keep an array to add into
+            total = xp_of(a).asarray(total)
+        grads[key] = wrap(total)
+        summed.add(key)
+
+
 def _release_parents(node: Node, consumers: dict, ready: list) -> None:
     """``node`` got no gradient: count it as done for each of its input nodes."""
     for parent in node.parents:
         if type(parent) is Node:
             left = consumers[parent] - 1
-            consumers[parent] = left
-            if left == 0:
+            if left:
+                consumers[parent] = left
+            else:
                 ready.append(parent)
 
 
 def _count_consumers(root_nodes: Sequence[Node]) -> dict:
-    """For each node reachable from the roots, how many edges of this graph point at it."""
+    """For each node reachable from the roots, how many edges of this graph point at it (nodes
+    nothing points at are absent)."""
     consumers: dict = {}
-    seen = set(root_nodes)
-    stack = list(seen)
+    roots = set(root_nodes)
+    stack = list(roots)
     while stack:
         node = stack.pop()
         for p in node.parents:
             if type(p) is Node:
-                consumers[p] = consumers.get(p, 0) + 1
-                if p not in seen:
-                    seen.add(p)
-                    stack.append(p)
+                if p in consumers:
+                    consumers[p] += 1
+                else:  # first visit
+                    consumers[p] = 1
+                    if p not in roots:  # roots were put on the stack at the start
+                        stack.append(p)
     return consumers
 
 
-def _apply_rule(node: Node, g: Tensor, retain_graph: bool) -> tuple:
-    rule = node.backward_fn
-    if rule is None:
-        raise RuntimeError(
-            f"backward: trying to backward through the graph a second time ({node.name()}'s saved "
-            "values were freed after the first backward). Pass retain_graph=True to the first "
-            "backward() or autograd.grad() call if you need to backward through it again."
-        )
-    if node.saved or node.out_version:
-        _check_versions(node)
-    grads = rule(g, None if node.out is None else wrap(node.out, True, node))
-    if ANOMALY[0]:
-        from chainrule.autograd.anomaly import check_backward
-
-        check_backward(node, g, grads)
-    if len(grads) != len(node.parents):
-        raise RuntimeError(f"{node.name()} returned {len(grads)} gradients for {len(node.parents)} inputs")
-    if not retain_graph:
-        node.backward_fn = None
-        node.saved = ()
-        node.out = None
-    return grads
+def _freed_graph_error(node: Node) -> RuntimeError:
+    return RuntimeError(
+        f"backward: trying to backward through the graph a second time ({node.name()}'s saved "
+        "values were freed after the first backward). Pass retain_graph=True to the first "
+        "backward() or autograd.grad() call if you need to backward through it again."
+    )
 
 
 def _check_versions(node: Node) -> None:
@@ -290,18 +336,21 @@ def _accumulate(tensor: Tensor, g: Tensor, create_graph: bool, handed_out: set) 
     broadcast of another array, or an array already given to another tensor or owned by the caller
     (rules pass one gradient to several inputs, e.g. add).
     """
-    if g.dtype is not tensor.dtype:
+    arr, want = g._data, tensor._data.dtype
+    if arr.dtype is not want and arr.dtype != want:  # `is` first: numpy's == on dtypes is slow
         g = g.to(tensor.dtype)
-    if tensor.grad is None:
+        arr = g._data
+    grad = tensor.grad
+    if grad is None:
         if create_graph:
             tensor.grad = g
             return
-        arr = g._data
-        if arr.base is not None or not arr.flags.writeable or id(arr) in handed_out:
+        # (CuPy's flags have no `writeable`: its arrays always are)
+        if arr.base is not None or id(arr) in handed_out or not getattr(arr.flags, "writeable", True):
             arr = arr.copy()
         handed_out.add(id(arr))
         tensor.grad = wrap(arr)
-    elif create_graph or tensor.grad._rg:
-        tensor.grad = tensor.grad + g
+    elif create_graph or grad._rg:
+        tensor.grad = grad + g
     else:
-        tensor.grad._data += g._data
+        grad._data += arr

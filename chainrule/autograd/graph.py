@@ -17,12 +17,13 @@ from collections.abc import Callable
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.backend import ARRAY_TYPES, xp_of
-from chainrule.tensor import Tensor, wrap
+from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
 
 __all__ = ["Node", "record", "HookHandle", "ANOMALY"]
 
 # detect_anomaly() turns this on: nodes then remember where the user's code created them.
 ANOMALY = [False]
+_new = object.__new__
 
 class HookHandle:
     """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
@@ -45,9 +46,14 @@ class HookHandle:
 
 
 class Node:
-    """One recorded operation: the ``grad_fn`` of the tensor it produced."""
+    """One recorded operation: the ``grad_fn`` of the tensor it produced.
 
-    __slots__ = ("op", "parents", "backward_fn", "saved", "versions", "out", "out_version", "hooks",
+    ``versions`` are the version counters of the ``saved`` tensors when the node was made and
+    ``epoch`` the in-place epoch then (see ``tensor.INPLACE_EPOCH``): backward compares the versions
+    only when some tensor was changed in place since.
+    """
+
+    __slots__ = ("op", "parents", "backward_fn", "saved", "versions", "epoch", "out", "out_version", "hooks",
                  "retained", "callsite", "__weakref__")
 
     def __init__(self, op: str, parents: tuple, backward_fn: Callable, saved: tuple):
@@ -55,7 +61,8 @@ class Node:
         self.parents = parents
         self.backward_fn = backward_fn
         self.saved = saved
-        self.versions = tuple([t._vc[0] if t._vc is not None else 0 for t in saved]) if saved else ()
+        self.versions = _versions_of(saved) if saved else ()
+        self.epoch = INPLACE_EPOCH[0]
         self.out = None  # the output array, for rules that read it
         self.out_version = None  # the output tensor's version counter, shared with it
         self.hooks = None
@@ -88,6 +95,35 @@ class Node:
         return self.retained is not None and self.retained() is tensor
 
 
+def _versions_of(saved: tuple) -> tuple:
+    """The current version of each tensor in ``saved`` (0 for one never changed in place)."""
+    n = len(saved)  # one and two unrolled: they are the common cases, and a comprehension is a call
+    if n == 1:
+        vc = saved[0]._vc
+        return (vc[0] if vc is not None else 0,)
+    if n == 2:
+        a, b = saved
+        return (a._vc[0] if a._vc is not None else 0, b._vc[0] if b._vc is not None else 0)
+    return tuple([t._vc[0] if t._vc is not None else 0 for t in saved])
+
+
+def _parents_of(inputs: tuple) -> tuple | None:
+    """Per input its node, or itself when it is a leaf that requires grad, or ``None`` when it does not
+    require grad; ``None`` overall when no input requires grad (nothing to record)."""
+    if len(inputs) == 1:  # unary and binary ops unrolled: this runs for every recorded operation
+        a = inputs[0]
+        return (a._node or a,) if a._rg else None
+    if len(inputs) == 2:
+        a, b = inputs
+        if a._rg:
+            return (a._node or a, (b._node or b) if b._rg else None)
+        return (None, b._node or b) if b._rg else None
+    for x in inputs:
+        if x._rg:
+            return tuple([(x._node or x) if x._rg else None for x in inputs])
+    return None
+
+
 def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = (),
            keep_output: bool = False) -> Tensor:
     """Wrap the backend array ``out`` as the result of operation ``op`` on ``inputs``.
@@ -99,22 +135,29 @@ def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = ()
     """
     if type(out) not in ARRAY_TYPES:  # reductions to 0-d give numpy scalars
         out = xp_of(inputs[0]._data).asarray(out)
-    if GRAD_ENABLED[0]:
-        for x in inputs:
-            if x._rg:
-                break
-        else:
-            return wrap(out)
-        parents = tuple([x._node or (x if x._rg else None) for x in inputs])
-        node = Node(op, parents, backward_fn, saved)
-        result = wrap(out, True, node)
-        if keep_output:
-            node.out = out
-            node.out_version = result._vc = [0]
-        if ANOMALY[0]:
-            from chainrule.autograd.anomaly import on_record
+    if not GRAD_ENABLED[0]:
+        return wrap(out)
+    parents = _parents_of(inputs)
+    if parents is None:
+        return wrap(out)
+    # Node.__init__'s fields, set without its call overhead: this runs for every recorded operation
+    node = _new(Node)
+    node.op = op
+    node.parents = parents
+    node.backward_fn = backward_fn
+    node.saved = saved
+    node.versions = _versions_of(saved) if saved else ()
+    node.epoch = INPLACE_EPOCH[0]
+    node.out = out if keep_output else None
+    node.out_version = None
+    node.hooks = None
+    node.retained = None
+    node.callsite = None
+    result = wrap(out, True, node)
+    if keep_output:
+        node.out_version = result._vc = [0]
+    if ANOMALY[0]:
+        from chainrule.autograd.anomaly import on_record
 
-            on_record(node, out, inputs)
-        return result
-    return wrap(out)
-
+        on_record(node, out, inputs)
+    return result

@@ -78,6 +78,8 @@ def binary_operands(a, b, op: str) -> tuple[Tensor, Tensor]:
 def scalar_operand(a: Tensor, value, op: str) -> Tensor:
     """The tensor to combine with the Python number ``value``: ``a`` itself, or ``a`` cast up when
     the number is of a higher kind (int tensor * 2.5 -> float, bool tensor + 1 -> int64)."""
+    if a._data.dtype.kind == "f" and type(value) is not complex:  # the common case: a float tensor keeps its dtype
+        return a
     dtype = _dt.scalar_result_type(_dt.from_np(a._data.dtype), value)
     return a if dtype.np == a._data.dtype else a.to(dtype)
 
@@ -96,6 +98,9 @@ def reduce_to(g: Tensor, x: Tensor) -> Tensor:
 
     Every backward rule of a broadcasting operation passes its input gradients through here.
     """
+    gd, xd = g._data, x._data
+    if gd.shape == xd.shape and gd.dtype is xd.dtype:  # the common case, first
+        return g
     if g.shape != x.shape:
         from chainrule.ops.reduction import sum_to
 

@@ -172,7 +172,7 @@ def test_render_run_graph_of_a_run_folder(tmp_path):
         written = viz.render_run_graph(tmp_path, tmp_path / "graph.dot")  # small: drawn op by op
         grouped = viz.render_run_graph(tmp_path, tmp_path / "grouped.dot", depth=1)
     source = written.read_text()
-    assert "net.1.weight" in source and "log_softmax" in source and "(8, 16) float32" in source
+    assert "net.1.weight" in source and "cross_entropy" in source and "(8, 16) float32" in source
     assert "net: Sequential" in grouped.read_text() and "net.1.weight" not in grouped.read_text()
 
 
