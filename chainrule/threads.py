@@ -1,5 +1,6 @@
 """How many threads numerical work may use: ``set_num_threads(n)`` limits the BLAS (through
-threadpoolctl, when installed) and the OpenMP pools numpy links against."""
+threadpoolctl, when installed), the OpenMP pools numpy links against, and chainrule's own threads
+for large elementwise kernels (``chainrule.backend.parallel``)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ _limiter = []  # the active threadpool_limits object, kept alive
 def set_num_threads(n: int) -> None:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    from chainrule.backend.parallel import set_workers
+
     try:
         from threadpoolctl import threadpool_limits
     except ImportError as err:
         raise ImportError(
-            "set_num_threads needs threadpoolctl: pip install threadpoolctl (or chainrule[speed])"
+            "set_num_threads needs threadpoolctl to limit the BLAS: pip install threadpoolctl (or chainrule[train])"
         ) from err
+    set_workers(n)
     _limiter.clear()
     _limiter.append(threadpool_limits(limits=n))
     os.environ["OMP_NUM_THREADS"] = str(n)

@@ -16,6 +16,7 @@ from numbers import Number
 
 from chainrule import dtypes as _dt
 from chainrule.backend import special, xp_of
+from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import (
     Tensor,
     binary_operands,
@@ -140,6 +141,7 @@ def _np_mul(x, y):
 
 def _np_div(x, y):
     return x / y
+
 
 
 def sub(a, b, alpha: Number = 1) -> Tensor:
@@ -582,52 +584,73 @@ _GELU_C = 0.044715
 def gelu(a, approximate: str = "none") -> Tensor:
     """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``). A primitive: the forward
     keeps Phi(x) (or the tanh) it computed, and the backward rule multiplies by ``_gelu_slope``, itself a
-    primitive computed in one pass from it; gradients of higher order go through the slope's own rule."""
+    primitive computed in one pass from it; gradients of higher order go through the slope's own rule.
+    Large arrays are computed in chunks on several threads (``chainrule.backend.parallel``)."""
     a = float_operand(a, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    x = a._data
-    xp = xp_of(x)
-    inner = _gelu_inner(x, approximate, xp)
-    out = xp.add(inner, 1.0, out=xp.empty_like(x))
-    out *= 0.5 * x  # x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(...))
+    xp = xp_of(a._data)
+    x = xp.ascontiguousarray(a._data).reshape(-1)
+    inner, out = xp.empty_like(x), xp.empty_like(x)
+
+    def work(lo, hi):
+        chunk, o = x[lo:hi], out[lo:hi]
+        _gelu_inner(chunk, approximate, xp, inner[lo:hi])
+        xp.add(inner[lo:hi], 1.0, out=o)
+        o *= chunk
+        o *= 0.5  # x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(...))
+
+    parallel_for(x.size, 1, x, work)
+    out = out.reshape(a.shape)
     return record(out, "gelu", (a,), lambda g, _: (mul(g, _gelu_slope(a, approximate, inner)),), (a,))
 
 
-def _gelu_inner(x, approximate: str, xp):
-    """erf(x / sqrt 2), or tanh(sqrt(2/pi) (x + 0.044715 x**3)) for the tanh approximation."""
+def _gelu_inner(x, approximate: str, xp, out):
+    """erf(x / sqrt 2), or tanh(sqrt(2/pi) (x + 0.044715 x**3)) for the tanh approximation, into ``out``."""
     if approximate == "tanh":
-        u = xp.multiply(x, x, out=xp.empty_like(x))  # out=: an array even for 0-d input
-        u *= _GELU_C
-        u += 1.0
-        u *= x
-        u *= _SQRT_2_OVER_PI
-        return xp.tanh(u, out=u)
-    return special.erf(x * (1.0 / math.sqrt(2.0)), xp).astype(x.dtype, copy=False)
+        xp.multiply(x, x, out=out)
+        out *= _GELU_C
+        out += 1.0
+        out *= x
+        out *= _SQRT_2_OVER_PI
+        xp.tanh(out, out=out)
+    else:
+        out[...] = special.erf(x * (1.0 / math.sqrt(2.0)), xp)
 
 
 def _gelu_slope(a: Tensor, approximate: str, inner=None) -> Tensor:
-    """d gelu(x) / dx, from the forward's erf or tanh values ``inner`` when given."""
-    x = a._data
-    xp = xp_of(x)
-    if inner is None:
-        inner = _gelu_inner(x, approximate, xp)
-    slope = xp.multiply(x, x, out=xp.empty_like(x))  # out=: an array even for 0-d input
-    if approximate == "tanh":
-        # 0.5 (1 + t) + 0.5 x (1 - t**2) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x**2)
-        slope *= 3 * _GELU_C
-        slope += 1.0
-        slope *= x
-        slope *= 0.5 * _SQRT_2_OVER_PI
-        slope *= 1.0 - inner * inner
-    else:
-        # Phi(x) + x phi(x)
-        slope *= -0.5
-        xp.exp(slope, out=slope)
-        slope *= x * (1.0 / math.sqrt(2.0 * math.pi))
-    slope += 0.5 * inner
-    slope += 0.5
-    return record(slope, "gelu_slope", (a,), lambda g, _: (mul(g, _gelu_curvature(a, approximate)),), (a,))
+    """d gelu(x) / dx, from the forward's flat erf or tanh values ``inner`` when given."""
+    xp = xp_of(a._data)
+    x = xp.ascontiguousarray(a._data).reshape(-1)
+    slope = xp.empty_like(x)
+
+    def work(lo, hi):
+        chunk, s = x[lo:hi], slope[lo:hi]
+        if inner is None:
+            values = xp.empty_like(chunk)
+            _gelu_inner(chunk, approximate, xp, values)
+        else:
+            values = inner[lo:hi]
+        xp.multiply(chunk, chunk, out=s)
+        if approximate == "tanh":
+            # 0.5 (1 + t) + 0.5 x (1 - t**2) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x**2)
+            s *= 3 * _GELU_C
+            s += 1.0
+            s *= chunk
+            s *= 0.5 * _SQRT_2_OVER_PI
+            s *= 1.0 - values * values
+        else:
+            # Phi(x) + x phi(x)
+            s *= -0.5
+            xp.exp(s, out=s)
+            s *= chunk
+            s *= 1.0 / math.sqrt(2.0 * math.pi)
+        s += 0.5 * values
+        s += 0.5
+
+    parallel_for(x.size, 1, x, work)
+    return record(slope.reshape(a.shape), "gelu_slope", (a,),
+                  lambda g, _: (mul(g, _gelu_curvature(a, approximate)),), (a,))
 
 
 def _gelu_curvature(a: Tensor, approximate: str) -> Tensor:
