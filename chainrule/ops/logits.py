@@ -4,6 +4,7 @@ closed-form gradients), so the common classifier head costs two passes, not a gr
 from __future__ import annotations
 
 from chainrule.backend import xp_of
+from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand
 
 __all__ = ["softmax", "log_softmax", "softmin"]
@@ -13,15 +14,50 @@ def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along ``dim``, computed from x - max(x) so it never overflows."""
     x = _float_input(input, dtype, "softmax")
     d = _softmax_dim(x, dim, "softmax")
-    xp = xp_of(x._data)
-    shifted = x._data - x._data.max(axis=d, keepdims=True)
-    e = xp.exp(shifted, out=shifted)
-    out = e / e.sum(axis=d, keepdims=True)
+    out = _along_last_dim(x._data, d, _softmax_rows)
+    return record(out, "softmax", (x,), lambda g, out: (_softmax_backward(g, out, d),), keep_output=True)
 
-    def rule(g, out):
-        return (out * (g - (g * out).sum(d, keepdim=True)),)
 
-    return record(out, "softmax", (x,), rule, keep_output=True)
+def _softmax_rows(rows, out, xp) -> None:
+    xp.subtract(rows, rows.max(axis=-1, keepdims=True), out=out)
+    xp.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+
+
+def _softmax_backward(g: Tensor, out: Tensor, d: int) -> Tensor:
+    """out * (g - sum(g * out)) along ``d``: the softmax's vector-Jacobian product as one primitive. Its own
+    rule (for double backward): d/dg is this same map; d/dout is gg (g - s) - g sum(gg out)."""
+    def rows_vjp(rows_g, res, xp, rows_o):
+        xp.multiply(rows_g, rows_o, out=res)
+        s = res.sum(axis=-1, keepdims=True)
+        xp.subtract(rows_g, s, out=res)
+        res *= rows_o
+
+    result = _along_last_dim(g._data, d, rows_vjp, out._data)
+
+    def rule(gg, _):
+        s = (g * out).sum(d, keepdim=True)
+        return _softmax_backward(gg, out, d), gg * (g - s) - g * (gg * out).sum(d, keepdim=True)
+
+    return record(result, "softmax_backward", (g, out), rule, (g, out))
+
+
+def _along_last_dim(data, d: int, kernel, *others):
+    """Apply a row kernel ``kernel(rows, out, xp, *other_rows)`` along dim ``d``: in row chunks on worker
+    threads when ``d`` is the last dim (the common case), else in one piece with ``d`` moved last."""
+    xp = xp_of(data)
+    moved = data.ndim > 0 and d != data.ndim - 1
+    if moved:
+        data = xp.moveaxis(data, d, -1)
+        others = tuple(xp.moveaxis(o, d, -1) for o in others)
+    width = data.shape[-1] if data.ndim else 1
+    rows = xp.ascontiguousarray(data).reshape(-1, width)
+    other_rows = [xp.ascontiguousarray(o).reshape(-1, width) for o in others]
+    out = xp.empty_like(rows)
+    parallel_for(rows.shape[0], width, rows,
+                 lambda lo, hi: kernel(rows[lo:hi], out[lo:hi], xp, *(o[lo:hi] for o in other_rows)))
+    out = out.reshape(data.shape)
+    return xp.moveaxis(out, -1, d) if moved else out
 
 
 def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
