@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import math
 
-from chainrule.autograd.grad_mode import no_grad
+from chainrule.autograd.grad_mode import GRAD_ENABLED, no_grad
 from chainrule.backend import xp_of
+from chainrule.backend.parallel import parallel_for
 from chainrule.ops import elementwise as ew
 from chainrule.ops._helpers import Tensor, describe, forward_value, record, tensor_operand, wrap
 from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
@@ -139,8 +140,12 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise over the trailing ``normalized_shape`` dims to zero mean and unit variance (biased), then
-    scale and shift. A primitive (one node instead of nine): the forward keeps only the mean and
-    1/std per row; the backward rule is written with primitives."""
+    scale and shift. A primitive (one node instead of nine) computed in row chunks on worker threads; the
+    forward keeps only the mean and 1/std per row.
+
+    Its backward has two forms of one formula: a fused row kernel for ordinary backward, and the same
+    formula in primitives when the backward itself is recorded (``create_graph=True``), so that gradients
+    of every order work."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     x = tensor_operand(input, "layer_norm")
     if x.ndim < len(shape) or tuple(x.shape[x.ndim - len(shape):]) != shape:
@@ -148,39 +153,87 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != shape:
             raise RuntimeError(f"layer_norm: {name} {describe(p)} must have the normalized shape {list(shape)}")
+    xp = xp_of(x._data)
+    width = math.prod(shape)
+    rows = xp.ascontiguousarray(x._data).reshape(-1, width)
+    w = None if weight is None else weight._data.reshape(-1)
+    b = None if bias is None else bias._data.reshape(-1)
+    out = xp.empty_like(rows)
+    mean = xp.empty((rows.shape[0], 1), dtype=rows.dtype)
+    rstd = xp.empty_like(mean)
+
+    def normalize_rows(lo, hi):
+        r, o = rows[lo:hi], out[lo:hi]
+        m = mean[lo:hi]
+        r.mean(axis=1, keepdims=True, out=m)
+        xp.subtract(r, m, out=o)
+        s = rstd[lo:hi]
+        xp.multiply(o, o).mean(axis=1, keepdims=True, out=s)
+        s += eps
+        xp.sqrt(s, out=s)
+        xp.reciprocal(s, out=s)
+        o *= s
+        if w is not None:
+            o *= w
+        if b is not None:
+            o += b
+
+    parallel_for(rows.shape[0], width, rows, normalize_rows)
+    inputs = (x,) + tuple(p for p in (weight, bias) if p is not None)
     dims = tuple(range(x.ndim - len(shape), x.ndim))
     lead = tuple(range(x.ndim - len(shape)))
-    data = x._data
-    mean = data.mean(axis=dims, keepdims=True)
-    xhat = data - mean
-    rstd = (xhat * xhat).mean(axis=dims, keepdims=True)
-    rstd += eps
-    rstd = 1.0 / xp_of(data).sqrt(rstd)
-    xhat *= rstd
-    out = xhat
-    if weight is not None:
-        out *= weight._data
-    if bias is not None:
-        out += bias._data
-    inputs = (x,) + tuple(p for p in (weight, bias) if p is not None)
-
-    def recompute():
-        centered = x - x.mean(dims, keepdim=True)
-        r = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
-        return centered * r, r
 
     def rule(g, _):
-        xhat_t, rstd_t = forward_value(((x._data - mean) * rstd, rstd), recompute)
-        gxhat = g * weight if weight is not None else g
-        grads = [rstd_t * (gxhat - gxhat.mean(dims, keepdim=True) - xhat_t * (gxhat * xhat_t).mean(dims, keepdim=True))
-                 if x._rg else None]
-        if weight is not None:
-            grads.append((g * xhat_t).sum(lead) if weight._rg else None)
-        if bias is not None:
-            grads.append(g.sum(lead) if bias._rg else None)
-        return tuple(grads)
+        if GRAD_ENABLED[0]:  # recording the backward: the formula in primitives
+            centered = x - x.mean(dims, keepdim=True)
+            r = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
+            return _layer_norm_vjp(g, centered * r, r, x, weight, bias, dims, lead)
+        grads = _layer_norm_vjp_rows(g._data, rows, mean, rstd, w, x._rg, xp)
+        return tuple(wrap(a.reshape(t.shape)) if a is not None else None for a, t in zip(grads, inputs))
 
-    return record(out, "layer_norm", inputs, rule, inputs)
+    return record(out.reshape(x.shape), "layer_norm", inputs, rule, inputs)
+
+
+def _layer_norm_vjp(g, xhat, rstd, x, weight, bias, dims, lead) -> tuple:
+    """Gradients of layer_norm for x, weight, bias, in primitives (differentiable again)."""
+    gxhat = g * weight if weight is not None else g
+    grads = [rstd * (gxhat - gxhat.mean(dims, keepdim=True) - xhat * (gxhat * xhat).mean(dims, keepdim=True))
+             if x._rg else None]
+    if weight is not None:
+        grads.append((g * xhat).sum(lead) if weight._rg else None)
+    if bias is not None:
+        grads.append(g.sum(lead) if bias._rg else None)
+    return tuple(grads)
+
+
+def _layer_norm_vjp_rows(g, rows, mean, rstd, w, need_x: bool, xp) -> tuple:
+    """The same gradients as arrays, in row chunks on worker threads:
+    gx = rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat)), gxhat = g w; gw = sum(g xhat); gb = sum(g)."""
+    g = xp.ascontiguousarray(g).reshape(rows.shape)
+    xhat = xp.empty_like(rows)
+    gx = xp.empty_like(rows) if need_x else None
+
+    def rows_vjp(lo, hi):
+        xh = xhat[lo:hi]
+        xp.subtract(rows[lo:hi], mean[lo:hi], out=xh)
+        xh *= rstd[lo:hi]
+        if gx is None:
+            return
+        gxhat = g[lo:hi] * w if w is not None else g[lo:hi]
+        out = gx[lo:hi]
+        xp.multiply(gxhat, xh, out=out)
+        b = out.mean(axis=1, keepdims=True)
+        xp.multiply(xh, b, out=out)
+        xp.subtract(gxhat, out, out=out)
+        out -= gxhat.mean(axis=1, keepdims=True)
+        out *= rstd[lo:hi]
+
+    parallel_for(rows.shape[0], rows.shape[1], rows, rows_vjp)
+    grads = [gx]
+    if w is not None:
+        grads.append(xp.einsum("ij,ij->j", g, xhat))
+    grads.append(g.sum(axis=0))
+    return tuple(grads)
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
