@@ -74,6 +74,31 @@ def test_conv1d_gradients(xshape, wshape, with_bias, kw):
     check_grads(lambda x, w, *b: C.conv1d(x, w, *b, **kw), *inputs)
 
 
+PRIMITIVE_CONFIGS = [  # x shape, weight shape, stride, padding (top, bottom, left, right), dilation, groups
+    ((2, 2, 5, 4), (3, 2, 3, 2), (2, 1), (1, 0, 1, 1), (1, 2), 1),
+    ((1, 4, 4, 5), (4, 2, 2, 2), (1, 1), (0, 0, 0, 0), (1, 1), 2),
+    ((2, 2, 4, 4), (2, 2, 2, 2), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # windows tile the image exactly
+]
+
+
+@pytest.mark.parametrize("xshape, wshape, stride, pad, dilation, groups", PRIMITIVE_CONFIGS)
+def test_conv_gradient_primitives_are_differentiable(xshape, wshape, stride, pad, dilation, groups):
+    """The transposed convolution (gradient in x) and the weight gradient are primitives of their own;
+    their rules (each other and the forward convolution) must hold to second order too."""
+    geom = C.Windows.for_conv(xshape, wshape[2:], stride, dilation, pad, "test")
+    x, w, g = leaf(*xshape), leaf(*wshape), leaf(xshape[0], wshape[0], *geom.out)
+    check_grads(lambda g, w: C._conv_input_grad(g, w, geom, groups), g, w)
+    check_grads(lambda x, g: C._conv_weight_grad(x, g, geom, groups), x, g)
+
+
+def test_batch_chunks_split_evenly(monkeypatch):
+    monkeypatch.setattr(C, "_CHUNK_BYTES", 20)
+    assert C._batch_chunks(5, 10) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert C._batch_chunks(3, 50) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # images larger than a chunk
+    assert C._batch_chunks(3, 1) == [slice(0, 3)]
+    assert C._batch_chunks(0, 10) == []
+
+
 POOL_GRAD_CASES = [
     ("max2d tiled", lambda x: C.max_pool2d(x, 2), (1, 2, 4, 4)),
     ("max2d general", lambda x: C.max_pool2d(x, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2)), (1, 1, 5, 5)),
@@ -322,6 +347,89 @@ def test_second_derivative_of_conv_matches_torch(torch):
     theirs = penalty_grad(torch, lambda o, i, **k: torch.autograd.grad(o, [i], **k), torch.nn.functional.conv2d,
                           torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True))
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.oracle
+def test_conv_in_uneven_batch_chunks_matches_torch(torch, monkeypatch):
+    """Convolution runs a few images at a time; chunks of 2, 2 and 1 images give PyTorch's values,
+    gradients and second derivatives."""
+    F = torch.nn.functional
+    x, w, b = rng.standard_normal((5, 3, 6, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    monkeypatch.setattr(C, "_CHUNK_BYTES", 2 * 3 * 9 * 6 * 7 * 8)  # the columns of two float64 images
+    assert len(C._batch_chunks(5, 3 * 9 * 6 * 7 * 8)) == 3
+    run_both(torch, lambda *t: C.conv2d(*t, padding=1), lambda *t: F.conv2d(*t, padding=1), [x, w, b], "float64")
+
+    def penalty_grad(lib, conv, x, w):
+        (gx,) = lib.autograd.grad((conv(x, w, padding=1) ** 3).sum(), [x], create_graph=True)
+        return lib.autograd.grad((gx * gx).sum(), [w])[0]
+
+    ours = penalty_grad(cr, C.conv2d, cr.tensor(x, requires_grad=True), cr.tensor(w, requires_grad=True))
+    theirs = penalty_grad(torch, F.conv2d, torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True))
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_conv_gradients_keep_non_finite_values_where_they_belong():
+    """Stride-1 columns run whole padded rows, whose extra columns are junk (windows wrapping into the
+    next row); an inf in x or a NaN in w must not leak through them onto other pixels or taps: the
+    gradients equal the unfold/fold formulas, inf and NaN in the same places."""
+    x_np, w_np, g_np = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((2, 3, 3, 3)), rng.standard_normal((2, 2, 4, 5))
+    x_np[0, 1, 2, 0] = np.inf  # in the windows of taps (a, 0) only; the junk of taps (a, 1) reads it
+    w_np[1, 2, 0, 2] = np.nan  # reaches rows 0-3, columns 2-6 of channel 2; its junk lands on columns 0-1
+    geom = C.Windows.for_conv(x_np.shape, (3, 3), (1, 1), (1, 1), (0, 0, 0, 0), "test")
+    assert C._row_width(geom, 2) == 7  # the padded-width layout is the one under test
+    x, w = cr.tensor(x_np, requires_grad=True), cr.tensor(w_np, requires_grad=True)
+    C.conv2d(x, w).backward(cr.tensor(g_np))
+    cols, g2 = C.unfold(cr.tensor(x_np), 3).numpy(), g_np.reshape(2, 2, -1)
+    expected_gw = np.einsum("nol,nkl->ok", g2, cols).reshape(w_np.shape)
+    expected_gx = C.fold(cr.tensor(np.einsum("ok,nol->nkl", w_np.reshape(2, -1), g2)), (6, 7), 3).numpy()
+    assert np.isinf(expected_gw).sum() == 6 and np.isnan(expected_gx).sum() == 2 * 4 * 5
+    np.testing.assert_allclose(w.grad.numpy(), expected_gw, rtol=1e-10)
+    np.testing.assert_allclose(x.grad.numpy(), expected_gx, rtol=1e-10)
+
+
+def channels_major(t):
+    """The same values laid out (C, N, H, W) in memory, as convolution outputs are."""
+    return t.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)])
+def test_pools_of_channel_major_inputs_match_torch(torch, kw):
+    F = torch.nn.functional
+    x = rng.standard_normal((3, 4, 6, 7))
+    run_both(torch, lambda t: C.max_pool2d(channels_major(t), **kw), lambda t: F.max_pool2d(t, **kw), [x], "float32")
+    run_both(torch, lambda t: C.avg_pool2d(channels_major(t), count_include_pad=False, **kw),
+             lambda t: F.avg_pool2d(t, count_include_pad=False, **kw), [x], "float32")
+
+
+def test_conv_and_pool_outputs_keep_the_channel_major_layout():
+    """Pooling and its gradient keep the layout of a convolution's output, so the elementwise ops in
+    between (relu and its backward) see operands of one layout."""
+    x, w = cr.randn(2, 3, 6, 6), cr.randn(4, 3, 3, 3, requires_grad=True)
+    y = C.conv2d(x, w, padding=1).relu()
+    pooled = C.max_pool2d(y, 2)
+    (gy,) = cr.autograd.grad(pooled.sum(), [y])
+    for t in (y, pooled, gy):
+        assert C._is_channels_major(t._data)
+
+
+def reference_max_pool_grad(x: np.ndarray, k: int, g: np.ndarray) -> np.ndarray:
+    """Windows tiling the image: each window's gradient split evenly among its maxima (by loops)."""
+    grad = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(g.shape):
+        window = x[n, c, i * k:(i + 1) * k, j * k:(j + 1) * k]
+        hits = window == window.max()
+        grad[n, c, i * k:(i + 1) * k, j * k:(j + 1) * k] = hits * g[n, c, i, j] / hits.sum()
+    return grad
+
+
+def test_max_pool_after_relu_splits_zero_windows_evenly():
+    """After a relu many windows are all zeros: every element of such a window gets a quarter."""
+    x_np = np.maximum(rng.standard_normal((3, 4, 6, 8)), 0).round(1)  # zeros and repeated values: ties
+    x = cr.tensor(x_np, requires_grad=True)
+    g = rng.standard_normal((3, 4, 3, 4))
+    C.max_pool2d(channels_major(x), 2).backward(cr.tensor(g))
+    np.testing.assert_allclose(x.grad.numpy(), reference_max_pool_grad(x_np, 2, g), rtol=1e-12)
 
 
 # ----- the tie policy of max pooling ----------------------------------------------------------------
