@@ -797,13 +797,35 @@ def where(condition, a, b) -> Tensor:
 
 
 def _where_arrays(cond: Tensor, x, y, x_shape: tuple, y_shape: tuple):
+    xp = xp_of(cond._data)
+    kept = _masked_by_multiply(xp, cond._data, x, y)
+    if kept is not None:
+        return kept
     try:
-        return xp_of(cond._data).where(cond._data, x, y)
+        return xp.where(cond._data, x, y)
     except ValueError:
         raise RuntimeError(
             f"where: the condition {tuple(cond.shape)}, x {tuple(x_shape)} and y {tuple(y_shape)} cannot be "
             "broadcast together: each dimension, compared from the right, must be equal or 1"
         ) from None
+
+
+def _masked_by_multiply(xp, cond, x, y):
+    """``where(cond, x, 0)`` (or ``where(cond, 0, y)``) as a multiply by the mask: several times faster than
+    numpy's where on a random mask (relu's and masks' backward), and exact unless the kept array holds
+    inf/NaN (inf * 0 is NaN), in which case None sends the caller to where. None too for other forms."""
+    if type(y) in _PYTHON_NUMBERS and y == 0 and getattr(x, "dtype", None) is not None and x.dtype.kind == "f":
+        kept, mask = x, cond
+    elif type(x) in _PYTHON_NUMBERS and x == 0 and getattr(y, "dtype", None) is not None and y.dtype.kind == "f":
+        kept, mask = y, ~cond
+    else:
+        return None
+    try:
+        if kept.shape != xp.broadcast_shapes(kept.shape, mask.shape):
+            return None
+    except ValueError:
+        return None  # where reports the shapes
+    return xp.multiply(kept, mask) if xp.isfinite(kept).all() else None
 
 
 def lerp(start, end, weight) -> Tensor:
