@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule.backend.allocator import keep_freed_memory
+
+keep_freed_memory()
+
 __all__ = ["np", "Device", "cpu", "xp_of", "device_of", "get_device", "ARRAY_TYPES", "as_array"]
 
 
