@@ -226,6 +226,14 @@ def _method(settings: dict) -> list[str]:
     ]
 
 
+def _analysis(settings: dict) -> list[str]:
+    """The hand-written analysis of missed targets (bench/ANALYSIS.md), for full runs."""
+    path = Path(__file__).with_name("ANALYSIS.md")
+    if settings["quick"] or not path.exists():
+        return []
+    return [*path.read_text().rstrip().splitlines(), ""]
+
+
 def render(result: dict) -> str:
     """The whole report as Markdown."""
     m, s, noise, gemm = result["machine"], result["settings"], result["noise"], result["gemm"]
@@ -264,6 +272,7 @@ def render(result: dict) -> str:
         *_table(["workload", "chainrule step-1 loss", "torch step-1 loss", "rel diff", "step-2 loss (chainrule vs torch)",
                  "check"], _loss_rows(result["workloads"])),
         "",
+        *_analysis(s),
         "## Workloads",
         "",
         *(f"- **{r['name']}**: {r['summary']} (matmul FLOPs per step: {r['matmul_flops'] / 1e9:.3f} G)"
