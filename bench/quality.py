@@ -70,10 +70,14 @@ def measure(kind: str, out: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kinds", nargs="*", default=list(BARS), choices=list(BARS))
+    parser.add_argument("kinds", nargs="*", metavar="KIND", help=f"which recipes (default: all of {', '.join(BARS)})")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    unknown = [k for k in args.kinds if k not in BARS]
+    if unknown:
+        parser.error(f"unknown recipe(s) {unknown}; choose from {list(BARS)}")
+    args.kinds = args.kinds or list(BARS)
     import chainrule as cr
 
     cr.set_num_threads(args.threads)
