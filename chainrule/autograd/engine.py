@@ -199,9 +199,7 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
                 from chainrule.autograd.anomaly import check_backward
 
                 check_backward(node, g, grads)
-            parents = node.parents
-            if len(grads) != len(parents):
-                raise RuntimeError(f"{node.name()} returned {len(grads)} gradients for {len(parents)} inputs")
+            parents = node.parents  # one gradient per parent: custom Functions check their count in apply
             if not retain_graph:
                 node.backward_fn = None
                 node.saved = ()

@@ -95,14 +95,19 @@ class Node:
         return self.retained is not None and self.retained() is tensor
 
 
+_NEVER_CHANGED = {1: (0,), 2: (0, 0)}
+
+
 def _versions_of(saved: tuple) -> tuple:
     """The current version of each tensor in ``saved`` (0 for one never changed in place)."""
     n = len(saved)  # one and two unrolled: they are the common cases, and a comprehension is a call
     if n == 1:
         vc = saved[0]._vc
-        return (vc[0] if vc is not None else 0,)
+        return (vc[0],) if vc is not None else _NEVER_CHANGED[1]
     if n == 2:
         a, b = saved
+        if a._vc is None and b._vc is None:
+            return _NEVER_CHANGED[2]  # a shared tuple: no allocation for the usual case
         return (a._vc[0] if a._vc is not None else 0, b._vc[0] if b._vc is not None else 0)
     return tuple([t._vc[0] if t._vc is not None else 0 for t in saved])
 

@@ -193,16 +193,24 @@ class Module:
     def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
+    def _members(self, table: str, recurse: bool):
+        """The values of ``_named_members`` without building their names: ``parameters()`` runs every
+        step (zero_grad, optimizers), so it skips the string work."""
+        seen = set()
+        for module in self.modules() if recurse else (self,):
+            for value in module.__dict__[table].values():
+                if value is not None and id(value) not in seen:
+                    seen.add(id(value))
+                    yield value
+
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
-        for _, p in self.named_parameters(recurse=recurse):
-            yield p
+        return self._members("_parameters", recurse)
 
     def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
-        for _, b in self.named_buffers(recurse=recurse):
-            yield b
+        return self._members("_buffers", recurse)
 
     def get_submodule(self, target: str) -> Module:
         module = self

@@ -15,6 +15,7 @@ import math
 from numbers import Number
 
 from chainrule import dtypes as _dt
+from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.backend import special, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import (
@@ -114,6 +115,14 @@ def _check_alpha(op: str, a, b, alpha) -> None:
 
 def add(a, b, alpha: Number = 1) -> Tensor:
     """``a + alpha * b``, broadcasting."""
+    if alpha == 1 and isinstance(a, Tensor) and isinstance(b, Tensor):
+        x, y = a._data, b._data
+        if x.dtype is y.dtype and type(x) is type(y):  # the common case, without the operand checks below
+            try:
+                out = x + y
+            except ValueError:
+                raise _broadcast_error("add", a, b) from None
+            return record(out, "add", (a, b), lambda g, _: (reduce_to(g, a), reduce_to(g, b)))
     if alpha != 1:
         _check_alpha("add", a, b, alpha)
         b = mul(b, alpha)
@@ -168,6 +177,15 @@ def sub(a, b, alpha: Number = 1) -> Tensor:
 
 def mul(a, b) -> Tensor:
     """``a * b``, broadcasting."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        x, y = a._data, b._data
+        if x.dtype is y.dtype and type(x) is type(y):  # the common case, without the operand checks below
+            try:
+                out = x * y
+            except ValueError:
+                raise _broadcast_error("mul", a, b) from None
+            operands = (a, b)
+            return record(out, "mul", operands, _mul_rule(a, b), operands)
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "mul")
         return record(a._data * b, "mul", (a,), lambda g, _: (mul(g, b),))
@@ -175,12 +193,18 @@ def mul(a, b) -> Tensor:
         return mul(b, a)
     a, b = binary_operands(a, b, "mul")
     out = _apply2("mul", _np_mul, a, b)
+    return record(out, "mul", (a, b), _mul_rule(a, b), (a, b))
 
+
+def _mul_rule(a: Tensor, b: Tensor):
     def rule(g, _):
+        if not GRAD_ENABLED[0]:  # a plain backward: the products on arrays, no op dispatch (the hot path)
+            gd = g._data
+            return (reduce_to(untracked(gd * b._data, g), a) if a._rg else None,
+                    reduce_to(untracked(gd * a._data, g), b) if b._rg else None)
         return (reduce_to(mul(g, b), a) if a._rg else None,
                 reduce_to(mul(g, a), b) if b._rg else None)
-
-    return record(out, "mul", (a, b), rule, (a, b))
+    return rule
 
 
 def div(a, b, rounding_mode: str | None = None) -> Tensor:
