@@ -29,7 +29,7 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
 )
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
 from chainrule.ops.indexing import one_hot
-from chainrule.ops.logits import log_softmax, softmax, softmin
+from chainrule.ops.logits import _along_last_dim, _softmax_backward, _softmax_rows, log_softmax, softmax, softmin
 from chainrule.ops.shape import pad
 from chainrule.random import default_generator
 
@@ -523,17 +523,49 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if is_causal and attn_mask is not None:
         raise RuntimeError("scaled_dot_product_attention: pass either attn_mask or is_causal, not both")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    scores = (query * scale).matmul(key.mT)
     if is_causal:
-        scores = scores + wrap(_causal_mask(query.shape[-2], key.shape[-2], query._data.dtype, xp_of(query._data)))
-    elif attn_mask is not None:
-        if attn_mask._data.dtype.kind == "b":  # True = may attend: 0 there, -inf elsewhere
-            attn_mask = wrap(xp_of(attn_mask._data).where(attn_mask._data, 0.0, float("-inf")).astype(scores._data.dtype))
-        scores = scores + attn_mask
-    weights = softmax(scores, -1)
+        attn_mask = wrap(_causal_mask(query.shape[-2], key.shape[-2], query._data.dtype, xp_of(query._data)))
+    elif attn_mask is not None and attn_mask._data.dtype.kind == "b":  # True = may attend: 0 there, -inf elsewhere
+        attn_mask = wrap(xp_of(attn_mask._data).where(attn_mask._data, 0.0, float("-inf")).astype(query._data.dtype))
+    fusable = (dropout_p == 0.0 and query.shape[:-2] == key.shape[:-2] == value.shape[:-2]
+               and query._data.dtype == key._data.dtype == value._data.dtype
+               and (attn_mask is None or (not attn_mask._rg and attn_mask._data.dtype == query._data.dtype)))
+    if fusable:
+        return _attention(query, key, value, attn_mask, scale)
+    weights = _attention_weights(query, key, attn_mask, scale)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights.matmul(value)
+
+
+def _attention_weights(query: Tensor, key: Tensor, additive_mask: Tensor | None, scale: float) -> Tensor:
+    """softmax(q k^T * scale + mask) as a graph of differentiable ops."""
+    scores = (query * scale).matmul(key.mT)
+    return softmax(scores if additive_mask is None else scores + additive_mask, -1)
+
+
+def _attention(query: Tensor, key: Tensor, value: Tensor, additive_mask: Tensor | None, scale: float) -> Tensor:
+    """Primitive: softmax(q k^T * scale + mask) v, the scores scaled, masked and normalised in place (one
+    (..., L, S) array instead of four, one node instead of six). The rule keeps the attention weights P:
+    dv = P^T g, dq = scale dS k, dk = scale dS^T q with dS = P * (g v^T - rowsum(g v^T * P)), the last the
+    softmax primitive's VJP; building a graph of the backward (create_graph) recomputes P differentiably."""
+    xp = xp_of(query._data)
+    scores = query._data @ xp.swapaxes(key._data, -1, -2)
+    scores *= scale
+    if additive_mask is not None:
+        scores += additive_mask._data
+    weights = _along_last_dim(scores, scores.ndim - 1, _softmax_rows)
+    del scores
+    out = weights @ value._data
+
+    def rule(g, _):
+        p = forward_value(weights, lambda: _attention_weights(query, key, additive_mask, scale))
+        d_scores = _softmax_backward(g.matmul(value.mT), p, p.ndim - 1)
+        return (d_scores.matmul(key) * scale if query._rg else None,
+                d_scores.mT.matmul(query) * scale if key._rg else None,
+                p.mT.matmul(g) if value._rg else None)
+
+    return record(out, "scaled_dot_product_attention", (query, key, value), rule, (query, key, value))
 
 
 @functools.lru_cache(maxsize=32)

@@ -14,6 +14,7 @@ def t(*shape, scale=1.0):
 
 
 TARGETS = cr.tensor([2, 0, 1])
+MASK = cr.tensor([[0.5, -1.0, 0.0, 2.0], [0.0, 0.0, -1.0, 0.3], [1.0, 0.2, -0.7, 0.0]], dtype=cr.float64)
 CASES = {
     "linear_2d": (lambda x, w, b: F.linear(x, w, b), lambda: (t(3, 4), t(2, 4), t(2))),
     "linear_3d_no_bias": (lambda x, w: F.linear(x, w), lambda: (t(2, 3, 4), t(5, 4))),
@@ -32,6 +33,11 @@ CASES = {
                     lambda: (t(1, 2, 3, 2), t(1, 2, 3, 2), t(1, 2, 3, 2))),
     "sdpa_float_mask": (lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
                         lambda: (t(2, 3, 2), t(2, 4, 2), t(2, 4, 2), t(3, 4))),
+    # a mask that needs no gradient takes the fused attention primitive (the cases above build a graph)
+    "sdpa_fixed_float_mask": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=MASK),
+                              lambda: (t(2, 3, 2), t(2, 4, 2), t(2, 4, 2))),
+    "sdpa_bool_mask": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=MASK > -0.5),
+                       lambda: (t(2, 3, 2), t(2, 4, 2), t(2, 4, 2))),
     "embedding": (lambda w: F.embedding(cr.tensor([[0, 2], [2, 2]]), w), lambda: (t(3, 2),)),
     "normalize": (lambda x: F.normalize(x, dim=1), lambda: (t(3, 4),)),
     "bilinear": (lambda a, b, w: F.bilinear(a, b, w), lambda: (t(2, 3), t(2, 2), t(2, 3, 2))),
@@ -81,3 +87,27 @@ def test_float32_stays_float32():
 def test_bad_input_errors(call, message):
     with pytest.raises((RuntimeError, ValueError, IndexError), match=message):
         call()
+
+
+@pytest.mark.parametrize("mask", ["causal", "float", "bool", None])
+def test_fused_attention_matches_the_graph_of_ops(mask):
+    """The attention primitive and the composite (the path taken with dropout or a mask that needs a
+    gradient) give the same values and gradients."""
+    q, k, v = t(2, 3, 5, 4), t(2, 3, 6, 4), t(2, 3, 6, 4)
+    attn_mask = {"causal": None, "float": cr.randn(5, 6, dtype=cr.float64), "bool": cr.randn(5, 6) > -0.5, None: None}[mask]
+    fused = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=mask == "causal")
+    assert fused.grad_fn.name() == "ScaledDotProductAttentionBackward0"
+    additive = None
+    if mask == "causal":
+        additive = cr.tensor(np.triu(np.full((5, 6), -np.inf), 1))
+    elif mask == "float":
+        additive = attn_mask
+    elif mask == "bool":
+        additive = cr.tensor(np.where(attn_mask.numpy(), 0.0, -np.inf))
+    composite = F._attention_weights(q, k, additive, 0.5).matmul(v)
+    g = cr.randn(2, 3, 5, 4, dtype=cr.float64)
+    got = cr.autograd.grad(fused, (q, k, v), g)
+    want = cr.autograd.grad(composite, (q, k, v), g)
+    np.testing.assert_allclose(fused.detach().numpy(), composite.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
