@@ -81,9 +81,8 @@ class Adam(Optimizer):
             hyper = (beta1, beta2, lr / (1 - beta1**step), (1 - beta2**step) ** 0.5, group["eps"], decay,
                      coupled_decay, group["maximize"])
             second_max = state["max_exp_avg_sq"]._data if amsgrad else None
-            for piece in self._blocks(arr, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data,
-                                      second_max):
-                _adam_block(p.xp, *piece, *hyper)
+            moments = (state["exp_avg"]._data, state["exp_avg_sq"]._data, second_max)
+            self._for_blocks(_adam_block, (arr, p.grad._data, *moments), *hyper)
             p._bump_version()
 
 

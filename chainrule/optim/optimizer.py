@@ -15,7 +15,7 @@ schedulers change. Per-parameter state (momentum buffers, moment estimates, step
 Speed: a subclass implements ``_update_group(group, params)``, which reads the hyperparameters once and
 updates each parameter that has a gradient directly on its backend array, in place (numpy/cupy ``out=``),
 with two reusable scratch buffers instead of temporaries; large CPU arrays are updated in cache-sized
-blocks (see ``_blocks``). Nothing is recorded on the graph; each updated parameter's version is bumped.
+blocks (see ``_for_blocks``). Nothing is recorded on the graph; each updated parameter's version is bumped.
 Before anything changes, ``step`` checks that every gradient has its parameter's shape.
 
 Differences from PyTorch, all on the side of safety: ``state_dict()`` returns a snapshot (copies of the
@@ -37,6 +37,7 @@ from typing import Any
 
 from chainrule.autograd.grad_mode import enable_grad
 from chainrule.backend import ARRAY_TYPES, np, xp_of
+from chainrule.backend.parallel import parallel_for
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["Optimizer", "ParamsT", "required"]
@@ -218,25 +219,34 @@ class Optimizer:
         """Update ``params`` (the group's parameters that have a gradient) with the group's hyperparameters."""
         raise NotImplementedError(f"{type(self).__name__} must implement _update_group(group, params) or step()")
 
-    def _blocks(self, p, *arrays):
-        """Yield ``(p, *arrays, tmp0, tmp1)`` as matching pieces to update one after another.
+    def _for_blocks(self, update, arrays: tuple, *args) -> None:
+        """Call ``update(xp, *pieces, tmp0, tmp1, *args)`` on matching pieces of ``arrays`` (the parameter's
+        array first, then its gradient and state arrays), which it updates in place.
 
         A large CPU parameter is cut into blocks of ~512 KiB per array, so the dozen passes of an update
         run over data still in cache instead of streaming the whole arrays through memory each time
-        (about 1.5x faster for a 4M-element Adam step). Small, non-contiguous or GPU arrays come whole.
-        ``tmp0``/``tmp1`` are reusable scratch buffers of the piece's shape; entries of ``arrays`` may be
-        None (passed through)."""
+        (about 1.5x faster for a 4M-element Adam step), and the blocks are shared among chainrule's
+        worker threads (plain SGD on 3 x 4M elements, two threads: 8.1 vs 12.1 ms). Small,
+        non-contiguous or GPU arrays come whole. ``tmp0``/``tmp1`` are scratch buffers of the piece's
+        shape; entries of ``arrays`` may be None (passed through). Every element's arithmetic is the
+        same however the arrays are cut, so results do not depend on the thread count."""
+        p = arrays[0]
+        xp = xp_of(p)
         block = _BLOCK_BYTES // p.itemsize
         n = p.size
-        if n <= block or type(p) is not np.ndarray or not _all_c_contiguous(p, arrays):
-            yield (p, *arrays, self._scratch(p, 0), self._scratch(p, 1))
+        if n <= block or type(p) is not np.ndarray or not _all_c_contiguous(p, arrays[1:]):
+            update(xp, *arrays, self._scratch(p, 0), self._scratch(p, 1), *args)
             return
-        flat = [None if a is None else a.reshape(-1) for a in (p, *arrays)]
-        tmp0 = self._scratch_flat(p, block, 0)
-        tmp1 = self._scratch_flat(p, block, 1)
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            yield (*[None if a is None else a[start:stop] for a in flat], tmp0[:stop - start], tmp1[:stop - start])
+        flat = [None if a is None else a.reshape(-1) for a in arrays]
+
+        def work(first: int, last: int) -> None:  # blocks first .. last - 1, with this thread's scratch
+            tmp0, tmp1 = np.empty(block, p.dtype), np.empty(block, p.dtype)
+            for start in range(first * block, min(n, last * block), block):
+                stop = min(start + block, n)
+                pieces = [None if a is None else a[start:stop] for a in flat]
+                update(xp, *pieces, tmp0[:stop - start], tmp1[:stop - start], *args)
+
+        parallel_for(-(-n // block), block, p, work)
 
     def _scratch(self, like, slot: int):
         """A reusable buffer with ``like``'s shape, dtype and device (slots 0 and 1 are distinct)."""

@@ -66,8 +66,7 @@ class RMSprop(Optimizer):
             state["step"] += 1
             buf = state["momentum_buffer"]._data if momentum > 0 else None
             grad_avg = state["grad_avg"]._data if centered else None
-            for piece in self._blocks(arr, p.grad._data, state["square_avg"]._data, grad_avg, buf):
-                _rmsprop_block(p.xp, *piece, *hyper)
+            self._for_blocks(_rmsprop_block, (arr, p.grad._data, state["square_avg"]._data, grad_avg, buf), *hyper)
             p._bump_version()
 
 

@@ -66,8 +66,7 @@ class SGD(Optimizer):
                     state["momentum_buffer"] = wrap(p.xp.empty_like(arr))
                     first = True
                 buf = state["momentum_buffer"]._data
-            for piece in self._blocks(arr, p.grad._data, buf):
-                _sgd_block(p.xp, *piece, first, *hyper)
+            self._for_blocks(_sgd_block, (arr, p.grad._data, buf), first, *hyper)
             p._bump_version()
 
 

@@ -259,6 +259,24 @@ def test_large_parameter_updated_in_blocks_matches_torch(name, kwargs):
     assert_same_params([ours], [theirs], "float32")
 
 
+@pytest.mark.parametrize("name,kwargs", [CASES[3], CASES[7], CASES[15]], ids=[CASE_IDS[i] for i in (3, 7, 15)])
+def test_block_updates_do_not_depend_on_the_thread_count(name, kwargs):
+    """The blocks of a large parameter are shared among worker threads: one thread or three give the
+    same bits."""
+    from chainrule.backend.parallel import get_workers, set_workers
+
+    init = np.random.default_rng(7).standard_normal((300, 1100))
+    before = get_workers()
+    try:
+        results = []
+        for workers in (1, 3):
+            set_workers(workers)
+            results.append(run_injected(CR, name, kwargs, init, "float32", steps=3))
+    finally:
+        set_workers(before)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 def test_non_contiguous_parameter_matches_torch():
     """A transposed (non-contiguous) parameter takes the whole-array path."""
     init = np.random.default_rng(8).standard_normal((400, 500))
