@@ -261,11 +261,13 @@ def test_large_parameter_updated_in_blocks_matches_torch(name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", [CASES[3], CASES[7], CASES[15]], ids=[CASE_IDS[i] for i in (3, 7, 15)])
 def test_block_updates_do_not_depend_on_the_thread_count(name, kwargs):
-    """The blocks of a large parameter are shared among worker threads: one thread or three give the
-    same bits."""
+    """The blocks of a parameter of over a million elements are shared among worker threads: one thread
+    or three give the same bits."""
     from chainrule.backend.parallel import get_workers, set_workers
+    from chainrule.optim.optimizer import _THREADED_UPDATE_ELEMENTS
 
-    init = np.random.default_rng(7).standard_normal((300, 1100))
+    init = np.random.default_rng(7).standard_normal((1100, 1000))
+    assert init.size >= _THREADED_UPDATE_ELEMENTS
     before = get_workers()
     try:
         results = []
