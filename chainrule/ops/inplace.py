@@ -5,10 +5,17 @@ so views of it see the change, and whose version counter is bumped, so backward 
 old values refuse to use the new ones. When the graph is being recorded the tensor is rebased: the
 out-of-place op is applied to a snapshot of the old value and its node becomes the tensor's node.
 
-Refused, as in PyTorch: in-place on a leaf that requires grad (outside ``no_grad``), results that do
-not fit the tensor's shape, and results of a higher dtype kind (float into an integer tensor). Also
-refused here: in-place on a view while recording (the base's graph is not rebased; write through the
-base, ``x[i] = x[i] + v``, or use an out-of-place op).
+An in-place op on a view while recording rebases the view's base, as PyTorch's CopySlices does: the
+base's new value is its old value with the view's elements replaced by the op's result (an
+``index_put`` at the positions the view occupies in the base). So ``y[i] += v``, ``y[:, 0].mul_(w)`` or
+``y.t()[1] = z`` on a non-leaf ``y`` carry their gradients. After any recorded in-place change to a
+base, its live views (the changed one included) gather their elements from its new value
+(:func:`refresh_views`), so they can be used, and changed again, as in PyTorch.
+
+Refused, as in PyTorch: in-place on a leaf that requires grad or on a view of one (outside
+``no_grad``), results that do not fit the tensor's shape, and results of a higher dtype kind (float
+into an integer tensor). Also refused: in-place on a view while recording when the base's memory is not
+one dense block (a base that is itself strided with gaps), where the view's positions can't be mapped.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED, no_grad
+from chainrule.backend import np, xp_of
 from chainrule.dtypes import from_np
 from chainrule.ops._helpers import Tensor, describe, wrap
+from chainrule.ops.shape import as_view
 
 __all__ = ["apply_inplace", "setitem", "INPLACE_OPS"]
 
@@ -32,17 +41,20 @@ def _check_allowed(target: Tensor, op: str, recording: bool) -> None:
             "out-of-place operation"
         )
     base = target._base
-    if base is not None:
-        # The view's new value would have to flow into its base's graph (PyTorch's CopySlices);
-        # chainrule does not rebase views, so refuse rather than drop that gradient silently.
+    if base is not None and base._node is None and base._rg:
         raise RuntimeError(
-            f"{op}: in-place modification of a view ({describe(target)}, a view of {describe(base)}) is not "
-            "supported while recording gradients; write through the base instead, e.g. "
-            "x[index] = x[index] + value rather than x[index] += value, or use an out-of-place operation"
+            f"{op}: a view ({describe(target)}) of a leaf tensor that requires grad ({describe(base)}) is being "
+            "used in an in-place operation; wrap the update in `with chainrule.no_grad():` or use an "
+            "out-of-place operation"
         )
 
 
 def _write_back(target: Tensor, result: Tensor, op: str) -> None:
+    _check_fits(target, result, op)
+    target._data[...] = result._data
+
+
+def _check_fits(target: Tensor, result: Tensor, op: str) -> None:
     if result._data.shape != target._data.shape:
         raise RuntimeError(
             f"{op}: output with shape {tuple(target.shape)} doesn't match the broadcast shape "
@@ -53,19 +65,26 @@ def _write_back(target: Tensor, result: Tensor, op: str) -> None:
             f"{op}: result type {result.dtype} can't be cast to the desired output type {target.dtype} "
             "(in-place operations keep the tensor's dtype)"
         )
-    target._data[...] = result._data
 
 
-def invalidate_views(target: Tensor) -> None:
-    """After an in-place change to ``target`` recorded in the graph, its views' data no longer match
-    their graph (they still say "a slice of the old value"): give each live view a node that refuses
-    backward, so an op using the view from now on cannot silently lose gradients. Ops that used a view
-    before the change keep its original node and stay correct."""
-    views, target._views = target._views, None
-    for ref in views or ():
-        view = ref()
-        if view is not None and view._node is not None:
+def refresh_views(base: Tensor, also: Tensor | None = None) -> None:
+    """After an in-place change to ``base`` recorded in the graph, its live views' graphs still say "a
+    part of the old value": give each (and ``also``) a node that gathers its elements from the new
+    value, as PyTorch regenerates a view's grad_fn. Ops that used a view before the change keep its
+    original node and stay correct. A view whose elements can't be mapped to the base's (see
+    :func:`_positions_in`) gets a node that refuses backward rather than losing gradients."""
+    views, base._views = base._views, None
+    live = [view for view in (ref() for ref in views or ()) if view is not None and view._node is not None]
+    if also is not None and all(view is not also for view in live):
+        live.append(also)
+    current = wrap(base._data, base._rg, base._node).reshape(-1)
+    for view in live:
+        positions = _positions_in(base._data, view._data)
+        if positions is None:
             view._node = _stale_view_node(view._node)
+            continue
+        view._node, view._rg = current[positions]._node, True
+        as_view(view, base)  # registered again, with its new node
 
 
 def _stale_view_node(node):
@@ -94,13 +113,65 @@ def apply_inplace(target: Tensor, op: str, fn: Callable[..., Tensor], *args, **k
         return target
     snapshot = wrap(target._data.copy(), target._rg, target._node)
     result = fn(snapshot, *args, **kwargs)
+    if target._base is not None:
+        return _rebase_through_view(target, result, op)
     _write_back(target, result, op)
     target._node = result._node
     target._rg = result._rg
     target._bump_version()
     if target._views:
-        invalidate_views(target)
+        refresh_views(target)
     return target
+
+
+def _rebase_through_view(view: Tensor, result: Tensor, op: str) -> Tensor:
+    """Store ``result`` (the new value of ``view``, recorded) in the view and rebase its base: the base
+    becomes ``index_put(old base, positions of the view, result)``, the view a gather of those positions."""
+    from chainrule.ops.indexing import index_put
+
+    base = view._base
+    _check_fits(view, result, op)
+    positions = _positions_in(base._data, view._data)
+    if positions is None:
+        raise RuntimeError(
+            f"{op}: in-place modification of a view ({describe(view)}, a view of {describe(base)}) while "
+            "recording gradients needs a base laid out as one dense block of memory; write through the base "
+            "instead (x[index] = x[index] + value) or use an out-of-place operation"
+        )
+    old_base = wrap(base._data, base._rg, base._node)  # read (and copied) by index_put before the write below
+    new_base = index_put(old_base.reshape(-1), positions, result).reshape(base.shape)
+    view._data[...] = result._data
+    base._node, base._rg = new_base._node, True
+    base._bump_version()
+    refresh_views(base, also=view)
+    return view
+
+
+def _positions_in(base, view):
+    """The flat (C-order) indices into ``base`` of each element of ``view``, an array that shares its
+    memory, as an int64 tensor of the view's shape; None when the base's memory is not one dense block
+    in some axis order (the element addresses then can't be mapped back) or the backend has no addresses."""
+    xp = xp_of(base)
+    if xp is not np or base.size == 0:
+        return None
+    itemsize = base.itemsize
+    offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    if offset % itemsize or any(s % itemsize for s in view.strides):
+        return None
+    slot = np.full(view.shape, offset // itemsize, dtype=np.int64)  # memory slot of each element of the view
+    for axis, (size, stride) in enumerate(zip(view.shape, view.strides)):
+        steps = np.arange(size, dtype=np.int64) * (stride // itemsize)
+        slot += steps.reshape((size,) + (1,) * (view.ndim - axis - 1))
+    if base.flags.c_contiguous:
+        flat_index = slot
+    else:
+        order = sorted(range(base.ndim), key=lambda k: -base.strides[k])
+        if not base.transpose(order).flags.c_contiguous:  # gaps or negative strides: not one block
+            return None
+        flat_index = np.arange(base.size).reshape(base.shape).transpose(order).reshape(-1)[slot]
+    if slot.size and (slot.min() < 0 or slot.max() >= base.size):
+        return None
+    return wrap(flat_index)
 
 
 def setitem(target: Tensor, index, value) -> None:

@@ -20,12 +20,12 @@ __all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "s
 
 
 def as_view(result: Tensor, base: Tensor) -> Tensor:
-    """Mark ``result`` as a view of ``base``: one version counter, and in-place changes to it are
-    refused while its base requires grad (PyTorch would rebase the base's graph; we say so instead)."""
+    """Mark ``result`` as a view of ``base``: one version counter, and in-place changes to either reach
+    the other's graph (see ``chainrule.ops.inplace``)."""
     root = base._base if base._base is not None else base
     result._base = root
     result._vc = base._shared_version()
-    if result._node is not None and root._node is not None:  # see inplace.invalidate_views
+    if result._node is not None and root._node is not None:  # see inplace.refresh_views
         if root._views is None:
             root._views = []
         root._views.append(weakref.ref(result))
