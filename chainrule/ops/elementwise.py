@@ -626,7 +626,14 @@ def gelu(a, approximate: str = "none") -> Tensor:
 
     parallel_for(x.size, 1, x, work)
     out = out.reshape(a.shape)
-    return record(out, "gelu", (a,), lambda g, _: (mul(g, _gelu_slope(a, approximate, inner)),), (a,))
+
+    def rule(g, _):
+        if not GRAD_ENABLED[0] and g._data.dtype == a._data.dtype and g._data.shape == a._data.shape:
+            # a plain backward: g * slope in one pass
+            return (wrap(_gelu_slope_array(a._data, approximate, inner, times=g._data)),)
+        return (mul(g, _gelu_slope(a, approximate, inner)),)
+
+    return record(out, "gelu", (a,), rule, (a,))
 
 
 def _gelu_inner(x, approximate: str, xp, out):
@@ -644,8 +651,17 @@ def _gelu_inner(x, approximate: str, xp, out):
 
 def _gelu_slope(a: Tensor, approximate: str, inner=None) -> Tensor:
     """d gelu(x) / dx, from the forward's flat erf or tanh values ``inner`` when given."""
-    xp = xp_of(a._data)
-    x = xp.ascontiguousarray(a._data).reshape(-1)
+    slope = _gelu_slope_array(a._data, approximate, inner)
+    return record(slope, "gelu_slope", (a,), lambda g, _: (mul(g, _gelu_curvature(a, approximate)),), (a,))
+
+
+def _gelu_slope_array(x, approximate: str, inner=None, times=None):
+    """The array of d gelu(x) / dx (times the array ``times`` when given, in the same pass: a plain
+    backward's g * slope), computed in chunks on worker threads."""
+    xp = xp_of(x)
+    shape = x.shape
+    x = xp.ascontiguousarray(x).reshape(-1)
+    factor = None if times is None else xp.ascontiguousarray(times).reshape(-1)
     slope = xp.empty_like(x)
 
     def work(lo, hi):
@@ -662,7 +678,9 @@ def _gelu_slope(a: Tensor, approximate: str, inner=None) -> Tensor:
             s += 1.0
             s *= chunk
             s *= 0.5 * _SQRT_2_OVER_PI
-            s *= 1.0 - values * values
+            one_minus_t2 = xp.multiply(values, values)
+            xp.subtract(1.0, one_minus_t2, out=one_minus_t2)
+            s *= one_minus_t2
         else:
             # Phi(x) + x phi(x)
             s *= -0.5
@@ -671,10 +689,11 @@ def _gelu_slope(a: Tensor, approximate: str, inner=None) -> Tensor:
             s *= 1.0 / math.sqrt(2.0 * math.pi)
         s += 0.5 * values
         s += 0.5
+        if factor is not None:
+            s *= factor[lo:hi]
 
     parallel_for(x.size, 1, x, work)
-    return record(slope.reshape(a.shape), "gelu_slope", (a,),
-                  lambda g, _: (mul(g, _gelu_curvature(a, approximate)),), (a,))
+    return slope.reshape(shape)
 
 
 def _gelu_curvature(a: Tensor, approximate: str) -> Tensor:
