@@ -95,8 +95,14 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:.3f} s"
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def _ratio(value: float | None, target: float | None = None) -> str:
+    """``1.23x``; with more decimals when two would round onto the target (1.0005 is not met)."""
+    if value is None:
+        return "-"
+    digits = 2
+    while target is not None and value != target and round(value, digits) == target and digits < 6:
+        digits += 1
+    return f"{value:.{digits}f}x"
 
 
 def _verdict(value: float | None, target: float | None) -> str:
@@ -144,9 +150,10 @@ def _time_rows(results: list[dict]) -> list[list]:
         gemm = r.get("vs_gemm") or {}
         rows.append([
             r["name"], _time_cell(t.get("chainrule"), r.get("per_op")), _time_cell(t.get("torch"), r.get("per_op")),
-            _ratio(r.get("ratio")) + (f" (mins: {_ratio(r['ratio_of_mins'])})" if r.get("ratio_of_mins") else ""),
+            _ratio(r.get("ratio"), r["target"])
+            + (f" (mins: {_ratio(r['ratio_of_mins'], r['target'])})" if r.get("ratio_of_mins") else ""),
             f"≤ {r['target']}", _verdict(r.get("ratio"), r["target"]),
-            _ratio(gemm.get("chainrule")), _ratio(gemm.get("torch")),
+            _ratio(gemm.get("chainrule"), r.get("gemm_target")), _ratio(gemm.get("torch")),
             "-" if r.get("gemm_target") is None else
             f"≤ {r['gemm_target']}: {_verdict(gemm.get('chainrule'), r['gemm_target'])}",
         ])
