@@ -527,15 +527,22 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         attn_mask = wrap(_causal_mask(query.shape[-2], key.shape[-2], query._data.dtype, xp_of(query._data)))
     elif attn_mask is not None and attn_mask._data.dtype.kind == "b":  # True = may attend: 0 there, -inf elsewhere
         attn_mask = wrap(xp_of(attn_mask._data).where(attn_mask._data, 0.0, float("-inf")).astype(query._data.dtype))
+    scores_shape = tuple(query.shape[:-1]) + (key.shape[-2],)
     fusable = (dropout_p == 0.0 and query.shape[:-2] == key.shape[:-2] == value.shape[:-2]
                and query._data.dtype == key._data.dtype == value._data.dtype
-               and (attn_mask is None or (not attn_mask._rg and attn_mask._data.dtype == query._data.dtype)))
+               and (attn_mask is None or (not attn_mask._rg and attn_mask._data.dtype == query._data.dtype
+                                          and _broadcasts_into(tuple(attn_mask.shape), scores_shape))))
     if fusable:
         return _attention(query, key, value, attn_mask, scale)
     weights = _attention_weights(query, key, attn_mask, scale)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights.matmul(value)
+
+
+def _broadcasts_into(shape: tuple, target: tuple) -> bool:
+    """Whether an array of ``shape`` can be added in place into one of ``target``."""
+    return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
 
 
 def _attention_weights(query: Tensor, key: Tensor, additive_mask: Tensor | None, scale: float) -> Tensor:

@@ -50,6 +50,10 @@ def convert_index(index, op: str = "getitem"):
 
 def getitem(a: Tensor, index) -> Tensor:
     idx, has_int_array, has_advanced = convert_index(index)
+    if not has_advanced and not any(item is Ellipsis for item in idx):
+        # numpy gives a scalar copy for an index that picks one element (x[0, 1]); with an Ellipsis it
+        # gives a 0-d view, which is what the result is: a view (in-place changes reach x, as in PyTorch)
+        idx = idx + (Ellipsis,)
     try:
         out = a._data[idx]
     except IndexError as err:

@@ -152,7 +152,7 @@ def _positions_in(base, view):
     memory, as an int64 tensor of the view's shape; None when the base's memory is not one dense block
     in some axis order (the element addresses then can't be mapped back) or the backend has no addresses."""
     xp = xp_of(base)
-    if xp is not np or base.size == 0:
+    if xp is not np or base.size == 0 or not np.may_share_memory(base, view):
         return None
     itemsize = base.itemsize
     offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]

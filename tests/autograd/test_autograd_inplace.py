@@ -112,6 +112,7 @@ def _view_edits(lib, x, w):
     y[:, 0].mul_(w[:3])         # column view
     y.t()[2] -= w[1] * w[:3]    # transposed view
     y.view(-1)[::5].zero_()     # strided view of a reshape
+    y[2, 3] *= w[0]             # one element (a 0-d view)
     buffer = lib.zeros(2, 4, dtype=x.dtype)
     buffer[0] += w              # a buffer that needs no grad becomes part of the graph
     buffer[1, 1:3] = w[:2] ** 2
@@ -155,6 +156,13 @@ def test_the_view_and_its_base_stay_one_memory_after_the_rebase():
     (y.sum() + head.sum()).backward()
     # y0 = (w0 + 5) * w1, counted twice (y and head); y1 = w1
     assert w.grad.tolist() == [4.0, 2 * 6.0 + 1.0]
+
+
+def test_an_element_picked_by_integers_is_a_view_of_its_tensor():
+    z = cr.zeros(2, 3)
+    element = z[1, 2]
+    element += 5  # numpy would hand out a copy for z[1, 2]; PyTorch a view
+    assert z.tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]] and element.item() == 5.0
 
 
 def test_in_place_on_a_view_of_a_leaf_that_requires_grad_is_refused():

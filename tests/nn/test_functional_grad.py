@@ -111,3 +111,12 @@ def test_fused_attention_matches_the_graph_of_ops(mask):
     np.testing.assert_allclose(fused.detach().numpy(), composite.detach().numpy(), rtol=1e-12, atol=1e-12)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_attention_with_a_mask_larger_than_the_scores_broadcasts_them():
+    """A batched mask with unbatched q, k, v: the scores broadcast up to the mask (the graph of ops)."""
+    q, k, v = t(3, 2), t(4, 2), t(4, 2)
+    mask = cr.randn(5, 3, 4, dtype=cr.float64)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert out.shape == (5, 3, 2)
+    assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), (q, k, v))
