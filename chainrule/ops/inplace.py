@@ -162,16 +162,15 @@ def _positions_in(base, view):
     for axis, (size, stride) in enumerate(zip(view.shape, view.strides)):
         steps = np.arange(size, dtype=np.int64) * (stride // itemsize)
         slot += steps.reshape((size,) + (1,) * (view.ndim - axis - 1))
-    if base.flags.c_contiguous:
-        flat_index = slot
-    else:
-        order = sorted(range(base.ndim), key=lambda k: -base.strides[k])
-        if not base.transpose(order).flags.c_contiguous:  # gaps or negative strides: not one block
-            return None
-        flat_index = np.arange(base.size).reshape(base.shape).transpose(order).reshape(-1)[slot]
     if slot.size and (slot.min() < 0 or slot.max() >= base.size):
         return None
-    return wrap(flat_index)
+    if base.flags.c_contiguous:
+        return wrap(slot)
+    order = sorted(range(base.ndim), key=lambda k: -base.strides[k])
+    if not base.transpose(order).flags.c_contiguous:  # gaps or negative strides: not one block
+        return None
+    # memory slot -> C-order index: the base's elements listed in memory order
+    return wrap(np.arange(base.size).reshape(base.shape).transpose(order).reshape(-1)[slot])
 
 
 def setitem(target: Tensor, index, value) -> None:
