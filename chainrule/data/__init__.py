@@ -20,7 +20,7 @@ Randomness (shuffling, ``random_split``, ``sample_batch``) draws from ``chainrul
 generator unless a ``generator=`` is passed, so ``chainrule.manual_seed`` makes it reproducible.
 """
 
-from .dataloader import DataLoader, default_collate, default_convert
+from .dataloader import DataLoader, WorkerInfo, default_collate, default_convert, get_worker_info
 from .dataset import ConcatDataset, Dataset, IterableDataset, Subset, TensorDataset, random_split
 from .datasets import (
     SHA256,
@@ -39,7 +39,7 @@ from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, Su
 __all__ = [
     "Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
     "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
-    "DataLoader", "default_collate", "default_convert",
+    "DataLoader", "default_collate", "default_convert", "get_worker_info", "WorkerInfo",
     "load_digits", "load_mnist5k", "load_tinyshakespeare", "digits_dataset", "mnist5k_dataset", "CharVocab",
     "sample_batch", "verify_file", "data_path", "SHA256",
 ]

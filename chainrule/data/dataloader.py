@@ -6,8 +6,13 @@
 
 ``DataLoader`` walks a sampler (sequential, or random with ``shuffle=True``), groups the indices into
 batches and turns each batch into tensors with ``collate_fn`` (by default ``default_collate``, which
-stacks tensors, arrays and numbers and recurses into tuples, lists and dicts). Everything runs in the
-main process: ``num_workers`` must be 0.
+stacks tensors, arrays and numbers and recurses into tuples, lists and dicts).
+
+Workers: with ``num_workers > 0`` the batches of a map-style dataset are fetched and collated ahead, in
+order, by that many threads of this process (not processes as in PyTorch: no pickling, and numpy releases
+the GIL while it copies, decodes files or computes). ``get_worker_info()`` tells a dataset's code which
+worker it runs in; ``worker_init_fn(worker_id)`` runs once in each. An ``IterableDataset`` is read in the
+main thread whatever ``num_workers`` says (one shared iterator, so no sample is repeated).
 
 Fast path: a ``TensorDataset`` (or a ``Subset`` of one, e.g. from ``random_split``) batched with the
 default collate and a built-in sampler is served by indexing each whole tensor once per batch, with
@@ -16,9 +21,15 @@ no Python loop over the items. The batches are the same as the item-by-item rout
 
 from __future__ import annotations
 
+import collections
 import collections.abc as cabc
 import copy
+import itertools
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
 from chainrule.backend import np, xp_of
@@ -28,7 +39,7 @@ from chainrule.tensor import Tensor, wrap
 from .dataset import Dataset, IterableDataset, Subset, TensorDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, _ArraySampler
 
-__all__ = ["DataLoader", "default_collate", "default_convert"]
+__all__ = ["DataLoader", "default_collate", "default_convert", "get_worker_info", "WorkerInfo"]
 
 
 # ----- collate -------------------------------------------------------------------------------------
@@ -216,19 +227,31 @@ class DataLoader:
         sampler: an iterable of indices deciding the order (excludes ``shuffle``).
         batch_sampler: an iterable of lists of indices (excludes ``batch_size``, ``shuffle``,
             ``sampler`` and ``drop_last``).
-        num_workers: must be 0 (loading runs in the main process).
+        num_workers: threads that fetch and collate batches ahead (0: in the calling thread).
         collate_fn: merges a list of samples into a batch (default ``default_collate``).
         pin_memory: accepted for compatibility; has no effect.
         drop_last: drop the last batch when it is smaller than ``batch_size``.
+        timeout: seconds to wait for a worker's batch before raising (0: no limit).
+        worker_init_fn: called with the worker id (0 .. num_workers - 1) in each worker thread first.
         generator: a ``chainrule.random.Generator`` for the shuffling.
+        prefetch_factor: batches fetched ahead per worker (default 2 with workers).
+        persistent_workers, multiprocessing_context, pin_memory_device: accepted for compatibility
+            (worker threads are cheap to start each epoch and share this process's memory).
     """
 
     def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None, sampler=None,
                  batch_sampler=None, num_workers: int = 0, collate_fn: Callable[[list], Any] | None = None,
-                 pin_memory: bool = False, drop_last: bool = False, generator: Generator | None = None):
-        _check_workers(num_workers)
+                 pin_memory: bool = False, drop_last: bool = False, timeout: float = 0,
+                 worker_init_fn: Callable[[int], None] | None = None, multiprocessing_context=None,
+                 generator: Generator | None = None, *, prefetch_factor: int | None = None,
+                 persistent_workers: bool = False, pin_memory_device: str = ""):
+        _check_workers(num_workers, timeout, prefetch_factor)
         self.dataset = dataset
         self.num_workers = num_workers
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.prefetch_factor = prefetch_factor if prefetch_factor is not None else (2 if num_workers else None)
+        self.persistent_workers = persistent_workers
         self.pin_memory = pin_memory
         self.generator = generator
         self._iterable = isinstance(dataset, IterableDataset)
@@ -254,11 +277,48 @@ class DataLoader:
         if self._iterable:
             return self._iter_stream()
         if self.batch_sampler is None:
-            return (self.collate_fn(self.dataset[i]) for i in self.sampler)
+            return self._load(lambda i: self.collate_fn(self.dataset[i]), self.sampler)
         source = _tensor_source(self.dataset) if self.collate_fn is default_collate else None
-        if source is not None:
+        if source is not None:  # one fancy-index per tensor: nothing for workers to do
             return (source.take(idx) for idx in self._index_batches())
-        return (self.collate_fn(self._fetch(batch)) for batch in self.batch_sampler)
+        return self._load(lambda batch: self.collate_fn(self._fetch(batch)), self.batch_sampler)
+
+    def _load(self, make: Callable[[Any], Any], keys) -> Iterator[Any]:
+        """``make(key)`` for each key in order: in this thread, or ahead on the worker threads."""
+        if self.num_workers == 0:
+            return (make(key) for key in keys)
+        return self._load_on_workers(make, keys)
+
+    def _load_on_workers(self, make: Callable[[Any], Any], keys) -> Iterator[Any]:
+        ids = itertools.count()
+
+        def start_worker() -> None:
+            info = WorkerInfo(id=next(ids), num_workers=self.num_workers, dataset=self.dataset)
+            _WORKER.info = info
+            if self.worker_init_fn is not None:
+                self.worker_init_fn(info.id)
+
+        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="chainrule-data", initializer=start_worker)
+        ahead: collections.deque = collections.deque()
+        keys = iter(keys)
+        try:
+            for key in itertools.islice(keys, self.num_workers * self.prefetch_factor):
+                ahead.append(pool.submit(make, key))
+            while ahead:
+                batch = self._result(ahead.popleft())
+                for key in itertools.islice(keys, 1):
+                    ahead.append(pool.submit(make, key))
+                yield batch
+        finally:  # also when the loop that iterates stops early
+            for future in ahead:
+                future.cancel()
+            pool.shutdown(wait=True)
+
+    def _result(self, future):
+        try:
+            return future.result(timeout=self.timeout or None)
+        except FutureTimeout:
+            raise RuntimeError(f"DataLoader timed out after {self.timeout} seconds waiting for a worker's batch") from None
 
     def _index_batches(self) -> Iterator:
         """Batches of indices as int64 arrays, sliced without a Python loop for the built-in samplers."""
@@ -303,14 +363,34 @@ class DataLoader:
                 f"sampler={type(self.sampler).__name__}, drop_last={self.drop_last})")
 
 
-def _check_workers(num_workers) -> None:
-    if not isinstance(num_workers, int) or num_workers < 0:
+def _check_workers(num_workers, timeout, prefetch_factor) -> None:
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"DataLoader: num_workers option should be a non-negative int, got {num_workers!r}")
-    if num_workers != 0:
-        raise ValueError(
-            f"DataLoader: num_workers={num_workers} is not supported; chainrule loads data in the main process, so "
-            "use num_workers=0 (a TensorDataset is batched with one fancy-index per tensor, which rarely needs workers)"
-        )
+    if not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ValueError(f"DataLoader: timeout option should be non-negative, got {timeout!r}")
+    if prefetch_factor is not None and num_workers == 0:
+        raise ValueError("DataLoader: prefetch_factor option could only be specified with num_workers > 0 "
+                         "(it counts batches fetched ahead per worker)")
+    if prefetch_factor is not None and (isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor, int)
+                                        or prefetch_factor < 1):
+        raise ValueError(f"DataLoader: prefetch_factor should be a positive int, got {prefetch_factor!r}")
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What ``get_worker_info()`` returns inside a DataLoader worker thread."""
+
+    id: int
+    num_workers: int
+    dataset: Any
+
+
+_WORKER = threading.local()
+
+
+def get_worker_info() -> WorkerInfo | None:
+    """The calling worker thread's id, the worker count and the dataset; None outside the workers."""
+    return getattr(_WORKER, "info", None)
 
 
 def _positive_int(value, name: str) -> int:

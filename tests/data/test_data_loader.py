@@ -319,12 +319,76 @@ def test_default_convert_leaves_tensors_and_python_values():
 
 # ----- loader argument errors ------------------------------------------------------------------------
 
-def test_num_workers_refused():
-    with pytest.raises(ValueError, match="num_workers=2 is not supported"):
-        DataLoader(arange_dataset(), num_workers=2)
+def test_worker_options_are_checked():
     with pytest.raises(ValueError, match="non-negative"):
         DataLoader(arange_dataset(), num_workers=-1)
+    with pytest.raises(ValueError, match="prefetch_factor option could only be specified with num_workers > 0"):
+        DataLoader(arange_dataset(), prefetch_factor=2)
+    with pytest.raises(ValueError, match="timeout option should be non-negative"):
+        DataLoader(arange_dataset(), num_workers=1, timeout=-1)
     assert DataLoader(arange_dataset(), num_workers=0).num_workers == 0
+    assert DataLoader(arange_dataset(), num_workers=3).prefetch_factor == 2
+
+
+class SlowDataset(ListDataset):
+    """Items that take a while (as files being read would) and record which worker made them."""
+
+    def __init__(self, n):
+        super().__init__([(cr.tensor([float(i)]), i) for i in range(n)])
+        self.seen = collections.Counter()
+
+    def __getitem__(self, i):
+        import time
+
+        from chainrule.data import get_worker_info
+
+        time.sleep(0.002)
+        info = get_worker_info()
+        self.seen[None if info is None else info.id] += 1
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("batch_size", [4, None])
+def test_workers_give_the_batches_of_the_main_thread_in_order(batch_size):
+    data = SlowDataset(23)
+    cr.manual_seed(3)
+    expected = [labels for _, labels in DataLoader(data, batch_size=batch_size, shuffle=True)] if batch_size else \
+        [label for _, label in DataLoader(data, batch_size=None)]
+    started = []
+    cr.manual_seed(3)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=bool(batch_size), num_workers=3,
+                        worker_init_fn=started.append)
+    got = [labels for _, labels in loader] if batch_size else [label for _, label in loader]
+    to_list = (lambda b: b.tolist()) if batch_size else (lambda b: b)
+    assert [to_list(b) for b in got] == [to_list(b) for b in expected]
+    assert sorted(started) == [0, 1, 2]
+    assert data.seen[None] == 23 and sum(data.seen[w] for w in (0, 1, 2)) == 23  # every item fetched by a worker
+
+
+def test_a_worker_error_reaches_the_loop_and_stopping_early_releases_the_workers():
+    class Broken(ListDataset):
+        def __getitem__(self, i):
+            if i == 5:
+                raise KeyError("item 5 is missing")
+            return super().__getitem__(i)
+
+    loader = DataLoader(Broken(list(range(10))), batch_size=2, num_workers=2)
+    with pytest.raises(KeyError, match="item 5 is missing"):
+        list(loader)
+    first = next(iter(DataLoader(SlowDataset(50), batch_size=5, num_workers=2)))  # abandoned after one batch
+    assert first[1].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_worker_timeout_is_reported():
+    class Stuck(ListDataset):
+        def __getitem__(self, i):
+            import time
+
+            time.sleep(0.5)
+            return super().__getitem__(i)
+
+    with pytest.raises(RuntimeError, match="timed out after 0.05 seconds"):
+        next(iter(DataLoader(Stuck([1, 2]), batch_size=1, num_workers=1, timeout=0.05)))
 
 
 @pytest.mark.parametrize("kwargs, match", [
