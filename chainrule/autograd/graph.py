@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Callable
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED
+from chainrule.autograd.provenance import ORIGINS, note_origin
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
 
@@ -144,7 +145,10 @@ def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = ()
         return wrap(out)
     parents = _parents_of(inputs)
     if parents is None:
-        return wrap(out)
+        result = wrap(out)
+        if ORIGINS:  # an input came from the graph through an op without gradient: pass that on
+            note_origin(result, op, inputs)
+        return result
     # Node.__init__'s fields, set without its call overhead: this runs for every recorded operation
     node = _new(Node)
     node.op = op

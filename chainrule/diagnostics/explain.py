@@ -17,6 +17,7 @@ from typing import Any
 
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.autograd.graph import Node
+from chainrule.autograd.provenance import Origin, origin_of
 from chainrule.diagnostics._graph import (
     capture_gradients,
     consumed_tensors,
@@ -37,6 +38,8 @@ REASONS = {
     "output_not_tracked": "the output has no graph (computed under no_grad(), or from tensors that do not require grad)",
     "detached": "the output uses a detached copy of it (detach() or .data), which cuts the graph",
     "not_connected": "the output does not depend on it through any recorded operation",
+    "non_differentiable": "the output depends on it only through operations without a gradient (comparisons, "
+                          "argmax/argmin, sort indices, integer casts), which record no graph",
     "zero_gradient": "it is connected, but every path passes a zero gradient",
     "graph_freed": "the graph was freed by an earlier backward(), so the gradient cannot be evaluated",
     "backward_error": "backpropagating from the output fails (e.g. a saved tensor was modified in place)",
@@ -120,8 +123,11 @@ def _not_requiring_grad(label: str, tensor: Tensor, nodes: list[Node]) -> GradEx
 # ----- not connected: detached, or never used ----------------------------------------------------------
 
 def _is_connected(output: Tensor, tensor: Tensor, nodes: list[Node]) -> bool:
-    if tensor is output:
-        return True
+    return tensor is output or _feeds(tensor, nodes)
+
+
+def _feeds(tensor: Tensor, nodes: list[Node]) -> bool:
+    """Whether ``tensor`` is computed by one of ``nodes`` or is a leaf input of one."""
     if tensor._node is not None:
         return any(node is tensor._node for node in nodes)
     return any(parent is tensor for node in nodes for parent in node.parents)
@@ -144,6 +150,13 @@ def _unconnected(label: str, tensor: Tensor, nodes: list[Node]) -> GradExplanati
                     f"uses a detached copy of it (shape {tuple(t.shape)}, sharing its memory but outside the graph)"
                     f"{_callsite(node)}. Use the tensor itself there instead of tensor.detach() if its gradient "
                     "should flow."), op=node.op, details={"copy_shape": tuple(t.shape)})
+    op = _op_without_gradient_between(tensor, nodes)
+    if op is not None:
+        return GradExplanation("non_differentiable", (
+            f"{label} reaches the output only through '{op}', an operation without a gradient: comparisons (x > 0), "
+            "argmax/argmin, sort indices and integer casts record no graph (as in PyTorch), so its gradient is None, "
+            "not zero. To train through it, use a differentiable stand-in (a sigmoid instead of a hard threshold, "
+            "softmax weights instead of argmax)."), op=op)
     constants = _constants(nodes)
     hint = ""
     if constants:
@@ -156,6 +169,34 @@ def _unconnected(label: str, tensor: Tensor, nodes: list[Node]) -> GradExplanati
         f"(not zero).{hint} If the output should depend on it, check that it is actually used in the computation; "
         "comparisons, argmax/argmin and integer casts are not differentiable and record no graph."),
         details={"untracked_inputs": constants[:_MAX_LISTED]})
+
+
+def _op_without_gradient_between(tensor: Tensor, nodes: list[Node]) -> str | None:
+    """The gradient-free operation through which ``tensor`` reaches the graph of ``nodes``, if any, found from
+    the origins noted for the untracked tensors the graph consumed and for its indexing nodes
+    (:mod:`chainrule.autograd.provenance`)."""
+    pending = [origin_of(t) for node in nodes for t in consumed_tensors(node) if not t._rg]
+    pending += [origin_of(node) for node in nodes]
+    seen: set[int] = set()
+    while pending:
+        origin = pending.pop()
+        if origin is None or id(origin) in seen:
+            continue
+        seen.add(id(origin))
+        for source in origin.live_sources():
+            if isinstance(source, Origin):
+                pending.append(source)
+            elif _depends_on(source, tensor):
+                return origin.op
+    return None
+
+
+def _depends_on(source: Tensor | Node, tensor: Tensor) -> bool:
+    """Whether ``source`` (a tensor, or the node of one) is ``tensor`` or was computed from it."""
+    if source is tensor or (tensor._node is not None and source is tensor._node):
+        return True
+    node = source if isinstance(source, Node) else source._node
+    return node is not None and _feeds(tensor, walk_nodes(node))
 
 
 def _constants(nodes: list[Node]) -> list[tuple[str, str, tuple]]:

@@ -8,6 +8,7 @@ from numbers import Number
 from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import record
+from chainrule.autograd.provenance import note_origin
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
@@ -15,15 +16,20 @@ __all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "sca
            "norm_dim", "norm_dims", "describe", "float_operand", "untracked", "forward_value"]
 
 
-def untracked(out, like: Tensor) -> Tensor:
-    """A result that never carries a graph (comparisons, indices, integer results) as a tensor.
+def untracked(out, like: Tensor, op: str | None = None, inputs: tuple = ()) -> Tensor:
+    """A result that never carries a graph (comparisons, indices, integer results) as a tensor; with
+    ``op``, it remembers that it came from ``inputs`` (default ``like``) for explanations
+    (:mod:`chainrule.autograd.provenance`).
 
     numpy returns a scalar, not a 0-d array, for an operation on 0-d input; it is made an array of
     ``like``'s namespace again, as :func:`record` does for tracked results.
     """
     if type(out) not in ARRAY_TYPES:
         out = xp_of(like._data).asarray(out)
-    return wrap(out)
+    result = wrap(out)
+    if op is not None:
+        note_origin(result, op, inputs or (like,))
+    return result
 
 
 def forward_value(arrays, recompute):

@@ -74,7 +74,7 @@ def to_dtype(a: Tensor, dtype) -> Tensor:
     if a._data.dtype == dtype.np:
         return a
     if a._rg and not dtype.is_floating_point:
-        return wrap(a._data.astype(dtype.np))  # integer results never carry a graph
+        return untracked(a._data.astype(dtype.np), a, "to")  # integer results never carry a graph
     return record(a._data.astype(dtype.np), "to", (a,), lambda g, out: (g.to(a.dtype),))
 
 
@@ -903,11 +903,11 @@ def nan_to_num(a, nan: float = 0.0, posinf: float | None = None, neginf: float |
 
 def _compare(op: str, fn_name: str, a, b) -> Tensor:
     if _is_number(b) and isinstance(a, Tensor):
-        return untracked(getattr(xp_of(a._data), fn_name)(a._data, b), a)
+        return untracked(getattr(xp_of(a._data), fn_name)(a._data, b), a, op)
     if _is_number(a) and isinstance(b, Tensor):
-        return untracked(getattr(xp_of(b._data), fn_name)(a, b._data), b)
+        return untracked(getattr(xp_of(b._data), fn_name)(a, b._data), b, op)
     a, b = binary_operands(a, b, op)
-    return untracked(_apply2(op, getattr(xp_of(a._data), fn_name), a, b), a)
+    return untracked(_apply2(op, getattr(xp_of(a._data), fn_name), a, b), a, op, (a, b))
 
 
 def eq(a, b) -> Tensor:

@@ -8,6 +8,7 @@ Gradients of reads with repeated indices accumulate (scatter-add), as the chain 
 from __future__ import annotations
 
 from chainrule import dtypes as _dt
+from chainrule.autograd.provenance import ORIGINS, note_origin
 from chainrule.backend import xp_of
 from chainrule.ops._helpers import Tensor, describe, norm_dim, record, reduce_to, tensor_operand, wrap
 from chainrule.ops.elementwise import where
@@ -66,6 +67,9 @@ def getitem(a: Tensor, index) -> Tensor:
     result = record(out, "getitem", (a,), rule)
     if not has_advanced:
         as_view(result, a)
+    if ORIGINS and result._node is not None:  # indexed by e.g. argmax of a tensor in the graph: note it
+        note_origin(result._node, "getitem", [t for t in (index if isinstance(index, tuple) else (index,))
+                                             if isinstance(t, Tensor)])
     return result
 
 

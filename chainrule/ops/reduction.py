@@ -209,7 +209,7 @@ def _max_min(op: str, a, dim, keepdim, other=None):
     values = _extreme(a, (d,), keepdim, op, op)
     xp = xp_of(a._data)
     idx = (xp.argmax if op == "max" else xp.argmin)(a._data, axis=d, keepdims=keepdim)
-    return values_indices(values, untracked(idx.astype(_dt.int64.np, copy=False), a))
+    return values_indices(values, untracked(idx.astype(_dt.int64.np, copy=False), a, f"{op} (indices)"))
 
 
 def max(a, dim=None, keepdim: bool = False):
@@ -398,9 +398,9 @@ def argmax(a, dim=None, keepdim: bool = False) -> Tensor:
     xp = xp_of(a._data)
     if dim is None:
         out = xp.argmax(a._data)
-        return wrap(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()))
+        return untracked(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()), a, "argmax")
     d = norm_dim(dim, a._data.ndim, "argmax")
-    return untracked(xp.argmax(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a)
+    return untracked(xp.argmax(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a, "argmax")
 
 
 def argmin(a, dim=None, keepdim: bool = False) -> Tensor:
@@ -410,9 +410,9 @@ def argmin(a, dim=None, keepdim: bool = False) -> Tensor:
     xp = xp_of(a._data)
     if dim is None:
         out = xp.argmin(a._data)
-        return wrap(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()))
+        return untracked(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()), a, "argmin")
     d = norm_dim(dim, a._data.ndim, "argmin")
-    return untracked(xp.argmin(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a)
+    return untracked(xp.argmin(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a, "argmin")
 
 
 def all(a, dim=None, keepdim: bool = False) -> Tensor:

@@ -29,7 +29,7 @@ def sort(a, dim: int = -1, descending: bool = False, stable: bool = False):
     if a.ndim == 0:
         return values_indices(a.clone(), untracked(xp_of(a._data).zeros((), dtype=_dt.int64.np), a))
     d = norm_dim(dim, a.ndim, "sort")
-    indices = untracked(_order(a, d, descending, stable), a)
+    indices = untracked(_order(a, d, descending, stable), a, "sort (indices)")
     return values_indices(a.take_along_dim(indices, d), indices)
 
 

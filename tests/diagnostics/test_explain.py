@@ -96,13 +96,39 @@ def test_not_connected(w, v):
     assert "None (not zero)" in explanation.message
 
 
-def test_comparison_and_argmax_record_no_graph(w, v):
-    masked = ((w > 0).float() * v).sum()
+def test_connected_only_through_operations_without_gradient(w, v):
+    masked = ((w > 0).float() * v).sum()  # the mask passes through .float() before it meets the graph
     explanation = explain_grad(masked, w)
-    assert explanation.reason == "not_connected"
-    assert "comparisons" in explanation.message and "'mul' gets a" in explanation.message
-    picked = v[w.argmax()]
-    assert explain_grad(picked, w).reason == "not_connected"
+    assert explanation.reason == "non_differentiable" and explanation.op == "gt"
+    assert "only through 'gt', an operation without a gradient" in explanation.message
+    picked = v[w.argmax()]  # argmax picks an index: v gets a gradient, w none
+    assert (explain_grad(picked, w).reason, explain_grad(picked, w).op) == ("non_differentiable", "argmax")
+    hidden = w * 2  # through an intermediate tensor computed from w
+    assert explain_grad((v * (hidden > 0)).sum(), w).op == "gt"
+    assert explain_grad((v * w.long()).sum(), w).op == "to"
+    _, order = w.sort()
+    assert explain_grad(v[order].sum(), w).op == "sort (indices)"
+
+
+def test_a_mask_made_under_no_grad_is_not_blamed_on_its_operation(w, v):
+    with cr.no_grad():
+        mask = w > 0
+    assert explain_grad((v * mask).sum(), w).reason == "not_connected"
+
+
+def test_origin_notes_die_with_their_tensors(w, v):
+    import gc
+
+    from chainrule.autograd.provenance import ORIGINS
+
+    gc.collect()
+    before = len(ORIGINS)
+    mask = (w > 0).float()
+    loss = (mask * v).sum()
+    assert len(ORIGINS) > before
+    del mask, loss
+    gc.collect()
+    assert len(ORIGINS) == before
 
 
 @pytest.mark.parametrize("op", ["sign", "floor", "ceil", "round"])
@@ -160,6 +186,7 @@ def test_backward_that_would_fail_is_reported_with_its_error(w):
 
 def test_every_reason_is_documented_and_bad_arguments_raise(w):
     assert set(REASONS) == {"ok", "not_leaf", "integer_dtype", "requires_grad_false", "output_not_tracked", "detached",
-                            "not_connected", "zero_gradient", "graph_freed", "backward_error"}
+                            "not_connected", "non_differentiable", "zero_gradient", "graph_freed",
+                            "backward_error"}
     with pytest.raises(TypeError, match="explain_grad: tensor must be a Tensor"):
         explain_grad(w.sum(), [1.0])
