@@ -32,12 +32,13 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(n_embd, n_head, dropout)
         self.ln2 = nn.LayerNorm(n_embd)
         self.fc = nn.Linear(n_embd, 4 * n_embd)
+        self.act = nn.GELU(approximate="tanh")  # a module, so diagnostics.watch sees its activations
         self.fc2 = nn.Linear(4 * n_embd, n_embd)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
         x = x + self.drop(self.attn(self.ln1(x)))
-        return x + self.drop(self.fc2(F.gelu(self.fc(self.ln2(x)), approximate="tanh")))
+        return x + self.drop(self.fc2(self.act(self.fc(self.ln2(x)))))
 
 
 class GPT(nn.Module):

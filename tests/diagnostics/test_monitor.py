@@ -353,3 +353,21 @@ def test_report_text_table_and_json():
     data = json.loads(report.to_json())
     assert data["parameters"][0]["name"] == "0.weight" and data["activations"][0]["type"] == "Sigmoid"
     assert data["config"]["dead_fraction"] == 0.5
+
+
+def test_the_gpt_models_activations_are_watched():
+    """chainrule.models.GPT applies GELU as a module, so the monitor reports each block's activations."""
+    from chainrule.models import GPT
+
+    cr.manual_seed(0)
+    model = GPT(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
+    opt = optim.AdamW(model.parameters(), lr=1e-3)
+    idx = cr.randint(0, 11, (4, 8))
+    with diagnostics.watch(model, opt) as monitor:
+        for _ in range(2):
+            opt.zero_grad()
+            F.cross_entropy(model(idx).reshape(-1, 11), idx.reshape(-1)).backward()
+            opt.step()
+    assert {"blocks.0.act", "blocks.1.act"} <= set(monitor.activations)
+    assert all(len(monitor.activations[name]["std"]) == 2 and monitor.activations[name]["std"][-1] > 0
+               for name in ("blocks.0.act", "blocks.1.act"))
