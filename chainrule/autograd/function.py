@@ -1,5 +1,11 @@
 """Custom differentiable operations: subclass :class:`Function`, write ``forward(ctx, ...)`` on
-tensors (run without recording) and ``backward(ctx, *grad_outputs)``, call ``MyOp.apply(...)``."""
+tensors (run without recording) and ``backward(ctx, *grad_outputs)``, call ``MyOp.apply(...)``.
+
+``forward`` may return one tensor or a tuple of them. With several, the floating-point outputs not
+marked with ``ctx.mark_non_differentiable`` are differentiable: ``backward`` receives one gradient per
+output (zeros for an output that got none, None for a non-differentiable one), as in PyTorch. They are
+recorded as one node whose output packs them end to end; each returned tensor is a slice of it.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,11 @@ class FunctionCtx:
     def __init__(self, needs_input_grad: tuple):
         self.needs_input_grad = needs_input_grad
         self._saved: tuple = ()
+        self._non_differentiable: tuple = ()
+
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        """Outputs of ``forward`` that get no gradient (e.g. indices): returned without a graph."""
+        self._non_differentiable = tensors
 
     def save_for_backward(self, *tensors: Tensor | None) -> None:
         for t in tensors:
@@ -31,10 +42,10 @@ class FunctionCtx:
 
 
 class Function:
-    """Base class for custom operations with a hand-written backward (single tensor output)."""
+    """Base class for custom operations with a hand-written backward (one or several tensor outputs)."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, *args: Any, **kwargs: Any) -> Tensor:
+    def forward(ctx: FunctionCtx, *args: Any, **kwargs: Any) -> Tensor | tuple:
         raise NotImplementedError("Function subclasses must implement forward(ctx, *args)")
 
     @staticmethod
@@ -42,22 +53,25 @@ class Function:
         raise NotImplementedError("Function subclasses must implement backward(ctx, *grad_outputs)")
 
     @classmethod
-    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor | tuple:
         """Run ``forward`` without recording and record one node whose rule calls ``backward``."""
         recording = GRAD_ENABLED[0]
         ctx = FunctionCtx(tuple(recording and isinstance(a, Tensor) and a._rg for a in args))
         with no_grad():
             out = cls.forward(ctx, *args, **kwargs)
-        if not isinstance(out, Tensor):
-            raise TypeError(
-                f"{cls.__name__}.forward must return a single Tensor, got {type(out).__name__}; "
-                "return several results as separate Functions"
-            )
+        several = isinstance(out, tuple)
+        outputs = out if several else (out,)
+        for i, t in enumerate(outputs):
+            if not isinstance(t, Tensor):
+                raise TypeError(
+                    f"{cls.__name__}.forward must return a Tensor or a tuple of Tensors, got "
+                    f"{type(out).__name__ if not several else f'{type(t).__name__} as output {i}'}"
+                )
         positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
         inputs = tuple(args[i] for i in positions)
 
-        def rule(g, _):
-            grads = cls.backward(ctx, g)
+        def input_grads(grad_outputs: tuple) -> tuple:
+            grads = cls.backward(ctx, *grad_outputs)
             if not isinstance(grads, tuple):
                 grads = (grads,)
             if len(grads) != len(args):
@@ -69,10 +83,42 @@ class Function:
             return tuple(_checked_grad(cls.__name__, i, grads[i], args[i], held) for i in positions)
 
         saved = tuple(t for t in ctx._saved if t is not None)
-        result = record(out._data, cls.__name__, inputs, rule, saved)
+        if several:
+            return _record_outputs(cls.__name__, outputs, ctx, inputs, input_grads, saved)
+        result = record(out._data, cls.__name__, inputs, lambda g, _: input_grads((g,)), saved)
         if result._node is not None and any(t is out for t in saved):
             result._vc = out._shared_version()  # an in-place change to the result invalidates the saved output
         return result
+
+
+def _record_outputs(name: str, outputs: tuple, ctx: FunctionCtx, inputs: tuple, input_grads, saved: tuple) -> tuple:
+    """Several outputs as one recorded node: its output is the differentiable outputs flattened end to end,
+    each returned tensor a slice of it; the rule cuts the packed gradient back into one per output."""
+    marked = ctx._non_differentiable
+    differentiable = [i for i, t in enumerate(outputs)
+                      if t.dtype.is_floating_point and not any(t is m for m in marked)]
+    if not differentiable or not any(t._rg for t in inputs) or not GRAD_ENABLED[0]:
+        return outputs
+    dtypes = {outputs[i].dtype for i in differentiable}
+    if len(dtypes) > 1:
+        raise TypeError(
+            f"{name}.forward returned differentiable outputs of several dtypes ({', '.join(sorted(map(str, dtypes)))}); "
+            "give them one dtype, or mark the others with ctx.mark_non_differentiable"
+        )
+    xp = outputs[differentiable[0]].xp
+    spans, start = {}, 0
+    for i in differentiable:
+        spans[i] = (start, start + outputs[i].numel())
+        start += outputs[i].numel()
+    packed = xp.concatenate([outputs[i]._data.reshape(-1) for i in differentiable])
+
+    def rule(g, _):
+        grad_outputs = tuple(g[spans[i][0]:spans[i][1]].reshape(t.shape) if i in spans else None
+                             for i, t in enumerate(outputs))
+        return input_grads(grad_outputs)
+
+    whole = record(packed, name, inputs, rule, saved)
+    return tuple(whole[spans[i][0]:spans[i][1]].reshape(t.shape) if i in spans else t for i, t in enumerate(outputs))
 
 
 def _checked_grad(name: str, i: int, grad, arg: Tensor, held: tuple):

@@ -144,8 +144,81 @@ def test_forward_must_return_a_tensor():
         def forward(ctx, a):
             return [a]
 
-    with pytest.raises(TypeError, match="ReturnsList.forward must return a single Tensor, got list"):
+    with pytest.raises(TypeError, match="ReturnsList.forward must return a Tensor or a tuple of Tensors, got list"):
         ReturnsList.apply(cr.ones(1, requires_grad=True))
+
+
+class SinCos(cr.autograd.Function):
+    """Two outputs; backward records which output gradients it was given."""
+
+    given = []
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a.sin(), a.cos()
+
+    @staticmethod
+    def backward(ctx, g_sin, g_cos):
+        (a,) = ctx.saved_tensors
+        SinCos.given.append((g_sin.tolist(), g_cos.tolist()))
+        return g_sin * a.cos() - g_cos * a.sin()
+
+
+def test_several_outputs_get_their_own_gradients():
+    x = cr.tensor([0.3, -1.2, 2.0], dtype=cr.float64, requires_grad=True)
+    s, c = SinCos.apply(x)
+    assert s.requires_grad and c.requires_grad
+    np.testing.assert_allclose(s.detach().numpy(), np.sin(x.detach().numpy()))
+    (2 * s + 3 * c).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.cos(x.detach().numpy()) - 3 * np.sin(x.detach().numpy()))
+    from chainrule.autograd import gradcheck, gradgradcheck
+
+    assert gradcheck(lambda a: SinCos.apply(a)[0] * SinCos.apply(a)[1], (x,))
+    assert gradgradcheck(lambda a: SinCos.apply(a)[0] * SinCos.apply(a)[1], (x,))
+
+
+def test_an_unused_output_gets_a_zero_gradient():
+    SinCos.given.clear()
+    x = cr.tensor([0.5, 1.0], dtype=cr.float64, requires_grad=True)
+    s, _ = SinCos.apply(x)
+    s.sum().backward()
+    assert SinCos.given == [([1.0, 1.0], [0.0, 0.0])]
+
+
+def test_integer_and_marked_outputs_get_no_graph():
+    class MaxWithIndex(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            index = a.argmax()
+            ctx.save_for_backward(index)
+            doubled = a * 2
+            ctx.mark_non_differentiable(doubled)
+            return a[index], index, doubled
+
+        @staticmethod
+        def backward(ctx, g, g_index, g_doubled):
+            assert g_index is None and g_doubled is None
+            (index,) = ctx.saved_tensors
+            grad = cr.zeros(3, dtype=g.dtype)
+            grad[index] = g
+            return grad
+
+    x = cr.tensor([1.0, 5.0, 2.0], requires_grad=True)
+    top, index, doubled = MaxWithIndex.apply(x)
+    assert top.requires_grad and not index.requires_grad and not doubled.requires_grad
+    top.backward()
+    assert x.grad.tolist() == [0.0, 1.0, 0.0] and index.item() == 1
+
+
+def test_differentiable_outputs_of_several_dtypes_are_refused():
+    class Mixed(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 1, a.double()
+
+    with pytest.raises(TypeError, match=r"Mixed.forward returned differentiable outputs of several dtypes"):
+        Mixed.apply(cr.ones(2, requires_grad=True))
 
 
 def test_saved_tensors_modified_in_place_are_detected():
