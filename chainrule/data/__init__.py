@@ -34,11 +34,11 @@ from .datasets import (
     sample_batch,
     verify_file,
 )
-from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler
+from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler, WeightedRandomSampler
 
 __all__ = [
     "Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
-    "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
+    "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler",
     "DataLoader", "default_collate", "default_convert", "get_worker_info", "WorkerInfo",
     "load_digits", "load_mnist5k", "load_tinyshakespeare", "digits_dataset", "mnist5k_dataset", "CharVocab",
     "sample_batch", "verify_file", "data_path", "SHA256",

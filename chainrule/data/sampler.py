@@ -4,6 +4,8 @@
 - ``RandomSampler(data, replacement=False, num_samples=None, generator=None)``: a fresh random order on
   every iteration, drawn from ``generator`` or chainrule's seeded default generator.
 - ``SubsetRandomSampler(indices, generator=None)``: the given indices in a fresh random order.
+- ``WeightedRandomSampler(weights, num_samples, replacement=True, generator=None)``: indices drawn with
+  probabilities proportional to ``weights``.
 - ``BatchSampler(sampler, batch_size, drop_last)``: lists of ``batch_size`` indices.
 
 Any iterable of ints with a ``__len__`` works as a sampler. The built-in ones also offer
@@ -19,7 +21,7 @@ from numbers import Integral
 from chainrule.backend import np
 from chainrule.random import Generator, default_generator
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler"]
+__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler"]
 
 
 class Sampler:
@@ -110,6 +112,38 @@ class SubsetRandomSampler(_ArraySampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class WeightedRandomSampler(_ArraySampler):
+    """``num_samples`` indices in ``[0, len(weights))``, index ``i`` drawn with probability proportional
+    to ``weights[i]`` (e.g. the inverse frequency of its class, to balance classes), with replacement by
+    default; without replacement no index repeats. Draws as ``RandomSampler`` does."""
+
+    def __init__(self, weights, num_samples: int, replacement: bool = True, generator: Generator | None = None):
+        if not isinstance(replacement, bool):
+            raise TypeError(
+                f"WeightedRandomSampler: replacement should be a boolean value, but got replacement={replacement!r}")
+        values = np.asarray(weights.numpy() if hasattr(weights, "numpy") else weights, dtype=np.float64)
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(f"WeightedRandomSampler: weights should be a non-empty 1-D sequence, got shape {values.shape}")
+        if not np.all(np.isfinite(values)) or np.any(values < 0) or values.sum() <= 0:
+            raise ValueError("WeightedRandomSampler: weights must be finite and non-negative, with a positive sum")
+        self.num_samples = _check_count("num_samples", num_samples, "WeightedRandomSampler")
+        if not replacement and self.num_samples > np.count_nonzero(values):
+            raise ValueError(
+                f"WeightedRandomSampler: cannot draw {self.num_samples} samples without replacement from "
+                f"{np.count_nonzero(values)} indices of nonzero weight")
+        self.weights = values
+        self.replacement = replacement
+        self.generator = generator
+
+    def _index_array(self):
+        rng = (self.generator if self.generator is not None else default_generator).numpy
+        p = self.weights / self.weights.sum()
+        return rng.choice(self.weights.size, size=self.num_samples, replace=self.replacement, p=p).astype(np.int64)
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class BatchSampler(Sampler):

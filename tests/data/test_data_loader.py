@@ -215,6 +215,36 @@ def test_subset_random_sampler():
     assert len({tuple(d) for d in draws}) > 1
 
 
+def test_weighted_random_sampler_draws_in_proportion_to_the_weights():
+    from chainrule.data import WeightedRandomSampler
+
+    weights = cr.tensor([1.0, 0.0, 3.0, 6.0])
+    sampler = WeightedRandomSampler(weights, num_samples=20000, generator=cr.Generator(0))
+    counts = np.bincount(np.array(list(sampler)), minlength=4) / 20000
+    np.testing.assert_allclose(counts, [0.1, 0.0, 0.3, 0.6], atol=0.015)  # ~4 standard errors
+    assert len(sampler) == 20000
+    unique = list(WeightedRandomSampler([1, 0, 3, 6], num_samples=3, replacement=False, generator=cr.Generator(1)))
+    assert sorted(unique) == [0, 2, 3]
+    again = [list(WeightedRandomSampler([1, 2, 3], 5, generator=cr.Generator(7))) for _ in range(2)]
+    assert again[0] == again[1]  # the same generator seed gives the same draws
+    ds = arange_dataset(4)  # balancing a TensorDataset through the loader's fast path
+    batches = list(DataLoader(ds, batch_size=8, sampler=WeightedRandomSampler([0, 0, 0, 1], 16)))
+    assert all(b[1].tolist() == [3] * 8 for b in batches)
+
+
+def test_weighted_random_sampler_errors():
+    from chainrule.data import WeightedRandomSampler
+
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        WeightedRandomSampler([1.0, -1.0], 2)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        WeightedRandomSampler([[1.0]], 2)
+    with pytest.raises(ValueError, match="cannot draw 3 samples without replacement from 2 indices"):
+        WeightedRandomSampler([1.0, 0.0, 1.0], 3, replacement=False)
+    with pytest.raises(ValueError, match="positive integer"):
+        WeightedRandomSampler([1.0], 0)
+
+
 def test_sampler_argument_errors():
     with pytest.raises(ValueError, match="positive integer"):
         RandomSampler(range(3), num_samples=0)

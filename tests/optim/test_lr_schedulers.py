@@ -43,6 +43,9 @@ SCHEDULES = {
     "ExponentialLR": lambda lib, opt: lib.ExponentialLR(opt, gamma=0.9),
     "CosineAnnealingLR-past-T_max": lambda lib, opt: lib.CosineAnnealingLR(opt, T_max=10, eta_min=0.001),
     "CosineAnnealingLR": lambda lib, opt: lib.CosineAnnealingLR(opt, T_max=STEPS),
+    "CosineAnnealingWarmRestarts": lambda lib, opt: lib.CosineAnnealingWarmRestarts(opt, T_0=7),
+    "CosineAnnealingWarmRestarts-T_mult": lambda lib, opt: lib.CosineAnnealingWarmRestarts(opt, T_0=3, T_mult=2,
+                                                                                           eta_min=0.01),
     "LinearLR-warmup": lambda lib, opt: lib.LinearLR(opt, start_factor=0.25, total_iters=8),
     "LinearLR-decay": lambda lib, opt: lib.LinearLR(opt, start_factor=1.0, end_factor=0.1, total_iters=10),
     "ConstantLR": lambda lib, opt: lib.ConstantLR(opt, factor=0.5, total_iters=4),
@@ -294,3 +297,33 @@ def test_scheduler_lr_drives_the_optimizer_update():
         opt.step()
         sched.step()
     assert p.tolist() == [-(1.0 + 0.5 + 0.25)]
+
+
+@pytest.mark.parametrize("t_mult", [1, 2])
+def test_warm_restarts_with_fractional_epochs_match_torch(t_mult):
+    """The per-batch use: step(epoch + i / iters) anneals within each epoch."""
+    ours, theirs = make_optimizers()
+    ours_sched = ours_lib.CosineAnnealingWarmRestarts(ours, T_0=2, T_mult=t_mult, eta_min=0.001)
+    theirs_sched = theirs_lib.CosineAnnealingWarmRestarts(theirs, T_0=2, T_mult=t_mult, eta_min=0.001)
+    iters = 4
+    for epoch in range(7):
+        for i in range(iters):
+            ours.step()
+            theirs.step()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ours_sched.step(epoch + i / iters)
+                theirs_sched.step(epoch + i / iters)
+            np.testing.assert_allclose(ours_sched.get_last_lr(), theirs_sched.get_last_lr(), rtol=1e-12)
+    assert ours_sched.last_epoch == theirs_sched.last_epoch
+
+
+def test_warm_restarts_argument_errors():
+    ours, _ = make_optimizers()
+    with pytest.raises(ValueError, match="positive integer T_0"):
+        ours_lib.CosineAnnealingWarmRestarts(ours, T_0=0)
+    with pytest.raises(ValueError, match="integer T_mult >= 1"):
+        ours_lib.CosineAnnealingWarmRestarts(ours, T_0=3, T_mult=0.5)
+    sched = ours_lib.CosineAnnealingWarmRestarts(ours, T_0=3)
+    with pytest.raises(ValueError, match="non-negative epoch"):
+        sched.step(-1)
