@@ -28,6 +28,7 @@ class Origin:
 
     op: str
     sources: tuple
+    depth: int = 1  # untracked ops since the graph: trails are cut at _MAX_DEPTH
 
     def live_sources(self) -> list:
         """The sources that still exist: tensors, nodes and Origins."""
@@ -37,6 +38,9 @@ class Origin:
 
 # id(tensor or node) -> (weak reference to it, its Origin)
 ORIGINS: dict[int, tuple] = {}
+# A tensor updated by untracked ops step after step (a running metric fed by comparisons) would otherwise
+# grow an endless chain of Origins; explanations need only the last few links.
+_MAX_DEPTH = 16
 
 
 def note_origin(result, op: str, inputs) -> None:
@@ -47,8 +51,11 @@ def note_origin(result, op: str, inputs) -> None:
     sources = tuple(source for source in map(_source, inputs) if source is not None)
     if not sources:
         return
+    depth = 1 + max((s.depth for s in sources if isinstance(s, Origin)), default=0)
+    if depth > _MAX_DEPTH:
+        return
     key = id(result)
-    ORIGINS[key] = (weakref.ref(result, lambda _, key=key: ORIGINS.pop(key, None)), Origin(op, sources))
+    ORIGINS[key] = (weakref.ref(result, lambda _, key=key: ORIGINS.pop(key, None)), Origin(op, sources, depth))
 
 
 def origin_of(obj) -> Origin | None:

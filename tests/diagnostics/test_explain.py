@@ -116,6 +116,15 @@ def test_a_mask_made_under_no_grad_is_not_blamed_on_its_operation(w, v):
     assert explain_grad((v * mask).sum(), w).reason == "not_connected"
 
 
+def test_origin_trails_of_a_tensor_updated_step_after_step_stay_short(w):
+    from chainrule.autograd.provenance import _MAX_DEPTH, origin_of
+
+    running = cr.zeros(())
+    for _ in range(3 * _MAX_DEPTH):  # a running accuracy fed by comparisons, outside no_grad()
+        running = running * 0.9 + (w > 0).float().mean() * 0.1
+    assert origin_of(running) is None or origin_of(running).depth <= _MAX_DEPTH
+
+
 def test_origin_notes_die_with_their_tensors(w, v):
     import gc
 
