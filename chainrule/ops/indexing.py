@@ -77,11 +77,29 @@ def _scatter_index(g: Tensor, idx, shape, accumulate: bool) -> Tensor:
     """Zeros of ``shape`` with ``g`` added at ``idx`` (repeats summed): the backward of getitem."""
     xp = xp_of(g._data)
     out = xp.zeros(shape, dtype=g._data.dtype)
-    if accumulate:
+    if accumulate and len(idx) == 1 and getattr(idx[0], "dtype", None) is not None and idx[0].dtype.kind in "iu":
+        _add_rows_at(out, idx[0], g._data)
+    elif accumulate:
         xp.add.at(out, idx, g._data)
     else:
         out[idx] = g._data
     return record(out, "getitem_backward", (g,), lambda gg, _: (gg[idx],))
+
+
+def _add_rows_at(out, rows, values) -> None:
+    """``out[rows] += values`` with repeated rows adding up (``add.at`` along the first axis, e.g. an
+    embedding's gradient), as a sort of the rows and one segmented sum (``add.reduceat``): the same sums
+    as add.at up to float rounding (numpy may sum a segment pairwise rather than in order). Measured
+    (2,048 rows into a 65 x 128 table): 0.64 vs 2.96 ms."""
+    xp = xp_of(out)
+    rows = rows.reshape(-1) % out.shape[0]
+    values = values.reshape((rows.size,) + out.shape[1:])
+    if rows.size == 0:
+        return
+    order = xp.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = xp.flatnonzero(xp.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
+    out[sorted_rows[starts]] += xp.add.reduceat(values[order], starts, axis=0)
 
 
 def index_put(a: Tensor, index, value, accumulate: bool = False) -> Tensor:

@@ -81,3 +81,22 @@ def test_basic_indexing_results_are_views():
     x = cr.arange(12.0).reshape(3, 4)
     assert np.shares_memory(x[1:, ::2].numpy(), x.numpy())
     assert not np.shares_memory(x[[0, 1]].numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("shape", [(7,), (7, 5), (7, 3, 2)])
+def test_repeated_row_gradients_add_up_exactly_as_add_at(shape):
+    """The gradient of x[rows] for repeated (and negative) rows is a segmented sum of the rows' values:
+    what numpy's add.at gives, up to float32 rounding."""
+    from chainrule.ops.indexing import _add_rows_at
+
+    rng = np.random.default_rng(4)
+    rows = rng.integers(-7, 7, size=(40, 3))
+    values = rng.standard_normal(rows.shape + shape[1:]).astype(np.float32)
+    expected = np.zeros(shape, np.float32)
+    np.add.at(expected, rows % 7, values)
+    got = np.zeros(shape, np.float32)
+    _add_rows_at(got, rows, values)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    x = cr.tensor(np.ones(shape, np.float32), requires_grad=True)
+    (x[cr.tensor(rows)] * cr.tensor(values)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6, atol=1e-6)
