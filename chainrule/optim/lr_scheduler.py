@@ -442,6 +442,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                 for base_lr in self.base_lrs]
 
     def step(self, epoch: float | None = None) -> None:
+        if epoch is not None and epoch < 0:
+            raise ValueError(f"CosineAnnealingWarmRestarts: expected a non-negative epoch, but got {epoch!r}")
         self._count_step()
         if epoch is None and self.last_epoch < 0:
             epoch = 0
@@ -452,8 +454,6 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                 self.T_cur -= self.T_i
                 self.T_i *= self.T_mult
         else:
-            if epoch < 0:
-                raise ValueError(f"CosineAnnealingWarmRestarts: expected a non-negative epoch, but got {epoch!r}")
             self.T_cur, self.T_i = self._position(epoch)
         self.last_epoch = math.floor(epoch)
         self._set_lrs(self.get_lr)

@@ -325,5 +325,7 @@ def test_warm_restarts_argument_errors():
     with pytest.raises(ValueError, match="integer T_mult >= 1"):
         ours_lib.CosineAnnealingWarmRestarts(ours, T_0=3, T_mult=0.5)
     sched = ours_lib.CosineAnnealingWarmRestarts(ours, T_0=3)
+    before = sched.state_dict()
     with pytest.raises(ValueError, match="non-negative epoch"):
         sched.step(-1)
+    assert sched.state_dict() == before  # nothing changed
