@@ -6,11 +6,26 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 
 __all__ = ["is_grad_enabled", "no_grad", "enable_grad", "set_grad_enabled", "inference_mode"]
 
 # One mutable cell read on every operation: a list lookup is the cheapest shared flag in Python.
 GRAD_ENABLED = [True]
+# The flag is process-wide (PyTorch's is per thread). DataLoader worker threads run dataset code while the
+# main thread trains: a no_grad() there would switch recording off under the training step, so in those
+# threads mode changes are ignored (data code has no graph to record).
+_THREAD = threading.local()
+
+
+def _set(mode: bool) -> None:
+    if not getattr(_THREAD, "ignore_mode_changes", False):
+        GRAD_ENABLED[0] = mode
+
+
+def ignore_mode_changes_in_this_thread() -> None:
+    """Make no_grad()/enable_grad()/set_grad_enabled() no-ops in the calling thread (DataLoader workers)."""
+    _THREAD.ignore_mode_changes = True
 
 
 def is_grad_enabled() -> bool:
@@ -27,11 +42,11 @@ class _GradMode:
         if "_prevs" not in self.__dict__:
             self._prevs = []
         self._prevs.append(GRAD_ENABLED[0])
-        GRAD_ENABLED[0] = self._mode
+        _set(self._mode)
         return self
 
     def __exit__(self, *exc):
-        GRAD_ENABLED[0] = self._prevs.pop()
+        _set(self._prevs.pop())
         return False
 
     def __call__(self, fn):
@@ -122,18 +137,18 @@ class set_grad_enabled(_GradMode):
     def __init__(self, mode: bool):
         self._prev = GRAD_ENABLED[0]
         self._mode = bool(mode)
-        GRAD_ENABLED[0] = self._mode
+        _set(self._mode)
 
     def __enter__(self):
         if "_prevs" not in self.__dict__:  # first entry: restore the value from before the constructor
             self._prevs = [self._prev]
         else:  # entered again: the mode may have been restored in between
             self._prevs.append(GRAD_ENABLED[0])
-        GRAD_ENABLED[0] = self._mode
+        _set(self._mode)
         return self
 
     def __call__(self, fn):
-        GRAD_ENABLED[0] = self._prev  # used as a decorator: only calls of fn change the mode
+        _set(self._prev)  # used as a decorator: only calls of fn change the mode
         return super().__call__(fn)
 
     def _fresh(self):

@@ -11,7 +11,9 @@ stacks tensors, arrays and numbers and recurses into tuples, lists and dicts).
 Workers: with ``num_workers > 0`` the batches of a map-style dataset are fetched and collated ahead, in
 order, by that many threads of this process (not processes as in PyTorch: no pickling, and numpy releases
 the GIL while it copies, decodes files or computes). ``get_worker_info()`` tells a dataset's code which
-worker it runs in; ``worker_init_fn(worker_id)`` runs once in each. An ``IterableDataset`` is read in the
+worker it runs in; ``worker_init_fn(worker_id)`` runs once in each. Grad mode is process-wide in
+chainrule, so ``no_grad()`` and friends do nothing inside a worker (they would switch recording off in
+the training thread). An ``IterableDataset`` is read in the
 main thread whatever ``num_workers`` says (one shared iterator, so no sample is repeated).
 
 Fast path: a ``TensorDataset`` (or a ``Subset`` of one, e.g. from ``random_split``) batched with the
@@ -32,6 +34,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from chainrule.autograd.grad_mode import ignore_mode_changes_in_this_thread
 from chainrule.backend import np, xp_of
 from chainrule.random import Generator
 from chainrule.tensor import Tensor, wrap
@@ -295,6 +298,7 @@ class DataLoader:
         def start_worker() -> None:
             info = WorkerInfo(id=next(ids), num_workers=self.num_workers, dataset=self.dataset)
             _WORKER.info = info
+            ignore_mode_changes_in_this_thread()  # a no_grad() in dataset code must not reach the training step
             if self.worker_init_fn is not None:
                 self.worker_init_fn(info.id)
 

@@ -517,3 +517,24 @@ def test_random_split_subsets_feed_the_loader():
     train, val = random_split(arange_dataset(20), [0.75, 0.25])
     seen = labels_of(DataLoader(train, batch_size=4, shuffle=True)) + labels_of(DataLoader(val, batch_size=4))
     assert sorted(seen) == list(range(20)) and len(train) == 15
+
+
+def test_no_grad_in_a_worker_does_not_switch_off_recording_for_the_training_thread():
+    class NoGradInside(ListDataset):
+        seen = []
+
+        def __getitem__(self, i):
+            with cr.no_grad():  # process-wide in chainrule: ignored in worker threads
+                NoGradInside.seen.append(cr.is_grad_enabled())
+                return super().__getitem__(i)
+
+    data = NoGradInside([(cr.tensor([float(i)]), i) for i in range(12)])
+    w = cr.ones(1, requires_grad=True)
+    for x, _ in DataLoader(data, batch_size=3, num_workers=2):
+        w.grad = None
+        (x * w).sum().backward()
+        assert w.grad is not None
+    assert NoGradInside.seen and all(NoGradInside.seen)
+    assert cr.is_grad_enabled()
+    with cr.no_grad():  # the main thread's no_grad still works
+        assert not cr.is_grad_enabled()
