@@ -11,7 +11,8 @@
         opt.step()
         sched.step()
 
-Optimizers: :class:`SGD`, :class:`Adam`, :class:`AdamW`, :class:`RMSprop`, :class:`Adagrad`, all
+Optimizers: :class:`SGD`, :class:`Adam`, :class:`AdamW`, :class:`NAdam`, :class:`RAdam`, :class:`RMSprop`,
+:class:`Adagrad`, all
 subclasses of :class:`Optimizer` (param groups, ``zero_grad``, ``step(closure)``, ``state_dict`` /
 ``load_state_dict`` in PyTorch's format). Schedulers live in :mod:`chainrule.optim.lr_scheduler`;
 gradient clipping is in :mod:`chainrule.nn.utils`.
@@ -20,8 +21,9 @@ gradient clipping is in :mod:`chainrule.nn.utils`.
 from chainrule.optim import lr_scheduler
 from chainrule.optim.adagrad import Adagrad
 from chainrule.optim.adam import Adam, AdamW
+from chainrule.optim.adam_variants import NAdam, RAdam
 from chainrule.optim.optimizer import Optimizer
 from chainrule.optim.rmsprop import RMSprop
 from chainrule.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSprop", "Adagrad", "lr_scheduler"]

@@ -77,6 +77,9 @@ class Optimizer:
         defaults: the default hyperparameters of every group.
     """
 
+    # per-parameter state entries that are numbers (PyTorch stores them as 0-d tensors), not arrays
+    _scalar_state: tuple[str, ...] = ("step",)
+
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
@@ -320,7 +323,7 @@ class Optimizer:
             if index not in param_of:
                 raise ValueError(f"{name}: the state dict has state for parameter {index!r}, which is in no param group")
             param = param_of[index]
-            new_state[param] = {key: _restore_value(param, key, value, index, name)
+            new_state[param] = {key: _restore_value(param, key, value, index, name, self._scalar_state)
                                 for key, value in saved_state.items()}
         self.state = new_state
         self.param_groups = new_groups
@@ -393,18 +396,18 @@ def _snapshot(value):
     return copy.deepcopy(value)
 
 
-def _restore_value(param: Tensor, key: str, value, index, where: str):
-    """A loaded state entry as this optimizer keeps it: ``step`` as a float, arrays as Tensor copies
-    with the parameter's shape, dtype and device."""
+def _restore_value(param: Tensor, key: str, value, index, where: str, scalar_keys: tuple = ("step",)):
+    """A loaded state entry as this optimizer keeps it: ``step`` (and the optimizer's other
+    ``scalar_keys``) as a float, arrays as Tensor copies with the parameter's shape, dtype and device."""
     if isinstance(value, Tensor):
         arr = value._data
     elif type(value) in ARRAY_TYPES:
         arr = value
     else:
         return copy.deepcopy(value)
-    if key == "step":
+    if key in scalar_keys:
         if arr.size != 1:
-            raise ValueError(f"{where}: state 'step' of parameter {index} has shape {tuple(arr.shape)}, expected a number")
+            raise ValueError(f"{where}: state '{key}' of parameter {index} has shape {tuple(arr.shape)}, expected a number")
         return float(arr.reshape(()).item())
     if tuple(arr.shape) != tuple(param.shape):
         raise ValueError(

@@ -41,6 +41,12 @@ CASES = [
     ("Adagrad", dict(lr=0.05)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1)),
     ("Adagrad", dict(lr=0.05, eps=1e-6, maximize=True)),
+    ("NAdam", dict(lr=0.01)),
+    ("NAdam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("RAdam", dict(lr=0.01)),  # rho_t passes 5 at step 6: both branches within the tests' steps
+    ("RAdam", dict(lr=0.01, betas=(0.3, 0.9), weight_decay=0.1, maximize=True)),
+    ("RAdam", dict(lr=0.01, eps=1e-6, weight_decay=0.1, decoupled_weight_decay=True)),
 ]
 CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in CASES]
 
@@ -303,8 +309,8 @@ def convert_state_dict(sd, to_tensor):
     return {"state": state, "param_groups": [dict(g) for g in sd["param_groups"]]}
 
 
-@pytest.mark.parametrize("name,kwargs", [CASES[1], CASES[7], CASES[10], CASES[15], CASES[17]],
-                         ids=[CASE_IDS[i] for i in (1, 7, 10, 15, 17)])
+@pytest.mark.parametrize("name,kwargs", [CASES[i] for i in (1, 7, 10, 15, 17, 20, 23)],
+                         ids=[CASE_IDS[i] for i in (1, 7, 10, 15, 17, 20, 23)])
 @pytest.mark.parametrize("direction", ["torch-to-chainrule", "chainrule-to-torch"])
 def test_state_dict_format_is_interchangeable_with_torch(name, kwargs, direction):
     """A state dict saved by one framework, loaded by the other, continues the same training."""
