@@ -37,20 +37,17 @@ def _trainers(model_kind: str):
 
 
 def _chainrule_gpt():
-    """chainrule.models.GPT at the gpt workload's size, batch and optimizer."""
+    """chainrule.models.GPT with the gpt workload's size, data, loss and optimizer."""
+    import numpy as np
+
     from chainrule.models import GPT
 
     cfg, batch = workloads.REFERENCE.gpt, workloads.REFERENCE.gpt_batch
-    vocab, context, width, heads, layers = cfg.vocab, cfg.context, cfg.d_model, cfg.heads, cfg.layers
     cr.manual_seed(0)
-    model = GPT(vocab_size=vocab, block_size=context, n_layer=layers, n_head=heads, n_embd=width)
-    tokens = cr.randint(0, vocab, (batch, context + 1))
-    opt = cr.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
-
-    def loss_fn(logits, targets):
-        return cr.nn.functional.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
-
-    return workloads.Trainer(model, tokens[:, :-1], tokens[:, 1:], loss_fn, opt)
+    model = GPT(vocab_size=cfg.vocab, block_size=cfg.context, n_layer=cfg.layers, n_head=cfg.heads, n_embd=cfg.d_model)
+    inputs, targets = workloads._gpt_data(batch, cfg)(np.random.default_rng(0))
+    return workloads.Trainer(model, cr.tensor(inputs), cr.tensor(targets), workloads._token_cross_entropy(cr),
+                             workloads._adamw(cr, model.parameters()))
 
 
 def main(argv=None) -> None:

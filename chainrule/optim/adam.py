@@ -26,10 +26,31 @@ from chainrule.optim.optimizer import (
 )
 from chainrule.tensor import wrap
 
-__all__ = ["Adam", "AdamW"]
+__all__ = ["Adam", "AdamW", "AdamFamily"]
 
 
-class Adam(Optimizer):
+class AdamFamily(Optimizer):
+    """What Adam, NAdam and RAdam share: betas, eps and weight decay checks, and the decay split."""
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        check_non_negative(self, "epsilon value", "eps", group.get("eps", 0))
+        if "betas" in group:
+            beta1, beta2 = _betas(self, group["betas"])
+            check_range(self, "beta parameter at index 0", beta1, 0.0, 1.0)
+            check_range(self, "beta parameter at index 1", beta2, 0.0, 1.0)
+        check_non_negative(self, "weight_decay value", "weight_decay", group.get("weight_decay", 0))
+
+    @staticmethod
+    def _decay(group: dict[str, Any], lr: float) -> tuple[float | None, float]:
+        """(multiplier of p for decoupled decay, or None; L2 coefficient added to the gradient)."""
+        weight_decay = group["weight_decay"]
+        if group["decoupled_weight_decay"]:
+            return (1 - lr * weight_decay if weight_decay != 0 else None), 0
+        return None, weight_decay
+
+
+class Adam(AdamFamily):
     """Adam (Kingma & Ba), as ``torch.optim.Adam``.
 
     Args:
@@ -54,22 +75,11 @@ class Adam(Optimizer):
                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
-    def _validate_group(self, group: dict[str, Any]) -> None:
-        super()._validate_group(group)
-        check_non_negative(self, "epsilon value", "eps", group.get("eps", 0))
-        if "betas" in group:
-            beta1, beta2 = _betas(self, group["betas"])
-            check_range(self, "beta parameter at index 0", beta1, 0.0, 1.0)
-            check_range(self, "beta parameter at index 1", beta2, 0.0, 1.0)
-        check_non_negative(self, "weight_decay value", "weight_decay", group.get("weight_decay", 0))
-
     def _update_group(self, group: dict[str, Any], params: list) -> None:
         lr = group_scalar(group["lr"])
         beta1, beta2 = group["betas"]
-        weight_decay = group["weight_decay"]
         amsgrad = group["amsgrad"]
-        decay = 1 - lr * weight_decay if group["decoupled_weight_decay"] and weight_decay != 0 else None
-        coupled_decay = 0 if group["decoupled_weight_decay"] else weight_decay
+        decay, coupled_decay = self._decay(group, lr)
         for p in params:
             arr = p._data
             state = self.state[p]

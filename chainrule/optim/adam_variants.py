@@ -22,32 +22,10 @@ import math
 from typing import Any
 
 from chainrule.backend import np
-from chainrule.optim.adam import _betas, _init_state
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, check_range, effective_grad, group_scalar, lerp_
+from chainrule.optim.adam import AdamFamily, _betas, _init_state
+from chainrule.optim.optimizer import ParamsT, check_non_negative, effective_grad, group_scalar, lerp_
 
 __all__ = ["NAdam", "RAdam"]
-
-
-class _AdamFamily(Optimizer):
-    """What NAdam and RAdam share with Adam: betas, eps, weight decay (coupled or decoupled), maximize,
-    the two moment estimates."""
-
-    def _validate_group(self, group: dict[str, Any]) -> None:
-        super()._validate_group(group)
-        check_non_negative(self, "epsilon value", "eps", group.get("eps", 0))
-        if "betas" in group:
-            beta1, beta2 = _betas(self, group["betas"])
-            check_range(self, "beta parameter at index 0", beta1, 0.0, 1.0)
-            check_range(self, "beta parameter at index 1", beta2, 0.0, 1.0)
-        check_non_negative(self, "weight_decay value", "weight_decay", group.get("weight_decay", 0))
-
-    @staticmethod
-    def _decay(group: dict[str, Any], lr: float) -> tuple[float | None, float]:
-        """(multiplier of p for decoupled decay or None, L2 coefficient added to the gradient)."""
-        weight_decay = group["weight_decay"]
-        if group["decoupled_weight_decay"]:
-            return (1 - lr * weight_decay if weight_decay != 0 else None), 0
-        return None, weight_decay
 
 
 def _moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize):
@@ -64,7 +42,7 @@ def _moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, we
     return d
 
 
-class NAdam(_AdamFamily):
+class NAdam(AdamFamily):
     """Adam with Nesterov momentum (Dozat), as ``torch.optim.NAdam``.
 
     Args: ``lr`` (default 2e-3), ``betas``, ``eps``, ``weight_decay``, ``momentum_decay`` (default 4e-3),
@@ -124,7 +102,7 @@ def _nadam_block(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1: float, beta2:
     p += tmp0
 
 
-class RAdam(_AdamFamily):
+class RAdam(AdamFamily):
     """Rectified Adam (Liu et al.), as ``torch.optim.RAdam``: plain momentum steps until the second moment
     has seen enough steps (rho_t > 5), then Adam steps scaled by the variance rectification.
 
