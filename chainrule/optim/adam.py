@@ -26,7 +26,7 @@ from chainrule.optim.optimizer import (
 )
 from chainrule.tensor import wrap
 
-__all__ = ["Adam", "AdamW", "AdamFamily"]
+__all__ = ["Adam", "AdamW", "AdamFamily", "adam_moments_"]
 
 
 class AdamFamily(Optimizer):
@@ -101,14 +101,7 @@ def _adam_block(xp, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, tmp0, tmp1, beta1
                 weight_decay: float, maximize: bool) -> None:
     """One Adam/AdamW update of the arrays ``p`` and its moments in place (``max_exp_avg_sq`` is None
     without amsgrad; ``decay`` is AdamW's ``1 - lr * weight_decay`` or None)."""
-    if decay is not None:
-        p *= decay
-    d = effective_grad(xp, p, g, weight_decay, maximize, tmp0)
-    lerp_(xp, exp_avg, d, 1 - beta1, tmp1)
-    exp_avg_sq *= beta2
-    xp.multiply(d, 1 - beta2, out=tmp1)
-    tmp1 *= d
-    exp_avg_sq += tmp1
+    adam_moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize)
     second = exp_avg_sq
     if max_exp_avg_sq is not None:
         second = xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
@@ -118,6 +111,20 @@ def _adam_block(xp, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, tmp0, tmp1, beta1
     xp.divide(exp_avg, tmp1, out=tmp1)
     tmp1 *= step_size
     p -= tmp1
+
+
+def adam_moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize):
+    """Apply decoupled decay, form the effective gradient and update both moments in place; returns the
+    gradient used (``g`` itself or ``tmp0``)."""
+    if decay is not None:
+        p *= decay
+    d = effective_grad(xp, p, g, weight_decay, maximize, tmp0)
+    lerp_(xp, exp_avg, d, 1 - beta1, tmp1)
+    exp_avg_sq *= beta2
+    xp.multiply(d, 1 - beta2, out=tmp1)
+    tmp1 *= d
+    exp_avg_sq += tmp1
+    return d
 
 
 class AdamW(Adam):

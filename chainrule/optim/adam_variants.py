@@ -22,24 +22,10 @@ import math
 from typing import Any
 
 from chainrule.backend import np
-from chainrule.optim.adam import AdamFamily, _betas, _init_state
-from chainrule.optim.optimizer import ParamsT, check_non_negative, effective_grad, group_scalar, lerp_
+from chainrule.optim.adam import AdamFamily, _betas, _init_state, adam_moments_
+from chainrule.optim.optimizer import ParamsT, check_non_negative, group_scalar
 
 __all__ = ["NAdam", "RAdam"]
-
-
-def _moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize):
-    """Apply decoupled decay, form the effective gradient and update both moments in place; returns the
-    gradient used (``g`` itself or ``tmp0``)."""
-    if decay is not None:
-        p *= decay
-    d = effective_grad(xp, p, g, weight_decay, maximize, tmp0)
-    lerp_(xp, exp_avg, d, 1 - beta1, tmp1)
-    exp_avg_sq *= beta2
-    xp.multiply(d, 1 - beta2, out=tmp1)
-    tmp1 *= d
-    exp_avg_sq += tmp1
-    return d
 
 
 class NAdam(AdamFamily):
@@ -90,7 +76,7 @@ class NAdam(AdamFamily):
 def _nadam_block(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1: float, beta2: float, bias_correction2: float,
                  eps: float, grad_step: float, momentum_step: float, decay: float | None, weight_decay: float,
                  maximize: bool) -> None:
-    d = _moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize)
+    d = adam_moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize)
     xp.divide(exp_avg_sq, bias_correction2, out=tmp1)  # the denominator, sqrt(v / b2) + eps
     xp.sqrt(tmp1, out=tmp1)
     tmp1 += eps
@@ -143,7 +129,7 @@ class RAdam(AdamFamily):
 def _radam_block(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1: float, beta2: float, bias_correction1: float,
                  bias_correction2_sqrt: float, eps: float, lr: float, rect: float | None, decay: float | None,
                  weight_decay: float, maximize: bool) -> None:
-    _moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize)
+    adam_moments_(xp, p, g, exp_avg, exp_avg_sq, tmp0, tmp1, beta1, beta2, decay, weight_decay, maximize)
     xp.divide(exp_avg, bias_correction1, out=tmp0)  # m_hat (the gradient used is no longer needed)
     tmp0 *= lr
     if rect is not None:
