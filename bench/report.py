@@ -80,7 +80,19 @@ def machine_info(cr, torch, root: Path) -> dict:
         "torch": torch.__version__ if torch is not None else "not installed",
         "torch_blas": _torch_blas(torch) if torch is not None else "-",
         "chainrule": f"{cr.__version__} (git {_git_revision(root)})",
+        "kernels": _kernels(cr),
     }
+
+
+def _kernels(cr) -> str:
+    """Which float32 kernels chainrule used: numba-compiled ones (the 'fast' extra) or numpy's ufuncs."""
+    from chainrule.backend import kernels
+
+    if not kernels.enabled():
+        return "numpy ufuncs (compiled kernels off or numba not installed)"
+    import numba
+
+    return f"compiled (numba {numba.__version__})"
 
 
 # ----- formatting ------------------------------------------------------------------------------------
@@ -256,6 +268,7 @@ def render(result: dict) -> str:
         f"{s['threads']} threads used by each framework",
         f"- {m['os']}; Python {m['python']}; numpy {m['numpy']} (BLAS: {m['numpy_blas']}); "
         f"torch {m['torch']} (BLAS: {m['torch_blas']}); chainrule {m['chainrule']}",
+        f"- chainrule's float32 kernels (exp, tanh, GELU, softmax, layer norm): {m.get('kernels', '-')}",
         f"- Load average (1/5/15 min) before timing: {_loads(noise['load_before'])}; after: {_loads(noise['load_after'])}",
         f"- During timing, other processes kept {_cores(noise['other_cores'])} cores busy on average; steal time "
         f"{_cores(noise['steal_cores'])} cores" + ("  **(the machine was shared: expect noise)**" if noise["contended"] else ""),

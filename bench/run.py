@@ -17,6 +17,7 @@ import argparse
 import cProfile
 import datetime
 import json
+import os
 import pstats
 import shlex
 import sys
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpt-attention", choices=("sdpa", "explicit"), default="sdpa",
                    help="GPT attention: F.scaled_dot_product_attention (default) or an explicit masked softmax")
     p.add_argument("--gemm-n", type=int, help=f"size of the square GEMM probe (default {FULL['gemm_n']})")
+    p.add_argument("--kernels", choices=("compiled", "numpy"), default="compiled",
+                   help="chainrule's float32 kernels: numba-compiled when installed (default) or numpy's ufuncs only")
     p.add_argument("--no-torch", action="store_true", help="run the chainrule side only, even if torch is installed")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory phase (child processes)")
     p.add_argument("--profile", type=int, metavar="N", default=0,
@@ -291,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return run_child(args)
+    if args.kernels == "numpy":
+        os.environ["CHAINRULE_KERNELS"] = "numpy"  # read by chainrule, here and in the memory phase's children
     torch = load_torch(args.no_torch)  # before limiting threads, so that threadpoolctl sees torch's pools too
     cr = load_chainrule()
     thread_note = limit_threads(args.threads, cr, torch)

@@ -11,7 +11,7 @@ import functools
 import math
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED, no_grad
-from chainrule.backend import xp_of
+from chainrule.backend import kernels, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.ops import elementwise as ew
 from chainrule.ops._helpers import Tensor, describe, forward_value, record, tensor_operand, wrap
@@ -161,10 +161,15 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     out = xp.empty_like(rows)
     mean = xp.empty((rows.shape[0], 1), dtype=rows.dtype)
     rstd = xp.empty_like(mean)
+    fast = kernels.fused(rows, *(p for p in (w, b) if p is not None))
 
     def normalize_rows(lo, hi):
         r, o = rows[lo:hi], out[lo:hi]
         m = mean[lo:hi]
+        if fast:
+            absent = xp.empty(0, rows.dtype)  # size 0: no weight, no bias
+            fast.layer_norm_rows_f32(r, absent if w is None else w, absent if b is None else b, eps, o, m, rstd[lo:hi])
+            return
         r.mean(axis=1, keepdims=True, out=m)
         xp.subtract(r, m, out=o)
         s = rstd[lo:hi]
@@ -212,9 +217,15 @@ def _layer_norm_vjp_rows(g, rows, mean, rstd, w, need_x: bool, xp) -> tuple:
     g = xp.ascontiguousarray(g).reshape(rows.shape)
     xhat = xp.empty_like(rows)
     gx = xp.empty_like(rows) if need_x else None
+    fast = kernels.fused(g, rows, mean, rstd, *(a for a in (w,) if a is not None))
 
     def rows_vjp(lo, hi):
         xh = xhat[lo:hi]
+        if fast:
+            weights = xp.empty(0, rows.dtype) if w is None else w  # size 0: absent
+            grads = xp.empty((0, 0), rows.dtype) if gx is None else gx[lo:hi]
+            fast.layer_norm_vjp_rows_f32(g[lo:hi], rows[lo:hi], mean[lo:hi], rstd[lo:hi], weights, xh, grads)
+            return
         xp.subtract(rows[lo:hi], mean[lo:hi], out=xh)
         xh *= rstd[lo:hi]
         if gx is None:
@@ -399,7 +410,7 @@ def _softmax_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, re
             f"{int(safe.min())} and max {int(safe.max())}"
         )
     shifted = x._data - x._data.max(axis=1, keepdims=True)
-    probs = xp.exp(shifted)
+    probs = kernels.exp(shifted)
     total = probs.sum(axis=1, keepdims=True)
     rows = xp.arange(n)
     losses = (xp.log(total[:, 0]) - shifted[rows, safe]) * valid

@@ -16,7 +16,7 @@ from numbers import Number
 
 from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.backend import special, xp_of
+from chainrule.backend import kernels, special, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import (
     Tensor,
@@ -414,7 +414,7 @@ def round(a, decimals: int = 0) -> Tensor:
 
 def exp(a) -> Tensor:
     a = float_operand(a, "exp")
-    return record(xp_of(a._data).exp(a._data), "exp", (a,), lambda g, out: (mul(g, out),), keep_output=True)
+    return record(kernels.exp(a._data), "exp", (a,), lambda g, out: (mul(g, out),), keep_output=True)
 
 
 def expm1(a) -> Tensor:
@@ -523,7 +523,7 @@ def erf(a) -> Tensor:
 
 def tanh(a) -> Tensor:
     a = float_operand(a, "tanh")
-    return record(xp_of(a._data).tanh(a._data), "tanh", (a,), lambda g, out: (_tanh_backward(g, out),),
+    return record(kernels.tanh(a._data), "tanh", (a,), lambda g, out: (_tanh_backward(g, out),),
                   keep_output=True)
 
 
@@ -537,7 +537,7 @@ def _tanh_backward(g: Tensor, out: Tensor) -> Tensor:
 
 def _sigmoid_array(x, xp):
     """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|."""
-    e = xp.exp(-xp.abs(x))
+    e = kernels.exp(-xp.abs(x))
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
@@ -617,8 +617,13 @@ def gelu(a, approximate: str = "none") -> Tensor:
     x = xp.ascontiguousarray(a._data).reshape(-1)
     inner, out = xp.empty_like(x), xp.empty_like(x)
 
+    fast = kernels.fused(x) if approximate == "tanh" else None
+
     def work(lo, hi):
         chunk, o = x[lo:hi], out[lo:hi]
+        if fast:
+            fast.gelu_tanh_f32(chunk, o, inner[lo:hi])
+            return
         _gelu_inner(chunk, approximate, xp, inner[lo:hi])
         xp.add(inner[lo:hi], 1.0, out=o)
         o *= chunk
@@ -644,7 +649,7 @@ def _gelu_inner(x, approximate: str, xp, out):
         out += 1.0
         out *= x
         out *= _SQRT_2_OVER_PI
-        xp.tanh(out, out=out)
+        kernels.tanh(out, out=out)
     else:
         out[...] = special.erf(x * (1.0 / math.sqrt(2.0)), xp)
 
@@ -663,9 +668,13 @@ def _gelu_slope_array(x, approximate: str, inner=None, times=None):
     x = xp.ascontiguousarray(x).reshape(-1)
     factor = None if times is None else xp.ascontiguousarray(times).reshape(-1)
     slope = xp.empty_like(x)
+    fast = kernels.fused(x, inner, factor) if approximate == "tanh" and inner is not None and times is not None else None
 
     def work(lo, hi):
         chunk, s = x[lo:hi], slope[lo:hi]
+        if fast:
+            fast.gelu_tanh_grad_f32(chunk, inner[lo:hi], factor[lo:hi], s)
+            return
         if inner is None:
             values = xp.empty_like(chunk)
             _gelu_inner(chunk, approximate, xp, values)
@@ -684,7 +693,7 @@ def _gelu_slope_array(x, approximate: str, inner=None, times=None):
         else:
             # Phi(x) + x phi(x)
             s *= -0.5
-            xp.exp(s, out=s)
+            kernels.exp(s, out=s)
             s *= chunk
             s *= 1.0 / math.sqrt(2.0 * math.pi)
         s += 0.5 * values

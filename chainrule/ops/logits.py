@@ -3,7 +3,7 @@ closed-form gradients), so the common classifier head costs two passes, not a gr
 
 from __future__ import annotations
 
-from chainrule.backend import xp_of
+from chainrule.backend import kernels, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand
 
@@ -19,8 +19,12 @@ def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
 
 
 def _softmax_rows(rows, out, xp) -> None:
+    fast = kernels.fused(rows, out)
+    if fast:
+        fast.softmax_rows_f32(rows, out)
+        return
     xp.subtract(rows, rows.max(axis=-1, keepdims=True), out=out)
-    xp.exp(out, out=out)
+    kernels.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
 
 
@@ -28,6 +32,10 @@ def _softmax_backward(g: Tensor, out: Tensor, d: int) -> Tensor:
     """out * (g - sum(g * out)) along ``d``: the softmax's vector-Jacobian product as one primitive. Its own
     rule (for double backward): d/dg is this same map; d/dout is gg (g - s) - g sum(gg out)."""
     def rows_vjp(rows_g, res, xp, rows_o):
+        fast = kernels.fused(rows_g, rows_o, res)
+        if fast:
+            fast.softmax_vjp_rows_f32(rows_g, rows_o, res)
+            return
         xp.multiply(rows_g, rows_o, out=res)
         s = res.sum(axis=-1, keepdims=True)
         xp.subtract(rows_g, s, out=res)
@@ -66,7 +74,7 @@ def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     d = _softmax_dim(x, dim, "log_softmax")
     xp = xp_of(x._data)
     shifted = x._data - x._data.max(axis=d, keepdims=True)
-    out = shifted - xp.log(xp.exp(shifted).sum(axis=d, keepdims=True))
+    out = shifted - xp.log(kernels.exp(shifted).sum(axis=d, keepdims=True))
 
     def rule(g, out):
         return (g - out.exp() * g.sum(d, keepdim=True),)

@@ -16,7 +16,7 @@ import builtins
 from collections import namedtuple
 
 from chainrule import dtypes as _dt
-from chainrule.backend import xp_of
+from chainrule.backend import kernels, xp_of
 from chainrule.ops._helpers import Tensor, float_operand, norm_dim, norm_dims, record, tensor_operand, untracked, wrap
 
 __all__ = ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "var_mean",
@@ -308,7 +308,7 @@ def logsumexp(a, dim=None, keepdim: bool = False) -> Tensor:
     xp = xp_of(a._data)
     m = xp.max(a._data, axis=dims, keepdims=True) if a._data.size else xp.zeros((1,) * a.ndim, a._data.dtype)
     m = xp.where(xp.isfinite(m), m, 0)
-    out = xp.log(xp.sum(xp.exp(a._data - m), axis=dims, keepdims=True)) + m
+    out = xp.log(xp.sum(kernels.exp(a._data - m), axis=dims, keepdims=True)) + m
     if not keepdim:
         out = out.reshape(tuple(s for i, s in enumerate(out.shape) if i not in dims))
     shape = a.shape

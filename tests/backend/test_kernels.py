@@ -1,0 +1,233 @@
+"""The compiled float32 kernels behind chainrule.backend.kernels (numba, the 'fast' extra): accuracy
+against float64 references, special values, and the same results as the numpy path in every op that
+uses them (forward and gradients). The fallback without numba runs in a subprocess."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule.backend import kernels
+from chainrule.backend.parallel import get_workers, set_workers
+
+compiled = pytest.mark.skipif(not kernels.enabled(), reason="numba is not installed (the 'fast' extra)")
+
+
+@pytest.fixture
+def numpy_path():
+    """Switch the compiled kernels off for the test's duration."""
+    before = kernels._STATE["wanted"]
+    kernels.set_enabled(False)
+    yield
+    kernels.set_enabled(before)
+
+
+def _ulps(result, exact):
+    """|result - exact| in float32 ulps of the exact value (float64 reference)."""
+    spacing = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    return np.abs(result.astype(np.float64) - exact) / spacing
+
+
+@compiled
+def test_exp_within_one_ulp_over_the_float32_range():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-87.3, 88.7, 2_000_001), rng.standard_normal(500_000) * 10]).astype(np.float32)
+    exact = np.exp(x.astype(np.float64))
+    result = kernels.exp(x)
+    assert _ulps(result, exact).max() <= 1.0
+    tiny = np.linspace(-103.9, -87.4, 100_001).astype(np.float32)  # results subnormal in float32
+    error = np.abs(kernels.exp(tiny).astype(np.float64) - np.exp(tiny.astype(np.float64)))
+    assert error.max() <= 2.0 ** -149  # one subnormal step
+
+
+@compiled
+def test_tanh_within_one_ulp():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.linspace(-12, 12, 2_000_001), np.geomspace(1e-30, 1, 200_001),
+                        -np.geomspace(1e-30, 1, 200_001), rng.standard_normal(500_000) * 3]).astype(np.float32)
+    assert _ulps(kernels.tanh(x), np.tanh(x.astype(np.float64))).max() <= 1.0
+
+
+@compiled
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_special_values_as_numpy(name):
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 88.72, 88.73, 89.0, -103.97, -104.0, -150.0, 9.5, -9.5,
+                        1e-40, -1e-40], np.float32)
+    x = np.tile(special, kernels.MIN_SIZE // special.size + 1)
+    with np.errstate(over="ignore"):
+        expected = getattr(np, name)(x)
+    result = getattr(kernels, name)(x)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(result[~finite & ~np.isnan(expected)], expected[~finite & ~np.isnan(expected)])
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=3e-7, atol=1e-45)
+    if name == "tanh":  # the sign of zero survives
+        np.testing.assert_array_equal(np.signbit(result[x == 0]), np.signbit(x[x == 0]))
+
+
+@compiled
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_out_in_place_and_fallbacks(name):
+    x = np.random.default_rng(2).standard_normal(5000).astype(np.float32)
+    fresh = getattr(kernels, name)(x)
+    out = np.empty_like(x)
+    assert getattr(kernels, name)(x, out=out) is out
+    np.testing.assert_array_equal(out, fresh)
+    inplace = x.copy()
+    getattr(kernels, name)(inplace, out=inplace)
+    np.testing.assert_array_equal(inplace, fresh)
+    ufunc = getattr(np, name)
+    # strided, small, float64 and overlapping-but-not-identical arrays go to numpy's ufunc
+    np.testing.assert_array_equal(getattr(kernels, name)(x[::2]), ufunc(x[::2]))
+    np.testing.assert_array_equal(getattr(kernels, name)(x[:100]), ufunc(x[:100]))
+    np.testing.assert_array_equal(getattr(kernels, name)(x.astype(np.float64)), ufunc(x.astype(np.float64)))
+    shifted = x.copy()
+    getattr(kernels, name)(shifted[1:], out=shifted[:-1])
+    np.testing.assert_array_equal(shifted[:-1], ufunc(x[1:]))
+
+
+def test_switched_off_is_numpy_bit_for_bit(numpy_path):
+    x = np.random.default_rng(3).standard_normal((64, 100)).astype(np.float32)
+    assert not kernels.enabled()
+    np.testing.assert_array_equal(cr.tensor(x).tanh().numpy(), np.tanh(x))
+    np.testing.assert_array_equal(cr.tensor(x).exp().numpy(), np.exp(x))
+
+
+# ----- every op that uses a kernel: compiled and numpy paths agree, forward and gradients ----------
+
+def _gpt_like(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _run(fn, arrays):
+    """fn's output and the gradients of sum(output * weights) for its float inputs, as numpy arrays."""
+    tensors = [cr.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    out = fn(*tensors)
+    weights = np.random.default_rng(99).standard_normal(out.shape).astype(np.float32)
+    (out * cr.tensor(weights)).sum().backward()
+    return [out.detach().numpy()] + [t.grad.numpy() for t in tensors if t.requires_grad]
+
+
+def _masked_scores(rng):
+    scores = _gpt_like(rng, (4, 3, 16, 40)) * 4
+    scores[0, 0, 3] = -np.inf  # a fully masked row: NaN on both paths
+    scores[1, 2, :, 30:] = -np.inf
+    return scores
+
+
+OP_CASES = {
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), lambda r: [_gpt_like(r, (64, 512)) * 3]),
+    "softmax": (lambda x: F.softmax(x, -1), lambda r: [_masked_scores(r)]),
+    "softmax_dim0": (lambda x: F.softmax(x, 0), lambda r: [_gpt_like(r, (300, 20))]),
+    "log_softmax": (lambda x: F.log_softmax(x, -1), lambda r: [_gpt_like(r, (200, 65)) * 5]),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, (128,), w, b),
+                   lambda r: [_gpt_like(r, (8, 64, 128)) * 2 + 1, _gpt_like(r, (128,)), _gpt_like(r, (128,))]),
+    "layer_norm_plain": (lambda x: F.layer_norm(x, (32, 4)), lambda r: [_gpt_like(r, (50, 32, 4)) + 3]),
+    "attention_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                         lambda r: [_gpt_like(r, (4, 4, 64, 32)) for _ in range(3)]),
+    "cross_entropy": (lambda x, t: F.cross_entropy(x, t),
+                      lambda r: [_gpt_like(r, (2048, 65)) * 3, r.integers(0, 65, 2048)]),
+    "exp": (lambda x: x.exp(), lambda r: [_gpt_like(r, (3000,)) * 5]),
+    "tanh": (lambda x: x.tanh(), lambda r: [_gpt_like(r, (3000,)) * 2]),
+    "sigmoid": (lambda x: x.sigmoid(), lambda r: [_gpt_like(r, (3000,)) * 6]),
+    "logsumexp": (lambda x: x.logsumexp(1), lambda r: [_gpt_like(r, (100, 50)) * 8]),
+}
+
+
+@compiled
+@pytest.mark.parametrize("case", sorted(OP_CASES))
+def test_op_same_results_with_and_without_kernels(case):
+    fn, make = OP_CASES[case]
+    arrays = make(np.random.default_rng(7))
+    fast = _run(fn, arrays)
+    kernels.set_enabled(False)
+    try:
+        slow = _run(fn, arrays)
+        exact = _run(fn, [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays])
+    finally:
+        kernels.set_enabled(True)
+    for f, s, e in zip(fast, slow, exact):
+        np.testing.assert_array_equal(np.isnan(f), np.isnan(s))
+        ok = ~np.isnan(e)
+        scale = max(1.0, float(np.abs(e[ok]).max()))
+        np.testing.assert_allclose(f[ok], s[ok], rtol=2e-5, atol=2e-6 * scale)
+        # the compiled path is no less accurate than numpy's against a float64 run
+        assert np.abs(f[ok] - e[ok]).max() <= 2 * np.abs(s[ok] - e[ok]).max() + 1e-6 * scale
+
+
+@compiled
+def test_gelu_second_order_through_the_fused_forward():
+    x0 = np.random.default_rng(5).standard_normal(4096).astype(np.float32) * 2
+
+    def grads(x0):
+        x = cr.tensor(x0, requires_grad=True)
+        (g,) = cr.autograd.grad(F.gelu(x, approximate="tanh").sum(), x, create_graph=True)
+        (gg,) = cr.autograd.grad((g * g).sum(), x)
+        return g.detach().numpy(), gg.numpy()
+
+    fast = grads(x0)
+    kernels.set_enabled(False)
+    try:
+        slow, exact = grads(x0), grads(x0.astype(np.float64))
+    finally:
+        kernels.set_enabled(True)
+    # 1 - tanh**2 from a float32 tanh cancels for |x| > 3 on both paths: compare errors, not values
+    for f, s, e in zip(fast, slow, exact):
+        assert np.abs(f - e).max() <= 2 * np.abs(s - e).max() + 1e-6
+
+
+@compiled
+def test_results_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(11)
+    arrays = [_gpt_like(rng, (16, 64, 128)), _gpt_like(rng, (128,)), _gpt_like(rng, (128,))]
+    before = get_workers()
+    runs = []
+    try:
+        for workers in (1, 3):
+            set_workers(workers)
+            runs.append(_run(lambda x, w, b: F.gelu(F.layer_norm(x, (128,), w, b), approximate="tanh").softmax(-1),
+                             arrays))
+    finally:
+        set_workers(before)
+    for one, three in zip(*runs):
+        np.testing.assert_array_equal(one, three)
+
+
+def _python(code: str, **env) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+FALLBACK_SCRIPT = """
+    import numpy as np
+    import chainrule as cr
+    import chainrule.nn.functional as F
+    from chainrule.backend import kernels
+    x = cr.tensor(np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32), requires_grad=True)
+    y = F.softmax(F.gelu(F.layer_norm(x, (128,)), approximate="tanh"), -1).sum()
+    y.backward()
+    assert np.isfinite(x.grad.numpy()).all()
+    np.testing.assert_array_equal(x.detach().tanh().numpy(), np.tanh(x.detach().numpy()))
+    print(kernels.enabled())
+"""
+
+
+def test_without_numba_everything_runs_on_numpy():
+    # numba made unimportable, as on a machine without the 'fast' extra
+    assert _python("import sys; sys.modules['numba'] = None\n" + textwrap.dedent(FALLBACK_SCRIPT)).strip() == "False"
+
+
+def test_environment_variable_switches_the_kernels_off():
+    assert _python(FALLBACK_SCRIPT, CHAINRULE_KERNELS="numpy").strip() == "False"
+
+
+def test_importing_chainrule_does_not_import_numba():
+    out = _python("import sys, numpy as np, chainrule as cr; cr.tensor([1.0]).exp(); print('numba' in sys.modules)")
+    assert out.strip() == "False"
