@@ -1,20 +1,23 @@
-"""Transcendental functions for the hot paths (softmax, GELU, tanh, sigmoid), with an optional
-compiled float32 path.
+"""Compiled float32 kernels for the hot paths, optional: exp and tanh as drop-in ufuncs, and fused
+one-pass kernels for GELU, softmax and layer norm.
 
 numpy's float32 ``exp`` and ``tanh`` cost 2-5 ns per element on the AVX2 machines we measure on,
-10-20x a multiply, and every softmax and GELU pays for them. When numba is installed (the ``fast``
-extra), float32 arrays on the CPU go through the kernels in :mod:`chainrule.backend._numba`, which
-are as accurate as numpy's (within one ulp) and 2-5x faster. Everything else (other dtypes, small
-arrays, other backends, no numba, or ``CHAINRULE_KERNELS=numpy`` in the environment) calls the array
-namespace's own ufunc, so results never depend on the extra beyond float32 rounding.
+10-20x a multiply, and numpy computes GELU, softmax and layer norm in several passes each. When numba
+is installed (the ``fast`` extra), float32 arrays on the CPU go through the kernels in
+:mod:`chainrule.backend._numba`, which are as accurate as numpy's (within one ulp) and 2-5x faster.
+Everything else (other dtypes, arrays under ``MIN_SIZE`` elements, other backends, no numba, or
+``CHAINRULE_KERNELS=numpy`` in the environment) runs numpy's code, so results never depend on the
+extra beyond float32 rounding.
 
 numba is imported, and the kernels loaded (compiled once, then cached on disk), on the first call
-that can use them, not at ``import chainrule``.
+that can use them, not at ``import chainrule``. That costs about a second and, for LLVM, about 130 MiB
+of resident memory, which is why small arrays never trigger it.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -22,8 +25,10 @@ from chainrule.backend import xp_of
 
 __all__ = ["exp", "tanh", "fused", "set_enabled", "enabled"]
 
-# below this many elements numba's call overhead (~0.3 us) outweighs the faster loop
-MIN_SIZE = 1024
+# Arrays under this many elements stay on numpy: the kernels save microseconds there, and a process
+# that only meets small arrays (a small MLP's loss) never pays for loading numba. It must not exceed
+# parallel.MIN_CHUNK, so that the chunks of one array split over threads all take the same path.
+MIN_SIZE = 1 << 15
 
 _STATE: dict = {"wanted": os.environ.get("CHAINRULE_KERNELS", "").lower() != "numpy", "module": None}
 
@@ -45,7 +50,11 @@ def _compiled():
     if module is None:
         try:
             from chainrule.backend import _numba as module
-        except ImportError:
+        except ImportError:  # numba not installed, or not for this numpy
+            module = False
+        except Exception as error:  # a broken numba or LLVM: numpy still computes everything
+            warnings.warn(f"chainrule: compiled kernels unavailable ({type(error).__name__}: {error}); using numpy",
+                          RuntimeWarning, stacklevel=3)
             module = False
         _STATE["module"] = module
     return module or None
@@ -53,9 +62,9 @@ def _compiled():
 
 def fused(*arrays):
     """The module of compiled kernels (:mod:`chainrule.backend._numba`) when they can take ``arrays``
-    (all C-contiguous float32 numpy arrays, kernels enabled, numba installed), else None: the caller
-    then runs its numpy code. Fused kernels make one pass where numpy makes several."""
-    if not _STATE["wanted"]:
+    (all C-contiguous float32 numpy arrays, the first of at least ``MIN_SIZE`` elements, kernels
+    enabled, numba installed), else None: the caller then runs its numpy code."""
+    if not _STATE["wanted"] or not arrays or getattr(arrays[0], "size", 0) < MIN_SIZE:
         return None
     for a in arrays:
         if type(a) is not np.ndarray or a.dtype != np.float32 or not a.flags.c_contiguous:
