@@ -2,7 +2,8 @@
 
 Everything above asks a tensor for its array namespace (``xp``) instead of importing numpy, so a
 second backend (CuPy on a GPU) can drop in behind the same seam. Host-side code that genuinely
-works on CPU arrays (data loading, checkpoint files) uses :data:`np` from here.
+works on CPU arrays (data loading, checkpoint files) uses :data:`np` from here. Optional compiled
+float32 kernels for the CPU (numba) sit behind :mod:`chainrule.backend.kernels`.
 """
 
 from __future__ import annotations

@@ -140,8 +140,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise over the trailing ``normalized_shape`` dims to zero mean and unit variance (biased), then
-    scale and shift. A primitive (one node instead of nine) computed in row chunks on worker threads; the
-    forward keeps only the mean and 1/std per row.
+    scale and shift. A primitive (one node instead of nine) computed in row chunks on worker threads (by a
+    compiled kernel for large float32 inputs, see ``chainrule.backend.kernels``); the forward keeps only the
+    mean and 1/std per row.
 
     Its backward has two forms of one formula: a fused row kernel for ordinary backward, and the same
     formula in primitives when the backward itself is recorded (``create_graph=True``), so that gradients

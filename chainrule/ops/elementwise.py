@@ -609,7 +609,8 @@ def gelu(a, approximate: str = "none") -> Tensor:
     """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``). A primitive: the forward
     keeps Phi(x) (or the tanh) it computed, and the backward rule multiplies by ``_gelu_slope``, itself a
     primitive computed in one pass from it; gradients of higher order go through the slope's own rule.
-    Large arrays are computed in chunks on several threads (``chainrule.backend.parallel``)."""
+    Large arrays are computed in chunks on several threads (``chainrule.backend.parallel``); the tanh form of
+    large float32 arrays in one compiled pass when the kernels are available (``chainrule.backend.kernels``)."""
     a = float_operand(a, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
