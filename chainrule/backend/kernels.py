@@ -86,8 +86,10 @@ def _kernel_for(x, out):
 
 
 def _apply(name: str, x, out):
+    """numpy's ufunc ``name`` on ``x`` (into ``out``), or the compiled kernel when it can take them."""
     if not _kernel_for(x, out):
-        return getattr(xp_of(x), name)(x, out=out)
+        ufunc = getattr(xp_of(x), name)
+        return ufunc(x) if out is None else ufunc(x, out=out)
     module = _compiled()
     if out is x:
         getattr(module, name + "_f32_in_place")(x.reshape(-1))
@@ -100,9 +102,13 @@ def _apply(name: str, x, out):
 
 def exp(x, out=None):
     """``exp`` of an array, elementwise (into ``out`` when given), as the namespace's ufunc."""
+    if x.size < MIN_SIZE:  # the common small case first: this runs on every exp op
+        return xp_of(x).exp(x) if out is None else xp_of(x).exp(x, out=out)
     return _apply("exp", x, out)
 
 
 def tanh(x, out=None):
     """``tanh`` of an array, elementwise (into ``out`` when given), as the namespace's ufunc."""
+    if x.size < MIN_SIZE:
+        return xp_of(x).tanh(x) if out is None else xp_of(x).tanh(x, out=out)
     return _apply("tanh", x, out)
