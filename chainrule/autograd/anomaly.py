@@ -11,7 +11,7 @@ import linecache
 import os
 import sys
 
-from chainrule.autograd.graph import ANOMALY
+from chainrule.autograd.graph import ANOMALY, PlacedGrad
 from chainrule.backend import xp_of
 
 __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "AnomalyError"]
@@ -128,6 +128,8 @@ def check_backward(node, grad_out, grads) -> None:
             f"  incoming gradient: {summarize(grad_out._data)}"
         )
     for i, g in enumerate(grads):
+        if isinstance(g, PlacedGrad):
+            g = g.materialize()
         if g is not None and any(_bad_count(g._data)):
             raise AnomalyError(
                 f"anomaly: the backward rule {node.name()} returned NaN/Inf for input {i} of the "

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.autograd.graph import ANOMALY, Node
+from chainrule.autograd.graph import ANOMALY, Node, PlacedGrad
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
 
@@ -205,6 +205,10 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
                 node.saved = ()
                 node.out = None
             for parent, pg in zip(parents, grads):
+                if type(pg) is PlacedGrad:
+                    if parent is not None:
+                        _add_placed(pending if type(parent) is Node else leaf_grads, parent, pg, summed)
+                    pg = None  # delivered; a node parent still counts this consumer below
                 if type(parent) is Node:
                     if pg is not None:
                         if parent in pending:
@@ -255,6 +259,25 @@ def _add_gradient(grads: dict, key, g: Tensor, summed: set, in_place: bool) -> N
             total = xp_of(a).asarray(total)
         grads[key] = wrap(total)
         summed.add(key)
+
+
+def _add_placed(grads: dict, key, placed: PlacedGrad, summed: set) -> None:
+    """``grads[key] += placed``: its values added at its index into an array the engine owns (made
+    from zeros, or a copy of a gradient a rule returned, which is never written into)."""
+    old = grads.get(key)
+    if old is None:
+        grads[key] = placed.materialize()
+        summed.add(key)
+        return
+    arr = old._data
+    if old._rg or arr.dtype != placed.values.dtype or arr.shape != placed.shape:
+        _add_gradient(grads, key, placed.materialize(), summed, True)  # promotion, broadcasting: the add op's way
+        return
+    if key not in summed:
+        arr = arr.copy()
+        grads[key] = wrap(arr)
+        summed.add(key)
+    arr[placed.index] += placed.values
 
 
 def _release_parents(node: Node, consumers: dict, ready: list) -> None:

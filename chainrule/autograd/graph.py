@@ -20,7 +20,7 @@ from chainrule.autograd.provenance import ORIGINS, note_origin
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
 
-__all__ = ["Node", "record", "HookHandle", "ANOMALY"]
+__all__ = ["Node", "record", "HookHandle", "ANOMALY", "PlacedGrad"]
 
 # detect_anomaly() turns this on: nodes then remember where the user's code created them.
 ANOMALY = [False]
@@ -128,6 +128,24 @@ def _parents_of(inputs: tuple) -> tuple | None:
         if x._rg:
             return tuple([(x._node or x) if x._rg else None for x in inputs])
     return None
+
+
+class PlacedGrad:
+    """A gradient that is zero except ``values`` at the basic index ``index`` of an array of ``shape``:
+    what a view (``x[i]``, ``x[:, a:b]``, the pieces of ``unbind``/``split``) sends to its base in a
+    plain backward (no graph being built). The engine adds ``values`` into the base's gradient in place,
+    so the views of one base cost one zero-filled array between them instead of one each plus their
+    full-size sums. Anything else that meets one turns it into a tensor with :meth:`materialize`."""
+
+    __slots__ = ("index", "values", "shape")
+
+    def __init__(self, index: tuple, values, shape: tuple):
+        self.index, self.values, self.shape = index, values, shape
+
+    def materialize(self) -> Tensor:
+        full = xp_of(self.values).zeros(self.shape, dtype=self.values.dtype)
+        full[self.index] = self.values
+        return wrap(full)
 
 
 def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = (),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainrule.autograd.grad_mode import no_grad
-from chainrule.autograd.graph import Node
+from chainrule.autograd.graph import Node, PlacedGrad
 from chainrule.autograd.provenance import Origin, origin_of
 from chainrule.diagnostics._graph import (
     capture_gradients,
@@ -283,7 +283,8 @@ def _input_grads(node: Node, g: Tensor) -> tuple:
     """What ``node``'s rule sends to each input for output gradient ``g`` (the graph is retained)."""
     out = None if node.out is None else wrap(node.out, True, node)
     with no_grad():
-        return node.backward_fn(g, out)
+        grads = node.backward_fn(g, out)
+    return tuple(p.materialize() if isinstance(p, PlacedGrad) else p for p in grads)
 
 
 def _describe_blocker(node: Node, index: int) -> str:

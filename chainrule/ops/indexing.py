@@ -8,6 +8,8 @@ Gradients of reads with repeated indices accumulate (scatter-add), as the chain 
 from __future__ import annotations
 
 from chainrule import dtypes as _dt
+from chainrule.autograd.grad_mode import GRAD_ENABLED
+from chainrule.autograd.graph import PlacedGrad
 from chainrule.autograd.provenance import ORIGINS, note_origin
 from chainrule.backend import xp_of
 from chainrule.ops._helpers import Tensor, describe, norm_dim, record, reduce_to, tensor_operand, wrap
@@ -62,6 +64,8 @@ def getitem(a: Tensor, index) -> Tensor:
     shape = a.shape
 
     def rule(g, _):
+        if not has_advanced and not GRAD_ENABLED[0]:  # a view's plain backward: placed into the base's gradient
+            return (PlacedGrad(idx, g._data, shape),)
         return (_scatter_index(g, idx, shape, has_int_array),)
 
     result = record(out, "getitem", (a,), rule)

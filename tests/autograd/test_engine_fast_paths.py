@@ -213,3 +213,54 @@ def test_saved_versions_are_taken_when_the_node_is_made():
     assert record(arr, "t", (a, b), None, (a, b)).grad_fn.versions == (1, 0)
     assert record(arr, "t", (a, b, c), None, (a, b, c)).grad_fn.versions == (1, 0, 2)
     assert record(arr, "t", (c,), None, (c,)).grad_fn.versions == (2,)
+
+
+# ----- gradients of views placed into their base's gradient ----------------------------------------
+
+
+def test_overlapping_views_and_a_full_gradient_of_one_base_add_up():
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((4, 5))
+    w = [rng.standard_normal(s) for s in ((5,), (4, 2), (5,), (4, 5))]
+    x = cr.tensor(x0, requires_grad=True)
+    y = x * 2.0
+    pieces = [y[0], y[:, 1:3], y[1], y.exp()]  # y[0] and y[1] overlap y[:, 1:3]; exp sends a full gradient
+    sum(((p * cr.tensor(wi)).sum() for p, wi in zip(pieces, w)), cr.tensor(0.0)).backward()
+    gy = np.zeros((4, 5))
+    gy[0] += w[0]
+    gy[:, 1:3] += w[1]
+    gy[1] += w[2]
+    gy += w[3] * np.exp(2 * x0)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * gy, rtol=1e-12)
+
+
+@pytest.mark.parametrize("view_first", [True, False])
+def test_a_broadcast_gradient_from_a_rule_is_copied_before_views_add_into_it(view_first):
+    # sum's rule hands back a read-only broadcast of its gradient: the engine must copy it before adding
+    # a view's gradient, whichever arrives first
+    x = leaf(0.5, 1.5, -1.0)
+    y = x.exp()
+    total = y[1:].sum() * 3.0 + y.sum() if view_first else y.sum() + y[1:].sum() * 3.0
+    total.backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp([0.5, 1.5, -1.0]) * [1, 4, 4])
+
+
+def test_views_of_a_leaf_hooks_and_retained_grads_see_whole_gradients():
+    x = cr.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    y = x * 1.0
+    y.retain_grad()
+    seen = []
+    y.register_hook(lambda g: seen.append(g.numpy().copy()))
+    (y[0].sum() + y[:, 2].sum() * 10 + x[1, 1] * 100).backward()
+    expected_y = np.array([[1.0, 1, 11], [0, 0, 10]])
+    np.testing.assert_array_equal(seen[0], expected_y)
+    np.testing.assert_array_equal(y.grad.numpy(), expected_y)
+    np.testing.assert_array_equal(x.grad.numpy(), expected_y + [[0, 0, 0], [0, 100, 0]])
+
+
+def test_views_keep_their_graph_when_backward_is_recorded():
+    x = cr.tensor([0.3, -0.7, 1.1], requires_grad=True)
+    y = x ** 3
+    (g,) = cr.autograd.grad(y[0] + y[1:].sum() * 2, x, create_graph=True)
+    (gg,) = cr.autograd.grad(g.sum(), x)
+    np.testing.assert_allclose(gg.numpy(), 6 * np.array([0.3, -0.7, 1.1]) * [1, 2, 2], rtol=1e-6)
