@@ -97,25 +97,34 @@ def _tanh(x):
     return np.float32(_tanh64(np.float64(x)))
 
 
-def _unary_kernels(scalar):
-    """Loops of ``scalar`` from one array into another and over one array in place. Two loops because
-    LLVM vectorises a loop between two arrays only after a run-time check that they do not overlap,
-    and runs the scalar loop when they are the same array (measured: exp 0.45 vs 1.85 ms on 0.5M)."""
-    @njit(_UNARY, **_JIT)
-    def into(x, out):
-        for i in range(x.size):
-            out[i] = scalar(x[i])
+# Each function has a loop from one array into another and one over an array in place: LLVM vectorises
+# a loop between two arrays only after a run-time check that they do not overlap, and runs the scalar
+# loop when they are the same array (measured: exp 0.45 vs 1.85 ms on 0.5M elements). They are written
+# out, not made by a factory: numba's disk cache cannot reuse closures and would compile them anew in
+# every process.
 
-    @njit(_IN_PLACE, **_JIT)
-    def in_place(x):
-        for i in range(x.size):
-            x[i] = scalar(x[i])
-
-    return into, in_place
+@njit(_UNARY, **_JIT)
+def exp_f32(x, out):
+    for i in range(x.size):
+        out[i] = _exp(x[i])
 
 
-exp_f32, exp_f32_in_place = _unary_kernels(_exp)
-tanh_f32, tanh_f32_in_place = _unary_kernels(_tanh)
+@njit(_IN_PLACE, **_JIT)
+def exp_f32_in_place(x):
+    for i in range(x.size):
+        x[i] = _exp(x[i])
+
+
+@njit(_UNARY, **_JIT)
+def tanh_f32(x, out):
+    for i in range(x.size):
+        out[i] = _tanh(x[i])
+
+
+@njit(_IN_PLACE, **_JIT)
+def tanh_f32_in_place(x):
+    for i in range(x.size):
+        x[i] = _tanh(x[i])
 
 
 # ----- fused kernels: one pass where numpy makes several -----------------------------------------

@@ -238,3 +238,18 @@ def test_without_numba_everything_runs_on_numpy():
 def test_environment_variable_switches_the_kernels_off():
     assert _python(FALLBACK_SCRIPT, CHAINRULE_KERNELS="numpy").strip() == "False"
 
+
+
+@compiled
+def test_a_second_process_loads_every_kernel_from_the_disk_cache():
+    # numba recompiles what its cache cannot reuse (closures, for one) in every process: seconds of
+    # start-up each time, and a cache folder that grows
+    script = """
+        from numba.core.registry import CPUDispatcher
+        from chainrule.backend import _numba
+        kernels = [f for f in vars(_numba).values() if isinstance(f, CPUDispatcher)]
+        print(len(kernels), sum(sum(f.stats.cache_misses.values()) for f in kernels))
+    """
+    _python(script)  # fills the cache if this is the first use on this machine
+    count, misses = _python(script).split()
+    assert int(count) >= 10 and int(misses) == 0
