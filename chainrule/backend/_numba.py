@@ -235,3 +235,42 @@ def layer_norm_vjp_rows_f32(g, x, mean, rstd, w, xhat, gx):
         for j in range(width):
             gh = np.float64(g[i, j]) * np.float64(w[j]) if w.size else np.float64(g[i, j])
             gx[i, j] = np.float32(r * (gh - a - np.float64(xhat[i, j]) * c))
+
+
+# ----- max pooling over 2 x 2 windows with stride 2 (nn.MaxPool2d(2)), on (planes, H, W) arrays --------
+
+_PLANES = "float32[:, :, ::1]"
+
+
+@njit(f"void({_PLANES}, {_PLANES})", **_JIT)
+def max_pool_2x2_f32(x, out):
+    """out[p, i, j] = the maximum of x[p, 2i:2i+2, 2j:2j+2]; a NaN in the window wins, as numpy's maximum."""
+    for p in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            top, bottom, dest = x[p, 2 * i], x[p, 2 * i + 1], out[p, i]
+            for j in range(out.shape[2]):
+                a, b, c, d = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]
+                upper = a if (a > b or a != a) else b
+                lower = c if (c > d or c != c) else d
+                dest[j] = upper if (upper > lower or upper != upper) else lower
+
+
+@njit(f"void({_PLANES}, {_PLANES}, {_PLANES}, {_PLANES})", **_JIT)
+def max_pool_2x2_grad_f32(x, out, g, grad):
+    """grad (every element written) = each window's gradient split evenly among the elements equal to its
+    maximum (among its NaNs when the maximum is NaN), zero elsewhere: chainrule's rule for ties."""
+    for p in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            top, bottom, high, gi = x[p, 2 * i], x[p, 2 * i + 1], out[p, i], g[p, i]
+            up, down = grad[p, 2 * i], grad[p, 2 * i + 1]
+            for j in range(out.shape[2]):
+                m = high[j]
+                nan = m != m
+                a, b, c, d = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]
+                ha = np.float32((a == m) | (nan & (a != a)))
+                hb = np.float32((b == m) | (nan & (b != b)))
+                hc = np.float32((c == m) | (nan & (c != c)))
+                hd = np.float32((d == m) | (nan & (d != d)))
+                share = gi[j] / (ha + hb + hc + hd)
+                up[2 * j], up[2 * j + 1] = ha * share, hb * share
+                down[2 * j], down[2 * j + 1] = hc * share, hd * share

@@ -1,5 +1,5 @@
 """Compiled float32 kernels for the hot paths, optional: exp and tanh as drop-in ufuncs, and fused
-one-pass kernels for GELU, softmax and layer norm.
+one-pass kernels for GELU, softmax, layer norm and 2 x 2 max pooling.
 
 numpy's float32 ``exp`` and ``tanh`` cost 2-5 ns per element on the AVX2 machines we measure on,
 10-20x a multiply, and numpy computes GELU, softmax and layer norm in several passes each. When numba

@@ -147,6 +147,10 @@ OP_CASES = {
     "tanh": (lambda x: x.tanh(), lambda r: [_gpt_like(r, (40000,)) * 2]),
     "sigmoid": (lambda x: x.sigmoid(), lambda r: [_gpt_like(r, (40000,)) * 6]),
     "logsumexp": (lambda x: x.logsumexp(1), lambda r: [_gpt_like(r, (1000, 50)) * 8]),
+    # ties: relu's zeros share a window's gradient evenly
+    "max_pool2x2": (lambda x: F.max_pool2d(x.relu(), 2), lambda r: [_gpt_like(r, (16, 8, 28, 28))]),
+    "max_pool2x2_after_conv": (lambda x, w: F.max_pool2d(F.conv2d(x, w, padding=1).relu(), 2),
+                               lambda r: [_gpt_like(r, (16, 3, 28, 28)), _gpt_like(r, (8, 3, 3, 3))]),
 }
 
 
@@ -253,3 +257,29 @@ def test_a_second_process_loads_every_kernel_from_the_disk_cache():
     _python(script)  # fills the cache if this is the first use on this machine
     count, misses = _python(script).split()
     assert int(count) >= 10 and int(misses) == 0
+
+
+@compiled
+def test_max_pool_2x2_with_nans_and_a_recorded_backward_match_the_numpy_path():
+    x0 = np.maximum(np.random.default_rng(8).standard_normal((8, 8, 32, 32)).astype(np.float32), 0)
+    x0[0, 0, 0, :3] = np.nan  # windows whose maximum is NaN route their gradient to the NaNs
+    g0 = np.random.default_rng(9).standard_normal((8, 8, 16, 16)).astype(np.float32)
+
+    def run():
+        x = cr.tensor(x0, requires_grad=True)
+        y = F.max_pool2d(x, 2)
+        g = cr.tensor(g0, requires_grad=True)
+        (recorded,) = cr.autograd.grad(y, x, g, create_graph=True)  # the rule's graph-building form
+        plain = cr.tensor(x0, requires_grad=True)
+        F.max_pool2d(plain, 2).backward(cr.tensor(g0))
+        return y.detach().numpy(), recorded.detach().numpy(), plain.grad.numpy()
+
+    fast = run()
+    kernels.set_enabled(False)
+    try:
+        slow = run()
+    finally:
+        kernels.set_enabled(True)
+    np.testing.assert_array_equal(fast[1], fast[2])  # the compiled backward equals the recorded one
+    for f, s in zip(fast, slow):
+        np.testing.assert_array_equal(f, s)  # the same ties, the same shares: bit for bit
