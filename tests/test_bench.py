@@ -149,3 +149,12 @@ def test_workloads_in_small_mode_keep_their_structure():
     assert all(small[n].matmul_flops < full[n].matmul_flops for n in NAMES if n != "overhead")
     with pytest.raises(SystemExit):
         bench_run.parse_args(["nonexistent"])
+
+
+@pytest.mark.parametrize("side", [["--kernels"], ["--against", "HEAD"]])
+def test_ab_runs_both_sides_in_one_process(side):
+    # bench/ab.py: the in-process A/B behind the ratios quoted for single changes
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ab.py"), "overhead", *side, "--rounds", "1",
+                           "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "overhead: new" in proc.stdout and "new/old" in proc.stdout
