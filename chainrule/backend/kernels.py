@@ -22,13 +22,14 @@ import warnings
 import numpy as np
 
 from chainrule.backend import xp_of
+from chainrule.backend.parallel import MIN_CHUNK
 
 __all__ = ["exp", "tanh", "fused", "set_enabled", "enabled"]
 
 # Arrays under this many elements stay on numpy: the kernels save microseconds there, and a process
-# that only meets small arrays (a small MLP's loss) never pays for loading numba. It must not exceed
-# parallel.MIN_CHUNK, so that the chunks of one array split over threads all take the same path.
-MIN_SIZE = 1 << 15
+# that only meets small arrays (a small MLP's loss) never pays for loading numba. Half the smallest
+# chunk parallel_for hands a thread, so that the chunks of one array all take the same path.
+MIN_SIZE = MIN_CHUNK // 2
 
 _STATE: dict = {"wanted": os.environ.get("CHAINRULE_KERNELS", "").lower() != "numpy", "module": None}
 
@@ -72,25 +73,13 @@ def fused(*arrays):
     return _compiled()
 
 
-def _kernel_for(x, out):
-    """Whether the compiled kernels can compute ``x`` into ``out`` (None: a new array)."""
-    if not _STATE["wanted"] or type(x) is not np.ndarray or x.dtype != np.float32 or x.size < MIN_SIZE:
-        return False
-    if not x.flags.c_contiguous:
-        return False
-    if out is not None and out is not x and (type(out) is not np.ndarray or out.dtype != np.float32
-                                             or out.shape != x.shape or not out.flags.c_contiguous
-                                             or np.may_share_memory(x, out)):
-        return False
-    return _compiled() is not None
-
-
 def _apply(name: str, x, out):
     """numpy's ufunc ``name`` on ``x`` (into ``out``), or the compiled kernel when it can take them."""
-    if not _kernel_for(x, out):
+    separate = out is not None and out is not x
+    module = fused(x, out) if separate else fused(x)
+    if module is None or (separate and (out.shape != x.shape or np.may_share_memory(x, out))):
         ufunc = getattr(xp_of(x), name)
         return ufunc(x) if out is None else ufunc(x, out=out)
-    module = _compiled()
     if out is x:
         getattr(module, name + "_f32_in_place")(x.reshape(-1))
         return out

@@ -163,12 +163,12 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     mean = xp.empty((rows.shape[0], 1), dtype=rows.dtype)
     rstd = xp.empty_like(mean)
     fast = kernels.fused(rows, *(p for p in (w, b) if p is not None))
+    absent = xp.empty(0, rows.dtype)  # for the compiled kernel: size 0 means no weight, no bias
 
     def normalize_rows(lo, hi):
         r, o = rows[lo:hi], out[lo:hi]
         m = mean[lo:hi]
         if fast:
-            absent = xp.empty(0, rows.dtype)  # size 0: no weight, no bias
             fast.layer_norm_rows_f32(r, absent if w is None else w, absent if b is None else b, eps, o, m, rstd[lo:hi])
             return
         r.mean(axis=1, keepdims=True, out=m)
@@ -219,13 +219,14 @@ def _layer_norm_vjp_rows(g, rows, mean, rstd, w, need_x: bool, xp) -> tuple:
     xhat = xp.empty_like(rows)
     gx = xp.empty_like(rows) if need_x else None
     fast = kernels.fused(g, rows, mean, rstd, *(a for a in (w,) if a is not None))
+    weights = xp.empty(0, rows.dtype) if w is None else w  # for the compiled kernel: size 0 means absent
+    no_gx = xp.empty((0, 0), rows.dtype)
 
     def rows_vjp(lo, hi):
         xh = xhat[lo:hi]
         if fast:
-            weights = xp.empty(0, rows.dtype) if w is None else w  # size 0: absent
-            grads = xp.empty((0, 0), rows.dtype) if gx is None else gx[lo:hi]
-            fast.layer_norm_vjp_rows_f32(g[lo:hi], rows[lo:hi], mean[lo:hi], rstd[lo:hi], weights, xh, grads)
+            fast.layer_norm_vjp_rows_f32(g[lo:hi], rows[lo:hi], mean[lo:hi], rstd[lo:hi], weights, xh,
+                                         no_gx if gx is None else gx[lo:hi])
             return
         xp.subtract(rows[lo:hi], mean[lo:hi], out=xh)
         xh *= rstd[lo:hi]
