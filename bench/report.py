@@ -268,7 +268,8 @@ def render(result: dict) -> str:
         f"{s['threads']} threads used by each framework",
         f"- {m['os']}; Python {m['python']}; numpy {m['numpy']} (BLAS: {m['numpy_blas']}); "
         f"torch {m['torch']} (BLAS: {m['torch_blas']}); chainrule {m['chainrule']}",
-        f"- chainrule's float32 kernels (exp, tanh, GELU, softmax, layer norm, 2x2 max pool): {m.get('kernels', '-')}",
+        "- chainrule's float32 kernels (exp, tanh, GELU, softmax, layer norm, 2x2 max pool, im2col/col2im): "
+        f"{m.get('kernels', '-')}",
         f"- Load average (1/5/15 min) before timing: {_loads(noise['load_before'])}; after: {_loads(noise['load_after'])}",
         f"- During timing, other processes kept {_cores(noise['other_cores'])} cores busy on average; steal time "
         f"{_cores(noise['steal_cores'])} cores" + ("  **(the machine was shared: expect noise)**" if noise["contended"] else ""),

@@ -1,5 +1,6 @@
-"""Compiled float32 kernels for the hot paths, optional: exp and tanh as drop-in ufuncs, and fused
-one-pass kernels for GELU, softmax, layer norm and 2 x 2 max pooling.
+"""Compiled float32 kernels for the hot paths, optional: exp and tanh as drop-in ufuncs, fused
+one-pass kernels for GELU, softmax, layer norm and 2 x 2 max pooling, and convolution's window
+copies (im2col, col2im) straight from and onto the unpadded image.
 
 numpy's float32 ``exp`` and ``tanh`` cost 2-5 ns per element on the AVX2 machines we measure on,
 10-20x a multiply, and numpy computes GELU, softmax and layer norm in several passes each. When numba
@@ -24,7 +25,7 @@ import numpy as np
 from chainrule.backend import xp_of
 from chainrule.backend.parallel import MIN_CHUNK
 
-__all__ = ["exp", "tanh", "fused", "set_enabled", "enabled"]
+__all__ = ["exp", "tanh", "fused", "fused_strided", "set_enabled", "enabled"]
 
 # Arrays under this many elements stay on numpy: the kernels save microseconds there, and a process
 # that only meets small arrays (a small MLP's loss) never pays for loading numba. Half the smallest
@@ -70,6 +71,15 @@ def fused(*arrays):
     for a in arrays:
         if type(a) is not np.ndarray or a.dtype != np.float32 or not a.flags.c_contiguous:
             return None
+    return _compiled()
+
+
+def fused_strided(array, elements: int):
+    """The module of compiled kernels for a kernel that reads or writes the float32 numpy ``array``
+    through strided views (any memory layout) and touches ``elements`` elements in all, when that is
+    at least ``MIN_SIZE`` (and the kernels are enabled and numba installed); else None."""
+    if not _STATE["wanted"] or elements < MIN_SIZE or type(array) is not np.ndarray or array.dtype != np.float32:
+        return None
     return _compiled()
 
 

@@ -151,6 +151,18 @@ OP_CASES = {
     "max_pool2x2": (lambda x: F.max_pool2d(x.relu(), 2), lambda r: [_gpt_like(r, (16, 8, 28, 28))]),
     "max_pool2x2_after_conv": (lambda x, w: F.max_pool2d(F.conv2d(x, w, padding=1).relu(), 2),
                                lambda r: [_gpt_like(r, (16, 3, 28, 28)), _gpt_like(r, (8, 3, 3, 3))]),
+    # convolution's compiled im2col / col2im: padding read as zeros, no junk columns
+    "conv2d_padded_bias": (lambda x, w, b: F.conv2d(x, w, b, padding=1),
+                           lambda r: [_gpt_like(r, (16, 8, 20, 20)), _gpt_like(r, (12, 8, 3, 3)), _gpt_like(r, (12,))]),
+    "conv2d_stride_dilation_groups": (
+        lambda x, w: F.conv2d(x, w, stride=(2, 3), padding=(2, 1), dilation=(2, 1), groups=2),
+        lambda r: [_gpt_like(r, (8, 4, 31, 40)), _gpt_like(r, (6, 2, 3, 4))]),
+    "conv2d_channel_major_input": (lambda x, w1, w2: F.conv2d(F.conv2d(x, w1, padding=1), w2, padding=(0, 2)),
+                                   lambda r: [_gpt_like(r, (8, 3, 24, 24)), _gpt_like(r, (6, 3, 3, 3)),
+                                              _gpt_like(r, (5, 6, 5, 3))]),
+    "conv2d_input_view": (lambda x, w: F.conv2d(x[:, :, 1:, 2:], w, padding=2),  # not contiguous: numpy path
+                          lambda r: [_gpt_like(r, (8, 4, 30, 30)), _gpt_like(r, (4, 4, 3, 3))]),
+    "conv1d": (lambda x, w: F.conv1d(x, w, padding=2), lambda r: [_gpt_like(r, (16, 8, 500)), _gpt_like(r, (8, 8, 5))]),
 }
 
 
@@ -260,9 +272,11 @@ def test_a_second_process_loads_every_kernel_from_the_disk_cache():
 
 
 @compiled
-def test_max_pool_2x2_with_nans_and_a_recorded_backward_match_the_numpy_path():
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_max_pool_2x2_and_a_recorded_backward_match_the_numpy_path(with_nan):
     x0 = np.maximum(np.random.default_rng(8).standard_normal((8, 8, 32, 32)).astype(np.float32), 0)
-    x0[0, 0, 0, :3] = np.nan  # windows whose maximum is NaN route their gradient to the NaNs
+    if with_nan:  # windows whose maximum is NaN route their gradient to the NaNs (the numpy path does it)
+        x0[0, 0, 0, :3] = np.nan
     g0 = np.random.default_rng(9).standard_normal((8, 8, 16, 16)).astype(np.float32)
 
     def run():
