@@ -127,6 +127,21 @@ def tanh_f32_in_place(x):
         x[i] = _tanh(x[i])
 
 
+# ----- relu: exact, so bit for bit numpy's maximum(x, 0) and where(out > 0, g, 0) ------------------
+
+@njit(_UNARY, **_JIT)
+def relu_f32(x, out):
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if (v > 0 or v != v) else np.float32(0)  # NaN stays NaN, -0.0 gives +0.0: numpy's maximum
+
+
+@njit(f"void({_VEC}, {_VEC}, {_VEC})", **_JIT)
+def relu_grad_f32(out, g, grad):
+    for i in range(out.size):
+        grad[i] = g[i] if out[i] > 0 else np.float32(0)
+
+
 # ----- fused kernels: one pass where numpy makes several -----------------------------------------
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

@@ -25,7 +25,7 @@ import numpy as np
 from chainrule.backend import xp_of
 from chainrule.backend.parallel import MIN_CHUNK
 
-__all__ = ["exp", "tanh", "fused", "fused_strided", "set_enabled", "enabled"]
+__all__ = ["exp", "tanh", "fused", "fused_if_loaded", "fused_strided", "set_enabled", "enabled"]
 
 # Arrays under this many elements stay on numpy: the kernels save microseconds there, and a process
 # that only meets small arrays (a small MLP's loss) never pays for loading numba. Half the smallest
@@ -72,6 +72,13 @@ def fused(*arrays):
         if type(a) is not np.ndarray or a.dtype != np.float32 or not a.flags.c_contiguous:
             return None
     return _compiled()
+
+
+def fused_if_loaded(*arrays):
+    """As :func:`fused`, but only in a process where the kernels are loaded already (by work that pays
+    for loading numba). For exact kernels (relu), whose results equal numpy's bit for bit and which save
+    less than loading numba costs: a small model or a GEMM-bound MLP keeps its ~130 MiB."""
+    return fused(*arrays) if _STATE["module"] else None
 
 
 def fused_strided(array, elements: int):

@@ -16,7 +16,7 @@ from numbers import Number
 
 from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.backend import kernels, special, xp_of
+from chainrule.backend import kernels, np, special, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import (
     Tensor,
@@ -565,9 +565,53 @@ def relu(a) -> Tensor:
     """max(a, 0); relu'(0) = 0."""
     a = tensor_operand(a, "relu")
     _refuse_bool("relu", a)
-    xp = xp_of(a._data)
-    return record(xp.maximum(a._data, 0), "relu", (a,), lambda g, out: (where(gt(out, 0), g, 0.0),),
-                  keep_output=True)
+    x = a._data
+    fast = _exact_kernels(x)
+    if fast:
+        out = np.empty_like(x)  # x's memory order
+        fast.relu_f32(x.ravel(order="K"), out.ravel(order="K"))
+    else:
+        out = xp_of(x).maximum(x, 0)
+    return record(out, "relu", (a,), _relu_rule, keep_output=True)
+
+
+def _relu_rule(g, out):
+    if GRAD_ENABLED[0]:  # building a graph: differentiable ops
+        return (where(gt(out, 0), g, 0.0),)
+    gd, od = g._data, out._data
+    fast = _exact_kernels(od, gd)
+    if fast:
+        grad = np.empty_like(gd)
+        fast.relu_grad_f32(od.ravel(order="K"), gd.ravel(order="K"), grad.ravel(order="K"))
+        return (wrap(grad),)
+    xp = xp_of(gd)
+    mask = od > 0
+    kept = _masked_by_multiply(xp, mask, gd, 0.0)
+    return (wrap(xp.asarray(kept if kept is not None else xp.where(mask, gd, 0.0))),)  # 0-d: an array
+
+
+def _exact_kernels(*arrays):
+    """The compiled kernels for an exact elementwise kernel (results equal numpy's bit for bit) on
+    ``arrays``, when numba is loaded already and they are large float32 numpy arrays laid out alike
+    without gaps (C order, or another axis order as convolution outputs have); else None."""
+    first = arrays[0]
+    if first.size < kernels.MIN_SIZE or type(first) is not np.ndarray:
+        return None
+    for a in arrays:
+        if a.strides != first.strides or a.shape != first.shape or not _gapless(a):
+            return None
+    return kernels.fused_if_loaded(*[a.ravel(order="K") for a in arrays])
+
+
+def _gapless(array) -> bool:
+    """Whether ``array``'s elements fill one block of memory, in some order of its axes."""
+    expected = array.itemsize
+    for stride, size in sorted(zip(array.strides, array.shape)):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 def relu6(a) -> Tensor:

@@ -97,9 +97,40 @@ def test_small_arrays_never_load_numba():
         import chainrule.nn.functional as F
         x = cr.tensor(np.random.default_rng(0).standard_normal((128, 10)).astype(np.float32), requires_grad=True)
         F.cross_entropy(F.gelu(x, approximate="tanh"), cr.tensor(np.arange(128) % 10)).backward()
+        # relu's kernels are used only where numba is loaded already: a large relu does not load it
+        big = cr.tensor(np.random.default_rng(1).standard_normal((512, 2048)).astype(np.float32), requires_grad=True)
+        big.relu().sum().backward()
         print('numba' in sys.modules)
     """)
     assert out.strip() == "False"
+
+
+@compiled
+@pytest.mark.parametrize("layout", ["nchw", "channel_major", "strided"])
+def test_relu_kernels_equal_numpy_bit_for_bit(layout):
+    kernels.exp(np.zeros(kernels.MIN_SIZE, np.float32))  # numba loaded, as by a model's GELU or softmax
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal((16, 8, 20, 20)).astype(np.float32)
+    x0.flat[:6] = [-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf]
+    g0 = rng.standard_normal(x0.shape).astype(np.float32)
+    x0.flat[10:14], g0.flat[10:14] = [-1, -2, 3, 4], [np.inf, np.nan, -np.inf, np.nan]  # masked away or kept
+    arrange = {"nchw": lambda a: a, "strided": lambda a: a[:, :, ::2],
+               "channel_major": lambda a: np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)}[layout]
+
+    def run():
+        x = cr.tensor(arrange(x0), requires_grad=True)
+        y = F.relu(x)
+        y.backward(cr.tensor(arrange(g0)))
+        return y.detach().numpy(), x.grad.numpy()
+
+    fast = run()
+    kernels.set_enabled(False)
+    try:
+        slow = run()
+    finally:
+        kernels.set_enabled(True)
+    for f, s in zip(fast, slow):
+        np.testing.assert_array_equal(f.view(np.int32), s.view(np.int32))  # NaN signs and -0.0 included
 
 
 def test_switched_off_is_numpy_bit_for_bit(numpy_path):
