@@ -60,6 +60,22 @@ def test_thread_count_can_be_limited_and_restored():
             cr.set_num_threads(bad)
 
 
+def test_elementwise_threads_take_only_the_cores_the_blas_leaves_free():
+    from chainrule.backend.parallel import get_workers, usable_cores
+
+    before = cr.get_num_threads()
+    cores = usable_cores()
+    try:
+        cr.set_num_threads(cores)  # the BLAS on every core: kernels run in the calling thread only
+        assert get_workers() == 1
+        cr.set_num_threads(cores + 2)
+        assert get_workers() == 1
+        cr.set_num_threads(1)  # the calling thread plus every other core
+        assert get_workers() == min(cores, 8)
+    finally:
+        cr.set_num_threads(before)
+
+
 def test_the_layers_above_the_core_are_reachable_from_the_top_level_module():
     import chainrule.nn
     import chainrule.optim

@@ -6,6 +6,12 @@ several passes over cache-sized chunks); a single add or multiply is memory-boun
 (measured), so only the fused kernels of the hot operations (GELU, softmax, layer norm) hand their
 per-chunk work to :func:`parallel_for`. Small arrays, and other backends (whose kernels are parallel
 already), run in one piece in the calling thread.
+
+Threads go only to cores the BLAS leaves free (:func:`workers_beside`). OpenBLAS's threads keep
+spinning for a while after each matrix product, so a worker on a core they use waits for the spinning
+thread: on the 2-core machines we measure, with two BLAS threads, running these kernels in the calling
+thread alone made the gpt training step 4% faster (in-process A/B: 0.958 and 0.964) and the cnn step
+1.5% (0.984, 0.987), although two threads halve the kernels' time on idle cores.
 """
 
 from __future__ import annotations
@@ -16,10 +22,26 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["parallel_for", "set_workers", "get_workers"]
+__all__ = ["parallel_for", "set_workers", "get_workers", "workers_beside", "usable_cores"]
 
 MIN_CHUNK = 1 << 16  # elements: below this a thread hand-off costs more than it saves
-_WORKERS = [max(1, min(os.cpu_count() or 1, 8))]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def workers_beside(blas_threads: int) -> int:
+    """Threads for elementwise kernels next to a BLAS using ``blas_threads`` threads: the calling
+    thread plus the usable cores the BLAS leaves free (at most 8)."""
+    return max(1, min(usable_cores() - blas_threads + 1, 8))
+
+
+_WORKERS = [workers_beside(usable_cores())]  # the BLAS uses every core unless told otherwise
 _POOL: list = []  # the executor, created on first use, replaced when the worker count changes
 
 
