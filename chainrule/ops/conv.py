@@ -416,23 +416,26 @@ def _kernel_arguments(image, geom: Windows):
     return planes, ((n, 1) if channels_major else (1, c)) + geom.stride + geom.dilation + (geom.pad[0], geom.pad[2])
 
 
-def _columns(x, geom: Windows, groups: int, width: int, fast=None):
+def _columns(x, geom: Windows, groups: int, width: int, fast=None, keep: bool = False):
     """Yield ``(chunk, cols)`` over the batch of the image array ``x``: ``cols`` (G, C/G*kh*kw,
     images*oh*width) holds the windows of ``x[chunk]``. The buffers are reused from chunk to chunk:
-    a ``cols`` is valid until the next one is yielded. ``fast``: the compiled window kernels (then
-    ``width`` must be the output width)."""
+    a ``cols`` is valid until the next one is yielded, unless ``keep`` (compiled kernels only), which
+    gives every chunk its own block of one buffer for the batch. ``fast``: the compiled window
+    kernels (then ``width`` must be the output width)."""
     xp = xp_of(x)
     (n, c), (kh, kw), oh = x.shape[:2], geom.kernel, geom.out[0]
     rows = c * kh * kw
     chunks = _batch_chunks(n, rows * oh * width * x.dtype.itemsize)
     if not chunks:
         return
-    size = chunks[0].stop
+    size = n if keep else chunks[0].stop
     buffer = xp.empty(rows * size * oh * width, x.dtype)
     if fast:
         planes, where = _kernel_arguments(x, geom)
         for chunk in chunks:
-            cols = buffer[:rows * (chunk.stop - chunk.start) * oh * width].reshape(c, kh, kw, -1, oh, width)
+            start = rows * chunk.start * oh * width if keep else 0
+            cols = buffer[start:start + rows * (chunk.stop - chunk.start) * oh * width]
+            cols = cols.reshape(c, kh, kw, -1, oh, width)
             fast.im2col_f32(planes, cols, chunk.start, *where)
             yield chunk, cols.reshape(groups, rows // groups, -1)
         return
@@ -490,7 +493,13 @@ def _conv_forward(x: Tensor, w: Tensor, bias: Tensor | None, geom: Windows, grou
     shift = 0 if bias is None else bias._data.reshape(o, 1, 1, 1)
     out = xp.empty((o, n, oh, ow), x._data.dtype)
     staging = None
-    for chunk, cols in _columns(x._data, geom, groups, width, fast):
+    # With the compiled kernels the columns are kept for the weight gradient, which would otherwise
+    # compute them again: kh * kw times x's size in memory until the backward (7.2 MB for the benchmark's
+    # 16 -> 32 channel layer) against ~4% of its cnn step.
+    kept = [] if fast and w._rg and GRAD_ENABLED[0] else None
+    for chunk, cols in _columns(x._data, geom, groups, width, fast, keep=kept is not None):
+        if kept is not None:
+            kept.append(cols)
         target = out[:, chunk]  # the bias is added to each chunk while it is in cache
         if width == ow:
             xp.matmul(weights, cols, out=target.reshape(groups, o // groups, -1))
@@ -504,7 +513,7 @@ def _conv_forward(x: Tensor, w: Tensor, bias: Tensor | None, geom: Windows, grou
 
     def rule(g, _):
         grads = (_conv_input_grad(g, w, geom, groups) if x._rg else None,
-                 _conv_weight_grad(x, g, geom, groups) if w._rg else None)
+                 _conv_weight_grad(x, g, geom, groups, kept) if w._rg else None)
         if bias is None:
             return grads
         return grads + (g.permute(1, 0, 2, 3).reshape(o, -1).sum(1) if bias._rg else None,)
@@ -556,9 +565,10 @@ def _conv_input_grad(g: Tensor, w: Tensor, geom: Windows, groups: int) -> Tensor
     return record(image, "conv2d_input_grad", (g, w), rule, (g, w))
 
 
-def _conv_weight_grad(x: Tensor, g: Tensor, geom: Windows, groups: int) -> Tensor:
+def _conv_weight_grad(x: Tensor, g: Tensor, geom: Windows, groups: int, columns: list | None = None) -> Tensor:
     """Primitive: the convolution's gradient in its weight for the input ``x`` and the output gradient
-    ``g``: g @ im2col(x)^T summed over the batch, shaped (O, C/G, kh, kw)."""
+    ``g``: g @ im2col(x)^T summed over the batch, shaped (O, C/G, kh, kw). ``columns``: x's columns
+    chunk by chunk, as the forward kept them (compiled kernels), instead of computing them again."""
     xp = xp_of(x._data)
     o, (kh, kw) = g.shape[1], geom.kernel
     grad = _channels_first(g._data)  # (O, N, oh, ow)
@@ -567,8 +577,8 @@ def _conv_weight_grad(x: Tensor, g: Tensor, geom: Windows, groups: int) -> Tenso
 
     def summed(width):
         total = xp.zeros((groups, o // groups, x.shape[1] // groups * kh * kw), x._data.dtype)
-        for (_, cols), (_, rows) in zip(_columns(x._data, geom, groups, width, fast),
-                                        _output_rows(grad, geom, width)):
+        chunks = columns or (cols for _, cols in _columns(x._data, geom, groups, width, fast))
+        for cols, (_, rows) in zip(chunks, _output_rows(grad, geom, width)):
             rows = rows.reshape(groups, o // groups, -1)
             # OpenBLAS is faster with the taller operand first (two threads, per chunk of the benchmark's
             # layers: 0.13 vs 0.23 ms for 144 column rows and 32 channels; 0.24 vs 0.46 ms for 9 and 16)
@@ -578,7 +588,7 @@ def _conv_weight_grad(x: Tensor, g: Tensor, geom: Windows, groups: int) -> Tenso
                 total += rows @ cols.transpose(0, 2, 1)
         return total
 
-    width = geom.out[1] if fast else _row_width(geom, o)
+    width = geom.out[1] if fast or columns else _row_width(geom, o)  # kept columns have no junk
     with np.errstate(invalid="ignore"):  # 0 * inf in the junk: caught below
         total = summed(width)
     if width != geom.out[1] and not bool(xp.isfinite(total).all()):

@@ -595,12 +595,11 @@ def _exact_kernels(*arrays):
     ``arrays``, when numba is loaded already and they are large float32 numpy arrays laid out alike
     without gaps (C order, or another axis order as convolution outputs have); else None."""
     first = arrays[0]
-    if first.size < kernels.MIN_SIZE or type(first) is not np.ndarray:
+    if first.size < kernels.MIN_SIZE or type(first) is not np.ndarray or not _gapless(first):
         return None
-    for a in arrays:
-        if a.strides != first.strides or a.shape != first.shape or not _gapless(a):
-            return None
-    return kernels.fused_if_loaded(*[a.ravel(order="K") for a in arrays])
+    if any(a.strides != first.strides or a.shape != first.shape for a in arrays[1:]):
+        return None
+    return kernels.fused_if_loaded(*[a.ravel(order="K") for a in arrays])  # views: the checks hold
 
 
 def _gapless(array) -> bool:

@@ -303,6 +303,24 @@ def test_a_second_process_loads_every_kernel_from_the_disk_cache():
 
 
 @compiled
+def test_conv_weight_gradient_from_kept_columns_when_the_kernels_are_switched_off_before_backward():
+    rng = np.random.default_rng(4)
+    x0, w0 = _gpt_like(rng, (16, 8, 20, 20)), _gpt_like(rng, (12, 8, 3, 3))
+
+    def weight_grad(switch_off_before_backward):
+        w = cr.tensor(w0, requires_grad=True)
+        y = F.conv2d(cr.tensor(x0), w, padding=1)  # the forward keeps the columns (no junk, no padding)
+        kernels.set_enabled(not switch_off_before_backward)
+        try:
+            y.backward(cr.ones(y.shape))
+        finally:
+            kernels.set_enabled(True)
+        return w.grad.numpy()
+
+    np.testing.assert_allclose(weight_grad(True), weight_grad(False), rtol=1e-5, atol=1e-4)
+
+
+@compiled
 @pytest.mark.parametrize("with_nan", [False, True])
 def test_max_pool_2x2_and_a_recorded_backward_match_the_numpy_path(with_nan):
     x0 = np.maximum(np.random.default_rng(8).standard_normal((8, 8, 32, 32)).astype(np.float32), 0)
