@@ -5,6 +5,7 @@ figure to quote for a change too small to see across separate runs of bench/run.
 
     python bench/ab.py gpt --against 72dfe7c     # this tree (new) vs that revision (old)
     python bench/ab.py cnn --kernels             # compiled kernels on (new) vs off (old)
+    python bench/ab.py gpt --workers 1 2         # kernels in 1 thread (new) vs split over 2 (old)
 """
 
 from __future__ import annotations
@@ -41,18 +42,22 @@ def _steps(args, workload):
     import chainrule as new
 
     new.set_num_threads(args.threads)
-    if args.kernels:
-        from chainrule.backend import kernels
+    if args.kernels or args.workers:
+        from chainrule.backend import kernels, parallel
 
-        on, off = workload.trainer(new, args.seed), workload.trainer(new, args.seed)
+        def switched(flag):
+            trainer = workload.trainer(new, args.seed)
 
-        def switched(trainer, flag):
             def step():
-                kernels.set_enabled(flag)
+                if args.kernels:
+                    kernels.set_enabled(flag)
+                else:
+                    parallel.set_workers(flag)
                 trainer.step()
             return step
 
-        return {"new": switched(on, True), "old": switched(off, False)}
+        settings = (True, False) if args.kernels else args.workers
+        return {"new": switched(settings[0]), "old": switched(settings[1])}
     folder = Path(tempfile.mkdtemp(prefix="chainrule-ab-"))
     old = __import__(_revision_as_package(args.against, folder))
     old.set_num_threads(args.threads)
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     side = p.add_mutually_exclusive_group(required=True)
     side.add_argument("--against", metavar="REVISION", help="the git revision to compare this tree with")
     side.add_argument("--kernels", action="store_true", help="compiled kernels on (new) vs off (old)")
+    side.add_argument("--workers", type=int, nargs=2, metavar=("NEW", "OLD"),
+                      help="threads for the large elementwise kernels (chainrule.backend.parallel)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -151,7 +151,7 @@ def test_workloads_in_small_mode_keep_their_structure():
         bench_run.parse_args(["nonexistent"])
 
 
-@pytest.mark.parametrize("side", [["--kernels"], ["--against", "HEAD"]])
+@pytest.mark.parametrize("side", [["--kernels"], ["--workers", "1", "2"], ["--against", "HEAD"]])
 def test_ab_runs_both_sides_in_one_process(side):
     # bench/ab.py: the in-process A/B behind the ratios quoted for single changes
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ab.py"), "overhead", *side, "--rounds", "1",

@@ -10,8 +10,8 @@ already), run in one piece in the calling thread.
 Threads go only to cores the BLAS leaves free (:func:`workers_beside`). OpenBLAS's threads keep
 spinning for a while after each matrix product, so a worker on a core they use waits for the spinning
 thread: on the 2-core machines we measure, with two BLAS threads, running these kernels in the calling
-thread alone made the gpt training step 4% faster (in-process A/B: 0.958 and 0.964) and the cnn step
-1.5% (0.984, 0.987), although two threads halve the kernels' time on idle cores.
+thread alone made the gpt training step 2-4% faster and the cnn step 1.5-8% (in-process A/Bs, ``python
+bench/ab.py gpt --workers 1 2``), although two threads halve the kernels' time on idle cores.
 """
 
 from __future__ import annotations
