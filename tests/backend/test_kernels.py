@@ -321,6 +321,23 @@ def test_conv_weight_gradient_from_kept_columns_when_the_kernels_are_switched_of
 
 
 @compiled
+def test_conv_weight_gradient_the_same_when_the_columns_are_too_large_to_keep(monkeypatch):
+    from chainrule.ops import conv
+
+    rng = np.random.default_rng(6)
+    x0, w0 = _gpt_like(rng, (16, 8, 20, 20)), _gpt_like(rng, (12, 8, 3, 3))
+
+    def weight_grad():
+        w = cr.tensor(w0, requires_grad=True)
+        F.conv2d(cr.tensor(x0), w, padding=1).sum().backward()
+        return w.grad.numpy()
+
+    kept = weight_grad()
+    monkeypatch.setattr(conv, "_KEEP_COLUMNS_BYTES", 0)  # computed again in the backward
+    np.testing.assert_array_equal(weight_grad(), kept)
+
+
+@compiled
 @pytest.mark.parametrize("with_nan", [False, True])
 def test_max_pool_2x2_and_a_recorded_backward_match_the_numpy_path(with_nan):
     x0 = np.maximum(np.random.default_rng(8).standard_normal((8, 8, 32, 32)).astype(np.float32), 0)
