@@ -403,21 +403,17 @@ def _softmax_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, re
         raise RuntimeError(f"cross_entropy: expected floating-point logits, got {describe(x)}")
     xp = xp_of(x._data)
     n, n_classes = x.shape
-    labels = target._data
-    valid = labels != ignore_index
-    safe = xp.where(valid, labels, 0)
-    if safe.size and (int(safe.min()) < 0 or int(safe.max()) >= n_classes):
-        raise IndexError(
-            f"cross_entropy: target values must be in [0, {n_classes}) or equal ignore_index={ignore_index}, got min "
-            f"{int(safe.min())} and max {int(safe.max())}"
-        )
+    labels, valid = _checked_labels(target._data, ignore_index, n_classes, xp)
+    safe = labels if valid is None else xp.where(valid, labels, 0)
     shifted = x._data - x._data.max(axis=1, keepdims=True)
     probs = kernels.exp(shifted)
     total = probs.sum(axis=1, keepdims=True)
     rows = xp.arange(n)
-    losses = (xp.log(total[:, 0]) - shifted[rows, safe]) * valid
+    losses = xp.log(total[:, 0]) - shifted[rows, safe]
     probs /= total
-    count = int(valid.sum())
+    if valid is not None:
+        losses *= valid
+    count = n if valid is None else int(valid.sum())
     if reduction == "mean":
         out = losses.sum() / count if count else losses.sum() * float("nan")
     elif reduction == "sum":
@@ -425,16 +421,41 @@ def _softmax_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, re
     else:
         out = losses
     out = xp.asarray(out, dtype=x._data.dtype)
-    one_hot_valid = xp.zeros_like(probs)
-    one_hot_valid[rows, safe] = 1.0
-    keep = valid[:, None].astype(probs.dtype)
+    keep = None if valid is None else valid[:, None].astype(probs.dtype)  # ignored rows get no gradient
 
     def rule(g, _):
-        p = forward_value(probs, lambda: softmax(x, 1))
         scale = g.reshape(-1, 1) if reduction == "none" else (g / count if reduction == "mean" else g)
-        return ((p - wrap(one_hot_valid)) * wrap(keep) * scale,)
+        if not GRAD_ENABLED[0]:  # a plain backward: softmax - one_hot on arrays
+            d = probs.copy()
+            d[rows, safe] -= 1
+            if keep is not None:
+                d *= keep
+            return (wrap(xp.multiply(d, scale._data, out=d)),)
+        one_hot = xp.zeros_like(probs)
+        one_hot[rows, safe] = 1.0
+        d = softmax(x, 1) - wrap(one_hot)
+        return ((d if keep is None else d * wrap(keep)) * scale,)
 
     return record(out, "cross_entropy", (x,), rule, (x,))
+
+
+def _checked_labels(labels, ignore_index: int, n_classes: int, xp):
+    """The class labels and, when some may be ``ignore_index``, the mask of the others (None when every
+    label is a class: the common case, with no masking work). Labels outside [0, n_classes) that are not
+    ``ignore_index`` raise."""
+    if not labels.size:
+        return labels, labels != ignore_index
+    low, high = int(labels.min()), int(labels.max())
+    if low >= 0 and high < n_classes and not 0 <= ignore_index < n_classes:
+        return labels, None
+    valid = labels != ignore_index
+    safe = xp.where(valid, labels, 0)
+    if int(safe.min()) < 0 or int(safe.max()) >= n_classes:
+        raise IndexError(
+            f"cross_entropy: target values must be in [0, {n_classes}) or equal ignore_index={ignore_index}, got min "
+            f"{int(safe.min())} and max {int(safe.max())}"
+        )
+    return labels, valid
 
 
 def _same_shape(op: str, input: Tensor, target: Tensor) -> None:
