@@ -158,3 +158,16 @@ def test_ab_runs_both_sides_in_one_process(side):
                            "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "overhead: new" in proc.stdout and "new/old" in proc.stdout
+
+
+def test_phases_times_each_phase_of_both_frameworks():
+    # bench/phases.py: the per-phase figures in bench/ANALYSIS.md
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "phases.py"), "mlp", "--rounds", "1", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [line.split() for line in proc.stdout.splitlines()[1:]]
+    assert [line[0] for line in lines] == ["chainrule", "torch"]
+    for line in lines:  # every phase reported with a time, and their sum
+        assert all(word in line for word in ("zero_grad", "forward", "loss", "backward", "update", "sum"))
+        assert float(line[-1]) > 0
