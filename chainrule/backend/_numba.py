@@ -307,7 +307,7 @@ def max_pool_2x2_grad_f32(x, out, g, grad):
 # channels, 3x3, 64 images of 14 x 14).
 
 _COLS = "float32[:, :, :, :, :, ::1]"
-_WINDOWS = f"void({_PLANES}, {_COLS}, int64, int64, int64, int64, int64, int64, int64, int64, int64)"
+_WINDOWS = f"void({_PLANES}, {_COLS}, int64, int64, int64, int64, int64, int64, int64, int64, int64, boolean)"
 
 
 @njit(**_JIT)
@@ -319,33 +319,10 @@ def _tap_range(start, step, count, size):
 
 
 @njit(_WINDOWS, **_JIT)
-def im2col_f32(planes, cols, first, pc, pn, sh, sw, dh, dw, top, left):
-    """cols[c, a, b, n, i, j] = image first + n's channel c at (i*sh + a*dh - top, j*sw + b*dw - left),
-    0 outside the image."""
-    height, width = planes.shape[1], planes.shape[2]
-    kh, kw, images, oh, ow = cols.shape[1:]
-    for c in range(cols.shape[0]):
-        for n in range(images):
-            image = planes[c * pc + (first + n) * pn]
-            for a in range(kh):
-                i0, i1 = _tap_range(a * dh - top, sh, oh, height)
-                for b in range(kw):
-                    j0, j1 = _tap_range(b * dw - left, sw, ow, width)
-                    dest = cols[c, a, b, n]
-                    if i0 > 0 or i1 < oh or j0 > 0 or j1 < ow:  # some windows reach into the padding
-                        for i in range(oh):
-                            for j in range(ow):
-                                dest[i, j] = 0
-                    for i in range(i0, i1):
-                        row = np.uint64(i * sh + a * dh - top)
-                        for j in range(j0, j1):
-                            dest[np.uint64(i), np.uint64(j)] = image[row, np.uint64(j * sw + b * dw - left)]
-
-
-@njit(_WINDOWS, **_JIT)
-def col2im_add_f32(planes, cols, first, pc, pn, sh, sw, dh, dw, top, left):
-    """The adjoint of im2col_f32: each column value inside the image added onto its pixel, taps in
-    (a, b) order."""
+def window_columns_f32(planes, cols, first, pc, pn, sh, sw, dh, dw, top, left, add_back):
+    """im2col, or with ``add_back`` its adjoint col2im. im2col: cols[c, a, b, n, i, j] = image first + n's
+    channel c at (i*sh + a*dh - top, j*sw + b*dw - left), 0 outside the image. col2im: each column value
+    inside the image added onto that pixel, taps in (a, b) order."""
     height, width = planes.shape[1], planes.shape[2]
     kh, kw, images, oh, ow = cols.shape[1:]
     for c in range(cols.shape[0]):
@@ -356,7 +333,17 @@ def col2im_add_f32(planes, cols, first, pc, pn, sh, sw, dh, dw, top, left):
                 for b in range(kw):
                     j0, j1 = _tap_range(b * dw - left, sw, ow, width)
                     values = cols[c, a, b, n]
+                    if add_back:
+                        for i in range(i0, i1):
+                            row = np.uint64(i * sh + a * dh - top)
+                            for j in range(j0, j1):
+                                image[row, np.uint64(j * sw + b * dw - left)] += values[np.uint64(i), np.uint64(j)]
+                        continue
+                    if i0 > 0 or i1 < oh or j0 > 0 or j1 < ow:  # some windows reach into the padding
+                        for i in range(oh):
+                            for j in range(ow):
+                                values[i, j] = 0
                     for i in range(i0, i1):
                         row = np.uint64(i * sh + a * dh - top)
                         for j in range(j0, j1):
-                            image[row, np.uint64(j * sw + b * dw - left)] += values[np.uint64(i), np.uint64(j)]
+                            values[np.uint64(i), np.uint64(j)] = image[row, np.uint64(j * sw + b * dw - left)]

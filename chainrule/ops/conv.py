@@ -442,7 +442,7 @@ def _columns(x, geom: Windows, groups: int, width: int, fast=None, keep: bool = 
             start = rows * chunk.start * oh * width if keep else 0
             cols = buffer[start:start + rows * (chunk.stop - chunk.start) * oh * width]
             cols = cols.reshape(c, kh, kw, -1, oh, width)
-            fast.im2col_f32(planes, cols, chunk.start, *where)
+            fast.window_columns_f32(planes, cols, chunk.start, *where, False)  # im2col
             yield chunk, cols.reshape(groups, rows // groups, -1)
         return
     slack = geom.slack_rows(width)
@@ -556,7 +556,7 @@ def _conv_input_grad(g: Tensor, w: Tensor, geom: Windows, groups: int) -> Tensor
         xp.matmul(weights_t, rows.reshape(groups, -1, images * oh * width), out=cols)
         if fast:
             cols = cols.reshape(c, kh, kw, images, oh, width)
-            fast.col2im_add_f32(planes, cols, chunk.start, *where)
+            fast.window_columns_f32(planes, cols, chunk.start, *where, True)  # col2im
             continue
         patches = cols.reshape(c, kh, kw, images, oh, width).transpose(3, 0, 1, 2, 4, 5)
         taps = geom.patches(image[chunk], width)  # writable windows of the image

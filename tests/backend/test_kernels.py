@@ -27,6 +27,16 @@ def numpy_path():
     kernels.set_enabled(before)
 
 
+def _compiled_and_numpy(run):
+    """``run()`` with the compiled kernels, then with numpy's code only."""
+    fast = run()
+    kernels.set_enabled(False)
+    try:
+        return fast, run()
+    finally:
+        kernels.set_enabled(True)
+
+
 def _ulps(result, exact):
     """|result - exact| in float32 ulps of the exact value (float64 reference)."""
     spacing = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
@@ -123,12 +133,7 @@ def test_relu_kernels_equal_numpy_bit_for_bit(layout):
         y.backward(cr.tensor(arrange(g0)))
         return y.detach().numpy(), x.grad.numpy()
 
-    fast = run()
-    kernels.set_enabled(False)
-    try:
-        slow = run()
-    finally:
-        kernels.set_enabled(True)
+    fast, slow = _compiled_and_numpy(run)
     for f, s in zip(fast, slow):
         np.testing.assert_array_equal(f.view(np.int32), s.view(np.int32))  # NaN signs and -0.0 included
 
@@ -202,13 +207,8 @@ OP_CASES = {
 def test_op_same_results_with_and_without_kernels(case):
     fn, make = OP_CASES[case]
     arrays = make(np.random.default_rng(7))
-    fast = _run(fn, arrays)
-    kernels.set_enabled(False)
-    try:
-        slow = _run(fn, arrays)
-        exact = _run(fn, [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays])
-    finally:
-        kernels.set_enabled(True)
+    fast, slow = _compiled_and_numpy(lambda: _run(fn, arrays))
+    exact = _run(fn, [a.astype(np.float64) if a.dtype.kind == "f" else a for a in arrays])  # no float64 kernels
     for f, s, e in zip(fast, slow, exact):
         np.testing.assert_array_equal(np.isnan(f), np.isnan(s))
         ok = ~np.isnan(e)
@@ -228,12 +228,8 @@ def test_gelu_second_order_through_the_fused_forward():
         (gg,) = cr.autograd.grad((g * g).sum(), x)
         return g.detach().numpy(), gg.numpy()
 
-    fast = grads(x0)
-    kernels.set_enabled(False)
-    try:
-        slow, exact = grads(x0), grads(x0.astype(np.float64))
-    finally:
-        kernels.set_enabled(True)
+    fast, slow = _compiled_and_numpy(lambda: grads(x0))
+    exact = grads(x0.astype(np.float64))
     # 1 - tanh**2 from a float32 tanh cancels for |x| > 3 on both paths: compare errors, not values
     for f, s, e in zip(fast, slow, exact):
         assert np.abs(f - e).max() <= 2 * np.abs(s - e).max() + 1e-6
@@ -354,12 +350,7 @@ def test_max_pool_2x2_and_a_recorded_backward_match_the_numpy_path(with_nan):
         F.max_pool2d(plain, 2).backward(cr.tensor(g0))
         return y.detach().numpy(), recorded.detach().numpy(), plain.grad.numpy()
 
-    fast = run()
-    kernels.set_enabled(False)
-    try:
-        slow = run()
-    finally:
-        kernels.set_enabled(True)
+    fast, slow = _compiled_and_numpy(run)
     np.testing.assert_array_equal(fast[1], fast[2])  # the compiled backward equals the recorded one
     for f, s in zip(fast, slow):
         np.testing.assert_array_equal(f, s)  # the same ties, the same shares: bit for bit
