@@ -371,9 +371,9 @@ _CHUNK_BYTES = 1 << 20
 _KEEP_COLUMNS_BYTES = 32 << 20  # the most the forward keeps for the weight gradient (see _conv_forward)
 
 
-def _column_bytes(geom: Windows, width: int, images: int, itemsize: int) -> int:
-    """Bytes of the columns of ``images`` images, ``width`` columns per output row."""
-    return geom.shape[1] * geom.kernel[0] * geom.kernel[1] * geom.out[0] * width * images * itemsize
+def _column_size(geom: Windows, width: int, images: int) -> int:
+    """Elements of the columns of ``images`` images, ``width`` columns per output row."""
+    return geom.shape[1] * geom.kernel[0] * geom.kernel[1] * geom.out[0] * width * images
 
 
 def _row_width(geom: Windows, out_channels: int) -> int:
@@ -408,8 +408,7 @@ def _window_kernels(image, geom: Windows, reads_image: bool = True):
     the kernel reads ``image`` itself, which must then be contiguous in NCHW or channel-major order.
     With them the columns have the output's width (no junk columns) and padding is read as zeros,
     never copied."""
-    n, c = geom.shape[:2]
-    fast = kernels.fused_strided(image, n * c * geom.kernel[0] * geom.kernel[1] * geom.out[0] * geom.out[1])
+    fast = kernels.fused_strided(image, _column_size(geom, geom.out[1], geom.shape[0]))
     return fast if fast and (not reads_image or _planes(image)[0] is not None) else None
 
 
@@ -431,7 +430,7 @@ def _columns(x, geom: Windows, groups: int, width: int, fast=None, keep: bool = 
     xp = xp_of(x)
     (n, c), (kh, kw), oh = x.shape[:2], geom.kernel, geom.out[0]
     rows = c * kh * kw
-    chunks = _batch_chunks(n, _column_bytes(geom, width, 1, x.dtype.itemsize))
+    chunks = _batch_chunks(n, _column_size(geom, width, 1) * x.dtype.itemsize)
     if not chunks:
         return
     size = n if keep else chunks[0].stop
@@ -466,7 +465,7 @@ def _output_rows(grad, geom: Windows, width: int):
     ``grad[:, chunk]`` of the (O, N, oh, ow) array ``grad``, with zeros in the junk columns."""
     xp = xp_of(grad)
     o, _, oh, ow = grad.shape
-    chunks = _batch_chunks(grad.shape[1], _column_bytes(geom, width, 1, grad.dtype.itemsize))
+    chunks = _batch_chunks(grad.shape[1], _column_size(geom, width, 1) * grad.dtype.itemsize)
     staging = xp.zeros((o, chunks[0].stop, oh, width), grad.dtype) if chunks and width != ow else None
     for chunk in chunks:
         if staging is None:
@@ -502,9 +501,9 @@ def _conv_forward(x: Tensor, w: Tensor, bias: Tensor | None, geom: Windows, grou
     # compute them again (in-process A/B of the benchmark's cnn step: 0.87x, 0.92x), when they are small:
     # they hold kh * kw times x until the backward (7.2 MB for the benchmark's 16 -> 32 channel layer;
     # a 64-channel 3x3 layer on 64 images of 112 x 112 would keep 1.8 GB).
-    kept = None
-    if fast and w._rg and GRAD_ENABLED[0]:
-        kept = [] if _column_bytes(geom, width, n, x._data.dtype.itemsize) <= _KEEP_COLUMNS_BYTES else None
+    keep = (fast is not None and w._rg and GRAD_ENABLED[0]
+            and _column_size(geom, width, n) * x._data.dtype.itemsize <= _KEEP_COLUMNS_BYTES)
+    kept = [] if keep else None
     for chunk, cols in _columns(x._data, geom, groups, width, fast, keep=kept is not None):
         if kept is not None:
             kept.append(cols)
