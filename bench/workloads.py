@@ -8,6 +8,7 @@ chainrule model loads its ``state_dict`` so both start from the same weights.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -29,15 +30,28 @@ class Trainer:
         self.loss_fn, self.optimizer = loss_fn, optimizer
         self.losses: list[float] = []
 
-    def step(self):
+    def step(self, marks: list | None = None):
+        """One step; with ``marks``, ``time.perf_counter()`` is appended after each phase (zero_grad,
+        forward, loss, backward, update) for bench/phases.py."""
         if self.optimizer is not None:
             self.optimizer.zero_grad()
         else:
             self.model.zero_grad()
-        loss = self.loss_fn(self.model(self.inputs), self.targets)
+        if marks is not None:
+            marks.append(time.perf_counter())
+        output = self.model(self.inputs)
+        if marks is not None:
+            marks.append(time.perf_counter())
+        loss = self.loss_fn(output, self.targets)
+        if marks is not None:
+            marks.append(time.perf_counter())
         loss.backward()
+        if marks is not None:
+            marks.append(time.perf_counter())
         if self.optimizer is not None:
             self.optimizer.step()
+        if marks is not None:
+            marks.append(time.perf_counter())
         if len(self.losses) < 2:
             self.losses.append(float(loss.item()))
         return loss

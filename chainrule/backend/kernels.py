@@ -25,7 +25,7 @@ import numpy as np
 from chainrule.backend import xp_of
 from chainrule.backend.parallel import MIN_CHUNK
 
-__all__ = ["exp", "tanh", "fused", "fused_if_loaded", "fused_strided", "set_enabled", "enabled"]
+__all__ = ["exp", "tanh", "fused", "elementwise_if_loaded", "fused_strided", "set_enabled", "enabled"]
 
 # Arrays under this many elements stay on numpy: the kernels save microseconds there, and a process
 # that only meets small arrays (a small MLP's loss) never pays for loading numba. Half the smallest
@@ -74,11 +74,31 @@ def fused(*arrays):
     return _compiled()
 
 
-def fused_if_loaded(*arrays):
-    """As :func:`fused`, but only in a process where the kernels are loaded already (by work that pays
-    for loading numba). For exact kernels (relu), whose results equal numpy's bit for bit and which save
-    less than loading numba costs: a small model or a GEMM-bound MLP keeps its ~130 MiB."""
-    return fused(*arrays) if _STATE["module"] else None
+def elementwise_if_loaded(*arrays):
+    """For an exact elementwise kernel (results equal numpy's bit for bit, as relu's): the module and
+    1-D views of ``arrays`` in memory order, when numba is loaded already (by work that pays for loading
+    it: a small model or a GEMM-bound MLP keeps its ~130 MiB) and the arrays are large float32 numpy
+    arrays laid out alike without gaps, in any axis order (convolution outputs are channel-major);
+    else None."""
+    first = arrays[0]
+    if not _STATE["module"] or first.size < MIN_SIZE or type(first) is not np.ndarray or not _gapless(first):
+        return None
+    if any(a.strides != first.strides or a.shape != first.shape for a in arrays[1:]):
+        return None
+    flat = [a.ravel(order="K") for a in arrays]  # views: gapless, laid out alike
+    module = fused(*flat)
+    return None if module is None else (module, *flat)
+
+
+def _gapless(array) -> bool:
+    """Whether ``array``'s elements fill one block of memory, in some order of its axes."""
+    expected = array.itemsize
+    for stride, size in sorted(zip(array.strides, array.shape)):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 def fused_strided(array, elements: int):

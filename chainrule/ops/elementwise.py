@@ -566,10 +566,10 @@ def relu(a) -> Tensor:
     a = tensor_operand(a, "relu")
     _refuse_bool("relu", a)
     x = a._data
-    fast = _exact_kernels(x)
+    fast = kernels.elementwise_if_loaded(x)
     if fast:
         out = np.empty_like(x)  # x's memory order
-        fast.relu_f32(x.ravel(order="K"), out.ravel(order="K"))
+        fast[0].relu_f32(fast[1], out.ravel(order="K"))
     else:
         out = xp_of(x).maximum(x, 0)
     return record(out, "relu", (a,), _relu_rule, keep_output=True)
@@ -579,38 +579,16 @@ def _relu_rule(g, out):
     if GRAD_ENABLED[0]:  # building a graph: differentiable ops
         return (where(gt(out, 0), g, 0.0),)
     gd, od = g._data, out._data
-    fast = _exact_kernels(od, gd)
+    fast = kernels.elementwise_if_loaded(od, gd)
     if fast:
+        module, flat_out, flat_g = fast
         grad = np.empty_like(gd)
-        fast.relu_grad_f32(od.ravel(order="K"), gd.ravel(order="K"), grad.ravel(order="K"))
+        module.relu_grad_f32(flat_out, flat_g, grad.ravel(order="K"))
         return (wrap(grad),)
     xp = xp_of(gd)
     mask = od > 0
     kept = _masked_by_multiply(xp, mask, gd, 0.0)
     return (wrap(xp.asarray(kept if kept is not None else xp.where(mask, gd, 0.0))),)  # 0-d: an array
-
-
-def _exact_kernels(*arrays):
-    """The compiled kernels for an exact elementwise kernel (results equal numpy's bit for bit) on
-    ``arrays``, when numba is loaded already and they are large float32 numpy arrays laid out alike
-    without gaps (C order, or another axis order as convolution outputs have); else None."""
-    first = arrays[0]
-    if first.size < kernels.MIN_SIZE or type(first) is not np.ndarray or not _gapless(first):
-        return None
-    if any(a.strides != first.strides or a.shape != first.shape for a in arrays[1:]):
-        return None
-    return kernels.fused_if_loaded(*[a.ravel(order="K") for a in arrays])  # views: the checks hold
-
-
-def _gapless(array) -> bool:
-    """Whether ``array``'s elements fill one block of memory, in some order of its axes."""
-    expected = array.itemsize
-    for stride, size in sorted(zip(array.strides, array.shape)):
-        if size != 1:
-            if stride != expected:
-                return False
-            expected *= size
-    return True
 
 
 def relu6(a) -> Tensor:
