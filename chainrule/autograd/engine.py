@@ -202,7 +202,7 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
             parents = node.parents  # one gradient per parent: custom Functions check their count in apply
             if not retain_graph:
                 node.backward_fn = None
-                node.saved = ()
+                node.saved = node.constants = ()
                 node.out = None
             for parent, pg in zip(parents, grads):
                 if type(pg) is PlacedGrad:

@@ -1,7 +1,8 @@
 """The recorded graph: one :class:`Node` per differentiable operation, made by :func:`record`.
 
 A node knows its parents (per input: the input's node, the input itself when it is a leaf that
-requires grad, or ``None``), its backward rule, and the versions of the tensors the rule will read.
+requires grad, or ``None``), the inputs that do not require grad (its ``constants``), its backward rule,
+and the versions of the tensors the rule will read.
 
 A backward rule is a function ``rule(grad_out, out) -> tuple of input gradients`` (``None`` for an
 input that needs none), written with differentiable tensor operations. ``out`` is the operation's
@@ -55,7 +56,7 @@ class Node:
     """
 
     __slots__ = ("op", "parents", "backward_fn", "saved", "versions", "epoch", "out", "out_version", "hooks",
-                 "retained", "callsite", "__weakref__")
+                 "retained", "callsite", "constants", "__weakref__")
 
     def __init__(self, op: str, parents: tuple, backward_fn: Callable, saved: tuple):
         self.op = op
@@ -69,6 +70,7 @@ class Node:
         self.hooks = None
         self.retained = None
         self.callsite = None
+        self.constants = ()
 
     def name(self) -> str:
         """PyTorch-style: 'mul' -> 'MulBackward0' (the digit is PyTorch's overload number; always 0 here)."""
@@ -180,6 +182,9 @@ def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = ()
     node.hooks = None
     node.retained = None
     node.callsite = None
+    # the inputs outside the graph (data, buffers, detached copies), which the parents cannot name: kept
+    # for explanations (chainrule.diagnostics), as rules need not hold their inputs
+    node.constants = () if None not in parents else tuple([x for x, p in zip(inputs, parents) if p is None])
     result = wrap(out, True, node)
     if keep_output:
         node.out_version = result._vc = [0]

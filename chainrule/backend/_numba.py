@@ -148,22 +148,21 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
 
+@njit(f"void({_VEC}, {_VEC})", **_JIT)
+def gelu_tanh_f32(x, out):
+    """out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        out[i] = np.float32(0.5 * v * (1.0 + _tanh64(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))))
+
+
 @njit(f"void({_VEC}, {_VEC}, {_VEC})", **_JIT)
-def gelu_tanh_f32(x, out, t):
-    """out = 0.5 x (1 + t), t = tanh(sqrt(2/pi) (x + 0.044715 x**3)); t is kept for the backward."""
+def gelu_tanh_grad_f32(x, g, out):
+    """out = g * d gelu / dx = g (0.5 (1 + t) + 0.5 x (1 - t**2) sqrt(2/pi) (1 + 3 * 0.044715 x**2)), the tanh t
+    computed again from x: cheaper here than keeping it from the forward (memory for a whole activation)."""
     for i in range(x.size):
         v = np.float64(x[i])
         th = _tanh64(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))
-        t[i] = np.float32(th)
-        out[i] = np.float32(0.5 * v * (1.0 + th))
-
-
-@njit(f"void({_VEC}, {_VEC}, {_VEC}, {_VEC})", **_JIT)
-def gelu_tanh_grad_f32(x, t, g, out):
-    """out = g * d gelu / dx = g (0.5 (1 + t) + 0.5 x (1 - t**2) sqrt(2/pi) (1 + 3 * 0.044715 x**2))."""
-    for i in range(x.size):
-        v = np.float64(x[i])
-        th = np.float64(t[i])
         slope = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * v * v)
         out[i] = np.float32(np.float64(g[i]) * slope)
 

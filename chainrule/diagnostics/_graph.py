@@ -5,11 +5,11 @@ Shared by :func:`chainrule.diagnostics.explain_grad` and :mod:`chainrule.viz`. N
 the engine: the walk only reads ``Node.parents``, and capturing uses public node hooks and
 ``autograd.grad``, so ``.grad`` of the leaves is left untouched.
 
-A node does not store its inputs, only their nodes (or the leaf itself, or ``None`` for an input
-that does not require grad). The input *tensors* are still reachable for most operations: the
-tensors a rule saved (``node.saved``) and those its closure captured (binary ops capture both
-operands to undo broadcasting, matmul captures both factors, ...). :func:`consumed_tensors` reads
-both; it is best effort by nature and is used only for explanations and labels, never for results.
+A node does not store the inputs that require grad, only their nodes (or the leaf itself); it keeps
+the others (``node.constants``: data, buffers, detached copies). The tensors in the graph are often
+reachable too: those a rule saved (``node.saved``) and those its closure captured (mul captures both
+factors, ...). :func:`consumed_tensors` reads all three; it is best effort by nature and is used only
+for explanations and labels, never for results.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def leaves_of(nodes: Iterable[Node]) -> list[Tensor]:
 
 
 def consumed_tensors(node: Node) -> list[Tensor]:
-    """The input tensors of ``node`` that can still be found: saved for its rule, or captured by the
-    rule's closure (one level deep, including tuples and lists of tensors). Empty once the rule was
+    """The input tensors of ``node`` that can still be found: those outside the graph, saved for its rule,
+    or captured by the rule's closure (one level deep, including tuples and lists of tensors). Empty once the rule was
     freed by a backward pass without ``retain_graph``."""
     found: list[Tensor] = []
     seen: set[int] = set()
@@ -73,6 +73,8 @@ def consumed_tensors(node: Node) -> list[Tensor]:
             seen.add(id(value))
             found.append(value)
 
+    for t in node.constants:
+        add(t)
     for t in node.saved:
         add(t)
     closure = getattr(node.backward_fn, "__closure__", None) or ()

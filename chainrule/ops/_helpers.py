@@ -13,7 +13,7 @@ from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "reduce_to",
-           "norm_dim", "norm_dims", "describe", "float_operand", "untracked", "forward_value"]
+           "Layout", "held", "KEEP_SMALL", "norm_dim", "norm_dims", "describe", "float_operand", "untracked", "forward_value"]
 
 
 def untracked(out, like: Tensor, op: str | None = None, inputs: tuple = ()) -> Tensor:
@@ -99,20 +99,42 @@ def float_operand(a, op: str) -> Tensor:
     return a
 
 
-def reduce_to(g: Tensor, x: Tensor) -> Tensor:
-    """Undo broadcasting: sum ``g`` down to ``x``'s shape, and give it ``x``'s dtype.
+# Inputs of at most this many elements stay in the rules of add, sub and where, which read only their
+# shapes: they cost nothing, and explanations and drawings (chainrule.diagnostics, chainrule.viz) find
+# them there. Larger ones are replaced by their Layout, so that the graph does not keep a whole activation
+# (a residual branch's output, say) alive until backward; PyTorch frees those too.
+KEEP_SMALL = 4096
+
+
+class Layout:
+    """An input's shape and backend dtype without its values, for a rule that needs nothing more."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, array):
+        self.shape, self.dtype = array.shape, array.dtype
+
+
+def held(t: Tensor):
+    """What a rule that reads only ``t``'s shape should keep of it: ``t`` when small, else its Layout."""
+    return t if t._data.size <= KEEP_SMALL else Layout(t._data)
+
+
+def reduce_to(g: Tensor, x) -> Tensor:
+    """Undo broadcasting: sum ``g`` down to the shape of ``x`` (a tensor or a :class:`Layout`), and give
+    it ``x``'s dtype.
 
     Every backward rule of a broadcasting operation passes its input gradients through here.
     """
-    gd, xd = g._data, x._data
+    gd, xd = g._data, (x if type(x) is Layout else x._data)
     if gd.shape == xd.shape and gd.dtype is xd.dtype:  # the common case, first
         return g
-    if g.shape != x.shape:
+    if gd.shape != xd.shape:
         from chainrule.ops.reduction import sum_to
 
-        g = sum_to(g, x.shape)
-    if g._data.dtype != x._data.dtype:
-        g = g.to(x.dtype)
+        g = sum_to(g, xd.shape)
+    if g._data.dtype != xd.dtype:
+        g = g.to(_dt.from_np(xd.dtype))
     return g
 
 

@@ -24,6 +24,8 @@ from chainrule.ops._helpers import (
     describe,
     float_operand,
     record,
+    KEEP_SMALL,
+    held,
     reduce_to,
     scalar_operand,
     tensor_operand,
@@ -122,7 +124,10 @@ def add(a, b, alpha: Number = 1) -> Tensor:
                 out = x + y
             except ValueError:
                 raise _broadcast_error("add", a, b) from None
-            return record(out, "add", (a, b), lambda g, _: (reduce_to(g, a), reduce_to(g, b)))
+            ha, hb = a, b
+            if x.size > KEEP_SMALL or y.size > KEEP_SMALL:  # see KEEP_SMALL: large inputs are not kept
+                ha, hb = held(a), held(b)
+            return record(out, "add", (a, b), lambda g, _: (reduce_to(g, ha), reduce_to(g, hb)))
     if alpha != 1:
         _check_alpha("add", a, b, alpha)
         b = mul(b, alpha)
@@ -133,7 +138,8 @@ def add(a, b, alpha: Number = 1) -> Tensor:
         return add(b, a)
     a, b = binary_operands(a, b, "add")
     out = _apply2("add", _np_add, a, b)
-    return record(out, "add", (a, b), lambda g, _: (reduce_to(g, a), reduce_to(g, b)))
+    ha, hb = held(a), held(b)
+    return record(out, "add", (a, b), lambda g, _: (reduce_to(g, ha), reduce_to(g, hb)))
 
 
 def _np_add(x, y):
@@ -172,7 +178,8 @@ def sub(a, b, alpha: Number = 1) -> Tensor:
         return record(a - b._data, "rsub", (b,), _grad_neg_g)
     a, b = binary_operands(a, b, "sub")
     out = _apply2("sub", _np_sub, a, b)
-    return record(out, "sub", (a, b), lambda g, _: (reduce_to(g, a), reduce_to(neg(g), b)))
+    ha, hb = held(a), held(b)
+    return record(out, "sub", (a, b), lambda g, _: (reduce_to(g, ha), reduce_to(neg(g), hb)))
 
 
 def mul(a, b) -> Tensor:
@@ -627,24 +634,26 @@ _GELU_C = 0.044715
 
 
 def gelu(a, approximate: str = "none") -> Tensor:
-    """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``). A primitive: the forward
-    keeps Phi(x) (or the tanh) it computed, and the backward rule multiplies by ``_gelu_slope``, itself a
-    primitive computed in one pass from it; gradients of higher order go through the slope's own rule.
-    Large arrays are computed in chunks on several threads (``chainrule.backend.parallel``); the tanh form of
-    large float32 arrays in one compiled pass when the kernels are available (``chainrule.backend.kernels``)."""
+    """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``). A primitive: the backward
+    rule multiplies by ``_gelu_slope``, itself a primitive computed in one pass; gradients of higher order
+    go through the slope's own rule. Large arrays are computed in chunks on several threads
+    (``chainrule.backend.parallel``). The tanh form of large float32 arrays goes through compiled kernels
+    when they are available (``chainrule.backend.kernels``), which keep only x, as PyTorch does, and compute
+    the tanh again in the backward; numpy's path keeps the erf or tanh it computed (a whole activation
+    more), because recomputing it would cost numpy another 2-5 ns per element."""
     a = float_operand(a, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     xp = xp_of(a._data)
     x = xp.ascontiguousarray(a._data).reshape(-1)
-    inner, out = xp.empty_like(x), xp.empty_like(x)
-
+    out = xp.empty_like(x)
     fast = kernels.fused(x) if approximate == "tanh" else None
+    inner = None if fast else xp.empty_like(x)
 
     def work(lo, hi):
         chunk, o = x[lo:hi], out[lo:hi]
         if fast:
-            fast.gelu_tanh_f32(chunk, o, inner[lo:hi])
+            fast.gelu_tanh_f32(chunk, o)
             return
         _gelu_inner(chunk, approximate, xp, inner[lo:hi])
         xp.add(inner[lo:hi], 1.0, out=o)
@@ -690,12 +699,12 @@ def _gelu_slope_array(x, approximate: str, inner=None, times=None):
     x = xp.ascontiguousarray(x).reshape(-1)
     factor = None if times is None else xp.ascontiguousarray(times).reshape(-1)
     slope = xp.empty_like(x)
-    fast = kernels.fused(x, inner, factor) if approximate == "tanh" and inner is not None and times is not None else None
+    fast = kernels.fused(x, factor) if approximate == "tanh" and times is not None else None
 
     def work(lo, hi):
         chunk, s = x[lo:hi], slope[lo:hi]
         if fast:
-            fast.gelu_tanh_grad_f32(chunk, inner[lo:hi], factor[lo:hi], s)
+            fast.gelu_tanh_grad_f32(chunk, factor[lo:hi], s)
             return
         if inner is None:
             values = xp.empty_like(chunk)
@@ -855,17 +864,20 @@ def where(condition, a, b) -> Tensor:
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "where")
         out = _where_arrays(cond, a._data, b, a.shape, ())
-        return record(out, "where", (a,), lambda g, _: (reduce_to(where(cond, g, 0.0), a),))
+        ha = held(a)
+        return record(out, "where", (a,), lambda g, _: (reduce_to(where(cond, g, 0.0), ha),))
     if _is_number(a) and isinstance(b, Tensor):
         b = scalar_operand(b, a, "where")
         out = _where_arrays(cond, a, b._data, (), b.shape)
-        return record(out, "where", (b,), lambda g, _: (reduce_to(where(cond, 0.0, g), b),))
+        hb = held(b)
+        return record(out, "where", (b,), lambda g, _: (reduce_to(where(cond, 0.0, g), hb),))
     a, b = binary_operands(a, b, "where")
     out = _where_arrays(cond, a._data, b._data, a.shape, b.shape)
+    ha, hb, grad_a, grad_b = held(a), held(b), a._rg, b._rg
 
     def rule(g, _):
-        return (reduce_to(where(cond, g, 0.0), a) if a._rg else None,
-                reduce_to(where(cond, 0.0, g), b) if b._rg else None)
+        return (reduce_to(where(cond, g, 0.0), ha) if grad_a else None,
+                reduce_to(where(cond, 0.0, g), hb) if grad_b else None)
 
     return record(out, "where", (a, b), rule)
 

@@ -60,7 +60,18 @@ def reshape(a, *shape) -> Tensor:
             f"reshape: shape {list(shape)} is invalid for input of size {a._data.size} ({describe(a)})"
         ) from None
     src = a._data.shape
-    return _view_result(out, "reshape", a, lambda g, _: (g.reshape(src),))
+    rule = lambda g, _: (g.reshape(src),)  # noqa: E731
+    if out.base is not None and _memory_owner(out) is not _memory_owner(a._data):
+        # numpy had to copy (a transposed input, say): a new tensor, as PyTorch's reshape gives, not a view
+        return record(out, "reshape", (a,), rule)
+    return _view_result(out, "reshape", a, rule)
+
+
+def _memory_owner(array):
+    """The object at the end of ``array``'s chain of bases: the same for an array and its views."""
+    while (base := getattr(array, "base", None)) is not None:
+        array = base
+    return array
 
 
 view = reshape

@@ -25,6 +25,22 @@ def test_version_counters_count_in_place_changes_and_are_shared_with_views():
     assert t._version == 4  # out-of-place ops do not count
 
 
+def test_reshape_that_has_to_copy_gives_a_new_tensor_not_a_view():
+    # as PyTorch: a transposed input cannot be reshaped in place, so the result is a copy with its own
+    # version counter; changing it in place neither touches the input nor trips the input's saved value
+    x = f64(2, 3)
+    e = x.exp()  # exp keeps its output for the backward
+    copy = e.t().reshape(6)
+    assert copy._base is None and e._version == 0
+    copy.add_(1.0)
+    assert e._version == 0
+    np.testing.assert_allclose(e.detach().numpy(), np.exp(x.detach().numpy()))
+    (e.sum() + copy.sum()).backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp(x.detach().numpy()))
+    view = e.reshape(3, 2)  # contiguous input: a view, as before
+    assert view._base is e
+
+
 def test_a_saved_input_modified_in_place_is_caught_with_op_and_versions():
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     a = x * 1
