@@ -90,9 +90,9 @@ def _kernels(cr) -> str:
 
     if not kernels.enabled():
         return "numpy ufuncs (compiled kernels off or numba not installed)"
-    import numba
+    from importlib.metadata import version
 
-    return f"compiled (numba {numba.__version__})"
+    return f"compiled by numba {version('numba')}, loaded from {kernels.loaded_from()}"
 
 
 # ----- formatting ------------------------------------------------------------------------------------

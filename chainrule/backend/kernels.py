@@ -10,14 +10,18 @@ Everything else (other dtypes, arrays under ``MIN_SIZE`` elements, other backend
 ``CHAINRULE_KERNELS=numpy`` in the environment) runs numpy's code, so results never depend on the
 extra beyond float32 rounding.
 
-numba is imported, and the kernels loaded (compiled once, then cached on disk), on the first call
-that can use them, not at ``import chainrule``. That costs about a second and, for LLVM, about 130 MiB
-of resident memory, which is why small arrays never trigger it.
+The kernels are loaded on the first call that can use them, not at ``import chainrule``: from an
+object file that numba builds once per machine in a child process (:mod:`chainrule.backend._prebuilt`;
+about 10 s the first time), so that this process never imports numba. That costs about 0.05 s and, for
+llvmlite's JIT linker, about 50 MiB of resident memory (numba itself in the process: 1.5 s and about
+120 MiB), which is why small arrays never trigger it. When the object file cannot be built or cached,
+numba compiles the kernels in this process instead (with a RuntimeWarning).
 """
 
 from __future__ import annotations
 
 import os
+import types
 import warnings
 
 import numpy as np
@@ -25,7 +29,7 @@ import numpy as np
 from chainrule.backend import xp_of
 from chainrule.backend.parallel import MIN_CHUNK
 
-__all__ = ["exp", "tanh", "fused", "elementwise_if_loaded", "fused_strided", "set_enabled", "enabled"]
+__all__ = ["exp", "tanh", "fused", "elementwise_if_loaded", "fused_strided", "set_enabled", "enabled", "loaded_from"]
 
 # Arrays under this many elements stay on numpy: the kernels save microseconds there, and a process
 # that only meets small arrays (a small MLP's loss) never pays for loading numba. Half the smallest
@@ -46,24 +50,49 @@ def enabled() -> bool:
     return _STATE["wanted"] and _compiled() is not None
 
 
+def loaded_from() -> str | None:
+    """Where the kernels in use came from: "a prebuilt object file" (no numba in this process), "numba
+    in this process" (the fallback), or None when numpy computes everything."""
+    if not enabled():
+        return None
+    return "numba in this process" if isinstance(_compiled(), types.ModuleType) else "a prebuilt object file"
+
+
 def _compiled():
-    """The compiled-kernel module, imported on first use; False when numba is not installed."""
+    """The compiled kernels, loaded on first use; False when numba is not installed."""
     module = _STATE["module"]
     if module is None:
-        try:
-            from chainrule.backend import _numba as module
-        except ImportError:  # numba not installed, or not for this numpy
-            module = False
-        except Exception as error:  # a broken numba or LLVM: numpy still computes everything
-            warnings.warn(f"chainrule: compiled kernels unavailable ({type(error).__name__}: {error}); using numpy",
-                          RuntimeWarning, stacklevel=3)
-            module = False
+        module = _load()
         _STATE["module"] = module
     return module or None
 
 
+def _load():
+    """The kernels as built once per machine and loaded without numba (:mod:`chainrule.backend._prebuilt`);
+    failing that (an unwritable cache folder, a failed build), numba's own functions in this process."""
+    try:
+        from chainrule.backend import _prebuilt
+
+        return _prebuilt.load()
+    except ImportError:  # numba (and with it llvmlite) not installed
+        return False
+    except Exception as error:
+        warnings.warn(f"chainrule: prebuilt kernels unavailable ({type(error).__name__}: {error}); "
+                      "compiling them with numba in this process (about 70 MiB more memory)", RuntimeWarning, stacklevel=4)
+    try:
+        from chainrule.backend import _numba
+
+        return _numba
+    except ImportError:  # numba not installed, or not for this numpy
+        return False
+    except Exception as error:  # a broken numba or LLVM: numpy still computes everything
+        warnings.warn(f"chainrule: compiled kernels unavailable ({type(error).__name__}: {error}); using numpy",
+                      RuntimeWarning, stacklevel=4)
+        return False
+
+
 def fused(*arrays):
-    """The module of compiled kernels (:mod:`chainrule.backend._numba`) when they can take ``arrays``
+    """The compiled kernels (named as in :mod:`chainrule.backend._numba`) when they can take ``arrays``
     (all C-contiguous float32 numpy arrays, the first of at least ``MIN_SIZE`` elements, kernels
     enabled, numba installed), else None: the caller then runs its numpy code."""
     if not _STATE["wanted"] or not arrays or getattr(arrays[0], "size", 0) < MIN_SIZE:
@@ -76,8 +105,8 @@ def fused(*arrays):
 
 def elementwise_if_loaded(*arrays):
     """For an exact elementwise kernel (results equal numpy's bit for bit, as relu's): the module and
-    1-D views of ``arrays`` in memory order, when numba is loaded already (by work that pays for loading
-    it: a small model or a GEMM-bound MLP keeps its ~130 MiB) and the arrays are large float32 numpy
+    1-D views of ``arrays`` in memory order, when the kernels are loaded already (by work that pays for
+    loading them: a small model or a GEMM-bound MLP keeps its ~50 MiB) and the arrays are large float32 numpy
     arrays laid out alike without gaps, in any axis order (convolution outputs are channel-major);
     else None."""
     first = arrays[0]

@@ -1,6 +1,7 @@
 """The compiled float32 kernels behind chainrule.backend.kernels (numba, the 'fast' extra): accuracy
 against float64 references, special values, and the same results as the numpy path in every op that
-uses them (forward and gradients). The fallback without numba runs in a subprocess."""
+uses them (forward and gradients); the prebuilt object file against numba in process, its cache and
+its fallback. The fallbacks without numba or without a writable cache run in subprocesses."""
 
 import os
 import subprocess
@@ -101,24 +102,25 @@ def test_out_in_place_and_fallbacks(name):
     np.testing.assert_array_equal(shifted[:-1], ufunc(x[1:]))
 
 
-def test_small_arrays_never_load_numba():
+def test_small_arrays_never_load_the_kernels():
     out = _python("""
         import sys, numpy as np, chainrule as cr
         import chainrule.nn.functional as F
+        from chainrule.backend import kernels
         x = cr.tensor(np.random.default_rng(0).standard_normal((128, 10)).astype(np.float32), requires_grad=True)
         F.cross_entropy(F.gelu(x, approximate="tanh"), cr.tensor(np.arange(128) % 10)).backward()
-        # relu's kernels are used only where numba is loaded already: a large relu does not load it
+        # relu's kernels are used only where the kernels are loaded already: a large relu does not load them
         big = cr.tensor(np.random.default_rng(1).standard_normal((512, 2048)).astype(np.float32), requires_grad=True)
         big.relu().sum().backward()
-        print('numba' in sys.modules)
+        print(kernels._STATE["module"] is None, 'llvmlite' in sys.modules, 'numba' in sys.modules)
     """)
-    assert out.strip() == "False"
+    assert out.split() == ["True", "False", "False"]
 
 
 @compiled
 @pytest.mark.parametrize("layout", ["nchw", "channel_major", "strided"])
 def test_relu_kernels_equal_numpy_bit_for_bit(layout):
-    kernels.exp(np.zeros(kernels.MIN_SIZE, np.float32))  # numba loaded, as by a model's GELU or softmax
+    kernels.exp(np.zeros(kernels.MIN_SIZE, np.float32))  # kernels loaded, as by a model's GELU or softmax
     rng = np.random.default_rng(3)
     x0 = rng.standard_normal((16, 8, 20, 20)).astype(np.float32)
     x0.flat[:6] = [-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf]
@@ -219,6 +221,87 @@ def test_op_same_results_with_and_without_kernels(case):
 
 
 @compiled
+@pytest.mark.parametrize("case", sorted(OP_CASES))
+def test_prebuilt_kernels_equal_numba_in_process_bit_for_bit(case):
+    # the same machine code by two routes: the object file loaded without numba (the default) and
+    # numba's own dispatchers; any slip in the entries' pointers, shapes, strides or scalars shows here
+    from chainrule.backend import _numba
+
+    fn, make = OP_CASES[case]
+    arrays = make(np.random.default_rng(7))
+    prebuilt = kernels._compiled()
+    assert prebuilt is not _numba, "the kernels should load from the prebuilt object file"
+    first = _run(fn, arrays)
+    kernels._STATE["module"] = _numba
+    try:
+        second = _run(fn, arrays)
+    finally:
+        kernels._STATE["module"] = prebuilt
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+@compiled
+def test_prebuilt_entries_refuse_arrays_their_kernel_was_not_compiled_for():
+    exp_f32 = kernels._compiled().exp_f32
+    x = np.ones(8, np.float32)
+    for bad in (np.ones(8), np.ones(16, np.float32)[::2], np.ones((2, 4), np.float32), [1.0] * 8):
+        with pytest.raises(TypeError, match="exp_f32: expected a C-contiguous float32 array of 1 dims"):
+            exp_f32(bad, x)
+    with pytest.raises(TypeError, match="takes 2 arguments, got 1"):
+        exp_f32(x)
+    out = np.empty_like(x)
+    exp_f32(x, out)
+    np.testing.assert_allclose(out, np.e, rtol=1e-7)
+
+
+@compiled
+def test_kernels_run_in_a_process_that_never_imports_numba():
+    out = _python("""
+        import sys, numpy as np, chainrule as cr
+        import chainrule.nn.functional as F
+        from chainrule.backend import kernels
+        x = cr.tensor(np.random.default_rng(0).standard_normal((512, 128)).astype(np.float32), requires_grad=True)
+        F.softmax(F.gelu(F.layer_norm(x, (128,)), approximate="tanh"), -1).sum().backward()
+        print(kernels.enabled(), 'numba' in sys.modules, 'scipy' in sys.modules)
+    """)
+    assert out.split() == ["True", "False", "False"]
+
+
+@compiled
+def test_the_first_process_builds_into_the_cache_folder_and_the_next_reuses_it(tmp_path):
+    script = """
+        import numpy as np
+        from chainrule.backend import kernels
+        x = np.linspace(-5, 5, 40000, dtype=np.float32)
+        np.testing.assert_allclose(kernels.tanh(x), np.tanh(x), rtol=2e-7, atol=1e-7)
+        print(kernels.enabled())
+    """
+    assert _python(script, CHAINRULE_CACHE_DIR=str(tmp_path)).strip() == "True"
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert [name.rsplit(".", 1)[1] for name in built] == ["json", "o"]  # no temporary files left
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert _python(script, CHAINRULE_CACHE_DIR=str(tmp_path)).strip() == "True"
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps  # loaded, not built again
+
+
+@compiled
+def test_an_unwritable_cache_folder_falls_back_to_numba_in_this_process(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys, numpy as np
+        from chainrule.backend import kernels
+        x = np.linspace(-5, 5, 40000, dtype=np.float32)
+        np.testing.assert_allclose(kernels.exp(x), np.exp(x), rtol=2e-7)
+        print(kernels.enabled(), 'numba' in sys.modules)
+    """)], capture_output=True, text=True, timeout=300, env={**os.environ, "CHAINRULE_CACHE_DIR": str(blocker / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]
+    assert "prebuilt kernels unavailable" in result.stderr and "a_file" in result.stderr
+
+
+@compiled
 def test_compiled_gelu_keeps_no_second_activation_for_its_backward(numpy_path):
     # the compiled backward computes the tanh again instead of keeping it (PyTorch keeps x only);
     # numpy's path keeps it, as computing it again would cost more than the memory
@@ -303,8 +386,9 @@ FALLBACK_SCRIPT = """
 
 
 def test_without_numba_everything_runs_on_numpy():
-    # numba made unimportable, as on a machine without the 'fast' extra
-    assert _python("import sys; sys.modules['numba'] = None\n" + textwrap.dedent(FALLBACK_SCRIPT)).strip() == "False"
+    # numba and its llvmlite made unimportable, as on a machine without the 'fast' extra
+    unimportable = "import sys; sys.modules['numba'] = sys.modules['llvmlite'] = None\n"
+    assert _python(unimportable + textwrap.dedent(FALLBACK_SCRIPT)).strip() == "False"
 
 
 def test_environment_variable_switches_the_kernels_off():
