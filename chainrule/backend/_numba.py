@@ -44,6 +44,14 @@ def _float_of(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _float32_of(typingctx, bits):
+    """The float32 with the bits of an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    return types.float32(types.int32), codegen
+
+
 # exp(x) = 2**n * exp(r), n = round(x / ln 2), |r| <= ln(2) / 2. Adding 1.5 * 2**52 rounds x / ln 2 to
 # an integer that sits in the low bits of the sum, from which 2**n is built by shifting it into the
 # exponent field. exp(r) is its Taylor series to r**7 (remainder below 6e-9 relative, a tenth of a
@@ -144,27 +152,54 @@ def relu_grad_f32(out, g, grad):
 
 # ----- fused kernels: one pass where numpy makes several -----------------------------------------
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_C = 0.044715
+# exp in float32 arithmetic (eight lanes per AVX2 vector where float64 has four), for GELU: the same
+# reduction as _exp64 with ln 2 split in two parts, Taylor terms to r**6; within 2.7 ulp of exp on
+# [-87, 88] (numpy's float32 exp: 2.4). Arguments are clamped there: beyond, float32 overflows or
+# underflows anyway.
+_F_LOG2E, _F_LN2_HI, _F_LN2_LO = np.float32(_LOG2E), np.float32(0.693359375), np.float32(-2.12194440e-4)
+_F_SHIFTER = np.float32(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer held in the low bits
+_F0, _F1, _F2, _F3, _F4, _F5, _F6 = (np.float32(1.0 / math.factorial(k)) for k in range(7))
+_F_LOW, _F_HIGH = np.float32(-87.0), np.float32(88.0)
+
+
+@njit("float32(float32)", **_JIT)
+def _exp32(v):
+    c = min(max(v, _F_LOW), _F_HIGH)
+    n = (c * _F_LOG2E + _F_SHIFTER) - _F_SHIFTER
+    r = (c - n * _F_LN2_HI) - n * _F_LN2_LO
+    p = (((((_F6 * r + _F5) * r + _F4) * r + _F3) * r + _F2) * r + _F1) * r + _F0
+    return p * _float32_of((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+# GELU(tanh) as 0.5 x (1 + tanh u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x**3), in float32.
+# The sigmoid form has no cancellation where tanh u nears -1 (negative x), which both 0.5 x (1 + t) in
+# float64 with a float32-accurate tanh and numpy's float32 passes suffer: measured on 1M normal(0, 3)
+# values against float64, output within 11 ulp where |gelu| > 0.01 (float64 tanh form 29, numpy path 61)
+# and slope within 2.0e-7 absolute (float64 tanh form 1e-3 at x = -100), at 1.2 and 1.5 ms per 1M
+# elements forward and backward against 2.0 and 2.1 ms in float64.
+_F_2K = np.float32(-2.0 * math.sqrt(2.0 / math.pi))  # -2 sqrt(2/pi): exp's argument is _F_2K (x + c x**3)
+_F_K, _F_C, _F_3C = np.float32(math.sqrt(2.0 / math.pi)), np.float32(0.044715), np.float32(3 * 0.044715)
+_F_ONE, _F_TWO = np.float32(1.0), np.float32(2.0)
 
 
 @njit(f"void({_VEC}, {_VEC})", **_JIT)
 def gelu_tanh_f32(x, out):
-    """out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))."""
+    """out = x / (1 + exp(-2u)) = 0.5 x (1 + tanh u)."""
     for i in range(x.size):
-        v = np.float64(x[i])
-        out[i] = np.float32(0.5 * v * (1.0 + _tanh64(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))))
+        v = x[i]
+        out[i] = v / (_F_ONE + _exp32(_F_2K * (v + _F_C * v * v * v)))
 
 
 @njit(f"void({_VEC}, {_VEC}, {_VEC})", **_JIT)
 def gelu_tanh_grad_f32(x, g, out):
-    """out = g * d gelu / dx = g (0.5 (1 + t) + 0.5 x (1 - t**2) sqrt(2/pi) (1 + 3 * 0.044715 x**2)), the tanh t
-    computed again from x: cheaper here than keeping it from the forward (memory for a whole activation)."""
+    """out = g * d gelu / dx = g (s + 2 x u' s (1 - s)), s = 1 / (1 + e), 1 - s = e s, e = exp(-2u),
+    u' = sqrt(2/pi) (1 + 3 * 0.044715 x**2); computed from x alone (the forward keeps nothing more)."""
     for i in range(x.size):
-        v = np.float64(x[i])
-        th = _tanh64(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))
-        slope = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * v * v)
-        out[i] = np.float32(np.float64(g[i]) * slope)
+        v = x[i]
+        e = _exp32(_F_2K * (v + _F_C * v * v * v))
+        s = _F_ONE / (_F_ONE + e)
+        du = _F_K * (_F_ONE + _F_3C * v * v)
+        out[i] = g[i] * (s + _F_TWO * v * du * s * (e * s))
 
 
 @njit(f"void({_ROWS}, {_ROWS})", **_ROW_JIT)

@@ -331,6 +331,25 @@ def test_compiled_gelu_keeps_no_second_activation_for_its_backward(numpy_path):
 
 
 @compiled
+def test_gelu_kernels_keep_their_accuracy_in_the_negative_tail():
+    # 0.5 x (1 + tanh u) cancels where tanh u nears -1; the kernels' sigmoid form does not
+    x = np.concatenate([np.linspace(-100, -3, 50000), np.linspace(-3, 12, 50000)]).astype(np.float32)
+    module = kernels._compiled()
+    out, slope = np.empty_like(x), np.empty_like(x)
+    module.gelu_tanh_f32(x, out)
+    module.gelu_tanh_grad_f32(x, np.ones_like(x), slope)
+    x64 = x.astype(np.float64)
+    u = np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)
+    t = np.tanh(u)
+    exact = x64 / (1 + np.exp(-2 * u))
+    exact_slope = 0.5 * (1 + t) + 0.5 * x64 * (1 - t * t) * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x64**2)
+    visible = np.abs(exact) > 1e-6
+    np.testing.assert_allclose(out[visible], exact[visible], rtol=4e-6)
+    assert np.abs(out[~visible] - exact[~visible]).max() < 1e-11
+    np.testing.assert_allclose(slope, exact_slope, rtol=0, atol=3e-7)
+
+
+@compiled
 def test_gelu_second_order_through_the_fused_forward():
     x0 = np.random.default_rng(5).standard_normal(40000).astype(np.float32) * 2
 
