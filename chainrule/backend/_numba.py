@@ -152,10 +152,9 @@ def relu_grad_f32(out, g, grad):
 
 # ----- fused kernels: one pass where numpy makes several -----------------------------------------
 
-# exp in float32 arithmetic (eight lanes per AVX2 vector where float64 has four), for GELU: the same
-# reduction as _exp64 with ln 2 split in two parts, Taylor terms to r**6; within 2.7 ulp of exp on
-# [-87, 88] (numpy's float32 exp: 2.4). Arguments are clamped there: beyond, float32 overflows or
-# underflows anyway.
+# exp in float32 arithmetic (eight lanes per AVX2 vector where float64 has four), for GELU and softmax:
+# the same reduction as _exp64 with ln 2 split in two parts, Taylor terms to r**6; within 2.7 ulp of exp
+# on [-87, 88] (numpy's float32 exp: 2.4). Beyond, float32 overflows to inf or underflows to 0 anyway.
 _F_LOG2E, _F_LN2_HI, _F_LN2_LO = np.float32(_LOG2E), np.float32(0.693359375), np.float32(-2.12194440e-4)
 _F_SHIFTER = np.float32(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer held in the low bits
 _F0, _F1, _F2, _F3, _F4, _F5, _F6 = (np.float32(1.0 / math.factorial(k)) for k in range(7))
@@ -168,7 +167,8 @@ def _exp32(v):
     n = (c * _F_LOG2E + _F_SHIFTER) - _F_SHIFTER
     r = (c - n * _F_LN2_HI) - n * _F_LN2_LO
     p = (((((_F6 * r + _F5) * r + _F4) * r + _F3) * r + _F2) * r + _F1) * r + _F0
-    return p * _float32_of((np.int32(n) + np.int32(127)) << np.int32(23))
+    # below -87 the result is 0 (float32's subnormals flushed): a masked score (-inf) must weigh nothing
+    return np.float32(0.0) if v < _F_LOW else p * _float32_of((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
 # GELU(tanh) as 0.5 x (1 + tanh u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x**3), in float32.
@@ -204,20 +204,21 @@ def gelu_tanh_grad_f32(x, g, out):
 
 @njit(f"void({_ROWS}, {_ROWS})", **_ROW_JIT)
 def softmax_rows_f32(x, out):
-    """Each row's softmax: exp(x - max) / sum, the sum in float64. A row of -inf gives NaN, as numpy's."""
+    """Each row's softmax: exp(x - max) / sum, in float32 (_exp32; the sum in eight lanes, a float64 one
+    cost half the time again: 8192 rows of 64, 0.70 against 1.05 ms). A row of -inf gives NaN, as numpy's."""
     for i in range(x.shape[0]):
         row, dest = x[i], out[i]
         top = row[0]
         for j in range(1, row.size):
             top = max(top, row[j])
-        total = 0.0
+        total = np.float32(0.0)
         for j in range(row.size):
-            e = _exp64(np.float64(row[j] - top))
-            dest[j] = np.float32(e)
+            e = _exp32(row[j] - top)
+            dest[j] = e
             total += e
-        scale = 1.0 / total
+        scale = _F_ONE / total
         for j in range(row.size):
-            dest[j] = np.float32(np.float64(dest[j]) * scale)
+            dest[j] *= scale
 
 
 @njit(f"void({_ROWS}, {_ROWS}, {_ROWS})", **_ROW_JIT)

@@ -350,6 +350,20 @@ def test_gelu_kernels_keep_their_accuracy_in_the_negative_tail():
 
 
 @compiled
+def test_softmax_kernel_in_float32_weighs_masked_scores_exactly_zero():
+    x = np.random.default_rng(9).standard_normal((4096, 64)).astype(np.float32) * 4
+    x[:, 50:] = -np.inf  # masked, as causal attention's scores
+    x[:, 0] = -95.0  # exp(-95 - max) is below float32's normal range: 0 here, a subnormal in numpy's path
+    assert kernels.fused(x) is not None
+    out = F.softmax(cr.tensor(x), -1).numpy()
+    assert (out[:, 50:] == 0).all()
+    x64 = x.astype(np.float64)
+    exact = np.exp(x64 - x64.max(1, keepdims=True))
+    exact /= exact.sum(1, keepdims=True)
+    np.testing.assert_allclose(out, exact, rtol=1.5e-6, atol=1e-37)  # numpy's path: 1.3e-6 here
+
+
+@compiled
 def test_gelu_second_order_through_the_fused_forward():
     x0 = np.random.default_rng(5).standard_normal(40000).astype(np.float32) * 2
 
