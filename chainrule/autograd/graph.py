@@ -132,6 +132,10 @@ def _parents_of(inputs: tuple) -> tuple | None:
     return None
 
 
+def _constants_of(inputs: tuple, parents: tuple) -> tuple:
+    return tuple([x for x, p in zip(inputs, parents) if p is None])
+
+
 class PlacedGrad:
     """A gradient that is zero except ``values`` at the basic index ``index`` of an array of ``shape``:
     what a view (``x[i]``, ``x[:, a:b]``, the pieces of ``unbind``/``split``) sends to its base in a
@@ -184,7 +188,9 @@ def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = ()
     node.callsite = None
     # the inputs outside the graph (data, buffers, detached copies), which the parents cannot name: kept
     # for explanations (chainrule.diagnostics), as rules need not hold their inputs
-    node.constants = () if None not in parents else tuple([x for x, p in zip(inputs, parents) if p is None])
+    # identity tests only: `None in parents` would call Tensor.__eq__ on every leaf parent
+    mixed = parents[0] is None or parents[-1] is None or (len(parents) > 2 and any(p is None for p in parents))
+    node.constants = _constants_of(inputs, parents) if mixed else ()
     result = wrap(out, True, node)
     if keep_output:
         node.out_version = result._vc = [0]
