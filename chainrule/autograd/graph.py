@@ -186,9 +186,9 @@ def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = ()
     node.hooks = None
     node.retained = None
     node.callsite = None
-    # the inputs outside the graph (data, buffers, detached copies), which the parents cannot name: kept
-    # for explanations (chainrule.diagnostics), as rules need not hold their inputs
-    # identity tests only: `None in parents` would call Tensor.__eq__ on every leaf parent
+    # The inputs outside the graph (data, buffers, detached copies), which the parents cannot name, are
+    # kept for explanations (chainrule.diagnostics): rules need not hold their inputs. Identity tests
+    # only: `None in parents` would call Tensor.__eq__ on every leaf parent.
     mixed = parents[0] is None or parents[-1] is None or (len(parents) > 2 and any(p is None for p in parents))
     node.constants = _constants_of(inputs, parents) if mixed else ()
     result = wrap(out, True, node)

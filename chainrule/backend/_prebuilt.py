@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-from array import array
 import json
 import os
 import struct
@@ -31,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import types
+from array import array
 from importlib import metadata
 from pathlib import Path
 

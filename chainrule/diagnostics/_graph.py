@@ -62,9 +62,9 @@ def leaves_of(nodes: Iterable[Node]) -> list[Tensor]:
 
 
 def consumed_tensors(node: Node) -> list[Tensor]:
-    """The input tensors of ``node`` that can still be found: those outside the graph, saved for its rule,
-    or captured by the rule's closure (one level deep, including tuples and lists of tensors). Empty once the rule was
-    freed by a backward pass without ``retain_graph``."""
+    """The input tensors of ``node`` that can still be found: those outside the graph, those saved for its
+    rule, and those captured by the rule's closure (one level deep, including tuples and lists of tensors).
+    Empty once the rule was freed by a backward pass without ``retain_graph``."""
     found: list[Tensor] = []
     seen: set[int] = set()
 

@@ -13,7 +13,8 @@ from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "reduce_to",
-           "Layout", "held", "KEEP_SMALL", "norm_dim", "norm_dims", "describe", "float_operand", "untracked", "forward_value"]
+           "Layout", "held", "KEEP_SMALL", "norm_dim", "norm_dims", "describe", "float_operand", "untracked",
+           "forward_value"]
 
 
 def untracked(out, like: Tensor, op: str | None = None, inputs: tuple = ()) -> Tensor:

@@ -19,13 +19,13 @@ from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.backend import kernels, np, special, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import (
+    KEEP_SMALL,
     Tensor,
     binary_operands,
     describe,
     float_operand,
-    record,
-    KEEP_SMALL,
     held,
+    record,
     reduce_to,
     scalar_operand,
     tensor_operand,
@@ -639,8 +639,8 @@ def gelu(a, approximate: str = "none") -> Tensor:
     go through the slope's own rule. Large arrays are computed in chunks on several threads
     (``chainrule.backend.parallel``). The tanh form of large float32 arrays goes through compiled kernels
     when they are available (``chainrule.backend.kernels``), which keep only x, as PyTorch does, and compute
-    the tanh again in the backward; numpy's path keeps the erf or tanh it computed (a whole activation
-    more), because recomputing it would cost numpy another 2-5 ns per element."""
+    the exp inside again in the backward; numpy's path keeps the erf or tanh it computed (a whole
+    activation more), because recomputing it would cost numpy another 2-5 ns per element."""
     a = float_operand(a, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
