@@ -28,20 +28,22 @@ def _softmax_rows(rows, out, xp) -> None:
     out /= out.sum(axis=-1, keepdims=True)
 
 
+def _softmax_vjp_rows(rows_g, res, xp, rows_o) -> None:
+    """out * (g - sum(g * out)) per row, into ``res``."""
+    fast = kernels.fused(rows_g, rows_o, res)
+    if fast:
+        fast.softmax_vjp_rows_f32(rows_g, rows_o, res)
+        return
+    xp.multiply(rows_g, rows_o, out=res)
+    s = res.sum(axis=-1, keepdims=True)
+    xp.subtract(rows_g, s, out=res)
+    res *= rows_o
+
+
 def _softmax_backward(g: Tensor, out: Tensor, d: int) -> Tensor:
     """out * (g - sum(g * out)) along ``d``: the softmax's vector-Jacobian product as one primitive. Its own
     rule (for double backward): d/dg is this same map; d/dout is gg (g - s) - g sum(gg out)."""
-    def rows_vjp(rows_g, res, xp, rows_o):
-        fast = kernels.fused(rows_g, rows_o, res)
-        if fast:
-            fast.softmax_vjp_rows_f32(rows_g, rows_o, res)
-            return
-        xp.multiply(rows_g, rows_o, out=res)
-        s = res.sum(axis=-1, keepdims=True)
-        xp.subtract(rows_g, s, out=res)
-        res *= rows_o
-
-    result = _along_last_dim(g._data, d, rows_vjp, out._data)
+    result = _along_last_dim(g._data, d, _softmax_vjp_rows, out._data)
 
     def rule(gg, _):
         s = (g * out).sum(d, keepdim=True)

@@ -113,6 +113,22 @@ def test_fused_attention_matches_the_graph_of_ops(mask):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
+def test_attention_gradients_of_head_views_are_laid_out_like_the_views():
+    # q, k, v as heads of one projection (batch, length, heads, dim in memory): their gradients come back
+    # in that memory order, so the heads' transpose and reshape cost no copy in the backward
+    qkv = cr.tensor(np.random.default_rng(1).standard_normal((2, 5, 3 * 8)), requires_grad=True)
+    q, k, v = (part.view(2, 5, 2, 4).transpose(1, 2) for part in qkv.split(8, dim=-1))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    g = cr.randn(*out.shape, dtype=cr.float64)
+    grads = cr.autograd.grad(out, (q, k, v), g)
+    for grad, head_view in zip(grads, (q, k, v)):
+        assert np.argsort(grad.numpy().strides).tolist() == np.argsort(head_view.detach().numpy().strides).tolist()
+        assert grad.numpy().transpose(0, 2, 1, 3).flags.c_contiguous
+    composite = F._attention_weights(q, k, cr.tensor(np.triu(np.full((5, 5), -np.inf), 1)), 0.5).matmul(v)
+    for a, b in zip(grads, cr.autograd.grad(composite, (q, k, v), g)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_attention_with_a_mask_larger_than_the_scores_broadcasts_them():
     """A batched mask with unbatched q, k, v: the scores broadcast up to the mask (the graph of ops)."""
     q, k, v = t(3, 2), t(4, 2), t(4, 2)
