@@ -32,7 +32,7 @@ from chainrule.backend.parallel import MIN_CHUNK
 __all__ = ["exp", "tanh", "fused", "elementwise_if_loaded", "fused_strided", "set_enabled", "enabled", "loaded_from"]
 
 # Arrays under this many elements stay on numpy: the kernels save microseconds there, and a process
-# that only meets small arrays (a small MLP's loss) never pays for loading numba. Half the smallest
+# that only meets small arrays (a small MLP's loss) never pays for loading the kernels. Half the smallest
 # chunk parallel_for hands a thread, so that the chunks of one array all take the same path.
 MIN_SIZE = MIN_CHUNK // 2
 
