@@ -164,9 +164,10 @@ def build(obj_path: Path) -> None:
     linked = llvm.parse_assembly(modules[0])
     for text in modules[1:]:
         linked.link_in(llvm.parse_assembly(text))
-    machine = llvm.Target.from_default_triple().create_target_machine(  # numba's own JIT settings
+    target = llvm.Target.from_default_triple()
+    machine = target.create_target_machine(  # numba's own JIT settings: static relocation on x86 only
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3,
-        reloc="static", codemodel="jitdefault", jit=True)
+        reloc="static" if target.name.startswith("x86") else "default", codemodel="jitdefault", jit=True)
     _keep_only_entries(llvm, linked, machine)
     _write_atomically(obj_path, machine.emit_object(linked))
     _write_atomically(obj_path.with_suffix(".json"), json.dumps(spec).encode())
