@@ -33,10 +33,20 @@ def as_view(result: Tensor, base: Tensor) -> Tensor:
 
 
 def _view_result(out, op: str, a: Tensor, rule) -> Tensor:
+    """``out`` recorded as the result of ``op`` on ``a``, marked a view of ``a`` when it shares ``a``'s
+    memory. numpy's reshape copies when the layout allows no view (a transposed input), and its result
+    then has a base too, the copy: so the test is the owner of the memory, not ``out.base``."""
     result = record(out, op, (a,), rule)
-    if out.base is not None:
+    if out.base is not None and _memory_owner(out) is _memory_owner(a._data):
         as_view(result, a)
     return result
+
+
+def _memory_owner(array):
+    """The object at the end of ``array``'s chain of bases: the same for an array and its views."""
+    while (base := getattr(array, "base", None)) is not None:
+        array = base
+    return array
 
 
 def _sizes(shape: tuple) -> tuple:
@@ -60,18 +70,7 @@ def reshape(a, *shape) -> Tensor:
             f"reshape: shape {list(shape)} is invalid for input of size {a._data.size} ({describe(a)})"
         ) from None
     src = a._data.shape
-    rule = lambda g, _: (g.reshape(src),)  # noqa: E731
-    if out.base is not None and _memory_owner(out) is not _memory_owner(a._data):
-        # numpy had to copy (a transposed input, say): a new tensor, as PyTorch's reshape gives, not a view
-        return record(out, "reshape", (a,), rule)
-    return _view_result(out, "reshape", a, rule)
-
-
-def _memory_owner(array):
-    """The object at the end of ``array``'s chain of bases: the same for an array and its views."""
-    while (base := getattr(array, "base", None)) is not None:
-        array = base
-    return array
+    return _view_result(out, "reshape", a, lambda g, _: (g.reshape(src),))
 
 
 view = reshape
