@@ -20,7 +20,8 @@ from numba.extending import intrinsic
 _JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 # Row kernels may reorder their sums and maxima, which lets LLVM vectorise those loops (softmax of
 # 8192 x 64: 2.9 -> 1.1 ms). The flag stays on the instructions of the function it compiles, so the
-# exact steps inside _exp64 (adding and subtracting 1.5 * 2**52) are never folded away.
+# exact steps inside _exp64 and _exp32 (adding and subtracting 1.5 * 2**52, 1.5 * 2**23) are never
+# folded away.
 _ROW_JIT = dict(_JIT, fastmath={"contract", "reassoc"})
 _VEC, _ROWS = "float32[::1]", "float32[:, ::1]"  # contiguous 1-D arrays and rows of 2-D ones
 _SCALAR = "float32(float32)"
