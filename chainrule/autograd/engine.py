@@ -194,7 +194,7 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
             if node.epoch != INPLACE_EPOCH[0] and (node.saved or node.out_version):
                 _check_versions(node)
             out = node.out
-            grads = rule(g, None if out is None else wrap(out, True, node))
+            grads = rule(g, None if out is None else wrap(out, True, node), *node.args)
             if ANOMALY[0]:
                 from chainrule.autograd.anomaly import check_backward
 
@@ -202,7 +202,7 @@ def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=N
             parents = node.parents  # one gradient per parent: custom Functions check their count in apply
             if not retain_graph:
                 node.backward_fn = None
-                node.saved = node.constants = ()
+                node.args = node.saved = node.constants = ()
                 node.out = None
             for parent, pg in zip(parents, grads):
                 if type(pg) is PlacedGrad:

@@ -7,9 +7,9 @@ the engine: the walk only reads ``Node.parents``, and capturing uses public node
 
 A node does not store the inputs that require grad, only their nodes (or the leaf itself); it keeps
 the others (``node.constants``: data, buffers, detached copies). The tensors in the graph are often
-reachable too: those a rule saved (``node.saved``) and those its closure captured (mul captures both
-factors, ...). :func:`consumed_tensors` reads all three; it is best effort by nature and is used only
-for explanations and labels, never for results.
+reachable too: those a rule saved (``node.saved``), those it is given as arguments (``node.args``: mul
+gets both factors, ...) and those its closure captured. :func:`consumed_tensors` reads all four; it is
+best effort by nature and is used only for explanations and labels, never for results.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def leaves_of(nodes: Iterable[Node]) -> list[Tensor]:
 
 def consumed_tensors(node: Node) -> list[Tensor]:
     """The input tensors of ``node`` that can still be found: those outside the graph, those saved for its
-    rule, and those captured by the rule's closure (one level deep, including tuples and lists of tensors).
+    rule or given to it as arguments, and those captured by the rule's closure (one level deep, including
+    tuples and lists of tensors).
     Empty once the rule was freed by a backward pass without ``retain_graph``."""
     found: list[Tensor] = []
     seen: set[int] = set()
@@ -75,7 +76,7 @@ def consumed_tensors(node: Node) -> list[Tensor]:
 
     for t in node.constants:
         add(t)
-    for t in node.saved:
+    for t in node.saved + node.args:
         add(t)
     closure = getattr(node.backward_fn, "__closure__", None) or ()
     for cell in closure:

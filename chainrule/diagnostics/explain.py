@@ -283,7 +283,7 @@ def _input_grads(node: Node, g: Tensor) -> tuple:
     """What ``node``'s rule sends to each input for output gradient ``g`` (the graph is retained)."""
     out = None if node.out is None else wrap(node.out, True, node)
     with no_grad():
-        grads = node.backward_fn(g, out)
+        grads = node.backward_fn(g, out, *node.args)
     return tuple(p.materialize() if isinstance(p, PlacedGrad) else p for p in grads)
 
 

@@ -124,10 +124,10 @@ def add(a, b, alpha: Number = 1) -> Tensor:
                 out = x + y
             except ValueError:
                 raise _broadcast_error("add", a, b) from None
-            ha, hb = a, b
+            operands = (a, b)
             if x.size > KEEP_SMALL or y.size > KEEP_SMALL:  # see KEEP_SMALL: large inputs are not kept
-                ha, hb = held(a), held(b)
-            return record(out, "add", (a, b), lambda g, _: (reduce_to(g, ha), reduce_to(g, hb)))
+                return record(out, "add", operands, _add_rule, args=(held(a), held(b)))
+            return record(out, "add", operands, _add_rule, args=operands)
     if alpha != 1:
         _check_alpha("add", a, b, alpha)
         b = mul(b, alpha)
@@ -138,8 +138,12 @@ def add(a, b, alpha: Number = 1) -> Tensor:
         return add(b, a)
     a, b = binary_operands(a, b, "add")
     out = _apply2("add", _np_add, a, b)
-    ha, hb = held(a), held(b)
-    return record(out, "add", (a, b), lambda g, _: (reduce_to(g, ha), reduce_to(g, hb)))
+    return record(out, "add", (a, b), _add_rule, args=(held(a), held(b)))
+
+
+def _add_rule(g, _, a, b):
+    """Both inputs get the output's gradient, summed down to their shapes (``a``, ``b``: tensors or Layouts)."""
+    return reduce_to(g, a), reduce_to(g, b)
 
 
 def _np_add(x, y):
@@ -178,8 +182,11 @@ def sub(a, b, alpha: Number = 1) -> Tensor:
         return record(a - b._data, "rsub", (b,), _grad_neg_g)
     a, b = binary_operands(a, b, "sub")
     out = _apply2("sub", _np_sub, a, b)
-    ha, hb = held(a), held(b)
-    return record(out, "sub", (a, b), lambda g, _: (reduce_to(g, ha), reduce_to(neg(g), hb)))
+    return record(out, "sub", (a, b), _sub_rule, args=(held(a), held(b)))
+
+
+def _sub_rule(g, _, a, b):
+    return reduce_to(g, a), reduce_to(neg(g), b)
 
 
 def mul(a, b) -> Tensor:
@@ -192,26 +199,29 @@ def mul(a, b) -> Tensor:
             except ValueError:
                 raise _broadcast_error("mul", a, b) from None
             operands = (a, b)
-            return record(out, "mul", operands, _mul_rule(a, b), operands)
+            return record(out, "mul", operands, _mul_rule, operands, args=operands)
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "mul")
-        return record(a._data * b, "mul", (a,), lambda g, _: (mul(g, b),))
+        return record(a._data * b, "mul", (a,), _mul_number_rule, args=(b,))
     if _is_number(a) and isinstance(b, Tensor):
         return mul(b, a)
     a, b = binary_operands(a, b, "mul")
     out = _apply2("mul", _np_mul, a, b)
-    return record(out, "mul", (a, b), _mul_rule(a, b), (a, b))
+    operands = (a, b)
+    return record(out, "mul", operands, _mul_rule, operands, args=operands)
 
 
-def _mul_rule(a: Tensor, b: Tensor):
-    def rule(g, _):
-        if not GRAD_ENABLED[0]:  # a plain backward: the products on arrays, no op dispatch (the hot path)
-            gd = g._data
-            return (reduce_to(untracked(gd * b._data, g), a) if a._rg else None,
-                    reduce_to(untracked(gd * a._data, g), b) if b._rg else None)
-        return (reduce_to(mul(g, b), a) if a._rg else None,
-                reduce_to(mul(g, a), b) if b._rg else None)
-    return rule
+def _mul_number_rule(g, _, number):
+    return (mul(g, number),)
+
+
+def _mul_rule(g, _, a: Tensor, b: Tensor):
+    if not GRAD_ENABLED[0]:  # a plain backward: the products on arrays, no op dispatch (the hot path)
+        gd = g._data
+        return (reduce_to(untracked(gd * b._data, g), a) if a._rg else None,
+                reduce_to(untracked(gd * a._data, g), b) if b._rg else None)
+    return (reduce_to(mul(g, b), a) if a._rg else None,
+            reduce_to(mul(g, a), b) if b._rg else None)
 
 
 def div(a, b, rounding_mode: str | None = None) -> Tensor:
@@ -530,14 +540,19 @@ def erf(a) -> Tensor:
 
 def tanh(a) -> Tensor:
     a = float_operand(a, "tanh")
-    return record(kernels.tanh(a._data), "tanh", (a,), lambda g, out: (_tanh_backward(g, out),),
-                  keep_output=True)
+    return record(kernels.tanh(a._data), "tanh", (a,), _tanh_rule, keep_output=True)
+
+
+def _tanh_rule(g, out):
+    return (_tanh_backward(g, out),)
 
 
 def _tanh_backward(g: Tensor, out: Tensor) -> Tensor:
     """g * (1 - out**2) as one primitive (one node instead of three in every tanh's backward); its own
     rule makes double backward work."""
     o = out._data
+    if not GRAD_ENABLED[0]:  # a plain backward: no node to record (the hot path)
+        return untracked(g._data * (1 - o * o), g)
     return record(g._data * (1 - o * o), "tanh_backward", (g, out),
                   lambda gg, _: (_tanh_backward(gg, out), mul(mul(gg, g), mul(out, -2.0))), (g, out))
 
