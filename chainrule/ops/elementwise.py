@@ -211,6 +211,15 @@ def mul(a, b) -> Tensor:
     return record(out, "mul", operands, _mul_rule, operands, args=operands)
 
 
+def _plain_gradient(values, x: Tensor) -> Tensor:
+    """An input's gradient computed on arrays (a plain backward), summed down to ``x``'s shape: a
+    tensor around ``values`` in the usual case, with no further call (the hot path of the product rules)."""
+    xd = x._data
+    if type(values) is type(xd) and values.shape == xd.shape and values.dtype is xd.dtype:
+        return wrap(values)
+    return reduce_to(untracked(values, x), x)
+
+
 def _mul_number_rule(g, _, number):
     return (mul(g, number),)
 
@@ -218,8 +227,8 @@ def _mul_number_rule(g, _, number):
 def _mul_rule(g, _, a: Tensor, b: Tensor):
     if not GRAD_ENABLED[0]:  # a plain backward: the products on arrays, no op dispatch (the hot path)
         gd = g._data
-        return (reduce_to(untracked(gd * b._data, g), a) if a._rg else None,
-                reduce_to(untracked(gd * a._data, g), b) if b._rg else None)
+        return (_plain_gradient(gd * b._data, a) if a._rg else None,
+                _plain_gradient(gd * a._data, b) if b._rg else None)
     return (reduce_to(mul(g, b), a) if a._rg else None,
             reduce_to(mul(g, a), b) if b._rg else None)
 
