@@ -213,7 +213,7 @@ def mul(a, b) -> Tensor:
 
 def _plain_gradient(values, x: Tensor) -> Tensor:
     """An input's gradient computed on arrays (a plain backward), summed down to ``x``'s shape: a
-    tensor around ``values`` in the usual case, with no further call (the hot path of the product rules)."""
+    tensor around ``values`` in the usual case, with no further call (the hot path of mul's rule)."""
     xd = x._data
     if type(values) is type(xd) and values.shape == xd.shape and values.dtype is xd.dtype:
         return wrap(values)
