@@ -171,3 +171,15 @@ def test_phases_times_each_phase_of_both_frameworks():
     for line in lines:  # every phase reported with a time, and their sum
         assert all(word in line for word in ("zero_grad", "forward", "loss", "backward", "update", "sum"))
         assert float(line[-1]) > 0
+
+
+def test_collections_per_step_reports_the_mean_and_the_collector_s_runs():
+    # bench/collections_per_step.py: the garbage-collector figures in bench/ANALYSIS.md
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "collections_per_step.py"), "overhead",
+                           "--steps", "20", "--warmup", "2", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    words = proc.stdout.split()
+    assert words[:2] == ["overhead:", "mean"] and float(words[2]) > 0
+    runs = proc.stdout.split("(generation 0 / 1 / 2): ")[1].split(";")[0].split(" / ")
+    assert len(runs) == 3 and all(float(r) >= 0 for r in runs)
