@@ -125,9 +125,8 @@ def add(a, b, alpha: Number = 1) -> Tensor:
             except ValueError:
                 raise _broadcast_error("add", a, b) from None
             operands = (a, b)
-            if x.size > KEEP_SMALL or y.size > KEEP_SMALL:  # see KEEP_SMALL: large inputs are not kept
-                return record(out, "add", operands, _add_rule, args=(held(a), held(b)))
-            return record(out, "add", operands, _add_rule, args=operands)
+            large = x.size > KEEP_SMALL or y.size > KEEP_SMALL  # see KEEP_SMALL: large inputs are not kept
+            return record(out, "add", operands, _add_rule, args=(held(a), held(b)) if large else operands)
     if alpha != 1:
         _check_alpha("add", a, b, alpha)
         b = mul(b, alpha)
