@@ -8,6 +8,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from bench import profiles
+
 __all__ = ["machine_info", "render"]
 
 MEMORY_TARGET = 0.6  # chainrule peak RSS / torch peak RSS
@@ -253,6 +255,45 @@ def _analysis(settings: dict) -> list[str]:
     return [*path.read_text().rstrip().splitlines(), ""]
 
 
+def _missed_timing_targets(r: dict) -> list[str]:
+    """The timing targets workload result ``r`` missed, each as ``what value (target)``."""
+    missed = []
+    if r.get("ratio") is not None and r["ratio"] > r["target"]:
+        missed.append(f"chainrule/torch {_ratio(r['ratio'], r['target'])} (target ≤ {r['target']})")
+    gemm = (r.get("vs_gemm") or {}).get("chainrule")
+    if gemm is not None and r.get("gemm_target") is not None and gemm > r["gemm_target"]:
+        missed.append(f"chainrule/GEMM limit {_ratio(gemm, r['gemm_target'])} (target ≤ {r['gemm_target']})")
+    return missed
+
+
+def _profile_evidence(results: list[dict], settings: dict) -> list[str]:
+    """pyinstrument's call tree of chainrule's steps (bench/profiles.py) under every missed timing target."""
+    if not settings.get("profile_seconds"):
+        return []
+    lines = ["## Profile evidence for the missed targets", "",
+             f"Each tree is chainrule's steps sampled for ~{settings['profile_seconds']:g} s after the timing "
+             "(`--profile-seconds`): every line is a function's share of the sampled time with what it called below "
+             f"it, functions under {profiles.TREE_THRESHOLD:.0%} left out. A C call (a GEMM, a numpy ufunc, a compiled "
+             "kernel) counts for the Python function that made it, as `[self]` when that function also has callees "
+             "shown.", ""]
+    shown = 0
+    for r in results:
+        missed = _missed_timing_targets(r)
+        if r["status"] != "ok" or not missed:
+            continue
+        shown += 1
+        lines += [f"### {r['name']}: {'; '.join(missed)}", ""]
+        profile = r.get("profile") or {"missing": "not profiled"}
+        if "missing" in profile:
+            lines += [f"No call tree: {profile['missing']}.", ""]
+            continue
+        lines += [f"{profile['tool']}, {profile['steps']} steps in {profile['seconds']:.1f} s:", "", "```text",
+                  *profile["tree"].splitlines(), "```", ""]
+    if not shown:
+        lines += ["Every timing target was met in this run.", ""]
+    return lines
+
+
 def render(result: dict) -> str:
     """The whole report as Markdown."""
     m, s, noise, gemm = result["machine"], result["settings"], result["noise"], result["gemm"]
@@ -294,6 +335,7 @@ def render(result: dict) -> str:
                  "check"], _loss_rows(result["workloads"])),
         "",
         *_analysis(s),
+        *_profile_evidence(result["workloads"], s),
         "## Workloads",
         "",
         *(f"- **{r['name']}**: {r['summary']} (matmul FLOPs per step: {r['matmul_flops'] / 1e9:.3f} G)"

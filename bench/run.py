@@ -4,9 +4,11 @@
     python bench/run.py                       # every workload, results in BENCHMARKS.md
     python bench/run.py --quick --no-write    # a smoke run of a few seconds (what CI runs)
     python bench/run.py mlp gpt --rounds 9 --threads 1 --profile 25
+    python bench/run.py wide --profile-seconds 10  # a longer call tree under a missed target
 
 Each workload is built in both frameworks from the same weights and data, the first-step losses are
-compared (a workload whose losses differ is not reported), the steps are timed interleaved, and each
+compared (a workload whose losses differ is not reported), the steps are timed interleaved, chainrule's
+steps are then sampled with pyinstrument (the call tree the report shows under a missed target), and each
 framework's peak memory is read from a child process that trains alone. Without torch installed (or with
 ``--no-torch``) only the chainrule side runs.
 """
@@ -14,11 +16,9 @@ framework's peak memory is read from a child process that trains alone. Without 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import datetime
 import json
 import os
-import pstats
 import shlex
 import sys
 import time
@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(ROOT))
 
-from bench import measure, report  # noqa: E402
+from bench import measure, profiles, report  # noqa: E402
 from bench.workloads import Workload, workloads  # noqa: E402
 
-FULL = {"rounds": 5, "warmup": 3, "gemm_n": 2048, "gemm_repeats": 5, "child_steps": 3}
-QUICK = {"rounds": 2, "warmup": 1, "gemm_n": 512, "gemm_repeats": 2, "child_steps": 2, "steps": 1}
+FULL = {"rounds": 5, "warmup": 3, "gemm_n": 2048, "gemm_repeats": 5, "child_steps": 3, "profile_seconds": 2.0}
+QUICK = {"rounds": 2, "warmup": 1, "gemm_n": 512, "gemm_repeats": 2, "child_steps": 2, "steps": 1,
+         "profile_seconds": 0.2}
 LOSS_RTOL, LOSS_ATOL = 2e-4, 2e-5
 CONTENDED_CORES = 0.25  # other processes busier than this during timing: say the numbers are noisy
 
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory phase (child processes)")
     p.add_argument("--profile", type=int, metavar="N", default=0,
                    help="after timing, cProfile chainrule's steps and print the top N functions by own time")
+    p.add_argument("--profile-seconds", type=float, metavar="S",
+                   help=f"after timing, sample chainrule's steps with pyinstrument for S seconds, for the call trees "
+                        f"the report shows under missed targets (default {FULL['profile_seconds']:g}; 0: none)")
     p.add_argument("--no-write", action="store_true", help="print the report but do not write BENCHMARKS.md")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="where to write the report")
     p.add_argument("--json", type=Path, help="also write the raw results as JSON to this path")
@@ -67,11 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     for flag, value, least in (("--threads", args.threads, 1), ("--rounds", args.rounds, 1), ("--steps", args.steps, 1),
-                               ("--warmup", args.warmup, 0), ("--gemm-n", args.gemm_n, 1), ("--profile", args.profile, 0)):
+                               ("--warmup", args.warmup, 0), ("--gemm-n", args.gemm_n, 1), ("--profile", args.profile, 0),
+                               ("--profile-seconds", args.profile_seconds, 0)):
         if value is not None and value < least:
             p.error(f"{flag} must be at least {least}, got {value}")
     defaults = QUICK if args.quick else FULL
-    for key in ("rounds", "warmup", "gemm_n"):
+    for key in ("rounds", "warmup", "gemm_n", "profile_seconds"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     if args.steps is None:
@@ -179,16 +184,6 @@ def _record_timing(result: dict, workload: Workload, timings: dict, gemm_best: f
         result["vs_gemm"] = {name: t.median / limit for name, t in timings.items()}
 
 
-def _profile(name: str, trainer, steps: int, top: int) -> None:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(steps):
-        trainer.step()
-    profiler.disable()
-    print(f"\n--- cProfile of chainrule, {name}, {steps} steps, top {top} by own time ---")
-    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
-
-
 def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -> tuple[dict, dict | None]:
     """Build, check and time one workload; returns its result and its trainers (None when not run).
     Status: ok; skipped (chainrule lacks a piece); refused (losses differ); failed (any other error)."""
@@ -218,8 +213,11 @@ def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -
         return result, None
     result["losses"] = {name: tr.losses for name, tr in trainers.items()}
     _record_timing(result, workload, timings, gemm_best_so_far)
+    if args.profile_seconds:
+        result["profile"] = profiles.call_tree(trainers["chainrule"].step, args.profile_seconds)
     if args.profile:
-        _profile(workload.name, trainers["chainrule"], steps, args.profile)
+        print(f"\n--- cProfile of chainrule, {workload.name}, {steps} steps, top {args.profile} by own time ---")
+        print(profiles.own_time_table(trainers["chainrule"].step, steps, args.profile))
     return result, trainers
 
 
@@ -280,7 +278,8 @@ def run_child(args) -> int:
 def _settings(args) -> dict:
     return {"quick": args.quick, "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
             "warmup": args.warmup, "seed": args.seed, "gemm_n": args.gemm_n, "gemm_repeats": args.gemm_repeats,
-            "child_steps": args.child_steps, "gpt_attention": args.gpt_attention}
+            "child_steps": args.child_steps, "gpt_attention": args.gpt_attention,
+            "profile_seconds": args.profile_seconds}
 
 
 def _command(argv: list[str] | None) -> str:

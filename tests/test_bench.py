@@ -3,6 +3,7 @@ checks that both frameworks did equal work; without torch the chainrule side sti
 assertions: the numbers themselves are the suite's output, not its correctness."""
 
 import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
@@ -18,7 +19,7 @@ RUN = ROOT / "bench" / "run.py"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import models, report  # noqa: E402
+from bench import models, profiles, report  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 from bench.workloads import _dense_flops, workloads  # noqa: E402
 
@@ -65,6 +66,22 @@ def test_quick_run_with_torch_reports_every_workload_with_equal_losses(tmp_path)
     losses = _table_rows(stdout, "## Equal work")
     assert all(row.rstrip(" |").endswith("equal") for row in losses.values())
     assert result["gemm"]["best"] > 0 and "torch" in result["gemm"]["rates"]
+    # the call trees: one per workload, shown in the report under exactly the workloads that missed a target
+    for w in result["workloads"]:
+        _check_call_tree(w["profile"])
+    evidence = stdout.split("## Profile evidence for the missed targets", 1)[1].split("\n## ", 1)[0]
+    shown = [line.split()[1].rstrip(":") for line in evidence.splitlines() if line.startswith("### ")]
+    assert shown == [w["name"] for w in result["workloads"] if report._missed_timing_targets(w)]
+
+
+def _check_call_tree(profile: dict) -> None:
+    if importlib.util.find_spec("pyinstrument") is None:
+        assert "pyinstrument is not installed" in profile["missing"]
+        return
+    assert profile["steps"] >= 1 and profile["seconds"] > 0
+    first, *rest = profile["tree"].splitlines()
+    assert "Trainer.step" in first and first.startswith(("99", "100"))  # the steps are the root: ~all the time
+    assert any("backward" in line for line in rest)
 
 
 def test_quick_run_without_torch_runs_the_chainrule_side_and_measures_memory(tmp_path):
@@ -127,6 +144,41 @@ def test_a_refused_workload_is_reported_without_numbers():
     row = _table_rows(text, "## Step time")["gpt"]
     assert "refused: first-step losses differ" in row and " ms" not in row
     assert "**DIFFER**" in _table_rows(text, "## Equal work")["gpt"]
+
+
+def test_the_call_tree_starts_at_the_steps():
+    """pyinstrument's text tree cut below the sampling loop's frame, its children shifted to the left edge."""
+    text = """
+  _     ._   __/__   _ _  _  _ _/_   Recorded: 19:59:21  Samples:  3992
+/   _/                      v5.1.3
+
+100.0% <module>  run.py:1
+`- 100.0% run_workload  run.py:190
+   |- 99.0% _steps_for  bench/profiles.py:45
+   |  `- 98.0% Trainer.step  bench/workloads.py:33
+   |     |- 60.0% Tensor.backward  chainrule/tensor.py:170
+   |     `- 38.0% Chain.__call__  chainrule/nn/module.py:130
+   |        `- 30.0% record  chainrule/autograd/graph.py:162
+   `- 1.0% report  run.py:300
+"""
+    assert profiles._subtree(text, "_steps_for").splitlines() == [
+        "98.0% Trainer.step  bench/workloads.py:33",
+        "|- 60.0% Tensor.backward  chainrule/tensor.py:170",
+        "`- 38.0% Chain.__call__  chainrule/nn/module.py:130",
+        "   `- 30.0% record  chainrule/autograd/graph.py:162",
+    ]
+
+
+def test_call_tree_samples_a_step():
+    def step():
+        sum(i * i for i in range(20_000))
+
+    result = profiles.call_tree(step, 0.05)
+    if importlib.util.find_spec("pyinstrument") is None:
+        assert "pyinstrument is not installed" in result["missing"]
+        return
+    assert result["steps"] >= 1 and result["seconds"] >= 0.05
+    assert result["tree"].splitlines()[0].split()[1] == "step"  # the root is the sampled step
 
 
 def test_dense_flops_count_forward_and_needed_backward_gemms():
