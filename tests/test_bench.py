@@ -80,7 +80,8 @@ def _check_call_tree(profile: dict) -> None:
         return
     assert profile["steps"] >= 1 and profile["seconds"] > 0
     first, *rest = profile["tree"].splitlines()
-    assert "Trainer.step" in first and first.startswith(("99", "100"))  # the steps are the root: ~all the time
+    share, name = first.split()[:2]
+    assert name == "Trainer.step" and float(share.rstrip("%")) >= 90  # the steps are the root, nearly all the time
     assert any("backward" in line for line in rest)
 
 
