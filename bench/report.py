@@ -119,10 +119,15 @@ def _ratio(value: float | None, target: float | None = None) -> str:
     return f"{value:.{digits}f}x"
 
 
+def _missed(value: float | None, target: float | None) -> bool:
+    """Whether a measured ratio misses its target (lower is better); False when either is unknown."""
+    return value is not None and target is not None and value > target
+
+
 def _verdict(value: float | None, target: float | None) -> str:
     if value is None or target is None:
         return "-"
-    return "met" if value <= target else "**missed**"
+    return "**missed**" if _missed(value, target) else "met"
 
 
 def _mib(kib: int | None) -> str:
@@ -258,10 +263,10 @@ def _analysis(settings: dict) -> list[str]:
 def _missed_timing_targets(r: dict) -> list[str]:
     """The timing targets workload result ``r`` missed, each as ``what value (target)``."""
     missed = []
-    if r.get("ratio") is not None and r["ratio"] > r["target"]:
+    if _missed(r.get("ratio"), r["target"]):
         missed.append(f"chainrule/torch {_ratio(r['ratio'], r['target'])} (target ≤ {r['target']})")
     gemm = (r.get("vs_gemm") or {}).get("chainrule")
-    if gemm is not None and r.get("gemm_target") is not None and gemm > r["gemm_target"]:
+    if _missed(gemm, r.get("gemm_target")):
         missed.append(f"chainrule/GEMM limit {_ratio(gemm, r['gemm_target'])} (target ≤ {r['gemm_target']})")
     return missed
 
