@@ -12,7 +12,7 @@ from chainrule.ops import logits as sm
 from chainrule.ops import reduction as rd
 from chainrule.ops import shape as sh
 from chainrule.ops import sorting as so
-from chainrule.ops.inplace import INPLACE_OPS, apply_inplace, setitem
+from chainrule.ops.inplace import apply_inplace, inplace_ops, setitem
 from chainrule.tensor import Tensor, wrap
 
 _SAME_NAME = {
@@ -174,7 +174,7 @@ def _conversions() -> dict:
     }
 
 
-INPLACE_OPS_TABLE = INPLACE_OPS()
+INPLACE_OPS_TABLE = inplace_ops()
 
 
 def bind() -> None:

@@ -28,7 +28,7 @@ from chainrule.dtypes import from_np
 from chainrule.ops._helpers import Tensor, describe, wrap
 from chainrule.ops.shape import as_view
 
-__all__ = ["apply_inplace", "setitem", "INPLACE_OPS"]
+__all__ = ["apply_inplace", "setitem", "inplace_ops"]
 
 
 def _check_allowed(target: Tensor, op: str, recording: bool) -> None:
@@ -231,6 +231,6 @@ def _make_method(name: str, fn: Callable) -> Callable:
     return method
 
 
-def INPLACE_OPS() -> dict:
+def inplace_ops() -> dict:
     """name -> Tensor method for every in-place op."""
     return {name: _make_method(name, fn) for name, fn in _names().items()}
