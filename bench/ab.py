@@ -40,7 +40,9 @@ def _revision_as_package(revision: str, folder: Path) -> str:
 
 def _steps(args, workload):
     import chainrule as new
+    from chainrule.backend.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as bench/run.py measures (process-wide, so both sides get it)
     new.set_num_threads(args.threads)
     if args.kernels or args.workers:
         from chainrule.backend import kernels, parallel

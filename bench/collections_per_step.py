@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     import chainrule
+    from chainrule.backend.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as bench/run.py measures
     chainrule.set_num_threads(args.threads)
     trainer = workloads()[args.workload].trainer(chainrule, args.seed)
     for _ in range(args.warmup):

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import chainrule as cr  # noqa: E402
 from bench import workloads  # noqa: E402
 from chainrule import diagnostics  # noqa: E402
+from chainrule.backend.allocator import keep_freed_memory  # noqa: E402
 
 
 def _trainers(model_kind: str):
@@ -58,6 +59,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", choices=("bench", "chainrule"), default="bench",
                         help="the benchmark's gpt (F.gelu) or chainrule.models.GPT (nn.GELU modules)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as bench/run.py measures
     cr.set_num_threads(args.threads)
     plain, watched, monitor = _trainers(args.model)
     for trainer in (plain, watched):

@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     import chainrule
+    from chainrule.backend.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as bench/run.py measures (process-wide, so torch's phases get it too)
     libraries = {"chainrule": chainrule}
     try:
         import torch

@@ -90,10 +90,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ----- frameworks ------------------------------------------------------------------------------------
 
 def load_chainrule():
-    """chainrule with its nn and optim subpackages (``import chainrule`` alone does not load them). A
-    missing optim is tolerated here: the workloads that need it are skipped with the import error."""
+    """chainrule with its nn and optim subpackages (``import chainrule`` alone does not load them), and
+    freed memory kept for reuse as chainrule's own fit loop and command do (``keep_freed_memory``, no
+    longer applied at import; the figures in BENCHMARKS.md were all taken with it). A missing optim is
+    tolerated here: the workloads that need it are skipped with the import error."""
     import chainrule
     import chainrule.nn  # noqa: F401
+    from chainrule.backend.allocator import keep_freed_memory
+
+    keep_freed_memory()
 
     try:
         import chainrule.optim  # noqa: F401

@@ -7,7 +7,8 @@
     chainrule diagnose                         the vanishing-gradient experiment, into runs/diagnose/
     chainrule graph runs/<run>                 render the backward graph of a run's loss
 
-Errors print one line and exit with status 2; no tracebacks for bad input.
+Errors print one line and exit with status 2; no tracebacks for bad input. The command keeps freed
+memory in the process for reuse between steps (:func:`chainrule.backend.allocator.keep_freed_memory`).
 """
 
 from __future__ import annotations
@@ -125,9 +126,11 @@ def _diagnose(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from chainrule.backend.allocator import keep_freed_memory
     from chainrule.io import CheckpointError
     from chainrule.recipes import RunError
 
+    keep_freed_memory()
     try:
         return _run(args)
     except (RunError, CheckpointError, FileNotFoundError, PermissionError) as err:

@@ -3,16 +3,16 @@
 Everything above asks a tensor for its array namespace (``xp``) instead of importing numpy, so a
 second backend (CuPy on a GPU) can drop in behind the same seam. Host-side code that genuinely
 works on CPU arrays (data loading, checkpoint files) uses :data:`np` from here. Optional compiled
-float32 kernels for the CPU (numba) sit behind :mod:`chainrule.backend.kernels`.
+float32 kernels for the CPU (numba) sit behind :mod:`chainrule.backend.kernels`. Importing this
+package changes nothing outside it: the glibc malloc tuning of :mod:`chainrule.backend.allocator` is
+opt-in.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from chainrule.backend.allocator import keep_freed_memory
-
-keep_freed_memory()
+from chainrule.backend import allocator  # noqa: F401  (chainrule.backend.allocator.keep_freed_memory, opt-in)
 
 __all__ = ["np", "Device", "cpu", "xp_of", "device_of", "get_device", "ARRAY_TYPES", "as_array"]
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.backend import ARRAY_TYPES
+from chainrule.backend.allocator import keep_freed_memory
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import Callback, CallbackList, LRSchedulerCallback, ModelCheckpoint
 from chainrule.train.history import History
@@ -242,8 +243,12 @@ class Trainer:
     # ----- fit -------------------------------------------------------------------------------------------------
     def fit(self, train_data: Any, *, epochs: int = 1, val_data: Any = None, batch_size: int = 32, shuffle: bool = True,
             max_steps: int | None = None, resume_from: str | os.PathLike | None = None) -> History:
-        """Train for ``epochs`` epochs (or ``max_steps`` steps); returns the :class:`History`."""
+        """Train for ``epochs`` epochs (or ``max_steps`` steps); returns the :class:`History`.
+
+        Turns on :func:`chainrule.backend.allocator.keep_freed_memory` for the process (once), so the
+        steps' large temporaries reuse freed memory."""
         self._check_fit_args(epochs, max_steps)
+        keep_freed_memory()
         train_batches = as_batches(train_data, batch_size=batch_size, shuffle=shuffle, where="fit: train_data")
         val_batches = None if val_data is None else as_batches(val_data, batch_size=batch_size, shuffle=False,
                                                                where="fit: val_data")
