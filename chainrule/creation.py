@@ -14,7 +14,7 @@ from numbers import Number
 from typing import Any
 
 from chainrule import dtypes as _dt
-from chainrule.backend import ARRAY_TYPES, Device, device_of, get_device, np
+from chainrule.backend import ARRAY_TYPES, Device, device_of, get_device, np, to_host
 from chainrule.random import default_generator
 from chainrule.tensor import Tensor, wrap
 
@@ -53,7 +53,7 @@ def _array_from(data: Any, dtype, device: Device, copy: bool = True):
         if want is None:
             _dt.from_np(data.dtype)  # refuses unsupported dtypes with a clear message
         if device_of(data) is not device:
-            data = data.get() if not isinstance(data, np.ndarray) else data
+            data = to_host(data)
         return xp.array(data, dtype=None if want is None else want.np, copy=copy or None)
     if isinstance(data, np.generic):  # a numpy scalar keeps its dtype, as a 0-d array does
         data = np.asarray(data)

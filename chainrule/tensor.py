@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from chainrule import dtypes as _dt
-from chainrule.backend import Device, device_of, get_device, np
+from chainrule.backend import Device, device_of, get_device, np, to_host
 
 __all__ = ["Tensor", "wrap"]
 
@@ -234,7 +234,7 @@ class Tensor:
         """numpy's conversion protocol: ``np.asarray(t)`` shares memory on the CPU, ``np.array(t)``
         copies (``copy=True``), as numpy's own arrays do."""
         on_host = isinstance(self._data, np.ndarray)
-        arr = self._data if on_host else self._data.get()
+        arr = to_host(self._data)
         if dtype is not None and arr.dtype != np.dtype(dtype):
             if copy is False:
                 raise ValueError(f"__array__: converting {self.dtype} to {dtype} needs a copy, but copy=False")
@@ -426,7 +426,7 @@ def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
 
 
 def _format_tensor(t: Tensor) -> str:
-    arr = t._data if isinstance(t._data, np.ndarray) else t._data.get()
+    arr = to_host(t._data)
     prefix = "tensor("
     suffixes = []
     dtype = t.dtype

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from chainrule.autograd.graph import Node
+from chainrule.backend import to_host
 from chainrule.diagnostics._graph import capture_gradients, consumed_tensors, graph_is_freed, leaves_of, walk_nodes
 from chainrule.tensor import Tensor, wrap
 
@@ -428,9 +429,7 @@ def _leaf_label(leaf: Tensor, name: str | None, grad, show_values: bool) -> str:
 
 
 def _values(t: Tensor) -> str:
-    arr = t._data
-    if hasattr(arr, "get"):
-        arr = arr.get()
+    arr = to_host(t._data)
     if arr.size == 1:
         return f"{float(arr.reshape(-1)[0]):.4g}"
     if arr.size <= _VALUE_LIMIT:

@@ -14,7 +14,7 @@ import numpy as np
 
 from chainrule.backend import allocator  # noqa: F401  (chainrule.backend.allocator.keep_freed_memory, opt-in)
 
-__all__ = ["np", "Device", "cpu", "xp_of", "device_of", "get_device", "ARRAY_TYPES", "as_array"]
+__all__ = ["np", "Device", "cpu", "xp_of", "device_of", "get_device", "ARRAY_TYPES", "as_array", "to_host"]
 
 
 class Device:
@@ -80,3 +80,11 @@ def get_device(device) -> Device:
 def as_array(value, dtype=None, device: Device = cpu):
     """An array of the device's namespace holding ``value`` (no copy when it already is one)."""
     return device.xp.asarray(value, dtype=dtype)
+
+
+def to_host(array):
+    """``array`` as a numpy array: itself when it is one, else copied to the host (CuPy's ``.get()``)."""
+    if isinstance(array, np.ndarray):
+        return array
+    get = getattr(array, "get", None)
+    return get() if get is not None else np.asarray(array)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from chainrule.backend import np, xp_of
+from chainrule.backend import np, to_host, xp_of
 
 __all__ = ["squared_norm", "diff_squared_norm", "activation_stats", "unit_axis", "sample_values"]
 
@@ -84,7 +84,5 @@ def sample_values(array, limit: int):
     histograms."""
     flat = array.reshape(-1)
     stride = max(1, flat.size // max(limit, 1))
-    picked = flat[::stride][:limit]
-    if hasattr(picked, "get"):  # cupy -> host
-        picked = picked.get()
+    picked = to_host(flat[::stride][:limit])
     return np.asarray(picked, dtype=np.float32).copy()

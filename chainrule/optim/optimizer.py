@@ -36,7 +36,7 @@ from numbers import Real
 from typing import Any
 
 from chainrule.autograd.grad_mode import enable_grad
-from chainrule.backend import ARRAY_TYPES, np, xp_of
+from chainrule.backend import ARRAY_TYPES, np, to_host, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.tensor import Tensor, wrap
 
@@ -416,8 +416,8 @@ def _restore_value(param: Tensor, key: str, value, index, where: str, scalar_key
         )
     xp = param.xp
     dtype = param._data.dtype if param.dtype.is_floating_point else arr.dtype
-    if xp_of(arr) is not xp and hasattr(arr, "get"):
-        arr = arr.get()  # device array to host first
+    if xp_of(arr) is not xp:
+        arr = to_host(arr)  # a device array to the host first
     return wrap(xp.array(arr, dtype=dtype, copy=True))
 
 
