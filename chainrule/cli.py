@@ -19,7 +19,7 @@ import sys
 
 __all__ = ["main"]
 
-# command-line option -> (section of the recipe, key)
+# command-line option -> (section of the recipe, key, type, help text)
 _MODEL_OPTIONS = {
     "width": ("model", "width", int, "hidden units per layer (mlp)"),
     "depth": ("model", "depth", int, "hidden layers (mlp)"),
