@@ -390,29 +390,29 @@ def cumprod(a, dim: int, dtype=None) -> Tensor:
     return record(out, "cumprod", (a,), rule, (a,), keep_output=True)
 
 
+def _arg_extreme(a, dim, keepdim: bool, name: str) -> Tensor:
+    """argmax / argmin (``name``): the index of the first extreme value, over the flattened tensor when
+    ``dim`` is None; int64, no gradient."""
+    a = tensor_operand(a, name)
+    if a._data.dtype.kind == "b":
+        raise RuntimeError(f"{name}: bool input is not supported (shape {tuple(a.shape)}); convert first, e.g. x.int()")
+    xp = xp_of(a._data)
+    find = getattr(xp, name)
+    if dim is None:
+        out = xp.asarray(find(a._data), dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ())
+    else:
+        out = find(a._data, axis=norm_dim(dim, a._data.ndim, name), keepdims=keepdim).astype(_dt.int64.np, copy=False)
+    return untracked(out, a, name)
+
+
 def argmax(a, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first maximum (over the flattened tensor when ``dim`` is None); no gradient."""
-    a = tensor_operand(a, "argmax")
-    if a._data.dtype.kind == "b":
-        raise RuntimeError(f"argmax: bool input is not supported (shape {tuple(a.shape)}); convert first, e.g. x.int()")
-    xp = xp_of(a._data)
-    if dim is None:
-        out = xp.argmax(a._data)
-        return untracked(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()), a, "argmax")
-    d = norm_dim(dim, a._data.ndim, "argmax")
-    return untracked(xp.argmax(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a, "argmax")
+    return _arg_extreme(a, dim, keepdim, "argmax")
 
 
 def argmin(a, dim=None, keepdim: bool = False) -> Tensor:
-    a = tensor_operand(a, "argmin")
-    if a._data.dtype.kind == "b":
-        raise RuntimeError(f"argmin: bool input is not supported (shape {tuple(a.shape)}); convert first, e.g. x.int()")
-    xp = xp_of(a._data)
-    if dim is None:
-        out = xp.argmin(a._data)
-        return untracked(xp.asarray(out, dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ()), a, "argmin")
-    d = norm_dim(dim, a._data.ndim, "argmin")
-    return untracked(xp.argmin(a._data, axis=d, keepdims=keepdim).astype(_dt.int64.np, copy=False), a, "argmin")
+    """Index of the first minimum (over the flattened tensor when ``dim`` is None); no gradient."""
+    return _arg_extreme(a, dim, keepdim, "argmin")
 
 
 def all(a, dim=None, keepdim: bool = False) -> Tensor:
