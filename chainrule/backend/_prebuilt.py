@@ -1,11 +1,12 @@
 """The kernels of :mod:`chainrule.backend._numba`, compiled once per machine and loaded without numba.
 
-A process that imports numba holds about 120 MiB more resident memory for it (numba's typing and
-lowering registries, the parts of LLVM they run, and scipy, which numba imports when it is installed):
-more than the activations of the benchmark's transformer. So numba compiles the kernels once, in a
-child process, into one object file of plain C functions; every process after that loads the file
-with llvmlite's JIT linker alone (about 50 MiB and 0.05 s, against numba's 120 MiB and 1.5 s) and
-calls the functions through ctypes, which releases the GIL around each call as numba's ``nogil`` did.
+Importing numba costs a process more resident memory than the activations of the benchmark's
+transformer, and seconds of start-up (numba's typing and lowering registries, the parts of LLVM they
+run, and scipy, which numba imports when it is installed). So numba compiles the kernels once, in a
+child process, into one object file of plain C functions; every process after that loads the file with
+llvmlite's JIT linker alone, a fraction of numba's cost, and calls the functions through ctypes, which
+releases the GIL around each call as numba's ``nogil`` did. The figures: bench/ANALYSIS.md, "Backend:
+figures moved from the code".
 
 Each kernel ``k`` gets an entry ``chainrule_k`` that takes one block of int64 slots: for every array
 argument its data pointer, its shape and its strides in bytes, and the other arguments as they are (a
@@ -15,6 +16,12 @@ object file sits in a cache folder (``CHAINRULE_CACHE_DIR``, else ``$XDG_CACHE_H
 ``~/.cache/chainrule``) under a key of everything that shapes the machine code: the kernels' source,
 this file, numba's and llvmlite's versions, the Python version and the CPU with its features.
 Anything that goes wrong raises, and :mod:`chainrule.backend.kernels` then imports numba in-process.
+
+The build leans on numba internals (a dispatcher's ``overloads``, its ``call_conv``,
+``numba.np.arrayobj.populate_array``), so it is tested with the numba range pinned in pyproject.toml's
+``fast`` extra. If a numba upgrade breaks it, the in-process numba fallback of
+:mod:`chainrule.backend.kernels` (``_load``: the same kernels, more memory, one RuntimeWarning) is the
+documented default path until this file is mended.
 
 Run as ``python -m chainrule.backend._prebuilt OBJECT_PATH`` it builds (that is the child process).
 """
@@ -107,8 +114,8 @@ def _link(llvm, object_code: bytes, spec: dict) -> types.SimpleNamespace:
 def _caller(name: str, entry, params: list):
     """``entry`` as a function of arrays and numbers. It checks each array against the kernel's
     signature, as numba's dispatcher did: a wrong one would have the machine code read the wrong memory.
-    The arguments travel as one block of int64 slots (a float64 as its bits): a ctypes call converts
-    each argument separately, which for the convolution kernel's 30 slots cost 5 us a call."""
+    The arguments travel as one block of int64 slots (a float64 as its bits): ctypes converting each
+    argument separately was slow for a kernel of many slots (convolution's has 30)."""
     wanted = [(np.dtype(p["dtype"]), p["ndim"]) if "ndim" in p else p["scalar"] for p in params]
 
     def call(*args):
@@ -136,8 +143,8 @@ def _caller(name: str, entry, params: list):
 
 
 def _address(values: np.ndarray) -> int:
-    """The address of the array's first element; through ctypes' buffer view when the array is writable
-    (0.8 us, where ``values.ctypes.data`` takes 2.8 us: the cnn step makes 26 calls)."""
+    """The address of the array's first element; through ctypes' buffer view when the array is writable,
+    which is several times quicker than ``values.ctypes.data`` (it runs for every array of every call)."""
     try:
         return ctypes.addressof(ctypes.c_char.from_buffer(values))
     except (TypeError, ValueError, BufferError):  # read-only, or empty
