@@ -21,11 +21,10 @@ Every recorded operation is a box with its name, output shape and dtype; leaves 
 ellipses (named when ``params`` names them); the output's box is highlighted. Edges point the way
 values flow in the forward pass (inputs to consumers); backpropagation walks them in reverse.
 
-Output shapes are not stored on graph nodes (the engine keeps its hot path lean): they are read from
-the tensors each consumer's backward rule holds (its saved inputs and closure), from outputs kept
-for the rule, and, for whatever is still unknown, from the gradient shapes of one extra backward pass
-run with node hooks (``autograd.grad`` with ``retain_graph=True``, so no ``.grad`` changes). After a
-``backward()`` that freed the graph, shapes found no other way show as "?".
+Output shapes and dtypes are the nodes' own. Values (``show_values``) are those the graph still holds:
+the tensors each consumer's backward rule reads (its saved inputs and closure) and outputs kept for
+the rule; gradients come from one extra backward pass run with node hooks (``autograd.grad`` with
+``retain_graph=True``, so no ``.grad`` changes), unless a ``backward()`` freed the graph already.
 
 The ``graphviz`` Python package (``pip install graphviz``, in the ``viz`` extra) is imported only when
 drawing; rendering to an image also needs the Graphviz ``dot`` program (``apt-get install graphviz``,
@@ -268,10 +267,9 @@ def _node_facts(output: Tensor, nodes: list[Node], show_values: bool) -> _Facts:
         for t in consumed_tensors(node):
             if t._node is not None and t._node not in values:
                 values[t._node] = t
-    shapes = {node: (tuple(t.shape), _dtype_name(t)) for node, t in values.items()}
+    shapes = {node: (node.shape, str(node.dtype)) for node in nodes}
     grads: dict = {}
-    missing = any(node not in shapes for node in nodes)
-    if (missing or show_values) and not graph_is_freed(nodes):
+    if show_values and not graph_is_freed(nodes):
         leaves = leaves_of(nodes)
         try:
             received, leaf_grads = capture_gradients(output, leaves, nodes)
@@ -279,8 +277,6 @@ def _node_facts(output: Tensor, nodes: list[Node], show_values: bool) -> _Facts:
             return _Facts(values, grads, shapes)
         grads.update(received)
         grads.update({id(leaf): g for leaf, g in zip(leaves, leaf_grads) if g is not None})
-        for node, g in received.items():
-            shapes.setdefault(node, (tuple(g.shape), _dtype_name(g)))
     return _Facts(values, grads, shapes)
 
 

@@ -11,7 +11,7 @@ import linecache
 import os
 import sys
 
-from chainrule.autograd.graph import ANOMALY, PlacedGrad
+from chainrule.autograd.graph import ANOMALY, RECORD_OBSERVERS, PlacedGrad
 from chainrule.backend import xp_of
 
 __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "AnomalyError"]
@@ -37,11 +37,11 @@ class detect_anomaly:
 
     def __enter__(self):
         self._prev = (ANOMALY[0], _CHECK_NAN[0], _CHECK_FORWARD[0])
-        ANOMALY[0], _CHECK_NAN[0], _CHECK_FORWARD[0] = True, self.check_nan, self.check_forward
+        _switch(True, self.check_nan, self.check_forward)
         return self
 
     def __exit__(self, *exc):
-        ANOMALY[0], _CHECK_NAN[0], _CHECK_FORWARD[0] = self._prev
+        _switch(*self._prev)
         return False
 
     def __call__(self, fn):
@@ -59,8 +59,16 @@ _CHECK_NAN = [True]
 
 
 def set_detect_anomaly(mode: bool, check_nan: bool = True) -> None:
-    ANOMALY[0] = bool(mode)
-    _CHECK_NAN[0] = check_nan
+    _switch(bool(mode), check_nan, _CHECK_FORWARD[0])
+
+
+def _switch(mode: bool, check_nan: bool, check_forward: bool) -> None:
+    """Turn anomaly mode on or off: the flag backward reads, and the observer of the forward pass."""
+    ANOMALY[0], _CHECK_NAN[0], _CHECK_FORWARD[0] = mode, check_nan, check_forward
+    if mode and _on_record not in RECORD_OBSERVERS:
+        RECORD_OBSERVERS.append(_on_record)
+    elif not mode and _on_record in RECORD_OBSERVERS:
+        RECORD_OBSERVERS.remove(_on_record)
 
 
 def is_anomaly_enabled() -> bool:
@@ -98,8 +106,13 @@ def summarize(array) -> str:
     return f"shape {tuple(array.shape)}, {array.dtype}, {span}, {nans} NaN, {infs} Inf"
 
 
-def on_record(node, out, inputs) -> None:
-    """Called by ``record`` for every new node while anomaly mode is on."""
+def _on_record(result, op: str, inputs) -> None:
+    """Observes ``record`` while anomaly mode is on: a new node remembers the user's line that made it,
+    and a NaN/Inf made in the forward pass raises."""
+    node = result._node
+    if node is None:
+        return
+    out = result._data
     node.callsite = user_callsite()
     if not (_CHECK_NAN[0] and _CHECK_FORWARD[0] and any(_bad_count(out))):
         return

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.autograd.graph import ANOMALY, Node, PlacedGrad
+from chainrule.autograd.grad_mode import set_grad_enabled
+from chainrule.autograd.graph import Node, PlacedGrad
 from chainrule.backend import ARRAY_TYPES, xp_of
-from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
+from chainrule.tensor import Tensor, wrap
 
 __all__ = ["backward", "grad"]
 
@@ -29,16 +29,14 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, creat
     wanted = None if inputs is None else _as_list(inputs)
     if retain_graph is None:
         retain_graph = create_graph
-    captured: dict = {}
-    exposed: set = set()
-    leaf_grads, retained = _walk(roots, root_grads, retain_graph, create_graph, wanted, captured, exposed)
+    leaf_grads, seen = _walk(roots, root_grads, retain_graph, create_graph, wanted)
     if wanted is None:
-        updates = retained + list(leaf_grads.items())
+        updates = seen.retained + list(leaf_grads.items())
     else:  # only the requested tensors, leaves or not, get .grad
-        updates = [(t, leaf_grads.get(t) if t._node is None else captured.get(t._node)) for t in wanted]
+        updates = [(t, leaf_grads.get(t) if t._node is None else seen.captured.get(t._node)) for t in wanted]
         updates = [(t, g) for t, g in updates if g is not None]
     # arrays the caller or a hook may hold: never adopted as .grad (a later in-place += would alter them)
-    handed_out = exposed | {id(g._data) for g in root_grads}
+    handed_out = seen.exposed | {id(g._data) for g in root_grads}
     for tensor, g in updates:
         _accumulate(tensor, g, create_graph, handed_out)
 
@@ -55,11 +53,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
     root_grads = _root_grads(roots, grad_outputs, "grad")
     if retain_graph is None:
         retain_graph = create_graph
-    captured = {}
-    leaf_grads, _ = _walk(roots, root_grads, retain_graph, create_graph, wanted, captured)
+    leaf_grads, seen = _walk(roots, root_grads, retain_graph, create_graph, wanted)
     result = []
     for i, t in enumerate(wanted):
-        g = leaf_grads.get(t) if t._node is None else captured.get(t._node)
+        g = leaf_grads.get(t) if t._node is None else seen.captured.get(t._node)
         if g is None:
             if materialize_grads:
                 g = wrap(t.xp.zeros_like(t._data))
@@ -142,153 +139,130 @@ def _needed_nodes(root_nodes: list, wanted: list) -> set:
     return needed
 
 
-def _walk(roots, root_grads, retain_graph, create_graph, wanted=None, captured=None, exposed=None):
-    """Run the backward rules from ``roots``; return the summed gradient of every leaf reached (or
-    of the ``wanted`` leaves only) and the (tensor, grad) pairs of retained non-leaf grads.
-    ``captured`` receives the gradient of each wanted non-leaf's node; ``exposed`` the ids of
-    arrays that hooks saw."""
-    pending: dict = {}      # node -> summed gradient of its output so far
-    leaf_grads: dict = {}   # leaf tensor -> summed gradient
-    # keys of pending / leaf_grads whose gradient is a sum the engine made: until the node runs (or, for
-    # a leaf, until the walk ends) its array is referenced nowhere else, so further gradients may be
-    # added into it in place (see _add_gradient). Nothing is sent to a node after it ran.
-    summed: set = set()
-    in_place = not create_graph
+def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None):
+    """Run the backward rules from ``roots``. Returns the summed gradient of every leaf reached (of the
+    ``wanted`` leaves only, when given) and what the walk saw on the way (:class:`_Seen`)."""
+    sums = _GradientSums(in_place=not create_graph)
     for root, g in zip(roots, root_grads):
-        key = root._node if root._node is not None else root
-        _add_gradient(pending if root._node is not None else leaf_grads, key, g, summed, in_place)
-
+        sums.add(root._node or root, g)
     root_nodes = [r._node for r in roots if r._node is not None]
     consumers = _count_consumers(root_nodes)
-    filtering = wanted is not None
-    needed = _needed_nodes(root_nodes, wanted) if filtering else None
-    wanted_nodes = {id(t._node) for t in wanted if t._node is not None} if filtering else ()
-
-    retained = []
+    needed = None if wanted is None else _needed_nodes(root_nodes, wanted)
+    seen = _Seen(wanted)
     ready = [n for n in dict.fromkeys(root_nodes) if n not in consumers]
-    prev_mode = GRAD_ENABLED[0]
-    GRAD_ENABLED[0] = create_graph
-    try:
+    with set_grad_enabled(create_graph):  # rules record a graph only when asked to
         while ready:
             node = ready.pop()
-            g = pending.pop(node, None)
-            if g is None:  # every consumer sent None: nothing flows through; release its inputs
-                _release_parents(node, consumers, ready)
-                continue
-            if node.hooks:
-                g = _run_hooks(node.hooks, g, exposed)
-            if node.retained is not None:
-                kept = node.retained()
-                if kept is not None:
-                    retained.append((kept, g))
-            if filtering:
-                if id(node) in wanted_nodes:
-                    captured[node] = g
-                if node not in needed:
-                    continue
-            # the rule, inline (once per node): refuse a freed graph, check versions only when some
-            # tensor was changed in place since the node was made, free what the rule held
-            rule = node.backward_fn
-            if rule is None:
-                raise _freed_graph_error(node)
-            if node.epoch != INPLACE_EPOCH[0] and (node.saved or node.out_version):
-                _check_versions(node)
-            out = node.out
-            grads = rule(g, None if out is None else wrap(out, True, node), *node.args)
-            if ANOMALY[0]:
-                from chainrule.autograd.anomaly import check_backward
-
-                check_backward(node, g, grads)
-            parents = node.parents  # one gradient per parent: custom Functions check their count in apply
-            if not retain_graph:
-                node.backward_fn = None
-                node.args = node.saved = node.constants = ()
-                node.out = None
-            for parent, pg in zip(parents, grads):
-                if type(pg) is PlacedGrad:
-                    if parent is not None:
-                        _add_placed(pending if type(parent) is Node else leaf_grads, parent, pg, summed)
-                    pg = None  # delivered; a node parent still counts this consumer below
+            g = sums.pop(node)
+            if g is not None:
+                g = seen.arriving(node, g)  # hooks, retained and wanted non-leaf gradients
+                if needed is None or node in needed:
+                    for parent, pg in zip(node.parents, node.apply(g, not create_graph)):
+                        if pg is not None:
+                            sums.add(parent, pg)
+                    if not retain_graph:
+                        node.release()
+            for parent in node.parents:  # this consumer is done: a parent runs after its last one
                 if type(parent) is Node:
-                    if pg is not None:
-                        if parent in pending:
-                            _add_gradient(pending, parent, pg, summed, in_place)
-                        else:
-                            pending[parent] = pg
                     left = consumers[parent] - 1
-                    if left:
-                        consumers[parent] = left
-                    else:
+                    consumers[parent] = left
+                    if not left:
                         ready.append(parent)
-                elif parent is not None and pg is not None:
-                    if parent in leaf_grads:
-                        _add_gradient(leaf_grads, parent, pg, summed, in_place)
-                    else:
-                        leaf_grads[parent] = pg
-    finally:
-        GRAD_ENABLED[0] = prev_mode
-
-    if filtering:  # leaves nobody asked for: no .grad, no hooks (as in PyTorch)
-        leaf_grads = {leaf: g for leaf, g in leaf_grads.items() if any(leaf is w for w in wanted)}
-    for leaf in list(leaf_grads):
-        if leaf._hooks:
-            leaf_grads[leaf] = _run_hooks(leaf._hooks, leaf_grads[leaf], exposed)
-    return leaf_grads, retained
+    return seen.leaves(sums), seen
 
 
-def _add_gradient(grads: dict, key, g: Tensor, summed: set, in_place: bool) -> None:
-    """``grads[key] += g``. Into the array in place when the engine made it by an earlier sum here (no
-    rule, hook or caller holds it) and no graph is being built; else a new sum, which becomes the
-    engine's. Never into an array a rule returned: rules hand one gradient to several inputs (add)
-    and return views."""
-    if key not in grads:
-        grads[key] = g
-        return
-    old = grads[key]
-    a, b = old._data, g._data
-    if a.dtype != b.dtype or a.shape != b.shape or not in_place or old._rg or g._rg:
-        total = old + g  # promotion, broadcasting and graph building as the add op does them
-        grads[key] = total
-        if in_place and total._data is not a and total._data is not b:
-            summed.add(key)
-    elif key in summed:
-        a += b
-    else:
-        total = a + b
-        if type(total) not in ARRAY_TYPES:  # numpy gives a scalar for 0-d operands: keep an array to add into
-            total = xp_of(a).asarray(total)
-        grads[key] = wrap(total)
-        summed.add(key)
+class _Seen:
+    """What a walk hands back besides the leaves' gradients: the (tensor, grad) pairs of retained non-leaf
+    grads, the gradients of wanted non-leaves (by node), and the ids of the arrays hooks saw."""
+
+    def __init__(self, wanted):
+        self.wanted = wanted
+        self.wanted_nodes = () if wanted is None else {t._node for t in wanted if t._node is not None}
+        self.retained: list = []
+        self.captured: dict = {}
+        self.exposed: set = set()
+
+    def arriving(self, node: Node, g: Tensor) -> Tensor:
+        """``node``'s summed gradient, through its hooks, noted where retained or wanted."""
+        if node.hooks:
+            g = _run_hooks(node.hooks, g, self.exposed)
+        if node.retained is not None:
+            kept = node.retained()
+            if kept is not None:
+                self.retained.append((kept, g))
+        if node in self.wanted_nodes:
+            self.captured[node] = g
+        return g
+
+    def leaves(self, sums: _GradientSums) -> dict:
+        """The leaves' summed gradients (every node was popped from ``sums``), through the leaves' hooks;
+        with ``wanted``, only those asked for (no .grad and no hooks for the others, as in PyTorch)."""
+        grads = {leaf: sums.pop(leaf) for leaf in list(sums)
+                 if self.wanted is None or any(leaf is w for w in self.wanted)}
+        for leaf, g in grads.items():
+            if leaf._hooks:
+                grads[leaf] = _run_hooks(leaf._hooks, g, self.exposed)
+        return grads
 
 
-def _add_placed(grads: dict, key, placed: PlacedGrad, summed: set) -> None:
-    """``grads[key] += placed``: its values added at its index into an array the engine owns (made
-    from zeros, or a copy of a gradient a rule returned, which is never written into)."""
-    old = grads.get(key)
-    if old is None:
-        grads[key] = placed.materialize()
-        summed.add(key)
-        return
-    arr = old._data
-    if old._rg or arr.dtype != placed.values.dtype or arr.shape != placed.shape:
-        _add_gradient(grads, key, placed.materialize(), summed, True)  # promotion, broadcasting: the add op's way
-        return
-    if key not in summed:
-        arr = arr.copy()
-        grads[key] = wrap(arr)
-        summed.add(key)
-    arr[placed.index] += placed.values
+class _GradientSums(dict):
+    """The gradient summed so far for each node and leaf of one backward pass. The first gradient to
+    arrive is kept as it came (a rule may hand one array to several inputs, or return a view: it is
+    never written into); a second turns the entry into a :class:`_GradBuffer`."""
+
+    def __init__(self, in_place: bool):
+        super().__init__()
+        self.in_place = in_place  # no graph of the backward is built: buffers may add in place
+
+    def add(self, key, g) -> None:
+        old = self.get(key)
+        if old is None:
+            self[key] = _GradBuffer(g.materialize()) if type(g) is PlacedGrad else g
+        elif type(old) is _GradBuffer:
+            old.add(g, self.in_place)
+        elif type(g) is PlacedGrad:
+            buffer = self[key] = _GradBuffer(wrap(old._data.copy()) if not old._rg else old)
+            buffer.add(g, self.in_place)
+        else:
+            self[key] = _GradBuffer(_sum(old, g, self.in_place))
+
+    def pop(self, key) -> Tensor | None:
+        g = dict.pop(self, key, None)
+        return g.value if type(g) is _GradBuffer else g
 
 
-def _release_parents(node: Node, consumers: dict, ready: list) -> None:
-    """``node`` got no gradient: count it as done for each of its input nodes."""
-    for parent in node.parents:
-        if type(parent) is Node:
-            left = consumers[parent] - 1
-            if left:
-                consumers[parent] = left
-            else:
-                ready.append(parent)
+class _GradBuffer:
+    """A sum of gradients in an array the engine made (by a sum, from zeros or as a copy): no rule, hook
+    or caller holds it, so more gradients may be added into it in place while no graph is being built."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Tensor):
+        self.value = value
+
+    def add(self, g, in_place: bool) -> None:
+        """``value += g`` for a tensor or a placed gradient."""
+        value = self.value
+        if type(g) is PlacedGrad:
+            if in_place and not value._rg and value._data.dtype == g.values.dtype:
+                value._data[g.index] += g.values
+                return
+            g = g.materialize()
+        a, b = value._data, g._data
+        if in_place and not value._rg and not g._rg and a.dtype == b.dtype and a.shape == b.shape:
+            a += b
+        else:
+            self.value = _sum(value, g, in_place)
+
+
+def _sum(a: Tensor, b: Tensor, in_place: bool) -> Tensor:
+    """``a + b`` as a new tensor: on the arrays in a plain backward, else by the add op (which promotes,
+    and records the sum when a graph of the backward is being built)."""
+    x, y = a._data, b._data
+    if not in_place or a._rg or b._rg or x.dtype != y.dtype or x.shape != y.shape:
+        return a + b
+    total = x + y
+    return wrap(total if type(total) in ARRAY_TYPES else xp_of(x).asarray(total))  # numpy: 0-d sums are scalars
 
 
 def _count_consumers(root_nodes: Sequence[Node]) -> dict:
@@ -308,32 +282,6 @@ def _count_consumers(root_nodes: Sequence[Node]) -> dict:
                     if p not in roots:  # roots were put on the stack at the start
                         stack.append(p)
     return consumers
-
-
-def _freed_graph_error(node: Node) -> RuntimeError:
-    return RuntimeError(
-        f"backward: trying to backward through the graph a second time ({node.name()}'s saved "
-        "values were freed after the first backward). Pass retain_graph=True to the first "
-        "backward() or autograd.grad() call if you need to backward through it again."
-    )
-
-
-def _check_versions(node: Node) -> None:
-    if node.out_version and node.out_version[0] != 0:
-        raise RuntimeError(
-            f"backward: the output of '{node.op}' (needed by {node.name()}) has been modified by an "
-            f"in-place operation: it is at version {node.out_version[0]}, expected version 0. Use an "
-            "out-of-place operation instead, or clone() the output before modifying it."
-        )
-    for i, (t, v) in enumerate(zip(node.saved, node.versions)):
-        now = t._vc[0] if t._vc is not None else 0
-        if now != v:
-            raise RuntimeError(
-                f"backward: one of the tensors needed by {node.name()} (saved tensor {i}, shape "
-                f"{t.shape}, {t.dtype}) has been modified by an in-place operation: it is at version "
-                f"{now}, but the forward operation '{node.op}' saved it at version {v}. Use an "
-                "out-of-place operation instead (e.g. y = y + 1 rather than y += 1), or clone() it."
-            )
 
 
 def _run_hooks(hooks: dict, g: Tensor, exposed: set | None) -> Tensor:

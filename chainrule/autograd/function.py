@@ -122,22 +122,19 @@ def _record_outputs(name: str, outputs: tuple, ctx: FunctionCtx, inputs: tuple, 
 
 
 def _checked_grad(name: str, i: int, grad, arg: Tensor, held: tuple):
-    """A gradient from a user's ``backward``, made safe to accumulate: summed down when it is
-    broadcast over ``arg``'s shape, cast to its dtype, and copied when it is a tensor the user holds
-    (an input or a saved tensor: accumulating into ``.grad`` in place must not change it)."""
+    """A gradient from a user's ``backward``, made safe to accumulate: refused when its shape is not the
+    input's nor broadcast over it (the engine sums a broadcast one down and casts it), and copied when it
+    is a tensor the user holds (an input or a saved tensor: accumulating into ``.grad`` in place must not
+    change it)."""
     if grad is None:
         return None
     if not isinstance(grad, Tensor):
         raise TypeError(f"{name}.backward: gradient {i} must be a Tensor or None, got {type(grad).__name__}")
-    if grad.shape != arg.shape:
-        if not _broadcasts_to(arg.shape, grad.shape):
-            raise RuntimeError(
-                f"{name}.backward returned a gradient of shape {tuple(grad.shape)} for input {i}, "
-                f"which has shape {tuple(arg.shape)}; return a gradient of the input's shape"
-            )
-        grad = grad.sum_to(arg.shape)
-    if grad.dtype is not arg.dtype:
-        grad = grad.to(arg.dtype)
+    if grad.shape != arg.shape and not _broadcasts_to(arg.shape, grad.shape):
+        raise RuntimeError(
+            f"{name}.backward returned a gradient of shape {tuple(grad.shape)} for input {i}, "
+            f"which has shape {tuple(arg.shape)}; return a gradient of the input's shape"
+        )
     if any(grad is t for t in held):
         grad = grad.clone()
     return grad

@@ -1,18 +1,24 @@
 """The recorded graph: one :class:`Node` per differentiable operation, made by :func:`record`.
 
 A node knows its parents (per input: the input's node, the input itself when it is a leaf that
-requires grad, or ``None``), the inputs that do not require grad (its ``constants``), its backward rule,
-and the versions of the tensors the rule will read.
+requires grad, or ``None``), the shape and dtype of its output, the inputs that do not require grad
+(its ``constants``), its backward rule, and the versions of the tensors the rule will read.
 
-A backward rule is a function ``rule(grad_out, out, *args) -> tuple of input gradients`` (``None`` for
-an input that needs none), written with differentiable tensor operations. ``out`` is the operation's
-output when the op asked to keep it (``keep_output=True``: exp, tanh, sigmoid, ...), else ``None``;
-``args`` are what the op passed to :func:`record` for its rule (usually nothing: most rules are closures).
-The most frequent ops (mul, add, sub, tanh) use module-level rules with ``args`` instead of closures:
-a closure costs three to four objects per recorded op (function, cells, their tuple), and in a graph of
-many small ops the garbage collector's passes over them were a tenth of the step.
-The node holds the output's array rather than the output tensor, so no reference cycle
-(tensor -> node -> rule -> tensor) delays freeing memory.
+An operation declares its derivative once, beside its forward, when it calls :func:`record`:
+
+- ``rule(g, out, *args)``: the gradient for each input (``None`` where there is none), written with
+  differentiable tensor operations, so the same rule builds a graph when the backward itself is recorded
+  (``create_graph=True``) and higher-order gradients need no extra code;
+- optionally ``fast(g, out, *args)``: the same formula on backend arrays, for a *plain backward* (one that
+  records nothing, the usual ``loss.backward()``), where it skips the tensor and node machinery.
+
+``out`` is the operation's output when it asked to keep it (``keep_output=True``: exp, tanh, ...), else
+``None``; ``args`` are what the operation passed for its rule. A rule may return a gradient of the
+broadcast shape or of another dtype: :meth:`Node.apply` sums it down to its input's shape and casts it
+(undoing broadcasting happens there, once, for every rule). The most frequent ops (mul, add, tanh) use
+module-level rules with ``args`` rather than closures, which cost the garbage collector several objects
+per recorded op (bench/ANALYSIS.md). The node holds the output's array, not the output tensor, so no
+reference cycle (tensor -> node -> rule -> tensor) delays freeing memory.
 """
 
 from __future__ import annotations
@@ -20,16 +26,20 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.autograd.provenance import ORIGINS, note_origin
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
 
-__all__ = ["Node", "record", "HookHandle", "ANOMALY", "PlacedGrad"]
+__all__ = ["Node", "record", "HookHandle", "ANOMALY", "PlacedGrad", "RECORD_OBSERVERS"]
 
-# detect_anomaly() turns this on: nodes then remember where the user's code created them.
+# detect_anomaly() turns this on: backward rules' results are then checked for NaN/Inf.
 ANOMALY = [False]
-_new = object.__new__
+# Diagnostics that watch the forward pass (anomaly mode, provenance of untracked results) register a
+# function here while they are active; record() calls each as observe(result, op, inputs). Ordinary
+# training registers none, so recording pays one test for them.
+RECORD_OBSERVERS: list[Callable] = []
+
 
 class HookHandle:
     """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
@@ -54,28 +64,63 @@ class HookHandle:
 class Node:
     """One recorded operation: the ``grad_fn`` of the tensor it produced.
 
-    ``versions`` are the version counters of the ``saved`` tensors when the node was made and
-    ``epoch`` the in-place epoch then (see ``tensor.INPLACE_EPOCH``): backward compares the versions
-    only when some tensor was changed in place since.
+    ``shape`` and ``dtype`` are those of the output, which every gradient sent to this node is summed and
+    cast to. ``versions`` are the version counters of the ``saved`` tensors when the node was made and
+    ``epoch`` the in-place epoch then (see ``tensor.INPLACE_EPOCH``): backward compares the versions only
+    when some tensor was changed in place since.
     """
 
-    __slots__ = ("op", "parents", "backward_fn", "args", "saved", "versions", "epoch", "out", "out_version", "hooks",
-                 "retained", "callsite", "constants", "__weakref__")
+    __slots__ = ("op", "parents", "backward_fn", "fast_fn", "args", "saved", "versions", "epoch", "out",
+                 "out_version", "shape", "dtype", "hooks", "retained", "callsite", "constants", "__weakref__")
 
-    def __init__(self, op: str, parents: tuple, backward_fn: Callable, saved: tuple, args: tuple = ()):
+    def __init__(self, op: str, parents: tuple, backward_fn: Callable, out, saved: tuple = (), args: tuple = (),
+                 fast: Callable | None = None, keep_output: bool = False, inputs: tuple = ()):
         self.op = op
         self.parents = parents
         self.backward_fn = backward_fn
+        self.fast_fn = fast
         self.args = args
         self.saved = saved
         self.versions = _versions_of(saved) if saved else ()
         self.epoch = INPLACE_EPOCH[0]
-        self.out = None  # the output array, for rules that read it
-        self.out_version = None  # the output tensor's version counter, shared with it
+        self.out = out if keep_output else None  # the output array, for rules that read it
+        self.out_version = None  # the output tensor's version counter, shared with it (set by record)
+        self.shape = out.shape
+        self.dtype = out.dtype
         self.hooks = None
         self.retained = None
         self.callsite = None
-        self.constants = ()
+        # The inputs outside the graph (data, buffers, detached copies), which the parents cannot name, are
+        # kept for explanations (chainrule.diagnostics). Identity tests only: `None in parents` would call
+        # Tensor.__eq__ on every leaf parent.
+        mixed = parents[0] is None or parents[-1] is None or (len(parents) > 2 and any(p is None for p in parents))
+        self.constants = tuple([x for x, p in zip(inputs, parents) if p is None]) if mixed and inputs else ()
+
+    def apply(self, g: Tensor, plain: bool) -> tuple:
+        """The gradient for each input given the gradient ``g`` of the output, each of its input's shape and
+        dtype (or None): the fast entry when ``plain`` (no graph of the backward is built) and the op has
+        one, else the rule. The one place rules are called (the engine, explanations)."""
+        rule = self.backward_fn
+        if rule is None:
+            raise _freed_graph_error(self)
+        if self.epoch != INPLACE_EPOCH[0] and (self.saved or self.out_version):
+            _check_versions(self)
+        if plain and self.fast_fn is not None:
+            grads = self.fast_fn(g._data, self.out, *self.args)
+        else:
+            grads = rule(g, None if self.out is None else wrap(self.out, True, self), *self.args)
+        grads = tuple(map(_conformed, grads, self.parents))  # one per parent: Function.apply checks the count
+        if ANOMALY[0]:
+            from chainrule.autograd.anomaly import check_backward
+
+            check_backward(self, g, grads)
+        return grads
+
+    def release(self) -> None:
+        """Free what the rule held (after a backward without ``retain_graph``)."""
+        self.backward_fn = self.fast_fn = None
+        self.args = self.saved = self.constants = ()
+        self.out = None
 
     def name(self) -> str:
         """PyTorch-style: 'mul' -> 'MulBackward0' (the digit is PyTorch's overload number; always 0 here)."""
@@ -101,6 +146,57 @@ class Node:
 
     def retains(self, tensor: Tensor) -> bool:
         return self.retained is not None and self.retained() is tensor
+
+
+def _conformed(g, parent):
+    """The gradient ``g`` a rule returned for ``parent`` (a node, a leaf or None), as a tensor of the
+    parent's shape and dtype: summed over the dimensions the forward broadcast, then cast. Fast entries
+    return arrays, which are wrapped; placed gradients have their base's shape already."""
+    if g is None or parent is None:
+        return None
+    kind = type(g)
+    if kind is Tensor:
+        data = g._data
+    elif kind is PlacedGrad:
+        return g
+    else:  # an array from a fast entry (numpy gives scalars for 0-d results)
+        data = g if kind in ARRAY_TYPES else xp_of(g).asarray(g)
+        g = wrap(data)
+    if type(parent) is Node:
+        shape, dtype = parent.shape, parent.dtype
+    else:
+        shape, dtype = parent._data.shape, parent._data.dtype
+    if data.shape != shape:
+        g = g.sum_to(shape)
+    if data.dtype is not dtype and data.dtype != dtype:
+        g = g.to(_dt.from_np(dtype))
+    return g
+
+
+def _freed_graph_error(node: Node) -> RuntimeError:
+    return RuntimeError(
+        f"backward: trying to backward through the graph a second time ({node.name()}'s saved "
+        "values were freed after the first backward). Pass retain_graph=True to the first "
+        "backward() or autograd.grad() call if you need to backward through it again."
+    )
+
+
+def _check_versions(node: Node) -> None:
+    if node.out_version and node.out_version[0] != 0:
+        raise RuntimeError(
+            f"backward: the output of '{node.op}' (needed by {node.name()}) has been modified by an "
+            f"in-place operation: it is at version {node.out_version[0]}, expected version 0. Use an "
+            "out-of-place operation instead, or clone() the output before modifying it."
+        )
+    for i, (t, v) in enumerate(zip(node.saved, node.versions)):
+        now = t._vc[0] if t._vc is not None else 0
+        if now != v:
+            raise RuntimeError(
+                f"backward: one of the tensors needed by {node.name()} (saved tensor {i}, shape "
+                f"{t.shape}, {t.dtype}) has been modified by an in-place operation: it is at version "
+                f"{now}, but the forward operation '{node.op}' saved it at version {v}. Use an "
+                "out-of-place operation instead (e.g. y = y + 1 rather than y += 1), or clone() it."
+            )
 
 
 _NEVER_CHANGED = {1: (0,), 2: (0, 0)}
@@ -137,10 +233,6 @@ def _parents_of(inputs: tuple) -> tuple | None:
     return None
 
 
-def _constants_of(inputs: tuple, parents: tuple) -> tuple:
-    return tuple([x for x, p in zip(inputs, parents) if p is None])
-
-
 class PlacedGrad:
     """A gradient that is zero except ``values`` at the basic index ``index`` of an array of ``shape``:
     what a view (``x[i]``, ``x[:, a:b]``, the pieces of ``unbind``/``split``) sends to its base in a
@@ -160,49 +252,26 @@ class PlacedGrad:
 
 
 def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = (),
-           keep_output: bool = False, args: tuple = ()) -> Tensor:
+           keep_output: bool = False, args: tuple = (), fast: Callable | None = None) -> Tensor:
     """Wrap the backend array ``out`` as the result of operation ``op`` on ``inputs``.
 
-    When grad mode is on and an input requires grad, the result gets a node holding
-    ``backward_fn``; ``saved`` lists the input tensors whose values that rule reads, and
-    ``keep_output`` says it reads the output, so an in-place change to either before backward is
-    caught; ``args`` are passed to the rule after the gradient and the output. Otherwise nothing is
-    recorded.
+    When grad mode is on and an input requires grad, the result gets a node holding ``backward_fn`` (and
+    the optional array-level ``fast`` entry: see the module docstring); ``saved`` lists the input tensors
+    whose values the rule reads, and ``keep_output`` says it reads the output, so an in-place change to
+    either before backward is caught; ``args`` are passed to the rule after the gradient and the output.
+    Otherwise nothing is recorded.
     """
     if type(out) not in ARRAY_TYPES:  # reductions to 0-d give numpy scalars
         out = xp_of(inputs[0]._data).asarray(out)
-    if not GRAD_ENABLED[0]:
-        return wrap(out)
-    parents = _parents_of(inputs)
+    parents = _parents_of(inputs) if GRAD_ENABLED[0] else None
     if parents is None:
         result = wrap(out)
-        if ORIGINS:  # an input came from the graph through an op without gradient: pass that on
-            note_origin(result, op, inputs)
-        return result
-    # Node.__init__'s fields, set without its call overhead: this runs for every recorded operation
-    node = _new(Node)
-    node.op = op
-    node.parents = parents
-    node.backward_fn = backward_fn
-    node.args = args
-    node.saved = saved
-    node.versions = _versions_of(saved) if saved else ()
-    node.epoch = INPLACE_EPOCH[0]
-    node.out = out if keep_output else None
-    node.out_version = None
-    node.hooks = None
-    node.retained = None
-    node.callsite = None
-    # The inputs outside the graph (data, buffers, detached copies), which the parents cannot name, are
-    # kept for explanations (chainrule.diagnostics): rules need not hold their inputs. Identity tests
-    # only: `None in parents` would call Tensor.__eq__ on every leaf parent.
-    mixed = parents[0] is None or parents[-1] is None or (len(parents) > 2 and any(p is None for p in parents))
-    node.constants = _constants_of(inputs, parents) if mixed else ()
-    result = wrap(out, True, node)
-    if keep_output:
-        node.out_version = result._vc = [0]
-    if ANOMALY[0]:
-        from chainrule.autograd.anomaly import on_record
-
-        on_record(node, out, inputs)
+    else:
+        node = Node(op, parents, backward_fn, out, saved, args, fast, keep_output, inputs)
+        result = wrap(out, True, node)
+        if keep_output:
+            node.out_version = result._vc = [0]
+    if RECORD_OBSERVERS:
+        for observe in RECORD_OBSERVERS:
+            observe(result, op, inputs)
     return result

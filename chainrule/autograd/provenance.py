@@ -17,6 +17,7 @@ import weakref
 from dataclasses import dataclass
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED
+from chainrule.autograd.graph import RECORD_OBSERVERS
 
 __all__ = ["Origin", "note_origin", "origin_of", "ORIGINS"]
 
@@ -55,7 +56,22 @@ def note_origin(result, op: str, inputs) -> None:
     if depth > _MAX_DEPTH:
         return
     key = id(result)
-    ORIGINS[key] = (weakref.ref(result, lambda _, key=key: ORIGINS.pop(key, None)), Origin(op, sources, depth))
+    ORIGINS[key] = (weakref.ref(result, lambda _, key=key: _forget(key)), Origin(op, sources, depth))
+    if _pass_on not in RECORD_OBSERVERS:
+        RECORD_OBSERVERS.append(_pass_on)
+
+
+def _forget(key: int) -> None:
+    ORIGINS.pop(key, None)
+    if not ORIGINS and _pass_on in RECORD_OBSERVERS:
+        RECORD_OBSERVERS.remove(_pass_on)
+
+
+def _pass_on(result, op: str, inputs) -> None:
+    """Observes ``record`` while some tensor has a noted origin: an untracked result made from a noted
+    tensor (``mask.float()``) is noted in turn."""
+    if result._node is None:
+        note_origin(result, op, inputs)
 
 
 def origin_of(obj) -> Origin | None:

@@ -26,7 +26,7 @@ from chainrule.diagnostics._graph import (
     walk_nodes,
 )
 from chainrule.diagnostics.stats import squared_norm
-from chainrule.tensor import Tensor, wrap
+from chainrule.tensor import Tensor
 
 __all__ = ["explain_grad", "GradExplanation", "REASONS"]
 
@@ -281,9 +281,8 @@ def _zero(label: str, tensor: Tensor, path: set[Node], received: dict) -> GradEx
 
 def _input_grads(node: Node, g: Tensor) -> tuple:
     """What ``node``'s rule sends to each input for output gradient ``g`` (the graph is retained)."""
-    out = None if node.out is None else wrap(node.out, True, node)
     with no_grad():
-        grads = node.backward_fn(g, out, *node.args)
+        grads = node.apply(g, plain=False)
     return tuple(p.materialize() if isinstance(p, PlacedGrad) else p for p in grads)
 
 

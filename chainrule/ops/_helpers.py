@@ -1,5 +1,6 @@
-"""What every op module shares: operand conversion with PyTorch's type promotion, the one helper
-that undoes broadcasting in backward rules, and dimension checks with clear errors."""
+"""What every op module shares: operand conversion with PyTorch's type promotion, untracked results,
+and dimension checks with clear errors. (Undoing broadcasting in backward is the engine's: see
+:meth:`chainrule.autograd.graph.Node.apply`.)"""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from chainrule.autograd.provenance import note_origin
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "reduce_to",
-           "Layout", "held", "KEEP_SMALL", "norm_dim", "norm_dims", "describe", "float_operand", "untracked",
-           "forward_value"]
+__all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "norm_dim",
+           "norm_dims", "describe", "float_operand", "untracked", "forward_value"]
 
 
 def untracked(out, like: Tensor, op: str | None = None, inputs: tuple = ()) -> Tensor:
@@ -100,50 +100,6 @@ def float_operand(a, op: str) -> Tensor:
     return a
 
 
-# Inputs of at most this many elements stay in the rules of add, sub and where, which read only their
-# shapes: they cost nothing, and explanations and drawings (chainrule.diagnostics, chainrule.viz) find
-# them there. Larger ones are replaced by their Layout, so that the graph does not keep a whole activation
-# (a residual branch's output, say) alive until backward; PyTorch frees those too.
-KEEP_SMALL = 4096
-
-
-class Layout:
-    """An input's shape and backend dtype without its values, for a rule that needs nothing more. It
-    stands in for the tensor in :func:`reduce_to`, which reads ``x._data.shape`` and ``x._data.dtype``."""
-
-    __slots__ = ("shape", "dtype")
-
-    def __init__(self, array):
-        self.shape, self.dtype = array.shape, array.dtype
-
-    @property
-    def _data(self):
-        return self
-
-
-def held(t: Tensor):
-    """What a rule that reads only ``t``'s shape should keep of it: ``t`` when small, else its Layout."""
-    return t if t._data.size <= KEEP_SMALL else Layout(t._data)
-
-
-def reduce_to(g: Tensor, x) -> Tensor:
-    """Undo broadcasting: sum ``g`` down to the shape of ``x`` (a tensor or a :class:`Layout`), and give
-    it ``x``'s dtype.
-
-    Every backward rule of a broadcasting operation passes its input gradients through here.
-    """
-    gd, xd = g._data, x._data
-    if gd.shape == xd.shape and gd.dtype is xd.dtype:  # the common case, first
-        return g
-    if gd.shape != xd.shape:
-        from chainrule.ops.reduction import sum_to
-
-        g = sum_to(g, xd.shape)
-    if g._data.dtype != xd.dtype:
-        g = g.to(_dt.from_np(xd.dtype))
-    return g
-
-
 def norm_dim(dim: int, ndim: int, op: str) -> int:
     """A dimension index in [0, ndim), accepting negatives; a 0-d tensor accepts 0 and -1."""
     size = max(ndim, 1)
@@ -166,7 +122,3 @@ def norm_dims(dim, ndim: int, op: str) -> tuple[int, ...]:
     if len(set(dims)) != len(dims):
         raise RuntimeError(f"{op}: dim {tuple(dim)} appears multiple times in the list of dims")
     return tuple(sorted(dims)) if ndim else ()
-
-
-def xp_for(t: Tensor):
-    return xp_of(t._data)

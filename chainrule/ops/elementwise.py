@@ -1,8 +1,8 @@
 """Elementwise primitives: arithmetic, unary math, activations, comparisons.
 
 Each primitive is its forward on backend arrays and its backward rule ``rule(g, out)`` side by side.
-Binary operations broadcast; their rules pass gradients through ``reduce_to``. A Python number as an
-operand takes a scalar path (no tensor is made for it, nothing is saved for it).
+Binary operations broadcast; the engine sums each gradient back to its input's shape. A Python number
+as an operand takes a scalar path (no tensor is made for it, nothing is saved for it).
 
 Policy for kinks and ties (tested): relu'(0) = 0, leaky_relu'(0) = negative_slope, abs'(0) = 0,
 clamp passes the gradient at its bounds, maximum/minimum split the gradient evenly between tied
@@ -16,17 +16,14 @@ from numbers import Number
 
 from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.backend import kernels, np, special, xp_of
+from chainrule.backend import kernels, np, special, to_host, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.ops._helpers import (
-    KEEP_SMALL,
     Tensor,
     binary_operands,
     describe,
     float_operand,
-    held,
     record,
-    reduce_to,
     scalar_operand,
     tensor_operand,
     untracked,
@@ -83,8 +80,7 @@ def to_dtype(a: Tensor, dtype) -> Tensor:
 def to_device(a: Tensor, device) -> Tensor:
     """``a`` copied to ``device``; differentiable (the gradient is copied back)."""
     source = a.device
-    array = a._data.get() if hasattr(a._data, "get") else a._data  # to host first (CuPy arrays)
-    return record(device.xp.asarray(array), "to_device", (a,), lambda g, _: (to_device(g, source),))
+    return record(device.xp.asarray(to_host(a._data)), "to_device", (a,), lambda g, _: (to_device(g, source),))
 
 
 # ----- arithmetic -----------------------------------------------------------------------------------
@@ -124,9 +120,7 @@ def add(a, b, alpha: Number = 1) -> Tensor:
                 out = x + y
             except ValueError:
                 raise _broadcast_error("add", a, b) from None
-            operands = (a, b)
-            large = x.size > KEEP_SMALL or y.size > KEEP_SMALL  # see KEEP_SMALL: large inputs are not kept
-            return record(out, "add", operands, _add_rule, args=(held(a), held(b)) if large else operands)
+            return record(out, "add", (a, b), _grad_g_g)
     if alpha != 1:
         _check_alpha("add", a, b, alpha)
         b = mul(b, alpha)
@@ -137,12 +131,11 @@ def add(a, b, alpha: Number = 1) -> Tensor:
         return add(b, a)
     a, b = binary_operands(a, b, "add")
     out = _apply2("add", _np_add, a, b)
-    return record(out, "add", (a, b), _add_rule, args=(held(a), held(b)))
+    return record(out, "add", (a, b), _grad_g_g)
 
 
-def _add_rule(g, _, a, b):
-    """Both inputs get the output's gradient, summed down to their shapes (``a``, ``b``: tensors or Layouts)."""
-    return reduce_to(g, a), reduce_to(g, b)
+def _grad_g_g(g, out):
+    return g, g
 
 
 def _np_add(x, y):
@@ -181,11 +174,15 @@ def sub(a, b, alpha: Number = 1) -> Tensor:
         return record(a - b._data, "rsub", (b,), _grad_neg_g)
     a, b = binary_operands(a, b, "sub")
     out = _apply2("sub", _np_sub, a, b)
-    return record(out, "sub", (a, b), _sub_rule, args=(held(a), held(b)))
+    return record(out, "sub", (a, b), _sub_rule, fast=_sub_fast)
 
 
-def _sub_rule(g, _, a, b):
-    return reduce_to(g, a), reduce_to(neg(g), b)
+def _sub_rule(g, out):
+    return g, -g
+
+
+def _sub_fast(g, out):
+    return g, -g
 
 
 def mul(a, b) -> Tensor:
@@ -197,39 +194,33 @@ def mul(a, b) -> Tensor:
                 out = x * y
             except ValueError:
                 raise _broadcast_error("mul", a, b) from None
-            operands = (a, b)
-            return record(out, "mul", operands, _mul_rule, operands, args=operands)
+            return _record_mul(out, a, b)
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "mul")
-        return record(a._data * b, "mul", (a,), _mul_number_rule, args=(b,))
+        return record(a._data * b, "mul", (a,), _mul_number_rule, args=(b,), fast=_mul_number_rule)
     if _is_number(a) and isinstance(b, Tensor):
         return mul(b, a)
     a, b = binary_operands(a, b, "mul")
-    out = _apply2("mul", _np_mul, a, b)
+    return _record_mul(_apply2("mul", _np_mul, a, b), a, b)
+
+
+def _record_mul(out, a: Tensor, b: Tensor) -> Tensor:
     operands = (a, b)
-    return record(out, "mul", operands, _mul_rule, operands, args=operands)
-
-
-def _plain_gradient(values, x: Tensor) -> Tensor:
-    """An input's gradient computed on arrays (a plain backward), summed down to ``x``'s shape: a
-    tensor around ``values`` in the usual case, with no further call (the hot path of mul's rule)."""
-    xd = x._data
-    if type(values) is type(xd) and values.shape == xd.shape and values.dtype is xd.dtype:
-        return wrap(values)
-    return reduce_to(untracked(values, x), x)
-
-
-def _mul_number_rule(g, _, number):
-    return (mul(g, number),)
+    return record(out, "mul", operands, _mul_rule, operands, args=operands, fast=_mul_fast)
 
 
 def _mul_rule(g, _, a: Tensor, b: Tensor):
-    if not GRAD_ENABLED[0]:  # a plain backward: the products on arrays, no op dispatch (the hot path)
-        gd = g._data
-        return (_plain_gradient(gd * b._data, a) if a._rg else None,
-                _plain_gradient(gd * a._data, b) if b._rg else None)
-    return (reduce_to(mul(g, b), a) if a._rg else None,
-            reduce_to(mul(g, a), b) if b._rg else None)
+    return (g * b if a._rg else None,
+            g * a if b._rg else None)
+
+
+def _mul_fast(g, _, a: Tensor, b: Tensor):
+    return (g * b._data if a._rg else None,
+            g * a._data if b._rg else None)
+
+
+def _mul_number_rule(g, _, number):
+    return (g * number,)
 
 
 def div(a, b, rounding_mode: str | None = None) -> Tensor:
@@ -249,8 +240,8 @@ def div(a, b, rounding_mode: str | None = None) -> Tensor:
     out = _apply2("div", _np_div, a, b)
 
     def rule(g, _):
-        return (reduce_to(div(g, b), a) if a._rg else None,
-                reduce_to(neg(div(mul(g, a), mul(b, b))), b) if b._rg else None)
+        return (g / b if a._rg else None,
+                -(g * a) / (b * b) if b._rg else None)
 
     return record(out, "div", (a, b), rule, (a, b))
 
@@ -280,7 +271,7 @@ def remainder(a, b) -> Tensor:
     xp = xp_of(a._data)
     out = _apply2("remainder", xp.remainder, a, b)
     return record(out, "remainder", (a, b),
-                  lambda g, _: (reduce_to(g, a), reduce_to(neg(mul(g, floor(div(a, b)))), b)), (a, b))
+                  lambda g, _: (g, -(g * floor(a / b))), (a, b))
 
 
 def fmod(a, b) -> Tensor:
@@ -289,7 +280,7 @@ def fmod(a, b) -> Tensor:
     xp = xp_of(a._data)
     out = _apply2("fmod", xp.fmod, a, b)
     return record(out, "fmod", (a, b),
-                  lambda g, _: (reduce_to(g, a), reduce_to(neg(mul(g, trunc(div(a, b)))), b)), (a, b))
+                  lambda g, _: (g, -(g * trunc(a / b))), (a, b))
 
 
 def neg(a) -> Tensor:
@@ -315,11 +306,10 @@ def pow(a, exponent) -> Tensor:
         grad_a = grad_b = None
         if a._rg:
             # b * a**(b - 1), taken as 0 where b == 0 (not 0 * inf at a == 0), as PyTorch does
-            grad_a = reduce_to(where(eq(b, 0), 0.0, mul(mul(g, b), pow(a, sub(b, 1)))), a)
+            grad_a = where(eq(b, 0), 0.0, g * b * a ** (b - 1))
         if b._rg:
             # d(a**b)/db = a**b log(a), taken as 0 where a == 0 and b >= 0 (the limit), as PyTorch does
-            safe = where(logical_and(eq(a, 0), ge(b, 0)), 0.0, mul(out, log(a)))
-            grad_b = reduce_to(mul(g, safe), b)
+            grad_b = g * where(logical_and(eq(a, 0), ge(b, 0)), 0.0, out * log(a))
         return grad_a, grad_b
 
     return record(out, "pow", (a, b), rule, (a, b), keep_output=True)
@@ -407,7 +397,7 @@ def sign(a) -> Tensor:
 def _zero_grad_result(out, op: str, inputs: tuple) -> Tensor:
     """A result whose gradient is zero everywhere (piecewise-constant functions)."""
     def rule(g, _):
-        return tuple(reduce_to(mul(g, 0.0), x) if x._rg else None for x in inputs)
+        return tuple(g * 0.0 for _ in inputs)
 
     if out.dtype.kind != "f":
         return untracked(out, inputs[0])
@@ -533,8 +523,8 @@ def atan2(a, b) -> Tensor:
     out = _apply2("atan2", xp_of(a._data).arctan2, a, b)
 
     def rule(g, _):
-        denom = add(square(a), square(b))
-        return reduce_to(div(mul(g, b), denom), a), reduce_to(neg(div(mul(g, a), denom)), b)
+        denom = square(a) + square(b)
+        return g * b / denom, -(g * a) / denom
 
     return record(out, "atan2", (a, b), rule, (a, b))
 
@@ -548,21 +538,23 @@ def erf(a) -> Tensor:
 
 def tanh(a) -> Tensor:
     a = float_operand(a, "tanh")
-    return record(kernels.tanh(a._data), "tanh", (a,), _tanh_rule, keep_output=True)
+    return record(kernels.tanh(a._data), "tanh", (a,), _tanh_rule, keep_output=True, fast=_tanh_fast)
 
 
 def _tanh_rule(g, out):
     return (_tanh_backward(g, out),)
 
 
+def _tanh_fast(g, out):
+    return (g * (1 - out * out),)
+
+
 def _tanh_backward(g: Tensor, out: Tensor) -> Tensor:
     """g * (1 - out**2) as one primitive (one node instead of three in every tanh's backward); its own
     rule makes double backward work."""
     o = out._data
-    if not GRAD_ENABLED[0]:  # a plain backward: no node to record (the hot path)
-        return untracked(g._data * (1 - o * o), g)
     return record(g._data * (1 - o * o), "tanh_backward", (g, out),
-                  lambda gg, _: (_tanh_backward(gg, out), mul(mul(gg, g), mul(out, -2.0))), (g, out))
+                  lambda gg, _: (_tanh_backward(gg, out), gg * g * out * -2.0), (g, out))
 
 
 def _sigmoid_array(x, xp):
@@ -845,7 +837,7 @@ def _bound(a: Tensor, bound, op: str) -> Tensor:
 
     def rule(g, _):
         beyond = lt(a, b) if op == "clamp_min" else gt(a, b)
-        return reduce_to(where(beyond, 0.0, g), a), reduce_to(where(beyond, g, 0.0), b)
+        return where(beyond, 0.0, g), where(beyond, g, 0.0)
 
     return record(out, op, (a, b), rule, (a, b))
 
@@ -861,10 +853,8 @@ def _tie_split(op: str, a, b) -> Tensor:
     def rule(g, _):
         a_wins = gt(a, b) if op == "maximum" else lt(a, b)
         tie = eq(a, b)
-        half = mul(g, 0.5)
-        grad_a = where(a_wins, g, where(tie, half, 0.0))
-        grad_b = where(a_wins, 0.0, where(tie, half, g))
-        return reduce_to(grad_a, a), reduce_to(grad_b, b)
+        half = g * 0.5
+        return where(a_wins, g, where(tie, half, 0.0)), where(a_wins, 0.0, where(tie, half, g))
 
     return record(out, op, (a, b), rule, (a, b))
 
@@ -887,20 +877,17 @@ def where(condition, a, b) -> Tensor:
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "where")
         out = _where_arrays(cond, a._data, b, a.shape, ())
-        ha = held(a)
-        return record(out, "where", (a,), lambda g, _: (reduce_to(where(cond, g, 0.0), ha),))
+        return record(out, "where", (a,), lambda g, _: (where(cond, g, 0.0),))
     if _is_number(a) and isinstance(b, Tensor):
         b = scalar_operand(b, a, "where")
         out = _where_arrays(cond, a, b._data, (), b.shape)
-        hb = held(b)
-        return record(out, "where", (b,), lambda g, _: (reduce_to(where(cond, 0.0, g), hb),))
+        return record(out, "where", (b,), lambda g, _: (where(cond, 0.0, g),))
     a, b = binary_operands(a, b, "where")
     out = _where_arrays(cond, a._data, b._data, a.shape, b.shape)
-    ha, hb, grad_a, grad_b = held(a), held(b), a._rg, b._rg
+    grad_a, grad_b = a._rg, b._rg  # flags, not the tensors: the rule need not keep them alive
 
     def rule(g, _):
-        return (reduce_to(where(cond, g, 0.0), ha) if grad_a else None,
-                reduce_to(where(cond, 0.0, g), hb) if grad_b else None)
+        return where(cond, g, 0.0) if grad_a else None, where(cond, 0.0, g) if grad_b else None
 
     return record(out, "where", (a, b), rule)
 

@@ -8,11 +8,10 @@ Gradients of reads with repeated indices accumulate (scatter-add), as the chain 
 from __future__ import annotations
 
 from chainrule import dtypes as _dt
-from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import PlacedGrad
 from chainrule.autograd.provenance import ORIGINS, note_origin
 from chainrule.backend import xp_of
-from chainrule.ops._helpers import Tensor, describe, norm_dim, record, reduce_to, tensor_operand, wrap
+from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand, wrap
 from chainrule.ops.elementwise import where
 from chainrule.ops.shape import as_view, pad
 
@@ -64,11 +63,12 @@ def getitem(a: Tensor, index) -> Tensor:
     shape = a.shape
 
     def rule(g, _):
-        if not has_advanced and not GRAD_ENABLED[0]:  # a view's plain backward: placed into the base's gradient
-            return (PlacedGrad(idx, g._data, shape),)
         return (_scatter_index(g, idx, shape, has_int_array),)
 
-    result = record(out, "getitem", (a,), rule)
+    def placed(g, _):  # a view's plain backward: its values placed into the base's gradient
+        return (PlacedGrad(idx, g, shape),)
+
+    result = record(out, "getitem", (a,), rule, fast=None if has_advanced else placed)
     if not has_advanced:
         as_view(result, a)
     if ORIGINS and result._node is not None:  # indexed by e.g. argmax of a tensor in the graph: note it
@@ -135,7 +135,7 @@ def index_put(a: Tensor, index, value, accumulate: bool = False) -> Tensor:
             keep[idx] = False
             grad_a = where(wrap(keep), g, 0.0)
         if value._rg:
-            grad_v = reduce_to(g[idx], value)
+            grad_v = g[idx]
         return grad_a, grad_v
 
     return record(out, "setitem", (a, value), rule)

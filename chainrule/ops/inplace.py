@@ -81,13 +81,13 @@ def refresh_views(base: Tensor, also: Tensor | None = None) -> None:
     for view in live:
         positions = _positions_in(base._data, view._data)
         if positions is None:
-            view._node = _stale_view_node(view._node)
+            view._node = _stale_view_node(view._node, view)
             continue
         view._node, view._rg = current[positions]._node, True
         as_view(view, base)  # registered again, with its new node
 
 
-def _stale_view_node(node):
+def _stale_view_node(node, view: Tensor):
     from chainrule.autograd.graph import Node
 
     def refuse(g, _):
@@ -97,7 +97,7 @@ def _stale_view_node(node):
             "a clone instead)."
         )
 
-    return Node("stale_view", (node,), refuse, ())
+    return Node("stale_view", (node,), refuse, view._data)
 
 
 def apply_inplace(target: Tensor, op: str, fn: Callable[..., Tensor], *args, **kwargs) -> Tensor:
@@ -198,14 +198,14 @@ def setitem(target: Tensor, index, value) -> None:
 def _overwrite(t: Tensor, src) -> Tensor:
     """``src`` broadcast to ``t``'s shape and dtype: the out-of-place twin of fill_ and copy_.
     The old value of ``t`` gets a zero gradient; ``src`` gets the gradient, summed over broadcasting."""
-    from chainrule.ops._helpers import record, reduce_to, tensor_operand
+    from chainrule.ops._helpers import record, tensor_operand
 
     src = tensor_operand(src, "copy_", like=t)
     try:
         out = t.xp.broadcast_to(src._data.astype(t._data.dtype, copy=False), t.shape).copy()
     except ValueError:
         raise RuntimeError(f"copy_: source of {describe(src)} can't be broadcast to {describe(t)}") from None
-    return record(out, "copy", (t, src), lambda g, _: (g * 0.0, reduce_to(g, src)))
+    return record(out, "copy", (t, src), lambda g, _: (g * 0.0, g))
 
 
 def _names():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import string
 
 from chainrule.backend import xp_of
-from chainrule.ops._helpers import Tensor, describe, record, reduce_to, tensor_operand
+from chainrule.ops._helpers import Tensor, describe, record, tensor_operand
 
 __all__ = ["matmul", "mm", "bmm", "dot", "vdot", "outer", "einsum", "inner"]
 
@@ -59,8 +59,8 @@ def _matmul_nd(a: Tensor, b: Tensor, op: str, orig_a: Tensor, orig_b: Tensor) ->
         raise _matmul_error(op, orig_a, orig_b) from None
 
     def rule(g, _):
-        return (reduce_to(matmul(g, b.mT), a) if a._rg else None,
-                reduce_to(matmul(a.mT, g), b) if b._rg else None)
+        return (g @ b.mT if a._rg else None,
+                a.mT @ g if b._rg else None)
 
     return record(out, "matmul", (a, b), rule, (a, b))
 
@@ -189,7 +189,7 @@ def einsum(equation: str, *operands) -> Tensor:
                 grad = grad.reshape([size[c] if c in present else 1 for c in unique]).expand([size[c] for c in unique])
             if unique != subs[k]:
                 grad = _onto_diagonal(grad, unique, subs[k], size)
-            grads.append(reduce_to(grad, x))
+            grads.append(grad)
         return tuple(grads)
 
     return record(out, "einsum", operands, rule, operands)

@@ -48,13 +48,25 @@ def test_small_graph_has_one_node_per_operation_with_shapes_and_the_edges_of_the
 def test_show_values_writes_data_and_gradients_micrograd_style():
     a = cr.tensor(2.0, requires_grad=True)
     b = cr.tensor(-3.0, requires_grad=True)
-    out = a * b + a
+    out = (a * b) ** 2  # square reads its input: the graph holds the product
     nodes, _ = parse_dot(viz.draw_graph(out, params={"a": a, "b": b}, show_values=True).source)
     labels = {label.split("\n")[0]: label for label in nodes.values()}
-    assert "data 2" in labels["a"] and "grad -2" in labels["a"]  # d(ab + a)/da = b + 1
-    assert "data -3" in labels["b"] and "grad 2" in labels["b"]
-    assert "data -6" in labels["mul"] and "grad 1" in labels["add"]
+    assert "data 2" in labels["a"] and "grad 36" in labels["a"]  # d((ab)^2)/da = 2ab * b
+    assert "data -3" in labels["b"] and "grad -24" in labels["b"]
+    assert "data -6" in labels["mul"] and "grad -12" in labels["mul"]
+    assert "data 36" in labels["square"] and "grad 1" in labels["square"]
     assert a.grad is None and b.grad is None
+
+
+def test_show_values_leaves_out_values_no_rule_holds():
+    # add reads neither input, so the graph (like PyTorch's) does not keep the product alive; its
+    # gradient and shape are still shown
+    a = cr.tensor(2.0, requires_grad=True)
+    b = cr.tensor(-3.0, requires_grad=True)
+    nodes, _ = parse_dot(viz.draw_graph(a * b + a, params={"a": a, "b": b}, show_values=True).source)
+    labels = {label.split("\n")[0]: label for label in nodes.values()}
+    assert "data" not in labels["mul"] and "() float32" in labels["mul"] and "grad 1" in labels["mul"]
+    assert "data -4" in labels["add"]  # the output itself is known
 
 
 def test_shared_inputs_and_unnamed_leaves():
