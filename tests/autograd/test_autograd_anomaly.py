@@ -3,6 +3,7 @@
 import inspect
 import warnings
 
+import numpy as np
 import pytest
 
 import chainrule as cr
@@ -78,4 +79,5 @@ def test_finite_computations_pass_under_anomaly_mode():
     x = cr.tensor([0.5, 1.0], requires_grad=True)
     with cr.autograd.detect_anomaly():
         (x.sqrt() * x.log()).sum().backward()
-    assert x.grad is not None
+    v = np.array([0.5, 1.0])
+    np.testing.assert_allclose(x.grad.numpy(), np.log(v) / (2 * np.sqrt(v)) + 1 / np.sqrt(v), rtol=1e-6)

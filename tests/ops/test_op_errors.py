@@ -3,12 +3,16 @@ operation and the offending shapes or dtypes. Each case is written once for both
 PyTorch (when installed) must refuse the same input, so no test asserts an error PyTorch would
 not give."""
 
+import gc
 import re
+from collections import Counter
 
+import numpy as np
 import pytest
 from op_cases import TORCH
 
 import chainrule as cr
+from chainrule.autograd.graph import Node
 
 try:
     import torch
@@ -163,10 +167,103 @@ def test_pytorch_refuses_the_same_input(call, error):
         call(TORCH)
 
 
-def test_a_refused_operation_records_nothing():
-    x = cr.ones(2, 3, requires_grad=True)
-    with pytest.raises(RuntimeError):
-        x @ cr.ones(4, 2)
-    y = (x * 2).sum()
+# Refusals of operations on tensors in a graph: h = 2x (a non-leaf, so an in-place op has a node to
+# replace) and v = h[0] (a view of it).
+REFUSED = [
+    ("matmul", lambda h, v: h @ cr.ones(4, 2)),
+    ("add-broadcast", lambda h, v: h + cr.ones(4)),
+    ("cat-sizes", lambda h, v: cr.cat([h, cr.ones(2, 4)], 0)),
+    ("view-size", lambda h, v: h.view(5, -1)),
+    ("getitem-range", lambda h, v: h[2]),
+    ("gather-range", lambda h, v: cr.gather(h, 1, cr.tensor([[0, 3]]))),
+    ("scatter_add-range", lambda h, v: cr.scatter_add(h, 1, cr.tensor([[5]]), cr.ones(1, 1))),
+    ("sum-dim", lambda h, v: h.sum(2)),
+    ("add_-broadcast", lambda h, v: h.add_(cr.ones(4))),
+    ("mul_-of-a-view", lambda h, v: v.mul_(cr.ones(2))),
+    ("masked_fill_-mask-dtype", lambda h, v: h.masked_fill_(cr.ones(2, 3), 0.0)),
+    ("index_add_-range", lambda h, v: h.index_add_(0, cr.tensor([5]), cr.ones(1, 3))),
+    ("setitem-shape", lambda h, v: h.__setitem__(0, cr.ones(4))),
+    ("copy_-shape", lambda h, v: h.copy_(cr.ones(3, 3))),
+]
+
+
+def _live_nodes() -> int:
+    return Counter(map(type, gc.get_objects()))[Node]
+
+
+def _state(t) -> tuple:
+    return t.grad_fn, t._version, t.detach().numpy().copy(), t.requires_grad, t.is_leaf
+
+
+def _graph_ops(t) -> list[str]:
+    """The ops of the nodes reachable from ``t`` (through the public ``next_functions``)."""
+    seen, stack, ops = set(), [t.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Node) and id(node) not in seen:
+            seen.add(id(node))
+            ops.append(node.op)
+            stack.extend(parent for parent, _ in node.next_functions)
+    return sorted(ops)
+
+
+def _what_a_refusal_left(refuse) -> list[str]:
+    """Run ``refuse(h, v)`` on a small graph and list what it left behind: nodes made, a tensor whose node,
+    version or values changed, a later graph with extra nodes, a gradient that is not what it would be
+    without the refused call. Empty when the refusal left nothing."""
+    cr.manual_seed(0)
+    x = cr.randn(2, 3, requires_grad=True)
+    h = x * 2
+    v = h[0]
+    before = [_state(t) for t in (x, h, v)]
+    # With the collector off between the two counts, their difference is the nodes the call made that
+    # something still holds; holding the traceback holds the frames' locals, so a node the op made
+    # before refusing is among them.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        live = _live_nodes()
+        try:
+            refuse(h, v)
+        except (RuntimeError, IndexError) as err:
+            refusal = err
+        else:
+            return ["the call was not refused"]
+        made = _live_nodes() - live
+    finally:
+        if collecting:
+            gc.enable()
+    problems = [f"{made} node(s) made"] if made else []
+    for name, t, (node, version, values, rg, leaf) in zip("xhv", (x, h, v), before):
+        if t.grad_fn is not node or t._version != version or t.requires_grad != rg or t.is_leaf != leaf:
+            problems.append(f"{name}'s node, version or flags changed")
+        if not np.array_equal(t.detach().numpy(), values):
+            problems.append(f"{name}'s values changed")
+    y = (h * h).sum()  # sum(4 x^2)
+    if _graph_ops(y) != ["mul", "mul", "sum"]:
+        problems.append(f"a later graph holds {_graph_ops(y)}")
     y.backward()
-    assert x.grad.shape == (2, 3)
+    if not np.allclose(x.grad.numpy(), 8 * x.detach().numpy()):
+        problems.append("x.grad is not 8x")
+    del refusal
+    return problems
+
+
+@pytest.mark.parametrize("refuse", [pytest.param(f, id=i) for i, f in REFUSED])
+def test_a_refused_operation_records_nothing(refuse):
+    assert _what_a_refusal_left(refuse) == []
+
+
+def _records_then_refuses(h, v):
+    out = h * 3  # noqa: F841  (held by the frame, as an op's own result is when it checks too late)
+    raise RuntimeError("late_op: refused after recording")
+
+
+def _changes_then_refuses(h, v):
+    h.mul_(3)
+    raise RuntimeError("late_op_: refused after changing its input")
+
+
+@pytest.mark.parametrize("refuse", [_records_then_refuses, _changes_then_refuses])
+def test_the_check_sees_a_refusal_that_left_something(refuse):
+    assert _what_a_refusal_left(refuse)
