@@ -1,10 +1,14 @@
 """The benchmark suite (bench/) does not rot: a ``--quick`` run completes, reports every workload, and
 checks that both frameworks did equal work; without torch the chainrule side still runs. No timing
-assertions: the numbers themselves are the suite's output, not its correctness."""
+assertions: the numbers themselves are the suite's output, not its correctness. The tests that run the
+scripts in fresh interpreters are marked ``slow`` (a plain ``python -m pytest`` runs them; ``-m "not slow"``
+leaves them out)."""
 
 import dataclasses
 import importlib.util
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +51,7 @@ def _table_rows(stdout: str, heading: str) -> dict[str, str]:
     return {row.split("|")[1].strip(): row for row in rows[1:]}
 
 
+@pytest.mark.slow
 def test_quick_run_with_torch_reports_every_workload_with_equal_losses(tmp_path):
     pytest.importorskip("torch")
     stdout, result = _bench(tmp_path, "--no-memory")
@@ -81,10 +86,13 @@ def _check_call_tree(profile: dict) -> None:
     assert profile["steps"] >= 1 and profile["seconds"] > 0
     first, *rest = profile["tree"].splitlines()
     share, name = first.split()[:2]
-    assert name == "Trainer.step" and float(share.rstrip("%")) >= 90  # the steps are the root, nearly all the time
+    # The steps are the root. Their share of the samples is not checked beyond being a share: the rest is
+    # the sampling loop's own time, which a busy machine can stretch in a quick run of a few steps.
+    assert name == "Trainer.step" and 0 < float(share.rstrip("%")) <= 100
     assert any("backward" in line for line in rest)
 
 
+@pytest.mark.slow
 def test_quick_run_without_torch_runs_the_chainrule_side_and_measures_memory(tmp_path):
     stdout, result = _bench(tmp_path, without_torch=True)
     assert "torch is not installed" in stdout
@@ -99,6 +107,17 @@ def test_quick_run_without_torch_runs_the_chainrule_side_and_measures_memory(tmp
         assert len(mem["losses"]) == 2 and all(np.isfinite(mem["losses"]))
     assert list(_table_rows(stdout, "## Peak memory")) == NAMES
     assert result["machine"]["torch"] == "not installed"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc tuning is glibc's")
+def test_the_harness_measures_with_freed_memory_kept():
+    # chainrule no longer tunes malloc at import; the harness turns it on, as its figures were taken with it
+    code = ("from bench import run; from chainrule.backend import allocator; before = allocator.applied(); "
+            "run.load_chainrule(); print(before, allocator.applied())")
+    env = {k: v for k, v in os.environ.items() if k != "CHAINRULE_MALLOC_TUNING"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.split() == ["False", "True"]
 
 
 def test_differing_first_losses_refuse_the_workload():
@@ -204,6 +223,7 @@ def test_workloads_in_small_mode_keep_their_structure():
         bench_run.parse_args(["nonexistent"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side", [["--kernels"], ["--workers", "1", "2"], ["--against", "HEAD"]])
 def test_ab_runs_both_sides_in_one_process(side):
     # bench/ab.py: the in-process A/B behind the ratios quoted for single changes
@@ -213,6 +233,7 @@ def test_ab_runs_both_sides_in_one_process(side):
     assert "overhead: new" in proc.stdout and "new/old" in proc.stdout
 
 
+@pytest.mark.slow
 def test_phases_times_each_phase_of_both_frameworks():
     # bench/phases.py: the per-phase figures in bench/ANALYSIS.md
     pytest.importorskip("torch")
@@ -226,6 +247,7 @@ def test_phases_times_each_phase_of_both_frameworks():
         assert float(line[-1]) > 0
 
 
+@pytest.mark.slow
 def test_collections_per_step_reports_the_mean_and_the_collector_s_runs():
     # bench/collections_per_step.py: the garbage-collector figures in bench/ANALYSIS.md
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "collections_per_step.py"), "overhead",
