@@ -389,6 +389,88 @@ def test_float64_update_matches_the_formula_by_hand():
     assert math.isclose(adam.state[q]["step"], 2.0)
 
 
+W0 = np.array([1.0, -2.0, 0.5])
+GRADS = np.random.default_rng(3).standard_normal((7, 3))  # a different gradient at every step
+
+
+def _trained(make, steps: int) -> np.ndarray:
+    """The float64 weights after ``steps`` steps of ``make([param])`` with the gradients GRADS."""
+    p = Parameter(cr.tensor(W0, dtype=cr.float64))
+    opt = make([p])
+    for g in GRADS[:steps]:
+        p.grad = cr.tensor(g)
+        opt.step()
+    return p.detach().numpy()
+
+
+# The hand-written updates below follow the algorithms as PyTorch's documentation states them
+# (torch.optim.NAdam, RAdam, RMSprop, Adagrad), in float64 numpy: no oracle needed.
+
+def test_nadam_two_steps_by_hand():
+    lr, b1, b2, eps, wd, psi = 0.1, 0.9, 0.999, 1e-8, 0.1, 4e-3
+    w, m, v, product = W0.copy(), 0.0, 0.0, 1.0
+    for t, g in enumerate(GRADS[:2], start=1):
+        g = g + wd * w
+        mu, mu_next = (b1 * (1 - 0.5 * 0.96 ** (k * psi)) for k in (t, t + 1))
+        product *= mu
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = mu_next * m / (1 - product * mu_next) + (1 - mu) * g / (1 - product)
+        w = w - lr * m_hat / (np.sqrt(v / (1 - b2**t)) + eps)
+    got = _trained(lambda ps: optim.NAdam(ps, lr=lr, weight_decay=wd), 2)
+    # PyTorch (and so chainrule) keeps the product of the mu_t in float32: agreement to float32's precision
+    np.testing.assert_allclose(got, w, rtol=1e-7)
+
+
+def test_radam_seven_steps_by_hand_through_both_branches():
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
+    rho_inf = 2 / (1 - b2) - 1
+    w, m, v, rectified = W0.copy(), 0.0, 0.0, []
+    for t, g in enumerate(GRADS[:7], start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = m / (1 - b1**t)
+        rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
+        rectified.append(rho > 5)
+        if rho > 5:
+            r = np.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+            w = w - lr * m_hat * r * np.sqrt(1 - b2**t) / (np.sqrt(v) + eps)
+        else:
+            w = w - lr * m_hat
+    assert rectified == [False] * 5 + [True] * 2  # the first five steps plain, the last two rectified
+    np.testing.assert_allclose(_trained(lambda ps: optim.RAdam(ps, lr=lr), 7), w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("centered, momentum", [(False, 0.0), (True, 0.9)])
+def test_rmsprop_two_steps_by_hand(centered, momentum):
+    lr, alpha, eps, wd = 0.01, 0.99, 1e-8, 0.1
+    w, v, g_avg, b = W0.copy(), 0.0, 0.0, 0.0
+    for g in GRADS[:2]:
+        g = g + wd * w
+        v = alpha * v + (1 - alpha) * g * g
+        if centered:
+            g_avg = alpha * g_avg + (1 - alpha) * g
+        step = g / (np.sqrt(v - g_avg * g_avg) + eps)
+        b = momentum * b + step
+        w = w - lr * (b if momentum else step)
+    got = _trained(lambda ps: optim.RMSprop(ps, lr=lr, alpha=alpha, weight_decay=wd, momentum=momentum,
+                                            centered=centered), 2)
+    np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+def test_adagrad_two_steps_by_hand():
+    lr, lr_decay, wd, s0, eps = 0.1, 0.5, 0.1, 0.2, 1e-10
+    w, state_sum = W0.copy(), s0
+    for t, g in enumerate(GRADS[:2], start=1):
+        g = g + wd * w
+        clr = lr / (1 + (t - 1) * lr_decay)
+        state_sum = state_sum + g * g
+        w = w - clr * g / (np.sqrt(state_sum) + eps)
+    got = _trained(lambda ps: optim.Adagrad(ps, lr=lr, lr_decay=lr_decay, weight_decay=wd,
+                                            initial_accumulator_value=s0), 2)
+    np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
 def test_optimizers_ignore_foreach_and_fused_flags_without_warning():
     params = make_params(initial_weights())
     with warnings.catch_warnings():
