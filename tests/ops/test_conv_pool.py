@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.autograd import gradcheck, gradgradcheck
+from chainrule.backend import windows as W
 from chainrule.ops import conv as C
 
 rng = np.random.default_rng(0)
@@ -85,18 +86,10 @@ PRIMITIVE_CONFIGS = [  # x shape, weight shape, stride, padding (top, bottom, le
 def test_conv_gradient_primitives_are_differentiable(xshape, wshape, stride, pad, dilation, groups):
     """The transposed convolution (gradient in x) and the weight gradient are primitives of their own;
     their rules (each other and the forward convolution) must hold to second order too."""
-    geom = C.Windows.for_conv(xshape, wshape[2:], stride, dilation, pad, "test")
+    geom = W.Windows.for_conv(xshape, wshape[2:], stride, dilation, pad, "test")
     x, w, g = leaf(*xshape), leaf(*wshape), leaf(xshape[0], wshape[0], *geom.out)
     check_grads(lambda g, w: C._conv_input_grad(g, w, geom, groups), g, w)
     check_grads(lambda x, g: C._conv_weight_grad(x, g, geom, groups), x, g)
-
-
-def test_batch_chunks_split_evenly(monkeypatch):
-    monkeypatch.setattr(C, "_CHUNK_BYTES", 20)
-    assert C._batch_chunks(5, 10) == [slice(0, 2), slice(2, 4), slice(4, 5)]
-    assert C._batch_chunks(3, 50) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # images larger than a chunk
-    assert C._batch_chunks(3, 1) == [slice(0, 3)]
-    assert C._batch_chunks(0, 10) == []
 
 
 POOL_GRAD_CASES = [
@@ -355,8 +348,8 @@ def test_conv_in_uneven_batch_chunks_matches_torch(torch, monkeypatch):
     gradients and second derivatives."""
     F = torch.nn.functional
     x, w, b = rng.standard_normal((5, 3, 6, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
-    monkeypatch.setattr(C, "_CHUNK_BYTES", 2 * 3 * 9 * 6 * 7 * 8)  # the columns of two float64 images
-    assert len(C._batch_chunks(5, 3 * 9 * 6 * 7 * 8)) == 3
+    monkeypatch.setattr(W, "_CHUNK_BYTES", 2 * 3 * 9 * 6 * 7 * 8)  # the columns of two float64 images
+    assert len(W._batch_chunks(5, 3 * 9 * 6 * 7 * 8)) == 3
     run_both(torch, lambda *t: C.conv2d(*t, padding=1), lambda *t: F.conv2d(*t, padding=1), [x, w, b], "float64")
 
     def penalty_grad(lib, conv, x, w):
@@ -375,8 +368,8 @@ def test_conv_gradients_keep_non_finite_values_where_they_belong():
     x_np, w_np, g_np = rng.standard_normal((2, 3, 6, 7)), rng.standard_normal((2, 3, 3, 3)), rng.standard_normal((2, 2, 4, 5))
     x_np[0, 1, 2, 0] = np.inf  # in the windows of taps (a, 0) only; the junk of taps (a, 1) reads it
     w_np[1, 2, 0, 2] = np.nan  # reaches rows 0-3, columns 2-6 of channel 2; its junk lands on columns 0-1
-    geom = C.Windows.for_conv(x_np.shape, (3, 3), (1, 1), (1, 1), (0, 0, 0, 0), "test")
-    assert C._row_width(geom, 2) == 7  # the padded-width layout is the one under test
+    geom = W.Windows.for_conv(x_np.shape, (3, 3), (1, 1), (1, 1), (0, 0, 0, 0), "test")
+    assert W._row_width(geom, 2) == 7  # the padded-width layout is the one under test
     x, w = cr.tensor(x_np, requires_grad=True), cr.tensor(w_np, requires_grad=True)
     C.conv2d(x, w).backward(cr.tensor(g_np))
     cols, g2 = C.unfold(cr.tensor(x_np), 3).numpy(), g_np.reshape(2, 2, -1)
@@ -410,7 +403,7 @@ def test_conv_and_pool_outputs_keep_the_channel_major_layout():
     pooled = C.max_pool2d(y, 2)
     (gy,) = cr.autograd.grad(pooled.sum(), [y])
     for t in (y, pooled, gy):
-        assert C._is_channels_major(t._data)
+        assert W.is_channels_major(t._data)
 
 
 def reference_max_pool_grad(x: np.ndarray, k: int, g: np.ndarray) -> np.ndarray:
