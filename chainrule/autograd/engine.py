@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chainrule.autograd.grad_mode import set_grad_enabled
+from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import Node, PlacedGrad
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
@@ -142,32 +142,42 @@ def _needed_nodes(root_nodes: list, wanted: list) -> set:
 def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None):
     """Run the backward rules from ``roots``. Returns the summed gradient of every leaf reached (of the
     ``wanted`` leaves only, when given) and what the walk saw on the way (:class:`_Seen`)."""
-    sums = _GradientSums(in_place=not create_graph)
+    plain = not create_graph  # no graph of the backward: fast entries serve, buffers add in place
+    sums: dict = {}  # node or leaf -> its gradient so far: a tensor as it came, or a _GradBuffer
     for root, g in zip(roots, root_grads):
-        sums.add(root._node or root, g)
+        _add(sums, root._node or root, g, plain)
     root_nodes = [r._node for r in roots if r._node is not None]
     consumers = _count_consumers(root_nodes)
     needed = None if wanted is None else _needed_nodes(root_nodes, wanted)
     seen = _Seen(wanted)
+    capturing = bool(seen.wanted_nodes)
     ready = [n for n in dict.fromkeys(root_nodes) if n not in consumers]
-    with set_grad_enabled(create_graph):  # rules record a graph only when asked to
+    prev_mode, GRAD_ENABLED[0] = GRAD_ENABLED[0], create_graph  # rules record a graph only when asked to
+    try:
         while ready:
             node = ready.pop()
-            g = sums.pop(node)
+            g = sums.pop(node, None)
             if g is not None:
-                g = seen.arriving(node, g)  # hooks, retained and wanted non-leaf gradients
-                if needed is None or node in needed:
-                    for parent, pg in zip(node.parents, node.apply(g, not create_graph)):
-                        if pg is not None:
-                            sums.add(parent, pg)
-                    if not retain_graph:
-                        node.release()
-            for parent in node.parents:  # this consumer is done: a parent runs after its last one
-                if type(parent) is Node:
+                if type(g) is _GradBuffer:
+                    g = g.value
+                if node.hooks or node.retained is not None or capturing:
+                    g = seen.arriving(node, g)  # hooks, retained and wanted non-leaf gradients
+                if needed is not None and node not in needed:
+                    g = None
+            grads = node.apply(g, plain, not retain_graph) if g is not None else (None,) * len(node.parents)
+            for parent, pg in zip(node.parents, grads):
+                if pg is not None:
+                    if type(pg) is Tensor and parent not in sums:
+                        sums[parent] = pg  # the first to arrive, kept as it came
+                    else:
+                        _add(sums, parent, pg, plain)
+                if type(parent) is Node:  # this consumer is done: a parent runs after its last one
                     left = consumers[parent] - 1
                     consumers[parent] = left
                     if not left:
                         ready.append(parent)
+    finally:
+        GRAD_ENABLED[0] = prev_mode
     return seen.leaves(sums), seen
 
 
@@ -194,10 +204,10 @@ class _Seen:
             self.captured[node] = g
         return g
 
-    def leaves(self, sums: _GradientSums) -> dict:
+    def leaves(self, sums: dict) -> dict:
         """The leaves' summed gradients (every node was popped from ``sums``), through the leaves' hooks;
         with ``wanted``, only those asked for (no .grad and no hooks for the others, as in PyTorch)."""
-        grads = {leaf: sums.pop(leaf) for leaf in list(sums)
+        grads = {leaf: g.value if type(g) is _GradBuffer else g for leaf, g in sums.items()
                  if self.wanted is None or any(leaf is w for w in self.wanted)}
         for leaf, g in grads.items():
             if leaf._hooks:
@@ -205,30 +215,20 @@ class _Seen:
         return grads
 
 
-class _GradientSums(dict):
-    """The gradient summed so far for each node and leaf of one backward pass. The first gradient to
-    arrive is kept as it came (a rule may hand one array to several inputs, or return a view: it is
-    never written into); a second turns the entry into a :class:`_GradBuffer`."""
-
-    def __init__(self, in_place: bool):
-        super().__init__()
-        self.in_place = in_place  # no graph of the backward is built: buffers may add in place
-
-    def add(self, key, g) -> None:
-        old = self.get(key)
-        if old is None:
-            self[key] = _GradBuffer(g.materialize()) if type(g) is PlacedGrad else g
-        elif type(old) is _GradBuffer:
-            old.add(g, self.in_place)
-        elif type(g) is PlacedGrad:
-            buffer = self[key] = _GradBuffer(wrap(old._data.copy()) if not old._rg else old)
-            buffer.add(g, self.in_place)
-        else:
-            self[key] = _GradBuffer(_sum(old, g, self.in_place))
-
-    def pop(self, key) -> Tensor | None:
-        g = dict.pop(self, key, None)
-        return g.value if type(g) is _GradBuffer else g
+def _add(sums: dict, key, g, in_place: bool) -> None:
+    """``sums[key] += g`` for a tensor or a placed gradient. The first gradient to arrive is kept as it
+    came (a rule may hand one array to several inputs, or return a view: it is never written into); a
+    second turns the entry into a :class:`_GradBuffer`."""
+    old = sums.get(key)
+    if old is None:
+        sums[key] = _GradBuffer(g.materialize()) if type(g) is PlacedGrad else g
+    elif type(old) is _GradBuffer:
+        old.add(g, in_place)
+    elif type(g) is PlacedGrad:
+        buffer = sums[key] = _GradBuffer(old if old._rg else wrap(old._data.copy()))
+        buffer.add(g, in_place)
+    else:
+        sums[key] = _GradBuffer(_sum(old, g, in_place))
 
 
 class _GradBuffer:

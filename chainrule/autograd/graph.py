@@ -96,10 +96,11 @@ class Node:
         mixed = parents[0] is None or parents[-1] is None or (len(parents) > 2 and any(p is None for p in parents))
         self.constants = tuple([x for x, p in zip(inputs, parents) if p is None]) if mixed and inputs else ()
 
-    def apply(self, g: Tensor, plain: bool) -> tuple:
+    def apply(self, g: Tensor, plain: bool, release: bool = False) -> tuple:
         """The gradient for each input given the gradient ``g`` of the output, each of its input's shape and
         dtype (or None): the fast entry when ``plain`` (no graph of the backward is built) and the op has
-        one, else the rule. The one place rules are called (the engine, explanations)."""
+        one, else the rule; with ``release``, the node then frees what the rule held. The one place rules
+        are called (the engine, explanations)."""
         rule = self.backward_fn
         if rule is None:
             raise _freed_graph_error(self)
@@ -109,18 +110,16 @@ class Node:
             grads = self.fast_fn(g._data, self.out, *self.args)
         else:
             grads = rule(g, None if self.out is None else wrap(self.out, True, self), *self.args)
-        grads = tuple(map(_conformed, grads, self.parents))  # one per parent: Function.apply checks the count
+        grads = _conformed(grads, self.parents)
         if ANOMALY[0]:
             from chainrule.autograd.anomaly import check_backward
 
             check_backward(self, g, grads)
+        if release:
+            self.backward_fn = self.fast_fn = None
+            self.args = self.saved = self.constants = ()
+            self.out = None
         return grads
-
-    def release(self) -> None:
-        """Free what the rule held (after a backward without ``retain_graph``)."""
-        self.backward_fn = self.fast_fn = None
-        self.args = self.saved = self.constants = ()
-        self.out = None
 
     def name(self) -> str:
         """PyTorch-style: 'mul' -> 'MulBackward0' (the digit is PyTorch's overload number; always 0 here)."""
@@ -148,29 +147,35 @@ class Node:
         return self.retained is not None and self.retained() is tensor
 
 
-def _conformed(g, parent):
-    """The gradient ``g`` a rule returned for ``parent`` (a node, a leaf or None), as a tensor of the
-    parent's shape and dtype: summed over the dimensions the forward broadcast, then cast. Fast entries
-    return arrays, which are wrapped; placed gradients have their base's shape already."""
-    if g is None or parent is None:
-        return None
-    kind = type(g)
-    if kind is Tensor:
-        data = g._data
-    elif kind is PlacedGrad:
-        return g
-    else:  # an array from a fast entry (numpy gives scalars for 0-d results)
-        data = g if kind in ARRAY_TYPES else xp_of(g).asarray(g)
-        g = wrap(data)
-    if type(parent) is Node:
-        shape, dtype = parent.shape, parent.dtype
-    else:
-        shape, dtype = parent._data.shape, parent._data.dtype
-    if data.shape != shape:
-        g = g.sum_to(shape)
-    if data.dtype is not dtype and data.dtype != dtype:
-        g = g.to(_dt.from_np(dtype))
-    return g
+def _conformed(grads: tuple, parents: tuple) -> list:
+    """The gradients a rule returned, one per parent (a node, a leaf or None), each as a tensor of its
+    parent's shape and dtype: summed over the dimensions the forward broadcast, then cast. Arrays from
+    fast entries are wrapped; placed gradients have their base's shape already. (One loop rather than a
+    call per gradient: this runs for every edge of every backward.)"""
+    result = []
+    for g, parent in zip(grads, parents):  # custom Functions check that there is one per parent
+        if g is None or parent is None:
+            result.append(None)
+            continue
+        kind = type(g)
+        if kind is Tensor:
+            data = g._data
+        elif kind is PlacedGrad:
+            result.append(g)
+            continue
+        else:  # an array from a fast entry (numpy gives scalars for 0-d results)
+            data = g if kind in ARRAY_TYPES else xp_of(g).asarray(g)
+            g = wrap(data)
+        if type(parent) is Node:
+            shape, dtype = parent.shape, parent.dtype
+        else:
+            shape, dtype = parent._data.shape, parent._data.dtype
+        if data.shape != shape:
+            g = g.sum_to(shape)
+        if data.dtype is not dtype and data.dtype != dtype:
+            g = g.to(_dt.from_np(dtype))
+        result.append(g)
+    return result
 
 
 def _freed_graph_error(node: Node) -> RuntimeError:

@@ -194,17 +194,15 @@ def mul(a, b) -> Tensor:
                 out = x * y
             except ValueError:
                 raise _broadcast_error("mul", a, b) from None
-            return _record_mul(out, a, b)
+            operands = (a, b)
+            return record(out, "mul", operands, _mul_rule, operands, args=operands, fast=_mul_fast)
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "mul")
         return record(a._data * b, "mul", (a,), _mul_number_rule, args=(b,), fast=_mul_number_rule)
     if _is_number(a) and isinstance(b, Tensor):
         return mul(b, a)
     a, b = binary_operands(a, b, "mul")
-    return _record_mul(_apply2("mul", _np_mul, a, b), a, b)
-
-
-def _record_mul(out, a: Tensor, b: Tensor) -> Tensor:
+    out = _apply2("mul", _np_mul, a, b)
     operands = (a, b)
     return record(out, "mul", operands, _mul_rule, operands, args=operands, fast=_mul_fast)
 
