@@ -238,6 +238,10 @@ def _parents_of(inputs: tuple) -> tuple | None:
     return None
 
 
+_new = object.__new__
+_init_node = Node.__init__
+
+
 class PlacedGrad:
     """A gradient that is zero except ``values`` at the basic index ``index`` of an array of ``shape``:
     what a view (``x[i]``, ``x[:, a:b]``, the pieces of ``unbind``/``split``) sends to its base in a
@@ -272,7 +276,8 @@ def record(out, op: str, inputs: tuple, backward_fn: Callable, saved: tuple = ()
     if parents is None:
         result = wrap(out)
     else:
-        node = Node(op, parents, backward_fn, out, saved, args, fast, keep_output, inputs)
+        node = _new(Node)  # Node's constructor, without the class call's overhead: this runs for every op
+        _init_node(node, op, parents, backward_fn, out, saved, args, fast, keep_output, inputs)
         result = wrap(out, True, node)
         if keep_output:
             node.out_version = result._vc = [0]
