@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import math
 
-from chainrule.autograd.grad_mode import GRAD_ENABLED, no_grad
+from chainrule.autograd.grad_mode import no_grad
 from chainrule.backend import kernels, xp_of
-from chainrule.backend.parallel import parallel_for
+from chainrule.backend.rows import layer_norm_rows, layer_norm_vjp_rows, softmax_rows, softmax_vjp_rows
 from chainrule.ops import elementwise as ew
-from chainrule.ops._helpers import Tensor, describe, forward_value, record, tensor_operand, wrap
+from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
 from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -29,15 +29,7 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
 )
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
 from chainrule.ops.indexing import one_hot
-from chainrule.ops.logits import (
-    _along_last_dim,
-    _softmax_backward,
-    _softmax_rows,
-    _softmax_vjp_rows,
-    log_softmax,
-    softmax,
-    softmin,
-)
+from chainrule.ops.logits import _along_last_dim, _softmax_backward, log_softmax, softmax, softmin
 from chainrule.ops.shape import pad
 from chainrule.random import default_generator
 
@@ -148,13 +140,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise over the trailing ``normalized_shape`` dims to zero mean and unit variance (biased), then
-    scale and shift. A primitive (one node instead of nine) computed in row chunks on worker threads (by a
-    compiled kernel for large float32 inputs, see ``chainrule.backend.kernels``); the forward keeps only the
-    mean and 1/std per row.
-
-    Its backward has two forms of one formula: a fused row kernel for ordinary backward, and the same
-    formula in primitives when the backward itself is recorded (``create_graph=True``), so that gradients
-    of every order work."""
+    scale and shift. A primitive (one node instead of nine, one pass per row in the backend); the forward
+    keeps the mean and 1/std per row. Its rule recomputes them from primitives, so gradients of every order
+    work; the fast entry uses the kept ones."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     x = tensor_operand(input, "layer_norm")
     if x.ndim < len(shape) or tuple(x.shape[x.ndim - len(shape):]) != shape:
@@ -162,99 +150,30 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != shape:
             raise RuntimeError(f"layer_norm: {name} {describe(p)} must have the normalized shape {list(shape)}")
-    xp = xp_of(x._data)
-    width = math.prod(shape)
-    rows = xp.ascontiguousarray(x._data).reshape(-1, width)
+    rows = xp_of(x._data).ascontiguousarray(x._data).reshape(-1, math.prod(shape))
     w = None if weight is None else weight._data.reshape(-1)
-    b = None if bias is None else bias._data.reshape(-1)
-    out = xp.empty_like(rows)
-    mean = xp.empty((rows.shape[0], 1), dtype=rows.dtype)
-    rstd = xp.empty_like(mean)
-    fast = kernels.fused(rows, *(p for p in (w, b) if p is not None))
-    absent = xp.empty(0, rows.dtype)  # for the compiled kernel: size 0 means no weight, no bias
-
-    def normalize_rows(lo, hi):
-        r, o = rows[lo:hi], out[lo:hi]
-        m = mean[lo:hi]
-        if fast:
-            fast.layer_norm_rows_f32(r, absent if w is None else w, absent if b is None else b, eps, o, m, rstd[lo:hi])
-            return
-        r.mean(axis=1, keepdims=True, out=m)
-        xp.subtract(r, m, out=o)
-        s = rstd[lo:hi]
-        xp.multiply(o, o).mean(axis=1, keepdims=True, out=s)
-        s += eps
-        xp.sqrt(s, out=s)
-        xp.reciprocal(s, out=s)
-        o *= s
-        if w is not None:
-            o *= w
-        if b is not None:
-            o += b
-
-    parallel_for(rows.shape[0], width, rows, normalize_rows)
-    inputs = (x,) + tuple(p for p in (weight, bias) if p is not None)
-    dims = tuple(range(x.ndim - len(shape), x.ndim))
-    lead = tuple(range(x.ndim - len(shape)))
+    out, mean, rstd = layer_norm_rows(rows, w, None if bias is None else bias._data.reshape(-1), eps)
+    lead, dims = tuple(range(x.ndim - len(shape))), tuple(range(x.ndim - len(shape), x.ndim))
+    params = (x, weight, bias)
+    inputs = tuple(p for p in params if p is not None)
 
     def rule(g, _):
-        if GRAD_ENABLED[0]:  # recording the backward: the formula in primitives
-            centered = x - x.mean(dims, keepdim=True)
-            r = ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
-            return _layer_norm_vjp(g, centered * r, r, x, weight, bias, dims, lead)
-        grads = _layer_norm_vjp_rows(g._data, rows, mean, rstd, w, x._rg, xp)
-        return tuple(wrap(a.reshape(t.shape)) if a is not None else None for a, t in zip(grads, inputs))
+        xc = x - x.mean(dims, keepdim=True)
+        r = ((xc * xc).mean(dims, keepdim=True) + eps).rsqrt()
+        xhat = xc * r
+        gxhat = g if weight is None else g * weight
+        gx = r * (gxhat - gxhat.mean(dims, keepdim=True) - xhat * (gxhat * xhat).mean(dims, keepdim=True))
+        return _given(params, (gx, (g * xhat).sum(lead), g.sum(lead)))
 
-    return record(out.reshape(x.shape), "layer_norm", inputs, rule, inputs)
+    def fast(g, _):
+        return _given(params, layer_norm_vjp_rows(g, rows, mean, rstd, w, need_x=x._rg))
 
-
-def _layer_norm_vjp(g, xhat, rstd, x, weight, bias, dims, lead) -> tuple:
-    """Gradients of layer_norm for x, weight, bias, in primitives (differentiable again)."""
-    gxhat = g * weight if weight is not None else g
-    grads = [rstd * (gxhat - gxhat.mean(dims, keepdim=True) - xhat * (gxhat * xhat).mean(dims, keepdim=True))
-             if x._rg else None]
-    if weight is not None:
-        grads.append((g * xhat).sum(lead) if weight._rg else None)
-    if bias is not None:
-        grads.append(g.sum(lead) if bias._rg else None)
-    return tuple(grads)
+    return record(out.reshape(x.shape), "layer_norm", inputs, rule, inputs, fast=fast)
 
 
-def _layer_norm_vjp_rows(g, rows, mean, rstd, w, need_x: bool, xp) -> tuple:
-    """The same gradients as arrays, in row chunks on worker threads:
-    gx = rstd (gxhat - mean(gxhat) - xhat mean(gxhat xhat)), gxhat = g w; gw = sum(g xhat); gb = sum(g)."""
-    g = xp.ascontiguousarray(g).reshape(rows.shape)
-    xhat = xp.empty_like(rows)
-    gx = xp.empty_like(rows) if need_x else None
-    fast = kernels.fused(g, rows, mean, rstd, *(a for a in (w,) if a is not None))
-    weights = xp.empty(0, rows.dtype) if w is None else w  # for the compiled kernel: size 0 means absent
-    no_gx = xp.empty((0, 0), rows.dtype)
-
-    def rows_vjp(lo, hi):
-        xh = xhat[lo:hi]
-        if fast:
-            fast.layer_norm_vjp_rows_f32(g[lo:hi], rows[lo:hi], mean[lo:hi], rstd[lo:hi], weights, xh,
-                                         no_gx if gx is None else gx[lo:hi])
-            return
-        xp.subtract(rows[lo:hi], mean[lo:hi], out=xh)
-        xh *= rstd[lo:hi]
-        if gx is None:
-            return
-        gxhat = g[lo:hi] * w if w is not None else g[lo:hi]
-        out = gx[lo:hi]
-        xp.multiply(gxhat, xh, out=out)
-        b = out.mean(axis=1, keepdims=True)
-        xp.multiply(xh, b, out=out)
-        xp.subtract(gxhat, out, out=out)
-        out -= gxhat.mean(axis=1, keepdims=True)
-        out *= rstd[lo:hi]
-
-    parallel_for(rows.shape[0], rows.shape[1], rows, rows_vjp)
-    grads = [gx]
-    if w is not None:
-        grads.append(xp.einsum("ij,ij->j", g, xhat))
-    grads.append(g.sum(axis=0))
-    return tuple(grads)
+def _given(params: tuple, grads: tuple) -> tuple:
+    """The gradients of the parameters that are given (not None), each in its parameter's shape."""
+    return tuple(None if g is None else g.reshape(p.shape) for g, p in zip(grads, params) if p is not None)
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
@@ -431,20 +350,23 @@ def _softmax_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, re
     out = xp.asarray(out, dtype=x._data.dtype)
     keep = None if valid is None else valid[:, None].astype(probs.dtype)  # ignored rows get no gradient
 
-    def rule(g, _):
-        scale = g.reshape(-1, 1) if reduction == "none" else (g / count if reduction == "mean" else g)
-        if not GRAD_ENABLED[0]:  # a plain backward: softmax - one_hot on arrays
-            d = probs.copy()
-            d[rows, safe] -= 1
-            if keep is not None:
-                d *= keep
-            return (wrap(xp.multiply(d, scale._data, out=d)),)
+    def per_row(g):  # the loss's gradient as a factor of each row's (a Tensor or an array)
+        return g.reshape(-1, 1) if reduction == "none" else (g / count if reduction == "mean" else g)
+
+    def rule(g, _):  # softmax - one_hot, in primitives
         one_hot = xp.zeros_like(probs)
         one_hot[rows, safe] = 1.0
         d = softmax(x, 1) - wrap(one_hot)
-        return ((d if keep is None else d * wrap(keep)) * scale,)
+        return ((d if keep is None else d * wrap(keep)) * per_row(g),)
 
-    return record(out, "cross_entropy", (x,), rule, (x,))
+    def fast(g, _):  # the same from the kept softmax
+        d = probs.copy()
+        d[rows, safe] -= 1
+        if keep is not None:
+            d *= keep
+        return (xp.multiply(d, per_row(g), out=d),)
+
+    return record(out, "cross_entropy", (x,), rule, (x,), fast=fast)
 
 
 def _checked_labels(labels, ignore_index: int, n_classes: int, xp):
@@ -595,48 +517,41 @@ def _attention_weights(query: Tensor, key: Tensor, additive_mask: Tensor | None,
 
 def _attention(query: Tensor, key: Tensor, value: Tensor, additive_mask: Tensor | None, scale: float) -> Tensor:
     """Primitive: softmax(q k^T * scale + mask) v, the scores scaled, masked and normalised in place (one
-    (..., L, S) array instead of four, one node instead of six). The rule keeps the attention weights P:
-    dv = P^T g, dq = scale dS k, dk = scale dS^T q with dS = P * (g v^T - rowsum(g v^T * P)), the last the
-    softmax primitive's VJP; building a graph of the backward (create_graph) recomputes P differentiably."""
-    xp = xp_of(query._data)
-    scores = query._data @ xp.swapaxes(key._data, -1, -2)
+    (..., L, S) array instead of four, one node instead of six). With P the attention weights (kept by the
+    forward) and dS = P * (g v^T - rowsum(g v^T * P)) the softmax's VJP: dq = scale dS k, dk = scale dS^T q,
+    dv = P^T g. The rule recomputes P from primitives, so gradients of every order work."""
+    q, k, v = query._data, key._data, value._data
+    scores = q @ k.swapaxes(-1, -2)
     scores *= scale
     if additive_mask is not None:
         scores += additive_mask._data
-    weights = _along_last_dim(scores, scores.ndim - 1, _softmax_rows)
+    p = _along_last_dim(scores, scores.ndim - 1, softmax_rows)
     del scores
-    out = weights @ value._data
 
     def rule(g, _):
-        if not GRAD_ENABLED[0] and g._data.dtype == out.dtype:
-            return _attention_grads(g._data, weights, query, key, value, scale)
-        p = forward_value(weights, lambda: _attention_weights(query, key, additive_mask, scale))
-        d_scores = _softmax_backward(g.matmul(value.mT), p, p.ndim - 1)
-        return (d_scores.matmul(key) * scale if query._rg else None,
-                d_scores.mT.matmul(query) * scale if key._rg else None,
-                p.mT.matmul(g) if value._rg else None)
+        weights = _attention_weights(query, key, additive_mask, scale)
+        d_scores = _softmax_backward(g @ value.mT, weights, weights.ndim - 1)
+        return d_scores @ key * scale, d_scores.mT @ query * scale, weights.mT @ g
 
-    return record(out, "scaled_dot_product_attention", (query, key, value), rule, (query, key, value))
+    def fast(g, _):  # each gradient laid out in memory as its input is (_matmul_like)
+        d_scores = _along_last_dim(g @ v.swapaxes(-1, -2), p.ndim - 1, softmax_vjp_rows, p)
+        return (_matmul_like(q, d_scores, k, scale) if query._rg else None,
+                _matmul_like(k, d_scores.swapaxes(-1, -2), q, scale) if key._rg else None,
+                _matmul_like(v, p.swapaxes(-1, -2), g) if value._rg else None)
+
+    return record(p @ v, "scaled_dot_product_attention", (query, key, value), rule, (query, key, value), fast=fast)
 
 
-def _attention_grads(g, p, query: Tensor, key: Tensor, value: Tensor, scale: float) -> tuple:
-    """The plain backward of :func:`_attention` on arrays. Each gradient is laid out in memory as its
-    input is (``empty_like`` keeps the axis order): q, k and v are usually head views of one projection,
-    (batch, length, heads, dim) in memory, and gradients in that order make the backward of the heads'
-    transpose and reshape free views instead of a copy each (2 ms of the gpt's backward)."""
-    xp = xp_of(g)
-    d_scores = _along_last_dim(g @ xp.swapaxes(value._data, -1, -2), p.ndim - 1, _softmax_vjp_rows, p)
-
-    def product(a, b, like, factor=None):
-        result = xp.empty_like(like)
-        xp.matmul(a, b, out=result)
-        if factor is not None:
-            result *= factor
-        return wrap(result)
-
-    return (product(d_scores, key._data, query._data, scale) if query._rg else None,
-            product(xp.swapaxes(d_scores, -1, -2), query._data, key._data, scale) if key._rg else None,
-            product(xp.swapaxes(p, -1, -2), g, value._data) if value._rg else None)
+def _matmul_like(like, a, b, factor=None):
+    """a @ b (times ``factor``) into an array laid out in memory as ``like`` is (``empty_like`` keeps the axis
+    order). q, k and v are usually head views of one projection, (batch, length, heads, dim) in memory, and
+    gradients in that order make the backward of the heads' transpose and reshape free views, not copies."""
+    xp = xp_of(like)
+    result = xp.empty_like(like)
+    xp.matmul(a, b, out=result)
+    if factor is not None:
+        result *= factor
+    return result
 
 
 @functools.lru_cache(maxsize=32)

@@ -15,9 +15,7 @@ import math
 from numbers import Number
 
 from chainrule import dtypes as _dt
-from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.backend import kernels, np, special, to_host, xp_of
-from chainrule.backend.parallel import parallel_for
+from chainrule.backend import kernels, special, to_host, xp_of
 from chainrule.ops._helpers import (
     Tensor,
     binary_operands,
@@ -27,7 +25,6 @@ from chainrule.ops._helpers import (
     scalar_operand,
     tensor_operand,
     untracked,
-    wrap,
 )
 
 __all__ = [
@@ -585,30 +582,8 @@ def relu(a) -> Tensor:
     """max(a, 0); relu'(0) = 0."""
     a = tensor_operand(a, "relu")
     _refuse_bool("relu", a)
-    x = a._data
-    fast = kernels.elementwise_if_loaded(x)
-    if fast:
-        out = np.empty_like(x)  # x's memory order
-        fast[0].relu_f32(fast[1], out.ravel(order="K"))
-    else:
-        out = xp_of(x).maximum(x, 0)
-    return record(out, "relu", (a,), _relu_rule, keep_output=True)
-
-
-def _relu_rule(g, out):
-    if GRAD_ENABLED[0]:  # building a graph: differentiable ops
-        return (where(gt(out, 0), g, 0.0),)
-    gd, od = g._data, out._data
-    fast = kernels.elementwise_if_loaded(od, gd)
-    if fast:
-        module, flat_out, flat_g = fast
-        grad = np.empty_like(gd)
-        module.relu_grad_f32(flat_out, flat_g, grad.ravel(order="K"))
-        return (wrap(grad),)
-    xp = xp_of(gd)
-    mask = od > 0
-    kept = _masked_by_multiply(xp, mask, gd, 0.0)
-    return (wrap(xp.asarray(kept if kept is not None else xp.where(mask, gd, 0.0))),)  # 0-d: an array
+    return record(kernels.relu(a._data), "relu", (a,), lambda g, out: (where(out > 0, g, 0.0),), keep_output=True,
+                  fast=lambda g, out: (kernels.relu_grad(out, g),))
 
 
 def relu6(a) -> Tensor:
@@ -622,144 +597,53 @@ def hardtanh(a, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
     _refuse_bool("hardtanh", a)
     xp = xp_of(a._data)
     out = xp.clip(a._data, min_val, max_val).astype(a._data.dtype, copy=False)
-    return record(out, "hardtanh", (a,),
-                  lambda g, _: (where(logical_and(gt(a, min_val), lt(a, max_val)), g, 0.0),), (a,))
+    return record(out, "hardtanh", (a,), lambda g, _: (where(logical_and(a > min_val, a < max_val), g, 0.0),), (a,))
 
 
 def leaky_relu(a, negative_slope: float = 0.01) -> Tensor:
     a = float_operand(a, "leaky_relu")
     xp = xp_of(a._data)
     out = xp.where(a._data > 0, a._data, a._data * negative_slope)
-    return record(out, "leaky_relu", (a,),
-                  lambda g, _: (where(gt(a, 0), g, mul(g, negative_slope)),), (a,))
+    return record(out, "leaky_relu", (a,), lambda g, _: (where(a > 0, g, g * negative_slope),), (a,))
 
 
 def elu(a, alpha: float = 1.0) -> Tensor:
     a = float_operand(a, "elu")
     xp = xp_of(a._data)
     out = xp.where(a._data > 0, a._data, alpha * xp.expm1(xp.minimum(a._data, 0)))
-    return record(out, "elu", (a,), lambda g, out: (where(gt(a, 0), g, mul(g, add(out, alpha))),), (a,),
-                  keep_output=True)
-
-
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_C = 0.044715
+    return record(out, "elu", (a,), lambda g, out: (where(a > 0, g, g * (out + alpha)),), (a,), keep_output=True)
 
 
 def gelu(a, approximate: str = "none") -> Tensor:
-    """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``). A primitive: the backward
-    rule multiplies by ``_gelu_slope``, itself a primitive computed in one pass; gradients of higher order
-    go through the slope's own rule. Large arrays are computed in chunks on several threads
-    (``chainrule.backend.parallel``). The tanh form of large float32 arrays goes through compiled kernels
-    when they are available (``chainrule.backend.kernels``), which keep only x, as PyTorch does, and compute
-    the exp inside again in the backward; numpy's path keeps the erf or tanh it computed (a whole
-    activation more), because recomputing it would cost numpy another 2-5 ns per element."""
+    """x * Phi(x) (``approximate='none'``) or its tanh approximation (``'tanh'``). A primitive (one pass, where
+    the composite takes a dozen): its rule multiplies by the primitive ``_gelu_slope``, whose own rule gives
+    every higher order. The forward keeps x, and the erf or tanh values when numpy computed them
+    (:func:`chainrule.backend.kernels.gelu`)."""
     a = float_operand(a, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    xp = xp_of(a._data)
-    x = xp.ascontiguousarray(a._data).reshape(-1)
-    out = xp.empty_like(x)
-    fast = kernels.fused(x) if approximate == "tanh" else None
-    inner = None if fast else xp.empty_like(x)
-
-    def work(lo, hi):
-        chunk, o = x[lo:hi], out[lo:hi]
-        if fast:
-            fast.gelu_tanh_f32(chunk, o)
-            return
-        _gelu_inner(chunk, approximate, xp, inner[lo:hi])
-        xp.add(inner[lo:hi], 1.0, out=o)
-        o *= chunk
-        o *= 0.5  # x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), or 0.5 x (1 + tanh(...))
-
-    parallel_for(x.size, 1, x, work)
-    out = out.reshape(a.shape)
-
-    def rule(g, _):
-        if not GRAD_ENABLED[0] and g._data.dtype == a._data.dtype and g._data.shape == a._data.shape:
-            # a plain backward: g * slope in one pass
-            return (wrap(_gelu_slope_array(a._data, approximate, inner, times=g._data)),)
-        return (mul(g, _gelu_slope(a, approximate, inner)),)
-
-    return record(out, "gelu", (a,), rule, (a,))
+    out, inner = kernels.gelu(a._data, approximate)
+    return record(out, "gelu", (a,), lambda g, _: (g * _gelu_slope(a, approximate, inner),), (a,),
+                  fast=lambda g, _: (kernels.gelu_grad(a._data, g, approximate, inner),))
 
 
-def _gelu_inner(x, approximate: str, xp, out):
-    """erf(x / sqrt 2), or tanh(sqrt(2/pi) (x + 0.044715 x**3)) for the tanh approximation, into ``out``."""
-    if approximate == "tanh":
-        xp.multiply(x, x, out=out)
-        out *= _GELU_C
-        out += 1.0
-        out *= x
-        out *= _SQRT_2_OVER_PI
-        kernels.tanh(out, out=out)
-    else:
-        out[...] = special.erf(x * (1.0 / math.sqrt(2.0)), xp)
-
-
-def _gelu_slope(a: Tensor, approximate: str, inner=None) -> Tensor:
-    """d gelu(x) / dx, from the forward's flat erf or tanh values ``inner`` when given."""
-    slope = _gelu_slope_array(a._data, approximate, inner)
-    return record(slope, "gelu_slope", (a,), lambda g, _: (mul(g, _gelu_curvature(a, approximate)),), (a,))
-
-
-def _gelu_slope_array(x, approximate: str, inner=None, times=None):
-    """The array of d gelu(x) / dx (times the array ``times`` when given, in the same pass: a plain
-    backward's g * slope), computed in chunks on worker threads."""
-    xp = xp_of(x)
-    shape = x.shape
-    x = xp.ascontiguousarray(x).reshape(-1)
-    factor = None if times is None else xp.ascontiguousarray(times).reshape(-1)
-    slope = xp.empty_like(x)
-    fast = kernels.fused(x, factor) if approximate == "tanh" and times is not None else None
-
-    def work(lo, hi):
-        chunk, s = x[lo:hi], slope[lo:hi]
-        if fast:
-            fast.gelu_tanh_grad_f32(chunk, factor[lo:hi], s)
-            return
-        if inner is None:
-            values = xp.empty_like(chunk)
-            _gelu_inner(chunk, approximate, xp, values)
-        else:
-            values = inner[lo:hi]
-        xp.multiply(chunk, chunk, out=s)
-        if approximate == "tanh":
-            # 0.5 (1 + t) + 0.5 x (1 - t**2) u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x**2)
-            s *= 3 * _GELU_C
-            s += 1.0
-            s *= chunk
-            s *= 0.5 * _SQRT_2_OVER_PI
-            one_minus_t2 = xp.multiply(values, values)
-            xp.subtract(1.0, one_minus_t2, out=one_minus_t2)
-            s *= one_minus_t2
-        else:
-            # Phi(x) + x phi(x)
-            s *= -0.5
-            kernels.exp(s, out=s)
-            s *= chunk
-            s *= 1.0 / math.sqrt(2.0 * math.pi)
-        s += 0.5 * values
-        s += 0.5
-        if factor is not None:
-            s *= factor[lo:hi]
-
-    parallel_for(x.size, 1, x, work)
-    return slope.reshape(shape)
+def _gelu_slope(a: Tensor, approximate: str, inner) -> Tensor:
+    """d gelu(x) / dx, reusing the forward's erf or tanh values ``inner`` (or None)."""
+    return record(kernels.gelu_grad(a._data, None, approximate, inner), "gelu_slope", (a,),
+                  lambda g, _: (g * _gelu_curvature(a, approximate),), (a,))
 
 
 def _gelu_curvature(a: Tensor, approximate: str) -> Tensor:
     """d2 gelu(x) / dx2, composed of primitives (so every higher order works too)."""
     if approximate == "tanh":
-        k, c = _SQRT_2_OVER_PI, _GELU_C
-        t = tanh(mul(add(a, mul(mul(square(a), a), c)), k))
-        du = mul(add(mul(square(a), 3 * c), 1.0), k)      # u'
-        d2u = mul(a, 6 * c * k)                              # u''
-        # (1 - t**2) (u' + 0.5 x (u'' - 2 t u'**2))
-        return mul(sub(1.0, square(t)), add(du, mul(mul(a, 0.5), sub(d2u, mul(mul(t, square(du)), 2.0)))))
-    pdf = mul(exp(mul(square(a), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
-    return mul(pdf, sub(2.0, square(a)))
+        k, c = math.sqrt(2.0 / math.pi), 0.044715
+        t = ((a + a.square() * a * c) * k).tanh()
+        du = (a.square() * (3 * c) + 1.0) * k  # u'
+        d2u = a * (6 * c * k)  # u''
+        # (1 - t**2) (u' + x (u'' - 2 t u'**2) / 2)
+        return (1.0 - t.square()) * (du + a * 0.5 * (d2u - t * du.square() * 2.0))
+    pdf = (a.square() * -0.5).exp() * (1.0 / math.sqrt(2.0 * math.pi))
+    return pdf * (2.0 - a.square())
 
 
 def silu(a) -> Tensor:

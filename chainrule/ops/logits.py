@@ -4,46 +4,26 @@ closed-form gradients), so the common classifier head costs two passes, not a gr
 from __future__ import annotations
 
 from chainrule.backend import kernels, xp_of
-from chainrule.backend.parallel import parallel_for
+from chainrule.backend.rows import softmax_rows, softmax_vjp_rows
 from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand
 
 __all__ = ["softmax", "log_softmax", "softmin"]
 
 
 def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``dim``, computed from x - max(x) so it never overflows."""
+    """exp(x) / sum(exp(x)) along ``dim``, computed from x - max(x) so it never overflows. A primitive whose
+    backward is the primitive :func:`_softmax_backward`, so gradients of every order come free."""
     x = _float_input(input, dtype, "softmax")
     d = _softmax_dim(x, dim, "softmax")
-    out = _along_last_dim(x._data, d, _softmax_rows)
-    return record(out, "softmax", (x,), lambda g, out: (_softmax_backward(g, out, d),), keep_output=True)
-
-
-def _softmax_rows(rows, out, xp) -> None:
-    fast = kernels.fused(rows, out)
-    if fast:
-        fast.softmax_rows_f32(rows, out)
-        return
-    xp.subtract(rows, rows.max(axis=-1, keepdims=True), out=out)
-    kernels.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
-
-
-def _softmax_vjp_rows(rows_g, res, xp, rows_o) -> None:
-    """out * (g - sum(g * out)) per row, into ``res``."""
-    fast = kernels.fused(rows_g, rows_o, res)
-    if fast:
-        fast.softmax_vjp_rows_f32(rows_g, rows_o, res)
-        return
-    xp.multiply(rows_g, rows_o, out=res)
-    s = res.sum(axis=-1, keepdims=True)
-    xp.subtract(rows_g, s, out=res)
-    res *= rows_o
+    return record(_along_last_dim(x._data, d, softmax_rows), "softmax", (x,),
+                  lambda g, out: (_softmax_backward(g, out, d),), keep_output=True,
+                  fast=lambda g, out: (_along_last_dim(g, d, softmax_vjp_rows, out),))
 
 
 def _softmax_backward(g: Tensor, out: Tensor, d: int) -> Tensor:
     """out * (g - sum(g * out)) along ``d``: the softmax's vector-Jacobian product as one primitive. Its own
     rule (for double backward): d/dg is this same map; d/dout is gg (g - s) - g sum(gg out)."""
-    result = _along_last_dim(g._data, d, _softmax_vjp_rows, out._data)
+    result = _along_last_dim(g._data, d, softmax_vjp_rows, out._data)
 
     def rule(gg, _):
         s = (g * out).sum(d, keepdim=True)
@@ -52,21 +32,17 @@ def _softmax_backward(g: Tensor, out: Tensor, d: int) -> Tensor:
     return record(result, "softmax_backward", (g, out), rule, (g, out))
 
 
-def _along_last_dim(data, d: int, kernel, *others):
-    """Apply a row kernel ``kernel(rows, out, xp, *other_rows)`` along dim ``d``: in row chunks on worker
-    threads when ``d`` is the last dim (the common case), else in one piece with ``d`` moved last."""
+def _along_last_dim(data, d: int, row_function, *others):
+    """``row_function(rows, *other_rows)`` (a function of the rows of 2-D arrays, as in
+    :mod:`chainrule.backend.rows`) applied along dim ``d`` of ``data`` and of the arrays ``others`` of its
+    shape, with ``d`` moved last when it is not (the common case needs no copy)."""
     xp = xp_of(data)
     moved = data.ndim > 0 and d != data.ndim - 1
     if moved:
         data = xp.moveaxis(data, d, -1)
         others = tuple(xp.moveaxis(o, d, -1) for o in others)
     width = data.shape[-1] if data.ndim else 1
-    rows = xp.ascontiguousarray(data).reshape(-1, width)
-    other_rows = [xp.ascontiguousarray(o).reshape(-1, width) for o in others]
-    out = xp.empty_like(rows)
-    parallel_for(rows.shape[0], width, rows,
-                 lambda lo, hi: kernel(rows[lo:hi], out[lo:hi], xp, *(o[lo:hi] for o in other_rows)))
-    out = out.reshape(data.shape)
+    out = row_function(*(xp.ascontiguousarray(a).reshape(-1, width) for a in (data, *others))).reshape(data.shape)
     return xp.moveaxis(out, -1, d) if moved else out
 
 

@@ -14,6 +14,7 @@ import pytest
 import chainrule as cr
 import chainrule.nn.functional as F
 from chainrule.backend import kernels
+from chainrule.backend import rows as kernels_rows
 from chainrule.backend.parallel import get_workers, set_workers
 
 compiled = pytest.mark.skipif(not kernels.enabled(), reason="numba is not installed (the 'fast' extra)")
@@ -102,6 +103,7 @@ def test_out_in_place_and_fallbacks(name):
     np.testing.assert_array_equal(shifted[:-1], ufunc(x[1:]))
 
 
+@compiled
 def test_small_arrays_never_load_the_kernels():
     out = _python("""
         import sys, numpy as np, chainrule as cr
@@ -140,11 +142,113 @@ def test_relu_kernels_equal_numpy_bit_for_bit(layout):
         np.testing.assert_array_equal(f.view(np.int32), s.view(np.int32))  # NaN signs and -0.0 included
 
 
+@compiled
 def test_switched_off_is_numpy_bit_for_bit(numpy_path):
     x = np.random.default_rng(3).standard_normal((64, 100)).astype(np.float32)
     assert not kernels.enabled()
     np.testing.assert_array_equal(cr.tensor(x).tanh().numpy(), np.tanh(x))
     np.testing.assert_array_equal(cr.tensor(x).exp().numpy(), np.exp(x))
+
+
+# ----- each backend function: its compiled loop and its numpy formula agree --------------------------
+
+def _agree(fast, slow, scale=1.0):
+    """Arrays from the compiled and the numpy path: NaN at the same places, values within the op tests' tolerance."""
+    for f, s in zip(fast, slow):
+        assert f.shape == s.shape and f.dtype == s.dtype
+        np.testing.assert_array_equal(np.isnan(f), np.isnan(s))
+        np.testing.assert_allclose(f, s, rtol=2e-5, atol=2e-6 * scale)
+
+
+@compiled
+def test_relu_and_relu_grad_compiled_equal_numpy():
+    kernels.exp(np.zeros(kernels.MIN_SIZE, np.float32))  # relu's loops serve only once the kernels are loaded
+    rng = np.random.default_rng(20)
+    x = np.ascontiguousarray(rng.standard_normal((32, 40, 64)).astype(np.float32).transpose(1, 0, 2)).transpose(1, 0, 2)
+    x.flat[:6] = [-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf]
+    g = np.empty_like(x)  # laid out as x is, as the engine's gradients are
+    g[...] = rng.standard_normal(x.shape)
+    fast, slow = _compiled_and_numpy(lambda: (kernels.relu(x), kernels.relu_grad(kernels.relu(x), g)))
+    np.testing.assert_array_equal(fast[0].view(np.int32), slow[0].view(np.int32))  # bit for bit
+    assert fast[0].strides == x.strides  # in x's memory order
+    # numpy's masked multiply gives -0.0 where a negative g is masked, the loop +0.0: equal as numbers
+    np.testing.assert_array_equal(fast[1], slow[1])
+    g.flat[100] = np.inf  # with an inf the numpy path takes where: bit for bit again
+    fast, slow = _compiled_and_numpy(lambda: kernels.relu_grad(kernels.relu(x), g))
+    np.testing.assert_array_equal(fast.view(np.int32), slow.view(np.int32))
+
+
+def test_relu_grad_and_where_zero_on_numpy():
+    mask = np.array([True, False, True, False])
+    g = np.array([1.5, -2.0, np.inf, np.nan], np.float32)
+    np.testing.assert_array_equal(kernels.where_zero(mask, g), [1.5, 0.0, np.inf, 0.0])  # no inf * 0 = NaN
+    np.testing.assert_array_equal(kernels.where_zero(mask, g[:2].repeat(2)), [1.5, 0.0, -2.0, 0.0])
+    np.testing.assert_array_equal(kernels.where_zero(mask, np.arange(4)), [0, 0, 2, 0])
+    np.testing.assert_array_equal(kernels.where_zero(mask[:, None], np.full(3, 2.0)),
+                                  np.where(mask[:, None], np.full(3, 2.0), 0.0))  # x broadcast: where
+    with pytest.raises(ValueError):
+        kernels.where_zero(mask, np.ones(3))
+    out = np.array([1.0, 0.0, -1.0, 2.0], np.float32)
+    np.testing.assert_array_equal(kernels.relu_grad(out, g), [1.5, 0.0, 0.0, np.nan])  # relu'(0) = 0
+    assert kernels.relu_grad(np.float32(1.0), np.float32(3.0)) == 3.0  # 0-d
+
+
+@compiled
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gelu_and_gelu_grad_compiled_equal_numpy(approximate):
+    rng = np.random.default_rng(21)
+    x = (rng.standard_normal((64, 1024)) * 3).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+
+    def run():
+        out, inner = kernels.gelu(x, approximate)
+        return out, kernels.gelu_grad(x, g, approximate, inner), kernels.gelu_grad(x, g, approximate)
+
+    fast, slow = _compiled_and_numpy(run)
+    _agree(fast, slow, scale=10.0)
+    np.testing.assert_array_equal(slow[1], slow[2])  # the kept erf or tanh values equal those computed again
+    kernels.set_enabled(False)
+    try:
+        slope = kernels.gelu_grad(x, None, approximate)  # the slope alone, as gelu's recorded rule asks for it
+    finally:
+        kernels.set_enabled(True)
+    np.testing.assert_array_equal(slope * g, slow[1])
+
+
+@compiled
+def test_softmax_rows_and_vjp_compiled_equal_numpy():
+    rng = np.random.default_rng(22)
+    x = _masked_scores(rng).reshape(-1, 40)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+
+    def run():
+        p = kernels_rows.softmax_rows(x)
+        out = np.empty_like(p)
+        assert kernels_rows.softmax_vjp_rows(g, p, out) is out
+        return p, out
+
+    fast, slow = _compiled_and_numpy(run)
+    _agree(fast, slow)
+
+
+@compiled
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_rows_and_vjp_compiled_equal_numpy(affine):
+    rng = np.random.default_rng(23)
+    x = (rng.standard_normal((512, 128)) * 2 + 1).astype(np.float32)
+    w, b = (rng.standard_normal(128).astype(np.float32) for _ in range(2)) if affine else (None, None)
+    g = rng.standard_normal((8, 64, 128)).astype(np.float32)  # any shape of x's size
+
+    def run():
+        out, mean, rstd = kernels_rows.layer_norm_rows(x, w, b, 1e-5)
+        gx, gw, gb = kernels_rows.layer_norm_vjp_rows(g, x, mean, rstd, w)
+        no_gx, gw2, gb2 = kernels_rows.layer_norm_vjp_rows(g, x, mean, rstd, w, need_x=False)
+        assert no_gx is None and (gw is None) == (w is None)
+        np.testing.assert_array_equal(gb2, gb)
+        return [a for a in (out, mean, rstd, gx, gw, gb, gw2) if a is not None]
+
+    fast, slow = _compiled_and_numpy(run)
+    _agree(fast, slow, scale=100.0)
 
 
 # ----- every op that uses a kernel: compiled and numpy paths agree, forward and gradients ----------
@@ -334,10 +438,9 @@ def test_compiled_gelu_keeps_no_second_activation_for_its_backward(numpy_path):
 def test_gelu_kernels_keep_their_accuracy_in_the_negative_tail():
     # 0.5 x (1 + tanh u) cancels where tanh u nears -1; the kernels' sigmoid form does not
     x = np.concatenate([np.linspace(-100, -3, 50000), np.linspace(-3, 12, 50000)]).astype(np.float32)
-    module = kernels._compiled()
-    out, slope = np.empty_like(x), np.empty_like(x)
-    module.gelu_tanh_f32(x, out)
-    module.gelu_tanh_grad_f32(x, np.ones_like(x), slope)
+    out, inner = kernels.gelu(x, "tanh")
+    assert inner is None  # the compiled loop, which keeps nothing beside x
+    slope = kernels.gelu_grad(x, np.ones_like(x), "tanh")
     x64 = x.astype(np.float64)
     u = np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)
     t = np.tanh(u)
@@ -424,6 +527,7 @@ def test_without_numba_everything_runs_on_numpy():
     assert _python(unimportable + textwrap.dedent(FALLBACK_SCRIPT)).strip() == "False"
 
 
+@compiled
 def test_environment_variable_switches_the_kernels_off():
     assert _python(FALLBACK_SCRIPT, CHAINRULE_KERNELS="numpy").strip() == "False"
 
