@@ -1,12 +1,14 @@
 """float32 kernels compiled by numba (imported only through :mod:`chainrule.backend.kernels`).
 
-Each kernel works in float64 and rounds once to float32, so its results are within one ulp of the
-exact value (tests/backend/test_kernels.py checks this against float64 numpy on millions of inputs):
-as accurate as numpy's own float32 ufuncs (numpy 2.4 here: exp within 2.4 ulp, tanh within 1.4) and,
-being plain loops that LLVM vectorises, several times faster on CPUs without AVX-512.
+The numpy formula each one stands in for is in the function that calls it, in
+:mod:`chainrule.backend.kernels` or :mod:`chainrule.backend.rows`. exp and tanh work in float64 and
+round once to float32, so their results are within one ulp of the exact value (tests/backend/test_kernels.py
+checks this against float64 numpy on millions of inputs), as accurate as numpy's own float32 ufuncs;
+being plain loops that LLVM vectorises, they are several times faster on CPUs without AVX-512 (figures:
+bench/ANALYSIS.md, "Kernels and fused ops").
 
 ``error_model="numpy"`` matters: with Python's error model every division checks for zero, and the
-check stops LLVM from vectorising the loop (measured: 1/x 2.3 -> 0.19 ns per element).
+check stops LLVM from vectorising the loop.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 _JIT = dict(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-# Row kernels may reorder their sums and maxima, which lets LLVM vectorise those loops (softmax of
-# 8192 x 64: 2.9 -> 1.1 ms). The flag stays on the instructions of the function it compiles, so the
-# exact steps inside _exp64 and _exp32 (adding and subtracting 1.5 * 2**52, 1.5 * 2**23) are never
+# Row kernels may reorder their sums and maxima, which lets LLVM vectorise those loops (softmax's rows
+# then take well under half the time). The flag stays on the instructions of the function it compiles,
+# so the exact steps inside _exp64 and _exp32 (adding and subtracting 1.5 * 2**52, 1.5 * 2**23) are never
 # folded away.
 _ROW_JIT = dict(_JIT, fastmath={"contract", "reassoc"})
 _VEC, _ROWS = "float32[::1]", "float32[:, ::1]"  # contiguous 1-D arrays and rows of 2-D ones
@@ -108,7 +110,7 @@ def _tanh(x):
 
 # Each function has a loop from one array into another and one over an array in place: LLVM vectorises
 # a loop between two arrays only after a run-time check that they do not overlap, and runs the scalar
-# loop when they are the same array (measured: exp 0.45 vs 1.85 ms on 0.5M elements). They are written
+# loop, several times slower, when they are the same array. They are written
 # out, not made by a factory: numba's disk cache cannot reuse closures and would compile them anew in
 # every process.
 
@@ -174,10 +176,8 @@ def _exp32(v):
 
 # GELU(tanh) as 0.5 x (1 + tanh u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x**3), in float32.
 # The sigmoid form has no cancellation where tanh u nears -1 (negative x), which both 0.5 x (1 + t) in
-# float64 with a float32-accurate tanh and numpy's float32 passes suffer: measured on 1M normal(0, 3)
-# values against float64, output within 11 ulp where |gelu| > 0.01 (float64 tanh form 29, numpy path 61)
-# and slope within 2.0e-7 absolute (float64 tanh form 1e-3 at x = -100), at 1.2 and 1.5 ms per 1M
-# elements forward and backward against 2.0 and 2.1 ms in float64.
+# float64 with a float32-accurate tanh and numpy's float32 passes suffer; it is also faster than the
+# same formula in float64 (accuracy and timings: bench/ANALYSIS.md, "Kernels and fused ops").
 _F_2K = np.float32(-2.0 * math.sqrt(2.0 / math.pi))  # -2 sqrt(2/pi): exp's argument is _F_2K (x + c x**3)
 _F_K, _F_C, _F_3C = np.float32(math.sqrt(2.0 / math.pi)), np.float32(0.044715), np.float32(3 * 0.044715)
 _F_ONE, _F_TWO = np.float32(1.0), np.float32(2.0)
@@ -205,8 +205,8 @@ def gelu_tanh_grad_f32(x, g, out):
 
 @njit(f"void({_ROWS}, {_ROWS})", **_ROW_JIT)
 def softmax_rows_f32(x, out):
-    """Each row's softmax: exp(x - max) / sum, in float32 (_exp32; the sum in eight lanes, a float64 one
-    cost half the time again: 8192 rows of 64, 0.70 against 1.05 ms). A row of -inf gives NaN, as numpy's."""
+    """Each row's softmax: exp(x - max) / sum, in float32 (_exp32; the sum in eight lanes, where a float64
+    one costs half the time again). A row of -inf gives NaN, as numpy's."""
     for i in range(x.shape[0]):
         row, dest = x[i], out[i]
         top = row[0]
@@ -339,8 +339,7 @@ def max_pool_2x2_grad_f32(x, out, g, grad):
 # the columns, nothing added back.
 # The pixel indices are cast to unsigned: they are never negative (the loops cover the windows inside
 # the image only), but LLVM cannot prove it, and numba's handling of negative indices on signed ones
-# keeps the loops scalar (measured: 3.1-3.8 ms against 0.6 ms for the chunked columns of 16 -> 32
-# channels, 3x3, 64 images of 14 x 14).
+# keeps the loops scalar, several times slower (bench/ANALYSIS.md).
 
 _COLS = "float32[:, :, :, :, :, ::1]"
 _WINDOWS = f"void({_PLANES}, {_COLS}, int64, int64, int64, int64, int64, int64, int64, int64, int64, boolean)"
