@@ -7,14 +7,13 @@ from __future__ import annotations
 from numbers import Number
 
 from chainrule import dtypes as _dt
-from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import record
 from chainrule.autograd.provenance import note_origin
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "norm_dim",
-           "norm_dims", "describe", "float_operand", "untracked", "forward_value"]
+           "norm_dims", "describe", "float_operand", "untracked"]
 
 
 def untracked(out, like: Tensor, op: str | None = None, inputs: tuple = ()) -> Tensor:
@@ -31,19 +30,6 @@ def untracked(out, like: Tensor, op: str | None = None, inputs: tuple = ()) -> T
     if op is not None:
         note_origin(result, op, inputs or (like,))
     return result
-
-
-def forward_value(arrays, recompute):
-    """Values computed in the forward pass that a backward rule reads (a mean, a softmax, ...): one
-    array or a tuple of arrays.
-
-    Normally they are reused as constants. When the backward pass itself is being recorded
-    (``create_graph=True``: rules then run with grad mode on), they must depend on the inputs
-    differentiably, so ``recompute()`` builds them again from primitives.
-    """
-    if GRAD_ENABLED[0]:
-        return recompute()
-    return tuple(wrap(a) for a in arrays) if isinstance(arrays, tuple) else wrap(arrays)
 
 
 def describe(t: Tensor) -> str:

@@ -775,12 +775,15 @@ def where(condition, a, b) -> Tensor:
 
 
 def _where_arrays(cond: Tensor, x, y, x_shape: tuple, y_shape: tuple):
-    xp = xp_of(cond._data)
-    kept = _masked_by_multiply(xp, cond._data, x, y)
-    if kept is not None:
-        return kept
+    """numpy's where on arrays (or numbers); a float array against a literal 0, as in masks and in relu's
+    graph backward, is kernels.where_zero (a multiply by the mask)."""
+    mask = cond._data
     try:
-        return xp.where(cond._data, x, y)
+        if _is_zero(y) and _is_float_array(x):
+            return kernels.where_zero(mask, x)
+        if _is_zero(x) and _is_float_array(y):
+            return kernels.where_zero(~mask, y)
+        return xp_of(mask).where(mask, x, y)
     except ValueError:
         raise RuntimeError(
             f"where: the condition {tuple(cond.shape)}, x {tuple(x_shape)} and y {tuple(y_shape)} cannot be "
@@ -788,22 +791,12 @@ def _where_arrays(cond: Tensor, x, y, x_shape: tuple, y_shape: tuple):
         ) from None
 
 
-def _masked_by_multiply(xp, cond, x, y):
-    """``where(cond, x, 0)`` (or ``where(cond, 0, y)``) as a multiply by the mask: several times faster than
-    numpy's where on a random mask (relu's and masks' backward), and exact unless the kept array holds
-    inf/NaN (inf * 0 is NaN), in which case None sends the caller to where. None too for other forms."""
-    if type(y) in _PYTHON_NUMBERS and y == 0 and getattr(x, "dtype", None) is not None and x.dtype.kind == "f":
-        kept, mask = x, cond
-    elif type(x) in _PYTHON_NUMBERS and x == 0 and getattr(y, "dtype", None) is not None and y.dtype.kind == "f":
-        kept, mask = y, ~cond
-    else:
-        return None
-    try:
-        if kept.shape != xp.broadcast_shapes(kept.shape, mask.shape):
-            return None
-    except ValueError:
-        return None  # where reports the shapes
-    return xp.multiply(kept, mask) if xp.isfinite(kept).all() else None
+def _is_zero(value) -> bool:
+    return type(value) in _PYTHON_NUMBERS and value == 0
+
+
+def _is_float_array(value) -> bool:
+    return getattr(value, "dtype", None) is not None and value.dtype.kind == "f"
 
 
 def lerp(start, end, weight) -> Tensor:
