@@ -582,8 +582,15 @@ def relu(a) -> Tensor:
     """max(a, 0); relu'(0) = 0."""
     a = tensor_operand(a, "relu")
     _refuse_bool("relu", a)
-    return record(kernels.relu(a._data), "relu", (a,), lambda g, out: (where(out > 0, g, 0.0),), keep_output=True,
-                  fast=lambda g, out: (kernels.relu_grad(out, g),))
+    return record(kernels.relu(a._data), "relu", (a,), _relu_rule, keep_output=True, fast=_relu_fast)
+
+
+def _relu_rule(g, out):
+    return (where(out > 0, g, 0.0),)
+
+
+def _relu_fast(g, out):
+    return (kernels.relu_grad(out, g),)
 
 
 def relu6(a) -> Tensor:
