@@ -143,11 +143,12 @@ def check_backward(node, grad_out, grads) -> None:
     for i, g in enumerate(grads):
         if isinstance(g, PlacedGrad):
             g = g.materialize()
-        if g is not None and any(_bad_count(g._data)):
+        values = getattr(g, "_data", g)  # fast entries return arrays
+        if values is not None and any(_bad_count(values)):
             raise AnomalyError(
                 f"anomaly: the backward rule {node.name()} returned NaN/Inf for input {i} of the "
                 f"forward operation '{node.op}'.\n"
                 f"  forward operation called at {node.callsite or '(unknown: created before detect_anomaly)'}\n"
                 f"  incoming gradient: {summarize(grad_out._data)}\n"
-                f"  gradient for input {i}: {summarize(g._data)}"
+                f"  gradient for input {i}: {summarize(values)}"
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.autograd.graph import Node, PlacedGrad
+from chainrule.autograd.graph import Node, PlacedGrad, received
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
@@ -143,6 +143,7 @@ def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None
     """Run the backward rules from ``roots``. Returns the summed gradient of every leaf reached (of the
     ``wanted`` leaves only, when given) and what the walk saw on the way (:class:`_Seen`)."""
     plain = not create_graph  # no graph of the backward: fast entries serve, buffers add in place
+    release = not retain_graph  # each node frees what its rule held once it ran
     sums: dict = {}  # node or leaf -> its gradient so far: a tensor as it came, or a _GradBuffer
     for root, g in zip(roots, root_grads):
         _add(sums, root._node or root, g, plain)
@@ -160,17 +161,19 @@ def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None
             if g is not None:
                 if type(g) is _GradBuffer:
                     g = g.value
+                if type(g) is not Tensor or g._data.shape != node.shape or g._data.dtype is not node.dtype:
+                    g = received(g, node.shape, node.dtype)
                 if node.hooks or node.retained is not None or capturing:
                     g = seen.arriving(node, g)  # hooks, retained and wanted non-leaf gradients
                 if needed is not None and node not in needed:
                     g = None
-            grads = node.apply(g, plain, not retain_graph) if g is not None else (None,) * len(node.parents)
+            grads = node.apply(g, plain, release) if g is not None else (None,) * len(node.parents)
             for parent, pg in zip(node.parents, grads):
-                if pg is not None:
-                    if type(pg) is Tensor and parent not in sums:
-                        sums[parent] = pg  # the first to arrive, kept as it came
-                    else:
+                if pg is not None and parent is not None:
+                    if parent in sums or type(pg) is PlacedGrad:
                         _add(sums, parent, pg, plain)
+                    else:
+                        sums[parent] = pg  # the first to arrive, kept as it came
                 if type(parent) is Node:  # this consumer is done: a parent runs after its last one
                     left = consumers[parent] - 1
                     consumers[parent] = left
@@ -207,8 +210,8 @@ class _Seen:
     def leaves(self, sums: dict) -> dict:
         """The leaves' summed gradients (every node was popped from ``sums``), through the leaves' hooks;
         with ``wanted``, only those asked for (no .grad and no hooks for the others, as in PyTorch)."""
-        grads = {leaf: g.value if type(g) is _GradBuffer else g for leaf, g in sums.items()
-                 if self.wanted is None or any(leaf is w for w in self.wanted)}
+        grads = {leaf: received(g.value if type(g) is _GradBuffer else g, leaf._data.shape, leaf._data.dtype)
+                 for leaf, g in sums.items() if self.wanted is None or any(leaf is w for w in self.wanted)}
         for leaf, g in grads.items():
             if leaf._hooks:
                 grads[leaf] = _run_hooks(leaf._hooks, g, self.exposed)
@@ -216,15 +219,22 @@ class _Seen:
 
 
 def _add(sums: dict, key, g, in_place: bool) -> None:
-    """``sums[key] += g`` for a tensor or a placed gradient. The first gradient to arrive is kept as it
-    came (a rule may hand one array to several inputs, or return a view: it is never written into); a
-    second turns the entry into a :class:`_GradBuffer`."""
+    """``sums[key] += g`` for a tensor, an array from a fast entry or a placed gradient. The first gradient
+    to arrive is kept as it came (a rule may hand one array to several inputs, or return a view: it is
+    never written into); a second turns the entry into a :class:`_GradBuffer`, which holds its sum in the
+    key's shape (so that a gradient of the key's shape is never broadcast over another's)."""
     old = sums.get(key)
     if old is None:
         sums[key] = _GradBuffer(g.materialize()) if type(g) is PlacedGrad else g
-    elif type(old) is _GradBuffer:
+        return
+    meta = key if type(key) is Node else key._data  # the shape and dtype every gradient of key is summed to
+    if type(g) is not PlacedGrad:
+        g = received(g, meta.shape, meta.dtype)
+    if type(old) is _GradBuffer:
         old.add(g, in_place)
-    elif type(g) is PlacedGrad:
+        return
+    old = received(old, meta.shape, meta.dtype)
+    if type(g) is PlacedGrad:
         buffer = sums[key] = _GradBuffer(old if old._rg else wrap(old._data.copy()))
         buffer.add(g, in_place)
     else:
@@ -244,7 +254,7 @@ class _GradBuffer:
         """``value += g`` for a tensor or a placed gradient."""
         value = self.value
         if type(g) is PlacedGrad:
-            if in_place and not value._rg and value._data.dtype == g.values.dtype:
+            if in_place and not value._rg and value._data.dtype == g.values.dtype and value._data.shape == g.shape:
                 value._data[g.index] += g.values
                 return
             g = g.materialize()

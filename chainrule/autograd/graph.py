@@ -14,8 +14,8 @@ An operation declares its derivative once, beside its forward, when it calls :fu
 
 ``out`` is the operation's output when it asked to keep it (``keep_output=True``: exp, tanh, ...), else
 ``None``; ``args`` are what the operation passed for its rule. A rule may return a gradient of the
-broadcast shape or of another dtype: :meth:`Node.apply` sums it down to its input's shape and casts it
-(undoing broadcasting happens there, once, for every rule). The most frequent ops (mul, add, tanh) use
+broadcast shape or of another dtype: the engine sums it down to its input's shape and casts it
+(:func:`received`: undoing broadcasting happens there, once, for every rule). The most frequent ops (mul, add, tanh) use
 module-level rules with ``args`` rather than closures, which cost the garbage collector several objects
 per recorded op (bench/ANALYSIS.md). The node holds the output's array, not the output tensor, so no
 reference cycle (tensor -> node -> rule -> tensor) delays freeing memory.
@@ -31,7 +31,7 @@ from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
 
-__all__ = ["Node", "record", "HookHandle", "ANOMALY", "PlacedGrad", "RECORD_OBSERVERS"]
+__all__ = ["Node", "record", "HookHandle", "ANOMALY", "PlacedGrad", "RECORD_OBSERVERS", "received"]
 
 # detect_anomaly() turns this on: backward rules' results are then checked for NaN/Inf.
 ANOMALY = [False]
@@ -97,10 +97,11 @@ class Node:
         self.constants = tuple([x for x, p in zip(inputs, parents) if p is None]) if mixed and inputs else ()
 
     def apply(self, g: Tensor, plain: bool, release: bool = False) -> tuple:
-        """The gradient for each input given the gradient ``g`` of the output, each of its input's shape and
-        dtype (or None): the fast entry when ``plain`` (no graph of the backward is built) and the op has
-        one, else the rule; with ``release``, the node then frees what the rule held. The one place rules
-        are called (the engine, explanations)."""
+        """The gradient for each input (a tensor, an array from a fast entry, a placed gradient or None)
+        given the gradient ``g`` of the output: the fast entry when ``plain`` (no graph of the backward is
+        built) and the op has one, else the rule; with ``release``, the node then frees what the rule held.
+        The one place rules are called (the engine, explanations). A gradient may still have the broadcast
+        shape: the engine sums it to its input's shape (:func:`received`)."""
         rule = self.backward_fn
         if rule is None:
             raise _freed_graph_error(self)
@@ -110,7 +111,6 @@ class Node:
             grads = self.fast_fn(g._data, self.out, *self.args)
         else:
             grads = rule(g, None if self.out is None else wrap(self.out, True, self), *self.args)
-        grads = _conformed(grads, self.parents)
         if ANOMALY[0]:
             from chainrule.autograd.anomaly import check_backward
 
@@ -147,35 +147,17 @@ class Node:
         return self.retained is not None and self.retained() is tensor
 
 
-def _conformed(grads: tuple, parents: tuple) -> list:
-    """The gradients a rule returned, one per parent (a node, a leaf or None), each as a tensor of its
-    parent's shape and dtype: summed over the dimensions the forward broadcast, then cast. Arrays from
-    fast entries are wrapped; placed gradients have their base's shape already. (One loop rather than a
-    call per gradient: this runs for every edge of every backward.)"""
-    result = []
-    for g, parent in zip(grads, parents):  # custom Functions check that there is one per parent
-        if g is None or parent is None:
-            result.append(None)
-            continue
-        kind = type(g)
-        if kind is Tensor:
-            data = g._data
-        elif kind is PlacedGrad:
-            result.append(g)
-            continue
-        else:  # an array from a fast entry (numpy gives scalars for 0-d results)
-            data = g if kind in ARRAY_TYPES else xp_of(g).asarray(g)
-            g = wrap(data)
-        if type(parent) is Node:
-            shape, dtype = parent.shape, parent.dtype
-        else:
-            shape, dtype = parent._data.shape, parent._data.dtype
-        if data.shape != shape:
-            g = g.sum_to(shape)
-        if data.dtype is not dtype and data.dtype != dtype:
-            g = g.to(_dt.from_np(dtype))
-        result.append(g)
-    return result
+def received(g, shape: tuple, dtype) -> Tensor:
+    """The summed gradient of a node's output or of a leaf (a tensor, or an array from a fast entry) as a
+    tensor of its ``shape`` and ``dtype``: summed over the dimensions the forward broadcast, then cast.
+    Undoing broadcasting happens here, for every rule."""
+    if type(g) is not Tensor:
+        g = wrap(g if type(g) in ARRAY_TYPES else xp_of(g).asarray(g))  # numpy gives scalars for 0-d results
+    if g._data.shape != shape:
+        g = g.sum_to(shape)
+    if g._data.dtype != dtype:
+        g = g.to(_dt.from_np(dtype))
+    return g
 
 
 def _freed_graph_error(node: Node) -> RuntimeError:

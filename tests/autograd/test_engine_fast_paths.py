@@ -287,3 +287,22 @@ def test_views_keep_their_graph_when_backward_is_recorded():
     (g,) = cr.autograd.grad(y[0] + y[1:].sum() * 2, x, create_graph=True)
     (gg,) = cr.autograd.grad(g.sum(), x)
     np.testing.assert_allclose(gg.numpy(), 6 * np.array([0.3, -0.7, 1.1]) * [1, 2, 2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_broadcast_gradient_and_one_of_the_input_shape_sum_correctly(create_graph):
+    # the engine sums a gradient of the broadcast shape down to its input's shape: a second gradient of the
+    # input's own shape must be added once, not broadcast over the first and summed with it
+    x = cr.tensor([[1.0], [2.0], [3.0]], requires_grad=True)
+    y = x * 1.0  # a node of shape (3, 1)
+    for out in ((y * cr.ones(3, 4)).sum() + (y * 2.0).sum(), (y * 2.0).sum() + (y * cr.ones(3, 4)).sum()):
+        (g,) = cr.autograd.grad(out, x, create_graph=create_graph, retain_graph=True)
+        np.testing.assert_array_equal(g.detach().numpy(), np.full((3, 1), 6.0, np.float32))
+
+
+def test_a_placed_gradient_meets_a_broadcast_one():
+    x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = x * 1.0
+    out = (h + cr.ones(4, 3)).sum() + h[0] * 5.0  # (4, 3) from the add, a placed 5 at index 0 from the view
+    out.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [9.0, 4.0, 4.0])
