@@ -159,10 +159,7 @@ def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None
             node = ready.pop()
             g = sums.pop(node, None)
             if g is not None:
-                if type(g) is _GradBuffer:
-                    g = g.value
-                if type(g) is not Tensor or g._data.shape != node.shape or g._data.dtype is not node.dtype:
-                    g = received(g, node.shape, node.dtype)
+                g = _taken(g, node)
                 if node.hooks or node.retained is not None or capturing:
                     g = seen.arriving(node, g)  # hooks, retained and wanted non-leaf gradients
                 if needed is not None and node not in needed:
@@ -210,12 +207,25 @@ class _Seen:
     def leaves(self, sums: dict) -> dict:
         """The leaves' summed gradients (every node was popped from ``sums``), through the leaves' hooks;
         with ``wanted``, only those asked for (no .grad and no hooks for the others, as in PyTorch)."""
-        grads = {leaf: received(g.value if type(g) is _GradBuffer else g, leaf._data.shape, leaf._data.dtype)
-                 for leaf, g in sums.items() if self.wanted is None or any(leaf is w for w in self.wanted)}
-        for leaf, g in grads.items():
-            if leaf._hooks:
-                grads[leaf] = _run_hooks(leaf._hooks, g, self.exposed)
+        grads = {}
+        for leaf, g in sums.items():
+            if self.wanted is not None and not any(leaf is w for w in self.wanted):
+                continue
+            g = _taken(g, leaf._data)
+            grads[leaf] = _run_hooks(leaf._hooks, g, self.exposed) if leaf._hooks else g
         return grads
+
+
+def _taken(g, meta) -> Tensor:
+    """The summed gradient ``g`` of a node or leaf, as it leaves the sums: a tensor of ``meta``'s shape and
+    dtype (``meta``: the node, or the leaf's array)."""
+    kind = type(g)
+    if kind is _GradBuffer:
+        return g.value  # summed in the key's shape already
+    data = g._data if kind is Tensor else g
+    if type(data) in ARRAY_TYPES and data.shape == meta.shape and data.dtype is meta.dtype:
+        return g if kind is Tensor else wrap(g)  # the usual case: as it came (fast entries give arrays)
+    return received(g, meta.shape, meta.dtype)
 
 
 def _add(sums: dict, key, g, in_place: bool) -> None:
@@ -315,10 +325,7 @@ def _accumulate(tensor: Tensor, g: Tensor, create_graph: bool, handed_out: set) 
     broadcast of another array, or an array already given to another tensor or owned by the caller
     (rules pass one gradient to several inputs, e.g. add).
     """
-    arr, want = g._data, tensor._data.dtype
-    if arr.dtype is not want and arr.dtype != want:  # `is` first: numpy's == on dtypes is slow
-        g = g.to(tensor.dtype)
-        arr = g._data
+    arr = g._data  # of the tensor's shape and dtype (received)
     grad = tensor.grad
     if grad is None:
         if create_graph:
