@@ -261,28 +261,27 @@ class _GradBuffer:
         self.value = value
 
     def add(self, g, in_place: bool) -> None:
-        """``value += g`` for a tensor or a placed gradient."""
+        """``value += g`` for a tensor of the same shape and dtype, or a placed gradient of its base."""
         value = self.value
+        in_place = in_place and not value._rg
         if type(g) is PlacedGrad:
-            if in_place and not value._rg and value._data.dtype == g.values.dtype and value._data.shape == g.shape:
+            if in_place:
                 value._data[g.index] += g.values
                 return
             g = g.materialize()
-        a, b = value._data, g._data
-        if in_place and not value._rg and not g._rg and a.dtype == b.dtype and a.shape == b.shape:
-            a += b
+        if in_place and not g._rg:
+            value._data += g._data
         else:
-            self.value = _sum(value, g, in_place)
+            self.value = value + g  # building the backward's graph: the add op records the sum
 
 
 def _sum(a: Tensor, b: Tensor, in_place: bool) -> Tensor:
-    """``a + b`` as a new tensor: on the arrays in a plain backward, else by the add op (which promotes,
-    and records the sum when a graph of the backward is being built)."""
-    x, y = a._data, b._data
-    if not in_place or a._rg or b._rg or x.dtype != y.dtype or x.shape != y.shape:
+    """``a + b`` (of one shape and dtype) as a new tensor: on the arrays in a plain backward, else by the
+    add op (which records the sum when a graph of the backward is being built)."""
+    if not in_place or a._rg or b._rg:
         return a + b
-    total = x + y
-    return wrap(total if type(total) in ARRAY_TYPES else xp_of(x).asarray(total))  # numpy: 0-d sums are scalars
+    total = a._data + b._data
+    return wrap(total if type(total) in ARRAY_TYPES else xp_of(total).asarray(total))  # numpy: 0-d sums are scalars
 
 
 def _count_consumers(root_nodes: Sequence[Node]) -> dict:
