@@ -46,7 +46,8 @@ def _numpy_blas() -> str:
     numpy_dir = Path(np.__file__).resolve().parent.parent
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     ours = [p for p in pools if "numpy" in p.get("filepath", "") or str(numpy_dir) in p.get("filepath", "")] or pools
-    return ", ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('threading_layer', '?')})" for p in ours) or "unknown"
+    return ", ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('threading_layer', '?')}, "
+                     f"{p.get('architecture', '?')} kernels)" for p in ours) or "unknown"
 
 
 def _torch_blas(torch) -> str:
