@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainrule.autograd.grad_mode import no_grad
-from chainrule.autograd.graph import Node, PlacedGrad
+from chainrule.autograd.graph import Node
 from chainrule.autograd.provenance import Origin, origin_of
 from chainrule.diagnostics._graph import (
     capture_gradients,
@@ -282,8 +282,7 @@ def _zero(label: str, tensor: Tensor, path: set[Node], received: dict) -> GradEx
 def _input_grads(node: Node, g: Tensor) -> tuple:
     """What ``node``'s rule sends to each input for output gradient ``g`` (the graph is retained)."""
     with no_grad():
-        grads = node.apply(g, plain=False)
-    return tuple(p.materialize() if isinstance(p, PlacedGrad) else p for p in grads)
+        return node.apply(g, plain=False)  # the rule (never a fast entry's placed gradients)
 
 
 def _describe_blocker(node: Node, index: int) -> str:
