@@ -87,7 +87,7 @@ def _grad_g(g, out):
 
 
 def _grad_neg_g(g, out):
-    return (neg(g),)
+    return (-g,)
 
 
 def _result_dtype(a, b) -> _dt.DType:
@@ -224,11 +224,11 @@ def div(a, b, rounding_mode: str | None = None) -> Tensor:
         return _rounded_div(a, b, rounding_mode)
     if _is_number(b) and isinstance(a, Tensor):
         a = float_operand(a, "div")
-        return record(a._data / b, "div", (a,), lambda g, _: (div(g, b),))
+        return record(a._data / b, "div", (a,), lambda g, _: (g / b,))
     if _is_number(a) and isinstance(b, Tensor):
         b = float_operand(b, "div")
         # d(c / b)/db = -c / b**2 = -out / b
-        return record(a / b._data, "rdiv", (b,), lambda g, out: (neg(div(mul(g, out), b)),), (b,), True)
+        return record(a / b._data, "rdiv", (b,), lambda g, out: (-(g * out / b),), (b,), True)
     a, b = binary_operands(a, b, "div")
     if a._data.dtype.kind != "f":
         a, b = float_operand(a, "div"), float_operand(b, "div")
@@ -333,10 +333,10 @@ def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
 
     def rule(g, _):
         if c == 0:
-            return (mul(g, 0.0),)
+            return (g * 0.0,)
         if c == 1:
             return (g,)
-        return (mul(g, mul(pow(a, c - 1), c)),)
+        return (g * (a ** (c - 1) * c),)
 
     return record(data, "pow", (a,), rule, (a,))
 
@@ -361,25 +361,25 @@ def _pow_scalar_base(c: Number, b: Tensor) -> Tensor:
     xp = xp_of(b._data)
     out = xp.power(xp.asarray(c, dtype=b._data.dtype), b._data)
     log_c = math.log(c) if c > 0 else (float("-inf") if c == 0 else float("nan"))
-    return record(out, "rpow", (b,), lambda g, out: (mul(mul(g, out), log_c),), keep_output=True)
+    return record(out, "rpow", (b,), lambda g, out: (g * out * log_c,), keep_output=True)
 
 
 def square(a) -> Tensor:
     a = tensor_operand(a, "square")
     if a._data.dtype.kind == "b":
         a = a.to(_dt.int64)  # as PyTorch: bool ** 2 is int64
-    return record(a._data * a._data, "square", (a,), lambda g, _: (mul(mul(g, a), 2.0),), (a,))
+    return record(a._data * a._data, "square", (a,), lambda g, _: (g * a * 2.0,), (a,))
 
 
 def reciprocal(a) -> Tensor:
     a = float_operand(a, "reciprocal")
-    return record(1.0 / a._data, "reciprocal", (a,), lambda g, out: (neg(mul(g, square(out))),), keep_output=True)
+    return record(1.0 / a._data, "reciprocal", (a,), lambda g, out: (-(g * out.square()),), keep_output=True)
 
 
 def abs(a) -> Tensor:
     a = tensor_operand(a, "abs")
     xp = xp_of(a._data)
-    return record(xp.abs(a._data), "abs", (a,), lambda g, _: (mul(g, sign(a)),), (a,))
+    return record(xp.abs(a._data), "abs", (a,), lambda g, _: (g * sign(a),), (a,))
 
 
 def sign(a) -> Tensor:
@@ -424,91 +424,91 @@ def round(a, decimals: int = 0) -> Tensor:
 
 def exp(a) -> Tensor:
     a = float_operand(a, "exp")
-    return record(kernels.exp(a._data), "exp", (a,), lambda g, out: (mul(g, out),), keep_output=True)
+    return record(kernels.exp(a._data), "exp", (a,), lambda g, out: (g * out,), keep_output=True)
 
 
 def expm1(a) -> Tensor:
     a = float_operand(a, "expm1")
     return record(xp_of(a._data).expm1(a._data), "expm1", (a,),
-                  lambda g, out: (mul(g, add(out, 1.0)),), keep_output=True)
+                  lambda g, out: (g * (out + 1.0),), keep_output=True)
 
 
 def log(a) -> Tensor:
     a = float_operand(a, "log")
-    return record(xp_of(a._data).log(a._data), "log", (a,), lambda g, _: (div(g, a),), (a,))
+    return record(xp_of(a._data).log(a._data), "log", (a,), lambda g, _: (g / a,), (a,))
 
 
 def log2(a) -> Tensor:
     a = float_operand(a, "log2")
-    return record(xp_of(a._data).log2(a._data), "log2", (a,), lambda g, _: (div(g, mul(a, math.log(2.0))),), (a,))
+    return record(xp_of(a._data).log2(a._data), "log2", (a,), lambda g, _: (g / (a * math.log(2.0)),), (a,))
 
 
 def log10(a) -> Tensor:
     a = float_operand(a, "log10")
     return record(xp_of(a._data).log10(a._data), "log10", (a,),
-                  lambda g, _: (div(g, mul(a, math.log(10.0))),), (a,))
+                  lambda g, _: (g / (a * math.log(10.0)),), (a,))
 
 
 def log1p(a) -> Tensor:
     a = float_operand(a, "log1p")
-    return record(xp_of(a._data).log1p(a._data), "log1p", (a,), lambda g, _: (div(g, add(a, 1.0)),), (a,))
+    return record(xp_of(a._data).log1p(a._data), "log1p", (a,), lambda g, _: (g / (a + 1.0),), (a,))
 
 
 def sqrt(a) -> Tensor:
     a = float_operand(a, "sqrt")
     return record(xp_of(a._data).sqrt(a._data), "sqrt", (a,),
-                  lambda g, out: (div(g, mul(out, 2.0)),), keep_output=True)
+                  lambda g, out: (g / (out * 2.0),), keep_output=True)
 
 
 def rsqrt(a) -> Tensor:
     a = float_operand(a, "rsqrt")
     xp = xp_of(a._data)
     return record(1.0 / xp.sqrt(a._data), "rsqrt", (a,),
-                  lambda g, out: (mul(mul(g, pow(out, 3)), -0.5),), keep_output=True)
+                  lambda g, out: (g * out ** 3 * -0.5,), keep_output=True)
 
 
 def sin(a) -> Tensor:
     a = float_operand(a, "sin")
-    return record(xp_of(a._data).sin(a._data), "sin", (a,), lambda g, _: (mul(g, cos(a)),), (a,))
+    return record(xp_of(a._data).sin(a._data), "sin", (a,), lambda g, _: (g * cos(a),), (a,))
 
 
 def cos(a) -> Tensor:
     a = float_operand(a, "cos")
-    return record(xp_of(a._data).cos(a._data), "cos", (a,), lambda g, _: (neg(mul(g, sin(a))),), (a,))
+    return record(xp_of(a._data).cos(a._data), "cos", (a,), lambda g, _: (-(g * sin(a)),), (a,))
 
 
 def tan(a) -> Tensor:
     a = float_operand(a, "tan")
     return record(xp_of(a._data).tan(a._data), "tan", (a,),
-                  lambda g, out: (mul(g, add(square(out), 1.0)),), keep_output=True)
+                  lambda g, out: (g * (out.square() + 1.0),), keep_output=True)
 
 
 def sinh(a) -> Tensor:
     a = float_operand(a, "sinh")
-    return record(xp_of(a._data).sinh(a._data), "sinh", (a,), lambda g, _: (mul(g, cosh(a)),), (a,))
+    return record(xp_of(a._data).sinh(a._data), "sinh", (a,), lambda g, _: (g * cosh(a),), (a,))
 
 
 def cosh(a) -> Tensor:
     a = float_operand(a, "cosh")
-    return record(xp_of(a._data).cosh(a._data), "cosh", (a,), lambda g, _: (mul(g, sinh(a)),), (a,))
+    return record(xp_of(a._data).cosh(a._data), "cosh", (a,), lambda g, _: (g * sinh(a),), (a,))
 
 
 def asin(a) -> Tensor:
     a = float_operand(a, "asin")
     return record(xp_of(a._data).arcsin(a._data), "asin", (a,),
-                  lambda g, _: (mul(g, rsqrt(sub(1.0, square(a)))),), (a,))
+                  lambda g, _: (g * rsqrt(1.0 - a.square()),), (a,))
 
 
 def acos(a) -> Tensor:
     a = float_operand(a, "acos")
     return record(xp_of(a._data).arccos(a._data), "acos", (a,),
-                  lambda g, _: (neg(mul(g, rsqrt(sub(1.0, square(a))))),), (a,))
+                  lambda g, _: (-(g * rsqrt(1.0 - a.square())),), (a,))
 
 
 def atan(a) -> Tensor:
     a = float_operand(a, "atan")
     return record(xp_of(a._data).arctan(a._data), "atan", (a,),
-                  lambda g, _: (div(g, add(square(a), 1.0)),), (a,))
+                  lambda g, _: (g / (a.square() + 1.0),), (a,))
 
 
 def atan2(a, b) -> Tensor:
@@ -528,7 +528,7 @@ def erf(a) -> Tensor:
     a = float_operand(a, "erf")
     xp = xp_of(a._data)
     return record(special.erf(a._data, xp), "erf", (a,),
-                  lambda g, _: (mul(g, mul(exp(neg(square(a))), 2.0 / math.sqrt(math.pi))),), (a,))
+                  lambda g, _: (g * ((-a.square()).exp() * (2.0 / math.sqrt(math.pi))),), (a,))
 
 
 def tanh(a) -> Tensor:
@@ -561,7 +561,7 @@ def _sigmoid_array(x, xp):
 def sigmoid(a) -> Tensor:
     a = float_operand(a, "sigmoid")
     return record(_sigmoid_array(a._data, xp_of(a._data)), "sigmoid", (a,),
-                  lambda g, out: (mul(g, mul(out, sub(1.0, out))),), keep_output=True)
+                  lambda g, out: (g * (out * (1.0 - out)),), keep_output=True)
 
 
 def logit(a, eps: float | None = None) -> Tensor:
@@ -661,7 +661,7 @@ def silu(a) -> Tensor:
 
     def rule(g, _):
         s = sigmoid(a)
-        return (mul(g, mul(s, add(mul(a, sub(1.0, s)), 1.0))),)
+        return (g * (s * (a * (1.0 - s) + 1.0)),)
 
     return record(out, "silu", (a,), rule, (a,))
 
@@ -679,7 +679,7 @@ def softplus(a, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     soft = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
     out = xp.where(z > threshold, a._data, soft).astype(a._data.dtype, copy=False)
     return record(out, "softplus", (a,),
-                  lambda g, _: (where(gt(mul(a, beta), threshold), g, mul(g, sigmoid(mul(a, beta)))),), (a,))
+                  lambda g, _: (where(a * beta > threshold, g, g * sigmoid(a * beta)),), (a,))
 
 
 def clamp(a, min=None, max=None) -> Tensor:
