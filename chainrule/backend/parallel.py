@@ -9,9 +9,9 @@ already), run in one piece in the calling thread.
 
 Threads go only to cores the BLAS leaves free (:func:`workers_beside`). OpenBLAS's threads keep
 spinning for a while after each matrix product, so a worker on a core they use waits for the spinning
-thread: on the 2-core machines we measure, with two BLAS threads, running these kernels in the calling
-thread alone made the gpt training step 2-4% faster and the cnn step 1.5-8% (in-process A/Bs, ``python
-bench/ab.py gpt --workers 1 2``), although two threads halve the kernels' time on idle cores.
+thread: with as many BLAS threads as cores, running these kernels in the calling thread alone is faster
+for the training steps we measure, although two threads halve the kernels' time on idle cores
+(bench/ANALYSIS.md; ``python bench/ab.py gpt --workers 1 2``).
 """
 
 from __future__ import annotations

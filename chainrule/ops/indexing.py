@@ -93,8 +93,8 @@ def _scatter_index(g: Tensor, idx, shape, accumulate: bool) -> Tensor:
 def _add_rows_at(out, rows, values) -> None:
     """``out[rows] += values`` with repeated rows adding up (``add.at`` along the first axis, e.g. an
     embedding's gradient), as a sort of the rows and one segmented sum (``add.reduceat``): the same sums
-    as add.at up to float rounding (numpy may sum a segment pairwise rather than in order). Measured
-    (2,048 rows into a 65 x 128 table): 0.64 vs 2.96 ms."""
+    as add.at up to float rounding (numpy may sum a segment pairwise rather than in order), several times
+    faster than add.at (bench/ANALYSIS.md)."""
     xp = xp_of(out)
     rows = rows.reshape(-1) % out.shape[0]
     values = values.reshape((rows.size,) + out.shape[1:])

@@ -228,7 +228,7 @@ class Optimizer:
 
         A large CPU parameter is cut into blocks of ~512 KiB per array, so the dozen passes of an update
         run over data still in cache instead of streaming the whole arrays through memory each time
-        (about 1.5x faster for a 4M-element Adam step), and the blocks of a parameter of over a million
+        (bench/ANALYSIS.md has the figures), and the blocks of a parameter of over a million
         elements are shared among chainrule's worker threads. Small,
         non-contiguous or GPU arrays come whole. ``tmp0``/``tmp1`` are scratch buffers of the piece's
         shape; entries of ``arrays`` may be None (passed through). Every element's arithmetic is the
@@ -343,8 +343,8 @@ class Optimizer:
 
 
 _BLOCK_BYTES = 1 << 19
-# Parameters at least this large share their blocks among threads (SGD, two threads: 3 x 4M elements
-# 9.1 vs 10.9 ms; the MLP's 0.4M and 0.26M elements 0.87 vs 0.59 ms, so smaller ones stay on one).
+# Parameters at least this large share their blocks among threads; smaller ones lose more to the hand-off
+# than they gain (bench/ANALYSIS.md).
 _THREADED_UPDATE_ELEMENTS = 1 << 20
 
 
