@@ -12,13 +12,14 @@
         sched.step()
 
 Optimizers: :class:`SGD`, :class:`Adam`, :class:`AdamW`, :class:`NAdam`, :class:`RAdam`, :class:`RMSprop`,
-:class:`Adagrad`, all
+:class:`Adagrad`, :class:`Adafactor`, all
 subclasses of :class:`Optimizer` (param groups, ``zero_grad``, ``step(closure)``, ``state_dict`` /
 ``load_state_dict`` in PyTorch's format). Schedulers live in :mod:`chainrule.optim.lr_scheduler`;
 gradient clipping is in :mod:`chainrule.nn.utils`.
 """
 
 from chainrule.optim import lr_scheduler
+from chainrule.optim.adafactor import Adafactor
 from chainrule.optim.adagrad import Adagrad
 from chainrule.optim.adam import Adam, AdamW
 from chainrule.optim.adam_variants import NAdam, RAdam
@@ -26,4 +27,4 @@ from chainrule.optim.optimizer import Optimizer
 from chainrule.optim.rmsprop import RMSprop
 from chainrule.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSprop", "Adagrad", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adafactor", "lr_scheduler"]

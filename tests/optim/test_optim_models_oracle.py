@@ -44,6 +44,7 @@ OPTIMIZERS = {
     "sgd_momentum_nesterov": ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
     "adam_amsgrad": ("Adam", dict(lr=1e-2, amsgrad=True)),
     "adamw": ("AdamW", dict(lr=1e-2, weight_decay=0.05)),
+    "adafactor": ("Adafactor", dict(lr=2e-2, weight_decay=0.05)),  # conv kernels factored over their last two dims
     "rmsprop_centered": ("RMSprop", dict(lr=1e-3, momentum=0.5, centered=True)),
     "adagrad": ("Adagrad", dict(lr=5e-2, lr_decay=0.01)),
 }

@@ -47,6 +47,9 @@ CASES = [
     ("RAdam", dict(lr=0.01)),  # rho_t passes 5 at step 6: both branches within the tests' steps
     ("RAdam", dict(lr=0.01, betas=(0.3, 0.9), weight_decay=0.1, maximize=True)),
     ("RAdam", dict(lr=0.01, eps=1e-6, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("Adafactor", dict(lr=0.01)),  # the mlp's and the injected (7, 9) weights are factored, the biases are not
+    ("Adafactor", dict(lr=0.02, weight_decay=0.1, maximize=True, beta2_decay=-0.5)),
+    ("Adafactor", dict(lr=0.05, eps=(0.05, 0.5), d=2.0)),  # both floors bite: eps1 on v, eps2 on rms(p)
 ]
 CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in CASES]
 
