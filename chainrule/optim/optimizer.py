@@ -30,17 +30,19 @@ import copy
 import functools
 import math
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from numbers import Real
 from typing import Any
 
 from chainrule.autograd.grad_mode import enable_grad
+from chainrule.autograd.graph import HookHandle
 from chainrule.backend import ARRAY_TYPES, np, to_host, xp_of
 from chainrule.backend.parallel import parallel_for
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["Optimizer", "ParamsT", "required"]
+__all__ = ["Optimizer", "ParamsT", "required", "register_optimizer_step_pre_hook",
+           "register_optimizer_step_post_hook"]
 
 # what optimizers accept as ``params``: tensors, (name, tensor) pairs, or param-group dicts
 ParamsT = Iterable[Tensor] | Iterable[tuple[str, Tensor]] | Iterable[dict[str, Any]]
@@ -56,16 +58,83 @@ class _RequiredParameter:
 required = _RequiredParameter()
 
 
+# Step hooks every optimizer runs (``register_optimizer_step_pre_hook`` / ``_post_hook``), before its own.
+_global_optimizer_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
+_global_optimizer_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+# False until a step hook is first registered anywhere: until then a step tests nothing else
+_step_hooks_used = False
+
+
+def register_optimizer_step_pre_hook(hook: Callable) -> HookHandle:
+    """Register ``hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)``, run before the
+    ``step`` of every optimizer (before each optimizer's own pre-hooks). ``args`` starts with the
+    optimizer itself, as in PyTorch. Returns a handle whose ``remove()`` unregisters it."""
+    return _register(_global_optimizer_pre_hooks, hook, step=True)
+
+
+def register_optimizer_step_post_hook(hook: Callable) -> HookHandle:
+    """Register ``hook(optimizer, args, kwargs) -> None``, run after the ``step`` of every optimizer
+    (after each optimizer's own post-hooks). Returns a handle whose ``remove()`` unregisters it."""
+    return _register(_global_optimizer_post_hooks, hook, step=True)
+
+
 def _track_step(step: Callable) -> Callable:
-    """Wrap a subclass's ``step`` so the optimizer remembers it has stepped (schedulers check this to
-    warn when ``scheduler.step()`` comes before ``optimizer.step()``)."""
+    """Wrap a subclass's own ``step`` (custom optimizers' too) so the optimizer remembers it has stepped
+    (schedulers check this to warn when ``scheduler.step()`` comes before ``optimizer.step()``) and runs
+    the step hooks around it (see :func:`_hooked_step`). The base class's ``step`` does the same inline,
+    which saves the built-in optimizers a wrapper call. Until a step hook is first registered anywhere,
+    the hooks cost one test."""
+    if getattr(step, "_tracks_step", False):
+        return step
 
     @functools.wraps(step)
     def tracked(self, *args, **kwargs):
         self._opt_called = True
+        if _step_hooks_used and _runs_hooks(self):
+            return _hooked_step(step, self, (self, *args), kwargs)
         return step(self, *args, **kwargs)
 
+    tracked._tracks_step = True
     return tracked
+
+
+def _runs_hooks(opt) -> bool:
+    """Whether this ``step`` call runs hooks: some are registered and it is not a ``super().step()``
+    inside a step that already ran them."""
+    return not opt._in_hooked_step and bool(_global_optimizer_pre_hooks or _global_optimizer_post_hooks
+                                            or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks)
+
+
+def _hooked_step(step: Callable, self, args: tuple, kwargs: dict):
+    """``step(*args, **kwargs)`` between the hooks: global pre-hooks, the optimizer's pre-hooks (either may
+    replace ``args`` and ``kwargs``), ``step``, the optimizer's post-hooks, global post-hooks. As in
+    PyTorch, ``args`` starts with the optimizer itself."""
+    for hook in (*_global_optimizer_pre_hooks.values(), *self._optimizer_step_pre_hooks.values()):
+        result = hook(self, args, kwargs)
+        if result is not None:
+            if not (isinstance(result, tuple) and len(result) == 2):
+                raise RuntimeError(
+                    f"{type(self).__name__}.step: a step pre-hook ({getattr(hook, '__qualname__', hook)!r}) must "
+                    f"return None or a tuple of (new_args, new_kwargs), but got {result!r}"
+                )
+            args, kwargs = result
+    self._in_hooked_step = True
+    try:
+        out = step(*args, **kwargs)
+    finally:
+        self._in_hooked_step = False
+    for hook in (*self._optimizer_step_post_hooks.values(), *_global_optimizer_post_hooks.values()):
+        hook(self, args, kwargs)
+    return out
+
+
+def _register(registry: OrderedDict, hook: Callable, prepend: bool = False, step: bool = False) -> HookHandle:
+    global _step_hooks_used
+    _step_hooks_used = _step_hooks_used or step
+    handle = HookHandle(registry, hook)
+    if prepend:
+        registry.move_to_end(handle._id, last=False)
+    return handle
 
 
 class Optimizer:
@@ -79,6 +148,7 @@ class Optimizer:
 
     # per-parameter state entries that are numbers (PyTorch stores them as 0-d tensors), not arrays
     _scalar_state: tuple[str, ...] = ("step",)
+    _in_hooked_step = False  # True while step runs inside its hooks (a nested super().step() skips them)
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -86,6 +156,12 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         self._opt_called = False
         self._scratch_buffers: dict = {}
+        self._optimizer_step_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_step_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
         name = type(self).__name__
         self._validate_group({k: v for k, v in defaults.items() if v is not required})
         if isinstance(params, Tensor):
@@ -203,11 +279,43 @@ class Optimizer:
                 g._data.fill(0)
                 g._bump_version()
 
+    # ----- hooks ------------------------------------------------------------------------------
+    def register_step_pre_hook(self, hook: Callable) -> HookHandle:
+        """Register ``hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)``, run before each
+        ``step`` (``args`` starts with the optimizer, as in PyTorch); what it returns replaces the
+        arguments ``step`` gets. Returns a handle whose ``remove()`` unregisters it."""
+        return _register(self._optimizer_step_pre_hooks, hook, step=True)
+
+    def register_step_post_hook(self, hook: Callable) -> HookHandle:
+        """Register ``hook(optimizer, args, kwargs) -> None``, run after each ``step``."""
+        return _register(self._optimizer_step_post_hooks, hook, step=True)
+
+    def register_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> HookHandle:
+        """Register ``hook(optimizer) -> None``, run before :meth:`state_dict` builds the dict
+        (first of all with ``prepend=True``, else after those already registered)."""
+        return _register(self._optimizer_state_dict_pre_hooks, hook, prepend)
+
+    def register_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> HookHandle:
+        """Register ``hook(optimizer, state_dict) -> state_dict or None``, run on the dict
+        :meth:`state_dict` built (it may change it in place or return a replacement)."""
+        return _register(self._optimizer_state_dict_post_hooks, hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable, prepend: bool = False) -> HookHandle:
+        """Register ``hook(optimizer, state_dict) -> state_dict or None``, run on (a shallow copy of) the
+        dict given to :meth:`load_state_dict` before it is checked and loaded."""
+        return _register(self._optimizer_load_state_dict_pre_hooks, hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook: Callable, prepend: bool = False) -> HookHandle:
+        """Register ``hook(optimizer) -> None``, run after :meth:`load_state_dict` has loaded."""
+        return _register(self._optimizer_load_state_dict_post_hooks, hook, prepend)
+
     # ----- stepping -----------------------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None):
         """Update every parameter that has a gradient; returns the closure's loss when one is given
         (the closure re-evaluates the model and is run with gradients enabled)."""
         self._opt_called = True
+        if _step_hooks_used and _runs_hooks(self):  # what _track_step does for subclasses' own step
+            return _hooked_step(Optimizer.step, self, (self,) if closure is None else (self, closure), {})
         loss = None
         if closure is not None:
             with enable_grad():
@@ -272,6 +380,8 @@ class Optimizer:
         """A snapshot of the optimizer: ``{"state": {index: {name: Tensor or number}},
         "param_groups": [{hyperparameters..., "params": [indices]}]}``, where indices number the
         parameters in group order (PyTorch's format). The tensors are copies."""
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
         index_of: dict[int, int] = {}
         groups = []
         start = 0
@@ -289,7 +399,12 @@ class Optimizer:
                 st = self.state.get(p)
                 if st and index_of[id(p)] not in state:
                     state[index_of[id(p)]] = {k: _snapshot(v) for k, v in st.items()}
-        return {"state": dict(sorted(state.items())), "param_groups": groups}
+        state_dict = {"state": dict(sorted(state.items())), "param_groups": groups}
+        for post_hook in self._optimizer_state_dict_post_hooks.values():
+            result = post_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a dict made by :meth:`state_dict`. Group count, group sizes, state shapes and
@@ -297,6 +412,12 @@ class Optimizer:
         optimizer is left unchanged. State tensors are copied and cast to their parameter's dtype and
         device. Load the optimizer *after* creating any lr scheduler (creating one resets ``lr``)."""
         name = f"{type(self).__name__}.load_state_dict"
+        if isinstance(state_dict, dict):
+            state_dict = state_dict.copy()  # shallow, for the hooks (as in PyTorch)
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups' entries (from state_dict())")
         saved_groups = state_dict["param_groups"]
@@ -327,6 +448,8 @@ class Optimizer:
                                 for key, value in saved_state.items()}
         self.state = new_state
         self.param_groups = new_groups
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
 
     def _restore_group(self, group: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
         restored = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
