@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule.backend import xp_of
+from chainrule.optim._common import check_speed_flags
 from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, effective_grad, group_scalar
 from chainrule.tensor import wrap
 
@@ -31,7 +32,8 @@ class Adagrad(Optimizer):
         initial_accumulator_value: starting value of the sum of squared gradients (default 0).
         eps: added to the denominator for numerical stability (default 1e-10).
         maximize: maximize the objective instead of minimizing it.
-        foreach, fused: accepted for PyTorch compatibility and ignored.
+        foreach, fused: accepted for PyTorch compatibility and ignored (there is one in-place path);
+            ``differentiable=True`` is refused (a step is never recorded on the graph).
 
     State per parameter, created with the optimizer (as PyTorch does): ``step`` (a float) and ``sum``.
     Each group's accumulators start at that group's ``initial_accumulator_value`` (PyTorch uses the
@@ -40,7 +42,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: bool | None = None, *,
-                 maximize: bool = False, fused: bool | None = None) -> None:
+                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None) -> None:
+        check_speed_flags(self, foreach=foreach, fused=fused, differentiable=differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, maximize=maximize)
         super().__init__(params, defaults)

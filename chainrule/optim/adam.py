@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule.backend import xp_of
+from chainrule.optim._common import check_speed_flags
 from chainrule.optim.optimizer import (
     Optimizer,
     ParamsT,
@@ -62,7 +63,8 @@ class Adam(AdamFamily):
         amsgrad: use the running maximum of the second moment (AMSGrad).
         maximize: maximize the objective instead of minimizing it.
         decoupled_weight_decay: decay the weights directly (AdamW) instead of through the gradient.
-        foreach, fused: accepted for PyTorch compatibility and ignored (there is one in-place path).
+        foreach, fused, capturable: accepted for PyTorch compatibility and ignored (there is one in-place
+            path); ``differentiable=True`` is refused (a step is never recorded on the graph).
 
     State per parameter: ``step`` (a float), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
     ``max_exp_avg_sq``.
@@ -70,7 +72,9 @@ class Adam(AdamFamily):
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
-                 maximize: bool = False, fused: bool | None = None, decoupled_weight_decay: bool = False) -> None:
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, decoupled_weight_decay: bool = False) -> None:
+        check_speed_flags(self, foreach=foreach, fused=fused, differentiable=differentiable)
         defaults = dict(lr=lr, betas=_betas(self, betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
@@ -136,8 +140,10 @@ class AdamW(Adam):
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, fused: bool | None = None) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                 foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True)
 
     def _restore_group(self, group: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:

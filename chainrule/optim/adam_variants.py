@@ -22,6 +22,7 @@ import math
 from typing import Any
 
 from chainrule.backend import np
+from chainrule.optim._common import check_speed_flags
 from chainrule.optim.adam import AdamFamily, _betas, _init_state, adam_moments_
 from chainrule.optim.optimizer import ParamsT, check_non_negative, group_scalar
 
@@ -32,9 +33,10 @@ class NAdam(AdamFamily):
     """Adam with Nesterov momentum (Dozat), as ``torch.optim.NAdam``.
 
     Args: ``lr`` (default 2e-3), ``betas``, ``eps``, ``weight_decay``, ``momentum_decay`` (default 4e-3),
-    ``decoupled_weight_decay``, ``maximize``; ``foreach``, ``capturable``, ``differentiable`` accepted and
-    ignored. State per parameter: ``step``, ``mu_product`` (the product of the mu_t, rounded to float32
-    at each step as PyTorch's is), ``exp_avg``, ``exp_avg_sq``.
+    ``decoupled_weight_decay``, ``maximize``; ``foreach``, ``capturable`` accepted and ignored
+    (``differentiable=True`` is refused: a step is never recorded on the graph). State per parameter: ``step``,
+    ``mu_product`` (the product of the mu_t, rounded to float32 at each step as PyTorch's is), ``exp_avg``,
+    ``exp_avg_sq``.
     """
 
     _scalar_state = ("step", "mu_product")
@@ -43,6 +45,7 @@ class NAdam(AdamFamily):
                  weight_decay: float = 0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False) -> None:
+        check_speed_flags(self, differentiable=differentiable)
         defaults = dict(lr=lr, betas=_betas(self, betas), eps=eps, weight_decay=weight_decay,
                         momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
         super().__init__(params, defaults)
@@ -93,13 +96,15 @@ class RAdam(AdamFamily):
     has seen enough steps (rho_t > 5), then Adam steps scaled by the variance rectification.
 
     Args: ``lr`` (default 1e-3), ``betas``, ``eps``, ``weight_decay``, ``decoupled_weight_decay``,
-    ``maximize``; ``foreach``, ``capturable``, ``differentiable`` accepted and ignored. State per parameter:
+    ``maximize``; ``foreach``, ``capturable`` accepted and ignored (``differentiable=True`` is refused: a step is never
+    recorded on the graph). State per parameter:
     ``step``, ``exp_avg``, ``exp_avg_sq``.
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False, differentiable: bool = False) -> None:
+        check_speed_flags(self, differentiable=differentiable)
         defaults = dict(lr=lr, betas=_betas(self, betas), eps=eps, weight_decay=weight_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
         super().__init__(params, defaults)

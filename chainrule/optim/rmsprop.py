@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule.backend import xp_of
+from chainrule.optim._common import check_speed_flags
 from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, effective_grad, group_scalar, lerp_
 from chainrule.tensor import wrap
 
@@ -34,15 +35,17 @@ class RMSprop(Optimizer):
         momentum: momentum factor (default 0).
         centered: normalize by an estimate of the gradient's variance instead of its second moment.
         maximize: maximize the objective instead of minimizing it.
-        foreach: accepted for PyTorch compatibility and ignored.
+        capturable, foreach: accepted for PyTorch compatibility and ignored (there is one in-place path);
+            ``differentiable=True`` is refused (a step is never recorded on the graph).
 
     State per parameter: ``step`` (a float), ``square_avg``, ``momentum_buffer`` (momentum > 0) and
     ``grad_avg`` (centered).
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
-                 momentum: float = 0, centered: bool = False, foreach: bool | None = None,
-                 maximize: bool = False) -> None:
+                 momentum: float = 0, centered: bool = False, capturable: bool = False,
+                 foreach: bool | None = None, maximize: bool = False, differentiable: bool = False) -> None:
+        check_speed_flags(self, differentiable=differentiable)
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chainrule.optim._common import check_speed_flags
 from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, effective_grad, group_scalar
 from chainrule.tensor import wrap
 
@@ -31,14 +32,16 @@ class SGD(Optimizer):
         weight_decay: L2 penalty added to the gradient (default 0).
         nesterov: use Nesterov momentum (needs momentum > 0 and dampening 0).
         maximize: maximize the objective instead of minimizing it.
-        foreach, fused: accepted for PyTorch compatibility and ignored (there is one in-place path).
+        foreach, fused: accepted for PyTorch compatibility and ignored (there is one in-place path);
+            ``differentiable=True`` is refused (a step is never recorded on the graph).
 
     State per parameter: ``momentum_buffer`` (when momentum is non-zero).
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, fused: bool | None = None) -> None:
+                 foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None) -> None:
+        check_speed_flags(self, foreach=foreach, fused=fused, differentiable=differentiable)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults)
