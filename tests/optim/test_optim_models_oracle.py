@@ -47,6 +47,10 @@ OPTIMIZERS = {
     "adafactor": ("Adafactor", dict(lr=2e-2, weight_decay=0.05)),  # conv kernels factored over their last two dims
     "rmsprop_centered": ("RMSprop", dict(lr=1e-3, momentum=0.5, centered=True)),
     "adagrad": ("Adagrad", dict(lr=5e-2, lr_decay=0.01)),
+    "adadelta": ("Adadelta", dict(lr=1.0, weight_decay=1e-3)),
+    "adamax": ("Adamax", dict(lr=1e-2)),
+    "asgd": ("ASGD", dict(lr=5e-2, t0=2)),
+    "rprop": ("Rprop", dict(lr=1e-3)),
 }
 
 

@@ -41,6 +41,15 @@ CASES = [
     ("Adagrad", dict(lr=0.05)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1)),
     ("Adagrad", dict(lr=0.05, eps=1e-6, maximize=True)),
+    ("Adadelta", dict(lr=1.0)),
+    ("Adadelta", dict(lr=0.5, rho=0.5, eps=1e-4, weight_decay=0.1, maximize=True)),
+    ("Adamax", dict(lr=0.01)),
+    ("Adamax", dict(lr=0.01, betas=(0.3, 0.9), eps=1e-4, weight_decay=0.1, maximize=True)),  # lerp's other branch
+    ("ASGD", dict(lr=0.05, lambd=0.01, t0=3, weight_decay=0.1)),  # averaging (mu != 1) from step 6
+    ("ASGD", dict(lr=0.05, alpha=0.5, maximize=True)),  # t0 = 1e6: ax copies p
+    ("Rprop", dict(lr=0.01)),
+    ("Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.1), maximize=True)),  # the max bites
+    ("Rprop", dict(lr=0.02, step_sizes=(0.01, 1.0))),  # the min holds a step size from its second shrink on
     ("NAdam", dict(lr=0.01)),
     ("NAdam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01)),
     ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
