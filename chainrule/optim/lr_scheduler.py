@@ -16,7 +16,7 @@ restore everything but the optimizer (save and restore the optimizer too)::
 
 Schedules: :class:`LambdaLR`, :class:`MultiplicativeLR`, :class:`StepLR`, :class:`MultiStepLR`,
 :class:`ConstantLR`, :class:`LinearLR`, :class:`ExponentialLR`, :class:`PolynomialLR`,
-:class:`CosineAnnealingLR`, :class:`CosineAnnealingWarmRestarts`, :class:`OneCycleLR`,
+:class:`CosineAnnealingLR`, :class:`CosineAnnealingWarmRestarts`, :class:`CyclicLR`, :class:`OneCycleLR`,
 :class:`SequentialLR`, :class:`ChainedScheduler`, and :class:`ReduceLROnPlateau` (driven by a
 metric: ``sched.step(val_loss)``).
 """
@@ -24,6 +24,7 @@ metric: ``sched.step(val_loss)``).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import types
 import warnings
@@ -36,8 +37,8 @@ from typing import Any, Literal
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = ["LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
-           "ExponentialLR", "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "OneCycleLR",
-           "SequentialLR", "ChainedScheduler",
+           "ExponentialLR", "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR",
+           "OneCycleLR", "SequentialLR", "ChainedScheduler",
            "ReduceLROnPlateau"]
 
 _EPOCH_DEPRECATION = (
@@ -468,7 +469,36 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         return epoch - self.T_0 * (self.T_mult**cycles - 1) / (self.T_mult - 1), self.T_0 * self.T_mult**cycles
 
 
-class OneCycleLR(LRScheduler):
+class _CyclesMomentum:
+    """For the schedulers that cycle momentum against the lr (OneCycleLR, CyclicLR): SGD's ``momentum``, or
+    ``betas[0]`` for Adam-like optimizers."""
+
+    def _init_momentum(self, base_momentum, max_momentum, last_epoch: int) -> tuple[list, list]:
+        """Check the optimizer has a momentum; on a fresh start set every group's momentum to its
+        ``max_momentum`` and record ``max_momentum`` / ``base_momentum`` in the groups. Returns the
+        per-group (base, max) momentums."""
+        optimizer = self.optimizer
+        if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+            raise ValueError(f"{type(self).__name__}: optimizer must support momentum or beta1 with `cycle_momentum` "
+                             f"option enabled ({type(optimizer).__name__} has neither); pass cycle_momentum=False")
+        self.use_beta1 = "betas" in optimizer.defaults
+        max_momentums = _per_group("max_momentum", optimizer, max_momentum)
+        base_momentums = _per_group("base_momentum", optimizer, base_momentum)
+        if last_epoch == -1:
+            for high, low, group in zip(max_momentums, base_momentums, optimizer.param_groups):
+                self._set_momentum(group, high)
+                group["max_momentum"] = high
+                group["base_momentum"] = low
+        return base_momentums, max_momentums
+
+    def _set_momentum(self, group: dict[str, Any], value: float) -> None:
+        if self.use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+
+class OneCycleLR(_CyclesMomentum, LRScheduler):
     """The 1cycle policy (Smith): the lr rises from ``max_lr / div_factor`` to ``max_lr`` over the first
     ``pct_start`` of ``total_steps``, then anneals to ``initial_lr / final_div_factor`` (three phases
     with ``three_phase=True``); momentum (or Adam's beta1) cycles inversely when ``cycle_momentum``.
@@ -497,27 +527,8 @@ class OneCycleLR(LRScheduler):
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            self._init_momentum(optimizer, base_momentum, max_momentum, last_epoch)
+            self._init_momentum(base_momentum, max_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
-
-    def _init_momentum(self, optimizer: Optimizer, base_momentum, max_momentum, last_epoch: int) -> None:
-        if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-            raise ValueError("OneCycleLR: optimizer must support momentum or beta1 with `cycle_momentum` option "
-                             f"enabled ({type(optimizer).__name__} has neither); pass cycle_momentum=False")
-        self.use_beta1 = "betas" in optimizer.defaults
-        max_momentums = _per_group("max_momentum", optimizer, max_momentum)
-        base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-        if last_epoch == -1:
-            for high, low, group in zip(max_momentums, base_momentums, optimizer.param_groups):
-                self._set_momentum(group, high)
-                group["max_momentum"] = high
-                group["base_momentum"] = low
-
-    def _set_momentum(self, group: dict[str, Any], value: float) -> None:
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
         if self._anneal_func_type == "cos":
@@ -572,6 +583,122 @@ def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> 
                 phase(total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
     return [phase(warm_end, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
             phase(total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+
+
+class CyclicLR(_CyclesMomentum, LRScheduler):
+    """Cyclical learning rates (Smith, 2017): each cycle the lr climbs from ``base_lr`` to ``max_lr`` over
+    ``step_size_up`` steps and falls back over ``step_size_down`` (default: as many); the height of the
+    climb is scaled by ``mode`` ("triangular": 1, "triangular2": halved every cycle, "exp_range":
+    ``gamma**iteration``) or by a custom ``scale_fn`` of the cycle number or the iteration
+    (``scale_mode``). When ``cycle_momentum``, momentum (or Adam's beta1) moves the other way, between
+    ``max_momentum`` and ``base_momentum``. Step it after every batch::
+
+        cycle = floor(1 + t / (up + down));  x = 1 + t / (up + down) - cycle
+        rise = x / ratio if x <= ratio else (x - 1) / (ratio - 1)          # ratio = up / (up + down)
+        lr = base_lr + (max_lr - base_lr) * rise * scale_fn(cycle or t)
+        momentum = max_momentum - (max_momentum - base_momentum) * rise * scale_fn(cycle or t)
+
+    ``state_dict()`` keeps a custom ``scale_fn`` only as the attributes of a callable object (as PyTorch).
+    """
+
+    def __init__(self, optimizer: Optimizer, base_lr: float | list[float], max_lr: float | list[float],
+                 step_size_up: int = 2000, step_size_down: int | None = None,
+                 mode: Literal["triangular", "triangular2", "exp_range"] = "triangular", gamma: float = 1.0,
+                 scale_fn: Callable[[float], float] | None = None, scale_mode: Literal["cycle", "iterations"] = "cycle",
+                 cycle_momentum: bool = True, base_momentum: float | list[float] = 0.8,
+                 max_momentum: float | list[float] = 0.9, last_epoch: int = -1) -> None:
+        _check_optimizer("CyclicLR", optimizer)
+        self.optimizer = optimizer
+        base_lrs = _per_group("base_lr", optimizer, base_lr)
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, optimizer.param_groups):
+                group["lr"] = lr
+        self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        step_size_up = float(step_size_up)
+        step_size_down = float(step_size_down) if step_size_down is not None else step_size_up
+        if step_size_up <= 0 or step_size_down < 0:
+            raise ValueError(f"CyclicLR: step_size_up must be > 0 and step_size_down >= 0, got {step_size_up} and "
+                             f"{step_size_down}")
+        self.total_size = step_size_up + step_size_down
+        self.step_ratio = step_size_up / self.total_size
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError(f"CyclicLR: mode {mode!r} is invalid and scale_fn is None (use 'triangular', "
+                             "'triangular2' or 'exp_range', or give a scale_fn)")
+        if scale_fn is not None and scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"CyclicLR: scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        self.mode = mode
+        self.gamma = gamma
+        self._scale_fn_custom = scale_fn
+        self.scale_mode = scale_mode
+        self._init_scale_fn()
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            self.base_momentums, self.max_momentums = self._init_momentum(base_momentum, max_momentum, last_epoch)
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs  # after the first step, which (as in PyTorch) used the groups' initial_lr
+
+    def _init_scale_fn(self) -> None:
+        if self._scale_fn_custom is not None:
+            return
+        if self.mode == "triangular":
+            self._scale_fn_ref = self._triangular_scale_fn
+            self.scale_mode = "cycle"
+        elif self.mode == "triangular2":
+            self._scale_fn_ref = self._triangular2_scale_fn
+            self.scale_mode = "cycle"
+        elif self.mode == "exp_range":
+            self._scale_fn_ref = functools.partial(self._exp_range_scale_fn, self.gamma)
+            self.scale_mode = "iterations"
+
+    def scale_fn(self, x: float) -> float:
+        """The height of the cycle at cycle (or iteration) ``x``, as a fraction of ``max_lr - base_lr``."""
+        if self._scale_fn_custom is not None:
+            return self._scale_fn_custom(x)
+        return self._scale_fn_ref(x)
+
+    @staticmethod
+    def _triangular_scale_fn(x: float) -> float:
+        return 1.0
+
+    @staticmethod
+    def _triangular2_scale_fn(x: float) -> float:
+        return 1 / (2.0 ** (x - 1))
+
+    @staticmethod
+    def _exp_range_scale_fn(gamma: float, x: float) -> float:
+        return gamma**x
+
+    def get_lr(self) -> list[float]:
+        self._warn_outside_step()
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle
+        rise = x / self.step_ratio if x <= self.step_ratio else (x - 1) / (self.step_ratio - 1)
+        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
+        lrs = [base_lr + (max_lr - base_lr) * rise * scale for base_lr, max_lr in zip(self.base_lrs, self.max_lrs)]
+        if self.cycle_momentum:
+            for group, low, high in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
+                self._set_momentum(group, high - (high - low) * rise * scale)
+        return lrs
+
+    def state_dict(self) -> dict[str, Any]:
+        """As the base class's, without the built-in scale function; a custom ``scale_fn`` is kept as
+        its attributes when it is a callable object, as None when it is a function."""
+        fn = self._scale_fn_custom
+        state = {k: copy.deepcopy(v) for k, v in vars(self).items()
+                 if k not in ("optimizer", "_scale_fn_ref", "_scale_fn_custom")}
+        state["_scale_fn_custom"] = None if fn is None or isinstance(fn, types.FunctionType) else copy.deepcopy(fn.__dict__)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._check_state_dict(state_dict)
+        saved_fn = state_dict.get("_scale_fn_custom")
+        if saved_fn is not None and self._scale_fn_custom is None:
+            raise ValueError("CyclicLR.load_state_dict: the state dict holds the attributes of a custom scale_fn, "
+                             "but this scheduler has none; create it with the same kind of scale_fn")
+        self.__dict__.update({k: copy.deepcopy(v) for k, v in state_dict.items() if k != "_scale_fn_custom"})
+        if saved_fn is not None:
+            self._scale_fn_custom.__dict__.update(copy.deepcopy(saved_fn))
+        self._init_scale_fn()
 
 
 class SequentialLR(LRScheduler):
