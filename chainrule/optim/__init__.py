@@ -15,11 +15,12 @@ Optimizers: :class:`SGD`, :class:`Adam`, :class:`AdamW`, :class:`NAdam`, :class:
 :class:`Adagrad`, :class:`Adafactor`, :class:`Adadelta`, :class:`Adamax`, :class:`ASGD`, :class:`Rprop`, all
 subclasses of :class:`Optimizer` (param groups, ``zero_grad``, ``step(closure)``, ``state_dict`` /
 ``load_state_dict`` in PyTorch's format); :class:`SparseAdam` exists only to say why it cannot run (no
-sparse gradients here). Schedulers live in :mod:`chainrule.optim.lr_scheduler`;
+sparse gradients here). Schedulers live in :mod:`chainrule.optim.lr_scheduler`,
+weight averaging (SWA, EMA) and ``update_bn`` in :mod:`chainrule.optim.swa_utils`;
 gradient clipping is in :mod:`chainrule.nn.utils`.
 """
 
-from chainrule.optim import lr_scheduler
+from chainrule.optim import lr_scheduler, swa_utils
 from chainrule.optim.adadelta import Adadelta
 from chainrule.optim.adafactor import Adafactor
 from chainrule.optim.adagrad import Adagrad
@@ -34,4 +35,4 @@ from chainrule.optim.sgd import SGD
 from chainrule.optim.sparse_adam import SparseAdam
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adafactor",
-           "Adadelta", "Adamax", "ASGD", "Rprop", "SparseAdam", "lr_scheduler"]
+           "Adadelta", "Adamax", "ASGD", "Rprop", "SparseAdam", "lr_scheduler", "swa_utils"]
