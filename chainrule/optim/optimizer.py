@@ -18,6 +18,14 @@ with two reusable scratch buffers instead of temporaries; large CPU arrays are u
 blocks (see ``_for_blocks``). Nothing is recorded on the graph; each updated parameter's version is bumped.
 Before anything changes, ``step`` checks that every gradient has its parameter's shape.
 
+Hooks, as in PyTorch: ``register_step_pre_hook`` / ``register_step_post_hook`` (and the global
+``register_optimizer_step_pre_hook`` / ``_post_hook`` of this module) run around every ``step``, the
+``step`` a subclass writes itself included (``__init_subclass__`` wraps it); ``register_state_dict_*`` and
+``register_load_state_dict_*`` hooks (with ``prepend=``) around the state dicts. One difference: a hook
+of a built-in optimizer (one whose ``step`` is this class's) sees ``step(closure=f)`` as ``args=(opt, f)``,
+where PyTorch shows ``kwargs={"closure": f}``; the base ``step`` does its hook test inline rather than
+through a wrapper, which saves each step a call.
+
 Differences from PyTorch, all on the side of safety: ``state_dict()`` returns a snapshot (copies of the
 state arrays, so later steps do not change it); ``load_state_dict()`` copies what it loads, checks state
 shapes and hyperparameters too, and changes nothing when the dict does not fit. The ``step`` count is
