@@ -12,7 +12,7 @@
         sched.step()
 
 Optimizers: :class:`SGD`, :class:`Adam`, :class:`AdamW`, :class:`NAdam`, :class:`RAdam`, :class:`RMSprop`,
-:class:`Adagrad`, :class:`Adafactor`, :class:`Adadelta`, :class:`Adamax`, :class:`ASGD`, :class:`Rprop`, all
+:class:`Adagrad`, :class:`Adafactor`, :class:`LBFGS`, :class:`Adadelta`, :class:`Adamax`, :class:`ASGD`, :class:`Rprop`, all
 subclasses of :class:`Optimizer` (param groups, ``zero_grad``, ``step(closure)``, ``state_dict`` /
 ``load_state_dict`` in PyTorch's format); :class:`SparseAdam` exists only to say why it cannot run (no
 sparse gradients here). Schedulers live in :mod:`chainrule.optim.lr_scheduler`,
@@ -28,11 +28,12 @@ from chainrule.optim.adam import Adam, AdamW
 from chainrule.optim.adam_variants import NAdam, RAdam
 from chainrule.optim.adamax import Adamax
 from chainrule.optim.asgd import ASGD
+from chainrule.optim.lbfgs import LBFGS
 from chainrule.optim.optimizer import Optimizer
 from chainrule.optim.rmsprop import RMSprop
 from chainrule.optim.rprop import Rprop
 from chainrule.optim.sgd import SGD
 from chainrule.optim.sparse_adam import SparseAdam
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adafactor",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adafactor", "LBFGS",
            "Adadelta", "Adamax", "ASGD", "Rprop", "SparseAdam", "lr_scheduler", "swa_utils"]
