@@ -10,18 +10,28 @@
         ...
 
 Datasets (``dataset``): ``Dataset``, ``IterableDataset``, ``TensorDataset``, ``Subset``,
-``ConcatDataset``, ``random_split``. Samplers (``sampler``): ``Sampler``, ``SequentialSampler``,
-``RandomSampler``, ``SubsetRandomSampler``, ``BatchSampler``. Loading (``dataloader``):
-``DataLoader``, ``default_collate``, ``default_convert``. Bundled data (``datasets``):
-``load_digits``, ``load_mnist5k``, ``load_tinyshakespeare``, ``digits_dataset``,
-``mnist5k_dataset``, ``CharVocab``, ``sample_batch``, ``verify_file``.
+``ConcatDataset``, ``ChainDataset``, ``StackDataset``, ``random_split``. Samplers (``sampler``):
+``Sampler``, ``SequentialSampler``, ``RandomSampler``, ``SubsetRandomSampler``,
+``WeightedRandomSampler``, ``BatchSampler``. Loading (``dataloader``): ``DataLoader``,
+``default_collate``, ``default_convert``. Bundled data (``datasets``): ``load_digits``,
+``load_mnist5k``, ``load_tinyshakespeare``, ``digits_dataset``, ``mnist5k_dataset``, ``CharVocab``,
+``sample_batch``, ``verify_file``.
 
 Randomness (shuffling, ``random_split``, ``sample_batch``) draws from ``chainrule.random``'s default
 generator unless a ``generator=`` is passed, so ``chainrule.manual_seed`` makes it reproducible.
 """
 
 from .dataloader import DataLoader, WorkerInfo, default_collate, default_convert, get_worker_info
-from .dataset import ConcatDataset, Dataset, IterableDataset, Subset, TensorDataset, random_split
+from .dataset import (
+    ChainDataset,
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    StackDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
 from .datasets import (
     SHA256,
     CharVocab,
@@ -37,7 +47,8 @@ from .datasets import (
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler, WeightedRandomSampler
 
 __all__ = [
-    "Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
+    "Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "ChainDataset", "StackDataset",
+    "random_split",
     "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler",
     "DataLoader", "default_collate", "default_convert", "get_worker_info", "WorkerInfo",
     "load_digits", "load_mnist5k", "load_tinyshakespeare", "digits_dataset", "mnist5k_dataset", "CharVocab",

@@ -84,7 +84,8 @@ def default_collate(batch: list) -> Any:
     """Merge a list of samples into a batch, as ``torch.utils.data.default_collate``.
 
     Tensors are stacked (new first dim); numpy arrays and numpy scalars become tensors and are
-    stacked; Python floats become a float64 tensor, ints int64, bools bool; strings stay a list.
+    stacked; Python floats become a float64 tensor, ints int64, bools bool; strings stay as they come
+    (the list, or a tuple when they are fields of tuple samples, as torch gives).
     Dicts collate key by key, namedtuples field by field, and tuples and lists position by position
     (returning a list, as torch does, so ``for x, y in loader`` works).
     """
@@ -108,11 +109,11 @@ def default_collate(batch: list) -> Any:
     if isinstance(elem, (float, int)):  # bool is an int
         return _collate_numbers(list(batch))
     if isinstance(elem, (str, bytes)):
-        return list(batch)
+        return batch  # as torch: the list (or, from inside a tuple sample, the tuple) it was given
     if isinstance(elem, cabc.Mapping):
         return _collate_mapping(batch)
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
-        return type(elem)(*(default_collate(list(field)) for field in zip(*batch)))
+        return type(elem)(*(default_collate(field) for field in zip(*batch)))
     if isinstance(elem, cabc.Sequence):
         return _collate_sequence(batch)
     raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, strings, dicts or lists; "
@@ -142,7 +143,7 @@ def _collate_sequence(batch: list) -> list:
         if len(sample) != size:
             raise RuntimeError(f"default_collate: each element in list of batch should be of equal size; sample 0 "
                                f"has {size} fields but sample {i} has {len(sample)}")
-    return [default_collate(list(field)) for field in zip(*batch)]
+    return [default_collate(field) for field in zip(*batch)]
 
 
 def default_convert(data: Any) -> Any:

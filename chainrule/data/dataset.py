@@ -1,7 +1,11 @@
 """Datasets, as in ``torch.utils.data``: anything with ``__getitem__`` and ``__len__``.
 
 - ``Dataset``: the map-style base class; ``a + b`` concatenates (a ``ConcatDataset``).
-- ``IterableDataset``: a stream; the loader iterates it instead of indexing it.
+- ``IterableDataset``: a stream; the loader iterates it instead of indexing it; ``a + b`` chains
+  (a ``ChainDataset``).
+- ``ChainDataset(datasets)``: several IterableDatasets one after another, read on the fly.
+- ``StackDataset(*datasets)`` / ``StackDataset(**datasets)``: same-length datasets side by side; item
+  ``i`` is the tuple (or dict) of their items ``i``.
 - ``TensorDataset(*tensors)``: item ``i`` is ``tuple(t[i] for t in tensors)``.
 - ``Subset(dataset, indices)`` and ``random_split(dataset, lengths)``: views onto part of a dataset.
 - ``ConcatDataset(datasets)``: several datasets end to end.
@@ -20,7 +24,8 @@ from typing import Any
 from chainrule.random import Generator, default_generator
 from chainrule.tensor import Tensor
 
-__all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split"]
+__all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "ChainDataset", "StackDataset",
+           "random_split"]
 
 
 class Dataset:
@@ -40,8 +45,8 @@ class IterableDataset(Dataset):
     def __iter__(self) -> Iterator[Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__()")
 
-    def __add__(self, other):
-        raise TypeError("IterableDataset: + (ConcatDataset) needs map-style datasets; chain the iterables instead")
+    def __add__(self, other: Dataset) -> ChainDataset:
+        return ChainDataset([self, other])
 
 
 class TensorDataset(Dataset):
@@ -130,6 +135,77 @@ class ConcatDataset(Dataset):
         which = bisect.bisect_right(self.cumulative_sizes, idx)
         start = self.cumulative_sizes[which - 1] if which else 0
         return self.datasets[which][idx - start]
+
+
+class ChainDataset(IterableDataset):
+    """Several ``IterableDataset``s read one after another, on the fly (nothing is loaded ahead).
+
+    Each member is checked when the chain reaches it, as PyTorch does (``AssertionError`` for a
+    map-style one); ``len()`` is the sum of the members' lengths."""
+
+    def __init__(self, datasets: Iterable[Dataset]):
+        self.datasets = datasets
+
+    def __iter__(self) -> Iterator[Any]:
+        for i, d in enumerate(self.datasets):
+            _check_chained(d, i)
+            yield from d
+
+    def __len__(self) -> int:
+        total = 0
+        for i, d in enumerate(self.datasets):
+            _check_chained(d, i)
+            total += len(d)
+        return total
+
+
+def _check_chained(dataset, i: int) -> None:
+    if not isinstance(dataset, IterableDataset):
+        raise AssertionError(f"ChainDataset only supports IterableDataset: dataset {i} is a "
+                             f"{type(dataset).__name__}; concatenate map-style datasets with ConcatDataset")
+
+
+class StackDataset(Dataset):
+    """Same-length datasets side by side: ``StackDataset(a, b)[i] == (a[i], b[i])`` and
+    ``StackDataset(x=a, y=b)[i] == {"x": a[i], "y": b[i]}`` (positional or keyword, not both)."""
+
+    def __init__(self, *args: Dataset, **kwargs: Dataset):
+        if args and kwargs:
+            raise ValueError("StackDataset: supported either tuple-like (via args) or dict-like (via kwargs) "
+                             "input/output, but both types are given")
+        if not args and not kwargs:
+            raise ValueError("StackDataset: at least one dataset should be passed")
+        self.datasets: tuple | dict = args if args else kwargs
+        named = list(enumerate(args)) if args else list(kwargs.items())
+        self._length = len(named[0][1])
+        if any(len(d) != self._length for _, d in named):
+            sizes = ", ".join(f"{k}: {len(d)}" for k, d in named)
+            raise ValueError(f"StackDataset: size mismatch between datasets ({sizes}); they must have equal lengths")
+
+    def __getitem__(self, index):
+        if isinstance(self.datasets, dict):
+            return {k: d[index] for k, d in self.datasets.items()}
+        return tuple(d[index] for d in self.datasets)
+
+    def __getitems__(self, indices: list) -> list:
+        """A batch of items, each member fetching its column with its own ``__getitems__`` if it has one."""
+        named = self.datasets.items() if isinstance(self.datasets, dict) else enumerate(self.datasets)
+        columns = {}
+        for key, d in named:
+            if callable(getattr(d, "__getitems__", None)):
+                items = d.__getitems__(indices)
+                if len(items) != len(indices):
+                    raise ValueError(f"StackDataset: nested dataset {key!r}'s output size mismatch: "
+                                     f"expected {len(indices)}, got {len(items)}")
+                columns[key] = items
+            else:
+                columns[key] = [d[i] for i in indices]
+        if isinstance(self.datasets, dict):
+            return [dict(zip(columns, row)) for row in zip(*columns.values())]
+        return list(zip(*columns.values()))
+
+    def __len__(self) -> int:
+        return self._length
 
 
 def _lengths_from_fractions(fractions: Sequence[float], total: int) -> list[int]:

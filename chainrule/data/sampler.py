@@ -8,13 +8,24 @@
   probabilities proportional to ``weights``.
 - ``BatchSampler(sampler, batch_size, drop_last)``: lists of ``batch_size`` indices.
 
-Any iterable of ints with a ``__len__`` works as a sampler. The built-in ones also offer
-``_index_array()``, the whole epoch's order as one int64 array, which lets the loader cut batches
-without a Python loop over the items.
+Any iterable of ints works as a sampler; ``__len__`` is optional, as in PyTorch (without it
+``len(DataLoader)`` raises ``TypeError``). The built-in ones also offer ``_index_chunks()``, the epoch's
+order as int64 arrays, which lets the loader cut batches without a Python loop over the items.
+
+Memory does not grow with ``num_samples``: an epoch longer than ``_CHUNK`` indices (the infinite-stream
+idiom ``RandomSampler(ds, replacement=True, num_samples=10**10)``) is drawn ``_CHUNK`` at a time, and
+permutations back to back one at a time. The indices are still exactly the ones the generator would
+give drawing the whole epoch at once when the iteration starts (numpy's PCG64 draws element by element,
+keeping its spare 32 bits in the bit generator's state, so chunked calls continue one stream). To keep
+that true whatever else draws from the generator while the epoch runs (dropout, init, augmentation in
+worker threads), such an epoch draws from a private copy of the generator taken at ``iter()``, and the
+generator itself moves on by ``PCG64.jumped()`` (2**127-odd steps, so later draws never meet the copy's).
+An epoch of at most ``_CHUNK`` indices is drawn at once from the generator itself.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from numbers import Integral
 
@@ -23,9 +34,14 @@ from chainrule.random import Generator, default_generator
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler"]
 
+_CHUNK = 8192  # indices drawn per step of a long epoch: 64 KiB of int64, a few hundred KiB as Python ints
+
 
 class Sampler:
-    """Base class: subclasses define ``__iter__`` (yielding indices) and usually ``__len__``."""
+    """Base class: subclasses define ``__iter__`` (yielding indices) and usually ``__len__``.
+
+    No default ``__len__`` (as PyTorch's): ``len()`` of a sampler without one raises ``TypeError``, and
+    ``list()`` and the DataLoader still iterate it."""
 
     def __init__(self, data_source: Sized | None = None):
         pass
@@ -35,13 +51,36 @@ class Sampler:
 
 
 class _ArraySampler(Sampler):
-    """A sampler whose epoch order is one int64 array made by ``_index_array()``."""
+    """A sampler whose epoch order comes from ``_index_chunks()`` as int64 arrays.
 
-    def _index_array(self):
+    ``_index_chunks()`` makes its random draw (or takes its private generator) when called, so
+    ``iter(sampler)`` fixes the epoch, and returns an iterator over the arrays."""
+
+    def _index_chunks(self) -> Iterator:
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._index_array().tolist())
+        return itertools.chain.from_iterable(chunk.tolist() for chunk in self._index_chunks())
+
+
+def _epoch_rng(generator: Generator | None, long: bool):
+    """The numpy Generator an epoch draws from: ``generator``'s (default: chainrule's default generator)
+    for an epoch drawn at once; for a ``long`` epoch drawn in chunks, a private copy of it, while the
+    generator itself jumps ahead (see the module docstring)."""
+    rng = (generator if generator is not None else default_generator).numpy
+    if not long:
+        return rng
+    shared = rng.bit_generator
+    copy = type(shared)()
+    with shared.lock:  # no draw from another thread between the copy and the jump
+        copy.state = shared.state
+        shared.state = shared.jumped().state
+    return np.random.Generator(copy)
+
+
+def _chunked(draw, total: int) -> Iterator:
+    """``draw(k)`` for consecutive ``k`` of at most ``_CHUNK`` adding up to ``total``."""
+    return (draw(min(_CHUNK, total - start)) for start in range(0, total, _CHUNK))
 
 
 class SequentialSampler(_ArraySampler):
@@ -50,8 +89,9 @@ class SequentialSampler(_ArraySampler):
     def __init__(self, data_source: Sized):
         self.data_source = data_source
 
-    def _index_array(self):
-        return np.arange(len(self.data_source), dtype=np.int64)
+    def _index_chunks(self) -> Iterator:
+        n = len(self.data_source)
+        return (np.arange(start, min(start + _CHUNK, n), dtype=np.int64) for start in range(0, n, _CHUNK))
 
     def __len__(self) -> int:
         return len(self.data_source)
@@ -85,15 +125,19 @@ class RandomSampler(_ArraySampler):
     def num_samples(self) -> int:
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
-    def _index_array(self):
-        rng = (self.generator if self.generator is not None else default_generator).numpy
+    def _index_chunks(self) -> Iterator:
         n, want = len(self.data_source), self.num_samples
         if n == 0:
-            return np.zeros(0, dtype=np.int64)
+            return iter(())
         if self.replacement:
-            return rng.integers(0, n, size=want, dtype=np.int64)
-        rounds = [rng.permutation(n) for _ in range(-(-want // n))]
-        return np.concatenate(rounds)[:want].astype(np.int64, copy=False)
+            rng = _epoch_rng(self.generator, long=want > _CHUNK)
+            chunks = _chunked(lambda k: rng.integers(0, n, size=k, dtype=np.int64), want)
+            return chunks if want > _CHUNK else iter(list(chunks))
+        rounds = -(-want // n)
+        long = rounds > 1 and want > _CHUNK
+        rng = _epoch_rng(self.generator, long)
+        chunks = (rng.permutation(n)[:want - r * n].astype(np.int64, copy=False) for r in range(rounds))
+        return chunks if long else iter(list(chunks))
 
     def __len__(self) -> int:
         return self.num_samples
@@ -106,9 +150,9 @@ class SubsetRandomSampler(_ArraySampler):
         self.indices = indices
         self.generator = generator
 
-    def _index_array(self):
-        rng = (self.generator if self.generator is not None else default_generator).numpy
-        return np.asarray(self.indices, dtype=np.int64)[rng.permutation(len(self.indices))]
+    def _index_chunks(self) -> Iterator:
+        rng = _epoch_rng(self.generator, long=False)
+        return iter([np.asarray(self.indices, dtype=np.int64)[rng.permutation(len(self.indices))]])
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -137,10 +181,18 @@ class WeightedRandomSampler(_ArraySampler):
         self.replacement = replacement
         self.generator = generator
 
-    def _index_array(self):
-        rng = (self.generator if self.generator is not None else default_generator).numpy
+    def _index_chunks(self) -> Iterator:
+        long = self.replacement and self.num_samples > _CHUNK
+        rng = _epoch_rng(self.generator, long)
         p = self.weights / self.weights.sum()
-        return rng.choice(self.weights.size, size=self.num_samples, replace=self.replacement, p=p).astype(np.int64)
+        if not self.replacement:
+            return iter([rng.choice(self.weights.size, size=self.num_samples, replace=False, p=p).astype(np.int64)])
+        # Generator.choice(n, k, p=p) with replacement, its steps written out so the cdf is made once:
+        # one uniform per index, looked up in the normalised cdf
+        cdf = p.cumsum()
+        cdf /= cdf[-1]
+        chunks = _chunked(lambda k: cdf.searchsorted(rng.random(k), side="right").astype(np.int64), self.num_samples)
+        return chunks if long else iter(list(chunks))
 
     def __len__(self) -> int:
         return self.num_samples
@@ -168,11 +220,27 @@ class BatchSampler(Sampler):
             yield batch
 
     def _index_arrays(self) -> Iterator:
-        """The batches as int64 arrays sliced from the sampler's epoch order (built-in samplers only)."""
-        order = self.sampler._index_array()
-        stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-        for start in range(0, stop, self.batch_size):
-            yield order[start:start + self.batch_size]
+        """The batches as int64 arrays cut from the sampler's chunks (built-in samplers only); a batch
+        that spans chunks is joined from their pieces."""
+        size = self.batch_size
+        pending, count = [], 0  # pieces of the batch being filled, and their total length
+        for chunk in self.sampler._index_chunks():
+            start = 0
+            if count:
+                take = min(size - count, len(chunk))
+                pending.append(chunk[:take])
+                count, start = count + take, take
+                if count < size:
+                    continue
+                yield np.concatenate(pending)
+                pending, count = [], 0
+            stop = start + (len(chunk) - start) // size * size
+            for begin in range(start, stop, size):
+                yield chunk[begin:begin + size]
+            if stop < len(chunk):
+                pending, count = [chunk[stop:]], len(chunk) - stop
+        if count and not self.drop_last:
+            yield np.concatenate(pending)
 
     def __len__(self) -> int:
         n = len(self.sampler)
