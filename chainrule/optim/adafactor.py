@@ -25,7 +25,7 @@ from numbers import Real
 from typing import Any
 
 from chainrule.backend import np, xp_of
-from chainrule.optim.optimizer import Optimizer, ParamsT, _index_key, _restore_value, group_scalar, lerp_
+from chainrule.optim.optimizer import Optimizer, ParamsT, _restore_value, group_scalar, lerp_
 from chainrule.tensor import wrap
 
 __all__ = ["Adafactor"]
@@ -108,29 +108,18 @@ class Adafactor(Optimizer):
             arr += u
             p._bump_version()
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As :meth:`Optimizer.load_state_dict`; ``row_var``/``col_var`` are checked against the factor
+    def _restore_state_value(self, param, key: str, value, index, where: str):
+        """As :meth:`Optimizer._restore_state_value`; ``row_var``/``col_var`` are checked against the factor
         shapes ``(..., R, 1)``/``(..., 1, C)`` of their parameter instead of its own shape."""
-        factors: dict[Any, dict[str, Any]] = {}
-        rest = {}
-        for index, saved in dict(state_dict.get("state", {})).items():
-            saved = dict(saved)
-            factors[index] = {k: saved.pop(k) for k in ("row_var", "col_var") if k in saved}
-            rest[index] = saved
-        old = self.state, self.param_groups
-        super().load_state_dict({**state_dict, "state": rest})  # checks groups and the other entries
-        try:
-            param_of = {}
-            for group, saved_group in zip(self.param_groups, state_dict["param_groups"]):
-                param_of.update(zip(map(_index_key, saved_group["params"]), group["params"]))
-            for index, entries in factors.items():
-                p = param_of[_index_key(index)]
-                for key, value in entries.items():
-                    self.state[p][key] = _restore_factor(p, key, value, index)
-        except ValueError:
-            self.state, self.param_groups = old
-            raise
-
+        if key not in ("row_var", "col_var"):
+            return super()._restore_state_value(param, key, value, index, where)
+        if param.ndim < 2:
+            raise ValueError(f"{where}: state '{key}' of parameter {index}, but the parameter has shape "
+                             f"{tuple(param.shape)}; only parameters of two or more dimensions have factored second "
+                             "moments")
+        *batch, rows, cols = param.shape
+        shape = (*batch, rows, 1) if key == "row_var" else (*batch, 1, cols)
+        return _restore_value(param, key, value, index, where, self._scalar_state, shape=shape)
 
 def _factored_variance(xp, g, row_var, col_var, weight: float, eps1: float, out) -> None:
     """Update the row and column factors of the second moment with ``g * g`` and write their estimate
@@ -156,16 +145,6 @@ def _init_state(state: dict[str, Any], arr) -> None:
         state["col_var"] = wrap(xp.zeros(arr.shape[:-2] + (1, arr.shape[-1]), dtype=arr.dtype))
     else:
         state["variance"] = wrap(xp.zeros_like(arr))
-
-
-def _restore_factor(p, key: str, value, index):
-    """A loaded row/column factor, checked against its shape and cast like every state array (the
-    parameter's slice ``[..., :1]`` or ``[..., :1, :]`` stands in for the parameter: it has that shape)."""
-    if p.ndim < 2:
-        raise ValueError(f"Adafactor.load_state_dict: state '{key}' of parameter {index}, but the parameter has shape "
-                         f"{tuple(p.shape)}; only parameters of two or more dimensions have factored second moments")
-    shaped = wrap(p._data[..., :1] if key == "row_var" else p._data[..., :1, :])
-    return _restore_value(shaped, key, value, index, "Adafactor.load_state_dict")
 
 
 def _eps_pair(opt: Optimizer, eps) -> tuple[float | None, float]:

@@ -189,52 +189,32 @@ class LBFGS(Optimizer):
                      prev_loss=prev_loss)
         return orig_loss
 
-    # ----- state dicts --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """PyTorch's layout: arrays as Tensors, the scalars t, H_diag, ro and al as 0-d Tensors."""
-        saved = super().state_dict()
-        for entry in saved["state"].values():
-            for key, value in entry.items():
-                entry[key] = _saved(value)
-        return saved
+    # ----- state dicts (PyTorch's layout) -------------------------------------------------------
+    def _state_value_for_dict(self, param: Tensor, key: str, value):
+        """Arrays as Tensor copies, the scalars t, H_diag, ro and al as 0-d Tensors."""
+        return _saved(value)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As :meth:`Optimizer.load_state_dict`, for L-BFGS's one state entry: its flat arrays must have
-        one element per parameter element; arrays and 0-d tensors are cast to the parameters' dtype."""
-        old = self.state, self.param_groups
-        entries = dict(state_dict.get("state", {})) if isinstance(state_dict, dict) else {}
-        super().load_state_dict({**state_dict, "state": {}} if entries else state_dict)  # checks the group
-        try:
-            if entries:
-                first = state_dict["param_groups"][0]["params"][0]
-                (index, entry), *others = entries.items()
-                if others or str(index) != str(first):
-                    raise ValueError(f"LBFGS.load_state_dict: expected state for the first parameter ({first!r}) only, "
-                                     f"got state for {list(entries)}")
-                self.state[self._params[0]] = {k: self._restored(k, v) for k, v in entry.items()}
-        except ValueError:
-            self.state, self.param_groups = old
-            raise
-
-    def _restored(self, key: str, value):
-        """A saved state value as ``step`` works on it: flat arrays of the parameters' dtype and device,
-        scalars as numpy scalars of that dtype, numbers as they are."""
+    def _restore_state_value(self, param: Tensor, key: str, value, index, where: str):
+        """A saved value as ``step`` works on it: flat arrays (one element per parameter element) of the
+        parameters' dtype and device, scalars as numpy scalars of that dtype, numbers as they are; only
+        the first parameter holds state."""
+        if param is not self._params[0]:
+            raise ValueError(f"{where}: L-BFGS keeps its state under the first parameter only, but the state dict "
+                             f"has state for parameter {index!r}")
         if isinstance(value, (list, tuple)):
-            return [self._restored(key, v) for v in value]
+            return [self._restore_state_value(param, key, v, index, where) for v in value]
         if isinstance(value, Tensor):
             value = value._data
         if type(value) not in ARRAY_TYPES and not isinstance(value, np.generic):
             return value
-        p = self._params[0]
-        dtype = p._data.dtype
-        n = sum(q.numel() for q in self._params)
+        dtype = param._data.dtype
         if value.ndim == 0:
             return dtype.type(value.item())
+        n = sum(q.numel() for q in self._params)
         if value.shape != (n,):
-            raise ValueError(f"LBFGS.load_state_dict: state '{key}' has shape {tuple(value.shape)}, but the parameters "
-                             f"have {n} elements in all; the state dict belongs to a different model")
-        return p.xp.array(to_host(value) if p.xp is np else value, dtype=dtype, copy=True)
-
+            raise ValueError(f"{where}: state '{key}' has shape {tuple(value.shape)}, but the parameters have {n} "
+                             "elements in all; the state dict belongs to a different model")
+        return param.xp.array(to_host(value) if param.xp is np else value, dtype=dtype, copy=True)
 
 class _Point(NamedTuple):
     """A trial step length ``t`` with the loss, flat gradient and directional derivative there."""
@@ -392,7 +372,7 @@ def _saved(value):
     if isinstance(value, list):
         return [_saved(v) for v in value]
     if type(value) in ARRAY_TYPES:
-        return wrap(value)
+        return wrap(value.copy())
     if isinstance(value, np.generic):
         return wrap(np.asarray(value))
     return value

@@ -29,7 +29,9 @@ through a wrapper, which saves each step a call.
 Differences from PyTorch, all on the side of safety: ``state_dict()`` returns a snapshot (copies of the
 state arrays, so later steps do not change it); ``load_state_dict()`` copies what it loads, checks state
 shapes and hyperparameters too, and changes nothing when the dict does not fit. The ``step`` count is
-a Python float rather than a 0-d tensor (a loaded 0-d tensor is converted).
+a Python float rather than a 0-d tensor (a loaded 0-d tensor is converted). Each state entry passes one
+seam each way, ``_state_value_for_dict`` and ``_restore_state_value``, which an optimizer whose state is
+not shaped like its parameters overrides (Adafactor, LBFGS); the hooks see the whole dicts either way.
 """
 
 from __future__ import annotations
@@ -406,7 +408,7 @@ class Optimizer:
             for p in group["params"]:
                 st = self.state.get(p)
                 if st and index_of[id(p)] not in state:
-                    state[index_of[id(p)]] = {k: _snapshot(v) for k, v in st.items()}
+                    state[index_of[id(p)]] = {k: self._state_value_for_dict(p, k, v) for k, v in st.items()}
         state_dict = {"state": dict(sorted(state.items())), "param_groups": groups}
         for post_hook in self._optimizer_state_dict_post_hooks.values():
             result = post_hook(self, state_dict)
@@ -452,12 +454,26 @@ class Optimizer:
             if index not in param_of:
                 raise ValueError(f"{name}: the state dict has state for parameter {index!r}, which is in no param group")
             param = param_of[index]
-            new_state[param] = {key: _restore_value(param, key, value, index, name, self._scalar_state)
+            new_state[param] = {key: self._restore_state_value(param, key, value, index, name)
                                 for key, value in saved_state.items()}
         self.state = new_state
         self.param_groups = new_groups
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
+
+    # One value of per-parameter state, the seam between ``self.state`` and the dicts: ``state_dict`` and
+    # ``load_state_dict`` call these for every entry (hooks see the results); checkpoints' restore asks
+    # ``_restore_state_value`` too, to check a saved state before anything changes. A subclass whose state
+    # is not shaped like its parameter (Adafactor's factors, L-BFGS's flat history) overrides them.
+    def _state_value_for_dict(self, param: Tensor, key: str, value):
+        """``self.state[param][key]`` as :meth:`state_dict` gives it: a copy (Tensors stay Tensors)."""
+        return _snapshot(value)
+
+    def _restore_state_value(self, param: Tensor, key: str, value, index, where: str):
+        """A saved state entry as this optimizer keeps it, or a ValueError (naming ``where``, the entry and
+        parameter ``index``) when it does not fit ``param``: arrays must have the parameter's shape and are
+        copied to its dtype and device; ``step`` (and the other ``_scalar_state`` keys) become floats."""
+        return _restore_value(param, key, value, index, where, self._scalar_state)
 
     def _restore_group(self, group: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
         restored = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
@@ -527,9 +543,11 @@ def _snapshot(value):
     return copy.deepcopy(value)
 
 
-def _restore_value(param: Tensor, key: str, value, index, where: str, scalar_keys: tuple = ("step",)):
+def _restore_value(param: Tensor, key: str, value, index, where: str, scalar_keys: tuple = ("step",),
+                   shape: tuple | None = None):
     """A loaded state entry as this optimizer keeps it: ``step`` (and the optimizer's other
-    ``scalar_keys``) as a float, arrays as Tensor copies with the parameter's shape, dtype and device."""
+    ``scalar_keys``) as a float, arrays as Tensor copies with the parameter's dtype and device and
+    ``shape`` (default: the parameter's shape)."""
     if isinstance(value, Tensor):
         arr = value._data
     elif type(value) in ARRAY_TYPES:
@@ -540,10 +558,12 @@ def _restore_value(param: Tensor, key: str, value, index, where: str, scalar_key
         if arr.size != 1:
             raise ValueError(f"{where}: state '{key}' of parameter {index} has shape {tuple(arr.shape)}, expected a number")
         return float(arr.reshape(()).item())
-    if tuple(arr.shape) != tuple(param.shape):
+    expected = tuple(param.shape) if shape is None else tuple(shape)
+    if tuple(arr.shape) != expected:
+        needs = "" if shape is None else f", which needs {expected} here"
         raise ValueError(
             f"{where}: state '{key}' of parameter {index} has shape {tuple(arr.shape)} but the parameter has shape "
-            f"{tuple(param.shape)}; the state dict belongs to a different model or parameter order"
+            f"{tuple(param.shape)}{needs}; the state dict belongs to a different model or parameter order"
         )
     xp = param.xp
     dtype = param._data.dtype if param.dtype.is_floating_point else arr.dtype

@@ -347,3 +347,103 @@ def test_no_hooks_means_no_hook_state_is_touched():
     a, b = optim.SGD([_params(cr)], lr=0.1), optim.SGD([_params(cr)], lr=0.1)
     a.register_step_pre_hook(lambda o, args, kwargs: None)
     assert len(a._optimizer_step_pre_hooks) == 1 and not b._optimizer_step_pre_hooks
+
+
+# ----- the state dict hooks see the whole state of optimizers whose state is not shaped like their parameters
+FULL_STATE = {
+    "Adafactor": {0: {"step", "row_var", "col_var"}, 1: {"step", "variance"}},  # a 3 x 4 matrix is factored
+    "LBFGS": {0: {"func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad",
+                  "prev_loss", "al"}},
+}
+
+
+def _stepped(name, steps=2):
+    """An Adafactor or an L-BFGS over a 3 x 4 matrix and a 4-vector, after ``steps`` steps."""
+    a = cnn.Parameter(cr.tensor(np.linspace(-1, 1, 12).reshape(3, 4)))
+    b = cnn.Parameter(cr.tensor(np.linspace(0.5, 1, 4)))
+    opt = optim.Adafactor([a, b], lr=0.05) if name == "Adafactor" else optim.LBFGS([a, b], max_iter=3, history_size=2)
+
+    def closure():
+        opt.zero_grad()
+        loss = ((a @ b) ** 2).sum() + (b**4).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        opt.step(closure)
+    return opt
+
+
+def _keys(state):
+    return {index: set(entry) for index, entry in state.items()}
+
+
+def _leaves(value):
+    """The values of a state entry, a list's items one by one."""
+    return [leaf for item in value for leaf in _leaves(item)] if isinstance(value, list) else [value]
+
+
+def _assert_same_state(got, want):
+    assert _keys(got) == _keys(want)
+    for index, entry in want.items():
+        for key, value in entry.items():
+            for mine, theirs in zip(_leaves(got[index][key]), _leaves(value), strict=True):
+                np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs), err_msg=f"{index}.{key}")
+
+
+@pytest.mark.parametrize("name", ["Adafactor", "LBFGS"])
+def test_state_dict_post_hook_sees_the_whole_state_as_tensors(name):
+    opt = _stepped(name)
+    seen = []
+
+    def record(o, sd):  # what the hook sees, as it sees it (state_dict may not change the dict afterwards)
+        seen.append(_keys(sd["state"]))
+        seen.append([type(leaf) for entry in sd["state"].values() for value in entry.values() for leaf in _leaves(value)])
+
+    opt.register_state_dict_post_hook(record)
+    opt.state_dict()
+    keys, kinds = seen
+    assert keys == FULL_STATE[name]
+    assert set(kinds) <= {cr.Tensor, int, float, type(None)}  # arrays and numpy scalars as Tensors
+
+
+@pytest.mark.parametrize("name", ["Adafactor", "LBFGS"])
+def test_load_state_dict_hooks_see_the_whole_state_and_post_hooks_run_after_it_is_loaded(name):
+    saved = _stepped(name).state_dict()
+    target = _stepped(name, steps=1)
+    log = []
+    target.register_load_state_dict_pre_hook(lambda o, sd: log.append(("pre", _keys(sd["state"]))))
+    target.register_load_state_dict_post_hook(lambda o: log.append(("post", o.state_dict()["state"])))
+    target.load_state_dict(saved)
+    assert [entry[0] for entry in log] == ["pre", "post"]
+    assert log[0][1] == FULL_STATE[name]
+    _assert_same_state(log[1][1], saved["state"])  # loaded by the time the post-hook runs
+
+
+@pytest.mark.parametrize("index, key, shape, problem", [
+    (0, "row_var", (4, 1), r"state 'row_var' of parameter 0 has shape \(4, 1\) .*needs \(3, 1\)"),
+    (0, "col_var", (3, 4), r"state 'col_var' of parameter 0 has shape \(3, 4\) .*needs \(1, 4\)"),
+    (1, "row_var", (4, 1), r"state 'row_var' of parameter 1, but the parameter has shape \(4,\)"),
+])
+def test_adafactor_refuses_a_wrong_shaped_factor_and_changes_nothing(index, key, shape, problem):
+    saved = _stepped("Adafactor").state_dict()
+    saved["state"][index][key] = cr.zeros(*shape, dtype="float64")
+    target = _stepped("Adafactor", steps=1)
+    target.param_groups[0]["lr"] = 0.5
+    before = target.state_dict()
+    log = []
+    target.register_load_state_dict_post_hook(lambda o: log.append("post"))
+    with pytest.raises(ValueError, match=problem):
+        target.load_state_dict(saved)
+    assert not log and target.param_groups[0]["lr"] == 0.5
+    _assert_same_state(target.state_dict()["state"], before["state"])
+
+
+def test_lbfgs_refuses_state_under_another_parameter_and_changes_nothing():
+    saved = _stepped("LBFGS").state_dict()
+    saved["state"] = {1: saved["state"][0]}
+    target = _stepped("LBFGS", steps=1)
+    before = target.state_dict()
+    with pytest.raises(ValueError, match="state under the first parameter only.*parameter 1"):
+        target.load_state_dict(saved)
+    _assert_same_state(target.state_dict()["state"], before["state"])
