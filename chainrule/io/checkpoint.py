@@ -220,10 +220,11 @@ class Checkpoint:
         random generator when ``rng`` is true and the checkpoint holds its state.
 
         Everything is checked before anything changes: the model's keys (all of them when ``strict``) and
-        shapes, the optimizer's parameter groups and the shapes of its state tensors, that the optimizer and
-        scheduler are of the saved classes, and the RNG state. The model is loaded last, through its own
-        ``load_state_dict(strict=...)``; should any load fail, the optimizer and scheduler are put back, so a
-        checkpoint that does not fit leaves every object as it was. Raises :class:`CheckpointError`.
+        shapes, the optimizer's parameter groups and that its state fits their parameters (as the optimizer
+        judges it), that the optimizer and scheduler are of the saved classes, and the RNG state. The model
+        is loaded last, through its own ``load_state_dict(strict=...)``; should any load fail, the optimizer
+        and scheduler are put back, so a checkpoint that does not fit leaves every object as it was. Raises
+        :class:`CheckpointError`.
         """
         optimizer_state = self._state_for("optimizer", optimizer)
         scheduler_state = self._state_for("scheduler", scheduler)
@@ -294,16 +295,26 @@ class Checkpoint:
             raise self._error(f"its optimizer state names parameter ids {strays} that are in no parameter group")
         params = _live_params(optimizer, len(saved_ids))
         if params is not None:
-            self._check_state_shapes(state, dict(zip(saved_ids, params)))
+            self._check_state_shapes(optimizer, state, dict(zip(saved_ids, params)))
 
-    def _check_state_shapes(self, state: dict, param_of: dict) -> None:
+    def _check_state_shapes(self, optimizer, state: dict, param_of: dict) -> None:
+        """Every saved state entry must fit its parameter. A chainrule optimizer is asked, through the
+        ``_restore_state_value`` its ``load_state_dict`` uses (the result is dropped), for its state need
+        not have the parameter's shape (Adafactor's row and column factors, L-BFGS's flat history); of any
+        other optimizer, every state tensor but a 0-d one (a step count) must have its parameter's shape."""
+        restore = getattr(optimizer, "_restore_state_value", None)
+        name = type(optimizer).__name__
         for pid, entries in state.items():
-            shape = tuple(param_of[pid].shape)
+            param = param_of[pid]
             for key, value in (entries.items() if isinstance(entries, dict) else ()):
-                # 0-d entries (a step count) need not match; per-element buffers must
-                if isinstance(value, Tensor) and value.ndim and tuple(value.shape) != shape:
+                if callable(restore):
+                    try:
+                        restore(param, key, value, pid, f"{name}.load_state_dict")
+                    except (ValueError, TypeError) as err:
+                        raise self._error(f"its optimizer state does not fit the {name}: {err}") from None
+                elif isinstance(value, Tensor) and value.ndim and tuple(value.shape) != tuple(param.shape):
                     raise self._error(f"optimizer state '{key}' of parameter {pid} has shape {list(value.shape)} in the "
-                                      f"checkpoint, but that parameter has shape {list(shape)} in the optimizer")
+                                      f"checkpoint, but that parameter has shape {list(param.shape)} in the optimizer")
 
     def _check_rng(self, state) -> None:
         try:

@@ -1,5 +1,6 @@
 """chainrule.io.save / load / Checkpoint.restore, with stand-ins for Module, Optimizer and LR scheduler that
-follow PyTorch's state_dict contracts (the real classes get integration tests elsewhere)."""
+follow PyTorch's state_dict contracts (the real classes get integration tests elsewhere), and with chainrule's
+optimizers whose state is not shaped like their parameters (Adafactor, LBFGS)."""
 
 import ast
 import copy
@@ -335,6 +336,75 @@ def test_mismatched_optimizer_raises_and_changes_nothing(tmp_path, kind):
     for key, value in model.snapshot().items():
         np.testing.assert_array_equal(value, before[0][key])
     _assert_optimizer_states_equal(target.state_dict(), before[1])
+
+
+# ----- chainrule's own optimizers, whose state need not be shaped like the parameters -----------------------
+
+REAL_OPTIMIZERS = {
+    "Adafactor": dict(lr=0.05),  # row and column factors (R, 1) and (1, C) for the matrices
+    "LBFGS": dict(max_iter=3, history_size=2, line_search_fn="strong_wolfe"),  # one flat history, under parameter 0
+    "Rprop": dict(lr=0.02),  # elementwise: every state array has its parameter's shape
+}
+
+
+def _train(model, optimizer, steps):
+    """``steps`` closure steps on a small least-squares loss of TinyModule's three parameters."""
+    x = cr.tensor(np.linspace(-1.0, 1.0, 3, dtype=np.float32))
+    params = model.params
+
+    def closure():
+        optimizer.zero_grad()
+        hidden = cr.tanh(params["fc.weight"] @ x + params["fc.bias"])
+        loss = ((params["out.weight"] @ hidden - 0.5) ** 2).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        optimizer.step(closure)
+
+
+@pytest.mark.parametrize("name", list(REAL_OPTIMIZERS))
+def test_real_optimizer_round_trip_continues_training_bit_identically(tmp_path, name):
+    model = TinyModule(seed=0)
+    optimizer = getattr(cr.optim, name)(model.parameters(), **REAL_OPTIMIZERS[name])
+    _train(model, optimizer, 3)
+    save(model, tmp_path / "o.safetensors", optimizer=optimizer)
+
+    model2 = TinyModule(seed=4)
+    optimizer2 = getattr(cr.optim, name)(model2.parameters(), **REAL_OPTIMIZERS[name])
+    load(tmp_path / "o.safetensors").restore(model2, optimizer=optimizer2)
+    _assert_optimizer_states_equal(_flat_lists(optimizer2.state_dict()), _flat_lists(optimizer.state_dict()))
+    _train(model, optimizer, 3)
+    _train(model2, optimizer2, 3)
+    _assert_state_dicts_equal(model2.state_dict(), model.state_dict())
+
+
+def _flat_lists(state_dict):
+    """L-BFGS keeps lists of tensors (its history) in its state: one entry per item, to compare them."""
+    state = {pid: {f"{key}.{i}" if isinstance(value, list) else key: item
+                   for key, value in entry.items() for i, item in enumerate(value if isinstance(value, list) else [value])}
+             for pid, entry in state_dict["state"].items()}
+    return {**state_dict, "state": state}
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("Adafactor", r"Adafactor.load_state_dict: state 'row_var' of parameter 2 has shape \(2, 1\) .*needs \(3, 1\)"),
+    ("LBFGS", r"LBFGS.load_state_dict: state '\w+' has shape \(24,\), but the parameters have 28 elements"),
+    ("Rprop", r"Rprop.load_state_dict: state '\w+' of parameter 2 has shape \(2, 4\) but the parameter has shape \(3, 4\)"),
+])
+def test_real_optimizer_state_that_does_not_fit_is_refused_and_changes_nothing(tmp_path, name, problem):
+    model = TinyModule(seed=0)
+    optimizer = getattr(cr.optim, name)(model.parameters(), **REAL_OPTIMIZERS[name])
+    _train(model, optimizer, 2)
+    save(model, tmp_path / "o.safetensors", optimizer=optimizer)
+
+    other = TinyModule({"fc.weight": (4, 3), "fc.bias": (4,), "out.weight": (3, 4)}, seed=3)
+    target = getattr(cr.optim, name)(other.parameters(), **REAL_OPTIMIZERS[name])
+    _train(other, target, 1)
+    before = _flat_lists(target.state_dict())
+    with pytest.raises(CheckpointError, match=f"its optimizer state does not fit the {name}: {problem}"):
+        load(tmp_path / "o.safetensors").restore(optimizer=target)
+    _assert_optimizer_states_equal(_flat_lists(target.state_dict()), before)
 
 
 def test_missing_sections_are_reported(tmp_path):
