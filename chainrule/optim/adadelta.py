@@ -15,8 +15,15 @@ from __future__ import annotations
 from numbers import Real
 from typing import Any
 
-from chainrule.optim._common import check_speed_flags, counted_state
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, effective_grad, group_scalar
+from chainrule.optim.optimizer import (
+    Optimizer,
+    ParamsT,
+    check_non_negative,
+    check_speed_flags,
+    counted_state,
+    effective_grad,
+    group_scalar,
+)
 
 __all__ = ["Adadelta"]
 

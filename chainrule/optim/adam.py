@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule.backend import xp_of
-from chainrule.optim._common import check_speed_flags
 from chainrule.optim.optimizer import (
     Optimizer,
     ParamsT,
     check_non_negative,
     check_range,
+    check_speed_flags,
+    counted_state,
     effective_grad,
     group_scalar,
     lerp_,
@@ -86,12 +86,10 @@ class Adam(AdamFamily):
         decay, coupled_decay = self._decay(group, lr)
         for p in params:
             arr = p._data
-            state = self.state[p]
-            if not state:
-                _init_state(state, arr)
+            state = counted_state(self, p, exp_avg=0, exp_avg_sq=0)
             if amsgrad and "max_exp_avg_sq" not in state:
                 state["max_exp_avg_sq"] = wrap(p.xp.zeros_like(arr))
-            step = state["step"] = state["step"] + 1
+            step = state["step"]
             hyper = (beta1, beta2, lr / (1 - beta1**step), (1 - beta2**step) ** 0.5, group["eps"], decay,
                      coupled_decay, group["maximize"])
             second_max = state["max_exp_avg_sq"]._data if amsgrad else None
@@ -159,9 +157,3 @@ def _betas(opt: Optimizer, betas) -> tuple[float, float]:
         raise ValueError(f"{type(opt).__name__}: betas must be a pair (beta1, beta2), got {betas!r}") from None
     return (group_scalar(beta1), group_scalar(beta2))
 
-
-def _init_state(state: dict[str, Any], arr) -> None:
-    xp = xp_of(arr)
-    state["step"] = 0.0
-    state["exp_avg"] = wrap(xp.zeros_like(arr))
-    state["exp_avg_sq"] = wrap(xp.zeros_like(arr))

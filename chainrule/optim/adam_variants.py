@@ -22,9 +22,8 @@ import math
 from typing import Any
 
 from chainrule.backend import np
-from chainrule.optim._common import check_speed_flags
-from chainrule.optim.adam import AdamFamily, _betas, _init_state, adam_moments_
-from chainrule.optim.optimizer import ParamsT, check_non_negative, group_scalar
+from chainrule.optim.adam import AdamFamily, _betas, adam_moments_
+from chainrule.optim.optimizer import ParamsT, check_non_negative, check_speed_flags, counted_state, group_scalar
 
 __all__ = ["NAdam", "RAdam"]
 
@@ -59,16 +58,13 @@ class NAdam(AdamFamily):
         beta1, beta2 = group["betas"]
         decay, weight_decay = self._decay(group, lr)
         for p in params:
-            state = self.state[p]
-            if not state:
-                _init_state(state, p._data)
-                state["mu_product"] = 1.0
-            step = state["step"] = state["step"] + 1
+            state = counted_state(self, p, exp_avg=0, exp_avg_sq=0)
+            step = state["step"]
             mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * group["momentum_decay"]))
             mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * group["momentum_decay"]))
             # PyTorch keeps the product in a float32 scalar tensor (its default scalar dtype) and multiplies
             # in float32: do the same, so the updates (and state dicts) agree with its
-            product = state["mu_product"] = float(np.float32(state["mu_product"]) * np.float32(mu))
+            product = state["mu_product"] = float(np.float32(state.get("mu_product", 1.0)) * np.float32(mu))
             hyper = (beta1, beta2, 1 - beta2**step, group["eps"], -lr * (1.0 - mu) / (1.0 - product),
                      -lr * mu_next / (1.0 - product * mu_next), decay, weight_decay, group["maximize"])
             arrays = (p._data, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data)
@@ -115,10 +111,8 @@ class RAdam(AdamFamily):
         decay, weight_decay = self._decay(group, lr)
         rho_inf = 2 / (1 - beta2) - 1
         for p in params:
-            state = self.state[p]
-            if not state:
-                _init_state(state, p._data)
-            step = state["step"] = state["step"] + 1
+            state = counted_state(self, p, exp_avg=0, exp_avg_sq=0)
+            step = state["step"]
             bias_correction2 = 1 - beta2**step
             rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
             rect = None

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule.optim._common import check_speed_flags, counted_state
 from chainrule.optim.adam import AdamFamily, _betas
-from chainrule.optim.optimizer import ParamsT, effective_grad, group_scalar, lerp_
+from chainrule.optim.optimizer import ParamsT, check_speed_flags, counted_state, effective_grad, group_scalar, lerp_
 
 __all__ = ["Adamax"]
 

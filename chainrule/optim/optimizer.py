@@ -586,6 +586,44 @@ def check_range(opt, what: str, value, low: float, high: float) -> None:
         raise ValueError(f"{type(opt).__name__}: Invalid {what}: {value!r} (must be in [{low}, {high}))")
 
 
+def check_speed_flags(opt, *, foreach: bool | None = None, fused: bool | None = None,
+                      differentiable: bool = False) -> None:
+    """PyTorch's switches for its own kernels: ``foreach`` (one multi-tensor kernel per group), ``fused``
+    (one fused kernel per step), ``capturable`` (state kept on the device for CUDA graph capture) and
+    ``differentiable`` (the step recorded on the autograd graph).
+
+    chainrule has one update path (in place, in cache-sized blocks), so the first three are accepted, so
+    that PyTorch programs run unchanged, and ignored; the combinations PyTorch refuses (``fused`` with
+    ``foreach`` or ``differentiable``) are refused with its messages. ``differentiable=True`` is refused: a
+    chainrule step is never recorded on the graph, and ignoring the flag would hand a program that
+    differentiates through its steps silently wrong gradients (PyTorch itself fails at the first step of a
+    differentiable optimizer over leaf parameters, the only kind chainrule optimizes)."""
+    name = type(opt).__name__
+    if fused:
+        if differentiable:
+            raise RuntimeError(f"{name}: `fused` does not support `differentiable`")
+        if foreach:
+            raise RuntimeError(f"{name}: `fused` and `foreach` cannot be `True` together.")
+    if differentiable:
+        raise NotImplementedError(
+            f"{name}: differentiable=True is not supported: chainrule's optimizer steps update the parameters in "
+            "place without recording a graph, so a step cannot be differentiated; leave differentiable=False"
+        )
+
+
+def counted_state(opt, p: Tensor, **fills: float) -> dict[str, Any]:
+    """``opt.state[p]`` with this step counted: at the parameter's first step it is created as ``step``
+    (a float) and one array per keyword, of the parameter's shape, dtype and device, filled with its value;
+    then ``step`` goes up by one."""
+    state = opt.state[p]
+    if not state:
+        state["step"] = 0.0
+        for key, value in fills.items():
+            state[key] = wrap(p.xp.full_like(p._data, value))
+    state["step"] += 1
+    return state
+
+
 def group_scalar(value) -> float:
     """A hyperparameter as a Python number (a one-element Tensor lr is allowed, as in PyTorch)."""
     return value.item() if isinstance(value, Tensor) else value

@@ -15,9 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule.backend import xp_of
-from chainrule.optim._common import check_speed_flags
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, effective_grad, group_scalar, lerp_
+from chainrule.optim.optimizer import (
+    Optimizer,
+    ParamsT,
+    check_non_negative,
+    check_speed_flags,
+    counted_state,
+    effective_grad,
+    group_scalar,
+    lerp_,
+)
 from chainrule.tensor import wrap
 
 __all__ = ["RMSprop"]
@@ -64,9 +71,11 @@ class RMSprop(Optimizer):
         hyper = (lr, group["alpha"], group["eps"], momentum, group["weight_decay"], group["maximize"])
         for p in params:
             arr = p._data
-            state = self.state[p]
-            _ensure_state(state, arr, momentum > 0, centered)
-            state["step"] += 1
+            state = counted_state(self, p, square_avg=0)
+            if momentum > 0 and "momentum_buffer" not in state:  # (a group's momentum may be set later)
+                state["momentum_buffer"] = wrap(p.xp.zeros_like(arr))
+            if centered and "grad_avg" not in state:
+                state["grad_avg"] = wrap(p.xp.zeros_like(arr))
             buf = state["momentum_buffer"]._data if momentum > 0 else None
             grad_avg = state["grad_avg"]._data if centered else None
             self._for_blocks(_rmsprop_block, (arr, p.grad._data, state["square_avg"]._data, grad_avg, buf), *hyper)
@@ -99,13 +108,3 @@ def _rmsprop_block(xp, p, g, square_avg, grad_avg, buf, tmp0, tmp1, lr: float, a
         tmp1 *= lr
     p -= tmp1
 
-
-def _ensure_state(state: dict[str, Any], arr, with_momentum: bool, centered: bool) -> None:
-    """Create the buffers this step needs (all zeros, the parameter's dtype) that do not exist yet."""
-    if not state:
-        state["step"] = 0.0
-        state["square_avg"] = wrap(xp_of(arr).zeros_like(arr))
-    if with_momentum and "momentum_buffer" not in state:
-        state["momentum_buffer"] = wrap(xp_of(arr).zeros_like(arr))
-    if centered and "grad_avg" not in state:
-        state["grad_avg"] = wrap(xp_of(arr).zeros_like(arr))

@@ -18,8 +18,7 @@ from __future__ import annotations
 from numbers import Real
 from typing import Any
 
-from chainrule.optim._common import check_speed_flags, counted_state
-from chainrule.optim.optimizer import Optimizer, ParamsT, group_scalar
+from chainrule.optim.optimizer import Optimizer, ParamsT, check_speed_flags, counted_state, group_scalar
 
 __all__ = ["Rprop"]
 

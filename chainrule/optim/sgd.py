@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule.optim._common import check_speed_flags
-from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, effective_grad, group_scalar
+from chainrule.optim.optimizer import Optimizer, ParamsT, check_non_negative, check_speed_flags, effective_grad, group_scalar
 from chainrule.tensor import wrap
 
 __all__ = ["SGD"]
