@@ -1034,3 +1034,12 @@ def compare_forward_with_torch(case: Case, arrays, params) -> None:
     tol = {"rtol": 2e-3, "atol": 1e-3} if half else {}
     same_outcome(f"{case.name} on {[a.dtype.name for a in arrays]}", outcome(case, cr, arrays, params),
                  outcome(case, TORCH, arrays, params), **tol)
+
+
+# ----- convolution: transposed and 3-d (cases below) -----
+
+
+# ----- normalisation, resampling, padding (cases below) -----
+
+
+# ----- activations, losses, distances (cases below) -----
