@@ -2,6 +2,8 @@
 
 :class:`Windows` is the geometry: an image of spatial size (H, W), padded by (top, bottom, left,
 right), visited by a kh x kw kernel with a stride and a dilation, gives an (oh, ow) grid of windows.
+A transposed convolution is the gradient in the input of the convolution whose windows are those of
+:meth:`Windows.for_transpose`.
 A *tap* is one kernel offset (a, b); its values over all windows are one strided slice of the padded
 image, so loops run over the kh * kw taps, never over pixels. On it stand:
 
@@ -61,6 +63,32 @@ class Windows:
                 )
             out.append((padded - span) // stride[axis] + 1)
         return cls(shape, kernel, stride, dilation, pad, tuple(out))
+
+    @classmethod
+    def for_transpose(cls, shape: tuple, out_channels: int, kernel: tuple, stride: tuple, dilation: tuple,
+                      padding: tuple, output_padding: tuple, op: str) -> Windows:
+        """The windows of the convolution whose gradient in its input is the transposed convolution of an
+        (N, C, h, w) input ``shape``: their image is the transposed convolution's output (N,
+        ``out_channels``, H, W), H = (h - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding
+        + 1 (likewise W), padded by ``padding`` on every side, and there are exactly (h, w) of them (the
+        last ``output_padding`` rows and columns lie past the last window: only the bias reaches them)."""
+        size = []
+        for axis in range(2):
+            h, k, s, d, p = shape[2 + axis], kernel[axis], stride[axis], dilation[axis], padding[axis]
+            size.append((h - 1) * s - 2 * p + d * (k - 1) + output_padding[axis] + 1)
+        if min(shape[2:]) < 1:
+            raise RuntimeError(
+                f"{op}: only zero batch or zero channel inputs are supported, but got input shape {tuple(shape)}"
+            )
+        if min(size) < 1:
+            raise RuntimeError(
+                f"{op}: given input size per channel {tuple(shape[2:])}, kernel_size={tuple(kernel)}, "
+                f"stride={tuple(stride)}, padding={tuple(padding)}, dilation={tuple(dilation)} and "
+                f"output_padding={tuple(output_padding)}, the calculated output size per channel {tuple(size)} is "
+                "too small; use less padding or a larger kernel"
+            )
+        pad = tuple(p for p in padding for _ in range(2))
+        return cls((shape[0], out_channels) + tuple(size), kernel, stride, dilation, pad, tuple(shape[2:]))
 
     @classmethod
     def for_pool(cls, shape: tuple, kernel: tuple, stride: tuple, dilation: tuple, padding: tuple,

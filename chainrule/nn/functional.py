@@ -22,6 +22,8 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     avg_pool2d,
     conv1d,
     conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
     fold,
     max_pool1d,
     max_pool2d,
@@ -42,6 +44,7 @@ __all__ = [
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
     "unfold", "fold",
 ]
+__all__ += ["conv_transpose1d", "conv_transpose2d"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 

@@ -37,8 +37,8 @@ from chainrule.backend import np, windows, xp_of
 from chainrule.backend.windows import Windows, is_channels_major
 from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
 
-__all__ = ["unfold", "fold", "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
-           "adaptive_avg_pool1d", "adaptive_avg_pool2d"]
+__all__ = ["unfold", "fold", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
+           "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d"]
 
 
 # ----- arguments ------------------------------------------------------------------------------------
@@ -183,6 +183,58 @@ def _conv(op: str, x, weight, bias, stride, padding, dilation, groups, spatial: 
     return _unbatched(out, added)
 
 
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """2-D transposed convolution as ``torch.nn.functional.conv_transpose2d`` (note: ``groups`` before
+    ``dilation``): input (N, C, h, w) or (C, h, w), weight (C, out_channels / groups, kh, kw), bias
+    (out_channels,); output size H = (h - 1) * stride - 2 * padding + dilation * (kh - 1) +
+    output_padding + 1 (likewise W). ``output_padding`` (smaller than the stride or the dilation) adds
+    rows and columns at the bottom and right that only the bias reaches.
+
+    It is the gradient in its input of the convolution with the same geometry, so it runs as that
+    primitive (``_conv_input_grad``): its gradients are a convolution (input) and that convolution's
+    weight gradient with the roles swapped (weight), differentiable to any order."""
+    return _conv_transpose("conv_transpose2d", input, weight, bias, stride, padding, output_padding, groups,
+                           dilation, spatial=2)
+
+
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """1-D transposed convolution as ``torch.nn.functional.conv_transpose1d``: input (N, C, L) or (C, L),
+    weight (C, out_channels / groups, k). Runs as a 2-D one of height 1."""
+    return _conv_transpose("conv_transpose1d", input, weight, bias, stride, padding, output_padding, groups,
+                           dilation, spatial=1)
+
+
+def _conv_transpose(op: str, x, weight, bias, stride, padding, output_padding, groups, dilation, spatial: int):
+    x, weight = tensor_operand(x, op), tensor_operand(weight, op)
+    bias = None if bias is None else tensor_operand(bias, op)
+    x, added = _batched(x, spatial, op)
+    _check_transpose_operands(op, x, weight, bias, groups, spatial)
+    stride = _ints(stride, spatial, "stride", op, 1)
+    dilation = _ints(dilation, spatial, "dilation", op, 1)
+    padding = _ints(padding, spatial, "padding", op, 0)
+    output_padding = _ints(output_padding, spatial, "output_padding", op, 0)
+    if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
+        raise RuntimeError(
+            f"{op}: output_padding must be smaller than either stride or dilation (in each dimension), but got "
+            f"output_padding={output_padding}, stride={stride} and dilation={dilation}"
+        )
+    kernel = tuple(weight.shape[2:])
+    if spatial == 1:  # a 2-D transposed convolution of height 1
+        x, weight = x.unsqueeze(2), weight.unsqueeze(2)
+        kernel, stride, dilation = (1,) + kernel, (1,) + stride, (1,) + dilation
+        padding, output_padding = (0,) + padding, (0,) + output_padding
+    geom = Windows.for_transpose(x.shape, weight.shape[1] * groups, kernel, stride, dilation, padding,
+                                 output_padding, op)
+    out = _conv_input_grad(x, weight, geom, groups)
+    if bias is not None:
+        out = out + bias.reshape(-1, 1, 1)
+    if spatial == 1:
+        out = out.squeeze(2)
+    return _unbatched(out, added)
+
+
 # Convolution is three primitives, each the adjoint of the others in one argument, so that gradients of
 # every order come from these three rules (PyTorch's convolution / convolution_backward split):
 #
@@ -259,6 +311,29 @@ def _check_conv_operands(op: str, x: Tensor, weight: Tensor, bias: Tensor | None
         raise RuntimeError(
             f"{op}: out_channels ({out_channels}, weight shape {tuple(weight.shape)}) must be divisible by groups={groups}"
         )
+    _check_bias_dtype_device(op, x, weight, bias, out_channels)
+
+
+def _check_transpose_operands(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, groups, spatial: int) -> None:
+    kernel_dims = "(in_channels, out_channels / groups, kh, kw)" if spatial == 2 else "(in_channels, out_channels / groups, k)"
+    if weight.ndim != spatial + 2:
+        raise RuntimeError(f"{op}: expected a {spatial + 2}-D weight {kernel_dims}, got {describe(weight)}")
+    if not _is_int(groups) or groups < 1:
+        raise RuntimeError(f"{op}: groups must be a positive int, got {groups!r}")
+    if weight.shape[0] % groups:
+        raise RuntimeError(
+            f"{op}: given groups={groups}, expected weight to be divisible by {groups} at dimension 0 (in_channels), "
+            f"but got weight of shape {tuple(weight.shape)}"
+        )
+    if x.shape[1] != weight.shape[0]:
+        raise RuntimeError(
+            f"{op}: weight of shape {tuple(weight.shape)} {kernel_dims} expects input of shape {tuple(x.shape)} "
+            f"to have {weight.shape[0]} channels, but it has {x.shape[1]}"
+        )
+    _check_bias_dtype_device(op, x, weight, bias, weight.shape[1] * groups)
+
+
+def _check_bias_dtype_device(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, out_channels: int) -> None:
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.dtype != x.dtype:
             raise RuntimeError(
