@@ -576,3 +576,646 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     n1 = x1.norm(2, dim).clamp(min=eps)
     n2 = x2.norm(2, dim).clamp(min=eps)
     return dot / (n1 * n2)
+
+# ----- activations, dropout family, losses, distances, embedding_bag (issue 15) -----------------------
+# All composites of differentiable primitives (gradients of every order for free), except where said.
+
+def _floating(x, op: str) -> Tensor:
+    from chainrule.ops._helpers import float_operand
+
+    return float_operand(x, op)
+
+
+def _in_place(input: Tensor, op: str, fn, *args) -> Tensor:
+    """``fn(input, *args)`` written back into ``input`` (PyTorch's ``inplace=True`` and ``F.<op>_``)."""
+    from chainrule.ops.inplace import apply_inplace
+
+    return apply_inplace(input, op, fn, *args)
+
+
+def _maybe_in_place(input: Tensor, inplace: bool, op: str, fn, *args) -> Tensor:
+    return _in_place(input, op + "_", fn, *args) if inplace else fn(input, *args)
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """x where x > 0, else weight * x; ``weight`` has one slope or one per channel (dim 1)."""
+    x = tensor_operand(input, "prelu")
+    n = weight.numel()
+    if n != 1:
+        channels = x.shape[1] if x.ndim >= 2 else (x.shape[0] if x.ndim == 1 else 1)
+        if x.ndim == 0 or n != channels:
+            raise RuntimeError(
+                f"Mismatch of parameter numbers and input channel size. Found parameter numbers = {n} and "
+                f"channel size = {channels}.")
+        weight = weight.reshape([n] + [1] * (x.ndim - 2)) if x.ndim >= 2 else weight.reshape(n)
+    else:
+        weight = weight.reshape(())
+    return ew.where(x > 0, x, weight * x)
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _selu(x: Tensor) -> Tensor:
+    return elu(x, _SELU_ALPHA) * _SELU_SCALE
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(x, alpha) with the self-normalising constants."""
+    return _maybe_in_place(input, inplace, "selu", _selu)
+
+
+def selu_(input: Tensor) -> Tensor:
+    return _in_place(input, "selu_", _selu)
+
+
+def _celu(x: Tensor, alpha: float) -> Tensor:
+    if alpha == 0:
+        raise RuntimeError("ZeroDivisionError")
+    return elu(x / alpha, 1.0) * alpha
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1)) = alpha * elu(x / alpha)."""
+    return _maybe_in_place(input, inplace, "celu", _celu, alpha)
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return _in_place(input, "celu_", _celu, alpha)
+
+
+def _rrelu(x: Tensor, lower: float, upper: float, training: bool, generator=None) -> Tensor:
+    x = _floating(x, "rrelu")
+    if not training:
+        return leaky_relu(x, (lower + upper) / 2)
+    gen = (generator or default_generator).numpy
+    slopes = gen.uniform(lower, upper, x.shape)
+    slopes = wrap(xp_of(x._data).asarray(xp_of(x._data).where(x._data > 0, 1.0, slopes), dtype=x._data.dtype))
+    return x * slopes  # the gradient is the slope each element used (1 where x > 0)
+
+
+def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False) -> Tensor:
+    """Leaky relu whose negative slope is drawn from U(lower, upper) per element in training (chainrule's
+    generator) and is (lower + upper) / 2 in eval."""
+    if lower > upper:
+        raise RuntimeError(f"Lower bound should be less than or equal to the upper bound, got lower={lower}, "
+                           f"upper={upper}")
+    return _maybe_in_place(input, inplace, "rrelu", _rrelu, lower, upper, training)
+
+
+def rrelu_(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False) -> Tensor:
+    return rrelu(input, lower, upper, training, inplace=True)
+
+
+def _hardsigmoid(x: Tensor) -> Tensor:
+    return relu6(_floating(x, "hardsigmoid") + 3.0) / 6.0
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """relu6(x + 3) / 6."""
+    return _maybe_in_place(input, inplace, "hardsigmoid", _hardsigmoid)
+
+
+def _hardswish(x: Tensor) -> Tensor:
+    x = _floating(x, "hardswish")
+    return x * (relu6(x + 3.0) / 6.0)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * relu6(x + 3) / 6."""
+    return _maybe_in_place(input, inplace, "hardswish", _hardswish)
+
+
+def _check_lambd(lambd: float) -> None:
+    if lambd < 0:
+        raise RuntimeError(f"lambda must be in range [0, 3.40282e+38] for input dtype Float, but found {lambd:g}")
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, else 0."""
+    x = _floating(input, "hardshrink")
+    return ew.where(x.abs() > lambd, x, 0.0)
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, else 0."""
+    _check_lambd(lambd)
+    x = _floating(input, "softshrink")
+    return ew.where(x > lambd, x - lambd, ew.where(x < -lambd, x + lambd, 0.0))
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    return input - tanh(input)
+
+
+def _threshold(x: Tensor, threshold: float, value: float) -> Tensor:
+    return ew.where(x > threshold, x, wrap(xp_of(x._data).asarray(value).astype(x._data.dtype)))
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, else value."""
+    return _maybe_in_place(input, inplace, "threshold", _threshold, threshold, value)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    return _in_place(input, "threshold_", _threshold, threshold, value)
+
+
+def relu_(input: Tensor) -> Tensor:
+    return _in_place(input, "relu_", relu)
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return _in_place(input, "elu_", elu, alpha)
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return _in_place(input, "leaky_relu_", leaky_relu, negative_slope)
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return _in_place(input, "hardtanh_", hardtanh, min_val, max_val)
+
+
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10, dim: int = -1,
+                   generator=None) -> Tensor:
+    """softmax((logits + g) / tau) with Gumbel(0, 1) noise g from chainrule's generator; ``hard`` returns the
+    one-hot of the argmax with the soft sample's gradient (straight-through)."""
+    x = _floating(logits, "gumbel_softmax")
+    xp = xp_of(x._data)
+    gen = (generator or default_generator).numpy
+    gumbels = xp.asarray(-xp.log(gen.standard_exponential(x.shape)), dtype=x._data.dtype)
+    y_soft = softmax((x + wrap(gumbels)) / tau, dim)
+    if not hard:
+        return y_soft
+    index = xp.argmax(y_soft._data, axis=dim, keepdims=True)
+    y_hard = xp.zeros_like(y_soft._data)
+    xp.put_along_axis(y_hard, index, 1.0, axis=dim)
+    return wrap(y_hard) - y_soft.detach() + y_soft
+
+
+# dropout family: the mask is drawn from chainrule's generator; the gradient is the same mask applied
+
+def _check_p(op: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p} ({op})")
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, alpha: bool, generator=None) -> Tensor:
+    """Dropout of whole channels: one draw per (N, C) (``alpha``: keeping SELU's mean and variance)."""
+    if input.ndim < 2:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    return _dropout_with(input, p, training, alpha, tuple(input.shape[:2]) + (1,) * (input.ndim - 2), generator)
+
+
+def _dropout_with(input: Tensor, p: float, training: bool, alpha: bool, noise_shape, generator=None) -> Tensor:
+    if not training or p == 0.0 or input.numel() == 0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    xp = xp_of(input._data)
+    keep = (generator or default_generator).numpy.random(noise_shape) >= p
+    dtype = input._data.dtype
+    if not alpha:
+        return input * wrap(xp.asarray(keep / (1.0 - p), dtype=dtype))
+    a_ = 1.7580993408473766  # -SELU's scale * alpha: the value dropped units take before the affine fix
+    a = 1.0 / math.sqrt((a_ * a_ * p + 1) * (1 - p))
+    b = (keep - 1.0) * (a_ * a) + a_ * a * p
+    return input * wrap(xp.asarray(keep * a, dtype=dtype)) + wrap(xp.asarray(b, dtype=dtype))
+
+
+def _channel_dropout(op: str, input: Tensor, p: float, training: bool, inplace: bool, spatial: int) -> Tensor:
+    _check_p(op, p)
+    ndim = input.ndim
+    if ndim not in (spatial + 1, spatial + 2):
+        raise RuntimeError(
+            f"{op}: Expected {spatial + 1}D or {spatial + 2}D input, but received a {ndim}D input. Note that {op} exists to "
+            f"provide channel-wise dropout on inputs with {spatial} spatial dimension{'s' if spatial > 1 else ''}, a "
+            f"channel dimension, and an optional batch dimension (i.e. {spatial + 1}D or {spatial + 2}D inputs).")
+    unbatched = ndim == spatial + 1
+    x = input.unsqueeze(0) if unbatched else input
+    fn = lambda t: _feature_dropout(t, p, training, False)  # noqa: E731
+    out = _in_place(x, op + "_", fn) if inplace else fn(x)
+    return out.squeeze(0) if unbatched else out
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, L) or (C, L) input with probability p, scaling the rest by 1 / (1 - p)."""
+    return _channel_dropout("dropout1d", input, p, training, inplace, 1)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, H, W) or (C, H, W) input."""
+    return _channel_dropout("dropout2d", input, p, training, inplace, 2)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, D, H, W) or (C, D, H, W) input."""
+    return _channel_dropout("dropout3d", input, p, training, inplace, 3)
+
+
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    """Dropout for SELU networks: dropped units take SELU's negative saturation value and an affine map
+    keeps the mean and variance."""
+    _check_p("alpha_dropout", p)
+    fn = lambda t: _dropout_with(t, p, training, True, tuple(t.shape))  # noqa: E731
+    return _in_place(input, "alpha_dropout_", fn) if inplace else fn(input)
+
+
+def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    """alpha_dropout of whole channels (one draw per (N, C))."""
+    _check_p("feature_alpha_dropout", p)
+    fn = lambda t: _feature_dropout(t, p, training, True) if training and p else t  # noqa: E731
+    return _in_place(input, "feature_alpha_dropout_", fn) if inplace else fn(input)
+
+
+# losses
+
+def _float_loss(op: str, *tensors: Tensor) -> None:
+    for t in tensors:
+        if isinstance(t, Tensor) and t._data.dtype.kind != "f":
+            raise RuntimeError(f"{op}: expected floating-point tensors, got {describe(t)}; convert with .float()")
+
+
+def _loss_reduction(op: str, reduction: str, size_average=None, reduce=None) -> str:
+    if size_average is not None or reduce is not None:  # PyTorch's deprecated pair
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else ("mean" if size_average else "sum")
+    _check_reduction(op, reduction)
+    return reduction
+
+
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, size_average=None,
+                     eps: float = 1e-8, reduce=None, reduction: str = "mean") -> Tensor:
+    """exp(x) - t x (``log_input``) or x - t log(x + eps); ``full`` adds Stirling's t log t - t + log(2 pi t) / 2
+    where t > 1."""
+    reduction = _loss_reduction("poisson_nll_loss", reduction, size_average, reduce)
+    loss = input.exp() - target * input if log_input else input - target * (input + eps).log()
+    if full:
+        safe = ew.where(target > 1, target, 1.0)
+        stirling = safe * safe.log() - safe + 0.5 * (2 * math.pi * safe).log()
+        loss = loss + ew.where(target > 1, stirling, 0.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Tensor:
+    """(log(max(var, eps)) + (x - t)**2 / max(var, eps)) / 2 (+ log(2 pi) / 2 if ``full``); the clamp passes the
+    gradient through unchanged, as PyTorch's."""
+    _float_loss("gaussian_nll_loss", input, target, var)
+    if not isinstance(var, Tensor):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = wrap(xp_of(input._data).full((), var, dtype=input._data.dtype))
+    if tuple(var.shape) != tuple(input.shape):
+        if tuple(input.shape[:-1]) == tuple(var.shape):  # homoscedastic, one var per sample
+            var = var.unsqueeze(-1)
+        elif not (tuple(input.shape[:-1]) == tuple(var.shape[:-1]) and var.shape[-1] == 1) and var.ndim != 0:
+            raise ValueError("var is of incorrect size")
+    _check_reduction("gaussian_nll_loss", reduction)
+    if var._data.size and bool((var._data < 0).any()):
+        raise ValueError("var has negative entry/entries")
+    var = var + (var.clamp(min=eps) - var).detach()  # clamped values, identity gradient
+    loss = 0.5 * (var.log() + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
+def _same_dims(op: str, *tensors: Tensor) -> None:
+    if len({t.ndim for t in tensors}) != 1:
+        names = ", ".join(f"{n}: {list(t.shape)}" for n, t in zip(("input1", "input2", "target"), tensors))
+        raise RuntimeError(f"{op} : All input tensors should have same dimension but got sizes: {names} ")
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
+                        reduce=None, reduction: str = "mean") -> Tensor:
+    """max(0, -y (x1 - x2) + margin)."""
+    reduction = _loss_reduction("margin_ranking_loss", reduction, size_average, reduce)
+    _same_dims("margin_ranking_loss", input1, input2, target)
+    return _reduce((-target * (input1 - input2) + margin).clamp(min=0), reduction)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None, reduce=None,
+                         reduction: str = "mean") -> Tensor:
+    """x where y = 1, max(0, margin - x) where y = -1 (PyTorch's sum of the two terms for other y)."""
+    reduction = _loss_reduction("hinge_embedding_loss", reduction, size_average, reduce)
+    _float_loss("hinge_embedding_loss", input)
+    margin_part = ew.where(target != 1, (margin - input).clamp(min=0), 0.0)
+    self_part = ew.where(target != -1, input, 0.0)
+    return _reduce(margin_part + self_part, reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """log(1 + exp(-y x)) = softplus(-y x)."""
+    reduction = _loss_reduction("soft_margin_loss", reduction, size_average, reduce)
+    _float_loss("soft_margin_loss", input, target)
+    return _reduce(softplus(-target * input), reduction)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
+                          reduce=None, reduction: str = "mean") -> Tensor:
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1 (PyTorch's formula: squared norms
+    plus 1e-12 under one square root)."""
+    reduction = _loss_reduction("cosine_embedding_loss", reduction, size_average, reduce)
+    if input1.ndim != input2.ndim or input1.ndim not in (1, 2):
+        raise RuntimeError(f"cosine_embedding_loss(): input1 and input2 should be 1D or 2D with the same number of "
+                           f"dims, got {input1.ndim}D and {input2.ndim}D")
+    if target.ndim != input1.ndim - 1:
+        raise RuntimeError(f"{input1.ndim}D target tensor expects {input1.ndim - 1}D input tensors, but found inputs "
+                           f"with sizes {list(input1.shape)} and {list(input2.shape)}.")
+    dim = input1.ndim - 1
+    prod = (input1 * input2).sum(dim)
+    mag = (((input1 * input1).sum(dim) + 1e-12) * ((input2 * input2).sum(dim) + 1e-12)).sqrt()
+    cos = prod / mag
+    loss = ew.where(target == 1, 1 - cos, 0.0) + ew.where(target == -1, (cos - margin).clamp(min=0), 0.0)
+    return _reduce(loss, reduction)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    """||x1 - x2 + eps||_p over the last dim."""
+    dim = max(x1.ndim, x2.ndim) - 1
+    diff = x1 - x2 + eps
+    if dim < 0:
+        return diff.abs() if not keepdim else diff.abs()
+    return diff.norm(p, dim, keepdim=keepdim)
+
+
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
+                        eps: float = 1e-6, swap: bool = False, size_average=None, reduce=None,
+                        reduction: str = "mean") -> Tensor:
+    """max(0, margin + d(a, p) - d(a, n)) with d the pairwise p-distance (``swap``: d(a, n) -> min(d(a, n), d(p, n)))."""
+    reduction = _loss_reduction("triplet_margin_loss", reduction, size_average, reduce)
+    dims = (anchor.ndim, positive.ndim, negative.ndim)
+    if len(set(dims)) != 1:
+        raise RuntimeError(f"The anchor, positive, and negative tensors are expected to have the same number of "
+                           f"dimensions, but got: anchor {dims[0]}D, positive {dims[1]}D, and negative {dims[2]}D inputs")
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = ew.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
+    return _reduce((margin + d_pos - d_neg).clamp(min=0), reduction)
+
+
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *, distance_function=None,
+                                      margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Tensor:
+    _check_reduction("triplet_margin_with_distance_loss", reduction)
+    dist = distance_function or pairwise_distance
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_neg = ew.minimum(d_neg, dist(positive, negative))
+    return _reduce((margin + d_pos - d_neg).clamp(min=0), reduction)
+
+
+def _batched_classes(op: str, input: Tensor, target: Tensor, target_ndim_offset: int):
+    """(N, C) input and its target, and whether the input was one unbatched sample."""
+    if input.ndim > 2:
+        raise RuntimeError(f"{op}: expected 0D, 1D or 2D input, got {describe(input)}")
+    single = input.ndim <= 1
+    x = input.reshape(1, -1) if single else input
+    t = target.reshape((1, -1) if target_ndim_offset else (1,)) if single else target
+    return x, t, single
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
+                      size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """sum over i != y of max(0, margin - x[y] + x[i])**p / C (times weight[y])."""
+    reduction = _loss_reduction("multi_margin_loss", reduction, size_average, reduce)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    if weight is not None and weight.ndim != 1:
+        raise ValueError("weight must be one-dimensional")
+    x, t, single = _batched_classes("multi_margin_loss", input, target, 0)
+    n, c = x.shape
+    if tuple(t.shape) != (n,):
+        raise RuntimeError(f"inconsistent target size, expected {n} but got {list(target.shape)}")
+    if t._data.size and (int(t._data.min()) < 0 or int(t._data.max()) >= c):
+        raise IndexError(f"target out of range: targets must be in [0, {c}), got {t._data.min()}..{t._data.max()}")
+    xy = x.gather(1, t.unsqueeze(1))
+    z = (margin - xy + x).clamp(min=0)
+    if p == 2:
+        z = z * z
+    others = wrap(xp_of(x._data).arange(c)[None, :] != t._data[:, None])
+    z = ew.where(others, z, 0.0)
+    if weight is not None:
+        z = z * weight[t].unsqueeze(1)
+    loss = z.sum(1) / c
+    if single and reduction == "none":
+        loss = loss.reshape(())
+    return _reduce(loss, reduction)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                           reduction: str = "mean") -> Tensor:
+    """sum over target classes j (up to the first -1) and non-target classes i of max(0, 1 - (x[j] - x[i])) / C."""
+    reduction = _loss_reduction("multilabel_margin_loss", reduction, size_average, reduce)
+    x, t, single = _batched_classes("multilabel_margin_loss", input, target, 1)
+    if tuple(t.shape) != tuple(x.shape):
+        raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size: {list(input.shape)}")
+    xp = xp_of(x._data)
+    n, c = x.shape
+    labels = t._data
+    valid = xp.cumprod(labels >= 0, axis=1).astype(bool)  # the targets before the first -1
+    if (labels[valid] >= c).any():
+        raise RuntimeError(f"multilabel_margin_loss: target values must be in [-1, {c}), got {labels.max()}")
+    safe = xp.where(valid, labels, 0)
+    is_target = xp.zeros((n, c), dtype=bool)
+    rows = xp.broadcast_to(xp.arange(n)[:, None], (n, c))
+    is_target[rows[valid], safe[valid]] = True
+    pairs = wrap((valid[:, :, None] & ~is_target[:, None, :]).astype(x._data.dtype))
+    xy = x.gather(1, wrap(safe))
+    z = (1 - xy.unsqueeze(2) + x.unsqueeze(1)).clamp(min=0)
+    loss = (z * pairs).sum((1, 2)) / c
+    if single and reduction == "none":
+        loss = loss.reshape(())
+    return _reduce(loss, reduction)
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                                reduce=None, reduction: str = "mean") -> Tensor:
+    """-(y log sigmoid(x) + (1 - y) log sigmoid(-x)), averaged over the classes (the last dim)."""
+    reduction = _loss_reduction("multilabel_soft_margin_loss", reduction, size_average, reduce)
+    loss = -(target * logsigmoid(input) + (1 - target) * logsigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    loss = loss.sum(input.ndim - 1) / input.shape[-1]
+    return _reduce(loss, reduction)
+
+
+def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    """Connectionist temporal classification: -log of the total probability of the alignments of each target
+    with its (T, C) log-probabilities, by the log-space alpha recursion over the blank-extended target
+    (l' = blank, l1, blank, l2, ..., blank):
+
+        alpha_t(s) = lp[t, l'_s] + logsumexp(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2) if l'_s != l'_{s-2})
+        loss = -logsumexp(alpha_{T-1}(S-1), alpha_{T-1}(S-2))
+
+    A composite of logsumexp, gathers and adds, so the gradient (the alignment posteriors) and every higher
+    order come from the engine. It is the true gradient with respect to ``log_probs``; PyTorch's kernel
+    returns it already pushed through a log_softmax (exp(lp) - posterior), which agrees once ``log_probs``
+    comes from log_softmax, as it must. 'mean' divides each loss by its target length, then averages."""
+    from chainrule.ops.shape import cat, stack
+
+    _check_reduction("ctc_loss", reduction)
+    xp = xp_of(log_probs._data)
+    unbatched = log_probs.ndim == 2
+    lp = log_probs.unsqueeze(1) if unbatched else log_probs
+    if lp.ndim != 3:
+        raise RuntimeError(f"ctc_loss: expected log_probs of shape (T, N, C) or (T, C), got {describe(log_probs)}")
+    steps, batch, n_classes = lp.shape
+    in_lens = [int(v) for v in xp.asarray(getattr(input_lengths, "_data", input_lengths)).reshape(-1)]
+    tg_lens = [int(v) for v in xp.asarray(getattr(target_lengths, "_data", target_lengths)).reshape(-1)]
+    if len(in_lens) != batch or len(tg_lens) != batch:
+        raise RuntimeError(f"input_lengths must be of size batch_size, got {len(in_lens)} and {len(tg_lens)} for "
+                           f"batch size {batch}")
+    if not 0 <= blank < n_classes:
+        raise RuntimeError("blank must be in label range")
+    labels = targets._data.reshape(1, -1) if unbatched and targets.ndim == 1 else targets._data
+    starts = xp.concatenate([[0], xp.cumsum(tg_lens)[:-1]]).astype(int) if labels.ndim == 1 else None
+    neg = wrap(xp.asarray(-1e30, dtype=lp._data.dtype))  # log(0), finite so that logsumexp's gradient stays 0
+    losses = []
+    for n in range(batch):
+        t_len, l_len = in_lens[n], tg_lens[n]
+        if t_len > steps:
+            raise RuntimeError(f"Expected input_lengths to have value at most {steps}, but got value {t_len} "
+                               f"(while checking arguments for ctc_loss_cpu)")
+        seq = labels[n, :l_len] if labels.ndim == 2 else labels[starts[n]:starts[n] + l_len]
+        seq = [int(v) for v in seq]
+        ext = [blank] * (2 * l_len + 1)
+        ext[1::2] = seq
+        size = len(ext)
+        repeats = sum(1 for a, b in zip(seq, seq[1:]) if a == b)
+        if t_len < l_len + repeats or t_len == 0:  # no alignment fits (or nothing to align): infinite (or 0) loss
+            if t_len == 0 and l_len == 0:
+                losses.append(lp.sum() * 0.0)
+                continue
+            inf = lp[:, n].sum() * 0.0 + (0.0 if zero_infinity else float("inf"))
+            losses.append(inf)
+            continue
+        emit = lp[:t_len, n].gather(1, wrap(xp.broadcast_to(xp.asarray(ext)[None, :], (t_len, size))))  # (t, S)
+        skip = xp.zeros(size, dtype=bool)
+        skip[2:] = [ext[s] != blank and ext[s] != ext[s - 2] for s in range(2, size)]
+        skip_mask = wrap(skip)
+        first = xp.full(size, False)
+        first[:2] = True
+        alpha = ew.where(wrap(first), emit[0], neg)
+        for t in range(1, t_len):
+            from_prev = cat([neg.reshape(1), alpha[:-1]]) if size > 1 else neg.reshape(1)
+            from_skip = ew.where(skip_mask, cat([neg.reshape(1), neg.reshape(1), alpha[:-2]]), neg) if size > 2 \
+                else neg.expand(size)
+            alpha = emit[t] + stack([alpha, from_prev, from_skip]).logsumexp(0)
+        losses.append(-alpha[max(size - 2, 0):].logsumexp(0))
+    loss = stack(losses) if losses else lp.sum((0, 2)) * 0.0
+    if reduction == "none":
+        return loss.squeeze(0) if unbatched else loss
+    if reduction == "sum":
+        return loss.sum()
+    lens = wrap(xp.asarray([max(v, 1) for v in tg_lens], dtype=lp._data.dtype))
+    return (loss / lens).mean()
+
+
+# distances and bags of embeddings
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm=None, norm_type: float = 2.0,
+                  scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
+                  per_sample_weights: Tensor | None = None, include_last_offset: bool = False,
+                  padding_idx: int | None = None) -> Tensor:
+    """Sum, mean or max of the rows of ``weight`` picked by each bag of indices: the rows of a 2-D ``input``,
+    or the slices of a 1-D ``input`` that start at ``offsets``. Entries equal to ``padding_idx`` are left
+    out (and not counted by the mean); an empty bag gives zeros. Composed of an index, a multiply and an
+    ``index_add`` (sum, mean); max picks, per bag and column, the row holding the maximum (the gradient
+    goes to it alone)."""
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding_bag: max_norm, scale_grad_by_freq and sparse are not supported")
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
+    if input._data.dtype.kind not in "iu":
+        raise RuntimeError(f"embedding_bag: expected indices of an integer dtype, got {describe(input)}")
+    if weight.ndim != 2:
+        raise ValueError(f"weight has to be a 2D Tensor, but got Tensor of dimension {weight.ndim}")
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise NotImplementedError(
+                f"embedding_bag: per_sample_weights was not None. per_sample_weights is only supported for mode='sum' "
+                f"(got mode='{mode}'). Please open a feature request on GitHub.")
+        if tuple(per_sample_weights.shape) != tuple(input.shape):
+            raise ValueError(f"embedding_bag: If per_sample_weights ({list(per_sample_weights.shape)}) is not None, "
+                             f"then it must have the same shape as the input ({list(input.shape)})")
+    xp = xp_of(weight._data)
+    num, dim = weight.shape
+    idx = input._data
+    if idx.ndim == 2:
+        if offsets is not None:
+            raise ValueError("if input is 2D, then offsets has to be None, as input is treated is a mini-batch of "
+                             "fixed length sequences. However, found offsets of type Tensor")
+        bags, length = idx.shape
+        starts = xp.arange(bags) * length
+        idx = idx.reshape(-1)
+    elif idx.ndim == 1:
+        if offsets is None:
+            raise ValueError("offsets has to be a 1D Tensor but got None")
+        starts = xp.asarray(offsets._data).reshape(-1).astype(xp.int64)
+        if offsets.ndim != 1:
+            raise ValueError("offsets has to be a 1D Tensor")
+        if starts.size and int(starts[0]) != 0:
+            raise RuntimeError(f"offsets[0] has to be 0, i.e., the first sequence in the mini-batch has to start from "
+                               f"position 0. However, got {int(starts[0])}")
+        if starts.size and int(starts[-1]) > idx.size:
+            raise RuntimeError(f"offsets[-1] can not be greater than input's length ({idx.size}), but got "
+                               f"offsets[-1] of {int(starts[-1])}")
+        if include_last_offset:
+            starts = starts[:-1]
+        bags = starts.size
+    else:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {idx.ndim}")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
+        raise IndexError(f"embedding_bag: index out of range: indices span [{int(idx.min())}, {int(idx.max())}] but the "
+                         f"table has {num} rows")
+    bag_of = xp.searchsorted(starts, xp.arange(idx.size), side="right") - 1  # the bag of each entry
+    if include_last_offset and offsets is not None and idx.ndim == 1:
+        ends = xp.asarray(offsets._data).reshape(-1).astype(xp.int64)[-1]
+        keep = xp.arange(idx.size) < ends
+    else:
+        keep = xp.ones(idx.size, dtype=bool)
+    if padding_idx is not None:
+        keep &= idx != padding_idx % num
+    used, used_bags = idx[keep], bag_of[keep]
+    if mode == "max":
+        return _bag_max(weight, used, used_bags, bags, xp)
+    rows = weight[wrap(used)]
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.reshape(-1)[wrap(xp.nonzero(keep)[0])].unsqueeze(1)
+    out = wrap(xp.zeros((bags, dim), dtype=weight._data.dtype)).index_add(0, wrap(used_bags), rows)
+    if mode == "mean":
+        counts = xp.bincount(used_bags, minlength=bags)[:bags]
+        out = out / wrap(xp.maximum(counts, 1).astype(weight._data.dtype)[:, None])
+    return out
+
+
+def _bag_max(weight: Tensor, used, used_bags, bags: int, xp) -> Tensor:
+    """Per bag and column, the weight entry that is largest (gather of one element: its gradient alone)."""
+    dim = weight.shape[1]
+    vals = weight._data[used]  # (E, D)
+    best = xp.full((bags, dim), -1, dtype=xp.int64)
+    best_val = xp.full((bags, dim), -xp.inf, dtype=weight._data.dtype)
+    for e in range(used.size):  # a short loop over the entries (the bags' maximum, first one on ties)
+        b = used_bags[e]
+        better = vals[e] > best_val[b]
+        best_val[b] = xp.where(better, vals[e], best_val[b])
+        best[b] = xp.where(better, used[e], best[b])
+    empty = best < 0
+    picked = weight[wrap(xp.where(empty, 0, best)), wrap(xp.broadcast_to(xp.arange(dim), (bags, dim)))]
+    return ew.where(wrap(empty), 0.0, picked)
+
+
+__all__ += [
+    "prelu", "selu", "selu_", "celu", "celu_", "rrelu", "rrelu_", "hardsigmoid", "hardswish", "hardshrink",
+    "softshrink", "tanhshrink", "threshold", "threshold_", "relu_", "elu_", "leaky_relu_", "hardtanh_",
+    "gumbel_softmax", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+    "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
+    "cosine_embedding_loss", "pairwise_distance", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+    "multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss", "ctc_loss", "embedding_bag",
+]

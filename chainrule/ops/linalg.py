@@ -8,7 +8,7 @@ import string
 from chainrule.backend import xp_of
 from chainrule.ops._helpers import Tensor, describe, record, tensor_operand
 
-__all__ = ["matmul", "mm", "bmm", "dot", "vdot", "outer", "einsum", "inner"]
+__all__ = ["matmul", "mm", "bmm", "dot", "vdot", "outer", "einsum", "inner", "cdist"]
 
 
 def _same_dtype(op: str, a: Tensor, b: Tensor) -> None:
@@ -213,3 +213,33 @@ def _onto_diagonal(grad: Tensor, unique: str, sub: str, size: dict) -> Tensor:
             seen.add(c)
             spelled += c
     return einsum(",".join([unique, *eye_subs]) + "->" + spelled, grad, *eyes)
+
+
+def cdist(x1, x2, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary") -> Tensor:
+    """p-norm distances between the rows of x1 (..., P, M) and of x2 (..., R, M): (..., P, R). A composite.
+    p = 2 uses the matmul form sqrt(max(|a|^2 - 2 a.b + |b|^2, 0)) when asked, or (PyTorch's default) when
+    P or R exceeds 25, and ||a - b|| over the broadcast differences otherwise; other p take the differences."""
+    x1, x2 = tensor_operand(x1, "cdist"), tensor_operand(x2, "cdist")
+    for name, x in (("X1", x1), ("X2", x2)):
+        if x._data.dtype.kind != "f":
+            raise RuntimeError(f"cdist only supports floating-point dtypes, {name} got: {x.dtype}")
+    if x1.ndim < 2 or x2.ndim < 2:
+        raise RuntimeError(f"cdist only supports at least 2D tensors, {'X1' if x1.ndim < 2 else 'X2'} got: "
+                           f"{min(x1.ndim, x2.ndim)}D")
+    if x1.shape[-1] != x2.shape[-1]:
+        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: {x1.shape[-1]} X2: {x2.shape[-1]}")
+    if p < 0:
+        raise RuntimeError("cdist only supports non-negative p values")
+    modes = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist")
+    if compute_mode not in modes:
+        raise ValueError(f"{compute_mode} is not a valid value for compute_mode")
+    _same_dtype("cdist", x1, x2)
+    rows1, rows2 = x1.shape[-2], x2.shape[-2]
+    use_mm = p == 2 and (compute_mode == "use_mm_for_euclid_dist" or (
+        compute_mode == modes[0] and (rows1 > 25 or rows2 > 25)))
+    if use_mm:
+        sq1 = (x1 * x1).sum(-1, keepdim=True)
+        sq2 = (x2 * x2).sum(-1, keepdim=True)
+        return (sq1 - 2 * matmul(x1, x2.mT) + sq2.mT).clamp(min=0).sqrt()
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    return diff.norm(p, -1)

@@ -1038,6 +1038,44 @@ def compare_forward_with_torch(case: Case, arrays, params) -> None:
 
 # ----- convolution: transposed and 3-d (cases below) -----
 
+def _conv_functional(name):
+    """``name`` of chainrule.nn.functional or torch.nn.functional, called the same way."""
+    def fn(lib, *tensors, **params):
+        module = cr.nn.functional if lib is cr else __import__("torch").nn.functional
+        return getattr(module, name)(*tensors, **params)
+    return fn
+
+
+@st.composite
+def _conv_transpose_args(draw, spatial: int):
+    """Input, weight and maybe bias shapes (batched, unbatched or an empty batch) and a geometry whose output
+    is not empty: stride, padding, output_padding (below the stride or the dilation), groups, dilation."""
+    stride, dilation, groups = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(spatial))
+    size = tuple(draw(st.integers(1, 4)) for _ in range(spatial))
+    output_padding = draw(st.integers(0, max(stride, dilation) - 1))
+    room = min((n - 1) * stride + dilation * (k - 1) + output_padding for n, k in zip(size, kernel)) // 2
+    padding = draw(st.integers(0, min(2, room)))
+    cin, per_group = groups * draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    batch = draw(st.sampled_from([(), (0,), (1,), (2,)]))
+    shapes = (batch + (cin,) + size, (cin, per_group) + kernel)
+    if draw(st.booleans()):
+        shapes += ((groups * per_group,),)
+    return shapes, {"stride": stride, "padding": padding, "output_padding": output_padding, "groups": groups,
+                    "dilation": dilation}
+
+
+case("conv_transpose2d", _conv_functional("conv_transpose2d"),
+     [(((2, 2, 3, 3), (2, 3, 2, 2), (3,)), {"stride": 2, "padding": 1, "output_padding": 1}),
+      (((1, 4, 3, 2), (4, 1, 2, 3)), {"stride": (1, 2), "dilation": (2, 1), "groups": 2, "output_padding": 1}),
+      (((2, 3, 3), (2, 1, 2, 2), (1,)), {}),
+      (((1, 2, 2, 3), (2, 2, 3, 1)), {"stride": 3, "padding": (1, 0), "output_padding": (2, 0)})],
+     _conv_transpose_args(2), kind="conv", rtol32=1e-4, atol32=1e-4)
+case("conv_transpose1d", _conv_functional("conv_transpose1d"),
+     [(((2, 2, 4), (2, 2, 3), (2,)), {"stride": 3, "padding": 1, "output_padding": 2}),
+      (((4, 3), (4, 1, 2)), {"groups": 2, "dilation": 2, "output_padding": 1})],
+     _conv_transpose_args(1), kind="conv", rtol32=1e-4, atol32=1e-4)
+
 
 # ----- normalisation, resampling, padding (cases below) -----
 

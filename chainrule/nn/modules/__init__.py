@@ -3,6 +3,7 @@
 from chainrule.nn.modules.activation import *  # noqa: F401,F403
 from chainrule.nn.modules.container import *  # noqa: F401,F403
 from chainrule.nn.modules.conv import *  # noqa: F401,F403
+from chainrule.nn.modules.distance import *  # noqa: F401,F403
 from chainrule.nn.modules.dropout import *  # noqa: F401,F403
 from chainrule.nn.modules.linear import *  # noqa: F401,F403
 from chainrule.nn.modules.loss import *  # noqa: F401,F403
