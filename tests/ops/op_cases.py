@@ -1081,3 +1081,119 @@ case("conv_transpose1d", _conv_functional("conv_transpose1d"),
 
 
 # ----- activations, losses, distances (cases below) -----
+
+_FUNCTIONAL |= {"prelu", "selu", "celu", "hardsigmoid", "hardswish", "hardshrink", "softshrink", "tanhshrink",
+                "threshold", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss", "hinge_embedding_loss",
+                "cosine_embedding_loss", "triplet_margin_loss", "multi_margin_loss", "multilabel_margin_loss",
+                "multilabel_soft_margin_loss", "soft_margin_loss", "pairwise_distance", "ctc_loss"}
+
+
+def _nn(name):
+    """chainrule.nn.functional's ``name`` or torch.nn.functional's."""
+    return lambda lib: getattr(cr.nn.functional, name) if lib is cr else getattr(TORCH, name)
+
+
+def _shrink_away(rng, shape):
+    """Clear of the kinks at -3, 0, 3 (hardsigmoid, hardswish) and at +-0.5 (the shrinks, threshold 0.5)."""
+    return rng.choice([-1.0, 1.0], shape) * rng.choice([0.2, 0.8, 1.6, 3.6], shape) + rng.uniform(-0.05, 0.05, shape)
+
+
+for _name, _p in [("selu", {}), ("celu", {}), ("celu", {"alpha": 0.5}), ("hardsigmoid", {}), ("hardswish", {}),
+                  ("hardshrink", {}), ("softshrink", {"lambd": 0.3}), ("tanhshrink", {}),
+                  ("threshold", {"threshold": 0.5, "value": -2.0})]:
+    _unary(_name, fn=lambda lib, x, n=_name, **p: _nn(n)(lib)(x, **p), sampler=_shrink_away, params=_p,
+           suffix="-" + "-".join(_p) if _p else "", kind="activation")
+
+_sign = lambda rng, s: rng.choice([-1.0, 1.0], s)  # noqa: E731
+_counts = lambda rng, s: rng.integers(0, 4, s).astype(np.float64)  # noqa: E731
+_rows = lambda n, c: st.tuples(st.integers(1, n), st.integers(1, c))  # noqa: E731
+
+
+def _loss_case(name, fn, configs, strategy, samplers, **kw):
+    return case(name, fn, configs, strategy, samplers=samplers, kind="loss", rtol32=1e-4, atol32=1e-5, **kw)
+
+
+_loss_case("prelu", lambda lib, x, w: _nn("prelu")(lib)(x, w), [(((2, 3, 2), (3,)), {}), (((4,), (1,)), {})],
+           _rows(3, 3).map(lambda t: (((t[0], t[1], 2), (t[1],)), {})), (away, positive))
+for _red in ("mean", "sum", "none"):
+    _loss_case(f"poisson_nll_loss-{_red}", lambda lib, x, t, r=_red: _nn("poisson_nll_loss")(lib)(x, t, reduction=r),
+               [(((2, 3), (2, 3)), {})], _rows(3, 4).map(lambda t: ((t, t), {})), (real, _counts))
+    _loss_case(f"margin_ranking_loss-{_red}",
+               lambda lib, a, b, y, r=_red: _nn("margin_ranking_loss")(lib)(a, b, y.sign(), margin=0.1, reduction=r),
+               [(((5,), (5,), (5,)), {})], st.integers(1, 6).map(lambda n: (((n,), (n,), (n,)), {})),
+               (real, real, away))
+    _loss_case(f"soft_margin_loss-{_red}",
+               lambda lib, x, y, r=_red: _nn("soft_margin_loss")(lib)(x, y.detach().sign(), reduction=r),
+               [(((2, 3), (2, 3)), {})], _rows(3, 4).map(lambda t: ((t, t), {})), (real, away))
+_loss_case("poisson_nll_loss-full",
+           lambda lib, x: _nn("poisson_nll_loss")(lib)(  # counts 0..3 as targets (torch's target gradient is nan at 0)
+               x, lib.tensor((np.arange(x.numel()) % 4).reshape(x.shape)).to(x.dtype), log_input=False, full=True),
+           [(((2, 3),), {})], _rows(3, 4).map(lambda t: ((t,), {})), (positive,))
+_loss_case("gaussian_nll_loss", lambda lib, x, t, v: _nn("gaussian_nll_loss")(lib)(x, t, v, full=True),
+           [(((3, 2), (3, 2), (3, 2)), {}), (((3, 2), (3, 2), (3, 1)), {}), (((3, 2), (3, 2), (3,)), {})],
+           _rows(3, 3).map(lambda t: ((t, t, t), {})), (real, real, positive))
+_loss_case("hinge_embedding_loss", lambda lib, x, y: _nn("hinge_embedding_loss")(lib)(x, y.sign(), margin=1.5),
+           [(((2, 4), (2, 4)), {})], _rows(3, 4).map(lambda t: ((t, t), {})), (real, away))
+_loss_case("cosine_embedding_loss",
+           lambda lib, a, b, y: _nn("cosine_embedding_loss")(lib)(a, b, y.sign(), margin=-0.5),
+           [(((4, 3), (4, 3), (4,)), {}), (((3,), (3,), ()), {})],
+           _rows(4, 4).map(lambda t: ((t, t, t[:1]), {})), (real, real, away))
+for _p, _swap in [(2, False), (1, True), (3, False)]:
+    _loss_case(f"triplet_margin_loss-p{_p}{'-swap' if _swap else ''}",
+               lambda lib, a, p_, n, p=_p, s=_swap: _nn("triplet_margin_loss")(lib)(a, p_, n, margin=2.0, p=p, swap=s),
+               [(((4, 3), (4, 3), (4, 3)), {})], _rows(4, 4).map(lambda t: ((t, t, t), {})), (real,))
+    _loss_case(f"pairwise_distance-p{_p}", lambda lib, a, b, p=_p: _nn("pairwise_distance")(lib)(a, b, p=p),
+               [(((4, 3), (4, 3)), {}), (((3,), (2, 3)), {})], _rows(4, 4).map(lambda t: ((t, t), {})), (real,))
+
+
+def _class_target(lib, x, c_first=0):
+    """A deterministic class index per row of (N, C) ``x``."""
+    n, c = (1, x.shape[0]) if x.ndim == 1 else x.shape
+    t = lib.tensor((np.arange(n) * 2 + 1) % c)
+    return t.reshape(()) if x.ndim == 1 else t
+
+
+def _multilabel_target(lib, x):
+    n, c = (1, x.shape[0]) if x.ndim == 1 else x.shape
+    t = np.full((n, c), -1)
+    for i in range(n):
+        k = i % c + 1
+        t[i, :k] = (np.arange(k) * 3 + i) % c
+        t[i, :k] = np.unique(t[i, :k]).tolist() + [-1] * (k - len(np.unique(t[i, :k])))
+    return lib.tensor(t.reshape(-1) if x.ndim == 1 else t)
+
+
+for _p, _w in [(1, False), (2, True)]:
+    _loss_case(f"multi_margin_loss-p{_p}{'-weight' if _w else ''}",
+               lambda lib, x, p=_p, use=_w: _nn("multi_margin_loss")(lib)(
+                   x, _class_target(lib, x), p=p, margin=0.7,
+                   weight=lib.tensor(np.linspace(0.5, 2.0, x.shape[-1])).to(x.dtype) if use else None),
+               [(((3, 4),), {}), (((4,),), {})], _rows(4, 4).map(lambda t: ((t,), {})), (off_grid,))
+_loss_case("multilabel_margin_loss", lambda lib, x: _nn("multilabel_margin_loss")(lib)(x, _multilabel_target(lib, x)),
+           [(((3, 4),), {}), (((4,),), {})], _rows(4, 4).map(lambda t: ((t,), {})), (off_grid,))
+_loss_case("multilabel_soft_margin_loss",
+           lambda lib, x, t, w: _nn("multilabel_soft_margin_loss")(lib)(x, t, weight=w),
+           [(((3, 4), (3, 4), (4,)), {})], _rows(4, 4).map(lambda t: ((t, t, t[1:]), {})), (real, prob, positive))
+
+
+def _ctc(lib, x, reduction="mean", zero_infinity=False):
+    """ctc_loss of log_softmax(x) for x (T, N, C): targets, lengths fixed by N (PyTorch's gradient is right
+    only through a log_softmax, see chainrule's ctc_loss)."""
+    steps, n, c = x.shape
+    lens = [min(1 + i % 3, (steps + 1) // 2) for i in range(n)]
+    targets = lib.tensor([[(1 + (i + j) % (c - 1)) for j in range(3)] for i in range(n)])
+    lp = x.log_softmax(2)
+    return (cr.nn.functional if lib is cr else TORCH).ctc_loss(
+        lp, targets, lib.tensor([steps] * n), lib.tensor(lens), reduction=reduction, zero_infinity=zero_infinity)
+
+
+for _red in ("mean", "sum", "none"):
+    _loss_case(f"ctc_loss-{_red}", lambda lib, x, r=_red: _ctc(lib, x, r), [(((5, 2, 4),), {}), (((6, 3, 3),), {})],
+               st.tuples(st.integers(3, 6), st.integers(1, 3), st.integers(2, 5)).map(lambda t: ((t,), {})), (real,))
+_linalg_case("cdist", lambda lib, a, b: lib.cdist(a, b), [(((3, 2), (4, 2)), {}), (((2, 3, 2), (2, 26, 2)), {})],
+             _rows(4, 4).map(lambda t: (((t[0], 3), (t[1], 3)), {})))
+for _p in (1.0, 3.0, 0.5):
+    _linalg_case(f"cdist-p{_p}", lambda lib, a, b, p=_p: lib.cdist(a, b, p=p), [(((3, 2), (2, 4, 2)), {})],
+                 _rows(4, 4).map(lambda t: (((t[0], 3), (t[1], 3)), {})))
+_linalg_case("cdist-mm", lambda lib, a, b: lib.cdist(a, b, compute_mode="use_mm_for_euclid_dist"),
+             [(((3, 2), (4, 2)), {})], _rows(4, 4).map(lambda t: (((t[0], 3), (t[1], 3)), {})))
