@@ -32,6 +32,7 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
 from chainrule.ops.indexing import one_hot
 from chainrule.ops.logits import _along_last_dim, _softmax_backward, log_softmax, softmax, softmin
+from chainrule.ops.resample import interpolate, pixel_shuffle, pixel_unshuffle, upsample
 from chainrule.ops.shape import pad
 from chainrule.random import default_generator
 
@@ -44,6 +45,8 @@ __all__ = [
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
     "unfold", "fold",
 ]
+__all__ += ["group_norm", "instance_norm", "local_response_norm", "interpolate", "upsample", "pixel_shuffle",
+            "pixel_unshuffle"]
 __all__ += ["conv_transpose1d", "conv_transpose2d"]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -177,6 +180,102 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
 def _given(params: tuple, grads: tuple) -> tuple:
     """The gradients of the parameters that are given (not None), each in its parameter's shape."""
     return tuple(None if g is None else g.reshape(p.shape) for g, p in zip(grads, params) if p is not None)
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise each group of ``num_groups`` channels (dim 1) of every sample over its channels and spatial
+    dims (biased variance), then scale and shift per channel. Composite: gradients of every order come free."""
+    x = tensor_operand(input, "group_norm")
+    if x.ndim < 2:
+        raise RuntimeError(f"group_norm: expected at least 2-D input (N, C, ...), got {describe(x)}")
+    n, c = x.shape[0], x.shape[1]
+    if c % num_groups:
+        raise RuntimeError("Expected number of channels in input to be divisible by num_groups, but got input of "
+                           f"shape {list(x.shape)} and num_groups={num_groups}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (c,):
+            raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in input, "
+                               f"but got {name} of shape {list(p.shape)} and input of shape {list(x.shape)}")
+    _need_float("group_norm", x, "GroupNormKernelImpl")
+    if n * (c // num_groups) * math.prod(x.shape[2:]) == 1:
+        raise ValueError("Expected more than 1 value per channel when training, got input size "
+                         f"{[n * c // num_groups, num_groups] + list(x.shape[2:])}")
+    half = x.dtype.itemsize < 4  # float16/bfloat16: statistics in float32, as PyTorch's kernel keeps them
+    out = _standardise((x.float() if half else x).reshape(n, num_groups, -1), (2,), eps).reshape(x.shape)
+    return _per_channel_affine(out.to(x.dtype) if half else out, weight, bias)
+
+
+def _need_float(op: str, x: Tensor, kernel: str) -> None:
+    if not x.is_floating_point():
+        names = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{names.get(x.dtype.name, x.dtype.name)}' ({op})")
+
+
+def _standardise(x: Tensor, dims: tuple, eps: float) -> Tensor:
+    """(x - mean) / sqrt(biased var + eps) over ``dims``."""
+    centered = x - x.mean(dims, keepdim=True)
+    return centered * ((centered * centered).mean(dims, keepdim=True) + eps).rsqrt()
+
+
+def _per_channel_affine(out: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    shape = [1, out.shape[1]] + [1] * (out.ndim - 2)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel of each sample over its spatial dims. With ``use_input_stats`` the running
+    stats (when given) move towards the batch average of the per-instance mean and unbiased variance, as
+    PyTorch's; without, the running stats normalise."""
+    x = tensor_operand(input, "instance_norm")
+    if x.ndim < 3:
+        raise ValueError(f"instance_norm: expected at least 3-D input (N, C, L, ...), got {describe(x)}")
+    _need_float("instance_norm", x, "batch_norm")
+    dims = tuple(range(2, x.ndim))
+    shape = [1, x.shape[1]] + [1] * (x.ndim - 2)
+    if use_input_stats:
+        count = math.prod(x.shape[2:])
+        if count <= 1:
+            raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(x.shape)}")
+        mean = x.mean(dims, keepdim=True)
+        centered = x - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        if running_mean is not None and running_var is not None:
+            with no_grad():
+                running_mean.mul_(1 - momentum).add_(mean.detach().mean(0).reshape(-1) * momentum)
+                running_var.mul_(1 - momentum).add_(var.detach().mean(0).reshape(-1) * (momentum * count / (count - 1)))
+        out = centered * (var + eps).rsqrt()
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("Expected running_mean and running_var to be defined when use_input_stats is false")
+        out = (x - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+    return _per_channel_affine(out, weight, bias)
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
+    """input / (k + alpha * mean of input**2 over a window of ``size`` channels) ** beta, the window running
+    from c - size // 2 to c + (size - 1) // 2, zero-padded (PyTorch's). Composite: a sum of shifted slices."""
+    x = tensor_operand(input, "local_response_norm")
+    if x.ndim < 3:
+        raise ValueError(f"Expected 3D or higher dimensionality                          input (got {x.ndim} dimensions)")
+    if x.numel() == 0:
+        return x
+    if x.dtype.name == "bool":
+        raise NotImplementedError("\"avg_pool3d_out_frame\" not implemented for 'Bool' (local_response_norm)")
+    c = x.shape[1]
+    sq = pad(x * x, [0, 0] * (x.ndim - 2) + [size // 2, (size - 1) // 2])
+    window = sq[:, 0:c]
+    for i in range(1, size):
+        window = window + sq[:, i:i + c]
+    mean = window / size if x.is_floating_point() else window // size  # PyTorch's integer avg_pool truncates
+    div = (mean * alpha + k) ** beta
+    return x / div
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
@@ -479,17 +578,9 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
 # ----- attention and similarity ---------------------------------------------------------------------
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
-                                 enable_gqa: bool = False) -> Tensor:
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None) -> Tensor:
     """softmax(q k^T * scale + mask) v over the last two dims. A bool ``attn_mask`` marks the pairs that
-    may attend (True = keep), a float one is added to the scores; ``is_causal`` keeps j <= i.
-    ``enable_gqa``: key and value have fewer heads (dim -3) than query, each shared by a group of query heads."""
-    if enable_gqa and key.ndim >= 3 and key.shape[-3] != query.shape[-3]:
-        heads, kv_heads = query.shape[-3], key.shape[-3]
-        if heads % kv_heads or value.shape[-3] != kv_heads:
-            raise RuntimeError(f"scaled_dot_product_attention: enable_gqa needs query's heads ({heads}) to be a "
-                               f"multiple of key's ({kv_heads}) and value's ({value.shape[-3]}), which must agree")
-        key, value = (_repeat_heads(t, heads // kv_heads) for t in (key, value))
+    may attend (True = keep), a float one is added to the scores; ``is_causal`` keeps j <= i."""
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
         raise RuntimeError(
             f"scaled_dot_product_attention: query {describe(query)}, key {describe(key)} and value {describe(value)} "
@@ -513,12 +604,6 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights.matmul(value)
-
-
-def _repeat_heads(t: Tensor, times: int) -> Tensor:
-    """(..., H, S, E) -> (..., H * times, S, E), each head repeated ``times`` times in a row (repeat_interleave)."""
-    shape = tuple(t.shape)
-    return t.unsqueeze(-3).expand(*shape[:-2], times, *shape[-2:]).reshape(*shape[:-3], shape[-3] * times, *shape[-2:])
 
 
 def _broadcasts_into(shape: tuple, target: tuple) -> bool:

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Sequence
 
 from chainrule.backend import xp_of
-from chainrule.ops._helpers import Tensor, describe, norm_dim, norm_dims, record, tensor_operand
+from chainrule.ops._helpers import Tensor, describe, norm_dim, norm_dims, record, tensor_operand, wrap
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes", "t", "mT", "T",
            "squeeze", "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat", "tile", "cat", "concat",
@@ -388,13 +388,15 @@ def roll(a, shifts, dims=None) -> Tensor:
     return record(out, "roll", (a,), lambda g, _: (g.roll(back, axes),))
 
 
-def pad(a, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:
+def pad(a, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
     """PyTorch's F.pad: ``pad`` lists (before, after) pairs starting from the last dim; negative
-    amounts crop. Only ``mode='constant'``."""
+    amounts crop. ``mode`` 'constant' fills with ``value``; 'reflect', 'replicate' and 'circular' pad
+    the last 1-3 dims (of a 2-5 dim input) by gathering along each with an index array: the gather's
+    rule (a scatter-add) is the backward, so every order of gradient comes free."""
     a = tensor_operand(a, "pad")
-    if mode != "constant":
-        raise NotImplementedError(f"pad: mode {mode!r} is not supported; only 'constant'")
     pad = list(pad)
+    if mode != "constant":
+        return _pad_by_index(a, pad, mode)
     if len(pad) % 2 or len(pad) // 2 > a.ndim:
         raise RuntimeError(f"pad: padding length {len(pad)} must be even and at most 2 * ndim for {describe(a)}")
     widths = [(0, 0)] * a.ndim
@@ -407,9 +409,62 @@ def pad(a, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Te
         cropped = a[index]
         widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
     xp = xp_of(a._data)
-    out = xp.pad(cropped._data, widths, mode="constant", constant_values=value)
+    out = xp.pad(cropped._data, widths, mode="constant", constant_values=0.0 if value is None else value)
     inner = tuple(slice(lo, lo + s) for (lo, _), s in zip(widths, cropped.shape))
     return record(out, "pad", (cropped,), lambda g, _: (g[inner],))
+
+
+def _pad_source(n: int, lo: int, hi: int, mode: str, xp):
+    """The source index along a dim of size ``n`` of each position padded by (lo, hi) in ``mode``."""
+    j = xp.arange(-lo, n + hi)
+    if mode == "reflect":
+        j = xp.abs(j)
+        return xp.where(j > n - 1, 2 * (n - 1) - j, j)
+    if mode == "replicate":
+        return xp.clip(j, 0, n - 1)
+    start, m = max(-lo, 0), n - max(-lo, 0) - max(-hi, 0)  # circular: crop first, then wrap what is left
+    return start + (xp.arange(-max(lo, 0), m + max(hi, 0)) % max(m, 1))
+
+
+def _pad_by_index(a: Tensor, pad: list, mode: str) -> Tensor:
+    from chainrule.ops.indexing import index_select  # indexing imports this module
+
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    if len(pad) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    k = len(pad) // 2
+    if k not in (1, 2, 3) or a.ndim not in (k + 1, k + 2):
+        raise NotImplementedError(
+            f"Padding size {len(pad)} is not supported for {a.ndim}D input tensor.\n"
+            "Supported combinations for non-constant padding:\n"
+            "  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+            "  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+            "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
+    if mode == "replicate" and a.dtype.name == "bool":
+        raise NotImplementedError(f"\"replication_pad{k}d\" not implemented for 'Bool'")
+    if mode == "reflect" and a.dtype.name == "bool":
+        raise NotImplementedError(f"\"reflection_pad{k}d\" not implemented for 'Bool'")
+    xp = xp_of(a._data)
+    out = a
+    for i in range(k):
+        d = a.ndim - 1 - i
+        n, lo, hi = a.shape[d], pad[2 * i], pad[2 * i + 1]
+        if mode == "reflect" and (lo >= n or hi >= n):
+            raise RuntimeError(
+                f"Argument #{2 * k + 2}: Padding size should be less than the corresponding input dimension, but got: "
+                f"padding ({lo}, {hi}) at dimension {d} of input {list(a.shape)}")
+        if mode == "circular" and (lo > n or hi > n):
+            raise RuntimeError("Padding value causes wrapping around more than once.")
+        if mode == "replicate" and n == 0 and lo + hi > 0:
+            raise RuntimeError(f"pad: cannot replicate-pad dimension {d} of size 0 of input {list(a.shape)}")
+        if n + lo + hi < 0 or (n + lo + hi == 0 and n > 0 and mode != "circular"):
+            raise RuntimeError(f"pad: padding ({lo}, {hi}) leaves dimension {d} of input {list(a.shape)} empty "
+                               "or negative")
+        if lo == 0 and hi == 0:
+            continue
+        out = index_select(out, d, wrap(_pad_source(n, lo, hi, mode, xp).astype("int64")))
+    return out
 
 
 def _triangle(a, diagonal: int, op: str) -> Tensor:

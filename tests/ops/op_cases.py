@@ -1079,6 +1079,93 @@ case("conv_transpose1d", _conv_functional("conv_transpose1d"),
 
 # ----- normalisation, resampling, padding (cases below) -----
 
+def _nn_case(name, fn, configs, strategy, **kw):
+    """kind 'norm_resample_pad': gradchecked by tests/nn/test_norm_resample_pad.py."""
+    return case(name, fn, configs, strategy, kind="norm_resample_pad", **kw)
+
+
+def _F(lib):
+    return cr.nn.functional if lib is cr else __import__("torch").nn.functional
+
+
+@st.composite
+def _pad_mode_args(draw, mode):
+    k = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=k + draw(st.integers(1, 2)), max_size=k + 2)))
+    shape = shape[:k + 2] if len(shape) > k + 1 else shape
+    widths = []
+    for i in range(k):
+        n = shape[len(shape) - 1 - i]
+        top = n - 1 if mode == "reflect" else n if mode == "circular" else 3
+        lo = draw(st.integers(-(n // 2) if n > 1 else 0, top))
+        hi = draw(st.integers(-(n // 2) if n > 1 and lo >= 0 else 0, top))
+        widths += [lo, hi]
+    return (shape,), {"pad": tuple(widths)}
+
+
+for _mode in ("reflect", "replicate", "circular"):
+    _nn_case(f"pad-{_mode}", lambda lib, x, m=_mode, **p: _F(lib).pad(x, mode=m, **p),
+             [(((2, 3),), {"pad": (2, 1)}), (((1, 2, 4),), {"pad": (0, 3) if _mode != "reflect" else (3, 1)}),
+              (((1, 2, 3, 4),), {"pad": (1, 2, 2, 0)}), (((1, 2, 3, 3, 4),), {"pad": (2, -1, 0, 1, 1, 2)}),
+              (((2, 3, 4),), {"pad": (1, 1, -1, 2)})], _pad_mode_args(_mode))
+
+_INTERP = [("nearest", 1, None), ("nearest", 2, None), ("nearest", 3, None), ("nearest-exact", 2, None),
+           ("nearest-exact", 1, None), ("linear", 1, False), ("linear", 1, True), ("bilinear", 2, False),
+           ("bilinear", 2, True), ("bicubic", 2, False), ("bicubic", 2, True), ("trilinear", 3, False),
+           ("trilinear", 3, True)]
+
+
+@st.composite
+def _interp_args(draw, nd):
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) + tuple(draw(st.integers(2, 5)) for _ in range(nd))
+    if draw(st.booleans()):
+        return (shape,), {"size": tuple(draw(st.integers(1, 7)) for _ in range(nd))}
+    factor = draw(st.sampled_from([0.5, 0.7, 1.0, 1.5, 2.0, 2.6, 3.0]))
+    return (shape,), {"scale_factor": factor, "recompute_scale_factor": draw(st.sampled_from([None, True]))}
+
+
+for _mode, _nd, _ac in _INTERP:
+    _spatial = (5, 4, 3)[:_nd]
+    _nn_case(f"interpolate-{_mode}-{_nd}d{'-align' if _ac else ''}",
+             lambda lib, x, m=_mode, a=_ac, **p: _F(lib).interpolate(x, mode=m, align_corners=a, **p),
+             [(((2, 2) + _spatial,), {"size": tuple(s + 2 for s in _spatial)}),
+              (((1, 2) + _spatial,), {"scale_factor": 0.6}),
+              (((1, 1) + _spatial,), {"scale_factor": 1.7, "recompute_scale_factor": True}),
+              (((1, 2) + _spatial,), {"scale_factor": 2.0})], _interp_args(_nd))
+
+_nn_case("pixel_shuffle", lambda lib, x, r: _F(lib).pixel_shuffle(x, r),
+         [(((1, 8, 2, 3),), {"r": 2}), (((2, 3, 9, 1, 2),), {"r": 3}), (((4, 2, 2),), {"r": 2})],
+         st.tuples(st.integers(1, 3), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3)).map(
+             lambda t: (((2, t[1] * t[0] ** 2, t[2], t[3]),), {"r": t[0]})))
+_nn_case("pixel_unshuffle", lambda lib, x, r: _F(lib).pixel_unshuffle(x, r),
+         [(((1, 2, 4, 6),), {"r": 2}), (((2, 1, 1, 3, 6),), {"r": 3}), (((1, 2, 2),), {"r": 2})],
+         st.tuples(st.integers(1, 3), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3)).map(
+             lambda t: (((2, t[1], t[2] * t[0], t[3] * t[0]),), {"r": t[0]})))
+
+
+@st.composite
+def _group_norm_args(draw):
+    groups = draw(st.integers(1, 3))
+    shape = (draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))) + tuple(
+        draw(st.lists(st.integers(1, 3), min_size=0, max_size=2)))
+    if int(np.prod(shape)) // groups == 1:  # one value per group: PyTorch refuses it (tested apart)
+        shape = (shape[0] + 1,) + shape[1:]
+    return (shape, (shape[1],), (shape[1],)), {"groups": groups}
+
+
+_nn_case("group_norm", lambda lib, x, w, b, groups: _F(lib).group_norm(x, groups, w, b),
+         [(((2, 4, 3), (4,), (4,)), {"groups": 2}), (((1, 6, 2, 2), (6,), (6,)), {"groups": 3}),
+          (((3, 2), (2,), (2,)), {"groups": 1})], _group_norm_args(), rtol32=1e-4, atol32=1e-4)
+_nn_case("instance_norm", lambda lib, x, w, b: _F(lib).instance_norm(x, weight=w, bias=b),
+         [(((2, 3, 4), (3,), (3,)), {}), (((1, 2, 3, 2), (2,), (2,)), {}), (((1, 2, 2, 2, 2), (2,), (2,)), {})],
+         st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(2, 4), st.integers(1, 3)).map(
+             lambda t: (((t[0], t[1], t[2], t[3]), (t[1],), (t[1],)), {})), rtol32=1e-4, atol32=1e-4)
+_nn_case("local_response_norm", lambda lib, x, **p: _F(lib).local_response_norm(x, **p),
+         [(((2, 5, 3),), {"size": 3, "alpha": 0.5}), (((1, 4, 2, 3),), {"size": 2, "alpha": 0.3, "beta": 0.6, "k": 2.0}),
+          (((1, 6, 2, 1, 2),), {"size": 4, "alpha": 1.0})],
+         st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 3), st.integers(1, 5)).map(
+             lambda t: (((t[0], t[1], t[2]),), {"size": t[3], "alpha": 0.4})))
+
 
 # ----- activations, losses, distances (cases below) -----
 
