@@ -1,4 +1,4 @@
-"""Convolution and pooling layers over chainrule.ops.conv (im2col + GEMM)."""
+"""Convolution, transposed convolution, unfold/fold and pooling layers over chainrule.ops.conv (im2col + GEMM)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from chainrule.nn import init
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
 
-__all__ = ["Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d"]
+__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Unfold", "Fold",
+           "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
 
 def _tuple(value, n: int) -> tuple:
@@ -17,9 +18,11 @@ def _tuple(value, n: int) -> tuple:
 
 class _ConvNd(Module):
     _dims = 2
+    _transposed = False  # weight (in_channels, out_channels / groups, ...) instead of (out_channels, in_channels / groups, ...)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None):
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, device=None,
+                 output_padding=0):
         super().__init__()
         n = self._dims
         if in_channels % groups or out_channels % groups:
@@ -28,15 +31,20 @@ class _ConvNd(Module):
                 f"divisible by groups ({groups})"
             )
         if padding_mode != "zeros":
+            if self._transposed:
+                raise ValueError(f'Only "zeros" padding mode is supported for {type(self).__name__}')
             raise NotImplementedError(f"{type(self).__name__}: padding_mode {padding_mode!r} is not supported (only 'zeros')")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _tuple(kernel_size, n)
         self.stride = _tuple(stride, n)
         self.padding = padding if isinstance(padding, str) else _tuple(padding, n)
         self.dilation = _tuple(dilation, n)
-        self.weight = Parameter(empty(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype))
+        self.output_padding = _tuple(output_padding, n)
+        self.transposed = self._transposed
+        channels = (in_channels, out_channels // groups) if self._transposed else (out_channels, in_channels // groups)
+        self.weight = Parameter(empty(*channels, *self.kernel_size, dtype=dtype, device=device))
         if bias:
-            self.bias = Parameter(empty(out_channels, dtype=dtype))
+            self.bias = Parameter(empty(out_channels, dtype=dtype, device=device))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -50,6 +58,8 @@ class _ConvNd(Module):
             text += f", padding={self.padding}"
         if self.dilation != (1,) * self._dims:
             text += f", dilation={self.dilation}"
+        if self.output_padding != (0,) * self._dims:
+            text += f", output_padding={self.output_padding}"
         if self.groups != 1:
             text += f", groups={self.groups}"
         if self.bias is None:
@@ -74,6 +84,99 @@ class Conv2d(_ConvNd):
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class _ConvTransposeNd(_ConvNd):
+    """PyTorch's ConvTranspose layers: weight (in_channels, out_channels / groups, *kernel_size), initialised
+    as PyTorch does (its fan-in is then out_channels / groups * prod(kernel_size)); ``forward(input,
+    output_size=None)`` picks the output_padding that gives ``output_size``."""
+
+    _transposed = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode,
+                         dtype=dtype, device=device, output_padding=output_padding)
+
+    def _output_padding(self, x, output_size) -> tuple:
+        """``self.output_padding``, or the one giving spatial ``output_size`` (which may include the batch
+        and channel dims), as PyTorch: it must lie within ``stride - 1`` of the smallest output."""
+        if output_size is None:
+            return self.output_padding
+        n = self._dims
+        leading = 2 if x.ndim == n + 2 else 1
+        output_size = tuple(int(v) for v in output_size)
+        if len(output_size) == leading + n:
+            output_size = output_size[leading:]
+        if len(output_size) != n:
+            raise ValueError(
+                f"ConvTranspose{n}D: for {x.ndim}D input, output_size must have {n} or {leading + n} elements "
+                f"(got {len(output_size)})"
+            )
+        spatial = tuple(x.shape[leading:])
+        smallest = [(size - 1) * s - 2 * p + d * (k - 1) + 1
+                    for size, s, p, d, k in zip(spatial, self.stride, self.padding, self.dilation, self.kernel_size)]
+        largest = [low + s - 1 for low, s in zip(smallest, self.stride)]
+        if any(not low <= size <= high for size, low, high in zip(output_size, smallest, largest)):
+            raise ValueError(
+                f"requested an output size of {output_size}, but valid sizes range from {smallest} to {largest} "
+                f"(for an input of {spatial})"
+            )
+        return tuple(size - low for size, low in zip(output_size, smallest))
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-D transposed convolution over (N, C, L) input."""
+
+    _dims = 1
+
+    def forward(self, x, output_size=None):
+        output_padding = self._output_padding(x, output_size)
+        return F.conv_transpose1d(x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
+                                  self.dilation)
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-D transposed convolution over (N, C, H, W) input."""
+
+    _dims = 2
+
+    def forward(self, x, output_size=None):
+        output_padding = self._output_padding(x, output_size)
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
+                                  self.dilation)
+
+
+class Unfold(Module):
+    """Extracts sliding local blocks (im2col) as ``F.unfold``: (N, C, H, W) -> (N, C * kh * kw, L)."""
+
+    def __init__(self, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+
+    def forward(self, x):
+        return F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding}, "
+                f"stride={self.stride}")
+
+
+class Fold(Module):
+    """Combines sliding local blocks into an image (col2im, overlaps summed) as ``F.fold``:
+    (N, C * kh * kw, L) -> (N, C, *output_size)."""
+
+    def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.output_size = output_size
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+
+    def forward(self, x):
+        return F.fold(x, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, kernel_size={self.kernel_size}, dilation={self.dilation}, "
+                f"padding={self.padding}, stride={self.stride}")
 
 
 class _Pool(Module):
