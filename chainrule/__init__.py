@@ -32,7 +32,12 @@ def device(name: str) -> Device:
 
 # The layers above the core load on first use (``cr.nn.Linear``, ``cr.optim.AdamW``), as torch.nn
 # and torch.optim are reachable from ``import torch``, without slowing ``import chainrule``.
-_SUBPACKAGES = ("nn", "optim", "data", "train", "io", "diagnostics", "models", "viz", "recipes")
+_SUBPACKAGES = ("nn", "optim", "data", "train", "io", "diagnostics", "models", "viz", "recipes", "utils", "cuda",
+                "backends")
+# torch.* functions that live in those layers: name -> module defining it.
+_LAZY_FUNCTIONS = {"save": "chainrule.io.serialization", "load": "chainrule.io.serialization",
+                   "set_float32_matmul_precision": "chainrule.backends",
+                   "get_float32_matmul_precision": "chainrule.backends"}
 
 
 def __getattr__(name: str):
@@ -40,4 +45,8 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"chainrule.{name}")
+    if name in _LAZY_FUNCTIONS:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
     raise AttributeError(f"module 'chainrule' has no attribute {name!r}")

@@ -578,9 +578,17 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
 # ----- attention and similarity ---------------------------------------------------------------------
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None) -> Tensor:
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
     """softmax(q k^T * scale + mask) v over the last two dims. A bool ``attn_mask`` marks the pairs that
-    may attend (True = keep), a float one is added to the scores; ``is_causal`` keeps j <= i."""
+    may attend (True = keep), a float one is added to the scores; ``is_causal`` keeps j <= i.
+    ``enable_gqa``: key and value have fewer heads (dim -3) than query, each shared by a group of query heads."""
+    if enable_gqa and key.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        heads, kv_heads = query.shape[-3], key.shape[-3]
+        if heads % kv_heads or value.shape[-3] != kv_heads:
+            raise RuntimeError(f"scaled_dot_product_attention: enable_gqa needs query's heads ({heads}) to be a "
+                               f"multiple of key's ({kv_heads}) and value's ({value.shape[-3]}), which must agree")
+        key, value = (_repeat_heads(t, heads // kv_heads) for t in (key, value))
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
         raise RuntimeError(
             f"scaled_dot_product_attention: query {describe(query)}, key {describe(key)} and value {describe(value)} "
@@ -604,6 +612,12 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights.matmul(value)
+
+
+def _repeat_heads(t: Tensor, times: int) -> Tensor:
+    """(..., H, S, E) -> (..., H * times, S, E), each head repeated ``times`` times in a row (repeat_interleave)."""
+    shape = tuple(t.shape)
+    return t.unsqueeze(-3).expand(*shape[:-2], times, *shape[-2:]).reshape(*shape[:-3], shape[-3] * times, *shape[-2:])
 
 
 def _broadcasts_into(shape: tuple, target: tuple) -> bool:
@@ -675,6 +689,7 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     n1 = x1.norm(2, dim).clamp(min=eps)
     n2 = x2.norm(2, dim).clamp(min=eps)
     return dot / (n1 * n2)
+
 
 # ----- activations, dropout family, losses, distances, embedding_bag (issue 15) -----------------------
 # All composites of differentiable primitives (gradients of every order for free), except where said.

@@ -1,0 +1,9 @@
+"""``torch.utils``'s import paths over chainrule's own modules, so ``from chainrule.utils.data import
+DataLoader`` (a program that only changed ``torch`` to ``chainrule``) finds chainrule.data's classes.
+
+``data``: :mod:`chainrule.data` re-exported. ``checkpoint``: activation checkpointing.
+"""
+
+from chainrule.utils import checkpoint, data
+
+__all__ = ["data", "checkpoint"]
