@@ -241,3 +241,10 @@ def test_checkpoint_keeps_less_memory_alive():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     plain, wrapped = map(int, run.stdout.split())
     assert wrapped < plain / 2
+
+
+def test_module_to_accepts_non_blocking_as_pytorch_programs_pass_it():
+    model = cr.nn.Linear(3, 2)
+    weight = model.weight
+    assert model.to("cpu", non_blocking=True) is model and model.weight is weight
+    assert model.to(cr.float64, non_blocking=True).weight.dtype == cr.float64

@@ -259,9 +259,10 @@ class Module:
         fn(self)
         return self
 
-    def to(self, *args, dtype=None, device=None) -> Module:
+    def to(self, *args, dtype=None, device=None, non_blocking: bool = False) -> Module:
         """Convert floating-point parameters and buffers to a dtype and/or move all of them to a device, in
-        place: the Parameter objects keep their identity, so an optimizer built earlier still holds them."""
+        place: the Parameter objects keep their identity, so an optimizer built earlier still holds them.
+        ``non_blocking`` is accepted as PyTorch's is (copies here are synchronous)."""
         dtype, device = _dtype_and_device(args, dtype, device)
         with no_grad():
             for module in self.modules():
