@@ -5,6 +5,7 @@ from chainrule.nn.modules.container import *  # noqa: F401,F403
 from chainrule.nn.modules.conv import *  # noqa: F401,F403
 from chainrule.nn.modules.distance import *  # noqa: F401,F403
 from chainrule.nn.modules.dropout import *  # noqa: F401,F403
+from chainrule.nn.modules.lazy import *  # noqa: F401,F403
 from chainrule.nn.modules.linear import *  # noqa: F401,F403
 from chainrule.nn.modules.loss import *  # noqa: F401,F403
 from chainrule.nn.modules.normalization import *  # noqa: F401,F403

@@ -186,4 +186,6 @@ def vector_to_parameters(vec: Tensor, parameters: TensorOrTensors) -> None:
         p._bump_version()
         offset += n
 
-from chainrule.nn.utils import rnn  # noqa: E402  (the package submodule, as torch.nn.utils.rnn)
+from chainrule.nn.utils import parametrizations, parametrize, rnn  # noqa: E402  (package submodules, as torch.nn.utils's)
+from chainrule.nn.utils.parametrizations import legacy_weight_norm as weight_norm  # noqa: E402,F401
+from chainrule.nn.utils.parametrizations import remove_weight_norm  # noqa: E402,F401
