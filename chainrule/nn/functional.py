@@ -18,6 +18,8 @@ from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wra
 from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
     avg_pool1d,
     avg_pool2d,
     conv1d,
@@ -25,8 +27,12 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     conv_transpose1d,
     conv_transpose2d,
     fold,
+    lp_pool1d,
+    lp_pool2d,
     max_pool1d,
     max_pool2d,
+    max_unpool1d,
+    max_unpool2d,
     unfold,
 )
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
@@ -48,6 +54,7 @@ __all__ = [
 __all__ += ["group_norm", "instance_norm", "local_response_norm", "interpolate", "upsample", "pixel_shuffle",
             "pixel_unshuffle"]
 __all__ += ["conv_transpose1d", "conv_transpose2d"]
+__all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 

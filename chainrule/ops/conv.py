@@ -39,6 +39,7 @@ from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wra
 
 __all__ = ["unfold", "fold", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d"]
+__all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
 
 
 # ----- arguments ------------------------------------------------------------------------------------
@@ -548,3 +549,174 @@ def _bin_matrix(bins: int, n: int, like: Tensor) -> Tensor:
     inside = (j[None, :] >= starts[:, None]) & (j[None, :] < ends[:, None])
     matrix = (inside / (ends - starts)[:, None]).astype(like._data.dtype)
     return wrap(xp_of(like._data).asarray(matrix))
+
+
+def _bins(bins: int, n: int):
+    """Adaptive pooling's bins over n elements: starts and ends (numpy), [floor(i*n/bins), ceil((i+1)*n/bins))."""
+    i = np.arange(bins)
+    return (i * n) // bins, -((-(i + 1) * n) // bins)
+
+
+# ----- adaptive max pooling -------------------------------------------------------------------------
+
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
+    """``torch.nn.functional.adaptive_max_pool2d``: the maximum over bins [floor(i*H/oh), ceil((i+1)*H/oh))
+    (likewise columns); with ``return_indices`` also the flat index (into H * W) of each bin's first maximum.
+    Composite: each bin's elements gathered (index_select per axis, bins padded to one size with -inf) and
+    reduced with amax, so the gradient follows amax's tie policy (split evenly among tied maxima)."""
+    return _adaptive_max("adaptive_max_pool2d", input, output_size, return_indices, 2)
+
+
+def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False):
+    """``torch.nn.functional.adaptive_max_pool1d`` ((N, C, L) or (C, L) input); as adaptive_max_pool2d."""
+    return _adaptive_max("adaptive_max_pool1d", input, output_size, return_indices, 1)
+
+
+def _adaptive_max(op, x, output_size, return_indices, spatial: int):
+    x = tensor_operand(x, op)
+    _floating(x, op)
+    x, added = _batched(x, spatial, op)
+    sizes = tuple(x.shape[2:])
+    out_size = _adaptive_size(output_size, sizes, op)
+    if any(s == 0 for s in sizes):
+        raise RuntimeError(f"{op}: expected non-empty spatial dimensions, got input {describe(x)}")
+    xp = xp_of(x._data)
+    valid, starts, taps = [], [], []
+    gathered = x
+    for axis, (n, o) in enumerate(zip(sizes, out_size)):
+        start, end = _bins(o, n)
+        k = int((end - start).max())
+        offsets = start[:, None] + np.arange(k)[None, :]
+        valid.append(offsets < end[:, None])
+        starts.append(start)
+        taps.append(k)
+        index = wrap(xp.asarray(np.minimum(offsets, n - 1).reshape(-1)))
+        dim = 2 + 2 * axis
+        gathered = gathered.index_select(dim, index).unflatten(dim, (o, k))
+    # (N, C, o1, k1, o2, k2, ...) -> (N, C, o1, o2, ..., k1, k2, ...)
+    order = (0, 1) + tuple(2 + 2 * a for a in range(spatial)) + tuple(3 + 2 * a for a in range(spatial))
+    gathered = gathered.permute(*order)
+    invalid = np.ones((), bool)
+    for axis, v in enumerate(valid):  # broadcast each axis' (o, k) mask into place
+        shape = [1] * (2 * spatial)
+        shape[axis], shape[spatial + axis] = v.shape
+        invalid = invalid & v.reshape(shape)
+    invalid = ~invalid
+    if invalid.any():
+        gathered = gathered.masked_fill(wrap(xp.asarray(invalid)), float("-inf"))
+    tap_dims = tuple(range(2 + spatial, 2 + 2 * spatial))
+    out = _unbatched(gathered.amax(dim=tap_dims), added)
+    if not return_indices:
+        return out
+    flat = gathered._data.reshape(gathered.shape[:2 + spatial] + (-1,))
+    best = xp.unravel_index(xp.argmax(flat, axis=-1), tuple(taps))  # the first maximum; NaN wins
+    index = 0
+    for axis in range(spatial):
+        shape = [1] * spatial
+        shape[axis] = out_size[axis]
+        position = xp.asarray(starts[axis]).reshape(shape) + best[axis]
+        index = index * sizes[axis] + position
+    return out, _unbatched(wrap(xp.asarray(index, dtype=xp.int64)), added)
+
+
+# ----- max unpooling --------------------------------------------------------------------------------
+
+def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """``torch.nn.functional.max_unpool2d``: the partial inverse of max_pool2d. Each value of ``input``
+    goes to its flat index (into H * W) from ``indices`` (max_pool2d's, int64), zeros elsewhere; the
+    output size is (h - 1) * stride - 2 * padding + kernel_size, or ``output_size``. Its gradient gathers
+    the output's gradient at the indices."""
+    return _max_unpool("max_unpool2d", input, indices, kernel_size, stride, padding, output_size, 2)
+
+
+def max_unpool1d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """``torch.nn.functional.max_unpool1d`` ((N, C, L) or (C, L) input): as max_unpool2d."""
+    return _max_unpool("max_unpool1d", input, indices, kernel_size, stride, padding, output_size, 1)
+
+
+def _max_unpool(op, x, indices, kernel_size, stride, padding, output_size, spatial: int):
+    x, indices = tensor_operand(x, op), tensor_operand(indices, op)
+    if indices.dtype.name != "int64":
+        raise RuntimeError(f"{op}: elements in indices should be type int64 but got: {indices.dtype.name}")
+    if tuple(indices.shape) != tuple(x.shape):
+        raise RuntimeError(
+            f"{op}: expected shape of indices to be same as that of the input tensor ({tuple(x.shape)}) but got "
+            f"indices tensor with shape: {tuple(indices.shape)}"
+        )
+    x, added = _batched(x, spatial, op)
+    indices = indices.unsqueeze(0) if added else indices
+    kernel = _ints(kernel_size, spatial, "kernel_size", op, 1)
+    stride = kernel if stride is None else _ints(stride, spatial, "stride", op, 1)
+    padding = _ints(padding, spatial, "padding", op, 0)
+    size = _unpool_output_size(op, tuple(x.shape[2:]), kernel, stride, padding, output_size)
+    n, c = x.shape[:2]
+    total = int(np.prod(size))
+    flat_index = indices.reshape(n, c, -1)
+    if flat_index.numel():
+        low, high = int(flat_index._data.min()), int(flat_index._data.max())
+        if low < 0 or high >= total:
+            bad = low if low < 0 else high
+            raise RuntimeError(
+                f"{op}: found an invalid max index: {bad} (output volumes are of size {'x'.join(map(str, size))})"
+            )
+    zeros = wrap(xp_of(x._data).zeros((n, c, total), x._data.dtype))
+    out = zeros.scatter(2, flat_index, x.reshape(n, c, -1)).reshape((n, c) + size)
+    return _unbatched(out, added)
+
+
+def _unpool_output_size(op, input_size, kernel, stride, padding, output_size) -> tuple[int, ...]:
+    """PyTorch's rule: (h - 1) * stride - 2 * padding + kernel, or ``output_size`` (its last dims) when
+    within a stride of that."""
+    n = len(kernel)
+    default = tuple((i - 1) * s + k - 2 * p for i, s, k, p in zip(input_size, stride, kernel, padding))
+    if output_size is None:
+        size = default
+    else:
+        output_size = tuple(int(v) for v in (output_size if isinstance(output_size, Sequence) else (output_size,)))
+        if len(output_size) == n + 2:
+            output_size = output_size[2:]
+        if len(output_size) != n:
+            raise ValueError(
+                f"output_size should be a sequence containing {n} or {n + 2} elements, but it has a length of "
+                f"'{len(output_size)}'"
+            )
+        for d in range(n):
+            low, high = default[d] - stride[d], default[d] + stride[d]
+            if not low < output_size[d] < high:
+                raise ValueError(f'invalid output_size "{list(output_size)}" (dim {d} must be between {low} and {high})')
+        size = output_size
+    if any(s < 0 for s in size):
+        raise ValueError(f"{op}: output_size must contain non-negative spatial dimensions, but got {list(size)}")
+    return tuple(size)
+
+
+# ----- power-average pooling ------------------------------------------------------------------------
+
+def lp_pool2d(input: Tensor, norm_type, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """``torch.nn.functional.lp_pool2d``: (sum over each window of x ** p) ** (1 / p), composed as PyTorch
+    does (avg_pool2d of x ** p times the window size; p = inf is max pooling of |x|), so its gradient
+    (zero where a window's sum is zero) is PyTorch's."""
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 2)
+
+
+def lp_pool1d(input: Tensor, norm_type, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """``torch.nn.functional.lp_pool1d`` ((N, C, L) or (C, L) input): as lp_pool2d."""
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 1)
+
+
+def _lp_pool(x, norm_type, kernel_size, stride, ceil_mode, spatial: int) -> Tensor:
+    from chainrule.ops.elementwise import relu
+
+    op = f"lp_pool{spatial}d"
+    x = tensor_operand(x, op)
+    max_pool, avg_pool = _POOLS[spatial]
+    if norm_type == float("inf"):
+        return max_pool(x.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    if norm_type == -float("inf"):
+        return -max_pool(-x.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    kernel = _ints(kernel_size, spatial, "kernel_size", op, 1)
+    out = avg_pool(x.pow(norm_type), kernel_size, stride, 0, ceil_mode)
+    return (out.sign() * relu(out.abs())).mul(int(np.prod(kernel))).pow(1.0 / norm_type)
+
+
+_POOLS = {1: (max_pool1d, avg_pool1d), 2: (max_pool2d, avg_pool2d)}

@@ -1077,6 +1077,72 @@ case("conv_transpose1d", _conv_functional("conv_transpose1d"),
      _conv_transpose_args(1), kind="conv", rtol32=1e-4, atol32=1e-4)
 
 
+@st.composite
+def _adaptive_max_args(draw, spatial: int):
+    batch = draw(st.sampled_from([(), (1,), (2,)]))
+    size = tuple(draw(st.integers(1, 6)) for _ in range(spatial))
+    out = tuple(draw(st.integers(1, 4)) for _ in range(spatial))
+    return (batch + (draw(st.integers(1, 2)),) + size,), {"output_size": out}
+
+
+case("adaptive_max_pool2d", _conv_functional("adaptive_max_pool2d"),
+     [(((1, 2, 5, 7),), {"output_size": (3, 4)}), (((2, 4, 4),), {"output_size": 2}),
+      (((1, 1, 3, 3),), {"output_size": (5, 1)})],
+     _adaptive_max_args(2), samplers=(no_ties,), kind="conv")
+case("adaptive_max_pool1d", _conv_functional("adaptive_max_pool1d"),
+     [(((2, 2, 7),), {"output_size": 3}), (((3, 5),), {"output_size": 5})],
+     _adaptive_max_args(1), samplers=(no_ties,), kind="conv")
+
+
+def _pool_unpool(spatial: int):
+    """max_pool then max_unpool with the pool's indices (and the values' gradient through both). Windows
+    must not overlap: an element that is the maximum of two windows would be unpooled twice to one place."""
+    def fn(lib, x, kernel_size, stride=None, padding=0, output_size=None):
+        F = cr.nn.functional if lib is cr else __import__("torch").nn.functional
+        pooled, indices = getattr(F, f"max_pool{spatial}d")(x, kernel_size, stride, padding, return_indices=True)
+        return getattr(F, f"max_unpool{spatial}d")(pooled, indices, kernel_size, stride, padding, output_size)
+    return fn
+
+
+@st.composite
+def _unpool_args(draw, spatial: int):
+    kernel = draw(st.integers(1, 3))
+    stride = draw(st.integers(kernel, 3))  # windows do not overlap: each element is at most one window's maximum
+    padding = draw(st.integers(0, kernel // 2))
+    size = tuple(draw(st.integers(kernel, 6)) for _ in range(spatial))
+    batch = draw(st.sampled_from([(), (1,), (2,)]))
+    return (batch + (2,) + size,), {"kernel_size": kernel, "stride": stride, "padding": padding, "output_size": size}
+
+
+case("max_unpool2d", _pool_unpool(2),
+     [(((1, 2, 4, 6),), {"kernel_size": 2}), (((2, 5, 5),), {"kernel_size": 2, "stride": 3, "padding": 1, "output_size": (5, 5)}),
+      (((1, 1, 5, 5),), {"kernel_size": 2, "output_size": (5, 5)})],
+     _unpool_args(2), samplers=(no_ties,), kind="conv")
+case("max_unpool1d", _pool_unpool(1),
+     [(((2, 2, 7),), {"kernel_size": 3, "stride": 3, "padding": 1}), (((3, 6),), {"kernel_size": 2, "output_size": (7,)})],
+     _unpool_args(1), samplers=(no_ties,), kind="conv")
+
+
+@st.composite
+def _lp_args(draw, spatial: int):
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(spatial))
+    stride = draw(st.sampled_from([None, 1, 2]))
+    size = tuple(draw(st.integers(k, 6)) for k in kernel)
+    batch = draw(st.sampled_from([(), (2,)]))
+    return (batch + (2,) + size,), {"norm_type": draw(st.sampled_from([1.5, 2.0, 3.0])),
+                                    "kernel_size": kernel if spatial > 1 else kernel[0],  # torch: an int in 1-d
+                                    "stride": stride, "ceil_mode": draw(st.booleans())}
+
+
+case("lp_pool2d", _conv_functional("lp_pool2d"),
+     [(((1, 2, 4, 5),), {"norm_type": 2.0, "kernel_size": 2}),
+      (((2, 5, 5),), {"norm_type": 3.0, "kernel_size": (2, 3), "stride": 2, "ceil_mode": True})],
+     _lp_args(2), samplers=(positive,), kind="conv", rtol32=1e-4, atol32=1e-4)
+case("lp_pool1d", _conv_functional("lp_pool1d"),
+     [(((2, 2, 7),), {"norm_type": 1.5, "kernel_size": 3, "stride": 2}), (((3, 6),), {"norm_type": 2, "kernel_size": 2})],
+     _lp_args(1), samplers=(positive,), kind="conv", rtol32=1e-4, atol32=1e-4)
+
+
 # ----- normalisation, resampling, padding (cases below) -----
 
 def _nn_case(name, fn, configs, strategy, **kw):

@@ -1,0 +1,165 @@
+"""Pooling layers beyond max/avg 1-d/2-d (adaptive max, max unpooling, power-average) and the 3-d
+convolution and pooling layers: values and gradients against PyTorch (float64 to 1e-10, float32) over a
+grid of settings, return_indices, unbatched inputs, parameter names, init and repr, error messages, and
+the compiled kernels switched off (``CHAINRULE_KERNELS=numpy``) against the default.
+Gradcheck / gradgradcheck of the functional forms are the shared table's "conv" cases (tests/ops)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import nn
+from chainrule.backend import kernels
+from chainrule.nn import functional as F
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+TOL = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
+
+
+def distinct(shape, seed=0):
+    """Values without ties (max pooling's gradient is then unique)."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * 0.37 - n * 0.15 + rng.uniform(-0.05, 0.05, n)).reshape(shape)
+
+
+def run_both(ours, theirs, arrays, dtype, outputs=1):
+    """Values (and indices) and each input's gradient for one random cotangent, against PyTorch."""
+    xs = [cr.tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
+    ts = [torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True) for a in arrays]
+    out, expected = ours(*xs), theirs(*ts)
+    if isinstance(expected, tuple):
+        out, index = out
+        expected, t_index = expected
+        assert index.dtype.name == "int64"
+        np.testing.assert_array_equal(index.numpy(), t_index.numpy())
+    assert tuple(out.shape) == tuple(expected.shape) and out.dtype.name == dtype
+    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), **TOL[dtype])
+    seed = np.random.default_rng(1).standard_normal(tuple(expected.shape))
+    out.backward(cr.tensor(seed, dtype=dtype))
+    expected.backward(torch.tensor(seed, dtype=getattr(torch, dtype)))
+    for a, b in zip(xs, ts):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **TOL[dtype])
+
+
+def pair(name, *args, **kw):
+    """The same module built in chainrule and in torch."""
+    return getattr(nn, name)(*args, **kw), getattr(torch.nn, name)(*args, **kw)
+
+
+DTYPES = ["float64", "float32"]
+
+
+# ----- adaptive max pooling ----------------------------------------------------------------------
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spatial, shape, size", [
+    (2, (2, 3, 7, 5), (3, 2)), (2, (2, 3, 4, 4), 2), (2, (1, 2, 5, 5), (5, None)), (2, (3, 6, 9), (4, 7)),
+    (2, (1, 1, 3, 3), (5, 6)), (1, (2, 2, 7), 3), (1, (3, 9), 4), (1, (2, 5), 5)])
+@pytest.mark.parametrize("return_indices", [False, True])
+def test_adaptive_max_pool_matches_torch(dtype, spatial, shape, size, return_indices):
+    ours, theirs = pair(f"AdaptiveMaxPool{spatial}d", size, return_indices=return_indices)
+    run_both(ours, theirs, [distinct(shape)], dtype)
+
+
+def test_adaptive_max_pool_indices_pick_the_first_maximum_and_nans():
+    x = np.array([[[1.0, 3.0, 3.0, 0.0, np.nan, 2.0]]])
+    out, index = F.adaptive_max_pool1d(cr.tensor(x), 2, return_indices=True)
+    t_out, t_index = TF.adaptive_max_pool1d(torch.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(index.numpy(), t_index.numpy())
+    np.testing.assert_array_equal(out.numpy(), t_out.numpy())
+
+
+# ----- max unpooling -----------------------------------------------------------------------------
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spatial, shape, kernel, stride, padding, with_size", [
+    (2, (2, 3, 4, 6), 2, None, 0, False), (2, (2, 5, 5), 2, 3, 1, True), (2, (1, 2, 6, 7), (2, 3), (2, 3), (1, 0), True),
+    (1, (2, 3, 8), 2, None, 0, False), (1, (3, 7), 3, 3, 1, True), (1, (1, 2, 9), 2, 4, 1, True)])
+def test_max_unpool_matches_torch(dtype, spatial, shape, kernel, stride, padding, with_size):
+    size = tuple(shape[-spatial:]) if with_size else None
+    pool = (getattr(nn, f"MaxPool{spatial}d")(kernel, stride, padding, return_indices=True),
+            getattr(torch.nn, f"MaxPool{spatial}d")(kernel, stride, padding, return_indices=True))
+    unpool = pair(f"MaxUnpool{spatial}d", kernel, stride, padding)
+
+    def through(p, u):
+        return lambda x: u(*p(x), output_size=size)
+
+    run_both(through(pool[0], unpool[0]), through(pool[1], unpool[1]), [distinct(shape)], dtype)
+
+
+def test_max_unpool_errors_match_torch():
+    x = cr.tensor(np.ones((1, 1, 2, 2)))
+    with pytest.raises(RuntimeError, match="int64"):
+        F.max_unpool2d(x, cr.zeros(1, 1, 2, 2), 2)
+    with pytest.raises(RuntimeError, match="invalid max index: 9"):
+        F.max_unpool2d(x, cr.tensor(np.full((1, 1, 2, 2), 9)), 2, output_size=(3, 3))
+    with pytest.raises(ValueError, match="must be between"):
+        F.max_unpool2d(x, cr.zeros(1, 1, 2, 2, dtype=cr.int64), 2, output_size=(7, 7))
+    with pytest.raises(ValueError, match="2 or 4 elements"):
+        F.max_unpool2d(x, cr.zeros(1, 1, 2, 2, dtype=cr.int64), 2, output_size=(4,))
+    with pytest.raises(RuntimeError, match="same as that of the input"):
+        F.max_unpool2d(x, cr.zeros(1, 1, 2, 3, dtype=cr.int64), 2)
+
+
+# ----- power-average pooling ---------------------------------------------------------------------
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("norm_type, kernel, stride, ceil_mode", list(itertools.product(
+    [1.0, 2.0, 3.5, float("inf")], [2, 3], [None, 1, 2], [False, True])))
+@pytest.mark.parametrize("spatial", [1, 2])
+def test_lp_pool_matches_torch(dtype, spatial, norm_type, kernel, stride, ceil_mode):
+    shape = (2, 3, 7) if spatial == 1 else (2, 3, 7, 6)
+    ours, theirs = pair(f"LPPool{spatial}d", norm_type, kernel, stride, ceil_mode)
+    x = np.abs(distinct(shape)) + 0.1
+    run_both(ours, theirs, [x], dtype)
+
+
+# ----- the modules themselves --------------------------------------------------------------------
+
+MODULES = [
+    ("AdaptiveAvgPool1d", (3,), {}), ("AdaptiveMaxPool1d", (3,), {"return_indices": True}),
+    ("AdaptiveMaxPool2d", ((2, 3),), {}), ("MaxUnpool1d", (2,), {}), ("MaxUnpool2d", (3, 2, 1), {}),
+    ("LPPool1d", (2, 3), {}), ("LPPool2d", (1.5, (2, 3), 1, True), {}),
+]
+
+
+@pytest.mark.parametrize("name, args, kw", MODULES, ids=[m[0] for m in MODULES])
+def test_modules_repr_and_attributes_match_torch(name, args, kw):
+    ours, theirs = pair(name, *args, **kw)
+    assert repr(ours) == repr(theirs)
+    assert not list(ours.parameters())
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adaptive_avg_pool1d_module_matches_torch(dtype):
+    run_both(*pair("AdaptiveAvgPool1d", 3), [distinct((2, 3, 7))], dtype)
+    run_both(*pair("AdaptiveAvgPool1d", 4), [distinct((3, 8))], dtype)
+
+
+def test_pools_agree_with_the_compiled_kernels_off():
+    x = distinct((2, 3, 8, 8)).astype(np.float32)
+    fns = [lambda t: F.adaptive_max_pool2d(t, 3), lambda t: F.lp_pool2d(t.abs() + 0.1, 2.0, 2),
+           lambda t: F.max_unpool2d(*F.max_pool2d(t, 2, return_indices=True), 2)]
+    for fn in fns:
+        results = []
+        for on in (True, False):
+            previous = kernels.enabled()
+            kernels.set_enabled(on)
+            try:
+                t = cr.tensor(x, requires_grad=True)
+                out = fn(t)
+                out.sum().backward()
+                results.append((out.detach().numpy(), t.grad.numpy()))
+            finally:
+                kernels.set_enabled(previous)
+        for a, b in zip(*results):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
