@@ -5,6 +5,7 @@
     chainrule sample runs/<gpt-run> --prompt "ROMEO:" --tokens 300 --temperature 0.8
     chainrule demo                             a short gpt run, then a sample of its text
     chainrule diagnose                         the vanishing-gradient experiment, into runs/diagnose/
+    chainrule diagnose --rnn                   gradients through time: tanh RNN vs LSTM, into runs/diagnose-rnn/
     chainrule graph runs/<run>                 render the backward graph of a run's loss
 
 Errors print one line and exit with status 2; no tracebacks for bad input. The command keeps freed
@@ -69,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=600)
 
     diagnose = sub.add_parser("diagnose", help="deep sigmoid vs ReLU vs residual+LayerNorm MLPs: see gradients vanish")
-    diagnose.add_argument("--out", default="runs/diagnose")
+    diagnose.add_argument("--out", default=None, help="default runs/diagnose (runs/diagnose-rnn with --rnn)")
+    diagnose.add_argument("--rnn", action="store_true",
+                          help="instead: a tanh RNN and an LSTM on the adding problem, gradient reaching each time step")
+    diagnose.add_argument("--seq-len", type=int, default=60, help="with --rnn: sequence length")
     diagnose.add_argument("--steps", type=int, default=300)
     diagnose.add_argument("--depth", type=int, default=20)
     diagnose.add_argument("--width", type=int, default=64)
@@ -117,6 +121,16 @@ def _diagnose(args) -> None:
     from chainrule.diagnostics.experiment import run_vanishing_gradient_experiment
     from chainrule.recipes import RunError
 
+    if args.rnn:
+        from chainrule.diagnostics.rnn_experiment import run_rnn_gradient_experiment
+
+        if args.steps < 1 or args.seq_len < 4:
+            raise RunError(f"diagnose --rnn needs --steps >= 1 and --seq-len >= 4 (got {args.steps}, {args.seq_len})")
+        out = args.out or "runs/diagnose-rnn"
+        run_rnn_gradient_experiment(out, steps=args.steps, seq_len=args.seq_len, seed=args.seed)
+        print(f"results in {out}/ (summary.md, grad_through_time.png, learning_curves.png)")
+        return
+    args.out = args.out or "runs/diagnose"
     if args.steps < 2 or args.depth < 1 or args.width < 1:
         got = f"{args.steps}, {args.depth}, {args.width}"
         raise RunError(f"diagnose needs --steps >= 2, --depth >= 1 and --width >= 1 (got {got})")
