@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GPTConfig", "chain", "mlp", "cnn", "gpt"]
+__all__ = ["GPTConfig", "chain", "mlp", "cnn", "gpt", "lstm", "unet"]
 
 
 def chain(lib, width: int, n_ops: int, seed: int):
@@ -138,3 +138,50 @@ def gpt(lib, cfg: GPTConfig):
             return self.head(self.ln_f(x))
 
     return GPT()
+
+
+def lstm(lib, vocab: int, embed: int, hidden: int, layers: int):
+    """A character LSTM language model: embedding, a ``layers``-deep batch-first LSTM, a linear head over
+    every step's output."""
+    nn = lib.nn
+
+    class CharLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, embed)
+            self.rnn = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
+            self.head = nn.Linear(hidden, vocab)
+
+        def forward(self, idx):
+            out, _ = self.rnn(self.emb(idx))
+            return self.head(out)
+
+    return CharLSTM()
+
+
+def unet(lib, width: int, groups: int):
+    """A two-level U-Net: conv-GroupNorm-ReLU blocks, stride-2 convolutions down, 2x2 stride-2 transposed
+    convolutions up, each level's encoder output concatenated onto the decoder's (the skip connections),
+    and a 1x1 convolution to one channel. Channels: width, 2 width, 4 width at the bottom."""
+    nn = lib.nn
+    w = width
+
+    def block(c_in: int, c_out: int, stride: int = 1):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GroupNorm(groups, c_out), nn.ReLU())
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc1, self.down1, self.down2 = block(1, w), block(w, 2 * w, 2), block(2 * w, 4 * w, 2)
+            self.up2, self.dec2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2), block(4 * w, 2 * w)
+            self.up1, self.dec1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2), block(2 * w, w)
+            self.out = nn.Conv2d(w, 1, 1)
+
+        def forward(self, x):
+            e1 = self.enc1(x)
+            e2 = self.down1(e1)
+            d2 = self.dec2(lib.cat([self.up2(self.down2(e2)), e2], dim=1))
+            d1 = self.dec1(lib.cat([self.up1(d2), e1], dim=1))
+            return self.out(d1)
+
+    return UNet()

@@ -116,6 +116,28 @@ def _gpt_flops(batch: int, cfg: models.GPTConfig) -> int:
     return 3 * (cfg.layers * (per_block + attention) + head)
 
 
+def _lstm_flops(batch: int, context: int, embed: int, hidden: int, layers: int, vocab: int) -> int:
+    """Per layer, the input projection of all steps at once and the recurrent product of every step (all
+    four gates together), plus the head; everything forward, then backward twice (the embedding's weights
+    need the first layer's input gradient)."""
+    tokens = batch * context
+    per_layer = [_gemm(tokens, embed if k == 0 else hidden, 4 * hidden) + _gemm(tokens, hidden, 4 * hidden)
+                 for k in range(layers)]
+    return 3 * (sum(per_layer) + _gemm(tokens, hidden, vocab))
+
+
+def _unet_flops(batch: int, size: int, w: int) -> int:
+    """Convolutions as im2col GEMMs (out_channels x in_channels*k*k x pixels), transposed ones as the GEMM
+    of their input (out_channels*k*k x in_channels x input pixels); forward, weight and input gradients
+    (the first convolution's input is data: no input gradient)."""
+    full, half, quarter = batch * size * size, batch * (size // 2) ** 2, batch * (size // 4) ** 2
+    enc1 = _gemm(w, 1 * 9, full)
+    rest = (_gemm(2 * w, w * 9, half) + _gemm(4 * w, 2 * w * 9, quarter)  # down1, down2
+            + _gemm(2 * w * 4, 4 * w, quarter) + _gemm(2 * w, 4 * w * 9, half)  # up2, dec2
+            + _gemm(w * 4, 2 * w, half) + _gemm(w, 2 * w * 9, full) + _gemm(1, w, full))  # up1, dec1, out
+    return 2 * enc1 + 3 * rest
+
+
 def _chain_data(rng):
     return rng.standard_normal(16).astype(np.float32), np.zeros((), dtype=np.float32)
 
@@ -126,10 +148,24 @@ def _classification_data(shape: tuple[int, ...], classes: int):
     return make
 
 
-def _gpt_data(batch: int, cfg: models.GPTConfig):
+def _token_data(batch: int, context: int, vocab: int):
+    """Random token sequences and the same sequences shifted by one (next-token targets)."""
     def make(rng):
-        tokens = rng.integers(0, cfg.vocab, (batch, cfg.context + 1)).astype(np.int64)
+        tokens = rng.integers(0, vocab, (batch, context + 1)).astype(np.int64)
         return tokens[:, :-1].copy(), tokens[:, 1:].copy()
+    return make
+
+
+def _gpt_data(batch: int, cfg: models.GPTConfig):
+    return _token_data(batch, cfg.context, cfg.vocab)
+
+
+def _denoising_data(batch: int, size: int):
+    """A smooth random image per sample (the target) and the same image with noise added (the input)."""
+    def make(rng):
+        coarse = rng.standard_normal((batch, 1, size // 8, size // 8)).astype(np.float32)
+        clean = np.repeat(np.repeat(coarse, 8, axis=2), 8, axis=3)
+        return clean + 0.5 * rng.standard_normal(clean.shape).astype(np.float32), clean
     return make
 
 
@@ -161,6 +197,10 @@ def _sgd(lr: float):
     return lambda lib, params: lib.optim.SGD(params, lr=lr)
 
 
+def _adam(lib, params):
+    return lib.optim.Adam(params, lr=1e-3)
+
+
 def _adamw(lib, params):
     return lib.optim.AdamW(params, lr=3e-4, weight_decay=0.01)
 
@@ -176,12 +216,20 @@ class Sizes:
     gpt_batch: int = 32
     wide: tuple[int, ...] = (2048, 2048, 2048, 2048)
     wide_batch: int = 512
+    lstm: tuple[int, int, int, int] = (65, 128, 256, 2)  # vocab, embedding, hidden, layers
+    lstm_context: int = 64
+    lstm_batch: int = 32
+    unet_width: int = 16  # channels at the top level (2x and 4x below)
+    unet_size: int = 64
+    unet_batch: int = 16
 
 
 REFERENCE = Sizes()
 SMALL = Sizes(mlp=(784, 64, 64, 10), mlp_batch=16, cnn_batch=4,
               gpt=models.GPTConfig(context=16, d_model=32, heads=4, layers=2), gpt_batch=4,
-              wide=(256, 256, 256, 256), wide_batch=64)
+              wide=(256, 256, 256, 256), wide_batch=64, lstm=(65, 16, 32, 2), lstm_context=8, lstm_batch=4,
+              unet_width=8, unet_size=16, unet_batch=2)
+UNET_GROUPS = 4
 
 
 def _arrow(sizes: tuple[int, ...]) -> str:
@@ -193,6 +241,8 @@ def workloads(gpt_attention: str = "sdpa", small: bool = False) -> dict[str, Wor
     same checks) so that a smoke run takes seconds; ``gpt_attention`` picks how the GPT computes attention."""
     z = SMALL if small else REFERENCE
     g = replace(z.gpt, attention=gpt_attention)
+    vocab, embed, hidden, layers = z.lstm
+    uw = z.unet_width
     table = [
         Workload("overhead", f"x of shape (16,), {OVERHEAD_OPS} chained mul/add/tanh ops with (16,) parameters, sum, "
                  "backward (no optimizer; gradients reset to None each step)",
@@ -215,5 +265,17 @@ def workloads(gpt_attention: str = "sdpa", small: bool = False) -> dict[str, Wor
                  lambda lib, seed: models.mlp(lib, z.wide), _regression_data(z.wide_batch, z.wide[0], z.wide[-1]), _mse,
                  _sgd(0.01), matmul_flops=_dense_flops(z.wide_batch, z.wide), target_vs_torch=1.1, steps_per_round=2,
                  target_vs_gemm=1.2),
+        Workload("lstm", f"char LSTM: vocab {vocab}, embedding {embed}, {layers}-layer LSTM hidden {hidden}, "
+                 f"sequence {z.lstm_context}, batch {z.lstm_batch}, linear head, cross-entropy, Adam lr 1e-3",
+                 lambda lib, seed: models.lstm(lib, vocab, embed, hidden, layers),
+                 _token_data(z.lstm_batch, z.lstm_context, vocab), _token_cross_entropy, _adam,
+                 matmul_flops=_lstm_flops(z.lstm_batch, z.lstm_context, embed, hidden, layers, vocab),
+                 target_vs_torch=1.0, steps_per_round=3),
+        Workload("unet", f"U-Net: conv3x3-GroupNorm({UNET_GROUPS})-ReLU blocks of {uw}/{2 * uw}/{4 * uw} channels, "
+                 "stride-2 conv down, ConvTranspose2d(2, stride 2) up, concatenated skips, 1x1 conv out, "
+                 f"batch {z.unet_batch} of 1x{z.unet_size}x{z.unet_size} (denoising), MSE, Adam lr 1e-3",
+                 lambda lib, seed: models.unet(lib, uw, UNET_GROUPS), _denoising_data(z.unet_batch, z.unet_size),
+                 _mse, _adam, matmul_flops=_unet_flops(z.unet_batch, z.unet_size, uw), target_vs_torch=1.0,
+                 steps_per_round=2),
     ]
     return {w.name: w for w in table}

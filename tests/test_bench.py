@@ -27,7 +27,7 @@ from bench import models, profiles, report  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 from bench.workloads import _dense_flops, workloads  # noqa: E402
 
-NAMES = ["overhead", "mlp", "cnn", "gpt", "wide"]
+NAMES = ["overhead", "mlp", "cnn", "gpt", "wide", "lstm", "unet"]
 # a torch that cannot be imported, as on a machine without it (children are fresh interpreters, but a
 # run without torch starts none for torch)
 WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
@@ -213,6 +213,13 @@ def test_explicit_and_sdpa_attention_compute_the_same_gpt():
     explicit.load_state_dict(fused.state_dict())
     idx = cr.tensor(np.random.default_rng(0).integers(0, cfg.vocab, (2, 8)))
     np.testing.assert_allclose(explicit(idx).detach().numpy(), fused(idx).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_unet_keeps_the_image_shape_and_lstm_predicts_every_step():
+    image = cr.tensor(np.random.default_rng(0).standard_normal((2, 1, 16, 16)).astype(np.float32))
+    assert models.unet(cr, 8, 4)(image).shape == (2, 1, 16, 16)
+    idx = cr.tensor(np.random.default_rng(0).integers(0, 11, (3, 5)))
+    assert models.lstm(cr, 11, 6, 8, 2)(idx).shape == (3, 5, 11)
 
 
 def test_workloads_in_small_mode_keep_their_structure():
