@@ -23,6 +23,8 @@ pooling").
 
 from __future__ import annotations
 
+import itertools
+
 from chainrule.backend import kernels, np, xp_of
 from chainrule.backend.parallel import parallel_for
 
@@ -51,7 +53,7 @@ class Windows:
     def for_conv(cls, shape: tuple, kernel: tuple, stride: tuple, dilation: tuple, pad: tuple, op: str) -> Windows:
         """Windows that must fit in the padded image; the padding is exactly ``pad``."""
         out = []
-        for axis in range(2):
+        for axis in range(len(kernel)):
             padded = shape[2 + axis] + pad[2 * axis] + pad[2 * axis + 1]
             span = dilation[axis] * (kernel[axis] - 1) + 1
             if span > padded:
@@ -73,7 +75,7 @@ class Windows:
         + 1 (likewise W), padded by ``padding`` on every side, and there are exactly (h, w) of them (the
         last ``output_padding`` rows and columns lie past the last window: only the bias reaches them)."""
         size = []
-        for axis in range(2):
+        for axis in range(len(kernel)):
             h, k, s, d, p = shape[2 + axis], kernel[axis], stride[axis], dilation[axis], padding[axis]
             size.append((h - 1) * s - 2 * p + d * (k - 1) + output_padding[axis] + 1)
         if min(shape[2:]) < 1:
@@ -97,7 +99,7 @@ class Windows:
         ``ceil_mode`` a last, partial window is kept when it starts inside the image or left padding
         (the bottom/right padding then grows to hold it)."""
         out, pad = [], []
-        for axis in range(2):
+        for axis in range(len(kernel)):
             size, k, s, d, p = shape[2 + axis], kernel[axis], stride[axis], dilation[axis], padding[axis]
             span = d * (k - 1) + 1
             if p > span // 2:
@@ -129,16 +131,15 @@ class Windows:
     @property
     def tiles_exactly(self) -> bool:
         """Every image element lies in exactly one window (kernel == stride, no padding, sizes divide)."""
-        return (self.kernel == self.stride and self.dilation == (1, 1) and not self.has_padding
-                and (self.out[0] * self.kernel[0], self.out[1] * self.kernel[1]) == tuple(self.shape[2:]))
+        return (self.kernel == self.stride and self.dilation == (1,) * len(self.kernel) and not self.has_padding
+                and tuple(o * k for o, k in zip(self.out, self.kernel)) == tuple(self.shape[2:]))
 
     def taps(self):
-        """``(a, b, index)`` per kernel offset: ``padded_image[index]`` is that offset's (N, C, oh, ow) values."""
-        (kh, kw), (sh, sw), (dh, dw), (oh, ow) = self.kernel, self.stride, self.dilation, self.out
-        for a in range(kh):
-            rows = slice(a * dh, a * dh + sh * (oh - 1) + 1, sh)
-            for b in range(kw):
-                yield a, b, (Ellipsis, rows, slice(b * dw, b * dw + sw * (ow - 1) + 1, sw))
+        """``(a, b, index)`` per kernel offset (``(a, b, c, index)`` in 3-d): ``padded_image[index]`` is that
+        offset's (N, C, oh, ow) values."""
+        for offset in itertools.product(*(range(k) for k in self.kernel)):
+            yield offset + ((Ellipsis,) + tuple(slice(a * d, a * d + s * (o - 1) + 1, s) for a, d, s, o in
+                                                zip(offset, self.dilation, self.stride, self.out)),)
 
     def padded(self, image, value: float = 0):
         """The image (any batch size) with this geometry's padding filled with ``value`` (the image
@@ -152,16 +153,16 @@ class Windows:
 
     def crop(self, padded):
         """The image inside a padded one (which may have slack rows below, see :meth:`slack_rows`)."""
-        top, _, left, _ = self.pad
-        return padded[..., top:top + self.shape[2], left:left + self.shape[3]]
+        return padded[(Ellipsis,) + tuple(slice(p, p + n) for p, n in zip(self.pad[::2], self.shape[2:]))]
 
     def patches(self, padded, width: int | None = None):
         """An (N, C, kh, kw, oh, width) strided view of the padded image (any batch size): every window,
         nothing copied. ``width`` (default ow) may run past the output width (see ``_row_width``)."""
         xp = xp_of(padded)
-        sn, sc, sh_, sw_ = padded.strides
-        strides = (sn, sc, sh_ * self.dilation[0], sw_ * self.dilation[1], sh_ * self.stride[0], sw_ * self.stride[1])
-        shape = padded.shape[:2] + self.kernel + (self.out[0], self.out[1] if width is None else width)
+        inner = padded.strides[2:]
+        strides = padded.strides[:2] + tuple(s * d for s, d in zip(inner, self.dilation)) \
+            + tuple(s * t for s, t in zip(inner, self.stride))
+        shape = padded.shape[:2] + self.kernel + self.out[:-1] + (self.out[-1] if width is None else width,)
         return xp.lib.stride_tricks.as_strided(padded, shape, strides)
 
     def slack_rows(self, width: int) -> int:
@@ -177,8 +178,8 @@ class Windows:
         elements). ``channels_major`` lays the memory out as (C, N, H, W)."""
         exact = self.tiles_exactly  # every element written once: no zero fill, no accumulation
         image = _allocate(xp, self.shape[:2] + self.padded_hw, dtype, channels_major, fill=None if exact else 0)
-        for a, b, tap in self.taps():
-            write_tap(a, b, image[tap], not exact)
+        for *offset, tap in self.taps():
+            write_tap(*offset, image[tap], not exact)
         return self.crop(image)
 
 
@@ -186,7 +187,7 @@ def is_channels_major(array) -> bool:
     """Whether an (N, C, ...) array is laid out channel-major, (C, N, ...) in memory, as convolution
     outputs are. Everything here keeps its input's layout, so elementwise ops between these results
     and their gradients see operands of one layout (numpy's loops over mixed layouts are far slower)."""
-    return array.ndim == 4 and array.strides[1] > array.strides[0]
+    return array.ndim in (4, 5) and array.strides[1] > array.strides[0]
 
 
 def _allocate(xp, shape: tuple, dtype, channels_major: bool, fill=None):
@@ -194,11 +195,11 @@ def _allocate(xp, shape: tuple, dtype, channels_major: bool, fill=None):
     n, c = shape[:2]
     memory = (c, n) + tuple(shape[2:]) if channels_major else tuple(shape)
     array = xp.empty(memory, dtype) if fill is None else xp.full(memory, fill, dtype)
-    return array.transpose(1, 0, 2, 3) if channels_major else array
+    return array.transpose((1, 0) + tuple(range(2, len(shape)))) if channels_major else array
 
 
-def _padded_hw(shape: tuple, pad: tuple) -> tuple[int, int]:
-    return shape[2] + pad[0] + pad[1], shape[3] + pad[2] + pad[3]
+def _padded_hw(shape: tuple, pad: tuple) -> tuple[int, ...]:
+    return tuple(n + pad[2 * i] + pad[2 * i + 1] for i, n in enumerate(shape[2:]))
 
 
 def _put(dest, values, accumulate: bool) -> None:
@@ -267,7 +268,7 @@ def add_window_columns(cols, geom: Windows):
     """col2im, the adjoint of :func:`window_columns`: columns (N, C*kh*kw, L) summed back onto a zero
     (N, C, H, W) image (overlaps add up; what falls on the padding is dropped)."""
     patches = cols.reshape(geom.shape[:2] + geom.kernel + geom.out)
-    return geom.scatter(lambda a, b, dest, accumulate: _put(dest, patches[:, :, a, b], accumulate),
+    return geom.scatter(lambda *tap: _put(tap[-2], patches[(slice(None), slice(None)) + tap[:-2]], tap[-1]),
                         cols.dtype, xp_of(cols))
 
 
@@ -376,7 +377,7 @@ def _grouped(w, groups: int):
 
 def _channels_first(g):
     """An (N, C, H, W) array as its contiguous (C, N, H, W) transpose (free for channel-major arrays)."""
-    return xp_of(g).ascontiguousarray(g.transpose(1, 0, 2, 3))
+    return xp_of(g).ascontiguousarray(g.transpose((1, 0) + tuple(range(2, g.ndim))))
 
 
 def convolve(x, w, bias, geom: Windows, groups: int, keep_bytes: int = 0):
@@ -384,6 +385,8 @@ def convolve(x, w, bias, geom: Windows, groups: int, keep_bytes: int = 0):
     an (N, O, oh, ow) array laid out channel-major. Returns ``(out, kept)``: ``kept`` is x's columns
     chunk by chunk, for :func:`convolve_weight_grad`, when they take at most ``keep_bytes`` and the
     compiled kernels made them (without junk columns); else None."""
+    if len(geom.kernel) != 2:
+        return _convolve_nd(x, w, bias, geom, groups), None
     xp = xp_of(x)
     fast = _compiled_windows(x, geom)
     n, o, (oh, ow) = geom.shape[0], w.shape[0], geom.out
@@ -413,6 +416,8 @@ def convolve(x, w, bias, geom: Windows, groups: int, keep_bytes: int = 0):
 def convolve_transpose(g, w, geom: Windows, groups: int):
     """The transposed convolution col2im(W^T @ g) of ``g`` (N, O, oh, ow) with ``w`` (O, C/G, kh, kw):
     the convolution's gradient in its input, an (N, C, H, W) array laid out channel-major."""
+    if len(geom.kernel) != 2:
+        return _convolve_transpose_nd(g, w, geom, groups)
     xp = xp_of(g)
     (n, c), (kh, kw), oh = geom.shape[:2], geom.kernel, geom.out[0]
     fast = _compiled_windows(g, geom, reads_image=False)  # it writes a new image
@@ -449,6 +454,8 @@ def convolve_weight_grad(x, g, geom: Windows, groups: int, kept: list | None = N
     """The convolution's gradient in its weight for the input ``x`` (N, C, H, W) and the output gradient
     ``g`` (N, O, oh, ow): g @ im2col(x)^T summed over the batch, shaped (O, C/G, kh, kw). ``kept``: x's
     columns as :func:`convolve` kept them, used instead of computing them again."""
+    if len(geom.kernel) != 2:
+        return _convolve_weight_grad_nd(x, g, geom, groups)
     xp = xp_of(x)
     o, (kh, kw) = g.shape[1], geom.kernel
     grad = _channels_first(g)  # (O, N, oh, ow)
@@ -474,6 +481,63 @@ def convolve_weight_grad(x, g, geom: Windows, groups: int, kept: list | None = N
     return total.reshape(o, -1, kh, kw)
 
 
+# ----- convolution in 3-d (numpy only) ---------------------------------------------------------------
+#
+# The same three products over (N, C, D, H, W) images, written plainly: the columns of a chunk of images
+# (G, C/G*kd*kh*kw, images*od*oh*ow) are one copy of the strided window view; outputs are channel-major.
+
+def _nd_columns(x, geom: Windows, groups: int):
+    """Yield ``(chunk, cols)``: the windows of ``x[chunk]`` as (G, C/G*prod(kernel), images*prod(out))."""
+    xp = xp_of(x)
+    c, nd = x.shape[1], len(geom.kernel)
+    per_image = c * int(np.prod(geom.kernel)) * int(np.prod(geom.out))
+    for chunk in _batch_chunks(x.shape[0], per_image * x.dtype.itemsize):
+        patches = geom.patches(geom.padded(x[chunk]))  # (n, C, *kernel, *out)
+        order = (1,) + tuple(range(2, 2 + nd)) + (0,) + tuple(range(2 + nd, 2 + 2 * nd))
+        yield chunk, xp.ascontiguousarray(patches.transpose(order)).reshape(groups, per_image // groups // int(
+            np.prod(geom.out)), -1)
+
+
+def _convolve_nd(x, w, bias, geom: Windows, groups: int):
+    xp = xp_of(x)
+    n, o = geom.shape[0], w.shape[0]
+    out = xp.empty((o, n) + geom.out, x.dtype)
+    weights = _grouped(w, groups)
+    for chunk, cols in _nd_columns(x, geom, groups):
+        target = out[:, chunk]
+        xp.matmul(weights, cols, out=target.reshape(groups, o // groups, -1))
+        if bias is not None:
+            target += bias.reshape((o,) + (1,) * (target.ndim - 1))
+    return out.transpose((1, 0) + tuple(range(2, out.ndim)))
+
+
+def _convolve_transpose_nd(g, w, geom: Windows, groups: int):
+    xp = xp_of(g)
+    n, c = geom.shape[:2]
+    grad = _channels_first(g)  # (O, N, *out)
+    weights_t = _grouped(w, groups).transpose(0, 2, 1)
+    image = _allocate(xp, (n, c) + geom.padded_hw, g.dtype, True, fill=0)
+    for chunk in _batch_chunks(n, c * int(np.prod(geom.kernel)) * int(np.prod(geom.out)) * g.dtype.itemsize):
+        images = chunk.stop - chunk.start
+        rows = grad[:, chunk].reshape(groups, grad.shape[0] // groups, -1)
+        cols = (weights_t @ rows).reshape((c,) + geom.kernel + (images,) + geom.out)
+        taps = geom.patches(image[chunk])  # writable windows of the image
+        for offset in itertools.product(*(range(k) for k in geom.kernel)):
+            taps[(slice(None), slice(None)) + offset] += xp.moveaxis(cols[(slice(None),) + offset], 1, 0)
+    return geom.crop(image)
+
+
+def _convolve_weight_grad_nd(x, g, geom: Windows, groups: int):
+    xp = xp_of(x)
+    o = g.shape[1]
+    grad = _channels_first(g)
+    total = xp.zeros((groups, o // groups, x.shape[1] // groups * int(np.prod(geom.kernel))), x.dtype)
+    for chunk, cols in _nd_columns(x, geom, groups):
+        rows = grad[:, chunk].reshape(groups, o // groups, -1)
+        total += rows @ cols.transpose(0, 2, 1)
+    return total.reshape((o, -1) + geom.kernel)
+
+
 # ----- window sums and maxima (pooling) -------------------------------------------------------------
 
 def window_gather(x, geom: Windows, weights=None, scale=None):
@@ -483,8 +547,8 @@ def window_gather(x, geom: Windows, weights=None, scale=None):
     broadcastable to the output) may be None (= 1). Linear in ``x``; its adjoint is :func:`window_scatter`."""
     padded = geom.padded(x)
     out = None
-    for a, b, tap in geom.taps():
-        term = padded[tap] if weights is None else padded[tap] * weights[a, b]
+    for *offset, tap in geom.taps():
+        term = padded[tap] if weights is None else padded[tap] * weights[tuple(offset)]
         if out is None:
             out = xp_of(term).array(term, order="K") if weights is None else term  # a copy in x's layout
         else:
@@ -511,13 +575,14 @@ def window_scatter(g, geom: Windows, weights=None, scale=None, channels_major: b
         else:
             xp.multiply(g, scale, out=values)
 
-    def write_tap(a, b, dest, accumulate):
+    def write_tap(*tap):
+        *offset, dest, accumulate = tap
         if weights is None:
             _put(dest, values, accumulate)
         elif accumulate:
-            dest += values * weights[a, b]
+            dest += values * weights[tuple(offset)]
         else:
-            xp.multiply(values, weights[a, b], out=dest)
+            xp.multiply(values, weights[tuple(offset)], out=dest)
 
     return geom.scatter(write_tap, values.dtype, xp, channels_major)
 
@@ -553,7 +618,7 @@ def max_pool(x, geom: Windows):
         return _from_planes(out, x.shape[:2], channels_major)
     padded = geom.padded(x, lowest(x.dtype))
     out = None
-    for _, _, tap in geom.taps():
+    for *_, tap in geom.taps():
         if out is None:
             out = xp.array(padded[tap], order="K")  # a copy in x's layout
         else:
@@ -568,12 +633,12 @@ def tie_shares(x, out, geom: Windows):
     A window whose maximum is NaN routes to its NaNs."""
     xp = xp_of(x)
     padded = geom.padded(x, lowest(x.dtype))
-    hits = {(a, b): xp.equal(padded[tap], out) for a, b, tap in geom.taps()}
+    hits = {tuple(offset): xp.equal(padded[tap], out) for *offset, tap in geom.taps()}
     if out.dtype.kind == "f":
         nan = xp.isnan(out)
         if nan.any():  # NaN != NaN
-            for a, b, tap in geom.taps():
-                hits[a, b] |= nan & xp.isnan(padded[tap])
+            for *offset, tap in geom.taps():
+                hits[tuple(offset)] |= nan & xp.isnan(padded[tap])
     count = None  # maxima per window, in the gradient's float dtype (exact: a window has few taps)
     for hit in hits.values():
         count = hit.astype(out.dtype) if count is None else xp.add(count, hit, out=count)
@@ -599,23 +664,31 @@ def max_pool_grad(x, out, g, geom: Windows):
 
 
 def argmax_indices(image, geom: Windows):
-    """Per window, the flat index (into H * W) of its first maximum, NaN counting as maximal (PyTorch's rule)."""
+    """Per window, the flat index (into H * W, or D * H * W) of its first maximum, NaN counting as maximal
+    (PyTorch's rule)."""
     xp = xp_of(image)
-    _, _, h, w = geom.shape
-    (sh, sw), (dh, dw), (top, _, left, _) = geom.stride, geom.dilation, geom.pad
-    rows = xp.arange(geom.out[0]) * sh - top
-    cols = xp.arange(geom.out[1]) * sw - left
+    sizes, nd = geom.shape[2:], len(geom.kernel)
+    starts = []
+    first = 0  # the flat index of each window's first element inside the image
+    for axis in range(nd):
+        start = xp.arange(geom.out[axis]) * geom.stride[axis] - geom.pad[2 * axis]
+        d = geom.dilation[axis]
+        inside = start + (-start).clip(0) // d * d + ((-start).clip(0) % d > 0) * d
+        shape = [1] * nd
+        shape[axis] = -1
+        starts.append(start.reshape(shape))
+        first = first * sizes[axis] + inside.reshape(shape)
     padded = geom.padded(image, lowest(image.dtype))
     best = xp.full(geom.shape[:2] + geom.out, lowest(image.dtype), dtype=image.dtype)
-    first_row = rows + (-rows).clip(0) // dh * dh + ((-rows).clip(0) % dh > 0) * dh  # first real row
-    first_col = cols + (-cols).clip(0) // dw * dw + ((-cols).clip(0) % dw > 0) * dw
-    index = xp.broadcast_to(first_row[:, None] * w + first_col[None, :], best.shape).astype(xp.int64)
-    for a, b, tap in geom.taps():
+    index = xp.broadcast_to(first, best.shape).astype(xp.int64)
+    for *offset, tap in geom.taps():
         values = padded[tap]
         better = values > best
         if image.dtype.kind == "f":
             better |= xp.isnan(values)
         xp.copyto(best, values, where=better)
-        position = (rows[:, None] + a * dh) * w + (cols[None, :] + b * dw)
+        position = 0
+        for axis, a in enumerate(offset):
+            position = position * sizes[axis] + starts[axis] + a * geom.dilation[axis]
         xp.copyto(index, xp.broadcast_to(position, index.shape), where=better)
     return index

@@ -18,19 +18,24 @@ from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wra
 from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
+    adaptive_avg_pool3d,
     adaptive_max_pool1d,
     adaptive_max_pool2d,
     avg_pool1d,
     avg_pool2d,
+    avg_pool3d,
     conv1d,
     conv2d,
+    conv3d,
     conv_transpose1d,
     conv_transpose2d,
+    conv_transpose3d,
     fold,
     lp_pool1d,
     lp_pool2d,
     max_pool1d,
     max_pool2d,
+    max_pool3d,
     max_unpool1d,
     max_unpool2d,
     unfold,
@@ -55,6 +60,7 @@ __all__ += ["group_norm", "instance_norm", "local_response_norm", "interpolate",
             "pixel_unshuffle"]
 __all__ += ["conv_transpose1d", "conv_transpose2d"]
 __all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
+__all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 

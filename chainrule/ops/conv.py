@@ -39,6 +39,7 @@ from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wra
 
 __all__ = ["unfold", "fold", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d"]
+__all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"]
 __all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
 
 
@@ -74,7 +75,7 @@ def _batched(x: Tensor, spatial: int, op: str) -> tuple[Tensor, bool]:
         return x, False
     if x.ndim == spatial + 1:
         return x.unsqueeze(0), True
-    layout = "(N, C, L)" if spatial == 1 else "(N, C, H, W)"
+    layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial]
     raise RuntimeError(
         f"{op}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D (batched {layout}) input, got {describe(x)}"
     )
@@ -230,7 +231,7 @@ def _conv_transpose(op: str, x, weight, bias, stride, padding, output_padding, g
                                  output_padding, op)
     out = _conv_input_grad(x, weight, geom, groups)
     if bias is not None:
-        out = out + bias.reshape(-1, 1, 1)
+        out = out + bias.reshape((-1,) + (1,) * max(2, spatial))
     if spatial == 1:
         out = out.squeeze(2)
     return _unbatched(out, added)
@@ -264,7 +265,7 @@ def _conv_forward(x: Tensor, w: Tensor, bias: Tensor | None, geom: Windows, grou
                  _conv_weight_grad(x, g, geom, groups, kept) if w._rg else None)
         if bias is None:
             return grads
-        return grads + (g.permute(1, 0, 2, 3).reshape(o, -1).sum(1) if bias._rg else None,)
+        return grads + (g.transpose(0, 1).reshape(o, -1).sum(1) if bias._rg else None,)
 
     inputs = (x, w) if bias is None else (x, w, bias)
     return record(out, "conv2d", inputs, rule, (x, w))
@@ -487,16 +488,18 @@ def _avg_scale(geom: Windows, count_include_pad: bool, dtype, xp):
     """1 / divisor per window: a number when all windows share it, else an (oh, ow) array.
     PyTorch's divisor: the window clipped to the padded image (count_include_pad) or to the image."""
     sizes = []  # small, so worked out on the host
-    for axis in range(2):
+    for axis in range(len(geom.kernel)):
         n, k, s, p = geom.shape[2 + axis], geom.kernel[axis], geom.stride[axis], geom.pad[2 * axis]
         starts = np.arange(geom.out[axis]) * s - p
         ends = np.minimum(starts + k, n + p)
         if not count_include_pad:
             starts, ends = np.maximum(starts, 0), np.minimum(ends, n)
         sizes.append(ends - starts)
-    divisor = sizes[0][:, None] * sizes[1][None, :]
-    if (divisor == divisor[0, 0]).all():
-        return 1.0 / int(divisor[0, 0])
+    divisor = np.ones((), np.int64)
+    for size in sizes:
+        divisor = np.multiply.outer(divisor, size)
+    if (divisor == divisor.flat[0]).all():
+        return 1.0 / int(divisor.flat[0])
     return xp.asarray((1.0 / divisor).astype(dtype))
 
 
@@ -530,7 +533,11 @@ def _adaptive_size(output_size, input_size: tuple, op: str) -> tuple[int, ...]:
     return _ints(size, n, "output_size", op, 1)
 
 
-def _adaptive_avg(x: Tensor, size: tuple[int, int]) -> Tensor:
+def _adaptive_avg(x: Tensor, size: tuple[int, ...]) -> Tensor:
+    if len(size) == 3:  # the depth bins as one matmul over (D, H*W), then the 2-d bins
+        n, c, d, h, w = x.shape
+        x = (_bin_matrix(size[0], d, x) @ x.reshape(n, c, d, h * w)).reshape(n, c, size[0], h, w)
+        return _adaptive_avg(x.reshape(n, c * size[0], h, w), size[1:]).reshape((n, c) + size)
     h, w = x.shape[2:]
     if h % size[0] == 0 and w % size[1] == 0:
         kernel = (h // size[0], w // size[1])
@@ -720,3 +727,45 @@ def _lp_pool(x, norm_type, kernel_size, stride, ceil_mode, spatial: int) -> Tens
 
 
 _POOLS = {1: (max_pool1d, avg_pool1d), 2: (max_pool2d, avg_pool2d)}
+
+
+# ----- 3-d ------------------------------------------------------------------------------------------
+#
+# The same primitives over (N, C, D, H, W): the geometry has three spatial axes and the backend runs it
+# with numpy (the compiled kernels are 2-d only).
+
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """3-D convolution as ``torch.nn.functional.conv3d``: input (N, C, D, H, W) or (C, D, H, W), weight
+    (out_channels, C / groups, kd, kh, kw); the same three primitives as conv2d."""
+    return _conv("conv3d", input, weight, bias, stride, padding, dilation, groups, spatial=3)
+
+
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """3-D transposed convolution as ``torch.nn.functional.conv_transpose3d``: weight (C, out_channels /
+    groups, kd, kh, kw); the gradient in its input of the convolution with the same geometry."""
+    return _conv_transpose("conv_transpose3d", input, weight, bias, stride, padding, output_padding, groups,
+                           dilation, spatial=3)
+
+
+def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """3-D max pooling as ``torch.nn.functional.max_pool3d``; indices are flat into D * H * W; ties as max_pool2d."""
+    return _max_pool("max_pool3d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3)
+
+
+def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """3-D average pooling as ``torch.nn.functional.avg_pool3d``."""
+    return _avg_pool("avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override, 3)
+
+
+def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
+    """``torch.nn.functional.adaptive_avg_pool3d`` ((N, C, D, H, W) or (C, D, H, W) input)."""
+    x = tensor_operand(input, "adaptive_avg_pool3d")
+    _floating(x, "adaptive_avg_pool3d")
+    x, added = _batched(x, 3, "adaptive_avg_pool3d")
+    size = _adaptive_size(output_size, tuple(x.shape[2:]), "adaptive_avg_pool3d")
+    return _unbatched(_adaptive_avg(x, size), added)

@@ -163,3 +163,69 @@ def test_pools_agree_with_the_compiled_kernels_off():
                 kernels.set_enabled(previous)
         for a, b in zip(*results):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+# ----- 3-d convolution and pooling ---------------------------------------------------------------
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride, padding, dilation, groups", list(itertools.product((1, (1, 2, 1)), (0, 1), (1, 2),
+                                                                                     (1, 2))))
+@pytest.mark.parametrize("transposed", [False, True])
+def test_conv3d_modules_match_torch(dtype, stride, padding, dilation, groups, transposed):
+    name = "ConvTranspose3d" if transposed else "Conv3d"
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if transposed and stride != 1:
+        kw["output_padding"] = (0, 1, 0)
+    ours, theirs = pair(name, 2 * groups, 3 * groups, (2, 3, 2), **kw)
+    theirs = theirs.double() if dtype == "float64" else theirs
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.tensor(np.random.default_rng(2).standard_normal(tuple(p.shape))))
+    params = [p.detach().numpy() for p in theirs.parameters()]
+
+    def ours_fn(x, w, b):
+        return getattr(F, "conv_transpose3d" if transposed else "conv3d")(x, w, b, **kw)
+
+    def theirs_fn(x, w, b):
+        return getattr(TF, "conv_transpose3d" if transposed else "conv3d")(x, w, b, **kw)
+
+    run_both(ours_fn, theirs_fn, [distinct((2, 2 * groups, 4, 6, 5)) / 100] + params, dtype)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]
+    assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, args, kw", [
+    ("MaxPool3d", (2,), {}), ("MaxPool3d", ((2, 3, 2), (1, 2, 2), 1), {"ceil_mode": True, "return_indices": True}),
+    ("MaxPool3d", (2,), {"dilation": 2, "stride": 1}), ("AvgPool3d", (3, 2, 1), {"ceil_mode": True}),
+    ("AvgPool3d", (3, 2, 1), {"count_include_pad": False}), ("AvgPool3d", (2,), {"divisor_override": 3}),
+    ("AdaptiveAvgPool3d", ((3, 4, 2),), {}), ("AdaptiveAvgPool3d", (2,), {})])
+@pytest.mark.parametrize("batched", [True, False])
+def test_pool3d_modules_match_torch(dtype, name, args, kw, batched):
+    ours, theirs = pair(name, *args, **kw)
+    assert repr(ours) == repr(theirs)
+    run_both(ours, theirs, [distinct(((2,) if batched else ()) + (3, 5, 6, 7))], dtype)
+
+
+def test_3d_ops_agree_with_the_compiled_kernels_off():
+    x = distinct((2, 2, 5, 6, 7)).astype(np.float32)
+    w = np.random.default_rng(3).standard_normal((3, 2, 2, 3, 2)).astype(np.float32)
+    fns = [lambda t: F.conv3d(t, cr.tensor(w), padding=1), lambda t: F.max_pool3d(t, 2),
+           lambda t: F.avg_pool3d(t, 3, 2, 1), lambda t: F.conv_transpose3d(t, cr.tensor(w.transpose(1, 0, 2, 3, 4)))]
+    for fn in fns:
+        results = []
+        for on in (True, False):
+            previous = kernels.enabled()
+            kernels.set_enabled(on)
+            try:
+                t = cr.tensor(x, requires_grad=True)
+                out = fn(t)
+                out.sum().backward()
+                results.append((out.detach().numpy(), t.grad.numpy()))
+            finally:
+                kernels.set_enabled(previous)
+        for a, b in zip(*results):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -1076,6 +1076,45 @@ case("conv_transpose1d", _conv_functional("conv_transpose1d"),
       (((4, 3), (4, 1, 2)), {"groups": 2, "dilation": 2, "output_padding": 1})],
      _conv_transpose_args(1), kind="conv", rtol32=1e-4, atol32=1e-4)
 
+def _on_floats(name):
+    """``name`` on a float input: PyTorch's average pooling of integers truncates, which chainrule's (floating
+    point only) refuses; that difference is left untested here."""
+    def fn(lib, x, **params):
+        return _conv_functional(name)(lib, x if x.is_floating_point() else x.float(), **params)
+    return fn
+
+
+case("conv_transpose3d", _conv_functional("conv_transpose3d"),
+     [(((1, 2, 2, 3, 2), (2, 2, 2, 2, 1), (2,)), {"stride": (2, 1, 1), "padding": (1, 0, 0), "output_padding": (1, 0, 0)}),
+      (((2, 2, 3, 2), (2, 1, 1, 2, 2)), {"groups": 2, "dilation": (1, 2, 1)})],
+     _conv_transpose_args(3), kind="conv", rtol32=1e-4, atol32=1e-4)
+case("conv3d", _conv_functional("conv3d"),
+     [(((1, 2, 3, 4, 3), (2, 2, 2, 2, 2), (2,)), {"stride": (1, 2, 1), "padding": 1}),
+      (((2, 3, 3, 3), (2, 1, 1, 2, 2)), {"groups": 2, "dilation": (1, 2, 1)})],
+     _conv_transpose_args(3).map(lambda a: (a[0][:1] + ((a[0][1][1] * a[1]["groups"], a[0][1][0] // a[1]["groups"])
+                                                         + a[0][1][2:],) + a[0][2:],
+                                            {"stride": a[1]["stride"], "dilation": a[1]["dilation"],
+                                             "groups": a[1]["groups"], "padding": "same" if a[1]["stride"] == 1
+                                             else 0})).filter(
+         lambda a: all(n >= (k - 1) * a[1]["dilation"] + 1 for n, k in zip(a[0][0][-3:], a[0][1][2:]))),
+     kind="conv", rtol32=1e-4, atol32=1e-4)
+case("max_pool3d", _conv_functional("max_pool3d"),
+     [(((1, 2, 3, 4, 3),), {"kernel_size": 2, "stride": 1, "padding": 1}),
+      (((2, 4, 3, 5),), {"kernel_size": (2, 1, 3), "stride": 2, "ceil_mode": True})],
+     st.tuples(st.just(((1, 2, 4, 3, 5),)), st.sampled_from([{"kernel_size": 2}, {"kernel_size": 3, "padding": 1},
+                                                              {"kernel_size": 2, "stride": 1, "dilation": 2}])),
+     samplers=(no_ties,), kind="conv")
+case("avg_pool3d", _on_floats("avg_pool3d"),
+     [(((1, 2, 3, 4, 3),), {"kernel_size": 2, "stride": 1, "padding": 1, "count_include_pad": False}),
+      (((2, 4, 3, 5),), {"kernel_size": (2, 1, 3), "stride": 2, "ceil_mode": True, "divisor_override": 3})],
+     st.tuples(st.just(((2, 2, 4, 3, 5),)), st.sampled_from([{"kernel_size": 2}, {"kernel_size": 3, "padding": 1},
+                                                              {"kernel_size": 3, "stride": 2, "ceil_mode": True}])),
+     kind="conv")
+case("adaptive_avg_pool3d", _conv_functional("adaptive_avg_pool3d"),
+     [(((1, 2, 3, 4, 5),), {"output_size": (2, 3, 4)}), (((2, 4, 3, 4),), {"output_size": 2})],
+     st.tuples(st.just(((2, 2, 4, 3, 5),)), st.sampled_from([{"output_size": 2}, {"output_size": (3, 1, 4)}])),
+     kind="conv")
+
 
 @st.composite
 def _adaptive_max_args(draw, spatial: int):
@@ -1134,11 +1173,11 @@ def _lp_args(draw, spatial: int):
                                     "stride": stride, "ceil_mode": draw(st.booleans())}
 
 
-case("lp_pool2d", _conv_functional("lp_pool2d"),
+case("lp_pool2d", _on_floats("lp_pool2d"),
      [(((1, 2, 4, 5),), {"norm_type": 2.0, "kernel_size": 2}),
       (((2, 5, 5),), {"norm_type": 3.0, "kernel_size": (2, 3), "stride": 2, "ceil_mode": True})],
      _lp_args(2), samplers=(positive,), kind="conv", rtol32=1e-4, atol32=1e-4)
-case("lp_pool1d", _conv_functional("lp_pool1d"),
+case("lp_pool1d", _on_floats("lp_pool1d"),
      [(((2, 2, 7),), {"norm_type": 1.5, "kernel_size": 3, "stride": 2}), (((3, 6),), {"norm_type": 2, "kernel_size": 2})],
      _lp_args(1), samplers=(positive,), kind="conv", rtol32=1e-4, atol32=1e-4)
 

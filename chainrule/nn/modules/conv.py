@@ -10,6 +10,7 @@ from chainrule.nn.parameter import Parameter
 
 __all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Unfold", "Fold",
            "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d"]
+__all__ += ["Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d"]
 __all__ += ["AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "LPPool1d",
             "LPPool2d"]
 
@@ -182,6 +183,7 @@ class Fold(Module):
 
 
 class _Pool(Module):
+    _repr_options: tuple = ()
     def __init__(self, kernel_size, stride=None, padding=0, **options):
         super().__init__()
         self.kernel_size = kernel_size
@@ -190,11 +192,13 @@ class _Pool(Module):
         self.options = options
 
     def extra_repr(self) -> str:
-        extra = "".join(f", {k}={v}" for k, v in self.options.items())
+        extra = "".join(f", {k}={self.options[k]}" for k in self._repr_options)  # what PyTorch's repr shows
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}{extra}"
 
 
 class MaxPool2d(_Pool):
+    _repr_options = ("dilation", "ceil_mode")
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding, dilation=dilation, ceil_mode=ceil_mode,
@@ -205,6 +209,8 @@ class MaxPool2d(_Pool):
 
 
 class MaxPool1d(_Pool):
+    _repr_options = ("dilation", "ceil_mode")
+
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding, dilation=dilation, ceil_mode=ceil_mode,
@@ -312,3 +318,38 @@ class LPPool1d(_LPPoolNd):
 class LPPool2d(_LPPoolNd):
     def forward(self, x):
         return F.lp_pool2d(x, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution over (N, C, D, H, W) input."""
+
+    _dims = 3
+
+    def forward(self, x):
+        return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution over (N, C, D, H, W) input."""
+
+    _dims = 3
+
+    def forward(self, x, output_size=None):
+        output_padding = self._output_padding(x, output_size)
+        return F.conv_transpose3d(x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
+                                  self.dilation)
+
+
+class MaxPool3d(MaxPool2d):
+    def forward(self, x):
+        return F.max_pool3d(x, self.kernel_size, self.stride, self.padding, **self.options)
+
+
+class AvgPool3d(AvgPool2d):
+    def forward(self, x):
+        return F.avg_pool3d(x, self.kernel_size, self.stride, self.padding, **self.options)
+
+
+class AdaptiveAvgPool3d(AdaptiveAvgPool2d):
+    def forward(self, x):
+        return F.adaptive_avg_pool3d(x, self.output_size)
