@@ -256,13 +256,9 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
         count = math.prod(x.shape[2:])
         if count <= 1:
             raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(x.shape)}")
-        mean = x.mean(dims, keepdim=True)
-        centered = x - mean
-        var = (centered * centered).mean(dims, keepdim=True)
-        if running_mean is not None and running_var is not None:
-            with no_grad():
-                running_mean.mul_(1 - momentum).add_(mean.detach().mean(0).reshape(-1) * momentum)
-                running_var.mul_(1 - momentum).add_(var.detach().mean(0).reshape(-1) * (momentum * count / (count - 1)))
+        mean, centered, var = _mean_and_variance(x, dims)
+        if running_mean is not None and running_var is not None:  # the batch's average of the instances' statistics
+            _update_running(running_mean, running_var, mean.detach().mean(0), var.detach().mean(0), momentum, count)
         out = centered * (var + eps).rsqrt()
     else:
         if running_mean is None or running_var is None:
@@ -303,6 +299,22 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps:
     return out if weight is None else out * weight
 
 
+def _mean_and_variance(x: Tensor, dims: tuple) -> tuple:
+    """The mean over ``dims``, ``x`` centred on it, and the biased variance (all keepdim)."""
+    mean = x.mean(dims, keepdim=True)
+    centered = x - mean
+    return mean, centered, (centered * centered).mean(dims, keepdim=True)
+
+
+def _update_running(running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor, momentum: float,
+                    count: int) -> None:
+    """running = (1 - momentum) running + momentum * statistic, in place; the variance made unbiased
+    (each statistic is over ``count`` values), as PyTorch's running variance is."""
+    with no_grad():
+        running_mean.mul_(1 - momentum).add_(mean.reshape(-1) * momentum)
+        running_var.mul_(1 - momentum).add_(var.reshape(-1) * (momentum * count / (count - 1)))
+
+
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalise each channel (dim 1) over the batch and spatial dims. In training the batch statistics are
@@ -315,13 +327,9 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         count = input.numel() // input.shape[1]
         if count <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {describe(input)}")
-        mean = input.mean(dims, keepdim=True)
-        centered = input - mean
-        var = (centered * centered).mean(dims, keepdim=True)
+        mean, centered, var = _mean_and_variance(input, dims)
         if running_mean is not None and running_var is not None:
-            with no_grad():
-                running_mean.mul_(1 - momentum).add_(mean.detach().reshape(-1) * momentum)
-                running_var.mul_(1 - momentum).add_(var.detach().reshape(-1) * (momentum * count / (count - 1)))
+            _update_running(running_mean, running_var, mean.detach(), var.detach(), momentum, count)
         out = centered * (var + eps).rsqrt()
     else:
         if running_mean is None or running_var is None:
