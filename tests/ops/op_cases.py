@@ -1389,3 +1389,12 @@ for _p in (1.0, 3.0, 0.5):
                  _rows(4, 4).map(lambda t: (((t[0], 3), (t[1], 3)), {})))
 _linalg_case("cdist-mm", lambda lib, a, b: lib.cdist(a, b, compute_mode="use_mm_for_euclid_dist"),
              [(((3, 2), (4, 2)), {})], _rows(4, 4).map(lambda t: (((t[0], 3), (t[1], 3)), {})))
+
+
+# ----- linear algebra: chainrule.linalg (cases below) -----
+
+
+# ----- elementwise and special functions (cases below) -----
+
+
+# ----- shape, cumulative scans, reductions (cases below) -----
