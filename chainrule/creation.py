@@ -21,7 +21,8 @@ from chainrule.tensor import Tensor, wrap
 __all__ = [
     "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange", "linspace", "eye",
     "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "full_like", "empty_like",
-    "rand_like", "randn_like", "randint_like", "normal", "is_tensor", "numel",
+    "rand_like", "randn_like", "randint_like", "normal", "is_tensor", "numel", "bernoulli", "multinomial",
+    "poisson",
 ]
 
 
@@ -193,11 +194,100 @@ def randn(*size, dtype=None, device=None, requires_grad: bool = False, generator
     return t.requires_grad_(True) if requires_grad else t
 
 
-def normal(mean: float, std: float, size, dtype=None, device=None, generator=None) -> Tensor:
-    t = _random_floats("standard_normal", (size,) if isinstance(size, int) else size, dtype, device, generator)
-    t._data *= std
-    t._data += mean
-    return t
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Normal samples: ``normal(mean, std, size)`` with numbers, or elementwise with tensor ``mean`` and/or
+    ``std`` (broadcast, as PyTorch). As in PyTorch the tensor forms pass a zero gradient to mean and std
+    (use ``distributions.Normal(...).rsample()`` for the reparameterised draw)."""
+    if not isinstance(mean, Tensor) and not isinstance(std, Tensor):
+        if size is None:
+            raise TypeError("normal: with a number mean and std, size is required, e.g. normal(0., 1., (3,))")
+        t = _random_floats("standard_normal", (size,) if isinstance(size, int) else size, dtype, device, generator)
+        t._data *= std
+        t._data += mean
+        return t.requires_grad_(True) if requires_grad else t
+    ref = mean if isinstance(mean, Tensor) else std
+    if not ref.dtype.is_floating_point:
+        raise RuntimeError(f"normal expects floating point mean and std, got dtype={ref.dtype}")
+    if isinstance(std, Tensor):
+        if bool(to_host((std._data < 0).any())):
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+    elif std < 0:
+        raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
+    shape = tuple(np.broadcast_shapes(*(t.shape for t in (mean, std) if isinstance(t, Tensor))))
+    gen = generator or default_generator
+    eps = ref.xp.asarray(gen.numpy.standard_normal(shape).astype(ref._data.dtype, copy=False))
+    # mean * 0 + std * 0 + sample: the value is the sample, the graph sends zeros back, as torch.normal
+    out = wrap(ref.xp.asarray(to_host(mean._data if isinstance(mean, Tensor) else mean)
+                              + eps * to_host(std._data if isinstance(std, Tensor) else std)).astype(ref._data.dtype))
+    if (isinstance(mean, Tensor) and mean.requires_grad) or (isinstance(std, Tensor) and std.requires_grad):
+        out = out + mean * 0 + std * 0
+    return out
+
+
+def _probabilities(input: Tensor, op: str) -> Any:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: expected a Tensor of probabilities, got {type(input).__name__}")
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(f"{op}: expected a floating point tensor of probabilities, got dtype={input.dtype}")
+    return to_host(input._data)
+
+
+def bernoulli(input: Tensor, p: float | None = None, *, generator=None, out=None) -> Tensor:
+    """0/1 draws with probability ``input`` (or the number ``p``), in ``input``'s dtype and shape."""
+    probs = _probabilities(input, "bernoulli")
+    if p is not None:
+        probs = np.full(probs.shape, p, dtype=probs.dtype)
+    if not np.all((probs >= 0) & (probs <= 1)):
+        raise RuntimeError("Expected p_in >= 0 && p_in <= 1 to be true, but got false.  (bernoulli: every "
+                           "probability must lie in [0, 1])")
+    gen = generator or default_generator
+    sample = (gen.numpy.random(probs.shape) < probs).astype(probs.dtype)
+    return wrap(input.xp.asarray(sample))
+
+
+def poisson(input: Tensor, generator=None) -> Tensor:
+    """Poisson draws with rates ``input``, in ``input``'s dtype."""
+    rates = _probabilities(input, "poisson")
+    if not np.all(rates >= 0):
+        raise RuntimeError("invalid Poisson rate, expected rate to be non-negative")
+    gen = generator or default_generator
+    return wrap(input.xp.asarray(gen.numpy.poisson(rates).astype(rates.dtype)))
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator=None, out=None) -> Tensor:
+    """Category indices (int64) drawn from each row of non-negative weights; without replacement each row's
+    draws are distinct, drawn in sequence with the remaining weights renormalised (PyTorch's semantics)."""
+    weights = _probabilities(input, "multinomial").astype(np.float64)
+    if weights.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got a {weights.ndim}-dim tensor")
+    num_samples = operator.index(num_samples)
+    if num_samples <= 0:
+        raise RuntimeError(f"multinomial: cannot sample n_sample <= 0 samples, got num_samples={num_samples}")
+    rows = weights.reshape(-1, weights.shape[-1])
+    n_cat = rows.shape[1]
+    if not replacement and num_samples > n_cat:
+        raise RuntimeError("multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement "
+                           f"(num_samples={num_samples}, categories={n_cat})")
+    if not np.all(np.isfinite(rows)) or np.any(rows < 0):
+        raise RuntimeError("multinomial: probability tensor contains either `inf`, `nan` or element < 0")
+    if np.any(rows.sum(-1) <= 0):
+        raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+    gen = generator or default_generator
+    if replacement:
+        cdf = np.cumsum(rows, -1)
+        cdf /= cdf[:, -1:]
+        u = gen.numpy.random((rows.shape[0], num_samples))
+        idx = np.stack([np.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
+        idx = np.minimum(idx, n_cat - 1)
+    else:
+        # zero-weight categories come last, in index order, when a row has fewer positive ones (torch's CPU)
+        # exponential race: the order of E_i / w_i is sequential sampling without replacement
+        keys = gen.numpy.standard_exponential(rows.shape)
+        with np.errstate(divide="ignore"):
+            keys = np.where(rows > 0, keys / rows, np.inf)
+        idx = np.argsort(keys, axis=-1, kind="stable")[:, :num_samples]
+    idx = idx.astype(np.int64).reshape(weights.shape[:-1] + (num_samples,))
+    return wrap(input.xp.asarray(idx))
 
 
 def randint(low: int, high: int | None = None, size=None, dtype=None, device=None, generator=None) -> Tensor:
@@ -267,3 +357,77 @@ def is_tensor(obj: Any) -> bool:
 
 def numel(t: Tensor) -> int:
     return t.numel()
+
+
+def _fill_from(self: Tensor, op: str, sample) -> Tensor:
+    from chainrule.ops.inplace import apply_inplace
+
+    return apply_inplace(self, op, lambda t: wrap(t.xp.asarray(np.asarray(sample).astype(t._data.dtype))))
+
+
+def _bernoulli_(self: Tensor, p=0.5, *, generator=None) -> Tensor:
+    probs = to_host(p._data) if isinstance(p, Tensor) else p
+    if not np.all((np.asarray(probs) >= 0) & (np.asarray(probs) <= 1)):
+        raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+    gen = generator or default_generator
+    return _fill_from(self, "bernoulli_", gen.numpy.random(self.shape) < np.broadcast_to(probs, self.shape))
+
+
+def _exponential_(self: Tensor, lambd: float = 1.0, *, generator=None) -> Tensor:
+    if not lambd > 0:
+        raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
+    gen = generator or default_generator
+    return _fill_from(self, "exponential_", gen.numpy.standard_exponential(self.shape) / lambd)
+
+
+def _geometric_(self: Tensor, p: float, *, generator=None) -> Tensor:
+    if not 0 < p < 1:
+        raise RuntimeError(f"geometric_ expects p to be in (0, 1), but got p={p}")
+    gen = generator or default_generator
+    return _fill_from(self, "geometric_", gen.numpy.geometric(p, self.shape))
+
+
+def _cauchy_(self: Tensor, median: float = 0.0, sigma: float = 1.0, *, generator=None) -> Tensor:
+    gen = generator or default_generator
+    return _fill_from(self, "cauchy_", median + sigma * gen.numpy.standard_cauchy(self.shape))
+
+
+def _log_normal_(self: Tensor, mean: float = 1.0, std: float = 2.0, *, generator=None) -> Tensor:
+    if not std > 0:
+        raise RuntimeError(f"log_normal_ expects std > 0.0, but found std={std}")
+    gen = generator or default_generator
+    return _fill_from(self, "log_normal_", np.exp(gen.numpy.normal(mean, std, self.shape)))
+
+
+def _random_(self: Tensor, from_=0, to=None, *, generator=None) -> Tensor:
+    """Integers uniform in [from, to); ``random_(to)`` is [0, to); ``random_()`` spans [0, 2**mantissa]
+    for floats (so every value is exact) and [0, max] for integers, as PyTorch."""
+    if to is None and from_ != 0:
+        from_, to = 0, from_
+    if to is None:
+        dt = np.dtype(self._data.dtype)
+        if dt.kind == "f":
+            to = 2 ** (np.finfo(dt).nmant + 1) + 1
+        elif dt.kind == "b":
+            to = 2
+        else:
+            to = int(np.iinfo(dt).max)
+    if from_ >= to:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={from_} >= to={to}")
+    gen = generator or default_generator
+    return _fill_from(self, "random_", gen.numpy.integers(from_, to, self.shape))
+
+
+def _tensor_bernoulli(self: Tensor, p=None, *, generator=None) -> Tensor:
+    return bernoulli(self, p, generator=generator)
+
+
+def _tensor_multinomial(self: Tensor, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
+    return multinomial(self, num_samples, replacement, generator=generator)
+
+
+def tensor_sampling_methods() -> dict:
+    """The Tensor methods that draw from the seeded generator (bound in ops/_methods.py)."""
+    return {"bernoulli_": _bernoulli_, "exponential_": _exponential_, "geometric_": _geometric_,
+            "cauchy_": _cauchy_, "log_normal_": _log_normal_, "random_": _random_,
+            "bernoulli": _tensor_bernoulli, "multinomial": _tensor_multinomial}

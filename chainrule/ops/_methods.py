@@ -25,10 +25,14 @@ _SAME_NAME = {
          "nan_to_num", "addcmul",
          "addcdiv", "logit"],
     rd: ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "logsumexp", "norm",
-         "cumsum", "cumprod", "argmax", "argmin", "all", "any", "count_nonzero", "median"],
+         "cumsum", "cumprod", "argmax", "argmin", "all", "any", "count_nonzero", "median",
+         "cummax", "cummin", "logcumsumexp", "diff", "aminmax", "nansum", "nanmean", "mode", "kthvalue",
+         "quantile", "nanquantile"],
     sh: ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes", "t", "squeeze",
          "unsqueeze", "expand", "expand_as", "broadcast_to", "repeat", "tile", "split", "chunk", "unbind",
-         "narrow", "flip", "roll", "tril", "triu", "movedim", "clone", "contiguous", "select"],
+         "narrow", "flip", "roll", "tril", "triu", "movedim", "clone", "contiguous", "select",
+         "diag", "diagonal", "diag_embed", "fliplr", "flipud", "rot90", "repeat_interleave", "tensor_split",
+         "hsplit", "vsplit", "dsplit", "kron"],
     ix: ["gather", "scatter", "scatter_add", "index_select", "index_add", "masked_fill", "masked_select",
          "take_along_dim", "nonzero"],
     la: ["matmul", "mm", "bmm", "dot", "vdot", "outer", "inner"],
@@ -112,6 +116,13 @@ def _random_fill(sampler: str):
     return method
 
 
+def _sampling_methods() -> dict:
+    """``bernoulli_``, ``exponential_``, ``random_``, ``multinomial``...: defined beside the random creation functions."""
+    from chainrule.creation import tensor_sampling_methods
+
+    return tensor_sampling_methods()
+
+
 def _comparison(fn):
     """``==`` / ``!=`` against something that is no number, array or tensor (None, a string) is not
     an elementwise comparison: Python's fallback answers (``x == None`` is False, as in PyTorch)."""
@@ -164,6 +175,7 @@ def _conversions() -> dict:
         "new_full": _new_full, "new_tensor": _new_tensor,
         "zero_": lambda self: INPLACE_OPS_TABLE["fill_"](self, 0),
         "uniform_": _random_fill("uniform"), "normal_": _random_fill("normal"),
+        **_sampling_methods(),
         "masked_fill_": lambda self, mask, value: apply_inplace(self, "masked_fill_", ix.masked_fill, mask, value),
         "index_put_": lambda self, index, value: apply_inplace(self, "index_put_", ix.index_put, index, value),
         "scatter_add_": lambda self, dim, index, src: apply_inplace(self, "scatter_add_", ix.scatter_add, dim, index, src),

@@ -1,0 +1,10 @@
+"""Probability distributions with PyTorch's ``torch.distributions`` API: parameters are tensors, ``rsample``
+is reparameterised (gradients reach the parameters), ``sample`` draws from chainrule's seeded generator,
+``kl_divergence`` dispatches through a registry (``register_kl``)."""
+
+from chainrule.distributions.distribution import Distribution
+from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
+from chainrule.distributions.kl import kl_divergence, register_kl
+
+__all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
+           "kl_divergence", "register_kl"]

@@ -1,0 +1,86 @@
+"""``kl_divergence(p, q)``: dispatched on the pair of types through ``register_kl``'s registry, the most
+specific registered pair (by method resolution order) winning, as PyTorch."""
+
+from __future__ import annotations
+
+from chainrule import ops as _ops
+from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
+
+__all__ = ["kl_divergence", "register_kl"]
+
+_KL_REGISTRY: dict = {}
+
+
+def register_kl(type_p, type_q):
+    """Decorator: ``@register_kl(Normal, Normal) def kl(p, q): ...``."""
+    def decorator(fn):
+        _KL_REGISTRY[type_p, type_q] = fn
+        return fn
+
+    return decorator
+
+
+def _dispatch(type_p, type_q):
+    matches = [(tp, tq) for tp, tq in _KL_REGISTRY if issubclass(type_p, tp) and issubclass(type_q, tq)]
+    if not matches:
+        return None
+    return _KL_REGISTRY[min(matches, key=lambda m: (type_p.__mro__.index(m[0]), type_q.__mro__.index(m[1])))]
+
+
+def kl_divergence(p, q):
+    """KL(p || q), batched over the distributions' batch shape."""
+    fn = _dispatch(type(p), type(q))
+    if fn is None:
+        raise NotImplementedError(f"No KL(p || q) is implemented for p type {type(p).__name__} and q type "
+                                  f"{type(q).__name__}")
+    return fn(p, q)
+
+
+_INF = float("inf")
+
+
+@register_kl(Normal, Normal)
+def _kl_normal_normal(p, q):
+    var_ratio = (p.scale / q.scale) ** 2
+    t1 = ((p.loc - q.loc) / q.scale) ** 2
+    return 0.5 * (var_ratio + t1 - 1 - var_ratio.log())
+
+
+@register_kl(Bernoulli, Bernoulli)
+def _kl_bernoulli_bernoulli(p, q):
+    from chainrule.nn.functional import softplus
+
+    t1 = p.probs * (softplus(-q.logits) - softplus(-p.logits))
+    t1 = _ops.where(q.probs.detach() == 0, _INF, t1)
+    t1 = _ops.where(p.probs.detach() == 0, 0.0, t1)
+    t2 = (1 - p.probs) * (softplus(q.logits) - softplus(p.logits))
+    t2 = _ops.where(q.probs.detach() == 1, _INF, t2)
+    t2 = _ops.where(p.probs.detach() == 1, 0.0, t2)
+    return t1 + t2
+
+
+@register_kl(Categorical, Categorical)
+def _kl_categorical_categorical(p, q):
+    t = p.probs * (p.logits - q.logits)
+    shape = t.shape
+    t = _ops.where((q.probs.detach() == 0).expand(*shape), _INF, t)
+    t = _ops.where((p.probs.detach() == 0).expand(*shape), 0.0, t)
+    return t.sum(-1)
+
+
+@register_kl(OneHotCategorical, OneHotCategorical)
+def _kl_onehot_onehot(p, q):
+    return _kl_categorical_categorical(p._categorical, q._categorical)
+
+
+@register_kl(Uniform, Uniform)
+def _kl_uniform_uniform(p, q):
+    result = ((q.high - q.low) / (p.high - p.low)).log()
+    outside = (q.low.detach() > p.low.detach()) | (q.high.detach() < p.high.detach())
+    return _ops.where(outside, _INF, result)
+
+
+@register_kl(Exponential, Exponential)
+def _kl_exponential_exponential(p, q):
+    rate_ratio = q.rate / p.rate
+    return -rate_ratio.log() + rate_ratio - 1
