@@ -33,12 +33,11 @@ def device(name: str) -> Device:
 # The layers above the core load on first use (``cr.nn.Linear``, ``cr.optim.AdamW``), as torch.nn
 # and torch.optim are reachable from ``import torch``, without slowing ``import chainrule``.
 _SUBPACKAGES = ("nn", "optim", "data", "train", "io", "diagnostics", "models", "viz", "recipes", "utils", "cuda",
-                "backends", "distributions", "linalg")
+                "backends", "distributions")
 # torch.* functions that live in those layers: name -> module defining it.
 _LAZY_FUNCTIONS = {"save": "chainrule.io.serialization", "load": "chainrule.io.serialization",
                    "set_float32_matmul_precision": "chainrule.backends",
-                   "get_float32_matmul_precision": "chainrule.backends",
-                   **{n: "chainrule.linalg" for n in ("det", "inverse", "trace", "cholesky", "slogdet", "logdet")}}
+                   "get_float32_matmul_precision": "chainrule.backends"}
 
 
 def __getattr__(name: str):
