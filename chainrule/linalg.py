@@ -1,0 +1,620 @@
+"""``chainrule.linalg``, as ``torch.linalg``: factorizations, inverses, solves and norms with gradients
+of every order.
+
+Each decomposition is a primitive: its forward is ``numpy.linalg`` (through the backend's namespace) on
+the arrays, its backward rule is written with differentiable tensor ops (matmul, solve, ...), so
+``create_graph=True`` differentiates the rule again. A factorization with several outputs (eigh's
+eigenvalues and eigenvectors, svd's U, S, Vh, qr's Q, R) records one node per output; each node's rule
+is the part of the gradient that comes from its own output (the formulas are linear in the output
+gradients), reading the other outputs as tensors. An unused output therefore costs nothing and adds
+nothing, exactly as PyTorch's undefined gradients.
+
+Policy at degenerate spectra (PyTorch's): the gradient through eigenvectors (eigh) and singular vectors
+(svd) divides by eigenvalue gaps ``lambda_j - lambda_i`` (``s_j^2 - s_i^2`` for svd). chainrule divides as
+PyTorch does, without guarding: at (near-)repeated eigenvalues such a gradient is inf/nan or huge, since
+the vectors are not a differentiable function there. Gradients that only use the eigenvalues / singular
+values (``eigvalsh``, ``svdvals``, ``matrix_norm(ord='nuc')``, a loss that ignores ``eigenvectors``) never
+divide and stay finite.
+
+Composites (gradients for free): ``solve`` for the left=False form, ``svdvals``, the norms, ``pinv``,
+``cross``, ``matrix_exp`` (scaling and squaring of a degree-18 Taylor polynomial), ``lstsq`` (through
+``pinv``), ``det``'s top-level alias ``logdet``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+
+from chainrule.backend import xp_of
+from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, untracked
+
+__all__ = ["inv", "inv_ex", "det", "slogdet", "logdet", "solve", "cholesky", "eigh", "eigvalsh", "svd", "svdvals",
+           "vector_norm", "matrix_norm", "norm", "solve_triangular", "pinv", "cross", "matrix_exp", "qr", "lstsq",
+           "inverse", "trace", "diagonal", "matmul", "vecdot", "matrix_power", "LinAlgError"]
+
+SlogdetResult = namedtuple("slogdet", ["sign", "logabsdet"])
+EighResult = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
+SVDResult = namedtuple("svd", ["U", "S", "Vh"])
+QRResult = namedtuple("qr", ["Q", "R"])
+LstsqResult = namedtuple("lstsq", ["solution", "residuals", "rank", "singular_values"])
+InvExResult = namedtuple("inv_ex", ["inverse", "info"])
+
+
+class LinAlgError(RuntimeError):
+    """A matrix the operation cannot handle (singular, not positive-definite): as ``torch.linalg.LinAlgError``,
+    a RuntimeError."""
+
+
+# ----- helpers --------------------------------------------------------------------------------------
+
+def _float(op: str, A: Tensor) -> None:
+    if A._data.dtype.kind != "f":
+        raise RuntimeError(f"{op}: Expected a floating point tensor as input. Got {A.dtype} ({describe(A)}); "
+                           "convert it with .double() or .float()")
+
+
+def _square(op: str, A, name: str = "A") -> Tensor:
+    A = tensor_operand(A, op)
+    if A.ndim < 2:
+        raise RuntimeError(f"{op}: The input tensor {name} must have at least 2 dimensions, got {describe(A)}")
+    if A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"{op}: {name} must be batches of square matrices, but they are "
+                           f"{A.shape[-2]} by {A.shape[-1]} matrices ({describe(A)})")
+    _float(op, A)
+    return A
+
+
+def _matrix(op: str, A, name: str = "A") -> Tensor:
+    A = tensor_operand(A, op)
+    if A.ndim < 2:
+        raise RuntimeError(f"{op}: The input tensor {name} must have at least 2 dimensions, got {describe(A)}")
+    _float(op, A)
+    return A
+
+
+def _eye(n: int, like: Tensor) -> Tensor:
+    from chainrule.creation import eye
+
+    return eye(n, dtype=like.dtype, device=like.device)
+
+
+def diagonal(A, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """The main diagonal of the last two dims (``torch.linalg.diagonal``; offset 0 and the last two dims only)."""
+    A = tensor_operand(A, "linalg.diagonal")
+    if offset != 0 or {dim1 % max(A.ndim, 1), dim2 % max(A.ndim, 1)} != {A.ndim - 2, A.ndim - 1}:
+        raise NotImplementedError("linalg.diagonal: only offset=0 over the last two dims is supported")
+    return _diag(A)
+
+
+def _diag(A: Tensor) -> Tensor:
+    from chainrule.ops.linalg import einsum
+
+    return einsum("...ii->...i", A)
+
+
+def _diag_embed(v: Tensor) -> Tensor:
+    return v.unsqueeze(-1) * _eye(v.shape[-1], v)
+
+
+def trace(A) -> Tensor:
+    """Sum of the diagonal of a 2-D matrix (``torch.trace``)."""
+    A = tensor_operand(A, "trace")
+    if A.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {A.ndim} ({describe(A)})")
+    from chainrule.ops.linalg import einsum
+
+    return einsum("ii->", A)
+
+
+def _linalg_error(op: str, err: Exception, what: str) -> LinAlgError:
+    return LinAlgError(f"{op}: {what} ({err})")
+
+
+def _check_finite_result(op: str, out, what: str):
+    xp = xp_of(out)
+    if not bool(xp.all(xp.isfinite(out))):
+        raise LinAlgError(f"{op}: {what}")
+
+
+# ----- inv, det, slogdet -----------------------------------------------------------------------------
+
+_SINGULAR = "The input matrix is singular, so the inversion could not be completed"
+
+
+def inv(A) -> Tensor:
+    """Inverse of a square matrix (batches of them). Raises LinAlgError for a singular matrix, as PyTorch."""
+    A = _square("linalg.inv", A)
+    xp = xp_of(A._data)
+    try:
+        out = xp.linalg.inv(A._data)
+    except xp.linalg.LinAlgError as err:
+        raise _linalg_error("linalg.inv", err, _SINGULAR) from None
+    _check_finite_result("linalg.inv", out, _SINGULAR)
+
+    def rule(g, Ainv):  # d(A^-1) = -A^-1 dA A^-1
+        return (-(Ainv.mT @ g @ Ainv.mT),)
+
+    return record(out, "linalg_inv", (A,), rule, (), keep_output=True)
+
+
+inverse = inv
+
+
+def inv_ex(A, *, check_errors: bool = False) -> InvExResult:
+    A = _square("linalg.inv_ex", A)
+    try:
+        X = inv(A)
+        info = 0
+    except LinAlgError:
+        if check_errors:
+            raise
+        xp = xp_of(A._data)
+        X = untracked(xp.full(A._data.shape, xp.nan, dtype=A._data.dtype), A)
+        info = 1
+    xp = xp_of(A._data)
+    return InvExResult(X, untracked(xp.full(A._data.shape[:-2], info, dtype=xp.int32), A))
+
+
+def det(A) -> Tensor:
+    """Determinant. Its gradient det(A) A^-T needs an invertible A (a singular A gets inf/nan gradients,
+    where PyTorch falls back to an SVD formula)."""
+    A = _square("linalg.det", A)
+    out = xp_of(A._data).linalg.det(A._data)
+
+    def rule(g, d):
+        return ((g * d).unsqueeze(-1).unsqueeze(-1) * inv(A).mT,)
+
+    return record(out, "linalg_det", (A,), rule, (A,), keep_output=True)
+
+
+def slogdet(A) -> SlogdetResult:
+    """(sign, log|det|); only logabsdet carries a gradient (A^-T)."""
+    A = _square("linalg.slogdet", A)
+    sign, logabs = xp_of(A._data).linalg.slogdet(A._data)
+
+    def rule(g, _):
+        return (g.unsqueeze(-1).unsqueeze(-1) * inv(A).mT,)
+
+    return SlogdetResult(untracked(sign, A), record(logabs, "linalg_slogdet", (A,), rule, (A,)))
+
+
+def logdet(A) -> Tensor:
+    """log det A: nan for a negative determinant, -inf for a zero one (``torch.logdet``)."""
+    sign, logabs = slogdet(A)
+    xp = xp_of(logabs._data)
+    bad = untracked(xp.where(sign._data < 0, xp.nan, xp.where(sign._data == 0, -xp.inf, 0.0)).astype(
+        logabs._data.dtype), logabs)
+    return logabs + bad
+
+
+# ----- solve -----------------------------------------------------------------------------------------
+
+def solve(A, B, *, left: bool = True) -> Tensor:
+    """X with A X = B (left) or X A = B; B may be a vector (..., n) when its shape is A's batch shape plus n,
+    as PyTorch. Leading dims broadcast."""
+    A = _square("linalg.solve", A)
+    B = tensor_operand(B, "linalg.solve")
+    _float("linalg.solve", B)
+    if A._data.dtype != B._data.dtype:
+        raise RuntimeError(f"linalg.solve: Expected A and B to have the same dtype, but found A of type {A.dtype} "
+                           f"and B of type {B.dtype} instead")
+    vector = B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
+    if vector:
+        if not left:
+            raise RuntimeError("linalg.solve: Vector broadcasting of the left hand side is not supported for "
+                               "left=False. In this case linalg.solve is equivalent to B / A.squeeze(-1)")
+        return _solve(A, B.unsqueeze(-1)).squeeze(-1)
+    if not left:
+        return _solve(A.mT, B.mT).mT
+    return _solve(A, B)
+
+
+def _solve(A: Tensor, B: Tensor) -> Tensor:
+    if B.ndim < 2 or B.shape[-2] != A.shape[-1]:
+        raise RuntimeError(f"linalg.solve: Incompatible shapes of A and B for the equation AX = B "
+                           f"({A.shape[-2]}x{A.shape[-1]} and {B.shape[-2] if B.ndim > 1 else B.shape[0]}x"
+                           f"{B.shape[-1] if B.ndim > 1 else 1}); A {describe(A)}, B {describe(B)}")
+    xp = xp_of(A._data)
+    try:
+        out = xp.linalg.solve(A._data, B._data)
+    except xp.linalg.LinAlgError as err:
+        raise _linalg_error("linalg.solve", err, "The solver failed because the input matrix is singular") from None
+    except ValueError as err:
+        raise RuntimeError(f"linalg.solve: the batch dims of A {describe(A)} and B {describe(B)} do not "
+                           f"broadcast ({err})") from None
+    _check_finite_result("linalg.solve", out, "The solver failed because the input matrix is singular")
+
+    def rule(g, X):  # gB = A^-T g, gA = -gB X^T
+        gB = _solve(A.mT, g)
+        return (-(gB @ X.mT) if A._rg else None, gB if B._rg else None)
+
+    return record(out, "linalg_solve", (A, B), rule, (A,), keep_output=True)
+
+
+def solve_triangular(A, B, *, upper: bool, left: bool = True, unitriangular: bool = False) -> Tensor:
+    """X with A X = B (left) or X A = B, reading only the upper or lower triangle of A (its diagonal taken
+    as ones when ``unitriangular``)."""
+    A = _square("linalg.solve_triangular", A)
+    B = tensor_operand(B, "linalg.solve_triangular")
+    _float("linalg.solve_triangular", B)
+    if B.ndim < 2:
+        raise RuntimeError(f"linalg.solve_triangular: The input tensor B must have at least 2 dimensions, "
+                           f"got {describe(B)}")
+    if A._data.dtype != B._data.dtype:
+        raise RuntimeError(f"linalg.solve_triangular: Expected A and B to have the same dtype, but found A of "
+                           f"type {A.dtype} and B of type {B.dtype} instead")
+    n = A.shape[-1]
+    if (B.shape[-2] if left else B.shape[-1]) != n:
+        raise RuntimeError(f"linalg.solve_triangular: Incompatible shapes of A and B for the equation "
+                           f"{'AX = B' if left else 'XA = B'} ({A.shape[-2]}x{n} and {B.shape[-2]}x{B.shape[-1]})")
+    xp = xp_of(A._data)
+    tri = xp.triu(A._data) if upper else xp.tril(A._data)
+    if unitriangular:
+        tri = tri - xp.eye(n, dtype=tri.dtype) * tri + xp.eye(n, dtype=tri.dtype)
+    try:
+        out = xp.linalg.solve(tri, B._data) if left else xp.swapaxes(
+            xp.linalg.solve(xp.swapaxes(tri, -1, -2), xp.swapaxes(B._data, -1, -2)), -1, -2)
+    except xp.linalg.LinAlgError:
+        xp_err = xp.errstate(all="ignore")
+        with xp_err:  # a zero on the diagonal: PyTorch returns inf/nan, not an error
+            out = _substitute(xp, tri, B._data, upper, left)
+
+    def rule(g, X):
+        gB = solve_triangular(A.mT, g, upper=not upper, left=left, unitriangular=unitriangular)
+        gA = None
+        if A._rg:
+            gA = -(gB @ X.mT) if left else -(X.mT @ gB)
+            gA = gA.triu(1 if unitriangular else 0) if upper else gA.tril(-1 if unitriangular else 0)
+        return gA, (gB if B._rg else None)
+
+    return record(out, "linalg_solve_triangular", (A, B), rule, (A,), keep_output=True)
+
+
+def _substitute(xp, tri, B, upper: bool, left: bool):
+    """Back/forward substitution (for singular triangular matrices, where it yields inf/nan as LAPACK's trtrs)."""
+    if not left:
+        return xp.swapaxes(_substitute(xp, xp.swapaxes(tri, -1, -2), xp.swapaxes(B, -1, -2), not upper, True), -1, -2)
+    n = tri.shape[-1]
+    batch = xp.broadcast_shapes(tri.shape[:-2], B.shape[:-2])
+    tri = xp.broadcast_to(tri, batch + tri.shape[-2:])
+    X = xp.array(xp.broadcast_to(B, batch + B.shape[-2:]), dtype=xp.result_type(tri, B))
+    order = range(n - 1, -1, -1) if upper else range(n)
+    for i in order:
+        others = slice(i + 1, n) if upper else slice(0, i)
+        acc = X[..., i, :] - xp.einsum("...k,...kj->...j", tri[..., i, others], X[..., others, :])
+        X[..., i, :] = acc / tri[..., i, i, None]
+    return X
+
+
+# ----- cholesky --------------------------------------------------------------------------------------
+
+def cholesky(A, *, upper: bool = False) -> Tensor:
+    """L with A = L L^T (lower), or U = L^T with ``upper``; reads A's lower triangle. Raises LinAlgError for
+    a matrix that is not positive-definite, as PyTorch."""
+    A = _square("linalg.cholesky", A)
+    xp = xp_of(A._data)
+    try:
+        L = xp.linalg.cholesky(A._data)
+    except xp.linalg.LinAlgError as err:
+        raise _linalg_error("linalg.cholesky", err, "The factorization could not be completed because the input "
+                            "is not positive-definite") from None
+    out = xp.swapaxes(L, -1, -2).copy() if upper else L
+
+    def rule(g, out):  # PyTorch's cholesky_backward
+        L_ = out.mT if upper else out
+        gL = g.mT if upper else g
+        gA = (L_.mT @ gL).tril()
+        gA = 0.5 * (gA + gA.tril(-1).mT)
+        gA = solve_triangular(L_.mT, gA, upper=True, left=True)
+        gA = solve_triangular(L_, gA, upper=False, left=False)
+        return (gA,)
+
+    return record(out, "linalg_cholesky", (A,), rule, (), keep_output=True)
+
+
+# ----- eigh ------------------------------------------------------------------------------------------
+
+def eigh(A, UPLO: str = "L") -> EighResult:
+    """Eigenvalues (ascending) and orthonormal eigenvectors of a symmetric matrix, reading its ``UPLO``
+    triangle. The eigenvectors' gradient divides by eigenvalue gaps: see the module docstring."""
+    A = _square("linalg.eigh", A)
+    if UPLO not in ("L", "U"):
+        raise RuntimeError(f"linalg.eigh: Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+    w, v = xp_of(A._data).linalg.eigh(A._data, UPLO=UPLO)
+    box = {}
+
+    def rule_values(g, _):  # V diag(gL) V^T
+        V = box["V"]
+        return ((V * g.unsqueeze(-2)) @ V.mT,)
+
+    def rule_vectors(g, V):  # V (skew(V^T gV) / E) V^T, E_ij = L_j - L_i (PyTorch's linalg_eig_backward)
+        L = box["L"]
+        VtgV = V.mT @ g
+        VtgV = 0.5 * (VtgV - VtgV.mT)
+        E = L.unsqueeze(-2) - L.unsqueeze(-1) + _eye(L.shape[-1], L)
+        return (V @ (VtgV / E) @ V.mT,)
+
+    L = record(w, "linalg_eigh_values", (A,), rule_values, ())
+    V = record(v, "linalg_eigh_vectors", (A,), rule_vectors, (), keep_output=True)
+    box["L"], box["V"] = L, V
+    return EighResult(L, V)
+
+
+def eigvalsh(A, UPLO: str = "L") -> Tensor:
+    return eigh(A, UPLO).eigenvalues
+
+
+# ----- svd -------------------------------------------------------------------------------------------
+
+def svd(A, full_matrices: bool = True) -> SVDResult:
+    """A = U diag(S) Vh, singular values descending. As PyTorch, the gradient ignores the extra columns of
+    U (rows of Vh) of a full_matrices factorization of a non-square matrix; it divides by gaps s_j^2 - s_i^2
+    (see the module docstring) and, for a non-square matrix, by the singular values."""
+    A = _matrix("linalg.svd", A)
+    xp = xp_of(A._data)
+    u, s, vh = xp.linalg.svd(A._data, full_matrices=full_matrices)
+    m, n = A.shape[-2], A.shape[-1]
+    k = min(m, n)
+    box = {}
+
+    def parts():
+        U, S, Vh = box["U"], box["S"], box["Vh"]
+        if full_matrices and m != n:
+            U, Vh = U[..., :, :k], Vh[..., :k, :]
+        S2 = S * S
+        E = S2.unsqueeze(-2) - S2.unsqueeze(-1) + _eye(k, S)
+        return U, S, Vh, E
+
+    def rule_S(g, _):
+        U, _S, Vh, _E = parts()
+        return ((U * g.unsqueeze(-2)) @ Vh,)
+
+    def rule_U(g, _):
+        U, S, Vh, E = parts()
+        if full_matrices and m != n:
+            g = g[..., :, :k]
+        UtgU = U.mT @ g
+        inner = ((UtgU - UtgU.mT) / E) * S.unsqueeze(-2)
+        gA = U @ inner
+        if m > k:
+            gUSinv = g / S.unsqueeze(-2)
+            gA = gA + gUSinv - U @ (U.mT @ gUSinv)
+        return (gA @ Vh,)
+
+    def rule_Vh(g, _):
+        U, S, Vh, E = parts()
+        if full_matrices and m != n:
+            g = g[..., :k, :]
+        gV, V = g.mT, Vh.mT
+        VtgV = V.mT @ gV
+        inner = S.unsqueeze(-1) * ((VtgV - VtgV.mT) / E)
+        gA = inner @ Vh
+        if n > k:
+            gVSinv = gV / S.unsqueeze(-2)
+            gA = gA + gVSinv.mT - (gVSinv.mT @ V) @ Vh
+        return (U @ gA,)
+
+    U = record(u, "linalg_svd_U", (A,), rule_U, ())
+    S = record(s, "linalg_svd_S", (A,), rule_S, ())
+    Vh = record(vh, "linalg_svd_Vh", (A,), rule_Vh, ())
+    box.update(U=U, S=S, Vh=Vh)
+    return SVDResult(U, S, Vh)
+
+
+def svdvals(A) -> Tensor:
+    """Singular values, descending (a composite of svd: its gradient U diag(gS) Vh never divides)."""
+    return svd(_matrix("linalg.svdvals", A), full_matrices=False).S
+
+
+# ----- norms -----------------------------------------------------------------------------------------
+
+def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """The ord-norm of x over ``dim`` (all of x by default) seen as a vector: a composite of ``chainrule.norm``
+    (2-norm gradient 0 at 0, as PyTorch)."""
+    from chainrule.ops.reduction import norm as _norm
+
+    x = tensor_operand(x, "linalg.vector_norm")
+    if x._data.dtype.kind != "f" and dtype is None:
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. Got {x.dtype}")
+    if isinstance(ord, str):
+        raise RuntimeError(f"linalg.vector_norm: ord must be a number, got {ord!r}; use matrix_norm for 'fro'/'nuc'")
+    if x.ndim == 0:
+        x = x.reshape(1) if dim is None or not keepdim else x
+    return _norm(x, float(ord), dim=dim, keepdim=keepdim, dtype=dtype)
+
+
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None) -> Tensor:
+    """'fro', 'nuc', 2, -2 (through the singular values), 1, -1, inf, -inf (max/min absolute column/row sum)."""
+    A = tensor_operand(A, "linalg.matrix_norm")
+    if dtype is not None:
+        A = A.to(dtype)
+    if A.ndim < 2:
+        raise RuntimeError(f"linalg.matrix_norm: The input tensor A must have at least 2 dimensions, "
+                           f"got {describe(A)}")
+    _float("linalg.matrix_norm", A)
+    if len(dim) != 2:
+        raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got {dim}")
+    d0, d1 = (d % A.ndim for d in dim)
+    if d0 == d1:
+        raise RuntimeError(f"linalg.matrix_norm: dims must be different. Got ({d0}, {d1})")
+    if ord == "fro":
+        return vector_norm(A, 2, dim=(d0, d1), keepdim=keepdim)
+    if ord in ("nuc", 2, -2):
+        moved = A.movedim((d0, d1), (-2, -1))
+        S = svdvals(moved)
+        out = S.sum(-1) if ord == "nuc" else (S.amax(-1) if ord == 2 else S.amin(-1))
+        if keepdim:
+            out = out.unsqueeze(min(d0, d1)).unsqueeze(max(d0, d1))
+        return out
+    if ord in (1, -1, math.inf, -math.inf):
+        sum_dim, red_dim = (d0, d1) if ord in (1, -1) else (d1, d0)
+        sums = A.abs().sum(sum_dim, keepdim=True)
+        out = sums.amax(red_dim, keepdim=True) if ord > 0 else sums.amin(red_dim, keepdim=True)
+        return out if keepdim else out.squeeze(max(d0, d1)).squeeze(min(d0, d1))
+    raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+
+
+def norm(A, ord=None, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """``torch.linalg.norm``: a vector norm when dim is an int or A is 1-D, a matrix norm when dim is a 2-tuple
+    or A is 2-D (with ord given), the 2-norm of all elements when ord and dim are None."""
+    A = tensor_operand(A, "linalg.norm")
+    if isinstance(dim, int):
+        dim = (dim,)
+    if dim is not None and len(dim) == 2 or (dim is None and ord is not None and A.ndim == 2):
+        return matrix_norm(A, "fro" if ord is None else ord, (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
+    if dim is None and ord is not None and A.ndim != 1:
+        raise RuntimeError(f"linalg.norm: If dim is not specified but ord is, the input must be 1D or 2D. "
+                           f"Got {A.ndim}D.")
+    return vector_norm(A, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
+
+
+# ----- composites ------------------------------------------------------------------------------------
+
+def pinv(A, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
+    """Moore-Penrose pseudo-inverse through the SVD (a composite): singular values at or below
+    max(atol, rtol * s_max) are dropped; rtol defaults to eps * max(m, n) when atol is not given, as PyTorch."""
+    A = _matrix("linalg.pinv", A)
+    U, S, Vh = svd(A, full_matrices=False)
+    xp = xp_of(A._data)
+    eps = float(xp.finfo(A._data.dtype).eps)
+    if rtol is None:
+        rtol = eps * max(A.shape[-2], A.shape[-1]) if atol is None or atol == 0 else 0.0
+    smax = S._data[..., :1] if S.shape[-1] else S._data
+    cut = xp.maximum(atol or 0.0, rtol * smax)
+    keep = untracked(S._data > cut, S)
+    Sinv = (1.0 / S.masked_fill(~keep, 1.0)).masked_fill(~keep, 0.0)
+    return (Vh.mT * Sinv.unsqueeze(-2)) @ U.mT
+
+
+def cross(a, b, *, dim: int = -1) -> Tensor:
+    """Cross product of 3-vectors along ``dim`` (operands broadcast). A composite."""
+    from chainrule.ops.shape import stack
+
+    a, b = tensor_operand(a, "linalg.cross"), tensor_operand(b, "linalg.cross")
+    if a.ndim != b.ndim:
+        raise RuntimeError(f"linalg.cross: inputs dimensions {a.ndim} and {b.ndim} must match")
+    if a.shape[dim] != 3 or b.shape[dim] != 3:
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {a.shape[dim]} and "
+                           f"{b.shape[dim]}")
+    a0, a1, a2 = a.unbind(dim)
+    b0, b1, b2 = b.unbind(dim)
+    return stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], dim=dim % a.ndim)
+
+
+def matrix_exp(A) -> Tensor:
+    """exp(A) by scaling and squaring: a degree-18 Taylor polynomial of A / 2^s (||A / 2^s||_1 <= 1/2), squared
+    s times. A composite of matmuls, so every order of gradient follows."""
+    A = _square("linalg.matrix_exp", A)
+    xp = xp_of(A._data)
+    n = A.shape[-1]
+    norm1 = float(xp.abs(A._data).sum(-2).max()) if A._data.size else 0.0
+    s = max(0, int(math.ceil(math.log2(norm1 / 0.5))) if norm1 > 0 else 0)
+    X = A / float(2 ** s)
+    eye = _eye(n, A)
+    out = eye + X / 18.0
+    for k in range(17, 0, -1):  # Horner: I + X/1 (I + X/2 (I + ...))
+        out = eye + (X @ out) / float(k)
+    for _ in range(s):
+        out = out @ out
+    return out
+
+
+def matrix_power(A, n: int) -> Tensor:
+    A = _square("linalg.matrix_power", A)
+    if n < 0:
+        return matrix_power(inv(A), -n)
+    result = None
+    base = A
+    while n:
+        if n & 1:
+            result = base if result is None else result @ base
+        n >>= 1
+        if n:
+            base = base @ base
+    return _eye(A.shape[-1], A).expand(A.shape) * 1.0 if result is None else result
+
+
+def matmul(a, b) -> Tensor:
+    from chainrule.ops.linalg import matmul as _matmul
+
+    return _matmul(a, b)
+
+
+def vecdot(x, y, *, dim: int = -1) -> Tensor:
+    x, y = tensor_operand(x, "linalg.vecdot"), tensor_operand(y, "linalg.vecdot")
+    return (x * y).sum(dim)
+
+
+def qr(A, mode: str = "reduced") -> QRResult:
+    """A = Q R with Q orthonormal columns and R upper triangular (numpy's signs, which are LAPACK's, as
+    PyTorch's on CPU). Differentiable when m >= n ('reduced', or 'complete' with m == n), as PyTorch."""
+    A = _matrix("linalg.qr", A)
+    if mode not in ("reduced", "complete", "r"):
+        raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of 'reduced' (default), "
+                           "'r', or 'complete'")
+    xp = xp_of(A._data)
+    q, r = xp.linalg.qr(A._data, mode="complete" if mode == "complete" else "reduced")
+    m, n = A.shape[-2], A.shape[-1]
+    box = {}
+
+    def check():
+        if mode == "r":
+            raise RuntimeError("The derivative of linalg.qr depends on Q, which is not computed when mode='r'. "
+                               "Please use linalg.qr(A, mode='reduced') if you are going to differentiate through "
+                               "linalg.qr.")
+        if m < n or (mode == "complete" and m > n):
+            raise NotImplementedError("linalg.qr: the derivative is implemented for m >= n with mode='reduced', "
+                                      f"or m == n with mode='complete'; got a {m}x{n} matrix and mode={mode!r}")
+
+    def sym(X):  # syminvadj of PyTorch's linalg_qr_backward: X + X^T with the diagonal halved
+        X = X.triu()
+        return X + X.mT - _diag_embed(_diag(X))
+
+    def finish(M, gQ=None):
+        Q, R = box["Q"], box["R"]
+        gA = Q @ sym(M)
+        if gQ is not None:
+            gA = gA + gQ
+        return (solve_triangular(R.mT, gA, upper=False, left=False),)
+
+    def rule_Q(g, _):
+        check()
+        return finish(-(box["Q"].mT @ g), g)
+
+    def rule_R(g, _):
+        check()
+        return finish(g @ box["R"].mT)
+
+    R = record(r, "linalg_qr_R", (A,), rule_R, ())
+    if mode == "r":
+        return QRResult(untracked(xp.zeros((0,), dtype=A._data.dtype), A), R)
+    Q = record(q, "linalg_qr_Q", (A,), rule_Q, ())
+    box.update(Q=Q, R=R)
+    return QRResult(Q, R)
+
+
+def lstsq(A, B, rcond=None, *, driver=None) -> LstsqResult:
+    """Least-squares solution of A X = B through the pseudo-inverse (a composite). As PyTorch's default CPU
+    driver ('gelsy'), residuals and singular_values are empty; rank is computed."""
+    A = _matrix("linalg.lstsq", A)
+    B = tensor_operand(B, "linalg.lstsq")
+    _float("linalg.lstsq", B)
+    if A._data.dtype != B._data.dtype:
+        raise RuntimeError(f"linalg.lstsq: Expected input and other to have the same dtype, but got input's dtype "
+                           f"{A.dtype} and other's dtype {B.dtype}")
+    vector = B.ndim == A.ndim - 1
+    Bm = B.unsqueeze(-1) if vector else B
+    if Bm.shape[-2] != A.shape[-2]:
+        raise RuntimeError(f"linalg.lstsq: input.size(-2) should match other.size(-2), got {A.shape[-2]} and "
+                           f"{Bm.shape[-2]}")
+    xp = xp_of(A._data)
+    eps = float(xp.finfo(A._data.dtype).eps)
+    rtol = eps * max(A.shape[-2], A.shape[-1]) if rcond is None else rcond
+    X = pinv(A, rtol=rtol) @ Bm
+    if vector:
+        X = X.squeeze(-1)
+    s = xp.linalg.svd(A._data, compute_uv=False)
+    rank = (s > rtol * s[..., :1]).sum(-1).astype(xp.int64) if s.shape[-1] else xp.zeros(s.shape[:-1], xp.int64)
+    empty = xp.zeros((0,), dtype=A._data.dtype)
+    return LstsqResult(X, untracked(empty, A), untracked(rank, A), untracked(empty, A))
