@@ -938,3 +938,241 @@ def isinf(a) -> Tensor:
 def isfinite(a) -> Tensor:
     a = tensor_operand(a, "isfinite")
     return untracked(xp_of(a._data).isfinite(a._data), a)
+
+
+# ----- more elementwise and special functions (issue 16) ---------------------------------------------
+
+__all__ += [
+    "logaddexp", "logaddexp2", "hypot", "copysign", "exp2", "asinh", "acosh", "atanh", "arcsinh", "arccosh",
+    "arctanh", "lgamma", "digamma", "polygamma", "erfinv", "erfc", "xlogy", "sinc", "isclose", "allclose",
+    "equal", "deg2rad", "rad2deg", "frac", "float_power",
+]
+
+
+def _float_pair(a, b, op: str):
+    """Two operands promoted together, then to the default float when integral (as PyTorch's float ops)."""
+    a, b = binary_operands(a, b, op)
+    if a._data.dtype.kind != "f":
+        a, b = float_operand(a, op), float_operand(b, op)
+    return a, b
+
+
+def logaddexp(a, b) -> Tensor:
+    """log(exp(a) + exp(b)) without overflow."""
+    a, b = binary_operands(a, b, "logaddexp")
+    _refuse_integral("logaddexp", a)
+    out = _apply2("logaddexp", xp_of(a._data).logaddexp, a, b)
+    return record(out, "logaddexp", (a, b), lambda g, _: (g * sigmoid(a - b), g * sigmoid(b - a)), (a, b))
+
+
+def logaddexp2(a, b) -> Tensor:
+    """log2(2**a + 2**b) without overflow."""
+    a, b = binary_operands(a, b, "logaddexp2")
+    _refuse_integral("logaddexp2", a)
+    out = _apply2("logaddexp2", xp_of(a._data).logaddexp2, a, b)
+    ln2 = math.log(2.0)
+    return record(out, "logaddexp2", (a, b),
+                  lambda g, _: (g * sigmoid((a - b) * ln2), g * sigmoid((b - a) * ln2)), (a, b))
+
+
+def _refuse_integral(op: str, a: Tensor) -> None:
+    if a._data.dtype.kind != "f":
+        raise NotImplementedError(f"{op}: not implemented for {a.dtype} inputs, as in PyTorch; convert to float first")
+
+
+def hypot(a, b) -> Tensor:
+    """sqrt(a**2 + b**2) without overflow."""
+    a, b = binary_operands(a, b, "hypot")
+    _refuse_integral("hypot", a)
+    out = _apply2("hypot", xp_of(a._data).hypot, a, b)
+    return record(out, "hypot", (a, b), lambda g, out: (g * a / out, g * b / out), (a, b), keep_output=True)
+
+
+def copysign(a, b) -> Tensor:
+    """|a| with the sign of b; the gradient flows to ``a`` only (0 where a == 0)."""
+    a, b = _float_pair(a, b, "copysign")
+    out = _apply2("copysign", xp_of(a._data).copysign, a, b)
+
+    def rule(g, out):
+        return g * where(eq(a, 0), 0.0, out / a), g * 0.0
+
+    return record(out, "copysign", (a, b), rule, (a,), keep_output=True)
+
+
+def exp2(a) -> Tensor:
+    a = float_operand(a, "exp2")
+    ln2 = math.log(2.0)
+    return record(xp_of(a._data).exp2(a._data), "exp2", (a,), lambda g, out: (g * out * ln2,), keep_output=True)
+
+
+def asinh(a) -> Tensor:
+    a = float_operand(a, "asinh")
+    return record(xp_of(a._data).arcsinh(a._data), "asinh", (a,), lambda g, _: (g * rsqrt(a.square() + 1.0),), (a,))
+
+
+def acosh(a) -> Tensor:
+    a = float_operand(a, "acosh")
+    return record(xp_of(a._data).arccosh(a._data), "acosh", (a,), lambda g, _: (g * rsqrt(a.square() - 1.0),), (a,))
+
+
+def atanh(a) -> Tensor:
+    a = float_operand(a, "atanh")
+    return record(xp_of(a._data).arctanh(a._data), "atanh", (a,), lambda g, _: (g / (1.0 - a.square()),), (a,))
+
+
+arcsinh, arccosh, arctanh = asinh, acosh, atanh
+
+
+def lgamma(a) -> Tensor:
+    """log|Gamma(a)|; its derivative is digamma."""
+    a = float_operand(a, "lgamma")
+    return record(special.lgamma(a._data, xp_of(a._data)), "lgamma", (a,), lambda g, _: (g * digamma(a),), (a,))
+
+
+def digamma(a) -> Tensor:
+    """The logarithmic derivative of Gamma; its derivative is polygamma(1, a) (trigamma)."""
+    a = float_operand(a, "digamma")
+    return record(special.digamma(a._data, xp_of(a._data)), "digamma", (a,),
+                  lambda g, _: (g * polygamma(1, a),), (a,))
+
+
+def polygamma(n: int, a) -> Tensor:
+    """The n-th derivative of digamma (PyTorch's argument order: ``polygamma(n, input)``)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise RuntimeError(f"polygamma: n must be a non-negative integer, got {n!r}")
+    a = float_operand(a, "polygamma")
+    return record(special.polygamma(n, a._data, xp_of(a._data)), "polygamma", (a,),
+                  lambda g, _: (g * polygamma(n + 1, a),), (a,))
+
+
+def erfinv(a) -> Tensor:
+    """The inverse of erf on [-1, 1]; d/dx erfinv(x) = sqrt(pi) / 2 * exp(erfinv(x)**2)."""
+    a = float_operand(a, "erfinv")
+    half_sqrt_pi = math.sqrt(math.pi) / 2
+    return record(special.erfinv(a._data, xp_of(a._data)), "erfinv", (a,),
+                  lambda g, out: (g * (out.square().exp() * half_sqrt_pi),), keep_output=True)
+
+
+def erfc(a) -> Tensor:
+    """1 - erf(a), accurate where erf is close to 1."""
+    a = float_operand(a, "erfc")
+    return record(special.erfc(a._data, xp_of(a._data)), "erfc", (a,),
+                  lambda g, _: (g * ((-a.square()).exp() * (-2.0 / math.sqrt(math.pi))),), (a,))
+
+
+def _xlog(op: str, a, b, log_fn, shift: float):
+    a, b = _float_pair(a, b, op)
+    xp = xp_of(a._data)
+    with special._quiet(xp):
+        logs = log_fn(xp)(b._data)
+        out = _apply2(op, lambda x, y: xp.where((x == 0) & ~xp.isnan(y), 0.0, x * logs).astype(x.dtype, copy=False),
+                      a, b)
+
+    def rule(g, _):
+        # as PyTorch: log(b), but 0 where b is log's pole
+        grad_a = g * _xlog(op, ne(b, -shift).to(a.dtype), b, log_fn, shift) if a._rg else None
+        grad_b = g * a / (b + shift) if shift else g * a / b
+        return grad_a, grad_b
+
+    return record(out, op, (a, b), rule, (a, b))
+
+
+def xlogy(a, b) -> Tensor:
+    """a * log(b), taken as 0 where a == 0 (unless b is nan)."""
+    return _xlog("xlogy", a, b, lambda xp: xp.log, 0.0)
+
+
+def xlog1py(a, b) -> Tensor:
+    """a * log1p(b), taken as 0 where a == 0 (unless b is nan)."""
+    return _xlog("xlog1py", a, b, lambda xp: xp.log1p, 1.0)
+
+
+def sinc(a) -> Tensor:
+    """sin(pi a) / (pi a), 1 at 0."""
+    a = float_operand(a, "sinc")
+    xp = xp_of(a._data)
+    with special._quiet(xp):
+        pa = a._data * math.pi
+        out = xp.where(a._data == 0, 1.0, xp.sin(pa) / xp.where(a._data == 0, 1.0, pa)).astype(a._data.dtype, copy=False)
+
+    def rule(g, out):
+        zero = eq(a, 0)
+        safe = where(zero, 1.0, a)
+        return (g * where(zero, 0.0, (cos(a * math.pi) - out) / safe),)
+
+    return record(out, "sinc", (a,), rule, (a,), keep_output=True)
+
+
+def deg2rad(a) -> Tensor:
+    return mul(float_operand(a, "deg2rad"), math.pi / 180.0)
+
+
+def rad2deg(a) -> Tensor:
+    return mul(float_operand(a, "rad2deg"), 180.0 / math.pi)
+
+
+def frac(a) -> Tensor:
+    """a - trunc(a) (the gradient passes unchanged); floats only, as in PyTorch."""
+    a = tensor_operand(a, "frac")
+    _refuse_integral("frac", a)
+    return sub(a, trunc(a))
+
+
+def float_power(a, exponent) -> Tensor:
+    """``a ** exponent`` computed in float64, as PyTorch's float_power (the gradient returns in a's dtype)."""
+    if isinstance(a, Tensor):
+        a = to_dtype(a, _dt.float64)
+    if isinstance(exponent, Tensor):
+        exponent = to_dtype(exponent, _dt.float64)
+    elif _is_number(exponent) and not isinstance(a, Tensor):
+        raise TypeError("float_power: expected at least one tensor operand")
+    if _is_number(exponent):
+        exponent = float(exponent)
+    elif _is_number(a):
+        a = float(a)
+    return pow(a, exponent)
+
+
+def isclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    """|a - b| <= atol + rtol * |b| elementwise (a == b always counts, so equal infinities are close)."""
+    a, b = tensor_operand(a, "isclose"), tensor_operand(b, "isclose", like=a)
+    if a._data.dtype != b._data.dtype:
+        raise RuntimeError(f"isclose: expected both inputs to have the same dtype, got {a.dtype} and {b.dtype}")
+    if rtol < 0 or atol < 0:
+        raise RuntimeError(f"isclose: rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    x, y = a._data, b._data
+    xp = xp_of(x)
+    try:
+        close = x == y
+    except ValueError:
+        raise _broadcast_error("isclose", a, b) from None
+    if equal_nan and x.dtype.kind == "f":
+        close = close | (xp.isnan(x) & xp.isnan(y))
+    if rtol or atol:
+        if x.dtype.kind != "f":
+            x, y = x.astype("float64"), y.astype("float64")
+        with special._quiet(xp):
+            error = xp.abs(x - y)
+            close = close | (xp.isfinite(error) & (error <= atol + xp.abs(rtol * y)))
+    return untracked(close, a, "isclose", (a, b))
+
+
+def allclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    """Whether every element of ``a`` is close to ``b`` (see :func:`isclose`), as a Python bool."""
+    return bool(isclose(a, b, rtol, atol, equal_nan)._data.all())
+
+
+def equal(a, b) -> bool:
+    """True when ``a`` and ``b`` have the same shape and the same elements (nan is never equal)."""
+    a, b = tensor_operand(a, "equal"), tensor_operand(b, "equal")
+    if tuple(a.shape) != tuple(b.shape):
+        return False
+    return bool((a._data == b._data).all())
+
+
+def _polygamma_method(self: Tensor, n: int) -> Tensor:
+    """``x.polygamma(n)``: the method takes n after self, the function before input, as in PyTorch."""
+    return polygamma(n, self)
+
+
+Tensor.polygamma = _polygamma_method  # (not in _methods' same-name table: the argument order differs)

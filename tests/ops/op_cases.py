@@ -1396,5 +1396,49 @@ _linalg_case("cdist-mm", lambda lib, a, b: lib.cdist(a, b, compute_mode="use_mm_
 
 # ----- elementwise and special functions (cases below) -----
 
+def above_one(rng, shape):
+    """Inside acosh's domain, clear of its branch point at 1."""
+    return rng.uniform(1.2, 3.0, shape)
+
+
+def _special_fn(name):
+    return lambda lib, *xs, **p: getattr(lib.special, name)(*xs, **p)
+
+
+for _name, _sampler in [("exp2", real), ("asinh", real), ("acosh", above_one), ("atanh", unit), ("lgamma", positive),
+                        ("digamma", positive), ("erfinv", unit), ("erfc", real), ("sinc", away), ("deg2rad", real),
+                        ("rad2deg", real), ("frac", off_grid)]:
+    _unary(_name, sampler=_sampler)
+for _n in (1, 2):
+    _unary("polygamma", fn=lambda lib, x, n=_n: lib.polygamma(n, x), sampler=positive, suffix=f"-{_n}")
+for _name, _sampler in [("expit", real), ("gammaln", positive), ("psi", positive), ("ndtr", real), ("ndtri", prob),
+                        ("log_ndtr", real), ("entr", positive), ("exp2", real)]:
+    _unary("special." + _name, fn=_special_fn(_name), sampler=_sampler)
+
+for _name, _samplers in [("logaddexp", (real,)), ("logaddexp2", (real,)), ("hypot", (away,)),
+                         ("copysign", (real, away)), ("xlogy", (real, positive))]:
+    case(_name, lambda lib, a, b, n=_name: getattr(lib, n)(a, b), _no_params(BINARY), broadcast_shapes(),
+         samplers=_samplers)
+case("special.xlog1py", _special_fn("xlog1py"), _no_params(BINARY), broadcast_shapes(), samplers=(real, positive))
+# float_power computes in float64: cast back so the dtype tests see the input's dtype (the oracle sees both)
+case("float_power", lambda lib, a, b: lib.float_power(a, b).to(a.dtype), _no_params(BINARY), broadcast_shapes(),
+     samplers=(positive, real))
+_unary("float_power", fn=lambda lib, x: lib.float_power(x, 3).to(x.dtype), suffix="-scalar-exponent")
+
+
+def _close_pair(lib, a, b, **p):
+    """b nudged to be close to a in about half the elements, so both answers occur."""
+    return lib.where(_pattern_mask(lib, a.shape, b.shape), a + b * 1e-7, b)
+
+
+case("isclose", lambda lib, a, b: lib.isclose(a, _close_pair(lib, a, b)), _no_params(BINARY), broadcast_shapes(),
+     differentiable=False)
+case("isclose-tol", lambda lib, a, b: lib.isclose(a, b, rtol=0.5, atol=0.1), _no_params(BINARY), broadcast_shapes(),
+     differentiable=False)
+case("allclose", lambda lib, a, b: lib.tensor(lib.allclose(a, _close_pair(lib, a, b), rtol=1e-3)), _no_params(BINARY),
+     broadcast_shapes(), differentiable=False)
+case("equal", lambda lib, a: lib.tensor([lib.equal(a, a), lib.equal(a, a + 1), lib.equal(a, a.reshape(-1))]),
+     _no_params(UNARY), one_shape(), differentiable=False)
+
 
 # ----- shape, cumulative scans, reductions (cases below) -----

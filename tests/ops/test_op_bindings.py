@@ -46,12 +46,19 @@ _ARGS = {
     "inner": (_ONES[3,],), "cumsum": (1,), "cumprod": (1,), "logsumexp": (1,), "expand_as": (cr.ones(2, 2, 3),),
     "sum_to": ((1, 3),), "eq": (1.0,), "ne": (1.0,), "lt": (1.0,), "le": (1.0,), "gt": (1.0,), "ge": (1.0,),
     "logical_and": (cr.tensor(True),), "logical_or": (cr.tensor(False),), "logical_xor": (cr.tensor(True),),
+    "logaddexp": (cr.tensor(1.0),), "logaddexp2": (cr.tensor(1.0),), "hypot": (cr.tensor(1.0),),
+    "copysign": (cr.tensor(-1.0),), "xlogy": (cr.tensor(2.0),), "float_power": (2,), "isclose": (cr.tensor(1.0, dtype=cr.float64),),
+    "allclose": (cr.tensor(1.0, dtype=cr.float64),), "equal": (cr.tensor(1.0),),
+    "cummax": (1,), "cummin": (1,), "logcumsumexp": (1,), "kthvalue": (2,), "quantile": (0.5,),
+    "nanquantile": (0.5,), "repeat_interleave": (2,), "tensor_split": (2,), "hsplit": (3,), "vsplit": (2,),
+    "dsplit": (1,), "kron": (_ONES[2, 2],),
     "fmod": (0.7,), "topk": (2,), "softmax": (1,), "log_softmax": (1,), "sort": (1,), "argsort": (1,),
 }
 _NOT_ON_MATRICES = {"t", "dot", "outer", "vdot", "bmm", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor",
                     "bitwise_left_shift", "bitwise_right_shift",
                     "to_dtype", "to_device", "index_put", "T", "mT",
-                    "where"}  # x.where(condition, y) is where(condition, x, y): see test_properties_and_operators
+                    "where",  # x.where(condition, y): see test_properties_and_operators
+                    "polygamma"}  # x.polygamma(n) is polygamma(n, x)
 
 
 @pytest.mark.parametrize("name", [n for n in _ALL if hasattr(torch.Tensor, n) and hasattr(cr.Tensor, n)
