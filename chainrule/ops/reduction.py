@@ -371,8 +371,8 @@ def cumsum(a, dim: int, dtype=None) -> Tensor:
 
 
 def cumprod(a, dim: int, dtype=None) -> Tensor:
-    """Cumulative product along ``dim``. Its gradient (reverse cumulative sum of g * out, divided by
-    the input) needs an input without zeros: backward raises if it has any."""
+    """Cumulative product along ``dim``. Its gradient is the reverse cumulative sum of g * out divided
+    by the input; where the input has a zero, the products leaving each element out (no division)."""
     a = tensor_operand(a, "cumprod")
     if dtype is not None:
         a = a.to(dtype)
@@ -383,8 +383,8 @@ def cumprod(a, dim: int, dtype=None) -> Tensor:
     out = xp.cumprod(a._data, axis=d, dtype=a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np)
 
     def rule(g, out):
-        if bool((a._data == 0).any()):
-            raise RuntimeError("cumprod: the gradient at inputs containing zeros is not implemented")
+        if bool((a._data == 0).any()):  # PyTorch's exact gradient: no division by the zero
+            return (_cumprod_grad_with_zeros(a, g, d),)
         return (((g * out).flip(d).cumsum(d).flip(d)) / a,)
 
     return record(out, "cumprod", (a,), rule, (a,), keep_output=True)
@@ -432,3 +432,303 @@ def count_nonzero(a, dim=None) -> Tensor:
     xp = xp_of(a._data)
     return wrap(xp.asarray(xp.count_nonzero(a._data, axis=norm_dims(dim, a.ndim, "count_nonzero")),
                            dtype=_dt.int64.np))
+
+
+# ----- scans: cummax/cummin, logcumsumexp, diff; cumprod's gradient with zeros; nan-reductions,
+# aminmax, mode, kthvalue, quantile (issue 16). Composites of gather/sort where possible, so the
+# gradient (to the returned index) and its higher orders come from the primitives.
+
+__all__ += ["cummax", "cummin", "logcumsumexp", "diff", "aminmax", "nansum", "nanmean", "mode", "kthvalue",
+            "quantile", "nanquantile"]
+
+aminmax_result = namedtuple("aminmax", ["min", "max"])
+
+
+def _cumprod_grad_with_zeros(a: Tensor, g: Tensor, d: int) -> Tensor:
+    """d cumprod_i / d a_k = prod_{j <= i, j != k} a_j (i >= k): the products with a_k replaced by 1,
+    one row per k, so zeros need no division (O(n^2) along ``d``, used only when ``a`` has a zero)."""
+    from chainrule.ops.indexing import masked_fill
+
+    xp = xp_of(a._data)
+    x = a.movedim(d, -1)
+    n = x.shape[-1]
+    eye = wrap(xp.eye(n, dtype=bool))
+    rows = masked_fill(x.unsqueeze(-2).expand(x.shape[:-1] + (n, n)), eye, 1.0)  # rows[..., k, j]
+    later = wrap(xp.triu(xp.ones((n, n), dtype=a._data.dtype)))  # i >= k
+    gk = (rows.cumprod(-1) * g.movedim(d, -1).unsqueeze(-2) * later).sum(-1)
+    return gk.movedim(-1, d)
+
+
+def _cum_extreme(a, dim, op: str):
+    from chainrule.ops.indexing import take_along_dim
+
+    a = tensor_operand(a, op)
+    d = norm_dim(dim, a._data.ndim, op)
+    if a._data.ndim == 0:
+        v, i = _cum_extreme(a.reshape(1), 0, op)
+        return values_indices(v.reshape(()), i.reshape(()))
+    xp = xp_of(a._data)
+    x = xp.moveaxis(a._data, d, -1)
+    idx = xp.zeros(x.shape, dtype=_dt.int64.np)
+    if x.shape[-1] and x.size:
+        best = x[..., 0].copy()
+        cur = xp.zeros(x.shape[:-1], dtype=_dt.int64.np)
+        for i in range(1, x.shape[-1]):
+            v = x[..., i]
+            # as PyTorch: ties move the index to the later element; a NaN wins and stays
+            take = (v >= best) if op == "cummax" else (v <= best)
+            if x.dtype.kind == "f":
+                take = (take | xp.isnan(v)) & ~xp.isnan(best)
+            best = xp.where(take, v, best)
+            cur = xp.where(take, i, cur)
+            idx[..., i] = cur
+    idx = wrap(xp.ascontiguousarray(xp.moveaxis(idx, -1, d)))
+    values = take_along_dim(a, idx, d) if a._data.size else a.clone()
+    return values_indices(values, idx)
+
+
+def cummax(a, dim: int):
+    """Running maximum along ``dim`` and its indices (the later index on ties, as PyTorch); the gradient
+    goes to the element at the index."""
+    return _cum_extreme(a, dim, "cummax")
+
+
+def cummin(a, dim: int):
+    """Running minimum along ``dim`` and its indices (the later index on ties, as PyTorch)."""
+    return _cum_extreme(a, dim, "cummin")
+
+
+def logcumsumexp(a, dim: int) -> Tensor:
+    """log(cumsum(exp(a))) along ``dim``, accumulated pairwise with logaddexp (stable). The gradient
+    d out_i / d a_k = exp(a_k - out_i) for i >= k is summed in log space (O(n^2) along ``dim``)."""
+    a = float_operand(a, "logcumsumexp")
+    d = norm_dim(dim, a._data.ndim, "logcumsumexp")
+    if a._data.ndim == 0:
+        return logcumsumexp(a.reshape(1), 0).reshape(())
+    xp = xp_of(a._data)
+    out = xp.logaddexp.accumulate(a._data, axis=d) if a._data.size else a._data.copy()
+
+    def rule(g, out):
+        from chainrule.ops.indexing import masked_fill
+
+        x, o, gg = a.movedim(d, -1), out.movedim(d, -1), g.movedim(d, -1)
+        n = x.shape[-1]
+        before = wrap(xp.tril(xp.ones((n, n), dtype=bool), -1))  # [k, i]: i < k, no contribution
+        w = masked_fill(x.unsqueeze(-1) - o.unsqueeze(-2), before, float("-inf")).exp()
+        return ((w * gg.unsqueeze(-2)).sum(-1).movedim(-1, d),)
+
+    return record(out, "logcumsumexp", (a,), rule, (a,), keep_output=True)
+
+
+def diff(a, n: int = 1, dim: int = -1, prepend=None, append=None) -> Tensor:
+    """n-th forward difference along ``dim`` (composite), after concatenating ``prepend``/``append``."""
+    from chainrule.ops.shape import cat
+
+    a = tensor_operand(a, "diff")
+    if a.ndim == 0:
+        raise RuntimeError("diff expects input to be at least one-dimensional")
+    if n < 0:
+        raise RuntimeError(f"order must be non-negative but got {n}")
+    d = norm_dim(dim, a.ndim, "diff")
+    if n == 0:  # as PyTorch: the input (a copy), prepend and append ignored
+        return a.clone()
+    parts = [p if isinstance(p, Tensor) or p is None else tensor_operand(p, "diff") for p in (prepend, a, append)]
+    parts = [p if p is None or p.ndim else p.reshape([1] * a.ndim).expand(
+        tuple(1 if i == d else s for i, s in enumerate(a.shape))) for p in parts]
+    x = cat([p for p in parts if p is not None], d) if len([p for p in parts if p is not None]) > 1 else a
+    for _ in range(n):
+        m = x.shape[d]
+        if m == 0:
+            break
+        hi = x.narrow(d, 1, m - 1)
+        lo = x.narrow(d, 0, m - 1)
+        x = (hi != lo) if x.dtype.name == "bool" else hi - lo
+    return x
+
+
+def aminmax(a, *, dim=None, keepdim: bool = False, axis=None, keepdims: bool = False):
+    """``(min, max)`` over ``dim`` (one int) or all elements."""
+    a = tensor_operand(a, "aminmax")
+    if axis is not None:
+        dim = axis
+    keep = _keep(keepdim, keepdims)
+    if a._data.size == 0 and (dim is None or a.ndim == 0 or a.shape[norm_dim(dim, a.ndim, "aminmax")] == 0):
+        raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the operation has no "
+                           "identity.")
+    if dim is not None:
+        norm_dim(dim, a.ndim, "aminmax")
+        if a.ndim == 0:
+            dim = None
+    mn, mx = amin(a, dim, keep), amax(a, dim, keep)
+    if dim is None and keep:
+        mn, mx = mn.reshape([1] * a.ndim), mx.reshape([1] * a.ndim)
+    return aminmax_result(mn, mx)
+
+
+def _nan_zeroed(a: Tensor) -> tuple:
+    """``a`` with NaN replaced by 0; its rule multiplies by the not-NaN mask (as PyTorch's nansum, so
+    an infinite gradient, an all-NaN nanmean's, gives NaN there rather than 0)."""
+    if a._data.dtype.kind != "f":
+        return a, None
+    xp = xp_of(a._data)
+    isnan = xp.isnan(a._data)
+    keep = wrap(xp.asarray(~isnan, dtype=a._data.dtype))
+    out = record(xp.asarray(xp.where(isnan, 0, a._data), dtype=a._data.dtype), "nan_to_zero", (a,),
+                 lambda g, _: (g * keep,))
+    return out, wrap(isnan)
+
+
+def nansum(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims: bool = False) -> Tensor:
+    """Sum treating NaN as zero; NaN positions get gradient 0."""
+    a = tensor_operand(a, "nansum")
+    if dtype is not None:
+        a = a.to(dtype)
+    return sum(_nan_zeroed(a)[0], dim, keepdim, axis=axis, keepdims=keepdims)
+
+
+_TORCH_SCALAR_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                       "bool": "Bool"}
+
+
+def nanmean(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims: bool = False) -> Tensor:
+    """Mean of the non-NaN elements (NaN where there are none)."""
+    a = tensor_operand(a, "nanmean")
+    if dtype is not None:
+        a = a.to(dtype)
+    if a._data.dtype.kind != "f":
+        raise RuntimeError("nanmean(): expected input to have floating point or complex dtype but got "
+                           f"{_TORCH_SCALAR_NAMES.get(a.dtype.name, a.dtype.name)}")
+    zeroed, nan = _nan_zeroed(a)
+    count = sum((~nan).to(a.dtype), dim, keepdim, axis=axis, keepdims=keepdims)
+    return sum(zeroed, dim, keepdim, axis=axis, keepdims=keepdims) / count
+
+
+def _sorted_along(a: Tensor, d: int):
+    xp = xp_of(a._data)
+    return xp.argsort(a._data, axis=d, kind="stable")
+
+
+def kthvalue(a, k: int, dim: int = -1, keepdim: bool = False):
+    """The k-th smallest element along ``dim`` and its index; the gradient goes to that element."""
+    from chainrule.ops.indexing import take_along_dim
+
+    a = tensor_operand(a, "kthvalue")
+    d = norm_dim(dim, a.ndim, "kthvalue")
+    if a.ndim == 0:
+        v, i = kthvalue(a.reshape(1), k, 0, False)
+        return values_indices(v.reshape(()), i.reshape(()))
+    n = a.shape[d]
+    if not 1 <= k <= n:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
+    xp = xp_of(a._data)
+    idx = xp.take(_sorted_along(a, d), [k - 1], axis=d).astype(_dt.int64.np)
+    values, indices = take_along_dim(a, wrap(idx), d), wrap(idx)
+    if not keepdim:
+        values, indices = values.squeeze(d), indices.squeeze(d)
+    return values_indices(values, indices)
+
+
+def mode(a, dim: int = -1, keepdim: bool = False):
+    """The most frequent value along ``dim`` (the smallest among equally frequent ones) and the index of
+    its last occurrence (as PyTorch on CPU); the gradient goes to that element."""
+    from chainrule.ops.indexing import take_along_dim
+
+    a = tensor_operand(a, "mode")
+    d = norm_dim(dim, a.ndim, "mode")
+    if a.ndim == 0:
+        v, i = mode(a.reshape(1), 0, False)
+        return values_indices(v.reshape(()), i.reshape(()))
+    if a.shape[d] == 0:
+        raise IndexError(f"mode(): Expected reduction dim {d} to have non-zero size.")
+    xp = xp_of(a._data)
+    x = xp.moveaxis(a._data, d, -1)
+    lead = x.shape[:-1]
+    rows = x.reshape(-1, x.shape[-1])
+    out = xp.zeros(rows.shape[0], dtype=_dt.int64.np)
+    for r in range(rows.shape[0]):
+        vals, counts = xp.unique(rows[r], return_counts=True)
+        best = vals[xp.argmax(counts)]  # unique is sorted: the first of the most frequent is the smallest
+        out[r] = int(xp.nonzero(rows[r] == best)[0][-1])
+    idx = xp.moveaxis(out.reshape(lead + (1,)), -1, d)
+    values, indices = take_along_dim(a, wrap(idx), d), wrap(xp.ascontiguousarray(idx))
+    if not keepdim:
+        values, indices = values.squeeze(d), indices.squeeze(d)
+    return values_indices(values, indices)
+
+
+_INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def _quantile(a, q, dim, keepdim, interpolation, op, ignore_nan):
+    from chainrule.ops.indexing import take_along_dim
+
+    a = tensor_operand(a, op)
+    xp = xp_of(a._data)
+    if a._data.dtype.kind != "f" or a._data.dtype.itemsize < 4:  # PyTorch's message names quantile for both
+        raise RuntimeError("quantile() input tensor must be either float or double dtype")
+    if interpolation not in _INTERPOLATIONS:
+        raise RuntimeError(f"{op}() interpolation must be one of linear, lower, higher, midpoint or nearest, "
+                           f"but got {interpolation}")
+    scalar_q = not isinstance(q, Tensor)
+    qa = xp.asarray(q._data if isinstance(q, Tensor) else q, dtype=a._data.dtype)
+    if qa.ndim > 1:
+        raise RuntimeError(f"{op}() q must be a scalar or 1D tensor")
+    if qa.size and ((qa < 0).any() or (qa > 1).any()):
+        raise RuntimeError(f"{op}() q values must be in the range [0, 1]" if qa.ndim else
+                           f"{op}() q must be in the range [0, 1] but got {q}")
+    if isinstance(q, Tensor) and q.ndim == 0:
+        scalar_q = True
+    qa = qa.reshape(-1)
+    if dim is None:
+        x, d = a.reshape(-1), 0
+    else:
+        d = norm_dim(dim, a.ndim, op)
+        x = a.reshape(1) if a.ndim == 0 else a
+    if x.shape[d] == 0:
+        raise RuntimeError(f"{op}() input tensor must be non-empty")
+    xs = take_along_dim(x, wrap(xp.argsort(x._data, axis=d, kind="stable")), d).movedim(d, -1)  # NaN sort last
+    n = xs.shape[-1]
+    nan = xp.isnan(xs._data)
+    if ignore_nan:
+        valid = (~nan).sum(-1, keepdims=True)
+    else:
+        valid = xp.full(xs.shape[:-1] + (1,), n)
+    pos = qa * (valid - 1).astype(qa.dtype)  # (..., nq)
+    # as PyTorch: a slice with a NaN (quantile) reads the last sorted element, an all-NaN slice
+    # (nanquantile) the first: NaN either way, and the gradient goes to that element
+    bad = (valid == 0) if ignore_nan else nan.any(-1, keepdims=True)
+    pos = xp.where(bad, 0 if ignore_nan else n - 1, pos)
+    if interpolation == "lower":
+        pos = xp.floor(pos)
+    elif interpolation == "higher":
+        pos = xp.ceil(pos)
+    elif interpolation == "nearest":
+        pos = xp.round(pos)  # round half to even, as PyTorch
+    lo = xp.clip(xp.floor(pos), 0, n - 1).astype(_dt.int64.np)
+    hi = xp.clip(xp.ceil(pos), 0, n - 1).astype(_dt.int64.np)
+    vlo, vhi = take_along_dim(xs, wrap(lo), -1), take_along_dim(xs, wrap(hi), -1)
+    if interpolation == "midpoint":
+        w = xp.where(lo == hi, 0.0, 0.5).astype(qa.dtype)
+    else:
+        w = (pos - lo).astype(qa.dtype)
+    out = vlo + (vhi - vlo) * wrap(w) if xp.any(w) else vlo
+    out = out.movedim(-1, 0)  # q first, as PyTorch
+    if keepdim:
+        if dim is None:
+            out = out.reshape((out.shape[0],) + (1,) * a.ndim)
+        elif a.ndim:
+            out = out.unsqueeze(d + 1)
+    if scalar_q:
+        out = out.squeeze(0)
+    return out
+
+
+def quantile(a, q, dim=None, keepdim: bool = False, *, interpolation: str = "linear") -> Tensor:
+    """The ``q``-th quantiles along ``dim`` (all elements when None), interpolated between the sorted
+    neighbours; a tensor ``q`` puts its dim first. Composite of sort-gather and lerp."""
+    return _quantile(a, q, dim, keepdim, interpolation, "quantile", False)
+
+
+def nanquantile(a, q, dim=None, keepdim: bool = False, *, interpolation: str = "linear") -> Tensor:
+    """:func:`quantile` ignoring NaN (NaN where a slice is all NaN)."""
+    return _quantile(a, q, dim, keepdim, interpolation, "nanquantile", True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 
+from chainrule import dtypes as _dt
 from chainrule.backend import xp_of
 from chainrule.ops._helpers import Tensor, describe, norm_dim, norm_dims, record, tensor_operand, wrap
 
@@ -507,3 +508,293 @@ def contiguous(a) -> Tensor:
         return a
     xp = xp_of(a._data)
     return record(xp.ascontiguousarray(a._data), "contiguous", (a,), lambda g, _: (g,))
+
+
+# ----- diagonals, flips and rotations, interleaving, splits, block and Kronecker products, grids,
+# at-least-n-d and stacking (issue 16). All composites of indexing, pad, cat and reshape, so every
+# order of gradient comes from those primitives.
+
+__all__ += ["diag", "diagonal", "diag_embed", "fliplr", "flipud", "rot90", "repeat_interleave", "tensor_split",
+            "hsplit", "vsplit", "dsplit", "block_diag", "kron", "cartesian_prod", "meshgrid", "atleast_1d",
+            "atleast_2d", "atleast_3d", "column_stack", "dstack"]
+
+
+def diagonal(a, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The diagonal of the (dim1, dim2) planes, ``offset`` above (> 0) or below (< 0) the main one,
+    as the last dim (a gather with index arrays)."""
+    a = tensor_operand(a, "diagonal")
+    d1, d2 = norm_dim(dim1, a.ndim, "diagonal"), norm_dim(dim2, a.ndim, "diagonal")
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    x = movedim(a, (d1, d2), (-2, -1))
+    rows, cols = x.shape[-2], x.shape[-1]
+    start_r, start_c = max(-offset, 0), max(offset, 0)
+    n = max(min(rows - start_r, cols - start_c), 0)
+    xp = xp_of(a._data)
+    i = wrap(xp.arange(start_r, start_r + n))
+    j = wrap(xp.arange(start_c, start_c + n))
+    return x[(Ellipsis, i, j)]
+
+
+def diag_embed(a, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """Matrices (in output dims dim1, dim2) with the last dim of ``a`` on their ``offset`` diagonal:
+    ``a`` times an identity, padded by |offset|."""
+    a = tensor_operand(a, "diag_embed")
+    nd = a.ndim + 1
+    d1, d2 = norm_dim(dim1, nd, "diag_embed"), norm_dim(dim2, nd, "diag_embed")
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    v = a.reshape(1) if a.ndim == 0 else a
+    n = v.shape[-1]
+    xp = xp_of(a._data)
+    m = v.unsqueeze(-1) * wrap(xp.eye(n, dtype=a._data.dtype))
+    k = abs(offset)
+    if k:
+        m = pad(m, (k, 0, 0, k) if offset > 0 else (0, k, k, 0))
+    if a.ndim == 0:
+        m = m.reshape(m.shape[-2:])
+    if (d1, d2) == (nd - 2, nd - 1):
+        return m
+    return movedim(m, (-2, -1), (d1, d2))
+
+
+def diag(a, diagonal: int = 0) -> Tensor:
+    """1-d: the square matrix with ``a`` on its ``diagonal``; 2-d: that diagonal of ``a``."""
+    a = tensor_operand(a, "diag")
+    if a.ndim == 1:
+        return diag_embed(a, diagonal)
+    if a.ndim == 2:
+        return globals()["diagonal"](a, diagonal)
+    raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {a.ndim}D")
+
+
+def fliplr(a) -> Tensor:
+    a = tensor_operand(a, "fliplr")
+    if a.ndim < 2:
+        raise RuntimeError("Input must be >= 2-d.")
+    return flip(a, (1,))
+
+
+def flipud(a) -> Tensor:
+    a = tensor_operand(a, "flipud")
+    if a.ndim < 1:
+        raise RuntimeError("Input must be >= 1-d.")
+    return flip(a, (0,))
+
+
+def rot90(a, k: int = 1, dims=(0, 1)) -> Tensor:
+    """Rotate by 90 degrees ``k`` times in the plane ``dims``, from the first towards the second."""
+    a = tensor_operand(a, "rot90")
+    dims = tuple(dims)
+    if len(dims) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(dims)}")
+    if a.ndim < 2:
+        raise RuntimeError(f"expected total dims >= 2, but got total dims = {a.ndim}")
+    d0, d1 = norm_dim(dims[0], a.ndim, "rot90"), norm_dim(dims[1], a.ndim, "rot90")
+    if d0 == d1:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {d0} and dim1 = {d1}")
+    k %= 4
+    if k == 1:
+        return transpose(flip(a, (d1,)), d0, d1)
+    if k == 2:
+        return flip(a, (d0, d1))
+    if k == 3:
+        return transpose(flip(a, (d0,)), d0, d1)
+    return clone(a)
+
+
+def repeat_interleave(a, repeats=None, dim=None, *, output_size=None) -> Tensor:
+    """Each element (slice along ``dim``; of the flattened input when None) repeated ``repeats``
+    times (an int, or one count per element); ``repeat_interleave(counts)`` repeats the indices."""
+    from chainrule.ops.indexing import index_select
+
+    a = tensor_operand(a, "repeat_interleave")
+    xp = xp_of(a._data)
+    if repeats is None:  # torch.repeat_interleave(repeats): the indices, each repeated
+        if a.ndim != 1 or a._data.dtype.kind not in "iu":
+            raise RuntimeError("repeat_interleave only accept 1D vector as repeat")
+        return wrap(xp.repeat(xp.arange(a.shape[0], dtype="int64"), a._data))
+    if dim is None:
+        a, d = a.reshape(-1), 0
+    else:
+        d = norm_dim(dim, a.ndim, "repeat_interleave")
+        if a.ndim == 0:  # as PyTorch (its index_select sees a 1-element dim 0 and reports dim 1)
+            raise IndexError("Dimension out of range (expected to be in range of [-1, 0], but got 1)")
+    r = repeats._data if isinstance(repeats, Tensor) else xp.asarray(repeats)
+    if r.ndim > 1:
+        raise RuntimeError("repeat_interleave only accept 1D vector as repeat")
+    if (r < 0).any():
+        raise RuntimeError("repeats can not be negative")
+    n = a.shape[d]
+    if r.ndim == 1 and r.shape[0] not in (1, n):
+        raise RuntimeError("repeats must have the same size as input along dim, but got "
+                           f"repeats.size(0) = {r.shape[0]} and input.size({d}) = {n}")
+    idx = xp.repeat(xp.arange(n, dtype="int64"), r.reshape(-1) if r.ndim else int(r))
+    if output_size is not None and idx.shape[0] != output_size:
+        raise RuntimeError(f"repeat_interleave: output_size {output_size} does not match the {idx.shape[0]} repeats")
+    return index_select(a, d, wrap(idx))
+
+
+def tensor_split(a, indices_or_sections, dim: int = 0) -> tuple:
+    """``sections`` nearly equal pieces (the first n % sections one longer), or pieces cut before
+    each of ``indices``; views along ``dim``."""
+    a = tensor_operand(a, "tensor_split")
+    if a.ndim == 0:
+        raise RuntimeError("tensor_split expected at least a 1-dimensional tensor, but got a tensor with 0 dims")
+    d = norm_dim(dim, a.ndim, "tensor_split")
+    n = a.shape[d]
+    ios = indices_or_sections
+    if isinstance(ios, Tensor):
+        if ios._data.dtype.kind not in "iu" or ios.ndim > 1:
+            raise RuntimeError("tensor_split expected tensor_indices_or_sections to be a zero-dimensional or "
+                               f"one-dimensional tensor, but got a tensor with {ios.ndim} dims")
+        ios = int(ios.item()) if ios.ndim == 0 else [int(v) for v in ios.tolist()]
+    if isinstance(ios, int):
+        if ios <= 0:
+            raise RuntimeError(f"number of sections must be larger than 0, got {ios}")
+        q, r = divmod(n, ios)
+        bounds, start = [], 0
+        for i in range(ios):
+            bounds.append((start, start + q + (1 if i < r else 0)))
+            start = bounds[-1][1]
+    else:
+        cuts = [0] + [min(max(c + n if c < 0 else c, 0), n) for c in ios] + [n]
+        bounds = [(s, max(e, s)) for s, e in zip(cuts[:-1], cuts[1:])]
+    return tuple(a[(slice(None),) * d + (slice(s, e),)] for s, e in bounds)
+
+
+def _split_along(a, ios, dim: int, op: str, need: int) -> tuple:
+    a = tensor_operand(a, op)
+    if a.ndim < need:
+        raise RuntimeError(f"torch.{op} requires a tensor with at least {need} dimension, but got a tensor with "
+                           f"{a.ndim} dimensions!")
+    if isinstance(ios, int):
+        size = a.shape[dim]
+        if ios == 0 or size % ios:
+            raise RuntimeError(f"torch.{op} attempted to split along dimension {dim}, but the size of the dimension "
+                               f"{size} is not divisible by the split_size {ios}!")
+    return tensor_split(a, ios, dim)
+
+
+def hsplit(a, indices_or_sections) -> tuple:
+    a = tensor_operand(a, "hsplit")
+    return _split_along(a, indices_or_sections, 1 if a.ndim > 1 else 0, "hsplit", 1)
+
+
+def vsplit(a, indices_or_sections) -> tuple:
+    return _split_along(a, indices_or_sections, 0, "vsplit", 2)
+
+
+def dsplit(a, indices_or_sections) -> tuple:
+    return _split_along(a, indices_or_sections, 2, "dsplit", 3)
+
+
+def _varargs(tensors, op: str) -> list:
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tensors[0]
+    return [tensor_operand(t, op) for t in tensors]
+
+
+def block_diag(*tensors) -> Tensor:
+    """The block-diagonal matrix of the inputs (0-d as 1x1, 1-d as one row), zero elsewhere."""
+    mats = []
+    for i, t in enumerate(_varargs(tensors, "block_diag")):
+        if t.ndim > 2:
+            raise RuntimeError(f"torch.block_diag: Input tensors must have 2 or fewer dimensions. Input {i} has "
+                               f"{t.ndim} dimensions")
+        mats.append(t.reshape(1, -1) if t.ndim < 2 else t)
+    if not mats:
+        from chainrule import creation
+
+        return creation.zeros(1, 0)
+    dtype = mats[0].dtype
+    for m in mats[1:]:
+        dtype = _dt.result_type(dtype, 1, m.dtype, 1)
+    total = sum(m.shape[1] for m in mats)
+    rows, left = [], 0
+    for m in mats:
+        w = m.shape[1]
+        rows.append(pad(m.to(dtype), (left, total - left - w)))
+        left += w
+    return cat(rows, 0)
+
+
+def kron(a, b) -> Tensor:
+    """Kronecker product: the broadcast product of interleaved singleton-padded shapes, reshaped."""
+    a, b = tensor_operand(a, "kron"), tensor_operand(b, "kron")
+    nd = max(a.ndim, b.ndim)
+    sa = (1,) * (nd - a.ndim) + tuple(a.shape)
+    sb = (1,) * (nd - b.ndim) + tuple(b.shape)
+    xa = a.reshape([v for s in sa for v in (s, 1)])
+    xb = b.reshape([v for s in sb for v in (1, s)])
+    return (xa * xb).reshape([p * q for p, q in zip(sa, sb)])
+
+
+def meshgrid(*tensors, indexing: str = "ij") -> tuple:
+    """Grids of the 0-d or 1-d inputs; ``indexing='xy'`` swaps the first two output dims."""
+    ts = _varargs(tensors, "meshgrid")
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f"torch.meshgrid: indexing must be one of \"xy\" or \"ij\", but received: {indexing}")
+    for t in ts:
+        if t.ndim > 1:
+            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got: {describe(t)}")
+    ts = [t.reshape(-1) for t in ts]
+    swap = indexing == "xy" and len(ts) >= 2
+    order = list(ts)
+    if swap:
+        order[0], order[1] = order[1], order[0]
+    shape = tuple(t.shape[0] for t in order)
+    out = []
+    for t in ts:
+        i = next(k for k, s in enumerate(order) if s is t)
+        view_shape = [1] * len(order)
+        view_shape[i] = t.shape[0]
+        out.append(t.reshape(view_shape).expand(shape))
+    return tuple(out)
+
+
+def cartesian_prod(*tensors) -> Tensor:
+    """All combinations of the 1-d inputs' elements, one per row (the input itself for one input)."""
+    ts = _varargs(tensors, "cartesian_prod")
+    for t in ts:
+        if t.ndim != 1:
+            raise RuntimeError(f"Expect a 1D vector, but got shape {list(t.shape)}")
+    if len(ts) == 1:
+        return ts[0]
+    return stack([g.reshape(-1) for g in meshgrid(*ts, indexing="ij")], 1)
+
+
+def _atleast(tensors, n: int):
+    ts = _varargs(tensors, f"atleast_{n}d")
+    out = []
+    for t in ts:
+        if t.ndim == 0:
+            t = t.reshape((1,) * n)
+        elif t.ndim == 1 and n >= 2:
+            t = t.reshape((1, t.shape[0], 1)[: n] if n == 3 else (1, t.shape[0]))
+        elif t.ndim == 2 and n == 3:
+            t = t.unsqueeze(-1)
+        out.append(t)
+    single = len(tensors) == 1 and not isinstance(tensors[0], (list, tuple))
+    return out[0] if single else tuple(out)
+
+
+def atleast_1d(*tensors):
+    return _atleast(tensors, 1)
+
+
+def atleast_2d(*tensors):
+    return _atleast(tensors, 2)
+
+
+def atleast_3d(*tensors):
+    return _atleast(tensors, 3)
+
+
+def column_stack(tensors) -> Tensor:
+    ts = [t.reshape(-1, 1) if t.ndim <= 1 else t for t in _tensor_list(tensors, "column_stack")]
+    return cat(ts, 1)
+
+
+def dstack(tensors) -> Tensor:
+    return cat(list(atleast_3d(_tensor_list(tensors, "dstack"))), 2)
