@@ -1669,3 +1669,12 @@ _shape_case("column_stack", lambda lib, *xs: lib.column_stack(xs), _no_params([(
 _shape_case("dstack", lambda lib, *xs: lib.dstack(xs), _no_params([((2, 3), (2, 3, 2)), ((3,), (3,)), ((), ())]),
             st.tuples(st.lists(st.sampled_from([(1, 3), (3,), (1, 3, 2)]), min_size=1, max_size=3).map(tuple),
                       st.just({})))
+
+
+# ----- indexing, scatter and search: scatter_reduce, unique, bincount, searchsorted, ... (cases below) -----
+
+
+# ----- grid sampling and the remaining resampling (cases below) -----
+
+
+# ----- complex tensors and chainrule.fft (cases below) -----
