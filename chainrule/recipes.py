@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,7 @@ def train_run(kind: str, out_dir: str | Path, model_overrides: dict | None = Non
     options = {**recipe.train, **(train_overrides or {})}
     if resume:
         model_config, options = _resumed_config(out, kind, model_overrides or {}, train_overrides or {})
+    _check_train_options(kind, options)
     try:
         build_model(kind, model_config)  # refuse impossible sizes before touching the folder
     except (ValueError, TypeError) as err:
@@ -156,6 +158,39 @@ def train_run(kind: str, out_dir: str | Path, model_overrides: dict | None = Non
     return summary
 
 
+# training option -> (smallest allowed value, whether the smallest is allowed); only keys a recipe has are checked
+_OPTION_RANGES = {
+    "epochs": (1, True), "steps": (1, True), "batch_size": (1, True), "eval_interval": (1, True),
+    "eval_batches": (1, True), "warmup_steps": (0, True), "sample_tokens": (0, True),
+    "lr": (0.0, False), "min_lr": (0.0, True), "weight_decay": (0.0, True), "grad_clip": (0.0, False),
+}
+
+
+def _check_train_options(kind: str, options: dict) -> None:
+    """Refuse out-of-range training options (a NaN learning rate, zero epochs...) before anything is written."""
+    for key, (lowest, inclusive) in _OPTION_RANGES.items():
+        if key not in options:
+            continue
+        value = options[key]
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= lowest if inclusive else value > lowest)
+        if not ok:
+            bound = f">= {lowest}" if inclusive else f"> {lowest}"
+            raise RunError(f"train {kind}: --{key.replace('_', '-')} must be a finite number {bound}, got {value!r}")
+
+
+def _plot_curves(history, path: Path) -> None:
+    """The learning curves PNG, or one line saying why there is none (matplotlib is in the ``train`` extra)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(f"chainrule: matplotlib is not installed, so no {path.name} "
+              "(pip install 'chainrule[train]' for plots and progress bars)", file=sys.stderr)
+        return
+    from chainrule.train.plots import plot_history
+
+    plot_history(history, path)
+
+
 def _classifier_data(kind: str, split: str):
     if kind == "mlp":
         return data.load_digits(split, flatten=True)
@@ -165,7 +200,6 @@ def _classifier_data(kind: str, split: str):
 def _classifier_training(kind, model, model_config, options, out: Path, resume: bool, verbose: int) -> dict:
     from chainrule.train import fit
     from chainrule.train.callbacks import JSONLLogger, ModelCheckpoint
-    from chainrule.train.plots import plot_history
 
     x_train, y_train = _classifier_data(kind, "train")
     x_test, y_test = _classifier_data(kind, "test")
@@ -182,7 +216,7 @@ def _classifier_training(kind, model, model_config, options, out: Path, resume: 
         resume_from=out / "last.safetensors" if resume else None,
     )
     history.to_json(out / "history.json")
-    plot_history(history, out / "curves.png")
+    _plot_curves(history, out / "curves.png")
     _, best, _ = load_run(out, "best.safetensors")
     return {"kind": kind, **_evaluate_classifier(kind, best), "epochs": len(history.epochs)}
 
@@ -225,7 +259,6 @@ def _fixed_val_batches(options, block_size: int):
 def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, verbose: int) -> dict:
     from chainrule.train import fit
     from chainrule.train.callbacks import JSONLLogger, ModelCheckpoint
-    from chainrule.train.plots import plot_history
 
     train_ids, vocab = data.load_tinyshakespeare("train")
     if model_config["vocab_size"] != len(vocab):
@@ -250,7 +283,7 @@ def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, v
         resume_from=out / "last.safetensors" if resume else None,
     )
     history.to_json(out / "history.json")
-    plot_history(history, out / "curves.png")
+    _plot_curves(history, out / "curves.png")
     _, best, _ = load_run(out, "best.safetensors")
     text = _generate(best, vocab, options["sample_prompt"], int(options["sample_tokens"]), 0.8, None, seed=0)
     (out / "samples.txt").write_text(text + "\n")

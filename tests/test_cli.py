@@ -77,6 +77,10 @@ def test_resume_refuses_changed_options(runs, capsys):
     (["sample", "/nonexistent/run"], "not a chainrule run folder"),
     (["evaluate", "/nonexistent/run"], "not a chainrule run folder"),
     (["diagnose", "--steps", "1"], "--steps >= 2"),
+    (["train", "mlp", "--lr", "nan"], "--lr must be a finite number > 0.0, got nan"),
+    (["train", "cnn", "--epochs", "0"], "--epochs must be"),
+    (["train", "mlp", "--batch-size", "0"], "--batch-size must be"),
+    (["train", "gpt", "--weight-decay", "inf"], "--weight-decay must be a finite number >= 0.0, got inf"),
 ])
 def test_bad_input_gives_one_line_and_status_2(argv, message, capsys, tmp_path):
     if argv[0] == "train":
@@ -84,6 +88,24 @@ def test_bad_input_gives_one_line_and_status_2(argv, message, capsys, tmp_path):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is touched
+
+
+_WITHOUT_MATPLOTLIB = """
+import sys
+sys.modules["matplotlib"] = None  # as if the train extra were not installed: importing it raises ImportError
+from chainrule.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_train_without_matplotlib_trains_and_says_why_there_is_no_plot(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_MATPLOTLIB, "train", "mlp", "--out", str(out), "--quiet",
+                             *TINY["mlp"]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "matplotlib is not installed, so no curves.png" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "best.safetensors").is_file() and not (out / "curves.png").exists()
 
 
 def test_corrupt_checkpoint_is_a_one_line_error(runs, capsys, tmp_path):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import struct
 import sys
 from collections.abc import Callable, Mapping
@@ -165,7 +166,8 @@ def atomic_write(path: str | os.PathLike, write_body: Callable[[IO[bytes]], None
         raise FileNotFoundError(f"{op}: folder '{folder}' does not exist; create it first (os.makedirs)")
     if os.path.isdir(target):
         raise IsADirectoryError(f"{op}: '{target}' is a folder; give a file path such as '{target}/model.safetensors'")
-    temp = os.path.join(folder, f".{os.path.basename(target)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    _remove_stale_temps(folder, os.path.basename(target))
+    temp = os.path.join(folder, f".{os.path.basename(target)}.{_writer_id()}.{os.urandom(4).hex()}.tmp")
     # O_EXCL: never clobber anything; mode 0o666 lets the umask decide, as for any new file
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -178,6 +180,38 @@ def atomic_write(path: str | os.PathLike, write_body: Callable[[IO[bytes]], None
         _remove_quietly(temp)
         raise
     _fsync_folder(folder)
+
+
+def _writer_id() -> str:
+    """``pid@host``: who wrote a temporary file, so a later save can tell a dead writer's leftover."""
+    return f"{os.getpid()}@{socket.gethostname().replace('.', '_')}"
+
+
+def _remove_stale_temps(folder: str, name: str) -> None:
+    """Delete temporary files for ``name`` left by writers on this host that no longer run (killed mid-save).
+
+    A temporary file of a live writer, or of a writer on another host sharing the folder, is left alone.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) is a liveness probe on POSIX only
+        return
+    prefix, host = f".{name}.", socket.gethostname().replace(".", "_")
+    for entry in os.listdir(folder):
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        writer = entry[len(prefix):-len(".tmp")].rpartition(".")[0]
+        pid, _, writer_host = writer.partition("@")
+        if pid.isdigit() and writer_host in (host, "") and not _process_alive(int(pid)):
+            _remove_quietly(os.path.join(folder, entry))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _remove_quietly(path: str) -> None:

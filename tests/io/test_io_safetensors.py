@@ -360,3 +360,46 @@ def test_successful_write_replaces_and_leaves_no_temp(old_file):
     write_safetensors(path, {"new": np.ones(2)})
     assert list(read_safetensors(path)[0]) == ["new"]
     assert os.listdir(path.parent) == [path.name]
+
+
+_KILLED_MID_SAVE = """
+import sys, time
+from chainrule.io import safetensors as sft
+
+def body(stream):
+    stream.write(b"half a checkpoint")
+    stream.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+sft.atomic_write(sys.argv[1], body)
+"""
+
+
+def test_save_after_a_writer_was_killed_removes_its_temporary_file(old_file):
+    import signal
+    import subprocess
+    import sys
+
+    path, _ = old_file
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_MID_SAVE, str(path)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"  # its temporary file exists now
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    leftovers = [name for name in os.listdir(path.parent) if name.endswith(".tmp")]
+    assert len(leftovers) == 1 and f".{writer.pid}@" in leftovers[0]
+    write_safetensors(path, {"new": np.ones(2)})
+    assert os.listdir(path.parent) == [path.name]
+    np.testing.assert_array_equal(read_safetensors(path)[0]["new"], np.ones(2))
+
+
+def test_save_leaves_temporary_files_of_live_or_remote_writers(old_file):
+    path, _ = old_file
+    host = sft.socket.gethostname().replace(".", "_")
+    live = path.parent / f".{path.name}.{os.getpid()}@{host}.0000abcd.tmp"  # this very process is alive
+    remote = path.parent / f".{path.name}.1@another-host.0000abcd.tmp"  # a pid on another machine of a shared folder
+    other_file = path.parent / f".other.safetensors.999999999@{host}.0000abcd.tmp"  # not this file's
+    for leftover in (live, remote, other_file):
+        leftover.write_bytes(b"x")
+    write_safetensors(path, {"new": np.ones(2)})
+    assert sorted(os.listdir(path.parent)) == sorted([path.name, live.name, remote.name, other_file.name])
