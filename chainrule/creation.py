@@ -22,12 +22,13 @@ __all__ = [
     "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange", "linspace", "eye",
     "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "full_like", "empty_like",
     "rand_like", "randn_like", "randint_like", "normal", "is_tensor", "numel", "bernoulli", "multinomial",
-    "poisson",
+    "poisson", "from_dlpack",
 ]
 
 
 def _infer_dtype(data: Any) -> _dt.DType:
-    """PyTorch's inference for Python data: any float -> default float, else any int -> int64, else bool."""
+    """PyTorch's inference for Python data: any complex -> default complex, else any float -> default float,
+    else any int -> int64, else bool."""
     try:
         kind = np.asarray(data).dtype.kind
     except ValueError as err:  # ragged nested lists
@@ -38,6 +39,8 @@ def _infer_dtype(data: Any) -> _dt.DType:
         return _dt.int64
     if kind == "b":
         return _dt.bool_
+    if kind == "c":
+        return _dt.get_default_complex_dtype()
     raise TypeError(
         f"tensor: can't convert data of type {type(data).__name__} (numpy kind '{kind}') to a tensor; "
         "expected numbers, nested lists of numbers, numpy arrays or tensors"
@@ -98,6 +101,29 @@ def from_numpy(array) -> Tensor:
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
     _dt.from_np(array.dtype)
     return wrap(array)
+
+
+def from_dlpack(ext_tensor, *, device=None, copy: bool | None = None) -> Tensor:
+    """A tensor sharing memory with ``ext_tensor``, any object speaking DLPack (a PyTorch tensor, a numpy
+    array, a JAX array...): changes show in both. ``copy=True`` copies; ``copy=False`` refuses to copy.
+
+    The result is a leaf that does not require grad. Writes through the other library's view bypass
+    chainrule's version counter: don't change the data there while autograd has it saved for backward.
+    """
+    if not hasattr(ext_tensor, "__dlpack__"):
+        raise TypeError(f"from_dlpack: expected an object with __dlpack__ (a tensor or array), got {type(ext_tensor).__name__}")
+    kind, _ = ext_tensor.__dlpack_device__()
+    if kind != 1:  # kDLCPU; a GPU array would go to its backend's from_dlpack
+        raise BufferError(f"from_dlpack: only CPU memory (DLPack device 1) can be imported, got device type {kind}")
+    try:
+        array = np.from_dlpack(ext_tensor, copy=copy)
+    except RuntimeError as err:  # bfloat16 and other dtypes numpy has no type for
+        raise TypeError(f"from_dlpack: can't import {type(ext_tensor).__name__}: {err}") from None
+    _dt.from_np(array.dtype)  # refuses dtypes chainrule does not support, naming them
+    out = wrap(array)
+    if device is not None and get_device(device) != out.device:
+        out = out.to(device)
+    return out
 
 
 def _shape(size: Sequence, op: str = "size") -> tuple[int, ...]:

@@ -209,15 +209,44 @@ class Tensor:
         self._data = value._data
 
     # ----- conversion ---------------------------------------------------------------------------
-    def numpy(self):
-        """The data as a numpy array, sharing memory on the CPU."""
+    def numpy(self, *, force: bool = False):
+        """The data as a numpy array, sharing memory on the CPU. As in PyTorch, a tensor that requires
+        grad (or lives on a GPU) is refused unless ``force=True``, which detaches (and copies to the host)."""
+        if force:
+            return to_host(self._data)
         if self._rg:
             raise RuntimeError(
-                "numpy: can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()"
+                "numpy: can't call numpy() on a tensor that requires grad; use tensor.detach().numpy() "
+                "or numpy(force=True)"
             )
         if not isinstance(self._data, np.ndarray):
-            raise TypeError(f"numpy: tensor is on {self.device}; call .cpu() first")
+            raise TypeError(f"numpy: tensor is on {self.device}; call .cpu() first (or numpy(force=True))")
         return self._data
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """The DLPack protocol (the array API's data interchange): a capsule that lends this tensor's
+        memory to another library (``torch.from_dlpack(t)``, ``np.from_dlpack(t)``) without a copy.
+
+        Writes the other library makes through the shared memory bypass chainrule's version counter,
+        so changing a tensor there that autograd saved for backward gives silently wrong gradients."""
+        if self._rg:
+            raise BufferError("__dlpack__: can't export a tensor that requires grad; use tensor.detach()")
+        data = self._data
+        if any(s < 0 for s in data.strides):
+            # PyTorch up to 2.13 aborts the process importing negative strides (a flip such as t[::-1]
+            # makes them), so hand out a copy with positive strides instead.
+            if copy is False:
+                raise BufferError(f"__dlpack__: a tensor with negative strides {data.strides} (shape {self.shape}) "
+                                  "can only be exported as a copy, but copy=False")
+            data, copy = data.copy(), None
+        if stream == -1 and isinstance(data, np.ndarray):
+            stream = None  # -1 means "no synchronisation"; numpy accepts only None
+        options = {"stream": stream, "max_version": max_version, "dl_device": dl_device, "copy": copy}
+        return data.__dlpack__(**{k: v for k, v in options.items() if v is not None})
+
+    def __dlpack_device__(self):
+        """DLPack's (device type, device id) of this tensor's memory: (1, 0) on the CPU."""
+        return self._data.__dlpack_device__()
 
     def item(self) -> float | int | bool:
         if self._data.size != 1:
@@ -234,6 +263,8 @@ class Tensor:
         """numpy's conversion protocol: ``np.asarray(t)`` shares memory on the CPU, ``np.array(t)``
         copies (``copy=True``), as numpy's own arrays do."""
         on_host = isinstance(self._data, np.ndarray)
+        if copy is False and not on_host:
+            raise ValueError(f"__array__: a tensor on {self.device} can only be converted with a copy, but copy=False")
         arr = to_host(self._data)
         if dtype is not None and arr.dtype != np.dtype(dtype):
             if copy is False:
