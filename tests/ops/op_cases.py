@@ -1678,3 +1678,6 @@ _shape_case("dstack", lambda lib, *xs: lib.dstack(xs), _no_params([((2, 3), (2, 
 
 
 # ----- complex tensors and chainrule.fft (cases below) -----
+
+
+# ----- elementwise and matrix functions, more (cases below) -----
