@@ -43,7 +43,7 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
 from chainrule.ops.indexing import one_hot
 from chainrule.ops.logits import _along_last_dim, _softmax_backward, log_softmax, softmax, softmin
-from chainrule.ops.resample import interpolate, pixel_shuffle, pixel_unshuffle, upsample
+from chainrule.ops.resample import affine_grid, grid_sample, interpolate, pixel_shuffle, pixel_unshuffle, upsample
 from chainrule.ops.shape import pad
 from chainrule.random import default_generator
 
@@ -57,7 +57,7 @@ __all__ = [
     "unfold", "fold",
 ]
 __all__ += ["group_norm", "instance_norm", "local_response_norm", "interpolate", "upsample", "pixel_shuffle",
-            "pixel_unshuffle"]
+            "pixel_unshuffle", "grid_sample", "affine_grid"]
 __all__ += ["conv_transpose1d", "conv_transpose2d"]
 __all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
 __all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"]

@@ -11,13 +11,15 @@ coordinate arithmetic to keep in step. Pixel shuffles are a reshape, a permute a
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 
 from chainrule.backend import xp_of
-from chainrule.ops._helpers import Tensor, describe, tensor_operand, wrap
+from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
 from chainrule.ops.indexing import index_select
 
-__all__ = ["interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle"]
+__all__ = ["interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "grid_sample", "affine_grid"]
 
 _MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear")
 _DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
@@ -155,14 +157,19 @@ def _cubic_taps(insz, outsz, scale, align_corners, xp, cdt):
     i = i.astype(xp.int64)
     a = cdt(_CUBIC_A)
 
+    return tuple((xp.clip(i - 1 + k, 0, insz - 1), w) for k, w in enumerate(_cubic_weights(t, a)))
+
+
+def _cubic_weights(t, a):
+    """The four weights of Keys' cubic convolution (parameter ``a``) at taps -1, 0, 1, 2 around a source
+    point ``t`` past its tap 0 (arrays or tensors alike)."""
     def near(v):  # |v| <= 1
         return ((a + 2) * v - (a + 3)) * v * v + 1
 
     def far(v):  # 1 < |v| < 2
         return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
 
-    weights = (far(t + 1), near(t), near(1 - t), far(2 - t))
-    return tuple((xp.clip(i - 1 + k, 0, insz - 1), w) for k, w in enumerate(weights))
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
 
 
 def upsample(input, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None) -> Tensor:
@@ -208,3 +215,204 @@ def pixel_unshuffle(input, downscale_factor: int) -> Tensor:
     y = x.reshape(*lead, c, h // r, r, w // r, r)
     y = y.permute(*range(k), k, k + 2, k + 4, k + 1, k + 3)
     return y.reshape(*lead, c * r * r, h // r, w // r)
+
+
+# ----- grid_sample and affine_grid -----------------------------------------------------------------------
+#
+# grid_sample is a composite too. Along each spatial dim, a grid coordinate in [-1, 1] becomes a source
+# coordinate (unnormalised, then clipped or reflected by the padding mode) and a few taps: integer source
+# positions, each with a weight (1 - t and t for bilinear, Keys' cubic for bicubic, 1 for nearest) and a
+# zero weight where a tap falls outside the input. The output sums, over every combination of one tap per
+# dim, the input rows gathered at the taps (index_select) times the product of the taps' weights. The
+# source coordinates are piecewise linear in the grid, and _grid_coordinate records them with PyTorch's
+# slopes (zero at clip bounds, sign flips under reflection), so the gradients w.r.t. input (index_add)
+# and grid (through the weights), and every higher order, come from existing rules.
+
+_GRID_MODES = ("bilinear", "nearest", "bicubic")
+_GRID_PADDINGS = ("zeros", "border", "reflection")
+_ALIGN_WARNING = ("Default grid_sample and affine_grid behavior has changed to align_corners=False since 1.3.0. "
+                  "Please specify align_corners=True if the old behavior is desired. See the documentation of "
+                  "grid_sample for details.")
+
+
+def grid_sample(input, grid, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool | None = None) -> Tensor:
+    """PyTorch's F.grid_sample: ``input`` (N, C, H, W) sampled at ``grid`` (N, Ho, Wo, 2) of (x, y) in
+    [-1, 1] gives (N, C, Ho, Wo); likewise (N, C, D, H, W) at (N, Do, Ho, Wo, 3) of (x, y, z)."""
+    if mode not in _GRID_MODES:
+        raise ValueError(f"nn.functional.grid_sample(): expected mode to be 'bilinear', 'nearest' or 'bicubic', "
+                         f"but got: '{mode}'")
+    if padding_mode not in _GRID_PADDINGS:
+        raise ValueError("nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', or "
+                         f"'reflection', but got: '{padding_mode}'")
+    if align_corners is None:
+        warnings.warn(_ALIGN_WARNING, stacklevel=2)
+        align_corners = False
+    x = tensor_operand(input, "grid_sample")
+    grid = tensor_operand(grid, "grid_sample")
+    _check_grid_sample(x, grid, mode)
+    n, c, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    out_spatial = tuple(grid.shape[1:-1])
+    points = grid.reshape(n, math.prod(out_spatial), len(spatial))
+    # the grid's last dim lists x (width, the last input dim) first
+    taps = [_grid_taps(points[:, :, len(spatial) - 1 - d], size, mode, padding_mode, align_corners)
+            for d, size in enumerate(spatial)]
+    positions = math.prod(spatial)
+    rows = x.reshape(n, c, positions).permute(0, 2, 1).reshape(n * positions, c)  # one row per input position
+    xp = xp_of(x._data)
+    first_row = xp.arange(n, dtype=xp.int64).reshape(n, 1) * positions
+    out = None
+    for combination in itertools.product(*taps):
+        flat, weight = first_row, None
+        for (index, w), stride in zip(combination, _strides(spatial)):
+            flat = flat + index * stride
+            weight = w if weight is None else weight * w
+        term = index_select(rows, 0, wrap(flat.reshape(-1))) * weight.reshape(flat.size, 1)
+        out = term if out is None else out + term
+    return out.reshape(n, *out_spatial, c).movedim(-1, 1)
+
+
+def _strides(spatial) -> list[int]:
+    return [math.prod(spatial[d + 1:]) for d in range(len(spatial))]
+
+
+def _check_grid_sample(x: Tensor, grid: Tensor, mode: str) -> None:
+    """PyTorch's checks, in its order."""
+    sizes = f"input with sizes {list(x.shape)} and grid with sizes {list(grid.shape)}"
+    if x.ndim < 3 or grid.ndim < 3:
+        raise RuntimeError(f"grid_sampler(): expected 4D or 5D input and grid, but got {sizes}")
+    if grid.shape[0] != x.shape[0]:
+        raise RuntimeError(f"grid_sampler(): expected grid and input to have same batch size, but got {sizes}")
+    if grid.shape[-1] != x.ndim - 2:
+        raise RuntimeError(f"grid_sampler(): expected grid to have size {x.ndim - 2} in last dimension, but got grid "
+                           f"with sizes {list(grid.shape)}")
+    for d in range(2, x.ndim):
+        if x.shape[d] == 0:
+            raise RuntimeError(f"grid_sampler(): expected input to have non-empty spatial dimensions, but input has "
+                               f"sizes {list(x.shape)} with dimension {d} being empty")
+    if x.ndim not in (4, 5) or grid.ndim != x.ndim:
+        raise RuntimeError(f"grid_sampler(): expected {4 if x.ndim == 4 else 5}D input and grid with same number of "
+                           f"dimensions, but got {sizes}")
+    if mode == "bicubic" and x.ndim != 4:
+        raise RuntimeError("grid_sampler(): bicubic interpolation only supports 4D input")
+    if x._data.dtype.kind != "f" or grid._data.dtype != x._data.dtype:
+        raise RuntimeError(f"grid_sampler(): expected input and grid of one floating point dtype, but got input "
+                           f"{describe(x)} and grid {describe(grid)}")
+
+
+def _grid_taps(coordinate: Tensor, size: int, mode: str, padding_mode: str, align_corners: bool) -> list:
+    """The taps of one spatial dim: (source index array, weight tensor) pairs for each grid point, the
+    weight zero where the tap falls outside the input (only possible with zeros padding)."""
+    xp = xp_of(coordinate._data)
+    dtype = coordinate._data.dtype.type
+    source, slope = _unnormalize(coordinate._data, size, align_corners, dtype)
+    if mode == "bicubic":  # PyTorch pads bicubic's integer taps, not its source point
+        start = xp.floor(source)
+        t = _grid_coordinate(coordinate, source - start, slope)
+        steps = [_pad_coordinate(start + k, size, padding_mode, align_corners, xp)[0] for k in (-1, 0, 1, 2)]
+        return [_tap(step, size, w) for step, w in zip(steps, _cubic_weights(t, _CUBIC_A))]
+    source, padded_slope = _pad_coordinate(source, size, padding_mode, align_corners, xp)
+    if mode == "nearest":  # piecewise constant: the grid's gradient is zero, as PyTorch's
+        nearest = xp.rint(source)
+        return [_tap(nearest, size, _grid_coordinate(coordinate, xp.ones_like(source), xp.zeros_like(source)))]
+    start = xp.floor(source)
+    t = _grid_coordinate(coordinate, source - start, slope * padded_slope)
+    return [_tap(start, size, 1 - t), _tap(start + 1, size, t)]
+
+
+def _tap(position, size: int, weight: Tensor):
+    """An integer index array (positions outside the input point at 0) and the weight, zeroed there."""
+    xp = xp_of(position)
+    inside = (position >= 0) & (position <= size - 1)  # False for NaN
+    index = xp.where(inside, position, 0).astype(xp.int64)
+    if inside.all():
+        return index, weight
+    return index, weight * wrap(inside.astype(position.dtype))
+
+
+def _grid_coordinate(grid_coordinate: Tensor, value, slope) -> Tensor:
+    """``value`` (an array computed from the grid coordinate's values) as a tensor whose derivative with
+    respect to that coordinate is ``slope``: the grid's path into the weights."""
+    return record(value, "grid_sample_coordinate", (grid_coordinate,), lambda g, _: (g * wrap(xp_of(value).asarray(slope)),))
+
+
+def _unnormalize(coordinate, size: int, align_corners: bool, dtype):
+    """PyTorch's grid_sampler_unnormalize: -1 and 1 are the centres of the corner pixels with
+    align_corners, their outer edges without; and its slope."""
+    if align_corners:
+        scale = dtype((size - 1) / 2)
+        return (coordinate + 1) * scale, scale
+    scale = dtype(size / 2)
+    return coordinate * scale + (scale - dtype(0.5)), scale
+
+
+def _pad_coordinate(source, size: int, padding_mode: str, align_corners: bool, xp):
+    """PyTorch's compute_coordinates: the source coordinate clipped into the input (border), or reflected
+    at its edges and then clipped (reflection); and the derivative of that map (zero at the clip bounds)."""
+    if padding_mode == "zeros":
+        return source, 1
+    slope = 1
+    if padding_mode == "reflection":
+        low, high = (0, 2 * (size - 1)) if align_corners else (-1, 2 * size - 1)
+        source, slope = _reflect(source, low, high, xp)
+    inside = (source > 0) & (source < size - 1)
+    return xp.clip(source, 0, size - 1), slope * inside
+
+
+def _reflect(source, twice_low: int, twice_high: int, xp):
+    """PyTorch's reflect_coordinates: ``source`` mirrored back and forth into [low, high] (given doubled,
+    so half-integer bounds stay integers), and the sign of the slope."""
+    if twice_low == twice_high:
+        return xp.zeros_like(source), xp.zeros_like(source)
+    dtype = source.dtype.type
+    low, span = dtype(twice_low / 2), dtype((twice_high - twice_low) / 2)
+    offset = source - low
+    sign = xp.where(offset < 0, dtype(-1), dtype(1))
+    offset = xp.abs(offset)
+    extra = xp.fmod(offset, span)
+    even = xp.floor(offset / span) % 2 == 0
+    return xp.where(even, extra + low, span - extra + low), xp.where(even, sign, -sign)
+
+
+def affine_grid(theta, size, align_corners: bool | None = None) -> Tensor:
+    """PyTorch's F.affine_grid: the (N, H, W, 2) grid (N, D, H, W, 3 in 3-d) of ``theta`` (N, 2, 3) (or
+    (N, 3, 4)) applied to the base grid of (x, y[, z], 1) over ``size`` = (N, C, H, W) (or (N, C, D, H, W)):
+    a matmul of a constant with theta, differentiable in theta."""
+    if align_corners is None:
+        warnings.warn(_ALIGN_WARNING, stacklevel=2)
+        align_corners = False
+    theta = tensor_operand(theta, "affine_grid")
+    size = tuple(int(s) for s in size)
+    if theta._data.dtype.kind != "f":
+        raise ValueError(f"Expected theta to have floating point type, but got {theta.dtype}")
+    if len(size) not in (4, 5):
+        raise NotImplementedError(f"affine_grid only supports 4D and 5D sizes, for 2D and 3D affine transforms, "
+                                  f"respectively. Got size {size}.")
+    k = len(size) - 2
+    if theta.ndim != 3 or tuple(theta.shape[1:]) != (k, k + 1):
+        raise ValueError(f"Expected a batch of {k}D affine matrices of shape Nx{k}x{k + 1} for size {size}. Got "
+                         f"{describe(theta)}.")
+    spatial = size[2:]
+    if align_corners and min(spatial) == 1:
+        warnings.warn("Since version 1.3.0, affine_grid behavior has changed for unit-size grids when "
+                      "align_corners=True. This is not an intended use case of affine_grid. See the documentation "
+                      "of affine_grid for details.", stacklevel=2)
+    elif min(size) <= 0:
+        raise ValueError(f"Expected non-zero, positive output size. Got {size}")
+    if theta.shape[0] != size[0]:
+        raise RuntimeError(f"affine_grid: theta holds {theta.shape[0]} matrices but size asks for a batch of "
+                           f"{size[0]} (theta {describe(theta)}, size {size})")
+    base = _base_grid(spatial, align_corners, xp_of(theta._data), theta._data.dtype)
+    grid = wrap(base.reshape(1, -1, k + 1)) @ theta.transpose(1, 2)
+    return grid.reshape(size[0], *spatial, k)
+
+
+def _base_grid(spatial, align_corners: bool, xp, dtype):
+    """(*spatial, k + 1) of (x, y[, z], 1): each axis spans [-1, 1] between pixel centres with
+    align_corners, shrunk by (n - 1) / n (to the centres of pixels spanning [-1, 1]) without."""
+    axes = []
+    for n in reversed(spatial):  # x runs along the last dim
+        steps = xp.linspace(-1, 1, n, dtype=dtype) if n > 1 else xp.zeros(n, dtype=dtype)
+        axes.append(steps if align_corners else steps * dtype.type((n - 1) / n))
+    mesh = xp.meshgrid(*reversed(axes), indexing="ij")  # each of shape spatial
+    return xp.stack([*reversed(mesh), xp.ones(tuple(spatial), dtype=dtype)], axis=-1)

@@ -1676,6 +1676,52 @@ _shape_case("dstack", lambda lib, *xs: lib.dstack(xs), _no_params([((2, 3), (2, 
 
 # ----- grid sampling and the remaining resampling (cases below) -----
 
+def grid_points(rng, shape):
+    """Sampling points, some outside [-1, 1] (padding), almost surely clear of the kinks where a source
+    coordinate is an integer or a clip bound."""
+    return rng.uniform(-1.3, 1.3, shape)
+
+
+@st.composite
+def _grid_sample_args(draw, mode):
+    nd = 2 if mode == "bicubic" else draw(st.sampled_from([2, 3]))
+    n = draw(st.integers(0, 2))
+    spatial = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    out = tuple(draw(st.integers(0, 3)) for _ in range(nd))
+    params = {"padding_mode": draw(st.sampled_from(["zeros", "border", "reflection"])),
+              "align_corners": draw(st.booleans())}
+    return ((n, draw(st.integers(0, 3))) + spatial, (n,) + out + (nd,)), params
+
+
+for _mode in ("bilinear", "nearest", "bicubic"):
+    _nn_case(f"grid_sample-{_mode}",
+             lambda lib, x, grid, m=_mode, **p: _F(lib).grid_sample(x, grid, mode=m, **p),
+             [(((2, 2, 4, 3), (2, 3, 2, 2)), {"padding_mode": "zeros", "align_corners": False}),
+              (((1, 3, 3, 5), (1, 2, 4, 2)), {"padding_mode": "border", "align_corners": True}),
+              (((1, 2, 4, 4), (1, 3, 3, 2)), {"padding_mode": "reflection", "align_corners": False}),
+              (((1, 1, 3, 1), (1, 2, 2, 2)), {"padding_mode": "reflection", "align_corners": True})]
+             + ([] if _mode == "bicubic" else
+                [(((1, 2, 3, 2, 4), (1, 2, 2, 3, 3)), {"padding_mode": "zeros", "align_corners": True}),
+                 (((2, 1, 2, 3, 3), (2, 1, 3, 2, 3)), {"padding_mode": "reflection", "align_corners": False})]),
+             _grid_sample_args(_mode), samplers=(real, grid_points), rtol32=1e-4, atol32=1e-4)
+
+
+@st.composite
+def _affine_grid_args(draw):
+    nd = draw(st.sampled_from([2, 3]))
+    n = draw(st.integers(1, 3))
+    size = (n, draw(st.integers(1, 3))) + tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    return ((n, nd, nd + 1),), {"size": size, "align_corners": draw(st.booleans())}
+
+
+_nn_case("affine_grid", lambda lib, theta, **p: _F(lib).affine_grid(theta, **p),
+         [(((2, 2, 3),), {"size": (2, 3, 4, 5), "align_corners": False}),
+          (((1, 2, 3),), {"size": (1, 1, 3, 1), "align_corners": True}),
+          (((2, 3, 4),), {"size": (2, 1, 2, 3, 4), "align_corners": False}),
+          (((1, 3, 4),), {"size": (1, 2, 3, 1, 2), "align_corners": True})],
+         _affine_grid_args())
+
+
 
 # ----- complex tensors and chainrule.fft (cases below) -----
 
