@@ -10,13 +10,14 @@ from __future__ import annotations
 from chainrule import dtypes as _dt
 from chainrule.autograd.graph import PlacedGrad
 from chainrule.autograd.provenance import ORIGINS, note_origin
-from chainrule.backend import xp_of
-from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand, wrap
+from chainrule.backend import np, xp_of
+from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand, untracked, wrap
 from chainrule.ops.elementwise import where
 from chainrule.ops.shape import as_view, pad
 
-__all__ = ["getitem", "index_put", "gather", "scatter", "scatter_add", "index_select", "index_add",
-           "masked_fill", "masked_select", "take_along_dim", "one_hot", "nonzero", "convert_index"]
+__all__ = ["getitem", "index_put", "gather", "scatter", "scatter_add", "scatter_reduce", "index_select", "index_add",
+           "index_copy", "index_fill", "masked_fill", "masked_select", "masked_scatter", "take", "put",
+           "take_along_dim", "one_hot", "nonzero", "argwhere", "convert_index"]
 
 
 def convert_index(index, op: str = "getitem"):
@@ -35,8 +36,6 @@ def convert_index(index, op: str = "getitem"):
                 continue
             item = arr
         elif isinstance(item, list):
-            from chainrule.backend import np
-
             item = np.asarray(item)
             if item.dtype.kind == "f":
                 raise IndexError(f"{op}: lists used as indices must hold ints or bools, got floats")
@@ -218,11 +217,15 @@ def _zero_pad_to(t: Tensor, shape) -> Tensor:
     return pad(t, widths)
 
 
-def scatter(a, dim: int, index: Tensor, src=None, value=None) -> Tensor:
-    """A copy of ``a`` with ``src`` (or the number ``value``) written at the ``index`` positions."""
+def scatter(a, dim: int, index: Tensor, src=None, value=None, *, reduce: str | None = None) -> Tensor:
+    """A copy of ``a`` with ``src`` (or the number ``value``) written at the ``index`` positions; with
+    ``reduce="add"`` or ``"multiply"`` combined with what is there instead (``scatter_reduce``'s sum and prod,
+    which PyTorch recommends in its place; here it is differentiable too)."""
     a = tensor_operand(a, "scatter")
     if src is None:
         src = value
+    if reduce is not None:
+        return _scatter_with_reduce(a, dim, index, src, reduce)
     d = norm_dim(dim, a.ndim, "scatter")
     _check_gather_index("scatter", a, d, index)
     full = _along_dim_index(index._data, d)
@@ -248,6 +251,150 @@ def scatter(a, dim: int, index: Tensor, src=None, value=None) -> Tensor:
 
     inputs = (a, src) if src is not None else (a,)
     return record(out, "scatter", inputs, rule)
+
+
+def _scatter_with_reduce(a: Tensor, dim: int, index: Tensor, src, reduce: str) -> Tensor:
+    if reduce not in ("add", "multiply"):
+        raise RuntimeError(f"scatter: reduce argument must be either add or multiply, got {reduce!r}")
+    if not isinstance(src, Tensor):  # a number: the same value at every index position
+        src = wrap(xp_of(a._data).full(index.shape, src, dtype=a._data.dtype))
+    return scatter_reduce(a, dim, index, src, "sum" if reduce == "add" else "prod")
+
+
+_SCATTER_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+
+
+def scatter_reduce(a, dim: int, index: Tensor, src, reduce: str, *, include_self: bool = True) -> Tensor:
+    """A copy of ``a`` where each ``index`` position along ``dim`` is reduced (sum, prod, mean, amax or amin)
+    with the ``src`` values sent to it, and with its own value when ``include_self``.
+
+    Gradients are PyTorch's: prod's are exact with zeros (a second derivative with two or more zeros sent to one
+    position is refused, as in PyTorch), mean divides by each position's count, and amax/amin split the gradient
+    evenly among the tied values. One difference: with ``include_self=False`` an excluded value of ``a`` that
+    equals the result is not among the tied (PyTorch counts it, so the ``src`` gradients there add up to less than
+    the output's).
+    """
+    a = tensor_operand(a, "scatter_reduce")
+    src = tensor_operand(src, "scatter_reduce", like=a)
+    if reduce not in _SCATTER_REDUCTIONS:
+        raise RuntimeError(f"scatter_reduce: reduce argument must be either sum, prod, mean, amax or amin, got {reduce!r}")
+    if src._data.dtype != a._data.dtype:
+        raise RuntimeError(f"scatter_reduce: expected src ({describe(src)}) to have the dtype of self ({describe(a)})")
+    if a.ndim == 0:  # one position: the same as on one-element vectors
+        return scatter_reduce(a.reshape(1), 0, index.reshape(1) if index.ndim == 0 else index, src.reshape(-1)
+                              if src.ndim == 0 else src, reduce, include_self=include_self).reshape(())
+    d = norm_dim(dim, a.ndim, "scatter_reduce")
+    _check_gather_index("scatter_reduce", a, d, index)
+    if src.ndim != index.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
+        raise RuntimeError(
+            f"scatter_reduce: expected index ({describe(index)}) to be no larger than src ({describe(src)}) in every "
+            "dimension"
+        )
+    if src.shape != index.shape:  # only the part of src that index covers takes part
+        src = src[tuple(slice(0, n) for n in index.shape)]
+    return _scatter_reduce(a, d, index, src, reduce, include_self)
+
+
+def _reduction_identity(reduce: str, dtype):
+    """The start value of a position whose own value is excluded (``include_self=False``)."""
+    if reduce in ("sum", "mean"):
+        return 0
+    if reduce == "prod":
+        return 1
+    if dtype.kind == "b":
+        return reduce == "amin"
+    if dtype.kind == "f":
+        return float("-inf") if reduce == "amax" else float("inf")
+    info = np.iinfo(dtype)
+    return info.min if reduce == "amax" else info.max
+
+
+def _scatter_reduce(a: Tensor, d: int, index: Tensor, src: Tensor, reduce: str, include_self: bool) -> Tensor:
+    """The primitive: ``src`` has ``index``'s shape. The forward is one unbuffered ufunc (``ufunc.at``)."""
+    xp = xp_of(a._data)
+    full = _along_dim_index(index._data, d)
+    hit = xp.zeros(a.shape, dtype=bool)  # the positions some src value is sent to
+    hit[full] = True
+    out = a._data.copy()
+    if not include_self:
+        out[hit] = _reduction_identity(reduce, out.dtype)
+    ufunc = {"sum": xp.add, "mean": xp.add, "prod": xp.multiply, "amax": xp.maximum, "amin": xp.minimum}[reduce]
+    ufunc.at(out, full, src._data)
+    count = None
+    if reduce == "mean":
+        count = (~hit if not include_self else xp.ones(a.shape, dtype=bool)).astype(out.dtype)
+        xp.add.at(count, full, 1)
+        count[count == 0] = 1
+        out = out / count if out.dtype.kind == "f" else out // count  # integers: floor division, as PyTorch
+    kept = hit if not include_self else None  # positions where a's own value was left out
+
+    def rule(g, result):
+        grad_a, grad_src = _SCATTER_REDUCE_GRADS[reduce](g, result, a, d, index, src, include_self, count)
+        if grad_a is not None and kept is not None:
+            grad_a = where(wrap(~kept), grad_a, 0.0)
+        return grad_a, grad_src
+
+    return record(out, "scatter_reduce", (a, src), rule, (a, src), keep_output=reduce in ("prod", "amax", "amin"))
+
+
+def _sum_grads(g, result, a, d, index, src, include_self, count):
+    return g, gather(g, d, index)
+
+
+def _mean_grads(g, result, a, d, index, src, include_self, count):
+    share = g / wrap(count)
+    return share, gather(share, d, index)
+
+
+def _extremum_grads(g, result, a, d, index, src, include_self, count):
+    """Split evenly among the values equal to the result (the excluded own value is not one of them)."""
+    xp = xp_of(g._data)
+    full = _along_dim_index(index._data, d)
+    out = result._data
+    own_is_result = a._data == out
+    if not include_self:
+        hit = xp.zeros(a.shape, dtype=bool)
+        hit[full] = True
+        own_is_result &= ~hit
+    src_is_result = src._data == out[full]
+    ties = own_is_result.astype(out.dtype)
+    xp.add.at(ties, full, src_is_result.astype(out.dtype))
+    ties[ties == 0] = 1
+    share = g / wrap(ties)
+    return where(wrap(own_is_result), share, 0.0), where(wrap(src_is_result), gather(share, d, index), 0.0)
+
+
+def _prod_grads(g, result, a, d, index, src, include_self, count):
+    """The product of the other factors, without dividing by a zero: a zero of ``a`` or a lone zero among a
+    position's src values gets the product of the rest, computed again with that factor replaced by 1."""
+    xp = xp_of(g._data)
+    full = _along_dim_index(index._data, d)
+    a_nonzero = a.masked_fill(wrap(a._data == 0), 1.0)
+    grad_a = g * _scatter_reduce(a_nonzero, d, index, src, "prod", include_self) / a_nonzero
+    src_zero = src._data == 0
+    zeros_at = xp.zeros(a.shape, dtype=xp.int64)
+    xp.add.at(zeros_at, full, src_zero)
+    zeros_at = zeros_at[full]
+    lone_zero = src_zero & (zeros_at == 1)
+    without_lone_zero = _scatter_reduce(a, d, index, src.masked_fill(wrap(lone_zero), 1.0), "prod", include_self)
+    grad_src = where(wrap(lone_zero), gather(g * without_lone_zero, d, index),
+                     gather(g * result, d, index) / src.masked_fill(wrap(src_zero), 1.0))
+    if (zeros_at > 1).any():
+        grad_src = _no_second_derivative(grad_src, "scatter_reduce: the second derivative of reduce='prod' for src "
+                                                   "with two or more zeros sent to one position is not supported")
+    return grad_a, grad_src
+
+
+def _no_second_derivative(t: Tensor, message: str) -> Tensor:
+    """``t``, whose own gradient (a derivative of one order higher) is refused with ``message``."""
+    def refuse(g, _):
+        raise RuntimeError(message)
+
+    return record(t._data, "refused_higher_order", (t,), refuse)
+
+
+_SCATTER_REDUCE_GRADS = {"sum": _sum_grads, "mean": _mean_grads, "prod": _prod_grads, "amax": _extremum_grads,
+                         "amin": _extremum_grads}
 
 
 def index_select(a, dim: int, index: Tensor) -> Tensor:
@@ -278,6 +425,120 @@ def index_add(a, dim: int, index: Tensor, source, alpha=1) -> Tensor:
     xp.add.at(moved, index._data, xp.moveaxis(source._data, d, 0).astype(out.dtype, copy=False))
     return record(out, "index_add", (a, source),
                   lambda g, _: (g, index_select(g, d, index) if source._rg else None))
+
+
+def _check_index_along(op: str, a: Tensor, d: int, index: Tensor) -> Tensor:
+    """``index`` as a 1-D int64 tensor of positions along dim ``d`` of ``a``, checked (a 0-d index is one position)."""
+    index = tensor_operand(index, op)
+    if index.ndim > 1 or index._data.dtype != _dt.int64.np:
+        raise IndexError(f"{op}: index must be a 0-d or 1-D int64 tensor, got {describe(index)}")
+    index = index.reshape(-1)
+    size = a.shape[d] if a.ndim else 1
+    if index._data.size:
+        lo, hi = int(index._data.min()), int(index._data.max())
+        if lo < -size or hi >= size:
+            bad = hi if hi >= size else lo
+            raise IndexError(f"{op}: index {bad} is out of bounds for dimension {d} with size {size}")
+    return index
+
+
+def _along(d: int, index: Tensor) -> tuple:
+    """The index ``a[:, ..., index]`` (``index`` at dim ``d``) for index_put."""
+    return (slice(None),) * d + (index,)
+
+
+def index_copy(a, dim: int, index: Tensor, source) -> Tensor:
+    """A copy of ``a`` whose slices ``index[i]`` along ``dim`` are ``source``'s slices ``i``. With a repeated
+    index the last copy stays (PyTorch leaves it unspecified); each copy's source slice gets the gradient."""
+    a = tensor_operand(a, "index_copy")
+    source = tensor_operand(source, "index_copy", like=a)
+    d = norm_dim(dim, a.ndim, "index_copy")
+    index = _check_index_along("index_copy", a, d, index)
+    if source._data.dtype != a._data.dtype:
+        raise RuntimeError(f"index_copy: expected source ({describe(source)}) to have the dtype of self ({describe(a)})")
+    if a.ndim == 0:
+        return index_copy(a.reshape(1), 0, index, source.reshape(-1)).reshape(())
+    expected = a.shape[:d] + (index.shape[0],) + a.shape[d + 1:]
+    if source.shape != expected:
+        raise IndexError(
+            f"index_copy: source of {describe(source)} must have the shape {expected} (self {describe(a)} with "
+            f"dimension {d} the number of indices, {index.shape[0]})"
+        )
+    return index_put(a, _along(d, index), source)
+
+
+def index_fill(a, dim: int, index: Tensor, value) -> Tensor:
+    """A copy of ``a`` whose slices ``index[i]`` along ``dim`` are filled with ``value`` (a number or a 0-d tensor,
+    which gets the sum of those slices' gradients)."""
+    a = tensor_operand(a, "index_fill")
+    d = norm_dim(dim, a.ndim, "index_fill")
+    index = _check_index_along("index_fill", a, d, index)
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise RuntimeError(f"index_fill: only a 0-d value tensor is supported, got {describe(value)}")
+    if a.ndim == 0:
+        return index_fill(a.reshape(1), 0, index, value).reshape(())
+    return index_put(a, _along(d, index), value)
+
+
+def masked_scatter(a, mask, source) -> Tensor:
+    """``a`` (broadcast with ``mask``) with its elements where ``mask`` is True replaced, in row-major order, by
+    the first elements of ``source``."""
+    a = tensor_operand(a, "masked_scatter")
+    mask = tensor_operand(mask, "masked_scatter")
+    source = tensor_operand(source, "masked_scatter", like=a)
+    if mask._data.dtype.kind != "b":
+        raise RuntimeError(f"masked_scatter: mask must be a bool tensor, got {describe(mask)}")
+    if source._data.dtype != a._data.dtype:
+        raise RuntimeError(f"masked_scatter: expected source ({describe(source)}) to have the dtype of self ({describe(a)})")
+    xp = xp_of(a._data)
+    try:
+        shape = tuple(xp.broadcast_shapes(a.shape, mask.shape))
+    except ValueError:
+        raise RuntimeError(f"masked_scatter: mask of {describe(mask)} and self of {describe(a)} cannot be broadcast "
+                           "together") from None
+    chosen = xp.broadcast_to(mask._data, shape)
+    n = int(chosen.sum())
+    if n > source.numel():
+        raise RuntimeError(
+            f"masked_scatter: the mask has {n} True elements but source ({describe(source)}) only {source.numel()}"
+        )
+    return index_put(a.expand(shape), (wrap(xp.ascontiguousarray(chosen)),), source.reshape(-1)[:n])
+
+
+def _check_flat_index(op: str, a: Tensor, index: Tensor) -> Tensor:
+    index = tensor_operand(index, op)
+    if index._data.dtype != _dt.int64.np:
+        raise IndexError(f"{op}: index must be an int64 tensor, got {describe(index)}")
+    n = a.numel()
+    if index._data.size:
+        lo, hi = int(index._data.min()), int(index._data.max())
+        if lo < -n or hi >= n:
+            bad = hi if hi >= n else lo
+            raise IndexError(f"{op}: out of range: tried to access index {bad} on a tensor of {n} elements "
+                             f"({describe(a)})")
+    return index
+
+
+def take(a, index: Tensor) -> Tensor:
+    """The elements of ``a``, read as a flat row-major vector, at ``index`` (the result has ``index``'s shape)."""
+    a = tensor_operand(a, "take")
+    index = _check_flat_index("take", a, index)
+    return a.reshape(-1)[index]
+
+
+def put(a, index: Tensor, source, accumulate: bool = False) -> Tensor:
+    """A copy of ``a`` with the elements of ``source`` written (or, with ``accumulate``, added: repeats add up) at
+    the flat row-major positions ``index``."""
+    a = tensor_operand(a, "put")
+    source = tensor_operand(source, "put", like=a)
+    index = _check_flat_index("put", a, index)
+    if source.numel() != index.numel():
+        raise IndexError(f"put: expected source and index to have the same number of elements, got source "
+                         f"{describe(source)} and index {describe(index)}")
+    if source._data.dtype != a._data.dtype:
+        raise RuntimeError(f"put: expected source ({describe(source)}) to have the dtype of self ({describe(a)})")
+    flat = index_put(a.reshape(-1), (index.reshape(-1),), source.reshape(-1), accumulate=accumulate)
+    return flat.reshape(a.shape)
 
 
 def masked_fill(a, mask, value) -> Tensor:
@@ -342,9 +603,18 @@ def one_hot(index: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def nonzero(a, as_tuple: bool = False):
+    """The indices of the non-zero elements: an int64 tensor of shape (count, ndim), or with ``as_tuple``
+    one vector per dim. A 0-d tensor counts as one element: (1, 0) or (0, 0), and as a tuple one vector."""
     a = tensor_operand(a, "nonzero")
     xp = xp_of(a._data)
-    parts = xp.nonzero(a._data)
+    parts = xp.nonzero(xp.atleast_1d(a._data))
     if as_tuple:
-        return tuple(wrap(p.astype(_dt.int64.np)) for p in parts)
-    return wrap(xp.stack(parts, axis=-1).astype(_dt.int64.np) if parts else xp.zeros((0, 0), dtype=_dt.int64.np))
+        return tuple(untracked(p.astype(_dt.int64.np), a, "nonzero") for p in parts)
+    if a.ndim == 0:
+        return untracked(xp.zeros((parts[0].size, 0), dtype=_dt.int64.np), a, "nonzero")
+    return untracked(xp.stack(parts, axis=-1).astype(_dt.int64.np), a, "nonzero")
+
+
+def argwhere(a) -> Tensor:
+    """``nonzero(a)``: the indices of the non-zero elements, one row each."""
+    return nonzero(a)

@@ -1,0 +1,205 @@
+"""Searching and counting: unique, unique_consecutive, bincount, histc, searchsorted, bucketize.
+
+Their results are integers (indices, counts) or values picked or counted from the input, with no gradient, as in
+PyTorch (which has no derivative for any of them): they are untracked results, remembered as coming from their
+input for explanations.
+"""
+
+from __future__ import annotations
+
+import math
+
+from chainrule import dtypes as _dt
+from chainrule.backend import xp_of
+from chainrule.ops._helpers import Tensor, describe, norm_dim, tensor_operand, untracked
+
+__all__ = ["unique", "unique_consecutive", "bincount", "histc", "searchsorted", "bucketize"]
+
+_INT64 = _dt.int64.np
+
+
+def _results(values, inverse, counts, like: Tensor, op: str, return_inverse: bool, return_counts: bool):
+    """``values`` alone, or the tuple (values, inverse?, counts?) PyTorch returns."""
+    out = [untracked(values, like, op)]
+    if return_inverse:
+        out.append(untracked(inverse.astype(_INT64), like, op))
+    if return_counts:
+        out.append(untracked(counts.astype(_INT64), like, op))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _slices_along(op: str, a: Tensor, d: int):
+    """``a``'s array with dim ``d`` first (a 0-d tensor as one slice), refusing slices of zero size when there are
+    some (PyTorch: nothing tells them apart)."""
+    moved = xp_of(a._data).moveaxis(xp_of(a._data).atleast_1d(a._data), d, 0)
+    if moved.shape[0] and 0 in moved.shape[1:]:
+        raise RuntimeError(f"{op}: the input ({describe(a)}) has zero-size dimensions other than dim {d}, so its "
+                           "slices along that dim can't be told apart")
+    return moved
+
+
+def unique(a, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False, dim=None):  # noqa: A002
+    """The distinct elements of ``a`` in ascending order (or, with ``dim``, its distinct slices along ``dim``, in
+    lexicographic order); ``return_inverse`` gives each element's (slice's) position among them (shaped like the
+    input, or like ``dim``), ``return_counts`` how often each occurs. NaNs are all distinct, as in PyTorch. The
+    result is always sorted (PyTorch's CPU ``sorted=False`` sorts too)."""
+    a = tensor_operand(a, "unique")
+    xp = xp_of(a._data)
+    if dim is None:
+        values, inverse, counts = xp.unique(a._data.reshape(-1), return_inverse=True, return_counts=True,
+                                            equal_nan=False)
+        return _results(values, inverse.reshape(a.shape), counts, a, "unique", return_inverse, return_counts)
+    d = norm_dim(dim, a.ndim, "unique")
+    moved = _slices_along("unique", a, d)
+    values, inverse, counts = xp.unique(moved, return_inverse=True, return_counts=True, axis=0, equal_nan=False)
+    return _results(xp.moveaxis(values, 0, d), inverse.reshape(-1), counts, a, "unique", return_inverse,
+                    return_counts)
+
+
+def unique_consecutive(a, return_inverse: bool = False, return_counts: bool = False, dim=None):
+    """``a`` with each run of equal consecutive elements (or, with ``dim``, slices along ``dim``) kept once; the
+    inverse gives each element's run, the counts each run's length."""
+    a = tensor_operand(a, "unique_consecutive")
+    xp = xp_of(a._data)
+    if dim is None:
+        moved = a._data.reshape(-1, 1)
+        inverse_shape = a.shape
+    else:
+        d = norm_dim(dim, a.ndim, "unique_consecutive")
+        moved = _slices_along("unique_consecutive", a, d)
+        moved = moved.reshape(moved.shape[0], math.prod(moved.shape[1:]))  # one row per slice
+        inverse_shape = (moved.shape[0],)
+    n = moved.shape[0]
+    starts = xp.ones(n, dtype=bool)  # where a new run begins
+    starts[1:] = (moved[1:] != moved[:-1]).any(axis=1)
+    first = xp.flatnonzero(starts)
+    counts = xp.diff(xp.append(first, n))
+    inverse = (xp.cumsum(starts) - 1).reshape(inverse_shape)
+    if dim is None:
+        values = a._data.reshape(-1)[first]
+    else:
+        values = xp.take(xp.atleast_1d(a._data), first, axis=d)
+    return _results(values, inverse, counts, a, "unique_consecutive", return_inverse, return_counts)
+
+
+def bincount(a, weights=None, minlength: int = 0) -> Tensor:
+    """How often each value 0, 1, ..., max(a) occurs in the 1-D non-negative integer tensor ``a`` (at least
+    ``minlength`` bins), or the sum of ``weights`` at each value: float32 weights give float32, any other
+    weights float64 (PyTorch's rule); without weights the counts are int64."""
+    a = tensor_operand(a, "bincount")
+    xp = xp_of(a._data)
+    if a._data.dtype.kind not in "iu":
+        raise RuntimeError(f"bincount: expected an integer tensor, got {describe(a)}")
+    if a.ndim != 1 or (a._data.size and a._data.min() < 0):
+        raise RuntimeError(f"bincount: only 1-D non-negative integer tensors are supported, got {describe(a)}")
+    if minlength < 0:
+        raise RuntimeError(f"bincount: minlength should be >= 0, got {minlength}")
+    if weights is None:
+        return untracked(xp.bincount(a._data, minlength=minlength).astype(_INT64), a, "bincount")
+    weights = tensor_operand(weights, "bincount")
+    if weights.shape != a.shape:
+        raise RuntimeError(f"bincount: weights ({describe(weights)}) should be 1-D and as long as the input "
+                           f"({describe(a)})")
+    dtype = _dt.float32.np if weights._data.dtype == _dt.float32.np else _dt.float64.np
+    out = xp.bincount(a._data, weights=weights._data.astype(_dt.float64.np), minlength=minlength)
+    return untracked(out.astype(dtype), a, "bincount", (a, weights))
+
+
+def histc(a, bins: int = 100, min=0, max=0) -> Tensor:  # noqa: A002
+    """A histogram of ``a``'s elements in ``bins`` equal bins over [min, max] (the data's own range when both
+    are equal, widened by 1 on each side if that is a single point); elements outside are left out, the last
+    bin includes ``max``. Floating tensors only; the counts have ``a``'s dtype."""
+    a = tensor_operand(a, "histc")
+    xp = xp_of(a._data)
+    if a._data.dtype.kind != "f":
+        raise RuntimeError(f"histc: expected a floating-point tensor, got {describe(a)}")
+    if bins <= 0:
+        raise RuntimeError(f"histc: bins must be > 0, got {bins}")
+    data = a._data.reshape(-1)
+    lo, hi = float(min), float(max)
+    if lo == hi and data.size:
+        lo, hi = float(data.min()), float(data.max())
+    if lo == hi:
+        lo, hi = lo - 1, hi + 1
+    if not (xp.isfinite(lo) and xp.isfinite(hi)):
+        raise RuntimeError(f"histc: the range [{lo}, {hi}] is not finite ({describe(a)})")
+    if lo > hi:
+        raise RuntimeError(f"histc: max ({hi}) must be larger than min ({lo})")
+    inside = data[(data >= lo) & (data <= hi)]
+    # the bin of each element among edges spaced in the input's dtype, as PyTorch (x == max goes in the last bin)
+    edges = xp.linspace(lo, hi, bins + 1).astype(a._data.dtype)
+    position = xp.searchsorted(edges, inside, side="right") - 1
+    counts = xp.bincount(xp.clip(position, 0, bins - 1), minlength=bins)
+    return untracked(counts.astype(a._data.dtype), a, "histc")
+
+
+def _search_operands(op: str, boundaries: Tensor, values) -> tuple:
+    """The boundaries and values as arrays of one dtype (numbers become 0-d values), checked."""
+    boundaries = tensor_operand(boundaries, op)
+    scalar = not isinstance(values, Tensor)
+    values = tensor_operand(values, op, like=boundaries if scalar else None)
+    if boundaries.ndim == 0:
+        raise RuntimeError(f"{op}: the boundaries tensor should have at least one dimension, got {describe(boundaries)}")
+    if boundaries.ndim > 1:
+        if scalar or values.ndim == 0:
+            raise RuntimeError(f"{op}: the input can be a number only when the boundaries tensor is 1-D, got "
+                               f"boundaries of {describe(boundaries)}")
+        if values.ndim != boundaries.ndim or values.shape[:-1] != boundaries.shape[:-1]:
+            raise RuntimeError(
+                f"{op}: the boundaries tensor should be 1-D or match the input in its first N-1 dimensions, got "
+                f"boundaries of {describe(boundaries)} and input of {describe(values)}"
+            )
+    if boundaries._data.dtype.kind == "b" or values._data.dtype.kind == "b":
+        raise RuntimeError(f"{op}: bool tensors are not supported (boundaries {describe(boundaries)}, input "
+                           f"{describe(values)})")
+    return boundaries, values
+
+
+def searchsorted(sorted_sequence, input, *, out_int32: bool = False, right: bool = False, side=None,  # noqa: A002
+                 sorter=None) -> Tensor:
+    """For each value, the index at which inserting it keeps ``sorted_sequence`` sorted along its last dim: the
+    first such index, or the last with ``right=True`` / ``side="right"``. ``sorted_sequence`` is 1-D, or matches
+    ``input`` in all dims but the last (one sorted row per row of values); ``sorter`` sorts an unsorted sequence
+    (``argsort``'s result)."""
+    if side is not None:
+        if side not in ("left", "right"):
+            raise RuntimeError(f"searchsorted: side can only be 'left' or 'right', got {side!r}")
+        if side == "left" and right:
+            raise RuntimeError("searchsorted: side and right can't be set to opposites, got side='left' with "
+                               "right=True")
+        right = side == "right"
+    return _search("searchsorted", sorted_sequence, input, right, out_int32, sorter)
+
+
+def bucketize(input, boundaries, *, out_int32: bool = False, right: bool = False) -> Tensor:  # noqa: A002
+    """The bucket of each value among the 1-D sorted ``boundaries``: i with boundaries[i-1] < x <= boundaries[i]
+    (with ``right=True``: boundaries[i-1] <= x < boundaries[i]); searchsorted with the arguments swapped."""
+    boundaries = tensor_operand(boundaries, "bucketize")
+    if boundaries.ndim != 1:
+        raise RuntimeError(f"bucketize: the boundaries tensor must be 1-D, got {describe(boundaries)}")
+    return _search("bucketize", boundaries, input, right, out_int32, None)
+
+
+def _search(op: str, boundaries, values, right: bool, out_int32: bool, sorter) -> Tensor:
+    boundaries, values = _search_operands(op, boundaries, values)
+    seq = boundaries._data
+    xp = xp_of(seq)
+    if sorter is not None:
+        sorter = tensor_operand(sorter, op)
+        if sorter.shape != boundaries.shape or sorter._data.dtype != _INT64:
+            raise RuntimeError(f"{op}: sorter ({describe(sorter)}) must be an int64 tensor of the boundaries' shape "
+                               f"({describe(boundaries)})")
+        seq = xp.take_along_axis(seq, sorter._data, axis=-1)
+    side = "right" if right else "left"
+    if seq.ndim == 1:
+        out = xp.asarray(xp.searchsorted(seq, values._data, side=side))
+    else:  # one sorted row per row of values
+        n_rows = int(math.prod(seq.shape[:-1]))
+        rows = seq.reshape(n_rows, seq.shape[-1])
+        row_values = values._data.reshape(n_rows, values.shape[-1])
+        out = xp.zeros(row_values.shape, dtype=_INT64)
+        for r in range(rows.shape[0]):
+            out[r] = xp.searchsorted(rows[r], row_values[r], side=side)
+        out = out.reshape(values.shape)
+    dtype = _dt.int32.np if out_int32 else _INT64
+    return untracked(out.astype(dtype), values, op, (boundaries, values))
