@@ -4,7 +4,9 @@ is reparameterised (gradients reach the parameters), ``sample`` draws from chain
 
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
+from chainrule.distributions.gamma import Beta, Dirichlet, Gamma
 from chainrule.distributions.kl import kl_divergence, register_kl
+from chainrule.distributions.multivariate_normal import MultivariateNormal
 
 __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
-           "kl_divergence", "register_kl"]
+           "Gamma", "Beta", "Dirichlet", "MultivariateNormal", "kl_divergence", "register_kl"]

@@ -3,8 +3,11 @@ specific registered pair (by method resolution order) winning, as PyTorch."""
 
 from __future__ import annotations
 
+from chainrule import linalg
 from chainrule import ops as _ops
 from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
+from chainrule.distributions.gamma import Beta, Dirichlet, Gamma
+from chainrule.distributions.multivariate_normal import MultivariateNormal, _batch_mahalanobis
 
 __all__ = ["kl_divergence", "register_kl"]
 
@@ -84,3 +87,49 @@ def _kl_uniform_uniform(p, q):
 def _kl_exponential_exponential(p, q):
     rate_ratio = q.rate / p.rate
     return -rate_ratio.log() + rate_ratio - 1
+
+
+@register_kl(Gamma, Gamma)
+def _kl_gamma_gamma(p, q):
+    log_rate_ratio = (p.rate / q.rate).log()
+    lgamma_diff = q.concentration.lgamma() - p.concentration.lgamma()
+    digamma_term = (p.concentration - q.concentration) * p.concentration.digamma()
+    rate_term = (q.rate - p.rate) * (p.concentration / p.rate)
+    return q.concentration * log_rate_ratio + lgamma_diff + digamma_term + rate_term
+
+
+@register_kl(Dirichlet, Dirichlet)
+def _kl_dirichlet_dirichlet(p, q):
+    a, b = p.concentration, q.concentration
+    a0, b0 = a.sum(-1), b.sum(-1)
+    log_norm = a0.lgamma() - b0.lgamma() - (a.lgamma() - b.lgamma()).sum(-1)
+    return log_norm + ((a - b) * (a.digamma() - a0.digamma().unsqueeze(-1))).sum(-1)
+
+
+@register_kl(Beta, Beta)
+def _kl_beta_beta(p, q):
+    return _kl_dirichlet_dirichlet(p._dirichlet, q._dirichlet)
+
+
+@register_kl(MultivariateNormal, MultivariateNormal)
+def _kl_mvn_mvn(p, q):
+    """0.5 (tr(Sq^-1 Sp) + (mq - mp)^T Sq^-1 (mq - mp) - k + log det Sq - log det Sp), through the factors:
+    tr(Sq^-1 Sp) = ||Lq^-1 Lp||_F^2."""
+    if tuple(p.event_shape) != tuple(q.event_shape):
+        raise ValueError("KL-divergence between two Multivariate Normals with different event shapes cannot "
+                         "be computed")
+    Lp, Lq = p._unbroadcasted_scale_tril, q._unbroadcasted_scale_tril
+    batch = tuple(_np_broadcast(Lp.shape[:-2], Lq.shape[:-2]))
+    k = p.event_shape[0]
+    trace = (linalg.solve_triangular(Lq, Lp, upper=False) ** 2).sum((-2, -1))
+    mahalanobis = _batch_mahalanobis(Lq, q.loc - p.loc)
+    half_log_det_ratio = q._half_log_det() - p._half_log_det()
+    out = half_log_det_ratio + 0.5 * (trace + mahalanobis - k)
+    shape = tuple(_np_broadcast(batch, tuple(out.shape)))
+    return out.expand(*shape) if tuple(out.shape) != shape else out
+
+
+def _np_broadcast(*shapes):
+    from chainrule.backend import np
+
+    return np.broadcast_shapes(*(tuple(s) for s in shapes))
