@@ -22,7 +22,8 @@ __all__ = [
     "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange", "linspace", "eye",
     "rand", "randn", "randint", "randperm", "zeros_like", "ones_like", "full_like", "empty_like",
     "rand_like", "randn_like", "randint_like", "normal", "is_tensor", "numel", "bernoulli", "multinomial",
-    "poisson", "from_dlpack",
+    "poisson", "from_dlpack", "logspace", "range", "tril_indices", "triu_indices", "scalar_tensor", "asarray",
+    "hann_window", "hamming_window", "blackman_window", "bartlett_window", "kaiser_window",
 ]
 
 
@@ -198,13 +199,122 @@ def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: boo
     return _make(xp.linspace(start, end, int(steps)).astype(_float_dtype(dtype).np), requires_grad)
 
 
+def logspace(start, end, steps: int, base: float = 10.0, dtype=None, device=None,
+             requires_grad: bool = False) -> Tensor:
+    """``base ** linspace(start, end, steps)``."""
+    if operator.index(steps) < 0:
+        raise RuntimeError(f"logspace: number of steps must be non-negative, got {steps}")
+    xp = get_device(device).xp
+    return _make(xp.logspace(start, end, int(steps), base=base).astype(_float_dtype(dtype).np), requires_grad)
+
+
+def range(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:  # noqa: A001
+    """PyTorch's deprecated ``torch.range``: like ``arange`` but ``end`` is included and the default dtype
+    is the default float dtype."""
+    if end is None:
+        start, end = 0, start
+    if step == 0 or (end - start) * step < 0:
+        raise RuntimeError(f"range: step {step} must be nonzero and lead from start {start} to end {end}")
+    count = int((end - start) // step) + 1
+    xp = get_device(device).xp
+    dtype = _dt.get_default_dtype() if dtype is None else _dt.to_dtype(dtype)
+    return _make((start + step * xp.arange(count, dtype="float64")).astype(dtype.np), requires_grad)
+
+
+def _triangle_indices(op: str, numpy_fn: str, row: int, col: int, offset: int, dtype, device) -> Tensor:
+    if row < 0 or col < 0:
+        raise RuntimeError(f"{op}: row and col must be non-negative, got {row} and {col}")
+    xp = get_device(device).xp
+    rows, cols = getattr(xp, numpy_fn)(row, offset, col)
+    dtype = _dt.int64 if dtype is None else _dt.to_dtype(dtype)
+    return wrap(xp.stack([rows, cols]).astype(dtype.np))
+
+
+def tril_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None) -> Tensor:
+    """The (2, N) row and column indices of the lower triangle of a row x col matrix, in row-major order."""
+    return _triangle_indices("tril_indices", "tril_indices", row, col, offset, dtype, device)
+
+
+def triu_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None) -> Tensor:
+    """The (2, N) row and column indices of the upper triangle of a row x col matrix, in row-major order."""
+    return _triangle_indices("triu_indices", "triu_indices", row, col, offset, dtype, device)
+
+
+def scalar_tensor(s, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A 0-d tensor holding ``s`` (default float dtype, as PyTorch)."""
+    return full((), s, dtype=_float_dtype(dtype) if dtype is None else dtype, device=device,
+                requires_grad=requires_grad)
+
+
+def asarray(obj, *, dtype=None, device=None, copy: bool | None = None, requires_grad: bool = False) -> Tensor:
+    """``obj`` as a tensor, sharing its memory when it can (``copy=None``), always copying (``copy=True``) or
+    refusing to copy (``copy=False``: an error when a copy is needed)."""
+    result = tensor(obj, dtype=dtype, device=device) if copy else as_tensor(obj, dtype=dtype, device=device)
+    if copy is False:
+        source = obj._data if isinstance(obj, Tensor) else obj
+        if not (type(source) in ARRAY_TYPES and np.shares_memory(result._data, source)):
+            raise ValueError(f"asarray: copy=False, but a {type(obj).__name__} needs a copy to become a tensor "
+                             f"of {result.dtype} on {result.device}")
+    if requires_grad:
+        result = result.detach().requires_grad_() if result is obj else result.requires_grad_()
+    return result
+
+
+# ----- window functions (signal processing) -------------------------------------------------------------
+
+def _window(op: str, length: int, periodic: bool, dtype, device, shape_fn) -> Tensor:
+    """``shape_fn(x)`` at ``x = n / (N - 1)`` for n = 0..N-1, where a periodic window is the symmetric one of
+    length+1 with its last point dropped (so it tiles without a repeated sample)."""
+    if operator.index(length) < 0:
+        raise RuntimeError(f"{op}: window_length must be non-negative, got {length}")
+    xp = get_device(device).xp
+    dtype = _float_dtype(dtype)
+    if length <= 1:
+        return wrap(xp.ones(length, dtype=dtype.np))
+    points = length + 1 if periodic else length
+    x = xp.arange(points, dtype="float64") / (points - 1)
+    return wrap(shape_fn(xp, x)[:length].astype(dtype.np))
+
+
+def hann_window(window_length: int, periodic: bool = True, *, dtype=None, device=None) -> Tensor:
+    return _window("hann_window", window_length, periodic, dtype, device,
+                   lambda xp, x: 0.5 - 0.5 * xp.cos(2 * xp.pi * x))
+
+
+def hamming_window(window_length: int, periodic: bool = True, alpha: float = 0.54, beta: float = 0.46, *,
+                   dtype=None, device=None) -> Tensor:
+    return _window("hamming_window", window_length, periodic, dtype, device,
+                   lambda xp, x: alpha - beta * xp.cos(2 * xp.pi * x))
+
+
+def blackman_window(window_length: int, periodic: bool = True, *, dtype=None, device=None) -> Tensor:
+    return _window("blackman_window", window_length, periodic, dtype, device,
+                   lambda xp, x: 0.42 - 0.5 * xp.cos(2 * xp.pi * x) + 0.08 * xp.cos(4 * xp.pi * x))
+
+
+def bartlett_window(window_length: int, periodic: bool = True, *, dtype=None, device=None) -> Tensor:
+    return _window("bartlett_window", window_length, periodic, dtype, device, lambda xp, x: 1 - xp.abs(2 * x - 1))
+
+
+def kaiser_window(window_length: int, periodic: bool = True, beta: float = 12.0, *, dtype=None,
+                  device=None) -> Tensor:
+    return _window("kaiser_window", window_length, periodic, dtype, device,
+                   lambda xp, x: xp.i0(beta * xp.sqrt(xp.clip(1 - (2 * x - 1) ** 2, 0, None))) / xp.i0(beta))
+
+
 def _random_floats(fn: str, size, dtype, device, generator) -> Tensor:
     gen = generator or default_generator
     dtype = _float_dtype(dtype)
     op = "rand" if fn == "random" else "randn"
-    if not dtype.is_floating_point:
+    if dtype._kind < 2:
         raise TypeError(f"{op}: samples are floating point, got dtype={dtype}; use randint for integers")
-    array = getattr(gen.numpy, fn)(_shape(size, op)).astype(dtype.np, copy=False)
+    shape = _shape(size, op)
+    if dtype.is_complex:  # as PyTorch: both parts drawn, randn's scaled so that E|z|^2 = 1
+        scale = 0.5 ** 0.5 if fn == "standard_normal" else 1.0
+        parts = getattr(gen.numpy, fn)(shape + (2,)) * scale
+        array = (parts[..., 0] + 1j * parts[..., 1]).astype(dtype.np)
+    else:
+        array = getattr(gen.numpy, fn)(shape).astype(dtype.np, copy=False)
     return wrap(get_device(device).xp.asarray(array))
 
 

@@ -14,7 +14,8 @@ import sys
 from chainrule.autograd.graph import ANOMALY, RECORD_OBSERVERS, PlacedGrad
 from chainrule.backend import xp_of
 
-__all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "AnomalyError"]
+__all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
+           "AnomalyError"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHECK_FORWARD = [True]
@@ -73,6 +74,11 @@ def _switch(mode: bool, check_nan: bool, check_forward: bool) -> None:
 
 def is_anomaly_enabled() -> bool:
     return ANOMALY[0]
+
+
+def is_anomaly_check_nan_enabled() -> bool:
+    """Whether anomaly mode, when on, also checks backward results for NaN."""
+    return _CHECK_NAN[0]
 
 
 def user_callsite() -> str | None:

@@ -28,7 +28,7 @@ from chainrule.dtypes import from_np
 from chainrule.ops._helpers import Tensor, describe, wrap
 from chainrule.ops.shape import as_view
 
-__all__ = ["apply_inplace", "setitem", "inplace_ops"]
+__all__ = ["apply_inplace", "setitem", "inplace_ops", "inplace_method"]
 
 
 def _check_allowed(target: Tensor, op: str, recording: bool) -> None:
@@ -222,7 +222,7 @@ def _names():
     }
 
 
-def _make_method(name: str, fn: Callable) -> Callable:
+def inplace_method(name: str, fn: Callable) -> Callable:
     def method(self, *args, **kwargs):
         return apply_inplace(self, name, fn, *args, **kwargs)
 
@@ -233,4 +233,4 @@ def _make_method(name: str, fn: Callable) -> Callable:
 
 def inplace_ops() -> dict:
     """name -> Tensor method for every in-place op."""
-    return {name: _make_method(name, fn) for name, fn in _names().items()}
+    return {name: inplace_method(name, fn) for name, fn in _names().items()}
