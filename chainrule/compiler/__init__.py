@@ -1,0 +1,63 @@
+"""``cr.compile``: trace a whole training step (or a module's forward) once, replay it as a flat program.
+
+::
+
+    @cr.compile
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss                       # a copy; read loss.item() outside the compiled function
+
+Call 1 runs eagerly (warm-up: optimizer state is made), call 2 captures, call 3 verifies (the eager
+step and a replay of the program from the same state, with the program's buffers poisoned first, must
+agree bit for bit), later calls replay. A new signature (shapes, dtypes, requires_grad, grad mode,
+training flags, which parameters have a gradient, the values of non-tensor arguments) gets its own
+variant, up to ``max_variants``.
+
+How it traces: the capture runs the real eager step with every state array (arguments, parameters,
+buffers, gradients) swapped for a :class:`~chainrule.compiler.tracer.TracedArray` view, so every numpy
+call the forward, chainrule's own backward engine and its rules make on them is run for real and logged;
+backend kernels are logged whole; optimizer and scheduler steps are host calls re-run at replay (so a
+learning rate a scheduler changes, or Adam's bias correction, is read at replay); draws from chainrule's
+generator are instructions that draw from the live generator in eager's order.
+
+The program (``explain()`` prints it) is a list of instructions, each ``fn(*args, **kwargs)`` with
+``args`` holding numpy arrays (fixed buffers: state arrays read live, buffers the program writes, folded
+constants) and Python constants; kinds: ``ufunc`` (a numpy ufunc or ufunc method, writing ``out=``),
+``call`` (any function; fresh results copied into its ``outs`` buffers), ``fill`` (an array creation),
+``rng`` (a generator draw), ``guard`` (a value chainrule's code read during the capture, re-read and
+compared: a different value abandons the replay, undoes it and runs the step eagerly), ``host`` (an
+optimizer or scheduler step), ``grad`` (``tensor.grad = buffer``). Each carries the op and the user's
+line that produced it. The list is :attr:`Program.instrs` of a variant (``compiled.variants``).
+
+Python side effects (printing a string, appending to a list, counters) run only on calls 1-3: what is
+replayed is array work. Python numbers computed inside the function are frozen at the capture; call 3
+catches one that changes between calls 2 and 3, not later. Pass changing values as tensors, or as
+arguments (each value is then a variant). Reading a tensor's value inside (``.item()``, ``if loss > 0``,
+``print(t)``) is refused with the user's line; so are hooks and ``create_graph=True``.
+``fallback="eager"`` runs such functions eagerly with one warning. ``cr.compiler.disable()`` (a context
+manager) and ``CHAINRULE_COMPILE=0`` run everything eagerly.
+"""
+
+from __future__ import annotations
+
+from chainrule.compiler.compiled import Compiled, CompiledModule, disable
+from chainrule.compiler.tracer import CompileError
+
+__all__ = ["compile", "disable", "CompileError", "Compiled", "CompiledModule"]
+
+
+def compile(fn=None, **options):
+    """Compile ``fn`` (a training step or any function of tensors) or a Module's forward; usable as
+    ``@compile`` and ``@compile(fallback="eager")``. Options: ``fallback`` ("error" or "eager"),
+    ``max_variants`` (8), ``verify`` ("once", "always", "off"), ``copy_outputs`` (True), ``state``
+    (extra modules, optimizers or tensors the function touches that discovery cannot see)."""
+    if fn is None:
+        return lambda f: compile(f, **options)
+    from chainrule.nn.module import Module
+
+    if isinstance(fn, Module):
+        return CompiledModule(fn, **options)
+    return Compiled(fn, **options)

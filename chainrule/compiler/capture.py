@@ -1,0 +1,395 @@
+"""Capturing one call: the state arrays swapped for traced views, chainrule's seams patched for the
+duration (array namespace, kernels, ``.grad``, optimizer and scheduler steps, the generator), the real
+eager step run once, everything put back, and the log built into a :class:`Variant`."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from chainrule import random as _random
+from chainrule.backend import _DEVICE_OF_TYPE, ARRAY_TYPES, cpu
+from chainrule.compiler import tracer as _tr
+from chainrule.compiler.program import Program
+from chainrule.compiler.tracer import ACTIVE, CompileError, Instr, TracedArray, Tracer, plain, root
+from chainrule.optim.lr_scheduler import LRScheduler
+from chainrule.optim.optimizer import Optimizer
+from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
+
+_BACKEND_FUNCTIONS = {
+    "chainrule.backend.checks": ("indices_within",),
+    "chainrule.nn.functional": ("_checked_labels",),
+    "chainrule.ops.indexing": ("_add_rows_at",),
+    "chainrule.backend.kernels": ("exp", "tanh", "relu", "relu_grad", "where_zero", "gelu", "gelu_grad"),
+    "chainrule.backend.rows": ("softmax_rows", "softmax_vjp_rows", "layer_norm_rows", "layer_norm_vjp_rows"),
+    "chainrule.backend.windows": ("convolve", "convolve_transpose", "convolve_weight_grad", "window_gather",
+                                  "window_scatter", "max_pool", "tie_shares", "max_pool_grad", "argmax_indices",
+                                  "window_columns", "add_window_columns"),
+}
+_OPAQUE: dict = {}  # original function -> its opaque twin, made once
+
+
+class Variant:
+    """One captured program and what it was captured for: the input buffers, the state arrays it reads
+    (guarded by identity), the output structure, and its stage (captured, verified, failed)."""
+
+    def __init__(self, key):
+        self.key = key
+        self.stage = "warm-up"
+        self.program: Program | None = None
+        self.inputs: list = []  # (position path, buffer)
+        self.identity: list = []  # (tensor, attribute getter, array) the program reads in place
+        self.outputs = None
+        self.written_inputs: list = []
+        self.problems: list[str] = []
+        self.misses: list[str] = []
+        self.replays = 0
+
+
+def _swap(tensors: list, saved: dict) -> None:
+    for t in tensors:
+        if not isinstance(t._data, TracedArray):
+            saved.setdefault(id(t), (t, t._data))
+            t._data = t._data.view(TracedArray)
+        g = t.grad
+        if g is not None and not isinstance(g._data, TracedArray):
+            saved.setdefault(id(g), (g, g._data))
+            g._data = g._data.view(TracedArray)
+
+
+def _unswap(tensors: list, saved: dict) -> None:
+    """Put back the original arrays of swapped tensors; gradients made during the capture get plain views."""
+    for t, original in saved.values():
+        if isinstance(t._data, TracedArray):
+            t._data = original if root(t._data) is root(original) else t._data.view(np.ndarray)
+    for t in tensors:
+        g = t.grad
+        if g is not None and isinstance(g._data, TracedArray):
+            g._data = g._data.view(np.ndarray)
+
+
+class _Patches:
+    """The seams a capture patches, and how to put each back."""
+
+    def __init__(self, tracer: Tracer, tensors: list, saved: dict):
+        self.tracer, self.tensors, self.saved = tracer, tensors, saved
+        self.undo: list = []
+
+    def __enter__(self):
+        self._set(cpu, "xp", _tr.TRACED_NUMPY)
+        _DEVICE_OF_TYPE[TracedArray] = cpu
+        ARRAY_TYPES.add(TracedArray)
+        self.undo.append(lambda: (ARRAY_TYPES.discard(TracedArray), _DEVICE_OF_TYPE.pop(TracedArray, None)))
+        self._patch_backend_functions()
+        self._patch_grad_attribute()
+        for cls in [Optimizer, *_subclasses(Optimizer)] + [LRScheduler, *_subclasses(LRScheduler)]:
+            if "step" in cls.__dict__:
+                self._set(cls, "step", self._host(cls.__dict__["step"]))
+        gen = _random.default_generator
+        self._set(gen, "numpy", _RecordingGenerator(gen, gen.numpy))
+        from chainrule.autograd import engine
+
+        self._set(engine, "backward", _no_create_graph(engine.backward))
+        ACTIVE[0] = self.tracer
+        self.undo.append(lambda: ACTIVE.__setitem__(0, None))
+        return self
+
+    def __exit__(self, *exc):
+        for undo in reversed(self.undo):
+            undo()
+
+    def _set(self, obj, name, value) -> None:
+        had = name in obj.__dict__ if isinstance(obj, type) else True
+        old = obj.__dict__.get(name) if isinstance(obj, type) else getattr(obj, name)
+        setattr(obj, name, value)
+        self.undo.append(lambda: setattr(obj, name, old) if had else delattr(obj, name))
+
+    def _patch_backend_functions(self) -> None:
+        originals = {}
+        for module_name, names in _BACKEND_FUNCTIONS.items():
+            module = sys.modules.get(module_name)
+            for name in names:
+                fn = getattr(module, name, None) if module else None
+                if fn is not None and not hasattr(fn, "__wrapped_opaque__"):
+                    originals[id(fn)] = fn
+        for fn in originals.values():
+            if fn not in _OPAQUE:
+                _OPAQUE[fn] = _tr.opaque(fn)
+        for module in list(sys.modules.values()):  # every module that imported one of them by name
+            if not getattr(module, "__name__", "").startswith("chainrule"):
+                continue
+            for name, value in list(vars(module).items()):
+                if id(value) in originals and originals[id(value)] is value:
+                    self._set(module, name, _OPAQUE[value])
+
+    def _patch_grad_attribute(self) -> None:
+        slot = Tensor.__dict__["grad"]
+        tracer = self.tracer
+
+        def set_grad(t, value):
+            try:
+                old = slot.__get__(t)
+            except AttributeError:  # a tensor being made (wrap): not a gradient being set
+                old = None
+            slot.__set__(t, value)
+            if ACTIVE[0] is None or tracer.paused or (old is None and value is None):
+                return
+            if value is not None and not isinstance(value, Tensor):
+                return
+            reads = () if value is None else tracer._roots([value._data])
+            tracer.add(Instr("grad", _grad_setter(t, value), reads=reads, name=f"{_shape(t)}.grad = ..."))
+
+        self._set(Tensor, "grad", property(slot.__get__, set_grad))
+
+    def _host(self, step):
+        patches = self
+
+        def host_step(obj, *args, **kwargs):
+            tracer = ACTIVE[0]
+            if tracer is None or tracer.paused:
+                return step(obj, *args, **kwargs)
+            if args or kwargs:
+                for value in list(args) + list(kwargs.values()):
+                    if callable(value) or isinstance(value, Tensor):
+                        tracer.note_problem(f"{type(obj).__name__}.step() with a closure or a tensor argument")
+            _unswap(patches.tensors, patches.saved)
+            tracer.paused += 1
+            try:
+                result = step(obj, *args, **kwargs)
+            finally:
+                tracer.paused -= 1
+                _swap(patches.tensors, patches.saved)
+            tracer.add(Instr("host", _host_call(step, obj, args, kwargs), name=f"{type(obj).__name__}.step()"))
+            return result
+
+        return host_step
+
+
+def _host_call(step, obj, args, kwargs):
+    def run():
+        step(obj, *args, **kwargs)
+    return run
+
+
+def _grad_setter(t: Tensor, value):
+    def run():
+        t.grad = value
+    return run
+
+
+def _shape(t: Tensor) -> str:
+    return f"tensor{list(t.shape)}"
+
+
+def _subclasses(cls) -> list:
+    found, stack = [], list(cls.__subclasses__())
+    while stack:
+        c = stack.pop()
+        found.append(c)
+        stack.extend(c.__subclasses__())
+    return found
+
+
+def _no_create_graph(backward):
+    def checked(*args, **kwargs):
+        if kwargs.get("create_graph") or (len(args) > 3 and args[3]):
+            tracer = ACTIVE[0]
+            if tracer is not None:
+                tracer.note_problem("backward(create_graph=True) (higher-order gradients are not compiled)")
+        return backward(*args, **kwargs)
+    return checked
+
+
+class _RecordingGenerator:
+    """Stands for a chainrule generator's numpy generator during a capture: each draw is an instruction
+    that draws from the live generator at replay, as eager would, in eager's order."""
+
+    def __init__(self, gen, real):
+        self._gen, self._real = gen, real
+
+    def __getattr__(self, name):
+        method = getattr(self._real, name)
+        if not callable(method):
+            return method
+        gen = self._gen
+
+        def draw(*args, **kwargs):
+            tracer = ACTIVE[0]
+            args, kwargs = plain(args), {k: plain(v) for k, v in kwargs.items()}
+            result = method(*args, **kwargs)
+            if tracer is None or tracer.paused:
+                return result
+            if not isinstance(result, np.ndarray):
+                tracer.note_problem(f"a random Python number drawn with {name}() (draw a tensor instead)")
+                return result
+            tracer._made(result)
+
+            def replay():
+                np.copyto(result, getattr(gen.numpy, name)(*args, **kwargs))
+
+            tracer.add(Instr("rng", replay, writes=tracer._roots([result]), name=f"{name}{list(result.shape)}"))
+            return result.view(TracedArray)
+
+        return draw
+
+
+def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant):
+    """Run ``fn(*args, **kwargs)`` once for real under the tracer; fill ``variant`` with its program.
+    Returns the call's result (the capture is an eager step)."""
+    tracer = Tracer()
+    saved: dict = {}
+    arg_tensors = _tensors_in((args, kwargs))
+    inputs = []
+    for path, t in arg_tensors:
+        buffer = np.array(t._data, copy=True, order="K")
+        inputs.append((path, t, t._data, buffer))
+        t._data = buffer.view(TracedArray)
+    state = [t for t in tensors if all(t is not a for _, a in arg_tensors)]
+    entry = [(t, t._data, t.grad, None if t.grad is None else t.grad._data) for t in state]
+    _swap(state, saved)
+    try:
+        with _Patches(tracer, state, saved):
+            result = fn(*args, **kwargs)
+    finally:
+        for _path, t, original, _buffer in inputs:
+            t._data = original
+        _unswap(state, saved)
+    _check_result(result, tracer)
+    outputs, live = _outputs(result)
+    variant.outputs = outputs
+    variant.inputs = [(path, buffer) for path, _t, _o, buffer in inputs]
+    variant.problems = tracer.problems
+    names = {id(root(b)): f"in{i}" for i, (_p, b) in enumerate(variant.inputs)}
+    for i, (_t, data, _g, _gd) in enumerate(entry):
+        names.setdefault(id(root(data)), f"state{i}")
+    program = Program(tracer.instrs, tracer.created, live + [root(b) for _p, b in variant.inputs], names)
+    variant.program = program
+    read = set()
+    for instr in program.instrs:
+        read.update(id(a) for a in instr.reads + instr.writes)
+    variant.identity = _identity_guards(entry, read)
+    variant.written_inputs = [(path, b) for path, b in variant.inputs
+                              if any(root(b) is w for instr in program.instrs for w in instr.writes)]
+    return _plain_result(result)
+
+
+def _identity_guards(entry: list, read: set) -> list:
+    """The state arrays the program reads or writes in place: each must still be the same array at
+    replay (``p.data = ...``, ``Module.to``, ``load_state_dict`` of an optimizer replace arrays)."""
+    guards = []
+    for t, data, grad, grad_data in entry:
+        if id(root(data)) in read:
+            guards.append((t, False, data))
+        if grad is not None and id(root(grad_data)) in read:
+            guards.append((t, True, grad_data))
+    return guards
+
+
+def _tensors_in(tree, path=()) -> list:
+    if isinstance(tree, Tensor):
+        return [(path, tree)]
+    if isinstance(tree, (list, tuple)):
+        return [x for i, v in enumerate(tree) for x in _tensors_in(v, path + (i,))]
+    if isinstance(tree, dict):
+        return [x for k, v in tree.items() for x in _tensors_in(v, path + (k,))]
+    return []
+
+
+def _check_result(result, tracer: Tracer) -> None:
+    if isinstance(result, (float, int, complex, np.generic)) and not isinstance(result, bool):
+        tracer.problems.append(f"the function returns a Python number ({result!r}): its value would be frozen; "
+                               "return a tensor instead")
+
+
+def _outputs(result):
+    """The result's structure with each tensor replaced by its buffer (a plain array)."""
+    live = []
+
+    def walk(x):
+        if isinstance(x, Tensor):
+            p = plain(x._data)
+            live.append(root(p))
+            return ("tensor", p, x.dtype)
+        if isinstance(x, (list, tuple)):
+            return (type(x), [walk(v) for v in x])
+        if isinstance(x, dict):
+            return (dict, {k: walk(v) for k, v in x.items()})
+        return ("const", x)
+
+    return walk(result), live
+
+
+def _plain_result(result):
+    if isinstance(result, Tensor):
+        if isinstance(result._data, TracedArray):
+            result._data = result._data.view(np.ndarray)
+        return result
+    if isinstance(result, (list, tuple)):
+        return type(result)(_plain_result(v) for v in result) if not hasattr(result, "_make") else result
+    if isinstance(result, dict):
+        return {k: _plain_result(v) for k, v in result.items()}
+    return result
+
+
+def rebuild(outputs, copy: bool):
+    """The replayed call's result from the output structure: fresh tensors (copies of the buffers)."""
+    kind = outputs[0]
+    if kind == "tensor":
+        return wrap(outputs[1].copy() if copy else outputs[1])
+    if kind == "const":
+        return outputs[1]
+    if kind is dict:
+        return {k: rebuild(v, copy) for k, v in outputs[1].items()}
+    return kind(rebuild(v, copy) for v in outputs[1])
+
+
+def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
+    """One replay: identity guards, inputs copied into the buffers, the program, outputs copied out."""
+    for t, of_grad, array in variant.identity:
+        holder = t.grad if of_grad else t
+        if holder is None or holder._data is not array:
+            raise _tr.GuardMiss(f"a state tensor's {'gradient' if of_grad else 'array'} (shape {tuple(t.shape)}) "
+                                "was replaced since the capture")
+    tree = (args, kwargs)
+    for path, buffer in variant.inputs:
+        np.copyto(buffer, _at(tree, path)._data)
+    safety = variant.program.guard_safety
+    undo = _undo_point(variant, safety) if safety and (safety[0] or safety[1]) else None
+    try:
+        variant.program.run()
+    except _tr.GuardMiss:
+        if undo is not None:
+            undo()
+        raise
+    for path, buffer in variant.written_inputs:
+        np.copyto(_at(tree, path)._data, buffer)
+    INPLACE_EPOCH[0] += 1
+    variant.replays += 1
+    return rebuild(variant.outputs, copy_outputs)
+
+
+def _undo_point(variant: Variant, safety):
+    written, rng = safety
+    copies = [(a, a.copy()) for a in written]
+    grads = [(t, t.grad) for t, of_grad, _ in variant.identity if of_grad]
+    state = _random.default_generator.get_state() if rng else None
+
+    def undo():
+        for a, c in copies:
+            np.copyto(a, c)
+        for t, g in grads:
+            t.grad = g
+        if state is not None:
+            _random.default_generator.set_state(state)
+
+    return undo
+
+
+def _at(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+__all__ = ["capture", "replay", "Variant", "CompileError", "rebuild"]

@@ -1,0 +1,282 @@
+"""``cr.compile``: the calls of a compiled function (warm-up, capture, verification, replay), its
+variants by signature, and what it says about itself (``explain()``)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from chainrule import dtypes as _dt
+from chainrule.autograd.grad_mode import GRAD_ENABLED
+from chainrule.backend import kernels as _kernels
+from chainrule.backend import parallel as _parallel
+from chainrule.compiler.capture import Variant, capture, replay
+from chainrule.compiler.state import State, first_difference
+from chainrule.compiler.tracer import CompileError, GuardMiss
+from chainrule.nn.module import Module
+from chainrule.tensor import Tensor
+
+RECAPTURES = 3  # misses a variant may have (each: one eager call, one new capture) before it stays eager
+_DISABLED = [os.environ.get("CHAINRULE_COMPILE", "1") == "0"]
+
+
+class disable:
+    """Run every compiled function eagerly while this context is active (``CHAINRULE_COMPILE=0`` in the
+    environment does the same for the whole process): for debugging, printing and stepping inside."""
+
+    def __enter__(self):
+        self._prev = _DISABLED[0]
+        _DISABLED[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _DISABLED[0] = self._prev
+
+
+class Compiled:
+    """A function compiled by :func:`compile`. Call it as the function; ``explain()`` describes it."""
+
+    def __init__(self, fn, state=(), fallback: str = "error", max_variants: int = 8, verify: str = "once",
+                 copy_outputs: bool = True, fuse=False):
+        if fallback not in ("error", "eager"):
+            raise ValueError(f"compile: fallback must be 'error' or 'eager', got {fallback!r}")
+        if verify not in ("once", "always", "off"):
+            raise ValueError(f"compile: verify must be 'once', 'always' or 'off', got {verify!r}")
+        if fuse not in (False, None):
+            raise NotImplementedError(f"compile: fuse={fuse!r} is not built yet (only fuse=False)")
+        self.fn = fn
+        self.extra_state = tuple(state) if isinstance(state, (list, tuple)) else (state,)
+        self.fallback, self.max_variants, self.verify, self.copy_outputs = fallback, max_variants, verify, copy_outputs
+        self.variants: dict = {}
+        self.captures = 0
+        self.eager_calls = 0
+        self.misses: list[str] = []
+        self.refused: str | None = None
+        self._state: State | None = None
+        self._warned = False
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    # ----- calls --------------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if _DISABLED[0] or self.refused is not None:
+            return self._eager(args, kwargs)
+        if self._state is None:
+            self._state = State(self.fn, args, kwargs, self.extra_state)
+        try:
+            key = self._signature(args, kwargs)
+        except TypeError as error:
+            return self._refuse(str(error), args, kwargs)
+        variant = self.variants.get(key)
+        if variant is None:
+            if len(self.variants) >= self.max_variants:
+                self._warn_once(f"compile: {self.__name__} has met {len(self.variants)} signatures (max_variants="
+                                f"{self.max_variants}); new ones run eagerly. Varying shapes (a ragged last batch) "
+                                "each need a variant: use drop_last=True or pad to fixed shapes.")
+                self.misses.append(f"over max_variants: {_describe_key(key)}")
+                return self._eager(args, kwargs)
+            variant = self.variants[key] = Variant(key)
+            if len(self.variants) > 1:
+                self.misses.append(f"new signature: {_describe_key(key)}")
+        return getattr(self, "_" + variant.stage.replace("-", "_"))(variant, args, kwargs)
+
+    def _eager(self, args, kwargs):
+        self.eager_calls += 1
+        return self.fn(*args, **kwargs)
+
+    def _warm_up(self, variant, args, kwargs):
+        variant.stage = "capture"
+        return self._eager(args, kwargs)
+
+    def _capture(self, variant, args, kwargs):
+        self.captures += 1
+        hooks = _hooks_on(self._state)
+        result = capture(self.fn, args, kwargs, self._state.tensors, variant)
+        problems = ([hooks] if hooks else []) + variant.problems
+        if problems:
+            variant.stage = "failed"
+            return self._cannot(variant, problems[0], result)
+        if variant.program.guard_safety is None:
+            variant.stage = "failed"
+            return self._cannot(variant, "a value is checked after an optimizer step; that check cannot be undone",
+                                result)
+        variant.stage = "verify" if self.verify != "off" else "replay"
+        return result
+
+    def _verify(self, variant, args, kwargs):
+        """Call 3: the eager step and the poisoned replay from the same state must agree bit for bit."""
+        state = self._state
+        before = state.snapshot()
+        eager_result = self.fn(*args, **kwargs)
+        eager_outputs = _flat_tensors(eager_result)
+        after_eager = state.snapshot()
+        state.restore(before)
+        variant.program.poison()
+        try:
+            result = replay(variant, args, kwargs, self.copy_outputs)
+        except GuardMiss as miss:
+            state.restore(after_eager)
+            return self._missed(variant, str(miss), eager_result)
+        difference = first_difference(after_eager, state.snapshot(), eager_outputs, _flat_tensors(result))
+        if difference is not None:
+            state.restore(after_eager)
+            variant.stage = "failed"
+            return self._cannot(variant, f"the replayed program differs from eager in {difference} (a computation "
+                                         "the tracer did not see, or a Python value that changes between calls)",
+                                eager_result)
+        if self.verify == "once":
+            variant.stage = "replay"
+        return result
+
+    def _replay(self, variant, args, kwargs):
+        try:
+            return replay(variant, args, kwargs, self.copy_outputs)
+        except GuardMiss as miss:
+            return self._missed(variant, str(miss), self._eager(args, kwargs))
+
+    def _missed(self, variant, reason: str, result):
+        """A guard was false: this call ran eagerly; capture again on the next call, unless this variant
+        keeps missing (a value that changes every step), which then runs eagerly for good."""
+        variant.misses.append(reason)
+        self.misses.append(reason)
+        if len(variant.misses) > RECAPTURES:
+            variant.stage = "failed"
+            return self._cannot(variant, f"its program missed {len(variant.misses)} times; last: {reason}", result)
+        variant.stage = "capture"
+        return result
+
+    def _failed(self, variant, args, kwargs):
+        return self._eager(args, kwargs)
+
+    def _cannot(self, variant, reason: str, result):
+        """The capture (or verification) found something a program cannot do: raise, or run eagerly."""
+        text = f"compile: {self.__name__} cannot be compiled: {reason}"
+        variant.misses.append(reason)
+        if self.fallback == "error":
+            raise CompileError(text + ". Fix it, or pass fallback='eager' to run it eagerly.")
+        self._warn_once(text + "; it runs eagerly.")
+        return result
+
+    def _refuse(self, reason: str, args, kwargs):
+        if self.fallback == "error":
+            raise CompileError(f"compile: {self.__name__}: {reason}")
+        self.refused = reason
+        self._warn_once(f"compile: {self.__name__}: {reason}; it runs eagerly.")
+        return self._eager(args, kwargs)
+
+    def _warn_once(self, text: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(text, RuntimeWarning, stacklevel=4)
+
+    # ----- guards -------------------------------------------------------------------------------------
+    def _signature(self, args, kwargs) -> tuple:
+        """What a program bakes in: the arguments' structure, shapes, dtypes, layouts and requires_grad,
+        the values of the other arguments, the modes, and which state tensors have a gradient."""
+        state = self._state
+        return (_arg_key(args), _arg_key(kwargs), GRAD_ENABLED[0], _kernels._STATE["wanted"],
+                _parallel.get_workers(), _dt.get_default_dtype(),
+                tuple([m.training for m in state.modules]),
+                tuple([(t.grad is None, t._rg) for t in state.tensors]))
+
+    # ----- reporting ----------------------------------------------------------------------------------
+    def explain(self) -> str:
+        """The variants (signature, stage, guards, misses), the calls so far, and each program as Python."""
+        lines = [f"compiled {self.__name__}: {len(self.variants)} variant(s), {self.captures} capture(s), "
+                 f"{self.eager_calls} eager call(s)"]
+        if self.refused:
+            lines.append(f"  refused: {self.refused}")
+        for miss in self.misses:
+            lines.append(f"  miss: {miss}")
+        for i, v in enumerate(self.variants.values()):
+            lines.append(f"variant {i}: {v.stage}, {v.replays} replay(s); signature {_describe_key(v.key)}")
+            for reason in v.misses:
+                lines.append(f"  reason: {reason}")
+            if v.program is not None:
+                p = v.program
+                lines.append(f"  guards: {len(v.identity)} state arrays by identity, "
+                             f"{sum(i.kind == 'guard' for i in p.instrs)} values read by chainrule")
+                lines.append(f"  program: {len(p.instrs)} instructions (from {p.source_count} traced), "
+                             f"{len(p.internal)} buffers, {p.nbytes / 2**20:.2f} MiB")
+                lines.extend("    " + line for line in p.source().splitlines())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<compiled {self.__name__}: {len(self.variants)} variant(s)>"
+
+
+class CompiledModule(Compiled):
+    """``cr.compile(module)``: a compiled forward for inference (no gradient recorded). Called where a
+    gradient would be recorded (grad mode on and a parameter or input requiring grad) it runs eagerly,
+    so training through it stays exact."""
+
+    def __init__(self, module: Module, **options):
+        super().__init__(module, state=(module,), **options)
+        self.module = module
+
+    def __call__(self, *args, **kwargs):
+        if GRAD_ENABLED[0] and (any(p._rg for p in self.module.parameters())
+                                or any(isinstance(a, Tensor) and a._rg for a in args)):
+            return self._eager(args, kwargs)
+        return super().__call__(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
+def _hooks_on(state: State) -> str | None:
+    from chainrule.autograd.graph import POST_ACCUMULATE_HOOKS
+
+    for t in state.tensors:
+        if t._hooks or POST_ACCUMULATE_HOOKS.hooks_of(t):
+            return f"a hook is registered on a tensor of shape {tuple(t.shape)} (hooks would run only while " \
+                   "capturing); remove it, or run the step eagerly"
+    for m in state.modules:
+        for sub in m.modules():
+            if sub._forward_hooks or sub._forward_pre_hooks:
+                return f"a forward hook is registered on {type(sub).__name__} (it would run only while capturing)"
+    return None
+
+
+def _arg_key(x):
+    if isinstance(x, Tensor):
+        d = x._data
+        return ("T", d.shape, d.dtype.str, x._rg, d.flags.c_contiguous)
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__, tuple(_arg_key(v) for v in x))
+    if isinstance(x, dict):
+        return ("dict", tuple((k, _arg_key(v)) for k, v in x.items()))
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"a numpy array argument (shape {x.shape}) cannot be compiled; pass a tensor")
+    try:
+        hash(x)
+    except TypeError:
+        raise TypeError(f"an argument of type {type(x).__name__} is neither a tensor nor hashable") from None
+    return (type(x).__name__, x)
+
+
+def _describe_key(key) -> str:
+    args = key[0]
+
+    def show(k):
+        if k[0] == "T":
+            return f"{np.dtype(k[2]).name}{list(k[1])}" + ("(requires_grad)" if k[3] else "")
+        if k[0] in ("tuple", "list"):
+            return "(" + ", ".join(show(v) for v in k[1]) + ")"
+        if k[0] == "dict":
+            return "{" + ", ".join(f"{a}: {show(v)}" for a, v in k[1]) + "}"
+        return repr(k[1])
+
+    return f"{show(args)} grad_mode={key[2]} training={list(key[6])}"
+
+
+def _flat_tensors(result) -> list:
+    if isinstance(result, Tensor):
+        return [result]
+    if isinstance(result, (list, tuple)):
+        return [x for v in result for x in _flat_tensors(v)]
+    if isinstance(result, dict):
+        return [x for v in result.values() for x in _flat_tensors(v)]
+    return [result]

@@ -1,0 +1,179 @@
+"""A captured step as a flat program: the tracer's instructions after constant folding and dead-code
+elimination, each turned into one ``(function, arguments)`` pair that writes into a fixed buffer."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from chainrule.compiler.tracer import GuardMiss, Instr, _copy_into, root
+
+
+class Program:
+    """``steps``: the replayed calls in order. ``externals``: the roots of state and input arrays,
+    which the program reads live. ``internal``: the buffers it computes (poisoned by verification)."""
+
+    def __init__(self, instrs: list[Instr], created: set, live_roots: list, names: dict):
+        self.source_count = len(instrs)
+        self.names = names
+        folded, constants = _fold_constants(instrs, created)
+        kept = _eliminate_dead(folded, created, live_roots)
+        self.instrs = kept
+        self.constants = constants
+        self.internal = _internal_buffers(kept, created, constants)
+        self.steps = [_step(i) for i in kept]
+        self.guard_safety = _guard_safety(kept, created)
+
+    def run(self) -> None:
+        for fn, args in self.steps:
+            fn(*args)
+
+    def poison(self) -> None:
+        """Fill every buffer the program computes with values no correct program leaves in place (NaN,
+        or the bitwise complement), so a buffer that is read before the program writes it shows."""
+        for buf in self.internal:
+            if buf.dtype.kind in "fc":
+                buf.fill(np.nan)
+            elif buf.dtype.kind in "iub":
+                np.invert(buf, out=buf)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.internal) + sum(b.nbytes for b in self.constants)
+
+    def source(self) -> str:
+        """The program as readable Python, one line per instruction, attributed to its op and user line."""
+        lines = []
+        for instr in self.instrs:
+            lines.append(f"{_describe(instr, self.names):<72}  # {instr.op} @ {instr.site}")
+        return "\n".join(lines)
+
+
+def _ids(arrays) -> set:
+    return {id(a) for a in arrays}
+
+
+def _fold_constants(instrs: list[Instr], created: set) -> tuple[list, list]:
+    """Drop creations nothing else writes and calls computed only from such constants: their buffers
+    keep the capture's values. Arrays the program did not make are never folded (they are read live)."""
+    writers: dict = {}
+    for instr in instrs:
+        for w in instr.writes:
+            writers[id(w)] = writers.get(id(w), 0) + 1
+    const: set = set()
+    constants: list = []
+    kept = []
+    for instr in instrs:
+        writes = instr.writes
+        only_writer = writes and all(id(w) in created and writers[id(w)] == 1 for w in writes)
+        if instr.kind == "fill" and only_writer:
+            const.update(_ids(writes))
+            constants.extend(writes)
+            continue
+        if instr.kind in ("ufunc", "call") and instr.reads and only_writer \
+                and all(id(r) in const for r in instr.reads):
+            const.update(_ids(writes))
+            constants.extend(writes)
+            continue
+        kept.append(instr)
+    return kept, constants
+
+
+_EFFECTS = ("guard", "rng", "host", "grad")
+
+
+def _eliminate_dead(instrs: list[Instr], created: set, live_roots: list) -> list:
+    """Keep the instructions whose writes someone reads later, or that touch state, or have effects."""
+    live = _ids(live_roots)
+    for instr in instrs:  # everything the program did not make is state (or live foreign memory)
+        live.update(id(a) for a in instr.reads + instr.writes if id(a) not in created)
+    kept = []
+    for instr in reversed(instrs):
+        if instr.kind in _EFFECTS or any(id(w) in live for w in instr.writes):
+            kept.append(instr)
+            live.update(_ids(instr.reads))
+    kept.reverse()
+    return kept
+
+
+def _internal_buffers(instrs: list[Instr], created: set, constants: list) -> list:
+    constant_ids = _ids(constants)
+    seen: dict = {}
+    for instr in instrs:
+        for w in instr.writes:
+            if id(w) in created and id(w) not in constant_ids:
+                seen[id(w)] = w
+    return list(seen.values())
+
+
+def _guard_safety(instrs: list[Instr], created: set) -> tuple:
+    """What a replay must save to undo itself when a guard turns out false: the state arrays written
+    before the last guard, whether the generator moved before it, and whether a host call (which
+    cannot be undone) ran before it (then the program is not safe to abandon: None)."""
+    last = max((i for i, instr in enumerate(instrs) if instr.kind == "guard"), default=-1)
+    written: dict = {}
+    rng = False
+    for instr in instrs[:last]:
+        if instr.kind == "host":
+            return None
+        rng = rng or instr.kind == "rng"
+        for w in instr.writes:
+            if id(w) not in created:
+                written[id(w)] = w
+    return list(written.values()), rng
+
+
+def _step(instr: Instr):
+    kind, fn, args, kwargs = instr.kind, instr.fn, instr.args, instr.kwargs
+    if kind == "ufunc":
+        out = kwargs.get("out")
+        if getattr(fn, "__name__", "") == getattr(getattr(fn, "__class__", None), "__name__", None):
+            pass
+        if isinstance(fn, np.ufunc) and set(kwargs) == {"out"} and len(out) == 1:
+            return fn, tuple(args) + (out[0],)  # positional out: the cheapest call numpy has
+        return (functools.partial(fn, **kwargs) if kwargs else fn), tuple(args)
+    if kind == "call":
+        call = functools.partial(fn, **kwargs) if kwargs else fn
+        if instr.outs is None:
+            return call, tuple(args)
+        return _copying(call, tuple(args), instr.outs, f"{instr.name} at {instr.site}"), ()
+    if kind == "guard":
+        return _guard(fn, instr.expected, f"{instr.name} in {instr.op} at {instr.site}"), ()
+    return fn, tuple(args)  # fill, rng, host, grad: closures made by the capture
+
+
+def _copying(call, args, outs, where):
+    def run():
+        _copy_into(call(*args), outs, where)
+    return run
+
+
+def _guard(reread, expected, where):
+    def check():
+        if reread() != expected:
+            raise GuardMiss(f"a value the capture read changed ({where}: it was {expected!r})")
+    return check
+
+
+def _describe(instr: Instr, names: dict) -> str:
+    def name(x):
+        if isinstance(x, np.ndarray):
+            r = root(x)
+            label = names.get(id(r))
+            if label is None:
+                label = names[id(r)] = f"t{len(names)}"
+            return label if x is r else f"{label}<view {x.shape}>"
+        if type(x) in (tuple, list):
+            return "(" + ", ".join(name(v) for v in x) + ")"
+        text = repr(x)
+        return text if len(text) < 40 else text[:37] + "..."
+
+    fn = getattr(instr.fn, "__name__", None) or type(instr.fn).__name__
+    args = ", ".join([name(a) for a in instr.args] + [f"{k}={name(v)}" for k, v in instr.kwargs.items()])
+    if instr.kind == "guard":
+        return f"guard {instr.name} == {instr.expected!r}"
+    if instr.kind in ("host", "grad", "rng", "fill"):
+        return f"{instr.kind} {instr.name}"
+    result = f"{name(instr.outs)} = " if instr.outs is not None else ""
+    return f"{result}np.{fn}({args})" if isinstance(instr.fn, np.ufunc) else f"{result}{fn}({args})"

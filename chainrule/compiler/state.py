@@ -1,0 +1,154 @@
+"""What a compiled function touches: discovery of its modules, optimizers and tensors, and snapshots of
+that state (for verification, and to undo a capture that must be redone)."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from chainrule import random as _random
+from chainrule.nn.module import Module
+from chainrule.optim.lr_scheduler import LRScheduler
+from chainrule.optim.optimizer import Optimizer
+from chainrule.tensor import Tensor
+
+
+class State:
+    """The modules, optimizers and tensors a function reaches (arguments, closure, bound ``self``, the
+    globals its code names, one attribute level of plain objects among those, and ``state=``)."""
+
+    def __init__(self, fn, args: tuple, kwargs: dict, extra=()):
+        self.modules: list = []
+        self.optimizers: list = []
+        self.schedulers: list = []
+        self.tensors: list = []
+        self._seen: set = set()
+        for obj in _roots_of(fn) + list(args) + list(kwargs.values()) + list(extra):
+            self._visit(obj, depth=2)
+        for m in self.modules:
+            for t in list(m.parameters()) + list(m.buffers()):
+                self._add_tensor(t)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                for t in group["params"]:
+                    self._add_tensor(t)
+
+    def _visit(self, obj, depth: int) -> None:
+        if id(obj) in self._seen or obj is None or isinstance(obj, (str, bytes, int, float, bool, type)):
+            return
+        self._seen.add(id(obj))
+        if isinstance(obj, Tensor):
+            self._add_tensor(obj)
+        elif isinstance(obj, Module):
+            self.modules.append(obj)
+        elif isinstance(obj, Optimizer):
+            self.optimizers.append(obj)
+        elif isinstance(obj, LRScheduler):
+            self.schedulers.append(obj)
+        elif isinstance(obj, (list, tuple)) and depth > 0:
+            for v in obj:
+                self._visit(v, depth - 1)
+        elif isinstance(obj, dict) and depth > 0:
+            for v in obj.values():
+                self._visit(v, depth - 1)
+        elif depth > 0 and hasattr(obj, "__dict__") and not isinstance(obj, (types.ModuleType, types.FunctionType)):
+            for v in vars(obj).values():
+                self._visit(v, depth - 1)
+
+    def _add_tensor(self, t: Tensor) -> None:
+        if all(t is not s for s in self.tensors):
+            self.tensors.append(t)
+
+    def snapshot(self) -> dict:
+        """Copies of everything a step may change: tensor values and gradients, optimizer and scheduler
+        states, the default generator."""
+        return {
+            "tensors": [(t, t._data.copy(), t.grad, None if t.grad is None else t.grad._data.copy())
+                        for t in self.tensors],
+            "optimizers": [(o, o.state_dict()) for o in self.optimizers],
+            "schedulers": [(s, s.state_dict()) for s in self.schedulers],
+            "rng": _random.default_generator.get_state(),
+        }
+
+    def restore(self, snap: dict) -> None:
+        for t, data, grad, grad_data in snap["tensors"]:
+            np.copyto(t._data, data)
+            t.grad = grad
+            if grad is not None:
+                np.copyto(grad._data, grad_data)
+        for o, sd in snap["optimizers"]:
+            o.load_state_dict(sd)
+        for s, sd in snap["schedulers"]:
+            s.load_state_dict(sd)
+        _random.default_generator.set_state(snap["rng"])
+
+
+def _roots_of(fn) -> list:
+    """The objects a function can reach without arguments: its bound ``self``, closure cells, and the
+    globals its code (and the code nested in it) names."""
+    found = []
+    if isinstance(fn, Module):
+        return [fn]
+    self_obj = getattr(fn, "__self__", None)
+    if self_obj is not None:
+        found.append(self_obj)
+        fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return found + [fn]
+    for cell in fn.__closure__ or ():
+        try:
+            found.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    names = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    glob = getattr(fn, "__globals__", {})
+    found.extend(glob[n] for n in sorted(names) if n in glob)
+    return found
+
+
+def first_difference(a: dict, b: dict, outputs_a, outputs_b) -> str | None:
+    """Where two post-step states (and outputs) differ bit for bit, or None."""
+    for i, (x, y) in enumerate(zip(outputs_a, outputs_b)):
+        if not same(x, y):
+            return f"output {i}"
+    for (t, data, _grad, gdata), (_, data2, _grad2, gdata2) in zip(a["tensors"], b["tensors"]):
+        if not same(data, data2):
+            return f"the value of a state tensor of shape {tuple(t.shape)}"
+        if (gdata is None) != (gdata2 is None) or (gdata is not None and not same(gdata, gdata2)):
+            return f"the gradient of a state tensor of shape {tuple(t.shape)}"
+    for (o, sd), (_, sd2) in zip(a["optimizers"], b["optimizers"]):
+        if not _same_tree(sd, sd2):
+            return f"the state of {type(o).__name__}"
+    for (s, sd), (_, sd2) in zip(a["schedulers"], b["schedulers"]):
+        if not _same_tree(sd, sd2):
+            return f"the state of {type(s).__name__}"
+    if a["rng"] != b["rng"]:
+        return "the random generator's state"
+    return None
+
+
+def same(x, y) -> bool:
+    """Bitwise equality of two arrays (NaNs included), or equality of anything else."""
+    if isinstance(x, Tensor):
+        x = x._data
+    if isinstance(y, Tensor):
+        y = y._data
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        x, y = np.asarray(x), np.asarray(y)
+        return x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    return x == y or (x != x and y != y)
+
+
+def _same_tree(a, b) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_tree(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same_tree(x, y) for x, y in zip(a, b))
+    return same(a, b)
