@@ -12,6 +12,7 @@ import math
 
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.backend import kernels, xp_of
+from chainrule.backend.checks import indices_within
 from chainrule.backend.rows import layer_norm_rows, layer_norm_vjp_rows, softmax_rows, softmax_vjp_rows
 from chainrule.ops import elementwise as ew
 from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
@@ -61,6 +62,7 @@ __all__ += ["group_norm", "instance_norm", "local_response_norm", "interpolate",
 __all__ += ["conv_transpose1d", "conv_transpose2d"]
 __all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
 __all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"]
+__all__ += ["pdist", "channel_shuffle"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -347,7 +349,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     if input._data.dtype.kind not in "iu":
         raise RuntimeError(f"embedding: indices must be an integer tensor, got {describe(input)}")
     num = weight.shape[0]
-    if input._data.size and (int(input._data.min()) < -num or int(input._data.max()) >= num):
+    if not indices_within(input._data, -num, num):
         raise IndexError(
             f"embedding: index out of range: indices span [{int(input._data.min())}, {int(input._data.max())}] "
             f"but the table has {num} rows"
@@ -384,7 +386,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     n_classes = input.shape[1]
     ignored = target == ignore_index
     safe = ew.where(ignored, 0, target)
-    if safe._data.size and (int(safe._data.min()) < 0 or int(safe._data.max()) >= n_classes):
+    if not indices_within(safe._data, 0, n_classes):
         raise IndexError(
             f"nll_loss: target values must be in [0, {n_classes}) or equal ignore_index={ignore_index}, got min "
             f"{int(safe._data.min())} and max {int(safe._data.max())}"
@@ -498,12 +500,11 @@ def _checked_labels(labels, ignore_index: int, n_classes: int, xp):
     ``ignore_index`` raise."""
     if not labels.size:
         return labels, labels != ignore_index
-    low, high = int(labels.min()), int(labels.max())
-    if low >= 0 and high < n_classes and not 0 <= ignore_index < n_classes:
+    if indices_within(labels, 0, n_classes) and not 0 <= ignore_index < n_classes:
         return labels, None
     valid = labels != ignore_index
     safe = xp.where(valid, labels, 0)
-    if int(safe.min()) < 0 or int(safe.max()) >= n_classes:
+    if not indices_within(safe, 0, n_classes):
         raise IndexError(
             f"cross_entropy: target values must be in [0, {n_classes}) or equal ignore_index={ignore_index}, got min "
             f"{int(safe.min())} and max {int(safe.max())}"
@@ -1076,6 +1077,28 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     if dim < 0:
         return diff.abs() if not keepdim else diff.abs()
     return diff.norm(p, dim, keepdim=keepdim)
+
+
+def pdist(input: Tensor, p: float = 2.0) -> Tensor:
+    """The p-norm distance between every pair of rows i < j of the (N, M) ``input``, in row-major pair order
+    (the condensed upper triangle of ``cdist(input, input)``)."""
+    if input.ndim != 2:
+        raise RuntimeError(f"pdist only supports 2D tensors, got: {input.ndim}D")
+    if p < 0:
+        raise RuntimeError("pdist only supports non-negative p values")
+    first, second = input.xp.triu_indices(input.shape[0], 1)
+    pairs = input[first] - input[second]
+    return pairs.norm(p, -1)
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """Interleave the channels of (N, C, *) ``input`` across ``groups`` groups (ShuffleNet's shuffle)."""
+    if input.ndim < 3 or groups <= 0 or input.shape[1] % groups:
+        raise RuntimeError(f"channel_shuffle: expects (N, C, *) input with C divisible by groups > 0, got shape "
+                           f"{tuple(input.shape)} and groups={groups}")
+    n, c, *rest = input.shape
+    grouped = input.reshape(n, groups, c // groups, *rest)
+    return grouped.transpose(1, 2).reshape(n, c, *rest)
 
 
 def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
