@@ -7,6 +7,8 @@
     chainrule diagnose                         the vanishing-gradient experiment, into runs/diagnose/
     chainrule diagnose --rnn                   gradients through time: tanh RNN vs LSTM, into runs/diagnose-rnn/
     chainrule graph runs/<run>                 render the backward graph of a run's loss
+    chainrule import-hf FOLDER --out runs/<n>  a Hugging Face GPT-2 folder as a run (sample, evaluate, train --resume)
+    chainrule export runs/<run> --format hf|onnx [--out PATH]   a run's model for transformers or onnxruntime
 
 Errors print one line and exit with status 2; no tracebacks for bad input. The command keeps freed
 memory in the process for reuse between steps (:func:`chainrule.backend.allocator.keep_freed_memory`).
@@ -38,6 +40,8 @@ _TRAIN_OPTIONS = {
     "weight_decay": ("train", "weight_decay", float, "AdamW weight decay"),
     "seed": ("train", "seed", int, "random seed (weights, shuffling, sampling)"),
     "eval_interval": ("train", "eval_interval", int, "steps between validations (gpt)"),
+    "text_file": ("train", "text_file", str, "train on this UTF-8 text file instead of tiny Shakespeare (gpt)"),
+    "seq_len": ("train", "seq_len", int, "training window length, at most block_size (gpt)"),
 }
 
 
@@ -83,6 +87,20 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("run", help="a run folder, e.g. runs/mlp")
     graph.add_argument("--out", help="output file (.svg, .png or .dot; default <run>/graph.svg)")
     graph.add_argument("--depth", type=int, default=None, help="module nesting depth to show (default: what fits)")
+
+    import_hf = sub.add_parser("import-hf", help="make a gpt run folder from a Hugging Face GPT-2 folder")
+    import_hf.add_argument("folder", help="a transformers GPT-2 folder (config.json, model.safetensors, vocab.json, merges.txt)")
+    import_hf.add_argument("--out", required=True, help="the run folder to create, e.g. runs/gpt2")
+    import_hf.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+
+    export = sub.add_parser("export", help="write a run's model as a Hugging Face folder or an ONNX file")
+    export.add_argument("run", help="a run folder, e.g. runs/gpt")
+    export.add_argument("--format", dest="fmt", required=True, choices=("hf", "onnx"))
+    export.add_argument("--out", help="output folder (hf) or file (onnx); default <run>/hf or <run>/model.onnx")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset version (17 to 21)")
+    export.add_argument("--checkpoint", help="checkpoint file in the run (default best.safetensors, else last)")
+    export.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip running the ONNX file in onnxruntime against chainrule's forward")
     return parser
 
 
@@ -114,7 +132,20 @@ def _run(args) -> int:
         from chainrule.viz import render_run_graph
 
         print(f"graph written to {render_run_graph(args.run, args.out, depth=args.depth)}")
+    elif args.command in ("import-hf", "export"):
+        _transfer(args)
     return 0
+
+
+def _transfer(args) -> None:
+    from chainrule import transfer
+
+    if args.command == "import-hf":
+        config = transfer.import_hf_run(args.folder, args.out, overwrite=args.overwrite)
+        print(json.dumps({"run": args.out, "model": config["model"]}, indent=2))
+    else:
+        print(json.dumps(transfer.export_run(args.run, args.fmt, args.out, args.opset, args.checkpoint, args.verify),
+                         indent=2))
 
 
 def _diagnose(args) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import chainrule as cr
 from chainrule import data, io, optim
+from chainrule.data.datasets import TRAIN_FRACTION_TEXT
 from chainrule.models import build_model
 from chainrule.nn import functional as F
 
@@ -89,12 +90,26 @@ def _resumed_config(out: Path, kind: str, model_overrides: dict, train_overrides
         raise RunError(f"cannot resume {out}: unreadable config.json ({err})") from None
     if saved.get("kind") != kind:
         raise RunError(f"cannot resume {out}: it is a {saved.get('kind')} run, not {kind}")
+    if _untrained_import(out) and not model_overrides:
+        # an imported model not trained yet: the first fine-tuning run chooses its training options
+        saved["train"].update(train_overrides)
+        _write_json(out / "config.json", saved)
+        return saved["model"], saved["train"]
     for section, overrides in (("model", model_overrides), ("train", train_overrides)):
         changed = {k: v for k, v in overrides.items() if saved[section].get(k) != v}
         if changed:
             raise RunError(f"cannot change options when resuming (saved {section} options differ: {changed}); "
                            "start a new run with --out instead")
     return saved["model"], saved["train"]
+
+
+def _untrained_import(out: Path) -> bool:
+    """Whether ``out`` is a run folder made by ``import-hf`` (``chainrule.transfer``) that has not trained yet."""
+    try:
+        imported = json.loads((out / "config.json").read_text()).get("imported_from")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(imported) and not (out / "metrics.jsonl").exists()
 
 
 def load_run(run_dir: str | Path, checkpoint: str | None = None):
@@ -150,6 +165,9 @@ def train_run(kind: str, out_dir: str | Path, model_overrides: dict | None = Non
                                           "chainrule_version": cr.__version__})
     cr.manual_seed(int(options["seed"]))
     model = build_model(kind, model_config)  # rebuilt after seeding: initial weights depend only on the seed
+    if resume and _untrained_import(out):  # fine-tuning an imported model: its weights, a fresh optimizer
+        io.load(out / "last.safetensors").restore(model=model, rng=False)
+        resume = False
     started = time.perf_counter()
     trainer = _gpt_training if kind == "gpt" else _classifier_training
     summary = trainer(kind, model, model_config, options, out, resume, verbose)
@@ -249,8 +267,36 @@ def _lm_loss(logits, targets):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def _fixed_val_batches(options, block_size: int):
-    val_ids, _ = data.load_tinyshakespeare("val")
+def run_vocab(run: Path):
+    """The tokenizer of a gpt run: GPT-2's byte-level BPE for an imported GPT-2 (its vocab.json and merges.txt
+    are in the run folder), else tiny Shakespeare's characters."""
+    if (run / "vocab.json").exists():
+        from chainrule.data.bpe import GPT2Tokenizer
+
+        return GPT2Tokenizer.from_pretrained(run)
+    if (run / "config.json").exists() and json.loads((run / "config.json").read_text()).get("imported_from"):
+        raise RunError(f"{run} has no tokenizer (vocab.json and merges.txt); copy the GPT-2 folder's files there")
+    return data.load_tinyshakespeare("val")[1]
+
+
+def _token_streams(run: Path, options) -> tuple:
+    """(train ids, validation ids, vocab): tiny Shakespeare, or the text file ``options['text_file']``, in the run's
+    tokenizer, the first 90% for training."""
+    vocab = run_vocab(run)
+    if not options.get("text_file") and isinstance(vocab, data.CharVocab):
+        return data.load_tinyshakespeare("train")[0], data.load_tinyshakespeare("val")[0], vocab
+    path = Path(options.get("text_file") or data.data_path("tinyshakespeare.txt"))
+    try:
+        ids = vocab.encode(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunError(f"cannot read the text file {path}: {err}") from None
+    except KeyError as err:
+        raise RunError(f"{path} has characters outside the model's vocabulary: {err}") from None
+    cut = int(len(ids) * TRAIN_FRACTION_TEXT)
+    return cr.tensor(ids[:cut]), cr.tensor(ids[cut:]), vocab
+
+
+def _fixed_val_batches(options, block_size: int, val_ids):
     gen = cr.Generator(1234)  # the same validation windows in every run
     return [data.sample_batch(val_ids, options["batch_size"], block_size, generator=gen)
             for _ in range(int(options["eval_batches"]))]
@@ -260,9 +306,10 @@ def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, v
     from chainrule.train import fit
     from chainrule.train.callbacks import JSONLLogger, ModelCheckpoint
 
-    train_ids, vocab = data.load_tinyshakespeare("train")
-    if model_config["vocab_size"] != len(vocab):
-        raise RunError(f"gpt: vocab_size must be {len(vocab)} for tiny Shakespeare, got {model_config['vocab_size']}")
+    train_ids, val_ids, vocab = _token_streams(out, options)
+    block_size = min(model.block_size, int(options.get("seq_len") or model.block_size))
+    if model_config["vocab_size"] < len(vocab):
+        raise RunError(f"gpt: vocab_size must be at least {len(vocab)} for the run's tokenizer, got {model_config['vocab_size']}")
     steps, interval = int(options["steps"]), int(options["eval_interval"])
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
@@ -273,10 +320,10 @@ def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, v
         optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / max(warmup, 1), total_iters=max(warmup, 1)),
         optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps - warmup, 1), eta_min=options["min_lr"]),
     ], milestones=[max(warmup, 1)])
-    train_batches = _RandomWindows(train_ids, int(options["batch_size"]), model.block_size, interval)
+    train_batches = _RandomWindows(train_ids, int(options["batch_size"]), block_size, interval)
     history = fit(
         model, train_batches, loss=_lm_loss, optimizer=optimizer, epochs=math.ceil(steps / interval),
-        max_steps=steps, val_data=_fixed_val_batches(options, model.block_size), metrics=(),
+        max_steps=steps, val_data=_fixed_val_batches(options, block_size, val_ids), metrics=(),
         scheduler=scheduler, scheduler_interval="step", grad_clip_norm=options["grad_clip"], verbose=verbose,
         callbacks=[ModelCheckpoint(out, monitor="val_loss", config={"kind": kind, "model": model_config}),
                    JSONLLogger(out / "metrics.jsonl")],
@@ -287,13 +334,14 @@ def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, v
     _, best, _ = load_run(out, "best.safetensors")
     text = _generate(best, vocab, options["sample_prompt"], int(options["sample_tokens"]), 0.8, None, seed=0)
     (out / "samples.txt").write_text(text + "\n")
-    return {"kind": kind, **_evaluate_lm(best, options), "steps": steps, "sample": text[:200]}
+    return {"kind": kind, **_evaluate_lm(best, options, val_ids), "steps": steps, "sample": text[:200]}
 
 
-def _evaluate_lm(model, options) -> dict:
+def _evaluate_lm(model, options, val_ids) -> dict:
+    block_size = min(model.block_size, int(options.get("seq_len") or model.block_size))
     model.eval()
     with cr.no_grad():
-        losses = [_lm_loss(model(x), y).item() for x, y in _fixed_val_batches(options, model.block_size)]
+        losses = [_lm_loss(model(x), y).item() for x, y in _fixed_val_batches(options, block_size, val_ids)]
     val_loss = sum(losses) / len(losses)
     return {"val_loss": round(val_loss, 5), "val_perplexity": round(math.exp(val_loss), 4)}
 
@@ -314,7 +362,8 @@ def evaluate_run(run_dir: str | Path) -> dict:
     config, model, path = load_run(run_dir)
     if config["kind"] == "gpt":
         options = {**RECIPES["gpt"].train, **config.get("train", {})}
-        return {"checkpoint": str(path), **_evaluate_lm(model, options)}
+        val_ids = _token_streams(Path(run_dir), options)[1]
+        return {"checkpoint": str(path), **_evaluate_lm(model, options, val_ids)}
     return {"checkpoint": str(path), **_evaluate_classifier(config["kind"], model)}
 
 
@@ -326,5 +375,4 @@ def sample_run(run_dir: str | Path, prompt: str, tokens: int, temperature: float
         raise RunError(f"sample needs a gpt run; {run_dir} is a {config['kind']} run")
     if tokens < 0 or temperature <= 0:
         raise RunError(f"sample: --tokens must be >= 0 and --temperature > 0, got {tokens} and {temperature}")
-    _, vocab = data.load_tinyshakespeare("val")
-    return _generate(model, vocab, prompt, tokens, temperature, top_k, seed)
+    return _generate(model, run_vocab(Path(run_dir)), prompt, tokens, temperature, top_k, seed)

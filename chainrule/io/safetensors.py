@@ -237,18 +237,19 @@ def _fsync_folder(folder: str) -> None:
 
 # ----- reading ---------------------------------------------------------------------------------------------
 
-def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read_safetensors(path: str | os.PathLike, *, upcast_bfloat16: bool = False
+                     ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """All tensors of a safetensors file as numpy arrays (in header order) and its metadata map.
 
     The whole header is validated first; each array is then read straight into its own fresh, aligned
     buffer (writable, native byte order). Raises :class:`CheckpointError` for a malformed file or a dtype
-    numpy cannot hold (BF16, F8).
+    numpy cannot hold (F8, and BF16 unless ``upcast_bfloat16``, which reads BF16 as float32 exactly).
     """
     path = os.fspath(path)
     with _open(path) as stream:
         infos, metadata, data_start = _read_header(stream, path)
         for name, info in infos.items():
-            if _DTYPES[info.dtype].numpy is None:
+            if _DTYPES[info.dtype].numpy is None and not (upcast_bfloat16 and info.dtype == "BF16"):
                 raise _corrupt(path, f"tensor '{name}' has dtype {info.dtype}, which numpy (and chainrule) cannot "
                                      f"represent; convert it to F32 before saving (in PyTorch: t.float())")
         arrays = {name: _read_array(stream, data_start, name, info, path) for name, info in infos.items()}
@@ -378,6 +379,9 @@ def _check_tiling(infos: dict[str, TensorInfo], data_size: int, path: str) -> No
 
 
 def _read_array(stream: IO[bytes], data_start: int, name: str, info: TensorInfo, path: str) -> np.ndarray:
+    if info.dtype == "BF16":  # bfloat16 is float32's top half: read the 16-bit words, shift them up (exact)
+        words = _read_array(stream, data_start, name, info._replace(dtype="U16"), path)
+        return (words.astype(np.uint32) << 16).view(np.float32)
     array = np.empty(info.shape, dtype=np.dtype(_DTYPES[info.dtype].numpy))
     wanted = info.end - info.begin
     if wanted:

@@ -25,15 +25,21 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
+# activation name -> GELU's approximation: GPT-2's "gelu_new" is the tanh form; nanoGPT-style weights use the exact one
+ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
+
+
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, n_inner: int | None = None, layer_norm_eps: float = 1e-5,
+                 activation: str = "gelu_tanh"):
         super().__init__()
-        self.ln1 = nn.LayerNorm(n_embd)
+        hidden = n_inner or 4 * n_embd
+        self.ln1 = nn.LayerNorm(n_embd, eps=layer_norm_eps)
         self.attn = CausalSelfAttention(n_embd, n_head, dropout)
-        self.ln2 = nn.LayerNorm(n_embd)
-        self.fc = nn.Linear(n_embd, 4 * n_embd)
-        self.act = nn.GELU(approximate="tanh")  # a module, so diagnostics.watch sees its activations
-        self.fc2 = nn.Linear(4 * n_embd, n_embd)
+        self.ln2 = nn.LayerNorm(n_embd, eps=layer_norm_eps)
+        self.fc = nn.Linear(n_embd, hidden)
+        self.act = nn.GELU(approximate=ACTIVATIONS[activation])  # a module, so diagnostics.watch sees its activations
+        self.fc2 = nn.Linear(hidden, n_embd)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
@@ -42,19 +48,26 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """GPT-2's architecture. ``n_inner`` (default 4 * n_embd), ``layer_norm_eps`` and ``activation`` ('gelu_tanh',
+    GPT-2's; 'gelu', exact) let it hold any GPT-2 checkpoint: see :meth:`from_pretrained` and :meth:`save_pretrained`."""
+
     def __init__(self, vocab_size: int = 65, block_size: int = 64, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
-                 dropout: float = 0.0, tie_weights: bool = False):
+                 dropout: float = 0.0, tie_weights: bool = False, n_inner: int | None = None, layer_norm_eps: float = 1e-5,
+                 activation: str = "gelu_tanh"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"GPT: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
         if n_embd % n_head:
             raise ValueError(f"GPT: n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-        if min(vocab_size, block_size, n_layer, n_head, n_embd) < 1:
-            raise ValueError("GPT: vocab_size, block_size, n_layer, n_head and n_embd must all be positive")
+        if min(vocab_size, block_size, n_layer, n_head, n_embd, n_inner or 1) < 1:
+            raise ValueError("GPT: vocab_size, block_size, n_layer, n_head, n_embd and n_inner must all be positive")
         self.block_size = block_size
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         self.pos_emb = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout) for _ in range(n_layer)])
-        self.ln_f = nn.LayerNorm(n_embd)
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, dropout, n_inner, layer_norm_eps, activation)
+                                     for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd, eps=layer_norm_eps)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
         self._init_weights(n_layer)
         if tie_weights:
@@ -99,3 +112,17 @@ class GPT(nn.Module):
             idx = cr.cat([idx, cr.tensor(choice)[:, None]], 1)
         self.train(was_training)
         return idx
+
+    @classmethod
+    def from_pretrained(cls, folder, dtype=None) -> GPT:
+        """A GPT-2 checkpoint folder as Hugging Face transformers writes it (``config.json`` and
+        ``model.safetensors`` or shards with their index), in float32 unless ``dtype`` says otherwise."""
+        from chainrule.models.hf_gpt2 import load_gpt2
+
+        return load_gpt2(folder, dtype=dtype)
+
+    def save_pretrained(self, folder) -> None:
+        """Write this model as a GPT-2 folder that transformers' ``GPT2LMHeadModel.from_pretrained`` loads."""
+        from chainrule.models.hf_gpt2 import save_gpt2
+
+        save_gpt2(self, folder)
