@@ -12,7 +12,7 @@ from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.backend import kernels as _kernels
 from chainrule.backend import parallel as _parallel
-from chainrule.compiler.capture import Variant, capture, replay
+from chainrule.compiler.capture import Variant, capture, rebuild, replay
 from chainrule.compiler.state import State, first_difference
 from chainrule.compiler.tracer import CompileError, GuardMiss
 from chainrule.nn.module import Module
@@ -80,7 +80,7 @@ class Compiled:
             variant = self.variants[key] = Variant(key)
             if len(self.variants) > 1:
                 self.misses.append(f"new signature: {_describe_key(key)}")
-        return getattr(self, "_" + variant.stage.replace("-", "_"))(variant, args, kwargs)
+        return _STAGES[variant.stage](self, variant, args, kwargs)
 
     def _eager(self, args, kwargs):
         self.eager_calls += 1
@@ -103,7 +103,7 @@ class Compiled:
             return self._cannot(variant, "a value is checked after an optimizer step; that check cannot be undone",
                                 result)
         variant.stage = "verify" if self.verify != "off" else "replay"
-        return result
+        return rebuild(variant.outputs, self.copy_outputs)
 
     def _verify(self, variant, args, kwargs):
         """Call 3: the eager step and the poisoned replay from the same state must agree bit for bit."""
@@ -205,6 +205,10 @@ class Compiled:
 
     def __repr__(self) -> str:
         return f"<compiled {self.__name__}: {len(self.variants)} variant(s)>"
+
+
+_STAGES = {"warm-up": Compiled._warm_up, "capture": Compiled._capture, "verify": Compiled._verify,
+           "replay": Compiled._replay, "failed": Compiled._failed}
 
 
 class CompiledModule(Compiled):

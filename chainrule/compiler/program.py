@@ -111,7 +111,7 @@ def _guard_safety(instrs: list[Instr], created: set) -> tuple:
     """What a replay must save to undo itself when a guard turns out false: the state arrays written
     before the last guard, whether the generator moved before it, and whether a host call (which
     cannot be undone) ran before it (then the program is not safe to abandon: None)."""
-    last = max((i for i, instr in enumerate(instrs) if instr.kind == "guard"), default=-1)
+    last = max((i for i, instr in enumerate(instrs) if instr.kind == "guard"), default=0)
     written: dict = {}
     rng = False
     for instr in instrs[:last]:
@@ -128,8 +128,6 @@ def _step(instr: Instr):
     kind, fn, args, kwargs = instr.kind, instr.fn, instr.args, instr.kwargs
     if kind == "ufunc":
         out = kwargs.get("out")
-        if getattr(fn, "__name__", "") == getattr(getattr(fn, "__class__", None), "__name__", None):
-            pass
         if isinstance(fn, np.ufunc) and set(kwargs) == {"out"} and len(out) == 1:
             return fn, tuple(args) + (out[0],)  # positional out: the cheapest call numpy has
         return (functools.partial(fn, **kwargs) if kwargs else fn), tuple(args)

@@ -28,10 +28,6 @@ class CompileError(RuntimeError):
     shape with the data, ...). The message names the user's file and line, the reason and the fix."""
 
 
-class ValueRead(Exception):
-    """Raised inside the tracer when user code reads a traced value; turned into a CompileError."""
-
-
 def root(array):
     """The array that owns ``array``'s memory (itself when it owns it)."""
     while True:
@@ -289,7 +285,9 @@ class Tracer:
     def value(self, value, reread, name: str, reads: tuple = ()):
         """A value read during the capture: an error in user code, a guard in chainrule's own code."""
         if _read_by_user():
-            raise ValueRead(name)
+            self.problems.append(f"it reads a tensor's value at {user_site()} ({name}); a replayed program cannot "
+                                 "depend on values: return the tensor and read it outside")
+            return value
         instr = self.add(Instr("guard", reread, reads=reads, name=name))
         instr.expected = value
         return value

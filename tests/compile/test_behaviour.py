@@ -1,0 +1,281 @@
+"""cr.compile beyond the plain step: randomness, schedulers, gradient accumulation, guards, refusals,
+fallback, outputs, memory."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.nn as nn
+import chainrule.nn.functional as F
+from chainrule.compiler import CompileError, compile, disable
+from tests.compile.helpers import assert_same_history, run, standard_step
+
+
+def _batches(n, batch=8, width=12, classes=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(cr.tensor(rng.standard_normal((batch, width)).astype(np.float32)),
+             cr.tensor(rng.integers(0, classes, batch))) for _ in range(n)]
+
+
+def _mlp(dropout=0.0, opt="sgd"):
+    def build():
+        model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 5))
+        if opt == "adamw":
+            o = cr.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.01)
+        else:
+            o = cr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return model, o, {"loss": F.cross_entropy}
+    return build
+
+
+def _compare(build, batches, step=standard_step, after_step=None, **options):
+    eager, _ = run(build, batches, step, compiled=False, after_step=after_step)
+    compiled, f = run(build, batches, step, compiled=True, after_step=after_step, **options)
+    assert_same_history(eager, compiled)
+    return f
+
+
+def test_dropout_masks_and_generator_state_equal_eager():
+    f = _compare(_mlp(dropout=0.3), _batches(20))
+    assert sum(v.replays for v in f.variants.values()) >= 15
+    assert any(i.kind == "rng" for v in f.variants.values() if v.program for i in v.program.instrs)
+
+
+def test_adamw_with_a_scheduler_changing_lr_mid_run():
+    def build():
+        model, opt, extra = _mlp(opt="adamw")()
+        extra["sched"] = cr.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
+        return model, opt, extra
+
+    def after(i, model, opt, extra):
+        extra["sched"].step()
+
+    f = _compare(build, _batches(20), after_step=after)
+    assert sum(v.replays for v in f.variants.values()) >= 15
+
+
+def test_scheduler_stepped_inside_the_compiled_step():
+    def build():
+        model, opt, extra = _mlp(opt="adamw")()
+        extra["sched"] = cr.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=30)
+        return model, opt, extra
+
+    def step(model, opt, extra, x, y):
+        loss = standard_step(model, opt, extra, x, y)
+        extra["sched"].step()
+        return loss
+
+    _compare(build, _batches(20), step=step)
+
+
+def test_gradient_accumulation_with_zero_grad_after_the_step():
+    def step(model, opt, extra, x, y):
+        for part in range(2):  # two micro-batches summed into .grad
+            loss = F.cross_entropy(model(x[part * 4:(part + 1) * 4]), y[part * 4:(part + 1) * 4]) / 2
+            loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+        return loss
+
+    _compare(_mlp(), _batches(16), step=step)
+
+
+def test_micro_batches_as_separate_compiled_calls():
+    """Outer code steps the optimizer every second call: the calls with and without a gradient on entry
+    are two variants, both replayed."""
+    cr.manual_seed(0)
+    results = []
+    for compiled in (False, True):
+        cr.manual_seed(0)
+        model, opt, _ = _mlp()()
+
+        def micro(x, y):
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        f = compile(micro) if compiled else micro
+        for i, (x, y) in enumerate(_batches(24)):
+            f(x, y)
+            if i % 2:
+                opt.step()
+                opt.zero_grad()
+        results.append([p._data.copy() for p in model.parameters()])
+        if compiled:
+            assert len(f.variants) == 2 and all(v.replays > 0 for v in f.variants.values()), f.explain()
+    for a, b in zip(*results):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_shape_change_makes_a_variant_and_max_variants_warns_once():
+    model, opt, extra = _mlp()()
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y), max_variants=3)
+    for batch in (8, 8, 8, 8, 6, 6, 6):  # the first call (no gradients yet) is a signature of its own
+        f(*_batches(1, batch=batch)[0])
+    assert len(f.variants) == 3
+    assert all(v.replays for v in list(f.variants.values())[1:]), f.explain()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for batch in (4, 3, 2):
+            f(*_batches(1, batch=batch)[0])
+    assert len([w for w in caught if "max_variants" in str(w.message)]) == 1
+    assert "over max_variants" in f.explain()
+
+
+def test_eval_mode_and_no_grad_are_part_of_the_signature():
+    model = nn.Sequential(nn.Linear(12, 5), nn.Dropout(0.5))
+    f = compile(lambda x: model(x) * 2)
+    x = _batches(1)[0][0]
+    for _ in range(4):
+        f(x)
+    model.eval()
+    with cr.no_grad():
+        outs = [f(x)._data.copy() for _ in range(4)]
+        expected = (model(x) * 2)._data
+    assert len(f.variants) == 2
+    assert all(o.tobytes() == expected.tobytes() for o in outs)
+
+
+def test_replaced_parameter_array_is_caught_by_the_identity_guard():
+    model, opt, extra = _mlp()()
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
+    batches = _batches(8)
+    for x, y in batches[:5]:
+        f(x, y)
+    first = model[0].weight
+    first.data = cr.tensor(first._data * 0.5)  # a new array: the program read the old one
+    f(*batches[5])
+    assert any("replaced" in m for m in f.misses), f.explain()
+
+
+def test_library_guard_miss_runs_eagerly_and_raises_eagers_error():
+    model, opt, extra = _mlp()()
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
+    for x, y in _batches(5):
+        f(x, y)
+    x, y = _batches(1)[0]
+    with pytest.raises(IndexError, match="cross_entropy: target values"):
+        f(x, cr.tensor(np.full(8, 7)))
+
+
+@pytest.mark.parametrize("body, words", [
+    (lambda loss: loss.item(), "item"),
+    (lambda loss: bool(loss > 0), "bool"),
+    (lambda loss: print(loss), "print"),
+    (lambda loss: loss.tolist(), "tolist"),
+])
+def test_value_reads_are_refused_at_the_users_line(body, words, capsys):
+    model, opt, extra = _mlp()()
+
+    def step(x, y):
+        loss = standard_step(model, opt, extra, x, y)
+        body(loss)
+        return loss
+
+    f = compile(step)
+    with pytest.raises(CompileError, match=r"test_behaviour\.py:\d+"):
+        for x, y in _batches(4):  # call 1 (no gradients yet) and 2 run eagerly, 3 captures
+            f(x, y)
+
+
+def test_fallback_eager_warns_once_and_stays_exact():
+    def step(model, opt, extra, x, y):
+        loss = standard_step(model, opt, extra, x, y)
+        extra.setdefault("seen", []).append(float(loss))
+        return loss
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _compare(_mlp(), _batches(8), step=step, fallback="eager")
+    assert len([w for w in caught if "cannot be compiled" in str(w.message)]) == 1
+
+
+def test_boolean_mask_is_refused():
+    w = nn.Parameter(cr.ones(12))
+    f = compile(lambda x: (x * w)[x > 0].sum())
+    x = _batches(1)[0][0]
+    f(x)
+    with pytest.raises(CompileError, match="shape depends on the data"):
+        f(x)
+
+
+def test_hooks_and_create_graph_are_refused():
+    model, opt, extra = _mlp()()
+    model[0].weight.register_hook(lambda g: g)
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
+    with pytest.raises(CompileError, match="hook"):
+        for x, y in _batches(4):
+            f(x, y)
+
+    w = nn.Parameter(cr.ones(12))
+
+    def second_order(x):
+        y = (x * w * w).sum()
+        y.backward(create_graph=True)
+        return y
+
+    f = compile(second_order)
+    with pytest.raises(CompileError, match="create_graph"):
+        for _ in range(4):
+            f(_batches(1)[0][0])
+
+
+def test_outputs_are_copies_and_python_numbers_are_refused():
+    w = nn.Parameter(cr.ones(4))
+    f = compile(lambda x: x * w)
+    x = cr.ones(4)
+    outs = [f(x * i) for i in range(5)]
+    assert [float(o.sum()) for o in outs] == [0.0, 4.0, 8.0, 12.0, 16.0]
+    g = compile(lambda x: 3.0)
+    g(x)
+    with pytest.raises(CompileError, match="Python number"):
+        g(x)
+
+
+def test_disable_and_environment_switch_run_eagerly():
+    w = nn.Parameter(cr.ones(4))
+    f = compile(lambda x: x * w)
+    with disable():
+        for _ in range(4):
+            f(cr.ones(4))
+    assert f.eager_calls == 4 and not f.variants
+
+
+def test_no_memory_growth_over_many_replays():
+    model, opt, extra = _mlp()()
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
+    x, y = _batches(1)[0]
+    for _ in range(20):
+        f(x, y)
+    tracemalloc.start()
+    for _ in range(50):
+        f(x, y)
+    gc.collect()  # cyclic garbage the collector has not reached yet is not growth
+    before = tracemalloc.take_snapshot()
+    for _ in range(1000):
+        f(x, y)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert growth < 64 * 1024, growth
+    assert sum(v.replays for v in f.variants.values()) > 1000
+
+
+def test_compiled_module_forward_for_inference():
+    model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 5))
+    fast = compile(model)
+    x = _batches(1)[0][0]
+    with cr.no_grad():
+        outs = [fast(x)._data.copy() for _ in range(5)]
+        expected = model(x)._data
+    assert all(o.tobytes() == expected.tobytes() for o in outs)
+    assert sum(v.replays for v in fast.variants.values()) >= 2
+    y = fast(x)  # grad mode on, parameters require grad: eager, so training through it stays exact
+    assert y.grad_fn is not None
