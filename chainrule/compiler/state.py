@@ -97,6 +97,8 @@ def _roots_of(fn) -> list:
     code = getattr(fn, "__code__", None)
     if code is None:
         return found + [fn]
+    found.extend(fn.__defaults__ or ())
+    found.extend((fn.__kwdefaults__ or {}).values())
     for cell in fn.__closure__ or ():
         try:
             found.append(cell.cell_contents)

@@ -95,7 +95,7 @@ def test_micro_batches_as_separate_compiled_calls():
         cr.manual_seed(0)
         model, opt, _ = _mlp()()
 
-        def micro(x, y):
+        def micro(x, y, model=model):
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             return loss
