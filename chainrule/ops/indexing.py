@@ -442,6 +442,14 @@ def _check_index_along(op: str, a: Tensor, d: int, index: Tensor) -> Tensor:
     return index
 
 
+def _last_of_repeats(positions):
+    """The indices ``i`` of the last occurrence of each distinct value of ``positions`` (1-D, non-negative), in
+    order: the writes that stay when a repeated position is written several times."""
+    xp = xp_of(positions)
+    first_from_end = xp.unique(positions[::-1], return_index=True)[1]
+    return xp.sort(positions.size - 1 - first_from_end)
+
+
 def _along(d: int, index: Tensor) -> tuple:
     """The index ``a[:, ..., index]`` (``index`` at dim ``d``) for index_put."""
     return (slice(None),) * d + (index,)
@@ -449,7 +457,8 @@ def _along(d: int, index: Tensor) -> tuple:
 
 def index_copy(a, dim: int, index: Tensor, source) -> Tensor:
     """A copy of ``a`` whose slices ``index[i]`` along ``dim`` are ``source``'s slices ``i``. With a repeated
-    index the last copy stays (PyTorch leaves it unspecified); each copy's source slice gets the gradient."""
+    index the last copy stays (PyTorch leaves it unspecified) and only its source slice gets a gradient (PyTorch
+    sends one to every copy, also those overwritten)."""
     a = tensor_operand(a, "index_copy")
     source = tensor_operand(source, "index_copy", like=a)
     d = norm_dim(dim, a.ndim, "index_copy")
@@ -464,6 +473,10 @@ def index_copy(a, dim: int, index: Tensor, source) -> Tensor:
             f"index_copy: source of {describe(source)} must have the shape {expected} (self {describe(a)} with "
             f"dimension {d} the number of indices, {index.shape[0]})"
         )
+    positions = index._data % a.shape[d]
+    kept = _last_of_repeats(positions)
+    if kept.size < positions.size:
+        index, source = wrap(positions[kept]), index_select(source, d, wrap(kept))
     return index_put(a, _along(d, index), source)
 
 
@@ -477,7 +490,8 @@ def index_fill(a, dim: int, index: Tensor, value) -> Tensor:
         raise RuntimeError(f"index_fill: only a 0-d value tensor is supported, got {describe(value)}")
     if a.ndim == 0:
         return index_fill(a.reshape(1), 0, index, value).reshape(())
-    return index_put(a, _along(d, index), value)
+    filled = wrap(xp_of(index._data).unique(index._data % a.shape[d]))  # a tensor value counts each slice once
+    return index_put(a, _along(d, filled), value)
 
 
 def masked_scatter(a, mask, source) -> Tensor:
@@ -502,7 +516,7 @@ def masked_scatter(a, mask, source) -> Tensor:
         raise RuntimeError(
             f"masked_scatter: the mask has {n} True elements but source ({describe(source)}) only {source.numel()}"
         )
-    return index_put(a.expand(shape), (wrap(xp.ascontiguousarray(chosen)),), source.reshape(-1)[:n])
+    return index_put(a.expand(shape), (wrap(chosen.copy()),), source.reshape(-1)[:n])
 
 
 def _check_flat_index(op: str, a: Tensor, index: Tensor) -> Tensor:
@@ -528,7 +542,8 @@ def take(a, index: Tensor) -> Tensor:
 
 def put(a, index: Tensor, source, accumulate: bool = False) -> Tensor:
     """A copy of ``a`` with the elements of ``source`` written (or, with ``accumulate``, added: repeats add up) at
-    the flat row-major positions ``index``."""
+    the flat row-major positions ``index``. Written to a repeated position, the last value stays and only it gets a
+    gradient, as in :func:`index_copy`."""
     a = tensor_operand(a, "put")
     source = tensor_operand(source, "put", like=a)
     index = _check_flat_index("put", a, index)
@@ -537,8 +552,13 @@ def put(a, index: Tensor, source, accumulate: bool = False) -> Tensor:
                          f"{describe(source)} and index {describe(index)}")
     if source._data.dtype != a._data.dtype:
         raise RuntimeError(f"put: expected source ({describe(source)}) to have the dtype of self ({describe(a)})")
-    flat = index_put(a.reshape(-1), (index.reshape(-1),), source.reshape(-1), accumulate=accumulate)
-    return flat.reshape(a.shape)
+    index, source = index.reshape(-1), source.reshape(-1)
+    if not accumulate:
+        positions = index._data % max(a.numel(), 1)
+        kept = _last_of_repeats(positions)
+        if kept.size < positions.size:
+            index, source = wrap(positions[kept]), source[wrap(kept)]
+    return index_put(a.reshape(-1), (index,), source, accumulate=accumulate).reshape(a.shape)
 
 
 def masked_fill(a, mask, value) -> Tensor:

@@ -29,10 +29,10 @@ def _results(values, inverse, counts, like: Tensor, op: str, return_inverse: boo
 
 
 def _slices_along(op: str, a: Tensor, d: int):
-    """``a``'s array with dim ``d`` first (a 0-d tensor as one slice), refusing slices of zero size when there are
-    some (PyTorch: nothing tells them apart)."""
+    """``a``'s array with dim ``d`` first (a 0-d tensor as one slice). A zero-size input is refused unless dim ``d``
+    is its only dimension of size zero (as in PyTorch: slices of zero size can't be told apart)."""
     moved = xp_of(a._data).moveaxis(xp_of(a._data).atleast_1d(a._data), d, 0)
-    if moved.shape[0] and 0 in moved.shape[1:]:
+    if moved.size == 0 and (moved.shape[0] or 0 in moved.shape[1:]):
         raise RuntimeError(f"{op}: the input ({describe(a)}) has zero-size dimensions other than dim {d}, so its "
                            "slices along that dim can't be told apart")
     return moved
@@ -94,12 +94,13 @@ def bincount(a, weights=None, minlength: int = 0) -> Tensor:
         raise RuntimeError(f"bincount: only 1-D non-negative integer tensors are supported, got {describe(a)}")
     if minlength < 0:
         raise RuntimeError(f"bincount: minlength should be >= 0, got {minlength}")
-    if weights is None:
+    if weights is not None:
+        weights = tensor_operand(weights, "bincount")
+        if weights.shape != a.shape:
+            raise RuntimeError(f"bincount: weights ({describe(weights)}) should be 1-D and as long as the input "
+                               f"({describe(a)})")
+    if weights is None or a._data.size == 0:  # (PyTorch counts no values as int64 zeros, weights or not)
         return untracked(xp.bincount(a._data, minlength=minlength).astype(_INT64), a, "bincount")
-    weights = tensor_operand(weights, "bincount")
-    if weights.shape != a.shape:
-        raise RuntimeError(f"bincount: weights ({describe(weights)}) should be 1-D and as long as the input "
-                           f"({describe(a)})")
     dtype = _dt.float32.np if weights._data.dtype == _dt.float32.np else _dt.float64.np
     out = xp.bincount(a._data, weights=weights._data.astype(_dt.float64.np), minlength=minlength)
     return untracked(out.astype(dtype), a, "bincount", (a, weights))
@@ -149,9 +150,9 @@ def _search_operands(op: str, boundaries: Tensor, values) -> tuple:
                 f"{op}: the boundaries tensor should be 1-D or match the input in its first N-1 dimensions, got "
                 f"boundaries of {describe(boundaries)} and input of {describe(values)}"
             )
-    if boundaries._data.dtype.kind == "b" or values._data.dtype.kind == "b":
-        raise RuntimeError(f"{op}: bool tensors are not supported (boundaries {describe(boundaries)}, input "
-                           f"{describe(values)})")
+    if boundaries._data.dtype.kind == "b" and values._data.dtype.kind == "b":  # (one bool is promoted to the other)
+        raise RuntimeError(f"{op}: bool boundaries and values are not supported (boundaries {describe(boundaries)}, "
+                           f"input {describe(values)})")
     return boundaries, values
 
 
