@@ -51,4 +51,11 @@ def __getattr__(name: str):
         import importlib
 
         return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
+    if not name.startswith("_") and name != "torch_level":
+        import importlib
+
+        # torch.* spellings of functions defined elsewhere (loads nn.functional on the first such name)
+        torch_level = importlib.import_module("chainrule.torch_level")
+        if name in torch_level.__all__:
+            return getattr(torch_level, name)
     raise AttributeError(f"module 'chainrule' has no attribute {name!r}")

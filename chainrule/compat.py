@@ -36,7 +36,12 @@ OUT_OF_SCOPE: dict[str, tuple[str, ...]] = {
                                  "is_pinned", "record_stream", "cudnn_*", "miopen_*", "mkldnn_*",
                                  "get_device_module", "set_default_device", "get_default_device", "to_padded_tensor",
                                  "is_nested", "nonzero_static"),
-    "mixed precision (autocast)": ("*autocast*",),
+    "mixed precision (autocast), bfloat16 and complex32 (numpy has neither dtype), low-precision GEMMs": (
+        "*autocast*", "bfloat16", "chalf", "scaled_mm", "scaled_grouped_mm", "grouped_mm", "ScalingType",
+        "SwizzleType"),
+    "typing re-exports and the __torch_function__ protocol": ("Callable", "Optional", "DType", "boolean_dispatch",
+                                                              "handle_torch_function", "has_torch_function*",
+                                                              "assert_int_or_pair", "factory_kwargs", "as_subclass"),
     "TorchScript, compiler and runtime internals": (
         "parse_ir", "parse_schema", "parse_type_comment", "import_ir_module*", "merge_type_from_type_comment",
         "unify_type_list", "fork", "wait", "sym_*", "compiled_with_cxx11_abi", "classproperty", "compile", "cond",
@@ -46,7 +51,7 @@ OUT_OF_SCOPE: dict[str, tuple[str, ...]] = {
         "affine_grid_generator", "module_load", "output_nr", "hash_tensor", "slice_inverse", "grad_dtype",
         "is_inference", "is_inference_mode_enabled", "init_num_threads", "set_flush_denormal", "typename",
         "set_default_tensor_type", "embedding_renorm_", "rsub", "norm_except_dim", "is_distributed",
-        "is_warn_always_enabled", "set_warn_always", "layout", "is_storage",
+        "is_warn_always_enabled", "set_warn_always", "layout", "is_storage", "Container",
     ),
     "removed from PyTorch (calling them raises there)": ("symeig", "eig", "lstsq", "solve", "matrix_rank",
                                                          "volatile", "reinforce"),

@@ -166,7 +166,55 @@ def isin(elements, test_elements, *, assume_unique: bool = False, invert: bool =
     return cr.tensor(xp.isin(values, tests, assume_unique=assume_unique, invert=invert))
 
 
-# ----- dtypes -------------------------------------------------------------------------------------------
+# ----- dtypes and shapes -------------------------------------------------------------------------------------------
+
+dtype = _dt.DType  # torch.dtype: the class of cr.float32 and the others
+
+
+class Size(tuple):
+    """A shape: a tuple of ints with ``numel()`` (``torch.Size``; ``Tensor.shape`` itself is a plain tuple)."""
+
+    def numel(self) -> int:
+        count = 1
+        for n in self:
+            count *= n
+        return count
+
+    def __repr__(self) -> str:
+        return f"chainrule.Size({list(self)})"
+
+
+class finfo:
+    """Machine limits of a floating dtype (``torch.finfo``): bits, eps, max, min, tiny, smallest_normal,
+    resolution, dtype."""
+
+    def __init__(self, type=None):  # noqa: A002  (PyTorch's argument name)
+        self.dtype = _dt.get_default_dtype() if type is None else _dt.to_dtype(type)
+        if self.dtype._kind < 2:
+            raise TypeError(f"finfo: {self.dtype} is not a floating point dtype; use iinfo")
+        info = _dt.np.finfo(self.dtype.np)
+        self.bits, self.resolution = int(info.bits), 10.0 ** -int(info.precision)  # exactly 1e-6, as PyTorch
+        self.eps, self.max, self.min = float(info.eps), float(info.max), float(info.min)
+        self.tiny = self.smallest_normal = float(info.smallest_normal)
+
+    def __repr__(self) -> str:
+        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, eps={self.eps:g}, "
+                f"smallest_normal={self.tiny:g}, tiny={self.tiny:g}, dtype={self.dtype.name})")
+
+
+class iinfo:
+    """Limits of an integer dtype (``torch.iinfo``): bits, min, max, dtype."""
+
+    def __init__(self, type):  # noqa: A002
+        self.dtype = _dt.to_dtype(type)
+        if self.dtype._kind != 1:
+            raise TypeError(f"iinfo: {self.dtype} is not supported (an integer dtype is; use finfo for floats)")
+        info = _dt.np.iinfo(self.dtype.np)
+        self.bits, self.min, self.max = int(info.bits), int(info.min), int(info.max)
+
+    def __repr__(self) -> str:
+        return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype.name})"
+
 
 def _dtype_and_dim(x) -> tuple:
     if isinstance(x, cr.Tensor):

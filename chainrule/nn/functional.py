@@ -62,7 +62,7 @@ __all__ += ["group_norm", "instance_norm", "local_response_norm", "interpolate",
 __all__ += ["conv_transpose1d", "conv_transpose2d"]
 __all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
 __all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"]
-__all__ += ["pdist", "channel_shuffle"]
+__all__ += ["pdist", "channel_shuffle", "upsample_nearest", "upsample_bilinear"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -1089,6 +1089,16 @@ def pdist(input: Tensor, p: float = 2.0) -> Tensor:
     first, second = input.xp.triu_indices(input.shape[0], 1)
     pairs = input[first] - input[second]
     return pairs.norm(p, -1)
+
+
+def upsample_nearest(input: Tensor, size=None, scale_factor=None) -> Tensor:
+    """Deprecated in PyTorch: ``interpolate(input, size, scale_factor, mode="nearest")``."""
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input: Tensor, size=None, scale_factor=None) -> Tensor:
+    """Deprecated in PyTorch: ``interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)``."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
 
 
 def channel_shuffle(input: Tensor, groups: int) -> Tensor:

@@ -8,3 +8,4 @@ from chainrule.ops.logits import *  # noqa: F401,F403
 from chainrule.ops.reduction import *  # noqa: F401,F403
 from chainrule.ops.shape import *  # noqa: F401,F403
 from chainrule.ops.sorting import *  # noqa: F401,F403
+from chainrule.ops.view_forms import *  # noqa: F401,F403

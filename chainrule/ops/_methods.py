@@ -12,7 +12,8 @@ from chainrule.ops import logits as sm
 from chainrule.ops import reduction as rd
 from chainrule.ops import shape as sh
 from chainrule.ops import sorting as so
-from chainrule.ops.inplace import apply_inplace, inplace_ops, setitem
+from chainrule.ops._helpers import norm_dim
+from chainrule.ops.inplace import apply_inplace, inplace_method, inplace_ops, inplace_view, setitem
 from chainrule.tensor import Tensor, wrap
 
 _SAME_NAME = {
@@ -189,6 +190,129 @@ def _conversions() -> dict:
     }
 
 
+def _stride(self: Tensor, dim: int | None = None):
+    """Strides in elements, as PyTorch counts them (numpy counts bytes)."""
+    strides = tuple(s // self._data.itemsize for s in self._data.strides)
+    return strides if dim is None else strides[norm_dim(dim, self.ndim, "stride")]
+
+
+def _type(self: Tensor, dtype=None):
+    """``x.type()``: the legacy type name ('chainrule.FloatTensor'); ``x.type(dtype)``: ``x.to(dtype)``."""
+    if dtype is None:
+        return f"chainrule.{_LEGACY_TYPE_NAMES.get(self.dtype.name, self.dtype.name)}"
+    return ew.to_dtype(self, dtype)
+
+
+_LEGACY_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+                      "int64": "LongTensor", "int32": "IntTensor", "int16": "ShortTensor", "int8": "CharTensor",
+                      "uint8": "ByteTensor", "bool": "BoolTensor", "complex64": "ComplexFloatTensor",
+                      "complex128": "ComplexDoubleTensor"}
+
+
+def _is_nonzero(self: Tensor) -> bool:
+    if self.numel() != 1:
+        raise RuntimeError(f"is_nonzero: a tensor with {self.numel()} values is ambiguous; it needs exactly one")
+    return bool(self._data.reshape(()))
+
+
+def _new_legacy(self: Tensor, *args, **kwargs) -> Tensor:
+    """``x.new(sizes...)`` (uninitialised, x's dtype) or ``x.new(data)``: the legacy constructor."""
+    from chainrule import creation
+
+    if len(args) == 1 and not isinstance(args[0], int):
+        return creation.tensor(args[0], dtype=self.dtype, **kwargs)
+    return creation.empty(args or (0,), dtype=self.dtype, **kwargs)
+
+
+def _elementwise_python(op: str, fn, *others: Tensor):
+    """``apply_`` / ``map_`` / ``map2_``: a Python function on each element (with the matching elements of
+    ``others``, broadcast to this tensor), written in place; not recorded, as in PyTorch."""
+    def method(self: Tensor) -> Tensor:
+        if self._rg:
+            raise RuntimeError(f"{op}: can't call a Python function on the elements of a tensor that requires grad")
+        arrays = [self._data] + [self.xp.broadcast_to(o._data, self.shape) for o in others]
+        values = [fn(*items) for items in zip(*(a.reshape(-1).tolist() for a in arrays))]
+        self._data[...] = self.xp.asarray(values, dtype=self._data.dtype).reshape(self.shape)
+        self._bump_version()
+        return self
+    return method
+
+
+def _fill_diagonal_(self: Tensor, fill_value, wrap: bool = False) -> Tensor:
+    """Fill the main diagonal (all dims equal, or a tall 2-d matrix, wrapping every columns+1 rows with ``wrap``)."""
+    if self.ndim < 2 or (self.ndim > 2 and len(set(self.shape)) != 1):
+        raise RuntimeError(f"fill_diagonal_: needs a 2-d tensor or all dimensions of equal length, got {self.shape}")
+    mask = self.xp.zeros(self.shape, dtype=bool)
+    if self.ndim == 2:
+        rows, cols = self.shape
+        limit = rows if wrap else min(rows, cols)
+        positions = self.xp.arange(limit)
+        positions = positions[positions % (cols + 1) < cols] if wrap else positions
+        mask[positions, positions % (cols + 1) if wrap else positions] = True
+    else:
+        index = self.xp.arange(self.shape[0])
+        mask[(index,) * self.ndim] = True
+    return apply_inplace(self, "fill_diagonal_", ix.masked_fill, mask, fill_value)
+
+
+def _functional():
+    from chainrule.nn import functional  # the nn layer sits above the ops: imported when first called
+
+    return functional
+
+
+def _queries_and_forms() -> dict:
+    """Questions about a tensor's layout and kind, legacy spellings, and the view forms (see ops.view_forms)."""
+    from chainrule.ops import view_forms as vf
+
+    return {
+        "ndimension": Tensor.dim, "nelement": Tensor.numel, "nbytes": property(lambda self: int(self._data.nbytes)),
+        "itemsize": property(lambda self: self._data.itemsize), "stride": _stride,
+        "is_contiguous": lambda self, memory_format=None: bool(self._data.flags.c_contiguous),
+        "is_cpu": property(lambda self: self.device.type == "cpu"), "is_signed": lambda self: self.dtype.is_signed,
+        "is_same_size": lambda self, other: tuple(self.shape) == tuple(other.shape), "is_nonzero": _is_nonzero,
+        "get_device": lambda self: -1 if self.device.type == "cpu" else self.device.index or 0, "type": _type,
+        "byte": lambda self: ew.to_dtype(self, _dt.uint8), "char": lambda self: ew.to_dtype(self, _dt.int8),
+        "short": lambda self: ew.to_dtype(self, _dt.int16), "new": _new_legacy,
+        "apply_": lambda self, fn: _elementwise_python("apply_", fn)(self),
+        "map_": lambda self, other, fn: _elementwise_python("map_", fn, other)(self),
+        "map2_": lambda self, x, y, fn: _elementwise_python("map2_", fn, x, y)(self),
+        "fill_diagonal_": _fill_diagonal_, "arccos": ew.acos, "arcsin": ew.asin, "arctan": ew.atan,
+        "sum_to_size": lambda self, *size: rd.sum_to(self, size[0] if len(size) == 1 and not isinstance(
+            size[0], int) else size),
+        **{f"{name}_": inplace_view(f"{name}_", getattr(sh, name)) for name in (
+            "squeeze", "unsqueeze", "t", "transpose", "swapaxes")},
+        "swapdims_": inplace_view("swapdims_", sh.transpose),
+        "cfloat": lambda self: ew.to_dtype(self, _dt.complex64), "cdouble": lambda self: ew.to_dtype(self, _dt.complex128),
+        "hardshrink": lambda self, lambd=0.5: _functional().hardshrink(self, lambd),
+        "prelu": lambda self, weight: _functional().prelu(self, weight),
+        **{name: getattr(vf, name) for name in (
+            "moveaxis", "ravel", "narrow_copy", "split_with_sizes", "unsafe_chunk", "unsafe_split",
+            "unsafe_split_with_sizes", "unfold", "select_scatter", "slice_scatter", "diagonal_scatter")},
+    }
+
+
+# out-of-place methods whose in-place form ``name_`` PyTorch has: bound as ``apply_inplace`` of the method
+# (a name whose method does not exist, or whose in-place form is bound elsewhere, is skipped)
+_INPLACE_FROM_METHODS = (
+    "absolute", "acos", "acosh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "asin",
+    "asinh", "atan", "atan2", "atanh", "bitwise_and", "bitwise_left_shift", "bitwise_not", "bitwise_or",
+    "bitwise_right_shift", "bitwise_xor", "clamp_max", "clamp_min", "copysign", "cos", "cosh", "cumprod", "cumsum",
+    "deg2rad", "digamma", "divide", "eq", "erf", "erfc", "erfinv", "exp2", "expm1", "fix", "float_power", "fmod",
+    "frac", "gcd", "ge", "greater", "greater_equal", "gt", "heaviside", "hypot", "i0", "lcm", "ldexp", "le", "less",
+    "less_equal", "lgamma", "log10", "log1p", "log2", "logical_and", "logical_not", "logical_or", "logical_xor",
+    "logit", "lt", "multiply", "mvlgamma", "ne", "negative", "nextafter", "not_equal", "polygamma", "rad2deg",
+    "remainder", "rsqrt", "sgn", "sin", "sinc", "sinh", "subtract", "tan", "trunc", "true_divide", "xlogy", "tril",
+    "triu", "renorm", "floor_divide", "conj_physical", "igamma", "igammac", "masked_scatter", "index_fill",
+    "index_copy", "put", "scatter_reduce", "index_reduce",
+)
+
+
+def _inplace_forms() -> dict:
+    return {f"{name}_": inplace_method(f"{name}_", getattr(Tensor, name))
+            for name in _INPLACE_FROM_METHODS if hasattr(Tensor, name) and not hasattr(Tensor, f"{name}_")}
+
+
 INPLACE_OPS_TABLE = inplace_ops()
 
 
@@ -198,9 +322,11 @@ def bind() -> None:
             setattr(Tensor, name, getattr(module, name))
     for name, fn in _ALIASES.items():
         setattr(Tensor, name, fn)
-    for table in (_operator_table(), _conversions(), INPLACE_OPS_TABLE):
+    for table in (_operator_table(), _conversions(), INPLACE_OPS_TABLE, _queries_and_forms()):
         for name, fn in table.items():
             setattr(Tensor, name, fn)
+    for name, fn in _inplace_forms().items():  # last: from the methods bound above
+        setattr(Tensor, name, fn)
     Tensor.T = property(sh.T)
     Tensor.mT = property(sh.mT)
     Tensor.__hash__ = object.__hash__  # defining __eq__ above must not make tensors unhashable

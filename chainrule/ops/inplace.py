@@ -28,7 +28,7 @@ from chainrule.dtypes import from_np
 from chainrule.ops._helpers import Tensor, describe, wrap
 from chainrule.ops.shape import as_view
 
-__all__ = ["apply_inplace", "setitem", "inplace_ops", "inplace_method"]
+__all__ = ["apply_inplace", "setitem", "inplace_ops", "inplace_method", "inplace_view"]
 
 
 def _check_allowed(target: Tensor, op: str, recording: bool) -> None:
@@ -228,6 +228,23 @@ def inplace_method(name: str, fn: Callable) -> Callable:
 
     method.__name__ = name
     method.__doc__ = f"In-place version of ``{fn.__name__}``: stores the result in this tensor and returns it."
+    return method
+
+
+def inplace_view(name: str, view_fn: Callable) -> Callable:
+    """``squeeze_``, ``t_``...: the tensor itself becomes its view ``view_fn(tensor, ...)`` (new shape, same
+    memory); a recorded tensor takes the view's node, so gradients flow through the reshaping."""
+    def method(self, *args, **kwargs):
+        _check_allowed(self, name, GRAD_ENABLED[0] and self._rg)
+        view = view_fn(self, *args, **kwargs)
+        self._data = view._data
+        if view._node is not None:
+            self._node = view._node
+        self._bump_version()
+        return self
+
+    method.__name__ = name
+    method.__doc__ = f"In-place version of ``{view_fn.__name__}``: this tensor takes the new shape."
     return method
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 
-from chainrule import dtypes as _dt
 from chainrule.backend import np
 from chainrule.ops import indexing as ix
 from chainrule.ops import shape as sh
@@ -184,7 +183,7 @@ def combinations(a, r: int = 2, with_replacement: bool = False) -> Tensor:
 def unravel_index(indices, shape) -> tuple:
     """Flat indices into ``shape`` as one integer tensor per dimension."""
     indices = tensor_operand(indices, "unravel_index")
-    if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == _dt.bool_:
+    if indices.dtype._kind != 1:  # integers only (not bool, float or complex)
         raise TypeError(f"unravel_index: expected 'indices' to be an integer tensor, got {describe(indices)}")
     shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
     size = 1
