@@ -36,7 +36,8 @@ def import_hf_run(folder, out, overwrite: bool = False) -> dict:
         if not overwrite:
             raise RunError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
         if not (out / "config.json").exists():
-            raise RunError(f"refusing to overwrite {out}: it does not look like a chainrule run folder (no config.json)")
+            raise RunError(f"refusing to overwrite {out}: it does not look like a chainrule run folder "
+                           "(no config.json)")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {"kind": "gpt", "model": model_config, "train": {**RECIPES["gpt"].train, **FINE_TUNE_OPTIONS},
@@ -73,19 +74,29 @@ def export_run(run, fmt: str, out=None, opset: int = 18, checkpoint: str | None 
 def _export_onnx(config: dict, model, target: Path, opset: int, verify: bool) -> dict:
     from chainrule import onnx as cr_onnx
 
-    example, names = _example_input(config)
-    axes = {names[0]: {0: "batch", 1: "seq"} if config["kind"] == "gpt" else {0: "batch"}}
-    axes["logits"] = dict(axes[names[0]])
-    cr_onnx.export(model, (example,), target, input_names=names, output_names=["logits"], dynamic_axes=axes,
-                   opset_version=opset, verify=verify)
-    return {"format": "onnx", "out": str(target), "opset": opset, "verified": verify}
+    name = {"gpt": "idx", "cnn": "images"}.get(config["kind"], "features")
+    axes = {name: {0: "batch", 1: "seq"} if config["kind"] == "gpt" else {0: "batch"}}
+    axes["logits"] = dict(axes[name])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        cr_onnx.export(model, (_example_input(config, 1, 8),), target, input_names=[name], output_names=["logits"],
+                       dynamic_axes=axes, opset_version=opset)
+        result = {"format": "onnx", "out": str(target), "opset": opset}
+        if verify:  # at another batch size and sequence length than the export's example
+            other = _example_input(config, 3, config["model"].get("block_size", 8))
+            result["max_abs_diff"] = cr_onnx.verify(target, model, (other,))
+    except ImportError as err:
+        raise RunError(str(err)) from None
+    except cr_onnx.ExportError as err:
+        raise RunError(str(err)) from None
+    return result
 
 
-def _example_input(config: dict):
+def _example_input(config: dict, batch: int, length: int):
     kind, model_config = config["kind"], config["model"]
     if kind == "gpt":
-        return cr.randint(0, model_config["vocab_size"], (1, min(8, model_config["block_size"]))), ["idx"]
+        return cr.randint(0, model_config["vocab_size"], (batch, min(length, model_config["block_size"])))
     if kind == "cnn":
         size = model_config.get("image_size", 28)
-        return cr.randn(1, model_config.get("in_channels", 1), size, size), ["images"]
-    return cr.randn(1, model_config["in_features"]), ["features"]
+        return cr.randn(batch, model_config.get("in_channels", 1), size, size)
+    return cr.randn(batch, model_config["in_features"])

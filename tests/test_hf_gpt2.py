@@ -243,8 +243,8 @@ def test_import_sample_evaluate_finetune_export(tmp_path, bpe_folder, capsys):
     assert capsys.readouterr().out.splitlines()[-1].startswith("ROMEO:")
     text = tmp_path / "speech.txt"
     text.write_text(cr.data.data_path("tinyshakespeare.txt").read_text()[:6000])
-    assert main(["train", "gpt", "--out", str(run), "--resume", "--steps", "30", "--eval-interval", "10", "--lr", "3e-3",
-                 "--seq-len", "16", "--text-file", str(text), "--quiet"]) == 0
+    assert main(["train", "gpt", "--out", str(run), "--resume", "--steps", "30", "--eval-interval", "10",
+                 "--lr", "3e-3", "--seq-len", "16", "--text-file", str(text), "--quiet"]) == 0
     trained = json.loads(capsys.readouterr().out.split("run folder:")[0])
     val_losses = [epoch["val_loss"] for epoch in json.loads((run / "history.json").read_text())["epochs"]]
     assert val_losses[-1] < val_losses[0]

@@ -107,7 +107,8 @@ class GPT2Tokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "vocab.json").write_text(json.dumps(self.encoder, ensure_ascii=False), encoding="utf-8")
         merges = sorted(self.ranks, key=self.ranks.get)
-        (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+        lines = "".join(f"{a} {b}\n" for a, b in merges)
+        (folder / "merges.txt").write_text("#version: 0.2\n" + lines, encoding="utf-8")
 
     def __len__(self) -> int:
         return len(self.encoder)
@@ -153,7 +154,8 @@ class GPT2Tokenizer:
         try:
             return self.encoder[piece]
         except KeyError:
-            raise ValueError(f"GPT2Tokenizer: {piece!r} is not in the vocabulary (vocab.json and merges.txt disagree)") from None
+            raise ValueError(f"GPT2Tokenizer: {piece!r} is not in the vocabulary "
+                             "(vocab.json and merges.txt disagree)") from None
 
     def _bpe(self, symbols: str) -> list[str]:
         """Merge the word's symbols, always the adjacent pair of lowest rank first."""

@@ -30,8 +30,8 @@ ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, n_inner: int | None = None, layer_norm_eps: float = 1e-5,
-                 activation: str = "gelu_tanh"):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, n_inner: int | None = None,
+                 layer_norm_eps: float = 1e-5, activation: str = "gelu_tanh"):
         super().__init__()
         hidden = n_inner or 4 * n_embd
         self.ln1 = nn.LayerNorm(n_embd, eps=layer_norm_eps)
@@ -49,11 +49,12 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     """GPT-2's architecture. ``n_inner`` (default 4 * n_embd), ``layer_norm_eps`` and ``activation`` ('gelu_tanh',
-    GPT-2's; 'gelu', exact) let it hold any GPT-2 checkpoint: see :meth:`from_pretrained` and :meth:`save_pretrained`."""
+    GPT-2's; 'gelu', exact) let it hold any GPT-2 checkpoint: see :meth:`from_pretrained` and
+    :meth:`save_pretrained`."""
 
     def __init__(self, vocab_size: int = 65, block_size: int = 64, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
-                 dropout: float = 0.0, tie_weights: bool = False, n_inner: int | None = None, layer_norm_eps: float = 1e-5,
-                 activation: str = "gelu_tanh"):
+                 dropout: float = 0.0, tie_weights: bool = False, n_inner: int | None = None,
+                 layer_norm_eps: float = 1e-5, activation: str = "gelu_tanh"):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"GPT: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")

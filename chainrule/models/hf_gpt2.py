@@ -77,8 +77,8 @@ def gpt_config_from_hf(hf: dict, where: str = CONFIG_NAME) -> dict:
         if hf.get(flag, wanted) != wanted:
             raise refuse(f"{flag}={hf[flag]} is not supported")
     try:
-        return {"vocab_size": int(hf["vocab_size"]), "block_size": int(hf["n_positions"]), "n_layer": int(hf["n_layer"]),
-                "n_head": int(hf["n_head"]), "n_embd": int(hf["n_embd"]), "dropout": 0.0,
+        return {"vocab_size": int(hf["vocab_size"]), "block_size": int(hf["n_positions"]),
+                "n_layer": int(hf["n_layer"]), "n_head": int(hf["n_head"]), "n_embd": int(hf["n_embd"]), "dropout": 0.0,
                 "tie_weights": bool(hf.get("tie_word_embeddings", True)),
                 "n_inner": None if hf.get("n_inner") is None else int(hf["n_inner"]),
                 "layer_norm_eps": float(hf.get("layer_norm_epsilon", 1e-5)),
