@@ -1,12 +1,13 @@
-"""Resampling: F.interpolate (nearest, nearest-exact, linear, bilinear, bicubic, trilinear) and
-pixel_shuffle / pixel_unshuffle.
+"""Resampling: F.interpolate (nearest, nearest-exact, linear, bilinear, bicubic, trilinear, area; antialiased
+bilinear and bicubic), pixel_shuffle / pixel_unshuffle, and grid_sample / affine_grid.
 
 Interpolation is a composite, not a primitive: separable along each spatial dim, it is a few gathers
 (``index_select`` with index arrays computed as PyTorch computes its source coordinates) and a weighted
 sum of them. The gather's rule is a scatter-add (``index_add``), the transpose of the gather, so the
 backward and every higher order come from existing rules, and a resize costs one gather per tap and dim
 (2 for linear, 4 for cubic): the same work a fused primitive would do, with no second copy of the
-coordinate arithmetic to keep in step. Pixel shuffles are a reshape, a permute and a reshape.
+coordinate arithmetic to keep in step. Antialiasing only changes the taps (more of them, wider weights); the
+area mode is adaptive average pooling. Pixel shuffles are a reshape, a permute and a reshape.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import warnings
 
 from chainrule.backend import xp_of
 from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
+from chainrule.ops.conv import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
 from chainrule.ops.indexing import index_select
 
 __all__ = ["interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "grid_sample", "affine_grid"]
 
-_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear")
+_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
 _DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
 _KERNEL = {"nearest": "nearest", "nearest-exact": "nearest", "linear": "linear", "bilinear": "linear",
            "trilinear": "linear", "bicubic": "cubic"}
 _CUBIC_A = -0.75
+_ADAPTIVE_AVG_POOL = {1: adaptive_avg_pool1d, 2: adaptive_avg_pool2d, 3: adaptive_avg_pool3d}
 
 
 def _as_list(v, n: int, what: str, spatial) -> list | None:
@@ -54,9 +57,7 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         raise NotImplementedError(
             f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the modes: nearest | "
             f"linear | bilinear | bicubic | trilinear | area | nearest-exact (got {mode})")
-    if antialias:
-        raise NotImplementedError("interpolate: antialias=True is not supported")
-    if mode in ("nearest", "nearest-exact"):
+    if mode in ("nearest", "nearest-exact", "area"):
         if align_corners is not None:
             raise ValueError("align_corners option can only be set with the interpolating modes: "
                              "linear | bilinear | bicubic | trilinear")
@@ -76,15 +77,24 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
         sizes = [math.floor(float(s) * float(f)) for s, f in zip(spatial, scales)]
         if recompute_scale_factor:
             scales = None
+    if antialias and not (mode in ("bilinear", "bicubic") and x.ndim == 4):
+        raise ValueError("Anti-alias option is restricted to bilinear and bicubic modes and requires a 4-D tensor as "
+                         "input")
     if n not in (1, 2, 3) or (mode in _DIMS and _DIMS[mode] != n):
         if mode in _DIMS and n in (1, 2, 3):
             raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs {_DIMS[mode] + 2}D input")
         raise NotImplementedError(
             f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the modes: nearest | "
             f"linear | bilinear | bicubic | trilinear | area | nearest-exact (got {mode})")
+    if mode == "area":  # PyTorch's area mode is adaptive average pooling to the output size
+        return _ADAPTIVE_AVG_POOL[n](x, tuple(sizes))
     kernel = _KERNEL[mode]
     kind = x._data.dtype.kind
-    if kind != "f" and not (kind == "u" and x._data.dtype.itemsize == 1 and kernel != "linear"):
+    if kind == "u" and x._data.dtype.itemsize == 1 and kernel != "nearest":
+        # PyTorch resamples uint8 images in fixed-point arithmetic with its own rounding, not reproduced here
+        raise NotImplementedError(f"interpolate: mode '{mode}' on uint8 input is not supported: convert the input to "
+                                  "a floating point dtype first")
+    if kind != "f" and not (kind == "u" and x._data.dtype.itemsize == 1):
         raise NotImplementedError(f"\"compute_indices_weights_{kernel}\" not implemented for "
                                   f"'{_TORCH_NAMES.get(x.dtype.name, x.dtype.name)}'")
     if any(s <= 0 for s in sizes) or any(s <= 0 for s in spatial):
@@ -102,9 +112,9 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
                 continue
             out = index_select(out, d, wrap(_nearest_index(insz, outsz, scale, mode == "nearest-exact", xp, cdt)))
             continue
-        taps = _linear_taps if kernel == "linear" else _cubic_taps
+        taps = _antialias_taps if antialias else _linear_taps if kernel == "linear" else _cubic_taps
         terms = None
-        for idx, w in taps(insz, outsz, scale, align_corners, xp, cdt):
+        for idx, w in taps(insz, outsz, scale, align_corners, xp, cdt, cubic=kernel == "cubic"):
             shape = [1] * out.ndim
             shape[d] = outsz
             term = index_select(out, d, wrap(idx)) * wrap(w.astype(x._data.dtype).reshape(shape))
@@ -142,7 +152,7 @@ def _source(insz, outsz, scale, align_corners: bool, cubic: bool, xp, cdt):
     return src if cubic else xp.maximum(src, cdt(0))
 
 
-def _linear_taps(insz, outsz, scale, align_corners, xp, cdt):
+def _linear_taps(insz, outsz, scale, align_corners, xp, cdt, cubic=False):
     src = _source(insz, outsz, scale, align_corners, False, xp, cdt)
     i0 = src.astype(xp.int64)
     i1 = xp.minimum(i0 + 1, insz - 1)
@@ -150,7 +160,7 @@ def _linear_taps(insz, outsz, scale, align_corners, xp, cdt):
     return ((i0, cdt(1) - w1), (i1, w1))
 
 
-def _cubic_taps(insz, outsz, scale, align_corners, xp, cdt):
+def _cubic_taps(insz, outsz, scale, align_corners, xp, cdt, cubic=True):
     src = _source(insz, outsz, scale, align_corners, True, xp, cdt)
     i = xp.floor(src)
     t = src - i
@@ -163,13 +173,42 @@ def _cubic_taps(insz, outsz, scale, align_corners, xp, cdt):
 def _cubic_weights(t, a):
     """The four weights of Keys' cubic convolution (parameter ``a``) at taps -1, 0, 1, 2 around a source
     point ``t`` past its tap 0 (arrays or tensors alike)."""
-    def near(v):  # |v| <= 1
-        return ((a + 2) * v - (a + 3)) * v * v + 1
+    return _cubic_far(t + 1, a), _cubic_near(t, a), _cubic_near(1 - t, a), _cubic_far(2 - t, a)
 
-    def far(v):  # 1 < |v| < 2
-        return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
 
-    return far(t + 1), near(t), near(1 - t), far(2 - t)
+def _cubic_near(v, a):
+    """Keys' cubic convolution kernel at distance |v| <= 1."""
+    return ((a + 2) * v - (a + 3)) * v * v + 1
+
+
+def _cubic_far(v, a):
+    """Keys' cubic convolution kernel at distance 1 < |v| < 2."""
+    return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
+
+
+def _antialias_taps(insz, outsz, scale, align_corners, xp, cdt, cubic: bool):
+    """PyTorch's antialiased taps (its _compute_indices_min_size_weights_aa): output ``i`` centred at
+    ``s (i + 0.5)`` in the input takes the input pixels under a filter (the triangle, or Keys' cubic with
+    a = -0.5) that is stretched by ``s`` when downsampling (``s`` > 1), so every pixel it covers counts;
+    its weights are normalised to sum to one. Taps past an output's window get weight zero."""
+    s = _area_scale(insz, outsz, align_corners, scale, cdt, xp)
+    stretch = s if s >= 1 else cdt(1)
+    support = (2 if cubic else 1) * stretch
+    count = int(math.ceil(support)) * 2 + 1
+    center = s * (xp.arange(outsz, dtype=cdt) + cdt(0.5))
+    first = xp.maximum((center - support + cdt(0.5)).astype(xp.int64), 0)  # truncation, as PyTorch's cast
+    width = xp.clip(xp.minimum((center + support + cdt(0.5)).astype(xp.int64), insz) - first, 0, count)
+    step = xp.arange(count).reshape(-1, 1)
+    distance = xp.abs((step + first - center + cdt(0.5)) * (cdt(1) / stretch)).astype(cdt)
+    if cubic:
+        a = cdt(-0.5)
+        w = xp.where(distance < 1, _cubic_near(distance, a), xp.where(distance < 2, _cubic_far(distance, a), cdt(0)))
+    else:
+        w = xp.maximum(cdt(1) - distance, cdt(0))
+    w = xp.where(step < width, w, cdt(0))
+    total = w.sum(axis=0)
+    w = w / xp.where(total != 0, total, cdt(1))
+    return tuple((xp.minimum(first + k, insz - 1), w[k]) for k in range(count))
 
 
 def upsample(input, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None) -> Tensor:

@@ -3,6 +3,7 @@
 align_corners and scale factors in float64 and float32; modules' state dicts and running stats after a
 few training steps; error messages as PyTorch's."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -74,6 +75,63 @@ def test_pad_modes_match_torch_with_asymmetric_pads(mode, dtype):
         for c, t in _both(lambda x, p=pad: F.pad(x, p, mode=mode), lambda x, p=pad: TF.pad(x, p, mode=mode),
                           rng.standard_normal(shape), dtype):
             np.testing.assert_allclose(c, t, rtol=tol, atol=tol, err_msg=f"{mode} {shape} {pad}")
+
+
+_AREA_AND_ANTIALIAS = [("area", 1, None), ("area", 2, None), ("area", 3, None), ("bilinear", 2, False),
+                       ("bilinear", 2, True), ("bicubic", 2, False), ("bicubic", 2, True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("mode, nd, align", _AREA_AND_ANTIALIAS, ids=[f"{m}-{n}d-{a}" for m, n, a in _AREA_AND_ANTIALIAS])
+def test_area_and_antialiased_interpolation_match_torch_on_a_grid(mode, nd, align, dtype):
+    """Area (adaptive average pooling) in 1-3 d and antialiased bilinear/bicubic (PyTorch's stretched,
+    normalised filters) down- and upsampling, forward and input gradient."""
+    x = np.random.default_rng(0).standard_normal((2, 3) + (9, 8, 5)[:nd])
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    antialias = {} if mode == "area" else {"antialias": True}
+    for kw in [{"size": 7}, {"size": 2}, {"size": 3}, {"scale_factor": 0.5}, {"scale_factor": 0.3},
+               {"scale_factor": 2.0}, {"scale_factor": 1.7}, {"scale_factor": 0.45, "recompute_scale_factor": True}]:
+        pairs = _both(lambda t, k=kw: F.interpolate(t, mode=mode, align_corners=align, **antialias, **k),
+                      lambda t, k=kw: TF.interpolate(t, mode=mode, align_corners=align, **antialias, **k), x, dtype)
+        for c, t in pairs:
+            np.testing.assert_allclose(c, t, rtol=tol, atol=tol, err_msg=f"{mode} {align} {kw}")
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_antialias_to_one_column_is_the_transpose_of_antialias_to_one_row(mode):
+    """To a one-pixel-wide output, PyTorch's antialiased CPU kernel repeats the first row (it gives
+    [0, 0, 0] for the column [0, 1, 2, 3] resized to 3 rows); chainrule's resize of a column equals torch's
+    resize of the same values laid out as a row, which that kernel gets right."""
+    x = np.random.default_rng(1).standard_normal((2, 3, 7, 4))
+    c = F.interpolate(cr.tensor(x), size=(5, 1), mode=mode, antialias=True)
+    t = TF.interpolate(torch.tensor(x).transpose(2, 3), size=(1, 5), mode=mode, antialias=True).transpose(2, 3)
+    np.testing.assert_allclose(c.numpy(), t.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("call, error, pattern", [
+    (lambda F, x: F.interpolate(x, size=3, mode="nearest", antialias=True), ValueError,
+     r"Anti-alias option is restricted to bilinear and bicubic modes and requires a 4-D tensor"),
+    (lambda F, x: F.interpolate(x, size=3, mode="linear", antialias=True), ValueError, r"Anti-alias option"),
+    (lambda F, x: F.interpolate(x, size=3, mode="area", align_corners=True), ValueError,
+     r"align_corners option can only be set with the interpolating modes"),
+    (lambda F, x: F.interpolate(x.reshape(1, 1, 3, 2), size=3, mode="bilinear", antialias=True), None, None),
+], ids=["nearest", "linear", "area-align", "bilinear-4d-accepted"])
+def test_antialias_and_area_refuse_what_torch_refuses(call, error, pattern):
+    x = np.random.default_rng(0).standard_normal((1, 3, 2))
+    t_type, _ = _error(lambda v: call(TF, v), torch.tensor(x))
+    c_type, c_msg = _error(lambda v: call(F, v), cr.tensor(x))
+    assert c_type is t_type is error
+    if pattern:
+        assert re.search(pattern, c_msg), c_msg
+
+
+def test_linear_and_cubic_modes_refuse_uint8_images_by_name():
+    """PyTorch resamples uint8 in fixed point with its own rounding; chainrule says so rather than differ."""
+    x = cr.tensor(np.arange(16, dtype=np.uint8).reshape(1, 1, 4, 4))
+    assert F.interpolate(x, size=2).dtype == cr.uint8
+    for mode in ("bilinear", "bicubic"):
+        with pytest.raises(NotImplementedError, match=f"mode '{mode}' on uint8 input is not supported"):
+            F.interpolate(x, size=2, mode=mode)
 
 
 def _error(fn, lib_x):
