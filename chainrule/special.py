@@ -27,6 +27,7 @@ from chainrule.ops.elementwise import (
     xlog1py,
     xlogy,
 )
+from chainrule.ops.elementwise_more import erfcx, i0, i0e, i1, i1e, igamma, igammac, mvlgamma
 from chainrule.ops.logits import log_softmax as _log_softmax
 from chainrule.ops.logits import softmax as _softmax
 from chainrule.ops.reduction import logsumexp
@@ -34,12 +35,15 @@ from chainrule.ops.reduction import logsumexp
 __all__ = [
     "expit", "logit", "erf", "erfc", "erfinv", "gammaln", "digamma", "psi", "polygamma", "multigammaln",
     "xlogy", "xlog1py", "log1p", "expm1", "exp2", "sinc", "logsumexp", "softmax", "log_softmax", "ndtr",
-    "ndtri", "log_ndtr", "entr", "round",
+    "ndtri", "log_ndtr", "entr", "round", "i0", "i0e", "i1", "i1e", "modified_bessel_i0", "modified_bessel_i1",
+    "gammainc", "gammaincc", "erfcx",
 ]
 
 expit = sigmoid
 gammaln = lgamma
 psi = digamma
+gammainc, gammaincc = igamma, igammac
+modified_bessel_i0, modified_bessel_i1 = i0, i1
 
 
 def softmax(input, dim: int, dtype=None) -> Tensor:
@@ -77,14 +81,8 @@ def entr(x) -> Tensor:
 
 
 def multigammaln(a, p: int) -> Tensor:
-    """The log of the multivariate gamma function of dimension ``p``."""
-    from chainrule.creation import arange
-    from chainrule.ops.reduction import sum as _sum
-    from chainrule.ops.shape import unsqueeze
-
-    a = float_operand(a, "multigammaln")
-    j = arange(p, dtype=a.dtype) * -0.5
-    return _sum(lgamma(unsqueeze(a, -1) + j), -1) + p * (p - 1) / 4 * math.log(math.pi)
+    """The log of the multivariate gamma function of dimension ``p`` (``torch.mvlgamma``)."""
+    return mvlgamma(a, p)
 
 
 def round(input, decimals: int = 0) -> Tensor:  # noqa: A001

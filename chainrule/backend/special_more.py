@@ -1,0 +1,186 @@
+"""More special functions numpy lacks (beside :mod:`chainrule.backend.special`): the modified Bessel
+functions I0 and I1 (plain and exponentially scaled), the regularised incomplete gamma functions and the
+scaled complementary error function. Written with array-namespace operations only, computed in float64
+and returned in the input's floating dtype."""
+
+from __future__ import annotations
+
+import math
+
+from chainrule.backend.special import _f64, _quiet, erfc, lgamma
+
+# ----- modified Bessel functions of the first kind, orders 0 and 1 ------------------------------------------
+
+# Below this |x| the power series (all terms positive: no cancellation) is used; above it the asymptotic
+# expansion, whose terms keep falling until k ~ 2|x| and whose smallest term is about exp(-2|x|) < 1e-17.
+_BESSEL_SERIES_LIMIT = 20.0
+_BESSEL_SERIES_TERMS = 60  # (x/2)^2k / (k! (k + nu)!) at x = 20 is below 1e-17 of the sum from k = 60 on
+_BESSEL_ASYMPTOTIC_TERMS = 35
+
+
+def _bessel_i_series(nu: int, x, xp):
+    """I_nu(x) = sum_k (x/2)^(2k + nu) / (k! (k + nu)!) for |x| <= the series limit."""
+    half = 0.5 * xp.minimum(xp.abs(x), _BESSEL_SERIES_LIMIT)
+    q = half * half
+    term = half ** nu / math.factorial(nu)
+    total = term
+    for k in range(1, _BESSEL_SERIES_TERMS):
+        term = term * q / (k * (k + nu))
+        total = total + term
+    return total
+
+
+def _bessel_ie_asymptotic(nu: int, x, xp):
+    """exp(-|x|) I_nu(|x|) ~ (2 pi |x|)^-1/2 sum_k (-1)^k prod_{j<=k} (4 nu^2 - (2j - 1)^2) / (k! (8|x|)^k),
+    for |x| >= the series limit."""
+    a = xp.maximum(xp.abs(x), _BESSEL_SERIES_LIMIT)
+    mu = 4.0 * nu * nu
+    term = xp.ones_like(a)
+    total = term
+    for k in range(1, _BESSEL_ASYMPTOTIC_TERMS):
+        term = term * -(mu - (2 * k - 1) ** 2) / (k * 8.0 * a)
+        total = total + term
+    return total / xp.sqrt(2.0 * math.pi * a)
+
+
+def _bessel_ie(nu: int, x64, xp):
+    """exp(-|x|) I_nu(x) for float64 x (I_1 is odd, I_0 even)."""
+    with _quiet(xp):
+        small = xp.abs(x64) <= _BESSEL_SERIES_LIMIT
+        near = _bessel_i_series(nu, x64, xp) * xp.exp(-xp.minimum(xp.abs(x64), _BESSEL_SERIES_LIMIT))
+        out = xp.where(small, near, _bessel_ie_asymptotic(nu, x64, xp))
+        out = xp.where(xp.isinf(x64), 0.0, out)
+        return xp.copysign(out, x64) if nu == 1 else out
+
+
+def i0e(x, xp):
+    """exp(-|x|) I0(x)."""
+    return _bessel_ie(0, _f64(x), xp).astype(x.dtype, copy=False)
+
+
+def i1e(x, xp):
+    """exp(-|x|) I1(x)."""
+    return _bessel_ie(1, _f64(x), xp).astype(x.dtype, copy=False)
+
+
+def i0(x, xp):
+    """The modified Bessel function I0 (inf beyond |x| ~ 713, where it overflows float64)."""
+    x64 = _f64(x)
+    with _quiet(xp):
+        return (_bessel_ie(0, x64, xp) * xp.exp(xp.abs(x64))).astype(x.dtype, copy=False)
+
+
+def i1(x, xp):
+    """The modified Bessel function I1 (odd)."""
+    x64 = _f64(x)
+    with _quiet(xp):
+        out = _bessel_ie(1, x64, xp) * xp.exp(xp.abs(x64))
+        return xp.where(xp.isinf(x64), x64, out).astype(x.dtype, copy=False)
+
+
+# ----- regularised incomplete gamma functions -----------------------------------------------------------------
+
+_GAMMA_EPS = 1e-16
+_GAMMA_MAX_TERMS = 100_000
+
+
+def _lower_series(a, x, xp):
+    """P(a, x) = x^a e^-x / Gamma(a + 1) * sum_n x^n / ((a + 1) ... (a + n)), for 0 < x < a + 1 (the terms fall
+    from the first one on)."""
+    term = xp.ones_like(x)
+    total = xp.ones_like(x)
+    for n in range(1, _GAMMA_MAX_TERMS):
+        term = term * x / (a + n)
+        total = total + term
+        if not bool((term > _GAMMA_EPS * total).any()):
+            break
+    return xp.exp(a * xp.log(x) - x - lgamma(a + 1.0, xp)) * total
+
+
+def _upper_fraction(a, x, xp):
+    """Q(a, x) = x^a e^-x / Gamma(a) / (x + 1 - a - 1 (1 - a) / (x + 3 - a - 2 (2 - a) / (x + 5 - a - ...))),
+    Legendre's continued fraction, for x >= a + 1 (modified Lentz evaluation)."""
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = xp.full_like(x, 1.0 / tiny)
+    d = 1.0 / b
+    h = d
+    for n in range(1, _GAMMA_MAX_TERMS):
+        an = -n * (n - a)
+        b = b + 2.0
+        d = an * d + b
+        d = xp.where(xp.abs(d) < tiny, tiny, d)
+        c = b + an / c
+        c = xp.where(xp.abs(c) < tiny, tiny, c)
+        d = 1.0 / d
+        step = d * c
+        h = h * step
+        if not bool((xp.abs(step - 1.0) > _GAMMA_EPS).any()):
+            break
+    return xp.exp(a * xp.log(x) - x - lgamma(a, xp)) * h
+
+
+def gammainc_pair(a, x, xp):
+    """(P(a, x), Q(a, x)), the regularised lower and upper incomplete gamma functions, in float64, each computed
+    directly where it is the smaller (so neither loses digits to 1 - the other). The special values follow
+    PyTorch's order of checks: nan for a < 0 or x < 0; then P(0, x) = 1 for x > 0 (nan otherwise); P(a, 0) = 0;
+    P(inf, x) = 0 (nan at x = inf); P(a, inf) = 1."""
+    a64, x64 = xp.broadcast_arrays(_f64(a), _f64(x))
+    p = xp.full(a64.shape, xp.nan)
+    q = xp.full(a64.shape, xp.nan)
+    with _quiet(xp):
+        inside = (a64 > 0) & (x64 > 0) & xp.isfinite(a64) & xp.isfinite(x64)
+        low = inside & (x64 < a64 + 1.0)
+        high = inside & ~low
+        if bool(low.any()):
+            p[low] = _lower_series(a64[low], x64[low], xp)
+            q[low] = 1.0 - p[low]
+        if bool(high.any()):
+            q[high] = _upper_fraction(a64[high], x64[high], xp)
+            p[high] = 1.0 - q[high]
+        for value, where_p in _incomplete_gamma_special_values(a64, x64, xp):
+            p = xp.where(where_p, value, p)
+            q = xp.where(where_p, 1.0 - value, q)
+    return p, q
+
+
+def _incomplete_gamma_special_values(a, x, xp):
+    """(P's value, mask) pairs, the later overriding the earlier (PyTorch checks them in the reverse order)."""
+    nan = xp.nan
+    return [(1.0, xp.isinf(x)),
+            (xp.where(xp.isinf(x), nan, 0.0), xp.isinf(a)),
+            (0.0, x == 0),
+            (xp.where(x > 0, 1.0, nan), a == 0),
+            (nan, (x < 0) | (a < 0))]
+
+
+def gammainc(a, x, xp):
+    return gammainc_pair(a, x, xp)[0].astype(xp.result_type(a, x), copy=False)
+
+
+def gammaincc(a, x, xp):
+    return gammainc_pair(a, x, xp)[1].astype(xp.result_type(a, x), copy=False)
+
+
+# ----- scaled complementary error function ------------------------------------------------------------------
+
+_ERFCX_FRACTION_FROM = 5.0
+_ERFCX_FRACTION_TERMS = 120  # the continued fraction's tail at x = 5 is below 1e-17 after this many terms
+
+
+def erfcx(x, xp):
+    """exp(x^2) erfc(x): directly below 5, and above it from Laplace's continued fraction
+    erfc(x) = exp(-x^2) / sqrt(pi) / (x + (1/2) / (x + 1 / (x + (3/2) / (x + ...)))), evaluated from the tail
+    (so it neither underflows nor loses the digits exp(x^2) would amplify)."""
+    x64 = _f64(x)
+    with _quiet(xp):
+        near = xp.minimum(x64, _ERFCX_FRACTION_FROM)
+        direct = xp.exp(near * near) * erfc(near, xp)
+        far = xp.maximum(x64, _ERFCX_FRACTION_FROM)
+        t = far
+        for n in range(_ERFCX_FRACTION_TERMS, 0, -1):
+            t = far + (0.5 * n) / t
+        fraction = 1.0 / (math.sqrt(math.pi) * t)
+        out = xp.where(x64 < _ERFCX_FRACTION_FROM, direct, fraction)
+        out = xp.where(x64 == xp.inf, 0.0, out)
+    return out.astype(x.dtype, copy=False)

@@ -1,0 +1,124 @@
+"""The further elementwise functions beyond the op table: the special functions' accuracy over their whole
+range against torch (and scipy where torch is less accurate), edge values (0, +-inf, nan) as torch gives
+them, the incomplete gamma's second derivative, the derivatives PyTorch does not define, and fmax's ties."""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.autograd import gradgradcheck
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+_WIDE = np.concatenate([np.linspace(-720.0, 720.0, 1441), np.linspace(-30.0, 30.0, 601),
+                        [0.0, -0.0, 1e-300, np.inf, -np.inf, np.nan]])
+
+
+@pytest.mark.parametrize("name", ["i0", "special.i0e", "special.i1", "special.i1e", "special.erfcx"])
+def test_bessel_and_erfcx_match_torch_over_the_whole_float64_range(name):
+    def fn(lib):
+        target = lib.special if name.startswith("special.") else lib
+        return getattr(target, name.removeprefix("special."))
+
+    ours = fn(cr)(cr.tensor(_WIDE)).numpy()
+    theirs = fn(torch)(torch.tensor(_WIDE)).numpy()
+    if name == "special.i1":  # torch gives nan at +-inf; the limits are +-inf (as scipy's i1)
+        np.testing.assert_array_equal(ours[np.isinf(_WIDE)], _WIDE[np.isinf(_WIDE)])
+        ours, theirs = ours[~np.isinf(_WIDE)], theirs[~np.isinf(_WIDE)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", ["i0", "special.i1e", "special.erfcx"])
+def test_float32_results_match_torch(name):
+    def fn(lib):
+        return getattr(lib.special if "." in name else lib, name.split(".")[-1])
+
+    x = np.linspace(-80.0, 80.0, 1601, dtype=np.float32)
+    ours, theirs = fn(cr)(cr.tensor(x)), fn(torch)(torch.tensor(x))
+    assert ours.dtype == cr.float32
+    # computed in float64 and rounded once: within torch's own float32 error (up to 4e-6 near overflow)
+    np.testing.assert_array_equal(ours.numpy(), fn(cr)(cr.tensor(x, dtype=cr.float64)).numpy().astype(np.float32))
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=0, equal_nan=True)
+
+
+def test_incomplete_gamma_matches_scipy_on_a_grid_and_torch_at_the_edges():
+    special = pytest.importorskip("scipy.special")
+    a, x = np.meshgrid([0.05, 0.5, 1.0, 2.5, 10.0, 60.0, 400.0, 5000.0],
+                       [1e-8, 0.01, 0.3, 1.0, 3.0, 9.5, 11.0, 55.0, 70.0, 380.0, 420.0, 5000.0, 6000.0])
+    np.testing.assert_allclose(cr.igamma(cr.tensor(a), cr.tensor(x)).numpy(), special.gammainc(a, x), rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(cr.igammac(cr.tensor(a), cr.tensor(x)).numpy(), special.gammaincc(a, x), rtol=1e-10,
+                               atol=1e-300)
+    edges = [0.0, 1.0, np.inf, -1.0, np.nan]
+    a, x = (np.array(v) for v in zip(*[(u, v) for u in edges for v in edges]))
+    for name in ("igamma", "igammac"):
+        ours = getattr(cr, name)(cr.tensor(a), cr.tensor(x)).numpy()
+        np.testing.assert_allclose(ours, getattr(torch, name)(torch.tensor(a), torch.tensor(x)).numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["igamma", "igammac"])
+def test_incomplete_gamma_second_derivative_in_x(name):
+    a = cr.tensor([0.7, 1.0, 2.5, 6.0], dtype=cr.float64)
+    x = cr.tensor([0.4, 1.3, 2.0, 7.5], dtype=cr.float64, requires_grad=True)
+    assert gradgradcheck(lambda x: getattr(cr, name)(a, x), [x])
+
+
+@pytest.mark.parametrize("name", ["igamma", "igammac"])
+def test_incomplete_gamma_has_no_derivative_in_its_first_argument_as_in_torch(name):
+    a = cr.tensor([1.5], requires_grad=True)
+    with pytest.raises(RuntimeError, match=f"{name}.*derivative.*input"):
+        getattr(cr, name)(a, cr.tensor([2.0])).sum().backward()
+    at = torch.tensor([1.5], requires_grad=True)
+    with pytest.raises(RuntimeError):
+        getattr(torch, name)(at, torch.tensor([2.0])).sum().backward()
+
+
+def test_heaviside_has_no_derivative_as_in_torch():
+    x = cr.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+    out = cr.heaviside(x, cr.tensor(0.5))
+    np.testing.assert_array_equal(out.detach().numpy(), [0.0, 0.5, 1.0])
+    with pytest.raises(RuntimeError, match="heaviside.*derivative"):
+        out.sum().backward()
+
+
+@pytest.mark.parametrize("name", ["fmax", "fmin"])
+def test_fmax_and_fmin_split_ties_and_send_the_gradient_past_nan(name):
+    nan = float("nan")
+    a = cr.tensor([1.0, nan, 2.0, nan], requires_grad=True)
+    b = cr.tensor([1.0, 3.0, nan, nan], requires_grad=True)
+    out = getattr(cr, name)(a, b)
+    np.testing.assert_array_equal(out.detach().numpy(), [1.0, 3.0, 2.0, nan])
+    out.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [0.5, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(b.grad.numpy(), [0.5, 1.0, 0.0, 0.0])
+
+
+def test_frexp_edge_values_and_gradient_as_torch():
+    values = [0.0, -0.0, 8.0, -3.5, 1e-310, 1e300, np.inf, -np.inf, np.nan]
+    for dtype in (np.float16, np.float32, np.float64):
+        x = np.array(values).astype(dtype)
+        ours, theirs = cr.frexp(cr.tensor(x)), torch.frexp(torch.tensor(x))
+        np.testing.assert_array_equal(ours.mantissa.numpy(), theirs.mantissa.numpy())
+        np.testing.assert_array_equal(ours.exponent.numpy(), theirs.exponent.numpy())
+        assert ours.exponent.dtype == cr.int32 and ours.mantissa.dtype.name == str(theirs.mantissa.dtype)[6:]
+
+
+def test_gcd_and_lcm_of_negative_and_zero_integers_as_torch():
+    a, b = np.array([-4, 0, 0, 12, -7, 9]), np.array([6, 0, 5, -18, -21, 1])
+    for name in ("gcd", "lcm"):
+        ours = getattr(cr, name)(cr.tensor(a), cr.tensor(b))
+        np.testing.assert_array_equal(ours.numpy(), getattr(torch, name)(torch.tensor(a), torch.tensor(b)).numpy())
+
+
+def test_ldexp_is_exact_for_integer_exponents():
+    x, e = cr.tensor([0.75, -1.5, 3.0], dtype=cr.float64), cr.tensor([1000, -1070, 0])
+    np.testing.assert_array_equal(cr.ldexp(x, e).numpy(), np.ldexp([0.75, -1.5, 3.0], [1000, -1070, 0]))
+
+
+def test_methods_and_the_special_namespace_reach_the_same_functions():
+    x = cr.tensor([0.5, 1.5, 2.5], dtype=cr.float64)
+    np.testing.assert_array_equal(x.i0().numpy(), cr.special.i0(x).numpy())
+    np.testing.assert_array_equal(x.mvlgamma(2).numpy(), cr.special.multigammaln(x, 2).numpy())
+    np.testing.assert_array_equal(x.igamma(x).numpy(), cr.special.gammainc(x, x).numpy())
+    np.testing.assert_array_equal(x.fix().numpy(), cr.trunc(x).numpy())
