@@ -2,11 +2,15 @@
 is reparameterised (gradients reach the parameters), ``sample`` draws from chainrule's seeded generator,
 ``kl_divergence`` dispatches through a registry (``register_kl``)."""
 
+from chainrule.distributions.continuous import Laplace, LogNormal, StudentT
+from chainrule.distributions.discrete import Binomial, Geometric, Poisson
 from chainrule.distributions.distribution import Distribution
 from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
-from chainrule.distributions.gamma import Beta, Dirichlet, Gamma
+from chainrule.distributions.gamma import Beta, Chi2, Dirichlet, Gamma
+from chainrule.distributions.independent import Independent
 from chainrule.distributions.kl import kl_divergence, register_kl
 from chainrule.distributions.multivariate_normal import MultivariateNormal
 
 __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
-           "Gamma", "Beta", "Dirichlet", "MultivariateNormal", "kl_divergence", "register_kl"]
+           "Gamma", "Chi2", "Beta", "Dirichlet", "MultivariateNormal", "Laplace", "LogNormal", "StudentT",
+           "Poisson", "Binomial", "Geometric", "Independent", "kl_divergence", "register_kl"]

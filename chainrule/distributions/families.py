@@ -123,7 +123,7 @@ class Exponential(Distribution):
     mean = property(lambda self: self.rate.reciprocal())
     stddev = property(lambda self: self.rate.reciprocal())
     variance = property(lambda self: self.rate ** -2)
-    mode = property(lambda self: _ops.zeros_like(self.rate))
+    mode = property(lambda self: creation.zeros_like(self.rate))
 
     def _in_support(self, value):
         return value >= 0

@@ -4,6 +4,7 @@ CDF value stays put, dx/da = -(dF/da) / f (``backend.special.standard_gamma_grad
 
 from __future__ import annotations
 
+from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.autograd.graph import record
 from chainrule.backend import special, to_host, xp_of
@@ -11,7 +12,7 @@ from chainrule.distributions.distribution import Distribution, as_size, broadcas
 from chainrule.distributions.families import _POSITIVE, _SIMPLEX, _finfo
 from chainrule.tensor import Tensor
 
-__all__ = ["Gamma", "Dirichlet", "Beta"]
+__all__ = ["Gamma", "Chi2", "Dirichlet", "Beta"]
 
 
 def _standard_gamma_grad(concentration: Tensor, sample: Tensor) -> Tensor:
@@ -176,3 +177,17 @@ class Beta(Distribution):
 
     def entropy(self):
         return self._dirichlet.entropy()
+
+
+class Chi2(Gamma):
+    """Chi2(df): Gamma(df / 2, rate 1/2)."""
+
+    arg_constraints = {"df": _POSITIVE}
+    _param_names = ("df", "concentration", "rate")
+
+    def __init__(self, df, validate_args=None):
+        (self.df,) = broadcast_all(df)
+        super().__init__(0.5 * self.df, 0.5 * creation.ones_like(self.df), validate_args)
+
+    def _shown_params(self):
+        return ("df",)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from chainrule import linalg
 from chainrule import ops as _ops
+from chainrule.distributions.continuous import Laplace, LogNormal
+from chainrule.distributions.discrete import Poisson
 from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
 from chainrule.distributions.gamma import Beta, Dirichlet, Gamma
+from chainrule.distributions.independent import Independent, _sum_rightmost
 from chainrule.distributions.multivariate_normal import MultivariateNormal, _batch_mahalanobis
 
 __all__ = ["kl_divergence", "register_kl"]
@@ -133,3 +136,28 @@ def _np_broadcast(*shapes):
     from chainrule.backend import np
 
     return np.broadcast_shapes(*(tuple(s) for s in shapes))
+
+
+@register_kl(Laplace, Laplace)
+def _kl_laplace_laplace(p, q):
+    """log(bq / bp) + |mp - mq| / bq + bp / bq exp(-|mp - mq| / bp) - 1."""
+    scale_ratio = p.scale / q.scale
+    gap = (p.loc - q.loc).abs()
+    return -scale_ratio.log() + gap / q.scale + scale_ratio * (-gap / p.scale).exp() - 1
+
+
+@register_kl(LogNormal, LogNormal)
+def _kl_lognormal_lognormal(p, q):
+    return _kl_normal_normal(p.base_dist, q.base_dist)  # KL is invariant under the same bijection (exp)
+
+
+@register_kl(Poisson, Poisson)
+def _kl_poisson_poisson(p, q):
+    return p.rate * (p.rate.log() - q.rate.log()) - (p.rate - q.rate)
+
+
+@register_kl(Independent, Independent)
+def _kl_independent_independent(p, q):
+    if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
+        raise NotImplementedError("KL between Independent distributions with different reinterpreted_batch_ndims")
+    return _sum_rightmost(kl_divergence(p.base_dist, q.base_dist), p.reinterpreted_batch_ndims)

@@ -1,0 +1,139 @@
+"""More continuous families: Laplace, LogNormal and StudentT, reparameterised (StudentT through a gamma draw,
+so gradients reach its degrees of freedom too)."""
+
+from __future__ import annotations
+
+import math
+
+from chainrule import ops as _ops
+from chainrule.distributions.distribution import Distribution, broadcast_all
+from chainrule.distributions.families import _POSITIVE, _REAL, Normal, _draw, _finfo
+from chainrule.distributions.gamma import _standard_gamma
+
+__all__ = ["Laplace", "LogNormal", "StudentT"]
+
+
+class Laplace(Distribution):
+    """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale); ``rsample`` inverts the CDF."""
+
+    arg_constraints = {"loc": _REAL, "scale": _POSITIVE}
+    _param_names = ("loc", "scale")
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, (), validate_args)
+
+    mean = property(lambda self: self.loc)
+    mode = property(lambda self: self.loc)
+    variance = property(lambda self: 2 * self.scale ** 2)
+    stddev = property(lambda self: math.sqrt(2) * self.scale)
+
+    def rsample(self, sample_shape=()):
+        # u uniform on (-1, 1) (the open end keeps log1p(-|u|) finite)
+        u = 2 * _draw("random", self._extended_shape(sample_shape), self.loc) - 1
+        u = u.clamp(min=float(_finfo(u).eps) - 1)
+        return self.loc - self.scale * u.sign() * (-u.abs()).log1p()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        return -(2 * self.scale).log() - (value - self.loc).abs() / self.scale
+
+    def cdf(self, value):
+        z = (value - self.loc) / self.scale
+        return 0.5 - 0.5 * z.sign() * (-z.abs()).expm1()
+
+    def icdf(self, value):
+        centred = value - 0.5
+        return self.loc - self.scale * centred.sign() * (-2 * centred.abs()).log1p()
+
+    def entropy(self):
+        return 1 + (2 * self.scale).log()
+
+
+class LogNormal(Distribution):
+    """LogNormal(loc, scale): exp of a Normal(loc, scale) draw."""
+
+    arg_constraints = {"loc": _REAL, "scale": _POSITIVE}
+    _param_names = ("loc", "scale")
+    support_name = "GreaterThan(lower_bound=0.0)"
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.base_dist = Normal(loc, scale, validate_args=validate_args)
+        self.loc, self.scale = self.base_dist.loc, self.base_dist.scale
+        super().__init__(self.loc.shape, (), validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance)
+        new.base_dist = self.base_dist.expand(batch_shape)
+        return new
+
+    mean = property(lambda self: (self.loc + self.scale ** 2 / 2).exp())
+    mode = property(lambda self: (self.loc - self.scale ** 2).exp())
+    variance = property(lambda self: (self.scale ** 2).expm1() * (2 * self.loc + self.scale ** 2).exp())
+
+    def _in_support(self, value):
+        return value > 0
+
+    def rsample(self, sample_shape=()):
+        return self.base_dist.rsample(sample_shape).exp()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        log_value = value.log()
+        return self.base_dist.log_prob(log_value) - log_value
+
+    def cdf(self, value):
+        return self.base_dist.cdf(value.log())
+
+    def entropy(self):
+        return self.base_dist.entropy() + self.loc
+
+
+class StudentT(Distribution):
+    """StudentT(df, loc=0, scale=1); ``rsample`` is loc + scale * N / sqrt(G / df) with N standard normal and
+    G a chi-square(df) draw, 2 * Gamma(df / 2, 1)."""
+
+    arg_constraints = {"df": _POSITIVE, "loc": _REAL, "scale": _POSITIVE}
+    _param_names = ("df", "loc", "scale")
+    has_rsample = True
+
+    def __init__(self, df, loc=0.0, scale=1.0, validate_args=None):
+        self.df, self.loc, self.scale = broadcast_all(df, loc, scale)
+        super().__init__(self.df.shape, (), validate_args)
+
+    mode = property(lambda self: self.loc)
+
+    @property
+    def mean(self):
+        return _ops.where(self.df.detach() > 1, self.loc, float("nan"))
+
+    @property
+    def variance(self):
+        df = self.df.detach()
+        finite = self.scale ** 2 * self.df / _ops.where(df > 2, self.df - 2, 1.0)
+        return _ops.where(df > 2, finite, _ops.where(df > 1, float("inf"), float("nan")))
+
+    def rsample(self, sample_shape=()):
+        shape = self._extended_shape(sample_shape)
+        normal = _draw("standard_normal", shape, self.df)
+        chi2 = 2 * _standard_gamma(0.5 * self.df.expand(*shape))
+        return self.loc + self.scale * normal * (self.df / chi2).sqrt()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        df = self.df
+        y = (value - self.loc) / self.scale
+        log_norm = (self.scale.log() + 0.5 * df.log() + 0.5 * math.log(math.pi) + (0.5 * df).lgamma()
+                    - (0.5 * (df + 1)).lgamma())
+        return -0.5 * (df + 1) * (y ** 2 / df).log1p() - log_norm
+
+    def entropy(self):
+        df = self.df
+        log_beta = (0.5 * df).lgamma() + math.lgamma(0.5) - (0.5 * (df + 1)).lgamma()
+        return (self.scale.log() + 0.5 * (df + 1) * ((0.5 * (df + 1)).digamma() - (0.5 * df).digamma())
+                + 0.5 * df.log() + log_beta)

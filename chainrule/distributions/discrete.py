@@ -1,0 +1,171 @@
+"""Counting distributions: Poisson, Binomial, Geometric. Draws come from chainrule's seeded generator; the
+log-probabilities are differentiable in the parameters (not in the counts)."""
+
+from __future__ import annotations
+
+from chainrule import creation
+from chainrule import ops as _ops
+from chainrule.autograd import no_grad
+from chainrule.backend import np, to_host
+from chainrule.distributions.distribution import Distribution, broadcast_all
+from chainrule.distributions.families import _REAL, _UNIT, _clamp_probs, _draw, _finfo
+from chainrule.tensor import Tensor
+
+__all__ = ["Poisson", "Binomial", "Geometric"]
+
+_NONNEGATIVE = (lambda v: v >= 0, "GreaterThanEq(lower_bound=0.0)")
+_COUNT_SUPPORT = "IntegerGreaterThan(lower_bound=0)"
+
+
+def _is_count(value: Tensor) -> Tensor:
+    return (value >= 0) & (value == value.floor())
+
+
+def _softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x), without overflow for large x."""
+    return x.clamp(min=0) + (-x.abs()).exp().log1p()
+
+
+class _ProbsOrLogits:
+    """The probs/logits pair of a success probability: one is given, the other derived."""
+
+    def _set_probs_or_logits(self, probs, logits, *others):
+        if (probs is None) == (logits is None):
+            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
+        given = broadcast_all(*others, probs if probs is not None else logits)
+        if probs is not None:
+            self.probs = given[-1]
+            p = _clamp_probs(self.probs)
+            self.logits = p.log() - (-p).log1p()
+            self.arg_constraints = {"probs": _UNIT}
+        else:
+            self.logits = given[-1]
+            self.probs = self.logits.sigmoid()
+            self.arg_constraints = {"logits": _REAL}
+        return given[:-1]
+
+
+class Poisson(Distribution):
+    """Poisson(rate): P(k) = rate^k e^-rate / k!."""
+
+    arg_constraints = {"rate": _NONNEGATIVE}
+    _param_names = ("rate",)
+    support_name = _COUNT_SUPPORT
+
+    def __init__(self, rate, validate_args=None):
+        (self.rate,) = broadcast_all(rate)
+        super().__init__(self.rate.shape, (), validate_args)
+
+    mean = property(lambda self: self.rate)
+    mode = property(lambda self: self.rate.floor())
+    variance = property(lambda self: self.rate)
+
+    def _in_support(self, value):
+        return _is_count(value)
+
+    def sample(self, sample_shape=()):
+        with no_grad():
+            return creation.poisson(self.rate.detach().expand(*self._extended_shape(sample_shape)))
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        rate, value = broadcast_all(self.rate, value)
+        return _ops.xlogy(value, rate) - rate - (value + 1).lgamma()
+
+
+class Binomial(_ProbsOrLogits, Distribution):
+    """Binomial(total_count=1, probs=None, logits=None): successes in total_count independent trials."""
+
+    _param_names = ("total_count", "probs", "logits")
+
+    def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
+        (total_count,) = self._set_probs_or_logits(probs, logits, total_count)
+        self.total_count = total_count.to(self.probs.dtype)
+        self.arg_constraints = {"total_count": (_is_count, _COUNT_SUPPORT), **self.arg_constraints}
+        super().__init__(self.probs.shape, (), validate_args)
+
+    @property
+    def support_name(self):
+        return f"IntegerInterval(lower_bound=0, upper_bound={self.total_count})"
+
+    mean = property(lambda self: self.total_count * self.probs)
+    mode = property(lambda self: ((self.total_count + 1) * self.probs).floor().clamp(max=self.total_count))
+    variance = property(lambda self: self.total_count * self.probs * (1 - self.probs))
+    param_shape = property(lambda self: self.probs.shape)
+
+    def _in_support(self, value):
+        return _is_count(value) & (value <= self.total_count.detach())
+
+    def sample(self, sample_shape=()):
+        from chainrule.random import default_generator
+
+        shape = tuple(self._extended_shape(sample_shape))
+        n = np.broadcast_to(to_host(self.total_count.detach()._data), shape).astype(np.int64)
+        p = np.broadcast_to(to_host(self.probs.detach()._data), shape)
+        draws = default_generator.numpy.binomial(n, p).astype(p.dtype)
+        return creation.tensor(draws, dtype=self.probs.dtype)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        n, logits = self.total_count, self.logits
+        # k log p + (n - k) log(1 - p) = k * logits - n * log(1 + e^logits)
+        log_binomial = (n + 1).lgamma() - (value + 1).lgamma() - (n - value + 1).lgamma()
+        return log_binomial + value * logits - n * _softplus(logits)
+
+    def enumerate_support(self, expand: bool = True):
+        top = to_host(self.total_count.detach()._data)
+        if top.size and top.min() != top.max():
+            raise NotImplementedError("Inhomogeneous total count not supported by `enumerate_support`.")
+        count = int(top.max()) if top.size else 0
+        values = creation.arange(count + 1, dtype=self.probs.dtype).reshape((-1,) + (1,) * len(self._batch_shape))
+        return values.expand(count + 1, *self._batch_shape) if expand else values
+
+    def entropy(self):
+        """Summed over the support; like PyTorch, only for a single total_count across the batch."""
+        top = to_host(self.total_count.detach()._data)
+        if top.size and top.min() != top.max():
+            raise NotImplementedError("Inhomogeneous total count not supported by `entropy`.")
+        log_prob = self.log_prob(self.enumerate_support(False))
+        return -(log_prob.exp() * log_prob).sum(0)
+
+
+class Geometric(_ProbsOrLogits, Distribution):
+    """Geometric(probs=None, logits=None): the number of failures before the first success."""
+
+    _param_names = ("probs", "logits")
+    support_name = _COUNT_SUPPORT
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        self._set_probs_or_logits(probs, logits)
+        if probs is not None:
+            self.arg_constraints = {"probs": ((lambda v: (v > 0) & (v <= 1)),
+                                              "Interval(lower_bound=0.0, upper_bound=1.0)")}
+        super().__init__(self.probs.shape, (), validate_args)
+
+    mean = property(lambda self: self.probs.reciprocal() - 1)
+    mode = property(lambda self: creation.zeros_like(self.probs))
+    variance = property(lambda self: (self.probs.reciprocal() - 1) / self.probs)
+
+    def _in_support(self, value):
+        return _is_count(value)
+
+    def sample(self, sample_shape=()):
+        """Inversion: floor(log u / log(1 - p)) for u uniform on (0, 1]."""
+        with no_grad():
+            u = 1.0 - _draw("random", self._extended_shape(sample_shape), self.probs)  # in (0, 1]
+            u = u.clamp(min=float(_finfo(u).tiny))
+            return (u.log() / (-self.probs.detach()).log1p()).floor()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        probs, value = broadcast_all(self.probs, value)
+        # at p = 1 only value 0 is possible, with log-probability 0: keep 0 * log(1 - 1) out of it
+        safe = _ops.where((probs.detach() == 1) & (value == 0), 0.0, probs)
+        return value * (-safe).log1p() + probs.log()
+
+    def entropy(self):
+        # (-(1 - p) log(1 - p) - p log p) / p, the binary entropy over p, written in the logits
+        return (_softplus(self.logits) - self.logits * self.probs) / self.probs
