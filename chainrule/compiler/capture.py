@@ -113,9 +113,12 @@ class _Patches:
                 fn = getattr(module, name, None) if module else None
                 if fn is not None and not hasattr(fn, "__wrapped_opaque__"):
                     originals[id(fn)] = fn
+        from chainrule.backend import kernels
+
         for fn in originals.values():
             if fn not in _OPAQUE:
-                _OPAQUE[fn] = _tr.opaque(fn)
+                elementwise = fn.__module__ == kernels.__name__
+                _OPAQUE[fn] = _tr.opaque(fn, numpy_below=kernels.MIN_SIZE if elementwise else 0)
         for module in list(sys.modules.values()):  # every module that imported one of them by name
             if not getattr(module, "__name__", "").startswith("chainrule"):
                 continue
@@ -138,7 +141,8 @@ class _Patches:
             if value is not None and not isinstance(value, Tensor):
                 return
             reads = () if value is None else tracer._roots([value._data])
-            tracer.add(Instr("grad", _grad_setter(t, value), reads=reads, name=f"{_shape(t)}.grad = ..."))
+            instr = tracer.add(Instr("grad", _grad_setter(t, value), reads=reads, name=f"{_shape(t)}.grad = ..."))
+            instr.expected = (t, value)
 
         self._set(Tensor, "grad", property(slot.__get__, set_grad))
 
@@ -355,7 +359,7 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
     for path, buffer in variant.inputs:
         np.copyto(buffer, _at(tree, path)._data)
     safety = variant.program.guard_safety
-    undo = _undo_point(variant, safety) if safety and (safety[0] or safety[1]) else None
+    undo = _undo_point(safety) if safety and (safety[0] or safety[1] or safety[2]) else None
     try:
         variant.program.run()
     except _tr.GuardMiss:
@@ -369,10 +373,10 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
     return rebuild(variant.outputs, copy_outputs)
 
 
-def _undo_point(variant: Variant, safety):
-    written, rng = safety
+def _undo_point(safety):
+    written, rng, grads_set = safety
     copies = [(a, a.copy()) for a in written]
-    grads = [(t, t.grad) for t, of_grad, _ in variant.identity if of_grad]
+    grads = [(t, t.grad) for t in grads_set]
     state = _random.default_generator.get_state() if rng else None
 
     def undo():

@@ -510,11 +510,13 @@ TracedNumpy.full = staticmethod(_full)
 TRACED_NUMPY = TracedNumpy()
 
 
-def opaque(fn):
+def opaque(fn, numpy_below: int = 0):
     """``fn`` (a backend function: a compiled kernel and its numpy twin) as one instruction while a capture
     runs: it is called on plain arrays, so the capture takes exactly eager's path (kernels test for plain
     ndarrays), and replayed whole, its own value tests included. Its fresh results are written into the
-    program's buffers (through ``out=`` when it takes one)."""
+    program's buffers (through ``out=`` when it takes one). A kernel function that computes arrays under
+    ``numpy_below`` elements with numpy's ufuncs is traced through instead (its ufunc calls are cheaper
+    to replay than it is)."""
     out_param = inspect.signature(fn).parameters.get("out")
     takes_out = out_param is not None and out_param.default is None  # an optional output buffer
 
@@ -523,7 +525,7 @@ def opaque(fn):
         t = _tracer()
         if t is None:
             return fn(*args, **kwargs)
-        if not _has_traced(args) and not _has_traced(kwargs):
+        if not _has_traced(args) and not _has_traced(kwargs) or args and getattr(args[0], "size", 0) < numpy_below:
             return fn(*args, **kwargs)
         given_out = kwargs.get("out")
         if takes_out and given_out is None:
