@@ -522,7 +522,7 @@ def masked_scatter(a, mask, source) -> Tensor:
 def _check_flat_index(op: str, a: Tensor, index: Tensor) -> Tensor:
     index = tensor_operand(index, op)
     if index._data.dtype != _dt.int64.np:
-        raise IndexError(f"{op}: index must be an int64 tensor, got {describe(index)}")
+        raise RuntimeError(f"{op}: index must be an int64 tensor, got {describe(index)}")
     n = a.numel()
     if index._data.size:
         lo, hi = int(index._data.min()), int(index._data.max())
