@@ -164,3 +164,15 @@ def test_imported_tensor_in_autograd():
     a.mul_(2.0)  # chainrule's in-place ops on imported data are tracked like any other
     with pytest.raises(RuntimeError, match="modified by an inplace operation|version"):
         y.sum().backward()
+
+
+def test_capsules_through_utils_dlpack():
+    from chainrule.utils.dlpack import from_dlpack, to_dlpack
+
+    x = torch.arange(4.0)
+    t = from_dlpack(torch.utils.dlpack.to_dlpack(x))
+    x[0] = 8.0
+    assert t.tolist() == [8.0, 1.0, 2.0, 3.0]
+    mine = cr.arange(3.0)
+    seen = torch.utils.dlpack.from_dlpack(to_dlpack(mine))
+    assert seen.data_ptr() == _address(mine)
