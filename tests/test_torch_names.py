@@ -372,3 +372,33 @@ def test_deprecated_and_shuffle_layers_equal_torch():
            torch.nn.NLLLoss()(torch.tensor(logits), torch.tensor(target)))
     with pytest.raises(RuntimeError, match="channel_shuffle: expects"):
         cr.nn.functional.channel_shuffle(ours, 3)
+
+
+_NUMPY_SPELLINGS = ["max(axis=0)", "min(axis=1, keepdims=True)", "argmax(axis=0)", "cumsum(axis=0)",
+                    "cumprod(axis=1)", "logsumexp(axis=0, keepdims=True)", "all(axis=0)", "any(axis=1, keepdims=True)",
+                    "median(axis=0)", "count_nonzero(axis=0)", "softmax(axis=0)", "log_softmax(axis=1)",
+                    "unsqueeze(axis=0)", "cummax(axis=0)", "sort(axis=0)", "argsort(axis=1)", "topk(2, axis=0)",
+                    "quantile(0.5, axis=0)", "mode(axis=0)", "kthvalue(1, axis=1)", "diff(axis=0)",
+                    "sum(axis=0, keepdims=True)", "std(axis=1)"]
+
+
+@pytest.mark.parametrize("call", _NUMPY_SPELLINGS)
+def test_numpy_spellings_are_accepted_as_torch_accepts_them(call):
+    array = RNG.standard_normal((3, 4))
+    ours, theirs = _both(array)
+    result, expected = eval(f"ours.{call}"), eval(f"theirs.{call}")
+    if isinstance(expected, tuple):  # named tuples of values and indices
+        result, expected = tuple(result), tuple(expected)
+    _close(result, expected)
+
+
+def test_numpy_spellings_in_functions_and_both_spellings_refused():
+    array = RNG.standard_normal((3, 4))
+    ours, theirs = _both(array)
+    _close(cr.cat([ours, ours], axis=1), torch.cat([theirs, theirs], axis=1))
+    _close(cr.stack([ours, ours], axis=1), torch.stack([theirs, theirs], axis=1))
+    _close(cr.cumsum(ours, axis=0), torch.cumsum(theirs, axis=0))
+    _close(cr.std_mean(ours, axis=0), torch.std_mean(theirs, axis=0))
+    _close(cr.var_mean(ours, axis=1, keepdims=True), torch.var_mean(theirs, axis=1, keepdims=True))
+    with pytest.raises(TypeError, match="max\\(\\): got both 'dim' and its numpy spelling 'axis'"):
+        ours.max(dim=0, axis=0)

@@ -13,6 +13,7 @@ from chainrule.ops import reduction as rd
 from chainrule.ops import shape as sh
 from chainrule.ops import sorting as so
 from chainrule.ops._helpers import norm_dim
+from chainrule.ops._spellings import with_numpy_spellings
 from chainrule.ops.inplace import apply_inplace, inplace_method, inplace_ops, inplace_view, setitem
 from chainrule.tensor import Tensor, wrap
 
@@ -327,6 +328,9 @@ def bind() -> None:
             setattr(Tensor, name, fn)
     for name, fn in _inplace_forms().items():  # last: from the methods bound above
         setattr(Tensor, name, fn)
+    for name, fn in list(vars(Tensor).items()):  # x.max(axis=0), x.softmax(axis=-1): see ops._spellings
+        if callable(fn) and not name.startswith("_") and name not in ("size", "stride"):
+            setattr(Tensor, name, with_numpy_spellings(fn))
     Tensor.T = property(sh.T)
     Tensor.mT = property(sh.mT)
     Tensor.__hash__ = object.__hash__  # defining __eq__ above must not make tensors unhashable
