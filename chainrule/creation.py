@@ -117,7 +117,7 @@ def from_dlpack(ext_tensor, *, device=None, copy: bool | None = None) -> Tensor:
     if kind != 1:  # kDLCPU; a GPU array would go to its backend's from_dlpack
         raise BufferError(f"from_dlpack: only CPU memory (DLPack device 1) can be imported, got device type {kind}")
     try:
-        array = np.from_dlpack(ext_tensor, copy=copy)
+        array = np.from_dlpack(ext_tensor) if copy is None else np.from_dlpack(ext_tensor, copy=copy)  # copy= needs numpy 2.1
     except RuntimeError as err:  # bfloat16 and other dtypes numpy has no type for
         raise TypeError(f"from_dlpack: can't import {type(ext_tensor).__name__}: {err}") from None
     _dt.from_np(array.dtype)  # refuses dtypes chainrule does not support, naming them
