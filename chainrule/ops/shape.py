@@ -297,7 +297,8 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 
 def hstack(tensors) -> Tensor:
-    tensors = _tensor_list(tensors, "hstack")
+    """Concatenate along the columns (the first dim of 1-d tensors; 0-d ones count as 1-d)."""
+    tensors = [x if x.ndim else x.reshape(1) for x in _tensor_list(tensors, "hstack")]
     return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
 
 

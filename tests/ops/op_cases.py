@@ -525,7 +525,8 @@ _shape_case("cat", lambda lib, *xs, dim: lib.cat(list(xs), dim),
 _shape_case("stack", lambda lib, *xs, dim: lib.stack(list(xs), dim),
             [(((2, 3), (2, 3)), {"dim": 0}), (((2,), (2,), (2,)), {"dim": -1}), (((), ()), {"dim": 0})],
             _cat_args(same=True).map(lambda a: (a[0], {"dim": a[1]["dim"] if a[1]["dim"] < 0 else a[1]["dim"] + 1})))
-_shape_case("hstack", lambda lib, *xs: lib.hstack(list(xs)), _no_params([((2, 1), (2, 3)), ((2,), (3,))]),
+_shape_case("hstack", lambda lib, *xs: lib.hstack(list(xs)),
+            _no_params([((2, 1), (2, 3)), ((2,), (3,)), ((), (2,), ())]),
             _cat_args().filter(lambda a: a[1]["dim"] in (1, -len(a[0][0]) + 1) and len(a[0][0]) > 1)
             .map(lambda a: (a[0], {})))
 _shape_case("vstack", lambda lib, *xs: lib.vstack(list(xs)), _no_params([((1, 3), (2, 3)), ((3,), (3,))]),
