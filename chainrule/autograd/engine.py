@@ -4,7 +4,10 @@
 2. Start from the outputs; a node runs once all its consumers have sent their gradient (summed),
    calls its backward rule, and passes each input's gradient on to that input's node or leaf.
 3. Only after the whole walk succeeded are leaf ``.grad`` (and retained non-leaf grads) updated,
-   so an error mid-way changes nothing.
+   so an error mid-way changes nothing, with one exception: a leaf with a post-accumulate-grad hook
+   (``Tensor.register_post_accumulate_grad_hook``, as DistributedDataParallel uses) gets its ``.grad``
+   and its hooks as soon as the last edge into it has been walked, as in PyTorch.
+4. Then the callbacks queued during the walk (``queue_callback``) run, first queued first.
 
 No recursion anywhere, so a chain of 100,000 operations works.
 """
@@ -14,11 +17,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chainrule.autograd.grad_mode import GRAD_ENABLED
-from chainrule.autograd.graph import Node, PlacedGrad, received
+from chainrule.autograd.graph import POST_ACCUMULATE_HOOKS, Node, PlacedGrad, received
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["backward", "grad"]
+__all__ = ["backward", "grad", "queue_callback"]
+
+# one list of queued callbacks per backward() running (backward may be called from a callback or a hook)
+_CALLBACKS: list[list] = []
+
+
+def queue_callback(callback) -> None:
+    """Run ``callback()`` at the end of the ``backward()`` now running, after every ``.grad`` has been updated
+    (PyTorch's ``Variable._execution_engine.queue_callback``). Callbacks run in the order queued."""
+    if not _CALLBACKS:
+        raise RuntimeError("queue_callback: final callbacks can only be installed during the backward pass")
+    _CALLBACKS[-1].append(callback)
 
 
 def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, create_graph: bool = False,
@@ -29,16 +43,26 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, creat
     wanted = None if inputs is None else _as_list(inputs)
     if retain_graph is None:
         retain_graph = create_graph
-    leaf_grads, seen = _walk(roots, root_grads, retain_graph, create_graph, wanted)
-    if wanted is None:
-        updates = seen.retained + list(leaf_grads.items())
-    else:  # only the requested tensors, leaves or not, get .grad
-        updates = [(t, leaf_grads.get(t) if t._node is None else seen.captured.get(t._node)) for t in wanted]
-        updates = [(t, g) for t, g in updates if g is not None]
-    # arrays the caller or a hook may hold: never adopted as .grad (a later in-place += would alter them)
-    handed_out = seen.exposed | {id(g._data) for g in root_grads}
-    for tensor, g in updates:
-        _accumulate(tensor, g, create_graph, handed_out)
+    callbacks: list = []
+    _CALLBACKS.append(callbacks)
+    try:
+        seen = _Seen(wanted, {id(g._data) for g in root_grads})
+        if POST_ACCUMULATE_HOOKS:
+            seen.early = _EarlyLeaves(seen, create_graph)
+        leaf_grads = _walk(roots, root_grads, retain_graph, create_graph, seen)
+        if wanted is None:
+            updates = seen.retained + list(leaf_grads.items())
+        else:  # only the requested tensors, leaves or not, get .grad
+            updates = [(t, leaf_grads.get(t) if t._node is None else seen.captured.get(t._node)) for t in wanted]
+            updates = [(t, g) for t, g in updates if g is not None]
+        for tensor, g in updates:
+            _accumulate(tensor, g, create_graph, seen.exposed)
+            if seen.early is not None and POST_ACCUMULATE_HOOKS.hooks_of(tensor):
+                _run_post_accumulate_hooks(tensor)
+        while callbacks:  # a callback may queue more
+            callbacks.pop(0)()
+    finally:
+        _CALLBACKS.pop()
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
@@ -53,7 +77,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
     root_grads = _root_grads(roots, grad_outputs, "grad")
     if retain_graph is None:
         retain_graph = create_graph
-    leaf_grads, seen = _walk(roots, root_grads, retain_graph, create_graph, wanted)
+    seen = _Seen(wanted, set())
+    leaf_grads = _walk(roots, root_grads, retain_graph, create_graph, seen)
     result = []
     for i, t in enumerate(wanted):
         g = leaf_grads.get(t) if t._node is None else seen.captured.get(t._node)
@@ -94,6 +119,11 @@ def _root_grads(roots: list, grads, op: str) -> list:
                     f"{op}: grad can be implicitly created only for scalar outputs, but the output has "
                     f"shape {root.shape}; pass gradient= (a tensor of that shape), or reduce it first, "
                     "e.g. loss.sum().backward()"
+                )
+            if root._data.dtype.kind == "c":
+                raise RuntimeError(
+                    f"{op}: grad can be implicitly created only for real scalar outputs, but the output is "
+                    f"{root.dtype}; backpropagate from a real loss (e.g. z.abs().sum() or z.real) or pass gradient="
                 )
             g = wrap(root.xp.ones_like(root._data))
         else:
@@ -139,9 +169,9 @@ def _needed_nodes(root_nodes: list, wanted: list) -> set:
     return needed
 
 
-def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None):
+def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, seen: _Seen) -> dict:
     """Run the backward rules from ``roots``. Returns the summed gradient of every leaf reached (of the
-    ``wanted`` leaves only, when given) and what the walk saw on the way (:class:`_Seen`)."""
+    ``wanted`` leaves only, when given) and notes in ``seen`` what the walk saw on the way."""
     plain = not create_graph  # no graph of the backward: fast entries serve, buffers add in place
     release = not retain_graph  # each node frees what its rule held once it ran
     sums: dict = {}  # node or leaf -> its gradient so far: a tensor as it came, or a _GradBuffer
@@ -149,8 +179,9 @@ def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None
         _add(sums, root._node or root, g, plain)
     root_nodes = [r._node for r in roots if r._node is not None]
     consumers = _count_consumers(root_nodes)
+    wanted = seen.wanted
     needed = None if wanted is None else _needed_nodes(root_nodes, wanted)
-    seen = _Seen(wanted)
+    early = seen.early and seen.early.count_edges(root_nodes, consumers)  # leaves whose hooks fire mid-walk
     capturing = bool(seen.wanted_nodes)
     ready = [n for n in dict.fromkeys(root_nodes) if n not in consumers]
     prev_mode, GRAD_ENABLED[0] = GRAD_ENABLED[0], create_graph  # rules record a graph only when asked to
@@ -176,21 +207,26 @@ def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, wanted=None
                     consumers[parent] = left
                     if not left:
                         ready.append(parent)
+                elif early and parent in early:
+                    seen.early.edge_done(parent, sums)
     finally:
         GRAD_ENABLED[0] = prev_mode
-    return seen.leaves(sums), seen
+    return seen.leaves(sums)
 
 
 class _Seen:
     """What a walk hands back besides the leaves' gradients: the (tensor, grad) pairs of retained non-leaf
     grads, the gradients of wanted non-leaves (by node), and the ids of the arrays hooks saw."""
 
-    def __init__(self, wanted):
+    def __init__(self, wanted, exposed: set):
         self.wanted = wanted
         self.wanted_nodes = () if wanted is None else {t._node for t in wanted if t._node is not None}
         self.retained: list = []
         self.captured: dict = {}
-        self.exposed: set = set()
+        # arrays the caller or a hook may hold (the root gradients, what hooks saw): never adopted as .grad,
+        # since a later in-place += would alter them
+        self.exposed = exposed
+        self.early: _EarlyLeaves | None = None  # backward() with post-accumulate hooks registered
 
     def arriving(self, node: Node, g: Tensor) -> Tensor:
         """``node``'s summed gradient, through its hooks, noted where retained or wanted."""
@@ -214,6 +250,44 @@ class _Seen:
             g = _taken(g, leaf._data)
             grads[leaf] = _run_hooks(leaf._hooks, g, self.exposed) if leaf._hooks else g
         return grads
+
+
+class _EarlyLeaves:
+    """The leaves with post-accumulate-grad hooks that a backward reaches: each gets its ``.grad`` and runs its
+    hooks as soon as the walk has passed the last edge into it (so DistributedDataParallel can send it on
+    while the rest of the backward runs)."""
+
+    def __init__(self, seen: _Seen, create_graph: bool):
+        self.seen = seen
+        self.create_graph = create_graph
+        self.left: dict = {}  # leaf -> edges into it not walked yet
+
+    def count_edges(self, root_nodes: list, consumers: dict) -> dict:
+        """Count the edges into hooked leaves (of those that will get a .grad); returns the counts."""
+        wanted = self.seen.wanted
+        left = self.left
+        for node in set(root_nodes).union(consumers):
+            for p in node.parents:
+                if type(p) is Tensor and POST_ACCUMULATE_HOOKS.hooks_of(p) and (
+                        wanted is None or any(p is w for w in wanted)):
+                    left[p] = left.get(p, 0) + 1
+        return left
+
+    def edge_done(self, leaf: Tensor, sums: dict) -> None:
+        left = self.left[leaf] - 1
+        self.left[leaf] = left
+        if left or leaf not in sums:
+            return
+        g = _taken(sums.pop(leaf), leaf._data)
+        if leaf._hooks:
+            g = _run_hooks(leaf._hooks, g, self.seen.exposed)
+        _accumulate(leaf, g, self.create_graph, self.seen.exposed)
+        _run_post_accumulate_hooks(leaf)
+
+
+def _run_post_accumulate_hooks(leaf: Tensor) -> None:
+    for hook in list(POST_ACCUMULATE_HOOKS.hooks_of(leaf).values()):
+        hook(leaf)
 
 
 def _taken(g, meta) -> Tensor:

@@ -24,6 +24,7 @@ reference cycle (tensor -> node -> rule -> tensor) delays freeing memory.
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable
 
 from chainrule import dtypes as _dt
@@ -59,6 +60,46 @@ class HookHandle:
 
     def __exit__(self, *exc):
         self.remove()
+
+
+class _LeafHookTable(dict):
+    """The hooks of ``Tensor.register_post_accumulate_grad_hook``: id(leaf) -> (weak reference to the leaf,
+    {handle id: hook}), an entry living as long as its leaf (a WeakKeyDictionary would compare tensors
+    with ==, which is elementwise). Empty, and so false, unless some hook was registered; only backward()
+    looks at it then."""
+
+    def hooks_of(self, leaf) -> dict | None:
+        entry = dict.get(self, id(leaf))
+        return entry[1] if entry is not None and entry[0]() is leaf else None
+
+    def registry(self, leaf) -> dict:
+        """The dict a HookHandle adds ``leaf``'s hook to, made on first use."""
+        hooks = self.hooks_of(leaf)
+        if hooks is None:
+            key = id(leaf)
+            hooks = {}
+            self[key] = (weakref.ref(leaf, lambda _, key=key: self.pop(key, None)), hooks)
+        return hooks
+
+
+POST_ACCUMULATE_HOOKS = _LeafHookTable()
+
+
+def register_post_accumulate_grad_hook(self: Tensor, hook: Callable[[Tensor], None]) -> HookHandle:
+    """Call ``hook(self)`` once ``backward()`` has added this leaf's gradient into ``.grad`` (as soon as it is
+    complete, while the rest of the backward goes on; not for ``autograd.grad``). Returns a handle whose
+    ``remove()`` unregisters the hook."""
+    if self._node is not None:
+        raise RuntimeError("register_post_accumulate_grad_hook: post accumulate grad hooks cannot be registered "
+                           f"on non-leaf tensors (this one was made by {self._node.name()})")
+    if not self._rg:
+        raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook on a tensor that "
+                           "doesn't require grad")
+    return HookHandle(POST_ACCUMULATE_HOOKS.registry(self), hook)
+
+
+# a Tensor method defined beside the table it writes to (tensor.py cannot import this module)
+Tensor.register_post_accumulate_grad_hook = register_post_accumulate_grad_hook
 
 
 class Node:
