@@ -181,6 +181,20 @@ def bucketize(input, boundaries, *, out_int32: bool = False, right: bool = False
     return _search("bucketize", boundaries, input, right, out_int32, None)
 
 
+def _search_rows(rows, row_values, side: str):
+    """searchsorted of each row of values in its own sorted row, all in one search: every number is replaced by
+    its rank among all of them (equal numbers share one, so the comparisons are unchanged) plus an offset per row
+    larger than any rank, which makes the rows one sorted sequence, row after row."""
+    xp = xp_of(rows)
+    n_rows, m = rows.shape
+    rank = xp.unique(xp.concatenate([rows.reshape(-1), row_values.reshape(-1)]), return_inverse=True)[1].reshape(-1)
+    row_start = xp.arange(n_rows, dtype=_INT64)[:, None]
+    span = rank.size + 1
+    keys = (rank[:rows.size].reshape(rows.shape) + row_start * span).reshape(-1)
+    value_keys = rank[rows.size:].reshape(row_values.shape) + row_start * span
+    return xp.searchsorted(keys, value_keys, side=side) - row_start * m
+
+
 def _search(op: str, boundaries, values, right: bool, out_int32: bool, sorter) -> Tensor:
     boundaries, values = _search_operands(op, boundaries, values)
     seq = boundaries._data
@@ -197,10 +211,6 @@ def _search(op: str, boundaries, values, right: bool, out_int32: bool, sorter) -
     else:  # one sorted row per row of values
         n_rows = int(math.prod(seq.shape[:-1]))
         rows = seq.reshape(n_rows, seq.shape[-1])
-        row_values = values._data.reshape(n_rows, values.shape[-1])
-        out = xp.zeros(row_values.shape, dtype=_INT64)
-        for r in range(rows.shape[0]):
-            out[r] = xp.searchsorted(rows[r], row_values[r], side=side)
-        out = out.reshape(values.shape)
+        out = _search_rows(rows, values._data.reshape(n_rows, values.shape[-1]), side).reshape(values.shape)
     dtype = _dt.int32.np if out_int32 else _INT64
     return untracked(out.astype(dtype), values, op, (boundaries, values))
