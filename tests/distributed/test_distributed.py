@@ -1,0 +1,99 @@
+"""chainrule.distributed, DistributedDataParallel and clean failure, each run as a real MPI job
+(``mpiexec -n 2``, and ``-n 3`` where cheap) of a small script in ``workers/``; skipped only when mpi4py or
+``mpiexec`` is missing (``pip install -e '.[mpi]'`` brings both)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+WORKERS = Path(__file__).parent / "workers"
+TIMEOUT_S = 10  # CHAINRULE_DIST_TIMEOUT inside the jobs: the watchdog's limit
+
+
+def _mpiexec():
+    here = Path(sysconfig.get_path("scripts")) / "mpiexec"
+    return str(here) if here.exists() else shutil.which("mpiexec")
+
+
+def _have_mpi4py():
+    import importlib.util
+
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+pytestmark = pytest.mark.skipif(not (_mpiexec() and _have_mpi4py()),
+                                reason="needs mpi4py and an mpiexec: pip install -e '.[mpi]'")
+
+
+def run_mpi(n, worker, *args, timeout=120, env=None):
+    """Run ``workers/<worker>.py args`` as an n-process MPI job; returns (completed process, wall seconds)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CHAINRULE_DIST_TIMEOUT": str(TIMEOUT_S), **(env or {})}
+    command = [_mpiexec(), "-n", str(n), sys.executable, str(WORKERS / f"{worker}.py"), *args]
+    start = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return done, time.monotonic() - start
+
+
+def ok(done):
+    assert done.returncode == 0, f"rc {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-5000:]}"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_every_collective_against_numpy(n):
+    done, _ = run_mpi(n, "collectives")
+    ok(done)
+    for r in range(n):  # (the ranks' lines may interleave)
+        assert f"rank {r} of {n}: collectives ok" in done.stdout
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_ddp_equals_one_process_on_the_global_batch(n):
+    """N ranks x batch b == 1 process x batch N*b after AdamW steps with clipping, for the MLP, CNN and GPT."""
+    done, _ = run_mpi(n, "ddp", "equivalence")
+    results = ok(done)
+    assert {(r["kind"], r["dtype"]) for r in results} == {
+        (k, f"chainrule.{d}") for k in ("mlp", "cnn", "gpt") for d in ("float32", "float64")}
+    for r in results:
+        assert r["bitwise_equal_across_ranks"], r
+        assert r["diff"] < (1e-12 if r["dtype"].endswith("float64") else 1e-5), r
+
+
+def test_ddp_options_no_sync_unused_parameters_and_mismatched_models():
+    results = ok(run_mpi(2, "ddp", "options", "unused", "mismatch")[0])
+    by_check = {}
+    for r in results:
+        by_check.setdefault(r["check"], []).append(r)
+    options = {r["option"]: r for r in by_check["option"]}
+    assert options["bucket_cap_mb tiny"]["buckets"] > 10 and options["bucket_cap_mb huge"]["buckets"] == 1
+    assert all(r["bitwise_equal_to_default"] for r in options.values()), options
+    (no_sync,) = by_check["no_sync"]
+    assert no_sync["diff"] < 1e-12 and no_sync["bitwise_equal_across_ranks"]
+    (unused,) = by_check["unused"]
+    assert unused["diff"] < 1e-12 and unused["never_grad_is_none"] and unused["never_unchanged"]
+    assert unused["bitwise_equal_across_ranks"]
+    (mismatch,) = by_check["mismatch"]
+    assert mismatch["same_error_everywhere"]
+    assert "rank 1 has parameter 'net.1.weight' [17, 12]" in mismatch["message"]
+
+
+@pytest.mark.parametrize("mode, status, text, bound", [
+    ("raise", 1, "ValueError: rank 1 found bad input", 5),
+    ("kill", None, "", 5),
+    ("stall", 124, "all_reduce (float32, 4 elements) did not complete within 3 s", 3 + 5),
+    ("exit_early", 124, "did not complete within 3 s", 3 + 5),  # rank 0 in all_reduce or rank 1 at its exit barrier
+    ("monitored", 1, "monitored_barrier: rank 1 failed to pass the barrier within 1 s", 5),
+])
+def test_a_failing_rank_ends_the_whole_job_in_bounded_time(mode, status, text, bound):
+    done, wall = run_mpi(2, "failures", mode, timeout=60, env={"CHAINRULE_DIST_TIMEOUT": "3"})
+    assert done.returncode != 0 and (status is None or done.returncode == status), (done.returncode, done.stderr[-3000:])
+    assert text in done.stderr, done.stderr[-3000:]
+    assert "finished" not in done.stdout or mode == "exit_early"
+    assert wall < bound, wall

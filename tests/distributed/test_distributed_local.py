@@ -1,0 +1,82 @@
+"""The parts of chainrule.distributed that need no MPI job: launch detection, the bucket assignment (against
+PyTorch's), and that single-process use never loads mpi4py."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from chainrule.distributed import launched_world_size, wants_distributed
+from chainrule.nn.parallel.distributed import compute_bucket_assignment_by_size
+
+LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE",
+               "MV2_COMM_WORLD_RANK", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_STEP_ID", "CHAINRULE_DISTRIBUTED")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for var in LAUNCH_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("env, size", [
+    ({}, None),
+    ({"PMI_SIZE": "4", "PMI_RANK": "1"}, 4),  # MPICH / Intel MPI
+    ({"OMPI_COMM_WORLD_SIZE": "3", "OMPI_COMM_WORLD_RANK": "0"}, 3),  # Open MPI
+    ({"MV2_COMM_WORLD_SIZE": "2", "MV2_COMM_WORLD_RANK": "0"}, 2),  # MVAPICH
+    ({"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_STEP_ID": "0"}, 8),  # a task srun started
+    ({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"}, None),  # the batch script itself
+    ({"PMI_SIZE": "2"}, None),  # a size without a rank is no launch
+])
+def test_launch_detection_from_the_launchers_environment(clean_env, env, size):
+    for var, value in env.items():
+        clean_env.setenv(var, value)
+    assert launched_world_size() == size
+    assert wants_distributed() == (size is not None and size > 1)
+
+
+def test_chainrule_distributed_forces_either_way(clean_env):
+    clean_env.setenv("PMI_SIZE", "2")
+    clean_env.setenv("PMI_RANK", "0")
+    clean_env.setenv("CHAINRULE_DISTRIBUTED", "0")
+    assert not wants_distributed()
+    clean_env.delenv("PMI_SIZE")
+    clean_env.setenv("CHAINRULE_DISTRIBUTED", "1")
+    assert wants_distributed()
+
+
+def test_single_process_use_never_imports_mpi4py():
+    code = ("import sys, chainrule, chainrule.distributed as d, chainrule.nn.parallel;"
+            "assert not d.is_initialized(); print('mpi4py' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_calls_before_init_process_group_raise_valueerror():
+    import chainrule as cr
+    import chainrule.distributed as dist
+
+    for call in (dist.get_rank, dist.get_world_size, dist.barrier, lambda: dist.all_reduce(cr.ones(2))):
+        with pytest.raises(ValueError, match="has not been initialized"):
+            call()
+    with pytest.raises(ValueError, match="backend 'nccl' is not available"):
+        dist.init_process_group("nccl")
+
+
+@pytest.mark.oracle
+def test_bucket_assignment_matches_torch():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch.distributed")
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        sizes = [int(s) for s in rng.integers(1, 400, n)]
+        kinds = [int(k) for k in rng.integers(0, 2, n)]
+        limits = [int(rng.integers(100, 2000)), int(rng.integers(100, 4000))]
+        tensors = [torch.empty(s, dtype=(torch.float32, torch.float64)[k]) for s, k in zip(sizes, kinds)]
+        theirs, _ = torch.distributed._compute_bucket_assignment_by_size(tensors, limits, [False] * n)
+        ours = compute_bucket_assignment_by_size(sizes, [(np.float32, np.float64)[k] for k in kinds], limits)
+        assert ours == [list(b) for b in theirs], (sizes, kinds, limits)

@@ -1,0 +1,185 @@
+"""Run under ``mpiexec -n N``: DistributedDataParallel against one process training on the whole batch.
+
+Every rank builds its model from a different seed (DDP must take rank 0's), trains N ranks x batch b with
+AdamW and gradient clipping, and compares with the same training done here in one process on the global
+batch N x b from rank 0's initial weights. Prints one JSON line per check: the largest difference.
+"""
+
+import hashlib
+import json
+import sys
+
+import numpy as np
+
+import chainrule as cr
+import chainrule.distributed as dist
+import chainrule.nn.functional as F
+from chainrule import nn
+from chainrule.models import GPT, MLP, LeNet
+from chainrule.nn.parallel import DistributedDataParallel as DDP
+
+STEPS = 4
+LOCAL_BATCH = 3
+
+
+def build(kind, dtype, seed):
+    cr.manual_seed(seed)
+    model = {"mlp": lambda: MLP(in_features=12, width=16, depth=2),
+             "cnn": lambda: LeNet(channels=(3, 4), hidden=(12, 10), image_size=12),
+             "gpt": lambda: GPT(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)}[kind]()
+    return model.to(dtype)
+
+
+def batch(kind, dtype, n, step):
+    """The global batch of ``step``: rank r trains on rows [r*b, (r+1)*b)."""
+    rng = np.random.default_rng(1000 + step)
+    rows = n * LOCAL_BATCH
+    if kind == "gpt":
+        tokens = rng.integers(0, 11, (rows, 9))
+        return cr.tensor(tokens[:, :-1]), cr.tensor(tokens[:, 1:])
+    shape = (rows, 12) if kind == "mlp" else (rows, 1, 12, 12)
+    return cr.tensor(rng.standard_normal(shape), dtype=dtype), cr.tensor(rng.integers(0, 10, rows))
+
+
+def loss_of(kind, model, x, y):
+    out = model(x)
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+
+def train(kind, model, dtype, n, rank, micro=1, ddp=None):
+    """STEPS AdamW steps with clipping; ``micro`` micro-batches per step (no_sync for all but the last)."""
+    wrapped = ddp or model
+    opt = cr.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    for step in range(STEPS):
+        opt.zero_grad()
+        for m in range(micro):
+            x, y = batch(kind, dtype, n, step * micro + m)
+            if ddp is not None:
+                x, y = x[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH], y[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH]
+            sync = ddp is None or m == micro - 1
+            if sync:
+                loss_of(kind, wrapped, x, y).backward()
+            else:
+                with ddp.no_sync():
+                    loss_of(kind, wrapped, x, y).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+    return model
+
+
+def max_diff(a, b):
+    return max(float(np.abs(p.detach().numpy() - q.detach().numpy()).max()) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def digest(model):
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()
+
+
+def same_on_every_rank(model):
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, digest(model))
+    return len(set(every)) == 1
+
+
+def report(check, **values):
+    if dist.get_rank() == 0:
+        print(json.dumps({"check": check, **values}), flush=True)
+
+
+def equivalence(n, rank):
+    for kind in ("mlp", "cnn", "gpt"):
+        for dtype in (cr.float64, cr.float32):
+            reference = train(kind, build(kind, dtype, 100), dtype, n, rank)
+            model = build(kind, dtype, 100 + rank)
+            trained = train(kind, model, dtype, n, rank, ddp=DDP(model))
+            report("equivalence", kind=kind, dtype=str(dtype), diff=max_diff(trained, reference),
+                   bitwise_equal_across_ranks=same_on_every_rank(trained))
+
+
+def ddp_trained(kind, dtype, seed, n, rank, micro=1, **kwargs):
+    model = build(kind, dtype, seed)
+    ddp = DDP(model, **kwargs)
+    return train(kind, model, dtype, n, rank, micro=micro, ddp=ddp), ddp
+
+
+def options(n, rank):
+    """Bucket sizes, gradients as bucket views and no_sync change nothing but speed."""
+    dtype = cr.float64
+    base = digest(ddp_trained("gpt", dtype, 7 + rank, n, rank)[0])
+    for label, kwargs in (("bucket_cap_mb tiny", {"bucket_cap_mb": 1e-6}), ("bucket_cap_mb huge", {"bucket_cap_mb": 1e3}),
+                          ("gradient_as_bucket_view", {"gradient_as_bucket_view": True})):
+        trained, ddp = ddp_trained("gpt", dtype, 7 + rank, n, rank, **kwargs)
+        report("option", option=label, buckets=len(ddp._reducer.buckets), bitwise_equal_to_default=digest(trained) == base)
+    reference = train("mlp", build("mlp", dtype, 5), dtype, n, rank, micro=2)
+    trained, _ = ddp_trained("mlp", dtype, 5 + rank, n, rank, micro=2)
+    report("no_sync", diff=max_diff(trained, reference), bitwise_equal_across_ranks=same_on_every_rank(trained))
+
+
+class Branchy(nn.Module):
+    """``branch`` is used only for the samples rank 0 holds; ``never`` by nobody."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Linear(6, 4)
+        self.branch = nn.Linear(6, 4)
+        self.never = nn.Linear(6, 4)
+
+    def forward(self, x, use_branch):
+        out = self.trunk(x)
+        return out + self.branch(x) if use_branch else out
+
+
+def unused(n, rank):
+    dtype = cr.float64
+    rng = np.random.default_rng(3)
+    x = cr.tensor(rng.standard_normal((n * 2, 6)))
+    y = cr.tensor(rng.integers(0, 4, n * 2))
+    mask = cr.tensor(np.repeat((np.arange(n) == 0).astype(np.float64), 2))
+    cr.manual_seed(1)
+    reference = Branchy().to(dtype)
+    cr.manual_seed(1)
+    model = Branchy().to(dtype)
+    ddp = DDP(model)
+    before = model.never.weight.detach().numpy().copy()
+    for m, rows, use in ((reference, slice(None), None), (ddp, slice(rank * 2, rank * 2 + 2), rank == 0)):
+        opt = cr.optim.AdamW((m.module if m is ddp else m).parameters(), lr=1e-2)
+        for _ in range(3):
+            opt.zero_grad()
+            xs, ys = x[rows], y[rows]
+            if use is None:
+                loss = F.cross_entropy(m.trunk(xs) + m.branch(xs) * mask[:, None], ys)
+            else:  # only rank 0 reaches the branch
+                loss = F.cross_entropy(m(xs, use), ys)
+            loss.backward()
+            opt.step()
+    report("unused", diff=max_diff(model, reference), never_grad_is_none=model.never.weight.grad is None,
+           never_unchanged=bool((model.never.weight.detach().numpy() == before).all()),
+           bitwise_equal_across_ranks=same_on_every_rank(model))
+
+
+def mismatch(n, rank):
+    cr.manual_seed(0)
+    model = MLP(in_features=12, width=16 if rank == 0 else 17, depth=2)
+    try:
+        DDP(model)
+    except RuntimeError as err:
+        message = str(err)
+    else:
+        message = "no error"
+    every = [None] * n
+    dist.all_gather_object(every, message)
+    report("mismatch", same_error_everywhere=len(set(every)) == 1, message=every[0])
+
+
+def main(checks):
+    dist.init_process_group("mpi")
+    n, rank = dist.get_world_size(), dist.get_rank()
+    for check in checks:
+        {"equivalence": equivalence, "options": options, "unused": unused, "mismatch": mismatch}[check](n, rank)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
