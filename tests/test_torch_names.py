@@ -402,3 +402,63 @@ def test_numpy_spellings_in_functions_and_both_spellings_refused():
     _close(cr.var_mean(ours, axis=1, keepdims=True), torch.var_mean(theirs, axis=1, keepdims=True))
     with pytest.raises(TypeError, match="max\\(\\): got both 'dim' and its numpy spelling 'axis'"):
         ours.max(dim=0, axis=0)
+
+
+# ----- nanmedian, histogram, gradient ---------------------------------------------------------------------
+
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1, -1])
+def test_nanmedian_equals_torch_with_gradients(dim):
+    array = np.array([[_NAN, _NAN, _NAN], [1.0, _NAN, 3.0], [2.0, 1.0, 2.0], [5.0, 4.0, _NAN]])
+    ours, theirs = _both(array, requires_grad=True)
+    result = ours.nanmedian() if dim is None else ours.nanmedian(dim)
+    expected = theirs.nanmedian() if dim is None else theirs.nanmedian(dim)
+    if dim is not None:
+        _close(result.indices, expected.indices)
+        result, expected = result.values, expected.values
+    np.testing.assert_array_equal(result.detach().numpy(), expected.detach().numpy())
+    weights = RNG.standard_normal(tuple(expected.shape))
+    (result * cr.tensor(weights)).sum().backward()
+    (expected * torch.tensor(weights)).sum().backward()
+    _close(ours.grad, theirs.grad)
+
+
+def test_nanmedian_of_only_nans_and_keepdim():
+    _close(cr.nanmedian(cr.tensor([_NAN, _NAN])).isnan(), torch.nanmedian(torch.tensor([_NAN, _NAN])).isnan())
+    array = RNG.standard_normal((3, 4))
+    _close(tuple(cr.tensor(array).nanmedian(0, keepdim=True)), tuple(torch.tensor(array).nanmedian(0, keepdim=True)))
+    assert gradcheck(lambda v: v.nanmedian(1).values, (cr.tensor(array, requires_grad=True),))
+
+
+@pytest.mark.parametrize("kwargs", [{"bins": 7}, {"bins": 5, "range": (0.2, 0.9), "density": True},
+                                    {"bins": np.array([0.0, 0.3, 0.5, 1.0]), "weight": True}])
+def test_histogram_equals_torch(kwargs):
+    values = RNG.uniform(0, 1, 60)
+    ours, theirs = dict(kwargs), dict(kwargs)
+    if isinstance(kwargs["bins"], np.ndarray):
+        ours["bins"], theirs["bins"] = cr.tensor(kwargs["bins"]), torch.tensor(kwargs["bins"])
+    if kwargs.get("weight"):
+        ours["weight"], theirs["weight"] = cr.tensor(values), torch.tensor(values)
+    _close(tuple(cr.histogram(cr.tensor(values), **ours)), tuple(torch.histogram(torch.tensor(values), **theirs)))
+    assert cr.tensor(values, dtype=cr.float32).histogram(3).hist.dtype == cr.float32
+    with pytest.raises(RuntimeError, match="histogram: input must be a floating-point tensor"):
+        cr.histogram(cr.tensor([1, 2]), 2)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("spacing,dim", [(1, None), (2.5, None), ([0.5, 3.0], None), (0.5, 1), ([2.0], [0])])
+def test_gradient_equals_torch_and_is_differentiable(edge_order, spacing, dim):
+    array = RNG.standard_normal((4, 5))
+    ours = cr.gradient(cr.tensor(array), spacing=spacing, dim=dim, edge_order=edge_order)
+    _close(ours, torch.gradient(torch.tensor(array), spacing=spacing, dim=dim, edge_order=edge_order))
+    x = cr.tensor(array, requires_grad=True)
+    assert gradcheck(lambda v: cr.gradient(v, spacing=spacing, dim=dim, edge_order=edge_order)[0], (x,))
+
+
+def test_gradient_errors_name_the_problem():
+    with pytest.raises(RuntimeError, match="gradient: each dimension needs at least edge_order"):
+        cr.gradient(cr.zeros(2, 5), edge_order=2)
+    with pytest.raises(RuntimeError, match="coordinate tensors are not supported"):
+        cr.gradient(cr.zeros(4), spacing=[cr.arange(4.0)])

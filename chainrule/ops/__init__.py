@@ -9,6 +9,7 @@ from chainrule.ops.logits import *  # noqa: F401,F403
 from chainrule.ops.reduction import *  # noqa: F401,F403
 from chainrule.ops.shape import *  # noqa: F401,F403
 from chainrule.ops.sorting import *  # noqa: F401,F403
+from chainrule.ops.statistics import *  # noqa: F401,F403
 from chainrule.ops.view_forms import *  # noqa: F401,F403
 
 # cr.cumsum(x, axis=0), cr.cat(xs, axis=1): numpy's argument names, as PyTorch accepts them

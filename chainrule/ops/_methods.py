@@ -264,6 +264,7 @@ def _functional():
 
 def _queries_and_forms() -> dict:
     """Questions about a tensor's layout and kind, legacy spellings, and the view forms (see ops.view_forms)."""
+    from chainrule.ops import statistics as st
     from chainrule.ops import view_forms as vf
 
     return {
@@ -287,6 +288,7 @@ def _queries_and_forms() -> dict:
         "cfloat": lambda self: ew.to_dtype(self, _dt.complex64), "cdouble": lambda self: ew.to_dtype(self, _dt.complex128),
         "hardshrink": lambda self, lambd=0.5: _functional().hardshrink(self, lambd),
         "prelu": lambda self, weight: _functional().prelu(self, weight),
+        "nanmedian": st.nanmedian, "histogram": st.histogram,
         **{name: getattr(vf, name) for name in (
             "moveaxis", "ravel", "narrow_copy", "split_with_sizes", "unsafe_chunk", "unsafe_split",
             "unsafe_split_with_sizes", "unfold", "select_scatter", "slice_scatter", "diagonal_scatter")},
