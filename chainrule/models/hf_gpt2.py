@@ -133,7 +133,8 @@ def _refuse_pickle(folder: Path) -> None:
             raise CheckpointError(f"{folder} is a pickle checkpoint, which chainrule never loads (it can run code); "
                                   + _CONVERT_RECIPE.replace("PATH", repr(str(folder))))
         if not folder.exists():
-            raise FileNotFoundError(f"{folder}: no such folder")
+            raise FileNotFoundError(f"{folder}: no such folder (from_pretrained reads a local folder; fetch one "
+                                    f"with huggingface_hub.snapshot_download('{folder}') where the hub is reachable)")
         raise CheckpointError(f"{folder} is a file; from_pretrained takes the folder holding {CONFIG_NAME}")
     has_safetensors = (folder / WEIGHTS_NAME).exists() or (folder / INDEX_NAME).exists()
     pickles = [name for name in _PICKLE_NAMES if (folder / name).exists()]
