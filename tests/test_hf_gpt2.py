@@ -257,3 +257,8 @@ def test_import_sample_evaluate_finetune_export(tmp_path, bpe_folder, capsys):
     np.testing.assert_allclose(back(ids).logits.detach().numpy(), model.eval()(cr.tensor(ids.numpy())).detach().numpy(),
                                rtol=1e-5, atol=1e-5)
     assert main(["import-hf", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
+    (source / "vocab.json").unlink()
+    assert main(["import-hf", str(source), "--out", str(tmp_path / "r3")]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "r3")]) == 2
+    assert "no tokenizer" in capsys.readouterr().err
