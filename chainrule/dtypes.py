@@ -11,20 +11,21 @@ import numbers
 from chainrule.backend import np
 
 __all__ = [
-    "DType", "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool_",
-    "get_default_dtype", "set_default_dtype", "to_dtype", "result_type", "scalar_dtype",
+    "DType", "float16", "float32", "float64", "complex64", "complex128", "int8", "int16", "int32", "int64", "uint8",
+    "bool_", "get_default_dtype", "get_default_complex_dtype", "set_default_dtype", "to_dtype", "result_type", "scalar_dtype",
 ]
 
 
 class DType:
-    __slots__ = ("name", "np", "is_floating_point", "is_signed", "itemsize", "_kind")
+    __slots__ = ("name", "np", "is_floating_point", "is_complex", "is_signed", "itemsize", "_kind")
 
     def __init__(self, name: str, np_dtype, kind: int):
         self.name = name
         self.np = np.dtype(np_dtype)
-        self._kind = kind  # 0 bool, 1 integer, 2 floating: the order type promotion follows
+        self._kind = kind  # 0 bool, 1 integer, 2 floating, 3 complex: the order type promotion follows
         self.is_floating_point = kind == 2
-        self.is_signed = self.np.kind in "if"
+        self.is_complex = kind == 3
+        self.is_signed = self.np.kind in "ifc"
         self.itemsize = self.np.itemsize
 
     def __repr__(self) -> str:
@@ -43,11 +44,18 @@ int16 = DType("int16", "int16", 1)
 int32 = DType("int32", "int32", 1)
 int64 = DType("int64", "int64", 1)
 bool_ = DType("bool", "bool", 0)
+complex64 = DType("complex64", "complex64", 3)
+complex128 = DType("complex128", "complex128", 3)
 
-_ALL = (float16, float32, float64, uint8, int8, int16, int32, int64, bool_)
+_ALL = (float16, float32, float64, uint8, int8, int16, int32, int64, bool_, complex64, complex128)
 _BY_NP = {d.np: d for d in _ALL}
 _BY_NAME = {d.name: d for d in _ALL}
-_BY_NAME.update(half=float16, float=float32, double=float64, long=int64, int=int32)
+_BY_NAME.update(half=float16, float=float32, double=float64, long=int64, int=int32, cfloat=complex64,
+                cdouble=complex128)
+# a floating dtype's complex counterpart (its real and imaginary parts) and back; float16 has none here
+# (PyTorch's complex32 is experimental), so it takes complex64
+_COMPLEX_OF = {float16: complex64, float32: complex64, float64: complex128}
+_REAL_OF = {complex64: float32, complex128: float64}
 
 _default_float = [float32]
 
@@ -61,6 +69,23 @@ def set_default_dtype(dtype) -> None:
     if not dtype.is_floating_point:
         raise TypeError(f"set_default_dtype: only floating dtypes can be the default, got {dtype}")
     _default_float[0] = dtype
+
+
+def get_default_complex_dtype() -> DType:
+    """The complex dtype of Python complex numbers: complex64 with float32 the default, else complex128."""
+    return _COMPLEX_OF[get_default_dtype()]
+
+
+def to_complex(dtype: DType) -> DType:
+    """The complex dtype holding ``dtype``'s values: float64 -> complex128, complex stays, others complex64."""
+    if dtype.is_complex:
+        return dtype
+    return _COMPLEX_OF.get(dtype, complex64) if dtype.is_floating_point else get_default_complex_dtype()
+
+
+def to_real(dtype: DType) -> DType:
+    """The real dtype of a complex dtype's parts (complex64 -> float32); real dtypes are their own."""
+    return _REAL_OF.get(dtype, dtype)
 
 
 def from_np(np_dtype) -> DType:
@@ -101,6 +126,8 @@ def scalar_dtype(value) -> DType:
         return bool_
     if isinstance(value, int):
         return int64
+    if isinstance(value, complex):
+        return get_default_complex_dtype()
     return get_default_dtype()
 
 
@@ -110,8 +137,15 @@ def _promote_kinds(a: DType, b: DType) -> DType:
     if a is b:
         return a
     if a._kind != b._kind:
-        return a if a._kind > b._kind else b
+        high, low = (a, b) if a._kind > b._kind else (b, a)
+        if high.is_complex and low.is_floating_point:  # float64 + complex64 -> complex128, as in PyTorch
+            return _complex_of_wider(high, low)
+        return high
     return from_np(np.promote_types(a.np, b.np))
+
+
+def _complex_of_wider(c: DType, f: DType) -> DType:
+    return complex128 if complex128 in (c, _COMPLEX_OF[f]) else complex64
 
 
 def result_type(a: DType, a_dim: int, b: DType, b_dim: int) -> DType:
@@ -125,6 +159,8 @@ def result_type(a: DType, a_dim: int, b: DType, b_dim: int) -> DType:
     if (a_dim == 0) == (b_dim == 0):
         return _promote_kinds(a, b)
     big, small = (a, b) if a_dim else (b, a)
+    if small.is_complex and big.is_floating_point:  # float32 tensor + 0-d complex128 -> complex64
+        return _COMPLEX_OF[big]
     if small._kind > big._kind:
         return small
     if small._kind == big._kind:
@@ -141,5 +177,7 @@ def scalar_result_type(tensor_dtype: DType, value) -> DType:
     if isinstance(value, numbers.Integral):
         return int64 if tensor_dtype is bool_ else tensor_dtype
     if isinstance(value, numbers.Real):
-        return tensor_dtype if tensor_dtype.is_floating_point else get_default_dtype()
-    raise TypeError(f"expected a real number, got {type(value).__name__}")
+        return tensor_dtype if tensor_dtype._kind >= 2 else get_default_dtype()
+    if isinstance(value, numbers.Complex):
+        return to_complex(tensor_dtype)
+    raise TypeError(f"expected a number, got {type(value).__name__}")

@@ -99,6 +99,9 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return self.dtype.is_floating_point
 
+    def is_complex(self) -> bool:
+        return self.dtype.is_complex
+
     # ----- autograd state -----------------------------------------------------------------------
     @property
     def requires_grad(self) -> bool:
@@ -116,10 +119,10 @@ class Tensor:
                 "requires_grad_: you can only change requires_grad of leaf tensors; this tensor "
                 f"was made by {self._node.name()}. Use .detach() to get a tensor outside the graph."
             )
-        if requires_grad and not self.dtype.is_floating_point:
+        if requires_grad and self.dtype._kind < 2:
             raise RuntimeError(
                 f"requires_grad_: only floating-point tensors can require gradients, got {self.dtype} "
-                f"(shape {self.shape}); convert first, e.g. x.float().requires_grad_()"
+                f"(shape {self.shape}); complex ones can too; convert first, e.g. x.float().requires_grad_()"
             )
         self._rg = bool(requires_grad)
         return self
@@ -404,6 +407,20 @@ class _ElementFormat:
         return self._plain(value).rjust(self.width)
 
 
+class _ComplexFormat:
+    """Complex elements as PyTorch writes them: the real parts in one element format, the imaginary parts
+    in another, joined by their sign and followed by 'j' ('1.0000+2.0000j')."""
+
+    def __init__(self, arr):
+        self.real = _ElementFormat(arr.real)
+        self.imag = _ElementFormat(arr.imag)
+        self.width = self.real.width + self.imag.width + 1
+
+    def __call__(self, value) -> str:
+        imag = self.imag._plain(value.imag) + "j"
+        return self.real(value.real) + (imag if imag[0] in "+-" else "+" + imag)
+
+
 def _summarized(arr):
     """Only the edge items of every long dimension: what the element format is chosen from."""
     for axis, size in enumerate(arr.shape):
@@ -436,7 +453,7 @@ def _format_array(arr, indent: int) -> str:
     if arr.dtype == np.float16:
         arr = arr.astype(np.float32)
     summarize = arr.size > _THRESHOLD
-    fmt = _ElementFormat(_summarized(arr) if summarize else arr)
+    fmt = (_ComplexFormat if arr.dtype.kind == "c" else _ElementFormat)(_summarized(arr) if summarize else arr)
     if arr.ndim == 0:
         return fmt(arr.item())
     return _format_block(arr, indent, summarize, fmt)
@@ -470,7 +487,7 @@ def _format_tensor(t: Tensor) -> str:
         if dtype is not _dt.get_default_dtype():
             suffixes.append(f"dtype={dtype!r}")
     else:
-        if dtype not in (_dt.get_default_dtype(), _dt.int64, _dt.bool_):
+        if dtype not in (_dt.get_default_dtype(), _dt.get_default_complex_dtype(), _dt.int64, _dt.bool_):
             suffixes.append(f"dtype={dtype!r}")
         body = _format_array(arr, len(prefix))
     if t._node is not None:

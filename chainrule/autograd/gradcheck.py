@@ -3,6 +3,12 @@
 ``gradcheck`` compares, for every output element and every input element, the Jacobian entry that
 backpropagation gives with a central difference (f(x + eps) - f(x - eps)) / (2 eps) in float64.
 ``gradgradcheck`` does the same for the gradient itself (the backward of the backward).
+
+Complex inputs and outputs (complex128) are checked as pairs of real numbers, as torch.autograd.gradcheck
+does: the real and the imaginary part of each input element are perturbed in turn, each output's real and
+imaginary parts are compared, and backpropagation's column for them is read from the gradient a seed of
+1 (for the real part) or i (for the imaginary part) gives, by PyTorch's convention for complex gradients
+(grad = dL/dRe + i dL/dIm).
 """
 
 from __future__ import annotations
@@ -28,33 +34,48 @@ def _outputs(fn: Callable, inputs: tuple) -> tuple:
     return tuple(o for o in _as_tuple(fn(*inputs)) if isinstance(o, Tensor))
 
 
+def _as_reals(array):
+    """A float64 vector of the array's numbers, a complex one as (real, imaginary) pairs."""
+    if array.dtype.kind == "c":
+        return np.ascontiguousarray(array, dtype=np.complex128).reshape(-1).view(np.float64)
+    return array.astype(np.float64).reshape(-1)
+
+
+def _real_size(array) -> int:
+    return array.size * (2 if array.dtype.kind == "c" else 1)
+
+
 def _numerical_jacobian(fn, inputs: tuple, k: int, out_index: int, eps: float):
-    data = inputs[k]._data  # perturbed in place, one element at a time, then restored
+    data = inputs[k]._data  # perturbed in place, one number at a time, then restored
+    steps = (eps, eps * 1j) if data.dtype.kind == "c" else (eps,)  # a complex element: its real, then imaginary part
     columns = []
     # grad mode stays on: gradgradcheck's function computes gradients itself
     for i in range(data.size):
         where = np.unravel_index(i, data.shape)
         orig = data[where].item()
-        data[where] = orig + eps
-        plus = _outputs(fn, inputs)[out_index]._data.astype(np.float64).reshape(-1)
-        data[where] = orig - eps
-        minus = _outputs(fn, inputs)[out_index]._data.astype(np.float64).reshape(-1)
-        data[where] = orig
-        columns.append((plus - minus) / (2 * eps))
-    out_size = _outputs(fn, inputs)[out_index]._data.size
+        for step in steps:
+            data[where] = orig + step
+            plus = _as_reals(_outputs(fn, inputs)[out_index]._data)
+            data[where] = orig - step
+            minus = _as_reals(_outputs(fn, inputs)[out_index]._data)
+            data[where] = orig
+            columns.append((plus - minus) / (2 * eps))
+    out_size = _real_size(_outputs(fn, inputs)[out_index]._data)
     return np.stack(columns, axis=1) if columns else np.zeros((out_size, 0))
 
 
 def _analytical_jacobian(fn, inputs: tuple, k: int, out_index: int):
     out = _outputs(fn, inputs)[out_index]
+    parts = 2 if out._data.dtype.kind == "c" else 1  # a complex output: rows for its real, then imaginary part
+    in_size = _real_size(inputs[k]._data)
     rows = []
-    for j in range(out._data.size):
+    for j in range(out._data.size * parts):
         seed = np.zeros(out._data.size, dtype=out._data.dtype)
-        seed[j] = 1.0
+        seed[j // parts] = 1j if j % parts else 1.0
         (g,) = _grad(out, inputs[k], grad_outputs=wrap(seed.reshape(out.shape)), retain_graph=True,
                      allow_unused=True)
-        rows.append(np.zeros(inputs[k]._data.size) if g is None else g._data.astype(np.float64).reshape(-1))
-    return np.stack(rows, axis=0) if rows else np.zeros((0, inputs[k]._data.size))
+        rows.append(np.zeros(in_size) if g is None else _as_reals(g._data))
+    return np.stack(rows, axis=0) if rows else np.zeros((0, in_size))
 
 
 def gradcheck(fn: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: float = 1e-5,
@@ -63,9 +84,10 @@ def gradcheck(fn: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: 
     requires grad; else raises :class:`GradcheckError` naming the worst element (or returns False)."""
     inputs = _as_tuple(inputs)
     for k, x in enumerate(inputs):
-        if isinstance(x, Tensor) and x.requires_grad and x.dtype.name != "float64":
+        if isinstance(x, Tensor) and x.requires_grad and x.dtype.name not in ("float64", "complex128"):
             raise GradcheckError(
-                f"gradcheck: input {k} is {x.dtype}; finite differences need float64 inputs to be meaningful"
+                f"gradcheck: input {k} is {x.dtype}; finite differences need float64 (or complex128) inputs to "
+                "be meaningful"
             )
     n_outputs = len(_outputs(fn, inputs))
     for out_index in range(n_outputs):
@@ -84,8 +106,8 @@ def gradcheck(fn: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: 
                 if not raise_exception:
                     return False
                 worst = np.unravel_index(np.argmax(err - (atol + rtol * np.abs(numerical))), err.shape)
-                out_el = [int(i) for i in np.unravel_index(worst[0], _outputs(fn, inputs)[out_index].shape or (1,))]
-                in_el = [int(i) for i in np.unravel_index(worst[1], x.shape or (1,))]
+                out_el = _element_name(worst[0], _outputs(fn, inputs)[out_index])
+                in_el = _element_name(worst[1], x)
                 raise GradcheckError(
                     f"gradcheck: Jacobian mismatch for output {out_index} with respect to input {k}: "
                     f"{int(bad.sum())} of {bad.size} entries differ. Worst: d output{out_el} / "
@@ -93,6 +115,15 @@ def gradcheck(fn: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: 
                     f"{numerical[worst]:.10g} (abs error {err[worst]:.3g}; atol {atol}, rtol {rtol})"
                 )
     return True
+
+
+def _element_name(real_index: int, t: Tensor) -> str:
+    """'[1, 2]' for the element of ``t`` a Jacobian row or column is about; '[1, 2].imag' for a complex
+    tensor's imaginary part."""
+    complex_ = t._data.dtype.kind == "c"
+    index = real_index // 2 if complex_ else real_index
+    name = str([int(i) for i in np.unravel_index(index, t.shape or (1,))])
+    return name + ((".imag" if real_index % 2 else ".real") if complex_ else "")
 
 
 def gradgradcheck(fn: Callable, inputs: Sequence | Tensor, grad_outputs: Sequence | None = None,
@@ -104,7 +135,7 @@ def gradgradcheck(fn: Callable, inputs: Sequence | Tensor, grad_outputs: Sequenc
     outputs = _outputs(fn, inputs)
     if grad_outputs is None:
         rng = np.random.default_rng(seed)
-        grad_outputs = tuple(wrap(rng.standard_normal(o.shape)).requires_grad_() for o in outputs)
+        grad_outputs = tuple(wrap(_random_like(rng, o)).requires_grad_() for o in outputs)
     grad_outputs = _as_tuple(grad_outputs)
     diff_positions = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     n_inputs = len(inputs)
@@ -118,3 +149,10 @@ def gradgradcheck(fn: Callable, inputs: Sequence | Tensor, grad_outputs: Sequenc
 
     return gradcheck(backward_of_fn, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
                      raise_exception=raise_exception)
+
+
+def _random_like(rng, t: Tensor):
+    """Standard normal float64 numbers of ``t``'s shape; complex128 with both parts random for a complex ``t``."""
+    if t._data.dtype.kind == "c":
+        return rng.standard_normal(t.shape) + 1j * rng.standard_normal(t.shape)
+    return rng.standard_normal(t.shape)

@@ -13,7 +13,7 @@ from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["record", "wrap", "Tensor", "tensor_operand", "binary_operands", "scalar_operand", "norm_dim",
-           "norm_dims", "describe", "float_operand", "untracked"]
+           "norm_dims", "describe", "float_operand", "untracked", "refuse_complex"]
 
 
 def untracked(out, like: Tensor, op: str | None = None, inputs: tuple = ()) -> Tensor:
@@ -77,11 +77,23 @@ def scalar_operand(a: Tensor, value, op: str) -> Tensor:
     return a if dtype.np == a._data.dtype else a.to(dtype)
 
 
+def refuse_complex(op: str, *operands) -> None:
+    """Operations that need an order (comparisons, max, relu, sort, rounding) refuse complex input, as
+    PyTorch does (NotImplementedError, a RuntimeError): complex numbers have none."""
+    for x in operands:
+        if type(x) is complex or (isinstance(x, Tensor) and x._data.dtype.kind == "c"):
+            what = describe(x) if isinstance(x, Tensor) else f"the number {x}"
+            raise NotImplementedError(
+                f"{op}: not supported for complex input ({what}): complex numbers have no order; "
+                "apply it to .abs(), .real or .imag instead"
+            )
+
+
 def float_operand(a, op: str) -> Tensor:
-    """Operations defined on floats only (exp, log, sigmoid, ...) promote integer input to the default float."""
+    """Operations defined on floats (and complex numbers: exp, log, ...) promote integer input to the default float."""
     if not isinstance(a, Tensor):
         a = tensor_operand(a, op)
-    if a._data.dtype.kind != "f":
+    if a._data.dtype.kind not in "fc":
         return a.to(_dt.get_default_dtype())
     return a
 

@@ -22,6 +22,7 @@ from chainrule.ops._helpers import (
     describe,
     float_operand,
     record,
+    refuse_complex,
     scalar_operand,
     tensor_operand,
     untracked,
@@ -35,7 +36,7 @@ __all__ = [
     "ge", "logical_and", "logical_or", "logical_not", "logical_xor", "isnan", "isinf", "isfinite",
     "to_dtype", "to_device", "atan2", "lerp", "mish", "hardtanh", "relu6", "logit", "sinh", "cosh", "asin", "acos", "atan",
     "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift",
-    "fmod", "nan_to_num", "addcmul", "addcdiv",
+    "fmod", "nan_to_num", "addcmul", "addcdiv", "conj_physical", "sgn",
 ]
 
 
@@ -69,15 +70,36 @@ def to_dtype(a: Tensor, dtype) -> Tensor:
     dtype = _dt.to_dtype(dtype)
     if a._data.dtype == dtype.np:
         return a
-    if a._rg and not dtype.is_floating_point:
-        return untracked(a._data.astype(dtype.np), a, "to")  # integer results never carry a graph
-    return record(a._data.astype(dtype.np), "to", (a,), lambda g, out: (g.to(a.dtype),))
+    data = a._data
+    if data.dtype.kind == "c" and not dtype.is_complex:
+        data = data.real  # complex to real keeps the real part, as PyTorch does (numpy would warn)
+    if a._rg and dtype._kind < 2:
+        return untracked(data.astype(dtype.np), a, "to")  # integer results never carry a graph
+    return record(data.astype(dtype.np), "to", (a,), lambda g, out: (g.to(a.dtype),))
 
 
 def to_device(a: Tensor, device) -> Tensor:
     """``a`` copied to ``device``; differentiable (the gradient is copied back)."""
     source = a.device
     return record(device.xp.asarray(to_host(a._data)), "to_device", (a,), lambda g, _: (to_device(g, source),))
+
+
+def conj_physical(a) -> Tensor:
+    """The complex conjugate (a real tensor is its own); the gradient is conjugated back."""
+    a = tensor_operand(a, "conj_physical")
+    if a._data.dtype.kind != "c":
+        return a
+    return record(a._data.conj(), "conj", (a,), _conj_rule)
+
+
+def _conj_rule(g, out):
+    return (conj_physical(g),)
+
+
+def _conj(t: Tensor) -> Tensor:
+    """conj(t) for the rules of holomorphic functions: PyTorch's gradient of a real loss with respect to a
+    complex z is dL/dRe(z) + i dL/dIm(z), so a rule multiplies the incoming gradient by conj(f'(z))."""
+    return conj_physical(t) if t._data.dtype.kind == "c" else t
 
 
 # ----- arithmetic -----------------------------------------------------------------------------------
@@ -192,6 +214,8 @@ def mul(a, b) -> Tensor:
             except ValueError:
                 raise _broadcast_error("mul", a, b) from None
             operands = (a, b)
+            if x.dtype.kind == "c":
+                return record(out, "mul", operands, _mul_complex_rule, operands, args=operands)
             return record(out, "mul", operands, _mul_rule, operands, args=operands, fast=_mul_fast)
     if _is_number(b) and isinstance(a, Tensor):
         a = scalar_operand(a, b, "mul")
@@ -201,6 +225,8 @@ def mul(a, b) -> Tensor:
     a, b = binary_operands(a, b, "mul")
     out = _apply2("mul", _np_mul, a, b)
     operands = (a, b)
+    if out.dtype.kind == "c":
+        return record(out, "mul", operands, _mul_complex_rule, operands, args=operands)
     return record(out, "mul", operands, _mul_rule, operands, args=operands, fast=_mul_fast)
 
 
@@ -212,6 +238,11 @@ def _mul_rule(g, _, a: Tensor, b: Tensor):
 def _mul_fast(g, _, a: Tensor, b: Tensor):
     return (g * b._data if a._rg else None,
             g * a._data if b._rg else None)
+
+
+def _mul_complex_rule(g, _, a: Tensor, b: Tensor):
+    return (g * _conj(b) if a._rg else None,
+            g * _conj(a) if b._rg else None)
 
 
 def _mul_number_rule(g, _, number):
@@ -228,15 +259,15 @@ def div(a, b, rounding_mode: str | None = None) -> Tensor:
     if _is_number(a) and isinstance(b, Tensor):
         b = float_operand(b, "div")
         # d(c / b)/db = -c / b**2 = -out / b
-        return record(a / b._data, "rdiv", (b,), lambda g, out: (-(g * out / b),), (b,), True)
+        return record(a / b._data, "rdiv", (b,), lambda g, out: (-(g * _conj(out / b)),), (b,), True)
     a, b = binary_operands(a, b, "div")
     if a._data.dtype.kind != "f":
         a, b = float_operand(a, "div"), float_operand(b, "div")
     out = _apply2("div", _np_div, a, b)
 
     def rule(g, _):
-        return (g / b if a._rg else None,
-                -(g * a) / (b * b) if b._rg else None)
+        return (g / _conj(b) if a._rg else None,
+                -(g * _conj(a / (b * b))) if b._rg else None)
 
     return record(out, "div", (a, b), rule, (a, b))
 
@@ -318,7 +349,7 @@ def _refuse_negative_integer_power(a: Tensor, exponent) -> None:
 
 
 def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
-    if a._data.dtype.kind != "f":
+    if a._data.dtype.kind not in "fc":
         if isinstance(c, float):
             a = float_operand(a, "pow")
         elif c < 0:
@@ -336,7 +367,7 @@ def _pow_scalar_exponent(a: Tensor, c: Number) -> Tensor:
             return (g * 0.0,)
         if c == 1:
             return (g,)
-        return (g * (a ** (c - 1) * c),)
+        return (g * _conj(a ** (c - 1) * c),)
 
     return record(data, "pow", (a,), rule, (a,))
 
@@ -368,22 +399,34 @@ def square(a) -> Tensor:
     a = tensor_operand(a, "square")
     if a._data.dtype.kind == "b":
         a = a.to(_dt.int64)  # as PyTorch: bool ** 2 is int64
-    return record(a._data * a._data, "square", (a,), lambda g, _: (g * a * 2.0,), (a,))
+    return record(a._data * a._data, "square", (a,), lambda g, _: (g * _conj(a) * 2.0,), (a,))
 
 
 def reciprocal(a) -> Tensor:
     a = float_operand(a, "reciprocal")
-    return record(1.0 / a._data, "reciprocal", (a,), lambda g, out: (-(g * out.square()),), keep_output=True)
+    return record(1.0 / a._data, "reciprocal", (a,), lambda g, out: (-(g * _conj(out.square())),), keep_output=True)
 
 
 def abs(a) -> Tensor:
     a = tensor_operand(a, "abs")
     xp = xp_of(a._data)
-    return record(xp.abs(a._data), "abs", (a,), lambda g, _: (g * sign(a),), (a,))
+    return record(xp.abs(a._data), "abs", (a,), lambda g, _: (g * sgn(a),), (a,))
+
+
+def sgn(a) -> Tensor:
+    """a / |a| (0 at 0): sign for real tensors, the unit phase of complex ones."""
+    a = tensor_operand(a, "sgn")
+    if a._data.dtype.kind != "c":
+        return sign(a)
+    size = abs(a)
+    at_zero = eq(size, 0)
+    return where(at_zero, 0.0, a / where(at_zero, 1.0, size))
 
 
 def sign(a) -> Tensor:
     a = tensor_operand(a, "sign")
+    if a._data.dtype.kind == "c":
+        raise RuntimeError(f"sign: not supported for complex input ({describe(a)}); use sgn, which gives a / |a|")
     if a._data.dtype.kind == "b":
         return untracked(a._data.copy(), a)  # sign(True) = True
     return _zero_grad_result(xp_of(a._data).sign(a._data), "sign", (a,))
@@ -401,22 +444,26 @@ def _zero_grad_result(out, op: str, inputs: tuple) -> Tensor:
 
 def floor(a) -> Tensor:
     a = tensor_operand(a, "floor")
+    refuse_complex("floor", a)
     return _zero_grad_result(xp_of(a._data).floor(a._data), "floor", (a,))
 
 
 def ceil(a) -> Tensor:
     a = tensor_operand(a, "ceil")
+    refuse_complex("ceil", a)
     return _zero_grad_result(xp_of(a._data).ceil(a._data), "ceil", (a,))
 
 
 def trunc(a) -> Tensor:
     a = tensor_operand(a, "trunc")
+    refuse_complex("trunc", a)
     return _zero_grad_result(xp_of(a._data).trunc(a._data), "trunc", (a,))
 
 
 def round(a, decimals: int = 0) -> Tensor:
     """Round half to even, as PyTorch does."""
     a = tensor_operand(a, "round")
+    refuse_complex("round", a)
     return _zero_grad_result(xp_of(a._data).round(a._data, decimals), "round", (a,))
 
 
@@ -424,18 +471,18 @@ def round(a, decimals: int = 0) -> Tensor:
 
 def exp(a) -> Tensor:
     a = float_operand(a, "exp")
-    return record(kernels.exp(a._data), "exp", (a,), lambda g, out: (g * out,), keep_output=True)
+    return record(kernels.exp(a._data), "exp", (a,), lambda g, out: (g * _conj(out),), keep_output=True)
 
 
 def expm1(a) -> Tensor:
     a = float_operand(a, "expm1")
     return record(xp_of(a._data).expm1(a._data), "expm1", (a,),
-                  lambda g, out: (g * (out + 1.0),), keep_output=True)
+                  lambda g, out: (g * _conj(out + 1.0),), keep_output=True)
 
 
 def log(a) -> Tensor:
     a = float_operand(a, "log")
-    return record(xp_of(a._data).log(a._data), "log", (a,), lambda g, _: (g / a,), (a,))
+    return record(xp_of(a._data).log(a._data), "log", (a,), lambda g, _: (g / _conj(a),), (a,))
 
 
 def log2(a) -> Tensor:
@@ -451,13 +498,13 @@ def log10(a) -> Tensor:
 
 def log1p(a) -> Tensor:
     a = float_operand(a, "log1p")
-    return record(xp_of(a._data).log1p(a._data), "log1p", (a,), lambda g, _: (g / (a + 1.0),), (a,))
+    return record(xp_of(a._data).log1p(a._data), "log1p", (a,), lambda g, _: (g / _conj(a + 1.0),), (a,))
 
 
 def sqrt(a) -> Tensor:
     a = float_operand(a, "sqrt")
     return record(xp_of(a._data).sqrt(a._data), "sqrt", (a,),
-                  lambda g, out: (g / (out * 2.0),), keep_output=True)
+                  lambda g, out: (g / _conj(out * 2.0),), keep_output=True)
 
 
 def rsqrt(a) -> Tensor:
@@ -469,28 +516,28 @@ def rsqrt(a) -> Tensor:
 
 def sin(a) -> Tensor:
     a = float_operand(a, "sin")
-    return record(xp_of(a._data).sin(a._data), "sin", (a,), lambda g, _: (g * cos(a),), (a,))
+    return record(xp_of(a._data).sin(a._data), "sin", (a,), lambda g, _: (g * _conj(cos(a)),), (a,))
 
 
 def cos(a) -> Tensor:
     a = float_operand(a, "cos")
-    return record(xp_of(a._data).cos(a._data), "cos", (a,), lambda g, _: (-(g * sin(a)),), (a,))
+    return record(xp_of(a._data).cos(a._data), "cos", (a,), lambda g, _: (-(g * _conj(sin(a))),), (a,))
 
 
 def tan(a) -> Tensor:
     a = float_operand(a, "tan")
     return record(xp_of(a._data).tan(a._data), "tan", (a,),
-                  lambda g, out: (g * (out.square() + 1.0),), keep_output=True)
+                  lambda g, out: (g * _conj(out.square() + 1.0),), keep_output=True)
 
 
 def sinh(a) -> Tensor:
     a = float_operand(a, "sinh")
-    return record(xp_of(a._data).sinh(a._data), "sinh", (a,), lambda g, _: (g * cosh(a),), (a,))
+    return record(xp_of(a._data).sinh(a._data), "sinh", (a,), lambda g, _: (g * _conj(cosh(a)),), (a,))
 
 
 def cosh(a) -> Tensor:
     a = float_operand(a, "cosh")
-    return record(xp_of(a._data).cosh(a._data), "cosh", (a,), lambda g, _: (g * sinh(a),), (a,))
+    return record(xp_of(a._data).cosh(a._data), "cosh", (a,), lambda g, _: (g * _conj(sinh(a)),), (a,))
 
 
 def asin(a) -> Tensor:
@@ -533,6 +580,9 @@ def erf(a) -> Tensor:
 
 def tanh(a) -> Tensor:
     a = float_operand(a, "tanh")
+    if a._data.dtype.kind == "c":
+        return record(kernels.tanh(a._data), "tanh", (a,), lambda g, out: (g * _conj(1.0 - out * out),),
+                      keep_output=True)
     return record(kernels.tanh(a._data), "tanh", (a,), _tanh_rule, keep_output=True, fast=_tanh_fast)
 
 
@@ -553,7 +603,9 @@ def _tanh_backward(g: Tensor, out: Tensor) -> Tensor:
 
 
 def _sigmoid_array(x, xp):
-    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|."""
+    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x| (complex x: the formula as written)."""
+    if x.dtype.kind == "c":
+        return 1.0 / (1.0 + xp.exp(-x))
     e = kernels.exp(-xp.abs(x))
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
@@ -561,7 +613,7 @@ def _sigmoid_array(x, xp):
 def sigmoid(a) -> Tensor:
     a = float_operand(a, "sigmoid")
     return record(_sigmoid_array(a._data, xp_of(a._data)), "sigmoid", (a,),
-                  lambda g, out: (g * (out * (1.0 - out)),), keep_output=True)
+                  lambda g, out: (g * _conj(out * (1.0 - out)),), keep_output=True)
 
 
 def logit(a, eps: float | None = None) -> Tensor:
@@ -582,6 +634,7 @@ def relu(a) -> Tensor:
     """max(a, 0); relu'(0) = 0."""
     a = tensor_operand(a, "relu")
     _refuse_bool("relu", a)
+    refuse_complex("relu", a)
     return record(kernels.relu(a._data), "relu", (a,), _relu_rule, keep_output=True, fast=_relu_fast)
 
 
@@ -685,6 +738,7 @@ def softplus(a, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
 def clamp(a, min=None, max=None) -> Tensor:
     """Limit ``a`` to [min, max] (numbers or tensors); the gradient passes where min <= a <= max."""
     a = tensor_operand(a, "clamp")
+    refuse_complex("clamp", a, min, max)
     if min is None and max is None:
         raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
@@ -736,6 +790,7 @@ clip = clamp
 
 def _tie_split(op: str, a, b) -> Tensor:
     a, b = binary_operands(a, b, op)
+    refuse_complex(op, a, b)
     xp = xp_of(a._data)
     out = _apply2(op, xp.maximum if op == "maximum" else xp.minimum, a, b)
 
@@ -758,8 +813,15 @@ def minimum(a, b) -> Tensor:
     return _tie_split("minimum", a, b)
 
 
-def where(condition, a, b) -> Tensor:
-    """``a`` where ``condition`` holds, else ``b``, broadcasting all three."""
+def where(condition, a=None, b=None) -> Tensor:
+    """``a`` where ``condition`` holds, else ``b``, broadcasting all three. ``where(condition)`` alone is
+    ``nonzero(condition, as_tuple=True)``."""
+    if a is None and b is None:
+        from chainrule.ops.indexing import nonzero  # (indexing builds on where)
+
+        return nonzero(condition, as_tuple=True)
+    if a is None or b is None:
+        raise TypeError("where: expected both x and y (or neither: where(condition) gives the indices)")
     cond = tensor_operand(condition, "where")
     if cond._data.dtype.kind != "b":
         raise RuntimeError(f"where: expected the condition to be a bool tensor, got {describe(cond)}; compare first, e.g. x > 0")
@@ -854,18 +916,22 @@ def ne(a, b) -> Tensor:
 
 
 def lt(a, b) -> Tensor:
+    refuse_complex("lt", a, b)
     return _compare("lt", "less", a, b)
 
 
 def le(a, b) -> Tensor:
+    refuse_complex("le", a, b)
     return _compare("le", "less_equal", a, b)
 
 
 def gt(a, b) -> Tensor:
+    refuse_complex("gt", a, b)
     return _compare("gt", "greater", a, b)
 
 
 def ge(a, b) -> Tensor:
+    refuse_complex("ge", a, b)
     return _compare("ge", "greater_equal", a, b)
 
 

@@ -59,10 +59,16 @@ def _matmul_nd(a: Tensor, b: Tensor, op: str, orig_a: Tensor, orig_b: Tensor) ->
         raise _matmul_error(op, orig_a, orig_b) from None
 
     def rule(g, _):
-        return (g @ b.mT if a._rg else None,
-                a.mT @ g if b._rg else None)
+        return (g @ _adjoint(b) if a._rg else None,
+                _adjoint(a) @ g if b._rg else None)
 
     return record(out, "matmul", (a, b), rule, (a, b))
+
+
+def _adjoint(m: Tensor) -> Tensor:
+    """The conjugate transpose of the last two dims (the transpose for real matrices): matmul's rule
+    for PyTorch's complex gradients."""
+    return m.mT.conj_physical() if m._data.dtype.kind == "c" else m.mT
 
 
 def mm(a, b) -> Tensor:
@@ -93,7 +99,12 @@ def dot(a, b) -> Tensor:
     return matmul(a, b)
 
 
-vdot = dot
+def vdot(a, b) -> Tensor:
+    """The dot product with the first vector conjugated (``dot`` for real vectors)."""
+    a, b = tensor_operand(a, "vdot"), tensor_operand(b, "vdot")
+    if a.ndim != 1 or b.ndim != 1 or a.shape[0] != b.shape[0]:
+        raise RuntimeError(f"vdot: expects two 1-D tensors of the same size, got {describe(a)} and {describe(b)}")
+    return dot(a.conj_physical(), b)
 
 
 def inner(a, b) -> Tensor:

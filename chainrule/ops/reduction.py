@@ -17,7 +17,17 @@ from collections import namedtuple
 
 from chainrule import dtypes as _dt
 from chainrule.backend import kernels, xp_of
-from chainrule.ops._helpers import Tensor, float_operand, norm_dim, norm_dims, record, tensor_operand, untracked, wrap
+from chainrule.ops._helpers import (
+    Tensor,
+    float_operand,
+    norm_dim,
+    norm_dims,
+    record,
+    refuse_complex,
+    tensor_operand,
+    untracked,
+    wrap,
+)
 
 __all__ = ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "var_mean",
            "std_mean", "logsumexp", "norm", "cumsum", "cumprod", "argmax", "argmin", "all", "any",
@@ -54,7 +64,7 @@ def sum(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims: 
     dims = _dims(a, dim, axis, "sum")
     keep = _keep(keepdim, keepdims)
     out_dtype = _dt.to_dtype(dtype).np if dtype is not None else (
-        a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np)
+        a._data.dtype if a._data.dtype.kind in "fc" else _dt.int64.np)
     out = a._data.sum(axis=dims, keepdims=keep, dtype=out_dtype)
     shape = a.shape
     return record(out, "sum", (a,), lambda g, _: (expand_reduced(g, shape, dims, keep).to(a.dtype),))
@@ -78,7 +88,7 @@ def mean(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims:
     a = tensor_operand(a, "mean")
     if dtype is not None:
         a = a.to(dtype)
-    if a._data.dtype.kind != "f":
+    if a._data.dtype.kind not in "fc":
         raise RuntimeError(
             f"mean: could not infer output dtype; input dtype must be floating point, got {a.dtype}. "
             "Pass dtype=chainrule.float32 or call .float() first"
@@ -165,6 +175,7 @@ def _prod_others_vjp(a: Tensor, h: Tensor, d: int) -> Tensor:
 
 def _extreme(a: Tensor, dims: tuple, keep: bool, op: str, fn: str) -> Tensor:
     """amax/amin: the gradient is split evenly among the elements equal to the extreme."""
+    refuse_complex(op, a)
     xp = xp_of(a._data)
     if a._data.size == 0 and builtins.any(a._data.shape[d] == 0 for d in dims):
         raise RuntimeError(f"{op}: expected a non-empty tensor over the reduced dims, got shape {a.shape}")
@@ -397,6 +408,7 @@ def _arg_extreme(a, dim, keepdim: bool, name: str) -> Tensor:
     if a._data.dtype.kind == "b":
         raise RuntimeError(f"{name}: bool input is not supported (shape {tuple(a.shape)}); convert first, e.g. x.int()")
     xp = xp_of(a._data)
+    refuse_complex(name, a)
     find = getattr(xp, name)
     if dim is None:
         out = xp.asarray(find(a._data), dtype=_dt.int64.np).reshape((1,) * a.ndim if keepdim else ())

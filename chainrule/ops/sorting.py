@@ -7,7 +7,7 @@ from collections import namedtuple
 
 from chainrule import dtypes as _dt
 from chainrule.backend import xp_of
-from chainrule.ops._helpers import describe, norm_dim, tensor_operand, untracked
+from chainrule.ops._helpers import describe, norm_dim, refuse_complex, tensor_operand, untracked
 
 __all__ = ["sort", "argsort", "topk", "msort"]
 
@@ -26,6 +26,7 @@ def _order(a, dim: int, descending: bool, stable: bool):
 def sort(a, dim: int = -1, descending: bool = False, stable: bool = False):
     """``(values, indices)`` of ``a`` sorted along ``dim``; NaN sorts last, as in PyTorch."""
     a = tensor_operand(a, "sort")
+    refuse_complex("sort", a)
     if a.ndim == 0:
         return values_indices(a.clone(), untracked(xp_of(a._data).zeros((), dtype=_dt.int64.np), a))
     d = norm_dim(dim, a.ndim, "sort")
