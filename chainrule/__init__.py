@@ -7,8 +7,8 @@
 """
 
 from chainrule._version import __version__
-from chainrule.dtypes import (DType, bool_, float16, float32, float64, get_default_dtype, int8, int16, int32,
-                              int64, set_default_dtype, uint8)
+from chainrule.dtypes import (DType, bool_, complex64, complex128, float16, float32, float64, get_default_dtype, int8,
+                              int16, int32, int64, set_default_dtype, uint8)
 from chainrule.tensor import Tensor
 from chainrule.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from chainrule.creation import *  # noqa: F401,F403
@@ -21,6 +21,7 @@ from chainrule.threads import get_num_threads, set_num_threads
 
 bool = bool_  # noqa: A001  (cr.bool, as torch.bool)
 half, double, long, int = float16, float64, int64, int32  # noqa: A001
+cfloat, cdouble = complex64, complex128
 float = float32  # noqa: A001
 
 
@@ -33,10 +34,11 @@ def device(name: str) -> Device:
 # The layers above the core load on first use (``cr.nn.Linear``, ``cr.optim.AdamW``), as torch.nn
 # and torch.optim are reachable from ``import torch``, without slowing ``import chainrule``.
 _SUBPACKAGES = ("nn", "optim", "data", "train", "io", "diagnostics", "models", "viz", "recipes", "utils", "cuda", "special",
-                "backends", "distributions", "linalg")
+                "backends", "distributions", "linalg", "fft", "compiler", "onnx")
 globals().pop("linalg", None)  # chainrule.ops' star import left chainrule.ops.linalg here; cr.linalg is torch.linalg's
 # torch.* functions that live in those layers: name -> module defining it.
 _LAZY_FUNCTIONS = {"save": "chainrule.io.serialization", "load": "chainrule.io.serialization",
+                   "compile": "chainrule.compiler", "CompileError": "chainrule.compiler",
                    "set_float32_matmul_precision": "chainrule.backends",
                    "get_float32_matmul_precision": "chainrule.backends",
                    **{n: "chainrule.linalg" for n in ("det", "inverse", "trace", "cholesky", "slogdet", "logdet")}}
