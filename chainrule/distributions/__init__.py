@@ -2,6 +2,7 @@
 is reparameterised (gradients reach the parameters), ``sample`` draws from chainrule's seeded generator,
 ``kl_divergence`` dispatches through a registry (``register_kl``)."""
 
+from chainrule.distributions import constraints
 from chainrule.distributions.continuous import Laplace, LogNormal, StudentT
 from chainrule.distributions.discrete import Binomial, Geometric, Poisson
 from chainrule.distributions.distribution import Distribution
@@ -13,4 +14,4 @@ from chainrule.distributions.multivariate_normal import MultivariateNormal
 
 __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
            "Gamma", "Chi2", "Beta", "Dirichlet", "MultivariateNormal", "Laplace", "LogNormal", "StudentT",
-           "Poisson", "Binomial", "Geometric", "Independent", "kl_divergence", "register_kl"]
+           "Poisson", "Binomial", "Geometric", "Independent", "kl_divergence", "register_kl", "constraints"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 
 from chainrule import ops as _ops
+from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, broadcast_all
-from chainrule.distributions.families import _POSITIVE, _REAL, Normal, _draw, _finfo
+from chainrule.distributions.families import Normal, _draw, _finfo
 from chainrule.distributions.gamma import _standard_gamma
 
 __all__ = ["Laplace", "LogNormal", "StudentT"]
@@ -16,7 +17,7 @@ __all__ = ["Laplace", "LogNormal", "StudentT"]
 class Laplace(Distribution):
     """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale); ``rsample`` inverts the CDF."""
 
-    arg_constraints = {"loc": _REAL, "scale": _POSITIVE}
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     _param_names = ("loc", "scale")
     has_rsample = True
 
@@ -55,9 +56,9 @@ class Laplace(Distribution):
 class LogNormal(Distribution):
     """LogNormal(loc, scale): exp of a Normal(loc, scale) draw."""
 
-    arg_constraints = {"loc": _REAL, "scale": _POSITIVE}
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     _param_names = ("loc", "scale")
-    support_name = "GreaterThan(lower_bound=0.0)"
+    support = constraints.positive
     has_rsample = True
 
     def __init__(self, loc, scale, validate_args=None):
@@ -73,9 +74,6 @@ class LogNormal(Distribution):
     mean = property(lambda self: (self.loc + self.scale ** 2 / 2).exp())
     mode = property(lambda self: (self.loc - self.scale ** 2).exp())
     variance = property(lambda self: (self.scale ** 2).expm1() * (2 * self.loc + self.scale ** 2).exp())
-
-    def _in_support(self, value):
-        return value > 0
 
     def rsample(self, sample_shape=()):
         return self.base_dist.rsample(sample_shape).exp()
@@ -97,7 +95,7 @@ class StudentT(Distribution):
     """StudentT(df, loc=0, scale=1); ``rsample`` is loc + scale * N / sqrt(G / df) with N standard normal and
     G a chi-square(df) draw, 2 * Gamma(df / 2, 1)."""
 
-    arg_constraints = {"df": _POSITIVE, "loc": _REAL, "scale": _POSITIVE}
+    arg_constraints = {"df": constraints.positive, "loc": constraints.real, "scale": constraints.positive}
     _param_names = ("df", "loc", "scale")
     has_rsample = True
 

@@ -7,18 +7,12 @@ from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.autograd import no_grad
 from chainrule.backend import np, to_host
+from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, broadcast_all
-from chainrule.distributions.families import _REAL, _UNIT, _clamp_probs, _draw, _finfo
+from chainrule.distributions.families import _clamp_probs, _draw, _finfo
 from chainrule.tensor import Tensor
 
 __all__ = ["Poisson", "Binomial", "Geometric"]
-
-_NONNEGATIVE = (lambda v: v >= 0, "GreaterThanEq(lower_bound=0.0)")
-_COUNT_SUPPORT = "IntegerGreaterThan(lower_bound=0)"
-
-
-def _is_count(value: Tensor) -> Tensor:
-    return (value >= 0) & (value == value.floor())
 
 
 def _softplus(x: Tensor) -> Tensor:
@@ -37,20 +31,20 @@ class _ProbsOrLogits:
             self.probs = given[-1]
             p = _clamp_probs(self.probs)
             self.logits = p.log() - (-p).log1p()
-            self.arg_constraints = {"probs": _UNIT}
+            self.arg_constraints = {"probs": constraints.unit_interval}
         else:
             self.logits = given[-1]
             self.probs = self.logits.sigmoid()
-            self.arg_constraints = {"logits": _REAL}
+            self.arg_constraints = {"logits": constraints.real}
         return given[:-1]
 
 
 class Poisson(Distribution):
     """Poisson(rate): P(k) = rate^k e^-rate / k!."""
 
-    arg_constraints = {"rate": _NONNEGATIVE}
+    arg_constraints = {"rate": constraints.nonnegative}
     _param_names = ("rate",)
-    support_name = _COUNT_SUPPORT
+    support = constraints.nonnegative_integer
 
     def __init__(self, rate, validate_args=None):
         (self.rate,) = broadcast_all(rate)
@@ -59,9 +53,6 @@ class Poisson(Distribution):
     mean = property(lambda self: self.rate)
     mode = property(lambda self: self.rate.floor())
     variance = property(lambda self: self.rate)
-
-    def _in_support(self, value):
-        return _is_count(value)
 
     def sample(self, sample_shape=()):
         with no_grad():
@@ -77,25 +68,25 @@ class Poisson(Distribution):
 class Binomial(_ProbsOrLogits, Distribution):
     """Binomial(total_count=1, probs=None, logits=None): successes in total_count independent trials."""
 
+    arg_constraints = {"total_count": constraints.nonnegative_integer, "probs": constraints.unit_interval,
+                       "logits": constraints.real}  # total_count and the given one of probs/logits are checked
     _param_names = ("total_count", "probs", "logits")
+    has_enumerate_support = True
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
         (total_count,) = self._set_probs_or_logits(probs, logits, total_count)
         self.total_count = total_count.to(self.probs.dtype)
-        self.arg_constraints = {"total_count": (_is_count, _COUNT_SUPPORT), **self.arg_constraints}
+        self.arg_constraints = {"total_count": constraints.nonnegative_integer, **self.arg_constraints}
         super().__init__(self.probs.shape, (), validate_args)
 
-    @property
-    def support_name(self):
-        return f"IntegerInterval(lower_bound=0, upper_bound={self.total_count})"
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self):
+        return constraints.integer_interval(0, self.total_count.detach())
 
     mean = property(lambda self: self.total_count * self.probs)
     mode = property(lambda self: ((self.total_count + 1) * self.probs).floor().clamp(max=self.total_count))
     variance = property(lambda self: self.total_count * self.probs * (1 - self.probs))
     param_shape = property(lambda self: self.probs.shape)
-
-    def _in_support(self, value):
-        return _is_count(value) & (value <= self.total_count.detach())
 
     def sample(self, sample_shape=()):
         from chainrule.random import default_generator
@@ -134,22 +125,17 @@ class Binomial(_ProbsOrLogits, Distribution):
 class Geometric(_ProbsOrLogits, Distribution):
     """Geometric(probs=None, logits=None): the number of failures before the first success."""
 
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}  # the given one is checked
     _param_names = ("probs", "logits")
-    support_name = _COUNT_SUPPORT
+    support = constraints.nonnegative_integer
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         self._set_probs_or_logits(probs, logits)
-        if probs is not None:
-            self.arg_constraints = {"probs": ((lambda v: (v > 0) & (v <= 1)),
-                                              "Interval(lower_bound=0.0, upper_bound=1.0)")}
         super().__init__(self.probs.shape, (), validate_args)
 
     mean = property(lambda self: self.probs.reciprocal() - 1)
     mode = property(lambda self: creation.zeros_like(self.probs))
     variance = property(lambda self: (self.probs.reciprocal() - 1) / self.probs)
-
-    def _in_support(self, value):
-        return _is_count(value)
 
     def sample(self, sample_shape=()):
         """Inversion: floor(log u / log(1 - p)) for u uniform on (0, 1]."""

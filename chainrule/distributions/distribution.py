@@ -7,6 +7,7 @@ import math
 from chainrule import creation
 from chainrule.autograd import no_grad
 from chainrule.backend import np
+from chainrule.distributions import constraints
 from chainrule.tensor import Tensor
 
 __all__ = ["Distribution", "broadcast_all", "as_size"]
@@ -42,8 +43,9 @@ class Distribution:
     ``event_shape`` (the shape of one draw), ``sample``/``rsample``, ``log_prob``, ``entropy``, moments."""
 
     has_rsample = False
-    arg_constraints: dict = {}
-    support_name = "Real()"
+    has_enumerate_support = False
+    arg_constraints: dict = {}  # parameter name -> constraints.Constraint
+    support = constraints.real
     _validate_default = True
 
     def __init__(self, batch_shape=(), event_shape=(), validate_args: bool | None = None):
@@ -51,14 +53,14 @@ class Distribution:
         self._event_shape = as_size(event_shape)
         self._validate_args = Distribution._validate_default if validate_args is None else bool(validate_args)
         if self._validate_args:
-            for name, (check, label) in self.arg_constraints.items():
+            for name, constraint in self.arg_constraints.items():
                 value = self.__dict__.get(name)
-                if value is None:
+                if value is None or not isinstance(value, Tensor) or constraints.is_dependent(constraint):
                     continue
-                if not bool(check(value.detach()).all()):
+                if not bool(constraint.check(value.detach()).all()):
                     raise ValueError(
-                        f"Expected parameter {name} (Tensor of shape {as_size(value.shape)}) of distribution "
-                        f"{self!r} to satisfy the constraint {label}, but found invalid values:\n{value}")
+                        f"Expected parameter {name} (Tensor of shape {tuple(value.shape)}) of distribution "
+                        f"{self!r} to satisfy the constraint {constraint!r}, but found invalid values:\n{value}")
 
     @staticmethod
     def set_default_validate_args(value: bool) -> None:
@@ -127,14 +129,13 @@ class Distribution:
         except ValueError:
             raise ValueError(f"Value is not broadcastable with batch_shape+event_shape: {as_size(value.shape)} vs "
                              f"{self._batch_shape + self._event_shape}.") from None
-        ok = self._in_support(value.detach())
-        if ok is not None and not bool(ok.all()):
+        support = self.support
+        if constraints.is_dependent(support):
+            return
+        if not bool(support.check(value.detach()).all()):
             raise ValueError(
                 f"Expected value argument (Tensor of shape {as_size(value.shape)}) to be within the support "
-                f"({self.support_name}) of the distribution {self!r}, but found invalid values:\n{value}")
-
-    def _in_support(self, value: Tensor):
-        return None
+                f"({support!r}) of the distribution {self!r}, but found invalid values:\n{value}")
 
     _param_names: tuple[str, ...] = ()
 

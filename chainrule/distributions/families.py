@@ -9,15 +9,12 @@ from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.autograd import no_grad
 from chainrule.backend import np
+from chainrule.distributions import constraints
 from chainrule.distributions.distribution import LOG_SQRT_2PI, Distribution, as_size, broadcast_all
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["Normal", "Uniform", "Exponential", "Bernoulli", "Categorical", "OneHotCategorical"]
 
-_REAL = (lambda v: ~(v.isnan() | v.isinf()), "Real()")
-_POSITIVE = (lambda v: v > 0, "GreaterThan(lower_bound=0.0)")
-_UNIT = (lambda v: (v >= 0) & (v <= 1), "Interval(lower_bound=0.0, upper_bound=1.0)")
-_SIMPLEX = (lambda v: (v >= 0).all(-1) & ((v.sum(-1) - 1).abs() < 1e-6), "Simplex()")
 
 
 def _draw(fn: str, shape, like: Tensor, generator=None) -> Tensor:
@@ -35,7 +32,7 @@ def _finfo(t: Tensor):
 class Normal(Distribution):
     """Normal(loc, scale); ``rsample`` is ``loc + eps * scale``."""
 
-    arg_constraints = {"loc": _REAL, "scale": _POSITIVE}
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     _param_names = ("loc", "scale")
     has_rsample = True
 
@@ -72,24 +69,20 @@ class Uniform(Distribution):
 
     def __init__(self, low, high, validate_args=None):
         self.low, self.high = broadcast_all(low, high)
-        validate = Distribution._validate_default if validate_args is None else validate_args
-        if validate and not bool((self.low.detach() < self.high.detach()).all()):
-            raise ValueError(
-                f"Expected parameter low (Tensor of shape {as_size(self.low.shape)}) of distribution "
-                f"Uniform(low: {as_size(self.low.shape)}, high: {as_size(self.high.shape)}) to satisfy the "
-                f"constraint LessThan(upper_bound=high), but found invalid values:\n{self.low}")
         super().__init__(self.low.shape, (), validate_args)
 
     @property
-    def support_name(self):
-        return f"Interval(lower_bound={self.low}, upper_bound={self.high})"
+    def arg_constraints(self):
+        """Each bound against the other, as PyTorch's."""
+        return {"low": constraints.less_than(self.high.detach()), "high": constraints.greater_than(self.low.detach())}
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return constraints.interval(self.low.detach(), self.high.detach())
 
     mean = property(lambda self: (self.high + self.low) / 2)
     stddev = property(lambda self: (self.high - self.low) / 12 ** 0.5)
     variance = property(lambda self: (self.high - self.low) ** 2 / 12)
-
-    def _in_support(self, value):
-        return (value >= self.low.detach()) & (value <= self.high.detach())
 
     def rsample(self, sample_shape=()):
         u = _draw("random", self._extended_shape(sample_shape), self.low)
@@ -111,9 +104,9 @@ class Uniform(Distribution):
 class Exponential(Distribution):
     """Exponential(rate); ``rsample`` is ``E / rate`` with E standard exponential."""
 
-    arg_constraints = {"rate": _POSITIVE}
+    arg_constraints = {"rate": constraints.positive}
     _param_names = ("rate",)
-    support_name = "GreaterThanEq(lower_bound=0.0)"
+    support = constraints.nonnegative
     has_rsample = True
 
     def __init__(self, rate, validate_args=None):
@@ -124,9 +117,6 @@ class Exponential(Distribution):
     stddev = property(lambda self: self.rate.reciprocal())
     variance = property(lambda self: self.rate ** -2)
     mode = property(lambda self: creation.zeros_like(self.rate))
-
-    def _in_support(self, value):
-        return value >= 0
 
     def rsample(self, sample_shape=()):
         return _draw("standard_exponential", self._extended_shape(sample_shape), self.rate) / self.rate
@@ -151,8 +141,10 @@ def _clamp_probs(probs: Tensor) -> Tensor:
 class Bernoulli(Distribution):
     """Bernoulli(probs=...) or Bernoulli(logits=...): one of the two, the other derived."""
 
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}  # the given one is checked
     _param_names = ("probs", "logits")
-    support_name = "Boolean()"
+    support = constraints.boolean
+    has_enumerate_support = True
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         if (probs is None) == (logits is None):
@@ -161,20 +153,17 @@ class Bernoulli(Distribution):
             (self.probs,) = broadcast_all(probs)
             p = _clamp_probs(self.probs)
             self.logits = p.log() - (-p).log1p()
-            self.arg_constraints = {"probs": _UNIT}
+            self.arg_constraints = {"probs": constraints.unit_interval}
         else:
             (self.logits,) = broadcast_all(logits)
             self.probs = self.logits.sigmoid()
-            self.arg_constraints = {"logits": _REAL}
+            self.arg_constraints = {"logits": constraints.real}
         super().__init__(self.probs.shape, (), validate_args)
 
     mean = property(lambda self: self.probs)
     variance = property(lambda self: self.probs * (1 - self.probs))
     mode = property(lambda self: (self.probs >= 0.5).to(self.probs.dtype))
     param_shape = property(lambda self: self.probs.shape)
-
-    def _in_support(self, value):
-        return (value == 0) | (value == 1)
 
     def sample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
@@ -200,7 +189,9 @@ class Bernoulli(Distribution):
 class Categorical(Distribution):
     """Categorical(probs=...) or Categorical(logits=...) over the last dimension (normalised here)."""
 
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}  # the given one is checked
     _param_names = ("probs", "logits")
+    has_enumerate_support = True
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         if (probs is None) == (logits is None):
@@ -211,25 +202,21 @@ class Categorical(Distribution):
         if probs is not None:
             self.probs = probs / probs.sum(-1, keepdim=True)
             self.logits = _clamp_probs(self.probs).log()
-            self.arg_constraints = {"probs": _SIMPLEX}
+            self.arg_constraints = {"probs": constraints.simplex}
             self._raw = probs
         else:
             self.logits = logits - logits.logsumexp(-1, keepdim=True)
             self.probs = self.logits.softmax(-1)
-            self.arg_constraints = {"logits": (_REAL[0], "IndependentConstraint(Real(), 1)")}
+            self.arg_constraints = {"logits": constraints.real_vector}
             self._raw = logits
         self._num_events = given.shape[-1]
         super().__init__(given.shape[:-1], (), validate_args)
 
-    @property
-    def support_name(self):
-        return f"IntegerInterval(lower_bound=0, upper_bound={self._num_events - 1})"
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self):
+        return constraints.integer_interval(0, self._num_events - 1)
 
     param_shape = property(lambda self: self.probs.shape)
-
-    def _in_support(self, value):
-        return (value >= 0) & (value < self._num_events) & (value == value.floor() if value.dtype.is_floating_point
-                                                             else value == value)
 
     def _nan(self) -> Tensor:
         return creation.full(tuple(self._extended_shape()), float("nan"), dtype=self.probs.dtype)
@@ -267,8 +254,10 @@ class Categorical(Distribution):
 class OneHotCategorical(Distribution):
     """Categorical with one-hot draws: event_shape is (number of categories,)."""
 
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
     _param_names = ()
-    support_name = "OneHot()"
+    support = constraints.one_hot
+    has_enumerate_support = True
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         self._categorical = Categorical(probs, logits, validate_args)
@@ -285,9 +274,6 @@ class OneHotCategorical(Distribution):
         new = super().expand(batch_shape, _instance)
         new._categorical = self._categorical.expand(batch_shape)
         return new
-
-    def _in_support(self, value):
-        return ((value == 0) | (value == 1)).all(-1) & (value.sum(-1) == 1)
 
     def sample(self, sample_shape=()):
         from chainrule.nn.functional import one_hot

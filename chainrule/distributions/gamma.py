@@ -8,8 +8,9 @@ from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.autograd.graph import record
 from chainrule.backend import special, to_host, xp_of
+from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, as_size, broadcast_all
-from chainrule.distributions.families import _POSITIVE, _SIMPLEX, _finfo
+from chainrule.distributions.families import _finfo
 from chainrule.tensor import Tensor
 
 __all__ = ["Gamma", "Chi2", "Dirichlet", "Beta"]
@@ -49,9 +50,9 @@ class Gamma(Distribution):
     """Gamma(concentration, rate): density rate^a x^(a-1) e^(-rate x) / Gamma(a); ``rsample`` is a
     ``_standard_gamma`` draw over the rate."""
 
-    arg_constraints = {"concentration": _POSITIVE, "rate": _POSITIVE}
+    arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
     _param_names = ("concentration", "rate")
-    support_name = "GreaterThanEq(lower_bound=0.0)"
+    support = constraints.nonnegative
     has_rsample = True
 
     def __init__(self, concentration, rate, validate_args=None):
@@ -61,9 +62,6 @@ class Gamma(Distribution):
     mean = property(lambda self: self.concentration / self.rate)
     mode = property(lambda self: ((self.concentration - 1) / self.rate).clamp(min=0))
     variance = property(lambda self: self.concentration / self.rate ** 2)
-
-    def _in_support(self, value):
-        return value >= 0
 
     def rsample(self, sample_shape=()):
         shape = self._extended_shape(sample_shape)
@@ -85,10 +83,9 @@ class Dirichlet(Distribution):
     """Dirichlet(concentration) over the probability simplex of the last dimension; ``rsample`` normalises
     independent gamma draws, so gradients reach the concentration through each draw."""
 
-    arg_constraints = {"concentration": (lambda v: (v > 0).all(-1), "IndependentConstraint(GreaterThan("
-                                                                        "lower_bound=0.0), 1)")}
+    arg_constraints = {"concentration": constraints.independent(constraints.positive, 1)}
     _param_names = ("concentration",)
-    support_name = "Simplex()"
+    support = constraints.simplex
     has_rsample = True
 
     def __init__(self, concentration, validate_args=None):
@@ -96,9 +93,6 @@ class Dirichlet(Distribution):
             raise ValueError("`concentration` parameter must be at least one-dimensional.")
         self.concentration = concentration
         super().__init__(concentration.shape[:-1], concentration.shape[-1:], validate_args)
-
-    def _in_support(self, value):
-        return _SIMPLEX[0](value)
 
     def _total(self) -> Tensor:
         return self.concentration.sum(-1, keepdim=True)
@@ -140,9 +134,9 @@ class Dirichlet(Distribution):
 class Beta(Distribution):
     """Beta(concentration1, concentration0) on [0, 1]: the first coordinate of a two-category Dirichlet."""
 
-    arg_constraints = {"concentration1": _POSITIVE, "concentration0": _POSITIVE}
+    arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
     _param_names = ("concentration1", "concentration0")
-    support_name = "Interval(lower_bound=0.0, upper_bound=1.0)"
+    support = constraints.unit_interval
     has_rsample = True
 
     def __init__(self, concentration1, concentration0, validate_args=None):
@@ -154,9 +148,6 @@ class Beta(Distribution):
         new = super().expand(batch_shape, _instance)
         new._dirichlet = self._dirichlet.expand(as_size(batch_shape))
         return new
-
-    def _in_support(self, value):
-        return (value >= 0) & (value <= 1)
 
     def _total(self) -> Tensor:
         return self.concentration1 + self.concentration0
@@ -182,7 +173,7 @@ class Beta(Distribution):
 class Chi2(Gamma):
     """Chi2(df): Gamma(df / 2, rate 1/2)."""
 
-    arg_constraints = {"df": _POSITIVE}
+    arg_constraints = {"df": constraints.positive}
     _param_names = ("df", "concentration", "rate")
 
     def __init__(self, df, validate_args=None):

@@ -3,6 +3,7 @@ Normal as one multivariate draw): log_prob and entropy sum over them."""
 
 from __future__ import annotations
 
+from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, Size, as_size
 
 __all__ = ["Independent"]
@@ -30,9 +31,9 @@ class Independent(Distribution):
 
     has_rsample = property(lambda self: self.base_dist.has_rsample)
 
-    @property
-    def support_name(self):
-        return f"IndependentConstraint({self.base_dist.support_name}, {self.reinterpreted_batch_ndims})"
+    @constraints.dependent_property
+    def support(self):
+        return constraints.independent(self.base_dist.support, self.reinterpreted_batch_ndims)
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = as_size(batch_shape)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 from chainrule import creation, linalg
-from chainrule.backend import np, to_host
+from chainrule.backend import np
+from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, as_size
 from chainrule.distributions.families import _draw
 from chainrule.tensor import Tensor
@@ -15,30 +16,6 @@ from chainrule.tensor import Tensor
 __all__ = ["MultivariateNormal"]
 
 _LOG_2PI = math.log(2 * math.pi)
-
-
-def _symmetric_positive_definite(m: Tensor):
-    """Per matrix: symmetric and with a Cholesky factor (PyTorch's positive_definite constraint)."""
-    a = to_host(m._data)
-    symmetric = np.isclose(a, np.swapaxes(a, -1, -2), atol=1e-6).all((-2, -1))
-    factorable = np.array([_has_cholesky(x) for x in a.reshape((-1,) + a.shape[-2:])]).reshape(a.shape[:-2])
-    return creation.tensor(symmetric & factorable)
-
-
-def _has_cholesky(matrix) -> bool:
-    try:
-        np.linalg.cholesky(matrix)
-    except np.linalg.LinAlgError:
-        return False
-    return bool(np.isfinite(matrix).all())
-
-
-def _lower_cholesky(m: Tensor):
-    """Lower triangular with a positive diagonal."""
-    a = to_host(m._data)
-    lower = (np.triu(a, 1) == 0).all((-2, -1))
-    diagonal = (np.diagonal(a, axis1=-2, axis2=-1) > 0).all(-1)
-    return creation.tensor(lower & diagonal)
 
 
 def _batch_mahalanobis(L: Tensor, diff: Tensor) -> Tensor:
@@ -61,7 +38,9 @@ class MultivariateNormal(Distribution):
     the three matrices; ``rsample`` is ``loc + scale_tril @ eps``."""
 
     _param_names = ("loc", "_unbroadcasted_scale_tril")
-    support_name = "IndependentConstraint(Real(), 1)"
+    arg_constraints = {"loc": constraints.real_vector, "covariance_matrix": constraints.positive_definite,
+                       "precision_matrix": constraints.positive_definite, "scale_tril": constraints.lower_cholesky}
+    support = constraints.real_vector
     has_rsample = True
 
     def __init__(self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None, validate_args=None):
@@ -82,11 +61,6 @@ class MultivariateNormal(Distribution):
             raise ValueError(f"{name} must be a batch of square matrices of the size of loc's last dimension "
                              f"({event_shape[0]}), got shape {as_size(matrix.shape)}")
         self.loc = loc.expand(*(batch_shape + event_shape))
-        self.arg_constraints = {
-            "loc": (lambda v: ~(v.isnan() | v.isinf()).any(-1), "IndependentConstraint(Real(), 1)"),
-            name: ((_lower_cholesky, "LowerCholesky()") if name == "scale_tril"
-                   else (_symmetric_positive_definite, "PositiveDefinite()")),
-        }
         self.__dict__[name] = matrix.expand(*(batch_shape + event_shape * 2))
         super().__init__(batch_shape, event_shape, validate_args)
         if name == "scale_tril":
