@@ -12,8 +12,8 @@
 Datasets (``dataset``): ``Dataset``, ``IterableDataset``, ``TensorDataset``, ``Subset``,
 ``ConcatDataset``, ``ChainDataset``, ``StackDataset``, ``random_split``. Samplers (``sampler``):
 ``Sampler``, ``SequentialSampler``, ``RandomSampler``, ``SubsetRandomSampler``,
-``WeightedRandomSampler``, ``BatchSampler``. Loading (``dataloader``): ``DataLoader``,
-``default_collate``, ``default_convert``. Bundled data (``datasets``): ``load_digits``,
+``WeightedRandomSampler``, ``BatchSampler``, ``DistributedSampler`` (``distributed``: one rank's share).
+Loading (``dataloader``): ``DataLoader``, ``default_collate``, ``default_convert``. Bundled data (``datasets``): ``load_digits``,
 ``load_mnist5k``, ``load_tinyshakespeare``, ``digits_dataset``, ``mnist5k_dataset``, ``CharVocab``,
 ``sample_batch``, ``verify_file``.
 
@@ -44,12 +44,14 @@ from .datasets import (
     sample_batch,
     verify_file,
 )
+from .distributed import DistributedSampler
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler, WeightedRandomSampler
 
 __all__ = [
     "Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "ChainDataset", "StackDataset",
     "random_split",
     "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler",
+    "DistributedSampler",
     "DataLoader", "default_collate", "default_convert", "get_worker_info", "WorkerInfo",
     "load_digits", "load_mnist5k", "load_tinyshakespeare", "digits_dataset", "mnist5k_dataset", "CharVocab",
     "sample_batch", "verify_file", "data_path", "SHA256",

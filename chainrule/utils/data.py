@@ -6,6 +6,7 @@ from chainrule.data import (
                             ConcatDataset,
                             DataLoader,
                             Dataset,
+                            DistributedSampler,
                             IterableDataset,
                             RandomSampler,
                             Sampler,
@@ -24,5 +25,5 @@ from chainrule.data import (
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "ChainDataset", "StackDataset",
            "random_split", "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
-           "WeightedRandomSampler", "BatchSampler", "DataLoader", "default_collate", "default_convert",
+           "WeightedRandomSampler", "BatchSampler", "DistributedSampler", "DataLoader", "default_collate", "default_convert",
            "get_worker_info", "WorkerInfo"]

@@ -80,3 +80,58 @@ def test_bucket_assignment_matches_torch():
         theirs, _ = torch.distributed._compute_bucket_assignment_by_size(tensors, limits, [False] * n)
         ours = compute_bucket_assignment_by_size(sizes, [(np.float32, np.float64)[k] for k in kinds], limits)
         assert ours == [list(b) for b in theirs], (sizes, kinds, limits)
+
+
+@pytest.mark.oracle
+def test_distributed_sampler_matches_torch_without_shuffle():
+    pytest.importorskip("torch")
+    from torch.utils.data.distributed import DistributedSampler as TorchSampler
+
+    from chainrule.data import DistributedSampler
+
+    for n in range(0, 13):
+        for replicas in (1, 2, 3, 5):
+            for drop_last in (False, True):
+                for rank in range(replicas):
+                    theirs = list(TorchSampler(range(n), replicas, rank, shuffle=False, drop_last=drop_last))
+                    mine = DistributedSampler(range(n), replicas, rank, shuffle=False, drop_last=drop_last)
+                    assert list(mine) == theirs and len(mine) == len(theirs), (n, replicas, rank, drop_last)
+
+
+@pytest.mark.parametrize("n, replicas, drop_last", [(10, 3, False), (10, 3, True), (12, 4, False), (7, 2, False)])
+def test_distributed_sampler_shares_one_shuffled_order(n, replicas, drop_last):
+    from chainrule.data import DistributedSampler
+
+    def shares(epoch):
+        out = []
+        for rank in range(replicas):
+            sampler = DistributedSampler(range(n), replicas, rank, seed=3, drop_last=drop_last)
+            sampler.set_epoch(epoch)
+            out.append(list(sampler))
+        return out
+
+    first = shares(0)
+    assert len({len(s) for s in first}) == 1  # every rank the same number of samples
+    interleaved = [i for row in zip(*first) for i in row]  # rank r holds positions r, r+N, ...
+    if drop_last:
+        assert len(interleaved) == n // replicas * replicas and len(set(interleaved)) == len(interleaved)
+    else:
+        assert set(interleaved) == set(range(n))  # the whole data set, the padding repeating the start
+        assert interleaved[n:] == interleaved[:len(interleaved) - n]
+    assert first == shares(0)  # the same on every rank and every call
+    assert first != shares(1)  # a new order for a new epoch
+
+
+def test_distributed_sampler_feeds_the_loader_and_checks_its_arguments():
+    import chainrule as cr
+    from chainrule.data import DataLoader, DistributedSampler, TensorDataset
+
+    data = TensorDataset(cr.arange(11))
+    sampler = DistributedSampler(data, num_replicas=2, rank=1, shuffle=False)
+    loader = DataLoader(data, batch_size=2, sampler=sampler)
+    assert len(loader) == 3
+    assert [b[0].tolist() for b in loader] == [[1, 3], [5, 7], [9, 0]]
+    with pytest.raises(ValueError, match=r"Invalid rank 2, rank should be in the interval \[0, 1\]"):
+        DistributedSampler(data, num_replicas=2, rank=2)
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        DistributedSampler(data)
