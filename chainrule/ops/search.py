@@ -111,26 +111,28 @@ def histc(a, bins: int = 100, min=0, max=0) -> Tensor:  # noqa: A002
     are equal, widened by 1 on each side if that is a single point); elements outside are left out, the last
     bin includes ``max``. Floating tensors only; the counts have ``a``'s dtype."""
     a = tensor_operand(a, "histc")
-    xp = xp_of(a._data)
     if a._data.dtype.kind != "f":
         raise RuntimeError(f"histc: expected a floating-point tensor, got {describe(a)}")
     if bins <= 0:
         raise RuntimeError(f"histc: bins must be > 0, got {bins}")
-    data = a._data.reshape(-1)
     lo, hi = float(min), float(max)
-    if lo == hi and data.size:
-        lo, hi = float(data.min()), float(data.max())
+    if lo == hi and a._data.size:
+        lo, hi = float(a._data.min()), float(a._data.max())
     if lo == hi:
         lo, hi = lo - 1, hi + 1
-    if not (xp.isfinite(lo) and xp.isfinite(hi)):
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise RuntimeError(f"histc: the range [{lo}, {hi}] is not finite ({describe(a)})")
     if lo > hi:
         raise RuntimeError(f"histc: max ({hi}) must be larger than min ({lo})")
+    # PyTorch's arithmetic, in the input's dtype: the bin is (x - min) * bins / (max - min), truncated (so a value
+    # within rounding of an edge may land on either side of it), and x == max counts in the last bin
+    xp = xp_of(a._data)
+    scalar = a._data.dtype.type
+    lo, hi = scalar(lo), scalar(hi)
+    data = a._data.reshape(-1)
     inside = data[(data >= lo) & (data <= hi)]
-    # the bin of each element among edges spaced in the input's dtype, as PyTorch (x == max goes in the last bin)
-    edges = xp.linspace(lo, hi, bins + 1).astype(a._data.dtype)
-    position = xp.searchsorted(edges, inside, side="right") - 1
-    counts = xp.bincount(xp.clip(position, 0, bins - 1), minlength=bins)
+    position = ((inside - lo) * scalar(bins) / (hi - lo)).astype(_INT64)
+    counts = xp.bincount(xp.minimum(position, bins - 1), minlength=bins)
     return untracked(counts.astype(a._data.dtype), a, "histc")
 
 

@@ -283,6 +283,16 @@ def test_histc_range_edges_and_values_outside():
     _same(cr.histc(cr.tensor(1.5, dtype=cr.float64), bins=2), torch.histc(torch.tensor(1.5, dtype=torch.float64), bins=2))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_histc_puts_values_at_and_beside_the_bin_edges_where_torch_does(dtype):
+    # histc's bin is (x - min) * bins / (max - min) truncated, in the input's dtype: near an edge rounding decides
+    lo, hi, bins = -2.8281623, 1.9350880, 6
+    edges = np.linspace(lo, hi, bins + 1).astype(dtype)
+    values = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+    _same(cr.histc(cr.tensor(values), bins=bins, min=lo, max=hi), torch.histc(torch.tensor(values), bins=bins, min=lo,
+                                                                             max=hi))
+
+
 # ----- searchsorted, bucketize ---------------------------------------------------------------------------------
 
 def test_searchsorted_sides_sorter_rows_and_int32():
