@@ -323,10 +323,13 @@ def pow(a, exponent) -> Tensor:
     if _is_number(a) and isinstance(exponent, Tensor):
         return _pow_scalar_base(a, exponent)
     a, b = binary_operands(a, exponent, "pow")
-    if a._data.dtype.kind != "f" and bool((b._data < 0).any()):
+    if a._data.dtype.kind not in "fc" and bool((b._data < 0).any()):
         _refuse_negative_integer_power(a, "tensor with negative values")
     xp = xp_of(a._data)
     out = _apply2("pow", xp.power, a, b)
+
+    if out.dtype.kind == "c":  # holomorphic in both: no special points to mask
+        return record(out, "pow", (a, b), _complex_pow_rule, (a, b), keep_output=True, args=(a, b))
 
     def rule(g, out):
         grad_a = grad_b = None
@@ -339,6 +342,11 @@ def pow(a, exponent) -> Tensor:
         return grad_a, grad_b
 
     return record(out, "pow", (a, b), rule, (a, b), keep_output=True)
+
+
+def _complex_pow_rule(g, out, a: Tensor, b: Tensor):
+    return (g * _conj(b * a ** (b - 1)) if a._rg else None,
+            g * _conj(out * log(a)) if b._rg else None)
 
 
 def _refuse_negative_integer_power(a: Tensor, exponent) -> None:
@@ -387,12 +395,12 @@ def _power(x, c):
 
 def _pow_scalar_base(c: Number, b: Tensor) -> Tensor:
     b = scalar_operand(b, c, "pow")  # an int base keeps an integer exponent tensor integral
-    if b._data.dtype.kind != "f" and bool((b._data < 0).any()):
+    if b._data.dtype.kind not in "fc" and bool((b._data < 0).any()):
         _refuse_negative_integer_power(b, "tensor with negative values")
     xp = xp_of(b._data)
     out = xp.power(xp.asarray(c, dtype=b._data.dtype), b._data)
     log_c = math.log(c) if c > 0 else (float("-inf") if c == 0 else float("nan"))
-    return record(out, "rpow", (b,), lambda g, out: (g * out * log_c,), keep_output=True)
+    return record(out, "rpow", (b,), lambda g, out: (g * _conj(out) * log_c,), keep_output=True)
 
 
 def square(a) -> Tensor:
