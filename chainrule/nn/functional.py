@@ -22,6 +22,7 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     adaptive_avg_pool3d,
     adaptive_max_pool1d,
     adaptive_max_pool2d,
+    adaptive_max_pool3d,
     avg_pool1d,
     avg_pool2d,
     avg_pool3d,
@@ -32,13 +33,17 @@ from chainrule.ops.conv import (  # convolution and pooling: im2col + GEMM
     conv_transpose2d,
     conv_transpose3d,
     fold,
+    fractional_max_pool2d,
+    fractional_max_pool3d,
     lp_pool1d,
     lp_pool2d,
+    lp_pool3d,
     max_pool1d,
     max_pool2d,
     max_pool3d,
     max_unpool1d,
     max_unpool2d,
+    max_unpool3d,
     unfold,
 )
 from chainrule.ops.elementwise import elu, gelu, hardtanh, leaky_relu, mish, relu, relu6, sigmoid, silu, softplus, tanh
@@ -62,6 +67,7 @@ __all__ += ["group_norm", "instance_norm", "local_response_norm", "interpolate",
 __all__ += ["conv_transpose1d", "conv_transpose2d"]
 __all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d"]
 __all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"]
+__all__ += ["adaptive_max_pool3d", "max_unpool3d", "lp_pool3d", "fractional_max_pool2d", "fractional_max_pool3d"]
 __all__ += ["pdist", "channel_shuffle", "upsample_nearest", "upsample_bilinear"]
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -769,3 +769,141 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
     x, added = _batched(x, 3, "adaptive_avg_pool3d")
     size = _adaptive_size(output_size, tuple(x.shape[2:]), "adaptive_avg_pool3d")
     return _unbatched(_adaptive_avg(x, size), added)
+
+
+def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False):
+    """``torch.nn.functional.adaptive_max_pool3d`` ((N, C, D, H, W) or (C, D, H, W) input; indices flat into
+    D * H * W); as adaptive_max_pool2d."""
+    return _adaptive_max("adaptive_max_pool3d", input, output_size, return_indices, 3)
+
+
+def max_unpool3d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """``torch.nn.functional.max_unpool3d`` (indices flat into D * H * W, as max_pool3d's): as max_unpool2d."""
+    return _max_unpool("max_unpool3d", input, indices, kernel_size, stride, padding, output_size, 3)
+
+
+def lp_pool3d(input: Tensor, norm_type, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """``torch.nn.functional.lp_pool3d``: as lp_pool2d, over (D, H, W) windows."""
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 3)
+
+
+_POOLS[3] = (max_pool3d, avg_pool3d)
+
+
+# ----- fractional max pooling -----------------------------------------------------------------------
+#
+# Graham's fractional max pooling, as PyTorch does it: along each spatial dim, window starts that advance by
+# alpha = (input - kernel) / (output - 1) on average, offset by a random sample u in [0, 1) per (batch,
+# channel) plane and dim: start_i = int((i + u) alpha) - int(u alpha), the last start input - kernel.
+# Composite: the windows are gathered (their flat indices per plane) and reduced with amax, so the gradient
+# follows amax's tie policy (PyTorch sends it to the first maximum); windows may overlap.
+
+_FRACTIONAL_DIMS = {2: ("height", "width"), 3: ("time", "height", "width")}
+
+
+def fractional_max_pool2d(input: Tensor, kernel_size, output_size=None, output_ratio=None,
+                          return_indices: bool = False, _random_samples=None):
+    """``torch.nn.functional.fractional_max_pool2d`` ((N, C, H, W) or (C, H, W) input): ``_random_samples``
+    (N, C, 2) of [0, 1), the width's sample first, drawn from chainrule's generator when not given."""
+    return _fractional_max_pool("fractional_max_pool2d", input, kernel_size, output_size, output_ratio,
+                                return_indices, _random_samples, 2)
+
+
+def fractional_max_pool3d(input: Tensor, kernel_size, output_size=None, output_ratio=None,
+                          return_indices: bool = False, _random_samples=None):
+    """``torch.nn.functional.fractional_max_pool3d`` ((N, C, T, H, W) or (C, T, H, W) input):
+    ``_random_samples`` (N, C, 3) of [0, 1), in the order T, H, W."""
+    return _fractional_max_pool("fractional_max_pool3d", input, kernel_size, output_size, output_ratio,
+                                return_indices, _random_samples, 3)
+
+
+def _fractional_max_pool(op, x, kernel_size, output_size, output_ratio, return_indices, samples, spatial: int):
+    x = tensor_operand(x, op)
+    _floating(x, op)
+    x, added = _batched(x, spatial, op)
+    kernel = _ints(kernel_size, spatial, "kernel_size", op, 1)
+    sizes = tuple(x.shape[2:])
+    out_size = _fractional_output_size(op, sizes, output_size, output_ratio, spatial)
+    _check_fractional(op, x, kernel, out_size, spatial)
+    n, c = x.shape[:2]
+    if samples is None:
+        from chainrule.creation import rand
+
+        samples = rand(n, c, spatial, dtype=x.dtype, device=x.device)
+    samples = tensor_operand(samples, op)
+    _check_fractional_samples(x, samples, spatial)
+    xp = xp_of(x._data)
+    # the sample of input dim d: PyTorch's 2-d kernel reads (width, height), its 3-d kernel (time, height, width)
+    order = (1, 0) if spatial == 2 else (0, 1, 2)
+    flat = xp.zeros((n, c) + out_size + kernel, dtype=xp.int64)
+    for d in range(spatial):
+        start = _fractional_starts(samples._data[:n, :, order[d]], sizes[d], out_size[d], kernel[d], xp)
+        position = start[..., :, None] + xp.arange(kernel[d])  # (N, C, o_d, k_d)
+        shape = [n, c] + [1] * (2 * spatial)
+        shape[2 + d], shape[2 + spatial + d] = out_size[d], kernel[d]
+        flat = flat * sizes[d] + position.reshape(shape)
+    taps = _count(out_size) * _count(kernel)  # per plane: every window's every element
+    gathered = x.reshape(n, c, _count(sizes)).gather(2, wrap(flat.reshape(n, c, taps)))
+    gathered = gathered.reshape((n, c) + out_size + (_count(kernel),))
+    out = _unbatched(gathered.amax(dim=-1), added)
+    if not return_indices:
+        return out
+    best = xp.argmax(gathered._data, axis=-1)[..., None]  # the first maximum; NaN wins
+    index = xp.take_along_axis(flat.reshape(gathered.shape), best, axis=-1)[..., 0]
+    return out, _unbatched(wrap(index), added)
+
+
+def _count(sizes) -> int:
+    return int(np.prod(sizes, dtype=np.int64))
+
+
+def _fractional_output_size(op, sizes, output_size, output_ratio, spatial: int) -> tuple[int, ...]:
+    if output_size is None and output_ratio is None:
+        raise ValueError(f"{op} requires specifying either an output_size or an output_ratio")
+    if output_size is not None:
+        return _ints(output_size, spatial, "output_size", op, 0)
+    ratios = tuple(output_ratio) if isinstance(output_ratio, Sequence) else (output_ratio,) * spatial
+    if len(ratios) != spatial:
+        raise ValueError(f"{op} requires output_ratio to be a number or a tuple of {spatial}, got {output_ratio!r}")
+    return tuple(int(s * r) for s, r in zip(sizes, ratios))
+
+
+def _check_fractional(op, x: Tensor, kernel, out_size, spatial: int) -> None:
+    for d in range(1, x.ndim):
+        if x.shape[d] == 0:
+            name = op if spatial == 2 else f"{op}_out"
+            raise RuntimeError(f"{name}(): Expected input to have non-zero size for non-batch dimensions, but got"
+                               f"{list(x.shape)} with dimension {d} being empty.")
+    for name, k, o, n in zip(_FRACTIONAL_DIMS[spatial], kernel, out_size, x.shape[2:]):
+        # PyTorch's bound: the windows fit (2-d); in 3-d it wants one element to spare
+        if o + k - 1 > n or (spatial == 3 and o + k - 1 == n):
+            where = op if spatial == 2 else f"{op}_out"
+            raise RuntimeError(f"{where}(): pool {name} {k} too large relative to input {name} {n}")
+
+
+def _check_fractional_samples(x: Tensor, samples: Tensor, spatial: int) -> None:
+    if samples.dtype != x.dtype:
+        raise RuntimeError(f"Expect _random_samples to have the same dtype as input (input {describe(x)}, "
+                           f"_random_samples {describe(samples)})")
+    if samples.ndim != 3:
+        raise RuntimeError(f"Expect _random_samples to have 3 dimensions, got {samples.ndim}")
+    if samples.shape[2] != spatial:
+        raise RuntimeError(f"Expect _random_samples.size(2) equals to {spatial}; got {samples.shape[2]}.")
+    if samples.shape[0] < x.shape[0]:
+        raise RuntimeError("Expect _random_samples.size(0) no less then input batch size.")
+    if samples.shape[1] != x.shape[1]:
+        raise RuntimeError("Expect _random_samples.size(1) equals to input channel size.")
+
+
+def _fractional_starts(sample, size: int, out: int, kernel: int, xp):
+    """PyTorch's generate_intervals for each plane's sample, in the input's float type: (N, C, out)."""
+    dtype = sample.dtype.type
+    starts = xp.empty(sample.shape + (out,), dtype=xp.int64)
+    if out > 1:
+        alpha = dtype(size - kernel) / dtype(out - 1)
+        u = sample[..., None]
+        i = xp.arange(out - 1).astype(sample.dtype)
+        starts[..., :-1] = ((i + u) * alpha).astype(xp.int64) - (u * alpha).astype(xp.int64)
+    if out > 0:
+        starts[..., -1] = size - kernel
+    return starts

@@ -60,7 +60,8 @@ DTYPES = ["float64", "float32"]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("spatial, shape, size", [
     (2, (2, 3, 7, 5), (3, 2)), (2, (2, 3, 4, 4), 2), (2, (1, 2, 5, 5), (5, None)), (2, (3, 6, 9), (4, 7)),
-    (2, (1, 1, 3, 3), (5, 6)), (1, (2, 2, 7), 3), (1, (3, 9), 4), (1, (2, 5), 5)])
+    (2, (1, 1, 3, 3), (5, 6)), (1, (2, 2, 7), 3), (1, (3, 9), 4), (1, (2, 5), 5),
+    (3, (2, 3, 5, 4, 6), (2, 3, 4)), (3, (2, 4, 5, 3), 2), (3, (1, 1, 2, 3, 2), (3, None, 1))])
 @pytest.mark.parametrize("return_indices", [False, True])
 def test_adaptive_max_pool_matches_torch(dtype, spatial, shape, size, return_indices):
     ours, theirs = pair(f"AdaptiveMaxPool{spatial}d", size, return_indices=return_indices)
@@ -81,7 +82,9 @@ def test_adaptive_max_pool_indices_pick_the_first_maximum_and_nans():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("spatial, shape, kernel, stride, padding, with_size", [
     (2, (2, 3, 4, 6), 2, None, 0, False), (2, (2, 5, 5), 2, 3, 1, True), (2, (1, 2, 6, 7), (2, 3), (2, 3), (1, 0), True),
-    (1, (2, 3, 8), 2, None, 0, False), (1, (3, 7), 3, 3, 1, True), (1, (1, 2, 9), 2, 4, 1, True)])
+    (1, (2, 3, 8), 2, None, 0, False), (1, (3, 7), 3, 3, 1, True), (1, (1, 2, 9), 2, 4, 1, True),
+    (3, (2, 2, 4, 6, 4), 2, None, 0, False), (3, (2, 5, 4, 5), 2, 3, 1, True),
+    (3, (1, 2, 5, 6, 7), (2, 3, 2), (2, 3, 3), (1, 0, 1), True)])
 def test_max_unpool_matches_torch(dtype, spatial, shape, kernel, stride, padding, with_size):
     size = tuple(shape[-spatial:]) if with_size else None
     pool = (getattr(nn, f"MaxPool{spatial}d")(kernel, stride, padding, return_indices=True),
@@ -114,12 +117,101 @@ def test_max_unpool_errors_match_torch():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("norm_type, kernel, stride, ceil_mode", list(itertools.product(
     [1.0, 2.0, 3.5, float("inf")], [2, 3], [None, 1, 2], [False, True])))
-@pytest.mark.parametrize("spatial", [1, 2])
+@pytest.mark.parametrize("spatial", [1, 2, 3])
 def test_lp_pool_matches_torch(dtype, spatial, norm_type, kernel, stride, ceil_mode):
-    shape = (2, 3, 7) if spatial == 1 else (2, 3, 7, 6)
+    shape = {1: (2, 3, 7), 2: (2, 3, 7, 6), 3: (2, 2, 5, 6, 4)}[spatial]
     ours, theirs = pair(f"LPPool{spatial}d", norm_type, kernel, stride, ceil_mode)
     x = np.abs(distinct(shape)) + 0.1
     run_both(ours, theirs, [x], dtype)
+
+
+# ----- fractional max pooling ---------------------------------------------------------------------
+
+def _samples(shape, spatial, seed=2):
+    planes = shape[:2] if len(shape) == spatial + 2 else (1, shape[0])
+    return np.random.default_rng(seed).random(planes + (spatial,))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spatial, shape, kernel, kw", [
+    (2, (2, 3, 9, 8), 2, {"output_size": (4, 5)}), (2, (2, 3, 9, 8), (3, 2), {"output_size": (7, 3)}),
+    (2, (2, 3, 9, 8), 3, {"output_ratio": (0.5, 0.7)}), (2, (3, 7, 6), 2, {"output_size": (6, 5)}),  # unbatched
+    (2, (1, 2, 5, 5), 1, {"output_size": 5}), (2, (2, 1, 6, 4), 2, {"output_size": (1, 3)}),
+    (3, (2, 2, 6, 7, 5), 2, {"output_size": (3, 4, 2)}), (3, (2, 2, 6, 7, 5), (3, 1, 2), {"output_ratio": 0.5}),
+    (3, (2, 5, 6, 7), (2, 3, 1), {"output_size": (3, 2, 6)})])
+@pytest.mark.parametrize("return_indices", [False, True])
+def test_fractional_max_pool_matches_torch_with_the_same_samples(dtype, spatial, shape, kernel, kw, return_indices):
+    samples = _samples(shape, spatial)
+    name = f"FractionalMaxPool{spatial}d"
+    ours = getattr(nn, name)(kernel, return_indices=return_indices, _random_samples=cr.tensor(samples, dtype=dtype),
+                             **kw)
+    theirs = getattr(torch.nn, name)(kernel, return_indices=return_indices,
+                                     _random_samples=torch.tensor(samples, dtype=getattr(torch, dtype)), **kw)
+    run_both(ours, theirs, [distinct(shape)], dtype)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["_random_samples"]
+
+
+@pytest.mark.parametrize("spatial", [2, 3])
+def test_fractional_max_pool_without_samples_pools_random_windows(spatial):
+    """Samples drawn from chainrule's generator: each output is the maximum of a kernel-sized window that
+    its index points at, and the first and last windows sit at the input's edges."""
+    shape, kernel = (2, 3) + (9, 8, 7)[:spatial], 2
+    x = cr.tensor(distinct(shape))
+    out, index = F.__dict__[f"fractional_max_pool{spatial}d"](x, kernel, output_ratio=0.5, return_indices=True)
+    flat = x.numpy().reshape(2, 3, -1)
+    np.testing.assert_array_equal(np.take_along_axis(flat, index.numpy().reshape(2, 3, -1), 2),
+                                  out.numpy().reshape(2, 3, -1))
+    assert tuple(out.shape) == (2, 3) + tuple(int(s * 0.5) for s in shape[2:])
+    edges = [[0] * spatial, [s - kernel for s in shape[2:]]]
+    for corner, i in zip(edges, (0, -1)):
+        window = x.numpy()[(slice(None), slice(None)) + tuple(slice(c, c + kernel) for c in corner)]
+        np.testing.assert_array_equal(out.numpy()[(slice(None), slice(None)) + (i,) * spatial],
+                                      window.reshape(2, 3, -1).max(-1))
+
+
+def _fractional_call(F, lib, spatial, shape, kernel, samples_shape=None, samples_dtype="float32", **kw):
+    x = lib.zeros(*shape, dtype=lib.float32)
+    samples = None if samples_shape is None else lib.zeros(*samples_shape, dtype=getattr(lib, samples_dtype))
+    return getattr(F, f"fractional_max_pool{spatial}d")(x, kernel, _random_samples=samples, **kw)
+
+
+@pytest.mark.parametrize("spatial, shape, kernel, kw", [
+    (2, (2, 3, 7, 6), 3, {"output_size": (6, 3)}), (2, (2, 3, 7, 6), 2, {"output_size": (3, 6)}),
+    (3, (2, 3, 5, 6, 7), 2, {"output_size": (4, 2, 2)}), (3, (2, 3, 5, 6, 7), 2, {"output_size": (2, 5, 2)}),
+    (3, (2, 3, 5, 6, 7), 2, {"output_size": (2, 2, 6)}),
+    (2, (2, 0, 7, 6), 2, {"output_size": 2}), (3, (2, 0, 5, 6, 7), 2, {"output_size": 2}),
+    (2, (2, 3, 7, 6), 2, {"output_size": 2, "samples_shape": (2, 3, 3)}),
+    (3, (2, 3, 5, 6, 7), 2, {"output_size": 2, "samples_shape": (2, 3, 2)}),
+    (2, (2, 3, 7, 6), 2, {"output_size": 2, "samples_shape": (1, 3, 2)}),
+    (2, (2, 3, 7, 6), 2, {"output_size": 2, "samples_shape": (2, 2, 2)}),
+    (2, (2, 3, 7, 6), 2, {"output_size": 2, "samples_shape": (2, 3)}),
+    (2, (2, 3, 7, 6), 2, {}),
+], ids=["2d-height", "2d-width", "3d-time", "3d-height", "3d-width", "2d-empty", "3d-empty", "2d-samples-size2",
+        "3d-samples-size2", "samples-batch", "samples-channels", "samples-ndim", "no-size"])
+def test_fractional_max_pool_errors_as_torch(spatial, shape, kernel, kw):
+    errors = []
+    for lib, functional in ((cr, F), (torch, TF)):
+        try:
+            _fractional_call(functional, lib, spatial, shape, kernel, **kw)
+        except (RuntimeError, ValueError) as err:
+            errors.append((type(err), str(err)))
+    assert len(errors) == 2 and errors[0] == errors[1], errors
+
+
+def test_fractional_max_pool_refuses_samples_of_another_dtype_by_name():
+    with pytest.raises(RuntimeError, match="same dtype as input.*float32.*float64"):
+        F.fractional_max_pool2d(cr.zeros(1, 1, 4, 4), 2, output_size=2, _random_samples=cr.zeros(1, 1, 2,
+                                                                                                 dtype=cr.float64))
+
+
+def test_fractional_max_pool_modules_refuse_what_torch_refuses():
+    for kw, message in [({}, "requires specifying either an output size, or a pooling ratio"),
+                        ({"output_size": 2, "output_ratio": 0.5}, "only one of output_size and output_ratio"),
+                        ({"output_ratio": 1.5}, r"output_ratio must be between 0 and 1 \(got 1.5\)")]:
+        for lib in (nn, torch.nn):
+            with pytest.raises(ValueError, match=message):
+                lib.FractionalMaxPool2d(2, **kw)
 
 
 # ----- the modules themselves --------------------------------------------------------------------
@@ -128,6 +220,8 @@ MODULES = [
     ("AdaptiveAvgPool1d", (3,), {}), ("AdaptiveMaxPool1d", (3,), {"return_indices": True}),
     ("AdaptiveMaxPool2d", ((2, 3),), {}), ("MaxUnpool1d", (2,), {}), ("MaxUnpool2d", (3, 2, 1), {}),
     ("LPPool1d", (2, 3), {}), ("LPPool2d", (1.5, (2, 3), 1, True), {}),
+    ("AdaptiveMaxPool3d", ((2, None, 3),), {}), ("MaxUnpool3d", (3, 2, 1), {}), ("LPPool3d", (2, (2, 3, 1), 2), {}),
+    ("FractionalMaxPool2d", (3,), {"output_ratio": 0.5}), ("FractionalMaxPool3d", (2,), {"output_size": (2, 3, 1)}),
 ]
 
 

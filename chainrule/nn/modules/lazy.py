@@ -14,14 +14,23 @@ from __future__ import annotations
 
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import empty
-from chainrule.nn.modules.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from chainrule.nn.modules.conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from chainrule.nn.modules.linear import Linear
-from chainrule.nn.modules.normalization import BatchNorm1d, BatchNorm2d
+from chainrule.nn.modules.normalization import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+)
 from chainrule.nn.parameter import Parameter
 from chainrule.tensor import Tensor
 
 __all__ = ["UninitializedParameter", "UninitializedBuffer", "LazyModuleMixin", "LazyLinear", "LazyConv1d",
            "LazyConv2d", "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d", "LazyBatchNorm2d"]
+__all__ += ["LazyConv3d", "LazyConvTranspose3d", "LazyBatchNorm3d", "LazyInstanceNorm1d", "LazyInstanceNorm2d",
+            "LazyInstanceNorm3d"]
 
 
 class UninitializedTensorMixin:
@@ -218,6 +227,16 @@ class LazyConvTranspose2d(_LazyConvXdMixin, ConvTranspose2d):
     __init__ = _lazy_conv_transpose_init
 
 
+class LazyConv3d(_LazyConvXdMixin, Conv3d):
+    cls_to_become = Conv3d
+    __init__ = _lazy_conv_init
+
+
+class LazyConvTranspose3d(_LazyConvXdMixin, ConvTranspose3d):
+    cls_to_become = ConvTranspose3d
+    __init__ = _lazy_conv_transpose_init
+
+
 class _LazyNormBase(LazyModuleMixin):
     def __init__(self, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None):
@@ -262,3 +281,21 @@ class LazyBatchNorm1d(_LazyNormBase, BatchNorm1d):
 
 class LazyBatchNorm2d(_LazyNormBase, BatchNorm2d):
     cls_to_become = BatchNorm2d
+
+
+class LazyBatchNorm3d(_LazyNormBase, BatchNorm3d):
+    cls_to_become = BatchNorm3d
+
+
+# PyTorch's lazy instance norms keep _LazyNormBase's defaults (affine=True, track_running_stats=True), unlike
+# InstanceNorm*d's, and read the features from dim 1 even for unbatched input
+class LazyInstanceNorm1d(_LazyNormBase, InstanceNorm1d):
+    cls_to_become = InstanceNorm1d
+
+
+class LazyInstanceNorm2d(_LazyNormBase, InstanceNorm2d):
+    cls_to_become = InstanceNorm2d
+
+
+class LazyInstanceNorm3d(_LazyNormBase, InstanceNorm3d):
+    cls_to_become = InstanceNorm3d
