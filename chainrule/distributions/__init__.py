@@ -2,7 +2,8 @@
 is reparameterised (gradients reach the parameters), ``sample`` draws from chainrule's seeded generator,
 ``kl_divergence`` dispatches through a registry (``register_kl``)."""
 
-from chainrule.distributions import constraints
+from chainrule.distributions import constraints, transforms
+from chainrule.distributions.constraint_registry import biject_to, transform_to
 from chainrule.distributions.continuous import Laplace, LogNormal, StudentT
 from chainrule.distributions.discrete import Binomial, Geometric, Poisson
 from chainrule.distributions.distribution import Distribution
@@ -11,7 +12,34 @@ from chainrule.distributions.gamma import Beta, Chi2, Dirichlet, Gamma
 from chainrule.distributions.independent import Independent
 from chainrule.distributions.kl import kl_divergence, register_kl
 from chainrule.distributions.multivariate_normal import MultivariateNormal
+from chainrule.distributions.transformed import TransformedDistribution
+from chainrule.distributions.transforms import (
+                                                AbsTransform,
+                                                AffineTransform,
+                                                CatTransform,
+                                                ComposeTransform,
+                                                CumulativeDistributionTransform,
+                                                ExpTransform,
+                                                IndependentTransform,
+                                                LowerCholeskyTransform,
+                                                PositiveDefiniteTransform,
+                                                PowerTransform,
+                                                ReshapeTransform,
+                                                SigmoidTransform,
+                                                SoftmaxTransform,
+                                                SoftplusTransform,
+                                                StackTransform,
+                                                StickBreakingTransform,
+                                                TanhTransform,
+                                                Transform,
+                                                identity_transform,
+)
 
 __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
            "Gamma", "Chi2", "Beta", "Dirichlet", "MultivariateNormal", "Laplace", "LogNormal", "StudentT",
-           "Poisson", "Binomial", "Geometric", "Independent", "kl_divergence", "register_kl", "constraints"]
+           "Poisson", "Binomial", "Geometric", "Independent", "kl_divergence", "register_kl", "constraints",
+           "transforms", "TransformedDistribution", "biject_to", "transform_to", "Transform", "ComposeTransform",
+           "identity_transform", "ExpTransform", "PowerTransform", "SigmoidTransform", "TanhTransform",
+           "SoftplusTransform", "AbsTransform", "AffineTransform", "SoftmaxTransform", "StickBreakingTransform",
+           "LowerCholeskyTransform", "PositiveDefiniteTransform", "IndependentTransform", "ReshapeTransform",
+           "CumulativeDistributionTransform", "CatTransform", "StackTransform"]

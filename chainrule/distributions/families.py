@@ -57,6 +57,9 @@ class Normal(Distribution):
     def cdf(self, value):
         return 0.5 * (1 + ((value - self.loc) / (self.scale * math.sqrt(2))).erf())
 
+    def icdf(self, value):
+        return self.loc + self.scale * (2 * value - 1).erfinv() * math.sqrt(2)
+
     def entropy(self):
         return 0.5 + LOG_SQRT_2PI + self.scale.log()
 
