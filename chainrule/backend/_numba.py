@@ -180,7 +180,7 @@ def _exp32(v):
 # same formula in float64 (accuracy and timings: bench/ANALYSIS.md, "Kernels and fused ops").
 _F_2K = np.float32(-2.0 * math.sqrt(2.0 / math.pi))  # -2 sqrt(2/pi): exp's argument is _F_2K (x + c x**3)
 _F_K, _F_C, _F_3C = np.float32(math.sqrt(2.0 / math.pi)), np.float32(0.044715), np.float32(3 * 0.044715)
-_F_ONE, _F_TWO = np.float32(1.0), np.float32(2.0)
+_F_ONE, _F_TWO, _F_HALF = np.float32(1.0), np.float32(2.0), np.float32(0.5)
 
 
 @njit(f"void({_VEC}, {_VEC})", **_JIT)
@@ -260,6 +260,42 @@ def layer_norm_rows_f32(x, w, b, eps, out, mean, rstd):
             if b.size:
                 y += np.float64(b[j])
             out[i, j] = np.float32(y)
+
+
+@njit(f"void({_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS})", **_JIT)
+def lstm_cell_rows_f32(gx, gh, c, act, c_new, tc, hh):
+    """One LSTM step per row from the two halves of the pre-activations (gate order i, f, g, o):
+    act = (sigmoid i, sigmoid f, tanh g, sigmoid o) with sigmoid(v) = tanh(v / 2) / 2 + 1/2, then
+    c_new = f c + i g, tc = tanh(c_new), hh = o tc."""
+    H = c.shape[1]
+    for b in range(c.shape[0]):
+        for j in range(H):
+            i = _tanh(_F_HALF * (gx[b, j] + gh[b, j])) * _F_HALF + _F_HALF
+            f = _tanh(_F_HALF * (gx[b, H + j] + gh[b, H + j])) * _F_HALF + _F_HALF
+            g = _tanh(gx[b, 2 * H + j] + gh[b, 2 * H + j])
+            o = _tanh(_F_HALF * (gx[b, 3 * H + j] + gh[b, 3 * H + j])) * _F_HALF + _F_HALF
+            act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j] = i, f, g, o
+            cell = f * c[b, j] + i * g
+            t = _tanh(cell)
+            c_new[b, j], tc[b, j], hh[b, j] = cell, t, o * t
+
+
+@njit(f"void({_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS})", **_JIT)
+def lstm_cell_vjp_rows_f32(dh, dc, act, c, tc, dgates, dc_prev):
+    """The LSTM step's vector-Jacobian product per row: with dct = dc + dh o (1 - tc^2), the gradients of
+    the pre-activations (i, f, g, o) are dct g i (1 - i), dct c f (1 - f), dct i (1 - g^2), dh tc o (1 - o),
+    and that of the previous cell state is dct f."""
+    H = c.shape[1]
+    for b in range(c.shape[0]):
+        for j in range(H):
+            i, f, g, o = act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j]
+            t = tc[b, j]
+            dct = dc[b, j] + dh[b, j] * o * (_F_ONE - t * t)
+            dgates[b, j] = dct * g * i * (_F_ONE - i)
+            dgates[b, H + j] = dct * c[b, j] * f * (_F_ONE - f)
+            dgates[b, 2 * H + j] = dct * i * (_F_ONE - g * g)
+            dgates[b, 3 * H + j] = dh[b, j] * t * o * (_F_ONE - o)
+            dc_prev[b, j] = dct * f
 
 
 _LAYER_NORM_VJP = f"void({_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_VEC}, {_ROWS}, {_ROWS})"

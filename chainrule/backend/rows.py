@@ -1,4 +1,5 @@
-"""Functions of the rows of 2-D float arrays: softmax and layer norm, forward and vector-Jacobian product.
+"""Functions of the rows of 2-D float arrays: softmax, layer norm and the LSTM cell, forward and
+vector-Jacobian product.
 
 Each is its numpy formula with a compiled one-pass twin in :mod:`chainrule.backend._numba` (float32, rows
 C-contiguous, at least ``MIN_SIZE`` elements: see :mod:`chainrule.backend.kernels`), run in row chunks on
@@ -9,10 +10,11 @@ flatten the rest into rows.
 from __future__ import annotations
 
 from chainrule.backend import xp_of
-from chainrule.backend.kernels import exp, fused
+from chainrule.backend.kernels import exp, fused, tanh
 from chainrule.backend.parallel import parallel_for
 
-__all__ = ["softmax_rows", "softmax_vjp_rows", "layer_norm_rows", "layer_norm_vjp_rows"]
+__all__ = ["softmax_rows", "softmax_vjp_rows", "layer_norm_rows", "layer_norm_vjp_rows", "lstm_cell_rows",
+           "lstm_cell_vjp_rows"]
 
 
 def softmax_rows(x, out=None):
@@ -125,3 +127,62 @@ def layer_norm_vjp_rows(g, x, mean, rstd, weight=None, need_x: bool = True) -> t
     parallel_for(x.shape[0], x.shape[1], x, work)
     gw = None if weight is None else xp.einsum("ij,ij->j", g, xhat)
     return gx, gw, g.sum(axis=0)
+
+
+def lstm_cell_rows(gx, gh, c) -> tuple:
+    """One LSTM time step for a batch of rows, from the input and hidden halves of the gate pre-activations
+    ``gx``, ``gh`` (B, 4H; gate order i, f, g, o) and the cell state ``c`` (B, H): ``(act, c_new, tc, hh)`` with
+    act the activated gates (sigmoid i, f, o; tanh g), c_new = f c + i g, tc = tanh(c_new), hh = o tc."""
+    xp = xp_of(c)
+    H = c.shape[1]
+    act, c_new, tc, hh = xp.empty_like(gx), xp.empty_like(c), xp.empty_like(c), xp.empty_like(c)
+    module = fused(gx, gh, c)
+
+    def work(lo, hi):
+        if module:
+            module.lstm_cell_rows_f32(gx[lo:hi], gh[lo:hi], c[lo:hi], act[lo:hi], c_new[lo:hi], tc[lo:hi],
+                                      hh[lo:hi])
+            return
+        a = act[lo:hi]
+        xp.add(gx[lo:hi], gh[lo:hi], out=a)
+        a[:, 2 * H:3 * H] *= 2.0  # sigmoid(v) = tanh(v / 2) / 2 + 1/2: one tanh over all four gates
+        a *= 0.5
+        tanh(a, out=a)
+        g = a[:, 2 * H:3 * H].copy()
+        a *= 0.5
+        a += 0.5
+        a[:, 2 * H:3 * H] = g
+        i, f, o = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
+        xp.multiply(f, c[lo:hi], out=c_new[lo:hi])
+        c_new[lo:hi] += i * g
+        tanh(c_new[lo:hi], out=tc[lo:hi])
+        xp.multiply(o, tc[lo:hi], out=hh[lo:hi])
+
+    parallel_for(c.shape[0], gx.shape[1], c, work)
+    return act, c_new, tc, hh
+
+
+def lstm_cell_vjp_rows(dh, dc, act, c, tc) -> tuple:
+    """The vector-Jacobian product of :func:`lstm_cell_rows` given the gradients ``dh`` of hh and ``dc`` of
+    c_new: ``(dgates, dc_prev)``, the gradients of the gate pre-activations (B, 4H) and of ``c``."""
+    xp = xp_of(c)
+    H = c.shape[1]
+    dgates, dc_prev = xp.empty_like(act), xp.empty_like(c)
+    module = fused(dh, dc, act, c, tc)
+
+    def work(lo, hi):
+        if module:
+            module.lstm_cell_vjp_rows_f32(dh[lo:hi], dc[lo:hi], act[lo:hi], c[lo:hi], tc[lo:hi], dgates[lo:hi],
+                                          dc_prev[lo:hi])
+            return
+        a, d, t = act[lo:hi], dgates[lo:hi], tc[lo:hi]
+        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        dct = dc[lo:hi] + dh[lo:hi] * o * (1 - t * t)
+        d[:, :H] = dct * g * i * (1 - i)
+        d[:, H:2 * H] = dct * c[lo:hi] * f * (1 - f)
+        d[:, 2 * H:3 * H] = dct * i * (1 - g * g)
+        d[:, 3 * H:] = dh[lo:hi] * t * o * (1 - o)
+        xp.multiply(dct, f, out=dc_prev[lo:hi])
+
+    parallel_for(c.shape[0], act.shape[1], c, work)
+    return dgates, dc_prev

@@ -16,6 +16,7 @@ import chainrule.nn.functional as F
 from chainrule.backend import kernels
 from chainrule.backend import rows as kernels_rows
 from chainrule.backend.parallel import get_workers, set_workers
+from chainrule.nn.modules.rnn import recurrent_layer as _recurrent_layer
 
 compiled = pytest.mark.skipif(not kernels.enabled(), reason="numba is not installed (the 'fast' extra)")
 
@@ -251,6 +252,30 @@ def test_layer_norm_rows_and_vjp_compiled_equal_numpy(affine):
     _agree(fast, slow, scale=100.0)
 
 
+@compiled
+def test_lstm_cell_rows_and_vjp_compiled_equal_numpy_and_float64():
+    rng = np.random.default_rng(24)
+    B, H = 32, 256  # the lstm workload's step: 32 x 1024 gate pre-activations
+    gx, gh = ((rng.standard_normal((B, 4 * H)) * 2).astype(np.float32) for _ in range(2))
+    c, dh, dc = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(3))
+
+    def run(gx=gx, gh=gh, c=c, dh=dh, dc=dc):
+        act, c_new, tc, hh = kernels_rows.lstm_cell_rows(gx, gh, c)
+        return [act, c_new, tc, hh, *kernels_rows.lstm_cell_vjp_rows(dh, dc, act, c, tc)]
+
+    fast, slow = _compiled_and_numpy(run)
+    _agree(fast, slow)
+    exact = run(*(a.astype(np.float64) for a in (gx, gh, c, dh, dc)))  # float64 never takes the kernels
+    for f, e in zip(fast, exact):
+        np.testing.assert_allclose(f, e, rtol=1e-5, atol=1e-6)
+    i, f_gate, g, o = np.split(exact[0], 4, axis=1)  # the formulas themselves, in float64
+    pre = gx.astype(np.float64) + gh.astype(np.float64)
+    np.testing.assert_allclose(i, 1 / (1 + np.exp(-pre[:, :H])), rtol=1e-12, atol=1e-15)  # tanh(v/2)/2 + 1/2
+    np.testing.assert_allclose(g, np.tanh(pre[:, 2 * H:3 * H]), rtol=1e-12)
+    np.testing.assert_allclose(exact[1], f_gate * c + i * g, rtol=1e-12)
+    np.testing.assert_allclose(exact[3], o * np.tanh(exact[1]), rtol=1e-12)
+
+
 # ----- every op that uses a kernel: compiled and numpy paths agree, forward and gradients ----------
 
 def _gpt_like(rng, shape):
@@ -305,6 +330,10 @@ OP_CASES = {
     "conv2d_input_view": (lambda x, w: F.conv2d(x[:, :, 1:, 2:], w, padding=2),  # not contiguous: numpy path
                           lambda r: [_gpt_like(r, (8, 4, 30, 30)), _gpt_like(r, (4, 4, 3, 3))]),
     "conv1d": (lambda x, w: F.conv1d(x, w, padding=2), lambda r: [_gpt_like(r, (16, 8, 500)), _gpt_like(r, (8, 8, 5))]),
+    # the LSTM's fused cell, forward and backward through time, and its contiguous recurrent weight
+    "lstm_layer": (lambda x, h0, c0, w_ih, w_hh, b: _recurrent_layer("LSTM", x, h0, c0, w_ih, w_hh, b, b),
+                   lambda r: [_gpt_like(r, (5, 32, 16)), _gpt_like(r, (32, 256)), _gpt_like(r, (32, 256)),
+                              _gpt_like(r, (1024, 16)) * 0.2, _gpt_like(r, (1024, 256)) * 0.1, _gpt_like(r, (1024,))]),
 }
 
 

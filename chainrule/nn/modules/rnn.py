@@ -27,7 +27,7 @@ import math
 import warnings
 
 import chainrule as _cr
-from chainrule.backend import kernels, xp_of
+from chainrule.backend import kernels, rows, xp_of
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
@@ -51,14 +51,22 @@ class _Arrays:
         return kernels.tanh(a * 0.5) * 0.5 + 0.5  # one compiled tanh instead of exp, where and two divisions
 
     @staticmethod
-    def lstm_gates(gates, H):
-        """i, f, g, o from the pre-activations: one tanh over all four (sigmoid(x) = tanh(x/2)/2 + 1/2)."""
-        xp = xp_of(gates)
-        scale = xp.full(gates.shape[1], 0.5, dtype=gates.dtype)
-        scale[2 * H:3 * H] = 1.0
-        t = kernels.tanh(gates * scale)
-        act = t * 0.5 + 0.5
-        return act[:, :H], act[:, H:2 * H], t[:, 2 * H:3 * H], act[:, 3 * H:]
+    def lstm_cell(gx, gh, c):
+        """One LSTM step: what its backward keeps (the activated gates, c, tanh(c'), h' before any
+        projection: h' last), c' and h' (one pass over the rows: :func:`chainrule.backend.rows.lstm_cell_rows`)."""
+        act, c_new, tc, hh = rows.lstm_cell_rows(gx, gh, c)
+        return (act, c, tc, hh), c_new, hh
+
+    @staticmethod
+    def lstm_cell_vjp(dh, dc, kept):
+        act, c, tc, _ = kept
+        return rows.lstm_cell_vjp_rows(dh, dc, act, c, tc)
+
+    @staticmethod
+    def transposed(w):
+        """``w.T`` in memory of its own: BLAS runs the per-step product h @ w_hh.T markedly faster from a
+        C-contiguous right operand than from the transposed view (bench/ANALYSIS.md, "lstm and unet")."""
+        return xp_of(w).ascontiguousarray(w.T)
 
     tanh = staticmethod(kernels.tanh)
     relu = staticmethod(kernels.relu)
@@ -88,9 +96,26 @@ class _Tensors:
     relu = staticmethod(_cr.relu)
 
     @staticmethod
-    def lstm_gates(gates, H):
+    def lstm_cell(gx, gh, c):
+        gates = gx + gh
+        H = c.shape[1]
         act = _cr.sigmoid(gates)
-        return act[:, :H], act[:, H:2 * H], _cr.tanh(gates[:, 2 * H:3 * H]), act[:, 3 * H:]
+        i, f, g, o = act[:, :H], act[:, H:2 * H], _cr.tanh(gates[:, 2 * H:3 * H]), act[:, 3 * H:]
+        c_new = f * c + i * g
+        tc = _cr.tanh(c_new)
+        hh = o * tc
+        return (i, f, g, o, c, tc, hh), c_new, hh
+
+    @staticmethod
+    def lstm_cell_vjp(dh, dc, kept):
+        i, f, g, o, c, tc, _ = kept
+        dc = dc + dh * o * (1 - tc * tc)
+        dgates = _cr.cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g), dh * tc * o * (1 - o)], -1)
+        return dgates, dc * f
+
+    @staticmethod
+    def transposed(w):
+        return w.T
 
     @staticmethod
     def relu_grad(g, out):
@@ -121,19 +146,14 @@ def _layer_forward(K, mode, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, mask, reverse
     gx = (x.reshape(T * B, x.shape[2]) @ w_ih.T).reshape(T, B, w_ih.shape[0])  # every step's input projection
     if b_ih is not None:
         gx = gx + (b_ih if mode == "GRU" else b_ih + b_hh)
-    w_hh_t = w_hh.T
+    w_hh_t = K.transposed(w_hh)
     out, keep, h_prev = [None] * T, [None] * T, [None] * T
     for t in _steps(T, reverse):
         h_prev[t] = h
         gh = h @ w_hh_t
         if mode == "LSTM":
-            gates = gx[t] + gh
-            i, f, g, o = K.lstm_gates(gates, H)
-            c_new = f * c + i * g
-            tc = K.tanh(c_new)
-            hh = o * tc
+            keep[t], c_new, hh = K.lstm_cell(gx[t], gh, c)
             h_new = hh if w_hr is None else hh @ w_hr.T
-            keep[t] = (i, f, g, o, c, tc, hh)
             if mask is not None:
                 c_new = K.where(mask[t], c_new, c)
             c = c_new
@@ -176,16 +196,11 @@ def _layer_backward(K, mode, gS, saved, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
                 zero_c = dc * 0.0
                 dc_carry, dc = K.where(mask[t], zero_c, dc), K.where(mask[t], dc, zero_c)
         if mode == "LSTM":
-            i, f, g, o, c, tc, hh = keep[t]
             if w_hr is not None:
                 dhs[t] = dh
                 dh = dh @ w_hr
-            dc = dc + dh * o * (1 - tc * tc)
-            do = dh * tc
-            dgates = K.cat([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g), do * o * (1 - o)])
-            dgx[t] = dgates
-            dh = dgates @ w_hh
-            dc = dc * f
+            dgx[t], dc = K.lstm_cell_vjp(dh, dc, keep[t])
+            dh = dgx[t] @ w_hh
         elif mode == "GRU":
             r, z, n, ghn = keep[t]
             dn = dh * (1 - z) * (1 - n * n)
@@ -214,7 +229,7 @@ def _layer_backward(K, mode, gS, saved, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
     db_hh = None if b_hh is None else DGh.sum(0)
     dw_hr = None
     if w_hr is not None:
-        hh = K.stack([k[6] for k in keep]).reshape(T * B, H)
+        hh = K.stack([k[-1] for k in keep]).reshape(T * B, H)
         dw_hr = K.stack(dhs).reshape(T * B, w_hr.shape[0]).T @ hh
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh, dw_hr
 
