@@ -16,7 +16,7 @@ from chainrule.ops.elementwise import where
 from chainrule.ops.shape import as_view, pad
 
 __all__ = ["getitem", "index_put", "gather", "scatter", "scatter_add", "scatter_reduce", "index_select", "index_add",
-           "index_copy", "index_fill", "masked_fill", "masked_select", "masked_scatter", "take", "put",
+           "index_copy", "index_fill", "index_reduce", "masked_fill", "masked_select", "masked_scatter", "take", "put",
            "take_along_dim", "one_hot", "nonzero", "argwhere", "convert_index"]
 
 
@@ -478,6 +478,29 @@ def index_copy(a, dim: int, index: Tensor, source) -> Tensor:
     if kept.size < positions.size:
         index, source = wrap(positions[kept]), index_select(source, d, wrap(kept))
     return index_put(a, _along(d, index), source)
+
+
+def index_reduce(a, dim: int, index: Tensor, source, reduce: str, *, include_self: bool = True) -> Tensor:
+    """A copy of ``a`` whose slice ``index[i]`` along ``dim`` is reduced (prod, mean, amax or amin) with ``source``'s
+    slice ``i``, and with its own value when ``include_self``: scatter_reduce with the index spread over each slice,
+    whose gradients it has."""
+    a = tensor_operand(a, "index_reduce")
+    source = tensor_operand(source, "index_reduce", like=a)
+    if reduce not in ("prod", "mean", "amax", "amin"):
+        raise RuntimeError(f"index_reduce: reduce argument must be either prod, mean, amax or amin, got {reduce!r}")
+    d = norm_dim(dim, a.ndim, "index_reduce")
+    index = _check_index_along("index_reduce", a, d, index)
+    expected = a.shape[:d] + (index.shape[0],) + a.shape[d + 1:] if a.ndim else ()
+    if source.shape != expected:
+        raise IndexError(
+            f"index_reduce: source of {describe(source)} must have the shape {expected} (self {describe(a)} with "
+            f"dimension {d} the number of indices, {index.shape[0]})"
+        )
+    if a.ndim == 0:
+        return index_reduce(a.reshape(1), 0, index, source.reshape(1), reduce, include_self=include_self).reshape(())
+    along = (1,) * d + (index.shape[0],) + (1,) * (a.ndim - d - 1)
+    spread = xp_of(index._data).broadcast_to(index._data.reshape(along), expected)
+    return scatter_reduce(a, d, wrap(spread), source, reduce, include_self=include_self)
 
 
 def index_fill(a, dim: int, index: Tensor, value) -> Tensor:

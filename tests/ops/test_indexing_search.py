@@ -190,6 +190,8 @@ def test_put_with_repeats_adds_up_when_accumulating_else_keeps_the_last():
                                                                                      dtype=lib.float64), "prod")),
     ("index_copy_", lambda lib: (0, lib.tensor([1]), lib.tensor([[7.0, 8.0, 9.0]], dtype=lib.float64))),
     ("index_fill_", lambda lib: (1, lib.tensor([0, 2]), -1.0)),
+    ("index_reduce_", lambda lib: (0, lib.tensor([1, 1]), lib.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
+                                                                      dtype=lib.float64), "amax")),
     ("masked_scatter_", lambda lib: (lib.tensor([True, False, True]), lib.arange(6, dtype=lib.float64))),
     ("put_", lambda lib: (lib.tensor([4, 0]), lib.tensor([7.0, 8.0], dtype=lib.float64))),
 ])
