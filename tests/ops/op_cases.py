@@ -1761,7 +1761,7 @@ for _reduce in ("prod", "mean", "amax", "amin"):
     _index_case(f"index_reduce-{_reduce}", _index_reduce,
                 [(((3, 4), (3, 3)), {"dim": 1, "index": np.array([3, 0, 3]), "reduce": _reduce}),
                  (((4,), (3,)), {"dim": 0, "index": np.array([1, 1, 2]), "reduce": _reduce, "include_self": False}),
-                 (((), (1,)), {"dim": 0, "index": np.array([0]), "reduce": _reduce})],
+                 (((), ()), {"dim": 0, "index": np.array([0]), "reduce": _reduce})],
                 _index_add_args().map(lambda a, r=_reduce: (a[0], {**a[1], "reduce": r, "include_self": len(a[0][0]) % 2 == 0})),
                 samplers=(no_ties,) if _reduce in ("amax", "amin") else (real,), rtol32=1e-4)
 
