@@ -101,11 +101,18 @@ def _layer_zoo():
         nn.Sigmoid(), nn.MaxPool2d(2, dilation=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Identity(), nn.Softmax(-1))
     tokens = nn.Sequential(nn.Embedding(30, 8), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 6),
                            nn.GELU(approximate="tanh"), nn.LayerNorm(6), nn.Flatten(0))
-    return [(one_d, cr.randn(2, 3, 17)), (two_d, cr.randn(2, 2, 9, 8)), (tokens, cr.randint(0, 30, (2, 5)))]
+    three_d = nn.Sequential(nn.Conv3d(2, 3, 3, padding=1), nn.BatchNorm3d(3), nn.ReLU6(), nn.MaxPool3d(2),
+                            nn.AvgPool3d(2, ceil_mode=True), nn.SELU(), nn.AdaptiveAvgPool3d(1), nn.Flatten())
+    upsampling = nn.Sequential(
+        nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), nn.Hardswish(), nn.Mish(), nn.CELU(0.5),
+        nn.Hardsigmoid(), nn.Flatten(2), nn.ConvTranspose1d(4, 2, 2, stride=2, groups=2), nn.RMSNorm(72),
+        nn.Softsign(), nn.LogSigmoid(), nn.RMSNorm([2, 72], eps=1e-3, elementwise_affine=False))
+    return [(one_d, cr.randn(2, 3, 17)), (two_d, cr.randn(2, 2, 9, 8)), (tokens, cr.randint(0, 30, (2, 5))),
+            (three_d, cr.randn(2, 2, 6, 7, 8)), (upsampling, cr.randn(2, 3, 3, 3))]
 
 
-@pytest.mark.parametrize("opset", [17, 20])
-@pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.parametrize("opset", [17, 20, 23])
+@pytest.mark.parametrize("which", range(5))
 def test_layers(tmp_path, which, opset):
     model, x = _layer_zoo()[which]
     _perturbed(model, 0.2)

@@ -115,9 +115,22 @@ def _linear(g, m, x):
 
 @register(nn.Conv1d)
 @register(nn.Conv2d)
+@register(nn.Conv3d)
 def _conv(g, m, x):
     return ops.conv(g, x, g.param(m.weight), _optional(g, m.bias), m.stride, m.padding, m.dilation, m.groups,
                     m.kernel_size)
+
+
+@register(nn.ConvTranspose1d)
+@register(nn.ConvTranspose2d)
+@register(nn.ConvTranspose3d)
+def _conv_transpose(g, m, x):
+    return ops.conv_transpose(g, x, g.param(m.weight), _optional(g, m.bias), m.stride, m.padding, m.output_padding,
+                              m.dilation, m.groups, m.kernel_size)
+
+
+# how many spatial dims each pooling layer works on (the 3-d classes subclass the 2-d ones)
+_SPATIAL_DIMS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
 
 
 def _spatial(value, n: int) -> tuple:
@@ -132,27 +145,30 @@ def _pool_geometry(m, n: int):
 
 @register(nn.MaxPool1d)
 @register(nn.MaxPool2d)
+@register(nn.MaxPool3d)
 def _max_pool(g, m, x):
     if m.options["return_indices"]:
         raise ExportError(f"onnx export: '{g.path}' is a {type(m).__name__} with return_indices=True, which ONNX "
                           "export does not support")
-    n = 1 if isinstance(m, nn.MaxPool1d) else 2
+    n = _SPATIAL_DIMS[type(m)]
     kernel, stride, padding = _pool_geometry(m, n)
     return ops.max_pool(g, x, kernel, stride, padding, _spatial(m.options["dilation"], n), m.options["ceil_mode"])
 
 
 @register(nn.AvgPool1d)
 @register(nn.AvgPool2d)
+@register(nn.AvgPool3d)
 def _avg_pool(g, m, x):
     if m.options.get("divisor_override") is not None:
         raise ExportError(f"onnx export: '{g.path}' ({type(m).__name__}) has divisor_override, which ONNX lacks")
-    n = 1 if isinstance(m, nn.AvgPool1d) else 2
+    n = _SPATIAL_DIMS[type(m)]
     kernel, stride, padding = _pool_geometry(m, n)
     return ops.avg_pool(g, x, kernel, stride, padding, m.options["ceil_mode"], m.options["count_include_pad"])
 
 
 @register(nn.AdaptiveAvgPool1d)
 @register(nn.AdaptiveAvgPool2d)
+@register(nn.AdaptiveAvgPool3d)
 def _adaptive_avg_pool(g, m, x):
     sizes = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size,)
     if any(s != 1 for s in sizes):
@@ -163,6 +179,7 @@ def _adaptive_avg_pool(g, m, x):
 
 @register(nn.BatchNorm1d)
 @register(nn.BatchNorm2d)
+@register(nn.BatchNorm3d)
 def _batch_norm(g, m, x):
     if m.running_mean is None:
         raise ExportError(f"onnx export: '{g.path}' ({type(m).__name__}) has track_running_stats=False, so its "
@@ -175,6 +192,13 @@ def _batch_norm(g, m, x):
 def _layer_norm(g, m, x):
     scale, shift = _affine(g, m, tuple(m.normalized_shape))
     return ops.layer_norm(g, x, m.normalized_shape, scale, shift, m.eps)
+
+
+@register(nn.RMSNorm)
+def _rms_norm(g, m, x):
+    weight = getattr(m, "weight", None)
+    eps = m.eps if m.eps is not None else float(np.finfo(weight.dtype.np if weight is not None else np.float32).eps)
+    return ops.rms_norm(g, x, m.normalized_shape, _optional(g, weight), eps)
 
 
 def _affine(g, m, shape) -> tuple[str, str]:
@@ -228,9 +252,18 @@ def _silu(g, m, x):
     return ops.silu(g, x)
 
 
-_UNARY = {nn.ReLU: ("Relu", {}), nn.Tanh: ("Tanh", {}), nn.Sigmoid: ("Sigmoid", {})}
+# SELU's constants as PyTorch writes them (ONNX's defaults are their float32 roundings)
+_SELU = {"alpha": 1.6732632423543772848170429916717, "gamma": 1.0507009873554804934193349852946}
+# module type -> the ONNX op with the same meaning, and its fixed attributes
+_UNARY = {nn.ReLU: ("Relu", {}), nn.Tanh: ("Tanh", {}), nn.Sigmoid: ("Sigmoid", {}), nn.Softsign: ("Softsign", {}),
+          nn.Hardswish: ("HardSwish", {}), nn.Hardsigmoid: ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),
+          nn.SELU: ("Selu", _SELU)}
 for _type, (_op, _attrs) in _UNARY.items():
-    register(_type)(lambda g, m, x, _op=_op: ops.unary(g, _op, x))
+    register(_type)(lambda g, m, x, _op=_op, _attrs=_attrs: ops.unary(g, _op, x, **_attrs))
+register(nn.CELU)(lambda g, m, x: ops.unary(g, "Celu", x, alpha=float(m.alpha)))
+register(nn.ReLU6)(lambda g, m, x: ops.hardtanh(g, x, 0.0, 6.0))
+register(nn.Mish)(lambda g, m, x: ops.mish(g, x))
+register(nn.LogSigmoid)(lambda g, m, x: ops.logsigmoid(g, x))
 register(nn.LeakyReLU)(lambda g, m, x: ops.unary(g, "LeakyRelu", x, alpha=float(m.negative_slope)))
 register(nn.ELU)(lambda g, m, x: ops.unary(g, "Elu", x, alpha=float(m.alpha)))
 for _type in (nn.Dropout, nn.Identity):  # eval mode: the identity

@@ -43,6 +43,14 @@ def conv(g: GraphBuilder, x: str, weight: str, bias: str | None, stride, padding
                 strides=list(stride), dilations=list(dilation), group=groups, pads=list(padding) * 2)
 
 
+def conv_transpose(g: GraphBuilder, x: str, weight: str, bias: str | None, stride, padding, output_padding, dilation,
+                   groups: int, kernel_size) -> str:
+    """The transposed convolution; the weight's (in, out / groups, *kernel) layout is ONNX's too."""
+    return g.op("ConvTranspose", [x, weight] + ([bias] if bias else []), g.rank(x), kernel_shape=list(kernel_size),
+                strides=list(stride), dilations=list(dilation), group=groups, pads=list(padding) * 2,
+                output_padding=list(output_padding))
+
+
 def max_pool(g: GraphBuilder, x: str, kernel_size, stride, padding, dilation, ceil_mode: bool) -> str:
     return g.op("MaxPool", [x], g.rank(x), kernel_shape=list(kernel_size), strides=list(stride), pads=list(padding) * 2,
                 dilations=list(dilation), ceil_mode=int(ceil_mode))
@@ -65,6 +73,20 @@ def batch_norm(g: GraphBuilder, x: str, running_mean: str, running_var: str, wei
 
 def layer_norm(g: GraphBuilder, x: str, normalized_shape, weight: str, bias: str, eps: float) -> str:
     return g.op("LayerNormalization", [x, weight, bias], g.rank(x), axis=-len(normalized_shape), epsilon=eps)
+
+
+def rms_norm(g: GraphBuilder, x: str, normalized_shape, weight: str | None, eps: float) -> str:
+    """x / sqrt(mean(x^2 over the trailing dims) + eps), times the weight: RMSNormalization from opset 23."""
+    r, axes = g.rank(x), list(range(-len(normalized_shape), 0))
+    if g.opset >= 23 and weight is not None:
+        return g.op("RMSNormalization", [x, weight], r, axis=axes[0], epsilon=eps)
+    square = g.op("Mul", [x, x], r)
+    if g.opset >= 18:  # ReduceMean takes its axes as an input from opset 18, as an attribute before
+        mean = g.op("ReduceMean", [square, g.const(axes, np.int64)], r, keepdims=1)
+    else:
+        mean = g.op("ReduceMean", [square], r, axes=axes, keepdims=1)
+    out = g.op("Div", [x, g.op("Sqrt", [g.op("Add", [mean, g.const(eps)], r)], r)], r)
+    return g.op("Mul", [out, weight], r) if weight is not None else out
 
 
 def gelu(g: GraphBuilder, x: str, approximate: str = "none") -> str:
@@ -92,6 +114,17 @@ def unary(g: GraphBuilder, op_type: str, x: str, **attrs) -> str:
 
 def hardtanh(g: GraphBuilder, x: str, min_val: float, max_val: float) -> str:
     return g.op("Clip", [x, g.const(min_val), g.const(max_val)], g.rank(x))
+
+
+def mish(g: GraphBuilder, x: str) -> str:
+    if g.opset >= 18:
+        return g.op("Mish", [x], g.rank(x))
+    return g.op("Mul", [x, g.op("Tanh", [g.op("Softplus", [x], g.rank(x))], g.rank(x))], g.rank(x))
+
+
+def logsigmoid(g: GraphBuilder, x: str) -> str:
+    """log sigmoid(x) = -softplus(-x)."""
+    return g.op("Neg", [g.op("Softplus", [g.op("Neg", [x], g.rank(x))], g.rank(x))], g.rank(x))
 
 
 def softmax(g: GraphBuilder, x: str, dim: int, log: bool = False) -> str:
