@@ -315,47 +315,45 @@ def _scatter_reduce(a: Tensor, d: int, index: Tensor, src: Tensor, reduce: str, 
     full = _along_dim_index(index._data, d)
     hit = xp.zeros(a.shape, dtype=bool)  # the positions some src value is sent to
     hit[full] = True
+    excluded = None if include_self else hit  # the positions whose own value takes no part
     out = a._data.copy()
-    if not include_self:
-        out[hit] = _reduction_identity(reduce, out.dtype)
+    if excluded is not None:
+        out[excluded] = _reduction_identity(reduce, out.dtype)
     ufunc = {"sum": xp.add, "mean": xp.add, "prod": xp.multiply, "amax": xp.maximum, "amin": xp.minimum}[reduce]
     ufunc.at(out, full, src._data)
     count = None
-    if reduce == "mean":
-        count = (~hit if not include_self else xp.ones(a.shape, dtype=bool)).astype(out.dtype)
+    if reduce == "mean":  # how many values each position averages
+        count = (xp.ones(a.shape, dtype=bool) if excluded is None else ~excluded).astype(out.dtype)
         xp.add.at(count, full, 1)
         count[count == 0] = 1
         out = out / count if out.dtype.kind == "f" else out // count  # integers: floor division, as PyTorch
-    kept = hit if not include_self else None  # positions where a's own value was left out
 
     def rule(g, result):
-        grad_a, grad_src = _SCATTER_REDUCE_GRADS[reduce](g, result, a, d, index, src, include_self, count)
-        if grad_a is not None and kept is not None:
-            grad_a = where(wrap(~kept), grad_a, 0.0)
+        grad_a, grad_src = _SCATTER_REDUCE_GRADS[reduce](g, result, a, d, index, src, excluded, count)
+        if excluded is not None:
+            grad_a = where(wrap(~excluded), grad_a, 0.0)
         return grad_a, grad_src
 
     return record(out, "scatter_reduce", (a, src), rule, (a, src), keep_output=reduce in ("prod", "amax", "amin"))
 
 
-def _sum_grads(g, result, a, d, index, src, include_self, count):
+def _sum_grads(g, result, a, d, index, src, excluded, count):
     return g, gather(g, d, index)
 
 
-def _mean_grads(g, result, a, d, index, src, include_self, count):
+def _mean_grads(g, result, a, d, index, src, excluded, count):
     share = g / wrap(count)
     return share, gather(share, d, index)
 
 
-def _extremum_grads(g, result, a, d, index, src, include_self, count):
-    """Split evenly among the values equal to the result (the excluded own value is not one of them)."""
+def _extremum_grads(g, result, a, d, index, src, excluded, count):
+    """Split evenly among the values equal to the result (an excluded own value is not one of them)."""
     xp = xp_of(g._data)
     full = _along_dim_index(index._data, d)
     out = result._data
     own_is_result = a._data == out
-    if not include_self:
-        hit = xp.zeros(a.shape, dtype=bool)
-        hit[full] = True
-        own_is_result &= ~hit
+    if excluded is not None:
+        own_is_result &= ~excluded
     src_is_result = src._data == out[full]
     ties = own_is_result.astype(out.dtype)
     xp.add.at(ties, full, src_is_result.astype(out.dtype))
@@ -364,12 +362,13 @@ def _extremum_grads(g, result, a, d, index, src, include_self, count):
     return where(wrap(own_is_result), share, 0.0), where(wrap(src_is_result), gather(share, d, index), 0.0)
 
 
-def _prod_grads(g, result, a, d, index, src, include_self, count):
+def _prod_grads(g, result, a, d, index, src, excluded, count):
     """The product of the other factors, without dividing by a zero: a zero of ``a`` or a lone zero among a
     position's src values gets the product of the rest, computed again with that factor replaced by 1."""
     xp = xp_of(g._data)
     full = _along_dim_index(index._data, d)
     a_nonzero = a.masked_fill(wrap(a._data == 0), 1.0)
+    include_self = excluded is None
     grad_a = g * _scatter_reduce(a_nonzero, d, index, src, "prod", include_self) / a_nonzero
     src_zero = src._data == 0
     zeros_at = xp.zeros(a.shape, dtype=xp.int64)
