@@ -45,6 +45,7 @@ class Variant:
         self.problems: list[str] = []
         self.misses: list[str] = []
         self.replays = 0
+        self.current_args: list = [None]  # the (args, kwargs) of the replay in progress
 
 
 def _swap(tensors: list, saved: dict) -> None:
@@ -72,8 +73,9 @@ def _unswap(tensors: list, saved: dict) -> None:
 class _Patches:
     """The seams a capture patches, and how to put each back."""
 
-    def __init__(self, tracer: Tracer, tensors: list, saved: dict):
+    def __init__(self, tracer: Tracer, tensors: list, saved: dict, arg_paths: dict, current_args: list):
         self.tracer, self.tensors, self.saved = tracer, tensors, saved
+        self.arg_paths, self.current_args = arg_paths, current_args
         self.undo: list = []
 
     def __enter__(self):
@@ -82,6 +84,7 @@ class _Patches:
         ARRAY_TYPES.add(TracedArray)
         self.undo.append(lambda: (ARRAY_TYPES.discard(TracedArray), _DEVICE_OF_TYPE.pop(TracedArray, None)))
         self._patch_backend_functions()
+        self._patch_device_checks()
         self._patch_grad_attribute()
         for cls in [Optimizer, *_subclasses(Optimizer)] + [LRScheduler, *_subclasses(LRScheduler)]:
             if "step" in cls.__dict__:
@@ -126,6 +129,20 @@ class _Patches:
                 if id(value) in originals and originals[id(value)] is value:
                     self._set(module, name, _OPAQUE[value])
 
+    def _patch_device_checks(self) -> None:
+        """Ops refuse operands of two array types (two devices). A tensor the discovery did not find still
+        holds a plain array: the checks swap its array for a traced view on first meeting (put back after
+        the capture), so the capture mixes arrays exactly as eager does."""
+        saved = self.saved
+        for module_name, name in _DEVICE_CHECKS:
+            module = sys.modules.get(module_name)
+            check = getattr(module, name, None) if module else None
+            if check is None:
+                continue
+            for holder in list(sys.modules.values()):
+                if getattr(holder, "__name__", "").startswith("chainrule") and vars(holder).get(name) is check:
+                    self._set(holder, name, _swapping_first(check, saved))
+
     def _patch_grad_attribute(self) -> None:
         slot = Tensor.__dict__["grad"]
         tracer = self.tracer
@@ -141,8 +158,10 @@ class _Patches:
             if value is not None and not isinstance(value, Tensor):
                 return
             reads = () if value is None else tracer._roots([value._data])
-            instr = tracer.add(Instr("grad", _grad_setter(t, value), reads=reads, name=f"{_shape(t)}.grad = ..."))
-            instr.expected = (t, value)
+            path = self.arg_paths.get(id(t))
+            setter = _grad_setter(t, value) if path is None else _arg_grad_setter(self.current_args, path, value)
+            instr = tracer.add(Instr("grad", setter, reads=reads, name=f"{_shape(t)}.grad = ..."))
+            instr.expected = (t, value, setter)
 
         self._set(Tensor, "grad", property(slot.__get__, set_grad))
 
@@ -170,6 +189,19 @@ class _Patches:
         return host_step
 
 
+_DEVICE_CHECKS = (("chainrule.ops._helpers", "binary_operands"), ("chainrule.ops.linalg", "_same_dtype"))
+
+
+def _swapping_first(check, saved: dict):
+    def checked(*args):
+        for x in args:
+            if isinstance(x, Tensor) and type(x._data) is np.ndarray:
+                saved.setdefault(id(x), (x, x._data))
+                x._data = x._data.view(TracedArray)
+        return check(*args)
+    return checked
+
+
 def _host_call(step, obj, args, kwargs):
     def run():
         step(obj, *args, **kwargs)
@@ -179,6 +211,13 @@ def _host_call(step, obj, args, kwargs):
 def _grad_setter(t: Tensor, value):
     def run():
         t.grad = value
+    return run
+
+
+def _arg_grad_setter(current_args: list, path: tuple, value):
+    """``.grad`` of an argument: set on the tensor passed at replay (``current_args[0]``), not the capture's."""
+    def run():
+        _at(current_args[0], path).grad = value
     return run
 
 
@@ -244,6 +283,7 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant):
     tracer = Tracer()
     saved: dict = {}
     arg_tensors = _tensors_in((args, kwargs))
+    variant.current_args[0] = (args, kwargs)
     inputs = []
     for path, t in arg_tensors:
         buffer = np.array(t._data, copy=True, order="K")
@@ -252,8 +292,9 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant):
     state = [t for t in tensors if all(t is not a for _, a in arg_tensors)]
     entry = [(t, t._data, t.grad, None if t.grad is None else t.grad._data) for t in state]
     _swap(state, saved)
+    arg_paths = {id(t): path for path, t in arg_tensors}
     try:
-        with _Patches(tracer, state, saved):
+        with _Patches(tracer, state, saved, arg_paths, variant.current_args):
             result = fn(*args, **kwargs)
     finally:
         for _path, t, original, _buffer in inputs:
@@ -356,6 +397,7 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
             raise _tr.GuardMiss(f"a state tensor's {'gradient' if of_grad else 'array'} (shape {tuple(t.shape)}) "
                                 "was replaced since the capture")
     tree = (args, kwargs)
+    variant.current_args[0] = tree
     for path, buffer in variant.inputs:
         np.copyto(buffer, _at(tree, path)._data)
     safety = variant.program.guard_safety

@@ -110,18 +110,22 @@ class Compiled:
         state = self._state
         before = state.snapshot()
         eager_result = self.fn(*args, **kwargs)
-        eager_outputs = _flat_tensors(eager_result)
+        eager_outputs = _flat_tensors(eager_result) + _argument_grads(args, kwargs)
         after_eager = state.snapshot()
         state.restore(before)
+        eager_grads = _clear_argument_grads(args, kwargs)
         variant.program.poison()
         try:
             result = replay(variant, args, kwargs, self.copy_outputs)
         except GuardMiss as miss:
             state.restore(after_eager)
+            _set_argument_grads(args, kwargs, eager_grads)
             return self._missed(variant, str(miss), eager_result)
-        difference = first_difference(after_eager, state.snapshot(), eager_outputs, _flat_tensors(result))
+        replayed = _flat_tensors(result) + _argument_grads(args, kwargs)
+        difference = first_difference(after_eager, state.snapshot(), eager_outputs, replayed)
         if difference is not None:
             state.restore(after_eager)
+            _set_argument_grads(args, kwargs, eager_grads)
             variant.stage = "failed"
             return self._cannot(variant, f"the replayed program differs from eager in {difference} (a computation "
                                          "the tracer did not see, or a Python value that changes between calls)",
@@ -247,6 +251,9 @@ def _hooks_on(state: State) -> str | None:
 def _arg_key(x):
     if isinstance(x, Tensor):
         d = x._data
+        if x.grad is not None:
+            raise TypeError(f"an argument (shape {tuple(x.shape)}) has a .grad already; a compiled call would add to "
+                            "it in the capture's buffer: pass tensors without .grad")
         return ("T", d.shape, d.dtype.str, x._rg, d.flags.c_contiguous)
     if isinstance(x, (list, tuple)):
         return (type(x).__name__, tuple(_arg_key(v) for v in x))
@@ -274,6 +281,31 @@ def _describe_key(key) -> str:
         return repr(k[1])
 
     return f"{show(args)} grad_mode={key[2]} training={list(key[6])}"
+
+
+def _argument_grads(args, kwargs) -> list:
+    """Copies of the ``.grad`` of the tensor arguments (None where there is none)."""
+    from chainrule.compiler.capture import _tensors_in
+
+    return [None if t.grad is None else t.grad._data.copy() for _, t in _tensors_in((args, kwargs))]
+
+
+def _clear_argument_grads(args, kwargs) -> list:
+    """Set the tensor arguments' ``.grad`` to None; returns what they were."""
+    from chainrule.compiler.capture import _tensors_in
+
+    grads = []
+    for _, t in _tensors_in((args, kwargs)):
+        grads.append(t.grad)
+        t.grad = None
+    return grads
+
+
+def _set_argument_grads(args, kwargs, grads: list) -> None:
+    from chainrule.compiler.capture import _tensors_in
+
+    for (_, t), g in zip(_tensors_in((args, kwargs)), grads):
+        t.grad = g
 
 
 def _flat_tensors(result) -> list:

@@ -122,7 +122,7 @@ def _guard_safety(instrs: list[Instr], created: set) -> tuple:
             return None
         rng = rng or instr.kind == "rng"
         if instr.kind == "grad":
-            grads.update((id(t), t) for t, _ in instr.expected)
+            grads.update((id(t), t) for t, _, _ in instr.expected)
         for w in instr.writes:
             if id(w) not in created:
                 written[id(w)] = w
@@ -172,9 +172,11 @@ def _copy_instr(instr: Instr) -> Instr:
 
 
 def _set_gradients(pairs: tuple):
+    setters = tuple(setter for _, _, setter in pairs)
+
     def run():
-        for t, value in pairs:
-            t.grad = value
+        for setter in setters:
+            setter()
     return run
 
 

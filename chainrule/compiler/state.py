@@ -24,8 +24,11 @@ class State:
         self.schedulers: list = []
         self.tensors: list = []
         self._seen: set = set()
-        for obj in _roots_of(fn) + list(args) + list(kwargs.values()) + list(extra):
+        for obj in _roots_of(fn) + list(extra):
             self._visit(obj, depth=2)
+        for obj in list(args) + list(kwargs.values()):  # tensor arguments are inputs, not state
+            if not isinstance(obj, Tensor):
+                self._visit(obj, depth=2)
         for m in self.modules:
             for t in list(m.parameters()) + list(m.buffers()):
                 self._add_tensor(t)
@@ -119,7 +122,7 @@ def first_difference(a: dict, b: dict, outputs_a, outputs_b) -> str | None:
     """Where two post-step states (and outputs) differ bit for bit, or None."""
     for i, (x, y) in enumerate(zip(outputs_a, outputs_b)):
         if not same(x, y):
-            return f"output {i}"
+            return f"output {i} (or an argument's gradient)"
     for (t, data, _grad, gdata), (_, data2, _grad2, gdata2) in zip(a["tensors"], b["tensors"]):
         if not same(data, data2):
             return f"the value of a state tensor of shape {tuple(t.shape)}"
@@ -142,6 +145,8 @@ def same(x, y) -> bool:
         x = x._data
     if isinstance(y, Tensor):
         y = y._data
+    if x is None or y is None:
+        return x is None and y is None
     if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
         x, y = np.asarray(x), np.asarray(y)
         return x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()

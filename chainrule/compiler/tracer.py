@@ -293,15 +293,48 @@ class Tracer:
         return value
 
     def fill(self, array, value, name: str):
-        """An array creation: its buffer is refilled with ``value`` each replay (unless nothing writes it,
-        in which case the program folds it to a constant)."""
+        """An array creation: its buffer is refilled with ``value`` (a number or an array) each replay,
+        unless nothing writes it, in which case the program folds it to a constant."""
         self._made(array)
-        fn = (lambda a=array: a.fill(value)) if value is not None else (lambda: None)
+        if isinstance(value, np.ndarray):
+            fn = functools.partial(np.copyto, array, value)
+        elif value is not None:
+            fn = functools.partial(array.fill, value)
+        else:
+            fn = _nothing
         self.add(Instr("fill", fn, (), None, None, (), self._roots([array]), name))
         return traced(array)
 
     def note_problem(self, text: str) -> None:
         self.problems.append(f"{text} at {user_site()} (in {_op_site()})")
+
+
+def _nothing():
+    pass
+
+
+def _constant(result, name: str):
+    """An array the traced namespace made from data that is not traced: a traced constant (so it mixes
+    with traced arrays as eager's arrays mix), refilled each replay only if the program writes it."""
+    t = _tracer()
+    if t is None or not isinstance(result, np.ndarray):
+        return result
+    return t.fill(result, result.copy(), name)
+
+
+def _making_constants(fn):
+    """A numpy function as the traced namespace gives it: an array it makes from untraced data (arange,
+    eye, broadcast_to of those, ...) is a traced constant, so that writing traced values into it later
+    (``perm[i] = p``, which no hook would see on a plain array) is logged."""
+    @functools.wraps(fn)
+    def made(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        if isinstance(result, np.ndarray) and not isinstance(result, TracedArray) and _tracer() is not None:
+            if any(np.may_share_memory(result, a) for a in _arrays_in(args, []) + _arrays_in(kwargs, [])):
+                return result  # a view of a plain array stays one (broadcast_to, reshape)
+            return _constant(result, fn.__name__)
+        return result
+    return made
 
 
 def _tracer():
@@ -449,7 +482,10 @@ class TracedNumpy:
     array creations are logged."""
 
     def __getattr__(self, name):
-        return getattr(np, name)
+        value = getattr(np, name)
+        if callable(value) and not isinstance(value, (np.ufunc, type)) and not name.startswith("_"):
+            return _making_constants(value)
+        return value
 
     @staticmethod
     def asarray(a, dtype=None, order=None, **kwargs):
@@ -458,7 +494,7 @@ class TracedNumpy:
             if isinstance(a, TracedArray):
                 return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
             return t.call(np.asarray, (a,), dict(dtype=dtype, **kwargs), "asarray")
-        return np.asarray(plain(a), dtype=dtype, order=order, **kwargs)
+        return _constant(np.asarray(plain(a), dtype=dtype, order=order, **kwargs), "asarray")
 
     asanyarray = asarray
 
@@ -469,14 +505,14 @@ class TracedNumpy:
             if a.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype) and a.ndim:
                 return a
             return t.call(np.ascontiguousarray, (a,), dict(dtype=dtype, **kwargs), "ascontiguousarray")
-        return np.ascontiguousarray(plain(a), dtype=dtype, **kwargs)
+        return _constant(np.ascontiguousarray(plain(a), dtype=dtype, **kwargs), "ascontiguousarray")
 
     @staticmethod
     def array(a, dtype=None, copy=True, **kwargs):
         t = _tracer()
         if t is not None and _has_traced(a):
             return t.call(np.array, (a,), dict(dtype=dtype, copy=copy, **kwargs), "array")
-        return np.array(plain(a), dtype=dtype, copy=copy, **kwargs)
+        return _constant(np.array(plain(a), dtype=dtype, copy=copy, **kwargs), "array")
 
 
 def _creation(name: str, value):
