@@ -126,6 +126,20 @@ def test_layers(tmp_path, which, opset):
     np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("norm_first, batch_first, activation", [(False, False, "relu"), (True, True, "gelu"),
+                                                                  (False, True, nn.GELU(approximate="tanh"))])
+def test_transformer_encoder(tmp_path, norm_first, batch_first, activation):
+    layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=24, dropout=0.1, activation=activation,
+                                       norm_first=norm_first, batch_first=batch_first)
+    model = _perturbed(nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16)), 0.1)
+    shape = (2, 5, 16) if batch_first else (5, 2, 16)
+    axes = {0: "batch", 1: "seq"} if batch_first else {0: "seq", 1: "batch"}
+    path = tmp_path / "encoder.onnx"
+    cr.onnx.export(model, (cr.randn(*shape),), path, dynamic_axes={"input": axes, "output": axes}, verify=True)
+    x = cr.randn(7, 3, 16)
+    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_unsupported_modules_are_refused_by_path_and_type(tmp_path):
     model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), nn.GRU(4, 4)))
     with pytest.raises(cr.onnx.UnsupportedModuleError, match=r"'1\.1' is a GRU.*register"):

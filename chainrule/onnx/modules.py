@@ -95,15 +95,57 @@ def _block(g, block, x):
 
 @register(CausalSelfAttention)
 def _causal_self_attention(g, attn, x):
+    return ops.self_attention(g, x, g.param(attn.qkv.weight), _optional(g, attn.qkv.bias), g.param(attn.proj.weight),
+                              _optional(g, attn.proj.bias), attn.n_head, attn.proj.weight.shape[0], is_causal=True)
+
+
+@register(nn.TransformerEncoder)
+def _transformer_encoder(g, stack, x):
+    """The encoder stack without masks (the module walk sees only the input; a mask argument is not exported)."""
     path = g.path
-    n_embd = attn.proj.weight.shape[0]
-    head_dim = n_embd // attn.n_head
-    qkv = _child(g, path, "qkv", attn.qkv, x)
-    heads = ops.permute(g, ops.reshape(g, qkv, [0, 0, 3, attn.n_head, head_dim]), [2, 0, 3, 1, 4])
-    q, k, v = (ops.select(g, heads, 0, i) for i in range(3))
-    y = ops.scaled_dot_product_attention(g, q, k, v, is_causal=True, head_dim=head_dim)
-    y = ops.reshape(g, ops.permute(g, y, [0, 2, 1, 3]), [0, 0, n_embd])
-    return _child(g, path, "proj", attn.proj, y)
+    for i, layer in enumerate(stack.layers):
+        x = _child(g, path, f"layers.{i}", layer, x)
+    return x if stack.norm is None else _child(g, path, "norm", stack.norm, x)
+
+
+@register(nn.TransformerEncoderLayer)
+def _transformer_encoder_layer(g, layer, x):
+    path = g.path
+    attend = lambda h: _self_attention(g, layer.self_attn, h)  # noqa: E731
+    feed_forward = lambda h: _child(  # noqa: E731
+        g, path, "linear2", layer.linear2, _activation(g, layer, path, _child(g, path, "linear1", layer.linear1, h)))
+    norm1 = lambda h: _child(g, path, "norm1", layer.norm1, h)  # noqa: E731
+    norm2 = lambda h: _child(g, path, "norm2", layer.norm2, h)  # noqa: E731
+    if layer.norm_first:
+        x = ops.add(g, x, attend(norm1(x)))
+        return ops.add(g, x, feed_forward(norm2(x)))
+    x = norm1(ops.add(g, x, attend(x)))
+    return norm2(ops.add(g, x, feed_forward(x)))
+
+
+def _self_attention(g, mha, x):
+    """nn.MultiheadAttention(x, x, x) without masks, on (seq, batch, embed) input unless batch_first."""
+    if not mha.batch_first:
+        x = ops.permute(g, x, [1, 0, 2])
+    y = ops.self_attention(g, x, g.param(mha.in_proj_weight), _optional(g, mha.in_proj_bias),
+                           g.param(mha.out_proj.weight), _optional(g, mha.out_proj.bias), mha.num_heads,
+                           mha.embed_dim, is_causal=False)
+    return y if mha.batch_first else ops.permute(g, y, [1, 0, 2])
+
+
+def _activation(g, layer, path: str, x):
+    """A transformer layer's activation: F.relu, F.gelu or a module."""
+    from chainrule.nn import functional as F
+
+    activation = layer.activation
+    if activation is F.relu:
+        return ops.unary(g, "Relu", x)
+    if activation is F.gelu:
+        return ops.gelu(g, x)
+    if isinstance(activation, nn.Module):
+        return convert(g, activation, x, f"{path}.activation")
+    raise ExportError(f"onnx export: '{path}' has the activation {activation!r}, a function the exporter does "
+                      "not know; pass a module (nn.GELU()) or 'relu'/'gelu'")
 
 
 # ----- layers -----------------------------------------------------------------------------------------------

@@ -186,3 +186,15 @@ def scaled_dot_product_attention(g: GraphBuilder, q: str, k: str, v: str, is_cau
         future = g.op("Less", [rows, cols], 2)  # key after query: masked
         scores = g.op("Where", [future, g.const(-np.inf), scores], r)
     return g.op("MatMul", [softmax(g, scores, -1), v], r)
+
+
+def self_attention(g: GraphBuilder, x: str, qkv_weight: str, qkv_bias: str | None, out_weight: str,
+                   out_bias: str | None, n_head: int, embed_dim: int, is_causal: bool) -> str:
+    """Multi-head self-attention on (batch, seq, embed) input: one projection to q, k and v (stacked in that order
+    along the output features, heads inside each), attention per head, then the output projection."""
+    head_dim = embed_dim // n_head
+    qkv = linear(g, x, qkv_weight, qkv_bias)
+    heads = permute(g, reshape(g, qkv, [0, 0, 3, n_head, head_dim]), [2, 0, 3, 1, 4])
+    q, k, v = (select(g, heads, 0, i) for i in range(3))
+    y = scaled_dot_product_attention(g, q, k, v, is_causal=is_causal, head_dim=head_dim)
+    return linear(g, reshape(g, permute(g, y, [0, 2, 1, 3]), [0, 0, embed_dim]), out_weight, out_bias)
