@@ -17,6 +17,7 @@ import math
 import warnings
 
 from chainrule.backend import xp_of
+from chainrule.backend.scatter import add_rows_at, take_rows
 from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
 from chainrule.ops.conv import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
 from chainrule.ops.indexing import index_select
@@ -306,9 +307,21 @@ def grid_sample(input, grid, mode: str = "bilinear", padding_mode: str = "zeros"
         for (index, w), stride in zip(combination, _strides(spatial)):
             flat = flat + index * stride
             weight = w if weight is None else weight * w
-        term = index_select(rows, 0, wrap(flat.reshape(-1))) * weight.reshape(flat.size, 1)
+        term = _take_rows(rows, flat.reshape(-1)) * weight.reshape(flat.size, 1)
         out = term if out is None else out + term
     return out.reshape(n, *out_spatial, c).movedim(-1, 1)
+
+
+def _take_rows(a: Tensor, index) -> Tensor:
+    """Primitive: ``a[index]`` (``index`` an array); its rule scatters back with _add_rows."""
+    rows = a.shape[0]
+    return record(take_rows(a._data, index), "grid_sample_gather", (a,), lambda g, _: (_add_rows(g, index, rows),))
+
+
+def _add_rows(g: Tensor, index, rows: int) -> Tensor:
+    """Primitive: the rows of ``g`` added at ``index`` into ``rows`` zero rows; its rule gathers."""
+    return record(add_rows_at(g._data, index, rows), "grid_sample_scatter", (g,),
+                  lambda gg, _: (_take_rows(gg, index),))
 
 
 def _strides(spatial) -> list[int]:
