@@ -324,7 +324,7 @@ def _scatter_reduce(a: Tensor, d: int, index: Tensor, src: Tensor, reduce: str, 
     count = None
     if reduce == "mean":  # how many values each position averages
         count = (xp.ones(a.shape, dtype=bool) if excluded is None else ~excluded).astype(out.dtype)
-        xp.add.at(count, full, 1)
+        xp.add.at(count, full, xp.ones(index.shape, dtype=out.dtype))  # (an array of out's dtype: add.at's fast path)
         count[count == 0] = 1
         out = out / count if out.dtype.kind == "f" else out // count  # integers: floor division, as PyTorch
 
@@ -372,7 +372,7 @@ def _prod_grads(g, result, a, d, index, src, excluded, count):
     grad_a = g * _scatter_reduce(a_nonzero, d, index, src, "prod", include_self) / a_nonzero
     src_zero = src._data == 0
     zeros_at = xp.zeros(a.shape, dtype=xp.int64)
-    xp.add.at(zeros_at, full, src_zero)
+    xp.add.at(zeros_at, full, src_zero.astype(xp.int64))
     zeros_at = zeros_at[full]
     lone_zero = src_zero & (zeros_at == 1)
     without_lone_zero = _scatter_reduce(a, d, index, src.masked_fill(wrap(lone_zero), 1.0), "prod", include_self)
