@@ -1,8 +1,10 @@
 """Indexing primitives: ``a[index]`` (basic, integer-array and boolean-mask indexing) and its
-out-of-place twin for ``a[index] = v``, gather/scatter/scatter_add, index_select/index_add,
-masked_fill, take_along_dim, one_hot.
+out-of-place twin for ``a[index] = v``, gather/scatter/scatter_add, scatter_reduce, index_select/index_add,
+masked_fill, take_along_dim, one_hot, nonzero; and the composites built on them: index_copy, index_fill,
+index_reduce, masked_scatter, take, put, argwhere.
 
-Gradients of reads with repeated indices accumulate (scatter-add), as the chain rule demands.
+Gradients of reads with repeated indices accumulate (scatter-add), as the chain rule demands; of a position
+written several times (index_copy, put), only the write that stays gets one.
 """
 
 from __future__ import annotations
