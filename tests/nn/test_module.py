@@ -192,3 +192,19 @@ def test_default_linear_init_matches_pytorch_bounds():
     assert w.min() >= -bound and w.max() <= bound
     assert abs(w.std() - bound / np.sqrt(3)) < 0.02 * bound  # uniform(-b, b) has std b / sqrt(3)
     assert np.abs(lin.bias.detach().numpy()).max() <= bound
+
+
+def test_replacing_a_submodule_parameter_or_buffer_keeps_its_place():
+    """As in PyTorch: a Sequential's layer swapped for another (what convert_sync_batchnorm does) stays where
+    it was, and so do a re-assigned parameter and a re-registered buffer."""
+    seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 3))
+    setattr(seq, "1", nn.Sigmoid())
+    seq.add_module("0", nn.Tanh())
+    assert [type(m).__name__ for m in seq] == ["Tanh", "Sigmoid", "Linear"]
+    assert seq(cr.zeros(1, 2)).shape == (1, 3)
+    lin = nn.Linear(2, 2)
+    lin.weight = nn.Parameter(cr.zeros(2, 2))
+    lin.register_buffer("first", cr.zeros(1))
+    lin.register_buffer("second", cr.zeros(1))
+    lin.register_buffer("first", cr.ones(1))
+    assert list(lin.state_dict()) == ["weight", "bias", "first", "second"]
