@@ -12,5 +12,6 @@ from chainrule.nn.modules.normalization import *  # noqa: F401,F403
 from chainrule.nn.modules.padding import *  # noqa: F401,F403
 from chainrule.nn.modules.rnn import *  # noqa: F401,F403
 from chainrule.nn.modules.sparse import *  # noqa: F401,F403
+from chainrule.nn.modules.sync_batchnorm import *  # noqa: F401,F403
 from chainrule.nn.modules.transformer import *  # noqa: F401,F403
 from chainrule.nn.modules.upsampling import *  # noqa: F401,F403

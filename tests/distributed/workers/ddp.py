@@ -160,6 +160,24 @@ def unused(n, rank):
            bitwise_equal_across_ranks=same_on_every_rank(model))
 
 
+def with_batchnorm(seed):
+    cr.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 10 * 10, 10),
+                         nn.BatchNorm1d(10)).double()
+
+
+def syncbn(n, rank):
+    """SyncBatchNorm over N ranks x batch b == BatchNorm in one process over batch N*b (running stats too)."""
+    reference = train("cnn", with_batchnorm(11), cr.float64, n, rank)
+    model = nn.SyncBatchNorm.convert_sync_batchnorm(with_batchnorm(11 + rank))
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules()) == 2
+    trained = train("cnn", model, cr.float64, n, rank, ddp=DDP(model))
+    stats = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(trained.buffers(), reference.buffers())
+                if a.dtype.is_floating_point)
+    report("syncbn", diff=max_diff(trained, reference), running_stats_diff=stats,
+           bitwise_equal_across_ranks=same_on_every_rank(trained))
+
+
 def mismatch(n, rank):
     cr.manual_seed(0)
     model = MLP(in_features=12, width=16 if rank == 0 else 17, depth=2)
@@ -178,7 +196,7 @@ def main(checks):
     dist.init_process_group("mpi")
     n, rank = dist.get_world_size(), dist.get_rank()
     for check in checks:
-        {"equivalence": equivalence, "options": options, "unused": unused, "mismatch": mismatch}[check](n, rank)
+        {"equivalence": equivalence, "options": options, "unused": unused, "mismatch": mismatch, "syncbn": syncbn}[check](n, rank)
 
 
 if __name__ == "__main__":
