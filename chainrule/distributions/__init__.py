@@ -4,35 +4,58 @@ is reparameterised (gradients reach the parameters), ``sample`` draws from chain
 
 from chainrule.distributions import constraints, transforms
 from chainrule.distributions.constraint_registry import biject_to, transform_to
-from chainrule.distributions.continuous import Laplace, LogNormal, StudentT
-from chainrule.distributions.discrete import Binomial, Geometric, Poisson
+from chainrule.distributions.continuous import Cauchy, Laplace, LogNormal, StudentT
+from chainrule.distributions.derived import (
+                                             ExpRelaxedCategorical,
+                                             Gumbel,
+                                             HalfCauchy,
+                                             HalfNormal,
+                                             InverseGamma,
+                                             Kumaraswamy,
+                                             LogisticNormal,
+                                             LogitRelaxedBernoulli,
+                                             Pareto,
+                                             RelaxedBernoulli,
+                                             RelaxedOneHotCategorical,
+                                             Weibull,
+)
+from chainrule.distributions.discrete import Binomial, Geometric, Multinomial, NegativeBinomial, Poisson
 from chainrule.distributions.distribution import Distribution
-from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
-from chainrule.distributions.gamma import Beta, Chi2, Dirichlet, Gamma
+from chainrule.distributions.families import (
+                                             Bernoulli,
+                                             Categorical,
+                                             Exponential,
+                                             Normal,
+                                             OneHotCategorical,
+                                             OneHotCategoricalStraightThrough,
+                                             Uniform,
+)
+from chainrule.distributions.gamma import Beta, Chi2, Dirichlet, FisherSnedecor, Gamma
 from chainrule.distributions.independent import Independent
 from chainrule.distributions.kl import kl_divergence, register_kl
+from chainrule.distributions.mixture import MixtureSameFamily
 from chainrule.distributions.multivariate_normal import MultivariateNormal
 from chainrule.distributions.transformed import TransformedDistribution
 from chainrule.distributions.transforms import (
-                                                AbsTransform,
-                                                AffineTransform,
-                                                CatTransform,
-                                                ComposeTransform,
-                                                CumulativeDistributionTransform,
-                                                ExpTransform,
-                                                IndependentTransform,
-                                                LowerCholeskyTransform,
-                                                PositiveDefiniteTransform,
-                                                PowerTransform,
-                                                ReshapeTransform,
-                                                SigmoidTransform,
-                                                SoftmaxTransform,
-                                                SoftplusTransform,
-                                                StackTransform,
-                                                StickBreakingTransform,
-                                                TanhTransform,
-                                                Transform,
-                                                identity_transform,
+                                             AbsTransform,
+                                             AffineTransform,
+                                             CatTransform,
+                                             ComposeTransform,
+                                             CumulativeDistributionTransform,
+                                             ExpTransform,
+                                             IndependentTransform,
+                                             LowerCholeskyTransform,
+                                             PositiveDefiniteTransform,
+                                             PowerTransform,
+                                             ReshapeTransform,
+                                             SigmoidTransform,
+                                             SoftmaxTransform,
+                                             SoftplusTransform,
+                                             StackTransform,
+                                             StickBreakingTransform,
+                                             TanhTransform,
+                                             Transform,
+                                             identity_transform,
 )
 
 __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
@@ -42,4 +65,7 @@ __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "One
            "identity_transform", "ExpTransform", "PowerTransform", "SigmoidTransform", "TanhTransform",
            "SoftplusTransform", "AbsTransform", "AffineTransform", "SoftmaxTransform", "StickBreakingTransform",
            "LowerCholeskyTransform", "PositiveDefiniteTransform", "IndependentTransform", "ReshapeTransform",
-           "CumulativeDistributionTransform", "CatTransform", "StackTransform"]
+           "CumulativeDistributionTransform", "CatTransform", "StackTransform", "Cauchy", "HalfNormal", "HalfCauchy",
+           "Gumbel", "Pareto", "Weibull", "InverseGamma", "Kumaraswamy", "LogisticNormal", "LogitRelaxedBernoulli",
+           "RelaxedBernoulli", "ExpRelaxedCategorical", "RelaxedOneHotCategorical", "OneHotCategoricalStraightThrough",
+           "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 
+from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, broadcast_all
 from chainrule.distributions.families import Normal, _draw, _finfo
 from chainrule.distributions.gamma import _standard_gamma
 
-__all__ = ["Laplace", "LogNormal", "StudentT"]
+__all__ = ["Laplace", "LogNormal", "StudentT", "Cauchy"]
 
 
 class Laplace(Distribution):
@@ -135,3 +136,36 @@ class StudentT(Distribution):
         log_beta = (0.5 * df).lgamma() + math.lgamma(0.5) - (0.5 * (df + 1)).lgamma()
         return (self.scale.log() + 0.5 * (df + 1) * ((0.5 * (df + 1)).digamma() - (0.5 * df).digamma())
                 + 0.5 * df.log() + log_beta)
+
+
+class Cauchy(Distribution):
+    """Cauchy(loc, scale): density 1 / (pi scale (1 + ((x - loc) / scale)^2)); no mean, infinite variance."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    _param_names = ("loc", "scale")
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        super().__init__(self.loc.shape, (), validate_args)
+
+    mean = property(lambda self: creation.full_like(self.loc, float("nan")))
+    mode = property(lambda self: self.loc)
+    variance = property(lambda self: creation.full_like(self.loc, float("inf")))
+
+    def rsample(self, sample_shape=()):
+        return self.loc + _draw("standard_cauchy", self._extended_shape(sample_shape), self.loc) * self.scale
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        return -math.log(math.pi) - self.scale.log() - (((value - self.loc) / self.scale) ** 2).log1p()
+
+    def cdf(self, value):
+        return ((value - self.loc) / self.scale).atan() / math.pi + 0.5
+
+    def icdf(self, value):
+        return (math.pi * (value - 0.5)).tan() * self.scale + self.loc
+
+    def entropy(self):
+        return math.log(4 * math.pi) + self.scale.log()

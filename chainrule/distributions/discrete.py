@@ -3,6 +3,8 @@ log-probabilities are differentiable in the parameters (not in the counts)."""
 
 from __future__ import annotations
 
+import math
+
 from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.autograd import no_grad
@@ -12,7 +14,7 @@ from chainrule.distributions.distribution import Distribution, broadcast_all
 from chainrule.distributions.families import _clamp_probs, _draw, _finfo
 from chainrule.tensor import Tensor
 
-__all__ = ["Poisson", "Binomial", "Geometric"]
+__all__ = ["Poisson", "Binomial", "Geometric", "NegativeBinomial", "Multinomial"]
 
 
 def _softplus(x: Tensor) -> Tensor:
@@ -155,3 +157,107 @@ class Geometric(_ProbsOrLogits, Distribution):
     def entropy(self):
         # (-(1 - p) log(1 - p) - p log p) / p, the binary entropy over p, written in the logits
         return (_softplus(self.logits) - self.logits * self.probs) / self.probs
+
+
+def _log_sigmoid(x: Tensor) -> Tensor:
+    return -_softplus(-x)
+
+
+class NegativeBinomial(_ProbsOrLogits, Distribution):
+    """NegativeBinomial(total_count, probs=None, logits=None): the number of successes (each of probability
+    probs) before total_count failures; a Poisson draw whose rate is a Gamma(total_count, (1 - p) / p) draw."""
+
+    arg_constraints = {"total_count": constraints.greater_than_eq(0),
+                       "probs": constraints.half_open_interval(0.0, 1.0), "logits": constraints.real}
+    _param_names = ("total_count", "probs", "logits")
+    support = constraints.nonnegative_integer
+
+    def __init__(self, total_count, probs=None, logits=None, validate_args=None):
+        (total_count,) = self._set_probs_or_logits(probs, logits, total_count)
+        self.total_count = total_count.to(self.probs.dtype)
+        given = "probs" if probs is not None else "logits"
+        self.arg_constraints = {"total_count": type(self).arg_constraints["total_count"],
+                                given: type(self).arg_constraints[given]}
+        super().__init__(self.probs.shape, (), validate_args)
+
+    mean = property(lambda self: self.total_count * self.logits.exp())
+    mode = property(lambda self: ((self.total_count - 1) * self.logits.exp()).floor().clamp(min=0.0))
+    variance = property(lambda self: self.mean / (-self.logits).sigmoid())
+    param_shape = property(lambda self: self.probs.shape)
+
+    def sample(self, sample_shape=()):
+        from chainrule.distributions.gamma import Gamma
+
+        with no_grad():
+            rate = Gamma(self.total_count.detach(), (-self.logits.detach()).exp(),
+                         validate_args=False).sample(sample_shape)
+            return creation.poisson(rate)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        n = self.total_count
+        unnormalised = n * _log_sigmoid(-self.logits) + value * _log_sigmoid(self.logits)
+        # total_count = value = 0 is the only outcome, of probability 1: there lgamma(0) - lgamma(0) is taken as
+        # lgamma(1) - lgamma(1) = 0
+        n_safe = _ops.where((n + value).detach() == 0, 1.0, n)
+        log_norm = -(n_safe + value).lgamma() + (1.0 + value).lgamma() + n_safe.lgamma()
+        return unnormalised - log_norm
+
+
+class Multinomial(Distribution):
+    """Multinomial(total_count=1, probs=None, logits=None): counts of total_count categorical draws over the
+    last dimension's categories."""
+
+    arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
+
+    def __init__(self, total_count: int = 1, probs=None, logits=None, validate_args=None):
+        from chainrule.distributions.families import Categorical
+
+        if not isinstance(total_count, int):
+            raise NotImplementedError("inhomogeneous total_count is not supported")
+        self.total_count = total_count
+        self._categorical = Categorical(probs=probs, logits=logits, validate_args=validate_args)
+        self.arg_constraints = {}
+        super().__init__(self._categorical.batch_shape, self._categorical.param_shape[-1:], validate_args)
+
+    probs = property(lambda self: self._categorical.probs)
+    logits = property(lambda self: self._categorical.logits)
+    param_shape = property(lambda self: self._categorical.param_shape)
+    mean = property(lambda self: self.probs * self.total_count)
+    variance = property(lambda self: self.total_count * self.probs * (1 - self.probs))
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self):
+        return constraints.multinomial(self.total_count)
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance)
+        new._categorical = self._categorical.expand(batch_shape)
+        return new
+
+    def sample(self, sample_shape=()):
+        from chainrule.random import default_generator
+
+        probs = to_host(self.probs.detach()._data).astype(np.float64)
+        probs = probs / probs.sum(-1, keepdims=True)
+        shape = tuple(self._extended_shape(sample_shape))
+        draws = default_generator.numpy.multinomial(self.total_count, np.broadcast_to(probs, shape), size=shape[:-1])
+        return creation.tensor(draws.astype(probs.dtype), dtype=self.probs.dtype)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        logits, value = broadcast_all(self.logits, value)
+        # a category of probability 0 drawn 0 times contributes 0 (not 0 * -inf)
+        logits = _ops.where((value == 0) & (logits.detach() == float("-inf")), 0.0, logits)
+        log_factorials = (value.sum(-1) + 1).lgamma() - (value + 1).lgamma().sum(-1)
+        return log_factorials + (logits * value).sum(-1)
+
+    def entropy(self):
+        """n H(categorical) - log n! + sum_k E[log x_k!], each count x_k being Binomial(n, p_k)."""
+        n = self.total_count
+        binomial = Binomial(creation.full_like(self.probs, float(n)), self.probs, validate_args=False)
+        counts = binomial.enumerate_support(False)  # (n + 1, 1, ..., 1)
+        weighted = binomial.log_prob(counts).exp() * (counts + 1).lgamma()
+        return n * self._categorical.entropy() - math.lgamma(n + 1) + weighted.sum(0).sum(-1)

@@ -55,6 +55,8 @@ class Distribution:
         if self._validate_args:
             for name, constraint in self.arg_constraints.items():
                 value = self.__dict__.get(name)
+                if value is None and isinstance(getattr(type(self), name, None), property):
+                    value = getattr(self, name)  # a parameter kept elsewhere (a transformed family's base)
                 if value is None or not isinstance(value, Tensor) or constraints.is_dependent(constraint):
                     continue
                 if not bool(constraint.check(value.detach()).all()):

@@ -13,7 +13,8 @@ from chainrule.distributions import constraints
 from chainrule.distributions.distribution import LOG_SQRT_2PI, Distribution, as_size, broadcast_all
 from chainrule.tensor import Tensor, wrap
 
-__all__ = ["Normal", "Uniform", "Exponential", "Bernoulli", "Categorical", "OneHotCategorical"]
+__all__ = ["Normal", "Uniform", "Exponential", "Bernoulli", "Categorical", "OneHotCategorical",
+           "OneHotCategoricalStraightThrough"]
 
 
 
@@ -100,6 +101,9 @@ class Uniform(Distribution):
     def cdf(self, value):
         return ((value - self.low) / (self.high - self.low)).clamp(0, 1)
 
+    def icdf(self, value):
+        return self.low + value * (self.high - self.low)
+
     def entropy(self):
         return (self.high - self.low).log()
 
@@ -131,6 +135,9 @@ class Exponential(Distribution):
 
     def cdf(self, value):
         return 1 - (-self.rate * value).exp()
+
+    def icdf(self, value):
+        return -(-value).log1p() / self.rate
 
     def entropy(self):
         return 1.0 - self.rate.log()
@@ -294,3 +301,15 @@ class OneHotCategorical(Distribution):
 
     def __repr__(self):
         return "OneHotCategorical(" + repr(self._categorical).split("(", 1)[1]
+
+
+class OneHotCategoricalStraightThrough(OneHotCategorical):
+    """OneHotCategorical whose ``rsample`` is the one-hot draw in the forward pass and passes the gradient to
+    the probabilities unchanged (the straight-through estimator: draw + probs - probs.detach())."""
+
+    has_rsample = True
+
+    def rsample(self, sample_shape=()):
+        draws = self.sample(sample_shape)
+        probs = self._categorical.probs
+        return draws + (probs - probs.detach())

@@ -13,7 +13,7 @@ from chainrule.distributions.distribution import Distribution, as_size, broadcas
 from chainrule.distributions.families import _finfo
 from chainrule.tensor import Tensor
 
-__all__ = ["Gamma", "Chi2", "Dirichlet", "Beta"]
+__all__ = ["Gamma", "Chi2", "Dirichlet", "Beta", "FisherSnedecor"]
 
 
 def _standard_gamma_grad(concentration: Tensor, sample: Tensor) -> Tensor:
@@ -182,3 +182,48 @@ class Chi2(Gamma):
 
     def _shown_params(self):
         return ("df",)
+
+
+class FisherSnedecor(Distribution):
+    """FisherSnedecor(df1, df2): (X1 / df1) / (X2 / df2) for independent chi-square draws X1, X2, each drawn
+    as a reparameterised gamma, so gradients reach both degrees of freedom."""
+
+    arg_constraints = {"df1": constraints.positive, "df2": constraints.positive}
+    _param_names = ("df1", "df2")
+    support = constraints.positive
+    has_rsample = True
+
+    def __init__(self, df1, df2, validate_args=None):
+        self.df1, self.df2 = broadcast_all(df1, df2)
+        super().__init__(self.df1.shape, (), validate_args)
+
+    @property
+    def mean(self):
+        return _ops.where(self.df2.detach() > 2, self.df2 / (self.df2 - 2), float("nan"))
+
+    @property
+    def mode(self):
+        first = _ops.where(self.df1.detach() > 2, (self.df1 - 2) / self.df1, float("nan"))
+        return first * self.df2 / (self.df2 + 2)
+
+    @property
+    def variance(self):
+        df1, df2 = self.df1, self.df2
+        finite = 2 * df2 ** 2 * (df1 + df2 - 2) / (df1 * (df2 - 2) ** 2 * (df2 - 4))
+        return _ops.where(df2.detach() > 4, finite, float("nan"))
+
+    def rsample(self, sample_shape=()):
+        shape = self._extended_shape(sample_shape)
+        half1, half2 = 0.5 * self.df1.expand(*shape), 0.5 * self.df2.expand(*shape)
+        x1 = _standard_gamma(half1) / half1  # chi2(df1) / df1
+        x2 = _standard_gamma(half2) / half2
+        tiny = float(_finfo(x1).tiny)
+        return (x1 / x2).clamp(min=tiny)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        half1, half2 = 0.5 * self.df1, 0.5 * self.df2
+        ratio = self.df1 / self.df2
+        log_beta = half1.lgamma() + half2.lgamma() - (half1 + half2).lgamma()
+        return half1 * ratio.log() + (half1 - 1) * value.log() - (half1 + half2) * (ratio * value).log1p() - log_beta

@@ -6,11 +6,13 @@ from __future__ import annotations
 from chainrule import linalg
 from chainrule import ops as _ops
 from chainrule.distributions.continuous import Laplace, LogNormal
-from chainrule.distributions.discrete import Poisson
+from chainrule.distributions.derived import EULER_GAMMA, Gumbel, HalfNormal, Pareto
+from chainrule.distributions.discrete import Binomial, Geometric, Poisson
 from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
 from chainrule.distributions.gamma import Beta, Dirichlet, Gamma
 from chainrule.distributions.independent import Independent, _sum_rightmost
 from chainrule.distributions.multivariate_normal import MultivariateNormal, _batch_mahalanobis
+from chainrule.distributions.transformed import TransformedDistribution
 
 __all__ = ["kl_divergence", "register_kl"]
 
@@ -161,3 +163,55 @@ def _kl_independent_independent(p, q):
     if p.reinterpreted_batch_ndims != q.reinterpreted_batch_ndims:
         raise NotImplementedError("KL between Independent distributions with different reinterpreted_batch_ndims")
     return _sum_rightmost(kl_divergence(p.base_dist, q.base_dist), p.reinterpreted_batch_ndims)
+
+
+@register_kl(Gumbel, Gumbel)
+def _kl_gumbel_gumbel(p, q):
+    """With r = bp / bq and d = (mp - mq) / bq: -log r + d + r gamma + exp(lgamma(1 + r) - d) - (1 + gamma)."""
+    ratio = p.scale / q.scale
+    shift = (p.loc - q.loc) / q.scale
+    return -ratio.log() + shift + ratio * EULER_GAMMA + ((1 + ratio).lgamma() - shift).exp() - (1 + EULER_GAMMA)
+
+
+@register_kl(HalfNormal, HalfNormal)
+def _kl_halfnormal_halfnormal(p, q):
+    var_ratio = (p.scale / q.scale) ** 2
+    return 0.5 * (var_ratio - 1 - var_ratio.log())
+
+
+@register_kl(Pareto, Pareto)
+def _kl_pareto_pareto(p, q):
+    """alpha_q log(s_p / s_q) - log(alpha_q / alpha_p) + alpha_q / alpha_p - 1; infinite where q's support starts
+    above p's."""
+    alpha_ratio = q.alpha / p.alpha
+    result = q.alpha * (p.scale / q.scale).log() - alpha_ratio.log() + alpha_ratio - 1
+    return _ops.where(p.scale.detach() < q.scale.detach(), _INF, result)
+
+
+@register_kl(Binomial, Binomial)
+def _kl_binomial_binomial(p, q):
+    """total_count times the Bernoulli KL, for equal counts (infinite where q has fewer trials)."""
+    if bool((p.total_count.detach() < q.total_count.detach()).any()):
+        raise NotImplementedError("KL between Binomials where q.total_count > p.total_count is not implemented")
+    per_trial = _kl_bernoulli_bernoulli(Bernoulli(probs=p.probs, validate_args=False),
+                                        Bernoulli(probs=q.probs, validate_args=False))
+    return _ops.where(p.total_count.detach() > q.total_count.detach(), _INF, p.total_count * per_trial)
+
+
+@register_kl(Geometric, Geometric)
+def _kl_geometric_geometric(p, q):
+    """-H(p) - E_p[k] log(1 - q) - log q, with E_p[k] = 1/p - 1."""
+    return -p.entropy() - (-q.probs).log1p() / p.probs - q.logits
+
+
+@register_kl(TransformedDistribution, TransformedDistribution)
+def _kl_transformed_transformed(p, q):
+    """The same transforms on both sides leave KL unchanged: the KL of the bases, summed over the event
+    dimensions the transforms add."""
+    if p.transforms != q.transforms:
+        raise NotImplementedError("KL between TransformedDistributions with different transforms is not implemented")
+    if tuple(p.event_shape) != tuple(q.event_shape):
+        raise NotImplementedError("KL between TransformedDistributions with different event shapes is not "
+                                  "implemented")
+    extra = len(p.event_shape) - len(p.base_dist.event_shape)
+    return _sum_rightmost(kl_divergence(p.base_dist, q.base_dist), extra)

@@ -62,6 +62,7 @@ class MultivariateNormal(Distribution):
                              f"({event_shape[0]}), got shape {as_size(matrix.shape)}")
         self.loc = loc.expand(*(batch_shape + event_shape))
         self.__dict__[name] = matrix.expand(*(batch_shape + event_shape * 2))
+        self.arg_constraints = {"loc": constraints.real_vector, name: type(self).arg_constraints[name]}
         super().__init__(batch_shape, event_shape, validate_args)
         if name == "scale_tril":
             self._unbroadcasted_scale_tril = matrix

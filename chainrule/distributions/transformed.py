@@ -60,6 +60,10 @@ class TransformedDistribution(Distribution):
         new = type(self).__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.base_dist = self.base_dist.expand(base_batch)
+        for name in self._param_names:  # a subclass's own parameters (Gumbel's loc and scale...)
+            value = self.__dict__.get(name)
+            if value is not None:
+                new.__dict__[name] = value.expand(*(tuple(batch_shape) + tuple(value.shape[len(self.batch_shape):])))
         new._batch_shape = batch_shape
         return new
 
