@@ -40,6 +40,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from chainrule.autograd.grad_mode import no_grad
+from chainrule.train.distributed import is_writer, unwrapped
 from chainrule.train.history import resolve_mode, strict_json_value
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -316,8 +317,11 @@ class ModelCheckpoint(Callback):
 
         trainer = self.trainer
         config = self.config if self.config is not None else trainer.config
-        io.save(trainer.model, path, optimizer=trainer.optimizer, scheduler=trainer.scheduler, config=config,
-                step=trainer.global_step, epoch=epoch + 1, extra=trainer.checkpoint_extra())
+        if is_writer(trainer):  # under a process group rank 0 writes, and the others wait until it has
+            io.save(unwrapped(trainer.model), path, optimizer=trainer.optimizer, scheduler=trainer.scheduler,
+                    config=config, step=trainer.global_step, epoch=epoch + 1, extra=trainer.checkpoint_extra())
+        if trainer._group is not None:
+            trainer._group.barrier()
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
@@ -360,6 +364,8 @@ class CSVLogger(Callback):
         self._columns: list[str] | None = None
 
     def on_train_begin(self, logs=None) -> None:
+        if not is_writer(self.trainer):  # under a process group only rank 0 writes logs
+            return
         append = _appending(self.append, self.trainer)
         _prepare_log_file(self.path, append)
         self._columns = None
@@ -369,6 +375,8 @@ class CSVLogger(Callback):
             self._columns = header or None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if not is_writer(self.trainer):
+            return
         logs = dict(logs or {})
         new_file = self._columns is None
         if new_file:
@@ -394,9 +402,12 @@ class JSONLLogger(Callback):
         self.append = append
 
     def on_train_begin(self, logs=None) -> None:
-        _prepare_log_file(self.path, _appending(self.append, self.trainer))
+        if is_writer(self.trainer):  # under a process group only rank 0 writes logs
+            _prepare_log_file(self.path, _appending(self.append, self.trainer))
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if not is_writer(self.trainer):
+            return
         line = json.dumps(strict_json_value(dict(logs or {})), allow_nan=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")

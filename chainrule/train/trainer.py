@@ -41,6 +41,7 @@ from chainrule.backend import ARRAY_TYPES
 from chainrule.backend.allocator import keep_freed_memory
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import Callback, CallbackList, LRSchedulerCallback, ModelCheckpoint
+from chainrule.train.distributed import RankGroup, current_group, is_writer, unwrapped
 from chainrule.train.history import History
 from chainrule.train.metrics import MetricTracker, batch_size_of, resolve_metrics
 from chainrule.train.progress import Progress
@@ -147,6 +148,15 @@ def _scalar_loss(value: Any) -> Tensor:
     return value
 
 
+def _set_sampler_epoch(batches, epoch: int) -> None:
+    """Tell a DataLoader's DistributedSampler (anything with ``set_epoch``) which epoch starts."""
+    sampler = getattr(batches, "sampler", None)
+    if not hasattr(sampler, "set_epoch"):
+        sampler = getattr(getattr(batches, "batch_sampler", None), "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
 def _first_lr(optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
@@ -205,6 +215,7 @@ class Trainer:
         self.resumed_from: str | None = None
         self._progress: Progress | None = None
         self._callback_list: CallbackList | None = None
+        self._group: RankGroup | None = None  # the process group of a fit over several ranks
 
     def _make_scheduler_callback(self) -> LRSchedulerCallback | None:
         if self.scheduler_interval not in ("epoch", "step"):
@@ -229,7 +240,9 @@ class Trainer:
         return first + middle + last
 
     def log(self, text: str) -> None:
-        """Show a line of text unless silent (used by callbacks)."""
+        """Show a line of text unless silent (used by callbacks); under a process group, on rank 0 only."""
+        if not is_writer(self):
+            return
         if self._progress is not None:
             self._progress.message(text)
         elif self.verbose:
@@ -258,7 +271,8 @@ class Trainer:
         self.resumed_from = None if resume_from is None else os.fspath(resume_from)
         callbacks = CallbackList(self._ordered_callbacks(), self)
         self._callback_list = callbacks
-        self._progress = progress = Progress(self.verbose)
+        self._group = current_group()
+        self._progress = progress = Progress(self.verbose if is_writer(self) else 0)
         saved_states = self._resume(resume_from) if resume_from is not None else None
         try:
             callbacks.on_train_begin({"epoch": self.epoch, "step": self.global_step})
@@ -294,7 +308,10 @@ class Trainer:
         self.epoch = epoch
         started = time.perf_counter()
         callbacks.on_epoch_begin(epoch, {"step": self.global_step})
+        _set_sampler_epoch(train_batches, epoch)
         total = _length(train_batches)
+        if self._group is not None and max_steps is None:
+            self._group.check_same_count(total, epoch)
         if max_steps is not None:
             total = max_steps - self.global_step if total is None else min(total, max_steps - self.global_step)
         progress.epoch_begin(epoch, epochs, total)
@@ -302,7 +319,8 @@ class Trainer:
         if self.stop_training:
             progress.close()
             return None  # stopped mid-epoch (e.g. a NaN loss): the unfinished epoch is not recorded
-        record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **tracker.result()}
+        trained = tracker.result() if self._group is None else self._group.mean_values(tracker.result())
+        record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **trained}
         if val_batches is not None:
             record.update(self._evaluate_batches(val_batches, self.loss_fn, self.metrics, "fit: val_data", prefix="val_"))
         record["lr"] = lr
@@ -323,6 +341,8 @@ class Trainer:
             inputs, targets = split_batch(batch, "fit: train_data")
             lr = _first_lr(self.optimizer)
             loss_value, outputs, grad_norm = self._train_step(inputs, targets)
+            if self._group is not None:
+                loss_value = self._group.mean_loss(loss_value, batch_size_of(targets))
             self.global_step += 1
             tracker.update(outputs, targets, loss_value)
             logs = {"step": self.global_step, "epoch": epoch, "loss": loss_value, "lr": lr}
@@ -332,6 +352,8 @@ class Trainer:
             logs["batch"] = index
             callbacks.on_batch_end(self.global_step, logs)
             progress.step(running)
+            if self._group is not None:
+                self.stop_training = self._group.any(self.stop_training)  # all ranks stop together
             if self.stop_training or (max_steps is not None and self.global_step >= max_steps):
                 break
         if index < 0:
@@ -366,7 +388,12 @@ class Trainer:
         """Restore everything from a ModelCheckpoint file; returns the saved callback states."""
         from chainrule import io
 
-        ckpt = io.load(path)
+        local = os.fspath(path) if self._group is None else self._group.file_from_rank0(os.fspath(path))
+        try:
+            ckpt = io.load(local)
+        finally:
+            if local != os.fspath(path):
+                os.remove(local)
         step, epoch = ckpt.step, ckpt.epoch
         if not (isinstance(step, int) and isinstance(epoch, int)):
             raise ValueError(f"fit: the checkpoint '{os.fspath(path)}' has no integer step and epoch (step={step!r}, "
@@ -374,7 +401,7 @@ class Trainer:
         if self.scheduler is None and ckpt.scheduler_state_dict is not None:
             raise ValueError(f"fit: the checkpoint '{os.fspath(path)}' holds scheduler state but no scheduler was "
                              "given; pass the same kind of scheduler to resume exactly")
-        ckpt.restore(self.model, optimizer=self.optimizer, scheduler=self.scheduler, rng=True)
+        ckpt.restore(unwrapped(self.model), optimizer=self.optimizer, scheduler=self.scheduler, rng=True)
         self.global_step, self.epoch = step, epoch
         extra = ckpt.extra if isinstance(ckpt.extra, dict) else {}
         self.history.epochs = [dict(r) for r in extra.get("history", [])]

@@ -99,3 +99,14 @@ def test_a_failing_rank_ends_the_whole_job_in_bounded_time(mode, status, text, b
     assert text in done.stderr, done.stderr[-3000:]
     assert "finished" not in done.stdout or mode == "exit_early"
     assert wall < bound, wall
+
+
+def test_fit_under_a_process_group_follows_the_one_process_fit_and_resumes(tmp_path):
+    """2 ranks x batch 4 with DDP and DistributedSampler == 1 process x batch 8 over the same order: logged
+    losses, validation and weights; rank 0 alone writes checkpoints (no ``module.`` prefix) and the log; a
+    resume is read by rank 0 and sent to the other rank."""
+    (result,) = ok(run_mpi(2, "trainer", str(tmp_path))[0])
+    assert result["param_diff"] < 1e-12 and result["loss_diff"] < 1e-12 and result["val_loss_diff"] < 1e-12
+    assert result["epochs"] == 3 and result["checkpoint_epoch"] == 3 and result["log_lines"] == 3
+    assert result["checkpoint_keys"] == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert result["files"] == ["best.safetensors", "last.safetensors", "log.jsonl"]  # no temporary files left
