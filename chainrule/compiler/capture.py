@@ -268,13 +268,18 @@ class _RecordingGenerator:
                 return result
             tracer._made(result)
 
-            def replay():
-                np.copyto(result, getattr(gen.numpy, name)(*args, **kwargs))
-
-            tracer.add(Instr("rng", replay, writes=tracer._roots([result]), name=f"{name}{list(result.shape)}"))
+            tracer.add(Instr("rng", _draw(gen, name, args, kwargs), (result,), writes=tracer._roots([result]),
+                             name=f"{name}{list(result.shape)}"))
             return result.view(TracedArray)
 
         return draw
+
+
+def _draw(gen, name: str, args: tuple, kwargs: dict):
+    """A replayed draw: the same call on the generator's live numpy generator, into the buffer."""
+    def draw(buffer):
+        np.copyto(buffer, getattr(gen.numpy, name)(*args, **kwargs))
+    return draw
 
 
 def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant):

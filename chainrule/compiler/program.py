@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 
-from chainrule.compiler.tracer import GuardMiss, Instr, _copy_into, root
+from chainrule.compiler.tracer import GuardMiss, Instr, _arrays_in, _copy_into, root
 
 
 class Program:
@@ -19,11 +19,13 @@ class Program:
         self.names = names
         folded, constants = _fold_constants(instrs, created)
         kept = _merge_gradient_sets(_eliminate_dead(folded, created, live_roots))
+        self.guard_safety = _guard_safety(kept, created)
+        self.unplanned_bytes = sum(b.nbytes for b in _internal_buffers(kept, created, constants))
+        kept, planned = _plan_buffers(kept, created, _ids(constants), _ids(live_roots))
         self.instrs = kept
         self.constants = constants
-        self.internal = _internal_buffers(kept, created, constants)
+        self.internal = planned + _internal_buffers(kept, created, constants)
         self.steps = [_step(i) for i in kept]
-        self.guard_safety = _guard_safety(kept, created)
 
     def run(self) -> None:
         # A loop over (fn, args) pairs: generated straight-line code with everything bound as default
@@ -97,6 +99,85 @@ def _eliminate_dead(instrs: list[Instr], created: set, live_roots: list) -> list
             live.update(_ids(instr.reads))
     kept.reverse()
     return kept
+
+
+def _plan_buffers(instrs: list[Instr], created: set, constant_ids: set, pinned_ids: set) -> tuple[list, list]:
+    """Liveness planning: each buffer the program computes lives from the instruction that first touches
+    it to the last; buffers whose lives do not overlap share memory (best fit by size, the most recently
+    freed first: cache-warm, as eager's allocator hands back recently freed blocks). Every view of a moved
+    buffer is rebuilt on its new memory. Buffers something outside the instruction arguments holds
+    (outputs, gradients handed to ``.grad``, guards' re-reads, constants) keep their own memory.
+    Returns the rewritten instructions and the new shared buffers."""
+    first, last, roots = {}, {}, {}
+    pinned = set(pinned_ids) | constant_ids
+    for i, instr in enumerate(instrs):
+        if instr.kind in ("guard", "grad", "host"):
+            pinned.update(_ids(instr.reads) | _ids(instr.writes))
+            continue
+        for arr in _arrays_in((instr.args, instr.kwargs, instr.outs), []):
+            r = root(arr)
+            roots[id(r)] = r
+            first.setdefault(id(r), i)
+            last[id(r)] = i
+    movable = sorted((k for k in roots if k in created and k not in pinned), key=first.__getitem__)
+    free: list = []  # (index after which it is free, buffer)
+    busy: list = []
+    home: dict = {}
+    buffers: list = []
+    for k in movable:
+        start, need = first[k], roots[k].nbytes
+        still = []
+        for end, buf in busy:
+            (free if end < start else still).append((end, buf))
+        busy = still
+        fits = [(buf.nbytes, -end, n) for n, (end, buf) in enumerate(free) if buf.nbytes >= need]
+        if fits:
+            _, _, n = min(fits)
+            _, buf = free.pop(n)
+        else:
+            buf = np.empty(max(need, 1), dtype=np.uint8)
+            buffers.append(buf)
+        home[k] = buf
+        busy.append((last[k], buf))
+    if not home:
+        return instrs, []
+    memo: dict = {}
+    rewritten = []
+    for instr in instrs:
+        if instr.kind not in ("guard", "grad", "host"):
+            instr = _copy_instr(instr)
+            instr.args = _moved(instr.args, home, memo)
+            instr.kwargs = _moved(instr.kwargs, home, memo)
+            instr.outs = _moved(instr.outs, home, memo)
+            instr.reads = _moved_roots(instr.reads, home)
+            instr.writes = _moved_roots(instr.writes, home)
+        rewritten.append(instr)
+    return rewritten, buffers
+
+
+def _moved_roots(roots: tuple, home: dict) -> tuple:
+    return tuple(dict((id(r), r) for r in (home.get(id(r), r) for r in roots)).values())
+
+
+def _moved(x, home: dict, memo: dict):
+    """``x`` with every array whose root moved rebuilt as the same view of its new memory (lists and
+    tuples rebuilt once each, so that one list shared by two instructions stays shared)."""
+    if isinstance(x, np.ndarray):
+        r = root(x)
+        buf = home.get(id(r))
+        if buf is None:
+            return x
+        if id(x) not in memo:
+            offset = x.__array_interface__["data"][0] - r.__array_interface__["data"][0]
+            memo[id(x)] = (np.ndarray(x.shape, x.dtype, buffer=buf, offset=offset, strides=x.strides), x)
+        return memo[id(x)][0]
+    if type(x) in (list, tuple):
+        if id(x) not in memo:
+            memo[id(x)] = (type(x)(_moved(v, home, memo) for v in x), x)
+        return memo[id(x)][0]
+    if type(x) is dict:
+        return {k: _moved(v, home, memo) for k, v in x.items()}
+    return x
 
 
 def _internal_buffers(instrs: list[Instr], created: set, constants: list) -> list:

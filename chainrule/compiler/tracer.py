@@ -297,19 +297,19 @@ class Tracer:
         unless nothing writes it, in which case the program folds it to a constant."""
         self._made(array)
         if isinstance(value, np.ndarray):
-            fn = functools.partial(np.copyto, array, value)
+            fn, args = np.copyto, (array, value)
         elif value is not None:
-            fn = functools.partial(array.fill, value)
+            fn, args = np.ndarray.fill, (array, value)
         else:
-            fn = _nothing
-        self.add(Instr("fill", fn, (), None, None, (), self._roots([array]), name))
+            fn, args = _nothing, (array,)  # np.empty: whatever the buffer holds
+        self.add(Instr("fill", fn, args, None, None, (), self._roots([array]), name))
         return traced(array)
 
     def note_problem(self, text: str) -> None:
         self.problems.append(f"{text} at {user_site()} (in {_op_site()})")
 
 
-def _nothing():
+def _nothing(array):
     pass
 
 
