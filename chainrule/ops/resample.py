@@ -263,10 +263,10 @@ def pixel_unshuffle(input, downscale_factor: int) -> Tensor:
 # coordinate (unnormalised, then clipped or reflected by the padding mode) and a few taps: integer source
 # positions, each with a weight (1 - t and t for bilinear, Keys' cubic for bicubic, 1 for nearest) and a
 # zero weight where a tap falls outside the input. The output sums, over every combination of one tap per
-# dim, the input rows gathered at the taps (index_select) times the product of the taps' weights. The
+# dim, the input rows gathered at the taps (_take_rows) times the product of the taps' weights. The
 # source coordinates are piecewise linear in the grid, and _grid_coordinate records them with PyTorch's
-# slopes (zero at clip bounds, sign flips under reflection), so the gradients w.r.t. input (index_add)
-# and grid (through the weights), and every higher order, come from existing rules.
+# slopes (zero at clip bounds, sign flips under reflection), so the gradients w.r.t. input (_add_rows, the
+# gather's transpose) and grid (through the weights), and every higher order, come from these rules.
 
 _GRID_MODES = ("bilinear", "nearest", "bicubic")
 _GRID_PADDINGS = ("zeros", "border", "reflection")
