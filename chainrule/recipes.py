@@ -152,17 +152,24 @@ def train_run(kind: str, out_dir: str | Path, model_overrides: dict | None = Non
     out = Path(out_dir)
     model_config = {**recipe.model, **(model_overrides or {})}
     options = {**recipe.train, **(train_overrides or {})}
-    if resume:
-        model_config, options = _resumed_config(out, kind, model_overrides or {}, train_overrides or {})
+    rank, world = _world()
+    if resume:  # under mpiexec rank 0 reads the run folder and tells the others
+        model_config, options = _from_rank0(lambda: _resumed_config(out, kind, model_overrides or {},
+                                                                    train_overrides or {}))
     _check_train_options(kind, options)
+    if world > 1 and int(options["batch_size"]) % world:
+        raise RunError(f"train {kind}: --batch-size {options['batch_size']} is the global batch, split over the "
+                       f"{world} processes, so it must divide by {world}")
     try:
         build_model(kind, model_config)  # refuse impossible sizes before touching the folder
     except (ValueError, TypeError) as err:
         raise RunError(f"impossible model configuration for {kind}: {err}") from None
-    _prepare_folder(out, overwrite, resume)
-    if not resume:
-        _write_json(out / "config.json", {"kind": kind, "model": model_config, "train": options,
-                                          "chainrule_version": cr.__version__})
+    if rank == 0:
+        _prepare_folder(out, overwrite, resume)
+        if not resume:
+            _write_json(out / "config.json", {"kind": kind, "model": model_config, "train": options,
+                                              "chainrule_version": cr.__version__})
+    _barrier()
     cr.manual_seed(int(options["seed"]))
     model = build_model(kind, model_config)  # rebuilt after seeding: initial weights depend only on the seed
     if resume and _untrained_import(out):  # fine-tuning an imported model: its weights, a fresh optimizer
@@ -172,8 +179,55 @@ def train_run(kind: str, out_dir: str | Path, model_overrides: dict | None = Non
     trainer = _gpt_training if kind == "gpt" else _classifier_training
     summary = trainer(kind, model, model_config, options, out, resume, verbose)
     summary["train_seconds"] = round(time.perf_counter() - started, 2)
-    _write_json(out / "summary.json", summary)
+    if world > 1:
+        summary["processes"] = world
+    if rank == 0:
+        _write_json(out / "summary.json", summary)
+    _barrier()
     return summary
+
+
+# ----- several processes (mpiexec -n N chainrule train ...) ---------------------------------------------------
+
+def _world() -> tuple[int, int]:
+    """(rank, number of processes) of the process group the command joined, (0, 1) in one process."""
+    from chainrule import distributed as dist
+
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def is_rank0() -> bool:
+    """Whether this process speaks for the run: always, except ranks other than 0 under mpiexec."""
+    return _world()[0] == 0
+
+
+def _barrier() -> None:
+    from chainrule import distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _from_rank0(compute):
+    """``compute()`` run on rank 0, its result sent to every rank (in one process, just ``compute()``)."""
+    from chainrule import distributed as dist
+
+    if not dist.is_initialized():
+        return compute()
+    box = [compute() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _parallel(model):
+    """The model as fit trains it: wrapped in DistributedDataParallel under a process group."""
+    from chainrule import distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return model
+    from chainrule.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model)
 
 
 # training option -> (smallest allowed value, whether the smallest is allowed); only keys a recipe has are checked
@@ -222,17 +276,25 @@ def _classifier_training(kind, model, model_config, options, out: Path, resume: 
     x_train, y_train = _classifier_data(kind, "train")
     x_test, y_test = _classifier_data(kind, "test")
     epochs = int(options["epochs"])
+    rank, world = _world()
+    train_data = (x_train, y_train)
+    if world > 1:  # each process its share of every epoch, in batches of batch_size / world
+        dataset = data.TensorDataset(x_train, y_train)
+        sampler = data.DistributedSampler(dataset, seed=int(options["seed"]))
+        train_data = data.DataLoader(dataset, batch_size=int(options["batch_size"]) // world, sampler=sampler)
     optimizer = optim.AdamW(model.parameters(), lr=options["lr"], weight_decay=options["weight_decay"])
-    steps_per_epoch = math.ceil(len(x_train) / options["batch_size"])
+    steps_per_epoch = math.ceil(len(x_train) / options["batch_size"]) if world == 1 else len(train_data)
     scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=options["lr"], total_steps=epochs * steps_per_epoch)
     history = fit(
-        model, (x_train, y_train), loss=F.cross_entropy, optimizer=optimizer, epochs=epochs,
+        _parallel(model), train_data, loss=F.cross_entropy, optimizer=optimizer, epochs=epochs,
         val_data=(x_test, y_test), metrics=("accuracy",), scheduler=scheduler, scheduler_interval="step",
         batch_size=options["batch_size"], shuffle=True, verbose=verbose,
         callbacks=[ModelCheckpoint(out, monitor="val_accuracy", config={"kind": kind, "model": model_config}),
                    JSONLLogger(out / "metrics.jsonl")],
         resume_from=out / "last.safetensors" if resume else None,
     )
+    if rank != 0:  # rank 0 writes the run's files and evaluates
+        return {"kind": kind, "epochs": len(history.epochs)}
     history.to_json(out / "history.json")
     _plot_curves(history, out / "curves.png")
     _, best, _ = load_run(out, "best.safetensors")
@@ -250,17 +312,24 @@ def _evaluate_classifier(kind: str, model) -> dict:
 
 
 class _RandomWindows:
-    """``length`` random (x, y) windows of the token stream per pass: one "epoch" = one eval interval."""
+    """``length`` random (x, y) windows of the token stream per pass: one "epoch" = one eval interval.
+
+    Under a process group every rank draws the same global batch and keeps its own rows, so N processes
+    see together exactly the batches one process would (and their random generators stay equal)."""
 
     def __init__(self, ids, batch_size: int, block_size: int, length: int):
         self.ids, self.batch_size, self.block_size, self.length = ids, batch_size, block_size, length
+        self.rank, self.world = _world()
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self):
+        share = self.batch_size // self.world
+        rows = slice(self.rank * share, (self.rank + 1) * share)
         for _ in range(self.length):
-            yield data.sample_batch(self.ids, self.batch_size, self.block_size)
+            x, y = data.sample_batch(self.ids, self.batch_size, self.block_size)
+            yield (x, y) if self.world == 1 else (x[rows], y[rows])
 
 
 def _lm_loss(logits, targets):
@@ -270,12 +339,13 @@ def _lm_loss(logits, targets):
 def run_vocab(run: Path):
     """The tokenizer of a gpt run: GPT-2's byte-level BPE for an imported GPT-2 (its vocab.json and merges.txt
     are in the run folder), else tiny Shakespeare's characters."""
-    if (run / "vocab.json").exists():
-        from chainrule.data.bpe import GPT2Tokenizer
+    from chainrule.data.bpe import GPT2Tokenizer, has_tokenizer
 
+    if has_tokenizer(run):
         return GPT2Tokenizer.from_pretrained(run)
     if (run / "config.json").exists() and json.loads((run / "config.json").read_text()).get("imported_from"):
-        raise RunError(f"{run} has no tokenizer (vocab.json and merges.txt); copy the GPT-2 folder's files there")
+        raise RunError(f"{run} has no tokenizer (vocab.json and merges.txt, or tokenizer.json); copy the GPT-2 "
+                       "folder's files there")
     return data.load_tinyshakespeare("val")[1]
 
 
@@ -309,7 +379,8 @@ def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, v
     train_ids, val_ids, vocab = _token_streams(out, options)
     block_size = min(model.block_size, int(options.get("seq_len") or model.block_size))
     if model_config["vocab_size"] < len(vocab):
-        raise RunError(f"gpt: vocab_size must be at least {len(vocab)} for the run's tokenizer, got {model_config['vocab_size']}")
+        raise RunError(f"gpt: vocab_size must be at least {len(vocab)} for the run's tokenizer, "
+                       f"got {model_config['vocab_size']}")
     steps, interval = int(options["steps"]), int(options["eval_interval"])
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
@@ -322,13 +393,15 @@ def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, v
     ], milestones=[max(warmup, 1)])
     train_batches = _RandomWindows(train_ids, int(options["batch_size"]), block_size, interval)
     history = fit(
-        model, train_batches, loss=_lm_loss, optimizer=optimizer, epochs=math.ceil(steps / interval),
+        _parallel(model), train_batches, loss=_lm_loss, optimizer=optimizer, epochs=math.ceil(steps / interval),
         max_steps=steps, val_data=_fixed_val_batches(options, block_size, val_ids), metrics=(),
         scheduler=scheduler, scheduler_interval="step", grad_clip_norm=options["grad_clip"], verbose=verbose,
         callbacks=[ModelCheckpoint(out, monitor="val_loss", config={"kind": kind, "model": model_config}),
                    JSONLLogger(out / "metrics.jsonl")],
         resume_from=out / "last.safetensors" if resume else None,
     )
+    if _world()[0] != 0:  # rank 0 writes the run's files, evaluates and samples
+        return {"kind": kind, "steps": steps}
     history.to_json(out / "history.json")
     _plot_curves(history, out / "curves.png")
     _, best, _ = load_run(out, "best.safetensors")

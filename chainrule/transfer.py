@@ -14,11 +14,11 @@ from pathlib import Path
 
 import chainrule as cr
 from chainrule import io
+from chainrule.data.bpe import TOKENIZER_FILES
 from chainrule.recipes import RECIPES, RunError, load_run
 
-__all__ = ["import_hf_run", "export_run", "FINE_TUNE_OPTIONS", "TOKENIZER_FILES"]
+__all__ = ["import_hf_run", "export_run", "FINE_TUNE_OPTIONS"]
 
-TOKENIZER_FILES = ("vocab.json", "merges.txt")
 # what `train gpt --resume` uses on an imported model unless told otherwise: a short, gentle fine-tuning
 FINE_TUNE_OPTIONS = {"steps": 200, "batch_size": 8, "seq_len": 128, "lr": 1e-4, "min_lr": 1e-5, "warmup_steps": 20,
                      "eval_interval": 50, "eval_batches": 10, "sample_tokens": 100, "sample_prompt": "ROMEO:"}

@@ -209,6 +209,7 @@ def bpe_folder(tmp_path_factory):
     text = cr.data.data_path("tinyshakespeare.txt").read_text()
     trainer.train_from_iterator([text[:100_000]], vocab_size=400, min_frequency=2, special_tokens=["<|endoftext|>"])
     trainer.save_model(str(folder))
+    trainer.save(str(folder / "tokenizer.json"))
     return folder
 
 
@@ -223,6 +224,18 @@ def test_tokenizer_matches_transformers(bpe_folder):
         assert ids == theirs.encode(sample), repr(sample[:40])
         assert mine.decode(ids) == sample
     assert len(mine) == len(theirs)
+
+
+def test_tokenizer_from_tokenizer_json_alone(bpe_folder, tmp_path):
+    # transformers 5 saves a tokenizer as tokenizer.json (+ tokenizer_config.json) only
+    from chainrule.data.bpe import GPT2Tokenizer
+
+    (tmp_path / "tokenizer.json").write_bytes((bpe_folder / "tokenizer.json").read_bytes())
+    theirs, mine = transformers.GPT2Tokenizer.from_pretrained(bpe_folder), GPT2Tokenizer.from_pretrained(tmp_path)
+    for sample in _TEXTS:
+        assert mine.encode(sample) == theirs.encode(sample), repr(sample[:40])
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        GPT2Tokenizer.from_pretrained(tmp_path / "nothing")
 
 
 # ----- the command line ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""GPT-2's byte-level BPE tokenizer in pure Python, from the ``vocab.json`` and ``merges.txt`` of a GPT-2 folder.
+"""GPT-2's byte-level BPE tokenizer in pure Python, from the ``vocab.json`` and ``merges.txt`` of a GPT-2 folder
+(or its ``tokenizer.json``).
 
 Encoding is three steps, as in GPT-2's reference implementation:
 
@@ -18,7 +19,7 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["GPT2Tokenizer", "pre_tokenize", "bytes_to_unicode"]
+__all__ = ["GPT2Tokenizer", "pre_tokenize", "bytes_to_unicode", "has_tokenizer", "TOKENIZER_FILES"]
 
 _CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
 # Unicode's White_Space property (what the reference pattern's \s matches); str.isspace() differs on U+001C-U+001F
@@ -74,33 +75,61 @@ def pre_tokenize(text: str) -> list[str]:
     return words
 
 
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json")
+
+
+def has_tokenizer(folder) -> bool:
+    """Whether ``folder`` holds a GPT-2 tokenizer's files."""
+    folder = Path(folder)
+    pair = (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+    return pair or (folder / "tokenizer.json").is_file()
+
+
+def _merge_pairs(entries: list, where) -> list[tuple[str, str]]:
+    """Merges written as "a b" lines (merges.txt, older tokenizer.json) or as [a, b] pairs (newer tokenizer.json)."""
+    merges = [tuple(e.split(" ")) if isinstance(e, str) else tuple(e) for e in entries]
+    bad = [m for m in merges if len(m) != 2]
+    if bad:
+        raise ValueError(f"GPT2Tokenizer: {where} has merges that are not two symbols: {bad[:3]}")
+    return merges
+
+
 class GPT2Tokenizer:
     """Byte-level BPE with GPT-2's vocabulary and merges: ``encode(text) -> ids``, ``decode(ids) -> text``."""
 
-    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]]):
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], special_tokens=_SPECIAL_TOKENS):
         self.encoder = dict(vocab)
         self.decoder = {i: token for token, i in self.encoder.items()}
         self.ranks = {pair: rank for rank, pair in enumerate(merges)}
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
-        self.special_tokens = [t for t in _SPECIAL_TOKENS if t in self.encoder]
+        self.special_tokens = [t for t in special_tokens if t in self.encoder]
         self._cache: dict[str, list[str]] = {}
 
     @classmethod
     def from_pretrained(cls, folder) -> GPT2Tokenizer:
-        """The tokenizer of a GPT-2 folder (``vocab.json`` and ``merges.txt``)."""
+        """The tokenizer of a GPT-2 folder: ``vocab.json`` and ``merges.txt``, or the ``tokenizer.json`` that
+        transformers 5 writes alone."""
         folder = Path(folder)
-        for name in ("vocab.json", "merges.txt"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"GPT2Tokenizer: {folder} has no {name} (a GPT-2 tokenizer needs vocab.json "
-                                        "and merges.txt)")
-        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
-        merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
-        bad = [m for m in merges if len(m) != 2]
-        if bad:
-            raise ValueError(f"GPT2Tokenizer: {folder / 'merges.txt'} has lines that are not two symbols: {bad[:3]}")
-        return cls(vocab, merges)
+        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+            lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
+            return cls(vocab, _merge_pairs([line for line in lines if line and not line.startswith("#version")],
+                                           folder / "merges.txt"))
+        if (folder / "tokenizer.json").is_file():
+            return cls._from_tokenizer_json(folder / "tokenizer.json")
+        raise FileNotFoundError(f"GPT2Tokenizer: {folder} has no tokenizer files (vocab.json and merges.txt, "
+                                "or tokenizer.json)")
+
+    @classmethod
+    def _from_tokenizer_json(cls, path: Path) -> GPT2Tokenizer:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+        if model.get("type") != "BPE" or pre.get("type") != "ByteLevel" or pre.get("add_prefix_space"):
+            raise ValueError(f"GPT2Tokenizer: {path} is not GPT-2's byte-level BPE (model {model.get('type')!r}, "
+                             f"pre-tokenizer {pre.get('type')!r}, add_prefix_space={pre.get('add_prefix_space')})")
+        specials = [t["content"] for t in spec.get("added_tokens", []) if t.get("special")]
+        return cls(model["vocab"], _merge_pairs(model["merges"], path), specials or _SPECIAL_TOKENS)
 
     def save_pretrained(self, folder) -> None:
         folder = Path(folder)
