@@ -140,6 +140,16 @@ def test_transformer_encoder(tmp_path, norm_first, batch_first, activation):
     np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_float64_models(tmp_path):
+    # the constants of decomposed ops (GELU before opset 20, the attention scale and mask) take the model's type
+    model = _gpt(False)[0].double()
+    path = tmp_path / "gpt64.onnx"
+    cr.onnx.export(model, (cr.randint(0, 50, (2, 8)),), path, opset_version=17, verify=True,
+                   dynamic_axes={"input": {0: "b", 1: "t"}})
+    x = cr.randint(0, 50, (3, 11))
+    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-9, atol=1e-9)
+
+
 def test_unsupported_modules_are_refused_by_path_and_type(tmp_path):
     model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), nn.GRU(4, 4)))
     with pytest.raises(cr.onnx.UnsupportedModuleError, match=r"'1\.1' is a GRU.*register"):

@@ -149,7 +149,7 @@ def _build_graph(model, args, expected, input_names, output_names, dynamic_axes,
     if unknown:
         raise ExportError(f"onnx export: dynamic_axes names {sorted(unknown)} are neither inputs {input_names} "
                           f"nor outputs {output_names}")
-    g = GraphBuilder(opset, _state_names(model))
+    g = GraphBuilder(opset, _state_names(model), _float_dtype(model, args))
     for name, a in zip(input_names, args):
         g.ranks[name] = a.ndim
     out = convert(g, model, input_names[0])
@@ -160,6 +160,12 @@ def _build_graph(model, args, expected, input_names, output_names, dynamic_axes,
     inputs = [_value_info(onnx, n, a, dynamic_axes.get(n)) for n, a in zip(input_names, args)]
     outs = [_value_info(onnx, output_names[0], outputs[0], dynamic_axes.get(output_names[0]))]
     return onnx.helper.make_graph(g.nodes, type(model).__name__, inputs, outs, list(g.initializers.values()))
+
+
+def _float_dtype(model, args):
+    """The float type the graph computes in: the parameters', else the inputs', else float32."""
+    floats = [t.dtype.np for t in [*model.parameters(), *args] if t.dtype.is_floating_point]
+    return floats[0] if floats else np.float32
 
 
 def _value_info(onnx, name: str, example: Tensor, axes):

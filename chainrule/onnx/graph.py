@@ -27,7 +27,7 @@ class GraphBuilder:
     becomes one initializer, used twice.
     """
 
-    def __init__(self, opset: int, names: dict[int, str]):
+    def __init__(self, opset: int, names: dict[int, str], float_dtype=np.float32):
         import onnx  # the optional dependency, imported only when exporting
 
         self.onnx = onnx
@@ -39,6 +39,7 @@ class GraphBuilder:
         self._taken: set[str] = set(names.values())
         self._count = 0
         self.path = ""  # the dotted name of the module being converted, for error messages
+        self.float_dtype = np.dtype(float_dtype)  # the model's float type, which constants must share
 
     def fresh(self, hint: str) -> str:
         """A value name not used yet (ONNX graphs are in SSA form: every name is assigned once)."""
@@ -69,9 +70,10 @@ class GraphBuilder:
             self.ranks[key] = array.ndim
         return key
 
-    def const(self, value, dtype=np.float32, hint: str = "const") -> str:
-        """An anonymous constant initializer (a shape, an axis list, a scalar factor)."""
-        array = np.asarray(value, dtype=dtype)
+    def const(self, value, dtype=None, hint: str = "const") -> str:
+        """An anonymous constant initializer (a shape, an axis list, a scalar factor); floats take the model's
+        float type unless ``dtype`` says otherwise."""
+        array = np.asarray(value, dtype=dtype or self.float_dtype)
         name = self.fresh(hint)
         self.initializers[name] = self.onnx.numpy_helper.from_array(array, name)
         self.ranks[name] = array.ndim
