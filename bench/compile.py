@@ -1,0 +1,167 @@
+"""cr.compile beside eager: step time of the compiled training step against chainrule eager and PyTorch
+eager, in one process, interleaved block by block (bench/measure.py), with the compile cost (calls 1-3
+against a steady step), the program's size and memory, and for the GEMM-bound mlp the time of the
+program's own matmul instructions alone.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py                # all four
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py overhead --rounds 15
+    python bench/compile.py --quick                                                      # seconds, for CI
+
+Memory: "eager step" is the tracemalloc peak of one eager step above the memory before it (gradients
+set to None first, as the step's zero_grad does); "compiled" is the program's own buffers (planned
+intermediates, gradients, constants) plus the tracemalloc peak of one replay above the memory before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.measure import time_interleaved  # noqa: E402
+from bench.run import limit_threads, load_chainrule, load_torch  # noqa: E402
+from bench.workloads import workloads  # noqa: E402
+
+NAMES = ("overhead", "mlp", "cnn", "gpt")
+
+
+def step_function(trainer):
+    """The workload's training step as a function of (inputs, targets), without the value read that
+    bench's Trainer makes for its equal-work check (a compiled step must not read values)."""
+    model, loss_fn, opt = trainer.model, trainer.loss_fn, trainer.optimizer
+
+    def step(x, y):
+        if opt is not None:
+            opt.zero_grad()
+        else:
+            model.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        if opt is not None:
+            opt.step()
+        return loss
+
+    return step
+
+
+def _clear_grads(trainer) -> None:
+    for p in trainer.model.parameters():
+        p.grad = None
+
+
+def step_peak(run, trainer=None) -> int:
+    """Bytes one call of ``run`` allocates at its peak above what was allocated before it (with the
+    trainer's gradients set to None first, when given: the eager step frees and remakes them)."""
+    gc.collect()
+    if trainer is not None:
+        _clear_grads(trainer)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - before
+
+
+def gemm_seconds(program, repeats: int) -> float:
+    """The median time of the program's matmul instructions alone (the GEMMs of the compiled step)."""
+    gemms = [(fn, args) for fn, args in program.steps if fn is np.matmul or getattr(fn, "func", None) is np.matmul]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for fn, args in gemms:
+            fn(*args)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), len(gemms)
+
+
+def run_workload(name: str, cr, torch, args) -> dict:
+    w = workloads(small=args.quick)[name]
+    eager = w.trainer(cr, args.seed)
+    compiled_trainer = w.trainer(cr, args.seed)
+    eager_step = step_function(eager)
+    compiled = cr.compile(step_function(compiled_trainer))
+    x, y = compiled_trainer.inputs, compiled_trainer.targets
+
+    cost = []
+    for _ in range(3):  # warm-up, capture, verification
+        start = time.perf_counter()
+        compiled(x, y)
+        cost.append(time.perf_counter() - start)
+    variant = next(v for v in compiled.variants.values() if v.program is not None)
+    program = variant.program
+
+    steps = {"chainrule eager": lambda: eager_step(eager.inputs, eager.targets),
+             "chainrule compiled": lambda: compiled(x, y)}
+    if torch is not None:
+        t = w.trainer(torch, args.seed)
+        steps["torch eager"] = t.step
+    rounds = args.rounds or (3 if args.quick else 9)
+    per_round = args.steps or (2 if args.quick else w.steps_per_round)
+    timings = time_interleaved(steps, rounds, per_round, warmup=1)
+    medians = {k: v.median for k, v in timings.items()}
+    result = {"name": name, "medians": medians, "cost": cost, "instructions": len(program.instrs),
+              "traced": program.source_count, "buffers": len(program.internal),
+              "program_mib": program.nbytes / 2**20, "unplanned_mib": program.unplanned_bytes / 2**20,
+              "stage": variant.stage, "per_op": w.per_op}
+    if name == "mlp":
+        result["gemm"], result["gemm_count"] = gemm_seconds(program, rounds * per_round)
+    if not args.no_memory:
+        result["eager_peak_mib"] = step_peak(lambda: eager_step(eager.inputs, eager.targets), eager) / 2**20
+        replay_peak = step_peak(lambda: compiled(x, y))  # its gradients live in the program's buffers
+        result["compiled_mib"] = (program.nbytes + replay_peak) / 2**20
+    return result
+
+
+def report(r: dict) -> list[str]:
+    m = r["medians"]
+    e, c = m["chainrule eager"], m["chainrule compiled"]
+    lines = [f"## {r['name']}  (variant {r['stage']}; {r['instructions']} instructions from {r['traced']} traced, "
+             f"{r['buffers']} buffers, {r['program_mib']:.2f} MiB planned (unplanned {r['unplanned_mib']:.2f} MiB))"]
+    for label, value in m.items():
+        extra = f"  ({value / r['per_op'] * 1e6:.3f} us/op)" if r["per_op"] else ""
+        lines.append(f"  {label:<20} {value * 1e3:9.3f} ms{extra}")
+    lines.append(f"  compiled / chainrule eager: {c / e:.3f}x")
+    if "torch eager" in m:
+        lines.append(f"  compiled / torch eager:     {c / m['torch eager']:.3f}x"
+                     f"   (chainrule eager / torch eager: {e / m['torch eager']:.3f}x)")
+    if "gemm" in r:
+        lines.append(f"  its {r['gemm_count']} GEMMs alone: {r['gemm'] * 1e3:.3f} ms; compiled step / GEMMs: "
+                     f"{c / r['gemm']:.3f}x")
+    lines.append("  compile cost, calls 1-3: " + ", ".join(f"{s * 1e3:.1f}" for s in r["cost"])
+                 + f" ms = {sum(r['cost']) / c:.1f} compiled steps")
+    if "eager_peak_mib" in r:
+        lines.append(f"  memory: eager step peak {r['eager_peak_mib']:.2f} MiB, compiled (program + replay peak) "
+                     f"{r['compiled_mib']:.2f} MiB")
+    return lines
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python bench/compile.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help=f"which to run (default: {', '.join(NAMES)})")
+    p.add_argument("--quick", action="store_true", help="small shapes, few rounds")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--steps", type=int, help="timed steps per framework per round")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-memory", action="store_true")
+    args = p.parse_args(argv)
+    cr = load_chainrule()
+    torch = load_torch(args.no_torch)
+    note = limit_threads(args.threads, cr, torch)
+    if note:
+        print(note)
+    for name in args.workloads or NAMES:
+        print("\n".join(report(run_workload(name, cr, torch, args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
