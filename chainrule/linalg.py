@@ -31,7 +31,9 @@ from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, unt
 
 __all__ = ["inv", "inv_ex", "det", "slogdet", "logdet", "solve", "cholesky", "eigh", "eigvalsh", "svd", "svdvals",
            "vector_norm", "matrix_norm", "norm", "solve_triangular", "pinv", "cross", "matrix_exp", "qr", "lstsq",
-           "inverse", "trace", "diagonal", "matmul", "vecdot", "matrix_power", "LinAlgError"]
+           "inverse", "trace", "diagonal", "matmul", "vecdot", "matrix_power", "LinAlgError",
+           "solve_ex", "cholesky_ex", "matrix_rank", "cond", "multi_dot", "tensorinv", "tensorsolve", "vander",
+           "householder_product", "lu_factor", "lu_factor_ex", "lu", "lu_solve"]
 
 SlogdetResult = namedtuple("slogdet", ["sign", "logabsdet"])
 EighResult = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
@@ -52,6 +54,9 @@ def _float(op: str, A: Tensor) -> None:
     if A._data.dtype.kind != "f":
         raise RuntimeError(f"{op}: Expected a floating point tensor as input. Got {A.dtype} ({describe(A)}); "
                            "convert it with .double() or .float()")
+    if A._data.dtype.itemsize < 4:  # LAPACK has no half precision; PyTorch refuses it too
+        raise RuntimeError(f"{op}: Low precision dtypes not supported. Got {A.dtype} ({describe(A)}); "
+                           "convert it with .float()")
 
 
 def _square(op: str, A, name: str = "A") -> Tensor:
@@ -102,9 +107,9 @@ def trace(A) -> Tensor:
     A = tensor_operand(A, "trace")
     if A.ndim != 2:
         raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {A.ndim} ({describe(A)})")
-    from chainrule.ops.linalg import einsum
+    from chainrule.ops.shape import diagonal as _diagonal
 
-    return einsum("ii->", A)
+    return _diagonal(A).sum()  # (a rectangular matrix's main diagonal too, as PyTorch)
 
 
 def _linalg_error(op: str, err: Exception, what: str) -> LinAlgError:
@@ -618,3 +623,264 @@ def lstsq(A, B, rcond=None, *, driver=None) -> LstsqResult:
     rank = (s > rtol * s[..., :1]).sum(-1).astype(xp.int64) if s.shape[-1] else xp.zeros(s.shape[:-1], xp.int64)
     empty = xp.zeros((0,), dtype=A._data.dtype)
     return LstsqResult(X, untracked(empty, A), untracked(rank, A), untracked(empty, A))
+
+
+# ----- more of torch.linalg (issue 16) ---------------------------------------------------------------------
+
+SolveExResult = namedtuple("solve_ex", ["result", "info"])
+CholeskyExResult = namedtuple("cholesky_ex", ["L", "info"])
+LUFactorResult = namedtuple("lu_factor", ["LU", "pivots"])
+LUFactorExResult = namedtuple("lu_factor_ex", ["LU", "pivots", "info"])
+LUResult = namedtuple("lu", ["P", "L", "U"])
+
+
+def _info(A: Tensor, values) -> Tensor:
+    xp = xp_of(A._data)
+    return untracked(xp.broadcast_to(xp.asarray(values, dtype=xp.int32), A._data.shape[:-2]).copy(), A)
+
+
+def solve_ex(A, B, *, left: bool = True, check_errors: bool = False) -> SolveExResult:
+    """``solve`` that reports a singular A in ``info`` (LAPACK's: the 1-based index of the zero pivot) instead
+    of raising, unless check_errors; the result is then what the LU solve gives (inf/nan), as in PyTorch."""
+    from chainrule.backend.special import _quiet
+
+    A = _square("linalg.solve_ex", A)
+    try:
+        X = solve(A, B, left=left)
+        return SolveExResult(X, _info(A, 0))
+    except LinAlgError:
+        if check_errors:
+            raise
+    B = tensor_operand(B, "linalg.solve_ex")
+    LU, pivots, info = lu_factor_ex(A)
+    vector = B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
+    with _quiet(xp_of(A._data)):
+        X = lu_solve(LU, pivots, B.unsqueeze(-1) if vector else B, left=left)
+    return SolveExResult(X.squeeze(-1) if vector else X, info)
+
+
+def cholesky_ex(A, *, upper: bool = False, check_errors: bool = False) -> CholeskyExResult:
+    """``cholesky`` that reports, instead of raising, the order of the first leading minor that is not
+    positive-definite in ``info`` (0 when the factorization succeeded); a failed factor is left as LAPACK's
+    potf2 leaves it, as in PyTorch."""
+    from chainrule.backend.factor import cholesky_unblocked
+
+    A = _square("linalg.cholesky_ex", A)
+    try:
+        return CholeskyExResult(cholesky(A, upper=upper), _info(A, 0))
+    except LinAlgError:
+        if check_errors:
+            raise
+    xp = xp_of(A._data)
+    flat = A._data.reshape((-1,) + A._data.shape[-2:])
+    parts = [cholesky_unblocked(matrix, xp) for matrix in flat]
+    factors = xp.stack([factor for factor, _ in parts]).reshape(A._data.shape)
+    if upper:
+        factors = xp.swapaxes(factors, -1, -2).copy()
+    return CholeskyExResult(untracked(factors, A), _info(A, xp.asarray([k for _, k in parts]).reshape(A._data.shape[:-2])))
+
+
+def matrix_rank(A, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
+    """The number of singular values (|eigenvalues| when hermitian) above max(atol, rtol * the largest), int64;
+    rtol defaults to eps * max(m, n), or to 0 when atol > 0 is given, as PyTorch."""
+    A = _matrix("linalg.matrix_rank", A)
+    xp = xp_of(A._data)
+    s = xp.abs(xp.linalg.eigvalsh(A._data)) if hermitian else xp.linalg.svd(A._data, compute_uv=False)
+    if rtol is None:
+        rtol = 0.0 if atol is not None and atol > 0 else float(xp.finfo(A._data.dtype).eps) * max(A.shape[-2:])
+    largest = s.max(-1, keepdims=True) if s.shape[-1] else xp.zeros(s.shape[:-1] + (1,), dtype=s.dtype)
+    cut = xp.maximum(0.0 if atol is None else atol, rtol * largest)
+    return untracked((s > cut).sum(-1).astype(xp.int64), A, "linalg.matrix_rank")
+
+
+def cond(A, p=None) -> Tensor:
+    """The condition number in the p-norm: s_max / s_min for p None or 2 (s_min / s_max for -2), otherwise
+    norm(A, p) * norm(A^-1, p) (square A). A composite."""
+    A = _matrix("linalg.cond", A)
+    if p is None or p in (2, -2):
+        S = svdvals(A)
+        return S[..., 0] / S[..., -1] if p != -2 else S[..., -1] / S[..., 0]
+    A = _square("linalg.cond", A)
+    return matrix_norm(A, p) * matrix_norm(inv(A), p)
+
+
+def multi_dot(tensors) -> Tensor:
+    """The product of the matrices in ``tensors``, multiplied in the order that costs the fewest scalar
+    multiplications (the classic matrix-chain dynamic programme); the first may be a row vector and the last a
+    column vector (1-D), which are dropped from the result's shape."""
+    tensors = [tensor_operand(t, "linalg.multi_dot") for t in tensors]
+    if len(tensors) < 2:
+        raise RuntimeError(f"multi_dot(): expected at least 2 tensors but got {len(tensors)}")
+    first_vector, last_vector = tensors[0].ndim == 1, tensors[-1].ndim == 1
+    mats = [tensors[0].unsqueeze(0) if first_vector else tensors[0]] + tensors[1:-1] + \
+           [tensors[-1].unsqueeze(-1) if last_vector else tensors[-1]]
+    for i, m in enumerate(mats):
+        if m.ndim != 2:
+            raise RuntimeError(f"multi_dot(): tensor {i} must be 2D (the first and last may be 1D), got {describe(tensors[i])}")
+        if i and mats[i - 1].shape[1] != m.shape[0]:
+            raise RuntimeError(f"multi_dot(): tensors {i - 1} and {i} cannot be multiplied: "
+                               f"{describe(tensors[i - 1])} and {describe(tensors[i])}")
+    out = _chain_product(mats, _chain_order([m.shape[0] for m in mats] + [mats[-1].shape[1]]), 0, len(mats) - 1)
+    if first_vector:
+        out = out.squeeze(0)
+    return out.squeeze(-1) if last_vector else out
+
+
+def _chain_order(dims: list) -> dict:
+    """split[(i, j)]: where the cheapest product of matrices i..j splits (matrix i is dims[i] x dims[i + 1])."""
+    n = len(dims) - 1
+    cost, split = {(i, i): 0 for i in range(n)}, {}
+    for length in range(2, n + 1):
+        for i in range(n - length + 1):
+            j = i + length - 1
+            cost[i, j], split[i, j] = min((cost[i, k] + cost[k + 1, j] + dims[i] * dims[k + 1] * dims[j + 1], k)
+                                          for k in range(i, j))
+    return split
+
+
+def _chain_product(mats: list, split: dict, i: int, j: int) -> Tensor:
+    if i == j:
+        return mats[i]
+    k = split[i, j]
+    return _chain_product(mats, split, i, k) @ _chain_product(mats, split, k + 1, j)
+
+
+def tensorinv(A, ind: int = 2) -> Tensor:
+    """The inverse of A seen as a map from its last dims to its first ``ind`` dims: the result has shape
+    A.shape[ind:] + A.shape[:ind]."""
+    A = tensor_operand(A, "linalg.tensorinv")
+    if ind <= 0:
+        raise RuntimeError(f"linalg.tensorinv: Expected a strictly positive integer for 'ind', but got {ind}")
+    rows, cols = math.prod(A.shape[:ind]), math.prod(A.shape[ind:])
+    if rows != cols:
+        raise RuntimeError(f"linalg.tensorinv: Expected self to satisfy the requirement prod(self.shape[ind:]) == "
+                           f"prod(self.shape[:ind]), but got {cols} != {rows} ({describe(A)}, ind={ind})")
+    return inv(A.reshape(rows, cols)).reshape(tuple(A.shape[ind:]) + tuple(A.shape[:ind]))
+
+
+def tensorsolve(A, B, dims=None) -> Tensor:
+    """X with tensordot(A, X, X.ndim) = B; ``dims`` of A are moved to the end first."""
+    A, B = tensor_operand(A, "linalg.tensorsolve"), tensor_operand(B, "linalg.tensorsolve")
+    if dims is not None:
+        dims = [d % A.ndim for d in dims]
+        A = A.permute([d for d in range(A.ndim) if d not in dims] + dims)
+    rest = tuple(A.shape[B.ndim:])
+    if tuple(A.shape[:B.ndim]) != tuple(B.shape) or math.prod(rest) != B.numel():
+        raise RuntimeError(f"linalg.tensorsolve: Expected self to satisfy the requirement prod(self.shape[other.ndim:]) "
+                           f"== prod(self.shape[:other.ndim]) with A.shape[:other.ndim] == other.shape; got "
+                           f"{describe(A)} and {describe(B)}")
+    return solve(A.reshape(B.numel(), B.numel()), B.reshape(-1)).reshape(rest)
+
+
+def vander(x, *, N: int | None = None) -> Tensor:
+    """x[..., :, None] ** [0, 1, ..., N-1] (increasing powers; N defaults to x.shape[-1])."""
+    from chainrule.ops.linalg_more import _powers
+
+    x = tensor_operand(x, "linalg.vander")
+    if x.ndim == 0:
+        raise RuntimeError("linalg.vander: x must have at least one dimension, got a 0-d tensor")
+    n = x.shape[-1] if N is None else N
+    if n <= 1 and N is not None:
+        raise RuntimeError(f"linalg.vander: N must be greater than 1, got {N}")
+    return _powers(x.long() if x._data.dtype.kind == "b" else x, n, "linalg.vander")
+
+
+def householder_product(A, tau) -> Tensor:
+    """The first n columns of H_1 ... H_k, H_i = I - tau_i v_i v_i^T with v_i the i-th column of A below the
+    diagonal and a 1 on it (LAPACK's orgqr). A composite of matmuls."""
+    from chainrule.creation import eye, ones, zeros
+    from chainrule.ops.shape import cat
+
+    A, tau = _matrix("linalg.householder_product", A), tensor_operand(tau, "linalg.householder_product")
+    m, n = A.shape[-2:]
+    k = tau.shape[-1] if tau.ndim else 0
+    if m < n or k > n or tau.ndim != A.ndim - 1 or tuple(tau.shape[:-1]) != tuple(A.shape[:-2]):
+        raise RuntimeError(f"linalg.householder_product: expected A (..., m, n) with m >= n and tau (..., k) with "
+                           f"k <= n and A's batch shape, got {describe(A)} and {describe(tau)}")
+    batch = tuple(A.shape[:-2])
+    Q = eye(m, n, dtype=A.dtype, device=A.device).expand(batch + (m, n))
+    for i in reversed(range(k)):
+        head = cat([zeros(batch + (i,), dtype=A.dtype, device=A.device),
+                    ones(batch + (1,), dtype=A.dtype, device=A.device)], -1)
+        v = cat([head, A[..., i + 1:, i]], -1).unsqueeze(-1)
+        Q = Q - (tau[..., i, None, None] * v) @ (v.mT @ Q)
+    return Q
+
+
+# ----- LU ----------------------------------------------------------------------------------------------------
+
+def lu_factor_ex(A, *, pivot: bool = True, check_errors: bool = False) -> LUFactorExResult:
+    """(LU, pivots, info): partial-pivoting LU (chainrule.backend.lu) with L and U packed, 1-based int32 pivots
+    and info = j + 1 at a zero pivot U[j, j]. Differentiable for square A (PyTorch's formula); the gradient of
+    a non-square factorization raises."""
+    from chainrule.backend import factor as _lu
+
+    A = _matrix("linalg.lu_factor_ex", A)
+    if not pivot:
+        raise RuntimeError("linalg.lu_factor: LU without pivoting is not implemented on the CPU")
+    xp = xp_of(A._data)
+    packed, pivots, info = _lu.lu_factor(A._data, xp)
+    if check_errors and bool((info > 0).any()):
+        j = int(info[info > 0].min()) - 1
+        raise LinAlgError(f"linalg.lu_factor: U[{j}, {j}] is zero (the input {describe(A)} is singular) and using "
+                          "it in lu_solve would divide by zero; linalg.lu or linalg.lu_factor_ex factor it anyway")
+    P = untracked(_lu.permutation_matrix(pivots, A.shape[-2], A._data.dtype, xp), A)
+
+    def rule(g, LU):  # gA = P L^-T ((L^T gL).tril(-1) + (gU U^T).triu()) U^-T (PyTorch's linalg_lu_backward)
+        if A.shape[-1] != A.shape[-2]:
+            raise NotImplementedError(f"linalg.lu_factor: the derivative is implemented for square matrices only, "
+                                      f"got {describe(A)}")
+        L, U = LU.tril(-1) + _eye(A.shape[-1], LU), LU.triu()
+        phi = (L.mT @ g.tril(-1)).tril(-1) + (g.triu() @ U.mT).triu()
+        X = solve_triangular(L.mT, phi, upper=True, unitriangular=True)
+        return (P @ solve_triangular(U.mT, X, upper=False, left=False),)
+
+    LU = record(packed, "linalg_lu_factor", (A,), rule, (), keep_output=True)
+    return LUFactorExResult(LU, untracked(pivots, A), untracked(info, A))
+
+
+def lu_factor(A, *, pivot: bool = True) -> LUFactorResult:
+    """(LU, pivots): see :func:`lu_factor_ex`; raises LinAlgError for a singular A, as PyTorch (linalg.lu and
+    lu_factor_ex factor it)."""
+    LU, pivots, _ = lu_factor_ex(A, pivot=pivot, check_errors=True)
+    return LUFactorResult(LU, pivots)
+
+
+def lu_unpack_parts(LU: Tensor, pivots: Tensor, unpack_data: bool = True, unpack_pivots: bool = True):
+    """(P, L, U) from a packed factorization: L (..., m, k) unit lower, U (..., k, n); unpacked with tril/triu,
+    so gradients flow back to LU. What is not unpacked is an empty tensor."""
+    from chainrule.backend import factor as _lu
+
+    xp = xp_of(LU._data)
+    m, n = LU.shape[-2:]
+    k = min(m, n)
+    empty = untracked(xp.zeros((0,), dtype=LU._data.dtype), LU)
+    P = untracked(_lu.permutation_matrix(pivots._data, m, LU._data.dtype, xp), LU) if unpack_pivots else empty
+    if not unpack_data:
+        return P, empty, empty
+    L = LU[..., :, :k].tril(-1) + _eye(m, LU)[:, :k]
+    U = LU[..., :k, :].triu()
+    return P, L, U
+
+
+def lu(A, *, pivot: bool = True) -> LUResult:
+    """(P, L, U) with A = P L U: the unpacked :func:`lu_factor` (a composite, differentiable for square A)."""
+    LU, pivots, _ = lu_factor_ex(A, pivot=pivot)
+    return LUResult(*lu_unpack_parts(LU, pivots))
+
+
+def lu_solve(LU, pivots, B, *, left: bool = True, adjoint: bool = False) -> Tensor:
+    """X with A X = B (A^T X = B with ``adjoint``; X A = B with left=False), from A's packed factorization. A
+    composite of two triangular solves and the permutation, so gradients reach LU and B."""
+    LU = _square("linalg.lu_solve", LU, "LU")
+    pivots, B = tensor_operand(pivots, "linalg.lu_solve"), tensor_operand(B, "linalg.lu_solve")
+    if B.ndim < 2:
+        raise RuntimeError(f"linalg.lu_solve: B must have at least 2 dimensions, got {describe(B)}")
+    if not left:  # X A = B  <=>  A^T X^T = B^T
+        return lu_solve(LU, pivots, B.mT, left=True, adjoint=not adjoint).mT
+    P, L, U = lu_unpack_parts(LU, pivots)
+    if adjoint:  # A^T = U^T L^T P^T
+        Y = solve_triangular(L.mT, solve_triangular(U.mT, B, upper=False), upper=True, unitriangular=True)
+        return P @ Y
+    Y = solve_triangular(L, P.mT @ B, upper=False, unitriangular=True)
+    return solve_triangular(U, Y, upper=True)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from chainrule import dtypes as _dt
 from chainrule.backend import get_device
+from chainrule.ops import complex as cx
 from chainrule.ops import elementwise as ew
+from chainrule.ops import elementwise_more as em
 from chainrule.ops import indexing as ix
 from chainrule.ops import linalg as la
+from chainrule.ops import linalg_more as lm
 from chainrule.ops import logits as sm
 from chainrule.ops import reduction as rd
+from chainrule.ops import search as se
 from chainrule.ops import shape as sh
 from chainrule.ops import sorting as so
 from chainrule.ops._helpers import norm_dim
@@ -28,7 +32,9 @@ _SAME_NAME = {
          "addcdiv", "logit",
          "logaddexp", "logaddexp2", "hypot", "copysign", "exp2", "asinh", "acosh", "atanh", "arcsinh", "arccosh",
          "arctanh", "lgamma", "digamma", "erfinv", "erfc", "xlogy", "sinc", "isclose", "allclose", "equal",
-         "deg2rad", "rad2deg", "frac", "float_power"],
+         "deg2rad", "rad2deg", "frac", "float_power", "conj_physical", "sgn"],
+    cx: ["conj", "resolve_conj", "resolve_neg", "is_conj", "angle"],
+    em: em.__all__,
     rd: ["sum", "sum_to", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "logsumexp", "norm",
          "cumsum", "cumprod", "argmax", "argmin", "all", "any", "count_nonzero", "median",
          "cummax", "cummin", "logcumsumexp", "diff", "aminmax", "nansum", "nanmean", "mode", "kthvalue",
@@ -39,8 +45,11 @@ _SAME_NAME = {
          "diag", "diagonal", "diag_embed", "fliplr", "flipud", "rot90", "repeat_interleave", "tensor_split",
          "hsplit", "vsplit", "dsplit", "kron"],
     ix: ["gather", "scatter", "scatter_add", "index_select", "index_add", "masked_fill", "masked_select",
-         "take_along_dim", "nonzero"],
+         "take_along_dim", "nonzero", "scatter_reduce", "index_copy", "index_fill", "index_reduce", "masked_scatter",
+         "take", "put", "argwhere"],
+    se: ["unique", "unique_consecutive", "bincount", "histc"],
     la: ["matmul", "mm", "bmm", "dot", "vdot", "outer", "inner"],
+    lm: lm.METHODS,
     sm: ["softmax", "log_softmax"],
     so: ["sort", "argsort", "topk", "msort"],
 }
@@ -184,8 +193,8 @@ def _conversions() -> dict:
         "masked_fill_": lambda self, mask, value: apply_inplace(self, "masked_fill_", ix.masked_fill, mask, value),
         "index_put_": lambda self, index, value: apply_inplace(self, "index_put_", ix.index_put, index, value),
         "scatter_add_": lambda self, dim, index, src: apply_inplace(self, "scatter_add_", ix.scatter_add, dim, index, src),
-        "scatter_": lambda self, dim, index, src=None, value=None: apply_inplace(
-            self, "scatter_", ix.scatter, dim, index, src, value),
+        "scatter_": lambda self, dim, index, src=None, value=None, *, reduce=None: apply_inplace(
+            self, "scatter_", ix.scatter, dim, index, src, value, reduce=reduce),
         "index_add_": lambda self, dim, index, source, alpha=1: apply_inplace(
             self, "index_add_", ix.index_add, dim, index, source, alpha),
     }
@@ -335,6 +344,10 @@ def bind() -> None:
             setattr(Tensor, name, with_numpy_spellings(fn))
     Tensor.T = property(sh.T)
     Tensor.mT = property(sh.mT)
+    Tensor.real = property(cx.real)
+    Tensor.imag = property(cx.imag)
+    Tensor.mH = Tensor.H = property(lambda self: sh.mT(self).conj_physical())
+    Tensor.adjoint = lambda self: sh.mT(self).conj_physical()
     Tensor.__hash__ = object.__hash__  # defining __eq__ above must not make tensors unhashable
 
 

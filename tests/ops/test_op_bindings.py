@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.ops import elementwise, indexing, linalg, logits, reduction, shape, sorting
+from chainrule.ops import elementwise, elementwise_more, indexing, linalg, linalg_more, logits, reduction, search, shape, sorting
 
 torch = pytest.importorskip("torch")
 
 # the shared input is outside the domain of asin, acos and logit: numpy warns of the nan results
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-_ALL = sorted(set(elementwise.__all__ + reduction.__all__ + shape.__all__ + indexing.__all__ + linalg.__all__
-                  + logits.__all__ + sorting.__all__))
+_ALL = sorted(set(elementwise.__all__ + elementwise_more.__all__ + reduction.__all__ + shape.__all__
+                  + indexing.__all__ + linalg.__all__ + linalg_more.__all__
+                  + logits.__all__ + sorting.__all__ + search.__all__))
 
 
 @pytest.mark.parametrize("name", _ALL)
@@ -53,13 +54,30 @@ _ARGS = {
     "cummax": (1,), "cummin": (1,), "logcumsumexp": (1,), "kthvalue": (2,), "quantile": (0.5,),
     "nanquantile": (0.5,), "repeat_interleave": (2,), "tensor_split": (2,), "hsplit": (3,), "vsplit": (2,),
     "kron": (_ONES[2, 2],),
+    "scatter_reduce": (1, _IDX, _ONES[2, 2], "amax"), "index_copy": (1, cr.tensor([2, 0]), _ONES[2, 2]),
+    "index_fill": (1, cr.tensor([0]), -1.0), "index_reduce": (1, cr.tensor([2, 2]), _ONES[2, 2], "amax"),
+    "masked_scatter": (cr.tensor([True, False, True]), _ONES[2, 2]),
+    "take": (cr.tensor([0, 5, 5]),), "put": (cr.tensor([1, 4]), _ONES[2, 1].reshape(-1)),
+    "fmax": (cr.tensor(1.0),), "fmin": (cr.tensor(1.0),), "ldexp": (cr.tensor(2),), "nextafter": (cr.tensor(1.0),),
+    "heaviside": (cr.tensor(0.5, dtype=cr.float64),), "igamma": (cr.tensor(2.0),), "igammac": (cr.tensor(2.0),),
+    "mvlgamma": (2,),
+    "addmm": (_ONES[2, 2], cr.ones(2, 3, dtype=cr.float64)), "addr": (_ONES[2, 1].reshape(-1), _ONES[3,]),
+    "addbmm": (cr.ones(2, 2, 1, dtype=cr.float64), cr.ones(2, 1, 3, dtype=cr.float64)),
+    "baddbmm": (cr.ones(2, 2, 1, dtype=cr.float64), cr.ones(2, 1, 3, dtype=cr.float64)), "mv": (_ONES[3,],),
+    "dist": (cr.tensor(1.0),), "renorm": (2, 0, 1.0), "triangular_solve": (_ONES[2, 2].triu() * 2,),
+    "cholesky_solve": (_ONES[2, 2].tril() * 2,), "cross": (cr.ones(2, 3, dtype=cr.float64) * 2, 1),
     "fmod": (0.7,), "topk": (2,), "softmax": (1,), "log_softmax": (1,), "sort": (1,), "argsort": (1,),
 }
 _NOT_ON_MATRICES = {"t", "dot", "outer", "vdot", "bmm", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor",
                     "bitwise_left_shift", "bitwise_right_shift",
                     "to_dtype", "to_device", "index_put", "T", "mT", "dsplit",  # dsplit needs 3 dims
                     "where",  # x.where(condition, y): see test_properties_and_operators
-                    "polygamma"}  # x.polygamma(n) is polygamma(n, x)
+                    "gcd", "lcm",  # integers only
+                    "addmv", "ger",  # a vector's functions
+                    "det", "slogdet", "logdet", "inverse", "matrix_exp", "matrix_power", "cholesky",  # square only
+                    "cholesky_inverse", "lu_solve",
+                    "polygamma",  # x.polygamma(n) is polygamma(n, x)
+                    "bincount"}  # counts a 1-d integer tensor
 
 
 @pytest.mark.parametrize("name", [n for n in _ALL if hasattr(torch.Tensor, n) and hasattr(cr.Tensor, n)

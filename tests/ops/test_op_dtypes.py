@@ -16,6 +16,8 @@ _DIFFERENTIABLE = [c for c in CASES if c.differentiable and c.configs]
 @pytest.mark.parametrize("dtype", [cr.float32, cr.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize("case", _DIFFERENTIABLE, ids=lambda c: f"{c.kind}-{c.name}")
 def test_outputs_and_gradients_keep_the_input_float_dtype(case, dtype):
+    if dtype == cr.float16 and "no_half" in case.tags:
+        pytest.skip("no float16 linear algebra, as in PyTorch")
     if dtype is cr.float16 and "complex" in case.tags:
         pytest.skip("complex cases build complex tensors, and chainrule has no complex32 (PyTorch's is experimental)")
     for shapes, params in case.configs[:3]:

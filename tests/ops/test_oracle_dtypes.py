@@ -23,6 +23,8 @@ _CASES = [c for c in CASES if c.configs and "int_sum_to_int64" not in c.tags]
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_, np.float16], ids=["int64", "int32", "bool", "float16"])
 @pytest.mark.parametrize("case", _CASES, ids=lambda c: f"{c.kind}-{c.name}")
 def test_integer_bool_and_half_inputs_follow_torch(case, dtype):
+    if dtype == np.float16 and "no_half" in case.tags:
+        pytest.skip("no float16 linear algebra, as in PyTorch")
     if dtype is np.float16 and "complex" in case.tags:
         pytest.skip("complex cases build complex tensors, and chainrule has no complex32 (PyTorch's is experimental)")
     for shapes, params in case.configs[:2]:
