@@ -334,3 +334,62 @@ def test_bad_arguments_as_torch(make, pattern):
 def test_mvn_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match=r"square matrices of the size of loc's last dimension \(2\)"):
         D.MultivariateNormal(cr.zeros(2), cr.eye(3))
+
+
+# ---- LowRankMultivariateNormal -------------------------------------------------------------------------------------
+
+def lowrank(batch=(2,), n=4, rank=2):
+    return RNG.standard_normal(batch + (n,)), RNG.standard_normal(batch + (n, rank)), RNG.uniform(0.5, 2, batch + (n,))
+
+
+def test_lowrank_mvn_against_torch():
+    loc, W, diag = lowrank()
+    c = D.LowRankMultivariateNormal(*(pair(a)[0] for a in (loc, W, diag)))
+    t = TD.LowRankMultivariateNormal(*(pair(a)[1] for a in (loc, W, diag)))
+    assert (tuple(c.batch_shape), tuple(c.event_shape)) == (tuple(t.batch_shape), tuple(t.event_shape))
+    cv, tv = pair(RNG.standard_normal((5, 2, 4)))
+    close(c.log_prob(cv), t.log_prob(tv))
+    close(c.entropy(), t.entropy())
+    for name in ("mean", "variance", "covariance_matrix", "precision_matrix", "scale_tril"):
+        close(getattr(c, name), getattr(t, name))
+    close(c.expand((3, 2)).log_prob(cv[:, None]), t.expand((3, 2)).log_prob(tv[:, None]))
+    assert tuple(c.rsample((6,)).shape) == (6, 2, 4)
+    shared_c = D.LowRankMultivariateNormal(*(pair(a)[0] for a in (loc, W[0], diag)))  # one factor for the batch
+    shared_t = TD.LowRankMultivariateNormal(*(pair(a)[1] for a in (loc, W[0], diag)))
+    close(shared_c.log_prob(cv), shared_t.log_prob(tv))
+    close(shared_c.precision_matrix, shared_t.precision_matrix)
+    cov = spd(2, n=4)  # batched matrices on both sides: torch's mixed-batch MVN/low-rank KL fails to broadcast
+    mvn_c = D.MultivariateNormal(pair(loc[::-1].copy())[0], pair(cov)[0])
+    mvn_t = TD.MultivariateNormal(pair(loc[::-1].copy())[1], pair(cov)[1])
+    for p_c, q_c, p_t, q_t in ((c, mvn_c, t, mvn_t), (mvn_c, c, mvn_t, t), (c, c.expand((2,)), t, t)):
+        close(D.kl_divergence(p_c, q_c), TD.kl_divergence(p_t, q_t), 1e-9)
+    for message, args in [("loc must be at least one-dimensional", (cr.tensor(0.0), cr.ones(3, 2), cr.ones(3))),
+                          ("cov_factor must be a batch of matrices", (cr.zeros(3), cr.ones(4, 2), cr.ones(3))),
+                          ("cov_diag must be a batch of vectors", (cr.zeros(3), cr.ones(3, 2), cr.ones(4)))]:
+        with pytest.raises(ValueError, match=message):
+            D.LowRankMultivariateNormal(*args)
+
+
+def test_lowrank_mvn_gradients_and_moments():
+    loc, W, diag = lowrank((), n=3, rank=2)
+    leaves = [cr.tensor(a, dtype=cr.float64, requires_grad=True) for a in (loc, W, diag)]
+
+    def draws(loc, W, diag):
+        cr.manual_seed(6)
+        return D.LowRankMultivariateNormal(loc, W, diag).rsample((4,))
+
+    def log_prob(loc, W, diag):
+        return D.LowRankMultivariateNormal(loc, W, diag).log_prob(cr.tensor(RNG_FIXED, dtype=cr.float64))
+
+    assert gradcheck(draws, leaves)
+    assert gradcheck(log_prob, leaves)
+    cr.manual_seed(0)
+    d = D.LowRankMultivariateNormal(*(cr.tensor(a, dtype=cr.float64) for a in (loc, W, diag)))
+    s = d.sample((N,)).numpy()
+    cov = d.covariance_matrix.numpy()
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / N)
+    assert np.all(np.abs(s.mean(0) - loc) < 5 * np.sqrt(np.diag(cov) / N))
+    assert np.all(np.abs(np.cov(s.T) - cov) < 5 * se)
+
+
+RNG_FIXED = np.random.default_rng(99).standard_normal((5, 3))

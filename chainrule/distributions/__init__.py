@@ -33,6 +33,7 @@ from chainrule.distributions.families import (
 from chainrule.distributions.gamma import Beta, Chi2, Dirichlet, FisherSnedecor, Gamma
 from chainrule.distributions.independent import Independent
 from chainrule.distributions.kl import kl_divergence, register_kl
+from chainrule.distributions.lowrank_multivariate_normal import LowRankMultivariateNormal
 from chainrule.distributions.mixture import MixtureSameFamily
 from chainrule.distributions.multivariate_normal import MultivariateNormal
 from chainrule.distributions.transformed import TransformedDistribution
@@ -68,4 +69,5 @@ __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "One
            "CumulativeDistributionTransform", "CatTransform", "StackTransform", "Cauchy", "HalfNormal", "HalfCauchy",
            "Gumbel", "Pareto", "Weibull", "InverseGamma", "Kumaraswamy", "LogisticNormal", "LogitRelaxedBernoulli",
            "RelaxedBernoulli", "ExpRelaxedCategorical", "RelaxedOneHotCategorical", "OneHotCategoricalStraightThrough",
-           "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily"]
+           "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily",
+           "LowRankMultivariateNormal"]

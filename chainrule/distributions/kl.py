@@ -11,6 +11,7 @@ from chainrule.distributions.discrete import Binomial, Geometric, Poisson
 from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
 from chainrule.distributions.gamma import Beta, Dirichlet, Gamma
 from chainrule.distributions.independent import Independent, _sum_rightmost
+from chainrule.distributions.lowrank_multivariate_normal import LowRankMultivariateNormal
 from chainrule.distributions.multivariate_normal import MultivariateNormal, _batch_mahalanobis
 from chainrule.distributions.transformed import TransformedDistribution
 
@@ -117,6 +118,9 @@ def _kl_beta_beta(p, q):
 
 
 @register_kl(MultivariateNormal, MultivariateNormal)
+@register_kl(LowRankMultivariateNormal, LowRankMultivariateNormal)
+@register_kl(LowRankMultivariateNormal, MultivariateNormal)
+@register_kl(MultivariateNormal, LowRankMultivariateNormal)
 def _kl_mvn_mvn(p, q):
     """0.5 (tr(Sq^-1 Sp) + (mq - mp)^T Sq^-1 (mq - mp) - k + log det Sq - log det Sp), through the factors:
     tr(Sq^-1 Sp) = ||Lq^-1 Lp||_F^2."""
