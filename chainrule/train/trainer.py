@@ -179,6 +179,9 @@ class Trainer:
         grad_clip_norm: clip the total gradient norm to this before every optimizer step.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         config: plain data that :class:`ModelCheckpoint` saves as the checkpoint's ``config``.
+        compile: replay each training step as a compiled program (``chainrule.compile``): call 1 of each
+            batch shape runs eagerly, call 2 captures, call 3 verifies; results are bit for bit eager's. A
+            step it cannot compile runs eagerly, with one warning.
 
     While fitting: ``history``, ``global_step``, ``epoch``, ``stop_training`` (set it to stop),
     ``stop_reason``, ``validating`` (whether there is val_data), ``resumed_from`` (the checkpoint
@@ -188,7 +191,7 @@ class Trainer:
     def __init__(self, model, *, loss: Any = None, optimizer=None, metrics: Any = (), scheduler=None,
                  scheduler_interval: str = "epoch", scheduler_monitor: str = "val_loss",
                  callbacks: Iterable[Callback] = (), grad_clip_norm: float | None = None, verbose: int = 1,
-                 config: Any = None):
+                 config: Any = None, compile: bool = False):
         if not callable(model):
             raise TypeError(f"Trainer: model must be callable (an nn.Module), got {type(model).__name__}")
         self.model = model
@@ -216,6 +219,11 @@ class Trainer:
         self._progress: Progress | None = None
         self._callback_list: CallbackList | None = None
         self._group: RankGroup | None = None  # the process group of a fit over several ranks
+        self._step_core = self._tensors_step
+        if compile:  # the step replayed as a flat program (chainrule.compiler); what it cannot do runs eagerly
+            from chainrule.compiler import compile as compile_step
+
+            self._step_core = compile_step(self._tensors_step, fallback="eager")
 
     def _make_scheduler_callback(self) -> LRSchedulerCallback | None:
         if self.scheduler_interval not in ("epoch", "step"):
@@ -362,9 +370,15 @@ class Trainer:
         return tracker, lr
 
     def _train_step(self, inputs: tuple, targets: Any) -> tuple[float, Any, float | None]:
+        if not getattr(self.model, "training", True):
+            self.model.train()
+        loss, outputs, grad_norm = self._step_core(inputs, targets)
+        return float(loss.item()), outputs, None if grad_norm is None else float(grad_norm.item())
+
+    def _tensors_step(self, inputs: tuple, targets: Any) -> tuple[Tensor, Any, Tensor | None]:
+        """The step without reading any value (what ``compile=True`` compiles): loss, detached outputs and
+        the gradient norm before clipping, as tensors."""
         model, optimizer = self.model, self.optimizer
-        if not getattr(model, "training", True):
-            model.train()
         optimizer.zero_grad()
         outputs = model(*inputs)
         loss = _scalar_loss(self.loss_fn(outputs, targets))
@@ -375,13 +389,13 @@ class Trainer:
         optimizer.step()
         if isinstance(outputs, Tensor):
             outputs = outputs.detach()
-        return float(loss.item()), outputs, grad_norm
+        return loss, outputs, grad_norm
 
-    def _clip_gradients(self) -> float:
+    def _clip_gradients(self) -> Tensor:
         from chainrule.nn.utils import clip_grad_norm_
 
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        return float(clip_grad_norm_(params, self.grad_clip_norm).item())
+        return clip_grad_norm_(params, self.grad_clip_norm)
 
     # ----- resume ----------------------------------------------------------------------------------------------
     def _resume(self, path: str | os.PathLike) -> dict | None:
@@ -475,7 +489,7 @@ def fit(model, train_data: Any, *, loss: Any, optimizer, epochs: int = 1, val_da
         scheduler=None, scheduler_interval: str = "epoch", scheduler_monitor: str = "val_loss",
         callbacks: Iterable[Callback] = (), batch_size: int = 32, shuffle: bool = True, max_steps: int | None = None,
         grad_clip_norm: float | None = None, verbose: int = 1, resume_from: str | os.PathLike | None = None,
-        config: Any = None) -> History:
+        config: Any = None, compile: bool = False) -> History:
     """Train ``model`` on ``train_data``, Keras-style; returns the :class:`History`.
 
     A shortcut for ``Trainer(model, loss=..., optimizer=..., ...).fit(train_data, ...)``; see
@@ -484,7 +498,7 @@ def fit(model, train_data: Any, *, loss: Any, optimizer, epochs: int = 1, val_da
     """
     trainer = Trainer(model, loss=loss, optimizer=optimizer, metrics=metrics, scheduler=scheduler,
                       scheduler_interval=scheduler_interval, scheduler_monitor=scheduler_monitor, callbacks=callbacks,
-                      grad_clip_norm=grad_clip_norm, verbose=verbose, config=config)
+                      grad_clip_norm=grad_clip_norm, verbose=verbose, config=config, compile=compile)
     return trainer.fit(train_data, epochs=epochs, val_data=val_data, batch_size=batch_size, shuffle=shuffle,
                        max_steps=max_steps, resume_from=resume_from)
 

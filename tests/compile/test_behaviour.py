@@ -280,3 +280,23 @@ def test_compiled_module_forward_for_inference():
     assert sum(v.replays for v in fast.variants.values()) >= 2
     y = fast(x)  # grad mode on, parameters require grad: eager, so training through it stays exact
     assert y.grad_fn is not None
+
+
+def test_fit_with_compile_equals_eager_fit():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 12)).astype(np.float32)
+    y = rng.integers(0, 5, 64)
+    results = []
+    for flag in (False, True):
+        cr.manual_seed(0)
+        model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 5))
+        opt = cr.optim.AdamW(model.parameters(), lr=1e-2)
+        trainer = cr.train.Trainer(model, loss="cross_entropy", optimizer=opt, grad_clip_norm=1.0, verbose=0,
+                                   compile=flag)
+        history = trainer.fit((x, y), epochs=3, batch_size=16, shuffle=True)
+        results.append(([s["loss"] for s in history.steps], [p._data.copy() for p in model.parameters()]))
+        if flag:
+            assert sum(v.replays for v in trainer._step_core.variants.values()) >= 6
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        assert a.tobytes() == b.tobytes()
