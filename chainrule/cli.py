@@ -12,6 +12,10 @@
 
 Errors print one line and exit with status 2; no tracebacks for bad input. The command keeps freed
 memory in the process for reuse between steps (:func:`chainrule.backend.allocator.keep_freed_memory`).
+
+Under ``mpiexec -n N chainrule train ...`` the N processes train one model together (data parallel over
+MPI, ``chainrule.distributed``): ``--batch-size`` stays the global batch, rank 0 writes the run folder,
+an error on any rank ends them all. The other commands run in one process and refuse under ``mpiexec``.
 """
 
 from __future__ import annotations
@@ -115,8 +119,9 @@ def _run(args) -> int:
         out = args.out or f"runs/{args.model}"
         summary = recipes.train_run(args.model, out, _overrides(args, _MODEL_OPTIONS), _overrides(args, _TRAIN_OPTIONS),
                                     overwrite=args.overwrite, resume=args.resume, verbose=0 if args.quiet else 1)
-        print(json.dumps(summary, indent=2))
-        print(f"run folder: {out}")
+        if recipes.is_rank0():  # one summary, from rank 0 under mpiexec
+            print(json.dumps(summary, indent=2))
+            print(f"run folder: {out}")
     elif args.command == "evaluate":
         print(json.dumps(recipes.evaluate_run(args.run), indent=2))
     elif args.command == "sample":
@@ -177,13 +182,42 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_freed_memory()
     try:
+        _join_processes(args)
         return _run(args)
     except (RunError, CheckpointError, FileNotFoundError, PermissionError) as err:
-        print(f"chainrule: error: {err}", file=sys.stderr)
-        return 2
+        return _failed(f"chainrule: error: {err}", 2)
     except KeyboardInterrupt:
-        print("chainrule: interrupted", file=sys.stderr)
-        return 130
+        return _failed("chainrule: interrupted", 130)
+
+
+def _join_processes(args) -> None:
+    """Under an MPI launcher (mpiexec, srun), join the other processes; only ``train`` runs that way."""
+    from chainrule import distributed as dist
+    from chainrule.recipes import RunError
+
+    if not dist.wants_distributed():
+        return
+    if args.command != "train":
+        raise RunError(f"`chainrule {args.command}` runs in one process; of the commands only `train` runs under "
+                       "mpiexec")
+    try:
+        dist.init_process_group("mpi")
+    except ImportError as err:
+        raise RunError(str(err)) from None
+
+
+def _failed(message: str, status: int) -> int:
+    """Print the one-line error; under a process group, end every process of the job with ``status``."""
+    from chainrule import distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        print(message, file=sys.stderr)
+        return status
+    from chainrule.distributed._group import _State
+    from chainrule.distributed._watchdog import abort
+
+    abort(_State.world_comm, dist.get_rank(), message, status)
+    return status  # not reached
 
 
 if __name__ == "__main__":
