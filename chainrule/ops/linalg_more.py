@@ -204,13 +204,11 @@ def renorm(input, p, dim: int, maxnorm) -> Tensor:
 
 
 def nuclear_norm(input, dim=None, keepdim: bool = False) -> Tensor:
-    """The sum of the singular values of a 2-D input (or over the two dims ``dim``)."""
+    """The sum of the singular values over the two dims ``dim`` (the last two by default)."""
     if isinstance(dim, bool):  # nuclear_norm(input, keepdim)
         dim, keepdim = None, dim
     input = tensor_operand(input, "nuclear_norm")
-    if dim is None and input.ndim != 2:
-        raise RuntimeError(f"nuclear_norm: expected a 2-D tensor, but got {describe(input)}")
-    return _la.matrix_norm(input, "nuc", (0, 1) if dim is None else tuple(dim), keepdim)
+    return _la.matrix_norm(input, "nuc", (-2, -1) if dim is None else tuple(dim), keepdim)
 
 
 def frobenius_norm(input, dim=(-2, -1), keepdim: bool = False) -> Tensor:
