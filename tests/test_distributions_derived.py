@@ -317,3 +317,43 @@ def test_bad_arguments_as_torch():
             make(TD, torch.tensor)
         with pytest.raises(ValueError, match=pattern):
             make(D, cr.tensor)
+
+
+FIXED = RNG.standard_normal(3)
+
+
+@pytest.mark.parametrize("name, make, param", [  # make(library, tensor of the parameter that is differentiated)
+    ("Normal", lambda L, x: L.Normal(x * 0 + FIXED[0], x), u(0.5, 2, 3)),
+    ("Exponential", lambda L, x: L.Exponential(x), u(0.5, 2, 3)),
+    ("Bernoulli", lambda L, x: L.Bernoulli(logits=x), RNG.standard_normal(3)),
+    ("Gamma", lambda L, x: L.Gamma(x, x * 0 + 1.5), u(0.5, 3, 3)),
+])
+def test_exponential_family_entropy_is_the_closed_form(name, make, param):
+    """The generic entropy A - <eta, grad A> - E[log h] (autograd through the log normaliser) against each
+    family's closed form, in value and gradient, and against torch's generic one."""
+    leaf = cr.tensor(param, dtype=cr.float64, requires_grad=True)
+    c, t = make(D, leaf), make(TD, pair(param)[1])
+    assert isinstance(c, D.ExponentialFamily) and isinstance(t, TD.ExponentialFamily)
+    generic = D.ExponentialFamily.entropy(c)
+    close(generic, c.entropy())
+    close(generic, TD.ExponentialFamily.entropy(t))
+    (g_generic,) = cr.autograd.grad(generic.sum(), leaf, retain_graph=True)  # c.entropy() shares the graph
+    (g_closed,) = cr.autograd.grad(c.entropy().sum(), leaf)
+    np.testing.assert_allclose(g_generic.numpy(), g_closed.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name, p_args, q_args", [
+    ("Normal", (RNG.standard_normal(3), u(0.5, 2, 3)), (RNG.standard_normal(3), u(0.5, 2, 3))),
+    ("Gamma", (u(0.5, 3, 3), u(0.5, 2, 3)), (u(0.5, 3, 3), u(0.5, 2, 3))),
+    ("Beta", (u(0.5, 3, 3), u(0.5, 2, 3)), (u(0.5, 3, 3), u(0.5, 2, 3))),
+    ("Dirichlet", (u(0.5, 3, (2, 3)),), (u(0.5, 3, (2, 3)),)),
+    ("Poisson", (u(0.5, 3, 3),), (u(0.5, 3, 3),)),
+])
+def test_exponential_family_kl_is_the_bregman_divergence(name, p_args, q_args):
+    from chainrule.distributions.kl import _kl_expfamily_expfamily
+
+    cp, tp = build(name, p_args, {})
+    cq, tq = build(name, q_args, {})
+    close(_kl_expfamily_expfamily(cp, cq), TD.kl_divergence(tp, tq), 1e-9)
+    with pytest.raises(NotImplementedError, match="different exponential families"):
+        _kl_expfamily_expfamily(D.Normal(0.0, 1.0), D.Exponential(1.0))

@@ -21,6 +21,7 @@ from chainrule.distributions.derived import (
 )
 from chainrule.distributions.discrete import Binomial, Geometric, Multinomial, NegativeBinomial, Poisson
 from chainrule.distributions.distribution import Distribution
+from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.families import (
                                              Bernoulli,
                                              Categorical,
@@ -70,4 +71,4 @@ __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "One
            "Gumbel", "Pareto", "Weibull", "InverseGamma", "Kumaraswamy", "LogisticNormal", "LogitRelaxedBernoulli",
            "RelaxedBernoulli", "ExpRelaxedCategorical", "RelaxedOneHotCategorical", "OneHotCategoricalStraightThrough",
            "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily",
-           "LowRankMultivariateNormal"]
+           "LowRankMultivariateNormal", "ExponentialFamily"]

@@ -11,6 +11,7 @@ from chainrule.autograd import no_grad
 from chainrule.backend import np, to_host
 from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, broadcast_all
+from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.families import _clamp_probs, _draw, _finfo
 from chainrule.tensor import Tensor
 
@@ -41,7 +42,7 @@ class _ProbsOrLogits:
         return given[:-1]
 
 
-class Poisson(Distribution):
+class Poisson(ExponentialFamily):
     """Poisson(rate): P(k) = rate^k e^-rate / k!."""
 
     arg_constraints = {"rate": constraints.nonnegative}
@@ -65,6 +66,11 @@ class Poisson(Distribution):
             self._validate_sample(value)
         rate, value = broadcast_all(self.rate, value)
         return _ops.xlogy(value, rate) - rate - (value + 1).lgamma()
+
+    _natural_params = property(lambda self: (self.rate.log(),))
+
+    def _log_normalizer(self, x):
+        return x.exp()
 
 
 class Binomial(_ProbsOrLogits, Distribution):

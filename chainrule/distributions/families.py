@@ -11,6 +11,7 @@ from chainrule.autograd import no_grad
 from chainrule.backend import np
 from chainrule.distributions import constraints
 from chainrule.distributions.distribution import LOG_SQRT_2PI, Distribution, as_size, broadcast_all
+from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["Normal", "Uniform", "Exponential", "Bernoulli", "Categorical", "OneHotCategorical",
@@ -30,7 +31,7 @@ def _finfo(t: Tensor):
     return np.finfo(t._data.dtype)
 
 
-class Normal(Distribution):
+class Normal(ExponentialFamily):
     """Normal(loc, scale); ``rsample`` is ``loc + eps * scale``."""
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
@@ -63,6 +64,12 @@ class Normal(Distribution):
 
     def entropy(self):
         return 0.5 + LOG_SQRT_2PI + self.scale.log()
+
+    _natural_params = property(lambda self: (self.loc / self.scale ** 2, -0.5 / self.scale ** 2))
+    _mean_carrier_measure = 0
+
+    def _log_normalizer(self, x, y):
+        return -0.25 * x ** 2 / y + 0.5 * (-math.pi / y).log()
 
 
 class Uniform(Distribution):
@@ -108,7 +115,7 @@ class Uniform(Distribution):
         return (self.high - self.low).log()
 
 
-class Exponential(Distribution):
+class Exponential(ExponentialFamily):
     """Exponential(rate); ``rsample`` is ``E / rate`` with E standard exponential."""
 
     arg_constraints = {"rate": constraints.positive}
@@ -142,13 +149,19 @@ class Exponential(Distribution):
     def entropy(self):
         return 1.0 - self.rate.log()
 
+    _natural_params = property(lambda self: (-self.rate,))
+    _mean_carrier_measure = 0
+
+    def _log_normalizer(self, x):
+        return -(-x).log()
+
 
 def _clamp_probs(probs: Tensor) -> Tensor:
     eps = float(_finfo(probs).eps)
     return probs.clamp(eps, 1 - eps)
 
 
-class Bernoulli(Distribution):
+class Bernoulli(ExponentialFamily):
     """Bernoulli(probs=...) or Bernoulli(logits=...): one of the two, the other derived."""
 
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}  # the given one is checked
@@ -190,6 +203,12 @@ class Bernoulli(Distribution):
     def entropy(self):
         logits, p = self.logits, self.probs
         return logits.clamp(min=0) - logits * p + (-logits.abs()).exp().log1p()
+
+    _natural_params = property(lambda self: (self.logits,))
+    _mean_carrier_measure = 0
+
+    def _log_normalizer(self, x):
+        return x.clamp(min=0) + (-x.abs()).exp().log1p()  # log(1 + e^x)
 
     def enumerate_support(self, expand: bool = True):
         values = creation.arange(2, dtype=self.probs.dtype).reshape((2,) + (1,) * len(self._batch_shape))

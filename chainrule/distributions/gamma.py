@@ -10,6 +10,7 @@ from chainrule.autograd.graph import record
 from chainrule.backend import special, to_host, xp_of
 from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, as_size, broadcast_all
+from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.families import _finfo
 from chainrule.tensor import Tensor
 
@@ -46,7 +47,7 @@ def _standard_gamma(concentration: Tensor, generator=None) -> Tensor:
                   keep_output=True)
 
 
-class Gamma(Distribution):
+class Gamma(ExponentialFamily):
     """Gamma(concentration, rate): density rate^a x^(a-1) e^(-rate x) / Gamma(a); ``rsample`` is a
     ``_standard_gamma`` draw over the rate."""
 
@@ -78,8 +79,14 @@ class Gamma(Distribution):
         a = self.concentration
         return a - self.rate.log() + a.lgamma() + (1.0 - a) * a.digamma()
 
+    _natural_params = property(lambda self: (self.concentration - 1, -self.rate))
+    _mean_carrier_measure = 0
 
-class Dirichlet(Distribution):
+    def _log_normalizer(self, x, y):
+        return (x + 1).lgamma() + (x + 1) * (-y.reciprocal()).log()
+
+
+class Dirichlet(ExponentialFamily):
     """Dirichlet(concentration) over the probability simplex of the last dimension; ``rsample`` normalises
     independent gamma draws, so gradients reach the concentration through each draw."""
 
@@ -125,13 +132,18 @@ class Dirichlet(Distribution):
         a = self.concentration
         return _ops.xlogy(a - 1.0, value).sum(-1) + a.sum(-1).lgamma() - a.lgamma().sum(-1)
 
+    _natural_params = property(lambda self: (self.concentration,))
+
+    def _log_normalizer(self, x):
+        return x.lgamma().sum(-1) - x.sum(-1).lgamma()
+
     def entropy(self):
         a = self.concentration
         k, a0 = a.shape[-1], a.sum(-1)
         return a.lgamma().sum(-1) - a0.lgamma() - (k - a0) * a0.digamma() - ((a - 1.0) * a.digamma()).sum(-1)
 
 
-class Beta(Distribution):
+class Beta(ExponentialFamily):
     """Beta(concentration1, concentration0) on [0, 1]: the first coordinate of a two-category Dirichlet."""
 
     arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
@@ -168,6 +180,11 @@ class Beta(Distribution):
 
     def entropy(self):
         return self._dirichlet.entropy()
+
+    _natural_params = property(lambda self: (self.concentration1, self.concentration0))
+
+    def _log_normalizer(self, x, y):
+        return x.lgamma() + y.lgamma() - (x + y).lgamma()
 
 
 class Chi2(Gamma):

@@ -8,6 +8,7 @@ from chainrule import ops as _ops
 from chainrule.distributions.continuous import Laplace, LogNormal
 from chainrule.distributions.derived import EULER_GAMMA, Gumbel, HalfNormal, Pareto
 from chainrule.distributions.discrete import Binomial, Geometric, Poisson
+from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.families import Bernoulli, Categorical, Exponential, Normal, OneHotCategorical, Uniform
 from chainrule.distributions.gamma import Beta, Dirichlet, Gamma
 from chainrule.distributions.independent import Independent, _sum_rightmost
@@ -219,3 +220,18 @@ def _kl_transformed_transformed(p, q):
                                   "implemented")
     extra = len(p.event_shape) - len(p.base_dist.event_shape)
     return _sum_rightmost(kl_divergence(p.base_dist, q.base_dist), extra)
+
+
+@register_kl(ExponentialFamily, ExponentialFamily)
+def _kl_expfamily_expfamily(p, q):
+    """Two members of one exponential family: the Bregman divergence of the log normaliser,
+    A(eta_q) - A(eta_p) - <eta_q - eta_p, grad A(eta_p)>."""
+    if type(p) is not type(q):
+        raise NotImplementedError("The cross KL-divergence between different exponential families cannot be "
+                                  "computed using Bregman divergences")
+    p_params, p_normalizer, gradients = p._log_normalizer_and_gradients()
+    q_params = q._natural_params
+    result = q._log_normalizer(*q_params) - p_normalizer
+    for eta_p, eta_q, g in zip(p_params, q_params, gradients):
+        result = result - _sum_rightmost((eta_q - eta_p) * g, len(q.event_shape))
+    return result
