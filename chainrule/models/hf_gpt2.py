@@ -22,6 +22,7 @@ from chainrule.backend import np
 from chainrule.creation import from_numpy
 from chainrule.io.errors import CheckpointError
 from chainrule.io.safetensors import atomic_write, read_safetensors, write_safetensors
+from chainrule.nn.utils import skip_init
 
 __all__ = ["load_gpt2", "save_gpt2", "gpt_config_from_hf", "hf_config_from_gpt", "CONFIG_NAME", "WEIGHTS_NAME",
            "INDEX_NAME"]
@@ -118,7 +119,7 @@ def load_gpt2(folder, dtype=None):
                               f"({CONFIG_NAME} and {WEIGHTS_NAME})")
     config = gpt_config_from_hf(_read_json(folder / CONFIG_NAME), str(folder / CONFIG_NAME))
     arrays = _read_weights(folder)
-    model = GPT(**config)
+    model = skip_init(GPT, **config)  # every weight is overwritten below: drawing random ones would cost seconds
     state = to_chainrule_state(arrays, config["n_layer"], config["tie_weights"], str(folder))
     want = np.dtype(_dt.to_dtype(dtype or _dt.float32).np)
     model.load_state_dict({k: from_numpy(np.ascontiguousarray(v, dtype=want)) for k, v in state.items()}, strict=True)

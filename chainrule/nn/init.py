@@ -1,9 +1,12 @@
 """Parameter initialisation, as ``torch.nn.init``: each function fills its tensor in place (without
-recording) from chainrule's seeded generator and returns it."""
+recording) from chainrule's seeded generator and returns it. Inside ``skipping_init()`` they leave tensors
+as they are (``chainrule.nn.utils.skip_init`` builds modules whose weights are about to be loaded that way)."""
 
 from __future__ import annotations
 
+import functools
 import math
+from contextlib import contextmanager
 
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.backend import np
@@ -27,6 +30,26 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     return _GAINS[nonlinearity]
 
 
+_SKIPPING = [False]
+
+
+@contextmanager
+def skipping_init():
+    """Within this block the initialisers leave tensors untouched (and draw no random numbers)."""
+    before, _SKIPPING[0] = _SKIPPING[0], True
+    try:
+        yield
+    finally:
+        _SKIPPING[0] = before
+
+
+def _skippable(init):
+    @functools.wraps(init)
+    def maybe_init(tensor, *args, **kwargs):
+        return tensor if _SKIPPING[0] else init(tensor, *args, **kwargs)
+    return maybe_init
+
+
 def _fill(tensor: Tensor, values) -> Tensor:
     with no_grad():
         tensor._data[...] = tensor.xp.asarray(values, dtype=tensor._data.dtype)
@@ -38,26 +61,32 @@ def _rng(generator):
     return (generator or default_generator).numpy
 
 
+@_skippable
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     return _fill(tensor, _rng(generator).uniform(a, b, tensor.shape))
 
 
+@_skippable
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     return _fill(tensor, _rng(generator).normal(mean, std, tensor.shape))
 
 
+@_skippable
 def zeros_(tensor: Tensor) -> Tensor:
     return _fill(tensor, 0)
 
 
+@_skippable
 def ones_(tensor: Tensor) -> Tensor:
     return _fill(tensor, 1)
 
 
+@_skippable
 def constant_(tensor: Tensor, val: float) -> Tensor:
     return _fill(tensor, val)
 
 
+@_skippable
 def eye_(tensor: Tensor) -> Tensor:
     if tensor.ndim != 2:
         raise ValueError(f"eye_: only 2-D tensors are supported, got shape {tuple(tensor.shape)}")
@@ -110,6 +139,7 @@ def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlin
     return normal_(tensor, 0.0, std, generator)
 
 
+@_skippable
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
                   generator=None) -> Tensor:
     """Normal(mean, std) samples redrawn until they fall in [a, b] (rejection; exact truncated normal)."""
@@ -122,6 +152,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     return _fill(tensor, kept[:n].reshape(tensor.shape))
 
 
+@_skippable
 def orthogonal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one (sign-corrected so it is uniform)."""
     if tensor.ndim < 2:

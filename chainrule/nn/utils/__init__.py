@@ -25,7 +25,7 @@ from chainrule.dtypes import get_default_dtype
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_",
-           "parameters_to_vector", "vector_to_parameters"]
+           "parameters_to_vector", "vector_to_parameters", "skip_init"]
 
 TensorOrTensors = Tensor | Iterable[Tensor]
 
@@ -189,3 +189,12 @@ def vector_to_parameters(vec: Tensor, parameters: TensorOrTensors) -> None:
 from chainrule.nn.utils import parametrizations, parametrize, rnn  # noqa: E402  (package submodules, as torch.nn.utils's)
 from chainrule.nn.utils.parametrizations import legacy_weight_norm as weight_norm  # noqa: E402,F401
 from chainrule.nn.utils.parametrizations import remove_weight_norm  # noqa: E402,F401
+
+
+def skip_init(module_cls, *args, **kwargs):
+    """``module_cls(*args, **kwargs)`` with its parameters left uninitialised (no random draws), for a module
+    whose weights are loaded next, as ``torch.nn.utils.skip_init``."""
+    from chainrule.nn.init import skipping_init
+
+    with skipping_init():
+        return module_cls(*args, **kwargs)

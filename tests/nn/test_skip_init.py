@@ -1,0 +1,29 @@
+"""nn.utils.skip_init: a module built without initialising its parameters, as torch.nn.utils.skip_init."""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import nn
+from chainrule.nn.utils import skip_init
+
+
+def test_skip_init_draws_no_random_numbers_and_leaves_init_working():
+    cr.manual_seed(3)
+    untouched = cr.rand(4).numpy()
+    cr.manual_seed(3)
+    layer = skip_init(nn.Linear, 5, 3, bias=True)
+    embedding = skip_init(nn.Embedding, 7, 4)
+    assert (layer.weight.shape, layer.bias.shape, embedding.weight.shape) == ((3, 5), (3,), (7, 4))
+    np.testing.assert_array_equal(cr.rand(4).numpy(), untouched)  # the generator was not advanced
+    cr.manual_seed(3)
+    expected = nn.Linear(5, 3).weight.detach().numpy().copy()
+    cr.manual_seed(3)
+    np.testing.assert_array_equal(nn.Linear(5, 3).weight.detach().numpy(), expected)  # initialising again after it
+    assert not np.array_equal(expected, 0)
+
+
+def test_skip_init_restores_initialisation_after_an_error():
+    with pytest.raises((ValueError, RuntimeError)):
+        skip_init(nn.Linear, 5, -3)
+    assert float(nn.init.ones_(cr.zeros(2)).sum()) == 2.0
