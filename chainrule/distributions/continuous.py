@@ -12,7 +12,7 @@ from chainrule.distributions.distribution import Distribution, broadcast_all
 from chainrule.distributions.families import Normal, _draw, _finfo
 from chainrule.distributions.gamma import _standard_gamma
 
-__all__ = ["Laplace", "LogNormal", "StudentT", "Cauchy"]
+__all__ = ["Laplace", "LogNormal", "StudentT", "Cauchy", "GeneralizedPareto"]
 
 
 class Laplace(Distribution):
@@ -169,3 +169,73 @@ class Cauchy(Distribution):
 
     def entropy(self):
         return math.log(4 * math.pi) + self.scale.log()
+
+
+class GeneralizedPareto(Distribution):
+    """GeneralizedPareto(loc, scale, concentration = xi): survival (1 + xi z)^(-1/xi) for z = (x - loc) / scale
+    (exp(-z) at xi = 0); support [loc, loc - scale / xi] for xi < 0, else [loc, inf). ``rsample`` inverts the CDF."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive, "concentration": constraints.real}
+    _param_names = ("loc", "scale", "concentration")
+    has_rsample = True
+
+    def __init__(self, loc, scale, concentration, validate_args=None):
+        self.loc, self.scale, self.concentration = broadcast_all(loc, scale, concentration)
+        super().__init__(self.loc.shape, (), validate_args)
+
+    def _xi(self):
+        """(xi is 0, xi with 0 replaced by 1): the xi = 0 limit is taken separately, never divided by."""
+        at_zero = self.concentration.detach().abs() < 1e-8
+        return at_zero, _ops.where(at_zero, 1.0, self.concentration)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        xi = self.concentration.detach()
+        upper = _ops.where(xi < 0, self.loc.detach() - self.scale.detach() / _ops.where(xi < 0, xi, -1.0),
+                           float("inf"))
+        return constraints.interval(self.loc.detach(), upper)
+
+    def rsample(self, sample_shape=()):
+        return self.icdf(_draw("random", self._extended_shape(sample_shape), self.loc))
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        at_zero, xi = self._xi()
+        z = (value - self.loc) / self.scale
+        power = (1 / xi + 1) * (xi * z).log1p()
+        return -self.scale.log() - _ops.where(at_zero, z, power)
+
+    def log_survival_function(self, value):
+        at_zero, xi = self._xi()
+        z = (value - self.loc) / self.scale
+        return _ops.where(at_zero, -z, -(xi * z).log1p() / xi)
+
+    def log_cdf(self, value):
+        return (-self.log_survival_function(value).exp()).log1p()
+
+    def cdf(self, value):
+        return self.log_cdf(value).exp()
+
+    def icdf(self, value):
+        at_zero, xi = self._xi()
+        log_survival = (-value).log1p()
+        return self.loc + self.scale * _ops.where(at_zero, -log_survival, (-xi * log_survival).expm1() / xi)
+
+    @property
+    def mean(self):
+        xi = self.concentration
+        finite = xi.detach() < 1
+        return _ops.where(finite, self.loc + self.scale / (1 - _ops.where(finite, xi, 0.5)), float("nan"))
+
+    @property
+    def variance(self):
+        xi = self.concentration
+        finite = xi.detach() < 0.5
+        safe = _ops.where(finite, xi, 0.25)
+        return _ops.where(finite, self.scale ** 2 / ((1 - safe) ** 2 * (1 - 2 * safe)), float("nan"))
+
+    mode = property(lambda self: self.loc)
+
+    def entropy(self):
+        return self.scale.log() + self.concentration + 1
