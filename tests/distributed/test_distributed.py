@@ -66,6 +66,14 @@ def test_ddp_equals_one_process_on_the_global_batch(n):
         assert r["diff"] < (1e-12 if r["dtype"].endswith("float64") else 1e-5), r
 
 
+def test_ddp_in_a_single_process_without_a_launcher_is_plain_training_bit_for_bit():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHAINRULE_DIST_TIMEOUT": str(TIMEOUT_S)}
+    done = subprocess.run([sys.executable, str(WORKERS / "ddp.py"), "equivalence"], capture_output=True, text=True,
+                          timeout=120, env=env)  # MPI starts as a world of one (a "singleton")
+    results = ok(done)
+    assert len(results) == 6 and all(r["diff"] == 0.0 for r in results), results
+
+
 def test_ddp_options_no_sync_unused_parameters_syncbatchnorm_and_mismatched_models():
     results = ok(run_mpi(2, "ddp", "options", "unused", "mismatch", "syncbn")[0])
     by_check = {}

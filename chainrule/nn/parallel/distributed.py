@@ -87,7 +87,7 @@ class _Reducer:
                                                        [params[i]._data.dtype for i in order], limits)
         self.buckets = [_Bucket([params[order[j]] for j in bucket], params[order[bucket[0]]]._data.dtype)
                         for bucket in assignment]
-        self.slot = {}  # id(param) -> (bucket index, position in bucket, param index)
+        self.slot = {}  # id(param) -> (bucket index, position in the bucket)
         for b, bucket in enumerate(self.buckets):
             for k, p in enumerate(bucket.params):
                 self.slot[id(p)] = (b, k)
@@ -180,21 +180,28 @@ class DistributedDataParallel(Module):
 
     Args as PyTorch's: ``broadcast_buffers`` (rank 0's buffers into every rank's before each forward),
     ``process_group`` (default: the world), ``bucket_cap_mb`` (25), ``gradient_as_bucket_view`` (``.grad``
-    becomes a view into the bucket: no copy back). Accepted with no effect here: ``device_ids``,
-    ``output_device``, ``dim``, ``find_unused_parameters`` (unused parameters are always handled),
-    ``check_reduction``, ``static_graph``.
+    becomes a view into the bucket: no copy back), ``init_sync`` (take rank 0's state at construction).
+    Accepted with no effect here: ``device_ids``, ``output_device``, ``dim``, ``find_unused_parameters``
+    (unused parameters are always handled), ``check_reduction``, ``static_graph``,
+    ``skip_all_reduce_unused_params``, ``device_mesh``; ``mixed_precision``, ``delay_all_reduce_named_params``
+    and ``param_to_hook_all_reduce`` are refused (not implemented).
     """
 
     def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0,
                  broadcast_buffers: bool = True, process_group=None, bucket_cap_mb: float | None = None,
                  find_unused_parameters: bool = False, check_reduction: bool = False,
                  gradient_as_bucket_view: bool = False, static_graph: bool = False, init_sync: bool = True,
-                 **kwargs):
+                 delay_all_reduce_named_params=None, param_to_hook_all_reduce=None, mixed_precision=None,
+                 device_mesh=None, skip_all_reduce_unused_params: bool = False):
         super().__init__()
         from chainrule.distributed._group import resolve
 
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: expected an nn.Module to wrap, got {type(module).__name__}")
+        for name, value in (("mixed_precision", mixed_precision), ("delay_all_reduce_named_params",
+                            delay_all_reduce_named_params), ("param_to_hook_all_reduce", param_to_hook_all_reduce)):
+            if value is not None:
+                raise NotImplementedError(f"DistributedDataParallel: {name} is not implemented in chainrule")
         group = resolve(process_group, "DistributedDataParallel")
         if group is None:
             raise ValueError("DistributedDataParallel: this rank is not in process_group")
