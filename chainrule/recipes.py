@@ -24,6 +24,7 @@ from chainrule import data, io, optim
 from chainrule.data.datasets import TRAIN_FRACTION_TEXT
 from chainrule.models import build_model
 from chainrule.nn import functional as F
+from chainrule.nn.init import skipping_init
 
 __all__ = ["RECIPES", "RunError", "train_run", "evaluate_run", "sample_run", "load_run"]
 
@@ -127,7 +128,8 @@ def load_run(run_dir: str | Path, checkpoint: str | None = None):
     path = next((run / n for n in names if (run / n).exists()), None)
     if path is None:
         raise RunError(f"{run} has no checkpoint ({' or '.join(names)})")
-    model = build_model(kind, model_config)
+    with skipping_init():  # the strict restore below overwrites every weight: skip drawing random ones
+        model = build_model(kind, model_config)
     try:
         io.load(path).restore(model=model, rng=False)
     except (io.CheckpointError, RuntimeError, ValueError) as err:
