@@ -357,3 +357,31 @@ def test_exponential_family_kl_is_the_bregman_divergence(name, p_args, q_args):
     close(_kl_expfamily_expfamily(cp, cq), TD.kl_divergence(tp, tq), 1e-9)
     with pytest.raises(NotImplementedError, match="different exponential families"):
         _kl_expfamily_expfamily(D.Normal(0.0, 1.0), D.Exponential(1.0))
+
+
+def test_continuous_bernoulli_against_torch():
+    """Both sides of 1/2 and inside the Taylor region (|p - 1/2| < 0.001), by probs and by logits."""
+    probs = np.array([[0.01, 0.2, 0.4995, 0.5], [0.5004, 0.7, 0.99, 0.3]])
+    x = RNG.uniform(0.01, 0.99, (5, 2, 4))
+    for kwargs in ({"probs": probs}, {"logits": np.log(probs / (1 - probs))}):
+        c, t = build("ContinuousBernoulli", (), kwargs)
+        cx, tx = pair(x)
+        close(c.log_prob(cx), t.log_prob(tx), 1e-9)
+        for name in ("mean", "variance"):
+            close(getattr(c, name), getattr(t, name), 1e-9)
+        close(c.entropy(), t.entropy(), 1e-9)
+        close(c.cdf(cx), t.cdf(tx), 1e-9)
+        close(c.icdf(cx), t.icdf(tx), 1e-9)
+        close(D.ExponentialFamily.entropy(c), t.entropy(), 1e-9)
+    cq, tq = build("ContinuousBernoulli", (), {"probs": probs[::-1].copy()})
+    close(D.kl_divergence(c, cq), TD.kl_divergence(t, tq), 1e-9)
+    cr.manual_seed(0)
+    d = D.ContinuousBernoulli(cr.tensor([0.2, 0.5, 0.9], dtype=cr.float64))
+    _assert_moments(d.sample((N,)).numpy(), d.mean.numpy(), d.variance.numpy())
+    leaf = cr.tensor([0.2, 0.4999, 0.8], dtype=cr.float64, requires_grad=True)
+
+    def draws(p):
+        cr.manual_seed(1)
+        return D.ContinuousBernoulli(p).rsample((3,))
+
+    assert gradcheck(draws, [leaf], eps=1e-7)

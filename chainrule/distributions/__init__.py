@@ -5,6 +5,7 @@ is reparameterised (gradients reach the parameters), ``sample`` draws from chain
 from chainrule.distributions import constraints, transforms
 from chainrule.distributions.constraint_registry import biject_to, transform_to
 from chainrule.distributions.continuous import Cauchy, GeneralizedPareto, Laplace, LogNormal, StudentT
+from chainrule.distributions.continuous_bernoulli import ContinuousBernoulli
 from chainrule.distributions.derived import (
                                              ExpRelaxedCategorical,
                                              Gumbel,
@@ -71,4 +72,5 @@ __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "One
            "Gumbel", "Pareto", "Weibull", "InverseGamma", "Kumaraswamy", "LogisticNormal", "LogitRelaxedBernoulli",
            "RelaxedBernoulli", "ExpRelaxedCategorical", "RelaxedOneHotCategorical", "OneHotCategoricalStraightThrough",
            "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily",
-           "LowRankMultivariateNormal", "ExponentialFamily", "GeneralizedPareto"]
+           "LowRankMultivariateNormal", "ExponentialFamily", "GeneralizedPareto",
+           "ContinuousBernoulli"]

@@ -26,17 +26,19 @@ class ExponentialFamily(Distribution):
         raise NotImplementedError
 
     def _log_normalizer_and_gradients(self):
-        """(eta, A(eta), grad A(eta)); eta that already carries a graph is used as it is, so the results stay
-        differentiable in the distribution's parameters."""
-        params = [p if p.requires_grad else p.detach().requires_grad_(True) for p in self._natural_params]
+        """(eta, A(eta), grad A(eta), whether any eta carries a graph); such eta is used as it is, so the
+        results stay differentiable in the distribution's parameters (the others get throwaway leaves)."""
+        natural = self._natural_params
+        tracked = any(p.requires_grad for p in natural)
+        params = [p if p.requires_grad else p.detach().requires_grad_(True) for p in natural]
         with autograd.enable_grad():
             log_normalizer = self._log_normalizer(*params)
             gradients = autograd.grad(log_normalizer.sum(), params, create_graph=True, retain_graph=True)
-        return params, log_normalizer, gradients
+        return params, log_normalizer, gradients, tracked
 
     def entropy(self):
-        params, log_normalizer, gradients = self._log_normalizer_and_gradients()
+        params, log_normalizer, gradients, tracked = self._log_normalizer_and_gradients()
         result = log_normalizer - self._mean_carrier_measure
         for eta, g in zip(params, gradients):
             result = result - (eta * g).reshape(*(tuple(self._batch_shape) + (-1,))).sum(-1)
-        return result
+        return result if tracked else result.detach()

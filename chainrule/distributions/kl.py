@@ -6,6 +6,7 @@ from __future__ import annotations
 from chainrule import linalg
 from chainrule import ops as _ops
 from chainrule.distributions.continuous import Laplace, LogNormal
+from chainrule.distributions.continuous_bernoulli import ContinuousBernoulli
 from chainrule.distributions.derived import EULER_GAMMA, Gumbel, HalfNormal, Pareto
 from chainrule.distributions.discrete import Binomial, Geometric, Poisson
 from chainrule.distributions.exp_family import ExponentialFamily
@@ -229,9 +230,16 @@ def _kl_expfamily_expfamily(p, q):
     if type(p) is not type(q):
         raise NotImplementedError("The cross KL-divergence between different exponential families cannot be "
                                   "computed using Bregman divergences")
-    p_params, p_normalizer, gradients = p._log_normalizer_and_gradients()
+    p_params, p_normalizer, gradients, tracked = p._log_normalizer_and_gradients()
     q_params = q._natural_params
     result = q._log_normalizer(*q_params) - p_normalizer
     for eta_p, eta_q, g in zip(p_params, q_params, gradients):
         result = result - _sum_rightmost((eta_q - eta_p) * g, len(q.event_shape))
-    return result
+    return result if tracked or any(eta.requires_grad for eta in q_params) else result.detach()
+
+
+@register_kl(ContinuousBernoulli, ContinuousBernoulli)
+def _kl_continuous_bernoulli(p, q):
+    """E_p[x] (logit p - logit q) + log C(p) + log(1 - p) - log C(q) - log(1 - q)."""
+    return (p.mean * (p.logits - q.logits) + p._log_norm() + (-p.probs).log1p() - q._log_norm()
+            - (-q.probs).log1p())
