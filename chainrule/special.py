@@ -27,16 +27,33 @@ from chainrule.ops.elementwise import (
     xlog1py,
     xlogy,
 )
-from chainrule.ops.elementwise_more import erfcx, i0, i0e, i1, i1e, igamma, igammac, mvlgamma
+from chainrule.ops.elementwise_more import (
+    erfcx,
+    i0,
+    i0e,
+    i1,
+    i1e,
+    igamma,
+    igammac,
+    mvlgamma,
+    orthogonal_polynomial,
+    spherical_bessel_j0,
+    zeta,
+)
 from chainrule.ops.logits import log_softmax as _log_softmax
 from chainrule.ops.logits import softmax as _softmax
 from chainrule.ops.reduction import logsumexp
+
+_POLYNOMIALS = ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v", "chebyshev_polynomial_w",
+                "shifted_chebyshev_polynomial_t", "shifted_chebyshev_polynomial_u", "shifted_chebyshev_polynomial_v",
+                "shifted_chebyshev_polynomial_w", "hermite_polynomial_h", "hermite_polynomial_he",
+                "laguerre_polynomial_l", "legendre_polynomial_p")
 
 __all__ = [
     "expit", "logit", "erf", "erfc", "erfinv", "gammaln", "digamma", "psi", "polygamma", "multigammaln",
     "xlogy", "xlog1py", "log1p", "expm1", "exp2", "sinc", "logsumexp", "softmax", "log_softmax", "ndtr",
     "ndtri", "log_ndtr", "entr", "round", "i0", "i0e", "i1", "i1e", "modified_bessel_i0", "modified_bessel_i1",
-    "gammainc", "gammaincc", "erfcx",
+    "gammainc", "gammaincc", "erfcx", "zeta", "spherical_bessel_j0", *_POLYNOMIALS,
 ]
 
 expit = sigmoid
@@ -90,3 +107,15 @@ def round(input, decimals: int = 0) -> Tensor:  # noqa: A001
 
     return _round(input, decimals)
 
+
+
+def _polynomial(name: str):
+    def polynomial(input, n) -> Tensor:
+        return orthogonal_polynomial(name, input, n)
+
+    polynomial.__name__ = polynomial.__qualname__ = name
+    polynomial.__doc__ = f"``torch.special.{name}(input, n)``: see chainrule.ops.elementwise_more.orthogonal_polynomial."
+    return polynomial
+
+
+globals().update({_name: _polynomial(_name) for _name in _POLYNOMIALS})

@@ -184,3 +184,86 @@ def erfcx(x, xp):
         out = xp.where(x64 < _ERFCX_FRACTION_FROM, direct, fraction)
         out = xp.where(x64 == xp.inf, 0.0, out)
     return out.astype(x.dtype, copy=False)
+
+
+# ----- classical orthogonal polynomials --------------------------------------------------------------------
+
+def _shifted(x):
+    return 2.0 * x - 1.0
+
+
+# name -> (argument map, P_1(t), P_{k+1} from (k, t, P_{k-1}, P_k)); P_0 = 1 for all
+_POLYNOMIALS = {
+    "chebyshev_polynomial_t": (None, lambda t: t, lambda k, t, p, q: 2.0 * t * q - p),
+    "chebyshev_polynomial_u": (None, lambda t: 2.0 * t, lambda k, t, p, q: 2.0 * t * q - p),
+    "chebyshev_polynomial_v": (None, lambda t: 2.0 * t - 1.0, lambda k, t, p, q: 2.0 * t * q - p),
+    "chebyshev_polynomial_w": (None, lambda t: 2.0 * t + 1.0, lambda k, t, p, q: 2.0 * t * q - p),
+    "hermite_polynomial_h": (None, lambda t: 2.0 * t, lambda k, t, p, q: 2.0 * t * q - 2.0 * k * p),
+    "hermite_polynomial_he": (None, lambda t: t, lambda k, t, p, q: t * q - k * p),
+    "laguerre_polynomial_l": (None, lambda t: 1.0 - t, lambda k, t, p, q: ((2 * k + 1 - t) * q - k * p) / (k + 1)),
+    "legendre_polynomial_p": (None, lambda t: t, lambda k, t, p, q: ((2 * k + 1) * t * q - k * p) / (k + 1)),
+}
+for _kind in "tuvw":
+    _POLYNOMIALS[f"shifted_chebyshev_polynomial_{_kind}"] = (_shifted,) + _POLYNOMIALS[f"chebyshev_polynomial_{_kind}"][1:]
+
+
+def orthogonal_polynomial(name: str, x, n, xp):
+    """The polynomial of degree n (truncated to an integer; 0 for n < 0) at x, elementwise, in float64, by its
+    three-term recurrence."""
+    argument, first, step = _POLYNOMIALS[name]
+    x64, n64 = xp.broadcast_arrays(_f64(x), xp.trunc(_f64(n)))
+    t = argument(x64) if argument else x64
+    top = int(n64.max()) if n64.size else 0
+    previous, current = xp.ones_like(t), first(t)
+    out = xp.where(n64 == 0, 1.0, xp.where(n64 == 1, current, 0.0))
+    with _quiet(xp):
+        for k in range(1, top):
+            previous, current = current, step(k, t, previous, current)
+            out = xp.where(n64 == k + 1, current, out)
+    return out
+
+
+# ----- the Hurwitz zeta function ----------------------------------------------------------------------------
+
+_BERNOULLI_2K = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510, 43867 / 798,
+                 -174611 / 330, 854513 / 138)
+_ZETA_SHIFT = 12.0
+
+
+def zeta(s, q, xp):
+    """The Hurwitz zeta function sum_{k>=0} (q + k)^-s, in float64: the first terms directly until q + k >= 12,
+    then the Euler-Maclaurin tail. inf at s == 1 and at the poles q = 0, -1, ...; nan for s < 1, and for q < 0
+    with a non-integer s."""
+    s64, q64 = xp.broadcast_arrays(_f64(s), _f64(q))
+    with _quiet(xp):
+        valid = (s64 > 1) & ~((q64 <= 0) & (q64 == xp.floor(q64)))
+        s_ = xp.where(valid, s64, 2.0)
+        q_ = xp.where(valid, q64, 1.0)
+        # shift to q + k >= 12 + s, where the tail's terms fall by (s + 2j)^2 / (2 pi u)^2 < 1/4 per step
+        limit = _ZETA_SHIFT + s_
+        u, total = q_, xp.zeros_like(q_)
+        steps = int(max(0.0, float((limit - q_).max()))) + 1 if q_.size else 0
+        for _ in range(steps):
+            below = u < limit
+            total = total + xp.where(below, u ** -s_, 0.0)
+            u = xp.where(below, u + 1.0, u)
+        tail = u ** (1.0 - s_) / (s_ - 1.0) + 0.5 * u ** -s_
+        rising, power, factorial = s_, u ** (-s_ - 1.0), 2.0
+        for j, b in enumerate(_BERNOULLI_2K, start=1):
+            tail = tail + b / factorial * rising * power
+            rising = rising * (s_ + 2 * j - 1) * (s_ + 2 * j)
+            factorial *= (2 * j + 1) * (2 * j + 2)
+            power = power / (u * u)
+        out = total + tail
+        pole = (s64 == 1) | ((q64 <= 0) & (q64 == xp.floor(q64)) & (s64 > 1))
+        out = xp.where(valid, out, xp.where(pole, xp.inf, xp.nan))
+        out = xp.where((q64 < 0) & (s64 != xp.floor(s64)) & valid, xp.nan, out)
+    return out
+
+
+def spherical_bessel_j0(x, xp):
+    """sin(x) / x (1 at 0)."""
+    x64 = _f64(x)
+    with _quiet(xp):
+        out = xp.where(xp.abs(x64) < 1e-4, 1.0 - x64 * x64 / 6.0, xp.sin(x64) / xp.where(x64 == 0, 1.0, x64))
+        return xp.where(xp.isinf(x64), 0.0, out).astype(x.dtype, copy=False)

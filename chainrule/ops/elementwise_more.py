@@ -284,3 +284,37 @@ def mvlgamma(input, p: int) -> Tensor:
     shifts = arange(p, dtype=a.dtype, device=a.device) * -0.5
     return _sum(lgamma(a.unsqueeze(-1) + shifts), -1) + p * (p - 1) / 4 * math.log(math.pi)
 
+
+
+def zeta(x, q) -> Tensor:
+    """The Hurwitz zeta function sum_k (q + k)^-x (``torch.special.zeta``); differentiable in q only:
+    d/dq zeta(x, q) = -x zeta(x + 1, q)."""
+    x, q = _float_pair(x, q, "special.zeta")
+    refuse_complex("special.zeta", x, q)
+    xp = xp_of(x._data)
+    out = _apply2("special.zeta", lambda u, v: special_more.zeta(u, v, xp).astype(u.dtype, copy=False), x, q)
+
+    def rule(g, _):
+        if x._rg:
+            raise _no_derivative("special.zeta", "x (its first argument)")
+        return None, g * -x * zeta(x + 1.0, q)
+
+    return record(out, "zeta", (x, q), rule, (x, q))
+
+
+def orthogonal_polynomial(name: str, x, n) -> Tensor:
+    """``torch.special``'s polynomial ``name`` of degree n (a tensor or number, truncated to an integer; 0 for
+    n < 0) at x, in the promoted floating dtype; not differentiable, as in PyTorch."""
+    op = f"special.{name}"
+    x, n = _float_pair(x, n, op)
+    refuse_complex(op, x, n)
+    xp = xp_of(x._data)
+    out = _apply2(op, lambda u, v: special_more.orthogonal_polynomial(name, u, v, xp).astype(u.dtype, copy=False), x, n)
+    return untracked(out, x, op, (x, n))
+
+
+def spherical_bessel_j0(x) -> Tensor:
+    """sin(x) / x; not differentiable, as in PyTorch."""
+    x = float_operand(x, "special.spherical_bessel_j0")
+    refuse_complex("special.spherical_bessel_j0", x)
+    return untracked(special_more.spherical_bessel_j0(x._data, xp_of(x._data)), x, "special.spherical_bessel_j0")

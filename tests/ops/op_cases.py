@@ -2417,3 +2417,14 @@ for _c in CASES:
                    "nuclear_norm", "pinverse", "qr-some-false", "svd-no-uv", "svd-reconstruction", "triangular_solve",
                    "triangular_solve-lower-transposed"}:
         _c.tags = _c.tags | {"no_half"}
+
+# torch.special's zeta (differentiable in q only) and its polynomials (not differentiable, as in PyTorch)
+case("special.zeta", lambda lib, a, q: lib.special.zeta(1.5 + _shape_only_orders(lib, a, q), q), _no_params(BINARY),
+     broadcast_shapes(), samplers=(positive, positive))
+_unary("special.spherical_bessel_j0", fn=_special_fn("spherical_bessel_j0"), differentiable=False)
+for _name in ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v", "chebyshev_polynomial_w",
+              "shifted_chebyshev_polynomial_t", "shifted_chebyshev_polynomial_u", "shifted_chebyshev_polynomial_v",
+              "shifted_chebyshev_polynomial_w", "hermite_polynomial_h", "hermite_polynomial_he",
+              "laguerre_polynomial_l", "legendre_polynomial_p"):
+    case("special." + _name, lambda lib, x, n, f=_name: getattr(lib.special, f)(x, (n * 3).abs().trunc()),
+         _no_params(BINARY), broadcast_shapes(), differentiable=False)

@@ -122,3 +122,34 @@ def test_methods_and_the_special_namespace_reach_the_same_functions():
     np.testing.assert_array_equal(x.mvlgamma(2).numpy(), cr.special.multigammaln(x, 2).numpy())
     np.testing.assert_array_equal(x.igamma(x).numpy(), cr.special.gammainc(x, x).numpy())
     np.testing.assert_array_equal(x.fix().numpy(), cr.trunc(x).numpy())
+
+
+def test_zeta_matches_scipy_and_torch_including_poles_and_negative_q():
+    special = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(0)
+    s, q = rng.uniform(1.01, 40.0, 500), rng.uniform(0.01, 30.0, 500)
+    np.testing.assert_allclose(cr.special.zeta(cr.tensor(s), cr.tensor(q)).numpy(), special.zeta(s, q), rtol=1e-13)
+    s = np.array([2.0, 1.0, 0.5, 3.0, 4.0, 2.5, 3.0, np.nan])  # (q = inf: 0 here, the limit; torch gives nan)
+    q = np.array([1.0, 1.0, 1.0, -1.5, -2.0, -2.5, 0.0, 1.0])
+    np.testing.assert_allclose(cr.special.zeta(cr.tensor(s), cr.tensor(q)).numpy(),
+                               torch.special.zeta(torch.tensor(s), torch.tensor(q)).numpy(), rtol=1e-13)
+
+
+def test_zeta_has_no_derivative_in_x_as_in_torch():
+    x = cr.tensor([2.0, 3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="zeta.*derivative.*x"):
+        cr.special.zeta(x, cr.tensor([1.5, 2.0])).sum().backward()
+
+
+@pytest.mark.parametrize("name", ["chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_polynomial_v",
+                                  "chebyshev_polynomial_w", "shifted_chebyshev_polynomial_t", "hermite_polynomial_h",
+                                  "hermite_polynomial_he", "laguerre_polynomial_l", "legendre_polynomial_p"])
+def test_polynomials_match_torch_at_the_ends_and_for_degrees_up_to_30(name):
+    x = np.concatenate([np.linspace(-1.0, 1.0, 41), [-1.0, 1.0, 0.0, 1.5, -3.0]])
+    for n in (-2, 0, 1, 2, 7, 12, 30, 2.9):
+        ours = getattr(cr.special, name)(cr.tensor(x), n).numpy()
+        theirs = getattr(torch.special, name)(torch.tensor(x), n).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=f"n = {n}")
+    assert not getattr(cr.special, name)(cr.tensor(x, requires_grad=True), 3).requires_grad
+    # nan stays nan (torch's vectorised kernel gives some other element's value there)
+    assert np.isnan(getattr(cr.special, name)(cr.tensor([0.5, np.nan]), 4).numpy()[1])
