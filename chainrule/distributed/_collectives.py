@@ -9,6 +9,7 @@ Object collectives pickle, as PyTorch's do.
 from __future__ import annotations
 
 import enum
+import os
 import time
 
 import numpy as np
@@ -111,6 +112,25 @@ def _array(tensor, name: str, what: str = "tensor") -> np.ndarray:
     return data
 
 
+def _checked(pg: ProcessGroup, what: str) -> str:
+    """``what``, after checking, in the debug mode (``CHAINRULE_DISTRIBUTED_DEBUG=DETAIL``, PyTorch's
+    ``TORCH_DISTRIBUTED_DEBUG``), that every rank of the group is making this same call: otherwise every rank
+    raises, naming what each one called, instead of mismatched collectives hanging or mixing data."""
+    if not debug_mode():
+        return what
+    pg.seq = getattr(pg, "seq", 0) + 1
+    with watch(f"the debug check before {what}", pg):
+        calls = pg.ctl.allgather(what)
+    if len(set(calls)) > 1:
+        listed = "; ".join(f"rank {pg.ranks[r]}: {call}" for r, call in enumerate(calls))
+        raise RuntimeError(f"collective #{pg.seq}: the ranks called different collectives ({listed})")
+    return what
+
+
+def debug_mode() -> bool:
+    return os.environ.get("CHAINRULE_DISTRIBUTED_DEBUG", "").upper() == "DETAIL"
+
+
 def _written(*tensors) -> None:
     for t in tensors:
         t._bump_version()
@@ -140,8 +160,8 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
     if pg is None:
         return None
     mpi_op = _mpi_op(op, arr.dtype, "all_reduce")
+    what = _checked(pg, f"all_reduce ({op.name}, {arr.dtype}, {arr.size} elements)")
     req = pg.comm.Iallreduce(_State.mpi.IN_PLACE, arr, mpi_op)
-    what = f"all_reduce ({arr.dtype}, {arr.size} elements)"
     return _run(Work([req], what, pg, _averaged(pg, op, tensor)), async_op)
 
 
@@ -152,9 +172,9 @@ def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False
     if pg is None:
         return None
     root = _root(pg, src, group_src, "broadcast", "src")
+    what = _checked(pg, f"broadcast from rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)")
     req = pg.comm.Ibcast(arr, root=root)
-    return _run(Work([req], f"broadcast from rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)", pg,
-                     lambda: _written(tensor)), async_op)
+    return _run(Work([req], what, pg, lambda: _written(tensor)), async_op)
 
 
 def _root(pg: ProcessGroup, global_rank, group_rank, op: str, what: str) -> int:
@@ -190,13 +210,14 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     outs = _list_size(tensor_list, pg, "all_gather", "tensor_list")
     _same_as(tensor, outs, "all_gather", "tensor_list")
     stacked = np.empty((pg.size(),) + arr.shape, arr.dtype)
+    what = _checked(pg, f"all_gather ({arr.dtype}, {arr.size} elements)")
     req = pg.comm.Iallgather(arr, stacked)
 
     def finish():
         for out, part in zip(outs, stacked):
             out._data[...] = part
         _written(*outs)
-    return _run(Work([req], f"all_gather ({arr.dtype}, {arr.size} elements)", pg, finish), async_op)
+    return _run(Work([req], what, pg, finish), async_op)
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bool = False):
@@ -208,9 +229,9 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
     if pg is None:
         return None
     _sized(out, src, pg.size(), "all_gather_into_tensor", "output_tensor", "input_tensor")
+    what = _checked(pg, f"all_gather_into_tensor ({src.dtype}, {src.size} elements)")
     req = pg.comm.Iallgather(src, out)
-    return _run(Work([req], f"all_gather_into_tensor ({src.dtype}, {src.size} elements)", pg,
-                     lambda: _written(output_tensor)), async_op)
+    return _run(Work([req], what, pg, lambda: _written(output_tensor)), async_op)
 
 
 def _sized(big: np.ndarray, small: np.ndarray, n: int, op: str, big_name: str, small_name: str) -> None:
@@ -228,9 +249,9 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
         return None
     _sized(src, out, pg.size(), "reduce_scatter_tensor", "input", "output")
     mpi_op = _mpi_op(op, src.dtype, "reduce_scatter_tensor")
+    what = _checked(pg, f"reduce_scatter_tensor ({op.name}, {src.dtype}, {src.size} elements)")
     req = pg.comm.Ireduce_scatter_block(src, out, mpi_op)
-    return _run(Work([req], f"reduce_scatter_tensor ({src.dtype}, {src.size} elements)", pg,
-                     _averaged(pg, op, output)), async_op)
+    return _run(Work([req], what, pg, _averaged(pg, op, output)), async_op)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -243,9 +264,9 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
     _same_as(output, parts, "reduce_scatter", "input_list")
     stacked = np.stack([_array(p, "reduce_scatter", "input_list item") for p in parts])
     mpi_op = _mpi_op(op, out.dtype, "reduce_scatter")
+    what = _checked(pg, f"reduce_scatter ({op.name}, {out.dtype}, {stacked.size} elements)")
     req = pg.comm.Ireduce_scatter_block(stacked, out, mpi_op)
-    return _run(Work([req], f"reduce_scatter ({out.dtype}, {stacked.size} elements)", pg,
-                     _averaged(pg, op, output)), async_op)
+    return _run(Work([req], what, pg, _averaged(pg, op, output)), async_op)
 
 
 def reduce(tensor, dst: int | None = None, op=ReduceOp.SUM, group=None, async_op: bool = False,
@@ -257,14 +278,14 @@ def reduce(tensor, dst: int | None = None, op=ReduceOp.SUM, group=None, async_op
         return None
     root = _root(pg, dst, group_dst, "reduce", "dst")
     mpi_op = _mpi_op(op, arr.dtype, "reduce")
+    what = _checked(pg, f"reduce ({op.name}) to rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)")
     if pg.rank() == root:
         req = pg.comm.Ireduce(_State.mpi.IN_PLACE, arr, mpi_op, root=root)
         finish = _averaged(pg, op, tensor)
     else:
         req = pg.comm.Ireduce(arr, None, mpi_op, root=root)
         finish = None
-    return _run(Work([req], f"reduce to rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)", pg, finish),
-                async_op)
+    return _run(Work([req], what, pg, finish), async_op)
 
 
 def gather(tensor, gather_list=None, dst: int | None = None, group=None, async_op: bool = False,
@@ -275,7 +296,7 @@ def gather(tensor, gather_list=None, dst: int | None = None, group=None, async_o
     if pg is None:
         return None
     root = _root(pg, 0 if dst is None and group_dst is None else dst, group_dst, "gather", "dst")
-    what = f"gather to rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)"
+    what = _checked(pg, f"gather to rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)")
     if pg.rank() != root:
         if gather_list:
             raise ValueError("gather: gather_list must not be given on ranks other than dst")
@@ -299,7 +320,7 @@ def scatter(tensor, scatter_list=None, src: int | None = None, group=None, async
     if pg is None:
         return None
     root = _root(pg, 0 if src is None and group_src is None else src, group_src, "scatter", "src")
-    what = f"scatter from rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)"
+    what = _checked(pg, f"scatter from rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)")
     if pg.rank() != root:
         if scatter_list:
             raise ValueError("scatter: scatter_list must not be given on ranks other than src")
@@ -317,7 +338,7 @@ def barrier(group=None, async_op: bool = False, device_ids=None):
     pg = resolve(group, "barrier")
     if pg is None:
         return None
-    return _run(Work([pg.comm.Ibarrier()], "barrier", pg), async_op)
+    return _run(Work([pg.comm.Ibarrier()], _checked(pg, "barrier"), pg), async_op)
 
 
 # ----- point to point ------------------------------------------------------------------------------------

@@ -97,12 +97,17 @@ def test_ddp_options_no_sync_unused_parameters_syncbatchnorm_and_mismatched_mode
 @pytest.mark.parametrize("mode, status, text, bound", [
     ("raise", 1, "ValueError: rank 1 found bad input", 5),
     ("kill", None, "", 5),
-    ("stall", 124, "all_reduce (float32, 4 elements) did not complete within 2 s", 2 + 5),
+    ("stall", 124, "all_reduce (SUM, float32, 4 elements) did not complete within 2 s", 2 + 5),
     ("exit_early", 124, "did not complete within 2 s", 2 + 5),  # rank 0 in all_reduce or rank 1 at its exit barrier
     ("monitored", 1, "monitored_barrier: rank 1 failed to pass the barrier within 1 s", 5),
+    # the debug mode (CHAINRULE_DISTRIBUTED_DEBUG=DETAIL) names mismatched collectives and drifting parameters
+    ("debug_mismatch", 1, "the ranks called different collectives (rank 0: all_reduce (SUM, float32, 4 elements); "
+                          "rank 1: broadcast from rank 0 (float32, 4 elements))", 5),
+    ("debug_parameters", 1, "the parameters of rank(s) [1] differ from rank 0's", 5),
 ])
 def test_a_failing_rank_ends_the_whole_job_in_bounded_time(mode, status, text, bound):
-    done, wall = run_mpi(2, "failures", mode, timeout=60, env={"CHAINRULE_DIST_TIMEOUT": "2"})
+    env = {"CHAINRULE_DIST_TIMEOUT": "2", "CHAINRULE_DISTRIBUTED_DEBUG": "DETAIL" if mode.startswith("debug") else ""}
+    done, wall = run_mpi(2, "failures", mode, timeout=60, env=env)
     assert done.returncode != 0 and (status is None or done.returncode == status), (done.returncode, done.stderr[-3000:])
     assert text in done.stderr, done.stderr[-3000:]
     assert "finished" not in done.stdout or mode == "exit_early"

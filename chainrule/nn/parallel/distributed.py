@@ -227,6 +227,10 @@ class DistributedDataParallel(Module):
         return self._group
 
     def forward(self, *inputs, **kwargs):
+        from chainrule.distributed._collectives import debug_mode
+
+        if debug_mode():
+            _check_same_parameters(self.module, self._group)
         if self.broadcast_buffers and self.training:
             _broadcast_buffers(self.module, self._group)
         if is_grad_enabled() and self.require_backward_grad_sync:
@@ -269,6 +273,21 @@ def _check_same_model(module: Module, group) -> None:
                     f"parameters and buffers and rank {group.ranks[rank]} has {len(theirs)}; the first difference "
                     f"is at #{i}: rank 0 has {_described(ours)}, rank {group.ranks[rank]} has {_described(other)} "
                     "(every rank must build the same model)")
+
+
+def _check_same_parameters(module: Module, group) -> None:
+    """The debug mode's check before each forward: every rank holds the same parameter values (bit for bit),
+    else every rank raises, naming the ranks that differ from rank 0."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in module.parameters():
+        digest.update(np.ascontiguousarray(p._data).tobytes())
+    every = group.ctl.allgather(digest.hexdigest())
+    differing = [group.ranks[r] for r, d in enumerate(every) if d != every[0]]
+    if differing:
+        raise RuntimeError(f"DistributedDataParallel: the parameters of rank(s) {differing} differ from rank 0's "
+                           "(CHAINRULE_DISTRIBUTED_DEBUG=DETAIL check before forward)")
 
 
 def _described(entry) -> str:

@@ -31,6 +31,21 @@ def main(mode):
             time.sleep(600)
     if mode == "monitored":
         dist.monitored_barrier(timeout=1.0, wait_all_ranks=True)  # rank 0 raises naming rank 1
+    if mode == "debug_mismatch":  # run with CHAINRULE_DISTRIBUTED_DEBUG=DETAIL: raises on both ranks
+        if rank == 0:
+            dist.all_reduce(t)
+        else:
+            dist.broadcast(t, src=0)
+    if mode == "debug_parameters":  # with CHAINRULE_DISTRIBUTED_DEBUG=DETAIL: rank 1's weights drift
+        from chainrule import nn
+        from chainrule.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(nn.Linear(2, 2))
+        model(cr.ones(1, 2))
+        if rank == 1:
+            with cr.no_grad():
+                model.module.weight.add_(1.0)
+        model(cr.ones(1, 2))
     for _ in range(3):
         dist.all_reduce(t)
     print(f"rank {rank}: finished", flush=True)
