@@ -21,11 +21,11 @@ class Program:
         kept = _merge_gradient_sets(_eliminate_dead(folded, created, live_roots))
         self.guard_safety = _guard_safety(kept, created)
         self.unplanned_bytes = sum(b.nbytes for b in _internal_buffers(kept, created, constants))
-        kept, planned = _plan_buffers(kept, created, _ids(constants), _ids(live_roots))
-        self.instrs = kept
+        adopted = _adoptable(kept, created, _ids(constants) | _ids(live_roots))
+        kept, planned = _plan_buffers(kept, created, _ids(constants), _ids(live_roots) | set(adopted))
         self.constants = constants
-        self.internal = planned + _internal_buffers(kept, created, constants)
-        self.steps = [_step(i) for i in kept]
+        self.internal = planned + [b for b in _internal_buffers(kept, created, constants) if id(b) not in adopted]
+        self.instrs, self.steps = _steps_with_slots(kept, adopted)
 
     def run(self) -> None:
         # A loop over (fn, args) pairs: generated straight-line code with everything bound as default
@@ -279,6 +279,174 @@ def _step(instr: Instr):
     if kind == "guard":
         return _guard(fn, instr.expected, f"{instr.name} in {instr.op} at {instr.site}"), ()
     return fn, tuple(args)  # fill, rng, host, grad: closures made by the capture
+
+
+ADOPT_BYTES = 64 * 1024  # fresh results of calls this large are taken as they come, not copied
+
+
+def _adoptable(instrs: list[Instr], created: set, pinned: set) -> dict:
+    """The large fresh results of ``call`` instructions (backend kernels: convolution, pooling, ...) that
+    only instruction arguments refer to: the replay takes the array the call returns, as eager does,
+    instead of copying it into a fixed buffer (which costs a pass over it and keeps the memory between
+    steps). Returns id(root) -> root."""
+    pinned = set(pinned)
+    for instr in instrs:
+        if instr.kind in ("guard", "grad", "host"):
+            pinned.update(_ids(instr.reads) | _ids(instr.writes))
+    seen: set = set()
+    adopted: dict = {}
+    for instr in instrs:
+        if instr.kind == "call" and instr.outs is not None:
+            for a in _arrays_in(instr.outs, []):
+                if root(a) is a and id(a) in created and id(a) not in pinned and id(a) not in seen \
+                        and a.nbytes >= ADOPT_BYTES and _dense(a):
+                    adopted[id(a)] = a
+        for a in _arrays_in((instr.args, instr.kwargs, instr.outs), []):
+            seen.add(id(root(a)))
+    return adopted
+
+
+def _dense(a) -> bool:
+    """Whether ``a`` fills one block of memory from its first element on (some axis order, positive
+    strides): its views can then be rebuilt from its flat run."""
+    flat = a.ravel(order="K")
+    return all(st > 0 for st in a.strides) and np.shares_memory(flat, a) \
+        and flat.__array_interface__["data"][0] == a.__array_interface__["data"][0]
+
+
+class _Slot:
+    """Where an adopted result lives during a replay (None between its last use and the next replay)."""
+
+    __slots__ = ("value", "flat", "shape", "dtype", "strides")
+
+    def __init__(self, array):
+        self.value = self.flat = None
+        self.shape, self.dtype, self.strides = array.shape, array.dtype, array.strides
+
+    def take(self, array) -> None:
+        self.value = array
+        self.flat = array.ravel(order="K")  # its memory as one run (a view: adopted arrays are dense)
+
+    def clear(self) -> None:
+        self.value = self.flat = None
+
+
+class _SlotView:
+    """A view (offset, shape, strides, dtype) of the array in a slot, rebuilt at each use."""
+
+    __slots__ = ("slot", "offset", "shape", "dtype", "strides", "whole")
+
+    def __init__(self, slot: _Slot, view, base):
+        self.slot = slot
+        self.offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        self.shape, self.dtype, self.strides = view.shape, view.dtype, view.strides
+        self.whole = view is base
+
+    def get(self):
+        if self.whole:
+            return self.slot.value
+        return np.ndarray(self.shape, self.dtype, buffer=self.slot.flat, offset=self.offset, strides=self.strides)
+
+    def __repr__(self) -> str:
+        return f"<result{list(self.shape)}>"
+
+
+def _templated(x, slots: dict, memo: dict):
+    """``x`` with every view of an adopted array replaced by a :class:`_SlotView`."""
+    if isinstance(x, np.ndarray):
+        r = root(x)
+        slot = slots.get(id(r))
+        if slot is None:
+            return x
+        if id(x) not in memo:
+            memo[id(x)] = (_SlotView(slot, x, r), x)
+        return memo[id(x)][0]
+    if type(x) in (list, tuple):
+        return type(x)(_templated(v, slots, memo) for v in x)
+    if type(x) is dict:
+        return {k: _templated(v, slots, memo) for k, v in x.items()}
+    return x
+
+
+def _has_slots(x) -> bool:
+    if type(x) is _SlotView:
+        return True
+    if type(x) in (list, tuple):
+        return any(_has_slots(v) for v in x)
+    if type(x) is dict:
+        return any(_has_slots(v) for v in x.values())
+    return False
+
+
+def _resolved(x):
+    if type(x) is _SlotView:
+        return x.get()
+    if type(x) in (list, tuple):
+        return type(x)(_resolved(v) for v in x)
+    if type(x) is dict:
+        return {k: _resolved(v) for k, v in x.items()}
+    return x
+
+
+def _steps_with_slots(instrs: list[Instr], adopted: dict) -> tuple[list, list]:
+    """The steps, with adopted results passed through slots, and each slot emptied after its last use
+    (so the memory goes when eager's would). Instructions keep slot views for ``explain()``."""
+    if not adopted:
+        return instrs, [_step(i) for i in instrs]
+    slots = {k: _Slot(a) for k, a in adopted.items()}
+    memo: dict = {}
+    last_use: dict = {}
+    templated = []
+    for i, instr in enumerate(instrs):
+        if instr.kind in ("ufunc", "call", "fill", "rng"):
+            t = _copy_instr(instr)
+            t.args, t.kwargs, t.outs = (_templated(x, slots, memo) for x in (instr.args, instr.kwargs, instr.outs))
+            for a in _arrays_in((instr.args, instr.kwargs, instr.outs), []):
+                if id(root(a)) in slots:
+                    last_use[id(root(a))] = i
+            instr = t
+        templated.append(instr)
+    steps = []
+    releases: dict = {}
+    for key, i in last_use.items():
+        releases.setdefault(i, []).append(slots[key])
+    for i, instr in enumerate(templated):
+        if _has_slots((instr.args, instr.kwargs, instr.outs)):
+            steps.append((_slotted(instr), ()))
+        else:
+            steps.append(_step(instr))
+        for slot in releases.get(i, ()):
+            steps.append((slot.clear, ()))
+    return templated, steps
+
+
+def _slotted(instr: Instr):
+    fn, args, kwargs, outs = instr.fn, instr.args, instr.kwargs, instr.outs
+    where = f"{instr.name} at {instr.site}"
+
+    def run():
+        result = fn(*_resolved(args), **_resolved(kwargs))
+        if outs is not None:
+            _adopt_into(result, outs, where)
+    return run
+
+
+def _adopt_into(result, outs, where: str) -> None:
+    """As :func:`_copy_into`, except that an adopted result is taken into its slot as it is."""
+    if type(outs) is _SlotView:
+        slot = outs.slot
+        if not isinstance(result, np.ndarray) or result.shape != slot.shape or result.dtype != slot.dtype \
+                or result.strides != slot.strides:
+            raise GuardMiss(f"a result changed shape or layout at {where}")
+        slot.take(result)
+        return
+    if isinstance(outs, (list, tuple)) and _has_slots(outs):
+        if not isinstance(result, (tuple, list)) or len(result) != len(outs):
+            raise GuardMiss(f"a result changed structure at {where}")
+        for r, o in zip(result, outs):
+            _adopt_into(r, o, where)
+        return
+    _copy_into(result, _resolved(outs), where)
 
 
 def _copying(call, args, outs, where):
