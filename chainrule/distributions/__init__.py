@@ -4,7 +4,7 @@ is reparameterised (gradients reach the parameters), ``sample`` draws from chain
 
 from chainrule.distributions import constraints, transforms
 from chainrule.distributions.constraint_registry import biject_to, transform_to
-from chainrule.distributions.continuous import Cauchy, GeneralizedPareto, Laplace, LogNormal, StudentT
+from chainrule.distributions.continuous import Cauchy, GeneralizedPareto, Laplace, LogNormal, StudentT, VonMises
 from chainrule.distributions.continuous_bernoulli import ContinuousBernoulli
 from chainrule.distributions.derived import (
                                              ExpRelaxedCategorical,
@@ -73,4 +73,4 @@ __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "One
            "RelaxedBernoulli", "ExpRelaxedCategorical", "RelaxedOneHotCategorical", "OneHotCategoricalStraightThrough",
            "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily",
            "LowRankMultivariateNormal", "ExponentialFamily", "GeneralizedPareto",
-           "ContinuousBernoulli"]
+           "ContinuousBernoulli", "VonMises"]

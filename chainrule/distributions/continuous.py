@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import math
 
-from chainrule import creation
+from chainrule import creation, special
 from chainrule import ops as _ops
+from chainrule.backend import np, to_host
 from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, broadcast_all
 from chainrule.distributions.families import Normal, _draw, _finfo
 from chainrule.distributions.gamma import _standard_gamma
 
-__all__ = ["Laplace", "LogNormal", "StudentT", "Cauchy", "GeneralizedPareto"]
+__all__ = ["Laplace", "LogNormal", "StudentT", "Cauchy", "GeneralizedPareto", "VonMises"]
 
 
 class Laplace(Distribution):
@@ -239,3 +240,42 @@ class GeneralizedPareto(Distribution):
 
     def entropy(self):
         return self.scale.log() + self.concentration + 1
+
+
+class VonMises(Distribution):
+    """VonMises(loc, concentration): the circular normal on [-pi, pi), density exp(k cos(x - loc)) / (2 pi I0(k)).
+    Draws come from numpy's von Mises sampler on chainrule's generator (not reparameterised, as PyTorch's)."""
+
+    arg_constraints = {"loc": constraints.real, "concentration": constraints.positive}
+    _param_names = ("loc", "concentration")
+    support = constraints.real
+    has_rsample = False
+
+    def __init__(self, loc, concentration, validate_args=None):
+        self.loc, self.concentration = broadcast_all(loc, concentration)
+        super().__init__(self.loc.shape, (), validate_args)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        k = self.concentration
+        log_i0 = special.i0e(k).log() + k  # log I0(k), without overflow for large k
+        return k * (value - self.loc).cos() - math.log(2 * math.pi) - log_i0
+
+    def sample(self, sample_shape=()):
+        from chainrule.random import default_generator
+
+        shape = tuple(self._extended_shape(sample_shape))
+        loc = np.broadcast_to(to_host(self.loc.detach()._data), shape)
+        kappa = np.broadcast_to(to_host(self.concentration.detach()._data), shape)
+        draws = default_generator.numpy.vonmises(loc.astype(np.float64), kappa.astype(np.float64))
+        return creation.tensor(draws, dtype=self.loc.dtype)
+
+    mean = property(lambda self: self.loc)
+    mode = property(lambda self: self.loc)
+
+    @property
+    def variance(self):
+        """The circular variance 1 - I1(k) / I0(k)."""
+        k = self.concentration
+        return 1 - special.i1e(k) / special.i0e(k)
