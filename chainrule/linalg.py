@@ -788,8 +788,7 @@ def vander(x, *, N: int | None = None) -> Tensor:
 def householder_product(A, tau) -> Tensor:
     """The first n columns of H_1 ... H_k, H_i = I - tau_i v_i v_i^T with v_i the i-th column of A below the
     diagonal and a 1 on it (LAPACK's orgqr). A composite of matmuls."""
-    from chainrule.creation import eye, ones, zeros
-    from chainrule.ops.shape import cat
+    from chainrule.creation import eye
 
     A, tau = _matrix("linalg.householder_product", A), tensor_operand(tau, "linalg.householder_product")
     m, n = A.shape[-2:]
@@ -797,14 +796,26 @@ def householder_product(A, tau) -> Tensor:
     if m < n or k > n or tau.ndim != A.ndim - 1 or tuple(tau.shape[:-1]) != tuple(A.shape[:-2]):
         raise RuntimeError(f"linalg.householder_product: expected A (..., m, n) with m >= n and tau (..., k) with "
                            f"k <= n and A's batch shape, got {describe(A)} and {describe(tau)}")
-    batch = tuple(A.shape[:-2])
-    Q = eye(m, n, dtype=A.dtype, device=A.device).expand(batch + (m, n))
-    for i in reversed(range(k)):
+    identity = eye(m, n, dtype=A.dtype, device=A.device).expand(tuple(A.shape[:-2]) + (m, n))
+    return apply_reflectors(A, tau, identity, left=True, transpose=False)
+
+
+def apply_reflectors(A: Tensor, tau: Tensor, C: Tensor, *, left: bool, transpose: bool) -> Tensor:
+    """Q C, Q^T C (left) or C Q, C Q^T, Q = H_1 ... H_k the product of the Householder reflectors stored in A's
+    columns and tau (as LAPACK's geqrf leaves them), one reflector at a time: H C = C - tau v (v^T C)."""
+    from chainrule.creation import ones, zeros
+    from chainrule.ops.shape import cat
+
+    batch, k = tuple(A.shape[:-2]), tau.shape[-1]
+    # Q C = H_1 (H_2 (... H_k C)); Q^T C = H_k (... (H_1 C)); on the right the orders swap
+    order = range(k) if left == transpose else reversed(range(k))
+    for i in order:
         head = cat([zeros(batch + (i,), dtype=A.dtype, device=A.device),
                     ones(batch + (1,), dtype=A.dtype, device=A.device)], -1)
         v = cat([head, A[..., i + 1:, i]], -1).unsqueeze(-1)
-        Q = Q - (tau[..., i, None, None] * v) @ (v.mT @ Q)
-    return Q
+        t = tau[..., i, None, None]
+        C = C - (t * v) @ (v.mT @ C) if left else C - ((C @ v) * t) @ v.mT
+    return C
 
 
 # ----- LU ----------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ __all__ = ["addmm", "addmv", "addr", "addbmm", "baddbmm", "mv", "ger", "chain_ma
            "cov", "corrcoef", "diagflat", "qr", "svd", "triangular_solve", "cholesky", "cholesky_solve",
            "cholesky_inverse", "cross", "nuclear_norm", "frobenius_norm", "vander", "trapezoid", "trapz",
            "cumulative_trapezoid", "matrix_exp", "matrix_power", "pinverse", "det", "slogdet", "logdet", "inverse",
-           "trace", "lu", "lu_unpack", "lu_solve"]
+           "trace", "lu", "lu_unpack", "lu_solve", "geqrf", "orgqr", "ormqr"]
 
 # methods of torch.Tensor among them (ger, chain_matmul, the norms, vander and the trapezoid rules are functions only)
 METHODS = [n for n in __all__ if n not in ("chain_matmul", "tensordot", "nuclear_norm", "frobenius_norm", "vander",
@@ -36,6 +36,7 @@ METHODS = [n for n in __all__ if n not in ("chain_matmul", "tensordot", "nuclear
 SVDResult = namedtuple("svd", ["U", "S", "V"])
 TriangularSolveResult = namedtuple("triangular_solve", ["solution", "cloned_coefficient"])
 LUUnpackResult = namedtuple("lu_unpack", ["P", "L", "U"])
+GeqrfResult = namedtuple("geqrf", ["a", "tau"])
 
 det, slogdet, logdet, inverse, trace, matrix_exp = _la.det, _la.slogdet, _la.logdet, _la.inverse, _la.trace, _la.matrix_exp
 
@@ -455,3 +456,41 @@ def lu_solve(b, LU_data, LU_pivots) -> Tensor:
     """X with A X = b, from A's packed LU factorization (``linalg.lu_solve`` with b first)."""
     return _la.lu_solve(LU_data, LU_pivots, b)
 
+
+
+# ----- Householder form of QR --------------------------------------------------------------------------------
+
+def geqrf(input) -> GeqrfResult:
+    """(a, tau): LAPACK's geqrf, R on and above a's diagonal and the Householder reflectors below it (see
+    ``orgqr``/``ormqr``). Not differentiable, as in PyTorch: a backward through it raises."""
+    from chainrule.ops._helpers import record
+
+    A = _la._matrix("geqrf", input)
+    xp = xp_of(A._data)
+    h, tau = xp.linalg.qr(A._data, mode="raw")
+
+    def rule(g, _):
+        raise RuntimeError("geqrf: the derivative is not implemented (as in PyTorch); use linalg.qr to differentiate")
+
+    return GeqrfResult(record(xp.swapaxes(h, -1, -2).copy(), "geqrf", (A,), rule),
+                       record(tau.astype(A._data.dtype, copy=False), "geqrf", (A,), rule))
+
+
+def orgqr(input, tau) -> Tensor:
+    """``linalg.householder_product``'s older name."""
+    return _la.householder_product(input, tau)
+
+
+def ormqr(input, tau, other, left: bool = True, transpose: bool = False) -> Tensor:
+    """Q other, Q^T other (left) or other Q, other Q^T, with Q (m x m) the product of the Householder reflectors
+    in input and tau (from ``geqrf``). A composite: gradients reach all three."""
+    A = _la._matrix("ormqr", input)
+    tau, other = tensor_operand(tau, "ormqr"), tensor_operand(other, "ormqr")
+    _same_dtype("ormqr", A, tau, other)
+    m = A.shape[-2]
+    if other.ndim < 2 or (other.shape[-2] if left else other.shape[-1]) != m or tau.ndim != A.ndim - 1 \
+            or tau.shape[-1] != min(m, A.shape[-1]) or tuple(A.shape[:-2]) != tuple(other.shape[:-2]):
+        raise RuntimeError(f"ormqr: expected input (..., m, n), tau (..., min(m, n)) and other with m "
+                           f"{'rows' if left else 'columns'} and input's batch shape, got {describe(A)}, {describe(tau)} "
+                           f"and {describe(other)}")
+    return _la.apply_reflectors(A, tau, other, left=left, transpose=transpose)

@@ -2428,3 +2428,14 @@ for _name in ("chebyshev_polynomial_t", "chebyshev_polynomial_u", "chebyshev_pol
               "laguerre_polynomial_l", "legendre_polynomial_p"):
     case("special." + _name, lambda lib, x, n, f=_name: getattr(lib.special, f)(x, (n * 3).abs().trunc()),
          _no_params(BINARY), broadcast_shapes(), differentiable=False)
+
+# the Householder form of QR: geqrf (not differentiable), orgqr and ormqr (composites)
+_linalg_case("geqrf", lambda lib, a: lib.geqrf(a), _no_params([((4, 3),), ((2, 3, 3),)]),
+             _sized(lambda m, n: ((m + n, n),), _side, _side), differentiable=False)
+for _left, _transpose in [(True, False), (True, True), (False, False), (False, True)]:
+    _linalg_case(f"ormqr-{'left' if _left else 'right'}{'-transposed' if _transpose else ''}",
+                 lambda lib, a, t, c, lf=_left, tr=_transpose: lib.ormqr(a, t, c if lf else c.mT, lf, tr),
+                 _no_params([((4, 3), (3,), (4, 2)), ((2, 3, 3), (2, 3), (2, 3, 1))]),
+                 _sized(lambda m, n, p: ((m + n, n), (n,), (m + n, p)), _side, _side, _side), tags=frozenset({"no_half"}))
+_linalg_case("orgqr", lambda lib, a, t: lib.orgqr(a, t), _no_params([((4, 3), (2,))]),
+             _sized(lambda m, n: ((m + n, n), (n,)), _side, _pos_side), tags=frozenset({"no_half"}))

@@ -66,6 +66,7 @@ _ARGS = {
     "baddbmm": (cr.ones(2, 2, 1, dtype=cr.float64), cr.ones(2, 1, 3, dtype=cr.float64)), "mv": (_ONES[3,],),
     "dist": (cr.tensor(1.0),), "renorm": (2, 0, 1.0), "triangular_solve": (_ONES[2, 2].triu() * 2,),
     "cholesky_solve": (_ONES[2, 2].tril() * 2,), "cross": (cr.ones(2, 3, dtype=cr.float64) * 2, 1),
+    "ormqr": (_ONES[2, 1].reshape(-1) * 0.5, _ONES[2, 2]),
     "fmod": (0.7,), "topk": (2,), "softmax": (1,), "log_softmax": (1,), "sort": (1,), "argsort": (1,),
 }
 _NOT_ON_MATRICES = {"t", "dot", "outer", "vdot", "bmm", "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor",
@@ -75,7 +76,7 @@ _NOT_ON_MATRICES = {"t", "dot", "outer", "vdot", "bmm", "bitwise_not", "bitwise_
                     "gcd", "lcm",  # integers only
                     "addmv", "ger",  # a vector's functions
                     "det", "slogdet", "logdet", "inverse", "matrix_exp", "matrix_power", "cholesky",  # square only
-                    "cholesky_inverse", "lu_solve",
+                    "cholesky_inverse", "lu_solve", "orgqr",  # orgqr: m >= n
                     "polygamma",  # x.polygamma(n) is polygamma(n, x)
                     "bincount"}  # counts a 1-d integer tensor
 
