@@ -154,5 +154,5 @@ def gradgradcheck(fn: Callable, inputs: Sequence | Tensor, grad_outputs: Sequenc
 def _random_like(rng, t: Tensor):
     """Standard normal float64 numbers of ``t``'s shape; complex128 with both parts random for a complex ``t``."""
     if t._data.dtype.kind == "c":
-        return rng.standard_normal(t.shape) + 1j * rng.standard_normal(t.shape)
+        return np.asarray(rng.standard_normal(t.shape) + 1j * rng.standard_normal(t.shape))
     return rng.standard_normal(t.shape)

@@ -1220,10 +1220,10 @@ def isclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = Fa
         close = x == y
     except ValueError:
         raise _broadcast_error("isclose", a, b) from None
-    if equal_nan and x.dtype.kind == "f":
+    if equal_nan and x.dtype.kind in "fc":
         close = close | (xp.isnan(x) & xp.isnan(y))
     if rtol or atol:
-        if x.dtype.kind != "f":
+        if x.dtype.kind not in "fc":  # complex numbers: |a - b| is their distance
             x, y = x.astype("float64"), y.astype("float64")
         with special._quiet(xp):
             error = xp.abs(x - y)

@@ -117,12 +117,12 @@ def prod(a, dim=None, keepdim: bool = False, dtype=None, *, axis=None, keepdims:
         return prod(a.reshape(1), 0)
     keep = _keep(keepdim, keepdims)
     out = a._data.prod(axis=d, keepdims=keep)
-    if a._data.dtype.kind != "f":
+    if a._data.dtype.kind not in "fc":
         return untracked(out.astype(_dt.int64.np), a)
     shape = a.shape
 
-    def rule(g, _):
-        return (expand_reduced(g, shape, (d,), keep) * _prod_others(a, d),)
+    def rule(g, _):  # (conjugated for complex input: PyTorch's convention)
+        return (expand_reduced(g, shape, (d,), keep) * _prod_others(a, d).conj_physical(),)
 
     return record(out, "prod", (a,), rule, (a,))
 
@@ -138,7 +138,10 @@ def _prod_others(a: Tensor, d: int) -> Tensor:
     out = xp.moveaxis(left * right, -1, d)
 
     def rule(h, _):
-        # d(prod_others_i)/d(a_j) = product of all but i and j (i != j): computed the same way
+        # d(prod_others_i)/d(a_j) = product of all but i and j (i != j): computed the same way;
+        # for complex input (holomorphic) PyTorch's gradient is conj(J^T conj(h))
+        if a._data.dtype.kind == "c":
+            return (_prod_others_vjp(a, h.conj_physical(), d).conj_physical(),)
         return (_prod_others_vjp(a, h, d),)
 
     return record(out, "prod_others", (a,), rule, (a,))
@@ -375,7 +378,7 @@ def cumsum(a, dim: int, dtype=None) -> Tensor:
     if a._data.ndim == 0:  # numpy would flatten to shape (1,)
         return cumsum(a.reshape(1), 0).reshape(())
     xp = xp_of(a._data)
-    out_dtype = a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np
+    out_dtype = a._data.dtype if a._data.dtype.kind in "fc" else _dt.int64.np
     out = xp.cumsum(a._data, axis=d, dtype=out_dtype)
     # d(cumsum)/da: each input gets the sum of the gradients at and after it
     return record(out, "cumsum", (a,), lambda g, _: (g.flip(d).cumsum(d).flip(d),))
@@ -391,14 +394,21 @@ def cumprod(a, dim: int, dtype=None) -> Tensor:
     if a._data.ndim == 0:  # numpy would flatten to shape (1,)
         return cumprod(a.reshape(1), 0).reshape(())
     xp = xp_of(a._data)
-    out = xp.cumprod(a._data, axis=d, dtype=a._data.dtype if a._data.dtype.kind == "f" else _dt.int64.np)
+    out = xp.cumprod(a._data, axis=d, dtype=a._data.dtype if a._data.dtype.kind in "fc" else _dt.int64.np)
 
     def rule(g, out):
-        if bool((a._data == 0).any()):  # PyTorch's exact gradient: no division by the zero
-            return (_cumprod_grad_with_zeros(a, g, d),)
-        return (((g * out).flip(d).cumsum(d).flip(d)) / a,)
+        if a._data.dtype.kind == "c":  # holomorphic: PyTorch's gradient is conj(J^T conj(g))
+            return (_cumprod_rule(g.conj_physical(), out, a, d).conj_physical(),)
+        return (_cumprod_rule(g, out, a, d),)
 
     return record(out, "cumprod", (a,), rule, (a,), keep_output=True)
+
+
+def _cumprod_rule(g: Tensor, out: Tensor, a: Tensor, d: int) -> Tensor:
+    """J^T g for cumprod along ``d``."""
+    if bool((a._data == 0).any()):  # PyTorch's exact gradient: no division by the zero
+        return _cumprod_grad_with_zeros(a, g, d)
+    return ((g * out).flip(d).cumsum(d).flip(d)) / a
 
 
 def _arg_extreme(a, dim, keepdim: bool, name: str) -> Tensor:
