@@ -36,6 +36,7 @@ from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.backend import np, windows, xp_of
 from chainrule.backend.windows import Windows, is_channels_major
 from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
+from chainrule.ops.rows import take_rows
 
 __all__ = ["unfold", "fold", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d"]
@@ -795,8 +796,8 @@ _POOLS[3] = (max_pool3d, avg_pool3d)
 # Graham's fractional max pooling, as PyTorch does it: along each spatial dim, window starts that advance by
 # alpha = (input - kernel) / (output - 1) on average, offset by a random sample u in [0, 1) per (batch,
 # channel) plane and dim: start_i = int((i + u) alpha) - int(u alpha), the last start input - kernel.
-# Composite: the windows are gathered (their flat indices per plane) and reduced with amax, so the gradient
-# follows amax's tie policy (PyTorch sends it to the first maximum); windows may overlap.
+# The output is the input taken (take_rows) at each window's first maximum, found on the arrays, so the
+# gradient goes to that element alone, as PyTorch's; windows may overlap, and their gradients then add up.
 
 _FRACTIONAL_DIMS = {2: ("height", "width"), 3: ("time", "height", "width")}
 
@@ -833,24 +834,35 @@ def _fractional_max_pool(op, x, kernel_size, output_size, output_ratio, return_i
     samples = tensor_operand(samples, op)
     _check_fractional_samples(x, samples, spatial)
     xp = xp_of(x._data)
-    # the sample of input dim d: PyTorch's 2-d kernel reads (width, height), its 3-d kernel (time, height, width)
-    order = (1, 0) if spatial == 2 else (0, 1, 2)
-    flat = xp.zeros((n, c) + out_size + kernel, dtype=xp.int64)
-    for d in range(spatial):
-        start = _fractional_starts(samples._data[:n, :, order[d]], sizes[d], out_size[d], kernel[d], xp)
-        position = start[..., :, None] + xp.arange(kernel[d])  # (N, C, o_d, k_d)
-        shape = [n, c] + [1] * (2 * spatial)
-        shape[2 + d], shape[2 + spatial + d] = out_size[d], kernel[d]
-        flat = flat * sizes[d] + position.reshape(shape)
-    taps = _count(out_size) * _count(kernel)  # per plane: every window's every element
-    gathered = x.reshape(n, c, _count(sizes)).gather(2, wrap(flat.reshape(n, c, taps)))
-    gathered = gathered.reshape((n, c) + out_size + (_count(kernel),))
-    out = _unbatched(gathered.amax(dim=-1), added)
+    plane = _count(sizes)
+    window = _fractional_windows(samples._data[:n], sizes, out_size, kernel, xp)  # (N, C, windows, elements)
+    taken = xp.take_along_axis(x._data.reshape(n, c, plane), window.reshape(n, c, window.shape[2] * window.shape[3]), axis=2)
+    best = xp.argmax(taken.reshape(window.shape), axis=-1)[..., None]  # the first maximum; NaN wins
+    best = xp.take_along_axis(window, best, axis=-1).reshape((n, c) + out_size)  # flat in its plane
+    planes = xp.arange(n * c, dtype=xp.int64).reshape((n, c) + (1,) * spatial) * plane
+    out = take_rows(x.reshape(n * c * plane, 1), (planes + best).reshape(-1)).reshape((n, c) + out_size)
+    out = _unbatched(out, added)
     if not return_indices:
         return out
-    best = xp.argmax(gathered._data, axis=-1)[..., None]  # the first maximum; NaN wins
-    index = xp.take_along_axis(flat.reshape(gathered.shape), best, axis=-1)[..., 0]
-    return out, _unbatched(wrap(index), added)
+    return out, _unbatched(wrap(best), added)
+
+
+def _fractional_windows(samples, sizes, out_size, kernel, xp):
+    """Every window's elements as flat indices into its (batch, channel) plane: (N, C, windows, elements)."""
+    n, c, spatial = samples.shape[0], samples.shape[1], len(sizes)
+    # the sample of input dim d: PyTorch's 2-d kernel reads (width, height), its 3-d kernel (time, height, width)
+    order = (1, 0) if spatial == 2 else (0, 1, 2)
+    corner = xp.zeros((n, c) + out_size, dtype=xp.int64)  # each window's first element
+    offsets = xp.zeros(kernel, dtype=xp.int64)  # each window element's offset from its corner
+    for d in range(spatial):
+        start = _fractional_starts(samples[:, :, order[d]], sizes[d], out_size[d], kernel[d], xp)
+        shape = [n, c] + [1] * spatial
+        shape[2 + d] = out_size[d]
+        corner = corner * sizes[d] + start.reshape(shape)
+        step = [1] * spatial
+        step[d] = kernel[d]
+        offsets = offsets * sizes[d] + xp.arange(kernel[d]).reshape(step)
+    return corner.reshape(n, c, _count(out_size), 1) + offsets.reshape(_count(kernel))
 
 
 def _count(sizes) -> int:

@@ -17,10 +17,10 @@ import math
 import warnings
 
 from chainrule.backend import xp_of
-from chainrule.backend.scatter import add_rows_at, take_rows
 from chainrule.ops._helpers import Tensor, describe, record, tensor_operand, wrap
 from chainrule.ops.conv import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d
 from chainrule.ops.indexing import index_select
+from chainrule.ops.rows import take_rows
 
 __all__ = ["interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "grid_sample", "affine_grid"]
 
@@ -263,10 +263,10 @@ def pixel_unshuffle(input, downscale_factor: int) -> Tensor:
 # coordinate (unnormalised, then clipped or reflected by the padding mode) and a few taps: integer source
 # positions, each with a weight (1 - t and t for bilinear, Keys' cubic for bicubic, 1 for nearest) and a
 # zero weight where a tap falls outside the input. The output sums, over every combination of one tap per
-# dim, the input rows gathered at the taps (_take_rows) times the product of the taps' weights. The
+# dim, the input rows gathered at the taps (take_rows) times the product of the taps' weights. The
 # source coordinates are piecewise linear in the grid, and _grid_coordinate records them with PyTorch's
-# slopes (zero at clip bounds, sign flips under reflection), so the gradients w.r.t. input (_add_rows, the
-# gather's transpose) and grid (through the weights), and every higher order, come from these rules.
+# slopes (zero at clip bounds, sign flips under reflection), so the gradients w.r.t. input (add_rows, the
+# gather's transpose) and grid (through the weights), and every higher order, come from existing rules.
 
 _GRID_MODES = ("bilinear", "nearest", "bicubic")
 _GRID_PADDINGS = ("zeros", "border", "reflection")
@@ -307,21 +307,9 @@ def grid_sample(input, grid, mode: str = "bilinear", padding_mode: str = "zeros"
         for (index, w), stride in zip(combination, _strides(spatial)):
             flat = flat + index * stride
             weight = w if weight is None else weight * w
-        term = _take_rows(rows, flat.reshape(-1)) * weight.reshape(flat.size, 1)
+        term = take_rows(rows, flat.reshape(-1)) * weight.reshape(flat.size, 1)
         out = term if out is None else out + term
     return out.reshape(n, *out_spatial, c).movedim(-1, 1)
-
-
-def _take_rows(a: Tensor, index) -> Tensor:
-    """Primitive: ``a[index]`` (``index`` an array); its rule scatters back with _add_rows."""
-    rows = a.shape[0]
-    return record(take_rows(a._data, index), "grid_sample_gather", (a,), lambda g, _: (_add_rows(g, index, rows),))
-
-
-def _add_rows(g: Tensor, index, rows: int) -> Tensor:
-    """Primitive: the rows of ``g`` added at ``index`` into ``rows`` zero rows; its rule gathers."""
-    return record(add_rows_at(g._data, index, rows), "grid_sample_scatter", (g,),
-                  lambda gg, _: (_take_rows(gg, index),))
 
 
 def _strides(spatial) -> list[int]:
