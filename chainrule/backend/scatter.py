@@ -1,5 +1,6 @@
 """Gathering rows of a 2-D array and its adjoint, adding rows back at their indices: the array side of
-grid_sample (:mod:`chainrule.ops.resample`), whose input is one row of channels per position.
+:mod:`chainrule.ops.rows` (grid_sample's rows of channels per position, fractional max pooling's column
+of all elements).
 
 The scatter-add runs one ``bincount`` per column (over the transposed values, so each is contiguous):
 numpy's ``add.at`` along the rows, the usual scatter-add, gives the same sums several times slower

@@ -153,6 +153,23 @@ def test_fractional_max_pool_matches_torch_with_the_same_samples(dtype, spatial,
 
 
 @pytest.mark.parametrize("spatial", [2, 3])
+def test_fractional_max_pool_sends_a_tied_window_s_gradient_to_its_first_maximum_as_torch(spatial):
+    """Rounded values tie within windows, and windows overlap: the gradient goes to each window's first
+    maximum alone and adds up where windows share it, element for element as PyTorch's."""
+    shape = (2, 2) + (7, 6, 6)[:spatial]
+    x = np.round(np.random.default_rng(3).standard_normal(shape))
+    samples = _samples(shape, spatial, seed=4)
+    grads = []
+    for lib, functional in ((cr, F), (torch, TF)):
+        xs = lib.tensor(x, requires_grad=True)
+        out = getattr(functional, f"fractional_max_pool{spatial}d")(xs, 3, output_size=(4, 3, 3)[:spatial],
+                                                                     _random_samples=lib.tensor(samples))
+        (out * lib.tensor(np.arange(out.numel(), dtype=np.float64).reshape(tuple(out.shape)))).sum().backward()
+        grads.append(xs.grad.numpy())
+    np.testing.assert_array_equal(*grads)
+
+
+@pytest.mark.parametrize("spatial", [2, 3])
 def test_fractional_max_pool_without_samples_pools_random_windows(spatial):
     """Samples drawn from chainrule's generator: each output is the maximum of a kernel-sized window that
     its index points at, and the first and last windows sit at the input's edges."""
