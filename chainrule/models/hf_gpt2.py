@@ -121,9 +121,9 @@ def load_gpt2(folder, dtype=None):
     arrays = _read_weights(folder)
     model = skip_init(GPT, **config)  # every weight is overwritten below: drawing random ones would cost seconds
     state = to_chainrule_state(arrays, config["n_layer"], config["tie_weights"], str(folder))
-    want = np.dtype(_dt.to_dtype(dtype or _dt.float32).np)
-    model.load_state_dict({k: from_numpy(np.ascontiguousarray(v, dtype=want)) for k, v in state.items()}, strict=True)
-    if want != np.float32:
+    # copied straight from the (transposed) file arrays into the float32 parameters, upcasting float16 on the way
+    model.load_state_dict({k: from_numpy(v) for k, v in state.items()}, strict=True)
+    if dtype is not None and _dt.to_dtype(dtype) is not _dt.float32:
         model.to(_dt.to_dtype(dtype))
     return model.eval()
 
