@@ -74,8 +74,8 @@ def test_ddp_in_a_single_process_without_a_launcher_is_plain_training_bit_for_bi
     assert len(results) == 6 and all(r["diff"] == 0.0 for r in results), results
 
 
-def test_ddp_options_no_sync_unused_parameters_syncbatchnorm_and_mismatched_models():
-    results = ok(run_mpi(2, "ddp", "options", "unused", "mismatch", "syncbn")[0])
+def test_ddp_options_no_sync_unused_parameters_syncbatchnorm_zero_and_mismatched_models():
+    results = ok(run_mpi(2, "ddp", "options", "unused", "mismatch", "syncbn", "zero")[0])
     by_check = {}
     for r in results:
         by_check.setdefault(r["check"], []).append(r)
@@ -89,6 +89,9 @@ def test_ddp_options_no_sync_unused_parameters_syncbatchnorm_and_mismatched_mode
     assert unused["bitwise_equal_across_ranks"]
     (syncbn,) = by_check["syncbn"]  # BatchNorm's division by the batch's std magnifies summation-order roundoff
     assert syncbn["diff"] < 1e-9 and syncbn["running_stats_diff"] < 1e-10 and syncbn["bitwise_equal_across_ranks"]
+    (zero,) = by_check["zero"]  # ZeroRedundancyOptimizer(AdamW): AdamW's results, about half the state here
+    assert zero["bitwise_equal_to_adamw"] and zero["consolidated_equals_adamw"] and zero["bitwise_equal_across_ranks"]
+    assert 0.3 < zero["state_share"] < 0.7
     (mismatch,) = by_check["mismatch"]
     assert mismatch["same_error_everywhere"]
     assert "rank 1 has parameter 'net.1.weight' [17, 12]" in mismatch["message"]

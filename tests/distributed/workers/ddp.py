@@ -178,6 +178,52 @@ def syncbn(n, rank):
            bitwise_equal_across_ranks=same_on_every_rank(trained))
 
 
+def zero(n, rank):
+    """ZeroRedundancyOptimizer(AdamW) == AdamW under DDP, bit for bit; its consolidated state dict is AdamW's,
+    and a ZeRO optimizer loading it continues as AdamW does."""
+    from chainrule.distributed.optim import ZeroRedundancyOptimizer
+
+    def steps(model, opt, first, count):
+        ddp = DDP(model, init_sync=False)
+        for step in range(first, first + count):
+            opt.zero_grad()
+            x, y = batch("gpt", cr.float64, n, step)
+            rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+            loss_of("gpt", ddp, x[rows], y[rows]).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            opt.step()
+
+    plain_model, zero_model = build("gpt", cr.float64, 3), build("gpt", cr.float64, 3)
+    plain = cr.optim.AdamW(plain_model.parameters(), lr=1e-2, weight_decay=0.1)
+    sharded = ZeroRedundancyOptimizer(zero_model.parameters(), optimizer_class=cr.optim.AdamW, lr=1e-2, weight_decay=0.1)
+    steps(plain_model, plain, 0, 3)
+    steps(zero_model, sharded, 0, 3)
+    owned = len(sharded.state)
+    sharded.consolidate_state_dict(to=0)
+    full = [sharded.state_dict() if rank == 0 else None]
+    expected = plain.state_dict()
+    same_state = rank != 0 or all(
+        np.array_equal(np.asarray(a), np.asarray(b)) for i in expected["state"] for k in expected["state"][i]
+        for a, b in [(_plain(full[0]["state"][i][k]), _plain(expected["state"][i][k]))])
+    from chainrule.distributed.optim.zero import _as_arrays, _as_tensors
+
+    sent = [None if full[0] is None else {**full[0], "state": _as_arrays(full[0]["state"])}]
+    dist.broadcast_object_list(sent, src=0)
+    full = [{**sent[0], "state": _as_tensors(sent[0]["state"])}]
+    resumed = ZeroRedundancyOptimizer(zero_model.parameters(), optimizer_class=cr.optim.AdamW, lr=1e-2,
+                                      weight_decay=0.1)
+    resumed.load_state_dict(full[0])
+    steps(plain_model, plain, 3, 2)
+    steps(zero_model, resumed, 3, 2)
+    report("zero", bitwise_equal_to_adamw=digest(zero_model) == digest(plain_model),
+           state_share=owned / len(plain.state), consolidated_equals_adamw=same_state,
+           bitwise_equal_across_ranks=same_on_every_rank(zero_model))
+
+
+def _plain(value):
+    return value.numpy() if isinstance(value, cr.Tensor) else value
+
+
 def mismatch(n, rank):
     cr.manual_seed(0)
     model = MLP(in_features=12, width=16 if rank == 0 else 17, depth=2)
@@ -196,7 +242,9 @@ def main(checks):
     dist.init_process_group("mpi")
     n, rank = dist.get_world_size(), dist.get_rank()
     for check in checks:
-        {"equivalence": equivalence, "options": options, "unused": unused, "mismatch": mismatch, "syncbn": syncbn}[check](n, rank)
+        checks = {"equivalence": equivalence, "options": options, "unused": unused, "mismatch": mismatch,
+                  "syncbn": syncbn, "zero": zero}
+        checks[check](n, rank)
 
 
 if __name__ == "__main__":
