@@ -282,6 +282,8 @@ def scatter_reduce(a, dim: int, index: Tensor, src, reduce: str, *, include_self
         raise RuntimeError(f"scatter_reduce: reduce argument must be either sum, prod, mean, amax or amin, got {reduce!r}")
     if src._data.dtype != a._data.dtype:
         raise RuntimeError(f"scatter_reduce: expected src ({describe(src)}) to have the dtype of self ({describe(a)})")
+    if reduce == "mean" and a._data.dtype.kind == "b":
+        raise RuntimeError(f"scatter_reduce: reduce='mean' is not supported for bool tensors ({describe(a)})")
     if a.ndim == 0:  # one position: the same as on one-element vectors
         return scatter_reduce(a.reshape(1), 0, index.reshape(1) if index.ndim == 0 else index, src.reshape(-1)
                               if src.ndim == 0 else src, reduce, include_self=include_self).reshape(())
@@ -489,6 +491,8 @@ def index_reduce(a, dim: int, index: Tensor, source, reduce: str, *, include_sel
     source = tensor_operand(source, "index_reduce", like=a)
     if reduce not in ("prod", "mean", "amax", "amin"):
         raise RuntimeError(f"index_reduce: reduce argument must be either prod, mean, amax or amin, got {reduce!r}")
+    if reduce == "mean" and a._data.dtype.kind == "b":
+        raise RuntimeError(f"index_reduce: reduce='mean' is not supported for bool tensors ({describe(a)})")
     d = norm_dim(dim, a.ndim, "index_reduce")
     index = _check_index_along("index_reduce", a, d, index)
     expected = a.shape[:d] + (index.shape[0],) + a.shape[d + 1:] if a.ndim else ()
