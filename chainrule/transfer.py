@@ -82,8 +82,10 @@ def _export_onnx(config: dict, model, target: Path, opset: int, verify: bool) ->
         cr_onnx.export(model, (_example_input(config, 1, 8),), target, input_names=[name], output_names=["logits"],
                        dynamic_axes=axes, opset_version=opset)
         result = {"format": "onnx", "out": str(target), "opset": opset}
-        if verify:  # at another batch size and sequence length than the export's example (kept short: GPT-2's
-            other = _example_input(config, 3, 32)  # 1024-token context would cost minutes on a CPU)
+        if verify:
+            # at another batch size and sequence length than the export's example, kept short (a forward over
+            # GPT-2's whole 1024-token context would take minutes on a CPU)
+            other = _example_input(config, 3, 32)
             result["max_abs_diff"] = cr_onnx.verify(target, model, (other,))
     except ImportError as err:
         raise RunError(str(err)) from None
