@@ -420,7 +420,7 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None) -> Ten
     from chainrule.ops.reduction import norm as _norm
 
     x = tensor_operand(x, "linalg.vector_norm")
-    if x._data.dtype.kind != "f" and dtype is None:
+    if x._data.dtype.kind not in "fc" and dtype is None:
         raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. Got {x.dtype}")
     if isinstance(ord, str):
         raise RuntimeError(f"linalg.vector_norm: ord must be a number, got {ord!r}; use matrix_norm for 'fro'/'nuc'")

@@ -265,7 +265,7 @@ def median(a, dim=None, keepdim: bool = False):
 
 
 def _require_float(op: str, a: Tensor, why: str) -> None:
-    if a._data.dtype.kind != "f":
+    if a._data.dtype.kind not in "fc":
         raise RuntimeError(f"{op}: {why}, got {a.dtype} (shape {tuple(a.shape)}); convert first, e.g. x.float()")
 
 
@@ -289,6 +289,8 @@ def var(a, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, cor
     centered = a - a.mean(dims, keepdim=True)
     # as PyTorch: a correction >= the count divides by 0 (inf, or nan for a constant slice)
     denom = builtins.max(count - _correction(correction, unbiased), 0.0)
+    if a._data.dtype.kind == "c":  # the mean squared distance |z - mean|^2: a real variance
+        return (centered.real.square() + centered.imag.square()).sum(dims, keepdim=keep) / denom
     return (centered * centered).sum(dims, keepdim=keep) / denom
 
 
@@ -344,6 +346,8 @@ def norm(a, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     if dtype is not None:
         a = a.to(dtype)
     _require_float("norm", a, "expected a floating-point tensor")
+    if a._data.dtype.kind == "c":  # a complex vector's norms are those of its elements' magnitudes
+        return norm(a.abs(), p, dim, keepdim)
     dims = norm_dims(dim, a._data.ndim, "norm")
     if p in ("fro", 2, 2.0):
         xp = xp_of(a._data)

@@ -2103,6 +2103,14 @@ for _name in ("cumsum", "cumprod"):
     _complex_case(f"complex-{_name}", lambda lib, z, n=_name, **p: getattr(lib, n)(z, **p), 1,
                   [(_doubled(s), {"dim": d}) for s, d in [(((4,),), 0), (((2, 3),), 1), (((2, 3),), -2), (((),), 0)]],
                   _complex_strategy(reduce_args(dims="int", keepdim=False), 1), rtol32=1e-4)
+_complex_case("complex-var", lambda lib, z, **p: lib.var(z, **p), 1,
+              _complex_configs([((4,),), ((2, 3),)], 1) + [(((2, 3), (2, 3)), {"dim": 1, "correction": 0}),
+                                                          (((3, 2, 2), (3, 2, 2)), {"dim": (0, 2), "keepdim": True})],
+              _complex_strategy(reduce_args(min_side=3, min_dims=1), 1), rtol32=1e-4)
+for _p in (2, 1, 3):
+    _complex_case(f"complex-vector_norm-{_p}", lambda lib, z, o=_p, **p: lib.linalg.vector_norm(z, o, **p), 1,
+                  [(_doubled(s), p) for s, p in _reduce_configs(zero_size=False) if s != ((),)],
+                  _complex_strategy(reduce_args(), 1), samplers=(away,), rtol32=1e-4)
 _complex_case("complex-reshape-index", lambda lib, z: z.reshape(-1)[1:].flip(0) * z.reshape(-1)[0], 1,
               _complex_configs([((3,),), ((2, 2),), ((1, 3, 1),)], 1), _complex_strategy(one_shape(min_dims=1, min_side=1), 1))
 case("complex-from-parts", lambda lib, a, b: lib.view_as_real(lib.complex(a, b)), _no_params(BINARY),
