@@ -13,7 +13,6 @@ exactly. Pickle checkpoints are refused: they can run arbitrary code.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from chainrule.io.errors import CheckpointError
 from chainrule.io.safetensors import atomic_write, read_safetensors, write_safetensors
 from chainrule.nn.utils import skip_init
 
-__all__ = ["load_gpt2", "save_gpt2", "gpt_config_from_hf", "hf_config_from_gpt", "CONFIG_NAME", "WEIGHTS_NAME",
-           "INDEX_NAME"]
+__all__ = ["load_gpt2", "save_gpt2", "gpt_config_from_hf", "hf_config_from_gpt", "to_chainrule_state", "CONFIG_NAME",
+           "WEIGHTS_NAME", "INDEX_NAME"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -219,7 +218,3 @@ def save_gpt2(model, folder) -> None:
     write_safetensors(folder / WEIGHTS_NAME, arrays, metadata={"format": "pt"}, op="save_pretrained")
     text = json.dumps(config, indent=2) + "\n"
     atomic_write(folder / CONFIG_NAME, lambda stream: stream.write(text.encode()), op="save_pretrained")
-
-
-def is_gpt2_folder(folder) -> bool:
-    return os.path.isfile(os.path.join(folder, CONFIG_NAME))
