@@ -35,6 +35,7 @@ from chainrule.distributions.families import (
 from chainrule.distributions.gamma import Beta, Chi2, Dirichlet, FisherSnedecor, Gamma
 from chainrule.distributions.independent import Independent
 from chainrule.distributions.kl import kl_divergence, register_kl
+from chainrule.distributions.lkj import LKJCholesky
 from chainrule.distributions.lowrank_multivariate_normal import LowRankMultivariateNormal
 from chainrule.distributions.mixture import MixtureSameFamily
 from chainrule.distributions.multivariate_normal import MultivariateNormal
@@ -44,6 +45,7 @@ from chainrule.distributions.transforms import (
                                              AffineTransform,
                                              CatTransform,
                                              ComposeTransform,
+                                             CorrCholeskyTransform,
                                              CumulativeDistributionTransform,
                                              ExpTransform,
                                              IndependentTransform,
@@ -73,4 +75,4 @@ __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "One
            "RelaxedBernoulli", "ExpRelaxedCategorical", "RelaxedOneHotCategorical", "OneHotCategoricalStraightThrough",
            "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily",
            "LowRankMultivariateNormal", "ExponentialFamily", "GeneralizedPareto",
-           "ContinuousBernoulli", "VonMises"]
+           "ContinuousBernoulli", "VonMises", "CorrCholeskyTransform", "LKJCholesky"]

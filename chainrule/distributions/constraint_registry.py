@@ -87,6 +87,8 @@ def _to_interval(constraint):
 biject_to.register(constraints.simplex, lambda constraint: T.StickBreakingTransform())
 transform_to.register(constraints.simplex, lambda constraint: T.SoftmaxTransform())
 transform_to.register(constraints.lower_cholesky, lambda constraint: T.LowerCholeskyTransform())
+biject_to.register(constraints.corr_cholesky, lambda constraint: T.CorrCholeskyTransform())
+transform_to.register(constraints.corr_cholesky, lambda constraint: T.CorrCholeskyTransform())
 transform_to.register(constraints.positive_definite, lambda constraint: T.PositiveDefiniteTransform())
 transform_to.register(constraints.positive_semidefinite, lambda constraint: T.PositiveDefiniteTransform())
 
