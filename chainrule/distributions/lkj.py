@@ -31,7 +31,7 @@ class LKJCholesky(Distribution):
         super().__init__(self.concentration.shape, (dim, dim), validate_args)
         # onion method: row i >= 1 has i entries off the diagonal, their squared length is Beta(i / 2,
         # c + (d - 2) / 2 - (i - 1) / 2) (row 0 has none: its Beta is a placeholder). PyTorch 2.13 uses
-        # i - 1/2 for the first parameter, which gives rows i >= 2 too little correlation.
+        # i - 1/2 for the first parameter, which gives rows i >= 2 too much correlation (too long off-diagonal parts).
         rows = creation.tensor([1.0] + [float(i) for i in range(1, dim)], dtype=self.concentration.dtype)
         marginal = self.concentration + 0.5 * (dim - 2)
         self._beta = Beta(0.5 * rows, marginal.unsqueeze(-1) - 0.5 * (rows - 1), validate_args=False)
