@@ -112,7 +112,7 @@ def load_gpt2(folder, dtype=None):
     from chainrule.models.gpt import GPT
 
     folder = Path(folder)
-    _refuse_pickle(folder)
+    _check_folder(folder)
     if not (folder / CONFIG_NAME).is_file():
         raise CheckpointError(f"{folder}: no {CONFIG_NAME}; expected a transformers GPT-2 folder "
                               f"({CONFIG_NAME} and {WEIGHTS_NAME})")
@@ -127,7 +127,8 @@ def load_gpt2(folder, dtype=None):
     return model.eval()
 
 
-def _refuse_pickle(folder: Path) -> None:
+def _check_folder(folder: Path) -> None:
+    """Refuse what is not a safetensors GPT-2 folder: a missing path, a file, pickle checkpoints (with a recipe)."""
     if folder.is_file() or not folder.exists():
         if folder.suffix in (".bin", ".pt", ".pth", ".ckpt"):
             raise CheckpointError(f"{folder} is a pickle checkpoint, which chainrule never loads (it can run code); "
