@@ -113,9 +113,16 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
                 continue
             out = index_select(out, d, wrap(_nearest_index(insz, outsz, scale, mode == "nearest-exact", xp, cdt)))
             continue
-        taps = _antialias_taps if antialias else _linear_taps if kernel == "linear" else _cubic_taps
+        if antialias:  # many taps per output (2 * ceil(support) + 1): one matmul with their weights' matrix
+            matrix = _tap_matrix(_antialias_taps(insz, outsz, scale, align_corners, xp, cdt, kernel == "cubic"), insz)
+            moved = out.movedim(d, -1)
+            lead = tuple(moved.shape[:-1])  # flattened first: numpy runs a 2-D GEMM, not one per leading index
+            resized = moved.reshape(math.prod(lead), insz) @ wrap(matrix.T.astype(x._data.dtype))
+            out = resized.reshape(*lead, outsz).movedim(-1, d)
+            continue
+        taps = _linear_taps if kernel == "linear" else _cubic_taps
         terms = None
-        for idx, w in taps(insz, outsz, scale, align_corners, xp, cdt, cubic=kernel == "cubic"):
+        for idx, w in taps(insz, outsz, scale, align_corners, xp, cdt):
             shape = [1] * out.ndim
             shape[d] = outsz
             term = index_select(out, d, wrap(idx)) * wrap(w.astype(x._data.dtype).reshape(shape))
@@ -153,7 +160,7 @@ def _source(insz, outsz, scale, align_corners: bool, cubic: bool, xp, cdt):
     return src if cubic else xp.maximum(src, cdt(0))
 
 
-def _linear_taps(insz, outsz, scale, align_corners, xp, cdt, cubic=False):
+def _linear_taps(insz, outsz, scale, align_corners, xp, cdt):
     src = _source(insz, outsz, scale, align_corners, False, xp, cdt)
     i0 = src.astype(xp.int64)
     i1 = xp.minimum(i0 + 1, insz - 1)
@@ -161,7 +168,7 @@ def _linear_taps(insz, outsz, scale, align_corners, xp, cdt, cubic=False):
     return ((i0, cdt(1) - w1), (i1, w1))
 
 
-def _cubic_taps(insz, outsz, scale, align_corners, xp, cdt, cubic=True):
+def _cubic_taps(insz, outsz, scale, align_corners, xp, cdt):
     src = _source(insz, outsz, scale, align_corners, True, xp, cdt)
     i = xp.floor(src)
     t = src - i
@@ -210,6 +217,17 @@ def _antialias_taps(insz, outsz, scale, align_corners, xp, cdt, cubic: bool):
     total = w.sum(axis=0)
     w = w / xp.where(total != 0, total, cdt(1))
     return tuple((xp.minimum(first + k, insz - 1), w[k]) for k in range(count))
+
+
+def _tap_matrix(taps, insz: int):
+    """The (out, in) matrix of the taps' weights: row i holds output i's weight on each input position."""
+    index, weight = taps[0]
+    xp = xp_of(weight)
+    matrix = xp.zeros((index.size, insz), dtype=weight.dtype)
+    rows = xp.arange(index.size)
+    for index, weight in taps:
+        xp.add.at(matrix, (rows, index), weight)  # a clipped tap may repeat another's position
+    return matrix
 
 
 def upsample(input, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None) -> Tensor:
