@@ -6,8 +6,9 @@ Interpolation is a composite, not a primitive: separable along each spatial dim,
 sum of them. The gather's rule is a scatter-add (``index_add``), the transpose of the gather, so the
 backward and every higher order come from existing rules, and a resize costs one gather per tap and dim
 (2 for linear, 4 for cubic): the same work a fused primitive would do, with no second copy of the
-coordinate arithmetic to keep in step. Antialiasing only changes the taps (more of them, wider weights); the
-area mode is adaptive average pooling. Pixel shuffles are a reshape, a permute and a reshape.
+coordinate arithmetic to keep in step. Antialiasing widens the taps (2 * ceil(support) + 1 of them), so
+there each dim is resized by one matmul with the (out, in) matrix of the taps' weights instead; the area
+mode is adaptive average pooling. Pixel shuffles are a reshape, a permute and a reshape.
 """
 
 from __future__ import annotations
