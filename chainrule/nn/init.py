@@ -45,8 +45,10 @@ def skipping_init():
 
 def _skippable(init):
     @functools.wraps(init)
-    def maybe_init(tensor, *args, **kwargs):
-        return tensor if _SKIPPING[0] else init(tensor, *args, **kwargs)
+    def maybe_init(*args, **kwargs):
+        if _SKIPPING[0]:
+            return args[0] if args else kwargs["tensor"]
+        return init(*args, **kwargs)
     return maybe_init
 
 
