@@ -27,3 +27,11 @@ def test_skip_init_restores_initialisation_after_an_error():
     with pytest.raises((ValueError, RuntimeError)):
         skip_init(nn.Linear, 5, -3)
     assert float(nn.init.ones_(cr.zeros(2)).sum()) == 2.0
+
+
+def test_initialisers_under_skipping_init_return_the_tensor_untouched():
+    t = cr.full((3,), 7.0)
+    with nn.init.skipping_init():
+        assert nn.init.normal_(t) is t and nn.init.zeros_(tensor=t) is t
+    assert t.tolist() == [7.0, 7.0, 7.0]
+    assert nn.init.zeros_(tensor=t).tolist() == [0.0, 0.0, 0.0]
