@@ -178,6 +178,8 @@ def _real_transform(x, s, dim, norm, op: str) -> Tensor:
     x = _real_input(x, op)
     norm = _norm(norm, op)
     dims, sizes = _dims_and_sizes(x, s, dim, op)
+    if not dims:
+        raise RuntimeError(f"{op}: must transform at least one axis ({describe(x)}, dim={dim})")
     x = _resize(x, dims, sizes)
     full = _c2c(x.to(_dt.to_complex(x.dtype)), dims, norm, True)
     return full.narrow(dims[-1], 0, sizes[-1] // 2 + 1)
@@ -189,6 +191,8 @@ def _inverse_real_transform(x, s, dim, norm, op: str) -> Tensor:
     x = _complex_input(x, op)
     norm = _norm(norm, op)
     dims, sizes = _dims_and_sizes(x, s, dim, op)
+    if not dims:
+        raise RuntimeError(f"{op}: must transform at least one axis ({describe(x)}, dim={dim})")
     if s is None or s[-1] == -1:
         sizes = sizes[:-1] + (2 * (x.shape[dims[-1]] - 1),)
         if sizes[-1] < 1:

@@ -302,6 +302,8 @@ def test_shifts_match_torch(name, dim):
     (lambda fft, x: fft.rfft(x * 1j), RuntimeError, "rfft: expects a real input tensor"),
     (lambda fft, x: fft.irfft(x[:1]), RuntimeError, r"irfft: Invalid number of data points \(0\)"),
     (lambda fft, x: fft.fft(x.sum()), IndexError, "fft: Dimension specified as -1 but tensor has no dimensions"),
+    (lambda fft, x: fft.rfftn(x, dim=()), RuntimeError, "rfftn: must transform at least one axis"),
+    (lambda fft, x: fft.irfftn(x, dim=()), RuntimeError, "irfftn: must transform at least one axis"),
 ])
 def test_bad_fft_arguments_are_refused_as_by_torch(fn, error, message):
     with pytest.raises(error):
