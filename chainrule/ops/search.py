@@ -28,10 +28,13 @@ def _results(values, inverse, counts, like: Tensor, op: str, return_inverse: boo
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def _slices_along(op: str, a: Tensor, d: int):
-    """``a``'s array with dim ``d`` first (a 0-d tensor as one slice). A zero-size input is refused unless dim ``d``
-    is its only dimension of size zero (as in PyTorch: slices of zero size can't be told apart)."""
-    moved = xp_of(a._data).moveaxis(xp_of(a._data).atleast_1d(a._data), d, 0)
+def _slices_along(op: str, a: Tensor, dim: int):
+    """``a``'s array with dim ``dim`` first. A zero-size input is refused unless that dim is its only dimension of
+    size zero (as in PyTorch: slices of zero size can't be told apart), and so is a 0-d one (it has no dims)."""
+    if a.ndim == 0:
+        raise IndexError(f"{op}: dimension specified as {dim} but the tensor ({describe(a)}) has no dimensions")
+    d = norm_dim(dim, a.ndim, op)
+    moved = xp_of(a._data).moveaxis(a._data, d, 0)
     if moved.size == 0 and (moved.shape[0] or 0 in moved.shape[1:]):
         raise RuntimeError(f"{op}: the input ({describe(a)}) has zero-size dimensions other than dim {d}, so its "
                            "slices along that dim can't be told apart")
@@ -49,10 +52,9 @@ def unique(a, sorted: bool = True, return_inverse: bool = False, return_counts: 
         values, inverse, counts = xp.unique(a._data.reshape(-1), return_inverse=True, return_counts=True,
                                             equal_nan=False)
         return _results(values, inverse.reshape(a.shape), counts, a, "unique", return_inverse, return_counts)
-    d = norm_dim(dim, a.ndim, "unique")
-    moved = _slices_along("unique", a, d)
+    moved = _slices_along("unique", a, dim)
     values, inverse, counts = xp.unique(moved, return_inverse=True, return_counts=True, axis=0, equal_nan=False)
-    return _results(xp.moveaxis(values, 0, d), inverse.reshape(-1), counts, a, "unique", return_inverse,
+    return _results(xp.moveaxis(values, 0, dim % a.ndim), inverse.reshape(-1), counts, a, "unique", return_inverse,
                     return_counts)
 
 
@@ -65,8 +67,7 @@ def unique_consecutive(a, return_inverse: bool = False, return_counts: bool = Fa
         moved = a._data.reshape(-1, 1)
         inverse_shape = a.shape
     else:
-        d = norm_dim(dim, a.ndim, "unique_consecutive")
-        moved = _slices_along("unique_consecutive", a, d)
+        moved = _slices_along("unique_consecutive", a, dim)
         moved = moved.reshape(moved.shape[0], math.prod(moved.shape[1:]))  # one row per slice
         inverse_shape = (moved.shape[0],)
     n = moved.shape[0]
@@ -78,7 +79,7 @@ def unique_consecutive(a, return_inverse: bool = False, return_counts: bool = Fa
     if dim is None:
         values = a._data.reshape(-1)[first]
     else:
-        values = xp.take(xp.atleast_1d(a._data), first, axis=d)
+        values = xp.take(a._data, first, axis=dim % a.ndim)
     return _results(values, inverse, counts, a, "unique_consecutive", return_inverse, return_counts)
 
 

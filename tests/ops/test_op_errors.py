@@ -185,6 +185,7 @@ ERRORS = [
     ("put-count", lambda m: m.put(ones(m, 3), m.tensor([0, 1]), ones(m, 3)), IndexError, r"put.*\(3,\).*\(2,\)"),
     ("put-range", lambda m: m.put(ones(m, 3), m.tensor([-4]), ones(m, 1)), IndexError, r"put.*index -4.*3 elements"),
     ("unique-dim", lambda m: m.unique(ones(m, 2, 3), dim=2), IndexError, r"unique.*range.*2"),
+    ("unique-0d-dim", lambda m: m.unique(m.tensor(3.0), dim=0), IndexError, r"unique.*no dimensions"),
     ("unique-zero-size-slices", lambda m: m.unique(ones(m, 2, 0), dim=0), RuntimeError, r"unique.*\(2, 0\).*dim 0"),
     ("unique_consecutive-zero-size", lambda m: m.unique_consecutive(ones(m, 0, 0), dim=1), RuntimeError,
      r"unique_consecutive.*\(0, 0\)"),
