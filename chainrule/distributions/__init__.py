@@ -62,6 +62,7 @@ from chainrule.distributions.transforms import (
                                              Transform,
                                              identity_transform,
 )
+from chainrule.distributions.wishart import Wishart
 
 __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
            "Gamma", "Chi2", "Beta", "Dirichlet", "MultivariateNormal", "Laplace", "LogNormal", "StudentT",
@@ -75,4 +76,4 @@ __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "One
            "RelaxedBernoulli", "ExpRelaxedCategorical", "RelaxedOneHotCategorical", "OneHotCategoricalStraightThrough",
            "Multinomial", "NegativeBinomial", "FisherSnedecor", "MixtureSameFamily",
            "LowRankMultivariateNormal", "ExponentialFamily", "GeneralizedPareto",
-           "ContinuousBernoulli", "VonMises", "CorrCholeskyTransform", "LKJCholesky"]
+           "ContinuousBernoulli", "VonMises", "CorrCholeskyTransform", "LKJCholesky", "Wishart"]
