@@ -184,18 +184,24 @@ def bucketize(input, boundaries, *, out_int32: bool = False, right: bool = False
     return _search("bucketize", boundaries, input, right, out_int32, None)
 
 
-def _search_rows(rows, row_values, side: str):
-    """searchsorted of each row of values in its own sorted row, all in one search: every number is replaced by
-    its rank among all of them (equal numbers share one, so the comparisons are unchanged) plus an offset per row
-    larger than any rank, which makes the rows one sorted sequence, row after row."""
-    xp = xp_of(rows)
-    n_rows, m = rows.shape
-    rank = xp.unique(xp.concatenate([rows.reshape(-1), row_values.reshape(-1)]), return_inverse=True)[1].reshape(-1)
-    row_start = xp.arange(n_rows, dtype=_INT64)[:, None]
-    span = rank.size + 1
-    keys = (rank[:rows.size].reshape(rows.shape) + row_start * span).reshape(-1)
-    value_keys = rank[rows.size:].reshape(row_values.shape) + row_start * span
-    return xp.searchsorted(keys, value_keys, side=side) - row_start * m
+def _binary_search(sequence, values, right: bool):
+    """For each value, the first position in its (sorted) row of ``sequence`` whose boundary is > the value
+    (``right``) or >= it: PyTorch's binary search, step for step on all values at once, so that boundaries it
+    can't order (NaN, which compares False and sends the search right) give PyTorch's answers too. ``sequence``
+    is 1-D (one row for every value) or has a row per row of ``values``."""
+    xp = xp_of(sequence)
+    m = sequence.shape[-1]
+    lo = xp.zeros(values.shape, dtype=_INT64)
+    hi = xp.full(values.shape, m, dtype=_INT64)
+    for _ in range(m.bit_length()):  # enough halvings to narrow [0, m] to one position
+        mid = (lo + hi) // 2
+        probe = xp.minimum(mid, m - 1)
+        bound = sequence[probe] if sequence.ndim == 1 else xp.take_along_axis(sequence, probe, axis=-1)
+        at_or_before = (bound > values) if right else (bound >= values)
+        searching = lo < hi
+        hi = xp.where(searching & at_or_before, mid, hi)
+        lo = xp.where(searching & ~at_or_before, mid + 1, lo)
+    return lo
 
 
 def _search(op: str, boundaries, values, right: bool, out_int32: bool, sorter) -> Tensor:
@@ -208,12 +214,10 @@ def _search(op: str, boundaries, values, right: bool, out_int32: bool, sorter) -
             raise RuntimeError(f"{op}: sorter ({describe(sorter)}) must be an int64 tensor of the boundaries' shape "
                                f"({describe(boundaries)})")
         seq = xp.take_along_axis(seq, sorter._data, axis=-1)
-    side = "right" if right else "left"
-    if seq.ndim == 1:
-        out = xp.asarray(xp.searchsorted(seq, values._data, side=side))
-    else:  # one sorted row per row of values
-        n_rows = int(math.prod(seq.shape[:-1]))
-        rows = seq.reshape(n_rows, seq.shape[-1])
-        out = _search_rows(rows, values._data.reshape(n_rows, values.shape[-1]), side).reshape(values.shape)
+    if seq.ndim == 1 and not (seq.dtype.kind == "f" and xp.isnan(seq).any()):
+        # numpy's search (compiled) gives PyTorch's answers wherever the boundaries are ordered (NaN isn't)
+        out = xp.asarray(xp.searchsorted(seq, values._data, side="right" if right else "left"))
+    else:
+        out = _binary_search(seq, values._data, right)
     dtype = _dt.int32.np if out_int32 else _INT64
     return untracked(out.astype(dtype), values, op, (boundaries, values))

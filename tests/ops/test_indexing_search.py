@@ -310,6 +310,15 @@ def test_searchsorted_sides_sorter_rows_and_int32():
     _same(cr.searchsorted(cr.zeros(2, 0), cr.zeros(2, 3)), torch.searchsorted(torch.zeros(2, 0), torch.zeros(2, 3)))
 
 
+@pytest.mark.parametrize("right", [False, True])
+def test_searchsorted_with_nan_boundaries_answers_as_torch(right):
+    # NaN compares False, so PyTorch's binary search moves right past it: its answers, not numpy's (NaN last)
+    values = np.array([[0.5, 1.5, np.nan], [2.5, np.inf, -1.0]])
+    for sequence in (np.array([1.0, 2.0, np.nan, np.nan]), np.array([[np.nan, 1.0, 2.0], [1.0, 2.0, np.nan]])):
+        _same(cr.searchsorted(cr.tensor(sequence), cr.tensor(values), right=right),
+              torch.searchsorted(torch.tensor(sequence), torch.tensor(values), right=right))
+
+
 def test_bucketize_is_searchsorted_with_the_arguments_swapped():
     boundaries, values = np.array([1, 3, 5, 7]), np.array([[1, 3, 6], [7, 8, 0]])
     for right in (False, True):
