@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--compile", action="store_true",
+                       help="replay each training step as a compiled program (chainrule.compile; same results)")
     for name, (_, _, kind, text) in {**_MODEL_OPTIONS, **_TRAIN_OPTIONS}.items():
         train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
 
@@ -117,7 +119,10 @@ def _run(args) -> int:
 
     if args.command == "train":
         out = args.out or f"runs/{args.model}"
-        summary = recipes.train_run(args.model, out, _overrides(args, _MODEL_OPTIONS), _overrides(args, _TRAIN_OPTIONS),
+        train_options = _overrides(args, _TRAIN_OPTIONS)
+        if args.compile:
+            train_options["compile"] = True
+        summary = recipes.train_run(args.model, out, _overrides(args, _MODEL_OPTIONS), train_options,
                                     overwrite=args.overwrite, resume=args.resume, verbose=0 if args.quiet else 1)
         if recipes.is_rank0():  # one summary, from rank 0 under mpiexec
             print(json.dumps(summary, indent=2))

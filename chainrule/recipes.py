@@ -290,7 +290,7 @@ def _classifier_training(kind, model, model_config, options, out: Path, resume: 
     history = fit(
         _parallel(model), train_data, loss=F.cross_entropy, optimizer=optimizer, epochs=epochs,
         val_data=(x_test, y_test), metrics=("accuracy",), scheduler=scheduler, scheduler_interval="step",
-        batch_size=options["batch_size"], shuffle=True, verbose=verbose,
+        batch_size=options["batch_size"], shuffle=True, verbose=verbose, compile=bool(options.get("compile", False)),
         callbacks=[ModelCheckpoint(out, monitor="val_accuracy", config={"kind": kind, "model": model_config}),
                    JSONLLogger(out / "metrics.jsonl")],
         resume_from=out / "last.safetensors" if resume else None,
@@ -398,6 +398,7 @@ def _gpt_training(kind, model, model_config, options, out: Path, resume: bool, v
         _parallel(model), train_batches, loss=_lm_loss, optimizer=optimizer, epochs=math.ceil(steps / interval),
         max_steps=steps, val_data=_fixed_val_batches(options, block_size, val_ids), metrics=(),
         scheduler=scheduler, scheduler_interval="step", grad_clip_norm=options["grad_clip"], verbose=verbose,
+        compile=bool(options.get("compile", False)),
         callbacks=[ModelCheckpoint(out, monitor="val_loss", config={"kind": kind, "model": model_config}),
                    JSONLLogger(out / "metrics.jsonl")],
         resume_from=out / "last.safetensors" if resume else None,

@@ -92,6 +92,8 @@ def _eliminate_dead(instrs: list[Instr], created: set, live_roots: list) -> list
     live = _ids(live_roots)
     for instr in instrs:  # everything the program did not make is state (or live foreign memory)
         live.update(id(a) for a in instr.reads + instr.writes if id(a) not in created)
+        if instr.kind == "grad":  # a buffer handed out as .grad is seen after the program, whatever the order
+            live.update(_ids(instr.reads))
     kept = []
     for instr in reversed(instrs):
         if instr.kind in _EFFECTS or any(id(w) in live for w in instr.writes):

@@ -86,6 +86,21 @@ def test_gradient_accumulation_with_zero_grad_after_the_step():
     _compare(_mlp(), _batches(16), step=step)
 
 
+def test_gradient_clipping_that_clips_is_replayed():
+    """clip_grad_norm_ scales the gradients in place after backward set them: those writes must stay
+    in the program although the .grad assignment comes first (a dead-code pass once dropped them)."""
+    def step(model, opt, extra, x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        extra["norms"] = nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        opt.step()
+        return loss
+
+    f = _compare(_mlp(), _batches(10), step=step)
+    assert sum(v.replays for v in f.variants.values()) >= 5
+
+
 def test_micro_batches_as_separate_compiled_calls():
     """Outer code steps the optimizer every second call: the calls with and without a gradient on entry
     are two variants, both replayed."""
