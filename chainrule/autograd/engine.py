@@ -268,7 +268,7 @@ class _EarlyLeaves:
         left = self.left
         for node in set(root_nodes).union(consumers):
             for p in node.parents:
-                if type(p) is Tensor and POST_ACCUMULATE_HOOKS.hooks_of(p) and (
+                if p is not None and type(p) is not Node and POST_ACCUMULATE_HOOKS.hooks_of(p) and (  # Parameters too
                         wanted is None or any(p is w for w in wanted)):
                     left[p] = left.get(p, 0) + 1
         return left

@@ -42,6 +42,21 @@ def test_post_accumulate_hook_fires_mid_walk_before_earlier_leaves_get_grads():
     assert w1.grad is not None
 
 
+def test_post_accumulate_hooks_of_module_parameters_fire_layer_by_layer():
+    """nn.Parameter leaves (a Tensor subclass) fire mid-walk too: the last layer's before the gradient has even
+    reached the first layer's output."""
+    net = cr.nn.Sequential(cr.nn.Linear(2, 3), cr.nn.Tanh(), cr.nn.Linear(3, 1)).double()
+    order = []
+    for name, p in net.named_parameters():
+        p.register_post_accumulate_grad_hook(lambda t, name=name: order.append(name))
+    hidden = net[0](cr.tensor(X))
+    hidden.register_hook(lambda g: order.append("gradient reaches the first layer's output"))
+    net[2](net[1](hidden)).sum().backward()
+    assert set(order[:2]) == {"2.bias", "2.weight"}
+    assert order[2] == "gradient reaches the first layer's output"
+    assert set(order[3:]) == {"0.bias", "0.weight"}
+
+
 def test_post_accumulate_hook_once_per_backward_for_a_leaf_used_many_times():
     w = cr.tensor(W2, requires_grad=True)
     calls = []

@@ -164,3 +164,22 @@ def test_cli_under_mpiexec_refuses_bad_batch_and_other_commands_on_every_rank(tm
     other = run_cli(2, "evaluate", str(tmp_path))
     assert other.returncode == 2
     assert other.stderr.count("only `train` runs under mpiexec") == 2  # one line from each process
+
+
+def test_threads_are_shared_among_the_ranks_of_a_machine_unless_chosen():
+    import re
+
+    code = ("import os, chainrule as cr, chainrule.distributed as dist; dist.init_process_group('mpi'); "
+            "print('threads', dist.get_rank(), cr.get_num_threads(), os.environ['OMP_NUM_THREADS'], flush=True)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    for given, expected in ((None, share), ("3", "3")):
+        run_env = env if given is None else {**env, "OMP_NUM_THREADS": given}
+        done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, env=run_env)
+        assert done.returncode == 0, done.stderr
+        seen = sorted(re.findall(r"threads (\d) (\d+) (\d+)", done.stdout))  # (the ranks' lines may interleave)
+        assert [rank for rank, _, _ in seen] == ["0", "1"], done.stdout
+        assert all(omp == expected for _, _, omp in seen), done.stdout
+        if given is None:
+            assert all(blas == share for _, blas, _ in seen), done.stdout
