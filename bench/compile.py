@@ -70,14 +70,23 @@ def step_peak(run, trainer=None) -> int:
     return peak - before
 
 
-def gemm_seconds(program, repeats: int) -> float:
-    """The median time of the program's matmul instructions alone (the GEMMs of the compiled step)."""
-    gemms = [(fn, args) for fn, args in program.steps if fn is np.matmul or getattr(fn, "func", None) is np.matmul]
+def gemm_seconds(program, repeats: int) -> tuple[float, int]:
+    """The median time of the program's matmuls alone (its GEMMs), each run on fresh operands of the
+    shapes, dtypes and layouts (C or transposed) the program passes."""
+    def like(a):  # an ndarray, or a view of a kernel result the program takes as it comes
+        transposed = len(a.shape) >= 2 and a.strides[-1] > a.strides[-2]
+        return np.ones(a.shape, a.dtype, order="F" if transposed else "C")
+
+    gemms = []
+    for instr in program.instrs:
+        if instr.fn is np.matmul:
+            arrays = [a for a in instr.args if hasattr(a, "shape")] + list(instr.kwargs.get("out") or ())
+            gemms.append([like(a) for a in arrays])
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        for fn, args in gemms:
-            fn(*args)
+        for a, b, out in gemms:
+            np.matmul(a, b, out=out)
         times.append(time.perf_counter() - start)
     return float(np.median(times)), len(gemms)
 
