@@ -1,5 +1,6 @@
 """Discrete Fourier transforms with gradients, as ``torch.fft``: ``fft``/``ifft`` (and the 2-d and n-d
-forms), ``rfft``/``irfft`` (real signals, one-sided spectra), ``hfft``/``ihfft``, ``fftshift``,
+forms), ``rfft``/``irfft`` (real signals, one-sided spectra), ``hfft``/``ihfft`` (and their 2-d and n-d
+forms), ``fftshift``,
 ``fftfreq``.
 
 Three primitives carry everything:
@@ -24,7 +25,7 @@ from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_op
 from chainrule.ops.shape import roll
 
 __all__ = ["fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn", "irfftn",
-           "hfft", "ihfft", "fftshift", "ifftshift", "fftfreq", "rfftfreq"]
+           "hfft", "ihfft", "hfft2", "ihfft2", "hfftn", "ihfftn", "fftshift", "ifftshift", "fftfreq", "rfftfreq"]
 
 _OPPOSITE = {"backward": "forward", "forward": "backward", "ortho": "ortho"}
 
@@ -228,16 +229,40 @@ def irfftn(input, s=None, dim=None, norm: str | None = None) -> Tensor:
     return _inverse_real_transform(input, s, dim, norm, "irfftn")
 
 
+def _hermitian_transform(x, s, dim, norm, op: str) -> Tensor:
+    """hfftn: the real spectrum of a signal with Hermitian symmetry given by its one-sided half, that is the
+    inverse real transform of the conjugate with the opposite normalization (numpy's and PyTorch's definition)."""
+    x = _complex_input(x, op)
+    return _inverse_real_transform(x.conj_physical(), s, dim, _OPPOSITE[_norm(norm, op)], op)
+
+
+def _inverse_hermitian_transform(x, s, dim, norm, op: str) -> Tensor:
+    """ihfftn, the inverse of hfftn: the conjugate of the real transform with the opposite normalization."""
+    return _real_transform(x, s, dim, _OPPOSITE[_norm(norm, op)], op).conj_physical()
+
+
 def hfft(input, n: int | None = None, dim: int = -1, norm: str | None = None) -> Tensor:
-    """The real spectrum of a signal with Hermitian symmetry given by its first half: irfft of the
-    conjugate with the opposite normalization (numpy's and PyTorch's definition)."""
-    x = _complex_input(input, "hfft")
-    return irfft(x.conj_physical(), n, dim, _OPPOSITE[_norm(norm, "hfft")])
+    return _hermitian_transform(input, _one(n), dim, norm, "hfft")
 
 
 def ihfft(input, n: int | None = None, dim: int = -1, norm: str | None = None) -> Tensor:
-    """The inverse of hfft: the conjugate of rfft with the opposite normalization."""
-    return rfft(input, n, dim, _OPPOSITE[_norm(norm, "ihfft")]).conj_physical()
+    return _inverse_hermitian_transform(input, _one(n), dim, norm, "ihfft")
+
+
+def hfft2(input, s=None, dim=(-2, -1), norm: str | None = None) -> Tensor:
+    return _hermitian_transform(input, s, dim, norm, "hfft2")
+
+
+def ihfft2(input, s=None, dim=(-2, -1), norm: str | None = None) -> Tensor:
+    return _inverse_hermitian_transform(input, s, dim, norm, "ihfft2")
+
+
+def hfftn(input, s=None, dim=None, norm: str | None = None) -> Tensor:
+    return _hermitian_transform(input, s, dim, norm, "hfftn")
+
+
+def ihfftn(input, s=None, dim=None, norm: str | None = None) -> Tensor:
+    return _inverse_hermitian_transform(input, s, dim, norm, "ihfftn")
 
 
 # ----- helpers: frequencies and shifts -----------------------------------------------------------------

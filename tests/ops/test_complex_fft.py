@@ -229,6 +229,10 @@ _TRANSFORMS = [
     ("irfftn", {"s": (3, 3, 7), "norm": "forward"}, (2, 3, 4), True), ("hfft", {}, (4,), True),
     ("hfft", {"n": 5, "norm": "ortho"}, (4,), True), ("ihfft", {}, (6,), False),
     ("ihfft", {"n": 5, "norm": "forward"}, (6,), False), ("fftn", {"dim": (-1,), "s": (-1,)}, (2, 3), True),
+    ("hfft2", {}, (3, 4), True), ("hfft2", {"s": (3, 3), "norm": "forward"}, (2, 3, 4), True),
+    ("hfftn", {"s": (4, 7)}, (3, 4, 5), True), ("hfftn", {"dim": (0, 2), "norm": "ortho"}, (3, 4, 5), True),
+    ("ihfft2", {}, (4, 6), False), ("ihfftn", {"s": (4, 7)}, (3, 4, 6), False),
+    ("ihfftn", {"dim": (0, 2), "norm": "ortho"}, (3, 4, 6), False),
 ]
 
 
