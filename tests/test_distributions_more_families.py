@@ -269,3 +269,21 @@ def test_von_mises():
     assert np.all(np.abs(np.sin(s - loc).mean(0)) < 5 / np.sqrt(N))
     k = cr.tensor(kappa, dtype=cr.float64, requires_grad=True)
     assert gradcheck(lambda k: D.VonMises(cr.tensor(loc), k).log_prob(cr.tensor(x)), [k])
+
+
+def test_enumerate_support_as_torch():
+    probs = RNG.dirichlet(np.ones(3), 2)
+    for name, args, kwargs in [("OneHotCategorical", (), {"probs": probs}), ("Categorical", (), {"probs": probs}),
+                               ("Bernoulli", (), {"probs": probs[:, 0]}),
+                               ("Binomial", (np.full(2, 4.0),), {"probs": probs[:, 0]})]:
+        c, t = build(name, args, kwargs)
+        assert c.has_enumerate_support and t.has_enumerate_support
+        for expand in (True, False):
+            close(c.enumerate_support(expand).double(), t.enumerate_support(expand).double())
+    for lib, T in ((D, cr.tensor), (TD, torch.tensor)):
+        normal = lib.Normal(T(0.0), T(1.0))
+        assert not normal.has_enumerate_support
+        with pytest.raises(NotImplementedError):
+            normal.enumerate_support()
+        with pytest.raises(NotImplementedError):
+            lib.Gamma(T(1.0), T(1.0)).icdf(T(0.5))

@@ -105,6 +105,12 @@ class Distribution:
     def cdf(self, value: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no cdf")
 
+    def icdf(self, value: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no icdf")
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no enumerate_support (its support is not finite)")
+
     def perplexity(self) -> Tensor:
         return self.entropy().exp()
 

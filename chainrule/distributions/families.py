@@ -318,6 +318,12 @@ class OneHotCategorical(Distribution):
     def entropy(self):
         return self._categorical.entropy()
 
+    def enumerate_support(self, expand: bool = True):
+        """The n one-hot vectors, shaped (n,) + (1,) * len(batch_shape) + (n,), or expanded over the batch."""
+        n = self._categorical._num_events
+        values = creation.eye(n, dtype=self.probs.dtype).reshape((n,) + (1,) * len(self._batch_shape) + (n,))
+        return values.expand(n, *self._batch_shape, n) if expand else values
+
     def __repr__(self):
         return "OneHotCategorical(" + repr(self._categorical).split("(", 1)[1]
 
