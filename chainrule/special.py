@@ -28,6 +28,8 @@ from chainrule.ops.elementwise import (
     xlogy,
 )
 from chainrule.ops.elementwise_more import (
+    _BESSEL,
+    bessel,
     erfcx,
     i0,
     i0e,
@@ -53,7 +55,7 @@ __all__ = [
     "expit", "logit", "erf", "erfc", "erfinv", "gammaln", "digamma", "psi", "polygamma", "multigammaln",
     "xlogy", "xlog1py", "log1p", "expm1", "exp2", "sinc", "logsumexp", "softmax", "log_softmax", "ndtr",
     "ndtri", "log_ndtr", "entr", "round", "i0", "i0e", "i1", "i1e", "modified_bessel_i0", "modified_bessel_i1",
-    "gammainc", "gammaincc", "erfcx", "zeta", "spherical_bessel_j0", *_POLYNOMIALS,
+    "gammainc", "gammaincc", "erfcx", "zeta", "spherical_bessel_j0", *_POLYNOMIALS, *_BESSEL,
 ]
 
 expit = sigmoid
@@ -119,3 +121,15 @@ def _polynomial(name: str):
 
 
 globals().update({_name: _polynomial(_name) for _name in _POLYNOMIALS})
+
+
+def _bessel(name: str):
+    def function(input) -> Tensor:
+        return bessel(name, input)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"``torch.special.{name}(input)``, computed in float64 (not differentiable, as in PyTorch)."
+    return function
+
+
+globals().update({_name: _bessel(_name) for _name in _BESSEL})

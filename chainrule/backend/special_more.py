@@ -267,3 +267,125 @@ def spherical_bessel_j0(x, xp):
     with _quiet(xp):
         out = xp.where(xp.abs(x64) < 1e-4, 1.0 - x64 * x64 / 6.0, xp.sin(x64) / xp.where(x64 == 0, 1.0, x64))
         return xp.where(xp.isinf(x64), 0.0, out).astype(x.dtype, copy=False)
+
+
+# ----- Bessel functions J0, J1, Y0, Y1 and modified K0, K1 -------------------------------------------------
+
+_EULER_GAMMA = 0.5772156649015329
+_BESSEL_NEAR = 25.0  # below: Miller's recurrence (and an integral for K); above: the asymptotic expansions
+_MILLER_START = 70  # even, well past 25 + the dozens of orders over which J_n(x) falls below 1e-17 of J_0
+
+
+def _hankel(nu: int, x, xp):
+    """(P, Q) of Hankel's expansion J_nu(x) = sqrt(2 / (pi x)) (P cos chi - Q sin chi), Y_nu likewise with
+    (P sin chi + Q cos chi), chi = x - (nu / 2 + 1/4) pi, for x >= 25 (terms a_k(nu) / x^k, the smallest about
+    exp(-2x))."""
+    mu = 4.0 * nu * nu
+    term = xp.ones_like(x)
+    p, q = term, xp.zeros_like(x)
+    for k in range(1, 40):
+        term = term * (mu - (2 * k - 1) ** 2) / (k * 8.0 * x)
+        if k % 2:
+            q = q + (term if k % 4 == 1 else -term)
+        else:
+            p = p + (term if k % 4 == 0 else -term)
+    return p, q
+
+
+def _miller(x, xp):
+    """(J0, J1, S0, S1) for 0 < x <= 25 by Miller's backward recurrence J_{k-1} = (2k / x) J_k - J_{k+1},
+    normalised by J_0 + 2 sum J_2k = 1, with S0 = sum_{k>=1} (-1)^k J_2k / k and
+    S1 = sum_{k>=1} (-1)^k (J_{2k-1} - J_{2k+1}) / k, the sums Neumann's series for Y0 and Y1 need."""
+    above, current = xp.zeros_like(x), xp.full_like(x, 1e-30)
+    norm, s0, s1 = xp.zeros_like(x), xp.zeros_like(x), xp.zeros_like(x)
+    j1 = xp.zeros_like(x)
+    for k in range(_MILLER_START, 0, -1):  # current = J_k (unnormalised); make J_{k-1}
+        if k % 2 == 0:
+            norm = norm + 2.0 * current
+            s0 = s0 + (-1) ** (k // 2) / (k // 2) * current
+        else:
+            weight = (-1) ** ((k + 1) // 2) / ((k + 1) // 2) - ((-1) ** ((k - 1) // 2) / ((k - 1) // 2) if k >= 3 else 0.0)
+            s1 = s1 + weight * current
+        if k == 1:
+            j1 = current
+        above, current = current, (2.0 * k / x) * current - above
+        big = xp.abs(current) > 1e200
+        if bool(big.any()):
+            scale = xp.where(big, 1e-200, 1.0)
+            above, current, norm, s0, s1, j1 = (v * scale for v in (above, current, norm, s0, s1, j1))
+    norm = norm + current  # current is J_0
+    return current / norm, j1 / norm, s0 / norm, s1 / norm
+
+
+_BESSEL_TINY = 1e-3  # below: the power series' first terms (Miller's recurrence would overflow in one step)
+
+
+def _tiny_jy(x, xp):
+    """(J0, J1, Y0, Y1) for 0 < x <= 1e-3 from the ascending series (A&S 9.1.10, 9.1.11), three terms each."""
+    q = -x * x / 4.0
+    log_half = xp.log(x / 2.0)
+    j0 = 1.0 + q + q * q / 4.0
+    j1 = x / 2.0 * (1.0 + q / 2.0 + q * q / 12.0)
+    psi1, psi2, psi3, psi4 = -_EULER_GAMMA, 1.0 - _EULER_GAMMA, 1.5 - _EULER_GAMMA, 11.0 / 6.0 - _EULER_GAMMA
+    y0 = (2.0 / math.pi) * ((log_half + _EULER_GAMMA) * j0 + (-q) - 1.5 * q * q / 4.0)
+    y1 = -2.0 / (math.pi * x) + (2.0 / math.pi) * log_half * j1 \
+        - x / (2.0 * math.pi) * ((psi1 + psi2) + (psi2 + psi3) * q / 2.0 + (psi3 + psi4) * q * q / 12.0)
+    return j0, j1, y0, y1
+
+
+def bessel_jy(x, xp):
+    """(J0, J1, Y0, Y1) of a float64 array: J0 even and J1 odd in x; Y0, Y1 nan for x < 0 and -inf at 0."""
+    a = xp.abs(x)
+    with _quiet(xp):
+        near = xp.clip(a, _BESSEL_TINY, _BESSEL_NEAR)
+        j0, j1, s0, s1 = _miller(near, xp)
+        log_term = xp.log(near / 2.0) + _EULER_GAMMA
+        y0 = (2.0 / math.pi) * log_term * j0 - (4.0 / math.pi) * s0
+        y1 = (2.0 / math.pi) * (log_term * j1 - j0 / near) + (2.0 / math.pi) * s1
+        tiny = xp.clip(a, 1e-300, _BESSEL_TINY)
+        is_tiny = a < _BESSEL_TINY
+        j0, j1, y0, y1 = (xp.where(is_tiny, t, v) for t, v in zip(_tiny_jy(tiny, xp), (j0, j1, y0, y1)))
+        far = xp.maximum(a, _BESSEL_NEAR)
+        amplitude = xp.sqrt(2.0 / (math.pi * far))
+        chi0, chi1 = far - math.pi / 4, far - 3 * math.pi / 4
+        p0, q0 = _hankel(0, far, xp)
+        p1, q1 = _hankel(1, far, xp)
+        is_near = a <= _BESSEL_NEAR
+        j0 = xp.where(is_near, j0, amplitude * (p0 * xp.cos(chi0) - q0 * xp.sin(chi0)))
+        j1 = xp.where(is_near, j1, amplitude * (p1 * xp.cos(chi1) - q1 * xp.sin(chi1)))
+        y0 = xp.where(is_near, y0, amplitude * (p0 * xp.sin(chi0) + q0 * xp.cos(chi0)))
+        y1 = xp.where(is_near, y1, amplitude * (p1 * xp.sin(chi1) + q1 * xp.cos(chi1)))
+        j0 = xp.where(a == 0, 1.0, xp.where(xp.isinf(a), 0.0, j0))
+        j1 = xp.where(a == 0, 0.0, xp.where(xp.isinf(a), 0.0, xp.where(x < 0, -j1, j1)))  # odd
+        y0 = xp.where(x < 0, xp.nan, xp.where(x == 0, -xp.inf, xp.where(xp.isinf(x), 0.0, y0)))
+        y1 = xp.where(x < 0, xp.nan, xp.where(x == 0, -xp.inf, xp.where(xp.isinf(x), 0.0, y1)))
+    return j0, j1, y0, y1
+
+
+_K_STEP = 0.1  # trapezoid step of K's integral: its error is about exp(-pi^2 / step) for x up to 25
+
+
+def bessel_k_scaled(nu: int, x, xp):
+    """exp(x) K_nu(x) for x > 0 (nu = 0, 1): below 25, the trapezoid rule on exp(-x (cosh t - 1)) cosh(nu t)
+    over t >= 0 (exponentially accurate for this analytic, doubly exponentially decaying integrand); above, the
+    asymptotic expansion sqrt(pi / 2x) sum_k a_k(nu) / x^k."""
+    with _quiet(xp):
+        near = xp.clip(x, 1e-300, _BESSEL_NEAR)
+        total = 0.5 * xp.ones_like(near)  # the t = 0 term, halved
+        t = _K_STEP
+        while True:
+            term = xp.exp(-near * (math.cosh(t) - 1.0)) * math.cosh(nu * t)
+            total = total + term
+            if not bool((term > 1e-18 * total).any()):
+                break
+            t += _K_STEP
+        integral = total * _K_STEP
+        far = xp.maximum(x, _BESSEL_NEAR)
+        mu = 4.0 * nu * nu
+        term, series = xp.ones_like(far), xp.ones_like(far)
+        for k in range(1, 40):
+            term = term * (mu - (2 * k - 1) ** 2) / (k * 8.0 * far)
+            series = series + term
+        out = xp.where(x <= _BESSEL_NEAR, integral, xp.sqrt(math.pi / (2.0 * far)) * series)
+        out = xp.where(x < 0, xp.nan, xp.where(x == 0, xp.inf, xp.where(xp.isinf(x), 0.0, out)))
+    return out

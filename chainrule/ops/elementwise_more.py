@@ -318,3 +318,28 @@ def spherical_bessel_j0(x) -> Tensor:
     x = float_operand(x, "special.spherical_bessel_j0")
     refuse_complex("special.spherical_bessel_j0", x)
     return untracked(special_more.spherical_bessel_j0(x._data, xp_of(x._data)), x, "special.spherical_bessel_j0")
+
+
+# (name -> its float64 values from the backend's float64 array) for torch.special's Bessel functions of the
+# first and second kinds, which PyTorch does not differentiate (neither does chainrule: untracked results)
+_BESSEL = {
+    "bessel_j0": lambda x, xp: special_more.bessel_jy(x, xp)[0],
+    "bessel_j1": lambda x, xp: special_more.bessel_jy(x, xp)[1],
+    "bessel_y0": lambda x, xp: special_more.bessel_jy(x, xp)[2],
+    "bessel_y1": lambda x, xp: special_more.bessel_jy(x, xp)[3],
+    "modified_bessel_k0": lambda x, xp: special_more.bessel_k_scaled(0, x, xp) * xp.exp(-x),
+    "modified_bessel_k1": lambda x, xp: special_more.bessel_k_scaled(1, x, xp) * xp.exp(-x),
+    "scaled_modified_bessel_k0": lambda x, xp: special_more.bessel_k_scaled(0, x, xp),
+    "scaled_modified_bessel_k1": lambda x, xp: special_more.bessel_k_scaled(1, x, xp),
+}
+
+
+def bessel(name: str, x) -> Tensor:
+    """``torch.special.<name>(x)`` for the Bessel functions in ``_BESSEL``, computed in float64."""
+    op = f"special.{name}"
+    x = float_operand(x, op)
+    refuse_complex(op, x)
+    xp = xp_of(x._data)
+    with special_more._quiet(xp):
+        out = _BESSEL[name](x._data.astype("float64"), xp)
+    return untracked(out.astype(x._data.dtype), x, op)

@@ -2167,14 +2167,15 @@ for _name, _n, _configs in [("fft", 1, _ONE_D), ("ifft", 1, _ONE_D), ("fft2", 2,
                             ("fftn", 0, _N_D), ("ifftn", 0, _N_D)]:
     _fft_case(_name, _n, _configs)
     _fft_case(_name, _n, _configs, complex_input=False, label="-real-input")
-for _name, _n, _configs in [("rfft", 1, _ONE_D), ("rfft2", 2, _TWO_D), ("rfftn", 0, _N_D), ("ihfft", 1, _ONE_D)]:
+for _name, _n, _configs in [("rfft", 1, _ONE_D), ("rfft2", 2, _TWO_D), ("rfftn", 0, _N_D), ("ihfft", 1, _ONE_D),
+                            ("ihfft2", 2, _TWO_D), ("ihfftn", 0, _N_D)]:
     _fft_case(_name, _n, _configs, complex_input=False)
 # the inverse real transforms: without n/s the output length is 2 * (bins - 1), so the last dim needs 2 bins
 _INV_ONE_D = [(((4,),), {}), (((2, 3),), {"n": 5, "norm": "ortho"}), (((3, 2),), {"dim": 0, "n": 4, "norm": "forward"}),
               (((2, 4),), {"n": 2})]
 _INV_TWO_D = [(((3, 3),), {}), (((2, 3, 2),), {"s": (4, 3), "norm": "ortho"}), (((3, 2, 2),), {"dim": (0, 2), "norm": "forward"})]
 for _name, _n, _configs in [("irfft", 1, _INV_ONE_D), ("hfft", 1, _INV_ONE_D), ("irfft2", 2, _INV_TWO_D),
-                            ("irfftn", 0, _N_D)]:
+                            ("irfftn", 0, _N_D), ("hfft2", 2, _INV_TWO_D), ("hfftn", 0, _N_D)]:
     _fft_case(_name, _n, _configs, min_side=2)
 for _name in ("fftshift", "ifftshift"):
     case(f"fft.{_name}", lambda lib, x, op=_name, **p: getattr(lib.fft, op)(x, **p),
@@ -2447,3 +2448,8 @@ for _left, _transpose in [(True, False), (True, True), (False, False), (False, T
                  _sized(lambda m, n, p: ((m + n, n), (n,), (m + n, p)), _side, _side, _side), tags=frozenset({"no_half"}))
 _linalg_case("orgqr", lambda lib, a, t: lib.orgqr(a, t), _no_params([((4, 3), (2,))]),
              _sized(lambda m, n: ((m + n, n), (n,)), _side, _pos_side), tags=frozenset({"no_half"}))
+# (the J and Y Bessel functions are not in the table: torch's are good to about 1e-7 only, below the float64
+# oracle's tolerance; test_elementwise_more.py checks them against scipy, and torch at its accuracy)
+for _name in ("modified_bessel_k0", "modified_bessel_k1", "scaled_modified_bessel_k0", "scaled_modified_bessel_k1"):
+    _unary("special." + _name, fn=lambda lib, x, n=_name: getattr(lib.special, n)(x.abs() * 4.0 + 0.1),
+           differentiable=False, rtol32=1e-4, atol32=1e-5)

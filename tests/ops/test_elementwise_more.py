@@ -153,3 +153,23 @@ def test_polynomials_match_torch_at_the_ends_and_for_degrees_up_to_30(name):
     assert not getattr(cr.special, name)(cr.tensor(x, requires_grad=True), 3).requires_grad
     # nan stays nan (torch's vectorised kernel gives some other element's value there)
     assert np.isnan(getattr(cr.special, name)(cr.tensor([0.5, np.nan]), 4).numpy()[1])
+
+
+_BESSEL_X = np.concatenate([np.linspace(-80.0, 80.0, 3201), [1e-300, 1e-10, 24.999, 25.001, 1e3, 1e6]])
+
+
+@pytest.mark.parametrize("name, reference", [("bessel_j0", "j0"), ("bessel_j1", "j1"), ("bessel_y0", "y0"),
+                                             ("bessel_y1", "y1"), ("modified_bessel_k0", "k0"),
+                                             ("modified_bessel_k1", "k1"), ("scaled_modified_bessel_k0", "k0e"),
+                                             ("scaled_modified_bessel_k1", "k1e")])
+def test_bessel_functions_match_scipy_closely_and_torch_to_its_accuracy(name, reference):
+    special = pytest.importorskip("scipy.special")
+    x = _BESSEL_X if name.startswith("bessel_j") else _BESSEL_X[_BESSEL_X > 0]
+    ours = getattr(cr.special, name)(cr.tensor(x)).numpy()
+    # absolute near the zeros of J and Y, relative elsewhere
+    np.testing.assert_allclose(ours, getattr(special, reference)(x), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ours, getattr(torch.special, name)(torch.tensor(x)).numpy(), rtol=1e-6, atol=1e-6)
+    for value in (0.0, -1.0, np.nan):  # the special values as torch gives them (at +-inf, the limits 0)
+        np.testing.assert_allclose(getattr(cr.special, name)(cr.tensor([value], dtype=cr.float64)).numpy(),
+                                   getattr(torch.special, name)(torch.tensor([value], dtype=torch.float64)).numpy(),
+                                   rtol=1e-6)
