@@ -4,6 +4,7 @@ a spatial transformer trained a few steps; the error messages. (The op-table cas
 tests/ops/op_cases.py gradcheck and gradgradcheck them and run the hypothesis oracle.)"""
 
 import itertools
+import re
 import warnings
 
 import numpy as np
@@ -113,7 +114,6 @@ def test_second_derivatives_match_torch(mode, padding):
 def test_affine_grid_matches_torch(nd, align, dtype):
     rng = np.random.default_rng(4)
     theta = rng.standard_normal((3, nd, nd + 1)).astype(dtype)
-    w = None
     for size in [(3, 2, 4, 5, 3)[:nd + 2], (3, 1, 1, 6, 2)[:nd + 2], (3, 1, 2, 1, 1)[:nd + 2]]:
         ct, tt = cr.tensor(theta, requires_grad=True), torch.tensor(theta, requires_grad=True)
         with warnings.catch_warnings():
@@ -219,7 +219,7 @@ def test_errors_name_the_operation_and_the_dtypes_or_shapes(call, pattern):
     t_type, _ = _error(call, torch)
     c_type, c_msg = _error(call, cr)
     assert t_type is not None and c_type is t_type, (c_type, t_type)
-    assert c_msg is not None and __import__("re").search(pattern, c_msg), c_msg
+    assert c_msg is not None and re.search(pattern, c_msg), c_msg
 
 
 def test_align_corners_left_unset_warns_as_torch_and_means_false():
