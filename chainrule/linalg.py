@@ -85,11 +85,10 @@ def _eye(n: int, like: Tensor) -> Tensor:
 
 
 def diagonal(A, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
-    """The main diagonal of the last two dims (``torch.linalg.diagonal``; offset 0 and the last two dims only)."""
-    A = tensor_operand(A, "linalg.diagonal")
-    if offset != 0 or {dim1 % max(A.ndim, 1), dim2 % max(A.ndim, 1)} != {A.ndim - 2, A.ndim - 1}:
-        raise NotImplementedError("linalg.diagonal: only offset=0 over the last two dims is supported")
-    return _diag(A)
+    """``torch.diagonal`` with the last two dims as default (``torch.linalg.diagonal``)."""
+    from chainrule.ops.shape import diagonal as _diagonal
+
+    return _diagonal(tensor_operand(A, "linalg.diagonal"), offset, dim1, dim2)
 
 
 def _diag(A: Tensor) -> Tensor:

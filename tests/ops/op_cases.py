@@ -2453,3 +2453,5 @@ _linalg_case("orgqr", lambda lib, a, t: lib.orgqr(a, t), _no_params([((4, 3), (2
 for _name in ("modified_bessel_k0", "modified_bessel_k1", "scaled_modified_bessel_k0", "scaled_modified_bessel_k1"):
     _unary("special." + _name, fn=lambda lib, x, n=_name: getattr(lib.special, n)(x.abs() * 4.0 + 0.1),
            differentiable=False, rtol32=1e-4, atol32=1e-5)
+_linalg_case("linalg.diagonal", lambda lib, a: lib.linalg.diagonal(a, offset=-1, dim1=0, dim2=2),
+             _no_params([((3, 2, 4),), ((2, 2, 0),)]), one_shape(3, 4))
