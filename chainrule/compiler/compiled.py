@@ -65,6 +65,12 @@ class Compiled:
             return self._eager(args, kwargs)
         if self._state is None:
             self._state = State(self.fn, args, kwargs, self.extra_state)
+        else:
+            rebound = self._state.rebound()
+            if rebound is not None:  # the programs read the old object: start again from discovery
+                self.misses.append(f"'{rebound}' now names another object; every variant is captured again")
+                self.variants.clear()
+                self._state = State(self.fn, args, kwargs, self.extra_state)
         try:
             key = self._signature(args, kwargs)
         except TypeError as error:
@@ -173,7 +179,7 @@ class Compiled:
     def _warn_once(self, text: str) -> None:
         if not self._warned:
             self._warned = True
-            warnings.warn(text, RuntimeWarning, stacklevel=4)
+            warnings.warn(text, RuntimeWarning, stacklevel=_user_stacklevel())
 
     # ----- guards -------------------------------------------------------------------------------------
     def _signature(self, args, kwargs) -> tuple:
@@ -232,6 +238,18 @@ class CompiledModule(Compiled):
 
     def __getattr__(self, name):
         return getattr(self.module, name)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside chainrule."""
+    import sys
+
+    from chainrule.compiler.tracer import _PACKAGE
+
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _hooks_on(state: State) -> str | None:

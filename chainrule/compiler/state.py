@@ -24,6 +24,7 @@ class State:
         self.schedulers: list = []
         self.tensors: list = []
         self._seen: set = set()
+        self.bindings = _bindings_of(fn)
         for obj in _roots_of(fn) + list(extra):
             self._visit(obj, depth=2)
         for obj in list(args) + list(kwargs.values()):  # tensor arguments are inputs, not state
@@ -36,6 +37,14 @@ class State:
             for group in opt.param_groups:
                 for t in group["params"]:
                     self._add_tensor(t)
+
+    def rebound(self) -> str | None:
+        """The closure variable or global the function names that now holds another tensor, module,
+        optimizer or scheduler than at discovery (its program would still read the old one), or None."""
+        for get, name, obj in self.bindings:
+            if get() is not obj:
+                return name
+        return None
 
     def _visit(self, obj, depth: int) -> None:
         if id(obj) in self._seen or obj is None or isinstance(obj, (str, bytes, int, float, bool, type)):
@@ -115,6 +124,30 @@ def _roots_of(fn) -> list:
         stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
     glob = getattr(fn, "__globals__", {})
     found.extend(glob[n] for n in sorted(names) if n in glob)
+    return found
+
+
+def _bindings_of(fn) -> list:
+    """(getter, name, object) for each closure cell and global of ``fn`` holding state (a tensor, module,
+    optimizer or scheduler): rebinding one between calls must not leave the program on the old object."""
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    kinds = (Tensor, Module, Optimizer, LRScheduler)
+    found = []
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(value, kinds):
+            found.append((lambda cell=cell: cell.cell_contents, name, value))
+    glob = getattr(fn, "__globals__", {})
+    for name in code.co_names:
+        value = glob.get(name)
+        if isinstance(value, kinds):
+            found.append((lambda name=name: glob.get(name), name, value))
     return found
 
 

@@ -315,3 +315,33 @@ def test_fit_with_compile_equals_eager_fit():
     assert results[0][0] == results[1][0]
     for a, b in zip(results[0][1], results[1][1]):
         assert a.tobytes() == b.tobytes()
+
+
+def test_a_python_number_that_changes_between_calls_is_caught_by_verification():
+    w = nn.Parameter(cr.ones(4))
+    factor = [1.0]
+
+    def step(x):
+        return x * w * factor[0]  # a Python number inside: frozen into the program
+
+    f = compile(step)
+    with pytest.raises(CompileError, match="differs from eager"):
+        for i in range(4):
+            factor[0] = float(i + 1)
+            f(cr.ones(4))
+
+
+def test_rebinding_a_closure_tensor_recaptures():
+    scale = cr.ones(4)
+
+    def step(x):
+        return x * scale
+
+    f = compile(step)
+    x = cr.ones(4)
+    for _ in range(4):
+        f(x)
+    scale = cr.full((4,), 3.0)  # noqa: F841  (read through the closure)
+    out = f(x)
+    assert out.tolist() == [3.0] * 4
+    assert any("now names another object" in m for m in f.misses)
