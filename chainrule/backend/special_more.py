@@ -365,8 +365,8 @@ def bessel_jy(x, xp):
 _K_STEP = 0.1  # trapezoid step of K's integral: its error is about exp(-pi^2 / step) for x up to 25
 
 
-def bessel_k_scaled(nu: int, x, xp):
-    """exp(x) K_nu(x) for x > 0 (nu = 0, 1): below 25, the trapezoid rule on exp(-x (cosh t - 1)) cosh(nu t)
+def bessel_k_scaled(nu: float, x, xp):
+    """exp(x) K_nu(x) for x > 0 (any real order nu >= 0): below 25, the trapezoid rule on exp(-x (cosh t - 1)) cosh(nu t)
     over t >= 0 (exponentially accurate for this analytic, doubly exponentially decaying integrand); above, the
     asymptotic expansion sqrt(pi / 2x) sum_k a_k(nu) / x^k."""
     with _quiet(xp):
@@ -389,3 +389,53 @@ def bessel_k_scaled(nu: int, x, xp):
         out = xp.where(x <= _BESSEL_NEAR, integral, xp.sqrt(math.pi / (2.0 * far)) * series)
         out = xp.where(x < 0, xp.nan, xp.where(x == 0, xp.inf, xp.where(xp.isinf(x), 0.0, out)))
     return out
+
+
+# ----- the Airy function Ai -----------------------------------------------------------------------------------
+
+_AI_0, _AI_PRIME_0 = 0.355028053887817239, -0.258819403792806798  # Ai(0), Ai'(0)
+_AIRY_SERIES_FROM = -6.5  # the ascending series on [-6.5, 1]: below, the oscillating asymptotic expansion
+_AIRY_SERIES_TERMS = 60
+
+
+def _airy_series(x, xp):
+    """Ai(x) = Ai(0) f(x) + Ai'(0) g(x), f = 1 + x^3/3! + 1*4 x^6/6! + ..., g = x + 2 x^4/4! + 2*5 x^7/7! + ..."""
+    cube = x * x * x
+    f_term, g_term = xp.ones_like(x), x
+    f, g = f_term, g_term
+    for k in range(1, _AIRY_SERIES_TERMS):
+        f_term = f_term * cube / ((3 * k - 1) * (3 * k))
+        g_term = g_term * cube / ((3 * k) * (3 * k + 1))
+        f, g = f + f_term, g + g_term
+    return _AI_0 * f + _AI_PRIME_0 * g
+
+
+def _airy_oscillating(z, xp):
+    """Ai(-z) for z >= 6.5: pi^-1/2 z^-1/4 (sin(zeta + pi/4) P - cos(zeta + pi/4) Q), zeta = 2/3 z^3/2, with
+    P = sum (-1)^k u_2k zeta^-2k, Q = sum (-1)^k u_2k+1 zeta^-2k-1 and u_k = u_k-1 (6k-5)(6k-3)(6k-1) / (216 k (2k-1))."""
+    zeta = 2.0 / 3.0 * z * xp.sqrt(z)
+    u, p, q = 1.0, xp.ones_like(z), xp.zeros_like(z)
+    power = xp.ones_like(z)
+    for k in range(1, 30):
+        u = u * (6 * k - 5) * (6 * k - 3) * (6 * k - 1) / (216 * k * (2 * k - 1))
+        power = power / zeta
+        sign = -1.0 if (k // 2) % 2 else 1.0
+        if k % 2:
+            q = q + sign * u * power
+        else:
+            p = p + sign * u * power
+    phase = zeta + math.pi / 4
+    return (xp.sin(phase) * p - xp.cos(phase) * q) / (math.sqrt(math.pi) * z ** 0.25)
+
+
+def airy_ai(x, xp):
+    """The Airy function Ai of a float64 array: the ascending series on [-6.5, 1], the asymptotic expansion
+    below, and above 1 Ai(x) = sqrt(x / 3) / pi K_1/3(2/3 x^3/2) from the modified Bessel function's integral."""
+    with _quiet(xp):
+        middle = _airy_series(xp.clip(x, _AIRY_SERIES_FROM, 1.0), xp)
+        low = _airy_oscillating(xp.maximum(-x, -_AIRY_SERIES_FROM), xp)
+        high_x = xp.maximum(x, 1.0)
+        zeta = 2.0 / 3.0 * high_x * xp.sqrt(high_x)
+        high = xp.sqrt(high_x / 3.0) / math.pi * xp.exp(-zeta) * bessel_k_scaled(1.0 / 3.0, zeta, xp)
+        out = xp.where(x < _AIRY_SERIES_FROM, low, xp.where(x > 1.0, high, middle))
+        return xp.where(x == xp.inf, 0.0, xp.where(x == -xp.inf, 0.0, out))

@@ -321,8 +321,10 @@ def spherical_bessel_j0(x) -> Tensor:
 
 
 # (name -> its float64 values from the backend's float64 array) for torch.special's Bessel functions of the
-# first and second kinds, which PyTorch does not differentiate (neither does chainrule: untracked results)
+# first and second kinds and the Airy function, which PyTorch does not differentiate (neither does chainrule:
+# untracked results)
 _BESSEL = {
+    "airy_ai": special_more.airy_ai,
     "bessel_j0": lambda x, xp: special_more.bessel_jy(x, xp)[0],
     "bessel_j1": lambda x, xp: special_more.bessel_jy(x, xp)[1],
     "bessel_y0": lambda x, xp: special_more.bessel_jy(x, xp)[2],
@@ -335,7 +337,7 @@ _BESSEL = {
 
 
 def bessel(name: str, x) -> Tensor:
-    """``torch.special.<name>(x)`` for the Bessel functions in ``_BESSEL``, computed in float64."""
+    """``torch.special.<name>(x)`` for the Bessel and Airy functions in ``_BESSEL``, computed in float64."""
     op = f"special.{name}"
     x = float_operand(x, op)
     refuse_complex(op, x)

@@ -173,3 +173,14 @@ def test_bessel_functions_match_scipy_closely_and_torch_to_its_accuracy(name, re
         np.testing.assert_allclose(getattr(cr.special, name)(cr.tensor([value], dtype=cr.float64)).numpy(),
                                    getattr(torch.special, name)(torch.tensor([value], dtype=torch.float64)).numpy(),
                                    rtol=1e-6)
+
+
+def test_airy_ai_matches_scipy_and_torch_to_its_accuracy():
+    special = pytest.importorskip("scipy.special")
+    x = np.linspace(-100.0, 100.0, 20001)
+    ours = cr.special.airy_ai(cr.tensor(x)).numpy()
+    reference = special.airy(x)[0]
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-11)  # the oscillating side, absolutely
+    np.testing.assert_allclose(ours[x > 0], reference[x > 0], rtol=1e-12, atol=0)  # the decaying side, relatively
+    np.testing.assert_allclose(ours, torch.special.airy_ai(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-5)
+    assert not cr.special.airy_ai(cr.tensor([1.0], requires_grad=True)).requires_grad
