@@ -821,8 +821,8 @@ def apply_reflectors(A: Tensor, tau: Tensor, C: Tensor, *, left: bool, transpose
 
 def lu_factor_ex(A, *, pivot: bool = True, check_errors: bool = False) -> LUFactorExResult:
     """(LU, pivots, info): partial-pivoting LU (chainrule.backend.lu) with L and U packed, 1-based int32 pivots
-    and info = j + 1 at a zero pivot U[j, j]. Differentiable for square A (PyTorch's formula); the gradient of
-    a non-square factorization raises."""
+    and info = j + 1 at a zero pivot U[j, j]. Differentiable (PyTorch's formulas, square, wide and tall: see
+    :func:`_lu_backward`), to every order."""
     from chainrule.backend import factor as _lu
 
     A = _matrix("linalg.lu_factor_ex", A)
@@ -836,17 +836,37 @@ def lu_factor_ex(A, *, pivot: bool = True, check_errors: bool = False) -> LUFact
                           "it in lu_solve would divide by zero; linalg.lu or linalg.lu_factor_ex factor it anyway")
     P = untracked(_lu.permutation_matrix(pivots, A.shape[-2], A._data.dtype, xp), A)
 
-    def rule(g, LU):  # gA = P L^-T ((L^T gL).tril(-1) + (gU U^T).triu()) U^-T (PyTorch's linalg_lu_backward)
-        if A.shape[-1] != A.shape[-2]:
-            raise NotImplementedError(f"linalg.lu_factor: the derivative is implemented for square matrices only, "
-                                      f"got {describe(A)}")
-        L, U = LU.tril(-1) + _eye(A.shape[-1], LU), LU.triu()
-        phi = (L.mT @ g.tril(-1)).tril(-1) + (g.triu() @ U.mT).triu()
-        X = solve_triangular(L.mT, phi, upper=True, unitriangular=True)
-        return (P @ solve_triangular(U.mT, X, upper=False, left=False),)
+    def rule(g, LU):
+        return (P @ _lu_backward(LU, g),)
 
     LU = record(packed, "linalg_lu_factor", (A,), rule, (), keep_output=True)
     return LUFactorExResult(LU, untracked(pivots, A), untracked(info, A))
+
+
+def _lu_backward(LU: Tensor, g: Tensor) -> Tensor:
+    """P^T gA for A = P L U from the packed factors and the packed gradient g (gL below the diagonal of its first
+    k columns, gU on and above the diagonal of its first k rows), as PyTorch's linalg_lu_backward:
+      square: L^-T ((L^T gL).tril(-1) + (gU U^T).triu()) U^-T
+      wide (m < n, U = [U1 U2]): L^-T [((L^T gL - gU U^T).tril(-1) U1^-T + gU1) gU2]
+      tall (m > n, L = [L1; L2]): [L1^-T (gU U^T - L^T gL).triu() + gL1; gL2] U^-T"""
+    m, n = LU.shape[-2:]
+    k = min(m, n)
+    L = LU[..., :, :k].tril(-1) + _eye(m, LU)[:, :k]
+    U = LU[..., :k, :].triu()
+    gL, gU = g[..., :, :k].tril(-1), g[..., :k, :].triu()
+    if m == n:
+        phi = (L.mT @ gL).tril(-1) + (gU @ U.mT).triu()
+        X = solve_triangular(L.mT, phi, upper=True, unitriangular=True)
+        return solve_triangular(U.mT, X, upper=False, left=False)
+    from chainrule.ops.shape import cat
+
+    if m < n:
+        X = solve_triangular(U[..., :, :k].mT, (L.mT @ gL - gU @ U.mT).tril(-1), upper=False, left=False)
+        X = cat([X + gU[..., :, :k], gU[..., :, k:]], -1)
+        return solve_triangular(L.mT, X, upper=True, unitriangular=True)
+    X = solve_triangular(L[..., :k, :].mT, (gU @ U.mT - L.mT @ gL).triu(), upper=True, unitriangular=True)
+    X = cat([X + gL[..., :k, :], gL[..., k:, :]], -2)
+    return solve_triangular(U.mT, X, upper=False, left=False)
 
 
 def lu_factor(A, *, pivot: bool = True) -> LUFactorResult:
@@ -874,7 +894,7 @@ def lu_unpack_parts(LU: Tensor, pivots: Tensor, unpack_data: bool = True, unpack
 
 
 def lu(A, *, pivot: bool = True) -> LUResult:
-    """(P, L, U) with A = P L U: the unpacked :func:`lu_factor` (a composite, differentiable for square A)."""
+    """(P, L, U) with A = P L U: the unpacked :func:`lu_factor_ex` (a composite)."""
     LU, pivots, _ = lu_factor_ex(A, pivot=pivot)
     return LUResult(*lu_unpack_parts(LU, pivots))
 

@@ -48,11 +48,16 @@ def test_a_singular_matrix_factors_with_info_and_lu_factor_refuses_it_as_torch()
         torch.linalg.lu_factor(torch.tensor(a))
 
 
-def test_lu_gradient_of_a_rectangular_matrix_is_refused_by_name():
-    a = cr.randn(3, 4, dtype=cr.float64, requires_grad=True)
-    LU, _ = cr.linalg.lu_factor(a)
-    with pytest.raises(NotImplementedError, match="lu_factor.*square"):
-        LU.sum().backward()
+@pytest.mark.parametrize("shape", [(3, 5), (5, 3), (2, 2, 4)])
+def test_lu_of_a_rectangular_matrix_differentiates_as_torch(shape):
+    from chainrule.autograd import gradgradcheck
+
+    a, seed = np.random.default_rng(7).standard_normal((2,) + shape)
+    x, t = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    (cr.linalg.lu_factor_ex(x).LU * cr.tensor(seed)).sum().backward()
+    (torch.linalg.lu_factor_ex(t).LU * torch.tensor(seed)).sum().backward()
+    _same(x.grad, t.grad, rtol=1e-10, atol=1e-12)
+    assert gradgradcheck(lambda y: cr.linalg.lu(y)[1:], [cr.tensor(a, requires_grad=True)])
 
 
 def test_lu_unpack_without_data_or_pivots_gives_empty_tensors_as_torch():
