@@ -2458,5 +2458,6 @@ _linalg_case("linalg.diagonal", lambda lib, a: lib.linalg.diagonal(a, offset=-1,
 # (on the decaying side, where torch's Ai is accurate to 1e-13; elsewhere to about 1e-6: see test_elementwise_more)
 _unary("special.airy_ai", fn=lambda lib, x: lib.special.airy_ai(x.abs() * 2.0 + 0.1), differentiable=False)
 # (P, which carries no gradient, last: gradgradcheck pairs output gradients with the outputs that need them)
-_linalg_case("linalg.lu-rectangular", lambda lib, a: (lambda p, l, u: (l, u, p))(*lib.linalg.lu(a)), _no_params([((3, 5),), ((2, 4, 2),)]),
+_linalg_case("linalg.lu-rectangular", lambda lib, a: (lambda p, l, u: (l, u, p))(*lib.linalg.lu(a)),
+             _no_params([((3, 5),), ((2, 4, 2),)]),
              _sized(lambda m, n: ((m, n),), _pos_side, _pos_side), samplers=(no_ties,), tags=frozenset({"no_half"}))
