@@ -163,12 +163,22 @@ def test_cli_train_gpt_on_two_processes_follows_the_one_process_run(tmp_path):
     assert json.loads((two / "summary.json").read_text())["processes"] == 2
 
 
-def test_cli_under_mpiexec_refuses_bad_batch_and_other_commands_on_every_rank(tmp_path):
+def test_cli_under_mpiexec_refuses_bad_input_and_other_commands_and_ends_every_rank(tmp_path):
     bad = run_cli(2, "train", "gpt", *GPT_OPTIONS, "--batch-size", "5", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "must divide by 2" in bad.stderr and not (tmp_path / "x").exists()
     other = run_cli(2, "evaluate", str(tmp_path))
     assert other.returncode == 2
     assert other.stderr.count("only `train` runs under mpiexec") == 2  # one line from each process
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("not a run")
+    start = time.monotonic()
+    rank0_only = run_cli(2, "train", "gpt", *GPT_OPTIONS, "--batch-size", "8", "--out", str(tmp_path / "taken"))
+    assert rank0_only.returncode == 2 and time.monotonic() - start < 30  # rank 0 alone saw it: no hang
+    assert "[rank 0] chainrule: error: output folder" in rank0_only.stderr
+    env_without = {**os.environ, "CHAINRULE_DISTRIBUTED_NO_MPI4PY": "1", "OMP_NUM_THREADS": "1"}
+    missing = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "chainrule", "train", "gpt", *GPT_OPTIONS,
+                              "--out", str(tmp_path / "y")], capture_output=True, text=True, timeout=60, env=env_without)
+    assert missing.returncode == 2 and missing.stderr.count("needs mpi4py: pip install 'chainrule[mpi]'") == 2
 
 
 def test_threads_are_shared_among_the_ranks_of_a_machine_unless_chosen():
