@@ -2,7 +2,11 @@
 is reparameterised (gradients reach the parameters), ``sample`` draws from chainrule's seeded generator,
 ``kl_divergence`` dispatches through a registry (``register_kl``)."""
 
-from chainrule.distributions import constraints, transforms
+from chainrule.distributions import (
+                                             constraints,
+                                             kl_cross,  # noqa: F401  (registers the cross-family KL pairs)
+                                             transforms,
+)
 from chainrule.distributions.constraint_registry import biject_to, transform_to
 from chainrule.distributions.continuous import Cauchy, GeneralizedPareto, Laplace, LogNormal, StudentT, VonMises
 from chainrule.distributions.continuous_bernoulli import ContinuousBernoulli

@@ -28,6 +28,7 @@ __all__ = ["HalfNormal", "HalfCauchy", "Gumbel", "Pareto", "Weibull", "InverseGa
            "RelaxedOneHotCategorical"]
 
 EULER_GAMMA = 0.5772156649015329
+_INF = float("inf")
 _LOG_2 = math.log(2.0)
 
 
@@ -145,15 +146,17 @@ class Pareto(TransformedDistribution):
 
     @property
     def mean(self):
-        a = self.alpha.clamp(min=1)  # infinite for alpha <= 1
-        return a * self.scale / (a - 1)
+        finite = self.alpha.detach() > 1  # infinite for alpha <= 1
+        a = _ops.where(finite, self.alpha, 2.0)
+        return _ops.where(finite, a * self.scale / (a - 1), _INF)
 
     mode = property(lambda self: self.scale)
 
     @property
     def variance(self):
-        a = self.alpha.clamp(min=2)  # infinite for alpha <= 2
-        return self.scale ** 2 * a / ((a - 1) ** 2 * (a - 2))
+        finite = self.alpha.detach() > 2  # infinite for alpha <= 2
+        a = _ops.where(finite, self.alpha, 3.0)
+        return _ops.where(finite, self.scale ** 2 * a / ((a - 1) ** 2 * (a - 2)), _INF)
 
     def entropy(self):
         return (self.scale / self.alpha).log() + self.alpha.reciprocal() + 1
