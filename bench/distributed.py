@@ -71,12 +71,15 @@ class _TimedReducer:
     allreduces) notes when it began and ended."""
 
     spans: list = []  # (start, end) of each finalize, perf_counter seconds (one clock for all ranks here)
+    early: list = []  # per finalize: (buckets launched during backward, how many of them MPI had completed)
 
     @classmethod
     def around(cls, reducer_class):
         class Timed(reducer_class):
             def finalize(self):
                 start = time.perf_counter()
+                launched = [b.request for b in self.buckets[:self.next_bucket]]
+                cls.early.append((len(launched), sum(1 for request in launched if request.Test())))
                 super().finalize()
                 cls.spans.append((start, time.perf_counter()))
 
@@ -130,6 +133,9 @@ def worker(args) -> dict:
     result = {"ms_per_step": 1e3 * statistics.median(times), "world": world}
     if world > 1:
         result["wait_ms"] = _exposed_wait_ms(_TimedReducer.spans[args.warmup:])
+        early = _TimedReducer.early[args.warmup:]
+        result["buckets_launched_during_backward"] = sum(n for n, _ in early)
+        result["of_them_complete_when_backward_ended"] = sum(done for _, done in early)
         result["blocking_allreduce_ms"] = _blocking_allreduce_ms(model, args)
         times_all = [None] * world
         dist.all_gather_object(times_all, result["ms_per_step"])
