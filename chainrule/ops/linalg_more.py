@@ -27,11 +27,13 @@ __all__ = ["addmm", "addmv", "addr", "addbmm", "baddbmm", "mv", "ger", "chain_ma
            "cov", "corrcoef", "diagflat", "qr", "svd", "triangular_solve", "cholesky", "cholesky_solve",
            "cholesky_inverse", "cross", "nuclear_norm", "frobenius_norm", "vander", "trapezoid", "trapz",
            "cumulative_trapezoid", "matrix_exp", "matrix_power", "pinverse", "det", "slogdet", "logdet", "inverse",
-           "trace", "lu", "lu_unpack", "lu_solve", "geqrf", "orgqr", "ormqr"]
+           "trace", "lu", "lu_unpack", "lu_solve", "geqrf", "orgqr", "ormqr", "svd_lowrank", "pca_lowrank", "adjoint"]
 
 # methods of torch.Tensor among them (ger, chain_matmul, the norms, vander and the trapezoid rules are functions only)
+# (adjoint's method is bound with the other complex-aware properties)
 METHODS = [n for n in __all__ if n not in ("chain_matmul", "tensordot", "nuclear_norm", "frobenius_norm", "vander",
-                                           "trapezoid", "trapz", "cumulative_trapezoid", "lu_unpack")]
+                                           "trapezoid", "trapz", "cumulative_trapezoid", "lu_unpack", "svd_lowrank",
+                                           "pca_lowrank", "adjoint")]
 
 SVDResult = namedtuple("svd", ["U", "S", "V"])
 TriangularSolveResult = namedtuple("triangular_solve", ["solution", "cloned_coefficient"])
@@ -494,3 +496,45 @@ def ormqr(input, tau, other, left: bool = True, transpose: bool = False) -> Tens
                            f"{'rows' if left else 'columns'} and input's batch shape, got {describe(A)}, {describe(tau)} "
                            f"and {describe(other)}")
     return _la.apply_reflectors(A, tau, other, left=left, transpose=transpose)
+
+
+# ----- randomized low-rank SVD and PCA -------------------------------------------------------------------------
+
+def svd_lowrank(A, q: int | None = 6, niter: int | None = 2, M=None) -> SVDResult:
+    """(U, S, V), A - M ~ U diag(S) V^T of rank q (at most min(m, n)), by Halko, Martinsson and Tropp's
+    randomized range finder: Q spans (X X^T)^niter X R for a Gaussian R drawn from chainrule's generator, and the
+    SVD of the small Q^T X gives the rest. A composite (of matmul, qr and svd), so differentiable; exact when
+    A - M has rank at most q. The random draw differs from PyTorch's, so only that exact part agrees."""
+    from chainrule.creation import randn
+
+    X = _la._matrix("svd_lowrank", A)
+    if M is not None:
+        X = X - tensor_operand(M, "svd_lowrank")
+    m, n = X.shape[-2:]
+    q = min(6 if q is None else q, m, n)
+    R = randn(*(tuple(X.shape[:-2]) + (n, q)), dtype=X.dtype, device=X.device)
+    Q = _la.qr(X @ R).Q
+    for _ in range(2 if niter is None else niter):  # power iterations sharpen the basis when the spectrum decays slowly
+        Q = _la.qr(X.mT @ Q).Q
+        Q = _la.qr(X @ Q).Q
+    U, S, Vh = _la.svd(Q.mT @ X, full_matrices=False)
+    return SVDResult(Q @ U, S, Vh.mT)
+
+
+def pca_lowrank(A, q: int | None = None, center: bool = True, niter: int = 2) -> SVDResult:
+    """``svd_lowrank`` of A with its column means removed (``center``), q defaulting to min(6, m, n): V's columns
+    are the principal directions, S**2 / (m - 1) the variances along them."""
+    A = _la._matrix("pca_lowrank", A)
+    m, n = A.shape[-2:]
+    q = min(6, m, n) if q is None else q
+    if not 0 <= q <= min(m, n):
+        raise RuntimeError(f"pca_lowrank: q must be in [0, min(m, n)] = [0, {min(m, n)}], got q={q} ({describe(A)})")
+    return svd_lowrank(A - A.mean(-2, keepdim=True) if center else A, q, niter)
+
+
+def adjoint(input) -> Tensor:
+    """The conjugate transpose of the last two dims (the transpose of a real tensor)."""
+    A = tensor_operand(input, "adjoint")
+    if A.ndim < 2:
+        raise RuntimeError(f"adjoint: tensor must have at least 2 dimensions, got {describe(A)}")
+    return A.mT.conj_physical() if A._data.dtype.kind == "c" else A.mT

@@ -2461,3 +2461,4 @@ _unary("special.airy_ai", fn=lambda lib, x: lib.special.airy_ai(x.abs() * 2.0 + 
 _linalg_case("linalg.lu-rectangular", lambda lib, a: (lambda p, l, u: (l, u, p))(*lib.linalg.lu(a)),
              _no_params([((3, 5),), ((2, 4, 2),)]),
              _sized(lambda m, n: ((m, n),), _pos_side, _pos_side), samplers=(no_ties,), tags=frozenset({"no_half"}))
+_linalg_case("adjoint", lambda lib, a: lib.adjoint(a), _no_params([((2, 3),), ((2, 1, 3),)]), one_shape(2, 4))

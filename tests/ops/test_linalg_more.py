@@ -172,3 +172,25 @@ def test_bad_input_is_refused_by_both_with_a_message_naming_the_operation(call, 
         call(cr)
     with pytest.raises(Exception):  # noqa: B017 (torch's error types vary; that it refuses is the point)
         call(torch)
+
+
+def test_svd_lowrank_is_exact_for_a_matrix_of_rank_at_most_q():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((2, 7, 2)) @ rng.standard_normal((2, 2, 5))
+    shift = rng.standard_normal((2, 7, 5))
+    U, S, V = cr.svd_lowrank(cr.tensor(a + shift), q=3, M=cr.tensor(shift))
+    assert U.shape == (2, 7, 3) and S.shape == (2, 3) and V.shape == (2, 5, 3)
+    np.testing.assert_allclose(((U * S.unsqueeze(-2)) @ V.mT).numpy(), a, atol=1e-12)
+    np.testing.assert_allclose(S.numpy()[:, :2], torch.linalg.svdvals(torch.tensor(a)).numpy()[:, :2], rtol=1e-12)
+
+
+def test_pca_lowrank_values_and_gradient_match_torch_at_full_rank():
+    a = np.random.default_rng(9).standard_normal((6, 4))
+    x, t = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    cr.manual_seed(0)
+    S = cr.pca_lowrank(x)[1]
+    St = torch.pca_lowrank(t)[1]
+    _same(S, St, rtol=1e-12)
+    (S * cr.arange(4.0, dtype=cr.float64)).sum().backward()
+    (St * torch.arange(4.0, dtype=torch.float64)).sum().backward()
+    _same(x.grad, t.grad, rtol=1e-9, atol=1e-12)
