@@ -162,3 +162,16 @@ def test_queue_callback_outside_backward_raises_and_a_failed_walk_runs_none():
     assert ran == []
     with pytest.raises(RuntimeError, match="during the backward pass"):
         queue_callback(lambda: None)  # the failed backward left no callback list behind
+
+
+def test_a_hooked_leaf_finished_before_the_failure_keeps_its_grad():
+    """The one exception to "an error mid-way changes nothing": a leaf with a post-accumulate hook gets its
+    .grad as soon as it is complete (as in PyTorch); the other leaves are untouched."""
+    w, x = cr.tensor(W2, requires_grad=True), cr.tensor(B, requires_grad=True)
+    w.register_post_accumulate_grad_hook(lambda t: None)
+    before = (x * 3).tanh()  # reached after w's gradient is complete
+    before.register_hook(lambda g: (_ for _ in ()).throw(ValueError("boom")))
+    with pytest.raises(ValueError, match="boom"):
+        (before * w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), np.tanh(B * 3))  # accumulated when its last edge was walked
+    assert x.grad is None
