@@ -849,7 +849,8 @@ def _matmul_args(draw):
 
 _linalg_case("matmul", lambda lib, a, b: lib.matmul(a, b),
              _no_params([((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)), ((2, 1, 2, 3), (3, 3, 2)),
-                         ((3,), (2, 3, 2)), ((2, 2, 3), (3,)), ((0, 3), (3, 2)), ((2, 0), (0, 3))]),
+                         ((3,), (2, 3, 2)), ((2, 2, 3), (3,)), ((0, 3), (3, 2)), ((2, 0), (0, 3)),
+                         ((2, 3, 2, 3), (3, 4)), ((2, 0, 3), (3, 2))]),
              _matmul_args())
 _linalg_case("matmul-operator", lambda lib, a, b: a @ b, _no_params([((2, 3), (3, 2))]), _matmul_args())
 _linalg_case("mm", lambda lib, a, b: lib.mm(a, b), _no_params([((2, 3), (3, 4))]),
