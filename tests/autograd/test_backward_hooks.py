@@ -175,3 +175,18 @@ def test_a_hooked_leaf_finished_before_the_failure_keeps_its_grad():
         (before * w).sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), np.tanh(B * 3))  # accumulated when its last edge was walked
     assert x.grad is None
+
+
+def test_variable_spelling_of_pytorch():
+    from chainrule.autograd import Variable
+
+    t = cr.tensor(W2)
+    v = Variable(t, requires_grad=True)
+    assert v is not t and v.requires_grad and isinstance(t, Variable) and not isinstance(W2, Variable)
+    assert np.shares_memory(v.numpy(force=True), t.numpy())
+    assert Variable(v * 2).grad_fn is None
+    order = []
+    y = v * 2
+    y.register_hook(lambda g: Variable._execution_engine.queue_callback(lambda: order.append(v.grad is not None)))
+    y.sum().backward()
+    assert order == [True]
