@@ -10,6 +10,7 @@ import math
 from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.distributions.continuous import Laplace
+from chainrule.distributions.continuous_bernoulli import ContinuousBernoulli
 from chainrule.distributions.derived import EULER_GAMMA, Gumbel, Pareto
 from chainrule.distributions.discrete import Binomial, Poisson
 from chainrule.distributions.families import Bernoulli, Exponential, Normal, Uniform
@@ -144,13 +145,29 @@ def _bernoulli_to_poisson(p, q):
     return -p.entropy() - (p.probs * q.rate.log() - q.rate)
 
 
+def _to_continuous_bernoulli(p, q):
+    """CE = -(log C(lambda) + E x log lambda + (1 - E x) log(1 - lambda)) for p inside [0, 1]."""
+    mean = p.mean
+    cross = -(q._log_norm() + mean * q.probs.log() + (1 - mean) * (-q.probs).log1p())
+    outside = (p.low.detach() < 0) | (p.high.detach() > 1) if isinstance(p, Uniform) else None
+    return _where_outside(outside, p, q, -p.entropy() + cross)
+
+
+def _continuous_bernoulli_to_uniform(p, q):
+    outside = (q.low.detach() > 0) | (q.high.detach() < 1)
+    return _where_outside(outside, p, q, -p.entropy() + (q.high - q.low).log())
+
+
 def _register(pairs, fn):
     for p_type, q_type in pairs:
         register_kl(p_type, q_type)(fn)
 
 
-_register([(P, Normal) for P in (Uniform, Exponential, Gamma, Laplace, Gumbel, Beta, Pareto)], _to_normal)
-_register([(P, Exponential) for P in (Uniform, Gamma, Beta, Pareto)], _to_exponential)
+_register([(P, Normal) for P in (Uniform, Exponential, Gamma, Laplace, Gumbel, Beta, Pareto, ContinuousBernoulli)],
+          _to_normal)
+_register([(P, Exponential) for P in (Uniform, Gamma, Beta, Pareto, ContinuousBernoulli)], _to_exponential)
+_register([(Beta, ContinuousBernoulli), (Uniform, ContinuousBernoulli)], _to_continuous_bernoulli)
+register_kl(ContinuousBernoulli, Uniform)(_continuous_bernoulli_to_uniform)
 _register([(P, Gamma) for P in (Uniform, Exponential, Beta, Pareto)], _to_gamma)
 _register([(P, Gumbel) for P in (Uniform, Exponential, Gamma, Normal)], _to_gumbel)
 register_kl(Beta, Uniform)(_beta_to_uniform)
@@ -161,4 +178,5 @@ register_kl(Bernoulli, Poisson)(_bernoulli_to_poisson)
 # p with mass where q has none: real-line p against positive or bounded q, positive p against bounded q, ...
 _register([(P, Q) for P in (Normal, Laplace, Gumbel) for Q in (Exponential, Gamma, Beta, Pareto, Uniform)]
           + [(P, Q) for P in (Exponential, Gamma, Pareto) for Q in (Beta, Uniform, Pareto) if P is not Q]
-          + [(Beta, Pareto), (Poisson, Bernoulli), (Poisson, Binomial)], _infinite)
+          + [(P, ContinuousBernoulli) for P in (Normal, Laplace, Gumbel, Exponential, Gamma, Pareto)]
+          + [(Beta, Pareto), (ContinuousBernoulli, Pareto), (Poisson, Bernoulli), (Poisson, Binomial)], _infinite)
