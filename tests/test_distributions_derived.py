@@ -116,6 +116,7 @@ def test_kumaraswamy_mode_is_the_density_maximum():
 
 
 KL_PAIRS = [
+    ("Cauchy", (RNG.standard_normal((2, 3)), u(0.5, 2)), (RNG.standard_normal(3), u(0.5, 2, (2, 1)))),
     ("Gumbel", (RNG.standard_normal((2, 3)), u(0.5, 2)), (RNG.standard_normal(3), u(0.5, 2, (2, 1)))),
     ("HalfNormal", (u(0.5, 2),), (u(0.5, 2, 3),)),
     ("Pareto", (u(0.5, 1.5), u(0.5, 4)), (u(0.5, 1.5), u(0.5, 4))),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from chainrule import linalg
 from chainrule import ops as _ops
-from chainrule.distributions.continuous import Laplace, LogNormal
+from chainrule.distributions.continuous import Cauchy, Laplace, LogNormal
 from chainrule.distributions.continuous_bernoulli import ContinuousBernoulli
 from chainrule.distributions.derived import EULER_GAMMA, Gumbel, HalfNormal, Pareto
 from chainrule.distributions.discrete import Binomial, Geometric, Poisson
@@ -243,3 +243,9 @@ def _kl_continuous_bernoulli(p, q):
     """E_p[x] (logit p - logit q) + log C(p) + log(1 - p) - log C(q) - log(1 - q)."""
     return (p.mean * (p.logits - q.logits) + p._log_norm() + (-p.probs).log1p() - q._log_norm()
             - (-q.probs).log1p())
+
+
+@register_kl(Cauchy, Cauchy)
+def _kl_cauchy_cauchy(p, q):
+    """log(((s_p + s_q)^2 + (m_p - m_q)^2) / (4 s_p s_q)) (Chyzak and Nielsen, 2019)."""
+    return (((p.scale + q.scale) ** 2 + (p.loc - q.loc) ** 2) / (4 * p.scale * q.scale)).log()
