@@ -24,7 +24,8 @@ __all__ = ["OUT_OF_SCOPE", "Coverage", "coverage", "main"]
 OUT_OF_SCOPE: dict[str, tuple[str, ...]] = {
     "quantization": ("*quantize*", "q_*", "qscheme", "int_repr", "*qparams*", "fake_quant*", "fbgemm_*",
                      "*fake_quant*", "quint*", "qint*"),
-    "sparse layouts": ("*sparse*", "*_indices", "*_indices_copy", "indices", "indices_copy", "values",
+    "sparse layouts": ("*sparse*", "ccol_indices*", "col_indices*", "crow_indices*", "row_indices*", "indices",
+                       "indices_copy", "values",
                        "values_copy", "coalesce", "is_coalesced", "to_dense", "dense_dim", "smm", "spmm", "hsmm",
                        "dsmm", "hspmm", "sspaddmm", "saddmm", "to_mkldnn", "is_mkldnn", "segment_reduce"),
     "named tensors": ("names", "name", "rename", "rename_", "refine_names", "align_to", "align_as"),

@@ -125,6 +125,68 @@ dropout_, alpha_dropout_, feature_alpha_dropout_ = (_inplace_activation(n) for n
 celu_, selu_, rrelu_, threshold_ = (_inplace_activation(n) for n in ("celu", "selu", "rrelu", "threshold"))
 
 
+def _recurrent_cell(mode: str):
+    def cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+        from chainrule.nn.modules.rnn import recurrent_layer
+
+        states = list(hx) if isinstance(hx, (tuple, list)) else [hx]
+        S = recurrent_layer(mode, input.unsqueeze(0), states[0], states[1] if mode == "LSTM" else None, w_ih, w_hh,
+                            b_ih, b_hh)[0]
+        H = w_hh.shape[1]
+        return (S[..., :H], S[..., H:]) if mode == "LSTM" else S
+
+    cell.__name__ = {"LSTM": "lstm_cell", "GRU": "gru_cell", "RNN_TANH": "rnn_tanh_cell", "RNN_RELU": "rnn_relu_cell"}[mode]
+    cell.__doc__ = f"One step of ``nn.{mode.split('_')[0].title()}Cell``'s recurrence with the weights given (batched input)."
+    return cell
+
+
+lstm_cell, gru_cell, rnn_tanh_cell, rnn_relu_cell = (_recurrent_cell(m) for m in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"))
+
+
+def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+    return F.max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def feature_dropout(input, p: float, train: bool):
+    """Dropout of whole channels (dim 1) of an (N, C, *) input, as ``torch.feature_dropout``."""
+    if not train or p == 0:
+        return input
+    shape = (input.shape[0], input.shape[1]) + (1,) * (input.ndim - 2)
+    keep = cr.bernoulli(cr.full(shape, 1.0 - p, dtype=input.dtype))
+    return input * keep / (1.0 - p) if p < 1 else input * 0.0
+
+
+def feature_dropout_(input, p: float, train: bool):
+    return input.copy_(feature_dropout(input, p, train)) if train and p else input
+
+
+def to_dlpack(tensor):
+    """A DLPack capsule of ``tensor`` (``torch.utils.dlpack.to_dlpack``); prefer passing the tensor itself to
+    ``from_dlpack``, which speaks the current protocol."""
+    return tensor.__dlpack__()
+
+
+def binomial(count, prob, generator=None):
+    """Draws of Binomial(count, prob), elementwise (float, as PyTorch), from chainrule's generator."""
+    from chainrule.random import default_generator
+
+    gen = (generator or default_generator).numpy
+    draws = gen.binomial(count._data.astype("int64"), prob._data)
+    return cr.tensor(draws.astype(prob._data.dtype))
+
+
+def empty_permuted(size, physical_layout, *, dtype=None, device=None, requires_grad: bool = False):
+    """An uninitialised tensor of shape ``size`` whose memory is laid out in the dimension order
+    ``physical_layout`` (outermost first), as ``torch.empty_permuted``."""
+    size, order = tuple(size), tuple(physical_layout)
+    if sorted(order) != list(range(len(size))):
+        raise RuntimeError(f"empty_permuted: physical_layout {order} is not a permutation of {len(size)} dims")
+    physical = cr.empty(tuple(size[d] for d in order), dtype=dtype, device=device)
+    inverse = tuple(order.index(d) for d in range(len(size)))
+    result = physical.permute(*inverse)
+    return result.requires_grad_() if requires_grad else result
+
+
 # ----- function forms of tensor methods ---------------------------------------------------------------
 
 def _method_as_function(name: str):

@@ -462,3 +462,71 @@ def test_gradient_errors_name_the_problem():
         cr.gradient(cr.zeros(2, 5), edge_order=2)
     with pytest.raises(RuntimeError, match="coordinate tensors are not supported"):
         cr.gradient(cr.zeros(4), spacing=[cr.arange(4.0)])
+
+
+# ----- recurrent cells, pooling with indices, and other torch.* functions -------------------------------------
+
+@pytest.mark.parametrize("mode,gates", [("lstm_cell", 4), ("gru_cell", 3), ("rnn_tanh_cell", 1), ("rnn_relu_cell", 1)])
+def test_torch_level_recurrent_cells_equal_torch_with_gradients(mode, gates):
+    B, I, H = 3, 4, 5
+    arrays = [RNG.standard_normal((B, I)), RNG.standard_normal((B, H)), RNG.standard_normal((B, H)),
+              RNG.standard_normal((gates * H, I)) * 0.5, RNG.standard_normal((gates * H, H)) * 0.5,
+              RNG.standard_normal(gates * H), RNG.standard_normal(gates * H)]
+    ours = [cr.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+
+    def call(lib, t):
+        hx = (t[1], t[2]) if mode == "lstm_cell" else t[1]
+        out = getattr(lib, mode)(t[0], hx, *t[3:])
+        return out if isinstance(out, tuple) else (out,)
+
+    out_ours, out_theirs = call(cr, ours), call(torch, theirs)
+    _close(out_ours, out_theirs)
+    sum((o * (k + 1)).sum() for k, o in enumerate(out_ours)).backward()
+    sum((o * (k + 1)).sum() for k, o in enumerate(out_theirs)).backward()
+    for a, b in zip(ours, theirs):
+        if b.grad is not None:
+            _close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("name,args", [("max_pool1d_with_indices", ((1, 2, 9), 3)),
+                                       ("max_pool2d_with_indices", ((1, 2, 6, 6), 2)),
+                                       ("max_pool3d_with_indices", ((1, 1, 4, 4, 4), 2)),
+                                       ("adaptive_max_pool1d_with_indices", ((2, 3, 7), 3)),
+                                       ("adaptive_max_pool2d_with_indices", ((1, 2, 7, 5), (3, 2))),
+                                       ("adaptive_max_pool3d_with_indices", ((1, 1, 4, 5, 3), 2))])
+def test_pooling_with_indices_equal_torch(name, args):
+    import torch.nn.functional as TF
+
+    shape, size = args
+    array = RNG.standard_normal(shape)
+    _close(getattr(cr.nn.functional, name)(cr.tensor(array), size), getattr(TF, name)(torch.tensor(array), size))
+    if name == "max_pool1d_with_indices":
+        _close(cr.max_pool1d_with_indices(cr.tensor(array), size), torch.max_pool1d_with_indices(torch.tensor(array), size))
+
+
+def test_feature_dropout_binomial_empty_permuted_and_to_dlpack():
+    x = cr.ones(4, 6, 3)
+    dropped = cr.feature_dropout(x, 0.5, True)
+    per_channel = dropped.numpy().reshape(4, 6, 3)
+    assert set(np.unique(per_channel)) <= {0.0, 2.0} and (per_channel == per_channel[:, :, :1]).all()
+    assert cr.feature_dropout(x, 0.5, False) is x
+    cr.manual_seed(0)
+    draws = cr.binomial(cr.full((20000,), 10.0), cr.full((20000,), 0.3))
+    assert draws.dtype == cr.float32 and abs(draws.mean().item() - 3.0) < 0.05  # sd of the mean: 0.01
+    ours = cr.empty_permuted((2, 3, 4), (0, 2, 1))
+    theirs = torch.empty_permuted((2, 3, 4), (0, 2, 1))
+    assert tuple(ours.shape) == (2, 3, 4) and ours.stride() == theirs.stride()
+    t = cr.arange(4.0)
+    np.testing.assert_array_equal(torch.from_dlpack(cr.to_dlpack(t)).numpy(), [0.0, 1.0, 2.0, 3.0])
+
+
+def test_inplace_matrix_products_equal_torch():
+    for name, args in (("addmm_", ((3, 4), (4, 5))), ("addmv_", ((3, 4), (4,))), ("addr_", ((3,), (5,))),
+                       ("baddbmm_", ((2, 3, 4), (2, 4, 5))), ("addbmm_", ((2, 3, 4), (2, 4, 5)))):
+        base = RNG.standard_normal((2, 3, 5) if name == "baddbmm_" else ((3,) if name == "addmv_" else (3, 5)))
+        operands = [RNG.standard_normal(s) for s in args]
+        ours, theirs = _both(base)
+        getattr(ours, name)(*[cr.tensor(o) for o in operands], beta=0.5, alpha=2.0)
+        getattr(theirs, name)(*[torch.tensor(o) for o in operands], beta=0.5, alpha=2.0)
+        _close(ours, theirs)

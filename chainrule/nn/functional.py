@@ -69,6 +69,9 @@ __all__ += ["adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_u
 __all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d"]
 __all__ += ["adaptive_max_pool3d", "max_unpool3d", "lp_pool3d", "fractional_max_pool2d", "fractional_max_pool3d"]
 __all__ += ["pdist", "channel_shuffle", "upsample_nearest", "upsample_bilinear"]
+__all__ += [f"{name}_with_indices" for name in ("max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d",
+                                                "adaptive_max_pool2d", "adaptive_max_pool3d", "fractional_max_pool2d",
+                                                "fractional_max_pool3d")]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -1105,6 +1108,22 @@ def upsample_nearest(input: Tensor, size=None, scale_factor=None) -> Tensor:
 def upsample_bilinear(input: Tensor, size=None, scale_factor=None) -> Tensor:
     """Deprecated in PyTorch: ``interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)``."""
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+def _with_indices(pool):
+    def pool_with_indices(input, *args, **kwargs):
+        return pool(input, *args, **{**kwargs, "return_indices": True})
+
+    pool_with_indices.__name__ = f"{pool.__name__}_with_indices"
+    pool_with_indices.__doc__ = f"``{pool.__name__}(..., return_indices=True)``: the output and the maxima's indices."
+    return pool_with_indices
+
+
+(max_pool1d_with_indices, max_pool2d_with_indices, max_pool3d_with_indices, adaptive_max_pool1d_with_indices,
+ adaptive_max_pool2d_with_indices, adaptive_max_pool3d_with_indices, fractional_max_pool2d_with_indices,
+ fractional_max_pool3d_with_indices) = (_with_indices(pool) for pool in (
+    max_pool1d, max_pool2d, max_pool3d, adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d,
+    fractional_max_pool2d, fractional_max_pool3d))
 
 
 def channel_shuffle(input: Tensor, groups: int) -> Tensor:

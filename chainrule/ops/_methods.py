@@ -316,7 +316,7 @@ _INPLACE_FROM_METHODS = (
     "logit", "lt", "multiply", "mvlgamma", "ne", "negative", "nextafter", "not_equal", "polygamma", "rad2deg",
     "remainder", "rsqrt", "sgn", "sin", "sinc", "sinh", "subtract", "tan", "trunc", "true_divide", "xlogy", "tril",
     "triu", "renorm", "floor_divide", "conj_physical", "igamma", "igammac", "masked_scatter", "index_fill",
-    "index_copy", "put", "scatter_reduce", "index_reduce",
+    "index_copy", "put", "scatter_reduce", "index_reduce", "addmm", "addmv", "addr", "addbmm", "baddbmm",
 )
 
 
