@@ -134,6 +134,13 @@ class Windows:
         return (self.kernel == self.stride and self.dilation == (1,) * len(self.kernel) and not self.has_padding
                 and tuple(o * k for o, k in zip(self.out, self.kernel)) == tuple(self.shape[2:]))
 
+    @property
+    def pointwise(self) -> bool:
+        """Each window is one element and each element one window (a 1x1 kernel, stride 1, no padding, no
+        rows or columns past the last window)."""
+        return (all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride) and not self.has_padding
+                and tuple(self.out) == tuple(self.shape[2:]))
+
     def taps(self):
         """``(a, b, index)`` per kernel offset (``(a, b, c, index)`` in 3-d): ``padded_image[index]`` is that
         offset's (N, C, oh, ow) values."""
@@ -380,7 +387,7 @@ def _channels_first(g):
     return xp_of(g).ascontiguousarray(g.transpose((1, 0) + tuple(range(2, g.ndim))))
 
 
-def convolve(x, w, bias, geom: Windows, groups: int, keep_bytes: int = 0):
+def _convolve_im2col(x, w, bias, geom: Windows, groups: int, keep_bytes: int = 0):
     """The convolution of ``x`` (N, C, H, W) with ``w`` (O, C/G, kh, kw), plus ``bias`` (O,) or None:
     an (N, O, oh, ow) array laid out channel-major. Returns ``(out, kept)``: ``kept`` is x's columns
     chunk by chunk, for :func:`convolve_weight_grad`, when they take at most ``keep_bytes`` and the
@@ -413,7 +420,7 @@ def convolve(x, w, bias, geom: Windows, groups: int, keep_bytes: int = 0):
     return out.transpose(1, 0, 2, 3), kept
 
 
-def convolve_transpose(g, w, geom: Windows, groups: int):
+def _convolve_transpose_im2col(g, w, geom: Windows, groups: int):
     """The transposed convolution col2im(W^T @ g) of ``g`` (N, O, oh, ow) with ``w`` (O, C/G, kh, kw):
     the convolution's gradient in its input, an (N, C, H, W) array laid out channel-major."""
     if len(geom.kernel) != 2:
@@ -450,7 +457,7 @@ def convolve_transpose(g, w, geom: Windows, groups: int):
     return image if fast else geom.crop(image)
 
 
-def convolve_weight_grad(x, g, geom: Windows, groups: int, kept: list | None = None):
+def _convolve_weight_grad_im2col(x, g, geom: Windows, groups: int, kept: list | None = None):
     """The convolution's gradient in its weight for the input ``x`` (N, C, H, W) and the output gradient
     ``g`` (N, O, oh, ow): g @ im2col(x)^T summed over the batch, shaped (O, C/G, kh, kw). ``kept``: x's
     columns as :func:`convolve` kept them, used instead of computing them again."""
@@ -479,6 +486,71 @@ def convolve_weight_grad(x, g, geom: Windows, groups: int, kept: list | None = N
     if width != geom.out[1] and not bool(xp.isfinite(total).all()):
         total = summed(geom.out[1])  # junk columns hold pixels of x: g's zeros there times an inf are NaN
     return total.reshape(o, -1, kh, kw)
+
+
+# ----- pointwise convolution ------------------------------------------------------------------------
+#
+# With a 1x1 kernel, stride 1 and no padding (Windows.pointwise: the 1x1 output layers, bottlenecks), x's
+# columns are x itself with the channels first, (C, N*H*W): a view of a channel-major image, one copy of
+# an NCHW one; the transposed convolution's columns are its channel-major image. Each of the three products
+# is then one GEMM over the whole batch, with no im2col, no col2im and nothing to chunk. Any number of
+# spatial axes.
+
+def convolve(x, w, bias, geom: Windows, groups: int, keep_bytes: int = 0):
+    """The convolution of ``x`` (N, C, *size) with ``w`` (O, C/G, *kernel), plus ``bias`` (O,) or None: an
+    (N, O, *out) array laid out channel-major, and x's columns kept for :func:`convolve_weight_grad` (up to
+    ``keep_bytes``) or None; see :func:`_convolve_im2col`."""
+    if geom.pointwise:
+        return _convolve_pointwise(x, _grouped(w, groups), bias), None
+    return _convolve_im2col(x, w, bias, geom, groups, keep_bytes)
+
+
+def convolve_transpose(g, w, geom: Windows, groups: int):
+    """The transposed convolution of ``g`` (N, O, *out) with ``w`` (O, C/G, *kernel), the convolution's
+    gradient in its input: an (N, C, *size) array laid out channel-major; see :func:`_convolve_transpose_im2col`."""
+    if geom.pointwise:
+        return _convolve_pointwise(g, _grouped(w, groups).transpose(0, 2, 1), None)
+    return _convolve_transpose_im2col(g, w, geom, groups)
+
+
+def convolve_weight_grad(x, g, geom: Windows, groups: int, kept: list | None = None):
+    """The convolution's gradient in its weight, (O, C/G, *kernel), for the input ``x`` and the output gradient
+    ``g``, using the columns :func:`convolve` ``kept`` if any; see :func:`_convolve_weight_grad_im2col`."""
+    if geom.pointwise:
+        return _convolve_weight_grad_pointwise(x, g, geom, groups)
+    return _convolve_weight_grad_im2col(x, g, geom, groups, kept)
+
+
+def _pointwise_rows(image, groups: int):
+    """An (N, C, *size) image as (G, C/G, N*prod(size)), channels first (free for channel-major images)."""
+    return _channels_first(image).reshape(groups, image.shape[1] // groups, image.size // max(1, image.shape[1]))
+
+
+def _convolve_pointwise(x, weights, bias):
+    """x (N, C, *size) times the matrices ``weights`` (G, O/G, C/G) per group of channels, plus ``bias``:
+    (N, O, *size) laid out channel-major."""
+    xp = xp_of(x)
+    groups, o = weights.shape[0], weights.shape[0] * weights.shape[1]
+    cols = _pointwise_rows(x, groups)
+    out = xp.empty((o, x.shape[0]) + tuple(x.shape[2:]), x.dtype)
+    xp.matmul(weights, cols, out=out.reshape(groups, o // groups, cols.shape[-1]))
+    if bias is not None:
+        out += bias.reshape((o,) + (1,) * (out.ndim - 1))
+    return out.transpose((1, 0) + tuple(range(2, out.ndim)))
+
+
+def _convolve_weight_grad_pointwise(x, g, geom: Windows, groups: int):
+    c, o = x.shape[1], g.shape[1]
+    total = _outer_sum(_pointwise_rows(g, groups), _pointwise_rows(x, groups))
+    return total.reshape((o, c // groups) + geom.kernel)
+
+
+def _outer_sum(rows, cols):
+    """rows @ cols^T per group, for (G, O/G, L) rows and (G, R, L) columns; OpenBLAS is faster with the
+    taller operand first."""
+    if cols.shape[1] > rows.shape[1]:
+        return (cols @ rows.transpose(0, 2, 1)).transpose(0, 2, 1)
+    return rows @ cols.transpose(0, 2, 1)
 
 
 # ----- convolution in 3-d (numpy only) ---------------------------------------------------------------

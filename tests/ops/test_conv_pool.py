@@ -79,6 +79,7 @@ PRIMITIVE_CONFIGS = [  # x shape, weight shape, stride, padding (top, bottom, le
     ((2, 2, 5, 4), (3, 2, 3, 2), (2, 1), (1, 0, 1, 1), (1, 2), 1),
     ((1, 4, 4, 5), (4, 2, 2, 2), (1, 1), (0, 0, 0, 0), (1, 1), 2),
     ((2, 2, 4, 4), (2, 2, 2, 2), (2, 2), (0, 0, 0, 0), (1, 1), 1),  # windows tile the image exactly
+    ((2, 4, 3, 5), (6, 2, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),  # pointwise: one GEMM per group
 ]
 
 
@@ -542,3 +543,76 @@ def test_errors_name_the_operation_and_shapes(call, message):
 def test_bad_padding_string():
     with pytest.raises(ValueError, match=r"conv2d: padding must be an int, a tuple of ints, 'valid' or 'same', got 'full'"):
         C.conv2d(cr.zeros(1, 1, 5, 5), cr.zeros(1, 1, 3, 3), padding="full")
+
+
+# ----- pointwise (1x1) convolutions: one GEMM over channels -----------------------------------------
+
+def _pointwise_operands(dtype, spatial, groups, batch, layout):
+    """x (batch, C, *size) laid out NCHW or channel-major, a 1x1 weight, a bias and an output gradient."""
+    size = {1: (1, 7), 2: (3, 5), 3: (2, 3, 5)}[spatial]  # 1-d runs as 2-d of height 1
+    c, o = 2 * groups, 3 * groups
+    x = rng.standard_normal((c, batch) + size).astype(dtype).swapaxes(0, 1)  # channel-major
+    x = np.ascontiguousarray(x) if layout == "nchw" else x
+    w = rng.standard_normal((o, 2) + (1,) * len(size)).astype(dtype)
+    g = rng.standard_normal((batch, o) + size).astype(dtype)
+    return x, w, rng.standard_normal(o).astype(dtype), g
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("batch", [0, 1, 3])
+@pytest.mark.parametrize("layout", ["nchw", "channels-major"])
+def test_pointwise_path_equals_the_im2col_path(dtype, spatial, groups, batch, layout):
+    """The backend's 1x1 path (columns = the image, channels first) against its general im2col path, for the
+    forward, the input gradient and the weight gradient: float64 to 1e-12, float32 to its rounding."""
+    x, w, b, g = _pointwise_operands(dtype, spatial, groups, batch, layout)
+    kernel = (1,) * (x.ndim - 2)
+    geom = W.Windows.for_conv(x.shape, kernel, kernel, (2,) * len(kernel), (0,) * 2 * len(kernel), "test")
+    assert geom.pointwise
+    pairs = [(W.convolve(x, w, b, geom, groups)[0], W._convolve_im2col(x, w, b, geom, groups)[0]),
+             (W.convolve_transpose(g, w, geom, groups), W._convolve_transpose_im2col(g, w, geom, groups)),
+             (W.convolve_weight_grad(x, g, geom, groups), W._convolve_weight_grad_im2col(x, g, geom, groups))]
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    for fast, general in pairs:
+        assert fast.shape == general.shape and fast.dtype == general.dtype
+        np.testing.assert_allclose(fast, general, **tol)
+    assert all(W.is_channels_major(a) for a, _ in pairs[:2] if a.ndim in (4, 5) and batch > 1)
+
+
+def test_only_one_element_windows_are_pointwise():
+    def geom(kernel, stride=(1, 1), pad=(0, 0, 0, 0)):
+        return W.Windows.for_conv((2, 3, 6, 6), kernel, stride, (1, 1), pad, "test")
+
+    assert geom((1, 1)).pointwise
+    assert not geom((1, 1), stride=(2, 1)).pointwise
+    assert not geom((1, 1), pad=(1, 1, 0, 0)).pointwise
+    assert not geom((2, 2), stride=(2, 2)).pointwise
+    # output_padding: a row past the last window, which only the bias reaches
+    assert not W.Windows.for_transpose((2, 3, 4, 4), 2, (1, 1), (1, 1), (2, 2), (0, 0), (1, 0), "test").pointwise
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+@pytest.mark.parametrize("groups, batch, layout", [(1, 1, "nchw"), (2, 3, "nchw"), (1, 2, "channels-major"),
+                                                   (2, 1, "channels-major")])
+def test_pointwise_convolutions_match_torch(torch, dtype, spatial, groups, batch, layout):
+    """conv1d/2d/3d with a 1x1 kernel: values and the gradients of input, weight and bias."""
+    x, w, b, _ = _pointwise_operands("float64", spatial, groups, batch, "nchw")
+    if spatial == 1:
+        x, w = x[:, :, 0], w[:, :, 0]
+    conv = f"conv{spatial}d"
+
+    def ours(x, w, b):
+        if layout == "channels-major":  # the same values laid out (C, N, ...) in memory
+            x = x.transpose(0, 1).contiguous().transpose(0, 1)
+        return getattr(C, conv)(x, w, b, groups=groups)
+
+    run_both(torch, ours, lambda *t: getattr(torch.nn.functional, conv)(*t, groups=groups), [x, w, b], dtype)
+
+
+def test_pointwise_conv_gradients():
+    x, w, b = leaf(2, 4, 3, 5), leaf(6, 2, 1, 1), leaf(6)
+    check_grads(lambda x, w, b: C.conv2d(x, w, b, groups=2), x, w, b)
+

@@ -119,6 +119,35 @@ def test_second_derivatives_match_torch():
         np.testing.assert_allclose(a, b_, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.oracle
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kernel, stride, groups, batch, channels_major", [
+    (1, 1, 1, 1, False),  # pointwise: one GEMM over channels (chainrule.backend.windows.convolve_transpose)
+    (1, 1, 2, 3, True),
+    ((1, 1, 1), 1, 1, 2, True),  # 3-d pointwise
+    (2, 2, 1, 1, True),  # the upsampling layer: each input pixel writes its own 2x2 block
+    ((2, 3), (2, 3), 2, 3, False),
+    (1, 2, 1, 2, False),  # a 1x1 kernel with stride 2: not pointwise
+])
+def test_pointwise_and_tiling_kernels_match_torch(dtype, kernel, stride, groups, batch, channels_major):
+    """Transposed convolutions whose windows do not overlap, on odd sizes, batch 1, channel-major inputs:
+    values and the gradients of input, weight and bias."""
+    rng = np.random.default_rng(3)
+    spatial = len(kernel) if isinstance(kernel, tuple) else 2
+    size = (3, 5, 7)[:spatial] if spatial == 3 else (5, 7)
+    ks = kernel if isinstance(kernel, tuple) else (kernel,) * spatial
+    arrays = [rng.standard_normal((batch, 2 * groups) + size), rng.standard_normal((2 * groups, 3) + ks),
+              rng.standard_normal(3 * groups)]
+    ours, theirs = getattr(F, f"conv_transpose{spatial}d"), getattr(TF, f"conv_transpose{spatial}d")
+
+    def ours_laid_out(x, w, b):
+        if channels_major:  # the same values laid out (C, N, ...) in memory, as convolution outputs are
+            x = x.transpose(0, 1).contiguous().transpose(0, 1)
+        return ours(x, w, b, stride=stride, groups=groups)
+
+    run_both(ours_laid_out, lambda *t: theirs(*t, stride=stride, groups=groups), arrays, dtype)
+
+
 # ----- modules ---------------------------------------------------------------------------------------
 
 def _twin(module, torch_module):
