@@ -358,10 +358,28 @@ def _check_dim(dim: int, ndim: int, op: str) -> int:
 
 
 # ----- printing, laid out as PyTorch lays out its tensors -----------------------------------------
-_LINE_WIDTH = 80
-_THRESHOLD = 1000  # more elements than this: show only the first and last _EDGE_ITEMS per dimension
-_EDGE_ITEMS = 3
-_PRECISION = 4
+# threshold: more elements than this show only the first and last ``edgeitems`` per dimension;
+# sci_mode None chooses per tensor (see _ElementFormat)
+_PRINT_PROFILES = {
+    "default": {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80, "sci_mode": None},
+    "short": {"precision": 2, "threshold": 1000, "edgeitems": 2, "linewidth": 80, "sci_mode": None},
+    "full": {"precision": 4, "threshold": math.inf, "edgeitems": 3, "linewidth": 80, "sci_mode": None},
+}
+_PRINT = dict(_PRINT_PROFILES["default"])
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None, profile=None,
+                     sci_mode=None) -> None:
+    """How tensors print, as ``torch.set_printoptions``: a ``profile`` ("default", "short", "full") first,
+    then each option given; ``sci_mode`` True or False forces or forbids scientific notation (None: chosen
+    per tensor)."""
+    if profile is not None:
+        if profile not in _PRINT_PROFILES:
+            raise ValueError(f"set_printoptions: profile must be one of {sorted(_PRINT_PROFILES)}, got {profile!r}")
+        _PRINT.update(_PRINT_PROFILES[profile])
+    given = {"precision": precision, "threshold": threshold, "edgeitems": edgeitems, "linewidth": linewidth}
+    _PRINT.update({key: value for key, value in given.items() if value is not None})
+    _PRINT["sci_mode"] = sci_mode
 
 
 class _ElementFormat:
@@ -391,17 +409,19 @@ class _ElementFormat:
             self.sci_mode = hi / lo > 1000.0 or hi > 1.0e8
         else:
             self.sci_mode = hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4
+        if _PRINT["sci_mode"] is not None:
+            self.sci_mode = bool(_PRINT["sci_mode"])
         self.width = max(len(self._plain(v)) for v in values.tolist())
 
     def _plain(self, value) -> str:
         if not self.floating:
             return str(value)
         if self.sci_mode:
-            return f"{value:.{_PRECISION}e}"
+            return f"{value:.{_PRINT['precision']}e}"
         if self.int_mode:
             text = f"{value:.0f}"
             return text if math.isnan(value) or math.isinf(value) else text + "."
-        return f"{value:.{_PRECISION}f}"
+        return f"{value:.{_PRINT['precision']}f}"
 
     def __call__(self, value) -> str:
         return self._plain(value).rjust(self.width)
@@ -424,27 +444,28 @@ class _ComplexFormat:
 def _summarized(arr):
     """Only the edge items of every long dimension: what the element format is chosen from."""
     for axis, size in enumerate(arr.shape):
-        if size > 2 * _EDGE_ITEMS:
-            keep = list(range(_EDGE_ITEMS)) + list(range(size - _EDGE_ITEMS, size))
+        if size > 2 * _PRINT["edgeitems"]:
+            keep = list(range(_PRINT["edgeitems"])) + list(range(size - _PRINT["edgeitems"], size))
             arr = np.take(arr, keep, axis=axis)
     return arr
 
 
 def _format_block(arr, indent: int, summarize: bool, fmt: _ElementFormat) -> str:
     """The bracketed text of ``arr`` (ndim >= 1); nested rows are indented under their bracket."""
-    long_rows = summarize and arr.shape[0] > 2 * _EDGE_ITEMS
+    long_rows = summarize and arr.shape[0] > 2 * _PRINT["edgeitems"]
     if arr.ndim == 1:
         items = arr.tolist()
         if long_rows:
-            words = [fmt(v) for v in items[:_EDGE_ITEMS]] + [" ..."] + [fmt(v) for v in items[-_EDGE_ITEMS:]]
+            edge = _PRINT["edgeitems"]
+            words = [fmt(v) for v in items[:edge]] + [" ..."] + [fmt(v) for v in items[-edge:]]
         else:
             words = [fmt(v) for v in items]
-        per_line = max(1, (_LINE_WIDTH - indent) // (fmt.width + 2))
+        per_line = max(1, (_PRINT["linewidth"] - indent) // (fmt.width + 2))
         lines = [", ".join(words[i:i + per_line]) for i in range(0, len(words), per_line)]
         return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
     rows = range(arr.shape[0])
     if long_rows:
-        rows = [*range(_EDGE_ITEMS), None, *range(arr.shape[0] - _EDGE_ITEMS, arr.shape[0])]
+        rows = [*range(_PRINT["edgeitems"]), None, *range(arr.shape[0] - _PRINT["edgeitems"], arr.shape[0])]
     parts = ["..." if i is None else _format_block(arr[i], indent + 1, summarize, fmt) for i in rows]
     return "[" + ("," + "\n" * (arr.ndim - 1) + " " * (indent + 1)).join(parts) + "]"
 
@@ -452,7 +473,7 @@ def _format_block(arr, indent: int, summarize: bool, fmt: _ElementFormat) -> str
 def _format_array(arr, indent: int) -> str:
     if arr.dtype == np.float16:
         arr = arr.astype(np.float32)
-    summarize = arr.size > _THRESHOLD
+    summarize = arr.size > _PRINT["threshold"]
     fmt = (_ComplexFormat if arr.dtype.kind == "c" else _ElementFormat)(_summarized(arr) if summarize else arr)
     if arr.ndim == 0:
         return fmt(arr.item())
@@ -464,7 +485,7 @@ def _add_suffixes(text: str, suffixes: list, indent: int) -> str:
     parts = [text]
     line_len = len(text) - text.rfind("\n") + 1
     for suffix in suffixes:
-        if line_len + len(suffix) + 2 > _LINE_WIDTH:
+        if line_len + len(suffix) + 2 > _PRINT["linewidth"]:
             parts.append(",\n" + " " * indent + suffix)
             line_len = indent + len(suffix)
         else:

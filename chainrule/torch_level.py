@@ -13,6 +13,7 @@ from __future__ import annotations
 import chainrule as cr
 from chainrule import dtypes as _dt
 from chainrule.nn import functional as F
+from chainrule.tensor import set_printoptions  # noqa: F401  (torch.set_printoptions)
 
 # nn.functional's operations whose torch.* form takes the same arguments
 _SAME_AS_FUNCTIONAL = ("adaptive_avg_pool1d", "alpha_dropout", "avg_pool1d", "bilinear", "celu", "channel_shuffle",

@@ -530,3 +530,21 @@ def test_inplace_matrix_products_equal_torch():
         getattr(ours, name)(*[cr.tensor(o) for o in operands], beta=0.5, alpha=2.0)
         getattr(theirs, name)(*[torch.tensor(o) for o in operands], beta=0.5, alpha=2.0)
         _close(ours, theirs)
+
+
+@pytest.mark.parametrize("options", [{"precision": 2, "sci_mode": False}, {"threshold": 10, "edgeitems": 2},
+                                     {"profile": "short"}, {"profile": "full"}, {"sci_mode": True},
+                                     {"linewidth": 40}])
+def test_set_printoptions_prints_as_torch(options):
+    arrays = [np.array([1.23456789, 2e-5, 300.0]), np.arange(40.0), np.linspace(-1, 1, 12).reshape(3, 4)]
+    try:
+        cr.set_printoptions(**options)
+        torch.set_printoptions(**options)
+        for array in arrays:
+            assert repr(cr.tensor(array, dtype=cr.float32)).replace("chainrule", "torch") == repr(
+                torch.tensor(array, dtype=torch.float32))
+    finally:
+        cr.set_printoptions(profile="default")
+        torch.set_printoptions(profile="default")
+    with pytest.raises(ValueError, match="set_printoptions: profile must be one of"):
+        cr.set_printoptions(profile="long")
