@@ -109,3 +109,37 @@ def test_family_support_and_arg_constraints_as_torch(name, args, kwargs):
         if not TC.is_dependent(constraint):
             same_repr(our_table[key], constraint)
     assert ours.has_enumerate_support == theirs.has_enumerate_support
+
+
+def test_utils_as_torch():
+    from torch.distributions import utils as TU
+
+    from chainrule.distributions import utils as CU
+
+    probs = RNG.uniform(0, 1, (2, 3))
+    probs[0, 0], probs[1, 2] = 0.0, 1.0
+    c, t = cr.tensor(probs), torch.tensor(probs)
+    for binary in (False, True):
+        np.testing.assert_allclose(CU.probs_to_logits(c, binary).numpy(), TU.probs_to_logits(t, binary).numpy(),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(CU.logits_to_probs(c, binary).numpy(), TU.logits_to_probs(t, binary).numpy(),
+                                   rtol=1e-12)
+    np.testing.assert_array_equal(CU.clamp_probs(c).numpy(), TU.clamp_probs(t).numpy())
+    mats = RNG.standard_normal((2, 4, 4))
+    for diag in (-2, -1, 0, 1):
+        vec_c, vec_t = CU.tril_matrix_to_vec(cr.tensor(mats), diag), TU.tril_matrix_to_vec(torch.tensor(mats), diag)
+        np.testing.assert_array_equal(vec_c.numpy(), vec_t.numpy())
+        np.testing.assert_array_equal(CU.vec_to_tril_matrix(vec_c, diag).numpy(),
+                                      TU.vec_to_tril_matrix(vec_t, diag).numpy())
+    assert CU.euler_constant == TU.euler_constant and CU.is_tensor_like(c)
+
+    class Thing:
+        calls = 0
+
+        @CU.lazy_property
+        def value(self):
+            Thing.calls += 1
+            return 42
+
+    thing = Thing()
+    assert thing.value == 42 and thing.value == 42 and Thing.calls == 1

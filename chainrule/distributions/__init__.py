@@ -71,7 +71,7 @@ from chainrule.distributions.wishart import Wishart
 __all__ = ["Distribution", "Normal", "Uniform", "Bernoulli", "Categorical", "OneHotCategorical", "Exponential",
            "Gamma", "Chi2", "Beta", "Dirichlet", "MultivariateNormal", "Laplace", "LogNormal", "StudentT",
            "Poisson", "Binomial", "Geometric", "Independent", "kl_divergence", "register_kl", "constraints",
-           "transforms", "TransformedDistribution", "biject_to", "transform_to", "Transform", "ComposeTransform",
+           "transforms", "utils", "TransformedDistribution", "biject_to", "transform_to", "Transform", "ComposeTransform",
            "identity_transform", "ExpTransform", "PowerTransform", "SigmoidTransform", "TanhTransform",
            "SoftplusTransform", "AbsTransform", "AffineTransform", "SoftmaxTransform", "StickBreakingTransform",
            "LowerCholeskyTransform", "PositiveDefiniteTransform", "IndependentTransform", "ReshapeTransform",

@@ -11,6 +11,7 @@ from chainrule import creation, linalg
 from chainrule import ops as _ops
 from chainrule.distributions import constraints
 from chainrule.distributions.independent import _sum_rightmost
+from chainrule.distributions.utils import tril_matrix_to_vec, vec_to_tril_matrix
 from chainrule.tensor import Tensor
 
 __all__ = ["AbsTransform", "AffineTransform", "CatTransform", "ComposeTransform", "CorrCholeskyTransform",
@@ -665,32 +666,6 @@ class StackTransform(Transform):
                            for i, t in enumerate(self.transforms)], self.dim)
 
 
-def _strict_lower_positions(d: int):
-    """Row-major (row, column) positions of the strictly lower triangle of a d x d matrix."""
-    return [(i, j) for i in range(d) for j in range(i)]
-
-
-def _vector_to_strict_lower(vec: Tensor, d: int) -> Tensor:
-    """(..., d(d-1)/2) -> (..., d, d), filled row by row below the diagonal; a product with a constant 0/1
-    placement matrix, so gradients flow back exactly."""
-    from chainrule.backend import np
-
-    place = np.zeros((len(_strict_lower_positions(d)), d * d))
-    for k, (i, j) in enumerate(_strict_lower_positions(d)):
-        place[k, i * d + j] = 1.0
-    flat = vec @ creation.tensor(place, dtype=vec.dtype)
-    return flat.reshape(*(tuple(vec.shape[:-1]) + (d, d)))
-
-
-def _strict_lower_to_vector(mat: Tensor, offset: int = -1) -> Tensor:
-    """The entries below diagonal ``offset`` (-1: strictly lower), row by row, as (..., n)."""
-    d = mat.shape[-1]
-    rows, cols = zip(*[(i, j) for i in range(d) for j in range(i + offset + 1)]) if d + offset > 0 else ((), ())
-    flat = mat.reshape(*(tuple(mat.shape[:-2]) + (d * d,)))
-    index = creation.tensor([i * d + j for i, j in zip(rows, cols)], dtype=None).long()
-    return flat.index_select(-1, index) if len(rows) else flat[..., :0]
-
-
 class CorrCholeskyTransform(Transform):
     """Unconstrained vectors of length d(d-1)/2 to Cholesky factors of d x d correlation matrices: tanh gives
     partial correlations r in (-1, 1), and row i of the factor is r_ij times the length left by the entries
@@ -711,7 +686,7 @@ class CorrCholeskyTransform(Transform):
         eps = float(np.finfo(x._data.dtype).eps)
         r = x.tanh().clamp(min=-1 + eps, max=1 - eps)
         d = self._dimension(x.shape[-1])
-        r = _vector_to_strict_lower(r, d) + creation.eye(d, dtype=x.dtype)
+        r = vec_to_tril_matrix(r, diag=-1) + creation.eye(d, dtype=x.dtype)
         # the length left in each row before column j: prod_{k<j} sqrt(1 - r_ik^2)
         left = (1 - r.tril(-1) ** 2).sqrt().cumprod(-1)
         pad = creation.ones(*(tuple(left.shape[:-1]) + (1,)), dtype=x.dtype)
@@ -721,14 +696,14 @@ class CorrCholeskyTransform(Transform):
         remaining = 1 - (y * y).cumsum(-1)
         pad = creation.ones(*(tuple(remaining.shape[:-1]) + (1,)), dtype=y.dtype)
         before = _ops.cat([pad, remaining[..., :-1]], -1)  # squared length left before each column
-        t = _strict_lower_to_vector(y) / _strict_lower_to_vector(before).sqrt()
+        t = tril_matrix_to_vec(y, diag=-1) / tril_matrix_to_vec(before, diag=-1).sqrt()
         return t.atanh()
 
     def log_abs_det_jacobian(self, x, y):
         # the row scalings: 1/2 sum log(length left) over the entries below the first subdiagonal, and tanh's
         # derivative 1 - tanh^2 = 4 / (e^x + e^-x)^2 for each input
         remaining = 1 - (y * y).cumsum(-1)
-        stick_breaking = 0.5 * _strict_lower_to_vector(remaining, offset=-2).log().sum(-1)
+        stick_breaking = 0.5 * tril_matrix_to_vec(remaining, diag=-2).log().sum(-1)
         tanh = -2 * (x + _softplus(-2 * x) - math.log(2.0)).sum(-1)
         return stick_breaking + tanh
 
