@@ -159,9 +159,12 @@ def main():
     movements(rank, n)
     objects_groups_p2p(rank, n)
     errors(rank, n)
+    every = [None] * n
+    dist.all_gather_object(every, f"rank {rank} of {n}: collectives ok")
     dist.destroy_process_group()
     assert not dist.is_initialized()
-    print(f"rank {rank} of {n}: collectives ok", flush=True)
+    if rank == 0:  # one line for the whole job (the ranks' own lines could interleave)
+        print("\n".join(every), flush=True)
 
 
 if __name__ == "__main__":
