@@ -11,13 +11,10 @@ from chainrule.distributions import constraints
 from chainrule.distributions.distribution import broadcast_all
 from chainrule.distributions.exp_family import ExponentialFamily
 from chainrule.distributions.families import _clamp_probs, _draw
+from chainrule.distributions.utils import _softplus, probs_to_logits
 from chainrule.tensor import Tensor
 
 __all__ = ["ContinuousBernoulli"]
-
-
-def _softplus(x: Tensor) -> Tensor:
-    return x.clamp(min=0) + (-x.abs()).exp().log1p()
 
 
 class ContinuousBernoulli(ExponentialFamily):
@@ -34,8 +31,7 @@ class ContinuousBernoulli(ExponentialFamily):
             raise ValueError("Either `probs` or `logits` must be specified, but not both.")
         if probs is not None:
             (self.probs,) = broadcast_all(probs)
-            p = _clamp_probs(self.probs)
-            self.logits = p.log() - (-p).log1p()
+            self.logits = probs_to_logits(self.probs, is_binary=True)
             self.arg_constraints = {"probs": constraints.unit_interval}
         else:
             (self.logits,) = broadcast_all(logits)

@@ -10,6 +10,7 @@ from chainrule import creation
 from chainrule import ops as _ops
 from chainrule.distributions import constraints
 from chainrule.distributions.continuous import Cauchy
+from chainrule.distributions.discrete import _ProbsOrLogits
 from chainrule.distributions.distribution import Distribution, broadcast_all
 from chainrule.distributions.families import Categorical, Exponential, Normal, Uniform, _clamp_probs, _draw, _finfo
 from chainrule.distributions.gamma import Gamma
@@ -22,6 +23,7 @@ from chainrule.distributions.transforms import (
     SigmoidTransform,
     StickBreakingTransform,
 )
+from chainrule.distributions.utils import _softplus
 
 __all__ = ["HalfNormal", "HalfCauchy", "Gumbel", "Pareto", "Weibull", "InverseGamma", "Kumaraswamy",
            "LogisticNormal", "LogitRelaxedBernoulli", "RelaxedBernoulli", "ExpRelaxedCategorical",
@@ -291,24 +293,7 @@ class LogisticNormal(TransformedDistribution):
     scale = property(lambda self: self.base_dist.base_dist.scale)
 
 
-class _ProbsLogits:
-    """probs or logits of a success probability, the other derived."""
-
-    def _probs_logits(self, probs, logits, *others):
-        if (probs is None) == (logits is None):
-            raise ValueError("Either `probs` or `logits` must be specified, but not both.")
-        given = broadcast_all(*others, probs if probs is not None else logits)
-        if probs is not None:
-            self.probs = given[-1]
-            p = _clamp_probs(self.probs)
-            self.logits = p.log() - (-p).log1p()
-        else:
-            self.logits = given[-1]
-            self.probs = self.logits.sigmoid()
-        return given[:-1]
-
-
-class LogitRelaxedBernoulli(_ProbsLogits, Distribution):
+class LogitRelaxedBernoulli(_ProbsOrLogits, Distribution):
     """The logit of a RelaxedBernoulli draw: (logit(U) + logits) / temperature for U uniform."""
 
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
@@ -317,9 +302,7 @@ class LogitRelaxedBernoulli(_ProbsLogits, Distribution):
 
     def __init__(self, temperature, probs=None, logits=None, validate_args=None):
         self.temperature = temperature
-        self._probs_logits(probs, logits)
-        self.arg_constraints = {"probs" if probs is not None else "logits":
-                                type(self).arg_constraints["probs" if probs is not None else "logits"]}
+        self._set_probs_or_logits(probs, logits)  # and the given one's constraint
         super().__init__(self.probs.shape, (), validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -337,8 +320,7 @@ class LogitRelaxedBernoulli(_ProbsLogits, Distribution):
             self._validate_sample(value)
         logits, value = broadcast_all(self.logits, value)
         diff = logits - value * self.temperature
-        softplus = diff.clamp(min=0) + (-diff.abs()).exp().log1p()
-        return _log(self.temperature) + diff - 2 * softplus
+        return _log(self.temperature) + diff - 2 * _softplus(diff)
 
 
 def _log(t):

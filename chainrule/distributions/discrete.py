@@ -12,15 +12,11 @@ from chainrule.backend import np, to_host
 from chainrule.distributions import constraints
 from chainrule.distributions.distribution import Distribution, broadcast_all
 from chainrule.distributions.exp_family import ExponentialFamily
-from chainrule.distributions.families import _clamp_probs, _draw, _finfo
+from chainrule.distributions.families import _draw, _finfo
+from chainrule.distributions.utils import _softplus, probs_to_logits
 from chainrule.tensor import Tensor
 
 __all__ = ["Poisson", "Binomial", "Geometric", "NegativeBinomial", "Multinomial"]
-
-
-def _softplus(x: Tensor) -> Tensor:
-    """log(1 + e^x), without overflow for large x."""
-    return x.clamp(min=0) + (-x.abs()).exp().log1p()
 
 
 class _ProbsOrLogits:
@@ -32,8 +28,7 @@ class _ProbsOrLogits:
         given = broadcast_all(*others, probs if probs is not None else logits)
         if probs is not None:
             self.probs = given[-1]
-            p = _clamp_probs(self.probs)
-            self.logits = p.log() - (-p).log1p()
+            self.logits = probs_to_logits(self.probs, is_binary=True)
             self.arg_constraints = {"probs": constraints.unit_interval}
         else:
             self.logits = given[-1]

@@ -19,6 +19,13 @@ class Size(tuple):
     def __repr__(self) -> str:
         return f"torch.Size({list(self)})"
 
+    def __add__(self, other) -> Size:  # batch_shape + event_shape stays a Size, as torch.Size's
+        return Size(tuple(self) + tuple(other))
+
+    def __getitem__(self, index):
+        item = tuple.__getitem__(self, index)
+        return Size(item) if isinstance(index, slice) else item
+
 
 def as_size(shape) -> Size:
     if isinstance(shape, int):

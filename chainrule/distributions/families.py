@@ -12,6 +12,7 @@ from chainrule.backend import np
 from chainrule.distributions import constraints
 from chainrule.distributions.distribution import LOG_SQRT_2PI, Distribution, as_size, broadcast_all
 from chainrule.distributions.exp_family import ExponentialFamily
+from chainrule.distributions.utils import clamp_probs, probs_to_logits
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["Normal", "Uniform", "Exponential", "Bernoulli", "Categorical", "OneHotCategorical",
@@ -156,9 +157,7 @@ class Exponential(ExponentialFamily):
         return -(-x).log()
 
 
-def _clamp_probs(probs: Tensor) -> Tensor:
-    eps = float(_finfo(probs).eps)
-    return probs.clamp(eps, 1 - eps)
+_clamp_probs = clamp_probs
 
 
 class Bernoulli(ExponentialFamily):
@@ -174,8 +173,7 @@ class Bernoulli(ExponentialFamily):
             raise ValueError("Either `probs` or `logits` must be specified, but not both.")
         if probs is not None:
             (self.probs,) = broadcast_all(probs)
-            p = _clamp_probs(self.probs)
-            self.logits = p.log() - (-p).log1p()
+            self.logits = probs_to_logits(self.probs, is_binary=True)
             self.arg_constraints = {"probs": constraints.unit_interval}
         else:
             (self.logits,) = broadcast_all(logits)

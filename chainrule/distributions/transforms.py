@@ -11,7 +11,7 @@ from chainrule import creation, linalg
 from chainrule import ops as _ops
 from chainrule.distributions import constraints
 from chainrule.distributions.independent import _sum_rightmost
-from chainrule.distributions.utils import tril_matrix_to_vec, vec_to_tril_matrix
+from chainrule.distributions.utils import _softplus, tril_matrix_to_vec, vec_to_tril_matrix
 from chainrule.tensor import Tensor
 
 __all__ = ["AbsTransform", "AffineTransform", "CatTransform", "ComposeTransform", "CorrCholeskyTransform",
@@ -19,10 +19,6 @@ __all__ = ["AbsTransform", "AffineTransform", "CatTransform", "ComposeTransform"
            "ExpTransform", "IndependentTransform", "LowerCholeskyTransform", "PositiveDefiniteTransform",
            "PowerTransform", "ReshapeTransform", "SigmoidTransform", "SoftmaxTransform", "SoftplusTransform",
            "StackTransform", "StickBreakingTransform", "TanhTransform", "Transform", "identity_transform"]
-
-
-def _softplus(x: Tensor) -> Tensor:
-    return x.clamp(min=0) + (-x.abs()).exp().log1p()
 
 
 class Transform:

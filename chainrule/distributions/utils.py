@@ -37,6 +37,11 @@ def logits_to_probs(logits: Tensor, is_binary: bool = False) -> Tensor:
     return logits.sigmoid() if is_binary else logits.softmax(-1)
 
 
+def _softplus(x: Tensor) -> Tensor:
+    """log(1 + e^x), without overflow for large x (the families' log-normalisers and Jacobians use it)."""
+    return x.clamp(min=0) + (-x.abs()).exp().log1p()
+
+
 def _tril_positions(n: int, diag: int) -> list[int]:
     """Flat positions i * n + j of the entries with j - i <= diag, row by row."""
     return [i * n + j for i in range(n) for j in range(n) if j - i <= diag]
