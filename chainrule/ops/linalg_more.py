@@ -421,7 +421,7 @@ def cross(input, other, dim: int | None = None) -> Tensor:
     input, other = input.expand(shape), other.expand(shape)
     if dim is None:
         warnings.warn("Using cross without specifying the dim arg is deprecated: it takes the first dim of size 3. "
-                      "Please either pass the dim explicitly or simply use linalg.cross.", UserWarning, stacklevel=2)
+                      "Please either pass the dim explicitly or simply use linalg.cross.", UserWarning, stacklevel=3)
         sized = [d for d, s in enumerate(input.shape) if s == 3]
         if not sized:
             raise RuntimeError(f"cross: no dimension of size 3 in input ({describe(input)})")

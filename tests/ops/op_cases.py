@@ -2311,8 +2311,10 @@ _linalg_case("cov", lambda lib, a: lib.cov(a), _no_params([((2, 4),), ((5,),)]),
 _linalg_case("cov-weights", lambda lib, a, w: lib.cov(a, correction=0, fweights=(w.abs() * 3).long() + 1,
                                                       aweights=w.abs() + 0.5),
              _no_params([((3, 4), (4,))]), _sized(lambda v, n: ((v, n), (n,)), _pos_side, st.integers(2, 5)))
+# (at least 3 observations: with 2 every coefficient is +-1, on the clamp's edge, where float32 rounding decides
+# whether the gradient passes)
 _linalg_case("corrcoef", lambda lib, a: lib.corrcoef(a), _no_params([((3, 4),)]),
-             _sized(lambda v, n: ((v, n),), _pos_side, st.integers(2, 5)))
+             _sized(lambda v, n: ((v, n),), _pos_side, st.integers(3, 5)))
 _linalg_case("diagflat", lambda lib, a: lib.diagflat(a, 1), _no_params([((2, 2),), ((3,),)]), one_shape(max_dims=2))
 def _torch_powers(x, n, increasing=True):
     """x[..., None] ** [0 .. n-1] in torch by the cumulative product torch.vander uses, whose backward torch
