@@ -308,9 +308,10 @@ def _adoptable(instrs: list[Instr], created: set, pinned: set) -> dict:
     for instr in instrs:
         if instr.kind == "call" and instr.outs is not None:
             for a in _arrays_in(instr.outs, []):
-                if root(a) is a and id(a) in created and id(a) not in pinned and id(a) not in seen \
-                        and a.nbytes >= ADOPT_BYTES and _dense(a):
-                    adopted[id(a)] = a
+                r = root(a)  # a itself, or the block it is a transposed view of (channel-major results)
+                if id(r) in created and id(r) not in pinned and id(r) not in seen \
+                        and a.nbytes == r.nbytes >= ADOPT_BYTES and _dense(a):
+                    adopted[id(r)] = a
         for a in _arrays_in((instr.args, instr.kwargs, instr.outs), []):
             seen.add(id(root(a)))
     return adopted
@@ -327,10 +328,11 @@ def _dense(a) -> bool:
 class _Slot:
     """Where an adopted result lives during a replay (None between its last use and the next replay)."""
 
-    __slots__ = ("value", "flat", "shape", "dtype", "strides")
+    __slots__ = ("value", "flat", "shape", "dtype", "strides", "array")
 
     def __init__(self, array):
         self.value = self.flat = None
+        self.array = array  # the capture's result: views are placed relative to it
         self.shape, self.dtype, self.strides = array.shape, array.dtype, array.strides
 
     def take(self, array) -> None:
@@ -369,7 +371,7 @@ def _templated(x, slots: dict, memo: dict):
         if slot is None:
             return x
         if id(x) not in memo:
-            memo[id(x)] = (_SlotView(slot, x, r), x)
+            memo[id(x)] = (_SlotView(slot, x, slot.array), x)
         return memo[id(x)][0]
     if type(x) in (list, tuple):
         return type(x)(_templated(v, slots, memo) for v in x)
@@ -427,6 +429,8 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict) -> tuple[list, list]:
             steps.append(_step(instr))
         for slot in releases.get(i, ()):
             steps.append((slot.clear, ()))
+    for slot in slots.values():
+        slot.array = None  # the capture's result: only needed to place the views
     return templated, steps
 
 
