@@ -118,6 +118,10 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     timeout_s = _timeout_seconds(timeout)
     _start_mpi()
     world = _State.world_comm
+    told = os.environ.get("WORLD_SIZE")  # what torchrun (or a previous init) says
+    if told is not None and told.strip() != str(world.Get_size()):
+        raise RuntimeError(f"init_process_group: WORLD_SIZE={told} but MPI started {world.Get_size()} process(es); "
+                           "chainrule's processes are started by an MPI launcher (mpiexec -n N ...), not torchrun")
     for name, given, actual in (("world_size", world_size, world.Get_size()), ("rank", rank, world.Get_rank())):
         if given not in (-1, None) and given != actual:
             raise ValueError(f"init_process_group: {name}={given} but the MPI launcher started this process with "

@@ -1,6 +1,8 @@
 """The parts of chainrule.distributed that need no MPI job: launch detection, the bucket assignment (against
 PyTorch's), and that single-process use never loads mpi4py."""
 
+import importlib.util
+import os
 import subprocess
 import sys
 
@@ -53,6 +55,17 @@ def test_single_process_use_never_imports_mpi4py():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None, reason="needs mpi4py: pip install -e '.[mpi]'")
+def test_a_torchrun_launch_is_named_instead_of_training_alone():
+    code = "import chainrule.distributed as d; d.init_process_group('mpi')"
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1"}
+    for var in LAUNCH_VARS:
+        env.pop(var, None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode != 0 and "WORLD_SIZE=2 but MPI started 1 process(es)" in done.stderr
+    assert "mpiexec -n N" in done.stderr
 
 
 def test_calls_before_init_process_group_raise_valueerror():
