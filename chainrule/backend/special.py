@@ -306,7 +306,8 @@ def _gamma_grad_series(a, x, xp):
     psi = digamma(a, xp) + term  # digamma(a + 1)
     total = term * (psi - log_x)
     # the terms fall at least as fast as exp(-n^2 / 2a) beyond n = 1: 10 sqrt(a) + 60 of them are plenty
-    for n in range(1, int(10 * math.sqrt(float(xp.max(a)))) + 60 if a.size else 0):
+    most_terms = int(10 * math.sqrt(float(xp.max(a)))) + 60
+    for n in range(1, most_terms):
         term = term * x / (a + n)
         psi = psi + 1.0 / (a + n)
         step = term * (psi - log_x)
