@@ -49,6 +49,9 @@ def _mpi_op(op, tensor_dtype, name: str):
     if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and not (
             np.issubdtype(tensor_dtype, np.integer) or tensor_dtype == np.bool_):
         raise ValueError(f"{name}: ReduceOp.{op.name} needs an integer or bool tensor, got {tensor_dtype}")
+    if tensor_dtype == np.bool_:  # MPI reduces booleans with its logical ops only (SUM and MAX are "any")
+        return {ReduceOp.SUM: mpi.LOR, ReduceOp.MAX: mpi.LOR, ReduceOp.BOR: mpi.LOR, ReduceOp.PRODUCT: mpi.LAND,
+                ReduceOp.MIN: mpi.LAND, ReduceOp.BAND: mpi.LAND, ReduceOp.BXOR: mpi.LXOR}[op]
     return {ReduceOp.SUM: mpi.SUM, ReduceOp.AVG: mpi.SUM, ReduceOp.PRODUCT: mpi.PROD, ReduceOp.MIN: mpi.MIN,
             ReduceOp.MAX: mpi.MAX, ReduceOp.BAND: mpi.BAND, ReduceOp.BOR: mpi.BOR, ReduceOp.BXOR: mpi.BXOR}[op]
 

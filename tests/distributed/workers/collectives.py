@@ -57,6 +57,17 @@ def reductions(rank, n):
             check(out2, reduced[rank], f"reduce_scatter {op} {dtype}")
 
 
+def booleans(rank, n):
+    """Bool tensors reduce logically, as PyTorch's backends do: SUM and MAX are "any", PRODUCT and MIN "all"."""
+    alls = np.stack([np.array([r == 0, True, False, r % 2 == 1]) for r in range(n)])
+    expected = {dist.ReduceOp.SUM: alls.any(0), dist.ReduceOp.MAX: alls.any(0), dist.ReduceOp.PRODUCT: alls.all(0),
+                dist.ReduceOp.MIN: alls.all(0), dist.ReduceOp.BXOR: np.logical_xor.reduce(alls, 0)}
+    for op, want in expected.items():
+        t = cr.tensor(alls[rank])
+        dist.all_reduce(t, op=op)
+        check(t, want, f"all_reduce {op} bool")
+
+
 def _np_reduce(op, a):
     ufunc = {dist.ReduceOp.SUM: np.add, dist.ReduceOp.PRODUCT: np.multiply, dist.ReduceOp.MIN: np.minimum,
              dist.ReduceOp.MAX: np.maximum, dist.ReduceOp.BAND: np.bitwise_and, dist.ReduceOp.BOR: np.bitwise_or,
@@ -156,6 +167,7 @@ def main():
     assert os.environ["RANK"] == str(rank) and os.environ["WORLD_SIZE"] == str(n)
     assert os.environ["LOCAL_WORLD_SIZE"] == str(n) and dist.get_node_local_rank() == rank  # one machine
     reductions(rank, n)
+    booleans(rank, n)
     movements(rank, n)
     objects_groups_p2p(rank, n)
     errors(rank, n)
