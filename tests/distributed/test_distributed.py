@@ -162,6 +162,24 @@ def test_cli_train_gpt_on_two_processes_follows_the_one_process_run(tmp_path):
     assert json.loads((two / "summary.json").read_text())["processes"] == 2
 
 
+def test_cli_resumes_a_two_process_run_in_one_process(tmp_path):
+    """A run trained by 2 processes continues in 1 (its folder, checkpoint and log are a one-process run's).
+    To have steps left, the finished 6-step run's config is edited to plan 9, as a run stopped at step 6 has."""
+    import chainrule as cr
+
+    run = tmp_path / "run"
+    done = run_cli(2, "train", "gpt", *GPT_OPTIONS, "--batch-size", "8", "--out", str(run))
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["steps"] = 9
+    (run / "config.json").write_text(json.dumps(config))
+    resumed = run_cli(0, "train", "gpt", "--resume", "--quiet", "--out", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3  # 2 validations, then a third
+    last = cr.io.load(run / "last.safetensors")
+    assert (last.step, last.epoch) == (9, 3)
+
+
 def test_cli_under_mpiexec_refuses_bad_input_and_other_commands_and_ends_every_rank(tmp_path):
     bad = run_cli(2, "train", "gpt", *GPT_OPTIONS, "--batch-size", "5", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "must divide by 2" in bad.stderr and not (tmp_path / "x").exists()
