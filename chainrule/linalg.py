@@ -33,7 +33,8 @@ __all__ = ["inv", "inv_ex", "det", "slogdet", "logdet", "solve", "cholesky", "ei
            "vector_norm", "matrix_norm", "norm", "solve_triangular", "pinv", "cross", "matrix_exp", "qr", "lstsq",
            "inverse", "trace", "diagonal", "matmul", "vecdot", "matrix_power", "LinAlgError",
            "solve_ex", "cholesky_ex", "matrix_rank", "cond", "multi_dot", "tensorinv", "tensorsolve", "vander",
-           "householder_product", "lu_factor", "lu_factor_ex", "lu", "lu_solve"]
+           "householder_product", "lu_factor", "lu_factor_ex", "lu", "lu_solve", "ldl_factor", "ldl_factor_ex",
+           "ldl_solve"]
 
 SlogdetResult = namedtuple("slogdet", ["sign", "logabsdet"])
 EighResult = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
@@ -914,3 +915,61 @@ def lu_solve(LU, pivots, B, *, left: bool = True, adjoint: bool = False) -> Tens
         return P @ Y
     Y = solve_triangular(L, P.mT @ B, upper=False, unitriangular=True)
     return solve_triangular(U, Y, upper=True)
+
+
+# ----- LDL^T of symmetric indefinite matrices -------------------------------------------------------------------
+
+LDLFactorResult = namedtuple("ldl_factor", ["LD", "pivots"])
+LDLFactorExResult = namedtuple("ldl_factor_ex", ["LD", "pivots", "info"])
+
+
+def _no_ldl_derivative(op: str):
+    def rule(g, _):
+        raise RuntimeError(f"{op}: the derivative is not implemented (as in PyTorch)")
+
+    return rule
+
+
+def ldl_factor_ex(A, *, hermitian: bool = False, check_errors: bool = False) -> LDLFactorExResult:
+    """(LD, pivots, info): A = P L D L^T P^T from A's lower triangle with Bunch-Kaufman pivoting
+    (chainrule.backend.factor, LAPACK's sytrf: the same pivots and factors as PyTorch's); info = j + 1 when
+    D[j, j] is zero. ``hermitian`` only matters for complex input, which chainrule's linalg does not take. Not
+    differentiable, as in PyTorch: a backward through it raises."""
+    from chainrule.backend import factor as _factor
+
+    A = _square("linalg.ldl_factor_ex", A)
+    xp = xp_of(A._data)
+    packed, pivots, info = _factor.ldl_factor(A._data, xp)
+    if check_errors and bool((info > 0).any()):
+        raise LinAlgError(f"linalg.ldl_factor: the factorization of {describe(A)} could not be completed: "
+                          f"D[{int(info[info > 0].min()) - 1}] is zero (the matrix is singular)")
+    LD = record(packed, "linalg_ldl_factor", (A,), _no_ldl_derivative("linalg.ldl_factor"))
+    return LDLFactorExResult(LD, untracked(pivots, A), untracked(info, A))
+
+
+def ldl_factor(A, *, hermitian: bool = False) -> LDLFactorResult:
+    """(LD, pivots): :func:`ldl_factor_ex` that raises LinAlgError for a singular A."""
+    LD, pivots, _ = ldl_factor_ex(A, hermitian=hermitian, check_errors=True)
+    return LDLFactorResult(LD, pivots)
+
+
+def ldl_solve(LD, pivots, B, *, hermitian: bool = False) -> Tensor:
+    """X with A X = B from A's :func:`ldl_factor` (batch dims broadcast). Not differentiable, as in PyTorch."""
+    from chainrule.backend import factor as _factor
+
+    LD = _square("linalg.ldl_solve", LD, "LD")
+    pivots, B = tensor_operand(pivots, "linalg.ldl_solve"), tensor_operand(B, "linalg.ldl_solve")
+    _float("linalg.ldl_solve", B)
+    if B.ndim < 2 or B.shape[-2] != LD.shape[-1] or LD._data.dtype != B._data.dtype:
+        raise RuntimeError(f"linalg.ldl_solve: expected B (..., {LD.shape[-1]}, k) of LD's dtype, got {describe(B)} "
+                           f"for LD {describe(LD)}")
+    if pivots._data.dtype.kind != "i" or tuple(pivots.shape) != tuple(LD.shape[:-1]):
+        raise RuntimeError(f"linalg.ldl_solve: expected int32 pivots of shape {tuple(LD.shape[:-1])}, "
+                           f"got {describe(pivots)}")
+    xp = xp_of(LD._data)
+    try:
+        out = _factor.ldl_solve(LD._data, pivots._data, B._data, xp)
+    except ValueError:
+        raise RuntimeError(f"linalg.ldl_solve: the batch dims of LD {describe(LD)} and B {describe(B)} do not "
+                           "broadcast") from None
+    return record(out, "linalg_ldl_solve", (LD, B), _no_ldl_derivative("linalg.ldl_solve"))

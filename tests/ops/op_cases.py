@@ -2465,3 +2465,5 @@ _linalg_case("linalg.lu-rectangular", lambda lib, a: (lambda p, l, u: (l, u, p))
              _no_params([((3, 5),), ((2, 4, 2),)]),
              _sized(lambda m, n: ((m, n),), _pos_side, _pos_side), samplers=(no_ties,), tags=frozenset({"no_half"}))
 _linalg_case("adjoint", lambda lib, a: lib.adjoint(a), _no_params([((2, 3),), ((2, 1, 3),)]), one_shape(2, 4))
+_linalg_case("linalg.ldl_factor_ex", lambda lib, a: lib.linalg.ldl_factor_ex(a + a.mT), _no_params([((4, 4),), ((2, 3, 3),)]),
+             _sized(lambda n: ((n, n),), _side), differentiable=False)

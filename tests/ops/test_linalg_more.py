@@ -194,3 +194,27 @@ def test_pca_lowrank_values_and_gradient_match_torch_at_full_rank():
     (S * cr.arange(4.0, dtype=cr.float64)).sum().backward()
     (St * torch.arange(4.0, dtype=torch.float64)).sum().backward()
     _same(x.grad, t.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (3, 4, 4), (1, 1), (0, 3, 3), (2, 0, 0)])
+def test_ldl_factor_and_solve_match_torch_pivots_included(shape):
+    rng = np.random.default_rng(10)
+    for trial in range(20):
+        a = rng.standard_normal(shape)
+        a = a + np.swapaxes(a, -1, -2)
+        if trial % 2:  # a zero diagonal forces 2x2 pivots
+            a = a - np.eye(shape[-1]) * a
+        ours, theirs = _both(lambda m, x: m.linalg.ldl_factor_ex(x), a)
+        for o, t in zip(ours, theirs):
+            _same(o, t, rtol=1e-10, atol=1e-12)
+        b = rng.standard_normal(shape[:-1] + (2,))
+        x_ours = cr.linalg.ldl_solve(ours.LD, ours.pivots, cr.tensor(b))
+        _same(x_ours, torch.linalg.ldl_solve(theirs.LD, theirs.pivots, torch.tensor(b)), rtol=1e-9, atol=1e-10)
+
+
+def test_ldl_refuses_a_singular_matrix_and_has_no_derivative_as_in_torch():
+    with pytest.raises(cr.linalg.LinAlgError, match=r"ldl_factor.*D\[0\] is zero"):
+        cr.linalg.ldl_factor(cr.zeros(2, 2, dtype=cr.float64))
+    x = cr.tensor([[2.0, 1.0], [1.0, -3.0]], requires_grad=True)
+    with pytest.raises(RuntimeError, match="ldl_factor.*derivative"):
+        cr.linalg.ldl_factor(x).LD.sum().backward()
