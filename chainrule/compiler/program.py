@@ -125,7 +125,7 @@ def _plan_buffers(instrs: list[Instr], created: set, constant_ids: set, pinned_i
     if not movable:
         return instrs, []
     offsets = _pack(movable, first, last, {k: roots[k].nbytes for k in movable})
-    arena = np.empty(max(offsets[k] + roots[k].nbytes for k in movable) or 1, dtype=np.uint8)
+    arena = _aligned_bytes(max(offsets[k] + roots[k].nbytes for k in movable) or 1)
     home = {k: (arena, offsets[k]) for k in movable}
     memo: dict = {}
     rewritten = []
@@ -142,6 +142,13 @@ def _plan_buffers(instrs: list[Instr], created: set, constant_ids: set, pinned_i
 
 
 ALIGN = 64  # bytes: each planned buffer starts on a cache line
+
+
+def _aligned_bytes(n: int, alignment: int = 4096):
+    """``n`` bytes starting on a page (numpy's own allocations are only 16-byte aligned)."""
+    raw = np.empty(n + alignment, dtype=np.uint8)
+    start = -raw.__array_interface__["data"][0] % alignment
+    return raw[start:start + n]
 
 
 def _pack(keys: list, first: dict, last: dict, sizes: dict) -> dict:
