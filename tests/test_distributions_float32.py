@@ -1,5 +1,5 @@
 """Every family in float32: draws, log_prob and entropy stay float32 (no silent promotion to float64) and the
-log-probabilities of its own draws are finite."""
+log-probabilities of its own draws are finite; and empty batches draw and score as PyTorch's."""
 
 import numpy as np
 import pytest
@@ -66,3 +66,21 @@ def test_float32_in_float32_out(name):
     except NotImplementedError:  # as PyTorch: Poisson, VonMises, the mixture, LKJ have none
         return
     assert entropy.dtype == cr.float32
+
+
+@pytest.mark.parametrize("make", [
+    lambda L, T: L.Normal(T(np.zeros(0)), T(np.ones(0))),
+    lambda L, T: L.Gamma(T(np.ones((2, 0))), T(np.ones((2, 0)))),
+    lambda L, T: L.Categorical(probs=T(np.ones((0, 3)))),
+    lambda L, T: L.StudentT(T(np.full(0, 3.0))),
+    lambda L, T: L.Binomial(T(np.full(0, 3.0)), probs=T(np.full(0, 0.5))),
+], ids=["Normal", "Gamma", "Categorical", "StudentT", "Binomial"])
+def test_empty_batches_as_torch(make):
+    import torch
+
+    theirs = make(torch.distributions, torch.tensor)
+    ours = make(D, cr.tensor)
+    expected = theirs.sample((3,))
+    draws = ours.sample((3,))
+    assert tuple(draws.shape) == tuple(expected.shape)
+    assert tuple(ours.log_prob(draws).shape) == tuple(theirs.log_prob(expected).shape)

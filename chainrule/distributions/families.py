@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from chainrule import creation
+from chainrule import dtypes as _dtypes
 from chainrule import ops as _ops
 from chainrule.autograd import no_grad
 from chainrule.backend import np
@@ -256,6 +257,8 @@ class Categorical(Distribution):
         sample_shape = as_size(sample_shape)
         n = int(np.prod(sample_shape)) if sample_shape else 1
         probs_2d = self.probs.detach().reshape(-1, self._num_events)
+        if probs_2d.shape[0] == 0:  # an empty batch draws nothing
+            return creation.zeros(*(sample_shape + self._batch_shape), dtype=_dtypes.int64)
         with no_grad():
             draws = creation.multinomial(probs_2d, n, True).t()  # (n, prod(batch))
         return draws.reshape(*(sample_shape + self._batch_shape))
