@@ -18,7 +18,13 @@ divide and stay finite.
 
 Composites (gradients for free): ``solve`` for the left=False form, ``svdvals``, the norms, ``pinv``,
 ``cross``, ``matrix_exp`` (scaling and squaring of a degree-18 Taylor polynomial), ``lstsq`` (through
-``pinv``), ``det``'s top-level alias ``logdet``.
+``pinv``), ``det``'s top-level alias ``logdet``, ``cond``, ``multi_dot``, ``tensorinv``/``tensorsolve``,
+``householder_product``, ``lu`` and ``lu_solve`` (from ``lu_factor``'s packed factors).
+
+numpy has no LU or LDL^T: :mod:`chainrule.backend.factor` computes them as LAPACK does (the same pivots as
+PyTorch's). ``lu_factor`` is a primitive with PyTorch's gradient for square, wide and tall matrices;
+``ldl_factor``/``ldl_solve`` have no derivative, as in PyTorch. LAPACK has no float16, and PyTorch refuses half
+precision here: so does chainrule, with a message.
 """
 
 from __future__ import annotations
