@@ -510,6 +510,9 @@ def convolve_transpose(g, w, geom: Windows, groups: int):
     gradient in its input: an (N, C, *size) array laid out channel-major; see :func:`_convolve_transpose_im2col`."""
     if geom.pointwise:
         return _convolve_pointwise(g, _grouped(w, groups).transpose(0, 2, 1), None)
+    flipped = _flipped_geometry(geom, w)
+    if flipped is not None:
+        return _convolve_im2col(g, _flipped_weight(w, groups), None, flipped, groups)[0]
     return _convolve_transpose_im2col(g, w, geom, groups)
 
 
@@ -519,6 +522,37 @@ def convolve_weight_grad(x, g, geom: Windows, groups: int, kept: list | None = N
     if geom.pointwise:
         return _convolve_weight_grad_pointwise(x, g, geom, groups)
     return _convolve_weight_grad_im2col(x, g, geom, groups, kept)
+
+
+# With stride 1 the convolution's input gradient is itself a convolution: of the output gradient (N, O, *out)
+# padded by dilation * (kernel - 1) - padding, with the weight flipped in space and transposed per group. Its
+# columns have O * prod(kernel) rows where col2im's have C * prod(kernel), and it adds nothing up, so it is
+# the cheaper way when O <= C (the decoder convolutions of a U-Net; bench/ANALYSIS.md, "unet: the backend's
+# convolution choices"). Not with an inf or NaN in the weight: its taps would also meet the padding's zeros
+# (0 * inf is NaN) where col2im puts nothing.
+
+def _flipped_geometry(geom: Windows, w) -> Windows | None:
+    """The windows of the convolution that gives :func:`convolve_transpose` of ``geom`` with the weight ``w``
+    (O, C/G, kh, kw), when that is the cheaper way: a 2-d stride-1 geometry, O <= C, padding at most the
+    dilated kernel span, ``w`` finite; else None."""
+    out_channels = w.shape[0]
+    if len(geom.kernel) != 2 or any(s != 1 for s in geom.stride) or out_channels > geom.shape[1]:
+        return None
+    pad = []
+    for axis, (k, d) in enumerate(zip(geom.kernel, geom.dilation)):
+        before, size, windows = geom.pad[2 * axis], geom.shape[2 + axis], geom.out[axis]
+        pad += [d * (k - 1) - before, size - windows + before]  # the second: rows past the last window too
+    if min(pad) < 0 or not bool(xp_of(w).isfinite(w).all()):
+        return None
+    return Windows.for_conv((geom.shape[0], out_channels) + tuple(geom.out), geom.kernel, geom.stride,
+                            geom.dilation, tuple(pad), "conv_transpose")
+
+
+def _flipped_weight(w, groups: int):
+    """The weight (O, C/G, kh, kw) flipped in space with each group's channels swapped: (C, O/G, kh, kw)."""
+    o, cg = w.shape[:2]
+    per_group = w.reshape((groups, o // groups, cg) + w.shape[2:]).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return xp_of(w).ascontiguousarray(per_group).reshape((cg * groups, o // groups) + w.shape[2:])
 
 
 def _pointwise_rows(image, groups: int):

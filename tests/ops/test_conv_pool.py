@@ -545,7 +545,7 @@ def test_bad_padding_string():
         C.conv2d(cr.zeros(1, 1, 5, 5), cr.zeros(1, 1, 3, 3), padding="full")
 
 
-# ----- pointwise (1x1) convolutions: one GEMM over channels -----------------------------------------
+# ----- the backend's choices: pointwise (1x1) convolutions, input gradients as convolutions ---------
 
 def _pointwise_operands(dtype, spatial, groups, batch, layout):
     """x (batch, C, *size) laid out NCHW or channel-major, a 1x1 weight, a bias and an output gradient."""
@@ -578,6 +578,39 @@ def test_pointwise_path_equals_the_im2col_path(dtype, spatial, groups, batch, la
         assert fast.shape == general.shape and fast.dtype == general.dtype
         np.testing.assert_allclose(fast, general, **tol)
     assert all(W.is_channels_major(a) for a, _ in pairs[:2] if a.ndim in (4, 5) and batch > 1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kernel, dilation, pad", [((3, 3), (1, 1), (1, 1, 1, 1)), ((2, 3), (2, 1), (0, 1, 1, 0)),
+                                                   ((3, 1), (1, 1), (0, 0, 0, 0)), ((3, 3), (1, 2), (2, 2, 0, 3))])
+@pytest.mark.parametrize("groups, batch, layout", [(1, 1, "nchw"), (2, 3, "channels-major"), (1, 2, "channels-major")])
+def test_input_gradient_as_a_flipped_convolution_equals_col2im(dtype, kernel, dilation, pad, groups, batch, layout):
+    """Stride 1 and out_channels <= in_channels: the backend's input gradient runs as a convolution of the output
+    gradient with the flipped weight; against its col2im path (asymmetric padding, dilation, odd sizes)."""
+    c, o = 4 * groups, 2 * groups
+    geom = W.Windows.for_conv((batch, c, 5, 7), kernel, (1, 1), dilation, pad, "test")
+    g = rng.standard_normal((o, batch) + geom.out).astype(dtype).swapaxes(0, 1)
+    g = np.ascontiguousarray(g) if layout == "nchw" else g
+    w = rng.standard_normal((o, c // groups) + kernel).astype(dtype)
+    assert W._flipped_geometry(geom, w) is not None
+    fast, general = W.convolve_transpose(g, w, geom, groups), W._convolve_transpose_im2col(g, w, geom, groups)
+    assert fast.shape == general.shape == (batch, c, 5, 7) and fast.dtype == general.dtype
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast, general, **tol)
+
+
+def test_input_gradient_is_a_flipped_convolution_only_where_cheaper():
+    def flipped(out_channels, stride=(1, 1), pad=(1, 1, 1, 1), bad=None):
+        geom = W.Windows.for_conv((2, 4, 6, 6), (3, 3), stride, (1, 1), pad, "test")
+        w = np.ones((out_channels, 4, 3, 3))
+        w[0, 0, 0, 0] = w[0, 0, 0, 0] if bad is None else bad
+        return W._flipped_geometry(geom, w) is not None
+
+    assert flipped(4) and flipped(2)
+    assert not flipped(8)  # more output channels: col2im moves fewer rows
+    assert not flipped(2, stride=(2, 1))
+    assert not flipped(2, pad=(3, 3, 1, 1))  # windows reaching past the dilated kernel span
+    assert not flipped(2, bad=np.nan) and not flipped(2, bad=-np.inf)  # see the non-finite test above
 
 
 def test_only_one_element_windows_are_pointwise():
