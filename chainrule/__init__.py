@@ -40,8 +40,7 @@ globals().pop("linalg", None)  # chainrule.ops' star import left chainrule.ops.l
 _LAZY_FUNCTIONS = {"save": "chainrule.io.serialization", "load": "chainrule.io.serialization",
                    "compile": "chainrule.compiler", "CompileError": "chainrule.compiler",
                    "set_float32_matmul_precision": "chainrule.backends",
-                   "get_float32_matmul_precision": "chainrule.backends",
-                   **{n: "chainrule.linalg" for n in ("det", "inverse", "trace", "cholesky", "slogdet", "logdet")}}
+                   "get_float32_matmul_precision": "chainrule.backends"}
 
 
 def __getattr__(name: str):
