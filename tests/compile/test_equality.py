@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+import chainrule.nn.functional as F
 from bench import workloads as bench_workloads
 from tests.compile.helpers import assert_same_history, run, standard_step
 
-STEPS = 12
+STEPS = 50
 
 
 def _workload_case(name: str, steps: int = STEPS):
@@ -36,3 +37,32 @@ def test_workload_bitwise_equal_to_eager(name):
     assert_same_history(eager, compiled)
     replays = sum(v.replays for v in f.variants.values())
     assert replays >= STEPS - 5, f.explain()
+
+
+def test_gpt_with_dropout_adamw_and_a_schedule_bitwise_equal_for_50_steps():
+    """The issue's GPT case: chainrule.models.GPT with dropout on, AdamW, a warm-up + cosine schedule
+    stepped between compiled calls; losses, parameters, gradients, optimizer state and the generator."""
+    from chainrule.models.gpt import GPT
+
+    def build():
+        model = GPT(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
+        opt = cr.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)
+        sched = cr.optim.lr_scheduler.SequentialLR(opt, [
+            cr.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=10),
+            cr.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40)], milestones=[10])
+
+        def loss(logits, targets):
+            return F.cross_entropy(logits.reshape(-1, 65), targets.reshape(-1))
+
+        return model, opt, {"loss": loss, "sched": sched}
+
+    rng = np.random.default_rng(0)
+    batches = [(cr.tensor(rng.integers(0, 65, (4, 16))), cr.tensor(rng.integers(0, 65, (4, 16)))) for _ in range(STEPS)]
+
+    def after(i, model, opt, extra):
+        extra["sched"].step()
+
+    eager, _ = run(build, batches, standard_step, compiled=False, after_step=after)
+    compiled, f = run(build, batches, standard_step, compiled=True, after_step=after)
+    assert_same_history(eager, compiled)
+    assert sum(v.replays for v in f.variants.values()) >= STEPS - 5, f.explain()
