@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 
 from chainrule import dtypes as _dt
+from chainrule import threads as _threads
 from chainrule.autograd.grad_mode import GRAD_ENABLED
+from chainrule.autograd.graph import ANOMALY, RECORD_OBSERVERS
 from chainrule.backend import kernels as _kernels
 from chainrule.backend import parallel as _parallel
 from chainrule.compiler.capture import Variant, capture, rebuild, replay
@@ -189,7 +191,9 @@ class Compiled:
         return (_arg_key(args), _arg_key(kwargs), GRAD_ENABLED[0], _kernels._STATE["wanted"],
                 _parallel.get_workers(), _dt.get_default_dtype(),
                 tuple([m.training for m in state.modules]),
-                tuple([(t.grad is None, t._rg) for t in state.tensors]))
+                tuple([(t.grad is None, t._rg) for t in state.tensors]),
+                _blas_threads(),  # BLAS results can depend on the thread count
+                ANOMALY[0], bool(RECORD_OBSERVERS))  # diagnostics would watch the capture only
 
     # ----- reporting ----------------------------------------------------------------------------------
     def explain(self) -> str:
@@ -238,6 +242,13 @@ class CompiledModule(Compiled):
 
     def __getattr__(self, name):
         return getattr(self.module, name)
+
+
+def _blas_threads():
+    """The thread limit ``cr.set_num_threads`` set (threadpoolctl's limits; None when never set)."""
+    limiter = _threads._limiter[0] if _threads._limiter else None
+    limits = getattr(limiter, "_limits", None)
+    return tuple(sorted(limits.items())) if isinstance(limits, dict) else id(limiter) if limiter else None
 
 
 def _user_stacklevel() -> int:

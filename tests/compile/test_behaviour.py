@@ -345,3 +345,30 @@ def test_rebinding_a_closure_tensor_recaptures():
     out = f(x)
     assert out.tolist() == [3.0] * 4
     assert any("now names another object" in m for m in f.misses)
+
+
+def test_environment_switch_runs_everything_eagerly():
+    import subprocess
+    import sys
+
+    code = ("import chainrule as cr\n"
+            "w = cr.nn.Parameter(cr.ones(4))\n"
+            "f = cr.compile(lambda x: x * w)\n"
+            "for _ in range(5): f(cr.ones(4))\n"
+            "print(f.eager_calls, len(f.variants))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "CHAINRULE_COMPILE": "0"}).stdout
+    assert out.split() == ["5", "0"]
+
+
+def test_thread_count_is_part_of_the_signature():
+    w = nn.Parameter(cr.ones(4))
+    f = compile(lambda x: x * w)
+    before = cr.get_num_threads()
+    try:
+        for n in (1, 1, 1, 2, 2):
+            cr.set_num_threads(n)
+            f(cr.ones(4))
+    finally:
+        cr.set_num_threads(before)
+    assert len(f.variants) == 2
