@@ -9,7 +9,9 @@ image, so loops run over the kh * kw taps, never over pixels. On it stand:
 
 - convolution as im2col + GEMM (:func:`convolve`) and its two adjoints, the transposed convolution
   (:func:`convolve_transpose`) and the weight gradient (:func:`convolve_weight_grad`), run over the
-  batch a few images at a time so that the columns never exist for the whole batch;
+  batch a few images at a time so that the columns never exist for the whole batch; pointwise (1x1)
+  convolutions as one GEMM over channels, and stride-1 input gradients with fewer output than input
+  channels as a convolution with the flipped weight, where those are cheaper;
 - im2col / col2im in PyTorch's unfold layout (:func:`window_columns`, :func:`add_window_columns`);
 - weighted sums over each window's taps and their adjoint (:func:`window_gather`,
   :func:`window_scatter`), and the maximum over them (:func:`max_pool`, :func:`max_pool_grad`).
