@@ -16,7 +16,7 @@ from chainrule.backend import kernels as _kernels
 from chainrule.backend import parallel as _parallel
 from chainrule.compiler.capture import Variant, capture, rebuild, replay
 from chainrule.compiler.state import State, first_difference
-from chainrule.compiler.tracer import CompileError, GuardMiss
+from chainrule.compiler.tracer import ACTIVE, CompileError, GuardMiss
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
 
@@ -65,6 +65,8 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if _DISABLED[0] or self.refused is not None:
             return self._eager(args, kwargs)
+        if ACTIVE[0] is not None:  # called inside another compiled function's capture: part of its program
+            return self.fn(*args, **kwargs)
         if self._state is None:
             self._state = State(self.fn, args, kwargs, self.extra_state)
         else:

@@ -372,3 +372,22 @@ def test_thread_count_is_part_of_the_signature():
     finally:
         cr.set_num_threads(before)
     assert len(f.variants) == 2
+
+
+def test_a_compiled_function_called_inside_another_is_part_of_its_program():
+    def build():
+        model, opt, extra = _mlp()()
+        extra["forward"] = compile(model)  # a compiled module inside the compiled step
+        return model, opt, extra
+
+    def step(model, opt, extra, x, y):
+        opt.zero_grad()
+        with cr.no_grad():
+            extra["forward"](x)  # inference through the inner compiled forward
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    f = _compare(build, _batches(10), step=step)
+    assert sum(v.replays for v in f.variants.values()) >= 5
