@@ -490,7 +490,7 @@ def _convolve_weight_grad_im2col(x, g, geom: Windows, groups: int, kept: list | 
     return total.reshape(o, -1, kh, kw)
 
 
-# ----- pointwise convolution ------------------------------------------------------------------------
+# ----- which path: pointwise convolutions, input gradients as flipped convolutions, or the above -----
 #
 # With a 1x1 kernel, stride 1 and no padding (Windows.pointwise: the 1x1 output layers, bottlenecks), x's
 # columns are x itself with the channels first, (C, N*H*W): a view of a channel-major image, one copy of
