@@ -282,7 +282,7 @@ def _draw(gen, name: str, args: tuple, kwargs: dict):
     return draw
 
 
-def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant):
+def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modules=()):
     """Run ``fn(*args, **kwargs)`` once for real under the tracer; fill ``variant`` with its program.
     Returns the call's result (the capture is an eager step)."""
     tracer = Tracer()
@@ -305,6 +305,7 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant):
         for _path, t, original, _buffer in inputs:
             t._data = original
         _unswap(state, saved)
+    _untrace_module_attributes(modules)
     _check_result(result, tracer)
     outputs, live = _outputs(result)
     variant.outputs = outputs
@@ -322,6 +323,17 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant):
     variant.written_inputs = [(path, b) for path, b in variant.inputs
                               if any(root(b) is w for instr in program.instrs for w in instr.writes)]
     return _plain_result(result)
+
+
+def _untrace_module_attributes(modules) -> None:
+    """Tensors a module kept from the captured call (a recurrent state, a cache) hold traced views of the
+    program's buffers: give them plain views, so later eager code mixes them with plain arrays."""
+    for module in modules:
+        for sub in module.modules():
+            for value in list(vars(sub).values()):
+                for v in (value if isinstance(value, (list, tuple)) else (value,)):
+                    if isinstance(v, Tensor) and isinstance(v._data, TracedArray):
+                        v._data = v._data.view(np.ndarray)
 
 
 def _identity_guards(entry: list, read: set) -> list:

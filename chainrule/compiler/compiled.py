@@ -103,7 +103,7 @@ class Compiled:
     def _capture(self, variant, args, kwargs):
         self.captures += 1
         hooks = _hooks_on(self._state)
-        result = capture(self.fn, args, kwargs, self._state.tensors, variant)
+        result = capture(self.fn, args, kwargs, self._state.tensors, variant, self._state.modules)
         problems = ([hooks] if hooks else []) + variant.problems
         if problems:
             variant.stage = "failed"
