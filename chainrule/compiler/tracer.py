@@ -553,8 +553,10 @@ def opaque(fn, numpy_below: int = 0):
     program's buffers (through ``out=`` when it takes one). A kernel function that computes arrays under
     ``numpy_below`` elements with numpy's ufuncs is traced through instead (its ufunc calls are cheaper
     to replay than it is)."""
-    out_param = inspect.signature(fn).parameters.get("out")
+    params = inspect.signature(fn).parameters
+    out_param = params.get("out")
     takes_out = out_param is not None and out_param.default is None  # an optional output buffer
+    out_index = list(params).index("out") if takes_out else None
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -563,7 +565,7 @@ def opaque(fn, numpy_below: int = 0):
             return fn(*args, **kwargs)
         if not _has_traced(args) and not _has_traced(kwargs) or args and getattr(args[0], "size", 0) < numpy_below:
             return fn(*args, **kwargs)
-        given_out = kwargs.get("out")
+        given_out = kwargs.get("out", args[out_index] if takes_out and len(args) > out_index else None)
         if takes_out and given_out is None:
             result = t.call(fn, args, kwargs, fn.__name__, writes_args=True)
             instr = t.instrs[-1]
