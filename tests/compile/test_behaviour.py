@@ -416,3 +416,19 @@ def test_a_tensor_a_module_keeps_from_the_step_is_plain_afterwards():
     assert any("differs from eager" in str(w.message) for w in caught)
     assert type(model.h._data) is np.ndarray
     (model.h + cr.ones(1, 4)).sum()  # mixes with plain arrays in eager code
+
+
+def test_ignored_labels_and_nan_inputs_after_the_capture_equal_eager():
+    """Batches that take other paths in chainrule's own code than the captured ones (labels equal to
+    ignore_index; a NaN reaching relu and the loss) run eagerly and give eager's results."""
+    batches = _batches(12)
+    x, y = batches[6]
+    labels = y._data.copy()
+    labels[:3] = -100
+    batches[6] = (x, cr.tensor(labels))
+    x, y = batches[9]
+    data = x._data.copy()
+    data[0, 0] = np.nan
+    batches[9] = (cr.tensor(data), y)
+    f = _compare(_mlp(), batches)
+    assert len(f.misses) >= 2, f.explain()
