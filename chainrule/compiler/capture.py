@@ -290,8 +290,12 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     arg_tensors = _tensors_in((args, kwargs))
     variant.current_args[0] = (args, kwargs)
     inputs = []
+    bound: dict = {}  # id(tensor) -> its buffer: a tensor passed twice reads one buffer
     for path, t in arg_tensors:
-        buffer = np.array(t._data, copy=True, order="K")
+        if id(t) in bound:
+            inputs.append((path, t, None, bound[id(t)]))
+            continue
+        buffer = bound[id(t)] = np.array(t._data, copy=True, order="K")
         inputs.append((path, t, t._data, buffer))
         t._data = buffer.view(TracedArray)
     state = [t for t in tensors if all(t is not a for _, a in arg_tensors)]
@@ -303,7 +307,8 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
             result = fn(*args, **kwargs)
     finally:
         for _path, t, original, _buffer in inputs:
-            t._data = original
+            if original is not None:
+                t._data = original
         _unswap(state, saved)
     _untrace_module_attributes(modules)
     _check_result(result, tracer)

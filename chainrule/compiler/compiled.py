@@ -190,7 +190,7 @@ class Compiled:
         """What a program bakes in: the arguments' structure, shapes, dtypes, layouts and requires_grad,
         the values of the other arguments, the modes, and which state tensors have a gradient."""
         state = self._state
-        return (_arg_key(args), _arg_key(kwargs), GRAD_ENABLED[0], _kernels._STATE["wanted"],
+        return (_arg_key(args), _arg_key(kwargs), _aliasing(args, kwargs), GRAD_ENABLED[0], _kernels._STATE["wanted"],
                 _parallel.get_workers(), _dt.get_default_dtype(),
                 tuple([m.training for m in state.modules]),
                 tuple([(t.grad is None, t._rg) for t in state.tensors]),
@@ -244,6 +244,16 @@ class CompiledModule(Compiled):
 
     def __getattr__(self, name):
         return getattr(self.module, name)
+
+
+def _aliasing(args, kwargs) -> tuple | None:
+    """Which tensor arguments are one tensor passed twice (the program was built for that pattern)."""
+    from chainrule.compiler.capture import _tensors_in
+
+    tensors = [id(t) for _, t in _tensors_in((args, kwargs))]
+    if len(set(tensors)) == len(tensors):
+        return None
+    return tuple(tensors.index(k) for k in tensors)
 
 
 def _blas_threads():
@@ -311,7 +321,7 @@ def _describe_key(key) -> str:
             return "{" + ", ".join(f"{a}: {show(v)}" for a, v in k[1]) + "}"
         return repr(k[1])
 
-    return f"{show(args)} grad_mode={key[2]} training={list(key[6])}"
+    return f"{show(args)} grad_mode={key[3]} training={list(key[7])}"
 
 
 def _argument_grads(args, kwargs) -> list:

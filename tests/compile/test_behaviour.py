@@ -432,3 +432,14 @@ def test_ignored_labels_and_nan_inputs_after_the_capture_equal_eager():
     batches[9] = (cr.tensor(data), y)
     f = _compare(_mlp(), batches)
     assert len(f.misses) >= 2, f.explain()
+
+
+def test_the_same_tensor_passed_twice_is_its_own_variant():
+    w = nn.Parameter(cr.ones(3))
+    f = compile(lambda a, b: a * w + b)
+    x = cr.tensor([1.0, 2.0, 3.0])
+    for _ in range(4):
+        f(x, x)
+    out = f(cr.tensor([1.0, 1.0, 1.0]), cr.tensor([5.0, 5.0, 5.0]))
+    assert out.tolist() == [6.0, 6.0, 6.0]
+    assert len(f.variants) == 2
