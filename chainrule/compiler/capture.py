@@ -327,6 +327,8 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     variant.identity = _identity_guards(entry, read)
     variant.written_inputs = [(path, b) for path, b in variant.inputs
                               if any(root(b) is w for instr in program.instrs for w in instr.writes)]
+    for path, buffer in variant.written_inputs:  # the capture changed its copy: the caller's tensor too
+        np.copyto(_at((args, kwargs), path)._data, buffer)
     return _plain_result(result)
 
 

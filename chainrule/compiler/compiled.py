@@ -119,22 +119,27 @@ class Compiled:
         """Call 3: the eager step and the poisoned replay from the same state must agree bit for bit."""
         state = self._state
         before = state.snapshot()
+        args_before = _argument_values(args, kwargs)
         eager_result = self.fn(*args, **kwargs)
-        eager_outputs = _flat_tensors(eager_result) + _argument_grads(args, kwargs)
+        args_after = _argument_values(args, kwargs)
+        eager_outputs = _flat_tensors(eager_result) + _argument_grads(args, kwargs) + args_after
         after_eager = state.snapshot()
         state.restore(before)
+        _set_argument_values(args, kwargs, args_before)
         eager_grads = _clear_argument_grads(args, kwargs)
         variant.program.poison()
         try:
             result = replay(variant, args, kwargs, self.copy_outputs)
         except GuardMiss as miss:
             state.restore(after_eager)
+            _set_argument_values(args, kwargs, args_after)
             _set_argument_grads(args, kwargs, eager_grads)
             return self._missed(variant, str(miss), eager_result)
-        replayed = _flat_tensors(result) + _argument_grads(args, kwargs)
+        replayed = _flat_tensors(result) + _argument_grads(args, kwargs) + _argument_values(args, kwargs)
         difference = first_difference(after_eager, state.snapshot(), eager_outputs, replayed)
         if difference is not None:
             state.restore(after_eager)
+            _set_argument_values(args, kwargs, args_after)
             _set_argument_grads(args, kwargs, eager_grads)
             variant.stage = "failed"
             return self._cannot(variant, f"the replayed program differs from eager in {difference} (a computation "
@@ -329,6 +334,20 @@ def _argument_grads(args, kwargs) -> list:
     from chainrule.compiler.capture import _tensors_in
 
     return [None if t.grad is None else t.grad._data.copy() for _, t in _tensors_in((args, kwargs))]
+
+
+def _argument_values(args, kwargs) -> list:
+    """Copies of the tensor arguments' arrays (a step may change them in place)."""
+    from chainrule.compiler.capture import _tensors_in
+
+    return [t._data.copy() for _, t in _tensors_in((args, kwargs))]
+
+
+def _set_argument_values(args, kwargs, values: list) -> None:
+    from chainrule.compiler.capture import _tensors_in
+
+    for (_, t), v in zip(_tensors_in((args, kwargs)), values):
+        np.copyto(t._data, v)
 
 
 def _clear_argument_grads(args, kwargs) -> list:

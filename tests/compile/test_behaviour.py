@@ -443,3 +443,19 @@ def test_the_same_tensor_passed_twice_is_its_own_variant():
     out = f(cr.tensor([1.0, 1.0, 1.0]), cr.tensor([5.0, 5.0, 5.0]))
     assert out.tolist() == [6.0, 6.0, 6.0]
     assert len(f.variants) == 2
+
+
+def test_an_argument_changed_in_place_is_changed_for_the_caller():
+    w = nn.Parameter(cr.ones(3))
+
+    def step(x):
+        x.mul_(2.0)
+        return (x * w).sum()
+
+    f = compile(step)
+    for i in range(5):
+        x = cr.tensor([1.0, 2.0, float(i)])
+        total = f(x)
+        assert x.tolist() == [2.0, 4.0, 2.0 * i]
+        assert total.item() == 6.0 + 2.0 * i
+    assert sum(v.replays for v in f.variants.values()) >= 1
