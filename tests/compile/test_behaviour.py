@@ -459,3 +459,19 @@ def test_an_argument_changed_in_place_is_changed_for_the_caller():
         assert x.tolist() == [2.0, 4.0, 2.0 * i]
         assert total.item() == 6.0 + 2.0 * i
     assert sum(v.replays for v in f.variants.values()) >= 1
+
+
+def test_verify_and_copy_outputs_options():
+    w = nn.Parameter(cr.ones(3))
+    always = compile(lambda x: x * w, verify="always")
+    for i in range(5):
+        assert always(cr.full((3,), float(i))).tolist() == [float(i)] * 3
+    assert [v.stage for v in always.variants.values()] == ["verify"]
+    views = compile(lambda x: x * w, copy_outputs=False, verify="off")
+    outs = [views(cr.full((3,), float(i))) for i in range(5)]
+    assert outs[-1].tolist() == [4.0] * 3
+    assert outs[-2].tolist() == [4.0] * 3  # a view of the program's buffer: the next call overwrote it
+    with pytest.raises(ValueError, match="fallback"):
+        compile(lambda x: x, fallback="maybe")
+    with pytest.raises(NotImplementedError, match="fuse"):
+        compile(lambda x: x, fuse="fast")
