@@ -3,6 +3,7 @@ variants by signature, and what it says about itself (``explain()``)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -62,6 +63,11 @@ class Compiled:
         self.__doc__ = getattr(fn, "__doc__", None)
 
     # ----- calls --------------------------------------------------------------------------------------
+    def __get__(self, obj, objtype=None):
+        """``@cr.compile`` on a method: the instance is passed as the first argument (one variant per
+        instance, as it is a static argument compared by identity)."""
+        return self if obj is None else functools.partial(self, obj)
+
     def __call__(self, *args, **kwargs):
         if _DISABLED[0] or self.refused is not None:
             return self._eager(args, kwargs)

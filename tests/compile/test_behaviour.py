@@ -475,3 +475,23 @@ def test_verify_and_copy_outputs_options():
         compile(lambda x: x, fallback="maybe")
     with pytest.raises(NotImplementedError, match="fuse"):
         compile(lambda x: x, fuse="fast")
+
+
+def test_compile_as_a_method_decorator():
+    class Learner:
+        def __init__(self):
+            self.model, self.opt, self.extra = _mlp()()
+
+        @compile
+        def step(self, x, y):
+            return standard_step(self.model, self.opt, self.extra, x, y)
+
+    cr.manual_seed(0)
+    learner = Learner()
+    cr.manual_seed(0)
+    model, opt, extra = _mlp()()
+    for x, y in _batches(6):
+        a = learner.step(x, y)
+        b = standard_step(model, opt, extra, x, y)
+        assert a._data.tobytes() == b._data.tobytes()
+    assert sum(v.replays for v in Learner.step.variants.values()) >= 1
