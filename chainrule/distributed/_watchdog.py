@@ -27,6 +27,9 @@ __all__ = ["Watchdog", "abort", "install_excepthook"]
 
 # the exit status of a job ended by the watchdog (as `timeout` reports a command that ran too long)
 TIMEOUT_STATUS = 124
+# mpiexec forwards each rank's output through a proxy process that MPI_Abort kills with the ranks: what a
+# rank has just written can be lost unless the proxy gets a moment to pass it on first
+_FORWARDING_GRACE_S = 0.5
 
 
 def abort(comm, rank: int, message: str, status: int = 1) -> None:
@@ -35,6 +38,7 @@ def abort(comm, rank: int, message: str, status: int = 1) -> None:
         sys.stdout.flush()
         sys.stderr.write(f"[rank {rank}] {message}\n")
         sys.stderr.flush()
+        time.sleep(_FORWARDING_GRACE_S)
     finally:
         comm.Abort(status)
         os._exit(status)  # MPI_Abort may return before the launcher's kill arrives: print nothing more
