@@ -796,6 +796,13 @@ def _bound(a: Tensor, bound, op: str) -> Tensor:
 clip = clamp
 
 
+def split_to_winner(g, a_wins, tie) -> tuple:
+    """The gradients of a and b for an elementwise choice between them: all of ``g`` to the chosen one,
+    half to each where they tie (maximum, minimum, fmax, fmin)."""
+    half = g * 0.5
+    return where(a_wins, g, where(tie, half, 0.0)), where(a_wins, 0.0, where(tie, half, g))
+
+
 def _tie_split(op: str, a, b) -> Tensor:
     a, b = binary_operands(a, b, op)
     refuse_complex(op, a, b)
@@ -803,10 +810,7 @@ def _tie_split(op: str, a, b) -> Tensor:
     out = _apply2(op, xp.maximum if op == "maximum" else xp.minimum, a, b)
 
     def rule(g, _):
-        a_wins = gt(a, b) if op == "maximum" else lt(a, b)
-        tie = eq(a, b)
-        half = g * 0.5
-        return where(a_wins, g, where(tie, half, 0.0)), where(a_wins, 0.0, where(tie, half, g))
+        return split_to_winner(g, gt(a, b) if op == "maximum" else lt(a, b), eq(a, b))
 
     return record(out, op, (a, b), rule, (a, b))
 

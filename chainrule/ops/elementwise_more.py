@@ -41,6 +41,7 @@ from chainrule.ops.elementwise import (
     mul,
     ne,
     sign,
+    split_to_winner,
     trunc,
     where,
     xlogy,
@@ -69,10 +70,7 @@ def _nan_ignoring(op: str, a, b) -> Tensor:
 
     def rule(g, _):
         beats = gt(a, b) if op == "fmax" else lt(a, b)
-        a_wins = logical_or(beats, isnan(b))  # both NaN: to a, as PyTorch
-        tie = eq(a, b)
-        half = g * 0.5
-        return where(a_wins, g, where(tie, half, 0.0)), where(a_wins, 0.0, where(tie, half, g))
+        return split_to_winner(g, logical_or(beats, isnan(b)), eq(a, b))  # both NaN: to a, as PyTorch
 
     return record(out, op, (a, b), rule, (a, b))
 
