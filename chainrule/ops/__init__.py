@@ -2,9 +2,9 @@
 
 from chainrule.ops import _methods  # noqa: F401  (binds methods and operators onto Tensor)
 from chainrule.ops._spellings import with_numpy_spellings as _with_numpy_spellings
+from chainrule.ops.complex import *  # noqa: F401,F403
 from chainrule.ops.elementwise import *  # noqa: F401,F403
 from chainrule.ops.elementwise_more import *  # noqa: F401,F403
-from chainrule.ops.complex import *  # noqa: F401,F403
 from chainrule.ops.indexing import *  # noqa: F401,F403
 from chainrule.ops.linalg import *  # noqa: F401,F403
 from chainrule.ops.linalg_more import *  # noqa: F401,F403
