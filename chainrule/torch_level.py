@@ -13,6 +13,7 @@ from __future__ import annotations
 import chainrule as cr
 from chainrule import dtypes as _dt
 from chainrule.nn import functional as F
+from chainrule.spectral import istft, stft  # noqa: F401  (torch.stft, torch.istft)
 from chainrule.tensor import set_printoptions  # noqa: F401  (torch.set_printoptions)
 
 # nn.functional's operations whose torch.* form takes the same arguments

@@ -271,6 +271,12 @@ def _functional():
     return functional
 
 
+def _spectral():
+    from chainrule import spectral  # above the ops, as nn is
+
+    return spectral
+
+
 def _queries_and_forms() -> dict:
     """Questions about a tensor's layout and kind, legacy spellings, and the view forms (see ops.view_forms)."""
     from chainrule.ops import statistics as st
@@ -297,6 +303,8 @@ def _queries_and_forms() -> dict:
         "cfloat": lambda self: ew.to_dtype(self, _dt.complex64), "cdouble": lambda self: ew.to_dtype(self, _dt.complex128),
         "hardshrink": lambda self, lambd=0.5: _functional().hardshrink(self, lambd),
         "prelu": lambda self, weight: _functional().prelu(self, weight),
+        "stft": lambda self, *args, **kwargs: _spectral().stft(self, *args, **kwargs),
+        "istft": lambda self, *args, **kwargs: _spectral().istft(self, *args, **kwargs),
         "nanmedian": st.nanmedian, "histogram": st.histogram,
         **{name: getattr(vf, name) for name in (
             "moveaxis", "ravel", "narrow_copy", "split_with_sizes", "unsafe_chunk", "unsafe_split",
