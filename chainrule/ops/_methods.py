@@ -265,6 +265,11 @@ def _fill_diagonal_(self: Tensor, fill_value, wrap: bool = False) -> Tensor:
     return apply_inplace(self, "fill_diagonal_", ix.masked_fill, mask, fill_value)
 
 
+def _sum_to_size(self: Tensor, *size) -> Tensor:
+    """``x.sum_to_size(2, 1)`` or ``x.sum_to_size((2, 1))``: summed down to a shape it broadcasts from."""
+    return rd.sum_to(self, size[0] if len(size) == 1 and not isinstance(size[0], int) else size)
+
+
 def _functional():
     from chainrule.nn import functional  # the nn layer sits above the ops: imported when first called
 
@@ -295,8 +300,7 @@ def _queries_and_forms() -> dict:
         "map_": lambda self, other, fn: _elementwise_python("map_", fn, other)(self),
         "map2_": lambda self, x, y, fn: _elementwise_python("map2_", fn, x, y)(self),
         "fill_diagonal_": _fill_diagonal_, "arccos": ew.acos, "arcsin": ew.asin, "arctan": ew.atan,
-        "sum_to_size": lambda self, *size: rd.sum_to(self, size[0] if len(size) == 1 and not isinstance(
-            size[0], int) else size),
+        "sum_to_size": _sum_to_size,
         **{f"{name}_": inplace_view(f"{name}_", getattr(sh, name)) for name in (
             "squeeze", "unsqueeze", "t", "transpose", "swapaxes")},
         "swapdims_": inplace_view("swapdims_", sh.transpose),

@@ -154,8 +154,7 @@ def diagonal_scatter(a, src, offset: int = 0, dim1: int = 0, dim2: int = 1) -> T
     d1, d2 = norm_dim(dim1, a.ndim, "diagonal_scatter"), norm_dim(dim2, a.ndim, "diagonal_scatter")
     if d1 == d2:
         raise RuntimeError(f"diagonal_scatter: dim1 and dim2 are the same dimension ({dim1})")
-    rows = a.xp.arange(max(min(a.shape[d1], a.shape[d2] - offset) if offset >= 0
-                           else min(a.shape[d1] + offset, a.shape[d2]), 0))
+    rows = a.xp.arange(sh.diagonal(a.detach(), offset, d1, d2).shape[-1])  # the diagonal's length
     row_index, col_index = (rows, rows + offset) if offset >= 0 else (rows - offset, rows)
     # move the two dimensions last, write the diagonal there, move them back
     moved = sh.movedim(sh.clone(a), (d1, d2), (-2, -1))
