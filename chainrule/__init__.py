@@ -15,7 +15,7 @@ from chainrule.creation import *  # noqa: F401,F403
 from chainrule import autograd
 from chainrule.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from chainrule.ops import *  # noqa: F401,F403
-from chainrule.backend import Device, cpu
+from chainrule.backend import Device, cpu, get_default_device, set_default_device
 from chainrule import func
 from chainrule.threads import get_num_threads, set_num_threads
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from chainrule import dtypes as _dt
-from chainrule.backend import Device, device_of, get_device, np, to_host
+from chainrule.backend import Device, device_of, get_device, is_host, np, to_host
 
 __all__ = ["Tensor", "wrap"]
 
@@ -222,7 +222,7 @@ class Tensor:
                 "numpy: can't call numpy() on a tensor that requires grad; use tensor.detach().numpy() "
                 "or numpy(force=True)"
             )
-        if not isinstance(self._data, np.ndarray):
+        if not is_host(self._data):
             raise TypeError(f"numpy: tensor is on {self.device}; call .cpu() first (or numpy(force=True))")
         return self._data
 
@@ -265,7 +265,7 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         """numpy's conversion protocol: ``np.asarray(t)`` shares memory on the CPU, ``np.array(t)``
         copies (``copy=True``), as numpy's own arrays do."""
-        on_host = isinstance(self._data, np.ndarray)
+        on_host = is_host(self._data)
         if copy is False and not on_host:
             raise ValueError(f"__array__: a tensor on {self.device} can only be converted with a copy, but copy=False")
         arr = to_host(self._data)

@@ -1,8 +1,24 @@
-"""Shared test helpers."""
+"""Shared test helpers.
+
+``CHAINRULE_TEST_DEVICE=cuda`` runs the whole suite with ``cuda`` as the default device: CuPy on a real
+GPU, else the NumPy stand-in device (chainrule.backend.standin), whose arrays refuse to mix with host
+arrays as CuPy's do, so host/device mixing bugs show on every machine.
+"""
+
+import os
 
 import pytest
 
 import chainrule as cr
+from chainrule.backend import gpu, standin
+
+TEST_DEVICE = os.environ.get("CHAINRULE_TEST_DEVICE", "cpu")
+if TEST_DEVICE == "cuda":
+    if gpu.install() is None:
+        standin.install()
+    cr.set_default_device("cuda")
+elif TEST_DEVICE != "cpu":
+    raise RuntimeError(f"CHAINRULE_TEST_DEVICE must be 'cpu' or 'cuda', got {TEST_DEVICE!r}")
 
 
 @pytest.fixture(autouse=True)

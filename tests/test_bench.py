@@ -212,7 +212,7 @@ def test_explicit_and_sdpa_attention_compute_the_same_gpt():
     explicit = models.gpt(cr, models.GPTConfig(context=8, d_model=16, heads=2, layers=1, attention="explicit"))
     explicit.load_state_dict(fused.state_dict())
     idx = cr.tensor(np.random.default_rng(0).integers(0, cfg.vocab, (2, 8)))
-    np.testing.assert_allclose(explicit(idx).detach().numpy(), fused(idx).detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(explicit(idx).detach().cpu().numpy(), fused(idx).detach().cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_unet_keeps_the_image_shape_and_lstm_predicts_every_step():

@@ -115,7 +115,7 @@ def test_from_numpy_shares_memory_both_ways():
     assert t[0].item() == -1.0
     t[1] = 10.0
     assert array[1] == 10.0
-    assert np.shares_memory(t.numpy(), array)
+    assert np.shares_memory(t.cpu().numpy(), array)
     with pytest.raises(TypeError, match="expected a numpy.ndarray, got list"):
         cr.from_numpy([1.0, 2.0])
 
@@ -169,7 +169,7 @@ def test_bad_sizes_are_refused(size, error, message):
 def test_arange_dtype_and_values():
     assert cr.arange(5).tolist() == [0, 1, 2, 3, 4] and cr.arange(5).dtype is cr.int64
     assert cr.arange(1, 4, 0.5).dtype is cr.float32
-    np.testing.assert_allclose(cr.arange(1, 4, 0.5).numpy(), [1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+    np.testing.assert_allclose(cr.arange(1, 4, 0.5).cpu().numpy(), [1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
     assert cr.arange(5, 0, -2).tolist() == [5, 3, 1]
     assert cr.arange(0, 1, 0.1, dtype=cr.float64).shape == (10,)
     assert cr.arange(3, dtype=cr.float32).dtype is cr.float32

@@ -17,7 +17,7 @@ def pair(a):
 
 
 def close(c, t, tol=1e-10):
-    np.testing.assert_allclose(c.numpy() if hasattr(c, "numpy") else np.asarray(c), t.detach().numpy(),
+    np.testing.assert_allclose(c.cpu().numpy() if hasattr(c, "numpy") else np.asarray(c), t.detach().cpu().numpy(),
                                rtol=tol, atol=tol)
 
 
@@ -66,7 +66,7 @@ def test_against_torch(case):
         close(c.variance, t.variance)
         close(c.stddev, t.stddev)
     else:
-        assert np.isnan(c.mean.numpy()).all() and c.mean.shape == t.mean.shape
+        assert np.isnan(c.mean.cpu().numpy()).all() and c.mean.shape == t.mean.shape
     e = c.expand((4, 2, 3))
     assert tuple(e.batch_shape) == (4, 2, 3)
     close(e.entropy(), t.expand((4, 2, 3)).entropy())
@@ -117,27 +117,27 @@ def test_kl_edge_values_and_registry():
 ])
 def test_sample_moments(name, params, mean, var):
     cr.manual_seed(0)
-    s = getattr(D, name)(*[cr.tensor(p, dtype=cr.float64) for p in params]).sample((200_000,)).numpy()
+    s = getattr(D, name)(*[cr.tensor(p, dtype=cr.float64) for p in params]).sample((200_000,)).cpu().numpy()
     assert abs(s.mean() - mean) < 0.02 and abs(s.var() - var) / var < 0.02
 
 
 def test_discrete_sample_frequencies():
     cr.manual_seed(0)
     probs = np.array([0.1, 0.2, 0.3, 0.4])
-    s = D.Categorical(probs=cr.tensor(probs)).sample((100_000,)).numpy()
+    s = D.Categorical(probs=cr.tensor(probs)).sample((100_000,)).cpu().numpy()
     np.testing.assert_allclose(np.bincount(s, minlength=4) / s.size, probs, atol=0.01)
-    b = D.Bernoulli(probs=cr.tensor([0.2, 0.7])).sample((100_000,)).numpy()
+    b = D.Bernoulli(probs=cr.tensor([0.2, 0.7])).sample((100_000,)).cpu().numpy()
     np.testing.assert_allclose(b.mean(0), [0.2, 0.7], atol=0.01)
-    oh = D.OneHotCategorical(probs=cr.tensor(probs)).sample((50_000,)).numpy()
+    oh = D.OneHotCategorical(probs=cr.tensor(probs)).sample((50_000,)).cpu().numpy()
     assert (oh.sum(-1) == 1).all()
     np.testing.assert_allclose(oh.mean(0), probs, atol=0.01)
 
 
 def test_sampling_is_seeded():
     cr.manual_seed(3)
-    a = D.Normal(cr.zeros(4), cr.ones(4)).sample().numpy()
+    a = D.Normal(cr.zeros(4), cr.ones(4)).sample().cpu().numpy()
     cr.manual_seed(3)
-    np.testing.assert_array_equal(a, D.Normal(cr.zeros(4), cr.ones(4)).sample().numpy())
+    np.testing.assert_array_equal(a, D.Normal(cr.zeros(4), cr.ones(4)).sample().cpu().numpy())
 
 
 def test_rsample_gradients_are_the_reparameterisation():
@@ -146,14 +146,14 @@ def test_rsample_gradients_are_the_reparameterisation():
     cr.manual_seed(1)
     x = D.Normal(loc, scale).rsample((3,))
     x.sum().backward()
-    eps = (x.detach().numpy() - loc.detach().numpy()) / scale.detach().numpy()
+    eps = (x.detach().cpu().numpy() - loc.detach().cpu().numpy()) / scale.detach().cpu().numpy()
     close(loc.grad, torch.tensor([3.0, 3.0]))
-    np.testing.assert_allclose(scale.grad.numpy(), eps.sum(0), rtol=1e-10)
+    np.testing.assert_allclose(scale.grad.cpu().numpy(), eps.sum(0), rtol=1e-10)
 
     rate = cr.tensor([2.0, 0.5], dtype=cr.float64, requires_grad=True)
     y = D.Exponential(rate).rsample()
     y.sum().backward()
-    np.testing.assert_allclose(rate.grad.numpy(), -y.detach().numpy() / rate.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(rate.grad.cpu().numpy(), -y.detach().cpu().numpy() / rate.detach().cpu().numpy(), rtol=1e-10)
 
     low = cr.tensor([0.0], dtype=cr.float64, requires_grad=True)
     high = cr.tensor([2.0], dtype=cr.float64, requires_grad=True)
@@ -204,11 +204,11 @@ def test_multinomial_shapes_and_frequencies():
     s = cr.multinomial(w, 2)
     assert s.shape == (2, 2) and s.dtype == cr.int64
     assert cr.multinomial(w[0], 3).shape == (3,)
-    draws = cr.multinomial(w, 50_000, replacement=True).numpy()
+    draws = cr.multinomial(w, 50_000, replacement=True).cpu().numpy()
     np.testing.assert_allclose(np.bincount(draws[0], minlength=4) / 50_000, [0.1, 0.2, 0.3, 0.4], atol=0.01)
     assert set(np.unique(draws[1])) == {2, 3}
     # without replacement: distinct, and the first draw follows the weights
-    rows = cr.multinomial(cr.tensor([1.0, 2.0, 3.0, 4.0]).expand(20_000, 4), 4).numpy()
+    rows = cr.multinomial(cr.tensor([1.0, 2.0, 3.0, 4.0]).expand(20_000, 4), 4).cpu().numpy()
     assert all(len(set(r)) == 4 for r in rows[:500])
     np.testing.assert_allclose(np.bincount(rows[:, 0], minlength=4) / 20_000, [0.1, 0.2, 0.3, 0.4], atol=0.015)
     # second draw given first = 3: remaining weights 1, 2, 3 of 6
@@ -237,7 +237,7 @@ def test_multinomial_zero_weights_without_replacement_as_torch():
 def test_bernoulli_poisson_normal():
     cr.manual_seed(0)
     p = cr.tensor([0.0, 0.25, 1.0], dtype=cr.float64)
-    s = cr.bernoulli(p.expand(40_000, 3)).numpy()
+    s = cr.bernoulli(p.expand(40_000, 3)).cpu().numpy()
     assert s.dtype == np.float64
     np.testing.assert_allclose(s.mean(0), [0.0, 0.25, 1.0], atol=0.01)
     assert cr.full((2, 2), 0.5).bernoulli().shape == (2, 2)
@@ -245,7 +245,7 @@ def test_bernoulli_poisson_normal():
         torch.bernoulli(torch.tensor([1.5]))
     with pytest.raises(RuntimeError, match="p_in >= 0 && p_in <= 1"):
         cr.bernoulli(cr.tensor([1.5]))
-    k = cr.poisson(cr.full((50_000,), 3.0)).numpy()
+    k = cr.poisson(cr.full((50_000,), 3.0)).cpu().numpy()
     assert abs(k.mean() - 3) < 0.05 and (k == np.round(k)).all()
     m = cr.zeros(3, requires_grad=True)
     x = cr.normal(m, cr.full((2, 1), 2.0))
@@ -253,24 +253,24 @@ def test_bernoulli_poisson_normal():
     x.sum().backward()  # zero gradient to mean, as torch.normal
     close(m.grad, torch.zeros(3))
     assert cr.normal(0.0, 1.0, (4, 2)).shape == (4, 2)
-    big = cr.normal(cr.full((100_000,), 1.0), 3.0).numpy()
+    big = cr.normal(cr.full((100_000,), 1.0), 3.0).cpu().numpy()
     assert abs(big.mean() - 1) < 0.05 and abs(big.std() - 3) < 0.05
 
 
 def test_inplace_samplers():
     cr.manual_seed(0)
     x = cr.empty(100_000, dtype=cr.float64)
-    assert x.bernoulli_(0.3) is x and abs(x.numpy().mean() - 0.3) < 0.01
-    assert abs(x.exponential_(2.0).numpy().mean() - 0.5) < 0.01
-    g = x.geometric_(0.25).numpy()
+    assert x.bernoulli_(0.3) is x and abs(x.cpu().numpy().mean() - 0.3) < 0.01
+    assert abs(x.exponential_(2.0).cpu().numpy().mean() - 0.5) < 0.01
+    g = x.geometric_(0.25).cpu().numpy()
     assert g.min() >= 1 and abs(g.mean() - 4) < 0.1
-    r = x.random_(3, 7).numpy()
+    r = x.random_(3, 7).cpu().numpy()
     assert set(np.unique(r)) == {3, 4, 5, 6}
-    assert set(np.unique(x.random_(2).numpy())) == {0, 1}
-    assert x.random_().numpy().max() <= 2 ** 53
-    assert abs(x.uniform_(2, 4).numpy().mean() - 3) < 0.01
-    assert abs(x.normal_(1, 2).numpy().std() - 2) < 0.02
-    assert x.log_normal_().numpy().min() > 0
+    assert set(np.unique(x.random_(2).cpu().numpy())) == {0, 1}
+    assert x.random_().cpu().numpy().max() <= 2 ** 53
+    assert abs(x.uniform_(2, 4).cpu().numpy().mean() - 3) < 0.01
+    assert abs(x.normal_(1, 2).cpu().numpy().std() - 2) < 0.02
+    assert x.log_normal_().cpu().numpy().min() > 0
     x.cauchy_()
     with pytest.raises(RuntimeError, match="lambda"):
         x.exponential_(-1.0)

@@ -51,15 +51,15 @@ def test_constraint_as_torch(name, args, values):
     theirs = getattr(TC, name) if args is None else getattr(TC, name)(*args)
     assert repr(ours) == repr(theirs)
     assert (ours.event_dim, ours.is_discrete) == (theirs.event_dim, theirs.is_discrete)
-    got = ours.check(cr.tensor(values, dtype=cr.float64)).numpy()
-    expected = theirs.check(torch.tensor(values, dtype=torch.float64)).numpy()
+    got = ours.check(cr.tensor(values, dtype=cr.float64)).cpu().numpy()
+    expected = theirs.check(torch.tensor(values, dtype=torch.float64)).cpu().numpy()
     np.testing.assert_array_equal(got, expected)
 
 
 def test_definite_checks_each_matrix():
     m = matrices()  # spd, L, L^T, corr, psd, -spd, a: only the first is positive definite
-    np.testing.assert_array_equal(C.positive_definite.check(cr.tensor(m)).numpy(), [1, 0, 0, 0, 0, 0, 0])
-    np.testing.assert_array_equal(C.positive_semidefinite.check(cr.tensor(m)).numpy(), [1, 0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(C.positive_definite.check(cr.tensor(m)).cpu().numpy(), [1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(C.positive_semidefinite.check(cr.tensor(m)).cpu().numpy(), [1, 0, 0, 0, 1, 0, 0])
 
 
 def test_independent_cat_stack_dependent():
@@ -67,7 +67,7 @@ def test_independent_cat_stack_dependent():
     for ours, theirs in [(C.independent(C.positive, 1), TC.independent(TC.positive, 1)),
                          (C.cat([C.positive, C.real], 1, [1, 1]), TC.cat([TC.positive, TC.real], 1, [1, 1])),
                          (C.stack([C.real, C.positive], 1), TC.stack([TC.real, TC.positive], 1))]:
-        np.testing.assert_array_equal(ours.check(cr.tensor(values)).numpy(), theirs.check(torch.tensor(values)).numpy())
+        np.testing.assert_array_equal(ours.check(cr.tensor(values)).cpu().numpy(), theirs.check(torch.tensor(values)).cpu().numpy())
         assert ours.event_dim == theirs.event_dim
     assert repr(C.independent(C.positive, 1)) == repr(TC.independent(TC.positive, 1))
     assert C.is_dependent(C.dependent) and not C.is_dependent(C.real)
@@ -120,17 +120,17 @@ def test_utils_as_torch():
     probs[0, 0], probs[1, 2] = 0.0, 1.0
     c, t = cr.tensor(probs), torch.tensor(probs)
     for binary in (False, True):
-        np.testing.assert_allclose(CU.probs_to_logits(c, binary).numpy(), TU.probs_to_logits(t, binary).numpy(),
+        np.testing.assert_allclose(CU.probs_to_logits(c, binary).cpu().numpy(), TU.probs_to_logits(t, binary).cpu().numpy(),
                                    rtol=1e-12)
-        np.testing.assert_allclose(CU.logits_to_probs(c, binary).numpy(), TU.logits_to_probs(t, binary).numpy(),
+        np.testing.assert_allclose(CU.logits_to_probs(c, binary).cpu().numpy(), TU.logits_to_probs(t, binary).cpu().numpy(),
                                    rtol=1e-12)
-    np.testing.assert_array_equal(CU.clamp_probs(c).numpy(), TU.clamp_probs(t).numpy())
+    np.testing.assert_array_equal(CU.clamp_probs(c).cpu().numpy(), TU.clamp_probs(t).cpu().numpy())
     mats = RNG.standard_normal((2, 4, 4))
     for diag in (-2, -1, 0, 1):
         vec_c, vec_t = CU.tril_matrix_to_vec(cr.tensor(mats), diag), TU.tril_matrix_to_vec(torch.tensor(mats), diag)
-        np.testing.assert_array_equal(vec_c.numpy(), vec_t.numpy())
-        np.testing.assert_array_equal(CU.vec_to_tril_matrix(vec_c, diag).numpy(),
-                                      TU.vec_to_tril_matrix(vec_t, diag).numpy())
+        np.testing.assert_array_equal(vec_c.cpu().numpy(), vec_t.cpu().numpy())
+        np.testing.assert_array_equal(CU.vec_to_tril_matrix(vec_c, diag).cpu().numpy(),
+                                      TU.vec_to_tril_matrix(vec_t, diag).cpu().numpy())
     assert CU.euler_constant == TU.euler_constant and CU.is_tensor_like(c)
 
     class Thing:

@@ -22,7 +22,7 @@ def pair(a):
 
 
 def close(c, t, tol=1e-10):
-    np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), rtol=tol, atol=tol)
 
 
 def build(name, args, kwargs):
@@ -99,7 +99,7 @@ def test_cdf_icdf_against_torch(name, args):
     cp, tp = pair(probs)
     x = t.icdf(tp)
     close(c.icdf(cp), x, 1e-8)
-    close(c.cdf(pair(x.numpy())[0]), t.cdf(x), 1e-9)
+    close(c.cdf(pair(x.cpu().numpy())[0]), t.cdf(x), 1e-9)
 
 
 def test_kumaraswamy_mode_is_the_density_maximum():
@@ -108,9 +108,9 @@ def test_kumaraswamy_mode_is_the_density_maximum():
     a, b = np.array([1.5, 3.0, 2.0, 0.7]), np.array([2.0, 1.2, 5.0, 2.0])
     d = D.Kumaraswamy(cr.tensor(a), cr.tensor(b))
     grid = np.linspace(1e-4, 1 - 1e-4, 200_001)
-    log_density = d.log_prob(cr.tensor(grid[:, None] * np.ones(4))).numpy()
+    log_density = d.log_prob(cr.tensor(grid[:, None] * np.ones(4))).cpu().numpy()
     expected = grid[log_density.argmax(0)]
-    mode = d.mode.numpy()
+    mode = d.mode.cpu().numpy()
     np.testing.assert_allclose(mode[:3], expected[:3], atol=1e-4)
     assert np.isnan(mode[3])  # concentration1 < 1: the density is unbounded at 0
 
@@ -145,7 +145,7 @@ def test_binomial_kl_edges():
     large finite number); q with fewer trials: infinite; with more: not implemented, as torch."""
     p = D.Binomial(cr.tensor([5.0, 5.0]), probs=cr.tensor([0.3, 0.3]))
     q = D.Binomial(cr.tensor([5.0, 4.0]), probs=cr.tensor([0.0, 0.3]))
-    assert np.isinf(D.kl_divergence(p, q).numpy()).all()
+    assert np.isinf(D.kl_divergence(p, q).cpu().numpy()).all()
     with pytest.raises(NotImplementedError, match="q.total_count > p.total_count"):
         D.kl_divergence(q, p)
 
@@ -155,7 +155,7 @@ def test_multinomial_entropy_by_enumeration():
     n = 5
     outcomes = [c for c in np.ndindex(*(n + 1,) * 4) if sum(c) == n]
     d = D.Multinomial(n, probs=cr.tensor(probs, dtype=cr.float64))
-    log_p = d.log_prob(cr.tensor(np.array(outcomes, dtype=np.float64))).numpy()
+    log_p = d.log_prob(cr.tensor(np.array(outcomes, dtype=np.float64))).cpu().numpy()
     np.testing.assert_allclose(np.exp(log_p).sum(), 1.0, rtol=1e-12)
     np.testing.assert_allclose(d.entropy().item(), -(np.exp(log_p) * log_p).sum(), rtol=1e-12)
 
@@ -218,12 +218,12 @@ def test_straight_through_gradient():
     weights = cr.tensor(RNG.standard_normal(4), dtype=cr.float64)
     cr.manual_seed(0)
     draw = D.OneHotCategoricalStraightThrough(logits=logits).rsample()
-    assert set(np.unique(draw.detach().numpy())) == {0.0, 1.0} and (draw.detach().numpy().sum(-1) == 1).all()
+    assert set(np.unique(draw.detach().cpu().numpy())) == {0.0, 1.0} and (draw.detach().cpu().numpy().sum(-1) == 1).all()
     (draw * weights).sum().backward()
-    straight_through = logits.grad.numpy().copy()
+    straight_through = logits.grad.cpu().numpy().copy()
     logits.grad = None
     (logits.softmax(-1) * weights).sum().backward()
-    np.testing.assert_allclose(straight_through, logits.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(straight_through, logits.grad.cpu().numpy(), rtol=1e-12)
 
 
 N = 200_000
@@ -250,7 +250,7 @@ def _assert_moments(samples, mean, var):
 def test_sample_moments(name, args, kwargs):
     cr.manual_seed(0)
     d, _ = build(name, args, kwargs)
-    _assert_moments(d.sample((N,)).numpy(), d.mean.numpy(), d.variance.numpy())
+    _assert_moments(d.sample((N,)).cpu().numpy(), d.mean.cpu().numpy(), d.variance.cpu().numpy())
 
 
 def test_mixture_sample_moments():
@@ -258,7 +258,7 @@ def test_mixture_sample_moments():
     d = D.MixtureSameFamily(D.Categorical(probs=cr.tensor([0.2, 0.5, 0.3], dtype=cr.float64)),
                             D.Normal(cr.tensor([-2.0, 0.0, 3.0], dtype=cr.float64),
                                      cr.tensor([0.5, 1.0, 0.3], dtype=cr.float64)))
-    _assert_moments(d.sample((N,)).numpy(), d.mean.numpy(), d.variance.numpy())
+    _assert_moments(d.sample((N,)).cpu().numpy(), d.mean.cpu().numpy(), d.variance.cpu().numpy())
 
 
 @pytest.mark.parametrize("make", [
@@ -289,13 +289,13 @@ def test_gamma_based_rsample_gradients_are_unbiased():
     df2 = cr.full((n,), 12.0, dtype=cr.float64, requires_grad=True)
     D.FisherSnedecor(df1, df2).rsample().sum().backward()
     # E = df2 / (df2 - 2): d/d df1 = 0, d/d df2 = -2 / (df2 - 2)^2
-    for grad, want in ((df1.grad.numpy(), 0.0), (df2.grad.numpy(), -2 / 10 ** 2)):
+    for grad, want in ((df1.grad.cpu().numpy(), 0.0), (df2.grad.cpu().numpy(), -2 / 10 ** 2)):
         assert abs(grad.mean() - want) < 5 * grad.std() / math.sqrt(n)
     c = cr.full((n,), 6.0, dtype=cr.float64, requires_grad=True)
     rate = cr.full((n,), 2.0, dtype=cr.float64, requires_grad=True)
     D.InverseGamma(c, rate).rsample().sum().backward()
     # E = rate / (c - 1): d/dc = -rate / (c - 1)^2, d/drate = 1 / (c - 1)
-    for grad, want in ((c.grad.numpy(), -2.0 / 25), (rate.grad.numpy(), 1 / 5)):
+    for grad, want in ((c.grad.cpu().numpy(), -2.0 / 25), (rate.grad.cpu().numpy(), 1 / 5)):
         assert abs(grad.mean() - want) < 5 * grad.std() / math.sqrt(n)
 
 
@@ -340,7 +340,7 @@ def test_exponential_family_entropy_is_the_closed_form(name, make, param):
     close(generic, TD.ExponentialFamily.entropy(t))
     (g_generic,) = cr.autograd.grad(generic.sum(), leaf, retain_graph=True)  # c.entropy() shares the graph
     (g_closed,) = cr.autograd.grad(c.entropy().sum(), leaf)
-    np.testing.assert_allclose(g_generic.numpy(), g_closed.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(g_generic.cpu().numpy(), g_closed.cpu().numpy(), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name, p_args, q_args", [
@@ -378,7 +378,7 @@ def test_continuous_bernoulli_against_torch():
     close(D.kl_divergence(c, cq), TD.kl_divergence(t, tq), 1e-9)
     cr.manual_seed(0)
     d = D.ContinuousBernoulli(cr.tensor([0.2, 0.5, 0.9], dtype=cr.float64))
-    _assert_moments(d.sample((N,)).numpy(), d.mean.numpy(), d.variance.numpy())
+    _assert_moments(d.sample((N,)).cpu().numpy(), d.mean.cpu().numpy(), d.variance.cpu().numpy())
     leaf = cr.tensor([0.2, 0.4999, 0.8], dtype=cr.float64, requires_grad=True)
 
     def draws(p):

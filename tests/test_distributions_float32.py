@@ -60,7 +60,7 @@ def test_float32_in_float32_out(name):
     draws = d.rsample((3,)) if d.has_rsample else d.sample((3,))
     log_prob = d.log_prob(draws)
     assert draws.dtype == cr.float32 and log_prob.dtype == cr.float32
-    assert np.isfinite(log_prob.detach().numpy()).all()
+    assert np.isfinite(log_prob.detach().cpu().numpy()).all()
     try:
         entropy = d.entropy()
     except NotImplementedError:  # as PyTorch: Poisson, VonMises, the mixture, LKJ have none

@@ -25,7 +25,7 @@ def pair(a):
 
 
 def close(c, t, tol=1e-10):
-    np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), rtol=tol, atol=tol)
 
 
 def spd(*batch, n=3):
@@ -153,12 +153,12 @@ def test_standard_gamma_grad_against_cdf_finite_differences(alpha):
     dP = (torch.special.gammainc(a + h, x) - torch.special.gammainc(a - h, x)) / (2 * h)
     log_pdf = (alpha - 1) * x.log() - x - math.lgamma(alpha)
     expected = -dP / log_pdf.exp()
-    got = special.standard_gamma_grad(a.numpy(), x.numpy(), np)
+    got = special.standard_gamma_grad(a.cpu().numpy(), x.cpu().numpy(), np)
     # the finite difference loses digits where P is within rounding of 0 or 1 (the far tails): skip those
-    P = torch.special.gammainc(a, x).numpy()
+    P = torch.special.gammainc(a, x).cpu().numpy()
     usable = (P > 1e-6) & (P < 1 - 1e-6)
     assert usable.sum() > 300
-    np.testing.assert_allclose(got[usable], expected.numpy()[usable], rtol=2e-6)
+    np.testing.assert_allclose(got[usable], expected.cpu().numpy()[usable], rtol=2e-6)
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -167,8 +167,8 @@ def test_standard_gamma_grad_against_torch(alpha):
     1e-3 relative; ours is computed to about 1e-13 (the test above), so they agree to torch's accuracy."""
     x = _torch_draws(alpha)
     a = torch.full_like(x, alpha)
-    ours = special.standard_gamma_grad(a.numpy(), x.numpy(), np)
-    np.testing.assert_allclose(ours, torch._standard_gamma_grad(a, x).numpy(), rtol=2e-3, atol=1e-300)
+    ours = special.standard_gamma_grad(a.cpu().numpy(), x.cpu().numpy(), np)
+    np.testing.assert_allclose(ours, torch._standard_gamma_grad(a, x).cpu().numpy(), rtol=2e-3, atol=1e-300)
 
 
 def test_standard_gamma_grad_edges():
@@ -188,12 +188,12 @@ def test_gamma_rsample_gradient_is_the_implicit_gradient_of_its_draw():
     cr.manual_seed(0)
     y = D.Gamma(conc, rate).rsample((50,))
     y.sum().backward()
-    x = (y.detach() * rate.detach()).numpy()  # the standard gamma draws
-    t_conc = torch.tensor(conc.detach().numpy()).expand(50, 3)
-    implicit = torch._standard_gamma_grad(t_conc, torch.tensor(x)).numpy()
-    r = rate.detach().numpy()
-    np.testing.assert_allclose(conc.grad.numpy(), (implicit / r).sum(0), rtol=2e-3)
-    np.testing.assert_allclose(rate.grad.numpy(), (-x / r ** 2).sum(0), rtol=1e-12)
+    x = (y.detach() * rate.detach()).cpu().numpy()  # the standard gamma draws
+    t_conc = torch.tensor(conc.detach().cpu().numpy()).expand(50, 3)
+    implicit = torch._standard_gamma_grad(t_conc, torch.tensor(x)).cpu().numpy()
+    r = rate.detach().cpu().numpy()
+    np.testing.assert_allclose(conc.grad.cpu().numpy(), (implicit / r).sum(0), rtol=2e-3)
+    np.testing.assert_allclose(rate.grad.cpu().numpy(), (-x / r ** 2).sum(0), rtol=1e-12)
 
 
 def test_standard_gamma_second_derivative_is_refused_as_torch():
@@ -208,7 +208,7 @@ def _per_draw_gradient(make, params, f, n):
     leaves = [cr.tensor(np.broadcast_to(p, (n,) + np.shape(p)).copy(), dtype=cr.float64, requires_grad=True)
               for p in params]
     f(make(*leaves).rsample()).sum().backward()
-    return [leaf.grad.numpy() for leaf in leaves]
+    return [leaf.grad.cpu().numpy() for leaf in leaves]
 
 
 @pytest.mark.parametrize("name, params, f, exact", [
@@ -253,7 +253,7 @@ def test_mvn_rsample_matches_torch_with_the_same_noise():
     x = c.rsample((6,))
     cr.manual_seed(2)
     eps = cr.randn(6, 2, 3, dtype=cr.float64)
-    expected = t.loc + (t.scale_tril @ torch.tensor(eps.numpy()).unsqueeze(-1)).squeeze(-1)
+    expected = t.loc + (t.scale_tril @ torch.tensor(eps.cpu().numpy()).unsqueeze(-1)).squeeze(-1)
     close(x, expected, 1e-12)
 
 
@@ -278,14 +278,14 @@ def _assert_moments(samples, mean, var):
 def test_sample_moments(name, params):
     cr.manual_seed(0)
     d = getattr(D, name)(*[cr.tensor(p, dtype=cr.float64) for p in params])
-    _assert_moments(d.sample((N,)).numpy(), d.mean.numpy(), d.variance.numpy())
+    _assert_moments(d.sample((N,)).cpu().numpy(), d.mean.cpu().numpy(), d.variance.cpu().numpy())
 
 
 def test_mvn_sample_mean_and_covariance():
     cov = spd()
     loc = np.array([1.0, -2.0, 0.5])
     cr.manual_seed(0)
-    s = D.MultivariateNormal(cr.tensor(loc), cr.tensor(cov)).sample((N,)).numpy()
+    s = D.MultivariateNormal(cr.tensor(loc), cr.tensor(cov)).sample((N,)).cpu().numpy()
     _assert_moments(s, loc, np.diag(cov))
     # each covariance entry: standard error sqrt((cov_ii cov_jj + cov_ij^2) / N) for a Gaussian
     se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / N)
@@ -301,8 +301,8 @@ def test_sampling_is_seeded_and_keeps_dtype():
         cr.manual_seed(4)
         b = make().sample((3,))
         assert a.dtype == cr.float32
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    tiny = D.Gamma(cr.tensor([1e-3]), cr.tensor(1.0)).sample((1000,)).numpy()
+        np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy())
+    tiny = D.Gamma(cr.tensor([1e-3]), cr.tensor(1.0)).sample((1000,)).cpu().numpy()
     assert tiny.min() >= np.finfo(np.float32).tiny  # underflowing draws are raised to the smallest normal
 
 
@@ -385,8 +385,8 @@ def test_lowrank_mvn_gradients_and_moments():
     assert gradcheck(log_prob, leaves)
     cr.manual_seed(0)
     d = D.LowRankMultivariateNormal(*(cr.tensor(a, dtype=cr.float64) for a in (loc, W, diag)))
-    s = d.sample((N,)).numpy()
-    cov = d.covariance_matrix.numpy()
+    s = d.sample((N,)).cpu().numpy()
+    cov = d.covariance_matrix.cpu().numpy()
     se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / N)
     assert np.all(np.abs(s.mean(0) - loc) < 5 * np.sqrt(np.diag(cov) / N))
     assert np.all(np.abs(np.cov(s.T) - cov) < 5 * se)
@@ -411,7 +411,7 @@ def test_wishart_against_torch():
         close(c.entropy(), t.entropy(), 1e-9)
         for name in ("mean", "variance", "covariance_matrix", "precision_matrix", "scale_tril"):
             close(getattr(c, name), getattr(t, name), 1e-9)
-        np.testing.assert_allclose(c.mode.numpy(), t.mode.numpy(), rtol=1e-9, atol=1e-9)  # NaN where df <= p + 1
+        np.testing.assert_allclose(c.mode.cpu().numpy(), t.mode.cpu().numpy(), rtol=1e-9, atol=1e-9)  # NaN where df <= p + 1
         close(D.ExponentialFamily.entropy(c), t.entropy(), 1e-9)
     draws = c.rsample((4,))
     assert tuple(draws.shape) == (4, 2, 3, 3) and bool(D.constraints.positive_definite.check(draws).all())
@@ -426,8 +426,8 @@ def test_wishart_moments_and_gradients():
     df = 6.0
     cr.manual_seed(0)
     d = D.Wishart(cr.tensor(df, dtype=cr.float64), cr.tensor(cov, dtype=cr.float64))
-    s = d.sample((N,)).numpy()
-    mean, var = d.mean.numpy(), d.variance.numpy()
+    s = d.sample((N,)).cpu().numpy()
+    mean, var = d.mean.cpu().numpy(), d.variance.cpu().numpy()
     m4 = ((s - s.mean(0)) ** 4).mean(0)
     assert np.all(np.abs(s.mean(0) - mean) < 5 * np.sqrt(var / N))
     assert np.all(np.abs(s.var(0) - var) < 5 * np.sqrt((m4 - s.var(0) ** 2) / N))
@@ -443,7 +443,7 @@ def test_wishart_moments_and_gradients():
     dfs = cr.full((n,), df, dtype=cr.float64, requires_grad=True)
     cr.manual_seed(4)
     D.Wishart(dfs, cr.tensor(cov, dtype=cr.float64)).rsample()[:, 0, 0].sum().backward()
-    g = dfs.grad.numpy()
+    g = dfs.grad.cpu().numpy()
     assert abs(g.mean() - cov[0, 0]) < 5 * g.std() / np.sqrt(n)
 
 

@@ -21,7 +21,7 @@ def pair(a):
 
 
 def close(c, t, tol=1e-10):
-    np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), rtol=tol, atol=tol)
 
 
 def families():
@@ -84,7 +84,7 @@ def test_geometric_and_binomial_edges_as_torch():
         close(c.log_prob(pair(v)[0]), t.log_prob(pair(v)[1]))
     p = cr.tensor([1.0, 0.5], dtype=cr.float64, requires_grad=True)
     D.Geometric(probs=p).log_prob(cr.tensor([0.0, 2.0], dtype=cr.float64)).sum().backward()
-    assert np.isfinite(p.grad.numpy()).all()
+    assert np.isfinite(p.grad.cpu().numpy()).all()
     with pytest.raises(NotImplementedError, match="Inhomogeneous total count"):
         D.Binomial(cr.tensor([2.0, 3.0]), probs=cr.tensor([0.5, 0.5])).entropy()
 
@@ -151,7 +151,7 @@ def _assert_moments(samples, mean, var):
 def test_sample_moments(name, args, kwargs):
     cr.manual_seed(0)
     d, _ = build(name, args, kwargs)
-    _assert_moments(d.sample((N,)).numpy(), d.mean.numpy(), d.variance.numpy())
+    _assert_moments(d.sample((N,)).cpu().numpy(), d.mean.cpu().numpy(), d.variance.cpu().numpy())
 
 
 def test_rsample_gradients_against_finite_differences():
@@ -177,7 +177,7 @@ def test_student_t_df_gradient_is_unbiased():
     n, nu = 100_000, 9.0
     df = cr.full((n,), nu, dtype=cr.float64, requires_grad=True)
     (D.StudentT(df).rsample() ** 2).sum().backward()
-    g = df.grad.numpy()
+    g = df.grad.cpu().numpy()
     assert abs(g.mean() + 2 / (nu - 2) ** 2) < 5 * g.std() / math.sqrt(n)
 
 
@@ -218,24 +218,24 @@ def test_generalized_pareto():
     t32 = TD.GeneralizedPareto(*(torch.tensor(a) for a in args32))
     probs = RNG.uniform(0.05, 0.95, (5, 4)).astype(np.float32)
     x32 = t32.icdf(torch.tensor(probs))
-    for ours, theirs in ((c32.icdf(cr.tensor(probs)), x32), (c32.log_prob(cr.tensor(x32.numpy())), t32.log_prob(x32)),
-                         (c32.cdf(cr.tensor(x32.numpy())), t32.cdf(x32)), (c32.mean, t32.mean),
+    for ours, theirs in ((c32.icdf(cr.tensor(probs)), x32), (c32.log_prob(cr.tensor(x32.cpu().numpy())), t32.log_prob(x32)),
+                         (c32.cdf(cr.tensor(x32.cpu().numpy())), t32.cdf(x32)), (c32.mean, t32.mean),
                          (c32.variance, t32.variance), (c32.entropy(), t32.entropy())):
-        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=2e-6, atol=2e-6)
+        np.testing.assert_allclose(ours.cpu().numpy(), theirs.cpu().numpy(), rtol=2e-6, atol=2e-6)
     assert repr(c32.support) == repr(t32.support)
 
     d = D.GeneralizedPareto(*(cr.tensor(a, dtype=cr.float64) for a in (loc, scale, xi)))
     x = d.icdf(cr.tensor(probs.astype(np.float64)))
-    np.testing.assert_allclose(d.cdf(x).numpy(), probs, rtol=1e-6)
+    np.testing.assert_allclose(d.cdf(x).cpu().numpy(), probs, rtol=1e-6)
     h = 1e-6
-    slope = (d.cdf(x + h).numpy() - d.cdf(x - h).numpy()) / (2 * h)
-    np.testing.assert_allclose(d.log_prob(x).numpy(), np.log(slope), rtol=1e-6, atol=1e-7)
+    slope = (d.cdf(x + h).cpu().numpy() - d.cdf(x - h).cpu().numpy()) / (2 * h)
+    np.testing.assert_allclose(d.log_prob(x).cpu().numpy(), np.log(slope), rtol=1e-6, atol=1e-7)
     exponential = D.Exponential(cr.tensor(1 / scale[1], dtype=cr.float64))
-    np.testing.assert_allclose(d.log_prob(x).numpy()[:, 1], exponential.log_prob(x[:, 1] - loc[1]).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(d.log_prob(x).cpu().numpy()[:, 1], exponential.log_prob(x[:, 1] - loc[1]).cpu().numpy(), rtol=1e-12)
 
     cr.manual_seed(0)
     light = D.GeneralizedPareto(*(cr.tensor(a, dtype=cr.float64) for a in (loc[:2], scale[:2], [-0.3, 0.1])))
-    _assert_moments(light.sample((N,)).numpy(), light.mean.numpy(), light.variance.numpy())
+    _assert_moments(light.sample((N,)).cpu().numpy(), light.mean.cpu().numpy(), light.variance.cpu().numpy())
     leaves = [cr.tensor(a, dtype=cr.float64, requires_grad=True) for a in (loc, scale, xi + 0.05)]
 
     def draws(loc, scale, xi):
@@ -256,14 +256,14 @@ def test_von_mises():
     log_i0 = np.array([float(mpmath.log(mpmath.besseli(0, k))) for k in kappa])
     ratio = np.array([float(mpmath.besseli(1, k) / mpmath.besseli(0, k)) for k in kappa])
     expected = kappa * np.cos(x - loc) - np.log(2 * np.pi) - log_i0
-    np.testing.assert_allclose(c.log_prob(pair(x)[0]).numpy(), expected, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(c.variance.numpy(), 1 - ratio, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(c.log_prob(pair(x)[0]).cpu().numpy(), expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(c.variance.cpu().numpy(), 1 - ratio, rtol=1e-13, atol=1e-15)
     close(c.log_prob(pair(x)[0]), t.log_prob(pair(x)[1]), 1e-6)
     close(c.variance, t.variance, 1e-6)
     close(c.mean, t.mean)
     assert repr(c.support) == repr(t.support) and c.has_rsample == t.has_rsample
     cr.manual_seed(0)
-    s = c.sample((N,)).numpy()
+    s = c.sample((N,)).cpu().numpy()
     assert s.min() >= -np.pi and s.max() <= np.pi
     assert np.all(np.abs(np.cos(s - loc).mean(0) - ratio) < 5 / np.sqrt(N))
     assert np.all(np.abs(np.sin(s - loc).mean(0)) < 5 / np.sqrt(N))

@@ -20,7 +20,7 @@ def pair(a):
 
 
 def close(c, t, tol=1e-10):
-    np.testing.assert_allclose(np.asarray(c.detach().numpy()), t.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(c.detach().cpu().numpy()), t.detach().cpu().numpy(), rtol=tol, atol=tol)
 
 
 def transform_cases():
@@ -61,8 +61,8 @@ def test_transform_against_torch(name, args, x):
     if name != "StickBreakingTransform":
         sign = ours.sign
         expected = theirs.sign
-        np.testing.assert_array_equal(np.asarray(sign.numpy() if hasattr(sign, "numpy") else sign),
-                                      np.asarray(expected.numpy() if hasattr(expected, "numpy") else expected))
+        np.testing.assert_array_equal(np.asarray(sign.cpu().numpy() if hasattr(sign, "numpy") else sign),
+                                      np.asarray(expected.cpu().numpy() if hasattr(expected, "numpy") else expected))
 
 
 def test_not_bijective_transforms_and_matrices():
@@ -119,7 +119,7 @@ def _jacobian(transform, x):
     for i in range(transform(x).shape[0]):
         xi = x.detach().requires_grad_(True)
         (g,) = cr.autograd.grad(transform(xi)[i], xi)
-        rows.append(g.numpy())
+        rows.append(g.cpu().numpy())
     return np.array(rows)
 
 
@@ -130,7 +130,7 @@ def test_log_abs_det_jacobian_is_the_jacobians():
     np.testing.assert_allclose(stick.log_abs_det_jacobian(x, stick(x)).item(), np.linalg.slogdet(J)[1], rtol=1e-10)
     for elementwise in (D.TanhTransform(), D.SoftplusTransform(), D.SigmoidTransform(), D.ExpTransform()):
         J = _jacobian(elementwise, x)
-        np.testing.assert_allclose(elementwise.log_abs_det_jacobian(x, elementwise(x)).numpy(),
+        np.testing.assert_allclose(elementwise.log_abs_det_jacobian(x, elementwise(x)).cpu().numpy(),
                                    np.log(np.abs(np.diag(J))), rtol=1e-10)
 
 
@@ -243,7 +243,7 @@ def test_corr_cholesky_transform_and_lkj_against_torch():
     cr.manual_seed(0)
     draws = c.sample((5,))
     assert tuple(draws.shape) == (5, 3, 4, 4) and bool(D.constraints.corr_cholesky.check(draws).all())
-    close(c.log_prob(draws), t.log_prob(pair(draws.numpy())[1]))
+    close(c.log_prob(draws), t.log_prob(pair(draws.cpu().numpy())[1]))
     with pytest.raises(ValueError, match="dim to be an integer greater than or equal to 2"):
         D.LKJCholesky(1)
 
@@ -255,7 +255,7 @@ def test_lkj_correlations_have_the_known_marginal(d, eta):
     this for the rows below the second: see LKJCholesky.)"""
     n = 20_000
     cr.manual_seed(1)
-    L = D.LKJCholesky(d, cr.tensor(eta, dtype=cr.float64)).sample((n,)).numpy()
+    L = D.LKJCholesky(d, cr.tensor(eta, dtype=cr.float64)).sample((n,)).cpu().numpy()
     corr = L @ np.swapaxes(L, -1, -2)
     np.testing.assert_allclose(np.diagonal(corr, axis1=-2, axis2=-1), 1.0, atol=1e-12)
     r = corr[:, np.tril_indices(d, -1)[0], np.tril_indices(d, -1)[1]]

@@ -15,7 +15,7 @@ _DTYPES = ["float16", "float32", "float64", "uint8", "int8", "int16", "int32", "
 
 
 def _address(t: cr.Tensor) -> int:
-    return t.numpy().__array_interface__["data"][0]
+    return t.cpu().numpy().__array_interface__["data"][0]
 
 
 def test_torch_from_dlpack_shares_memory_both_ways():
@@ -58,15 +58,15 @@ def test_views_keep_their_strides(view):
     v = view(base)
     seen = torch.from_dlpack(v)
     assert seen.data_ptr() == _address(v)
-    assert seen.stride() == tuple(s // 4 for s in v.numpy().strides)
-    np.testing.assert_array_equal(seen.numpy(), v.numpy())
+    assert seen.stride() == tuple(s // 4 for s in v.cpu().numpy().strides)
+    np.testing.assert_array_equal(seen.cpu().numpy(), v.cpu().numpy())
 
 
 def test_negative_strides_are_exported_as_a_copy():
     # torch 2.13 aborts the interpreter on a negative-stride capsule, so a regression must not take pytest down
     code = ("import chainrule as cr, torch\n"
             "t = cr.arange(5.0)[::-1]\n"
-            "assert t.numpy().strides[0] < 0\n"
+            "assert t.cpu().numpy().strides[0] < 0\n"
             "seen = torch.from_dlpack(t)\n"
             "assert seen.tolist() == [4.0, 3.0, 2.0, 1.0, 0.0], seen\n"
             "print('ok')\n")
@@ -87,7 +87,7 @@ def test_dtypes_and_shapes_round_trip(dtype, shape):
     assert str(seen.dtype) == f"torch.{dtype}" and tuple(seen.shape) == shape
     back = cr.from_dlpack(seen)
     assert back.dtype == t.dtype and back.shape == shape
-    np.testing.assert_array_equal(back.numpy(), t.numpy())
+    np.testing.assert_array_equal(back.cpu().numpy(), t.cpu().numpy())
 
 
 def test_requires_grad_is_refused_like_pytorch():
@@ -138,9 +138,9 @@ def test_torch_tensor_and_as_tensor():
 def test_numpy_force():
     w = cr.randn(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="requires grad"):
-        w.numpy()
+        w.cpu().numpy()
     forced = w.numpy(force=True)
-    np.testing.assert_array_equal(forced, w.detach().numpy())
+    np.testing.assert_array_equal(forced, w.detach().cpu().numpy())
     assert forced.__array_interface__["data"][0] == _address(w.detach())
 
 
@@ -157,7 +157,7 @@ def test_imported_tensor_in_autograd():
     x = torch.tensor([1.0, 2.0, 3.0])
     w = cr.from_dlpack(x).requires_grad_()  # a leaf of chainrule's own, memory still shared
     (w * w).sum().backward()
-    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 4.0, 6.0])
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), [2.0, 4.0, 6.0])
     a = cr.from_dlpack(torch.tensor([1.0, 2.0]))
     w2 = cr.ones(2, requires_grad=True)
     y = w2 * a

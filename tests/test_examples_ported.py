@@ -26,7 +26,7 @@ def example(name):
 
 def copy_weights(theirs, ours, dtype):
     ours.to(dtype)
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
 
 
 def as_lib(lib, array, dtype=None):
@@ -36,8 +36,8 @@ def as_lib(lib, array, dtype=None):
 
 def assert_same(theirs, ours, t_losses, c_losses, rtol, label):
     np.testing.assert_allclose(c_losses, t_losses, rtol=rtol, atol=rtol * 1e-2, err_msg=f"{label}: losses")
-    reference = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
-    mine = {k: v.detach().numpy() for k, v in ours.state_dict().items()}
+    reference = {k: v.detach().cpu().numpy() for k, v in theirs.state_dict().items()}
+    mine = {k: v.detach().cpu().numpy() for k, v in ours.state_dict().items()}
     assert mine.keys() == reference.keys()
     for name, value in reference.items():
         np.testing.assert_allclose(mine[name], value, rtol=rtol, atol=rtol * 1e-2, err_msg=f"{label}: {name}")
@@ -132,8 +132,8 @@ def test_seq2seq_transformer_matches_pytorch(dtype):
                 p.data[8:16] = 0
     assert_same(theirs, ours, t_losses, c_losses, TOLERANCE[dtype], "seq2seq")
     # greedy decoding agrees too
-    t_out = m.greedy_decode(torch, theirs, torch.tensor(src), 4).numpy()
-    c_out = m.greedy_decode(cr, ours, cr.tensor(src), 4).numpy()
+    t_out = m.greedy_decode(torch, theirs, torch.tensor(src), 4).cpu().numpy()
+    c_out = m.greedy_decode(cr, ours, cr.tensor(src), 4).cpu().numpy()
     np.testing.assert_array_equal(c_out, t_out)
 
 

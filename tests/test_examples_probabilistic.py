@@ -25,14 +25,14 @@ def twin(build, dtype, **kwargs):
     torch.manual_seed(0)
     theirs = build(torch, **kwargs).to(getattr(torch, dtype))
     ours = build(cr, **kwargs).to(getattr(cr, dtype))
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     return theirs, ours
 
 
 def assert_same(theirs, ours, t_losses, c_losses, rtol, label):
     np.testing.assert_allclose(c_losses, t_losses, rtol=rtol, atol=rtol * 1e-2, err_msg=f"{label}: losses")
     for name, value in theirs.state_dict().items():
-        np.testing.assert_allclose(ours.state_dict()[name].numpy(), value.numpy(), rtol=rtol, atol=rtol * 1e-2,
+        np.testing.assert_allclose(ours.state_dict()[name].cpu().numpy(), value.cpu().numpy(), rtol=rtol, atol=rtol * 1e-2,
                                    err_msg=f"{label}: {name}")
 
 
@@ -49,7 +49,7 @@ def test_gaussian_process_matches_pytorch(dtype):
     assert_same(theirs, ours, t_losses, c_losses, TOLERANCE[dtype], "gaussian process")
     with torch.no_grad(), cr.no_grad():
         for t_out, c_out in zip(theirs.predict(*t_args), ours.predict(*c_args)):
-            np.testing.assert_allclose(c_out.numpy(), t_out.numpy(), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+            np.testing.assert_allclose(c_out.cpu().numpy(), t_out.cpu().numpy(), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
 
 
 @pytest.mark.parametrize("dtype", sorted(TOLERANCE))

@@ -38,8 +38,8 @@ def _ids(shape=(3, P), seed=1):
 
 
 def _logits_gap(folder, hf, ids) -> float:
-    want = hf(ids).logits.detach().numpy()
-    got = GPT.from_pretrained(folder)(cr.tensor(ids.numpy())).detach().numpy()
+    want = hf(ids).logits.detach().cpu().numpy()
+    got = GPT.from_pretrained(folder)(cr.tensor(ids.cpu().numpy())).detach().cpu().numpy()
     return float(np.abs(got - want).max())
 
 
@@ -96,8 +96,8 @@ def test_half_precision_weights_are_upcast_exactly(tmp_path, dtype):
     hf.save_pretrained(tmp_path)
     model = GPT.from_pretrained(tmp_path)
     assert model.tok_emb.weight.dtype == cr.float32
-    want = hf.transformer.h[1].mlp.c_proj.weight.detach().float().numpy().T
-    np.testing.assert_array_equal(model.blocks[1].fc2.weight.detach().numpy(), want)
+    want = hf.transformer.h[1].mlp.c_proj.weight.detach().float().cpu().numpy().T
+    np.testing.assert_array_equal(model.blocks[1].fc2.weight.detach().cpu().numpy(), want)
     assert _logits_gap(tmp_path, hf.float(), _ids()) < 1e-5
 
 
@@ -114,8 +114,8 @@ def test_greedy_continuation_matches_transformers(tmp_path):
     hf = _hf_model(tied=True)
     hf.save_pretrained(tmp_path)
     prompt = _ids((2, 5), seed=3)
-    want = hf.generate(prompt, max_new_tokens=12, do_sample=False, pad_token_id=0).numpy()
-    got = GPT.from_pretrained(tmp_path).generate(cr.tensor(prompt.numpy()), 12, top_k=1).numpy()
+    want = hf.generate(prompt, max_new_tokens=12, do_sample=False, pad_token_id=0).cpu().numpy()
+    got = GPT.from_pretrained(tmp_path).generate(cr.tensor(prompt.cpu().numpy()), 12, top_k=1).cpu().numpy()
     np.testing.assert_array_equal(got, want)
 
 
@@ -128,7 +128,7 @@ def test_save_pretrained_loads_in_transformers(tmp_path, tied):
     assert header["__metadata__"] == {"format": "pt"}
     back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "back").eval()
     ids = _ids()
-    np.testing.assert_array_equal(back(ids).logits.detach().numpy(), hf(ids).logits.detach().numpy())
+    np.testing.assert_array_equal(back(ids).logits.detach().cpu().numpy(), hf(ids).logits.detach().cpu().numpy())
 
 
 def test_save_pretrained_of_a_chainrule_trained_gpt(tmp_path):
@@ -138,8 +138,8 @@ def test_save_pretrained_of_a_chainrule_trained_gpt(tmp_path):
     model.save_pretrained(tmp_path)
     back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
     ids = _ids((2, 16))
-    want = model(cr.tensor(ids.numpy())).detach().numpy()
-    np.testing.assert_allclose(back(ids).logits.detach().numpy(), want, rtol=1e-5, atol=1e-5)
+    want = model(cr.tensor(ids.cpu().numpy())).detach().cpu().numpy()
+    np.testing.assert_allclose(back(ids).logits.detach().cpu().numpy(), want, rtol=1e-5, atol=1e-5)
 
 
 def test_fine_tuning_step_equals_pytorch(tmp_path):
@@ -151,20 +151,20 @@ def test_fine_tuning_step_equals_pytorch(tmp_path):
     loss_t = torch.nn.functional.cross_entropy(hf(ids).logits.reshape(-1, V), targets.reshape(-1))
     loss_t.backward()
     opt_c = cr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    logits = model(cr.tensor(ids.numpy()))
-    loss_c = cr.nn.functional.cross_entropy(logits.reshape(-1, V), cr.tensor(targets.numpy()).reshape(-1))
+    logits = model(cr.tensor(ids.cpu().numpy()))
+    loss_c = cr.nn.functional.cross_entropy(logits.reshape(-1, V), cr.tensor(targets.cpu().numpy()).reshape(-1))
     loss_c.backward()
     assert abs(loss_c.item() - loss_t.item()) < 1e-5
-    grads = hf_gpt2.to_chainrule_state({k: p.grad.numpy() for k, p in hf.named_parameters()}, 2, True, "grads")
+    grads = hf_gpt2.to_chainrule_state({k: p.grad.cpu().numpy() for k, p in hf.named_parameters()}, 2, True, "grads")
     params = dict(model.named_parameters())
     for name, grad in grads.items():
         if name != "head.weight":  # tied: the same parameter as tok_emb.weight
-            np.testing.assert_allclose(params[name].grad.numpy(), grad, rtol=1e-4, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(params[name].grad.cpu().numpy(), grad, rtol=1e-4, atol=1e-5, err_msg=name)
     opt_t.step()
     opt_c.step()
     hf.eval().save_pretrained(tmp_path / "stepped")
     for name, value in GPT.from_pretrained(tmp_path / "stepped").state_dict().items():
-        np.testing.assert_allclose(model.state_dict()[name].detach().numpy(), value.numpy(), rtol=1e-4, atol=1e-5,
+        np.testing.assert_allclose(model.state_dict()[name].detach().cpu().numpy(), value.cpu().numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=name)
 
 
@@ -267,7 +267,7 @@ def test_import_sample_evaluate_finetune_export(tmp_path, bpe_folder, capsys):
     back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
     _, model, _ = cr.recipes.load_run(run)
     ids = torch.randint(0, 400, (1, 32))
-    np.testing.assert_allclose(back(ids).logits.detach().numpy(), model.eval()(cr.tensor(ids.numpy())).detach().numpy(),
+    np.testing.assert_allclose(back(ids).logits.detach().cpu().numpy(), model.eval()(cr.tensor(ids.cpu().numpy())).detach().cpu().numpy(),
                                rtol=1e-5, atol=1e-5)
     assert main(["import-hf", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
     (source / "vocab.json").unlink()

@@ -119,14 +119,14 @@ def test_save_load_round_trip_of_nested_state(tmp_path):
     assert back["none"] is None and back["ints"].dtype == cr.int64
     assert list(back["model"]) == list(obj["model"])
     for key, value in obj["model"].items():
-        np.testing.assert_array_equal(back["model"][key].numpy(), value.numpy())
+        np.testing.assert_array_equal(back["model"][key].cpu().numpy(), value.cpu().numpy())
     assert back["optimizer"]["param_groups"] == obj["optimizer"]["param_groups"]
     state = back["optimizer"]["state"][0]
-    np.testing.assert_array_equal(state["exp_avg"].numpy(), obj["optimizer"]["state"][0]["exp_avg"].numpy())
+    np.testing.assert_array_equal(state["exp_avg"].cpu().numpy(), obj["optimizer"]["state"][0]["exp_avg"].cpu().numpy())
     opt.load_state_dict(back["optimizer"])
     model.load_state_dict(back["model"])
     cr.save(cr.ones(2), tmp_path / "t.pt")
-    np.testing.assert_array_equal(cr.load(tmp_path / "t.pt").numpy(), np.ones(2, np.float32))
+    np.testing.assert_array_equal(cr.load(tmp_path / "t.pt").cpu().numpy(), np.ones(2, np.float32))
 
 
 def test_saved_file_is_safetensors_readable_by_pytorch(tmp_path):
@@ -156,7 +156,7 @@ def test_save_refuses_objects_and_leaves_no_file(tmp_path):
 # ----- checkpoint ----------------------------------------------------------------------------------------------
 
 def _grads(modules):
-    return [p.grad.numpy().copy() for m in modules for p in m.parameters()]
+    return [p.grad.cpu().numpy().copy() for m in modules for p in m.parameters()]
 
 
 @pytest.mark.parametrize("use_reentrant", [False, True])
@@ -174,7 +174,7 @@ def test_checkpoint_gradients_equal_the_plain_run_with_dropout(use_reentrant):
         h = pre(x)
         y = checkpoint(block, h, use_reentrant=use_reentrant) if wrapped else block(h)
         ((y * h) ** 2).sum().backward()
-        results.append((y.detach().numpy(), x.grad.numpy().copy(), _grads([pre, block])))
+        results.append((y.detach().cpu().numpy(), x.grad.cpu().numpy().copy(), _grads([pre, block])))
     (y0, gx0, g0), (y1, gx1, g1) = results
     np.testing.assert_array_equal(y0, y1)
     np.testing.assert_allclose(gx1, gx0, rtol=1e-12, atol=1e-14)
@@ -197,24 +197,24 @@ def test_checkpoint_reaches_closed_over_tensors_and_several_outputs():
         outer["scale"] = (x * x).sum()
         a, b = checkpoint(f, x) if wrapped else f(x)
         (a.sum() + (b ** 2).sum()).backward()
-        grads.append((w.grad.numpy().copy(), x.grad.numpy().copy()))
+        grads.append((w.grad.cpu().numpy().copy(), x.grad.cpu().numpy().copy()))
     for ours, plain in zip(grads[1], grads[0]):
         np.testing.assert_allclose(ours, plain, rtol=1e-12, atol=1e-14)
     outer["scale"] = (x * x).sum()
     (gw,) = cr.autograd.grad(checkpoint(f, x)[1].sum(), w)
     outer["scale"] = (x * x).sum()
-    np.testing.assert_allclose(gw.numpy(), cr.autograd.grad(f(x)[1].sum(), w)[0].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(gw.cpu().numpy(), cr.autograd.grad(f(x)[1].sum(), w)[0].cpu().numpy(), rtol=1e-12)
 
 
 def test_checkpoint_sequential_and_no_grad():
     seq = nn.Sequential(*[nn.Linear(5, 5) for _ in range(6)]).double()
     x = cr.randn(2, 5, dtype=cr.float64, requires_grad=True)
     checkpoint_sequential(seq, 3, x).sum().backward()
-    ours = x.grad.numpy().copy(), _grads([seq])
+    ours = x.grad.cpu().numpy().copy(), _grads([seq])
     x.grad = None
     seq.zero_grad()
     seq(x).sum().backward()
-    np.testing.assert_allclose(ours[0], x.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours[0], x.grad.cpu().numpy(), rtol=1e-12)
     for a, b in zip(ours[1], _grads([seq])):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     with cr.no_grad():

@@ -47,7 +47,7 @@ def _inputs(kind, feature_shape, batch, seq=8):
 
 def _run(path, name, x):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {name: x.numpy()})[0]
+    return session.run(None, {name: x.cpu().numpy()})[0]
 
 
 @pytest.mark.parametrize("opset", [17, 18, 21])
@@ -67,14 +67,14 @@ def test_bundled_models_in_onnxruntime(tmp_path, kind, opset):
     named = {t.name for t in proto.graph.initializer if t.name in state}
     for t in proto.graph.initializer:
         if t.name in state:
-            np.testing.assert_array_equal(onnx.numpy_helper.to_array(t), state[t.name].numpy())
+            np.testing.assert_array_equal(onnx.numpy_helper.to_array(t), state[t.name].cpu().numpy())
     if kind == "gpt_tied":
         assert "tok_emb.weight" in named and "head.weight" not in named  # one copy of the tied matrix
     sizes = [(1, 1), (3, 16)] if kind.startswith("gpt") else [(1, 8), (5, 8)]
     model.eval()
     for batch, seq in sizes:
         x = _inputs(kind, features, batch, seq)
-        np.testing.assert_allclose(_run(path, "x", x), model(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(_run(path, "x", x), model(x).detach().cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_reference_evaluator_agrees_without_onnxruntime(tmp_path):
@@ -84,8 +84,8 @@ def test_reference_evaluator_agrees_without_onnxruntime(tmp_path):
     path = tmp_path / "gpt.onnx"
     cr.onnx.export(model, (cr.randint(0, 50, (2, 8)),), path, input_names=["idx"], dynamic_axes={"idx": axes})
     x = cr.randint(0, 50, (3, 5))
-    got = ReferenceEvaluator(onnx.load(path)).run(None, {"idx": x.numpy()})[0]
-    np.testing.assert_allclose(got, model.eval()(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    got = ReferenceEvaluator(onnx.load(path)).run(None, {"idx": x.cpu().numpy()})[0]
+    np.testing.assert_allclose(got, model.eval()(x).detach().cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
 def _layer_zoo():
@@ -123,7 +123,7 @@ def test_layers(tmp_path, which, opset):
     cr.onnx.export(model, (x,), path, opset_version=opset, verify=True)
     assert model.training  # the mode is restored
     onnx.shape_inference.infer_shapes(onnx.load(path), strict_mode=True)
-    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("norm_first, batch_first, activation", [(False, False, "relu"), (True, True, "gelu"),
@@ -137,7 +137,7 @@ def test_transformer_encoder(tmp_path, norm_first, batch_first, activation):
     path = tmp_path / "encoder.onnx"
     cr.onnx.export(model, (cr.randn(*shape),), path, dynamic_axes={"input": axes, "output": axes}, verify=True)
     x = cr.randn(7, 3, 16)
-    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_float64_models(tmp_path):
@@ -147,7 +147,7 @@ def test_float64_models(tmp_path):
     cr.onnx.export(model, (cr.randint(0, 50, (2, 8)),), path, opset_version=17, verify=True,
                    dynamic_axes={"input": {0: "b", 1: "t"}})
     x = cr.randint(0, 50, (3, 11))
-    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().cpu().numpy(), rtol=1e-9, atol=1e-9)
 
 
 def test_unsupported_modules_are_refused_by_path_and_type(tmp_path):
@@ -195,7 +195,7 @@ def test_external_data(tmp_path):
     assert onnx.load(path).graph.input[0].type.tensor_type.shape.dim[0].dim_param == "input_dim0"
     assert (tmp_path / "mlp.onnx.data").stat().st_size > path.stat().st_size
     x = cr.randn(4, 20)
-    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(path, "input", x), model.eval()(x).detach().cpu().numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_cli_export(tmp_path, capsys):

@@ -35,18 +35,18 @@ def test_stft_equals_torch_with_gradients_and_istft_inverts_it(config, batched):
     ours = cr.stft(ours_in, return_complex=True, **_arguments(config, cr))
     theirs = torch.stft(theirs_in, return_complex=True, **_arguments(config, torch))
     assert tuple(ours.shape) == tuple(theirs.shape) and ours.dtype == cr.complex128
-    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(ours.detach().cpu().numpy(), theirs.detach().cpu().numpy(), atol=1e-12)
     weights = RNG.standard_normal(tuple(theirs.shape) + (2,))
     (cr.view_as_real(ours) * cr.tensor(weights)).sum().backward()
     (torch.view_as_real(theirs) * torch.tensor(weights)).sum().backward()
-    np.testing.assert_allclose(ours_in.grad.numpy(), theirs_in.grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(ours_in.grad.cpu().numpy(), theirs_in.grad.cpu().numpy(), atol=1e-12)
 
     inverse = {k: v for k, v in config.items() if k != "pad_mode"}
     back = cr.istft(ours.detach(), length=64, **_arguments(inverse, cr))
     expected = torch.istft(theirs.detach(), length=64, **_arguments(inverse, torch))
-    np.testing.assert_allclose(back.numpy(), expected.numpy(), atol=1e-12)
+    np.testing.assert_allclose(back.cpu().numpy(), expected.cpu().numpy(), atol=1e-12)
     if config.get("pad_mode") != "constant":  # reflect padding: every sample is covered, the round trip is exact
-        np.testing.assert_allclose(back.numpy(), signal, atol=1e-12)
+        np.testing.assert_allclose(back.cpu().numpy(), signal, atol=1e-12)
 
 
 def test_stft_and_istft_pass_gradcheck():
@@ -73,5 +73,5 @@ def test_stft_and_istft_errors_match_torch():
 def test_tensor_methods_are_the_functions():
     signal = cr.tensor(RNG.standard_normal(32))
     spectrum = signal.stft(8, return_complex=True)
-    np.testing.assert_array_equal(spectrum.numpy(), cr.stft(signal, 8, return_complex=True).numpy())
-    np.testing.assert_allclose(spectrum.istft(8, length=32).numpy(), signal.numpy(), atol=1e-12)
+    np.testing.assert_array_equal(spectrum.cpu().numpy(), cr.stft(signal, 8, return_complex=True).cpu().numpy())
+    np.testing.assert_allclose(spectrum.istft(8, length=32).cpu().numpy(), signal.cpu().numpy(), atol=1e-12)

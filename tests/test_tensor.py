@@ -27,7 +27,7 @@ def test_item_tolist_numpy():
     assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
     with pytest.raises(RuntimeError, match=r"item: a Tensor with 4 elements \(shape \(2, 2\)\) cannot be converted"):
         x.item()
-    array = x.numpy()
+    array = x.cpu().numpy()
     assert array.dtype == np.float32
     array[0, 0] = -1.0  # numpy() shares memory, as in PyTorch
     assert x[0, 0].item() == -1.0
@@ -36,8 +36,8 @@ def test_item_tolist_numpy():
 def test_numpy_of_a_tensor_that_requires_grad_says_to_detach():
     x = cr.ones(2, requires_grad=True)
     with pytest.raises(RuntimeError, match=r"use tensor.detach\(\).numpy\(\)"):
-        x.numpy()
-    assert x.detach().numpy().tolist() == [1.0, 1.0]
+        x.cpu().numpy()
+    assert x.detach().cpu().numpy().tolist() == [1.0, 1.0]
     assert x[0].item() == 1.0  # item() is fine
 
 
@@ -114,7 +114,7 @@ def test_detach_shares_data_and_version_but_leaves_the_graph():
     y = x * 3
     d = y.detach()
     assert d.is_leaf and not d.requires_grad and d.grad_fn is None
-    assert np.shares_memory(d.numpy(), y.detach().numpy())
+    assert np.shares_memory(d.cpu().numpy(), y.detach().cpu().numpy())
     with cr.no_grad():
         d.add_(1)
     assert y.tolist() == [4.0, 7.0] and y._version == d._version == 1
@@ -123,7 +123,7 @@ def test_detach_shares_data_and_version_but_leaves_the_graph():
 def test_clone_copies_and_passes_gradient():
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     c = x.clone()
-    assert c.grad_fn.name() == "CloneBackward0" and not np.shares_memory(c.detach().numpy(), x.detach().numpy())
+    assert c.grad_fn.name() == "CloneBackward0" and not np.shares_memory(c.detach().cpu().numpy(), x.detach().cpu().numpy())
     (c * c).sum().backward()
     assert x.grad.tolist() == [2.0, 4.0]
 
@@ -177,9 +177,9 @@ def test_arithmetic_operators_forward_and_reflected(name):
     fn = getattr(operator, name)
     a_np, b_np = np.array([1.5, 2.0, 3.0], np.float32), np.array([0.5, 4.0, 2.5], np.float32)
     a, b = cr.tensor(a_np), cr.tensor(b_np)
-    np.testing.assert_allclose(fn(a, b).numpy(), fn(a_np, b_np), rtol=1e-6)
-    np.testing.assert_allclose(fn(a, 2.0).numpy(), fn(a_np, np.float32(2.0)), rtol=1e-6)
-    np.testing.assert_allclose(fn(2.0, b).numpy(), fn(np.float32(2.0), b_np), rtol=1e-6)
+    np.testing.assert_allclose(fn(a, b).cpu().numpy(), fn(a_np, b_np), rtol=1e-6)
+    np.testing.assert_allclose(fn(a, 2.0).cpu().numpy(), fn(a_np, np.float32(2.0)), rtol=1e-6)
+    np.testing.assert_allclose(fn(2.0, b).cpu().numpy(), fn(np.float32(2.0), b_np), rtol=1e-6)
     assert fn(a, b).dtype is fn(a, 2).dtype is fn(2, a).dtype is cr.float32
 
 
@@ -226,7 +226,7 @@ def test_comparisons_give_bool_tensors_without_gradient():
 
 def test_in_place_operators_keep_identity_dtype_and_memory():
     x = cr.tensor([1.0, 2.0])
-    ident, array = id(x), x.numpy()
+    ident, array = id(x), x.cpu().numpy()
     x += 1
     x *= 3
     x -= 1
@@ -234,7 +234,7 @@ def test_in_place_operators_keep_identity_dtype_and_memory():
     x **= 2
     x //= 1
     x %= 7
-    assert id(x) == ident and x.numpy() is array and x.dtype is cr.float32
+    assert id(x) == ident and x.cpu().numpy() is array and x.dtype is cr.float32
     expected = ((((np.array([1.0, 2.0]) + 1) * 3 - 1) / 2) ** 2 // 1) % 7
     assert x.tolist() == expected.tolist()
     assert x._version == 7

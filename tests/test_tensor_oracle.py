@@ -32,7 +32,7 @@ def test_creation_matches_pytorch(make):
     mine, theirs = make(cr), make(torch)
     assert mine.shape == tuple(theirs.shape)
     assert mine.dtype.name == _name(theirs.dtype)
-    np.testing.assert_allclose(mine.numpy().astype(np.float64), theirs.numpy().astype(np.float64), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(mine.cpu().numpy().astype(np.float64), theirs.cpu().numpy().astype(np.float64), rtol=1e-6, atol=1e-6)
 
 
 def _sum_dtype(lib, a: str, a_dims: int, b: str, b_dims: int):

@@ -26,7 +26,7 @@ def _close(ours, theirs, atol=1e-12):
     if isinstance(theirs, torch.Tensor):
         assert tuple(ours.shape) == tuple(theirs.shape)
         assert str(ours.dtype).split(".")[-1] == str(theirs.dtype).split(".")[-1]
-        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), atol=atol, rtol=max(atol, 1e-10))
+        np.testing.assert_allclose(ours.detach().cpu().numpy(), theirs.detach().cpu().numpy(), atol=atol, rtol=max(atol, 1e-10))
     else:
         assert ours == theirs
 
@@ -70,7 +70,7 @@ def test_inplace_form_equals_torch_and_writes_into_the_tensor(name):
         sampler, args = _INPLACE_INPUTS.get(name, (None, ()))
         array = (sampler or (lambda: RNG.uniform(0.2, 0.8, (3, 4))))()
     ours, theirs = _both(array)
-    ours_args = [cr.tensor(a.numpy()) if isinstance(a, torch.Tensor) else a for a in args]
+    ours_args = [cr.tensor(a.cpu().numpy()) if isinstance(a, torch.Tensor) else a for a in args]
     view_before = ours[0]
     result = getattr(ours, f"{name}_")(*ours_args)
     getattr(theirs, f"{name}_")(*args)
@@ -86,7 +86,7 @@ def test_inplace_form_is_refused_on_a_leaf_that_requires_grad_and_recorded_on_a_
     y = leaf * 1.0
     y.sin_()
     y.sum().backward()
-    np.testing.assert_allclose(leaf.grad.numpy(), np.cos([0.3, 0.6]))
+    np.testing.assert_allclose(leaf.grad.cpu().numpy(), np.cos([0.3, 0.6]))
 
 
 @pytest.mark.parametrize("name", ["abs_", "sin_", "exp_", "clamp_", "zero_", "fill_", "relu_", "sigmoid_", "log1p_",
@@ -95,7 +95,7 @@ def test_torch_level_inplace_functions(name):
     array = RNG.uniform(0.2, 0.8, (2, 3))
     args = {"clamp_": (0.3, 0.6), "fill_": (2.5,), "xlogy_": (0.5,)}.get(name, ())
     ours, theirs = _both(array)
-    assert getattr(cr, name)(ours, *[cr.tensor(a.numpy()) if isinstance(a, torch.Tensor) else a for a in args]) is ours
+    assert getattr(cr, name)(ours, *[cr.tensor(a.cpu().numpy()) if isinstance(a, torch.Tensor) else a for a in args]) is ours
     getattr(torch, name)(theirs, *args)
     _close(ours, theirs)
 
@@ -199,7 +199,7 @@ def test_view_forms_equal_torch_with_gradients(name):
     weights = [RNG.standard_normal(tuple(p.shape)) for p in parts]
     sum(((p * cr.tensor(w)).sum() for p, w in zip(parts, weights)), cr.tensor(0.0)).backward()
     sum(((p * torch.tensor(w)).sum() for p, w in zip(torch_parts, weights)), torch.tensor(0.0)).backward()
-    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(ours.grad.cpu().numpy(), theirs.grad.cpu().numpy(), atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["unfold", "select_scatter", "slice_scatter", "diagonal_scatter", "combinations",
@@ -280,7 +280,7 @@ def test_legacy_new_and_python_element_functions():
     assert x.new(2, 3).shape == (2, 3) and x.new([4, 5]).dtype == cr.float32
     x.apply_(lambda v: v * 10)
     x.map_(cr.tensor([1.0, 1.0, 2.0]), lambda a, b: a + b)
-    np.testing.assert_array_equal(x.numpy(), [11.0, 21.0, 32.0])
+    np.testing.assert_array_equal(x.cpu().numpy(), [11.0, 21.0, 32.0])
     with pytest.raises(RuntimeError, match="apply_: can't call a Python function"):
         cr.ones(2, requires_grad=True).apply_(abs)
 
@@ -419,7 +419,7 @@ def test_nanmedian_equals_torch_with_gradients(dim):
     if dim is not None:
         _close(result.indices, expected.indices)
         result, expected = result.values, expected.values
-    np.testing.assert_array_equal(result.detach().numpy(), expected.detach().numpy())
+    np.testing.assert_array_equal(result.detach().cpu().numpy(), expected.detach().cpu().numpy())
     weights = RNG.standard_normal(tuple(expected.shape))
     (result * cr.tensor(weights)).sum().backward()
     (expected * torch.tensor(weights)).sum().backward()
@@ -509,7 +509,7 @@ def test_pooling_with_indices_equal_torch(name, args):
 def test_feature_dropout_binomial_empty_permuted_and_to_dlpack():
     x = cr.ones(4, 6, 3)
     dropped = cr.feature_dropout(x, 0.5, True)
-    per_channel = dropped.numpy().reshape(4, 6, 3)
+    per_channel = dropped.cpu().numpy().reshape(4, 6, 3)
     assert set(np.unique(per_channel)) <= {0.0, 2.0} and (per_channel == per_channel[:, :, :1]).all()
     assert cr.feature_dropout(x, 0.5, False) is x
     cr.manual_seed(0)
@@ -519,7 +519,7 @@ def test_feature_dropout_binomial_empty_permuted_and_to_dlpack():
     theirs = torch.empty_permuted((2, 3, 4), (0, 2, 1))
     assert tuple(ours.shape) == (2, 3, 4) and ours.stride() == theirs.stride()
     t = cr.arange(4.0)
-    np.testing.assert_array_equal(torch.from_dlpack(cr.to_dlpack(t)).numpy(), [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(torch.from_dlpack(cr.to_dlpack(t)).cpu().numpy(), [0.0, 1.0, 2.0, 3.0])
 
 
 def test_inplace_matrix_products_equal_torch():

@@ -10,11 +10,14 @@ opt-in.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from chainrule.backend import allocator  # noqa: F401  (chainrule.backend.allocator.keep_freed_memory, opt-in)
 
-__all__ = ["np", "Device", "cpu", "xp_of", "device_of", "get_device", "ARRAY_TYPES", "as_array", "to_host"]
+__all__ = ["np", "Device", "cpu", "xp_of", "device_of", "get_device", "ARRAY_TYPES", "as_array", "to_host",
+           "is_host", "set_default_device", "get_default_device"]
 
 
 class Device:
@@ -64,17 +67,54 @@ def xp_of(array):
 
 
 def get_device(device) -> Device:
-    """Turn ``None``, ``"cpu"`` or a :class:`Device` into a Device, or say what is available."""
+    """Turn ``None`` (the default device), ``"cpu"``, ``"cuda"``, ``"cuda:0"`` or a :class:`Device` into a
+    Device, or say what is available. The ``cuda`` backend (CuPy) loads on the first request for it."""
     if device is None:
-        return cpu
+        return _DEFAULT_DEVICE[0]
     if isinstance(device, Device):
         return device
-    name = str(device).split(":")[0]
+    name, _, index = str(device).partition(":")
+    if index not in ("", "0"):
+        raise RuntimeError(f"device '{device}': chainrule uses one device of each type; only index 0 exists")
     for dev in _DEVICE_OF_TYPE.values():
         if dev.type == name:
             return dev
+    if name == "cuda" and _load_gpu() is not None:
+        return get_device(name)
     known = sorted({d.type for d in _DEVICE_OF_TYPE.values()})
     raise RuntimeError(f"device '{device}' is not available here; available devices: {known}")
+
+
+def _load_gpu():
+    """The ``cuda`` device: CuPy on a real GPU when both are present, else the NumPy stand-in when
+    ``CHAINRULE_STANDIN_CUDA=1`` asks for it (see :mod:`chainrule.backend.standin`), else None."""
+    from chainrule.backend import gpu
+
+    device = gpu.install()
+    if device is None and os.environ.get("CHAINRULE_STANDIN_CUDA", "") == "1":
+        from chainrule.backend import standin
+
+        device = standin.install()
+    return device
+
+
+# Where creation functions put tensors when no device is named (torch.set_default_device).
+_DEFAULT_DEVICE = [cpu]
+
+
+def set_default_device(device) -> None:
+    """The device that creation functions (``tensor``, ``zeros``, ``randn``, layers' parameters) use when
+    none is named; ``None`` restores the CPU. As ``torch.set_default_device``."""
+    _DEFAULT_DEVICE[0] = cpu if device is None else get_device(device)
+
+
+def get_default_device() -> Device:
+    return _DEFAULT_DEVICE[0]
+
+
+def is_host(array) -> bool:
+    """Whether ``array`` lives in host memory (a numpy array, not a device array that may subclass one)."""
+    return _DEVICE_OF_TYPE.get(type(array), cpu) is cpu
 
 
 def as_array(value, dtype=None, device: Device = cpu):
@@ -84,7 +124,7 @@ def as_array(value, dtype=None, device: Device = cpu):
 
 def to_host(array):
     """``array`` as a numpy array: itself when it is one, else copied to the host (CuPy's ``.get()``)."""
-    if isinstance(array, np.ndarray):
+    if isinstance(array, np.ndarray) and device_of(array) is cpu:
         return array
     get = getattr(array, "get", None)
     return get() if get is not None else np.asarray(array)

@@ -34,7 +34,7 @@ def test_a_tensor_used_twice_in_one_op_and_a_shared_subgraph():
     first, second = (shared * 2).sum(), (shared * shared).sum()
     (first + second).backward()
     expected = np.exp([1.0, 2.0]) * 2 + 2 * np.exp([1.0, 2.0]) ** 2
-    np.testing.assert_allclose(x.grad.numpy(), expected)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), expected)
 
 
 def test_leaf_grads_accumulate_across_backward_calls():
@@ -52,7 +52,7 @@ def test_two_outputs_of_one_graph_with_retain_graph():
     y = x.exp()
     y.sum().backward(retain_graph=True)
     (y * 2).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), 3 * np.exp([1.0, 2.0]))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 3 * np.exp([1.0, 2.0]))
 
 
 def test_non_leaf_tensors_get_no_grad_unless_retained():
@@ -170,7 +170,7 @@ def test_the_graph_does_not_keep_inputs_whose_values_backward_never_reads(combin
     gc.collect()
     assert freed() is None
     out.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), np.broadcast_to(slope(x.detach().numpy()), x.shape))
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), np.broadcast_to(slope(x.detach().cpu().numpy()), x.shape))
 
 
 def test_a_copy_the_rule_reads_is_kept_until_backward():
@@ -182,7 +182,7 @@ def test_a_copy_the_rule_reads_is_kept_until_backward():
     gc.collect()
     assert kept() is not None
     out.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), 8.0 * x.detach().numpy())
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 8.0 * x.detach().cpu().numpy())
 
 
 def test_retain_graph_keeps_saved_arrays():
@@ -195,7 +195,7 @@ def test_retain_graph_keeps_saved_arrays():
     gc.collect()
     assert exp_out() is not None
     z.backward()
-    np.testing.assert_allclose(x.grad.numpy(), 2 * 4 * np.exp(4 * np.array([1.0, 2.0])))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * 4 * np.exp(4 * np.array([1.0, 2.0])))
 
 
 def test_a_second_backward_through_a_freed_graph_says_to_retain_it():
@@ -205,7 +205,7 @@ def test_a_second_backward_through_a_freed_graph_says_to_retain_it():
     with pytest.raises(RuntimeError, match=r"backward through the graph a second time.*retain_graph=True"):
         z.backward()
     (g,) = cr.autograd.grad((x.sin()).sum(), x)  # a new graph is fine
-    np.testing.assert_allclose(g.numpy(), np.cos([1.0, 2.0]))
+    np.testing.assert_allclose(g.cpu().numpy(), np.cos([1.0, 2.0]))
 
 
 # ----- errors --------------------------------------------------------------------------------------
@@ -257,10 +257,10 @@ def test_grad_with_respect_to_an_intermediate_and_with_grad_outputs():
     assert gh.tolist() == [4.0, 8.0]
     y = x.sin()
     (g,) = cr.autograd.grad(y, x, grad_outputs=cr.tensor([2.0, -1.0], dtype=cr.float64))
-    np.testing.assert_allclose(g.numpy(), [2 * np.cos(1.0), -np.cos(2.0)])
+    np.testing.assert_allclose(g.cpu().numpy(), [2 * np.cos(1.0), -np.cos(2.0)])
     a, b = x.sin(), x.cos()
     (g,) = cr.autograd.grad([a.sum(), b.sum()], x)
-    np.testing.assert_allclose(g.numpy(), np.cos([1.0, 2.0]) - np.sin([1.0, 2.0]))
+    np.testing.assert_allclose(g.cpu().numpy(), np.cos([1.0, 2.0]) - np.sin([1.0, 2.0]))
     (g,) = cr.autograd.grad([(h * 3).sum(), h.sum()], x)  # one output is an ancestor of the other
     assert g.tolist() == [8.0, 8.0]
 

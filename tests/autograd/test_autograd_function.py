@@ -169,9 +169,9 @@ def test_several_outputs_get_their_own_gradients():
     x = cr.tensor([0.3, -1.2, 2.0], dtype=cr.float64, requires_grad=True)
     s, c = SinCos.apply(x)
     assert s.requires_grad and c.requires_grad
-    np.testing.assert_allclose(s.detach().numpy(), np.sin(x.detach().numpy()))
+    np.testing.assert_allclose(s.detach().cpu().numpy(), np.sin(x.detach().cpu().numpy()))
     (2 * s + 3 * c).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), 2 * np.cos(x.detach().numpy()) - 3 * np.sin(x.detach().numpy()))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * np.cos(x.detach().cpu().numpy()) - 3 * np.sin(x.detach().cpu().numpy()))
     from chainrule.autograd import gradcheck, gradgradcheck
 
     assert gradcheck(lambda a: SinCos.apply(a)[0] * SinCos.apply(a)[1], (x,))
@@ -247,7 +247,7 @@ def test_a_saved_output_modified_in_place_is_detected():
     y = Exp.apply(x)
     z = y.sum()
     z.backward(retain_graph=True)
-    np.testing.assert_allclose(x.grad.numpy(), np.exp([0.0, 1.0]), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), np.exp([0.0, 1.0]), rtol=1e-6)
     y.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an in-place operation"):
         z.backward()

@@ -49,7 +49,7 @@ def test_gradcheck_catches_a_wrong_backward_and_names_the_worst_element():
     with pytest.raises(cr.autograd.GradcheckError) as info:
         cr.autograd.gradcheck(SinWithWrongBackward.apply, x)
     message = str(info.value)
-    worst = int(np.argmax(np.cos(x.detach().numpy()) * 0.01))
+    worst = int(np.argmax(np.cos(x.detach().cpu().numpy()) * 0.01))
     assert "output 0 with respect to input 0" in message
     assert f"Worst: d output[{worst}] / d input[{worst}]" in message
     assert f"analytical {1.01 * np.cos(x[worst].item()):.6f}"[:-1] in message
@@ -65,9 +65,9 @@ def test_gradcheck_wants_float64_inputs():
 
 def test_gradcheck_leaves_the_inputs_as_they_were():
     x = f64(3)
-    before = x.detach().numpy().copy()
+    before = x.detach().cpu().numpy().copy()
     cr.autograd.gradcheck(lambda t: t.exp(), x)
-    assert x.detach().numpy().tolist() == before.tolist() and x.grad is None
+    assert x.detach().cpu().numpy().tolist() == before.tolist() and x.grad is None
 
 
 def test_gradgradcheck_passes_correct_and_catches_first_order_only_backwards():

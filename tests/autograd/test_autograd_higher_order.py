@@ -54,9 +54,9 @@ def test_hessian_vector_product_of_a_quadratic_form():
     f = x @ A @ x  # Hessian A + A^T
     g = grad1(f, x)
     (hv,) = cr.autograd.grad(g, x, grad_outputs=cr.tensor(v), retain_graph=True)
-    np.testing.assert_allclose(hv.numpy(), (a + a.T) @ v)
+    np.testing.assert_allclose(hv.cpu().numpy(), (a + a.T) @ v)
     (hv2,) = cr.autograd.grad((g * cr.tensor(v)).sum(), x)  # the same product as a dot, then grad
-    np.testing.assert_allclose(hv2.numpy(), (a + a.T) @ v)
+    np.testing.assert_allclose(hv2.cpu().numpy(), (a + a.T) @ v)
 
 
 def test_gradient_penalty_reaches_the_parameters():
@@ -69,15 +69,15 @@ def test_gradient_penalty_reaches_the_parameters():
     penalty = (gx * gx).sum()  # sum w^2 cos^2(w x)
     penalty.backward()
     c, s = np.cos(w0 * x0), np.sin(w0 * x0)
-    np.testing.assert_allclose(w.grad.numpy(), 2 * w0 * c**2 - 2 * w0**2 * x0 * c * s)
-    np.testing.assert_allclose(x.grad.numpy(), -2 * w0**3 * c * s)
+    np.testing.assert_allclose(w.grad.cpu().numpy(), 2 * w0 * c**2 - 2 * w0**2 * x0 * c * s)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), -2 * w0**3 * c * s)
 
 
 def test_grad_of_a_sum_of_first_derivatives_through_several_ops():
     x = cr.tensor([0.3, -0.7], dtype=cr.float64, requires_grad=True)
     g = grad1((x.exp() * x.sin()).sum(), x)  # e^x (sin x + cos x)
     (gg,) = cr.autograd.grad(g.sum(), x)  # 2 e^x cos x
-    np.testing.assert_allclose(gg.numpy(), 2 * np.exp([0.3, -0.7]) * np.cos([0.3, -0.7]))
+    np.testing.assert_allclose(gg.cpu().numpy(), 2 * np.exp([0.3, -0.7]) * np.cos([0.3, -0.7]))
 
 
 def test_gradgradcheck_of_compositions():
@@ -97,15 +97,15 @@ def test_func_transforms_agree_with_analytic_values():
     def quad(t):
         return t @ A @ t
 
-    np.testing.assert_allclose(cr.func.grad(quad)(x).numpy(), (a + a.T) @ x.numpy())
-    np.testing.assert_allclose(cr.func.hessian(quad)(x).numpy(), a + a.T)
-    np.testing.assert_allclose(cr.func.jacrev(lambda t: t.sin())(x).numpy(), np.diag(np.cos(x.numpy())))
+    np.testing.assert_allclose(cr.func.grad(quad)(x).cpu().numpy(), (a + a.T) @ x.cpu().numpy())
+    np.testing.assert_allclose(cr.func.hessian(quad)(x).cpu().numpy(), a + a.T)
+    np.testing.assert_allclose(cr.func.jacrev(lambda t: t.sin())(x).cpu().numpy(), np.diag(np.cos(x.cpu().numpy())))
     value, g = cr.func.value_and_grad(quad)(x)
-    assert value.item() == pytest.approx(x.numpy() @ a @ x.numpy()) and not value.requires_grad
+    assert value.item() == pytest.approx(x.cpu().numpy() @ a @ x.cpu().numpy()) and not value.requires_grad
     out, vjp_fn = cr.func.vjp(lambda t: A @ t, x)
-    np.testing.assert_allclose(vjp_fn(cr.ones(3, dtype=cr.float64))[0].numpy(), a.T @ np.ones(3))
+    np.testing.assert_allclose(vjp_fn(cr.ones(3, dtype=cr.float64))[0].cpu().numpy(), a.T @ np.ones(3))
     _, jv = cr.func.jvp(lambda t: A @ t, (x,), (cr.ones(3, dtype=cr.float64),))
-    np.testing.assert_allclose(jv.numpy(), a @ np.ones(3))
+    np.testing.assert_allclose(jv.cpu().numpy(), a @ np.ones(3))
     (g_aux, aux) = cr.func.grad(lambda t: (quad(t), t * 2), has_aux=True)(x)
     assert not aux.requires_grad and aux.tolist() == (x * 2).tolist()
     with pytest.raises(RuntimeError, match=r"must return a one-element tensor.*shape \(3,\)"):
@@ -123,13 +123,13 @@ def test_autograd_functional_forms_agree_with_analytic_values():
         return t @ A @ t
 
     out, g = F.vjp(quad, x)
-    assert out.item() == pytest.approx(x.numpy() @ a @ x.numpy())
-    np.testing.assert_allclose(g.numpy(), (a + a.T) @ x.numpy())
-    np.testing.assert_allclose(F.hessian(quad, x).numpy(), a + a.T)
-    np.testing.assert_allclose(F.hvp(quad, x, v)[1].numpy(), (a + a.T) @ v.numpy())
-    np.testing.assert_allclose(F.vhp(quad, x, v)[1].numpy(), v.numpy() @ (a + a.T))
-    np.testing.assert_allclose(F.jacobian(lambda t: A @ t, x).numpy(), a)
-    np.testing.assert_allclose(F.jvp(lambda t: A @ t, x, v)[1].numpy(), a @ v.numpy())
+    assert out.item() == pytest.approx(x.cpu().numpy() @ a @ x.cpu().numpy())
+    np.testing.assert_allclose(g.cpu().numpy(), (a + a.T) @ x.cpu().numpy())
+    np.testing.assert_allclose(F.hessian(quad, x).cpu().numpy(), a + a.T)
+    np.testing.assert_allclose(F.hvp(quad, x, v)[1].cpu().numpy(), (a + a.T) @ v.cpu().numpy())
+    np.testing.assert_allclose(F.vhp(quad, x, v)[1].cpu().numpy(), v.cpu().numpy() @ (a + a.T))
+    np.testing.assert_allclose(F.jacobian(lambda t: A @ t, x).cpu().numpy(), a)
+    np.testing.assert_allclose(F.jvp(lambda t: A @ t, x, v)[1].cpu().numpy(), a @ v.cpu().numpy())
     with pytest.raises(RuntimeError, match="v can be omitted only when every output has a single element"):
         F.vjp(lambda t: A @ t, x)
     with pytest.raises(RuntimeError, match=r"v must match the inputs in number and shape"):

@@ -34,9 +34,9 @@ def test_reshape_that_has_to_copy_gives_a_new_tensor_not_a_view():
     assert copy._base is None and e._version == 0
     copy.add_(1.0)
     assert e._version == 0
-    np.testing.assert_allclose(e.detach().numpy(), np.exp(x.detach().numpy()))
+    np.testing.assert_allclose(e.detach().cpu().numpy(), np.exp(x.detach().cpu().numpy()))
     (e.sum() + copy.sum()).backward()
-    np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp(x.detach().numpy()))
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * np.exp(x.detach().cpu().numpy()))
     view = e.reshape(3, 2)  # contiguous input: a view, as before
     assert view._base is e
 
@@ -147,8 +147,8 @@ def test_in_place_through_views_gives_pytorch_gradients():
     loss.backward()
     tloss.backward()
     np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-12)
-    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), tx.grad.cpu().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w.grad.cpu().numpy(), tw.grad.cpu().numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_in_place_through_views_passes_gradcheck():

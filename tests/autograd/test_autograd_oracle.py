@@ -22,7 +22,7 @@ def close(mine, theirs):
         for m, t in zip(mine, theirs):
             close(m, t)
         return
-    np.testing.assert_allclose(mine.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mine.detach().cpu().numpy(), theirs.detach().cpu().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def scalar_fn(x, y):

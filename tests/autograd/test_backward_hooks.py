@@ -17,7 +17,7 @@ def _events(lib, queue=None):
     w1, w2, b = (lib.tensor(a, requires_grad=True) for a in (W1, W2, B))
     x = lib.tensor(X)
     for name, p in (("w1", w1), ("w2", w2), ("b", b)):
-        p.register_post_accumulate_grad_hook(lambda t, name=name: log.append((name, t.grad.detach().numpy().copy())))
+        p.register_post_accumulate_grad_hook(lambda t, name=name: log.append((name, t.grad.detach().cpu().numpy().copy())))
     for _ in range(2):
         loss = ((x @ w1 + b).tanh() * w2).sum() + (w2 * w2).sum()
         loss.backward()
@@ -60,7 +60,7 @@ def test_post_accumulate_hooks_of_module_parameters_fire_layer_by_layer():
 def test_post_accumulate_hook_once_per_backward_for_a_leaf_used_many_times():
     w = cr.tensor(W2, requires_grad=True)
     calls = []
-    w.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad.numpy().copy()))
+    w.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad.cpu().numpy().copy()))
     (w * w + w.exp() + w[0]).sum().backward()
     assert len(calls) == 1
     np.testing.assert_allclose(calls[0], 2 * W2 + np.exp(W2) + 3 * np.eye(3)[0])  # w[0] is broadcast to 3
@@ -90,13 +90,13 @@ def test_post_accumulate_hook_sees_a_leaf_hook_replaced_gradient_and_handle_remo
     w = cr.tensor(W2, requires_grad=True)
     calls = []
     w.register_hook(lambda g: g * 10)
-    handle = w.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad.numpy().copy()))
+    handle = w.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad.cpu().numpy().copy()))
     (w * 3).sum().backward()
     np.testing.assert_allclose(calls[0], np.full(3, 30.0))
     handle.remove()
     (w * 3).sum().backward()
     assert len(calls) == 1
-    np.testing.assert_allclose(w.grad.numpy(), np.full(3, 60.0))
+    np.testing.assert_allclose(w.grad.cpu().numpy(), np.full(3, 60.0))
 
 
 def test_post_accumulate_hook_on_a_root_leaf():
@@ -173,7 +173,7 @@ def test_a_hooked_leaf_finished_before_the_failure_keeps_its_grad():
     before.register_hook(lambda g: (_ for _ in ()).throw(ValueError("boom")))
     with pytest.raises(ValueError, match="boom"):
         (before * w).sum().backward()
-    np.testing.assert_allclose(w.grad.numpy(), np.tanh(B * 3))  # accumulated when its last edge was walked
+    np.testing.assert_allclose(w.grad.cpu().numpy(), np.tanh(B * 3))  # accumulated when its last edge was walked
     assert x.grad is None
 
 
@@ -183,7 +183,7 @@ def test_variable_spelling_of_pytorch():
     t = cr.tensor(W2)
     v = Variable(t, requires_grad=True)
     assert v is not t and v.requires_grad and isinstance(t, Variable) and not isinstance(W2, Variable)
-    assert np.shares_memory(v.numpy(force=True), t.numpy())
+    assert np.shares_memory(v.numpy(force=True), t.cpu().numpy())
     assert Variable(v * 2).grad_fn is None
     order = []
     y = v * 2

@@ -28,8 +28,8 @@ def test_a_gradient_an_add_hands_to_both_inputs_is_never_summed_into():
     s.retain_grad()
     out.sum().backward()
     xv = np.array([0.5, 1.5])
-    np.testing.assert_allclose(x.grad.numpy(), np.exp(xv) * (1 + 2 + 4) + np.cos(xv) * (1 + 3))
-    np.testing.assert_array_equal(s.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_allclose(x.grad.cpu().numpy(), np.exp(xv) * (1 + 2 + 4) + np.cos(xv) * (1 + 3))
+    np.testing.assert_array_equal(s.grad.cpu().numpy(), [1.0, 1.0])
 
 
 def test_a_custom_function_returning_one_tensor_for_two_inputs_is_not_mutated():
@@ -48,8 +48,8 @@ def test_a_custom_function_returning_one_tensor_for_two_inputs_is_not_mutated():
     out = AddBoth.apply(a, b)
     out.register_hook(lambda g: seen.append(g))
     (out + a + a + b).sum().backward()  # a: three contributions, b: two
-    np.testing.assert_array_equal(x.grad.numpy(), [3.0 + 2.0 * 10.0] * 2)
-    np.testing.assert_array_equal(seen[0].numpy(), [1.0, 1.0])  # the hook's tensor was not added into
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [3.0 + 2.0 * 10.0] * 2)
+    np.testing.assert_array_equal(seen[0].cpu().numpy(), [1.0, 1.0])  # the hook's tensor was not added into
 
 
 def test_a_gradient_a_hook_kept_is_not_changed_when_more_gradient_arrives():
@@ -59,8 +59,8 @@ def test_a_gradient_a_hook_kept_is_not_changed_when_more_gradient_arrives():
     c = a + a
     c.register_hook(lambda g: kept.append(g))
     (c + c * 3.0 + c).sum().backward()  # c: three contributions, summed before its hook runs
-    np.testing.assert_array_equal(kept[0].numpy(), [5.0, 5.0])
-    np.testing.assert_array_equal(x.grad.numpy(), [20.0, 20.0])
+    np.testing.assert_array_equal(kept[0].cpu().numpy(), [5.0, 5.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [20.0, 20.0])
 
 
 def test_the_caller_s_gradient_is_never_summed_into():
@@ -68,9 +68,9 @@ def test_the_caller_s_gradient_is_never_summed_into():
     y = x * 3.0
     g1, g2 = cr.tensor([1.0, 1.0], dtype=cr.float64), cr.tensor([2.0, 2.0], dtype=cr.float64)
     cr.autograd.backward([y, y, y], [g1, g2, g1])  # one root three times: the root's gradients are summed
-    np.testing.assert_array_equal(x.grad.numpy(), [12.0, 12.0])
-    np.testing.assert_array_equal(g1.numpy(), [1.0, 1.0])
-    np.testing.assert_array_equal(g2.numpy(), [2.0, 2.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [12.0, 12.0])
+    np.testing.assert_array_equal(g1.cpu().numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(g2.cpu().numpy(), [2.0, 2.0])
 
 
 def test_many_contributions_to_a_0d_tensor_and_to_a_leaf():
@@ -80,7 +80,7 @@ def test_many_contributions_to_a_0d_tensor_and_to_a_leaf():
     assert x.grad.item() == pytest.approx(3.0 * (4.0 + 12.0))
     w = leaf(1.0, 2.0)
     (w * 2.0 + w * 3.0 + w * 4.0 + w).sum().backward()  # the leaf's four gradients summed
-    np.testing.assert_array_equal(w.grad.numpy(), [10.0, 10.0])
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), [10.0, 10.0])
 
 
 def test_retain_graph_gives_the_same_gradients_on_the_second_pass():
@@ -88,9 +88,9 @@ def test_retain_graph_gives_the_same_gradients_on_the_second_pass():
     a = x.tanh()
     y = (a * a + a + a * 3.0).sum()
     y.backward(retain_graph=True)
-    first = x.grad.numpy().copy()
+    first = x.grad.cpu().numpy().copy()
     y.backward()
-    np.testing.assert_allclose(x.grad.numpy(), 2 * first)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * first)
 
 
 def test_create_graph_sums_gradients_into_a_graph():
@@ -99,9 +99,9 @@ def test_create_graph_sums_gradients_into_a_graph():
     (gx,) = cr.autograd.grad(y, x, create_graph=True)
     assert gx.requires_grad and gx.grad_fn is not None
     xv = np.array([0.5, 1.5])
-    np.testing.assert_allclose(gx.detach().numpy(), 2 * xv + 3 * xv**2 + 1)
+    np.testing.assert_allclose(gx.detach().cpu().numpy(), 2 * xv + 3 * xv**2 + 1)
     (ggx,) = cr.autograd.grad(gx.sum(), x)
-    np.testing.assert_allclose(ggx.numpy(), 2 + 6 * xv)
+    np.testing.assert_allclose(ggx.cpu().numpy(), 2 + 6 * xv)
 
 
 def test_create_graph_backward_gives_a_grad_that_requires_grad():
@@ -109,7 +109,7 @@ def test_create_graph_backward_gives_a_grad_that_requires_grad():
     (x * x + x * x).sum().backward(create_graph=True)
     assert x.grad.requires_grad
     (x.grad.sum()).backward()
-    np.testing.assert_array_equal(x.grad.detach().numpy(), [4.0 + 4.0, 8.0 + 4.0])
+    np.testing.assert_array_equal(x.grad.detach().cpu().numpy(), [4.0 + 4.0, 8.0 + 4.0])
 
 
 # ----- version checks ------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def test_an_unrelated_in_place_change_does_not_trip_the_check():
     other = cr.zeros(2)
     other.add_(1)  # the epoch moves, so the exact check runs, and passes
     b.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [2.0, 4.0])
 
 
 def test_a_tensor_changed_before_the_op_saved_it_is_fine_and_after_is_caught():
@@ -140,7 +140,7 @@ def test_a_tensor_changed_before_the_op_saved_it_is_fine_and_after_is_caught():
         a.add_(1)  # version 1, before the multiplication saves it
     b = a * a
     b.sum().backward(retain_graph=True)
-    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 6.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [4.0, 6.0])
     with cr.no_grad():
         a.add_(1)
     with pytest.raises(RuntimeError, match="at version 2, but the forward operation 'mul' saved it at version 1"):
@@ -212,7 +212,7 @@ def test_a_rule_gets_the_args_it_was_recorded_with_until_backward_frees_it():
     y.sum().backward()
     assert seen == [(None, 3.0, "three")]
     assert y.grad_fn.args == () and y.grad_fn.backward_fn is None  # released with the rule
-    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [3.0, 3.0])
 
 
 @pytest.mark.parametrize("make", [lambda x, y: x * y, lambda x, y: x * 2.0, lambda x, y: x + y,
@@ -254,7 +254,7 @@ def test_overlapping_views_and_a_full_gradient_of_one_base_add_up():
     gy[:, 1:3] += w[1]
     gy[1] += w[2]
     gy += w[3] * np.exp(2 * x0)
-    np.testing.assert_allclose(x.grad.numpy(), 2 * gy, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), 2 * gy, rtol=1e-12)
 
 
 @pytest.mark.parametrize("view_first", [True, False])
@@ -265,7 +265,7 @@ def test_a_broadcast_gradient_from_a_rule_is_copied_before_views_add_into_it(vie
     y = x.exp()
     total = y[1:].sum() * 3.0 + y.sum() if view_first else y.sum() + y[1:].sum() * 3.0
     total.backward()
-    np.testing.assert_allclose(x.grad.numpy(), np.exp([0.5, 1.5, -1.0]) * [1, 4, 4])
+    np.testing.assert_allclose(x.grad.cpu().numpy(), np.exp([0.5, 1.5, -1.0]) * [1, 4, 4])
 
 
 def test_views_of_a_leaf_hooks_and_retained_grads_see_whole_gradients():
@@ -273,12 +273,12 @@ def test_views_of_a_leaf_hooks_and_retained_grads_see_whole_gradients():
     y = x * 1.0
     y.retain_grad()
     seen = []
-    y.register_hook(lambda g: seen.append(g.numpy().copy()))
+    y.register_hook(lambda g: seen.append(g.cpu().numpy().copy()))
     (y[0].sum() + y[:, 2].sum() * 10 + x[1, 1] * 100).backward()
     expected_y = np.array([[1.0, 1, 11], [0, 0, 10]])
     np.testing.assert_array_equal(seen[0], expected_y)
-    np.testing.assert_array_equal(y.grad.numpy(), expected_y)
-    np.testing.assert_array_equal(x.grad.numpy(), expected_y + [[0, 0, 0], [0, 100, 0]])
+    np.testing.assert_array_equal(y.grad.cpu().numpy(), expected_y)
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), expected_y + [[0, 0, 0], [0, 100, 0]])
 
 
 def test_views_keep_their_graph_when_backward_is_recorded():
@@ -286,7 +286,7 @@ def test_views_keep_their_graph_when_backward_is_recorded():
     y = x ** 3
     (g,) = cr.autograd.grad(y[0] + y[1:].sum() * 2, x, create_graph=True)
     (gg,) = cr.autograd.grad(g.sum(), x)
-    np.testing.assert_allclose(gg.numpy(), 6 * np.array([0.3, -0.7, 1.1]) * [1, 2, 2], rtol=1e-6)
+    np.testing.assert_allclose(gg.cpu().numpy(), 6 * np.array([0.3, -0.7, 1.1]) * [1, 2, 2], rtol=1e-6)
 
 
 @pytest.mark.parametrize("create_graph", [False, True])
@@ -297,7 +297,7 @@ def test_a_broadcast_gradient_and_one_of_the_input_shape_sum_correctly(create_gr
     y = x * 1.0  # a node of shape (3, 1)
     for out in ((y * cr.ones(3, 4)).sum() + (y * 2.0).sum(), (y * 2.0).sum() + (y * cr.ones(3, 4)).sum()):
         (g,) = cr.autograd.grad(out, x, create_graph=create_graph, retain_graph=True)
-        np.testing.assert_array_equal(g.detach().numpy(), np.full((3, 1), 6.0, np.float32))
+        np.testing.assert_array_equal(g.detach().cpu().numpy(), np.full((3, 1), 6.0, np.float32))
 
 
 def test_a_placed_gradient_meets_a_broadcast_one():
@@ -305,4 +305,4 @@ def test_a_placed_gradient_meets_a_broadcast_one():
     h = x * 1.0
     out = (h + cr.ones(4, 3)).sum() + h[0] * 5.0  # (4, 3) from the add, a placed 5 at index 0 from the view
     out.backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [9.0, 4.0, 4.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [9.0, 4.0, 4.0])

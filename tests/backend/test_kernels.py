@@ -136,7 +136,7 @@ def test_relu_kernels_equal_numpy_bit_for_bit(layout):
         x = cr.tensor(arrange(x0), requires_grad=True)
         y = F.relu(x)
         y.backward(cr.tensor(arrange(g0)))
-        return y.detach().numpy(), x.grad.numpy()
+        return y.detach().cpu().numpy(), x.grad.cpu().numpy()
 
     fast, slow = _compiled_and_numpy(run)
     for f, s in zip(fast, slow):
@@ -147,8 +147,8 @@ def test_relu_kernels_equal_numpy_bit_for_bit(layout):
 def test_switched_off_is_numpy_bit_for_bit(numpy_path):
     x = np.random.default_rng(3).standard_normal((64, 100)).astype(np.float32)
     assert not kernels.enabled()
-    np.testing.assert_array_equal(cr.tensor(x).tanh().numpy(), np.tanh(x))
-    np.testing.assert_array_equal(cr.tensor(x).exp().numpy(), np.exp(x))
+    np.testing.assert_array_equal(cr.tensor(x).tanh().cpu().numpy(), np.tanh(x))
+    np.testing.assert_array_equal(cr.tensor(x).exp().cpu().numpy(), np.exp(x))
 
 
 # ----- each backend function: its compiled loop and its numpy formula agree --------------------------
@@ -288,7 +288,7 @@ def _run(fn, arrays):
     out = fn(*tensors)
     weights = np.random.default_rng(99).standard_normal(out.shape).astype(np.float32)
     (out * cr.tensor(weights)).sum().backward()
-    return [out.detach().numpy()] + [t.grad.numpy() for t in tensors if t.requires_grad]
+    return [out.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in tensors if t.requires_grad]
 
 
 def _masked_scores(rng):
@@ -459,7 +459,7 @@ def test_compiled_gelu_keeps_no_second_activation_for_its_backward(numpy_path):
     x64 = cr.tensor(x._data.astype(np.float64), requires_grad=True)
     (exact,) = cr.autograd.grad(F.gelu(x64, approximate="tanh").sum(), x64)
     # d slope / dt reaches ~3.4 where 1 + t cancels: both paths err there, the compiled one less
-    fast_error, slow_error = (np.abs(g.numpy() - exact.numpy()).max() for g in (g_fast, g_slow))
+    fast_error, slow_error = (np.abs(g.cpu().numpy() - exact.cpu().numpy()).max() for g in (g_fast, g_slow))
     assert fast_error <= slow_error < 1e-6, (fast_error, slow_error)
 
 
@@ -487,7 +487,7 @@ def test_softmax_kernel_in_float32_weighs_masked_scores_exactly_zero():
     x[:, 50:] = -np.inf  # masked, as causal attention's scores
     x[:, 0] = -95.0  # exp(-95 - max) is below float32's normal range: 0 here, a subnormal in numpy's path
     assert kernels.fused(x) is not None
-    out = F.softmax(cr.tensor(x), -1).numpy()
+    out = F.softmax(cr.tensor(x), -1).cpu().numpy()
     assert (out[:, 50:] == 0).all()
     x64 = x.astype(np.float64)
     exact = np.exp(x64 - x64.max(1, keepdims=True))
@@ -503,7 +503,7 @@ def test_gelu_second_order_through_the_fused_forward():
         x = cr.tensor(x0, requires_grad=True)
         (g,) = cr.autograd.grad(F.gelu(x, approximate="tanh").sum(), x, create_graph=True)
         (gg,) = cr.autograd.grad((g * g).sum(), x)
-        return g.detach().numpy(), gg.numpy()
+        return g.detach().cpu().numpy(), gg.cpu().numpy()
 
     fast, slow = _compiled_and_numpy(lambda: grads(x0))
     exact = grads(x0.astype(np.float64))
@@ -544,8 +544,8 @@ FALLBACK_SCRIPT = """
     x = cr.tensor(np.random.default_rng(0).standard_normal((512, 128)).astype(np.float32), requires_grad=True)
     y = F.softmax(F.gelu(F.layer_norm(x, (128,)), approximate="tanh"), -1).sum()
     y.backward()
-    assert np.isfinite(x.grad.numpy()).all()
-    np.testing.assert_array_equal(x.detach().tanh().numpy(), np.tanh(x.detach().numpy()))
+    assert np.isfinite(x.grad.cpu().numpy()).all()
+    np.testing.assert_array_equal(x.detach().tanh().cpu().numpy(), np.tanh(x.detach().cpu().numpy()))
     print(kernels.enabled())
 """
 
@@ -590,7 +590,7 @@ def test_conv_weight_gradient_from_kept_columns_when_the_kernels_are_switched_of
             y.backward(cr.ones(y.shape))
         finally:
             kernels.set_enabled(True)
-        return w.grad.numpy()
+        return w.grad.cpu().numpy()
 
     np.testing.assert_allclose(weight_grad(True), weight_grad(False), rtol=1e-5, atol=1e-4)
 
@@ -605,7 +605,7 @@ def test_conv_weight_gradient_the_same_when_the_columns_are_too_large_to_keep(mo
     def weight_grad():
         w = cr.tensor(w0, requires_grad=True)
         F.conv2d(cr.tensor(x0), w, padding=1).sum().backward()
-        return w.grad.numpy()
+        return w.grad.cpu().numpy()
 
     kept = weight_grad()
     monkeypatch.setattr(conv, "_KEEP_COLUMNS_BYTES", 0)  # computed again in the backward
@@ -627,7 +627,7 @@ def test_max_pool_2x2_and_a_recorded_backward_match_the_numpy_path(with_nan):
         (recorded,) = cr.autograd.grad(y, x, g, create_graph=True)  # the rule's graph-building form
         plain = cr.tensor(x0, requires_grad=True)
         F.max_pool2d(plain, 2).backward(cr.tensor(g0))
-        return y.detach().numpy(), recorded.detach().numpy(), plain.grad.numpy()
+        return y.detach().cpu().numpy(), recorded.detach().cpu().numpy(), plain.grad.cpu().numpy()
 
     fast, slow = _compiled_and_numpy(run)
     np.testing.assert_array_equal(fast[1], fast[2])  # the compiled backward equals the recorded one

@@ -78,10 +78,10 @@ def test_digits_all_counts_and_ranges():
     images, labels = load_digits("all")
     assert images.shape == (1797, 1, 8, 8) and images.dtype == cr.float32
     assert labels.shape == (1797,) and labels.dtype == cr.int64
-    x = images.numpy()
+    x = images.cpu().numpy()
     assert x.min() == 0.0 and x.max() == 1.0
     assert np.all(x * 16 == np.round(x * 16))  # the 0..16 levels, scaled exactly
-    counts = np.bincount(labels.numpy())
+    counts = np.bincount(labels.cpu().numpy())
     assert len(counts) == 10 and counts.sum() == 1797 and counts.min() >= 170
 
 
@@ -89,7 +89,7 @@ def test_digits_flatten():
     flat, _ = load_digits("test", flatten=True)
     images, _ = load_digits("test")
     assert flat.shape == (len(images), 64)
-    assert np.array_equal(flat.numpy(), images.numpy().reshape(-1, 64))
+    assert np.array_equal(flat.cpu().numpy(), images.cpu().numpy().reshape(-1, 64))
 
 
 def check_stratified(loader, total, classes):
@@ -97,12 +97,12 @@ def check_stratified(loader, total, classes):
     test_x, test_y = loader("test", flatten=True)
     all_x, all_y = loader("all", flatten=True)
     assert len(train_y) + len(test_y) == total == len(all_y)
-    per_class = np.bincount(all_y.numpy(), minlength=classes)
-    per_class_test = np.bincount(test_y.numpy(), minlength=classes)
+    per_class = np.bincount(all_y.cpu().numpy(), minlength=classes)
+    per_class_test = np.bincount(test_y.cpu().numpy(), minlength=classes)
     assert np.array_equal(per_class_test, np.floor(per_class * 0.2 + 0.5).astype(int))
-    assert np.array_equal(np.bincount(train_y.numpy(), minlength=classes), per_class - per_class_test)
+    assert np.array_equal(np.bincount(train_y.cpu().numpy(), minlength=classes), per_class - per_class_test)
     # train and test are disjoint and together are every sample: compare (image, label) rows as multisets
-    rows = lambda x, y: [bytes(r) for r in np.concatenate([x.numpy(), y.numpy()[:, None]], 1).astype(np.float32)]
+    rows = lambda x, y: [bytes(r) for r in np.concatenate([x.cpu().numpy(), y.cpu().numpy()[:, None]], 1).astype(np.float32)]
     assert sorted(rows(train_x, train_y) + rows(test_x, test_y)) == sorted(rows(all_x, all_y))
     return test_y
 
@@ -119,7 +119,7 @@ def test_split_is_fixed_and_leaves_the_global_generator_alone():
     assert cr.get_rng_state() == state
     cr.manual_seed(2)
     b_x, b_y = load_digits("test")
-    assert np.array_equal(a_x.numpy(), b_x.numpy()) and np.array_equal(a_y.numpy(), b_y.numpy())
+    assert np.array_equal(a_x.cpu().numpy(), b_x.cpu().numpy()) and np.array_equal(a_y.cpu().numpy(), b_y.cpu().numpy())
     # pinned: the same split on every machine and numpy version (PCG64's raw stream is stable)
     test_idx = datasets._split_indices(str(data_path("digits.csv.gz")), "digits.csv.gz", 65)["test"]
     assert test_idx[:8].tolist() == PINNED_DIGITS_TEST_HEAD
@@ -135,7 +135,7 @@ def test_returned_tensors_are_fresh():
     images._data[...] = -5.0
     labels._data[...] = -1
     again_x, again_y = load_digits("train")
-    assert again_x.numpy().min() == 0.0 and again_y.numpy().min() == 0
+    assert again_x.cpu().numpy().min() == 0.0 and again_y.cpu().numpy().min() == 0
 
 
 def test_bad_split_names_the_choices():
@@ -157,12 +157,12 @@ def test_digits_dataset_feeds_a_loader():
 def test_mnist5k_counts_split_and_ranges():
     images, labels = load_mnist5k("all")
     assert images.shape == (5000, 1, 28, 28) and images.dtype == cr.float32 and labels.dtype == cr.int64
-    assert np.array_equal(np.bincount(labels.numpy()), [500] * 10)
-    x = images.numpy()
+    assert np.array_equal(np.bincount(labels.cpu().numpy()), [500] * 10)
+    x = images.cpu().numpy()
     assert x.min() == 0.0 and x.max() == 1.0
     assert 0.05 < x.mean() < 0.25  # mostly dark background with bright strokes, as MNIST is
     test_y = check_stratified(load_mnist5k, 5000, 10)
-    assert np.array_equal(np.bincount(test_y.numpy()), [100] * 10)
+    assert np.array_equal(np.bincount(test_y.cpu().numpy()), [100] * 10)
     train = mnist5k_dataset("train")
     assert len(train) == 4000 and train[0][0].shape == (1, 28, 28)
 
@@ -177,7 +177,7 @@ def test_tinyshakespeare_vocab_and_splits():
     assert len(everything) == 1_115_394
     assert len(train) == int(1_115_394 * 0.9) == 1_003_854 and len(val) == 1_115_394 - 1_003_854
     assert train.dtype == cr.int64 and train.ndim == 1
-    assert np.array_equal(np.concatenate([train.numpy(), val.numpy()]), everything.numpy())
+    assert np.array_equal(np.concatenate([train.cpu().numpy(), val.cpu().numpy()]), everything.cpu().numpy())
     text = data_path("tinyshakespeare.txt").read_text(encoding="utf-8")
     assert vocab.decode(everything) == text
     assert vocab.decode(train[:14]) == "First Citizen:"
@@ -215,7 +215,7 @@ def test_sample_batch_windows():
     gen = cr.Generator(0)
     x, y = sample_batch(ids, 16, 32, generator=gen)
     assert x.shape == y.shape == (16, 32) and x.dtype == y.dtype == cr.int64
-    xs, ys = x.numpy(), y.numpy()
+    xs, ys = x.cpu().numpy(), y.cpu().numpy()
     assert np.array_equal(ys[:, :-1], xs[:, 1:])  # y is x shifted by one
     assert np.array_equal(ys - xs, np.full_like(xs, 3))  # and each y is the token right after its x
     assert np.all(np.diff(xs, axis=1) == 3)  # windows are contiguous runs of ids
@@ -227,13 +227,13 @@ def test_sample_batch_reaches_both_ends_and_is_seeded():
     ids = cr.arange(10)
     cr.manual_seed(0)
     x, _ = sample_batch(ids, 400, 4)
-    assert set(x.numpy()[:, 0].tolist()) == set(range(6))  # every legal start, none past 10 - 4 - 1
+    assert set(x.cpu().numpy()[:, 0].tolist()) == set(range(6))  # every legal start, none past 10 - 4 - 1
     cr.manual_seed(0)
     again, _ = sample_batch(ids, 400, 4)
-    assert np.array_equal(x.numpy(), again.numpy())
+    assert np.array_equal(x.cpu().numpy(), again.cpu().numpy())
     a, _ = sample_batch(ids, 400, 4, generator=cr.Generator(9))
     b, _ = sample_batch(ids, 400, 4, generator=cr.Generator(9))
-    assert np.array_equal(a.numpy(), b.numpy())
+    assert np.array_equal(a.cpu().numpy(), b.cpu().numpy())
 
 
 def test_sample_batch_errors():

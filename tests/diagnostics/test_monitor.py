@@ -131,13 +131,13 @@ def test_only_training_forwards_before_a_recorded_step_are_measured():
 def test_grad_weight_norms_and_update_ratio_match_a_manual_sgd_step():
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     monitor = diagnostics.watch(model)
-    before = {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
+    before = {n: p.detach().cpu().numpy().copy() for n, p in model.named_parameters()}
     opt = optim.SGD(model.parameters(), lr=0.1)
     _train_step(model, opt, monitor, cr.randn(5, 3), cr.tensor([0, 1, 1, 0, 1]))
     for name, p in model.named_parameters():
-        grad = p.grad.numpy()
+        grad = p.grad.cpu().numpy()
         assert monitor.grad_norms[name][0] == pytest.approx(np.linalg.norm(grad), rel=1e-5)
-        assert monitor.weight_norms[name][0] == pytest.approx(np.linalg.norm(p.detach().numpy()), rel=1e-5)
+        assert monitor.weight_norms[name][0] == pytest.approx(np.linalg.norm(p.detach().cpu().numpy()), rel=1e-5)
         expected = 0.1 * np.linalg.norm(grad) / np.linalg.norm(before[name])
         assert monitor.update_ratios[name][0] == pytest.approx(expected, rel=1e-4)
 
@@ -148,10 +148,10 @@ def test_update_ratio_of_later_recorded_steps_uses_the_weights_before_that_step(
     opt = optim.SGD(model.parameters(), lr=0.05)
     snapshots = []
     for _ in range(4):
-        snapshots.append(model[0].weight.detach().numpy().copy())
+        snapshots.append(model[0].weight.detach().cpu().numpy().copy())
         _train_step(model, opt, monitor, cr.randn(4, 3))
     assert monitor.steps == [1, 4]
-    w_before, w_after = snapshots[3], model[0].weight.detach().numpy()
+    w_before, w_after = snapshots[3], model[0].weight.detach().cpu().numpy()
     expected = np.linalg.norm(w_after - w_before) / np.linalg.norm(w_before)
     assert monitor.update_ratios["0.weight"][1] == pytest.approx(expected, rel=1e-4)
 

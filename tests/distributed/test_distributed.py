@@ -155,7 +155,7 @@ def test_cli_train_gpt_on_two_processes_follows_the_one_process_run(tmp_path):
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # one set of files
     a, b = cr.io.load(two / "last.safetensors"), cr.io.load(one / "last.safetensors")
     assert sorted(a.state_dict) == sorted(b.state_dict)  # no "module." prefixes
-    diff = max(float(np.abs(a.state_dict[k].numpy() - b.state_dict[k].numpy()).max()) for k in a.state_dict)
+    diff = max(float(np.abs(a.state_dict[k].cpu().numpy() - b.state_dict[k].cpu().numpy()).max()) for k in a.state_dict)
     assert diff < 1e-5  # float32: the same global batches, reduced in another order
     losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (two, one)]
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)

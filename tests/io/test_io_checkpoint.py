@@ -44,13 +44,13 @@ class TinyModule:
             raise RuntimeError(f"Error(s) in loading state_dict for TinyModule: {missing} {unexpected} {wrong}")
         for key, value in state_dict.items():
             if key in current:
-                current[key].numpy()[...] = value.numpy()
+                current[key].cpu().numpy()[...] = value.cpu().numpy()
 
     def parameters(self):
         return list(self.params.values())
 
     def snapshot(self):
-        return {k: v.numpy().copy() for k, v in self.state_dict().items()}
+        return {k: v.cpu().numpy().copy() for k, v in self.state_dict().items()}
 
 
 class TinyAdam:
@@ -171,15 +171,15 @@ def test_dict_of_tensors_with_every_dtype_and_odd_shapes(tmp_path):
     for name, value in tensors.items():
         want = np.asarray(value)
         assert got[name].shape == want.shape and got[name].dtype.np == want.dtype
-        np.testing.assert_array_equal(got[name].numpy(), want)
+        np.testing.assert_array_equal(got[name].cpu().numpy(), want)
 
 
 def test_non_contiguous_tensor_is_saved_as_its_values(tmp_path):
     base = cr.arange(12.0).reshape(3, 4)
     save({"t": base.t(), "s": base[:, ::2]}, tmp_path / "n.safetensors")
     got = load_state_dict(tmp_path / "n.safetensors")
-    np.testing.assert_array_equal(got["t"].numpy(), base.numpy().T)
-    np.testing.assert_array_equal(got["s"].numpy(), base.numpy()[:, ::2])
+    np.testing.assert_array_equal(got["t"].cpu().numpy(), base.cpu().numpy().T)
+    np.testing.assert_array_equal(got["s"].cpu().numpy(), base.cpu().numpy()[:, ::2])
 
 
 def test_metadata_round_trip(tmp_path):
@@ -239,9 +239,9 @@ def test_restored_optimizer_state_does_not_alias_the_checkpoint(tmp_path):
     save(model, tmp_path / "o.safetensors", optimizer=optimizer)
     ckpt = load(tmp_path / "o.safetensors")
     first = ckpt.optimizer_state_dict
-    first["state"][0]["exp_avg"].numpy()[...] = 123.0
-    np.testing.assert_array_equal(ckpt.optimizer_state_dict["state"][0]["exp_avg"].numpy(),
-                                  optimizer.state_dict()["state"][0]["exp_avg"].numpy())
+    first["state"][0]["exp_avg"].cpu().numpy()[...] = 123.0
+    np.testing.assert_array_equal(ckpt.optimizer_state_dict["state"][0]["exp_avg"].cpu().numpy(),
+                                  optimizer.state_dict()["state"][0]["exp_avg"].cpu().numpy())
 
 
 def test_rng_state_round_trip(tmp_path):
@@ -551,7 +551,7 @@ def test_our_checkpoint_loads_in_official_numpy_reader(tmp_path):
     for key, value in model.snapshot().items():
         np.testing.assert_array_equal(loaded[key], value)
     np.testing.assert_array_equal(loaded["__optim__.state.1.exp_avg_sq"],
-                                  optimizer.state_dict()["state"][1]["exp_avg_sq"].numpy())
+                                  optimizer.state_dict()["state"][1]["exp_avg_sq"].cpu().numpy())
 
 
 def test_checkpoint_repr(tmp_path):

@@ -35,5 +35,5 @@ def test_pytorch_saved_weights_give_the_same_outputs(tmp_path, build, shape):
     ours.load_state_dict(io.load_state_dict(path))
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     with torch.no_grad():
-        expected = theirs(torch.tensor(x)).numpy()
-    np.testing.assert_allclose(ours(cr.tensor(x)).detach().numpy(), expected, rtol=1e-4, atol=1e-5)
+        expected = theirs(torch.tensor(x)).cpu().numpy()
+    np.testing.assert_allclose(ours(cr.tensor(x)).detach().cpu().numpy(), expected, rtol=1e-4, atol=1e-5)

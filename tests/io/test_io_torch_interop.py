@@ -32,9 +32,9 @@ def test_torch_written_file_loads_with_identical_values(tmp_path):
     got = load_state_dict(tmp_path / "t.safetensors")
     assert got.keys() == tensors.keys()
     for name, value in tensors.items():
-        want = value.numpy()
+        want = value.cpu().numpy()
         assert got[name].shape == want.shape and got[name].dtype.np == want.dtype
-        assert got[name].numpy().tobytes() == want.tobytes()
+        assert got[name].cpu().numpy().tobytes() == want.tobytes()
 
 
 def test_our_checkpoint_loads_in_torch_with_identical_values(tmp_path):
@@ -47,7 +47,7 @@ def test_our_checkpoint_loads_in_torch_with_identical_values(tmp_path):
     assert set(tensors) <= set(loaded)
     assert all(name.startswith("__") for name in set(loaded) - set(tensors))  # only our reserved entries added
     for name, value in tensors.items():
-        assert loaded[name].numpy().tobytes() == value.numpy().tobytes()
+        assert loaded[name].cpu().numpy().tobytes() == value.cpu().numpy().tobytes()
         assert tuple(loaded[name].shape) == value.shape
 
 
@@ -65,12 +65,12 @@ def test_torch_module_weights_restore_into_matching_model(tmp_path):
 
         def load_state_dict(self, state_dict, strict=True):
             for key, value in state_dict.items():
-                self.tensors[key].numpy()[...] = value.numpy()
+                self.tensors[key].cpu().numpy()[...] = value.cpu().numpy()
 
     model = Stand()
     load(tmp_path / "net.safetensors").restore(model)
     for key, value in net.state_dict().items():
-        np.testing.assert_array_equal(model.tensors[key].numpy(), value.detach().numpy())
+        np.testing.assert_array_equal(model.tensors[key].cpu().numpy(), value.detach().cpu().numpy())
 
 
 def test_torch_bfloat16_file_is_refused_clearly(tmp_path):

@@ -28,13 +28,13 @@ def run_both(torch, torch_module, module, *inputs, dtype="float64"):
     seed = np.random.default_rng(1).standard_normal(tuple(t_out.shape))
     t_out.backward(torch.tensor(seed, dtype=tdtype))
     c_out.backward(cr.tensor(seed, dtype=dtype))
-    pairs = [("output", c_out.detach().numpy(), t_out.detach().numpy())]
+    pairs = [("output", c_out.detach().cpu().numpy(), t_out.detach().cpu().numpy())]
     for i, (c, t) in enumerate(zip(c_in, t_in)):
         if isinstance(c, cr.Tensor) and c.requires_grad:
-            pairs.append((f"input {i} grad", c.grad.numpy(), t.grad.numpy()))
+            pairs.append((f"input {i} grad", c.grad.cpu().numpy(), t.grad.cpu().numpy()))
     theirs = dict(torch_module.named_parameters())
     for name, p in module.named_parameters():
-        pairs.append((f"{name} grad", p.grad.numpy(), theirs[name].grad.numpy()))
+        pairs.append((f"{name} grad", p.grad.cpu().numpy(), theirs[name].grad.cpu().numpy()))
     return pairs
 
 

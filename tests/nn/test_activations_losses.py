@@ -43,10 +43,10 @@ def _both(fn_c, fn_t, *arrays, dtype="float64", ints=(), loose=False):
     tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == "float64" else {"rtol": 2e-4, "atol": 1e-5}
     if loose and dtype == "float64":  # torch's CELU and Hardsigmoid gradients differ from the exact ones by ~1e-8
         tol = {"rtol": 1e-7, "atol": 1e-9}
-    np.testing.assert_allclose(co.detach().numpy(), to.detach().numpy(), **tol)
+    np.testing.assert_allclose(co.detach().cpu().numpy(), to.detach().cpu().numpy(), **tol)
     for i, (c, t) in enumerate(zip(cx, tx)):
         if i not in ints and t.grad is not None:
-            np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), err_msg=f"grad {i}", **tol)
+            np.testing.assert_allclose(c.grad.cpu().numpy(), t.grad.cpu().numpy(), err_msg=f"grad {i}", **tol)
     return cx, tx
 
 
@@ -73,7 +73,7 @@ def test_activation_modules_match_torch(name, make, dtype):
         out_c, out_t = mod(cr.tensor(x, dtype=dtype, requires_grad=True)), tmod(torch.tensor(x, dtype=getattr(torch, dtype)))
         out_c.sum().backward()
         out_t.sum().backward()
-        np.testing.assert_allclose(mod.weight.grad.numpy(), tmod.weight.grad.numpy(), rtol=1e-4)
+        np.testing.assert_allclose(mod.weight.grad.cpu().numpy(), tmod.weight.grad.cpu().numpy(), rtol=1e-4)
     _both(mod, tmod, x, dtype=dtype, loose=name in ("CELU", "Hardsigmoid"))
 
 
@@ -85,10 +85,10 @@ def test_inplace_functional_variants_write_into_the_tensor_and_carry_gradients(f
     yc, yt = leaf_c * 2, leaf_t * 2
     rc, rt = getattr(F, fn)(yc, *args), getattr(TF, fn)(yt, *args)
     assert rc is yc
-    np.testing.assert_allclose(yc.detach().numpy(), yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(yc.detach().cpu().numpy(), yt.detach().cpu().numpy(), rtol=1e-12)
     rc.sum().backward()
     rt.sum().backward()
-    np.testing.assert_allclose(leaf_c.grad.numpy(), leaf_t.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(leaf_c.grad.cpu().numpy(), leaf_t.grad.cpu().numpy(), rtol=1e-12)
     with pytest.raises(RuntimeError, match="leaf"):
         getattr(F, fn)(cr.tensor(x, requires_grad=True), *args)
 
@@ -98,22 +98,22 @@ def test_inplace_functional_variants_write_into_the_tensor_and_carry_gradients(f
                                   lambda m: m.Threshold(0.0, 1.0, inplace=True)])
 def test_inplace_modules_change_their_input(make):
     x = cr.tensor(RNG.standard_normal(6))
-    expect = make(torch.nn)(torch.tensor(x.numpy()))
+    expect = make(torch.nn)(torch.tensor(x.cpu().numpy()))
     assert make(nn)(x) is x
-    np.testing.assert_allclose(x.numpy(), expect.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(x.cpu().numpy(), expect.cpu().numpy(), rtol=1e-6)
 
 
 def test_rrelu_training_uses_random_slopes_in_range_and_the_gradient_is_the_slope_used():
     cr.manual_seed(0)
     x = cr.tensor(-np.abs(RNG.standard_normal(20000)) - 0.1, requires_grad=True)
     y = F.rrelu(x, 0.1, 0.3, training=True)
-    slopes = (y / x).detach().numpy()
+    slopes = (y / x).detach().cpu().numpy()
     assert slopes.min() >= 0.1 and slopes.max() <= 0.3 and abs(slopes.mean() - 0.2) < 0.005
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), slopes, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), slopes, rtol=1e-12)
     pos = cr.tensor([1.0, 2.0])
-    np.testing.assert_array_equal(F.rrelu(pos, training=True).numpy(), [1.0, 2.0])
-    np.testing.assert_allclose(nn.RReLU(0.1, 0.3).eval()(cr.tensor([-1.0])).numpy(), [-0.2])
+    np.testing.assert_array_equal(F.rrelu(pos, training=True).cpu().numpy(), [1.0, 2.0])
+    np.testing.assert_allclose(nn.RReLU(0.1, 0.3).eval()(cr.tensor([-1.0])).cpu().numpy(), [-0.2])
 
 
 @pytest.mark.parametrize("hard", [False, True])
@@ -121,15 +121,15 @@ def test_gumbel_softmax_samples_and_straight_through(hard):
     cr.manual_seed(1)
     logits = cr.tensor(np.log([0.1, 0.2, 0.7]).repeat(1).reshape(1, 3).repeat(4000, 0), requires_grad=True)
     y = F.gumbel_softmax(logits, tau=0.5, hard=hard)
-    np.testing.assert_allclose(y.detach().numpy().sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(y.detach().cpu().numpy().sum(-1), 1.0, rtol=1e-12)
     if hard:
-        assert set(np.unique(y.detach().numpy())) <= {0.0, 1.0}
-        freq = y.detach().numpy().mean(0)
+        assert set(np.unique(y.detach().cpu().numpy())) <= {0.0, 1.0}
+        freq = y.detach().cpu().numpy().mean(0)
         np.testing.assert_allclose(freq, [0.1, 0.2, 0.7], atol=0.03)  # Gumbel-max: argmax ~ Categorical(softmax)
     w = cr.tensor(RNG.standard_normal((4000, 3)))
     (y * w).sum().backward()
-    assert logits.grad is not None and np.isfinite(logits.grad.numpy()).all()
-    assert np.abs(logits.grad.numpy().sum(-1)).max() < 1e-9  # softmax's gradient sums to zero per row
+    assert logits.grad is not None and np.isfinite(logits.grad.cpu().numpy()).all()
+    assert np.abs(logits.grad.cpu().numpy().sum(-1)).max() < 1e-9  # softmax's gradient sums to zero per row
 
 
 @pytest.mark.parametrize("fn, shape, spatial", [(F.dropout1d, (8, 50, 3), 1), (F.dropout2d, (8, 50, 3, 2), 2),
@@ -138,12 +138,12 @@ def test_channel_dropout_zeroes_whole_channels_and_the_gradient_is_the_mask(fn, 
     cr.manual_seed(2)
     x = cr.tensor(RNG.uniform(1, 2, shape), requires_grad=True)
     y = fn(x, p=0.3)
-    kept = (y.detach().numpy() != 0)
+    kept = (y.detach().cpu().numpy() != 0)
     per_channel = kept.reshape(kept.shape[:-spatial] + (-1,))
     assert (per_channel.all(-1) | ~per_channel.any(-1)).all()  # all or nothing per channel
     assert abs(per_channel.any(-1).mean() - 0.7) < 0.1
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), kept / 0.7, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), kept / 0.7, rtol=1e-12)
     assert fn(x, 0.3, training=False) is x
 
 
@@ -151,14 +151,14 @@ def test_alpha_dropouts_keep_mean_and_variance_and_the_gradient_is_the_mask():
     cr.manual_seed(3)
     x = cr.tensor(RNG.standard_normal(200000), requires_grad=True)
     y = F.alpha_dropout(x, 0.2, training=True)
-    out = y.detach().numpy()
+    out = y.detach().cpu().numpy()
     assert abs(out.mean()) < 0.01 and abs(out.std() - 1) < 0.01
     y.sum().backward()
     a = 1 / np.sqrt((1.7580993408473766 ** 2 * 0.2 + 1) * 0.8)
-    kept = x.grad.numpy() != 0
-    np.testing.assert_allclose(x.grad.numpy()[kept], a, rtol=1e-12)
+    kept = x.grad.cpu().numpy() != 0
+    np.testing.assert_allclose(x.grad.cpu().numpy()[kept], a, rtol=1e-12)
     assert abs(kept.mean() - 0.8) < 0.01
-    z = F.feature_alpha_dropout(cr.tensor(RNG.standard_normal((400, 30, 5))), 0.5, training=True).numpy()
+    z = F.feature_alpha_dropout(cr.tensor(RNG.standard_normal((400, 30, 5))), 0.5, training=True).cpu().numpy()
     const = np.isclose(z, z[..., :1]).all(-1)  # dropped channels take one value
     assert abs(const.mean() - 0.5) < 0.05
     assert F.alpha_dropout(x, 0.2) is x  # training=False by default, as PyTorch
@@ -185,11 +185,11 @@ def test_ctc_loss_matches_torch_with_ragged_lengths(dtype, reduction, zero_infin
 
         if not zero_infinity and reduction != "none":
             c = run(F, cr, cr.tensor(logits), cr.tensor(tg))
-            assert np.isinf(c.numpy())
+            assert np.isinf(c.cpu().numpy())
             continue
         if not zero_infinity:  # per-sample: compare the finite ones, backward through them
-            c = run(F, cr, cr.tensor(logits), cr.tensor(tg)).numpy()
-            t = run(TF, torch, torch.tensor(logits), torch.tensor(tg)).numpy()
+            c = run(F, cr, cr.tensor(logits), cr.tensor(tg)).cpu().numpy()
+            t = run(TF, torch, torch.tensor(logits), torch.tensor(tg)).cpu().numpy()
             np.testing.assert_allclose(c, t, rtol=1e-10)
             continue
         _both(lambda x, t: run(F, cr, x, t), lambda x, t: run(TF, torch, x, t), logits, tg, dtype=dtype, ints=(1,))
@@ -273,11 +273,11 @@ def test_embedding_bag_matches_torch(mode, padding_idx, last, dtype):
 
 def test_embedding_bag_module():
     bag, tbag = nn.EmbeddingBag(6, 3, mode="sum", padding_idx=0), torch.nn.EmbeddingBag(6, 3, mode="sum", padding_idx=0)
-    assert np.all(bag.weight.detach().numpy()[0] == 0)
-    bag.weight.data = cr.tensor(tbag.weight.detach().numpy())
+    assert np.all(bag.weight.detach().cpu().numpy()[0] == 0)
+    bag.weight.data = cr.tensor(tbag.weight.detach().cpu().numpy())
     idx, off = np.array([0, 1, 2, 3]), np.array([0, 2])
-    np.testing.assert_allclose(bag(cr.tensor(idx), cr.tensor(off)).detach().numpy(),
-                               tbag(torch.tensor(idx), torch.tensor(off)).detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(bag(cr.tensor(idx), cr.tensor(off)).detach().cpu().numpy(),
+                               tbag(torch.tensor(idx), torch.tensor(off)).detach().cpu().numpy(), rtol=1e-6)
 
 
 def _same_error(fn_c, fn_t, exc=Exception):

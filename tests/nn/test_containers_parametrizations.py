@@ -19,11 +19,11 @@ def _close(pairs, tol=1e-9):
 
 
 def _state(module):
-    return {k: cr.tensor(v.detach().cpu().detach().numpy()) for k, v in module.state_dict().items()}
+    return {k: cr.tensor(v.detach().cpu().detach().cpu().numpy()) for k, v in module.state_dict().items()}
 
 
 def _torch_state(module):
-    return {k: torch.tensor(v.detach().numpy()) for k, v in module.state_dict().items()}
+    return {k: torch.tensor(v.detach().cpu().numpy()) for k, v in module.state_dict().items()}
 
 
 # ----- ParameterDict --------------------------------------------------------------------------------------
@@ -47,9 +47,9 @@ def test_parameter_dict_keys_methods_and_gradients_as_pytorch():
     assert list(merged) == ["a", "w", "q"] and merged["a"] is ours["a"]
     (ours["w"] @ ours["a"]).sum().backward()
     (theirs["w"] @ theirs["a"]).sum().backward()
-    np.testing.assert_allclose(ours["a"].grad.detach().numpy(), theirs["a"].grad.detach().numpy())
+    np.testing.assert_allclose(ours["a"].grad.detach().cpu().numpy(), theirs["a"].grad.detach().cpu().numpy())
     assert len(list(ours.parameters())) == 2
-    theirs_state = {k: torch.tensor(v.detach().numpy()) for k, v in ours.state_dict().items()}
+    theirs_state = {k: torch.tensor(v.detach().cpu().numpy()) for k, v in ours.state_dict().items()}
     assert theirs.load_state_dict(theirs_state) is not None
     ours.clear()
     assert len(ours) == 0 and not list(ours.parameters())
@@ -69,7 +69,7 @@ def test_parameter_dict_in_a_module_state_dict_both_ways():
     ours, theirs = M(), T()
     assert list(ours.state_dict()) == list(theirs.state_dict()) == ["p.x", "p.y"]
     ours.load_state_dict(_state(theirs))
-    np.testing.assert_allclose(ours.p["y"].detach().numpy(), theirs.p["y"].detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.p["y"].detach().cpu().numpy(), theirs.p["y"].detach().cpu().numpy(), rtol=1e-6)
     theirs.load_state_dict(_torch_state(M()))
     assert float(theirs.p["x"].sum()) == 2.0
 
@@ -110,7 +110,7 @@ def test_lazy_modules_materialise_as_pytorch(make, shape):
     # once materialised, the same weights give the same numbers
     if not isinstance(ours, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
         ours.load_state_dict(_state(theirs))
-        np.testing.assert_allclose(ours(cr.tensor(x)).detach().numpy(), theirs(torch.tensor(x)).detach().numpy(),
+        np.testing.assert_allclose(ours(cr.tensor(x)).detach().cpu().numpy(), theirs(torch.tensor(x)).detach().cpu().numpy(),
                                    rtol=1e-4, atol=1e-5)
 
 
@@ -123,7 +123,7 @@ def test_lazy_linear_initialises_as_linear_and_an_early_optimizer_trains_it():
     loss = layer(x).pow(2).mean()
     assert layer.weight is weight and tuple(weight.shape) == (3, 8)
     bound = 1 / np.sqrt(8)
-    assert np.abs(weight.detach().numpy()).max() <= bound and weight.detach().numpy().std() > bound / 4
+    assert np.abs(weight.detach().cpu().numpy()).max() <= bound and weight.detach().cpu().numpy().std() > bound / 4
     loss.backward()
     opt.step()
     assert float(layer(x).pow(2).mean().item()) < float(loss.item())
@@ -135,7 +135,7 @@ def test_lazy_module_loads_a_state_dict_before_any_forward():
     ours = nn.LazyLinear(2)
     ours.load_state_dict(_state(theirs))
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
-    np.testing.assert_allclose(ours(cr.tensor(x)).detach().numpy(), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ours(cr.tensor(x)).detach().cpu().numpy(), theirs(torch.tensor(x)).detach().cpu().numpy(), rtol=1e-5)
     lazy = tnn.LazyLinear(2)
     lazy.load_state_dict(theirs.state_dict())
     lazy(torch.tensor(x))
@@ -161,7 +161,7 @@ def test_weight_norm_parametrization_matches_pytorch(dim):
     assert tuple(ours.parametrizations.weight.original0.shape) == tuple(g_t.shape)
     x = np.random.default_rng(1).standard_normal((3, 5))
     _close(run_both(torch, theirs, ours, x))
-    np.testing.assert_allclose(ours.weight.detach().numpy(), theirs.weight.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(ours.weight.detach().cpu().numpy(), theirs.weight.detach().cpu().numpy(), rtol=1e-10)
 
 
 def test_weight_norm_conv_and_state_dict_both_ways():
@@ -173,26 +173,26 @@ def test_weight_norm_conv_and_state_dict_both_ways():
     # ours -> theirs
     back = torch.nn.utils.parametrizations.weight_norm(tnn.Conv2d(3, 4, 3)).double()
     back.load_state_dict(_torch_state(ours))
-    np.testing.assert_allclose(back.weight.detach().numpy(), ours.weight.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(back.weight.detach().cpu().numpy(), ours.weight.detach().cpu().numpy(), rtol=1e-12)
 
 
 def test_assigning_a_parametrized_weight_calls_right_inverse():
     ours = P.weight_norm(nn.Linear(3, 2))
     target = cr.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3) + 1)
     ours.weight = target
-    np.testing.assert_allclose(ours.weight.detach().numpy(), target.detach().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(ours.parametrizations.weight.original1.detach().numpy(), target.detach().numpy())
+    np.testing.assert_allclose(ours.weight.detach().cpu().numpy(), target.detach().cpu().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.parametrizations.weight.original1.detach().cpu().numpy(), target.detach().cpu().numpy())
 
 
 def test_remove_parametrizations_restores_a_plain_module():
     ours = P.weight_norm(nn.Linear(3, 2))
-    value = ours.weight.detach().numpy()
+    value = ours.weight.detach().cpu().numpy()
     parametrize.remove_parametrizations(ours, "weight")
     theirs = torch.nn.utils.parametrizations.weight_norm(tnn.Linear(3, 2))
     torch.nn.utils.parametrize.remove_parametrizations(theirs, "weight")
     assert type(ours) is nn.Linear and list(ours.state_dict()) == list(theirs.state_dict()) == ["bias", "weight"]
     assert isinstance(ours.weight, nn.Parameter)
-    np.testing.assert_allclose(ours.weight.detach().numpy(), value, rtol=1e-6)
+    np.testing.assert_allclose(ours.weight.detach().cpu().numpy(), value, rtol=1e-6)
     with pytest.raises(ValueError, match="leave_parametrized"):
         parametrize.remove_parametrizations(P.weight_norm(nn.Linear(3, 2)), "weight", leave_parametrized=False)
 
@@ -254,17 +254,17 @@ def test_spectral_norm_matches_pytorch_from_the_same_u_v(make, shape, iters):
     _close(run_both(torch, theirs, ours, x), tol=1e-8)
     sd = theirs.state_dict()
     for key in ("_u", "_v"):
-        np.testing.assert_allclose(getattr(ours.parametrizations.weight[0], key).numpy(),
-                                   sd[f"parametrizations.weight.0.{key}"].numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(getattr(ours.parametrizations.weight[0], key).cpu().numpy(),
+                                   sd[f"parametrizations.weight.0.{key}"].cpu().numpy(), rtol=1e-9, atol=1e-12)
     # eval mode: no iteration, the same weight
     ours.eval()
     theirs.eval()
-    np.testing.assert_allclose(ours.weight.detach().numpy(), theirs.weight.detach().numpy(), rtol=1e-9)
+    np.testing.assert_allclose(ours.weight.detach().cpu().numpy(), theirs.weight.detach().cpu().numpy(), rtol=1e-9)
 
 
 def test_spectral_norm_converges_to_unit_spectral_norm():
     layer = P.spectral_norm(nn.Linear(8, 5))
-    w = layer.weight.detach().numpy()
+    w = layer.weight.detach().cpu().numpy()
     assert abs(np.linalg.svd(w, compute_uv=False)[0] - 1) < 1e-2
 
 
@@ -279,7 +279,7 @@ def test_legacy_weight_norm_matches_pytorch():
     nn.utils.remove_weight_norm(ours)
     torch.nn.utils.remove_weight_norm(theirs)
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    np.testing.assert_allclose(ours.weight.detach().numpy(), theirs.weight.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(ours.weight.detach().cpu().numpy(), theirs.weight.detach().cpu().numpy(), rtol=1e-10)
 
 
 def test_copy_weights_helper_is_used_by_name():
@@ -287,4 +287,4 @@ def test_copy_weights_helper_is_used_by_name():
     theirs = torch.nn.utils.parametrizations.weight_norm(tnn.Linear(2, 2))
     ours = P.weight_norm(nn.Linear(2, 2))
     copy_weights(theirs, ours)
-    np.testing.assert_allclose(ours.weight.detach().numpy(), theirs.weight.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.weight.detach().cpu().numpy(), theirs.weight.detach().cpu().numpy(), rtol=1e-6)

@@ -22,7 +22,7 @@ def pair():
     torch.manual_seed(0)
     theirs = tnn.DataParallel(model(tnn).double())
     ours = nn.DataParallel(model(nn).double())
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     return ours, theirs
 
 
@@ -43,15 +43,15 @@ def test_forward_backward_and_modes_match_torch(pair):
         assert ours.module.training is train
         cx, tx = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
         c_out, t_out = ours(cx), theirs(tx)
-        np.testing.assert_allclose(c_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(c_out.detach().cpu().numpy(), t_out.detach().cpu().numpy(), rtol=1e-12, atol=1e-12)
         c_out.sum().backward()
         t_out.sum().backward()
-        np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(cx.grad.cpu().numpy(), tx.grad.cpu().numpy(), rtol=1e-12, atol=1e-12)
     reference = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), reference[name].grad.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(p.grad.cpu().numpy(), reference[name].grad.cpu().numpy(), rtol=1e-12, atol=1e-12)
     for name, buf in ours.state_dict().items():  # running statistics updated through the wrapper
-        np.testing.assert_allclose(buf.numpy(), theirs.state_dict()[name].numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(buf.cpu().numpy(), theirs.state_dict()[name].cpu().numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_wrapper_attributes_and_names():

@@ -55,13 +55,13 @@ def test_functional_gradients(name):
 def test_embedding_padding_row_gets_no_gradient():
     w = t(3, 2)
     F.embedding(cr.tensor([1, 1, 0]), w, padding_idx=1).sum().backward()
-    assert np.all(w.grad.numpy()[1] == 0) and np.all(w.grad.numpy()[0] == 1)
+    assert np.all(w.grad.cpu().numpy()[1] == 0) and np.all(w.grad.cpu().numpy()[0] == 1)
 
 
 def test_softmax_is_stable_for_huge_logits():
     x = cr.tensor([[1000.0, 0.0, -1000.0]])
-    assert np.allclose(F.softmax(x, -1).numpy(), [[1, 0, 0]])
-    assert np.isfinite(F.log_softmax(x, -1).numpy()).all()
+    assert np.allclose(F.softmax(x, -1).cpu().numpy(), [[1, 0, 0]])
+    assert np.isfinite(F.log_softmax(x, -1).cpu().numpy()).all()
 
 
 def test_float32_stays_float32():
@@ -103,14 +103,14 @@ def test_fused_attention_matches_the_graph_of_ops(mask):
     elif mask == "float":
         additive = attn_mask
     elif mask == "bool":
-        additive = cr.tensor(np.where(attn_mask.numpy(), 0.0, -np.inf))
+        additive = cr.tensor(np.where(attn_mask.cpu().numpy(), 0.0, -np.inf))
     composite = F._attention_weights(q, k, additive, 0.5).matmul(v)
     g = cr.randn(2, 3, 5, 4, dtype=cr.float64)
     got = cr.autograd.grad(fused, (q, k, v), g)
     want = cr.autograd.grad(composite, (q, k, v), g)
-    np.testing.assert_allclose(fused.detach().numpy(), composite.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused.detach().cpu().numpy(), composite.detach().cpu().numpy(), rtol=1e-12, atol=1e-12)
     for a, b in zip(got, want):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.cpu().numpy(), b.cpu().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_attention_gradients_of_head_views_are_laid_out_like_the_views():
@@ -122,11 +122,11 @@ def test_attention_gradients_of_head_views_are_laid_out_like_the_views():
     g = cr.randn(*out.shape, dtype=cr.float64)
     grads = cr.autograd.grad(out, (q, k, v), g)
     for grad, head_view in zip(grads, (q, k, v)):
-        assert np.argsort(grad.numpy().strides).tolist() == np.argsort(head_view.detach().numpy().strides).tolist()
-        assert grad.numpy().transpose(0, 2, 1, 3).flags.c_contiguous
+        assert np.argsort(grad.cpu().numpy().strides).tolist() == np.argsort(head_view.detach().cpu().numpy().strides).tolist()
+        assert grad.cpu().numpy().transpose(0, 2, 1, 3).flags.c_contiguous
     composite = F._attention_weights(q, k, cr.tensor(np.triu(np.full((5, 5), -np.inf), 1)), 0.5).matmul(v)
     for a, b in zip(grads, cr.autograd.grad(composite, (q, k, v), g)):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.cpu().numpy(), b.cpu().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_attention_with_a_mask_larger_than_the_scores_broadcasts_them():

@@ -34,8 +34,8 @@ def _sample_both(x, grid, dtype, **kw):
     (c * cr.tensor(w)).sum().backward()
     t.backward(torch.tensor(w))
     assert c.dtype.name == str(t.dtype).removeprefix("torch.")
-    return [(c.detach().numpy(), t.detach().numpy()), (cx.grad.numpy(), tx.grad.numpy()),
-            (cg.grad.numpy(), tg.grad.numpy())]
+    return [(c.detach().cpu().numpy(), t.detach().cpu().numpy()), (cx.grad.cpu().numpy(), tx.grad.cpu().numpy()),
+            (cg.grad.cpu().numpy(), tg.grad.cpu().numpy())]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
@@ -65,14 +65,14 @@ def test_grid_sample_on_points_at_pixel_centres_and_far_outside(mode):
             c = F.grid_sample(cr.tensor(x), cr.tensor(grid), mode=mode, padding_mode=padding, align_corners=align)
             t = TF.grid_sample(torch.tensor(x), torch.tensor(grid), mode=mode, padding_mode=padding,
                                align_corners=align)
-            np.testing.assert_allclose(c.numpy(), t.numpy(), rtol=1e-10, atol=1e-10, err_msg=padding)
+            np.testing.assert_allclose(c.cpu().numpy(), t.cpu().numpy(), rtol=1e-10, atol=1e-10, err_msg=padding)
 
 
 def test_nearest_gives_the_grid_a_zero_gradient_as_torch():
     x = cr.randn(1, 2, 3, 4, requires_grad=True)
     grid = cr.tensor(np.random.default_rng(0).uniform(-1, 1, (1, 2, 2, 2)).astype(np.float32), requires_grad=True)
     F.grid_sample(x, grid, mode="nearest", align_corners=False).sum().backward()
-    assert grid.grad is not None and not grid.grad.numpy().any()
+    assert grid.grad is not None and not grid.grad.cpu().numpy().any()
 
 
 def test_zero_size_batch_channels_and_output():
@@ -103,7 +103,7 @@ def test_second_derivatives_match_torch(mode, padding):
         gx, gg = lib.autograd.grad((out * lib.tensor(w)).sum(), (xs, gs), create_graph=True)
         second = lib.autograd.grad((gx * lib.tensor(u)).sum() + (gg * lib.tensor(v)).sum(), (xs, gs),
                                    allow_unused=True)
-        results.append([np.zeros(a.shape) if s is None else s.detach().numpy() for s, a in zip(second, (x, grid))])
+        results.append([np.zeros(a.shape) if s is None else s.detach().cpu().numpy() for s, a in zip(second, (x, grid))])
     for c, t in zip(*results):
         np.testing.assert_allclose(c, t, rtol=1e-10, atol=1e-10)
 
@@ -123,8 +123,8 @@ def test_affine_grid_matches_torch(nd, align, dtype):
         (c * cr.tensor(w)).sum().backward()
         t.backward(torch.tensor(w))
         tol = _tolerance(dtype)
-        np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), rtol=tol, atol=tol, err_msg=str(size))
-        np.testing.assert_allclose(ct.grad.numpy(), tt.grad.numpy(), rtol=tol, atol=tol, err_msg=str(size))
+        np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), rtol=tol, atol=tol, err_msg=str(size))
+        np.testing.assert_allclose(ct.grad.cpu().numpy(), tt.grad.cpu().numpy(), rtol=tol, atol=tol, err_msg=str(size))
 
 
 def _transformer(nn, lib):
@@ -150,7 +150,7 @@ def test_spatial_transformer_trains_as_in_torch():
     layers) in both libraries from the same weights: the same losses and the same weights after."""
     tm = _transformer(torch.nn, torch).double()
     cm = _transformer(cr.nn, cr).to("float64")
-    cm.load_state_dict({k: cr.tensor(v.numpy()) for k, v in tm.state_dict().items()})
+    cm.load_state_dict({k: cr.tensor(v.cpu().numpy()) for k, v in tm.state_dict().items()})
     topt, copt = torch.optim.SGD(tm.parameters(), lr=0.05), cr.optim.SGD(cm.parameters(), lr=0.05)
     rng = np.random.default_rng(5)
     for _ in range(3):
@@ -160,7 +160,7 @@ def test_spatial_transformer_trains_as_in_torch():
         t_loss.backward(), c_loss.backward()
         topt.step(), copt.step(), topt.zero_grad(), copt.zero_grad()
     for name, value in tm.state_dict().items():
-        np.testing.assert_allclose(cm.state_dict()[name].numpy(), value.numpy(), rtol=1e-10, atol=1e-12,
+        np.testing.assert_allclose(cm.state_dict()[name].cpu().numpy(), value.cpu().numpy(), rtol=1e-10, atol=1e-12,
                                    err_msg=name)
 
 
@@ -226,6 +226,6 @@ def test_align_corners_left_unset_warns_as_torch_and_means_false():
     x, grid = cr.randn(1, 1, 3, 3), cr.rand(1, 2, 2, 2) * 2 - 1
     with pytest.warns(UserWarning, match="align_corners=False since 1.3.0"):
         unset = F.grid_sample(x, grid)
-    np.testing.assert_array_equal(unset.numpy(), F.grid_sample(x, grid, align_corners=False).numpy())
+    np.testing.assert_array_equal(unset.cpu().numpy(), F.grid_sample(x, grid, align_corners=False).cpu().numpy())
     with pytest.warns(UserWarning, match="align_corners=False since 1.3.0"):
         F.affine_grid(cr.zeros(1, 2, 3), (1, 1, 2, 2))

@@ -15,21 +15,21 @@ def big(*shape):
 
 
 def test_uniform_and_normal_statistics():
-    u = init.uniform_(big(400, 500), -2.0, 3.0).numpy()
+    u = init.uniform_(big(400, 500), -2.0, 3.0).cpu().numpy()
     assert u.min() >= -2.0 and u.max() <= 3.0 and abs(u.mean() - 0.5) < 0.02
-    n = init.normal_(big(400, 500), 1.0, 0.5).numpy()
+    n = init.normal_(big(400, 500), 1.0, 0.5).cpu().numpy()
     assert abs(n.mean() - 1.0) < 0.005 and abs(n.std() - 0.5) < 0.005
 
 
 def test_constants_and_eye():
-    assert np.all(init.zeros_(big(3, 2)).numpy() == 0) and np.all(init.ones_(big(3, 2)).numpy() == 1)
-    assert np.all(init.constant_(big(2, 2), 0.25).numpy() == 0.25)
-    assert np.array_equal(init.eye_(big(2, 3)).numpy(), np.eye(2, 3))
+    assert np.all(init.zeros_(big(3, 2)).cpu().numpy() == 0) and np.all(init.ones_(big(3, 2)).cpu().numpy() == 1)
+    assert np.all(init.constant_(big(2, 2), 0.25).cpu().numpy() == 0.25)
+    assert np.array_equal(init.eye_(big(2, 3)).cpu().numpy(), np.eye(2, 3))
 
 
 @pytest.mark.parametrize("fn, gain", [(init.xavier_uniform_, 1.0), (init.xavier_normal_, 2.0)])
 def test_xavier_std_follows_fan_in_plus_fan_out(fn, gain):
-    w = fn(big(300, 200, 3, 3), gain=gain).numpy()
+    w = fn(big(300, 200, 3, 3), gain=gain).cpu().numpy()
     fan_in, fan_out = 200 * 9, 300 * 9
     assert abs(w.std() / (gain * math.sqrt(2.0 / (fan_in + fan_out))) - 1) < 0.01
 
@@ -37,20 +37,20 @@ def test_xavier_std_follows_fan_in_plus_fan_out(fn, gain):
 @pytest.mark.parametrize("fn", [init.kaiming_uniform_, init.kaiming_normal_])
 @pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
 def test_kaiming_std_follows_the_relu_gain(fn, mode):
-    w = fn(big(300, 400), mode=mode, nonlinearity="relu").numpy()
+    w = fn(big(300, 400), mode=mode, nonlinearity="relu").cpu().numpy()
     fan = 400 if mode == "fan_in" else 300
     assert abs(w.std() / (math.sqrt(2.0) / math.sqrt(fan)) - 1) < 0.01
 
 
 def test_trunc_normal_respects_bounds_and_std():
-    w = init.trunc_normal_(big(500, 400), mean=0.0, std=1.0, a=-2.0, b=2.0).numpy()
+    w = init.trunc_normal_(big(500, 400), mean=0.0, std=1.0, a=-2.0, b=2.0).cpu().numpy()
     assert w.min() >= -2.0 and w.max() <= 2.0
     assert abs(w.std() - 0.8796) < 0.01  # std of N(0, 1) truncated to [-2, 2]
 
 
 @pytest.mark.parametrize("shape", [(5, 8), (8, 5), (4, 2, 3)])
 def test_orthogonal_rows_or_columns_are_orthonormal(shape):
-    w = init.orthogonal_(big(*shape), gain=2.0).numpy().reshape(shape[0], -1)
+    w = init.orthogonal_(big(*shape), gain=2.0).cpu().numpy().reshape(shape[0], -1)
     gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
     assert np.allclose(gram, 4.0 * np.eye(gram.shape[0]), atol=1e-10)
 
@@ -61,9 +61,9 @@ def test_init_is_in_place_seeded_and_unrecorded():
     out = init.normal_(p)
     assert out is p and p.grad_fn is None and p._version == before + 1
     cr.manual_seed(7)
-    a = init.normal_(big(4)).numpy().copy()
+    a = init.normal_(big(4)).cpu().numpy().copy()
     cr.manual_seed(7)
-    assert np.array_equal(init.normal_(big(4)).numpy(), a)
+    assert np.array_equal(init.normal_(big(4)).cpu().numpy(), a)
 
 
 def test_calculate_gain_matches_pytorch_table():

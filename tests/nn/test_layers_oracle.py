@@ -63,13 +63,13 @@ def test_batchnorm_running_stats_and_eval_match_pytorch():
         x = randn(4, 3, 2, 2)
         theirs(torch.tensor(x))
         ours(cr.tensor(x))
-    np.testing.assert_allclose(ours.running_mean.numpy(), theirs.running_mean.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(ours.running_var.numpy(), theirs.running_var.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.running_mean.cpu().numpy(), theirs.running_mean.cpu().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.running_var.cpu().numpy(), theirs.running_var.cpu().numpy(), rtol=1e-12)
     assert ours.num_batches_tracked.item() == 3
     theirs.eval()
     ours.eval()
     x = randn(2, 3, 2, 2)
-    np.testing.assert_allclose(ours(cr.tensor(x)).detach().numpy(), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours(cr.tensor(x)).detach().cpu().numpy(), theirs(torch.tensor(x)).detach().cpu().numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -96,12 +96,12 @@ def test_multihead_attention_matches_pytorch(batch_first, mask):
     xc = cr.tensor(x, requires_grad=True)
     out_t, w_t = theirs(xt, xt, xt, **kwargs_t)
     out_c, w_c = ours(xc, xc, xc, **kwargs_c)
-    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(w_c.detach().numpy(), w_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out_c.detach().cpu().numpy(), out_t.detach().cpu().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(w_c.detach().cpu().numpy(), w_t.detach().cpu().numpy(), rtol=1e-10, atol=1e-12)
     out_t.sum().backward()
     out_c.sum().backward()
-    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(ours.in_proj_weight.grad.numpy(), theirs.in_proj_weight.grad.numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(xc.grad.cpu().numpy(), xt.grad.cpu().numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ours.in_proj_weight.grad.cpu().numpy(), theirs.in_proj_weight.grad.cpu().numpy(), rtol=1e-9, atol=1e-11)
 
 
 def test_cross_attention_with_distinct_key_value():
@@ -113,7 +113,7 @@ def test_cross_attention_with_distinct_key_value():
     q, k, v = randn(2, 4, 6), randn(2, 7, 6), randn(2, 7, 6)
     out_t, _ = theirs(torch.tensor(q), torch.tensor(k), torch.tensor(v))
     out_c, _ = ours(cr.tensor(q), cr.tensor(k), cr.tensor(v))
-    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out_c.detach().cpu().numpy(), out_t.detach().cpu().numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("norm_first", [True, False])
@@ -179,10 +179,10 @@ def test_loss_matches_pytorch(name):
     xc = cr.tensor(x, requires_grad=True)
     lt = theirs(xt, torch.tensor(target))
     lc = ours(xc, cr.tensor(target))
-    np.testing.assert_allclose(lc.detach().numpy(), lt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(lc.detach().cpu().numpy(), lt.detach().cpu().numpy(), rtol=1e-10, atol=1e-12)
     lt.sum().backward()
     lc.sum().backward()
-    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(xc.grad.cpu().numpy(), xt.grad.cpu().numpy(), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("ignore_index, reduction", [(-100, "mean"), (3, "mean"), (1, "sum"), (-100, "none")])
@@ -202,7 +202,7 @@ def test_cross_entropy_primitive_first_and_second_order(ignore_index, reduction)
 def test_dropout_train_statistics_and_eval_identity():
     drop = nn.Dropout(0.25)
     x = cr.ones(200, 200)
-    y = drop(x).numpy()
+    y = drop(x).cpu().numpy()
     kept = y != 0
     assert abs(kept.mean() - 0.75) < 0.01
     np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)

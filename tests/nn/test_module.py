@@ -58,7 +58,7 @@ def test_state_dict_skips_non_persistent_buffers_and_detaches():
     sd = net.state_dict()
     assert "first.count" in sd and "first.scratch" not in sd
     assert all(not t.requires_grad for t in sd.values())
-    assert np.shares_memory(sd["head.weight"].numpy(), net.head.weight.detach().numpy())
+    assert np.shares_memory(sd["head.weight"].cpu().numpy(), net.head.weight.detach().cpu().numpy())
 
 
 def test_load_state_dict_round_trip():
@@ -66,12 +66,12 @@ def test_load_state_dict_round_trip():
     result = b.load_state_dict(a.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
     for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
-        assert na == nb and np.array_equal(pa.detach().numpy(), pb.detach().numpy())
+        assert na == nb and np.array_equal(pa.detach().cpu().numpy(), pb.detach().cpu().numpy())
 
 
 def test_load_state_dict_errors_list_every_problem_and_load_nothing():
     a, b = Net(), Net()
-    before = {k: v.numpy().copy() for k, v in b.state_dict().items()}
+    before = {k: v.cpu().numpy().copy() for k, v in b.state_dict().items()}
     sd = a.state_dict()
     del sd["head.bias"]
     sd["extra.weight"] = cr.zeros(1)
@@ -84,7 +84,7 @@ def test_load_state_dict_errors_list_every_problem_and_load_nothing():
     assert "size mismatch for first.fc.weight" in message and "(5, 3)" in message
     assert "nothing was loaded" in message
     for k, v in b.state_dict().items():
-        assert np.array_equal(v.numpy(), before[k]), k
+        assert np.array_equal(v.cpu().numpy(), before[k]), k
 
 
 def test_load_state_dict_non_strict_reports_keys():
@@ -94,7 +94,7 @@ def test_load_state_dict_non_strict_reports_keys():
     sd["extra"] = cr.zeros(1)
     result = b.load_state_dict(sd, strict=False)
     assert result.missing_keys == ["head.bias"] and result.unexpected_keys == ["extra"]
-    assert np.array_equal(b.head.weight.detach().numpy(), a.head.weight.detach().numpy())
+    assert np.array_equal(b.head.weight.detach().cpu().numpy(), a.head.weight.detach().cpu().numpy())
 
 
 def test_train_eval_requires_grad_zero_grad():
@@ -106,7 +106,7 @@ def test_train_eval_requires_grad_zero_grad():
     net(cr.randn(2, 3)).sum().backward()
     assert all(p.grad is not None for p in net.parameters())
     net.zero_grad(set_to_none=False)
-    assert all(np.all(p.grad.numpy() == 0) for p in net.parameters())
+    assert all(np.all(p.grad.cpu().numpy() == 0) for p in net.parameters())
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
     net.requires_grad_(False)
@@ -134,11 +134,11 @@ def test_forward_hooks_replace_output_and_remove():
     calls = []
     handle = lin.register_forward_hook(lambda m, inputs, out: calls.append(out.shape) or out * 0)
     out = lin(cr.ones(1, 2))
-    assert calls == [(1, 2)] and np.all(out.detach().numpy() == 0)
+    assert calls == [(1, 2)] and np.all(out.detach().cpu().numpy() == 0)
     handle.remove()
-    assert np.any(lin(cr.ones(1, 2)).detach().numpy() != 0)
+    assert np.any(lin(cr.ones(1, 2)).detach().cpu().numpy() != 0)
     pre = lin.register_forward_pre_hook(lambda m, inputs: (inputs[0] * 0,))
-    assert np.allclose(lin(cr.ones(1, 2)).detach().numpy(), lin.bias.detach().numpy())
+    assert np.allclose(lin(cr.ones(1, 2)).detach().cpu().numpy(), lin.bias.detach().cpu().numpy())
     pre.remove()
 
 
@@ -173,7 +173,7 @@ def test_deepcopy_gives_independent_parameters():
     twin = copy.deepcopy(net)
     with cr.no_grad():
         twin.head.weight.fill_(0.0)
-    assert not np.all(net.head.weight.detach().numpy() == 0)
+    assert not np.all(net.head.weight.detach().cpu().numpy() == 0)
     assert isinstance(twin.head.weight, nn.Parameter)
 
 
@@ -187,11 +187,11 @@ def test_get_submodule_and_parameter():
 
 def test_default_linear_init_matches_pytorch_bounds():
     lin = nn.Linear(400, 300)
-    w = lin.weight.detach().numpy()
+    w = lin.weight.detach().cpu().numpy()
     bound = 1 / np.sqrt(400)
     assert w.min() >= -bound and w.max() <= bound
     assert abs(w.std() - bound / np.sqrt(3)) < 0.02 * bound  # uniform(-b, b) has std b / sqrt(3)
-    assert np.abs(lin.bias.detach().numpy()).max() <= bound
+    assert np.abs(lin.bias.detach().cpu().numpy()).max() <= bound
 
 
 def test_replacing_a_submodule_parameter_or_buffer_keeps_its_place():

@@ -48,7 +48,7 @@ def _both(fn_c, fn_t, x, dtype):
     t.backward(torch.tensor(g))
     (c * cr.tensor(g)).sum().backward()
     assert tuple(c.shape) == tuple(t.shape) and c.dtype.name == str(t.dtype).removeprefix("torch.")
-    return [(c.detach().numpy(), t.detach().numpy()), (xc.grad.numpy(), xt.grad.numpy())]
+    return [(c.detach().cpu().numpy(), t.detach().cpu().numpy()), (xc.grad.cpu().numpy(), xt.grad.cpu().numpy())]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
@@ -105,7 +105,7 @@ def test_antialias_to_one_column_is_the_transpose_of_antialias_to_one_row(mode):
     x = np.random.default_rng(1).standard_normal((2, 3, 7, 4))
     c = F.interpolate(cr.tensor(x), size=(5, 1), mode=mode, antialias=True)
     t = TF.interpolate(torch.tensor(x).transpose(2, 3), size=(1, 5), mode=mode, antialias=True).transpose(2, 3)
-    np.testing.assert_allclose(c.numpy(), t.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(c.cpu().numpy(), t.cpu().numpy(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("call, error, pattern", [
@@ -173,7 +173,7 @@ def test_module_errors_as_torch():
 def _train_both(make, shape, steps=3, extra=None):
     """A few SGD steps of the same module in both libraries; returns both."""
     tm, cm = make(torch.nn).double(), make(cr.nn).to("float64")
-    cm.load_state_dict({k: cr.tensor(v.numpy()) for k, v in tm.state_dict().items()})
+    cm.load_state_dict({k: cr.tensor(v.cpu().numpy()) for k, v in tm.state_dict().items()})
     topt = torch.optim.SGD(tm.parameters(), lr=0.1) if list(tm.parameters()) else None
     copt = cr.optim.SGD(cm.parameters(), lr=0.1) if list(cm.parameters()) else None
     rng = np.random.default_rng(0)
@@ -181,10 +181,10 @@ def _train_both(make, shape, steps=3, extra=None):
         x = rng.standard_normal(shape) * 2 + 0.5
         xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
         t, c = tm(xt), cm(xc)
-        np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), rtol=1e-10, atol=1e-10)
         (t * t).sum().backward()
         (c * c).sum().backward()
-        np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(xc.grad.cpu().numpy(), xt.grad.cpu().numpy(), rtol=1e-10, atol=1e-10)
         if topt:
             topt.step(), copt.step(), topt.zero_grad(), copt.zero_grad()
     return tm, cm
@@ -194,7 +194,7 @@ def _same_state(tm, cm):
     ts, cs = tm.state_dict(), cm.state_dict()
     assert list(ts) == list(cs)
     for k in ts:
-        np.testing.assert_allclose(np.asarray(cs[k]), ts[k].numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(np.asarray(cs[k]), ts[k].cpu().numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("make, shape", [
@@ -223,7 +223,7 @@ def test_modules_match_torch_after_training_steps(make, shape):
     _same_state(tm, cm)
     tm.eval(), cm.eval()
     x = np.random.default_rng(5).standard_normal(shape)
-    np.testing.assert_allclose(cm(cr.tensor(x)).detach().numpy(), tm(torch.tensor(x)).detach().numpy(), rtol=1e-10,
+    np.testing.assert_allclose(cm(cr.tensor(x)).detach().cpu().numpy(), tm(torch.tensor(x)).detach().cpu().numpy(), rtol=1e-10,
                                atol=1e-10)
 
 

@@ -36,14 +36,14 @@ def run_both(ours, theirs, arrays, dtype, outputs=1):
         out, index = out
         expected, t_index = expected
         assert index.dtype.name == "int64"
-        np.testing.assert_array_equal(index.numpy(), t_index.numpy())
+        np.testing.assert_array_equal(index.cpu().numpy(), t_index.cpu().numpy())
     assert tuple(out.shape) == tuple(expected.shape) and out.dtype.name == dtype
-    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), **TOL[dtype])
+    np.testing.assert_allclose(out.detach().cpu().numpy(), expected.detach().cpu().numpy(), **TOL[dtype])
     seed = np.random.default_rng(1).standard_normal(tuple(expected.shape))
     out.backward(cr.tensor(seed, dtype=dtype))
     expected.backward(torch.tensor(seed, dtype=getattr(torch, dtype)))
     for a, b in zip(xs, ts):
-        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **TOL[dtype])
+        np.testing.assert_allclose(a.grad.cpu().numpy(), b.grad.cpu().numpy(), **TOL[dtype])
 
 
 def pair(name, *args, **kw):
@@ -72,8 +72,8 @@ def test_adaptive_max_pool_indices_pick_the_first_maximum_and_nans():
     x = np.array([[[1.0, 3.0, 3.0, 0.0, np.nan, 2.0]]])
     out, index = F.adaptive_max_pool1d(cr.tensor(x), 2, return_indices=True)
     t_out, t_index = TF.adaptive_max_pool1d(torch.tensor(x), 2, return_indices=True)
-    np.testing.assert_array_equal(index.numpy(), t_index.numpy())
-    np.testing.assert_array_equal(out.numpy(), t_out.numpy())
+    np.testing.assert_array_equal(index.cpu().numpy(), t_index.cpu().numpy())
+    np.testing.assert_array_equal(out.cpu().numpy(), t_out.cpu().numpy())
 
 
 # ----- max unpooling -----------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_fractional_max_pool_sends_a_tied_window_s_gradient_to_its_first_maximum
         out = getattr(functional, f"fractional_max_pool{spatial}d")(xs, 3, output_size=(4, 3, 3)[:spatial],
                                                                      _random_samples=lib.tensor(samples))
         (out * lib.tensor(np.arange(out.numel(), dtype=np.float64).reshape(tuple(out.shape)))).sum().backward()
-        grads.append(xs.grad.numpy())
+        grads.append(xs.grad.cpu().numpy())
     np.testing.assert_array_equal(*grads)
 
 
@@ -176,14 +176,14 @@ def test_fractional_max_pool_without_samples_pools_random_windows(spatial):
     shape, kernel = (2, 3) + (9, 8, 7)[:spatial], 2
     x = cr.tensor(distinct(shape))
     out, index = F.__dict__[f"fractional_max_pool{spatial}d"](x, kernel, output_ratio=0.5, return_indices=True)
-    flat = x.numpy().reshape(2, 3, -1)
-    np.testing.assert_array_equal(np.take_along_axis(flat, index.numpy().reshape(2, 3, -1), 2),
-                                  out.numpy().reshape(2, 3, -1))
+    flat = x.cpu().numpy().reshape(2, 3, -1)
+    np.testing.assert_array_equal(np.take_along_axis(flat, index.cpu().numpy().reshape(2, 3, -1), 2),
+                                  out.cpu().numpy().reshape(2, 3, -1))
     assert tuple(out.shape) == (2, 3) + tuple(int(s * 0.5) for s in shape[2:])
     edges = [[0] * spatial, [s - kernel for s in shape[2:]]]
     for corner, i in zip(edges, (0, -1)):
-        window = x.numpy()[(slice(None), slice(None)) + tuple(slice(c, c + kernel) for c in corner)]
-        np.testing.assert_array_equal(out.numpy()[(slice(None), slice(None)) + (i,) * spatial],
+        window = x.cpu().numpy()[(slice(None), slice(None)) + tuple(slice(c, c + kernel) for c in corner)]
+        np.testing.assert_array_equal(out.cpu().numpy()[(slice(None), slice(None)) + (i,) * spatial],
                                       window.reshape(2, 3, -1).max(-1))
 
 
@@ -267,7 +267,7 @@ def _agree_with_the_kernels_off(x, fns, tol: float) -> None:
                 t = cr.tensor(x, requires_grad=True)
                 out = fn(t)
                 out.sum().backward()
-                results.append((out.detach().numpy(), t.grad.numpy()))
+                results.append((out.detach().cpu().numpy(), t.grad.cpu().numpy()))
             finally:
                 kernels.set_enabled(previous)
         for a, b in zip(*results):
@@ -298,7 +298,7 @@ def test_conv3d_modules_match_torch(dtype, stride, padding, dilation, groups, tr
     with torch.no_grad():
         for p in theirs.parameters():
             p.copy_(torch.tensor(np.random.default_rng(2).standard_normal(tuple(p.shape))))
-    params = [p.detach().numpy() for p in theirs.parameters()]
+    params = [p.detach().cpu().numpy() for p in theirs.parameters()]
 
     def ours_fn(x, w, b):
         return getattr(F, "conv_transpose3d" if transposed else "conv3d")(x, w, b, **kw)

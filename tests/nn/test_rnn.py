@@ -25,7 +25,7 @@ def build(kind, dtype="float64", **kw):
         kind = "RNN"
     theirs = getattr(torch.nn, kind)(I, H, **kw).to(getattr(torch, dtype))
     ours = getattr(cr.nn, kind)(I, H, **kw).to(dtype)
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     return theirs, ours
 
 
@@ -55,15 +55,15 @@ def check_run(theirs, ours, t_args, c_args, dtype, extra=()):
     tol = TOL[dtype]
     for k, (t, c) in enumerate(zip(t_out, c_out)):
         assert tuple(c.shape) == tuple(t.shape), k
-        np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), err_msg=f"result {k}", **tol)
+        np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), err_msg=f"result {k}", **tol)
     for k, (t, c) in enumerate(zip(t_args, c_args)):
         if isinstance(t, torch.Tensor) and t.requires_grad:
-            np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), err_msg=f"input {k} grad", **tol)
+            np.testing.assert_allclose(c.grad.cpu().numpy(), t.grad.cpu().numpy(), err_msg=f"input {k} grad", **tol)
     t_params = dict(theirs.named_parameters())
     assert [n for n, _ in ours.named_parameters()] == list(t_params)
     for name, p in ours.named_parameters():
         assert p.grad.dtype == getattr(cr, dtype)
-        np.testing.assert_allclose(p.grad.numpy(), t_params[name].grad.numpy(), err_msg=f"{name} grad", **tol)
+        np.testing.assert_allclose(p.grad.cpu().numpy(), t_params[name].grad.cpu().numpy(), err_msg=f"{name} grad", **tol)
 
 
 def initial(kind, dirs_layers, batch, dtype, seed=7, proj=0):
@@ -124,9 +124,9 @@ def test_dropout_in_train_drops_between_layers_only():
     x = cr.randn(T, B, I, dtype="float64")
     a, _ = ours(x)
     b, _ = ours(x)
-    assert not np.allclose(a.detach().numpy(), b.detach().numpy())
+    assert not np.allclose(a.detach().cpu().numpy(), b.detach().cpu().numpy())
     ours.eval()
-    np.testing.assert_array_equal(ours(x)[0].detach().numpy(), ours(x)[0].detach().numpy())
+    np.testing.assert_array_equal(ours(x)[0].detach().cpu().numpy(), ours(x)[0].detach().cpu().numpy())
 
 
 @pytest.mark.parametrize("kind,proj", [(k, 0) for k in KINDS] + [("LSTM", 3)])
@@ -161,7 +161,7 @@ def test_packed_unsorted_lengths(kind, bidirectional, given):
     t_in = trnn.pack_padded_sequence(tx, lengths, batch_first=True, enforce_sorted=False)
     c_in = crnn.pack_padded_sequence(cx, cr.tensor(lengths), batch_first=True, enforce_sorted=False)
     for t, c in zip(t_in[1:], c_in[1:]):
-        np.testing.assert_array_equal(c.numpy(), t.numpy())
+        np.testing.assert_array_equal(c.cpu().numpy(), t.cpu().numpy())
     t_args, c_args = [t_in], [c_in]
     if given:
         th, ch = initial(kind.split("_")[0], 2 * (1 + bidirectional), 4, "float64")
@@ -169,24 +169,24 @@ def test_packed_unsorted_lengths(kind, bidirectional, given):
         c_args.append(ch)
     t_out, c_out = theirs(*t_args), ours(*c_args)
     assert isinstance(c_out[0], crnn.PackedSequence)
-    np.testing.assert_array_equal(c_out[0].batch_sizes.numpy(), t_out[0].batch_sizes.numpy())
+    np.testing.assert_array_equal(c_out[0].batch_sizes.cpu().numpy(), t_out[0].batch_sizes.cpu().numpy())
     t_pad, t_len = trnn.pad_packed_sequence(t_out[0], batch_first=True, total_length=6)
     c_pad, c_len = crnn.pad_packed_sequence(c_out[0], batch_first=True, total_length=6)
-    np.testing.assert_array_equal(c_len.numpy(), t_len.numpy())
+    np.testing.assert_array_equal(c_len.cpu().numpy(), t_len.cpu().numpy())
     t_res = [t_pad, *(t_out[1] if isinstance(t_out[1], tuple) else (t_out[1],))]
     c_res = [c_pad, *(c_out[1] if isinstance(c_out[1], tuple) else (c_out[1],))]
     weights = loss_of(t_res)
     sum(((t * torch.tensor(w)).sum() for t, w in zip(t_res, weights))).backward()
     sum(((c * cr.tensor(w)).sum() for c, w in zip(c_res, weights))).backward()
     for k, (t, c) in enumerate(zip(t_res, c_res)):
-        np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), err_msg=f"result {k}", **TOL["float64"])
+        np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), err_msg=f"result {k}", **TOL["float64"])
     leaves = [(tx, cx)] + ([] if not given else list(zip(*[(a if isinstance(a, tuple) else (a,)) for a in
                                                             (t_args[1], c_args[1])])))
     for t, c in leaves:
-        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), **TOL["float64"])
+        np.testing.assert_allclose(c.grad.cpu().numpy(), t.grad.cpu().numpy(), **TOL["float64"])
     t_params = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), t_params[name].grad.numpy(), err_msg=name, **TOL["float64"])
+        np.testing.assert_allclose(p.grad.cpu().numpy(), t_params[name].grad.cpu().numpy(), err_msg=name, **TOL["float64"])
 
 
 @pytest.mark.parametrize("kind", ["RNNCell", "LSTMCell", "GRUCell"])
@@ -195,7 +195,7 @@ def test_cells_match_torch(kind, batched, given, bias):
     torch.manual_seed(0)
     theirs = getattr(torch.nn, kind)(I, H, bias=bias).double()
     ours = getattr(cr.nn, kind)(I, H, bias=bias).double()
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     tx, cx = pair((B, I) if batched else (I,), "float64", 0)
     t_args, c_args = [tx], [cx]
     if given:
@@ -215,11 +215,11 @@ def test_cells_match_torch(kind, batched, given, bias):
     sum(((t * torch.tensor(w)).sum() for t, w in zip(t_res, weights))).backward()
     sum(((c * cr.tensor(w)).sum() for c, w in zip(c_res, weights))).backward()
     for t, c in zip(t_res, c_res):
-        np.testing.assert_allclose(c.detach().numpy(), t.detach().numpy(), **TOL["float64"])
-    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), **TOL["float64"])
+        np.testing.assert_allclose(c.detach().cpu().numpy(), t.detach().cpu().numpy(), **TOL["float64"])
+    np.testing.assert_allclose(cx.grad.cpu().numpy(), tx.grad.cpu().numpy(), **TOL["float64"])
     t_params = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), t_params[name].grad.numpy(), err_msg=name, **TOL["float64"])
+        np.testing.assert_allclose(p.grad.cpu().numpy(), t_params[name].grad.cpu().numpy(), err_msg=name, **TOL["float64"])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -234,11 +234,11 @@ def test_state_dict_crosses_both_ways_and_init(kind):
     fresh = build(kind, **kw)[1]
     bound = 1 / np.sqrt(H)
     for p in fresh.parameters():
-        assert np.all(np.abs(p.detach().numpy()) <= bound)
+        assert np.all(np.abs(p.detach().cpu().numpy()) <= bound)
     other = type(theirs)(I, H, **kw, **({"nonlinearity": theirs.nonlinearity} if kind.startswith("RNN") else {}))
-    other.double().load_state_dict({k: torch.tensor(v.numpy()) for k, v in fresh.state_dict().items()})
+    other.double().load_state_dict({k: torch.tensor(v.cpu().numpy()) for k, v in fresh.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((T, B, I))
-    np.testing.assert_allclose(fresh(cr.tensor(x))[0].detach().numpy(), other(torch.tensor(x))[0].detach().numpy(),
+    np.testing.assert_allclose(fresh(cr.tensor(x))[0].detach().cpu().numpy(), other(torch.tensor(x))[0].detach().cpu().numpy(),
                                **TOL["float64"])
 
 
@@ -269,7 +269,7 @@ def test_create_graph_rule_matches_fast_entry():
         grads.append(cr.autograd.grad((out * out).sum() + c.sum(), [x, *ours.parameters()],
                                       create_graph=create_graph))
     for a, b in zip(*grads):
-        np.testing.assert_allclose(b.detach().numpy(), a.numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(b.detach().cpu().numpy(), a.cpu().numpy(), rtol=1e-12, atol=1e-13)
 
 
 def test_errors_speak():
@@ -309,19 +309,19 @@ def test_pad_sequence_and_pack_sequence(batch_first, padding_side, value):
     c_seqs = [cr.tensor(s, requires_grad=True) for s in seqs]
     tp = trnn.pad_sequence(t_seqs, batch_first=batch_first, padding_value=value, padding_side=padding_side)
     cp = crnn.pad_sequence(c_seqs, batch_first=batch_first, padding_value=value, padding_side=padding_side)
-    np.testing.assert_array_equal(cp.detach().numpy(), tp.detach().numpy())
+    np.testing.assert_array_equal(cp.detach().cpu().numpy(), tp.detach().cpu().numpy())
     tk, ck = trnn.pack_sequence(t_seqs, enforce_sorted=False), crnn.pack_sequence(c_seqs, enforce_sorted=False)
     for t, c in zip(tk, ck):
-        np.testing.assert_array_equal(c.detach().numpy(), t.detach().numpy())
+        np.testing.assert_array_equal(c.detach().cpu().numpy(), t.detach().cpu().numpy())
     w = rng.standard_normal(tuple(tk.data.shape))
     (tk.data * torch.tensor(w)).sum().backward()
     (ck.data * cr.tensor(w)).sum().backward()
     for t, c in zip(t_seqs, c_seqs):
-        np.testing.assert_array_equal(c.grad.numpy(), t.grad.numpy())
+        np.testing.assert_array_equal(c.grad.cpu().numpy(), t.grad.cpu().numpy())
     back = crnn.unpack_sequence(ck)
     for s, b in zip(seqs, back):
-        np.testing.assert_array_equal(b.detach().numpy(), s)
+        np.testing.assert_array_equal(b.detach().cpu().numpy(), s)
     padded, lengths = crnn.pad_packed_sequence(ck, padding_value=value)
     t_padded, t_lengths = trnn.pad_packed_sequence(tk, padding_value=value)
-    np.testing.assert_array_equal(padded.detach().numpy(), t_padded.detach().numpy())
-    np.testing.assert_array_equal(lengths.numpy(), t_lengths.numpy())
+    np.testing.assert_array_equal(padded.detach().cpu().numpy(), t_padded.detach().cpu().numpy())
+    np.testing.assert_array_equal(lengths.cpu().numpy(), t_lengths.cpu().numpy())

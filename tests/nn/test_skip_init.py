@@ -10,16 +10,16 @@ from chainrule.nn.utils import skip_init
 
 def test_skip_init_draws_no_random_numbers_and_leaves_init_working():
     cr.manual_seed(3)
-    untouched = cr.rand(4).numpy()
+    untouched = cr.rand(4).cpu().numpy()
     cr.manual_seed(3)
     layer = skip_init(nn.Linear, 5, 3, bias=True)
     embedding = skip_init(nn.Embedding, 7, 4)
     assert (layer.weight.shape, layer.bias.shape, embedding.weight.shape) == ((3, 5), (3,), (7, 4))
-    np.testing.assert_array_equal(cr.rand(4).numpy(), untouched)  # the generator was not advanced
+    np.testing.assert_array_equal(cr.rand(4).cpu().numpy(), untouched)  # the generator was not advanced
     cr.manual_seed(3)
-    expected = nn.Linear(5, 3).weight.detach().numpy().copy()
+    expected = nn.Linear(5, 3).weight.detach().cpu().numpy().copy()
     cr.manual_seed(3)
-    np.testing.assert_array_equal(nn.Linear(5, 3).weight.detach().numpy(), expected)  # initialising again after it
+    np.testing.assert_array_equal(nn.Linear(5, 3).weight.detach().cpu().numpy(), expected)  # initialising again after it
     assert not np.array_equal(expected, 0)
 
 

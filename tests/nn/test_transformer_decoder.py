@@ -31,13 +31,13 @@ def _compare(theirs, ours, inputs, call, dtype="float64", masks=()):
     t_out.backward(torch.tensor(cot, dtype=tdtype))
     c_out.backward(cr.tensor(cot, dtype=dtype))
     rtol, atol = (1e-10, 1e-10) if dtype == "float64" else (2e-4, 2e-5)
-    np.testing.assert_allclose(c_out.detach().numpy(), t_out.detach().numpy(), rtol=rtol, atol=atol, err_msg="output")
+    np.testing.assert_allclose(c_out.detach().cpu().numpy(), t_out.detach().cpu().numpy(), rtol=rtol, atol=atol, err_msg="output")
     for i, (c, t) in enumerate(zip(c_in, t_in)):
-        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"input {i} grad")
+        np.testing.assert_allclose(c.grad.cpu().numpy(), t.grad.cpu().numpy(), rtol=rtol, atol=atol, err_msg=f"input {i} grad")
     mine = dict(ours.named_parameters())
     assert list(mine) == [name for name, _ in theirs.named_parameters()]
     for name, p in theirs.named_parameters():
-        np.testing.assert_allclose(mine[name].grad.numpy(), p.grad.numpy(), rtol=rtol, atol=atol, err_msg=name)
+        np.testing.assert_allclose(mine[name].grad.cpu().numpy(), p.grad.cpu().numpy(), rtol=rtol, atol=atol, err_msg=name)
 
 
 def _layer_kwargs(norm_first, batch_first, activation="relu"):
@@ -112,8 +112,8 @@ def test_transformer_matches_pytorch(batch_first, norm_first):
     theirs, ours = tnn.Transformer(**kwargs), nn.Transformer(**kwargs)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     src, tgt = rng.standard_normal(_shape(batch_first, 6)), rng.standard_normal(_shape(batch_first, 5))
-    causal = tnn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64).numpy()
-    np.testing.assert_array_equal(nn.Transformer.generate_square_subsequent_mask(5, dtype=cr.float64).numpy(), causal)
+    causal = tnn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64).cpu().numpy()
+    np.testing.assert_array_equal(nn.Transformer.generate_square_subsequent_mask(5, dtype=cr.float64).cpu().numpy(), causal)
 
     def call(m, src, tgt, tgt_mask, src_pad, tgt_pad):
         return m(src, tgt, tgt_mask=tgt_mask, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_pad,
@@ -124,7 +124,7 @@ def test_transformer_matches_pytorch(batch_first, norm_first):
 def test_transformer_initialises_matrices_xavier_and_checks_shapes():
     cr.manual_seed(0)
     model = nn.Transformer(d_model=E, nhead=H, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=FF)
-    w = model.decoder.layers[0].linear1.weight.detach().numpy()
+    w = model.decoder.layers[0].linear1.weight.detach().cpu().numpy()
     assert np.abs(w).max() <= np.sqrt(6 / (E + FF)) + 1e-7
     with pytest.raises(RuntimeError, match="batch number"):
         model(cr.randn(4, 2, E), cr.randn(3, 3, E))
@@ -135,9 +135,9 @@ def test_transformer_initialises_matrices_xavier_and_checks_shapes():
 def test_decoder_layer_dropout_trains_and_eval_is_deterministic():
     layer = nn.TransformerDecoderLayer(E, H, FF, dropout=0.5)
     tgt, memory = cr.randn(3, 2, E), cr.randn(4, 2, E)
-    assert not np.allclose(layer(tgt, memory).detach().numpy(), layer(tgt, memory).detach().numpy())
+    assert not np.allclose(layer(tgt, memory).detach().cpu().numpy(), layer(tgt, memory).detach().cpu().numpy())
     layer.eval()
-    np.testing.assert_array_equal(layer(tgt, memory).detach().numpy(), layer(tgt, memory).detach().numpy())
+    np.testing.assert_array_equal(layer(tgt, memory).detach().cpu().numpy(), layer(tgt, memory).detach().cpu().numpy())
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -152,9 +152,9 @@ def test_sdpa_enable_gqa_scale_and_causal_match_pytorch(dtype):
     t_out.backward(torch.tensor(cot, dtype=tdtype))
     c_out.backward(cr.tensor(cot, dtype=dtype))
     tol = 1e-10 if dtype == "float64" else 1e-5
-    np.testing.assert_allclose(c_out.detach().numpy(), t_out.detach().numpy(), atol=tol)
+    np.testing.assert_allclose(c_out.detach().cpu().numpy(), t_out.detach().cpu().numpy(), atol=tol)
     for c, t in zip(c_in, t_in):
-        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), atol=tol)
+        np.testing.assert_allclose(c.grad.cpu().numpy(), t.grad.cpu().numpy(), atol=tol)
 
 
 def test_sdpa_enable_gqa_refuses_heads_that_do_not_divide():

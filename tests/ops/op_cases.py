@@ -955,7 +955,7 @@ def assert_same(c_out, t_out, what: str, **tol) -> None:
     assert tuple(c_out.shape) == tuple(t_out.shape), f"{what}: shape {tuple(c_out.shape)} vs torch {tuple(t_out.shape)}"
     assert c_out.dtype.name == torch_dtype_name(t_out), f"{what}: dtype {c_out.dtype.name} vs torch {t_out.dtype}"
     # (torch may hand back a gradient with its lazy negation or conjugation bit set: resolve it first)
-    t_values = t_out.detach().resolve_neg().resolve_conj().numpy()
+    t_values = t_out.detach().resolve_neg().resolve_conj().cpu().numpy()
     np.testing.assert_allclose(np.asarray(c_out.detach()), t_values, equal_nan=True, err_msg=what, **tol)
 
 

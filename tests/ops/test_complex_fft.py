@@ -31,7 +31,7 @@ def _complex_array(rng, shape, dtype=np.complex128):
 
 
 def _numpy(t):
-    return t.detach().resolve_conj().numpy() if isinstance(t, torch.Tensor) else t.detach().numpy()
+    return t.detach().resolve_conj().cpu().numpy() if isinstance(t, torch.Tensor) else t.detach().cpu().numpy()
 
 
 # ----- dtypes, promotion, creation, printing ------------------------------------------------------------
@@ -82,10 +82,10 @@ def test_printing_matches_torch(data):
 
 
 def test_creation_functions():
-    np.testing.assert_array_equal(cr.complex(cr.tensor([1.0, 2.0]), cr.tensor([3.0, 4.0])).numpy(), [1 + 3j, 2 + 4j])
+    np.testing.assert_array_equal(cr.complex(cr.tensor([1.0, 2.0]), cr.tensor([3.0, 4.0])).cpu().numpy(), [1 + 3j, 2 + 4j])
     r, theta = np.array([1.0, 2.0]), np.array([0.3, -2.0])
-    np.testing.assert_allclose(cr.polar(cr.tensor(r), cr.tensor(theta)).numpy(),
-                               torch.polar(torch.tensor(r), torch.tensor(theta)).numpy())
+    np.testing.assert_allclose(cr.polar(cr.tensor(r), cr.tensor(theta)).cpu().numpy(),
+                               torch.polar(torch.tensor(r), torch.tensor(theta)).cpu().numpy())
     assert cr.full((2,), 1 + 1j).dtype is cr.complex64
     z = cr.randn(4000, dtype=cr.complex128)
     assert z.dtype is cr.complex128 and abs(float((z.abs() ** 2).mean()) - 1.0) < 0.1  # E|z|^2 = 1, as torch
@@ -149,7 +149,7 @@ def test_holomorphic_rules_multiply_by_the_conjugate_derivative():
     z = cr.tensor([1 + 2j], dtype=cr.complex128, requires_grad=True)
     w = cr.tensor([3 - 1j], dtype=cr.complex128)
     (z * w).real.sum().backward()
-    np.testing.assert_allclose(z.grad.numpy(), [3 + 1j])
+    np.testing.assert_allclose(z.grad.cpu().numpy(), [3 + 1j])
 
 
 def test_complex_gradcheck_catches_a_wrong_rule():
@@ -170,12 +170,12 @@ def test_real_imag_angle_and_views():
     a = _complex_array(np.random.default_rng(1), (2, 3))
     z, t = cr.tensor(a), torch.tensor(a)
     for name in ("real", "imag"):
-        np.testing.assert_array_equal(getattr(z, name).numpy(), getattr(t, name).numpy())
-        np.testing.assert_array_equal(getattr(cr, name)(z).numpy(), getattr(torch, name)(t).numpy())
-    np.testing.assert_allclose(z.angle().numpy(), t.angle().numpy())
-    np.testing.assert_allclose(cr.angle(cr.tensor([-1.0, 0.0, 2.0])).numpy(), torch.angle(torch.tensor([-1.0, 0.0, 2.0])))
-    np.testing.assert_array_equal(cr.view_as_real(z).numpy(), torch.view_as_real(t).numpy())
-    np.testing.assert_array_equal(z.conj().numpy(), t.conj().resolve_conj().numpy())
+        np.testing.assert_array_equal(getattr(z, name).cpu().numpy(), getattr(t, name).cpu().numpy())
+        np.testing.assert_array_equal(getattr(cr, name)(z).cpu().numpy(), getattr(torch, name)(t).cpu().numpy())
+    np.testing.assert_allclose(z.angle().cpu().numpy(), t.angle().cpu().numpy())
+    np.testing.assert_allclose(cr.angle(cr.tensor([-1.0, 0.0, 2.0])).cpu().numpy(), torch.angle(torch.tensor([-1.0, 0.0, 2.0])))
+    np.testing.assert_array_equal(cr.view_as_real(z).cpu().numpy(), torch.view_as_real(t).cpu().numpy())
+    np.testing.assert_array_equal(z.conj().cpu().numpy(), t.conj().resolve_conj().cpu().numpy())
     assert z.resolve_conj() is z and not z.is_conj() and z.conj_physical().dtype is cr.complex128
     assert z.abs().dtype is cr.float64 and cr.tensor(a.astype(np.complex64)).abs().dtype is cr.float32
     x = cr.ones(3)
@@ -187,7 +187,7 @@ def test_angle_gradient_at_zero_is_zero_as_in_torch():
     z.angle().sum().backward()
     t = torch.tensor([0j, 1 + 1j], dtype=torch.complex128, requires_grad=True)
     t.angle().sum().backward()
-    np.testing.assert_allclose(z.grad.numpy(), t.grad.numpy())
+    np.testing.assert_allclose(z.grad.cpu().numpy(), t.grad.cpu().numpy())
 
 
 @pytest.mark.parametrize("fn", [lambda lib, z: z < 1, lambda lib, z: z.max(), lambda lib, z: lib.relu(z),
@@ -266,14 +266,14 @@ def test_result_dtypes_follow_torch(name, shape, dtype):
     ours = getattr(cr.fft, name)(cr.tensor(data))
     theirs = getattr(torch.fft, name)(torch.tensor(data))
     assert ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
-    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(ours.cpu().numpy(), theirs.cpu().numpy(), rtol=1e-6, atol=1e-5)
 
 
 def test_a_forward_then_inverse_transform_is_the_identity_for_every_norm():
     x = cr.tensor(np.random.default_rng(6).standard_normal((3, 4)))
     for norm in ("backward", "ortho", "forward"):
-        np.testing.assert_allclose(cr.fft.ifft2(cr.fft.fft2(x, norm=norm), norm=norm).real.numpy(), x.numpy(), atol=1e-12)
-        np.testing.assert_allclose(cr.fft.irfftn(cr.fft.rfftn(x, norm=norm), s=(3, 4), norm=norm).numpy(), x.numpy(),
+        np.testing.assert_allclose(cr.fft.ifft2(cr.fft.fft2(x, norm=norm), norm=norm).real.cpu().numpy(), x.cpu().numpy(), atol=1e-12)
+        np.testing.assert_allclose(cr.fft.irfftn(cr.fft.rfftn(x, norm=norm), s=(3, 4), norm=norm).cpu().numpy(), x.cpu().numpy(),
                                    atol=1e-12)
 
 
@@ -285,15 +285,15 @@ def test_frequencies_match_torch(name, args, kwargs):
     ours = getattr(cr.fft, name)(*args, **{k: getattr(cr, v) for k, v in kwargs.items()})
     theirs = getattr(torch.fft, name)(*args, **{k: getattr(torch, v) for k, v in kwargs.items()})
     assert ours.dtype.name == str(theirs.dtype).removeprefix("torch.")
-    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.cpu().numpy(), theirs.cpu().numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("dim", [None, 0, -1, (0, 1)])
 @pytest.mark.parametrize("name", ["fftshift", "ifftshift"])
 def test_shifts_match_torch(name, dim):
     data = np.arange(15).reshape(3, 5)
-    np.testing.assert_array_equal(getattr(cr.fft, name)(cr.tensor(data), dim=dim).numpy(),
-                                  getattr(torch.fft, name)(torch.tensor(data), dim=dim).numpy())
+    np.testing.assert_array_equal(getattr(cr.fft, name)(cr.tensor(data), dim=dim).cpu().numpy(),
+                                  getattr(torch.fft, name)(torch.tensor(data), dim=dim).cpu().numpy())
 
 
 @pytest.mark.parametrize("fn, error, message", [

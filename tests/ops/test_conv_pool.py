@@ -126,7 +126,7 @@ def test_unfold_and_fold_are_adjoint():
 
 def test_fold_of_unfold_counts_blocks_per_pixel():
     ones = cr.ones(1, 1, 3, 3)
-    counts = C.fold(C.unfold(ones, 2), (3, 3), 2).numpy()[0, 0]
+    counts = C.fold(C.unfold(ones, 2), (3, 3), 2).cpu().numpy()[0, 0]
     np.testing.assert_array_equal(counts, [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
 
 
@@ -143,13 +143,13 @@ def run_both(torch, fn_ours, fn_torch, arrays, dtype):
     out, expected = fn_ours(*ours), fn_torch(*theirs)
     assert tuple(out.shape) == tuple(expected.shape)
     assert out.dtype.name == dtype
-    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), **TOL[dtype])
+    np.testing.assert_allclose(out.detach().cpu().numpy(), expected.detach().cpu().numpy(), **TOL[dtype])
     seed = np.random.default_rng(1).standard_normal(tuple(expected.shape))
     out.backward(cr.tensor(seed, dtype=dtype))
     expected.backward(torch.tensor(seed, dtype=getattr(torch, dtype)))
     for a, b in zip(ours, theirs):
         assert a.grad.dtype.name == dtype
-        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **TOL[dtype])
+        np.testing.assert_allclose(a.grad.cpu().numpy(), b.grad.cpu().numpy(), **TOL[dtype])
 
 
 @pytest.mark.oracle
@@ -210,7 +210,7 @@ def test_max_pool2d_matches_torch(torch, dtype, kw):
     _, indices = C.max_pool2d(cr.tensor(x), return_indices=True, **kw)
     _, expected = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
     assert indices.dtype == cr.int64
-    np.testing.assert_array_equal(indices.numpy(), expected.numpy())
+    np.testing.assert_array_equal(indices.cpu().numpy(), expected.cpu().numpy())
 
 
 @pytest.mark.oracle
@@ -239,7 +239,7 @@ def test_pool1d_matches_torch(torch, dtype, kw):
     run_both(torch, lambda t: C.max_pool1d(t, **kw), lambda t: F.max_pool1d(t, **kw), [x], dtype)
     run_both(torch, lambda t: C.avg_pool1d(t, **kw), lambda t: F.avg_pool1d(t, **kw), [x], dtype)
     _, indices = C.max_pool1d(cr.tensor(x), return_indices=True, **kw)
-    np.testing.assert_array_equal(indices.numpy(), F.max_pool1d(torch.tensor(x), return_indices=True, **kw)[1].numpy())
+    np.testing.assert_array_equal(indices.cpu().numpy(), F.max_pool1d(torch.tensor(x), return_indices=True, **kw)[1].cpu().numpy())
 
 
 @pytest.mark.oracle
@@ -340,7 +340,7 @@ def test_second_derivative_of_conv_matches_torch(torch):
                         cr.tensor(x, requires_grad=True), cr.tensor(w, requires_grad=True))
     theirs = penalty_grad(torch, lambda o, i, **k: torch.autograd.grad(o, [i], **k), torch.nn.functional.conv2d,
                           torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True))
-    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ours.cpu().numpy(), theirs.cpu().numpy(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.oracle
@@ -359,7 +359,7 @@ def test_conv_in_uneven_batch_chunks_matches_torch(torch, monkeypatch):
 
     ours = penalty_grad(cr, C.conv2d, cr.tensor(x, requires_grad=True), cr.tensor(w, requires_grad=True))
     theirs = penalty_grad(torch, F.conv2d, torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True))
-    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ours.cpu().numpy(), theirs.cpu().numpy(), rtol=1e-10, atol=1e-10)
 
 
 def test_conv_gradients_keep_non_finite_values_where_they_belong():
@@ -373,12 +373,12 @@ def test_conv_gradients_keep_non_finite_values_where_they_belong():
     assert W._row_width(geom, 2) == 7  # the padded-width layout is the one under test
     x, w = cr.tensor(x_np, requires_grad=True), cr.tensor(w_np, requires_grad=True)
     C.conv2d(x, w).backward(cr.tensor(g_np))
-    cols, g2 = C.unfold(cr.tensor(x_np), 3).numpy(), g_np.reshape(2, 2, -1)
+    cols, g2 = C.unfold(cr.tensor(x_np), 3).cpu().numpy(), g_np.reshape(2, 2, -1)
     expected_gw = np.einsum("nol,nkl->ok", g2, cols).reshape(w_np.shape)
-    expected_gx = C.fold(cr.tensor(np.einsum("ok,nol->nkl", w_np.reshape(2, -1), g2)), (6, 7), 3).numpy()
+    expected_gx = C.fold(cr.tensor(np.einsum("ok,nol->nkl", w_np.reshape(2, -1), g2)), (6, 7), 3).cpu().numpy()
     assert np.isinf(expected_gw).sum() == 6 and np.isnan(expected_gx).sum() == 2 * 4 * 5
-    np.testing.assert_allclose(w.grad.numpy(), expected_gw, rtol=1e-10)
-    np.testing.assert_allclose(x.grad.numpy(), expected_gx, rtol=1e-10)
+    np.testing.assert_allclose(w.grad.cpu().numpy(), expected_gw, rtol=1e-10)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), expected_gx, rtol=1e-10)
 
 
 def channels_major(t):
@@ -423,7 +423,7 @@ def test_max_pool_after_relu_splits_zero_windows_evenly():
     x = cr.tensor(x_np, requires_grad=True)
     g = rng.standard_normal((3, 4, 3, 4))
     C.max_pool2d(channels_major(x), 2).backward(cr.tensor(g))
-    np.testing.assert_allclose(x.grad.numpy(), reference_max_pool_grad(x_np, 2, g), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), reference_max_pool_grad(x_np, 2, g), rtol=1e-12)
 
 
 # ----- the tie policy of max pooling ----------------------------------------------------------------
@@ -432,13 +432,13 @@ def test_max_pool_splits_gradient_among_tied_maxima():
     x = cr.tensor([[[[1.0, 3.0, 3.0, 0.0],
                      [3.0, 3.0, 2.0, 5.0]]]], requires_grad=True)
     C.max_pool2d(x, 2).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), [[[[0, 1 / 3, 0, 0], [1 / 3, 1 / 3, 0, 1]]]])
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [[[[0, 1 / 3, 0, 0], [1 / 3, 1 / 3, 0, 1]]]])
 
 
 def test_overlapping_windows_add_their_tie_shares():
     x = cr.tensor([[[1.0, 1.0, 1.0]]], requires_grad=True)
     C.max_pool1d(x, 2, stride=1).sum().backward()  # windows (x0, x1) and (x1, x2), each tied
-    np.testing.assert_allclose(x.grad.numpy(), [[[0.5, 1.0, 0.5]]])
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [[[0.5, 1.0, 0.5]]])
 
 
 def test_max_pool_indices_pick_the_first_tied_maximum():
@@ -452,14 +452,14 @@ def test_max_pool_routes_a_nan_window_to_its_nan():
     out = C.max_pool2d(x, 2)
     assert np.isnan(out.item())
     out.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [[[[0, 1], [0, 0]]]])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [[[[0, 1], [0, 0]]]])
 
 
 def test_max_pool_ties_survive_double_backward():
     x = cr.tensor([[[[1.0, 1.0], [0.0, 1.0]]]], requires_grad=True)
     g = cr.tensor([[[[6.0]]]], requires_grad=True)
     (gx,) = cr.autograd.grad(C.max_pool2d(x, 2), [x], grad_outputs=[g], create_graph=True)
-    np.testing.assert_allclose(gx.detach().numpy(), [[[[2, 2], [0, 2]]]])
+    np.testing.assert_allclose(gx.detach().cpu().numpy(), [[[[2, 2], [0, 2]]]])
     (gg,) = cr.autograd.grad((gx * cr.tensor([[[[1.0, 2.0], [5.0, 3.0]]]])).sum(), [g])
     assert gg.item() == pytest.approx((1 + 2 + 3) / 3)
 
@@ -478,18 +478,18 @@ def test_float32_stays_float32():
 def test_sizes_accept_ints_tuples_lists_and_numpy_ints():
     x = leaf(1, 2, 6, 6)
     w = leaf(3, 2, 3, 3)
-    reference = C.conv2d(x, w, stride=2, padding=1).detach().numpy()
+    reference = C.conv2d(x, w, stride=2, padding=1).detach().cpu().numpy()
     for stride, padding in [((2, 2), [1, 1]), (np.int64(2), (np.int32(1),))]:
-        np.testing.assert_array_equal(C.conv2d(x, w, stride=stride, padding=padding).detach().numpy(), reference)
-    np.testing.assert_array_equal(C.max_pool2d(x, [2, 2]).detach().numpy(), C.max_pool2d(x, 2, stride=2).detach().numpy())
+        np.testing.assert_array_equal(C.conv2d(x, w, stride=stride, padding=padding).detach().cpu().numpy(), reference)
+    np.testing.assert_array_equal(C.max_pool2d(x, [2, 2]).detach().cpu().numpy(), C.max_pool2d(x, 2, stride=2).detach().cpu().numpy())
 
 
 def test_conv_output_is_usable_as_nchw():
     x, w = cr.randn(2, 3, 5, 5), cr.randn(4, 3, 3, 3)
     out = C.conv2d(x, w)
     flat = out.reshape(2, -1)
-    np.testing.assert_array_equal(flat.numpy(), np.ascontiguousarray(out.numpy()).reshape(2, -1))
-    assert out.contiguous().numpy().flags.c_contiguous
+    np.testing.assert_array_equal(flat.cpu().numpy(), np.ascontiguousarray(out.cpu().numpy()).reshape(2, -1))
+    assert out.contiguous().cpu().numpy().flags.c_contiguous
 
 
 def test_empty_batch():
@@ -501,8 +501,8 @@ def test_empty_batch():
 def test_unfold_does_not_alias_its_input():
     x = cr.randn(1, 1, 3, 3)
     cols = C.unfold(x, 1)
-    x.numpy()[...] = 0
-    assert np.abs(cols.numpy()).sum() > 0
+    x.cpu().numpy()[...] = 0
+    assert np.abs(cols.cpu().numpy()).sum() > 0
 
 
 # ----- errors ---------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_second_derivatives_match_torch():
         xs = [lib.tensor(a, requires_grad=True) for a in (x, w, b)]
         loss = (conv(*xs, **kw) ** 3).sum()
         gx, gw = grad(loss, xs[:2], create_graph=True)
-        return [g.detach().numpy() for g in grad((gx ** 2).sum() + (gw ** 2).sum(), xs)]
+        return [g.detach().cpu().numpy() for g in grad((gx ** 2).sum() + (gw ** 2).sum(), xs)]
 
     ours = penalty_grads(cr, F.conv_transpose2d, lambda o, i, **k: cr.autograd.grad(o, i, **k))
     theirs = penalty_grads(torch, TF.conv_transpose2d, lambda o, i, **k: torch.autograd.grad(o, i, **k))
@@ -154,7 +154,7 @@ def _twin(module, torch_module):
     """Copy ``module``'s parameters into ``torch_module`` (by name)."""
     with torch.no_grad():
         for name, p in module.named_parameters():
-            getattr(torch_module, name).copy_(torch.tensor(p.detach().numpy()))
+            getattr(torch_module, name).copy_(torch.tensor(p.detach().cpu().numpy()))
 
 
 @pytest.mark.oracle
@@ -173,12 +173,12 @@ def test_modules_match_torch(spatial, kw):
     x = np.random.default_rng(0).standard_normal((2, 4) + (5,) * spatial)
     cx, tx = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     out, expected = ours(cx), theirs(tx)
-    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out.detach().cpu().numpy(), expected.detach().cpu().numpy(), rtol=1e-10, atol=1e-10)
     out.sum().backward()
     expected.sum().backward()
-    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(cx.grad.cpu().numpy(), tx.grad.cpu().numpy(), rtol=1e-10, atol=1e-10)
     for (_, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
-        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(a.grad.cpu().numpy(), b.grad.cpu().numpy(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.oracle
@@ -190,7 +190,7 @@ def test_module_output_size_matches_torch(output_size):
     out = ours(cr.tensor(x), output_size=output_size)
     expected = theirs(torch.tensor(x), output_size=output_size)
     assert tuple(out.shape) == tuple(expected.shape)
-    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out.detach().cpu().numpy(), expected.detach().cpu().numpy(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.oracle
@@ -200,7 +200,7 @@ def test_unbatched_module_output_size_matches_torch():
     x = np.random.default_rng(0).standard_normal((2, 4))
     for size in [(13,), (3, 14)]:
         expected = theirs(torch.tensor(x), output_size=size)
-        np.testing.assert_allclose(ours(cr.tensor(x), output_size=size).detach().numpy(), expected.detach().numpy(),
+        np.testing.assert_allclose(ours(cr.tensor(x), output_size=size).detach().cpu().numpy(), expected.detach().cpu().numpy(),
                                    rtol=1e-10, atol=1e-10)
 
 
@@ -218,7 +218,7 @@ def test_module_initialisation_follows_torch():
     """kaiming_uniform_(a=sqrt(5)) on the (in, out / groups, k, k) weight: fan-in out / groups * k * k."""
     m = cr.nn.ConvTranspose2d(64, 32, 3, groups=2)
     bound = 1 / np.sqrt(16 * 9)
-    w, b = m.weight.detach().numpy(), m.bias.detach().numpy()
+    w, b = m.weight.detach().cpu().numpy(), m.bias.detach().cpu().numpy()
     assert w.shape == (64, 16, 3, 3) and b.shape == (32,)
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
     assert np.abs(b).max() <= bound and w.std() > 0.5 * bound  # uniform: std = bound / sqrt(3)
@@ -239,7 +239,7 @@ def test_unfold_and_fold_modules_match_torch(kw):
     unfold, t_unfold = cr.nn.Unfold(**kw), torch.nn.Unfold(**kw)
     assert repr(unfold) == repr(t_unfold)
     run_both(unfold, t_unfold, [x], "float64")
-    cols = t_unfold(torch.tensor(x)).detach().numpy()
+    cols = t_unfold(torch.tensor(x)).detach().cpu().numpy()
     fold, t_fold = cr.nn.Fold((6, 7), **kw), torch.nn.Fold((6, 7), **kw)
     assert repr(fold) == repr(t_fold)
     run_both(fold, t_fold, [cols], "float64")
@@ -300,7 +300,7 @@ def test_compiled_and_numpy_paths_agree(kw, monkeypatch):
         xs = [cr.tensor(a, requires_grad=True) for a in (x, w, b)]
         out = F.conv_transpose2d(*xs, **kw)
         (out * out).sum().backward()
-        return [out.detach().numpy()] + [t.grad.numpy() for t in xs]
+        return [out.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in xs]
 
     served = []
     fused_strided = kernels.fused_strided

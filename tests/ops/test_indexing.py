@@ -27,15 +27,15 @@ def leaf(values):
 def test_repeated_integer_indices_accumulate(index):
     x = leaf([10.0, 20.0, 30.0])
     out = x[index]
-    np.testing.assert_array_equal(out.detach().numpy(), [10.0, 30.0, 10.0, 10.0])
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), [10.0, 30.0, 10.0, 10.0])
     out.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 0.0, 1.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [3.0, 0.0, 1.0])
 
 
 def test_repeated_index_pairs_accumulate():
     x = leaf(np.zeros((2, 2)))
     x[cr.tensor([1, 1, 0]), cr.tensor([0, 0, 1])].sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 1.0], [2.0, 0.0]])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [[0.0, 1.0], [2.0, 0.0]])
 
 
 @pytest.mark.parametrize("take", [
@@ -46,41 +46,41 @@ def test_repeated_index_pairs_accumulate():
 def test_repeated_indices_accumulate_in_index_select_gather_take_along_dim(take):
     x = leaf([1.0, 2.0, 3.0])
     take(x, cr.tensor([2, 2, 0, 2])).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 0.0, 3.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [1.0, 0.0, 3.0])
 
 
 def test_scatter_add_adds_up_repeated_targets_and_routes_gradients_back():
     base, src = leaf(np.zeros(3)), leaf([1.0, 2.0, 4.0])
     out = cr.scatter_add(base, 0, cr.tensor([1, 1, 2]), src)
-    np.testing.assert_array_equal(out.detach().numpy(), [0.0, 3.0, 4.0])
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), [0.0, 3.0, 4.0])
     (out * cr.tensor([1.0, 10.0, 100.0], dtype=cr.float64)).sum().backward()
-    np.testing.assert_array_equal(src.grad.numpy(), [10.0, 10.0, 100.0])
-    np.testing.assert_array_equal(base.grad.numpy(), [1.0, 10.0, 100.0])
+    np.testing.assert_array_equal(src.grad.cpu().numpy(), [10.0, 10.0, 100.0])
+    np.testing.assert_array_equal(base.grad.cpu().numpy(), [1.0, 10.0, 100.0])
 
 
 def test_boolean_mask_gradient_lands_on_the_selected_elements():
     x = leaf([[1.0, -2.0], [-3.0, 4.0]])
     x[x.detach() > 0].sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [[1.0, 0.0], [0.0, 1.0]])
 
 
 def test_masked_fill_blocks_the_gradient_where_filled():
     x = leaf([1.0, 2.0, 3.0])
     cr.masked_fill(x, cr.tensor([True, False, True]), 0.0).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [0.0, 1.0, 0.0])
 
 
 def test_one_hot():
     out = cr.one_hot(cr.tensor([[0, 2], [1, 1]]), 3)
     assert out.dtype == cr.int64 and out.shape == (2, 2, 3)
-    np.testing.assert_array_equal(out.numpy()[0], [[1, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(out.cpu().numpy()[0], [[1, 0, 0], [0, 0, 1]])
     assert cr.one_hot(cr.tensor([3, 0])).shape == (2, 4)
 
 
 def test_basic_indexing_results_are_views():
     x = cr.arange(12.0).reshape(3, 4)
-    assert np.shares_memory(x[1:, ::2].numpy(), x.numpy())
-    assert not np.shares_memory(x[[0, 1]].numpy(), x.numpy())
+    assert np.shares_memory(x[1:, ::2].cpu().numpy(), x.cpu().numpy())
+    assert not np.shares_memory(x[[0, 1]].cpu().numpy(), x.cpu().numpy())
 
 
 @pytest.mark.parametrize("shape", [(7,), (7, 5), (7, 3, 2)])
@@ -99,4 +99,4 @@ def test_repeated_row_gradients_add_up_exactly_as_add_at(shape):
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     x = cr.tensor(np.ones(shape, np.float32), requires_grad=True)
     (x[cr.tensor(rows)] * cr.tensor(values)).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(x.grad.cpu().numpy(), expected, rtol=1e-6, atol=1e-6)

@@ -31,7 +31,7 @@ def grads_of(fn, *arrays):
         out = fn(lib, *xs)
         w = weights.standard_normal(tuple(out.shape)) if not results else results[0][2]
         (out * (cr.tensor(w) if lib is cr else torch.tensor(w))).sum().backward()
-        results.append((out.detach().numpy(), [x.grad.numpy() for x in xs], w))
+        results.append((out.detach().cpu().numpy(), [x.grad.cpu().numpy() for x in xs], w))
     return results
 
 
@@ -56,8 +56,8 @@ def test_ties_in_amax_and_amin_split_the_gradient_evenly_as_torch(reduce):
     assert_same_as_torch(_scatter_reduce([0, 0, 1, 2], reduce), a, src)
     x, s = leaf(a), leaf(src)
     cr.scatter_reduce(x, 0, cr.tensor([0, 0, 1, 2]), s, reduce).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy()[0], 1 / 3)
-    np.testing.assert_allclose(s.grad.numpy()[:2], [1 / 3, 1 / 3])
+    np.testing.assert_allclose(x.grad.cpu().numpy()[0], 1 / 3)
+    np.testing.assert_allclose(s.grad.cpu().numpy()[:2], [1 / 3, 1 / 3])
 
 
 def test_an_excluded_own_value_is_not_among_the_ties_unlike_torch():
@@ -66,11 +66,11 @@ def test_an_excluded_own_value_is_not_among_the_ties_unlike_torch():
     index = cr.tensor([0, 0])
     x, s = leaf([5.0, 1.0]), leaf([5.0, 5.0])
     cr.scatter_reduce(x, 0, index, s, "amax", include_self=False).sum().backward()
-    np.testing.assert_allclose(s.grad.numpy(), [0.5, 0.5])
-    np.testing.assert_allclose(x.grad.numpy(), [0.0, 1.0])
+    np.testing.assert_allclose(s.grad.cpu().numpy(), [0.5, 0.5])
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [0.0, 1.0])
     tx, ts = torch_leaf([5.0, 1.0]), torch_leaf([5.0, 5.0])
     torch.scatter_reduce(tx, 0, torch.tensor([0, 0]), ts, "amax", include_self=False).sum().backward()
-    np.testing.assert_allclose(ts.grad.numpy(), [1 / 3, 1 / 3])
+    np.testing.assert_allclose(ts.grad.cpu().numpy(), [1 / 3, 1 / 3])
 
 
 @pytest.mark.parametrize("include_self", [True, False])
@@ -96,7 +96,7 @@ def test_prod_second_derivative_with_two_zeros_at_a_position_is_refused_as_in_to
     x, s = leaf([2.0, 3.0]), leaf([0.0, 0.0, 1.5])
     out = cr.scatter_reduce(x, 0, cr.tensor([0, 0, 1]), s, "prod")
     (g,) = cr.autograd.grad(out.sum(), s, create_graph=True)
-    np.testing.assert_array_equal(g.detach().numpy(), [0.0, 0.0, 3.0])  # the first derivative is fine
+    np.testing.assert_array_equal(g.detach().cpu().numpy(), [0.0, 0.0, 3.0])  # the first derivative is fine
     with pytest.raises(RuntimeError, match="scatter_reduce.*second derivative.*two or more zeros"):
         g.sum().backward()
 
@@ -108,16 +108,16 @@ def test_mean_of_integers_floors_as_torch():
         theirs = torch.tensor(a).scatter_reduce(0, torch.tensor(index), torch.tensor(src), "mean",
                                                 include_self=include_self)
         assert ours.dtype == cr.int64
-        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+        np.testing.assert_array_equal(ours.cpu().numpy(), theirs.cpu().numpy())
 
 
 @pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
 def test_scatter_reduce_with_an_empty_index_and_on_0d(reduce):
     x = leaf([1.0, 2.0])
     out = cr.scatter_reduce(x, 0, cr.tensor([], dtype=cr.int64), leaf([]), reduce, include_self=False)
-    np.testing.assert_array_equal(out.detach().numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), [1.0, 2.0])
     out.sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [1.0, 1.0])
     assert_same_as_torch(_scatter_reduce(0, reduce), 1.5, 2.0)
 
 
@@ -129,7 +129,7 @@ def test_scatter_with_reduce_is_scatter_reduce_and_differentiable():
     assert gradcheck(lambda x, s: cr.scatter(x, 0, index, s, reduce="add"), [a, leaf([[1.0, 2.0, 3.0]])])
     y = a.detach().clone()
     y.scatter_(0, index, 2.0, reduce="multiply")
-    np.testing.assert_array_equal(y.numpy(), [[2.0, 2.0, 6.0], [4.0, 10.0, 6.0]])
+    np.testing.assert_array_equal(y.cpu().numpy(), [[2.0, 2.0, 6.0], [4.0, 10.0, 6.0]])
 
 
 # ----- index_copy, index_fill, masked_scatter, take, put ------------------------------------------------------
@@ -139,10 +139,10 @@ def test_index_copy_with_a_repeated_index_keeps_the_last_copy_and_its_gradient()
     x, s = leaf([0.0, 0.0, 0.0]), leaf([1.0, 2.0, 3.0])
     out = cr.index_copy(x, 0, cr.tensor([1, 1, 1]), s)
     expected = torch.zeros(3).index_copy(0, torch.tensor([1, 1, 1]), torch.tensor([1.0, 2.0, 3.0]))
-    np.testing.assert_array_equal(out.detach().numpy(), expected.numpy())
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), expected.cpu().numpy())
     out.sum().backward()
-    np.testing.assert_array_equal(s.grad.numpy(), [0.0, 0.0, 1.0])
-    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(s.grad.cpu().numpy(), [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [1.0, 0.0, 1.0])
     assert gradcheck(lambda a, b: cr.index_copy(a, 1, cr.tensor([2, 0, 2]), b), [leaf(np.ones((2, 3))),
                                                                                   leaf(np.arange(6.0).reshape(2, 3))])
 
@@ -153,7 +153,7 @@ def test_index_fill_with_a_repeated_index_fills_once():
     x, v = leaf([1.0, 2.0, 3.0, 4.0]), leaf(2.5)
     out = cr.index_fill(x, 0, cr.tensor([1, -1, 3]), v)
     expected = torch.tensor([1.0, 2.0, 3.0, 4.0]).index_fill(0, torch.tensor([1, -1, 3]), 2.5)
-    np.testing.assert_array_equal(out.detach().numpy(), expected.numpy())
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), expected.cpu().numpy())
     out.sum().backward()
     assert v.grad.item() == 2.0
 
@@ -162,8 +162,8 @@ def test_masked_scatter_sends_no_gradient_to_the_unused_source():
     x, s = leaf(np.zeros((2, 3))), leaf(np.arange(1.0, 8.0))
     mask = cr.tensor([True, False, True])
     cr.masked_scatter(x, mask, s).sum().backward()
-    np.testing.assert_array_equal(s.grad.numpy(), [1, 1, 1, 1, 0, 0, 0])
-    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(s.grad.cpu().numpy(), [1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [[0, 1, 0], [0, 1, 0]])
     assert_same_as_torch(lambda lib, a, b: lib.masked_scatter(a, lib.tensor([[True, False, True], [False, False, True]]),
                                                               b), [1.0, 2.0, 3.0], np.arange(6.0))
 
@@ -180,9 +180,9 @@ def test_put_with_repeats_adds_up_when_accumulating_else_keeps_the_last():
                          np.ones((2, 2)), [[1.0, 2.0], [3.0, 4.0]])
     x, s = leaf([0.0, 0.0]), leaf([1.0, 2.0, 3.0])
     out = cr.put(x, cr.tensor([1, 0, -1]), s)
-    np.testing.assert_array_equal(out.detach().numpy(), [2.0, 3.0])
+    np.testing.assert_array_equal(out.detach().cpu().numpy(), [2.0, 3.0])
     out.sum().backward()
-    np.testing.assert_array_equal(s.grad.numpy(), [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(s.grad.cpu().numpy(), [0.0, 1.0, 1.0])
 
 
 @pytest.mark.parametrize("name, args", [
@@ -213,7 +213,7 @@ def test_nonzero_argwhere_and_where_of_0d_tensors_match_torch(value):
         assert tuple(c.shape) == tuple(t.shape) and c.dtype == cr.int64
     for c, t in zip(cr.nonzero(ours, as_tuple=True) + cr.where(ours != 0), torch.nonzero(theirs, as_tuple=True)
                     + torch.where(theirs != 0)):
-        np.testing.assert_array_equal(c.numpy(), t.numpy())
+        np.testing.assert_array_equal(c.cpu().numpy(), t.cpu().numpy())
 
 
 def test_where_with_the_condition_alone_gives_one_index_vector_per_dim():
@@ -221,7 +221,7 @@ def test_where_with_the_condition_alone_gives_one_index_vector_per_dim():
     ours, theirs = cr.where(cr.tensor(x)), torch.where(torch.tensor(x))
     assert len(ours) == 2
     for c, t in zip(ours, theirs):
-        np.testing.assert_array_equal(c.numpy(), t.numpy())
+        np.testing.assert_array_equal(c.cpu().numpy(), t.cpu().numpy())
     assert cr.nonzero(cr.zeros(0, 3)).shape == (0, 2)
 
 
@@ -233,7 +233,7 @@ def _same(ours, theirs):
     assert len(ours) == len(theirs)
     for c, t in zip(ours, theirs):
         assert tuple(c.shape) == tuple(t.shape) and c.dtype.name == str(t.dtype).removeprefix("torch.")
-        np.testing.assert_array_equal(c.numpy(), t.numpy())
+        np.testing.assert_array_equal(c.cpu().numpy(), t.cpu().numpy())
 
 
 @pytest.mark.parametrize("values", [[3.0, 1.0, float("nan"), 3.0, float("nan")], [], [[2, 1], [1, 2]], 4.0])

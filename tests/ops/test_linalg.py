@@ -27,7 +27,7 @@ def test_gradgradcheck(case, shapes, params):
 def test_matmul_result_shapes_follow_pytorch_rules(a, b, expected):
     out = cr.matmul(cr.ones(*a), cr.ones(*b))
     assert out.shape == expected
-    np.testing.assert_array_equal(out.numpy(), np.full(expected, 3.0 if 0 not in a else 0.0))
+    np.testing.assert_array_equal(out.cpu().numpy(), np.full(expected, 3.0 if 0 not in a else 0.0))
 
 
 def test_batch_broadcast_gradient_is_summed_over_the_broadcast_batch():
@@ -35,16 +35,16 @@ def test_batch_broadcast_gradient_is_summed_over_the_broadcast_batch():
     w = cr.ones(3, 4, requires_grad=True)
     (a @ w).sum().backward()
     assert w.grad.shape == (3, 4)
-    np.testing.assert_array_equal(w.grad.numpy(), np.full((3, 4), 4.0))
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), np.full((3, 4), 4.0))
 
 
 def test_attention_contractions_agree_with_matmul():
     rng = np.random.default_rng(0)
     q, k, v = (cr.tensor(rng.standard_normal((2, 3, 4, 5))) for _ in range(3))
     scores = cr.einsum("bhqd,bhkd->bhqk", q, k)
-    np.testing.assert_allclose(scores.numpy(), (q @ k.mT).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(scores.cpu().numpy(), (q @ k.mT).cpu().numpy(), rtol=1e-5)
     out = cr.einsum("bhqk,bhkd->bhqd", scores, v)
-    np.testing.assert_allclose(out.numpy(), (scores @ v).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(out.cpu().numpy(), (scores @ v).cpu().numpy(), rtol=1e-5)
 
 
 def test_bilinear_contraction_second_order():
@@ -56,4 +56,4 @@ def test_bilinear_contraction_second_order():
 def test_einsum_diagonal_gradient_lands_on_the_diagonal():
     x = cr.tensor(np.arange(9.0).reshape(3, 3), requires_grad=True)
     cr.einsum("ii->", x).backward()
-    np.testing.assert_array_equal(x.grad.numpy(), np.eye(3))
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), np.eye(3))

@@ -21,7 +21,7 @@ def _both(fn, *arrays):
 
 
 def _same(ours, theirs, **tol):
-    ours, theirs = np.asarray(ours), theirs.detach().numpy()
+    ours, theirs = np.asarray(ours), theirs.detach().cpu().numpy()
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, (ours.shape, ours.dtype, theirs.shape, theirs.dtype)
     np.testing.assert_allclose(ours, theirs, equal_nan=True, **tol)
 
@@ -180,8 +180,8 @@ def test_svd_lowrank_is_exact_for_a_matrix_of_rank_at_most_q():
     shift = rng.standard_normal((2, 7, 5))
     U, S, V = cr.svd_lowrank(cr.tensor(a + shift), q=3, M=cr.tensor(shift))
     assert U.shape == (2, 7, 3) and S.shape == (2, 3) and V.shape == (2, 5, 3)
-    np.testing.assert_allclose(((U * S.unsqueeze(-2)) @ V.mT).numpy(), a, atol=1e-12)
-    np.testing.assert_allclose(S.numpy()[:, :2], torch.linalg.svdvals(torch.tensor(a)).numpy()[:, :2], rtol=1e-12)
+    np.testing.assert_allclose(((U * S.unsqueeze(-2)) @ V.mT).cpu().numpy(), a, atol=1e-12)
+    np.testing.assert_allclose(S.cpu().numpy()[:, :2], torch.linalg.svdvals(torch.tensor(a)).cpu().numpy()[:, :2], rtol=1e-12)
 
 
 def test_pca_lowrank_values_and_gradient_match_torch_at_full_rank():

@@ -39,7 +39,7 @@ def compare(cfn, tfn, arrays, dtype="float64", grad=True, tol=None, grad_of=None
     c, t = both(arrays, dtype)
     co, to = flat(cfn(*c)), flat(tfn(*t))
     for x, y in zip(co, to):
-        np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), rtol=tol, atol=tol)
+        np.testing.assert_allclose(x.detach().cpu().numpy(), y.detach().cpu().numpy(), rtol=tol, atol=tol)
     if not grad:
         return
     pick = grad_of if grad_of is not None else range(len(co))
@@ -49,7 +49,7 @@ def compare(cfn, tfn, arrays, dtype="float64", grad=True, tol=None, grad_of=None
     lc.backward()
     lt.backward()
     for x, y in zip(c, t):
-        np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy(), rtol=tol * 10, atol=tol * 10)
+        np.testing.assert_allclose(x.grad.cpu().numpy(), y.grad.cpu().numpy(), rtol=tol * 10, atol=tol * 10)
 
 
 def checks(fn, arrays):
@@ -191,19 +191,19 @@ def test_lstsq(shapes):
             [well(*shapes[0]), RNG.standard_normal(shapes[1])], tol=1e-9)
     a = well(*shapes[0])
     b = RNG.standard_normal(shapes[1])
-    assert np.array_equal(cr.linalg.lstsq(cr.tensor(a), cr.tensor(b)).rank.numpy(),
-                          torch.linalg.lstsq(torch.tensor(a), torch.tensor(b)).rank.numpy())
+    assert np.array_equal(cr.linalg.lstsq(cr.tensor(a), cr.tensor(b)).rank.cpu().numpy(),
+                          torch.linalg.lstsq(torch.tensor(a), torch.tensor(b)).rank.cpu().numpy())
 
 
 def test_top_level_aliases():
     a = well(3, 3)
     for name in ("det", "inverse", "logdet"):
-        np.testing.assert_allclose(getattr(cr, name)(cr.tensor(a)).numpy(), getattr(torch, name)(torch.tensor(a)).numpy(),
+        np.testing.assert_allclose(getattr(cr, name)(cr.tensor(a)).cpu().numpy(), getattr(torch, name)(torch.tensor(a)).cpu().numpy(),
                                    rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(cr.trace(cr.tensor(a)).numpy(), torch.trace(torch.tensor(a)).numpy())
+    np.testing.assert_allclose(cr.trace(cr.tensor(a)).cpu().numpy(), torch.trace(torch.tensor(a)).cpu().numpy())
     s = well(3, 3, spd=True)
-    np.testing.assert_allclose(cr.cholesky(cr.tensor(s)).numpy(), torch.cholesky(torch.tensor(s)).numpy(), rtol=1e-10)
-    np.testing.assert_allclose(cr.slogdet(cr.tensor(a))[1].numpy(), torch.slogdet(torch.tensor(a))[1].numpy())
+    np.testing.assert_allclose(cr.cholesky(cr.tensor(s)).cpu().numpy(), torch.cholesky(torch.tensor(s)).cpu().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(cr.slogdet(cr.tensor(a))[1].cpu().numpy(), torch.slogdet(torch.tensor(a))[1].cpu().numpy())
 
 
 # ----- gradcheck / gradgradcheck (float64) ------------------------------------------------------------
@@ -272,17 +272,17 @@ def test_singular_errors_as_torch():
     # a zero on a triangular diagonal gives inf/nan, as PyTorch
     t = np.array([[1.0, 0.0], [1.0, 0.0]])
     b = np.ones((2, 1))
-    ours = cr.linalg.solve_triangular(cr.tensor(t), cr.tensor(b), upper=False).numpy()
-    theirs = torch.linalg.solve_triangular(torch.tensor(t), torch.tensor(b), upper=False).numpy()
+    ours = cr.linalg.solve_triangular(cr.tensor(t), cr.tensor(b), upper=False).cpu().numpy()
+    theirs = torch.linalg.solve_triangular(torch.tensor(t), torch.tensor(b), upper=False).cpu().numpy()
     assert np.array_equal(np.isfinite(ours), np.isfinite(theirs))
 
 
 def test_near_singular_values():
     a = np.array([[1.0, 1.0], [1.0, 1.0 + 1e-9]])
-    np.testing.assert_allclose(cr.linalg.inv(cr.tensor(a)).numpy(), torch.linalg.inv(torch.tensor(a)).numpy(),
+    np.testing.assert_allclose(cr.linalg.inv(cr.tensor(a)).cpu().numpy(), torch.linalg.inv(torch.tensor(a)).cpu().numpy(),
                                rtol=1e-6)
-    np.testing.assert_allclose(cr.linalg.pinv(cr.tensor(np.ones((3, 2)))).numpy(),
-                               torch.linalg.pinv(torch.tensor(np.ones((3, 2)))).numpy(), atol=1e-12)
+    np.testing.assert_allclose(cr.linalg.pinv(cr.tensor(np.ones((3, 2)))).cpu().numpy(),
+                               torch.linalg.pinv(torch.tensor(np.ones((3, 2)))).cpu().numpy(), atol=1e-12)
 
 
 def test_eigh_degenerate_policy():
@@ -292,13 +292,13 @@ def test_eigh_degenerate_policy():
     c, t = both([a])
     cr.linalg.eigvalsh(c[0]).sum().backward()
     torch.linalg.eigvalsh(t[0]).sum().backward()
-    np.testing.assert_allclose(c[0].grad.numpy(), t[0].grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(c[0].grad.cpu().numpy(), t[0].grad.cpu().numpy(), atol=1e-12)
     c, t = both([a])
     L, V = cr.linalg.eigh(c[0])
     (L.sum() + V[0, 0]).backward()
     tL, tV = torch.linalg.eigh(t[0])
     (tL.sum() + tV[0, 0]).backward()
-    assert not np.isfinite(c[0].grad.numpy()).all() and not np.isfinite(t[0].grad.numpy()).all()
+    assert not np.isfinite(c[0].grad.cpu().numpy()).all() and not np.isfinite(t[0].grad.cpu().numpy()).all()
 
 
 # ----- bad shapes and dtypes --------------------------------------------------------------------------

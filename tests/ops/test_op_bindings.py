@@ -96,12 +96,12 @@ def test_method_and_function_agree(name):
 
 def test_properties_and_operators():
     x = cr.tensor(_X)
-    np.testing.assert_array_equal(x.T.numpy(), _X.T)
-    np.testing.assert_array_equal(cr.ones(2, 2, 3).mT.numpy(), np.ones((2, 3, 2)))
-    np.testing.assert_array_equal((x @ x.T).numpy(), cr.matmul(x, x.T).numpy())
-    np.testing.assert_array_equal((x ** 2).numpy(), cr.pow(x, 2).numpy())
-    np.testing.assert_array_equal(x[0, 1:].numpy(), _X[0, 1:])
-    np.testing.assert_array_equal(x.where(x > 1, 0.0).numpy(), np.where(_X > 1, _X, 0.0))
+    np.testing.assert_array_equal(x.T.cpu().numpy(), _X.T)
+    np.testing.assert_array_equal(cr.ones(2, 2, 3).mT.cpu().numpy(), np.ones((2, 3, 2)))
+    np.testing.assert_array_equal((x @ x.T).cpu().numpy(), cr.matmul(x, x.T).cpu().numpy())
+    np.testing.assert_array_equal((x ** 2).cpu().numpy(), cr.pow(x, 2).cpu().numpy())
+    np.testing.assert_array_equal(x[0, 1:].cpu().numpy(), _X[0, 1:])
+    np.testing.assert_array_equal(x.where(x > 1, 0.0).cpu().numpy(), np.where(_X > 1, _X, 0.0))
 
 
 def test_sort_topk_fmod_and_shifts_match_torch():
@@ -109,16 +109,16 @@ def test_sort_topk_fmod_and_shifts_match_torch():
     for descending in (False, True):
         ours = cr.tensor(x).sort(-1, descending=descending)
         theirs = torch.tensor(x).sort(-1, descending=descending)
-        assert np.array_equal(ours.values.numpy(), theirs.values.numpy())
-        assert np.array_equal(ours.indices.numpy(), theirs.indices.numpy())
+        assert np.array_equal(ours.values.cpu().numpy(), theirs.values.cpu().numpy())
+        assert np.array_equal(ours.indices.cpu().numpy(), theirs.indices.cpu().numpy())
     ours, theirs = cr.tensor(x).topk(2, dim=1), torch.tensor(x).topk(2, dim=1)
-    assert np.array_equal(ours.values.numpy(), theirs.values.numpy())
-    assert np.array_equal(ours.indices.numpy(), theirs.indices.numpy())
+    assert np.array_equal(ours.values.cpu().numpy(), theirs.values.cpu().numpy())
+    assert np.array_equal(ours.indices.cpu().numpy(), theirs.indices.cpu().numpy())
     a, b = np.array([-7.0, 7.0, -7.5]), np.array([2.0, -2.0, 2.0])
-    assert np.allclose(cr.fmod(cr.tensor(a), cr.tensor(b)).numpy(), torch.fmod(torch.tensor(a), torch.tensor(b)).numpy())
+    assert np.allclose(cr.fmod(cr.tensor(a), cr.tensor(b)).cpu().numpy(), torch.fmod(torch.tensor(a), torch.tensor(b)).cpu().numpy())
     i = np.array([1, 2, 8])
-    assert np.array_equal((cr.tensor(i) << 2).numpy(), (torch.tensor(i) << 2).numpy())
-    assert np.array_equal((cr.tensor(i) >> cr.tensor([0, 1, 2])).numpy(), (torch.tensor(i) >> torch.tensor([0, 1, 2])).numpy())
+    assert np.array_equal((cr.tensor(i) << 2).cpu().numpy(), (torch.tensor(i) << 2).cpu().numpy())
+    assert np.array_equal((cr.tensor(i) >> cr.tensor([0, 1, 2])).cpu().numpy(), (torch.tensor(i) >> torch.tensor([0, 1, 2])).cpu().numpy())
 
 
 def test_sort_and_topk_gradients_scatter_back():

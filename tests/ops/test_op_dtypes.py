@@ -66,4 +66,4 @@ def test_gradient_of_a_dtype_conversion_comes_back_in_the_source_dtype():
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     (x.double() * 3).sum().backward()
     assert x.grad.dtype == cr.float32
-    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [3.0, 3.0])

@@ -304,7 +304,7 @@ def _live_nodes() -> int:
 
 
 def _state(t) -> tuple:
-    return t.grad_fn, t._version, t.detach().numpy().copy(), t.requires_grad, t.is_leaf
+    return t.grad_fn, t._version, t.detach().cpu().numpy().copy(), t.requires_grad, t.is_leaf
 
 
 def _graph_ops(t) -> list[str]:
@@ -349,13 +349,13 @@ def _what_a_refusal_left(refuse) -> list[str]:
     for name, t, (node, version, values, rg, leaf) in zip("xhv", (x, h, v), before):
         if t.grad_fn is not node or t._version != version or t.requires_grad != rg or t.is_leaf != leaf:
             problems.append(f"{name}'s node, version or flags changed")
-        if not np.array_equal(t.detach().numpy(), values):
+        if not np.array_equal(t.detach().cpu().numpy(), values):
             problems.append(f"{name}'s values changed")
     y = (h * h).sum()  # sum(4 x^2)
     if _graph_ops(y) != ["mul", "mul", "sum"]:
         problems.append(f"a later graph holds {_graph_ops(y)}")
     y.backward()
-    if not np.allclose(x.grad.numpy(), 8 * x.detach().numpy()):
+    if not np.allclose(x.grad.cpu().numpy(), 8 * x.detach().cpu().numpy()):
         problems.append("x.grad is not 8x")
     del refusal
     return problems

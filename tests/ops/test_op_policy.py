@@ -20,13 +20,13 @@ def grad_of(fn, values):
     """d sum(fn(x)) / dx at ``values`` (float64)."""
     x = cr.tensor(values, dtype=cr.float64, requires_grad=True)
     fn(x).sum().backward()
-    return x.grad.numpy()
+    return x.grad.cpu().numpy()
 
 
 def torch_grad_of(fn, values):
     x = torch.tensor(values, dtype=torch.float64, requires_grad=True)
     fn(x).sum().backward()
-    return x.grad.numpy()
+    return x.grad.cpu().numpy()
 
 
 def agrees_with_torch(cr_fn, torch_fn, values, expected):
@@ -58,9 +58,9 @@ def test_clamp_with_tensor_bounds_sends_ties_to_the_input():
     lo = cr.tensor([0.0, 0.0, 0.0, 0.0], dtype=cr.float64, requires_grad=True)
     hi = cr.tensor([2.0, 1.0, 2.0, 2.0], dtype=cr.float64, requires_grad=True)
     cr.clamp(x, lo, hi).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0, 0.0, 0.0])
-    np.testing.assert_array_equal(lo.grad.numpy(), [0.0, 0.0, 0.0, 1.0])
-    np.testing.assert_array_equal(hi.grad.numpy(), [0.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [1.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(lo.grad.cpu().numpy(), [0.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(hi.grad.cpu().numpy(), [0.0, 0.0, 1.0, 0.0])
 
 
 @pytest.mark.parametrize("name", ["max", "amax"])
@@ -90,7 +90,7 @@ def test_max_and_min_along_a_dim_split_ties_evenly_unlike_pytorch():
     np.testing.assert_allclose(grad_of(lambda x: cr.min(x, dim=0).values, [[1.0, 2.0], [1.0, 3.0]]),
                                [[0.5, 1.0], [0.5, 0.0]])
     indices = cr.max(cr.tensor(values), dim=1).indices
-    np.testing.assert_array_equal(indices.numpy(), [0, 1])  # the first maximum, as PyTorch
+    np.testing.assert_array_equal(indices.cpu().numpy(), [0, 1])  # the first maximum, as PyTorch
 
 
 @pytest.mark.parametrize("name", ["maximum", "minimum"])
@@ -99,13 +99,13 @@ def test_maximum_and_minimum_split_ties_evenly(name):
     b = cr.tensor([1.0, 0.0, 4.0], dtype=cr.float64, requires_grad=True)
     getattr(cr, name)(a, b).sum().backward()
     expected_a = [0.5, 1.0, 0.0] if name == "maximum" else [0.5, 0.0, 1.0]
-    np.testing.assert_array_equal(a.grad.numpy(), expected_a)
-    np.testing.assert_array_equal(b.grad.numpy(), 1 - np.array(expected_a))
+    np.testing.assert_array_equal(a.grad.cpu().numpy(), expected_a)
+    np.testing.assert_array_equal(b.grad.cpu().numpy(), 1 - np.array(expected_a))
     if torch is not None:
         ta = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
         tb = torch.tensor([1.0, 0.0, 4.0], dtype=torch.float64, requires_grad=True)
         getattr(torch, name)(ta, tb).sum().backward()
-        np.testing.assert_array_equal(ta.grad.numpy(), expected_a)
+        np.testing.assert_array_equal(ta.grad.cpu().numpy(), expected_a)
 
 
 def test_tied_maximum_of_a_tensor_with_itself_gets_the_whole_gradient():
@@ -142,4 +142,4 @@ def test_second_derivative_at_a_kink_is_zero():
     x = cr.tensor([0.0, 1.0, -1.0], dtype=cr.float64, requires_grad=True)
     (g,) = cr.autograd.grad(cr.relu(x).sum() + cr.abs(x).sum(), x, create_graph=True)
     (gg,) = cr.autograd.grad(g.sum(), x, allow_unused=True, materialize_grads=True)
-    np.testing.assert_array_equal(gg.numpy(), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(gg.cpu().numpy(), [0.0, 0.0, 0.0])

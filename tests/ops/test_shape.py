@@ -26,7 +26,7 @@ def test_gradgradcheck(case, shapes, params):
 def test_views_share_memory_with_their_base(make_view):
     x = cr.arange(6.0).reshape(2, 3)
     view = make_view(x)
-    assert np.shares_memory(view.numpy(), x.numpy())
+    assert np.shares_memory(view.cpu().numpy(), x.cpu().numpy())
 
 
 def test_cat_gives_skipped_one_d_empty_tensors_an_empty_gradient():
@@ -36,7 +36,7 @@ def test_cat_gives_skipped_one_d_empty_tensors_an_empty_gradient():
     assert out.shape == (2, 3)
     out.sum().backward()
     assert empty.grad is not None and empty.grad.shape == (0,)
-    np.testing.assert_array_equal(full.grad.numpy(), np.ones((2, 3)))
+    np.testing.assert_array_equal(full.grad.cpu().numpy(), np.ones((2, 3)))
 
 
 def test_chunk_of_an_empty_dim_gives_the_requested_number_of_pieces():
@@ -48,13 +48,13 @@ def test_split_pieces_get_their_own_gradients():
     x = cr.arange(5.0, requires_grad=True)
     first, second = cr.split(x, [2, 3])
     (first.sum() * 2 + second.sum() * 3).backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [2, 2, 3, 3, 3])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [2, 2, 3, 3, 3])
 
 
 def test_expand_gradient_sums_over_the_expanded_dims():
     x = cr.tensor([[1.0], [2.0]], requires_grad=True)
     x.expand(3, 2, 4).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [[12.0], [12.0]])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [[12.0], [12.0]])
 
 
 def test_flatten_of_zero_size_dims():
@@ -66,5 +66,5 @@ def test_the_same_tensor_twice_in_cat_and_stack_gets_both_gradients():
     x = cr.tensor([1.0, 2.0], dtype=cr.float64, requires_grad=True)
     w = cr.tensor([1.0, 2.0, 3.0, 4.0], dtype=cr.float64)
     (cr.cat([x, x]) * w).sum().backward()
-    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 6.0])
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), [4.0, 6.0])
     assert gradgradcheck(lambda t: cr.stack([t, t * t, t], dim=1), [x])

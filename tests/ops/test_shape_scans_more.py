@@ -50,8 +50,8 @@ def test_ties_take_the_later_index_and_the_gradient_goes_there(op):
     for dim in (0, 1):
         c = getattr(cr, op)(cr.tensor(x), dim)
         t = getattr(torch, op)(torch.tensor(x), dim)
-        np.testing.assert_array_equal(c.indices.numpy(), t.indices.numpy())
-        np.testing.assert_array_equal(c.values.numpy(), t.values.numpy())
+        np.testing.assert_array_equal(c.indices.cpu().numpy(), t.indices.cpu().numpy())
+        np.testing.assert_array_equal(c.values.cpu().numpy(), t.values.cpu().numpy())
         ours, theirs = _grads(lambda lib, a, dim=dim: tuple(getattr(lib, op)(a, dim)), x)
         np.testing.assert_allclose(ours[1], theirs[1])
 
@@ -59,8 +59,8 @@ def test_ties_take_the_later_index_and_the_gradient_goes_there(op):
 def test_cummax_nan_propagates_as_torch():
     x = [1.0, float("nan"), 3.0, 0.5]
     c, t = cr.cummax(cr.tensor(x), 0), torch.cummax(torch.tensor(x), 0)
-    np.testing.assert_array_equal(c.values.numpy(), t.values.numpy())
-    np.testing.assert_array_equal(c.indices.numpy(), t.indices.numpy())
+    np.testing.assert_array_equal(c.values.cpu().numpy(), t.values.cpu().numpy())
+    np.testing.assert_array_equal(c.indices.cpu().numpy(), t.indices.cpu().numpy())
 
 
 def test_logcumsumexp_is_stable_and_its_gradients_match():
@@ -105,17 +105,17 @@ def test_quantile_and_nanquantile_with_nan():
 def test_mode_picks_the_smallest_most_frequent_and_its_last_index():
     x = [[1.0, 2.0, 2.0, 3.0, 3.0, 1.0], [5.0, 5.0, 4.0, 4.0, 4.0, 5.0]]
     c, t = cr.mode(cr.tensor(x)), torch.mode(torch.tensor(x))
-    np.testing.assert_array_equal(c.values.numpy(), t.values.numpy())
-    np.testing.assert_array_equal(c.indices.numpy(), t.indices.numpy())
+    np.testing.assert_array_equal(c.values.cpu().numpy(), t.values.cpu().numpy())
+    np.testing.assert_array_equal(c.indices.cpu().numpy(), t.indices.cpu().numpy())
 
 
 def test_diff_with_prepend_append_and_bool():
     x = [[1.0, 4.0, 9.0], [2.0, 2.0, 5.0]]
     c = cr.diff(cr.tensor(x), n=2, dim=1, prepend=cr.tensor([[0.0], [1.0]]), append=cr.tensor([[16.0], [9.0]]))
     t = torch.diff(torch.tensor(x), n=2, dim=1, prepend=torch.tensor([[0.0], [1.0]]), append=torch.tensor([[16.0], [9.0]]))
-    np.testing.assert_array_equal(c.numpy(), t.numpy())
+    np.testing.assert_array_equal(c.cpu().numpy(), t.cpu().numpy())
     b = [True, True, False, True]
-    np.testing.assert_array_equal(cr.diff(cr.tensor(b)).numpy(), torch.diff(torch.tensor(b)).numpy())
+    np.testing.assert_array_equal(cr.diff(cr.tensor(b)).cpu().numpy(), torch.diff(torch.tensor(b)).cpu().numpy())
 
 
 def test_shape_functions_second_order():

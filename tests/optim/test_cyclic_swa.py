@@ -160,7 +160,7 @@ def _model_pair(dtype="float64"):
     torch.manual_seed(0)
     theirs = _net(torch.nn).to(getattr(torch, dtype))
     ours = _net(cnn).to(dtype)
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     return theirs, ours
 
 
@@ -175,7 +175,7 @@ def _assert_state_close(ours, theirs, rtol):
     mine = ours.state_dict()
     assert list(mine) == list(expected)
     for key, value in mine.items():
-        np.testing.assert_allclose(value.numpy(), expected[key].numpy(), rtol=rtol, atol=rtol * 0.1, err_msg=key)
+        np.testing.assert_allclose(value.cpu().numpy(), expected[key].cpu().numpy(), rtol=rtol, atol=rtol * 0.1, err_msg=key)
 
 
 AVERAGES = {
@@ -210,12 +210,12 @@ def test_averaged_model_matches_pytorch(average, use_buffers, dtype, rtol):
     assert c_avg.n_averaged.dtype == cr.int64
     _assert_state_close(c_avg, t_avg, rtol)
     # the average differs from the model, and the copy is independent of it
-    assert not np.allclose(c_avg.module[0].weight.detach().numpy(), ours[0].weight.detach().numpy())
+    assert not np.allclose(c_avg.module[0].weight.detach().cpu().numpy(), ours[0].weight.detach().cpu().numpy())
     x = rng.standard_normal((3, 4))
     c_avg.eval()
     t_avg.eval()
-    np.testing.assert_allclose(c_avg(cr.tensor(x, dtype=getattr(cr, dtype))).detach().numpy(),
-                               t_avg(torch.tensor(x, dtype=getattr(torch, dtype))).detach().numpy(), rtol=rtol * 10,
+    np.testing.assert_allclose(c_avg(cr.tensor(x, dtype=getattr(cr, dtype))).detach().cpu().numpy(),
+                               t_avg(torch.tensor(x, dtype=getattr(torch, dtype))).detach().cpu().numpy(), rtol=rtol * 10,
                                atol=rtol)
 
 
@@ -231,12 +231,12 @@ def test_averaged_model_rejects_both_average_functions_and_bad_decays():
 def test_averaged_model_with_a_custom_avg_fn_and_its_state_dict():
     _, ours = _model_pair()
     avg = swa_utils.AveragedModel(ours, avg_fn=lambda a, c, n: a * 0.5 + c * 0.5)
-    start = ours[0].weight.detach().numpy().copy()
+    start = ours[0].weight.detach().cpu().numpy().copy()
     avg.update_parameters(ours)
     with cr.no_grad():
         ours[0].weight.add_(2.0)
     avg.update_parameters(ours)
-    np.testing.assert_allclose(avg.module[0].weight.detach().numpy(), start + 1.0)
+    np.testing.assert_allclose(avg.module[0].weight.detach().cpu().numpy(), start + 1.0)
     assert list(avg.state_dict())[0] == "n_averaged" and "module.0.weight" in avg.state_dict()
     assert avg.module[0].weight.requires_grad and avg.module[0].weight.grad is None
 
@@ -290,7 +290,7 @@ def test_update_bn_matches_pytorch(pairs):
     torch.manual_seed(1)
     theirs = _BNNet(torch.nn).double()
     ours = _BNNet(cnn).to("float64")
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     rng = np.random.default_rng(2)
     batches = [rng.standard_normal((n, 2, 4, 4)) * 3 + 1 for n in (4, 6, 5)]
     for model, fw in ((theirs, torch), (ours, cr)):
@@ -308,7 +308,7 @@ def test_update_bn_matches_pytorch(pairs):
     avg = swa_utils.AveragedModel(ours)
     avg.update_parameters(ours)
     swa_utils.update_bn(c_loader, avg)
-    np.testing.assert_allclose(avg.module[1].running_mean.numpy(), ours[1].running_mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(avg.module[1].running_mean.cpu().numpy(), ours[1].running_mean.cpu().numpy(), rtol=1e-12)
 
 
 def test_update_bn_without_batchnorm_does_nothing():

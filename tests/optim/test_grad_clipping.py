@@ -29,7 +29,7 @@ def grads_setup(dtype="float64", scale=1.0, seed=0):
 
 
 def grad_arrays(params):
-    return [None if p.grad is None else np.array(p.grad.detach().numpy()) for p in params]
+    return [None if p.grad is None else np.array(p.grad.detach().cpu().numpy()) for p in params]
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
@@ -59,7 +59,7 @@ def test_clip_grad_norm_of_a_single_tensor_and_of_a_generator():
     p.grad = cr.tensor([3.0, 4.0], dtype=cr.float64)
     total = cr_utils.clip_grad_norm_(p, 1.0)
     assert total.item() == 5.0
-    np.testing.assert_allclose(p.grad.numpy(), np.array([3.0, 4.0]) / (5.0 + 1e-6), rtol=1e-15)
+    np.testing.assert_allclose(p.grad.cpu().numpy(), np.array([3.0, 4.0]) / (5.0 + 1e-6), rtol=1e-15)
     q = Parameter(cr.tensor([1.0]))
     q.grad = cr.tensor([2.0])
     assert cr_utils.clip_grad_norm_((x for x in [q]), 10.0).item() == 2.0
@@ -133,7 +133,7 @@ def test_parameters_to_vector_and_back_match_torch():
     ours, theirs = grads_setup()
     vec = cr_utils.parameters_to_vector(ours[:3])
     expected = torch.nn.utils.parameters_to_vector(theirs[:3])
-    np.testing.assert_array_equal(vec.detach().numpy(), expected.detach().numpy())
+    np.testing.assert_array_equal(vec.detach().cpu().numpy(), expected.detach().cpu().numpy())
     assert vec.requires_grad  # differentiable, as in PyTorch
     (vec * cr.arange(vec.shape[0], dtype=cr.float64)).sum().backward()
     flat_grads = np.concatenate([g.ravel() for g in grad_arrays(ours[:3])])
@@ -143,7 +143,7 @@ def test_parameters_to_vector_and_back_match_torch():
     cr_utils.vector_to_parameters(cr.tensor(new), ours[:3])
     torch.nn.utils.vector_to_parameters(torch.tensor(new), theirs[:3])
     for p, q in zip(ours[:3], theirs[:3]):
-        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+        np.testing.assert_array_equal(p.detach().cpu().numpy(), q.detach().cpu().numpy())
         assert p._version > 0
 
 

@@ -45,7 +45,7 @@ def test_lbfgs_solves_a_convex_quadratic_to_its_known_minimum(line_search_fn):
     first = opt.step(closure)
     assert first.item() == 0.0  # the returned loss is the closure's first one, at x = 0
     opt.step(closure)
-    np.testing.assert_allclose(x.detach().numpy(), np.linalg.solve(q, b), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(x.detach().cpu().numpy(), np.linalg.solve(q, b), rtol=1e-7, atol=1e-8)
     state = opt.state[x]
     assert state["n_iter"] >= 1 and state["func_evals"] >= state["n_iter"]
 
@@ -62,7 +62,7 @@ def test_lbfgs_stops_at_once_when_the_gradient_is_already_small():
 
     assert opt.step(closure).item() == 0.0
     assert opt.state[x] == {"func_evals": 1, "n_iter": 0}
-    np.testing.assert_array_equal(x.detach().numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(x.detach().cpu().numpy(), [1.0, 2.0])
 
 
 def test_lbfgs_accepts_one_param_group_only():
@@ -111,13 +111,13 @@ def test_lbfgs_state_dict_round_trip_continues_bit_identically():
         opt.step(closure)
         if reload:
             saved = opt.state_dict()
-            x2 = Parameter(cr.tensor(x.detach().numpy()))
+            x2 = Parameter(cr.tensor(x.detach().cpu().numpy()))
             opt = optim.LBFGS([x2], max_iter=3, history_size=2, line_search_fn="strong_wolfe")
             opt.load_state_dict(saved)
             x = x2
         for _ in range(2):
             opt.step(lambda x=x, opt=opt: closure(x, opt))
-        runs.append(x.detach().numpy())
+        runs.append(x.detach().cpu().numpy())
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -138,7 +138,7 @@ def test_lbfgs_state_dict_of_another_model_is_refused_and_changes_nothing():
     with pytest.raises(ValueError, match="state 'd' has shape"):
         opt.load_state_dict(bigger.state_dict())
     after = opt.state_dict()
-    np.testing.assert_array_equal(after["state"][0]["d"].numpy(), before["state"][0]["d"].numpy())
+    np.testing.assert_array_equal(after["state"][0]["d"].cpu().numpy(), before["state"][0]["d"].cpu().numpy())
     assert after["state"][0]["n_iter"] == before["state"][0]["n_iter"]
 
 
@@ -173,11 +173,11 @@ def test_adafactor_one_step_by_hand_on_a_2x3_parameter():
     u = g / np.sqrt(np.maximum(v, 1e-8))
     alpha = max(1e-3, np.sqrt((p0 * p0).mean())) * min(0.1, 1.0)
     expected = p0 * (1 - 0.1 * 0.2) - alpha / max(1.0, np.sqrt((u * u).mean())) * u
-    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-13)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), expected, rtol=1e-13)
     state = opt.state[p]
     assert state["step"] == 1.0 and set(state) == {"step", "row_var", "col_var"}
-    np.testing.assert_allclose(state["row_var"].numpy(), row, rtol=1e-13)
-    np.testing.assert_allclose(state["col_var"].numpy(), col, rtol=1e-13)
+    np.testing.assert_allclose(state["row_var"].cpu().numpy(), row, rtol=1e-13)
+    np.testing.assert_allclose(state["col_var"].cpu().numpy(), col, rtol=1e-13)
 
 
 def test_adafactor_keeps_a_variance_for_vectors_and_factors_for_the_last_two_dims():
@@ -224,7 +224,7 @@ def test_adafactor_refuses_a_factor_of_the_wrong_shape_and_changes_nothing():
         fresh.load_state_dict(bad)
     assert not fresh.state and fresh.param_groups[0]["lr"] == 0.5
     fresh.load_state_dict(saved)
-    np.testing.assert_array_equal(fresh.state[a]["col_var"].numpy(), saved["state"][0]["col_var"].numpy())
+    np.testing.assert_array_equal(fresh.state[a]["col_var"].cpu().numpy(), saved["state"][0]["col_var"].cpu().numpy())
     assert fresh.state[a]["step"] == 1.0 and fresh.param_groups[0]["lr"] == 1e-2
 
 
@@ -275,7 +275,7 @@ class TO:
 
 
 def numpy(t):
-    return t.detach().numpy().copy()
+    return t.detach().cpu().numpy().copy()
 
 
 def least_squares(dtype):
@@ -442,14 +442,14 @@ def test_strong_wolfe_line_search_matches_torchs(line):
     f, g, t, evals = _strong_wolfe(lambda t: fn(x0 + t * d), t0, d, f0, g0, g0.dot(d))
 
     def along(x, t, d):
-        f, g = fn(x0 + float(t) * d.numpy())
+        f, g = fn(x0 + float(t) * d.cpu().numpy())
         return f, torch.tensor(g)
 
     tg0, td = torch.tensor(g0), torch.tensor(d)
     f_ref, g_ref, t_ref, evals_ref = torch_strong_wolfe(along, None, t0, td, f0, tg0, tg0.dot(td))
     assert evals == evals_ref and evals > 2
     np.testing.assert_allclose([f, float(t)], [f_ref, float(t_ref)], rtol=1e-12)
-    np.testing.assert_allclose(g, g_ref.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(g, g_ref.cpu().numpy(), rtol=1e-12, atol=1e-14)
 
 
 @needs_torch

@@ -28,7 +28,7 @@ def _trained(opt_cls, kwargs, grads, w0=W0):
     for g in grads:
         p.grad = cr.tensor(g)
         opt.step()
-    return p.detach().numpy(), opt, p
+    return p.detach().cpu().numpy(), opt, p
 
 
 # ----- the updates by hand ------------------------------------------------------------------------
@@ -45,7 +45,7 @@ def test_adadelta_three_steps_by_hand(maximize):
     got, opt, p = _trained(optim.Adadelta, dict(lr=lr, rho=rho, eps=eps, weight_decay=wd, maximize=maximize),
                            GRADS[:3])
     np.testing.assert_allclose(got, w, rtol=1e-12)
-    np.testing.assert_allclose(opt.state[p]["acc_delta"].numpy(), u, rtol=1e-12)
+    np.testing.assert_allclose(opt.state[p]["acc_delta"].cpu().numpy(), u, rtol=1e-12)
     assert opt.state[p]["step"] == 3.0
 
 
@@ -61,7 +61,7 @@ def test_adamax_three_steps_by_hand(maximize):
     got, opt, p = _trained(optim.Adamax, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, maximize=maximize),
                            GRADS[:3])
     np.testing.assert_allclose(got, w, rtol=1e-12)
-    np.testing.assert_allclose(opt.state[p]["exp_inf"].numpy(), u, rtol=1e-12)
+    np.testing.assert_allclose(opt.state[p]["exp_inf"].cpu().numpy(), u, rtol=1e-12)
 
 
 def test_asgd_six_steps_by_hand_through_the_averaging():
@@ -79,7 +79,7 @@ def test_asgd_six_steps_by_hand_through_the_averaging():
     got, opt, p = _trained(optim.ASGD, dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=wd), GRADS[:6])
     state = opt.state[p]
     np.testing.assert_allclose(got, w, rtol=1e-12)
-    np.testing.assert_allclose(state["ax"].numpy(), ax, rtol=1e-12)
+    np.testing.assert_allclose(state["ax"].cpu().numpy(), ax, rtol=1e-12)
     assert (state["step"], state["eta"], state["mu"]) == (6.0, eta, mu)
     assert all(type(state[k]) is float for k in ("step", "eta", "mu"))
 
@@ -101,8 +101,8 @@ def test_rprop_steps_by_hand_through_growth_sign_changes_and_both_bounds():
         prev = g
     got, opt, p = _trained(optim.Rprop, dict(lr=lr, etas=(etaminus, etaplus), step_sizes=(low, high)), grads)
     np.testing.assert_allclose(got, w, rtol=1e-13)
-    np.testing.assert_allclose(opt.state[p]["step_size"].numpy(), size, rtol=1e-13)
-    np.testing.assert_array_equal(opt.state[p]["prev"].numpy(), prev)
+    np.testing.assert_allclose(opt.state[p]["step_size"].cpu().numpy(), size, rtol=1e-13)
+    np.testing.assert_array_equal(opt.state[p]["prev"].cpu().numpy(), prev)
     assert size[1] == low and size[2] == high  # both bounds bit
     # maximizing g moves as minimizing -g
     flipped, _, _ = _trained(optim.Rprop, dict(lr=lr, etas=(etaminus, etaplus), step_sizes=(low, high),
@@ -190,14 +190,14 @@ def test_state_dict_round_trip_through_json_continues_bit_identically(name, kwar
     saved = opt.state_dict()
     meta = json.loads(json.dumps(saved["param_groups"]))
     state = {str(i): s for i, s in saved["state"].items()}
-    resumed = Parameter(cr.tensor(p.detach().numpy()))
+    resumed = Parameter(cr.tensor(p.detach().cpu().numpy()))
     opt2 = getattr(optim, name)([resumed], lr=123.0)
     opt2.load_state_dict({"state": state, "param_groups": meta})
     assert opt2.param_groups[0]["lr"] == kwargs["lr"]
     for g in GRADS[3:7]:
         resumed.grad = cr.tensor(g)
         opt2.step()
-    np.testing.assert_array_equal(resumed.detach().numpy(), straight)
+    np.testing.assert_array_equal(resumed.detach().cpu().numpy(), straight)
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -206,7 +206,7 @@ def test_float32_state_and_parameters_without_grad_are_skipped(name):
     opt = getattr(optim, name)([p, frozen])
     p.grad = cr.tensor(GRADS[0].astype(np.float32))
     opt.step()
-    assert p.dtype == cr.float32 and not np.array_equal(p.detach().numpy(), W0.astype(np.float32))
+    assert p.dtype == cr.float32 and not np.array_equal(p.detach().cpu().numpy(), W0.astype(np.float32))
     assert frozen.tolist() == [1.0, 1.0, 1.0] and frozen._version == 0 and not opt.state.get(frozen)
     arrays = [v for v in opt.state[p].values() if isinstance(v, cr.Tensor)]
     assert arrays and all(v.dtype == cr.float32 and v.shape == p.shape for v in arrays)
@@ -227,7 +227,7 @@ def test_large_parameter_in_blocks_gives_the_whole_array_result(name):
         for q, opt in zip((whole, blocked), opts):
             q.grad = cr.tensor(g)
             opt.step()
-    np.testing.assert_array_equal(whole.detach().numpy(), blocked.detach().numpy())
+    np.testing.assert_array_equal(whole.detach().cpu().numpy(), blocked.detach().cpu().numpy())
 
 
 def test_sparse_adam_is_refused_with_the_reason():

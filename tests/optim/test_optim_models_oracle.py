@@ -63,7 +63,7 @@ def test_training_steps_match_pytorch(model_name, opt_name, dtype, rtol):
     torch.manual_seed(0)
     theirs = build(tnn).to(getattr(torch, dtype))
     ours = build(cnn_).to(dtype)
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     t_opt = getattr(torch.optim, cls)(theirs.parameters(), **options)
     c_opt = getattr(optim, cls)(ours.parameters(), **options)
     rng = np.random.default_rng(1)
@@ -78,7 +78,7 @@ def test_training_steps_match_pytorch(model_name, opt_name, dtype, rtol):
         c_opt.step()
     reference = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
-        mine, expected = p.detach().numpy(), reference[name].detach().numpy()
+        mine, expected = p.detach().cpu().numpy(), reference[name].detach().cpu().numpy()
         if name.endswith("in_proj_bias"):
             # the key bias adds the same q.b_k to every score of a query, which softmax ignores: its exact
             # gradient is 0, both frameworks get rounding noise, and Adam-style updates amplify that noise

@@ -87,7 +87,7 @@ def _models():
     torch.manual_seed(0)
     theirs = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
     ours = cnn.Sequential(cnn.Linear(5, 8), cnn.Tanh(), cnn.Linear(8, 2)).to("float64")
-    ours.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    ours.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in theirs.state_dict().items()})
     return theirs, ours
 
 
@@ -118,7 +118,7 @@ def test_custom_optimizer_written_the_pytorch_way_matches_pytorch(name, options,
             np.testing.assert_allclose(losses[1], losses[0], rtol=1e-12)
     expected = dict(theirs.named_parameters())
     for key, p in ours.named_parameters():
-        np.testing.assert_allclose(p.detach().numpy(), expected[key].detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(p.detach().cpu().numpy(), expected[key].detach().cpu().numpy(), rtol=1e-10, atol=1e-12)
     assert c_opt._opt_called
 
 
@@ -210,7 +210,7 @@ def test_step_pre_hook_can_replace_the_arguments(kind):
         opt.register_step_pre_hook(lambda o, args, kwargs: ((args[0], lambda: 7.0), kwargs))
         posted = []
         opt.register_step_post_hook(lambda o, args, kwargs, posted=posted: posted.append(len(args)))
-        results.append((opt.step(), posted, p.detach().numpy().tolist()))
+        results.append((opt.step(), posted, p.detach().cpu().numpy().tolist()))
         opt.register_step_pre_hook(lambda o, args, kwargs: "not a tuple")
         with pytest.raises(RuntimeError, match="must return None or a tuple"):
             opt.step()
@@ -270,7 +270,7 @@ def test_super_step_inside_an_overridden_step_runs_the_hooks_once():
     _record_hooks(optim, opt, log, global_too=False)
     opt.step()
     assert log == ["pre", "post"] and opt.calls == 1
-    np.testing.assert_allclose(p.detach().numpy(), [0.95, -2.025])
+    np.testing.assert_allclose(p.detach().cpu().numpy(), [0.95, -2.025])
 
 
 def test_a_step_that_raises_runs_the_pre_hooks_only():

@@ -39,7 +39,7 @@ def make_params(weights):
 
 def loss_of(params):
     w1, b1, w2, b2 = params
-    dtype = params[0].detach().numpy().dtype
+    dtype = params[0].detach().cpu().numpy().dtype
     x, y = (cr.tensor(d.astype(dtype)) for d in DATA)
     return ((cr.tanh(x @ w1 + b1) @ w2 + b2 - y) ** 2).mean()
 
@@ -57,14 +57,14 @@ def groups_of(params, name, kwargs):
 
 
 def values(params):
-    return [p.detach().numpy().copy() for p in params]
+    return [p.detach().cpu().numpy().copy() for p in params]
 
 
 def comparable(state_dict):
     """A state dict with arrays in place of tensors, for == comparisons."""
     def conv(v):
         if isinstance(v, cr.Tensor):
-            return ("tensor", v.numpy().tobytes(), v.numpy().dtype.str, tuple(v.shape))
+            return ("tensor", v.cpu().numpy().tobytes(), v.cpu().numpy().dtype.str, tuple(v.shape))
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
@@ -170,7 +170,7 @@ def test_sgd_without_momentum_keeps_no_state_and_adagrad_state_exists_from_the_s
                         initial_accumulator_value=0.25)
     state = ada.state_dict()["state"]
     assert list(state) == [0, 1, 2, 3] and state[0]["step"] == 0.0
-    assert np.all(state[0]["sum"].numpy() == 0.25) and np.all(state[3]["sum"].numpy() == 0.5)
+    assert np.all(state[0]["sum"].cpu().numpy() == 0.25) and np.all(state[3]["sum"].cpu().numpy() == 0.5)
 
 
 def test_named_parameters_are_kept_in_groups_and_state_dict():
@@ -293,7 +293,7 @@ def test_parameters_without_grad_are_skipped_and_stepped_ones_bump_their_version
     opt = getattr(optim, name)(params + [frozen], **kwargs)
     versions = [p._version for p in params]
     train_steps(opt, params, 1)
-    assert np.array_equal(frozen.detach().numpy(), np.ones(3, np.float32)) and frozen._version == 0
+    assert np.array_equal(frozen.detach().cpu().numpy(), np.ones(3, np.float32)) and frozen._version == 0
     assert all(p._version > v for p, v in zip(params, versions))
     assert all(p.dtype == cr.float32 for p in params)
     for p in params:
@@ -316,7 +316,7 @@ def test_zero_grad_set_to_none_and_to_zeros():
     opt.zero_grad(set_to_none=False)
     for p, g, v in zip(params, grads, versions):
         assert p.grad is g  # the same buffer, filled with zeros in place
-        assert np.array_equal(g.numpy(), np.zeros(p.shape)) and g._version > v
+        assert np.array_equal(g.cpu().numpy(), np.zeros(p.shape)) and g._version > v
     loss_of(params).backward()  # accumulates into the zeroed buffers
     assert all(p.grad is g for p, g in zip(params, grads))
 
@@ -373,7 +373,7 @@ def test_float64_update_matches_the_formula_by_hand():
         d = g + 0.5 * w
         buf = d if buf is None else 0.9 * buf + d
         w = w - 0.1 * buf
-    np.testing.assert_allclose(p.detach().numpy(), w, rtol=1e-15)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), w, rtol=1e-15)
 
     q = Parameter(cr.tensor([1.0, -2.0], dtype=cr.float64))
     adam = optim.Adam([q], lr=0.1)
@@ -385,7 +385,7 @@ def test_float64_update_matches_the_formula_by_hand():
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         w = w - 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-    np.testing.assert_allclose(q.detach().numpy(), w, rtol=1e-12)
+    np.testing.assert_allclose(q.detach().cpu().numpy(), w, rtol=1e-12)
     assert math.isclose(adam.state[q]["step"], 2.0)
 
 
@@ -400,7 +400,7 @@ def _trained(make, steps: int) -> np.ndarray:
     for g in GRADS[:steps]:
         p.grad = cr.tensor(g)
         opt.step()
-    return p.detach().numpy()
+    return p.detach().cpu().numpy()
 
 
 # The hand-written updates below follow the algorithms as PyTorch's documentation states them

@@ -100,7 +100,7 @@ class CR:
 
     @staticmethod
     def numpy(t):
-        return t.detach().numpy().copy()
+        return t.detach().cpu().numpy().copy()
 
     relu, exp, tanh = staticmethod(cr.relu), staticmethod(cr.exp), staticmethod(cr.tanh)
 
@@ -123,7 +123,7 @@ class TO:
 
     @staticmethod
     def numpy(t):
-        return t.detach().numpy().copy()
+        return t.detach().cpu().numpy().copy()
 
     relu, exp, tanh = staticmethod(torch.relu), staticmethod(torch.exp), staticmethod(torch.tanh)
 
@@ -338,7 +338,7 @@ def test_non_contiguous_parameter_matches_torch():
 
 # ----- state dicts cross the framework boundary ---------------------------------------------------
 def convert_state_dict(sd, to_tensor):
-    state = {i: {k: to_tensor(v.detach().numpy().copy()) if hasattr(v, "shape") else v for k, v in s.items()}
+    state = {i: {k: to_tensor(v.detach().cpu().numpy().copy()) if hasattr(v, "shape") else v for k, v in s.items()}
              for i, s in sd["state"].items()}
     return {"state": state, "param_groups": [dict(g) for g in sd["param_groups"]]}
 

@@ -137,7 +137,7 @@ def test_model_checkpoint_writes_best_and_last(data, tmp_path):
     assert best.config == {"hidden": 16} and last.config == {"hidden": 16}
     assert checkpoint.best == 1.0 and checkpoint.best_epoch == 1
     for name, saved in zip(best.state_dict, script.snapshots[1]):
-        np.testing.assert_array_equal(best.state_dict[name].numpy(), saved)
+        np.testing.assert_array_equal(best.state_dict[name].cpu().numpy(), saved)
     restored = make_mlp()
     last.restore(restored)
     for p, q in zip(params_of(restored), params_of(model)):

@@ -81,7 +81,7 @@ def test_data_forms_give_the_same_training(data):
     batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 192, 64)]
     forms = {
         "tuple": (x, y),
-        "numpy": (x.numpy(), y.numpy()),
+        "numpy": (x.cpu().numpy(), y.cpu().numpy()),
         "dataset": TensorDataset(x, y),
         "loader": DataLoader(TensorDataset(x, y), batch_size=64),
         "list": batches,
@@ -135,7 +135,7 @@ def test_trainer_evaluate_predict_and_mode_restored(data):
     assert out.shape == (64, 2) and not out.requires_grad
     model.eval()
     with cr.no_grad():
-        np.testing.assert_allclose(out.numpy(), model(xv).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(out.cpu().numpy(), model(xv).cpu().numpy(), rtol=1e-6)
     model.train()
     result = trainer.evaluate((xv, yv), batch_size=7)  # uneven batches: still a per-sample mean
     accuracy = float((out.argmax(1) == yv).float().mean().item())

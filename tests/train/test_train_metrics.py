@@ -19,7 +19,7 @@ def _np_topk(scores: np.ndarray, targets: np.ndarray, k: int) -> float:
 
 def test_accuracy_and_topk_match_numpy():
     scores, targets = cr.randn(50, 7), cr.randint(0, 7, (50,))
-    s, t = scores.numpy(), targets.numpy()
+    s, t = scores.cpu().numpy(), targets.cpu().numpy()
     correct, count = accuracy_counts(scores, targets)
     assert count == 50 and correct == (s.argmax(1) == t).sum()
     for k in (1, 3, 5):
@@ -32,18 +32,18 @@ def test_accuracy_layouts_and_ignored_targets():
     logits = cr.randn(2, 5, 9)  # (B, T, V): a language model's layout
     targets = cr.randint(0, 9, (2, 5))
     targets[0, :2] = -100  # padding, as cross_entropy's ignore_index
-    expected = (logits.numpy().argmax(-1) == targets.numpy())[targets.numpy() >= 0]
+    expected = (logits.cpu().numpy().argmax(-1) == targets.cpu().numpy())[targets.cpu().numpy() >= 0]
     assert accuracy_counts(logits, targets) == (float(expected.sum()), 8.0)
     assert accuracy_counts(logits.reshape(10, 9), targets) == (float(expected.sum()), 8.0)  # flattened scores
     nchw = cr.randn(2, 4, 3, 3)  # PyTorch's (N, C, d1, d2) layout
     seg = cr.randint(0, 4, (2, 3, 3))
-    assert accuracy_counts(nchw, seg)[0] == (nchw.numpy().argmax(1) == seg.numpy()).sum()
+    assert accuracy_counts(nchw, seg)[0] == (nchw.cpu().numpy().argmax(1) == seg.cpu().numpy()).sum()
     one_hot = cr.zeros(6, 3)
     labels = [0, 2, 1, 1, 0, 2]
     for i, c in enumerate(labels):
         one_hot[i, c] = 1.0
     scores = cr.randn(6, 3)
-    assert accuracy_counts(scores, one_hot)[0] == (scores.numpy().argmax(1) == np.array(labels)).sum()
+    assert accuracy_counts(scores, one_hot)[0] == (scores.cpu().numpy().argmax(1) == np.array(labels)).sum()
 
 
 def test_binary_accuracy_on_logits():

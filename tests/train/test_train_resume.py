@@ -57,7 +57,7 @@ def test_resumed_training_is_bit_identical(data64, tmp_path, interval):
     assert opt_b.param_groups[0]["lr"] == opt_a.param_groups[0]["lr"]
     assert sched_b.last_epoch == sched_a.last_epoch
     for group_a, group_b in zip(opt_a.state_dict()["state"].values(), opt_b.state_dict()["state"].values()):
-        np.testing.assert_array_equal(group_a["exp_avg_sq"].numpy(), group_b["exp_avg_sq"].numpy())
+        np.testing.assert_array_equal(group_a["exp_avg_sq"].cpu().numpy(), group_b["exp_avg_sq"].cpu().numpy())
     assert cr.get_rng_state() == rng_after_a
     # the history continues: epoch 0 from the checkpoint, epoch 1 trained now, both as in the straight run
     assert history_b.epoch == [0, 1]

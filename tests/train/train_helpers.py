@@ -21,4 +21,4 @@ def separable(n: int, n_in: int = 4, dtype=None):
 
 
 def params_of(model) -> list:
-    return [p.detach().numpy().copy() for p in model.parameters()]
+    return [p.detach().cpu().numpy().copy() for p in model.parameters()]

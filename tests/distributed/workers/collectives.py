@@ -16,7 +16,7 @@ def inputs(rank, dtype, shape=(3, 4)):
 
 
 def check(got, expected, what):
-    got = got.numpy() if isinstance(got, cr.Tensor) else got
+    got = got.cpu().numpy() if isinstance(got, cr.Tensor) else got
     assert got.dtype == np.asarray(expected).dtype, (what, got.dtype, expected.dtype)
     if np.issubdtype(got.dtype, np.floating):
         np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=what)

@@ -68,13 +68,13 @@ def train(kind, model, dtype, n, rank, micro=1, ddp=None):
 
 
 def max_diff(a, b):
-    return max(float(np.abs(p.detach().numpy() - q.detach().numpy()).max()) for p, q in zip(a.parameters(), b.parameters()))
+    return max(float(np.abs(p.detach().cpu().numpy() - q.detach().cpu().numpy()).max()) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def digest(model):
     h = hashlib.sha256()
     for p in model.parameters():
-        h.update(p.detach().numpy().tobytes())
+        h.update(p.detach().cpu().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -143,7 +143,7 @@ def unused(n, rank):
     cr.manual_seed(1)
     model = Branchy().to(dtype)
     ddp = DDP(model)
-    before = model.never.weight.detach().numpy().copy()
+    before = model.never.weight.detach().cpu().numpy().copy()
     for m, rows, use in ((reference, slice(None), None), (ddp, slice(rank * 2, rank * 2 + 2), rank == 0)):
         opt = cr.optim.AdamW((m.module if m is ddp else m).parameters(), lr=1e-2)
         for _ in range(3):
@@ -156,7 +156,7 @@ def unused(n, rank):
             loss.backward()
             opt.step()
     report("unused", diff=max_diff(model, reference), never_grad_is_none=model.never.weight.grad is None,
-           never_unchanged=bool((model.never.weight.detach().numpy() == before).all()),
+           never_unchanged=bool((model.never.weight.detach().cpu().numpy() == before).all()),
            bitwise_equal_across_ranks=same_on_every_rank(model))
 
 
@@ -172,7 +172,7 @@ def syncbn(n, rank):
     model = nn.SyncBatchNorm.convert_sync_batchnorm(with_batchnorm(11 + rank))
     assert sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules()) == 2
     trained = train("cnn", model, cr.float64, n, rank, ddp=DDP(model))
-    stats = max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(trained.buffers(), reference.buffers())
+    stats = max(float(np.abs(a.cpu().numpy() - b.cpu().numpy()).max()) for a, b in zip(trained.buffers(), reference.buffers())
                 if a.dtype.is_floating_point)
     report("syncbn", diff=max_diff(trained, reference), running_stats_diff=stats,
            bitwise_equal_across_ranks=same_on_every_rank(trained))
@@ -221,7 +221,7 @@ def zero(n, rank):
 
 
 def _plain(value):
-    return value.numpy() if isinstance(value, cr.Tensor) else value
+    return value.cpu().numpy() if isinstance(value, cr.Tensor) else value
 
 
 def mismatch(n, rank):

@@ -59,7 +59,7 @@ def resume_alone(folder, n):
     model, opt = model_and_optimizer(77)
     resumed = run(model, opt, whole, 3, os.path.join(folder, "alone"),
                   resume_from=os.path.join(folder, "first", "last.safetensors"))
-    diff = max(float(np.abs(p.detach().numpy() - q.detach().numpy()).max())
+    diff = max(float(np.abs(p.detach().cpu().numpy() - q.detach().cpu().numpy()).max())
                for p, q in zip(model.parameters(), reference.parameters()))
     print(json.dumps({"param_diff": diff, "epochs": len(resumed.epochs),
                       "loss_diff": abs(resumed.epochs[-1]["loss"] - ref_history.epochs[-1]["loss"])}), flush=True)
@@ -80,7 +80,7 @@ def main(folder, n):
     ddp2 = DDP(model2)
     resumed = run(ddp2, opt2, loader, 3, os.path.join(folder, "resumed"),
                   resume_from=os.path.join(first_folder, "last.safetensors"))
-    diff = max(float(np.abs(p.detach().numpy() - q.detach().numpy()).max())
+    diff = max(float(np.abs(p.detach().cpu().numpy() - q.detach().cpu().numpy()).max())
                for p, q in zip(model2.parameters(), reference.parameters()))
     losses = [r["loss"] for r in first.epochs] + [r["loss"] for r in resumed.epochs[2:]]
     ref_losses = [r["loss"] for r in ref_history.epochs]

@@ -1,0 +1,111 @@
+"""The ``cuda`` device on CuPy: NumPy's API on an NVIDIA GPU, behind the same array-namespace seam.
+
+CuPy is imported only when a ``cuda`` device is first asked for (``cr.device("cuda")``,
+``cr.cuda.is_available()``), never at ``import chainrule``. Without CuPy (the ``cuda`` extra:
+``pip install chainrule[cuda]`` installs ``cupy-cuda12x``) or without a GPU the device is absent and
+:func:`install` returns None.
+"""
+
+from __future__ import annotations
+
+__all__ = ["install", "cupy_module", "memory_allocated", "memory_reserved", "max_memory_allocated",
+           "reset_peak_memory_stats", "empty_cache", "synchronize", "device_name"]
+
+_STATE: dict = {"tried": False, "device": None, "cupy": None}
+
+
+def install():
+    """Register CuPy's arrays as the ``cuda`` device when CuPy imports and sees a GPU; the device or None."""
+    if _STATE["tried"]:
+        return _STATE["device"]
+    _STATE["tried"] = True
+    cupy = _import_cupy()
+    if cupy is None:
+        return None
+    from chainrule.backend import Device, register_device
+
+    device = Device("cuda", cupy)
+    register_device(device, cupy.ndarray)
+    _STATE["device"], _STATE["cupy"] = device, cupy
+    _allocator()  # peaks count from here on
+    return device
+
+
+def _import_cupy():
+    try:
+        import cupy
+    except ImportError:
+        return None
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None
+    except Exception:  # CUDARuntimeError without a driver or a GPU
+        return None
+    return cupy
+
+
+def cupy_module():
+    """CuPy when the real ``cuda`` device is installed, else None (the stand-in device or no GPU)."""
+    return _STATE["cupy"]
+
+
+# ----- memory: CuPy's pool, with the peak that PyTorch's allocator reports ------------------------------
+
+class _PeakTrackingAllocator:
+    """Allocates from CuPy's default memory pool and remembers the most bytes in use at once (CuPy's pool
+    counts bytes in use but keeps no peak)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.peak = 0
+
+    def __call__(self, nbytes: int):
+        memory = self.pool.malloc(nbytes)
+        used = self.pool.used_bytes()
+        if used > self.peak:
+            self.peak = used
+        return memory
+
+
+def _allocator():
+    allocator = _STATE.get("allocator")
+    if allocator is None:
+        cupy = _STATE["cupy"]
+        allocator = _PeakTrackingAllocator(cupy.get_default_memory_pool())
+        cupy.cuda.set_allocator(allocator)
+        _STATE["allocator"] = allocator
+    return allocator
+
+
+def memory_allocated() -> int:
+    """Bytes of GPU memory held by live arrays."""
+    return _STATE["cupy"].get_default_memory_pool().used_bytes()
+
+
+def memory_reserved() -> int:
+    """Bytes the pool holds from the driver (live arrays and cached free blocks)."""
+    return _STATE["cupy"].get_default_memory_pool().total_bytes()
+
+
+def max_memory_allocated() -> int:
+    """The most bytes live arrays held at once since the device was installed or the last reset."""
+    return max(_allocator().peak, memory_allocated())
+
+
+def reset_peak_memory_stats() -> None:
+    _allocator().peak = memory_allocated()
+
+
+def empty_cache() -> None:
+    """Return the pool's cached free blocks to the driver."""
+    _STATE["cupy"].get_default_memory_pool().free_all_blocks()
+    _STATE["cupy"].get_default_pinned_memory_pool().free_all_blocks()
+
+
+def synchronize() -> None:
+    _STATE["cupy"].cuda.Device().synchronize()
+
+
+def device_name() -> str:
+    name = _STATE["cupy"].cuda.runtime.getDeviceProperties(0)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
