@@ -21,6 +21,23 @@ elif TEST_DEVICE != "cpu":
     raise RuntimeError(f"CHAINRULE_TEST_DEVICE must be 'cpu' or 'cuda', got {TEST_DEVICE!r}")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under a cuda test device, tests marked ``cpu_only`` (host memory itself) are skipped with their reason."""
+    if TEST_DEVICE == "cpu":
+        return
+    for item in items:
+        marker = item.get_closest_marker("cpu_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "about host memory")
+            item.add_marker(pytest.mark.skip(reason=f"cpu_only: {reason}"))
+
+
+@pytest.fixture
+def device():
+    """The device the suite runs on (cpu, or cuda under CHAINRULE_TEST_DEVICE=cuda)."""
+    return cr.device(TEST_DEVICE)
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same seed, so failures reproduce."""

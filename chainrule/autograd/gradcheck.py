@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from chainrule.autograd.engine import grad as _grad
-from chainrule.backend import np
+from chainrule.backend import np, to_host, xp_of
 from chainrule.tensor import Tensor, wrap
 
 __all__ = ["gradcheck", "gradgradcheck", "GradcheckError"]
@@ -35,7 +35,9 @@ def _outputs(fn: Callable, inputs: tuple) -> tuple:
 
 
 def _as_reals(array):
-    """A float64 vector of the array's numbers, a complex one as (real, imaginary) pairs."""
+    """A float64 host vector of the array's numbers, a complex one as (real, imaginary) pairs (the Jacobians
+    are compared on the host, whatever device the function runs on)."""
+    array = to_host(array)
     if array.dtype.kind == "c":
         return np.ascontiguousarray(array, dtype=np.complex128).reshape(-1).view(np.float64)
     return array.astype(np.float64).reshape(-1)
@@ -70,7 +72,7 @@ def _analytical_jacobian(fn, inputs: tuple, k: int, out_index: int):
     in_size = _real_size(inputs[k]._data)
     rows = []
     for j in range(out._data.size * parts):
-        seed = np.zeros(out._data.size, dtype=out._data.dtype)
+        seed = xp_of(out._data).zeros(out._data.size, dtype=out._data.dtype)  # on the output's device
         seed[j // parts] = 1j if j % parts else 1.0
         (g,) = _grad(out, inputs[k], grad_outputs=wrap(seed.reshape(out.shape)), retain_graph=True,
                      allow_unused=True)
@@ -135,7 +137,7 @@ def gradgradcheck(fn: Callable, inputs: Sequence | Tensor, grad_outputs: Sequenc
     outputs = _outputs(fn, inputs)
     if grad_outputs is None:
         rng = np.random.default_rng(seed)
-        grad_outputs = tuple(wrap(_random_like(rng, o)).requires_grad_() for o in outputs)
+        grad_outputs = tuple(wrap(xp_of(o._data).asarray(_random_like(rng, o))).requires_grad_() for o in outputs)
     grad_outputs = _as_tuple(grad_outputs)
     diff_positions = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     n_inputs = len(inputs)
