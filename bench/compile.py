@@ -1,7 +1,8 @@
 """cr.compile beside eager: step time of the compiled training step against chainrule eager and PyTorch
 eager, in one process, interleaved block by block (bench/measure.py), with the compile cost (calls 1-3
 against a steady step), the program's size and memory, and for the GEMM-bound mlp the time of the
-program's own matmul instructions alone.
+program's own matmul instructions alone; with the program fused (``fuse="exact"`` and ``fuse="fast"``, each
+on its own trainer) in the same interleaved rounds.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py                # all four
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py overhead --rounds 15
@@ -15,6 +16,7 @@ intermediates, gradients, constants) plus the tracemalloc peak of one replay abo
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import sys
 import time
@@ -108,6 +110,16 @@ def run_workload(name: str, cr, torch, args) -> dict:
 
     steps = {"chainrule eager": lambda: eager_step(eager.inputs, eager.targets),
              "chainrule compiled": lambda: compiled(x, y)}
+    fused = {}
+    for mode in args.fuse:  # each on its own trainer: a compiled step changes its model
+        fused_trainer = w.trainer(cr, args.seed)
+        fused_step = cr.compile(step_function(fused_trainer), fuse=mode)
+        start = time.perf_counter()
+        for _ in range(3):
+            fused_step(fused_trainer.inputs, fused_trainer.targets)
+        fused_program = next(v for v in fused_step.variants.values() if v.program is not None).program
+        fused[mode] = (time.perf_counter() - start, len(fused_program.instrs), fused_program.fused)
+        steps[f"compiled fuse={mode}"] = functools.partial(fused_step, fused_trainer.inputs, fused_trainer.targets)
     if torch is not None:
         t = w.trainer(torch, args.seed)
         steps["torch eager"] = t.step
@@ -121,7 +133,7 @@ def run_workload(name: str, cr, torch, args) -> dict:
     result = {"name": name, "medians": medians, "cost": cost, "instructions": len(program.instrs),
               "traced": program.source_count, "buffers": len(program.internal),
               "program_mib": program.nbytes / 2**20, "unplanned_mib": program.unplanned_bytes / 2**20,
-              "stage": variant.stage, "per_op": w.per_op}
+              "stage": variant.stage, "per_op": w.per_op, "fused": fused}
     if gemm_count:
         result["gemm"], result["gemm_count"] = medians.pop("its GEMMs alone"), gemm_count
     if not args.no_memory:
@@ -143,6 +155,11 @@ def report(r: dict) -> list[str]:
     if "torch eager" in m:
         lines.append(f"  compiled / torch eager:     {c / m['torch eager']:.3f}x"
                      f"   (chainrule eager / torch eager: {e / m['torch eager']:.3f}x)")
+    for mode, (cost, instructions, kernels) in r["fused"].items():
+        f = m[f"compiled fuse={mode}"]
+        torch_ratio = f" = {f / m['torch eager']:.4f}x torch eager" if "torch eager" in m else ""
+        lines.append(f"  fuse={mode}: {instructions} instructions ({kernels} fused kernels), {f / c:.3f}x unfused"
+                     f"{torch_ratio}; calls 1-3 {cost * 1e3:.0f} ms (numba compiles, or loads from its cache)")
     if "gemm" in r:
         lines.append(f"  its {r['gemm_count']} GEMMs alone: {r['gemm'] * 1e3:.3f} ms; compiled step / GEMMs: "
                      f"{c / r['gemm']:.3f}x")
@@ -164,6 +181,8 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--fuse", nargs="*", default=["exact", "fast"], choices=["exact", "fast"],
+                   help="fusion modes timed beside the unfused program (default both; none: --fuse)")
     args = p.parse_args(argv)
     cr = load_chainrule()
     torch = load_torch(args.no_torch)

@@ -282,7 +282,7 @@ def _draw(gen, name: str, args: tuple, kwargs: dict):
     return draw
 
 
-def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modules=()):
+def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modules=(), fuse: str | None = None):
     """Run ``fn(*args, **kwargs)`` once for real under the tracer; fill ``variant`` with its program.
     Returns the call's result (the capture is an eager step)."""
     tracer = Tracer()
@@ -319,7 +319,7 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     names = {id(root(b)): f"in{i}" for i, (_p, b) in enumerate(variant.inputs)}
     for i, (_t, data, _g, _gd) in enumerate(entry):
         names.setdefault(id(root(data)), f"state{i}")
-    program = Program(tracer.instrs, tracer.created, live + [root(b) for _p, b in variant.inputs], names)
+    program = Program(tracer.instrs, tracer.created, live + [root(b) for _p, b in variant.inputs], names, fuse)
     variant.program = program
     read = set()
     for instr in program.instrs:

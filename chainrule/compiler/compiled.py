@@ -15,8 +15,9 @@ from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import ANOMALY, RECORD_OBSERVERS
 from chainrule.backend import kernels as _kernels
 from chainrule.backend import parallel as _parallel
+from chainrule.compiler import fusion
 from chainrule.compiler.capture import Variant, capture, rebuild, replay
-from chainrule.compiler.state import State, first_difference
+from chainrule.compiler.state import State, close, first_difference, same
 from chainrule.compiler.tracer import ACTIVE, CompileError, GuardMiss
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor
@@ -47,11 +48,12 @@ class Compiled:
             raise ValueError(f"compile: fallback must be 'error' or 'eager', got {fallback!r}")
         if verify not in ("once", "always", "off"):
             raise ValueError(f"compile: verify must be 'once', 'always' or 'off', got {verify!r}")
-        if fuse not in (False, None):
-            raise NotImplementedError(f"compile: fuse={fuse!r} is not built yet (only fuse=False)")
+        if fuse not in (False, None, "exact", "fast"):
+            raise ValueError(f"compile: fuse must be False, 'exact' or 'fast', got {fuse!r}")
         self.fn = fn
         self.extra_state = tuple(state) if isinstance(state, (list, tuple)) else (state,)
         self.fallback, self.max_variants, self.verify, self.copy_outputs = fallback, max_variants, verify, copy_outputs
+        self.fuse = fuse or None
         self.variants: dict = {}
         self.captures = 0
         self.eager_calls = 0
@@ -109,7 +111,7 @@ class Compiled:
     def _capture(self, variant, args, kwargs):
         self.captures += 1
         hooks = _hooks_on(self._state)
-        result = capture(self.fn, args, kwargs, self._state.tensors, variant, self._state.modules)
+        result = capture(self.fn, args, kwargs, self._state.tensors, variant, self._state.modules, self._fusion())
         problems = ([hooks] if hooks else []) + variant.problems
         if problems:
             variant.stage = "failed"
@@ -142,7 +144,8 @@ class Compiled:
             _set_argument_grads(args, kwargs, eager_grads)
             return self._missed(variant, str(miss), eager_result)
         replayed = _flat_tensors(result) + _argument_grads(args, kwargs) + _argument_values(args, kwargs)
-        difference = first_difference(after_eager, state.snapshot(), eager_outputs, replayed)
+        difference = first_difference(after_eager, state.snapshot(), eager_outputs, replayed,
+                                      close if variant.program.fused and self.fuse == "fast" else same)
         if difference is not None:
             state.restore(after_eager)
             _set_argument_values(args, kwargs, args_after)
@@ -190,6 +193,15 @@ class Compiled:
         self.refused = reason
         self._warn_once(f"compile: {self.__name__}: {reason}; it runs eagerly.")
         return self._eager(args, kwargs)
+
+    def _fusion(self) -> str | None:
+        """The fusion mode this capture uses: None when none was asked for, or when numba is missing or the
+        compiled kernels are switched off (then the program replays unfused, with one warning)."""
+        if self.fuse is None or fusion.available():
+            return self.fuse
+        self._warn_once(f"compile: fuse={self.fuse!r} needs numba (the 'fast' extra) and the compiled kernels "
+                        "switched on (not CHAINRULE_KERNELS=numpy); the program replays unfused.")
+        return None
 
     def _warn_once(self, text: str) -> None:
         if not self._warned:

@@ -7,6 +7,7 @@ import functools
 
 import numpy as np
 
+from chainrule.compiler import fusion
 from chainrule.compiler.tracer import GuardMiss, Instr, _arrays_in, _copy_into, root
 
 
@@ -14,14 +15,17 @@ class Program:
     """``steps``: the replayed calls in order. ``externals``: the roots of state and input arrays,
     which the program reads live. ``internal``: the buffers it computes (poisoned by verification)."""
 
-    def __init__(self, instrs: list[Instr], created: set, live_roots: list, names: dict):
+    def __init__(self, instrs: list[Instr], created: set, live_roots: list, names: dict, fuse: str | None = None):
         self.source_count = len(instrs)
         self.names = names
         folded, constants = _fold_constants(instrs, created)
         kept = _merge_gradient_sets(_eliminate_dead(folded, created, live_roots))
+        adopted = _adoptable(kept, created, _ids(constants) | _ids(live_roots))
+        if fuse:  # before planning: a buffer only a fused run uses then gets no memory at all
+            kept = fusion.fuse(kept, created, _ids(live_roots), set(adopted), fuse)
+        self.fused = sum(instr.kind == "fused" for instr in kept)
         self.guard_safety = _guard_safety(kept, created)
         self.unplanned_bytes = sum(b.nbytes for b in _internal_buffers(kept, created, constants))
-        adopted = _adoptable(kept, created, _ids(constants) | _ids(live_roots))
         kept, planned = _plan_buffers(kept, created, _ids(constants), _ids(live_roots) | set(adopted))
         self.constants = constants
         self.internal = planned + [b for b in _internal_buffers(kept, created, constants) if id(b) not in adopted]
@@ -51,6 +55,8 @@ class Program:
         lines = []
         for instr in self.instrs:
             lines.append(f"{_describe(instr, self.names):<72}  # {instr.op} @ {instr.site}")
+            if instr.kind == "fused":
+                lines.extend(f"    | {part}" for part in instr.fn.parts)
         return "\n".join(lines)
 
 
@@ -295,6 +301,8 @@ def _step(instr: Instr):
         return _copying(call, tuple(args), instr.outs, f"{instr.name} at {instr.site}"), ()
     if kind == "guard":
         return _guard(fn, instr.expected, f"{instr.name} in {instr.op} at {instr.site}"), ()
+    if kind == "fused":  # the buffers are final now: the kernel gets their addresses
+        return fn.step(tuple(args))
     return fn, tuple(args)  # fill, rng, host, grad: closures made by the capture
 
 
@@ -502,5 +510,8 @@ def _describe(instr: Instr, names: dict) -> str:
         return f"guard {instr.name} == {instr.expected!r}"
     if instr.kind in ("host", "grad", "rng", "fill"):
         return f"{instr.kind} {instr.name}"
+    if instr.kind == "fused":
+        operands = ", ".join(f"a{k}={name(a)}" for k, a in enumerate(instr.args))
+        return f"{instr.fn.__name__}[{instr.name}]({operands})"
     result = f"{name(instr.outs)} = " if instr.outs is not None else ""
     return f"{result}np.{fn}({args})" if isinstance(instr.fn, np.ufunc) else f"{result}{fn}({args})"
