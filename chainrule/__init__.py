@@ -34,13 +34,15 @@ def device(name: str) -> Device:
 # The layers above the core load on first use (``cr.nn.Linear``, ``cr.optim.AdamW``), as torch.nn
 # and torch.optim are reachable from ``import torch``, without slowing ``import chainrule``.
 _SUBPACKAGES = ("nn", "optim", "data", "train", "io", "diagnostics", "models", "viz", "recipes", "utils", "cuda", "special",
-                "backends", "distributions", "linalg", "fft", "compiler", "onnx")
+                "backends", "distributions", "linalg", "fft", "compiler", "onnx", "amp")
 globals().pop("linalg", None)  # chainrule.ops' star import left chainrule.ops.linalg here; cr.linalg is torch.linalg's
 # torch.* functions that live in those layers: name -> module defining it.
 _LAZY_FUNCTIONS = {"save": "chainrule.io.serialization", "load": "chainrule.io.serialization",
                    "compile": "chainrule.compiler", "CompileError": "chainrule.compiler",
                    "set_float32_matmul_precision": "chainrule.backends",
-                   "get_float32_matmul_precision": "chainrule.backends"}
+                   "get_float32_matmul_precision": "chainrule.backends",
+                   "autocast": "chainrule.amp", "is_autocast_enabled": "chainrule.amp",
+                   "get_autocast_dtype": "chainrule.amp", "is_autocast_available": "chainrule.amp"}
 
 
 def __getattr__(name: str):

@@ -147,3 +147,14 @@ def reset_peak_memory_stats(device=None) -> None:
 
 
 reset_max_memory_allocated = reset_peak_memory_stats
+
+
+def __getattr__(name: str):
+    if name == "amp":  # torch.cuda.amp's deprecated spellings of chainrule.amp's autocast and GradScaler
+        import sys
+
+        from chainrule.amp import cuda_amp
+
+        sys.modules.setdefault("chainrule.cuda.amp", cuda_amp)
+        return cuda_amp
+    raise AttributeError(f"module 'chainrule.cuda' has no attribute {name!r}")
