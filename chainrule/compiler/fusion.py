@@ -321,7 +321,7 @@ def _fused_instr(run: _Run, created: set, live: set, outside: set, mode: str) ->
     first, last = run.parts[0].site, run.parts[-1].site
     instr.site = first if first == last else f"{first} .. {last}"
     instr.expected = None
-    instr.name = f"fused {len(run.parts)} ops"
+    instr.name = f"{len(run.parts)} ops"
     return instr
 
 
