@@ -29,17 +29,22 @@ class StandInArray(np.ndarray):
     """An array on the stand-in device: numpy underneath, refusing host arrays as operands."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        _refuse_host_arrays(f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__, inputs, out)
+        host_inputs = [_host_operand(ufunc, x) for x in inputs]
         if out is not None:
-            kwargs["out"] = tuple(_host_view(o) for o in out)
-        result = getattr(ufunc, method)(*(_host_view(x) for x in inputs), **kwargs)
+            kwargs["out"] = tuple(_host_operand(ufunc, o) for o in out)
+        result = (ufunc(*host_inputs, **kwargs) if method == "__call__" else
+                  getattr(ufunc, method)(*host_inputs, **kwargs))
         if out is not None:
             return out[0] if len(out) == 1 else out
+        if type(result) is np.ndarray:
+            return result.view(StandInArray)
         return _on_device(result)
 
     def __array_function__(self, func, types, args, kwargs):
-        _refuse_host_arrays(func.__name__, args, kwargs.values())
-        return _on_device(func(*_host_views(args), **_host_views(kwargs)))
+        args = [_host_operand(func, x) for x in args]
+        if kwargs:
+            kwargs = {k: _host_operand(func, x) for k, x in kwargs.items()}
+        return _on_device(func(*args, **kwargs))
 
     def get(self, stream=None, order="C", out=None) -> np.ndarray:
         """A host copy (CuPy's ``ndarray.get``)."""
@@ -49,51 +54,26 @@ class StandInArray(np.ndarray):
         out[...] = host
         return out
 
-    def __reduce__(self):  # pickling (multiprocessing) moves the array to the host, as CuPy's does not allow
-        raise TypeError("a stand-in device array cannot be pickled; copy it to the host first (tensor.cpu())")
+
+def _refuse(name: str, host_array) -> None:
+    raise TypeError(
+        f"{name}: a host (numpy) array of shape {host_array.shape} and dtype {host_array.dtype} was given together "
+        "with arrays on the cuda device; copy it to the device first (the stand-in device refuses the mix as "
+        "CuPy does)")
 
 
-def _is_host_array(x) -> bool:
-    """A host array CuPy would refuse: 0-d ones pass, as CuPy takes them for scalars."""
-    return isinstance(x, np.ndarray) and not isinstance(x, StandInArray) and x.ndim > 0
-
-
-def _refuse_host_arrays(name: str, *groups) -> None:
-    for group in groups:
-        if group is None:
-            continue
-        for x in _flatten(group):
-            if _is_host_array(x):
-                raise TypeError(
-                    f"{name}: a host (numpy) array of shape {x.shape} and dtype {x.dtype} was given together with "
-                    "arrays on the cuda device; copy it to the device first (the stand-in device refuses the "
-                    "mix as CuPy does)")
-
-
-def _flatten(group):
-    stack = [group]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        else:
-            yield item
-
-
-def _host_view(x):
-    return x.view(np.ndarray) if isinstance(x, StandInArray) else x
-
-
-def _host_views(value):
-    if isinstance(value, StandInArray):
-        return value.view(np.ndarray)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_host_views(v) for v in value) if type(value) in (list, tuple) else value
-    if isinstance(value, dict):
-        return {k: _host_views(v) for k, v in value.items()}
-    return value
+def _host_operand(func, x):
+    """An operand of a numpy function as numpy sees it: device arrays (also inside lists and tuples, as
+    concatenate takes them) as host views; a host array among them is refused."""
+    if isinstance(x, np.ndarray):
+        if type(x) is StandInArray:
+            return x.view(np.ndarray)
+        if x.ndim:
+            _refuse(func.__name__, x)
+        return x
+    if type(x) in (list, tuple):
+        return type(x)(_host_operand(func, item) for item in x)
+    return x
 
 
 def _on_device(result):
