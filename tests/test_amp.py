@@ -1,0 +1,496 @@
+"""chainrule.amp against torch.amp: the autocast policy of every listed op, autocast's rules (device types,
+nesting, caching, dtypes), a small model's numbers under autocast, and GradScaler step by step.
+
+torch here is CPU-only, so the ``cpu`` column of ``POLICIES`` is checked against ``torch.autocast("cpu",
+dtype=torch.float16)`` op by op. The ``cuda`` column cannot be checked against torch on this machine: it is
+checked against PyTorch's documented CUDA lists (``DOCUMENTED_CUDA`` below, from the "autocast op reference"
+of torch.amp's documentation; einsum and scaled_dot_product_attention are in PyTorch's source list of
+lower-precision ops rather than the rendered one) by running each op on ``cuda`` tensors under
+``autocast("cuda")`` when the suite runs on a cuda device (CHAINRULE_TEST_DEVICE=cuda).
+"""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule.amp import BANNED, FLOAT32, LOWER, POLICIES, PROMOTE
+
+DEVICE_TYPE = cr.get_default_device().type  # "cuda" under CHAINRULE_TEST_DEVICE=cuda
+OTHER_TYPE = "cpu" if DEVICE_TYPE == "cuda" else "cuda"
+
+DOCUMENTED_CUDA = {
+    LOWER: "__matmul__ addbmm addmm addmv addr baddbmm bmm chain_matmul multi_dot conv1d conv2d conv3d conv_transpose1d "
+           "conv_transpose2d conv_transpose3d linear matmul mm mv prelu einsum scaled_dot_product_attention",
+    FLOAT32: "__pow__ __rpow__ __rtruediv__ acos asin binary_cross_entropy_with_logits cosh cosine_embedding_loss cdist "
+             "cosine_similarity cross_entropy cumprod cumsum dist erfinv exp expm1 group_norm hinge_embedding_loss "
+             "kl_div l1_loss layer_norm log log_softmax log10 log1p log2 margin_ranking_loss mse_loss "
+             "multilabel_margin_loss multi_margin_loss nll_loss norm normalize pdist poisson_nll_loss pow prod "
+             "reciprocal rsqrt sinh smooth_l1_loss soft_margin_loss softmax softmin softplus sum renorm tan "
+             "triplet_margin_loss",
+    PROMOTE: "addcdiv addcmul atan2 bilinear cross dot grid_sample index_put scatter_add tensordot cat stack index_copy",
+    BANNED: "binary_cross_entropy",
+}
+
+
+def _arrays(seed=0):
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def positive(*shape):
+        return np.abs(normal(*shape)) + 0.5
+
+    def unit(*shape):
+        return rng.uniform(0.2, 0.8, shape).astype(np.float32)
+
+    def sign(*shape):
+        return np.sign(normal(*shape)) + (normal(*shape) == 0)
+
+    def long(*values):
+        return np.array(values, dtype=np.int64)
+
+    return normal, positive, unit, sign, long
+
+
+def cases():
+    """op name -> (where it is called: torch/F/linalg/method, its arguments as numpy arrays and values)."""
+    r, pos, unit, sign, lng = _arrays()
+    n = 4
+    return {
+        "matmul": ("torch", (r(n, n), r(n, n))), "__matmul__": ("method", (r(n, n), r(n, n))),
+        "mm": ("torch", (r(n, n), r(n, n))), "bmm": ("torch", (r(2, n, n), r(2, n, n))), "mv": ("torch", (r(n, n), r(n))),
+        "addmm": ("torch", (r(n, n), r(n, n), r(n, n))), "addmv": ("torch", (r(n), r(n, n), r(n))),
+        "addr": ("torch", (r(n, n), r(n), r(n))), "baddbmm": ("torch", (r(2, n, n), r(2, n, n), r(2, n, n))),
+        "addbmm": ("torch", (r(n, n), r(2, n, n), r(2, n, n))), "chain_matmul": ("torch", (r(n, n), r(n, n), r(n, n))),
+        "multi_dot": ("linalg", ([r(n, n), r(n, n), r(n, n)],)), "einsum": ("torch", ("ij,jk->ik", r(n, n), r(n, n))),
+        "conv1d": ("F", (r(2, 3, 8), r(4, 3, 3))), "conv2d": ("F", (r(2, 3, 6, 6), r(4, 3, 3, 3))),
+        "conv3d": ("F", (r(1, 2, 5, 5, 5), r(3, 2, 3, 3, 3))), "conv_transpose1d": ("F", (r(2, 3, 8), r(3, 4, 3))),
+        "conv_transpose2d": ("F", (r(2, 3, 6, 6), r(3, 4, 3, 3))),
+        "conv_transpose3d": ("F", (r(1, 2, 4, 4, 4), r(2, 3, 3, 3, 3))),
+        "linear": ("F", (r(3, n), r(5, n), r(5))), "prelu": ("F", (r(2, 3, n), r(3))),
+        "scaled_dot_product_attention": ("F", (r(2, 5, n), r(2, 5, n), r(2, 5, n))),
+        "__pow__": ("method", (pos(n), 2.5)), "__rpow__": ("method", (r(n), 2.0)), "__rtruediv__": ("method", (pos(n), 2.0)),
+        "pow": ("torch", (pos(n), r(n))), "acos": ("torch", (unit(n),)), "asin": ("torch", (unit(n),)),
+        "cosh": ("torch", (r(n),)), "sinh": ("torch", (r(n),)), "tan": ("torch", (unit(n),)), "exp": ("torch", (r(n),)),
+        "expm1": ("torch", (r(n),)), "log": ("torch", (pos(n),)), "log10": ("torch", (pos(n),)),
+        "log1p": ("torch", (pos(n),)), "log2": ("torch", (pos(n),)), "erfinv": ("torch", (unit(n),)),
+        "reciprocal": ("torch", (pos(n),)), "rsqrt": ("torch", (pos(n),)), "cumsum": ("torch", (r(n, n), 1)),
+        "cumprod": ("torch", (r(n, n), 1)), "sum": ("torch", (r(n, n),)), "prod": ("torch", (r(n, n),)),
+        "norm": ("torch", (r(n, n),)), "dist": ("torch", (r(n), r(n))), "renorm": ("torch", (r(n, n), 2, 0, 1.0)),
+        "cdist": ("torch", (r(3, n), r(5, n))), "pdist": ("F", (r(5, n),)), "softmax": ("torch", (r(n, n), 1)),
+        "log_softmax": ("torch", (r(n, n), 1)), "softmin": ("F", (r(n, n), 1)), "softplus": ("F", (r(n),)),
+        "layer_norm": ("F", (r(3, n), (n,), r(n), r(n))), "group_norm": ("F", (r(2, n, 3), 2, r(n), r(n))),
+        "normalize": ("F", (r(3, n),)), "cosine_similarity": ("F", (r(3, n), r(3, n))),
+        "cross_entropy": ("F", (r(3, n), lng(0, 1, 3))), "nll_loss": ("F", (r(3, n), lng(0, 1, 3))),
+        "mse_loss": ("F", (r(3, n), r(3, n))), "l1_loss": ("F", (r(3, n), r(3, n))),
+        "smooth_l1_loss": ("F", (r(3, n), r(3, n))), "huber_loss": ("F", (r(3, n), r(3, n))),
+        "kl_div": ("F", (r(3, n), r(3, n))), "binary_cross_entropy_with_logits": ("F", (r(3, n), unit(3, n))),
+        "binary_cross_entropy": ("F", (unit(3, n), unit(3, n))), "poisson_nll_loss": ("F", (r(3, n), pos(3, n))),
+        "soft_margin_loss": ("F", (r(3, n), sign(3, n))), "margin_ranking_loss": ("F", (r(n), r(n), sign(n))),
+        "hinge_embedding_loss": ("F", (r(3, n), sign(3, n))),
+        "cosine_embedding_loss": ("F", (r(3, n), r(3, n), sign(3))),
+        "triplet_margin_loss": ("F", (r(3, n), r(3, n), r(3, n))), "multi_margin_loss": ("F", (r(3, n), lng(0, 1, 3))),
+        "multilabel_margin_loss": ("F", (r(2, n), lng(0, 1, -1, 0, 3, 2, -1, 1).reshape(2, n))),
+        "addcmul": ("torch", (r(n), r(n), r(n))), "addcdiv": ("torch", (r(n), r(n), pos(n))),
+        "atan2": ("torch", (r(n), r(n))), "cross": ("torch", (r(n, 3), r(n, 3), 1)), "dot": ("torch", (r(n), r(n))),
+        "tensordot": ("torch", (r(n, n), r(n, n))), "bilinear": ("F", (r(3, n), r(3, 2), r(5, n, 2), r(5))),
+        "grid_sample": ("F", (r(1, 2, 4, 4), unit(1, 3, 3, 2) * 2 - 1)),
+        "cat": ("torch", ([r(n), r(n)],)), "stack": ("torch", ([r(n), r(n)],)),
+        "index_copy": ("torch", (r(n, 3), 0, lng(1, 0), r(2, 3))),
+        "scatter_add": ("torch", (r(n, 3), 0, lng(1, 0, 2).reshape(1, 3), r(1, 3))),
+        "index_put": ("method", (r(n), (lng(1, 2),), r(2))),
+    }
+
+
+_NAMESPACES = {"torch": (torch, cr), "F": (TF, F), "linalg": (torch.linalg, cr.linalg)}
+
+
+def _convert(value, to_tensor, float_dtypes):
+    """numpy arrays as tensors (the k-th floating one in ``float_dtypes[k]``, the last repeating), lists in."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind != "f":
+            return to_tensor(value, None)
+        dtype = float_dtypes[min(len(float_dtypes) - 1, _convert.count)]
+        _convert.count += 1
+        return to_tensor(value, dtype)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_convert(v, to_tensor, float_dtypes) for v in value)
+    return value
+
+
+def _call(lib: str, name: str, where: str, values: tuple, float_dtypes: tuple):
+    """Run op ``name`` in torch or chainrule on ``values`` made tensors; the result's dtype name, or the error."""
+    if lib == "torch":
+        def to_tensor(a, dtype):
+            return torch.tensor(a, dtype=getattr(torch, dtype) if dtype else None)
+    else:
+        def to_tensor(a, dtype):
+            return cr.tensor(a, dtype=getattr(cr, dtype) if dtype else None)
+    _convert.count = 0
+    args = _convert(values, to_tensor, float_dtypes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecations (chain_matmul, kl_div's reduction...)
+        if where == "method":
+            out = getattr(args[0], name)(*args[1:])
+        else:
+            namespace = _NAMESPACES[where][0 if lib == "torch" else 1]
+            out = getattr(namespace, name)(*args)
+    return str(out.dtype).split(".")[-1]
+
+
+# float inputs: all float32, all float16, and float16 first then float32 (where a policy makes them one type)
+_INPUTS = {"float32": ("float32",), "float16": ("float16",), "mixed": ("float16", "float32")}
+
+
+def test_every_listed_op_has_a_case():
+    assert set(cases()) == set(POLICIES)
+
+
+@pytest.mark.skipif(DEVICE_TYPE != "cpu", reason="torch (the oracle) runs on the CPU only")
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_cpu_policy_matches_torch(name):
+    where, values = cases()[name]
+    inputs = ("float32", "float16") + (("mixed",) if POLICIES[name][1] is not None else ())
+    for kind in inputs:
+        with torch.autocast("cpu", dtype=torch.float16):
+            try:
+                expected = _call("torch", name, where, values, _INPUTS[kind])
+            except RuntimeError as err:
+                # torch has no float16 kernel for pdist; its autocast leaves the tensors given to chain_matmul
+                # and multi_dot as they are and then refuses mixed dtypes, where chainrule casts them all
+                assert "not implemented for 'Half'" in str(err) or "same dtype" in str(err), err
+                expected = None if "Half" in str(err) else "float16"
+        if expected is None:
+            continue
+        with cr.autocast("cpu"):
+            got = _call("chainrule", name, where, values, _INPUTS[kind])
+        assert got == expected, f"{name} on {kind} inputs: chainrule {got}, torch {expected}"
+
+
+def test_cuda_column_is_the_documented_list():
+    documented = {name: policy for policy, names in DOCUMENTED_CUDA.items() for name in names.split()}
+    assert {name: cuda for name, (cuda, _) in POLICIES.items() if cuda is not None} == documented
+
+
+def _expected_cuda_dtype(name: str, kind: str) -> str:
+    """What PyTorch's documented CUDA policy makes of ``kind`` inputs (the ops without one keep float16 input as
+    float16 and float32 as float32)."""
+    policy = POLICIES[name][0]
+    if policy == LOWER:
+        return "float16"
+    if policy == FLOAT32:
+        return "float32"
+    return "float32" if kind in ("float32", "mixed") else "float16"
+
+
+@pytest.mark.skipif(DEVICE_TYPE != "cuda", reason="the cuda column runs on cuda tensors")
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_cuda_policy_on_cuda_tensors(name):
+    where, values = cases()[name]
+    for kind in ("float32", "float16", "mixed") if POLICIES[name][0] is not None else ("float32", "float16"):
+        if POLICIES[name][0] == BANNED:
+            with cr.autocast("cuda"), pytest.raises(RuntimeError, match="binary_cross_entropy_with_logits"):
+                _call("chainrule", name, where, values, _INPUTS[kind])
+            continue
+        with cr.autocast("cuda"):
+            got = _call("chainrule", name, where, values, _INPUTS[kind])
+        assert got == _expected_cuda_dtype(name, kind), f"{name} on {kind} inputs under autocast('cuda')"
+
+
+# ----- autocast's rules -------------------------------------------------------------------------------------
+
+def test_other_device_types_tensors_are_left_alone():
+    if OTHER_TYPE == "cuda" and not cr.cuda.is_available():
+        with pytest.warns(UserWarning, match="no CUDA device"), cr.autocast("cuda"):
+            assert not cr.is_autocast_enabled("cuda")
+        return
+    x, w = cr.randn(3, 4), cr.randn(5, 4)
+    with cr.autocast(OTHER_TYPE):
+        assert cr.is_autocast_enabled(OTHER_TYPE) and not cr.is_autocast_enabled(DEVICE_TYPE)
+        assert F.linear(x, w).dtype == cr.float32
+
+
+def test_nesting_disabling_and_state_queries():
+    x, w = cr.randn(3, 4), cr.randn(5, 4)
+    assert not cr.is_autocast_enabled(DEVICE_TYPE) and cr.get_autocast_dtype(DEVICE_TYPE) == cr.float16
+    with cr.autocast(DEVICE_TYPE):
+        assert cr.is_autocast_enabled(DEVICE_TYPE)
+        assert F.linear(x, w).dtype == cr.float16
+        with cr.autocast(DEVICE_TYPE, enabled=False):
+            assert not cr.is_autocast_enabled(DEVICE_TYPE)
+            assert F.linear(x, w).dtype == cr.float32
+            with cr.amp.autocast(DEVICE_TYPE, dtype=cr.float16):
+                assert (x @ w.t()).dtype == cr.float16
+        assert x.matmul(w.t()).dtype == cr.float16
+    assert not cr.is_autocast_enabled(DEVICE_TYPE)
+    assert F.linear(x, w).dtype == cr.float32
+
+
+def test_as_a_decorator():
+    @cr.autocast(DEVICE_TYPE)
+    def forward(x, w):
+        assert cr.is_autocast_enabled(DEVICE_TYPE)
+        return x @ w
+
+    assert forward(cr.randn(2, 3), cr.randn(3, 2)).dtype == cr.float16
+    assert not cr.is_autocast_enabled(DEVICE_TYPE)
+
+
+def test_float64_integer_and_explicit_dtype_inputs_are_not_cast():
+    x64 = cr.randn(3, 3, dtype=cr.float64)
+    with cr.autocast(DEVICE_TYPE):
+        assert (x64 @ x64).dtype == cr.float64
+        assert F.cross_entropy(x64, cr.tensor([0, 1, 2])).dtype == cr.float64
+        assert cr.prod(cr.randn(3, dtype=cr.float16), dtype=cr.float16).dtype == cr.float16
+        assert cr.cat([cr.arange(3), cr.arange(2)]).dtype == cr.int64
+
+
+def test_gradients_come_back_in_each_inputs_dtype():
+    x = cr.randn(3, 4, requires_grad=True)
+    w = cr.randn(5, 4, requires_grad=True)
+    h = cr.randn(3, 5, dtype=cr.float16, requires_grad=True)
+    with cr.autocast(DEVICE_TYPE):
+        y = F.linear(x, w) + h
+        loss = F.mse_loss(y, cr.zeros(3, 5))
+    assert y.dtype == cr.float16 and loss.dtype == cr.float32
+    loss.backward()
+    assert (x.grad.dtype, w.grad.dtype, h.grad.dtype) == (cr.float32, cr.float32, cr.float16)
+
+
+def _cast_node(out):
+    """The node that cast the weight (the second input of linear) for ``out``."""
+    return out.grad_fn.next_functions[1][0]
+
+
+@pytest.mark.parametrize("cache_enabled", [True, False])
+def test_a_parameters_cast_is_made_once_per_region_when_cached(cache_enabled):
+    w = cr.randn(5, 4, requires_grad=True)
+    x = cr.randn(3, 4)
+    with cr.autocast(DEVICE_TYPE, cache_enabled=cache_enabled):
+        a, b = F.linear(x, w), F.linear(x, w)
+        assert (_cast_node(a) is _cast_node(b)) == cache_enabled
+        assert _cast_node(a).name() == "ToBackward0"
+    with cr.autocast(DEVICE_TYPE):
+        c = F.linear(x, w)
+    assert _cast_node(c) is not _cast_node(b)  # the cache is emptied when the outermost region ends
+    (a.float().sum() + b.float().sum()).backward()
+    np.testing.assert_allclose(w.grad.cpu().numpy(), 2 * x.sum(0).expand(5, 4).cpu().numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_thread_local():
+    seen = []
+    with cr.autocast(DEVICE_TYPE):
+        worker = threading.Thread(target=lambda: seen.append((cr.is_autocast_enabled(DEVICE_TYPE),
+                                                              (cr.randn(2, 2) @ cr.randn(2, 2)).dtype)))
+        worker.start()
+        worker.join()
+    assert seen == [(False, cr.float32)]
+
+
+def test_dtypes():
+    with pytest.raises(TypeError, match="bfloat16.*numpy"):
+        cr.autocast(DEVICE_TYPE, dtype="bfloat16")
+    with pytest.raises(TypeError, match="bfloat16"):
+        cr.autocast(DEVICE_TYPE, dtype=torch.bfloat16)
+    with pytest.warns(UserWarning, match="disabled"), cr.autocast(DEVICE_TYPE, dtype=cr.float32):
+        assert not cr.is_autocast_enabled(DEVICE_TYPE)
+    with pytest.raises(RuntimeError, match="device_type"):
+        cr.autocast("tpu")
+    with pytest.raises(TypeError, match="str"):
+        cr.autocast(cr.float16)
+
+
+@pytest.mark.skipif(DEVICE_TYPE != "cuda", reason="binary_cross_entropy is banned by the cuda policy only")
+def test_binary_cross_entropy_is_refused_under_cuda_autocast():
+    p = cr.rand(4).clamp(0.1, 0.9)
+    with cr.autocast("cuda"), pytest.raises(RuntimeError, match="unsafe to autocast"):
+        F.binary_cross_entropy(p, p)
+
+
+def test_cuda_amp_spellings_are_deprecated():
+    with pytest.warns(FutureWarning, match="deprecated"):
+        region = cr.cuda.amp.autocast(enabled=False)
+    with region:
+        assert not cr.is_autocast_enabled("cuda")
+    with pytest.warns(FutureWarning, match="deprecated"):
+        scaler = cr.cuda.amp.GradScaler(init_scale=8.0, enabled=False)
+    assert not scaler.is_enabled() and scaler.get_scale() == 1.0
+
+
+# ----- numbers: a small MLP and attention block against torch -----------------------------------------------
+
+def _block_pair(seed=0):
+    torch.manual_seed(seed)
+    t_layers = torch.nn.ModuleDict({"fc": torch.nn.Linear(8, 16), "qkv": torch.nn.Linear(16, 48),
+                                    "proj": torch.nn.Linear(16, 16), "ln": torch.nn.LayerNorm(16),
+                                    "head": torch.nn.Linear(16, 5)})
+    c_layers = {"fc": cr.nn.Linear(8, 16), "qkv": cr.nn.Linear(16, 48), "proj": cr.nn.Linear(16, 16),
+                "ln": cr.nn.LayerNorm(16), "head": cr.nn.Linear(16, 5)}
+    for name, layer in c_layers.items():
+        layer.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in t_layers[name].state_dict().items()})
+    return t_layers, c_layers
+
+
+def _block_forward(layers, fn, x, y):
+    """linear - gelu - causal attention (2 heads) - residual - layer norm - linear - cross-entropy."""
+    h = fn.gelu(layers["fc"](x))
+    b, t, c = h.shape
+    q, k, v = layers["qkv"](h).reshape(b, t, 3, 2, c // 2).permute(2, 0, 3, 1, 4).unbind(0)
+    a = fn.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c)
+    logits = layers["head"](layers["ln"](h + layers["proj"](a)))
+    return fn.cross_entropy(logits.reshape(b * t, -1), y.reshape(-1))
+
+
+def test_block_under_autocast_matches_torch():
+    t_layers, c_layers = _block_pair()
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((2, 6, 8)).astype(np.float32), rng.integers(0, 5, (2, 6))
+    with torch.autocast("cpu", dtype=torch.float16):
+        t_loss = _block_forward(t_layers, TF, torch.tensor(x), torch.tensor(y))
+    t_loss.backward()
+    with cr.autocast(DEVICE_TYPE):
+        c_loss = _block_forward(c_layers, F, cr.tensor(x), cr.tensor(y))
+    c_loss.backward()
+    assert c_loss.dtype == cr.float32 and str(t_loss.dtype) == "torch.float32"
+    # float16 matmuls: about 3 decimal digits; on cuda the softmax, layer norm and exp also run in float32,
+    # so the two differ by float16 rounding only
+    np.testing.assert_allclose(c_loss.item(), t_loss.item(), rtol=5e-3)
+    for name, layer in c_layers.items():
+        for key, p in layer.named_parameters():
+            expected = dict(t_layers[name].named_parameters())[key].grad.numpy()
+            assert p.grad.dtype == cr.float32
+            np.testing.assert_allclose(p.grad.cpu().numpy(), expected, rtol=3e-2, atol=3e-3 * np.abs(expected).max())
+
+
+# ----- GradScaler -------------------------------------------------------------------------------------------
+
+def _linear_pair(seed=0):
+    torch.manual_seed(seed)
+    t_model = torch.nn.Linear(4, 3)
+    c_model = cr.nn.Linear(4, 3)
+    c_model.load_state_dict({k: cr.tensor(v.detach().numpy()) for k, v in t_model.state_dict().items()})
+    return t_model, c_model
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # clipping an inf gradient
+def test_grad_scaler_matches_torch_step_by_step():
+    """Steps 2 and 5 get an inf gradient: those steps are skipped and the scale backs off; two clean steps
+    in a row double it; gradients are clipped between unscale_ and step."""
+    t_model, c_model = _linear_pair()
+    t_opt, c_opt = torch.optim.SGD(t_model.parameters(), lr=0.1), cr.optim.SGD(c_model.parameters(), lr=0.1)
+    settings = dict(init_scale=2.0 ** 10, growth_factor=2.0, backoff_factor=0.5, growth_interval=2)
+    t_scaler = torch.amp.GradScaler("cpu", **settings)
+    c_scaler = cr.amp.GradScaler(DEVICE_TYPE, **settings)
+    rng = np.random.default_rng(0)
+    scales, skipped = [], []
+    for step in range(7):
+        x = rng.standard_normal((8, 4)).astype(np.float32)
+        before = [p.detach().cpu().numpy().copy() for p in c_model.parameters()]
+        for lib, model, opt, scaler in ((torch, t_model, t_opt, t_scaler), (cr, c_model, c_opt, c_scaler)):
+            opt.zero_grad()
+            scaler.scale((model(lib.tensor(x)) ** 2).mean()).backward()
+            if step in (2, 5):
+                with lib.no_grad():
+                    model.weight.grad[1, 2] = float("inf") if step == 2 else float("nan")
+            scaler.unscale_(opt)
+            clip = torch.nn.utils.clip_grad_norm_ if lib is torch else cr.nn.utils.clip_grad_norm_
+            clip(model.parameters(), 0.5)
+            assert scaler.step(opt) is None
+            scaler.update()
+        assert c_scaler.get_scale() == t_scaler.get_scale()
+        scales.append(c_scaler.get_scale())
+        unchanged = [np.array_equal(b, p.detach().cpu().numpy()) for b, p in zip(before, c_model.parameters())]
+        skipped.append(all(unchanged))
+        for c_p, t_p in zip(c_model.parameters(), t_model.parameters()):
+            np.testing.assert_allclose(c_p.detach().cpu().numpy(), t_p.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert scales == [1024.0, 2048.0, 1024.0, 1024.0, 2048.0, 1024.0, 1024.0]
+    assert skipped == [step in (2, 5) for step in range(7)]
+
+
+def _optimizers():
+    # LBFGS steps with a closure, which GradScaler refuses (as PyTorch's); SparseAdam refuses dense gradients
+    left_out = ("Optimizer", "LBFGS", "SparseAdam")
+    return [n for n in cr.optim.__all__ if isinstance(getattr(cr.optim, n), type) and n not in left_out]
+
+
+@pytest.mark.parametrize("name", _optimizers())
+def test_grad_scaler_with_every_optimizer_equals_no_scaling(name):
+    """A power-of-two scale is undone exactly, so scaled training equals unscaled training bit for bit."""
+    models = [cr.nn.Linear(4, 3), cr.nn.Linear(4, 3)]
+    models[1].load_state_dict(models[0].state_dict())
+    kwargs = {"lr": 0.01} if name != "Adafactor" else {}
+    opts = [getattr(cr.optim, name)(m.parameters(), **kwargs) for m in models]
+    scaler = cr.amp.GradScaler(DEVICE_TYPE, init_scale=2.0 ** 12, growth_interval=2)
+    x = cr.randn(8, 4)
+    for _ in range(4):
+        for i, (model, opt) in enumerate(zip(models, opts)):
+            opt.zero_grad()
+            loss = model(x).square().mean()
+            if i == 0:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+    assert scaler.get_scale() == 2.0 ** 14
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_array_equal(a.detach().cpu().numpy(), b.detach().cpu().numpy())
+
+
+def test_grad_scaler_call_order_errors():
+    model = cr.nn.Linear(2, 1)
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+    scaler = cr.amp.GradScaler(DEVICE_TYPE)
+    with pytest.raises(RuntimeError, match="No inf checks"):
+        scaler.update()
+    scaler.scale(model(cr.randn(3, 2)).sum()).backward()
+    scaler.unscale_(opt)
+    with pytest.raises(RuntimeError, match="already been called"):
+        scaler.unscale_(opt)
+    scaler.step(opt)
+    with pytest.raises(RuntimeError, match="after step"):
+        scaler.unscale_(opt)
+    with pytest.raises(RuntimeError, match="step\\(\\) has already been called"):
+        scaler.step(opt)
+    with pytest.raises(RuntimeError, match="Closure"):
+        scaler.step(cr.optim.SGD(model.parameters(), lr=0.1), closure=lambda: 0.0)
+    scaler.update()
+    scaler.update(new_scale=4.0)
+    assert scaler.get_scale() == 4.0
+    half = cr.nn.Linear(2, 1).to(cr.float16)
+    half_opt = cr.optim.SGD(half.parameters(), lr=0.1)
+    scaler.scale(half(cr.randn(3, 2, dtype=cr.float16)).sum()).backward()
+    with pytest.raises(ValueError, match="FP16 gradients"):
+        scaler.unscale_(half_opt)
+    with pytest.raises(ValueError, match="growth_factor"):
+        cr.amp.GradScaler(DEVICE_TYPE, growth_factor=1.0)
+
+
+def test_grad_scaler_state_dict_round_trip_and_disabled():
+    scaler = cr.amp.GradScaler(DEVICE_TYPE, init_scale=64.0, growth_interval=3)
+    model = cr.nn.Linear(2, 1)
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        scaler.scale(model(cr.randn(3, 2)).sum()).backward()
+        scaler.step(opt)
+        scaler.update()
+    state = scaler.state_dict()
+    t_state = torch.amp.GradScaler("cpu", init_scale=64.0, growth_interval=3).state_dict()
+    assert set(state) == set(t_state) and state["_growth_tracker"] == 2 and state["scale"] == 64.0
+    restored = cr.amp.GradScaler(DEVICE_TYPE)
+    restored.load_state_dict(state)
+    assert restored.state_dict() == state
+    off = cr.amp.GradScaler(DEVICE_TYPE, enabled=False)
+    assert off.state_dict() == {} and off.get_scale() == 1.0 and not off.is_enabled()
+    loss = model(cr.randn(3, 2)).sum()
+    assert off.scale(loss) is loss
+    with pytest.raises(RuntimeError, match="empty"):
+        restored.load_state_dict({})
