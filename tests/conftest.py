@@ -38,6 +38,17 @@ def device():
     return cr.device(TEST_DEVICE)
 
 
+@pytest.fixture
+def cuda_device():
+    """A cuda device for a test that needs one on any machine: real CuPy, the suite's stand-in under
+    CHAINRULE_TEST_DEVICE=cuda, or else the stand-in installed for this test alone."""
+    if cr.cuda.is_available():
+        yield cr.device("cuda")
+        return
+    yield standin.install()
+    standin.uninstall()
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same seed, so failures reproduce."""

@@ -20,7 +20,7 @@ import types
 
 import numpy as np
 
-__all__ = ["StandInArray", "namespace", "install", "installed", "NAME"]
+__all__ = ["StandInArray", "namespace", "install", "uninstall", "installed", "NAME"]
 
 NAME = "chainrule stand-in GPU (numpy arrays in host memory)"
 
@@ -144,7 +144,7 @@ def _creating(function):
 
 # Functions that take no array to dispatch on: their results are made on the device here.
 _CREATION = ("empty", "zeros", "ones", "full", "arange", "linspace", "logspace", "geomspace", "eye", "identity",
-             "tri", "indices", "frombuffer", "fromiter")
+             "tri", "indices", "tril_indices", "triu_indices", "diag_indices", "frombuffer", "fromiter")
 
 
 def _build_namespace() -> types.SimpleNamespace:
@@ -178,6 +178,20 @@ def install():
     register_device(device, StandInArray)
     _STATE["installed"] = True
     return device
+
+
+def uninstall() -> None:
+    """Remove the stand-in device again (tests that install it for themselves); the default device
+    returns to the CPU if it was the stand-in. Tensors on it keep their arrays but no longer say cuda."""
+    from chainrule.backend import _DEVICE_OF_TYPE, ARRAY_TYPES, get_default_device, set_default_device
+
+    if not _STATE["installed"]:
+        return
+    if get_default_device() is _DEVICE_OF_TYPE[StandInArray]:
+        set_default_device(None)
+    del _DEVICE_OF_TYPE[StandInArray]
+    ARRAY_TYPES.discard(StandInArray)
+    _STATE["installed"] = False
 
 
 def installed() -> bool:

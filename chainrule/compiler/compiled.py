@@ -13,6 +13,7 @@ from chainrule import dtypes as _dt
 from chainrule import threads as _threads
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import ANOMALY, RECORD_OBSERVERS
+from chainrule.backend import is_host
 from chainrule.backend import kernels as _kernels
 from chainrule.backend import parallel as _parallel
 from chainrule.compiler import fusion
@@ -83,6 +84,11 @@ class Compiled:
                 self.misses.append(f"'{rebound}' now names another object; every variant is captured again")
                 self.variants.clear()
                 self._state = State(self.fn, args, kwargs, self.extra_state)
+        device = _off_host_device(self._state.tensors, args, kwargs)
+        if device is not None:
+            self._warn_once(f"compile: {self.__name__} works on tensors on {device}; programs replay on the CPU "
+                            "only (CUDA-graph capture is not built yet), so it runs eagerly.")
+            return self._eager(args, kwargs)
         try:
             key = self._signature(args, kwargs)
         except TypeError as error:
@@ -384,6 +390,14 @@ def _set_argument_grads(args, kwargs, grads: list) -> None:
 
     for (_, t), g in zip(_tensors_in((args, kwargs)), grads):
         t.grad = g
+
+
+def _off_host_device(state_tensors, args, kwargs):
+    """The device of the first state tensor or argument that is not on the CPU, else None."""
+    for t in (*state_tensors, *_flat_tensors(list(args) + list(kwargs.values()))):
+        if isinstance(t, Tensor) and not is_host(t._data):
+            return t.device
+    return None
 
 
 def _flat_tensors(result) -> list:
