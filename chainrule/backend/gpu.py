@@ -8,10 +8,11 @@ CuPy is imported only when a ``cuda`` device is first asked for (``cr.device("cu
 
 from __future__ import annotations
 
-__all__ = ["install", "cupy_module", "memory_allocated", "memory_reserved", "max_memory_allocated",
+__all__ = ["install", "cupy_module", "on_gpu", "set_tf32", "memory_allocated", "memory_reserved", "max_memory_allocated",
            "reset_peak_memory_stats", "empty_cache", "synchronize", "device_name"]
 
 _STATE: dict = {"tried": False, "device": None, "cupy": None}
+_ARRAY_TYPE: list = [None]  # cupy.ndarray once the device is installed
 
 
 def install():
@@ -27,7 +28,11 @@ def install():
     device = Device("cuda", cupy)
     register_device(device, cupy.ndarray)
     _STATE["device"], _STATE["cupy"] = device, cupy
+    _ARRAY_TYPE[0] = cupy.ndarray
     _allocator()  # peaks count from here on
+    from chainrule.backends import cuda
+
+    set_tf32(cuda.matmul.allow_tf32)
     return device
 
 
@@ -47,6 +52,26 @@ def _import_cupy():
 def cupy_module():
     """CuPy when the real ``cuda`` device is installed, else None (the stand-in device or no GPU)."""
     return _STATE["cupy"]
+
+
+def on_gpu(array) -> bool:
+    """Whether ``array`` is a CuPy array: the one type test by which the backend's functions pick their GPU
+    kernels (:mod:`chainrule.backend.gpu_kernels`). False for every array while CuPy is not loaded, and for
+    the stand-in device's arrays, which take the numpy formulas."""
+    return type(array) is _ARRAY_TYPE[0]
+
+
+def set_tf32(allow: bool) -> None:
+    """Let cuBLAS compute float32 matrix products with TF32 tensor cores (``allow``) or in full float32:
+    CuPy's compute type for float32 GEMMs, which it otherwise reads once from ``CUPY_TF32``. Called by
+    ``chainrule.backends.cuda.matmul.allow_tf32`` when it is set, and when the device loads; nothing to do
+    without CuPy."""
+    cupy = _STATE["cupy"]
+    if cupy is None:
+        return
+    from cupy._core import _routines_linalg as linalg
+
+    linalg.set_compute_type(cupy.float32, linalg.COMPUTE_TYPE_TF32 if allow else linalg.COMPUTE_TYPE_DEFAULT)
 
 
 # ----- memory: CuPy's pool, with the peak that PyTorch's allocator reports ------------------------------

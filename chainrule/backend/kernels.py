@@ -26,7 +26,8 @@ import warnings
 
 import numpy as np
 
-from chainrule.backend import special, xp_of
+from chainrule.backend import gpu_kernels, special, xp_of
+from chainrule.backend.gpu import on_gpu
 from chainrule.backend.parallel import MIN_CHUNK, parallel_for
 
 __all__ = ["exp", "tanh", "relu", "relu_grad", "where_zero", "gelu", "gelu_grad", "set_enabled", "enabled",
@@ -215,6 +216,8 @@ def gelu(x, approximate: str):
     """GELU of an array (``approximate`` 'none' or 'tanh'), and what :func:`gelu_grad` can reuse: the erf or
     tanh values numpy's formula computed (flat), or None from the compiled tanh form, which keeps only x and
     computes them again in its gradient (cheap there; in numpy a whole pass of erf or tanh)."""
+    if on_gpu(x) and gpu_kernels.takes_any_layout(x):
+        return gpu_kernels.gelu(x, approximate)
     xp = xp_of(x)
     flat = xp.ascontiguousarray(x).reshape(-1)
     out = xp.empty_like(flat)
@@ -238,6 +241,8 @@ def gelu(x, approximate: str):
 def gelu_grad(x, g, approximate: str, inner=None):
     """``g * gelu'(x)`` (``gelu'(x)`` itself when ``g`` is None), in one pass per chunk; ``inner`` is what
     :func:`gelu` returned beside its output, or None to compute the erf or tanh values again."""
+    if on_gpu(x) and gpu_kernels.takes_any_layout(x, *(() if g is None else (g,))):
+        return gpu_kernels.gelu_grad(x, g, approximate)
     xp = xp_of(x)
     shape = x.shape
     x = xp.ascontiguousarray(x).reshape(-1)

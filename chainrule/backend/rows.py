@@ -9,7 +9,8 @@ flatten the rest into rows.
 
 from __future__ import annotations
 
-from chainrule.backend import xp_of
+from chainrule.backend import gpu_kernels, xp_of
+from chainrule.backend.gpu import on_gpu
 from chainrule.backend.kernels import exp, fused, tanh
 from chainrule.backend.parallel import parallel_for
 
@@ -21,6 +22,8 @@ def softmax_rows(x, out=None):
     """Each row's softmax, exp(x - max) / sum, into ``out`` (new when None). A row of -inf gives NaN."""
     xp = xp_of(x)
     out = xp.empty_like(x) if out is None else out
+    if on_gpu(x) and gpu_kernels.takes(x, out):
+        return gpu_kernels.softmax_rows(x, out)
     module = fused(x, out)
 
     def work(lo, hi):
@@ -41,6 +44,8 @@ def softmax_vjp_rows(g, p, out=None):
     the gradient ``g`` of it, into ``out`` (new when None)."""
     xp = xp_of(g)
     out = xp.empty_like(g) if out is None else out
+    if on_gpu(g) and gpu_kernels.takes(g, p, out):
+        return gpu_kernels.softmax_vjp_rows(g, p, out)
     module = fused(g, p, out)
 
     def work(lo, hi):
@@ -61,6 +66,8 @@ def layer_norm_rows(x, weight=None, bias=None, eps: float = 1e-5) -> tuple:
     """Each row normalised to zero mean and unit (biased) variance, then times ``weight`` plus ``bias`` (1-D of
     the row's width, or None): ``(out, mean, rstd)``, the mean and 1/std of each row of shape (rows, 1), all
     :func:`layer_norm_vjp_rows` needs besides ``x``. Statistics in float64 in the compiled loop."""
+    if on_gpu(x) and gpu_kernels.takes(x, *(p for p in (weight, bias) if p is not None)):
+        return gpu_kernels.layer_norm_rows(x, weight, bias, eps)
     xp = xp_of(x)
     out = xp.empty_like(x)
     mean = xp.empty((x.shape[0], 1), dtype=x.dtype)
@@ -98,6 +105,8 @@ def layer_norm_vjp_rows(g, x, mean, rstd, weight=None, need_x: bool = True) -> t
     gw = sum(g xhat) and gb = sum(g) over the rows."""
     xp = xp_of(x)
     g = xp.ascontiguousarray(g).reshape(x.shape)
+    if on_gpu(x) and gpu_kernels.takes(g, x, mean, rstd, *(a for a in (weight,) if a is not None)):
+        return gpu_kernels.layer_norm_vjp_rows(g, x, mean, rstd, weight, need_x)
     xhat = xp.empty_like(x)
     gx = xp.empty_like(x) if need_x else None
     module = fused(g, x, mean, rstd, *(a for a in (weight,) if a is not None))

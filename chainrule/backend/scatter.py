@@ -9,7 +9,8 @@ numpy's ``add.at`` along the rows, the usual scatter-add, gives the same sums se
 
 from __future__ import annotations
 
-from chainrule.backend import xp_of
+from chainrule.backend import gpu_kernels, xp_of
+from chainrule.backend.gpu import on_gpu
 
 __all__ = ["take_rows", "add_rows_at"]
 
@@ -22,7 +23,9 @@ def take_rows(a, index):
 def add_rows_at(values, index, rows: int):
     """Zeros of (``rows``, K) with row ``j`` of ``values`` (M, K) added at row ``index[j]``, repeats summed:
     the transpose of :func:`take_rows`. bincount sums in float64; the result has values' dtype (and is
-    laid out column by column)."""
+    laid out column by column). On the GPU, CuPy's scatter-add in values' dtype (one kernel, not one per column)."""
+    if on_gpu(values) and values.dtype in gpu_kernels.DTYPES:
+        return gpu_kernels.add_rows_at(values, index, rows)
     xp = xp_of(values)
     columns = xp.empty((values.shape[1], rows), dtype=values.dtype)
     for column, source in zip(columns, xp.ascontiguousarray(values.T)):

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import itertools
 
-from chainrule.backend import kernels, np, xp_of
+from chainrule.backend import gpu_kernels, kernels, np, xp_of
+from chainrule.backend.gpu import on_gpu
 from chainrule.backend.parallel import parallel_for
 
 __all__ = ["Windows", "is_channels_major", "lowest", "convolve", "convolve_transpose", "convolve_weight_grad",
@@ -211,6 +212,12 @@ def _padded_hw(shape: tuple, pad: tuple) -> tuple[int, ...]:
     return tuple(n + pad[2 * i] + pad[2 * i + 1] for i, n in enumerate(shape[2:]))
 
 
+def _gpu_kernels_take(geom: Windows, *arrays) -> bool:
+    """Whether the CUDA kernels (:mod:`chainrule.backend.gpu_kernels`) serve these (N, C, H, W) arrays and
+    2-d windows: CuPy float arrays, any layout."""
+    return on_gpu(arrays[0]) and len(geom.kernel) == 2 and gpu_kernels.takes_any_layout(*arrays)
+
+
 def _put(dest, values, accumulate: bool) -> None:
     if accumulate:
         dest += values
@@ -251,7 +258,11 @@ def _as_planes(array, channels_major: bool):
 
 def _compiled_windows(image, geom: Windows, reads_image: bool = True):
     """The compiled kernels for the windows of ``geom`` over the float32 numpy ``image`` like (N, C, H,
-    W), or None; when ``reads_image``, ``image`` itself must be one block in NCHW or channel-major order."""
+    W), or None; when ``reads_image``, ``image`` itself must be one block in NCHW or channel-major order.
+    On the GPU, the CUDA im2col / col2im behind the same interface, for float32 and float64."""
+    if on_gpu(image):
+        served = gpu_kernels.takes_any_layout(image) and (not reads_image or _planes(image)[0] is not None)
+        return gpu_kernels.WINDOW_COLUMNS if served else None
     fast = kernels.fused_strided(image, _column_size(geom, geom.out[1], geom.shape[0]))
     return fast if fast and (not reads_image or _planes(image)[0] is not None) else None
 
@@ -270,6 +281,10 @@ def window_columns(image, geom: Windows):
     (N, C*kh*kw, L) array, padding read as zeros. Always a new array (never aliases ``image``).
     (The compiled kernel writes convolution's chunk layout only; unfold is not a hot path.)"""
     (n, c), (kh, kw), (oh, ow) = geom.shape[:2], geom.kernel, geom.out
+    if _gpu_kernels_take(geom, image):
+        cols = xp_of(image).empty((n, c, kh, kw, oh, ow), image.dtype)
+        gpu_kernels.window_columns(image, cols.transpose(1, 2, 3, 0, 4, 5), geom)
+        return cols.reshape(n, c * kh * kw, oh * ow)
     return geom.patches(geom.padded(image)).copy().reshape(n, c * kh * kw, oh * ow)
 
 
@@ -277,6 +292,10 @@ def add_window_columns(cols, geom: Windows):
     """col2im, the adjoint of :func:`window_columns`: columns (N, C*kh*kw, L) summed back onto a zero
     (N, C, H, W) image (overlaps add up; what falls on the padding is dropped)."""
     patches = cols.reshape(geom.shape[:2] + geom.kernel + geom.out)
+    if _gpu_kernels_take(geom, cols):
+        image = xp_of(cols).empty(geom.shape, cols.dtype)
+        gpu_kernels.add_window_columns(patches.transpose(1, 2, 3, 0, 4, 5), image, geom)
+        return image
     return geom.scatter(lambda *tap: _put(tap[-2], patches[(slice(None), slice(None)) + tap[:-2]], tap[-1]),
                         cols.dtype, xp_of(cols))
 
@@ -294,6 +313,12 @@ def add_window_columns(cols, geom: Windows):
 # columns, and the bias and its gradient run along contiguous rows.
 
 _CHUNK_BYTES = 1 << 20
+# On a GPU, fewer and larger GEMMs: a chunk per kernel launch costs more there than cache misses.
+_GPU_CHUNK_BYTES = 1 << 28
+
+
+def _chunk_bytes(array) -> int:
+    return _GPU_CHUNK_BYTES if on_gpu(array) else _CHUNK_BYTES
 
 
 def _column_size(geom: Windows, width: int, images: int) -> int:
@@ -316,11 +341,13 @@ def _row_width(geom: Windows, out_channels: int) -> int:
     return geom.out[1]
 
 
-def _batch_chunks(n: int, bytes_per_image: int) -> list[slice]:
-    """Slices that split a batch of ``n`` into even chunks of about ``_CHUNK_BYTES`` of columns."""
+def _batch_chunks(n: int, bytes_per_image: int, budget: int | None = None) -> list[slice]:
+    """Slices that split a batch of ``n`` into even chunks of about ``budget`` (default ``_CHUNK_BYTES``) bytes
+    of columns."""
     if n == 0:
         return []
-    count = -(-n // max(1, _CHUNK_BYTES // max(1, bytes_per_image)))
+    budget = _CHUNK_BYTES if budget is None else budget
+    count = -(-n // max(1, budget // max(1, bytes_per_image)))
     size = -(-n // count)
     return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
@@ -333,7 +360,7 @@ def _columns(x, geom: Windows, groups: int, width: int, fast=None, keep: bool = 
     xp = xp_of(x)
     (n, c), (kh, kw), oh = x.shape[:2], geom.kernel, geom.out[0]
     rows = c * kh * kw
-    chunks = _batch_chunks(n, _column_size(geom, width, 1) * x.dtype.itemsize)
+    chunks = _batch_chunks(n, _column_size(geom, width, 1) * x.dtype.itemsize, _chunk_bytes(x))
     if not chunks:
         return
     size = n if keep else chunks[0].stop
@@ -368,7 +395,7 @@ def _output_rows(grad, geom: Windows, width: int):
     ``grad[:, chunk]`` of the (O, N, oh, ow) array ``grad``, with zeros in the junk columns."""
     xp = xp_of(grad)
     o, _, oh, ow = grad.shape
-    chunks = _batch_chunks(grad.shape[1], _column_size(geom, width, 1) * grad.dtype.itemsize)
+    chunks = _batch_chunks(grad.shape[1], _column_size(geom, width, 1) * grad.dtype.itemsize, _chunk_bytes(grad))
     staging = xp.zeros((o, chunks[0].stop, oh, width), grad.dtype) if chunks and width != ow else None
     for chunk in chunks:
         if staging is None:
@@ -599,7 +626,7 @@ def _nd_columns(x, geom: Windows, groups: int):
     xp = xp_of(x)
     c, nd = x.shape[1], len(geom.kernel)
     per_image = c * int(np.prod(geom.kernel)) * int(np.prod(geom.out))
-    for chunk in _batch_chunks(x.shape[0], per_image * x.dtype.itemsize):
+    for chunk in _batch_chunks(x.shape[0], per_image * x.dtype.itemsize, _chunk_bytes(x)):
         patches = geom.patches(geom.padded(x[chunk]))  # (n, C, *kernel, *out)
         order = (1,) + tuple(range(2, 2 + nd)) + (0,) + tuple(range(2 + nd, 2 + 2 * nd))
         yield chunk, xp.ascontiguousarray(patches.transpose(order)).reshape(groups, per_image // groups // int(
@@ -625,7 +652,8 @@ def _convolve_transpose_nd(g, w, geom: Windows, groups: int):
     grad = _channels_first(g)  # (O, N, *out)
     weights_t = _grouped(w, groups).transpose(0, 2, 1)
     image = _allocate(xp, (n, c) + geom.padded_hw, g.dtype, True, fill=0)
-    for chunk in _batch_chunks(n, c * int(np.prod(geom.kernel)) * int(np.prod(geom.out)) * g.dtype.itemsize):
+    for chunk in _batch_chunks(n, c * int(np.prod(geom.kernel)) * int(np.prod(geom.out)) * g.dtype.itemsize,
+                               _chunk_bytes(g)):
         images = chunk.stop - chunk.start
         rows = grad[:, chunk].reshape(groups, grad.shape[0] // groups, -1)
         cols = (weights_t @ rows).reshape((c,) + geom.kernel + (images,) + geom.out)
@@ -653,6 +681,12 @@ def window_gather(x, geom: Windows, weights=None, scale=None):
     padded_x[n, c, tap (a, b) of window (i, j)], in x's memory layout. ``weights`` (a mapping from each
     tap (a, b) to an array broadcastable to the output) and ``scale`` (a number or an array
     broadcastable to the output) may be None (= 1). Linear in ``x``; its adjoint is :func:`window_scatter`."""
+    if weights is None and _gpu_kernels_take(geom, x):
+        out = _allocate(xp_of(x), x.shape[:2] + geom.out, x.dtype, is_channels_major(x))
+        gpu_kernels.window_sum(x, out, geom)
+        if scale is not None:
+            out *= scale
+        return out
     padded = geom.padded(x)
     out = None
     for *offset, tap in geom.taps():
@@ -682,6 +716,10 @@ def window_scatter(g, geom: Windows, weights=None, scale=None, channels_major: b
             values[...] = g
         else:
             xp.multiply(g, scale, out=values)
+    if weights is None and _gpu_kernels_take(geom, values):
+        image = _allocate(xp, geom.shape, values.dtype, channels_major)
+        gpu_kernels.window_spread(values, image, geom)
+        return image
 
     def write_tap(*tap):
         *offset, dest, accumulate = tap
@@ -719,6 +757,10 @@ def max_pool(x, geom: Windows):
     memory layout; a NaN in a window wins. numpy takes elementwise maxima of the taps' strided slices
     (far faster than a max over the small axes of a reshaped view)."""
     xp = xp_of(x)
+    if _gpu_kernels_take(geom, x):
+        out = _allocate(xp, x.shape[:2] + geom.out, x.dtype, is_channels_major(x))
+        gpu_kernels.max_pool(x, out, geom)
+        return out
     fast, planes, channels_major = _pool_planes(x, geom)
     if fast:
         out = xp.empty((planes.shape[0],) + geom.out, planes.dtype)
@@ -758,6 +800,8 @@ def tie_shares(x, out, geom: Windows):
 def max_pool_grad(x, out, g, geom: Windows):
     """The gradient of :func:`max_pool` in ``x`` for its output ``out`` and the output gradient ``g``:
     each window's gradient split evenly among the elements tied for its maximum, laid out as ``x``."""
+    if _gpu_kernels_take(geom, x, out, g):
+        return gpu_kernels.max_pool_grad(x, out, g, geom)
     fast, planes, channels_major = _pool_planes(x, geom)
     if fast:
         out_planes = _as_planes(out, channels_major)
