@@ -323,6 +323,12 @@ def is_autocast_enabled(device_type: str = "cuda") -> bool:
     return _device_type(device_type) in _STATE.dtypes
 
 
+def autocast_key() -> tuple:
+    """This thread's autocast state as a value, for cr.compile's guards: a program captured inside a region has
+    its casts baked in, so it must not be replayed outside one (or inside another)."""
+    return tuple(sorted((kind, dtype.name) for kind, dtype in _STATE.dtypes.items())) if _ACTIVE[0] else ()
+
+
 def get_autocast_dtype(device_type: str) -> _dt.DType:
     """The dtype autocast on ``device_type`` uses in this thread (its default outside a region)."""
     kind = _device_type(device_type)

@@ -294,6 +294,21 @@ def test_thread_local():
     assert seen == [(False, cr.float32)]
 
 
+def test_a_compiled_step_is_not_replayed_across_autocast_states():
+    w = cr.randn(4, 4, requires_grad=True)
+
+    @cr.compile
+    def step(x):
+        return x @ w
+
+    x = cr.randn(4, 4)
+    for _ in range(3):  # captured, then replayed inside the region
+        with cr.autocast(DEVICE_TYPE):
+            assert step(x).dtype == cr.float16
+    assert step(x).dtype == cr.float32
+    np.testing.assert_allclose(step(x).detach().cpu().numpy(), (x @ w).detach().cpu().numpy(), rtol=1e-6)
+
+
 def test_dtypes():
     with pytest.raises(TypeError, match="bfloat16.*numpy"):
         cr.autocast(DEVICE_TYPE, dtype="bfloat16")

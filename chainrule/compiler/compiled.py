@@ -11,6 +11,7 @@ import numpy as np
 
 from chainrule import dtypes as _dt
 from chainrule import threads as _threads
+from chainrule.amp import autocast_key
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import ANOMALY, RECORD_OBSERVERS
 from chainrule.backend import is_host
@@ -224,7 +225,8 @@ class Compiled:
                 tuple([m.training for m in state.modules]),
                 tuple([(t.grad is None, t._rg) for t in state.tensors]),
                 _blas_threads(),  # BLAS results can depend on the thread count
-                ANOMALY[0], bool(RECORD_OBSERVERS))  # diagnostics would watch the capture only
+                ANOMALY[0], bool(RECORD_OBSERVERS),  # diagnostics would watch the capture only
+                autocast_key())  # a capture under autocast bakes its casts in
 
     # ----- reporting ----------------------------------------------------------------------------------
     def explain(self) -> str:
