@@ -167,7 +167,8 @@ class WeightedRandomSampler(_ArraySampler):
         if not isinstance(replacement, bool):
             raise TypeError(
                 f"WeightedRandomSampler: replacement should be a boolean value, but got replacement={replacement!r}")
-        values = np.asarray(weights.numpy() if hasattr(weights, "numpy") else weights, dtype=np.float64)
+        host = weights.cpu().numpy() if hasattr(weights, "cpu") else weights  # sampling happens on the host
+        values = np.asarray(host, dtype=np.float64)
         if values.ndim != 1 or values.size == 0:
             raise ValueError(f"WeightedRandomSampler: weights should be a non-empty 1-D sequence, got shape {values.shape}")
         if not np.all(np.isfinite(values)) or np.any(values < 0) or values.sum() <= 0:

@@ -794,8 +794,9 @@ def _rrelu(x: Tensor, lower: float, upper: float, training: bool, generator=None
     if not training:
         return leaky_relu(x, (lower + upper) / 2)
     gen = (generator or default_generator).numpy
-    slopes = gen.uniform(lower, upper, x.shape)
-    slopes = wrap(xp_of(x._data).asarray(xp_of(x._data).where(x._data > 0, 1.0, slopes), dtype=x._data.dtype))
+    xp = xp_of(x._data)
+    slopes = xp.asarray(gen.uniform(lower, upper, x.shape), dtype=x._data.dtype)  # drawn on the host, then moved
+    slopes = wrap(xp.where(x._data > 0, xp.asarray(1.0, dtype=slopes.dtype), slopes))
     return x * slopes  # the gradient is the slope each element used (1 where x > 0)
 
 

@@ -44,7 +44,7 @@ class TinyModule:
             raise RuntimeError(f"Error(s) in loading state_dict for TinyModule: {missing} {unexpected} {wrong}")
         for key, value in state_dict.items():
             if key in current:
-                current[key].cpu().numpy()[...] = value.cpu().numpy()
+                current[key].copy_(value)  # into the parameter's memory, on its own device
 
     def parameters(self):
         return list(self.params.values())

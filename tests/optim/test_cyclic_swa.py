@@ -188,6 +188,21 @@ AVERAGES = {
 }
 
 
+def _torch_default_on_a_gpu():
+    """What PyTorch's default average does on a device with foreach kernels (CUDA), as a multi_avg_fn for its
+    CPU oracle: its own multi-tensor lerp for floating tensors (the weight 1 / (n + 1) a float32 tensor), and
+    integer buffers, which its foreach addcdiv refuses there, by its per-tensor running-mean formula."""
+    lerp, running_mean = t_swa.get_swa_multi_avg_fn(), t_swa.get_swa_avg_fn()
+
+    def update(averaged, current, n_averaged):
+        if averaged[0].is_floating_point():
+            return lerp(averaged, current, n_averaged)
+        for a, c in zip(averaged, current):
+            a.copy_(running_mean(a, c, n_averaged))
+
+    return update
+
+
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
 @pytest.mark.parametrize("use_buffers", [False, True])
 @pytest.mark.parametrize("average", sorted(AVERAGES))
@@ -195,7 +210,10 @@ def test_averaged_model_matches_pytorch(average, use_buffers, dtype, rtol):
     if average == "swa_multi" and use_buffers:
         pytest.skip("PyTorch's swa multi_avg_fn refuses integer buffers (addcdiv); chainrule averages them")
     theirs, ours = _model_pair(dtype)
-    t_avg = AVERAGES[average](t_swa)(theirs, use_buffers=use_buffers)
+    if average == "swa_default" and cr.get_default_device().type != "cpu":
+        t_avg = t_swa.AveragedModel(theirs, multi_avg_fn=_torch_default_on_a_gpu(), use_buffers=use_buffers)
+    else:
+        t_avg = AVERAGES[average](t_swa)(theirs, use_buffers=use_buffers)
     c_avg = AVERAGES[average](swa_utils)(ours, use_buffers=use_buffers)
     t_opt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
     c_opt = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)

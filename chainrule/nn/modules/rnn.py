@@ -459,7 +459,8 @@ def _padded_from_packed(packed):
     data = packed.data
     source = _arange(T * B) * 0 + len(rows)  # the zero row
     source[rows] = _arange(len(rows))
-    padded = _cr.cat([data, zeros(1, *data.shape[1:], dtype=data.dtype, device=data.device)])[_cr.tensor(source)]
+    with_zero_row = _cr.cat([data, zeros(1, *data.shape[1:], dtype=data.dtype, device=data.device)])
+    padded = with_zero_row[_cr.tensor(source, device=data.device)]
     return padded.reshape(T, B, *data.shape[1:]), lengths
 
 
@@ -467,7 +468,7 @@ def _packed_from_padded(output: Tensor, packed):
     from chainrule.nn.utils.rnn import PackedSequence, _packed_layout
 
     rows, _, T, B = _packed_layout(packed.batch_sizes)
-    data = output.reshape(T * B, *output.shape[2:])[_cr.tensor(rows)]
+    data = output.reshape(T * B, *output.shape[2:])[_cr.tensor(rows, device=output.device)]
     return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
 
 

@@ -31,8 +31,14 @@ class PackedSequence(NamedTuple):
     unsorted_indices: Tensor | None = None
 
     def to(self, *args, **kwargs) -> PackedSequence:
-        """The data moved or converted (``.to(dtype)``, ``.to(device)``); the index tensors stay."""
-        return self._replace(data=self.data.to(*args, **kwargs))
+        """The data moved or converted (``.to(dtype)``, ``.to(device)``); the permutations follow the data's
+        device, ``batch_sizes`` stays on the CPU (as PyTorch's)."""
+        data = self.data.to(*args, **kwargs)
+        if data.device == self.data.device:
+            return self._replace(data=data)
+        move = lambda t: None if t is None else t.to(data.device)  # noqa: E731
+        return self._replace(data=data, sorted_indices=move(self.sorted_indices),
+                             unsorted_indices=move(self.unsorted_indices))
 
     def double(self) -> PackedSequence:
         return self.to(_cr.float64)
@@ -48,14 +54,15 @@ class PackedSequence(NamedTuple):
 def invert_permutation(permutation: Tensor | None) -> Tensor | None:
     if permutation is None:
         return None
-    p = permutation.numpy()
+    p = permutation.cpu().numpy()
     inverse = np.empty_like(p)
     inverse[p] = np.arange(len(p))
-    return _cr.tensor(inverse)
+    return _cr.tensor(inverse, device=permutation.device)
 
 
 def _host_ints(x, what: str) -> np.ndarray:
-    a = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
+    """Lengths as a host array: a tensor on any device is copied to the host (bookkeeping is done there)."""
+    a = x.cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
     if a.ndim != 1 or not (a.dtype.kind in "iu" or a.size == 0):
         raise RuntimeError(f"{what} must be a 1-D list or tensor of integers, got {a.dtype} of shape {a.shape}")
     return a.astype(np.int64)
@@ -63,8 +70,8 @@ def _host_ints(x, what: str) -> np.ndarray:
 
 def _packed_layout(batch_sizes: Tensor):
     """For packed data with these batch sizes: the flat index t * B + b of each packed row in a (T, B)
-    padded grid, each (sorted) sequence's length, T and B."""
-    sizes = batch_sizes.numpy().astype(np.int64)
+    padded grid, each (sorted) sequence's length, T and B (host arrays; ``batch_sizes`` lives on the CPU)."""
+    sizes = batch_sizes.cpu().numpy().astype(np.int64)
     T, B = len(sizes), int(sizes[0]) if len(sizes) else 0
     rows = np.concatenate([t * B + np.arange(n) for t, n in enumerate(sizes)]) if T else np.zeros(0, np.int64)
     lengths = (sizes[:, None] > np.arange(B)[None, :]).sum(0)
@@ -113,7 +120,7 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
         order = np.arange(len(lengths))
     else:
         order = np.argsort(-lengths, kind="stable")
-        sorted_indices = _cr.tensor(order)
+        sorted_indices = _cr.tensor(order, device=input.device)
         input = input.index_select(batch_dim, sorted_indices)
     lengths = lengths[order]
     if len(lengths) and lengths[-1] <= 0:
@@ -125,9 +132,9 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
     if len(lengths) and lengths[0] > T:
         raise RuntimeError(f"pack_padded_sequence: a length ({lengths[0]}) exceeds the padded length {T}")
     sizes = (lengths[None, :] > np.arange(lengths[0] if len(lengths) else 0)[:, None]).sum(1)
-    batch_sizes = _cr.tensor(sizes.astype(np.int64))
+    batch_sizes = _cr.tensor(sizes.astype(np.int64), device="cpu")  # on the CPU whatever the data's device, as PyTorch's
     rows, _, _, _ = _packed_layout(batch_sizes)
-    data = input.reshape(T * B, *input.shape[2:])[_cr.tensor(rows)]
+    data = input.reshape(T * B, *input.shape[2:])[_cr.tensor(rows, device=input.device)]
     return PackedSequence(data, batch_sizes, sorted_indices, invert_permutation(sorted_indices))
 
 
@@ -145,13 +152,13 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, pad
     source = np.full(total_length * B, len(rows), dtype=np.int64)  # the padding row
     source[rows] = np.arange(len(rows))
     pad = _cr.full((1, *data.shape[1:]), padding_value, dtype=data.dtype, device=data.device)
-    padded = _cr.cat([data, pad])[_cr.tensor(source)].reshape(total_length, B, *data.shape[1:])
+    padded = _cr.cat([data, pad])[_cr.tensor(source, device=data.device)].reshape(total_length, B, *data.shape[1:])
     if sequence.unsorted_indices is not None:
         padded = padded.index_select(1, sequence.unsorted_indices)
-        lengths = lengths[sequence.unsorted_indices.numpy()]
+        lengths = lengths[sequence.unsorted_indices.cpu().numpy()]
     if batch_first:
         padded = padded.transpose(0, 1)
-    return padded, _cr.tensor(lengths.astype(np.int64))
+    return padded, _cr.tensor(lengths.astype(np.int64), device="cpu")  # lengths on the CPU, as PyTorch's
 
 
 def pack_sequence(sequences, enforce_sorted: bool = True) -> PackedSequence:
