@@ -25,10 +25,19 @@ cfloat, cdouble = complex64, complex128
 float = float32  # noqa: A001
 
 
-def device(name: str) -> Device:
-    from chainrule.backend import get_device
+def device(type, index=None) -> Device:
+    """``torch.device``: ``device("cuda")`` names the type (printed ``cuda``), ``device("cuda:0")`` or
+    ``device("cuda", 0)`` the indexed device (printed ``cuda:0``, as a cuda tensor's ``.device`` is)."""
+    from chainrule.backend import Device, get_device
 
-    return get_device(name)
+    if isinstance(type, Device):
+        return type
+    if index is not None:
+        if ":" in str(type):
+            raise RuntimeError(f"device: type {type!r} already has an index; don't pass index={index} as well")
+        type = f"{type}:{index}"
+    home = get_device(type)  # refuses any index but 0, the one device of each type
+    return home.named(0 if ":" in str(type) else None)
 
 
 # The layers above the core load on first use (``cr.nn.Linear``, ``cr.optim.AdamW``), as torch.nn

@@ -21,24 +21,42 @@ __all__ = ["np", "Device", "cpu", "xp_of", "device_of", "get_device", "ARRAY_TYP
 
 
 class Device:
-    """Where a tensor's array lives, and the array namespace that computes on it."""
+    """Where a tensor's array lives, and the array namespace that computes on it.
 
-    __slots__ = ("type", "xp")
+    As in PyTorch, a tensor's ``cuda`` device carries its index (``device(type='cuda', index=0)``, printed
+    ``cuda:0``) while ``cr.device("cuda")`` names the type alone (``device(type='cuda')``). chainrule has
+    one device of each type, so unlike PyTorch the two compare equal (and equal the strings ``"cuda"`` and
+    ``"cuda:0"``): an index left out means "the one there is"."""
 
-    def __init__(self, type: str, xp):
+    __slots__ = ("type", "xp", "index", "_home")
+
+    def __init__(self, type: str, xp, index: int | None = None):
         self.type = type
         self.xp = xp
+        self.index = index
+        self._home = self  # the registered device of this type, which tensors report (get_device returns it)
+
+    def named(self, index: int | None) -> Device:
+        """This device as named with ``index`` (None: the type alone), as ``torch.device`` spells it."""
+        if index == self.index:
+            return self
+        other = Device(self.type, self.xp, index)
+        other._home = self._home
+        return other
 
     def __repr__(self) -> str:
-        return f"device(type='{self.type}')"
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{index})"
 
     def __str__(self) -> str:
-        return self.type
+        return self.type if self.index is None else f"{self.type}:{self.index}"
 
     def __eq__(self, other) -> bool:
         if isinstance(other, str):
-            return self.type == other
-        return isinstance(other, Device) and other.type == self.type
+            name, _, index = other.partition(":")
+            return name == self.type and (not index or self.index is None or index == str(self.index))
+        return (isinstance(other, Device) and other.type == self.type
+                and (other.index is None or self.index is None or other.index == self.index))
 
     def __hash__(self) -> int:
         return hash(self.type)
@@ -53,6 +71,10 @@ ARRAY_TYPES: set[type] = {np.ndarray}
 
 
 def register_device(device: Device, array_type: type) -> None:
+    """``device`` holds the arrays of ``array_type``; it is the device those tensors report, indexed as
+    PyTorch's are (``cuda:0``; the one index there is)."""
+    if device.index is None:
+        device.index = 0
     _DEVICE_OF_TYPE[array_type] = device
     ARRAY_TYPES.add(array_type)
 
@@ -72,7 +94,7 @@ def get_device(device) -> Device:
     if device is None:
         return _DEFAULT_DEVICE[0]
     if isinstance(device, Device):
-        return device
+        return device._home
     name, _, index = str(device).partition(":")
     if index not in ("", "0"):
         raise RuntimeError(f"device '{device}': chainrule uses one device of each type; only index 0 exists")

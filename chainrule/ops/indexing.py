@@ -12,7 +12,7 @@ from __future__ import annotations
 from chainrule import dtypes as _dt
 from chainrule.autograd.graph import PlacedGrad
 from chainrule.autograd.provenance import ORIGINS, note_origin
-from chainrule.backend import np, xp_of
+from chainrule.backend import cpu, device_of, is_host, np, xp_of
 from chainrule.ops._helpers import Tensor, describe, norm_dim, record, tensor_operand, untracked, wrap
 from chainrule.ops.elementwise import where
 from chainrule.ops.shape import as_view, pad
@@ -22,9 +22,10 @@ __all__ = ["getitem", "index_put", "gather", "scatter", "scatter_add", "scatter_
            "take_along_dim", "one_hot", "nonzero", "argwhere", "convert_index"]
 
 
-def convert_index(index, op: str = "getitem"):
-    """A numpy-compatible index from a PyTorch-style one, and whether it has integer-array parts
-    (whose gradient must accumulate repeats) or any advanced part at all."""
+def convert_index(index, op: str = "getitem", device=cpu):
+    """A numpy-compatible index from a PyTorch-style one, its index arrays on ``device`` (the indexed
+    tensor's), and whether it has integer-array parts (whose gradient must accumulate repeats) or any
+    advanced part at all."""
     items = index if isinstance(index, tuple) else (index,)
     converted = []
     has_int_array = has_advanced = False
@@ -36,11 +37,13 @@ def convert_index(index, op: str = "getitem"):
             if arr.ndim == 0 and arr.dtype.kind != "b":
                 converted.append(int(arr))
                 continue
-            item = arr
+            item = arr if device_of(arr) is device else _index_on(device, arr, op)
         elif isinstance(item, list):
-            item = np.asarray(item)
+            item = device.xp.asarray(item)
             if item.dtype.kind == "f":
                 raise IndexError(f"{op}: lists used as indices must hold ints or bools, got floats")
+        elif isinstance(item, np.ndarray) and item.ndim and device_of(item) is not device:
+            item = _index_on(device, item, op)
         if hasattr(item, "dtype") and hasattr(item, "ndim"):
             has_advanced = True
             if item.dtype.kind != "b":
@@ -51,8 +54,17 @@ def convert_index(index, op: str = "getitem"):
     return tuple(converted), has_int_array, has_advanced
 
 
+def _index_on(device, index, op: str):
+    """An index array copied to the indexed tensor's device: as in PyTorch, host (CPU) indices serve a
+    tensor on any device, device indices only a tensor on their own device."""
+    if not is_host(index):
+        raise RuntimeError(f"{op}: indices should be either on cpu or on the same device as the indexed tensor "
+                           f"({device}), got indices on {device_of(index)}")
+    return device.xp.asarray(index)
+
+
 def getitem(a: Tensor, index) -> Tensor:
-    idx, has_int_array, has_advanced = convert_index(index)
+    idx, has_int_array, has_advanced = convert_index(index, "getitem", a.device)
     if not has_advanced and not any(item is Ellipsis for item in idx):
         # numpy gives a scalar copy for an index that picks one element (x[0, 1]); with an Ellipsis it
         # gives a 0-d view, which is what the result is: a view (in-place changes reach x, as in PyTorch)
@@ -103,14 +115,14 @@ def _add_rows_at(out, rows, values) -> None:
         return
     order = xp.argsort(rows, kind="stable")
     sorted_rows = rows[order]
-    starts = xp.flatnonzero(xp.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
+    starts = xp.flatnonzero(xp.concatenate((xp.ones(1, dtype=bool), sorted_rows[1:] != sorted_rows[:-1])))
     out[sorted_rows[starts]] += xp.add.reduceat(values[order], starts, axis=0)
 
 
 def index_put(a: Tensor, index, value, accumulate: bool = False) -> Tensor:
     """A copy of ``a`` with ``a[index] = value`` (broadcast): what ``a[index] = value`` records.
     With ``accumulate``, ``value`` is added instead, repeated indices adding up (PyTorch's index_put)."""
-    idx, _, _ = convert_index(index, "setitem")
+    idx, _, _ = convert_index(index, "setitem", a.device)
     value = tensor_operand(value, "setitem", like=a)
     if value._data.dtype != a._data.dtype:
         value = value.to(a.dtype)

@@ -149,13 +149,14 @@ def _rebase_through_view(view: Tensor, result: Tensor, op: str) -> Tensor:
 
 def _positions_in(base, view):
     """The flat (C-order) indices into ``base`` of each element of ``view``, an array that shares its
-    memory, as an int64 tensor of the view's shape; None when the base's memory is not one dense block
-    in some axis order (the element addresses then can't be mapped back) or the backend has no addresses."""
+    memory, as an int64 tensor of the view's shape on their device; None when the base's memory is not one
+    dense block in some axis order (the element addresses then can't be mapped back). The positions are
+    worked out on the host from addresses and strides (metadata), then copied to the device once."""
     xp = xp_of(base)
-    if xp is not np or base.size == 0 or not np.may_share_memory(base, view):
+    if base.size == 0 or not xp.may_share_memory(base, view):
         return None
     itemsize = base.itemsize
-    offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    offset = _address(view) - _address(base)
     if offset % itemsize or any(s % itemsize for s in view.strides):
         return None
     slot = np.full(view.shape, offset // itemsize, dtype=np.int64)  # memory slot of each element of the view
@@ -164,13 +165,19 @@ def _positions_in(base, view):
         slot += steps.reshape((size,) + (1,) * (view.ndim - axis - 1))
     if slot.size and (slot.min() < 0 or slot.max() >= base.size):
         return None
-    if base.flags.c_contiguous:
-        return wrap(slot)
-    order = sorted(range(base.ndim), key=lambda k: -base.strides[k])
-    if not base.transpose(order).flags.c_contiguous:  # gaps or negative strides: not one block
-        return None
-    # memory slot -> C-order index: the base's elements listed in memory order
-    return wrap(np.arange(base.size).reshape(base.shape).transpose(order).reshape(-1)[slot])
+    if not base.flags.c_contiguous:
+        order = sorted(range(base.ndim), key=lambda k: -base.strides[k])
+        if not base.transpose(order).flags.c_contiguous:  # gaps or negative strides: not one block
+            return None
+        # memory slot -> C-order index: the base's elements listed in memory order
+        slot = np.arange(base.size).reshape(base.shape).transpose(order).reshape(-1)[slot]
+    return wrap(xp.asarray(slot))
+
+
+def _address(array) -> int:
+    """The address of ``array``'s first element: CUDA's array interface on a GPU, numpy's on the host."""
+    interface = getattr(array, "__cuda_array_interface__", None) or array.__array_interface__
+    return interface["data"][0]
 
 
 def setitem(target: Tensor, index, value) -> None:
@@ -180,7 +187,7 @@ def setitem(target: Tensor, index, value) -> None:
     recording = GRAD_ENABLED[0] and (target._rg or (isinstance(value, Tensor) and value._rg))
     if not recording:
         _check_allowed(target, "setitem", False)
-        idx, _, _ = convert_index(index, "setitem")
+        idx, _, _ = convert_index(index, "setitem", target.device)
         data = value._data if isinstance(value, Tensor) else value
         if isinstance(value, Tensor) and from_np(value._data.dtype)._kind > from_np(target._data.dtype)._kind:
             raise RuntimeError(f"setitem: can't assign {describe(value)} into a tensor of {describe(target)}")
