@@ -1,49 +1,44 @@
-"""What autocast's op entries cost the eager path while no autocast region is open, once a program has
-used autocast (before its first use they are not there: see chainrule/amp.py). Interleaved in one process
-as bench/ab.py does: this tree after one empty ``autocast`` region (new) against another revision (old).
+"""What autocast's seam costs (chainrule/amp.py): an op entry called in place of the op's own function (what
+every call would pay if the entries stayed in place outside regions), and opening and closing a region (the
+outermost one puts the entries in place and takes them away).
 
-    python bench/amp_overhead.py mlp --against 224643c --rounds 5
+    python bench/amp_overhead.py
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import tempfile
+import timeit
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ab import _revision_as_package  # noqa: E402
-from bench.measure import time_interleaved  # noqa: E402
-from bench.workloads import workloads  # noqa: E402
+import chainrule as cr  # noqa: E402
+import chainrule.nn.functional as F  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=list(workloads()))
-    p.add_argument("--against", metavar="REVISION", required=True)
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    workload = workloads()[args.workload]
+def _best_us(fn, number: int) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=7)) / number * 1e6
 
-    import chainrule as new
-    from chainrule.backend.allocator import keep_freed_memory
 
-    keep_freed_memory()
-    with new.autocast("cpu"):  # puts the op entries in place; none is active while timing
-        pass
-    old = __import__(_revision_as_package(args.against, Path(tempfile.mkdtemp(prefix="chainrule-amp-"))))
-    for lib in (new, old):
-        lib.set_num_threads(args.threads)
-    steps = {"new": workload.trainer(new, 0).step, "old": workload.trainer(old, 0).step}
-    timing = time_interleaved(steps, args.rounds, workload.steps_per_round, warmup=3)
-    fast, slow = (statistics.median(timing[k].times) for k in ("new", "old"))
-    print(f"{args.workload} (autocast entries in place, no region open): new {fast * 1e3:.3f} ms, old "
-          f"{slow * 1e3:.3f} ms (medians): new/old {fast / slow:.3f}")
+def main() -> int:
+    x, w, b = cr.randn(16), cr.randn(16, 16), cr.randn(16)
+    with cr.autocast("cpu", dtype=cr.float16):
+        entries = {"exp": (cr.exp, (x,)), "Tensor.sum": (cr.Tensor.sum, (x,)), "linear": (F.linear, (x, w, b))}
+    for name, (entry, args) in entries.items():
+        own = entry.__autocast_wrapped__
+        with_entry = _best_us(lambda fn=entry, a=args: fn(*a), 20000)
+        without = _best_us(lambda fn=own, a=args: fn(*a), 20000)
+        print(f"{name} of 16 numbers, outside any region: through the entry {with_entry:.2f} us, the op itself "
+              f"{without:.2f} us (+{(with_entry - without) * 1e3:.0f} ns a call)")
+
+    def region():
+        with cr.autocast("cpu"):
+            pass
+
+    print(f"an empty outermost region (entries in place and back): {_best_us(region, 2000):.1f} us")
+    with cr.autocast("cpu"):
+        print(f"an empty nested region: {_best_us(region, 2000):.1f} us")
     return 0
 
 

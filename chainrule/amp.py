@@ -31,14 +31,16 @@ the region with a warning, as PyTorch does.
 
 **Where it hooks in (the seam).** Autocast must reach every public spelling of a listed op (``cr.matmul``,
 ``x.matmul``, ``x @ w``, ``F.linear``, ``cr.linalg.multi_dot``) without a branch in op bodies and without
-costing the eager path anything while it is unused. So the public bindings of the listed names (the
-``chainrule``, ``chainrule.nn.functional``, ``chainrule.linalg`` and torch-level namespaces, and ``Tensor``'s
-methods and operators) are replaced by a thin entry (:func:`_autocast_entry`) the first time an autocast
-region is entered, once per process. Until then nothing is added to any call. After it, a listed op pays
-one list-index test (``_ACTIVE[0]``, the number of enabled regions in all threads) when no region is active;
-everything else about autocast (thread-local state, device type, casts) runs only inside a region. Internal
-calls between op modules keep the unwrapped functions, so composites that are not on a list (gelu built
-from tanh, for instance) keep their inputs' types, as PyTorch's kernels do.
+costing the eager path anything outside a region. So while an enabled region is open in some thread, the
+public bindings of the listed names (in the ``chainrule``, ``chainrule.nn.functional``, ``chainrule.linalg``
+and torch-level namespaces, and ``Tensor``'s methods and operators) are thin entries
+(:func:`_autocast_entry`) that apply the policy; the first region to open puts them in place and the last
+to close puts the ops' own functions back (about 200 attribute writes each way). Outside regions the eager
+path is exactly what it was (an entry left in place to test a flag cost each tiny op a call frame:
+bench/ANALYSIS.md, "autocast's seam"). An entry kept beyond its region (``f = cr.exp`` taken inside one)
+tests ``_ACTIVE`` and calls the op. Internal calls between op modules keep the ops' own functions, so
+composites that are not on a list (gelu built from tanh, for instance) keep their inputs' types, as
+PyTorch's kernels do.
 
 **GradScaler** keeps its scale as a Python float (the loss is multiplied by it; no device tensor to read
 back), unscales gradients in place on their device, and checks them for inf/NaN there too; the one host
@@ -89,7 +91,7 @@ POLICIES: dict[str, tuple[str | None, str | None]] = {
 
 _DEFAULT_DTYPE = {"cuda": _dt.float16, "cpu": _dt.float16}  # cpu: PyTorch's bfloat16, which chainrule lacks
 
-# The number of enabled autocast regions open in all threads: the one test a listed op makes while none is.
+# The number of enabled autocast regions open in all threads (the op entries are in place while it is > 0).
 _ACTIVE = [0]
 _ACTIVE_LOCK = threading.Lock()
 
@@ -110,8 +112,7 @@ _STATE = _ThreadState()
 
 # ----- the seam: the listed ops' public bindings -------------------------------------------------------------
 
-_INSTALLED = [False]
-_INSTALL_LOCK = threading.Lock()
+_BINDINGS: list[tuple] = []  # (namespace, name, the op's own function, its entry), found on first use
 
 
 def _namespaces() -> tuple:
@@ -123,26 +124,30 @@ def _namespaces() -> tuple:
     return (chainrule, chainrule.nn.functional, chainrule.linalg, chainrule.torch_level, Tensor)
 
 
-def _install() -> None:
-    """Route the listed ops' public spellings through :func:`_autocast_entry` (once per process)."""
-    with _INSTALL_LOCK:
-        if _INSTALLED[0]:
-            return
+def _bindings() -> list[tuple]:
+    if not _BINDINGS:
         entries: dict[int, Callable] = {}  # one entry per function object, so names that were one object stay one
         for namespace in _namespaces():
             for name, policies in POLICIES.items():
                 fn = vars(namespace).get(name)
-                if fn is None or not callable(fn) or hasattr(fn, "__autocast_wrapped__"):
-                    continue
-                entry = entries.get(id(fn))
-                if entry is None:
-                    entry = entries[id(fn)] = _autocast_entry(fn, name, policies)
-                setattr(namespace, name, entry)
-        _INSTALLED[0] = True
+                if callable(fn):
+                    if id(fn) not in entries:
+                        entries[id(fn)] = _autocast_entry(fn, name, policies)
+                    _BINDINGS.append((namespace, name, fn, entries[id(fn)]))
+    return _BINDINGS
+
+
+def _route_through_entries(on: bool) -> None:
+    """Put the entries in place of the ops' own functions (``on``) or back; a binding someone else replaced
+    meanwhile is left as they made it."""
+    for namespace, name, fn, entry in _bindings():
+        now, new = (fn, entry) if on else (entry, fn)
+        if vars(namespace).get(name) is now:
+            setattr(namespace, name, new)
 
 
 def _autocast_entry(fn: Callable, name: str, policies: tuple) -> Callable:
-    """``fn`` running under its autocast policy inside a region, and as itself (after one test) outside."""
+    """``fn`` running under its autocast policy inside a region, and as itself outside one."""
 
     @functools.wraps(fn)
     def entry(*args, **kwargs):
@@ -289,14 +294,16 @@ class autocast:  # noqa: N801  (PyTorch's name)
         state = _STATE
         self._saved = (dict(state.dtypes), state.cache_enabled)
         if self._enabled:
-            _install()
             state.dtypes[self.device] = self.fast_dtype
         else:
             state.dtypes.pop(self.device, None)
         state.cache_enabled = self._cache_enabled
         state.nesting += 1
-        with _ACTIVE_LOCK:
-            _ACTIVE[0] += self._enabled
+        if self._enabled:
+            with _ACTIVE_LOCK:
+                _ACTIVE[0] += 1
+                if _ACTIVE[0] == 1:
+                    _route_through_entries(True)
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -305,8 +312,11 @@ class autocast:  # noqa: N801  (PyTorch's name)
         state.nesting -= 1
         if state.nesting == 0:
             state.cache.clear()  # the float16 copies of the parameters belong to this forward pass
-        with _ACTIVE_LOCK:
-            _ACTIVE[0] -= self._enabled
+        if self._enabled:
+            with _ACTIVE_LOCK:
+                _ACTIVE[0] -= 1
+                if _ACTIVE[0] == 0:
+                    _route_through_entries(False)
         return False
 
     def __call__(self, fn: Callable) -> Callable:

@@ -233,6 +233,21 @@ def test_nesting_disabling_and_state_queries():
     assert F.linear(x, w).dtype == cr.float32
 
 
+def test_outside_regions_the_ops_are_their_own_functions():
+    own = (cr.exp, cr.Tensor.__matmul__, F.linear, cr.linalg.multi_dot)
+    with cr.autocast(DEVICE_TYPE):
+        inside = (cr.exp, cr.Tensor.__matmul__, F.linear, cr.linalg.multi_dot)
+        kept = F.linear
+        with cr.autocast(DEVICE_TYPE, enabled=False):
+            assert F.linear is kept  # another region is still open
+    assert all(a is not b and b.__autocast_wrapped__ is a for a, b in zip(own, inside))
+    assert (cr.exp, cr.Tensor.__matmul__, F.linear, cr.linalg.multi_dot) == own
+    x, w = cr.randn(3, 4), cr.randn(5, 4)
+    assert kept(x, w).dtype == cr.float32  # an entry kept past its region runs the op as it is
+    with cr.autocast(DEVICE_TYPE):
+        assert kept(x, w).dtype == cr.float16
+
+
 def test_as_a_decorator():
     @cr.autocast(DEVICE_TYPE)
     def forward(x, w):
