@@ -5,8 +5,8 @@ What a run may hold:
 
 - numpy ufunc calls ``ufunc(a, b, out=(c,))`` (and ``np.where``) whose operation is in :data:`EXACT_OPS`
   (``fuse="exact"``: correctly rounded, so the loop's result is numpy's bit for bit) or also in
-  :data:`FAST_OPS` (``fuse="fast"``: exp, log, tanh, power, ...: numba's libm, not numpy's SIMD code, so
-  within a few ulps), on float32, float64 and bool arrays;
+  :data:`FAST_OPS` (``fuse="fast"``: exp, log, tanh, power, ...: LLVM's libm or chainrule's own float32
+  exp and tanh, not numpy's SIMD code, so within a few ulps), on float32, float64 and bool arrays;
 - each array operand either of the run's shape and laid out like every other such operand (without gaps,
   positive strides), or broadcast as a scalar (a size-1 array), a trailing block (a bias of shape (n,)
   against (b, n)) or a leading block (a (b, 1) column), the last two on C-ordered runs only;
@@ -20,7 +20,11 @@ the run uses disappears. numpy's promotion is reproduced exactly: each call's lo
 result to the out array's dtype, and constants are written as literals of the loop dtype (no float64
 arithmetic sneaks in through a Python float). numba compiles without ``fastmath``, so no multiply-add is
 contracted into an FMA. ``maximum``/``minimum`` follow numpy's rule exactly (a NaN in the first argument
-wins, then one in the second; of two equal values, the second).
+wins, then one in the second; of two equal values, the second). What differs from an unfused replay:
+numpy's floating-point warnings (division by zero, invalid value) are not raised inside a fused loop.
+
+A loop over a run that reads or writes many arrays (the overhead chain's: 135) is not vectorised: LLVM
+cannot tell the arrays apart and checking them at run time costs more than it saves (see _source).
 
 Kernels are cached by their generated source, which names everything that shapes the machine code (ops,
 dtypes, constants, index kinds; not the sizes, which travel in the pointer block): in this process, and
@@ -62,13 +66,13 @@ FAST_OPS = {
     np.arctan: "np.arctan({0})",
 }
 # In float32, fuse="fast" takes exp and tanh from chainrule's own compiled kernels (chainrule.backend._numba:
-# within one ulp, and inlined, so the loop vectorises; libm's expf and tanhf are calls per element).
+# within one ulp, and inlined into the loop; libm's expf and tanhf are a call per element, 2x slower here).
 FAST_F32_OPS = {np.exp: "_exp({0})", np.tanh: "_tanh({0})"}
 _TYPES = {np.dtype(np.float32): "np.float32", np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "bool"}
 _POINTERS = {np.dtype(np.float32): "pointer_f32", np.dtype(np.float64): "pointer_f64",
              np.dtype(np.bool_): "pointer_bool"}
 
-_KERNELS: dict = {}  # generated source -> ctypes entry (or None when numba failed on it)
+_KERNELS: dict = {}  # generated source -> its _Kernel (or None when numba failed on it)
 _WARNED: set = set()
 
 
@@ -306,13 +310,13 @@ def _fused_instr(run: _Run, created: set, live: set, outside: set, mode: str) ->
         return r not in created or r in live or r in outside
 
     source, operands, described = _generate(run, must_store, mode)
-    entry = _kernel(source)
-    if entry is None:
+    kernel = _kernel(source)
+    if kernel is None:
         return None
     loads = [a for a, _kind, role in operands if "load" in role]
     stores = [a for a, _kind, role in operands if "store" in role]
     size = int(np.prod(run.shape))
-    chain = FusedChain(entry, source, size, [(kind, a.dtype) for a, kind, _ in operands], described, mode)
+    chain = FusedChain(kernel, source, size, [(kind, a.dtype) for a, kind, _ in operands], described, mode)
     instr = Instr.__new__(Instr)
     instr.kind, instr.fn, instr.args, instr.kwargs, instr.outs = "fused", chain, tuple(a for a, _, _ in operands), {}, None
     instr.reads = _unique_roots(loads)
@@ -453,23 +457,34 @@ def _source(operands: list, loads: list, body: list, stores: list, mode: str) ->
 
 # ----- compiling and calling --------------------------------------------------------------------------
 
-_ENTRY = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)  # keeps the GIL: the loops are short, the call is cheaper
+# Runs of at least this many elements release the GIL during the loop (as numpy and the backend kernels
+# do for large arrays); shorter ones keep it, which makes the call about 35 ns cheaper.
+GIL_FREE_SIZE = 1 << 14
 
 
-def _kernel(source: str):
-    """The compiled entry for ``source`` (cached here and by numba on disk), or None when numba fails."""
+class _Kernel:
+    """A compiled loop: its module (which owns the machine code) and two ctypes entries to it, one that
+    keeps the GIL and one that releases it."""
+
+    def __init__(self, module):
+        self.module = module
+        address = module.kernel.address
+        self.holding_gil = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)(address)
+        self.releasing_gil = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)
+
+
+def _kernel(source: str) -> _Kernel | None:
+    """The compiled loop for ``source`` (cached here and by numba on disk), or None when numba fails."""
     if source in _KERNELS:
         return _KERNELS[source]
     try:
-        module = _import_source(source)
-        entry = _ENTRY(module.kernel.address)
-        entry.keep = module  # the compiled code lives as long as its module
+        kernel = _Kernel(_import_source(source))
     except Exception as error:  # a numba typing or lowering failure: that run stays unfused
         _warn_once(f"compile: an elementwise run could not be fused ({type(error).__name__}: {error}); it runs "
                    "unfused")
-        entry = None
-    _KERNELS[source] = entry
-    return entry
+        kernel = None
+    _KERNELS[source] = kernel
+    return kernel
 
 
 def _import_source(source: str):
@@ -505,8 +520,8 @@ class FusedChain:
     call once the program's buffers are final: the entry with the address of one block of int64 slots
     (the run's size, then per operand its period or divisor when broadcast, and its address)."""
 
-    def __init__(self, entry, source: str, size: int, operands: list, parts: list, mode: str):
-        self.entry, self.source, self.size, self.operands = entry, source, size, operands
+    def __init__(self, kernel: _Kernel, source: str, size: int, operands: list, parts: list, mode: str):
+        self.kernel, self.source, self.size, self.operands = kernel, source, size, operands
         self.parts, self.mode = parts, mode
         self.block = self.arrays = None
 
@@ -520,7 +535,8 @@ class FusedChain:
             slots.append(a.__array_interface__["data"][0])
         self.block = np.array(slots, dtype=np.int64)
         self.arrays = arrays  # the memory the addresses point into
-        return self.entry, (self.block.__array_interface__["data"][0],)
+        entry = self.kernel.releasing_gil if self.size >= GIL_FREE_SIZE else self.kernel.holding_gil
+        return entry, (self.block.__array_interface__["data"][0],)
 
     @property
     def __name__(self) -> str:

@@ -269,9 +269,9 @@ def test_kernels_are_reused_by_signature_whatever_the_size():
         assert got._data.tobytes() == step(x, b)._data.tobytes()
         (fused,) = _fused(f)
         made.append(fused.fn)
-    assert made[0].entry is made[1].entry is made[2].entry  # one compiled loop for the three programs
+    assert made[0].kernel is made[1].kernel is made[2].kernel  # one compiled loop for the three programs
     assert made[0].source == made[2].source and made[0] is not made[2]
-    assert fusion._KERNELS[made[0].source] is made[0].entry
+    assert fusion._KERNELS[made[0].source] is made[0].kernel
 
 
 def test_fuse_option_is_checked():
