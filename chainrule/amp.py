@@ -58,8 +58,8 @@ from collections.abc import Callable
 from chainrule import dtypes as _dt
 from chainrule.tensor import Tensor
 
-__all__ = ["autocast", "GradScaler", "is_autocast_enabled", "get_autocast_dtype", "POLICIES", "LOWER", "FLOAT32",
-           "PROMOTE", "BANNED", "is_autocast_available"]
+__all__ = ["autocast", "GradScaler", "is_autocast_enabled", "get_autocast_dtype", "custom_fwd", "custom_bwd", "POLICIES",
+           "LOWER", "FLOAT32", "PROMOTE", "BANNED", "is_autocast_available"]
 
 LOWER, FLOAT32, PROMOTE, BANNED = "lower", "float32", "promote", "banned"
 
@@ -345,6 +345,50 @@ def get_autocast_dtype(device_type: str) -> _dt.DType:
     return _STATE.dtypes.get(kind, _DEFAULT_DTYPE[kind])
 
 
+# ----- custom autograd Functions ----------------------------------------------------------------------------
+
+def custom_fwd(fwd: Callable | None = None, *, device_type: str, cast_inputs=None) -> Callable:
+    """``torch.amp.custom_fwd``: decorates a custom ``Function``'s ``forward``. Without ``cast_inputs`` the
+    forward runs in the caller's autocast state, and :func:`custom_bwd` gives the backward the same state; with
+    ``cast_inputs`` (a floating dtype), inside an autocast region of ``device_type`` the floating inputs on that
+    device type (float64 aside) are cast to it and the forward and backward run with autocast off."""
+    if fwd is None:
+        return functools.partial(custom_fwd, device_type=device_type, cast_inputs=cast_inputs)
+    kind = _device_type(device_type)
+    target = None if cast_inputs is None else _dt.to_dtype(cast_inputs)
+
+    @functools.wraps(fwd)
+    def forward(ctx, *args, **kwargs):
+        ctx._fwd_used_autocast = kind in _STATE.dtypes
+        ctx._dtype = get_autocast_dtype(kind)
+        if target is None or not ctx._fwd_used_autocast:
+            return fwd(ctx, *args, **kwargs)
+        ctx._fwd_used_autocast = False
+
+        def cast(t: Tensor) -> Tensor:
+            return t.to(target) if t.device.type == kind else t
+
+        with autocast(kind, enabled=False):
+            return fwd(ctx, *(_cast_tree(a, cast) for a in args), **{k: _cast_tree(v, cast) for k, v in kwargs.items()})
+
+    return forward
+
+
+def custom_bwd(bwd: Callable | None = None, *, device_type: str) -> Callable:
+    """``torch.amp.custom_bwd``: runs a custom ``Function``'s ``backward`` in the autocast state its forward
+    (decorated with :func:`custom_fwd`) ran in."""
+    if bwd is None:
+        return functools.partial(custom_bwd, device_type=device_type)
+    kind = _device_type(device_type)
+
+    @functools.wraps(bwd)
+    def backward(ctx, *grad_outputs):
+        with autocast(kind, dtype=ctx._dtype, enabled=ctx._fwd_used_autocast):
+            return bwd(ctx, *grad_outputs)
+
+    return backward
+
+
 # ----- GradScaler -------------------------------------------------------------------------------------------
 
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
@@ -536,6 +580,20 @@ def _cuda_grad_scaler(init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
     return GradScaler("cuda", init_scale, growth_factor, backoff_factor, growth_interval, enabled)
 
 
-cuda_amp = types.ModuleType("chainrule.cuda.amp", "torch.cuda.amp's deprecated spellings of chainrule.amp's classes.")
-cuda_amp.autocast = _cuda_autocast
-cuda_amp.GradScaler = _cuda_grad_scaler
+def _cuda_custom_fwd(fwd: Callable | None = None, *, cast_inputs=None) -> Callable:
+    """``torch.cuda.amp.custom_fwd``, deprecated for ``custom_fwd(device_type="cuda")``."""
+    warnings.warn("chainrule.cuda.amp.custom_fwd(args...) is deprecated; use chainrule.amp.custom_fwd(args..., "
+                  "device_type='cuda')", FutureWarning, stacklevel=2)
+    return custom_fwd(fwd, device_type="cuda", cast_inputs=cast_inputs)
+
+
+def _cuda_custom_bwd(bwd: Callable) -> Callable:
+    """``torch.cuda.amp.custom_bwd``, deprecated for ``custom_bwd(device_type="cuda")``."""
+    warnings.warn("chainrule.cuda.amp.custom_bwd(args...) is deprecated; use chainrule.amp.custom_bwd(args..., "
+                  "device_type='cuda')", FutureWarning, stacklevel=2)
+    return custom_bwd(bwd, device_type="cuda")
+
+
+cuda_amp = types.ModuleType("chainrule.cuda.amp", "torch.cuda.amp's deprecated spellings of chainrule.amp's names.")
+cuda_amp.autocast, cuda_amp.GradScaler = _cuda_autocast, _cuda_grad_scaler
+cuda_amp.custom_fwd, cuda_amp.custom_bwd = _cuda_custom_fwd, _cuda_custom_bwd

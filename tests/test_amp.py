@@ -324,6 +324,45 @@ def test_a_compiled_step_is_not_replayed_across_autocast_states():
     np.testing.assert_allclose(step(x).detach().cpu().numpy(), (x @ w).detach().cpu().numpy(), rtol=1e-6)
 
 
+class _Product(cr.autograd.Function):
+    """x @ w with a hand-written backward that reports the autocast state it ran in."""
+
+    seen = []
+
+    @staticmethod
+    @cr.amp.custom_fwd(device_type=DEVICE_TYPE)
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x @ w
+
+    @staticmethod
+    @cr.amp.custom_bwd(device_type=DEVICE_TYPE)
+    def backward(ctx, g):
+        _Product.seen.append(cr.is_autocast_enabled(DEVICE_TYPE))
+        x, w = ctx.saved_tensors
+        return g @ w.t(), x.t() @ g
+
+
+class _Float32Product(_Product):
+    forward = staticmethod(cr.amp.custom_fwd(_Product.forward.__wrapped__, device_type=DEVICE_TYPE,
+                                             cast_inputs=cr.float32))
+
+
+def test_custom_fwd_and_bwd():
+    x, w = cr.randn(3, 4, requires_grad=True), cr.randn(4, 2, requires_grad=True)
+    _Product.seen.clear()
+    with cr.autocast(DEVICE_TYPE):
+        out = _Product.apply(x, w)  # forward in the region: its matmul runs in float16
+        out32 = _Float32Product.apply(x.half(), w)  # inputs cast to float32, forward without autocast
+    assert out.dtype == cr.float16 and out32.dtype == cr.float32
+    out.float().sum().backward()
+    out32.sum().backward()
+    assert _Product.seen == [True, False]  # each backward in its forward's state, outside the region
+    assert not cr.is_autocast_enabled(DEVICE_TYPE)
+    with pytest.warns(FutureWarning):
+        cr.cuda.amp.custom_fwd(cast_inputs=cr.float32)
+
+
 def test_dtypes():
     with pytest.raises(TypeError, match="bfloat16.*numpy"):
         cr.autocast(DEVICE_TYPE, dtype="bfloat16")
