@@ -71,16 +71,20 @@ class Workload:
     target_vs_gemm: float | None = None  # chainrule time / GEMM-limited time to aim for
     per_op: int | None = None  # report step time / per_op as time per op
 
-    def trainer(self, lib, seed: int, init_from=None) -> Trainer:
+    def trainer(self, lib, seed: int, init_from=None, device=None) -> Trainer:
         """Build model, data, loss and optimizer for ``lib``. With ``init_from`` (a torch module of the same
-        architecture) the model's weights are loaded from it before the optimizer is made."""
+        architecture) the model's weights are loaded from it before the optimizer is made. ``device`` (e.g.
+        "cuda"; None: the library's default) is where the model, its data and the optimizer's state live."""
         lib.manual_seed(seed)
         model = self.build_model(lib, seed)
         if init_from is not None:
             model.load_state_dict({k: lib.tensor(v.detach().cpu().numpy()) for k, v in init_from.state_dict().items()})
+        if device is not None:
+            model.to(device)
         inputs, targets = self.make_data(np.random.default_rng(seed))
         optimizer = self.make_optimizer(lib, model.parameters()) if self.make_optimizer else None
-        return Trainer(model, lib.tensor(inputs), lib.tensor(targets), self.make_loss(lib), optimizer)
+        return Trainer(model, lib.tensor(inputs, device=device), lib.tensor(targets, device=device),
+                       self.make_loss(lib), optimizer)
 
 
 def _gemm(m: int, k: int, n: int) -> int:

@@ -23,6 +23,7 @@ RUN = ROOT / "bench" / "run.py"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import gpu as gpu_bench  # noqa: E402
 from bench import models, profiles, report  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 from bench.workloads import _dense_flops, workloads  # noqa: E402
@@ -265,3 +266,37 @@ def test_collections_per_step_reports_the_mean_and_the_collector_s_runs():
     assert words[:2] == ["overhead:", "mean"] and float(words[2]) > 0
     runs = proc.stdout.split("(generation 0 / 1 / 2): ")[1].split(";")[0].split(" / ")
     assert len(runs) == 3 and all(float(r) >= 0 for r in runs)
+
+
+@pytest.mark.slow
+def test_gpu_bench_smoke_run_reports_the_three_workloads_with_equal_losses(tmp_path):
+    # bench/gpu.py --smoke: tiny sizes on the GPU when there is one, else chainrule on the stand-in device
+    # and torch on the CPU; the report is the Markdown section bench/ANALYSIS.md keeps
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    result = json.loads(out.read_text())
+    assert [w["name"] for w in result["workloads"]] == ["gpt", "wide", "overhead"]
+    has_torch = importlib.util.find_spec("torch") is not None
+    for w in result["workloads"]:
+        timing = w["time"]["chainrule"]
+        assert timing["n"] == 2 and 0 < timing["min"] <= timing["median"]
+        assert len(w["losses"]["chainrule"]) == 2 and all(np.isfinite(w["losses"]["chainrule"]))
+        if has_torch:
+            assert w["loss_check"] == "equal", w
+            assert w["ratio"] == pytest.approx(timing["median"] / w["time"]["torch"]["median"])
+    section = proc.stdout[proc.stdout.index(gpu_bench.HEADING):]
+    rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")]
+    assert rows[2:] == ["gpt", "wide", "overhead"]
+    assert result["chainrule_device"] in section and "smoke" in section
+
+
+def test_gpu_bench_section_replaces_the_previous_one_in_the_analysis(tmp_path):
+    analysis = tmp_path / "ANALYSIS.md"
+    analysis.write_text("## Before\n\ntext\n")
+    gpu_bench.write_section(f"{gpu_bench.HEADING}\n\nfirst run\n", analysis)
+    assert analysis.read_text() == f"## Before\n\ntext\n\n{gpu_bench.HEADING}\n\nfirst run\n"
+    analysis.write_text(analysis.read_text() + "\n## After\n\nkept\n")
+    gpu_bench.write_section(f"{gpu_bench.HEADING}\n\nsecond run\n", analysis)
+    assert analysis.read_text() == f"## Before\n\ntext\n\n{gpu_bench.HEADING}\n\nsecond run\n\n## After\n\nkept\n"
