@@ -79,12 +79,12 @@ def _grad_through_time(model: nn.Module, x: np.ndarray, y: np.ndarray) -> list[f
     xs = cr.tensor(x, requires_grad=True)
     loss = ((model(xs) - cr.tensor(y)) ** 2).mean()
     (g,) = cr.autograd.grad(loss, [xs])
-    return [float(v) for v in np.sqrt((g.numpy().astype(np.float64) ** 2).sum(axis=(0, 2)))]
+    return [float(v) for v in np.sqrt((g.cpu().numpy().astype(np.float64) ** 2).sum(axis=(0, 2)))]
 
 
 def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     with cr.no_grad():
-        pred = model(cr.tensor(x)).numpy()
+        pred = model(cr.tensor(x)).cpu().numpy()
     err = np.abs(pred - y)
     return float((err < TOLERANCE).mean()), float((err ** 2).mean())
 

@@ -87,7 +87,7 @@ class GPT(nn.Module):
         b, t = idx.shape
         if t > self.block_size:
             raise ValueError(f"GPT: sequence length {t} exceeds block_size {self.block_size}")
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(cr.arange(t)))
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(cr.arange(t, device=idx.device)))
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))
@@ -105,12 +105,11 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             logits = self(idx[:, -self.block_size:])[:, -1, :] / temperature
             if top_k is not None:
-                kth = logits.numpy().copy()
-                kth.sort(axis=-1)
-                logits = logits.masked_fill(logits < cr.tensor(kth[:, -min(top_k, kth.shape[-1])])[:, None], float("-inf"))
-            probs = F.softmax(logits.double(), -1).numpy()
+                kth = logits.topk(min(top_k, logits.shape[-1]), -1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = F.softmax(logits.double(), -1).cpu().numpy()  # drawn on the host by the numpy generator
             choice = [rng.choice(probs.shape[-1], p=row / row.sum()) for row in probs]
-            idx = cr.cat([idx, cr.tensor(choice)[:, None]], 1)
+            idx = cr.cat([idx, cr.tensor(choice, device=idx.device)[:, None]], 1)
         self.train(was_training)
         return idx
 

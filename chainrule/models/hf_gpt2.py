@@ -209,7 +209,7 @@ def save_gpt2(model, folder) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = hf_config_from_gpt(model)
-    state = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     arrays = {}
     for hf_name, cr_name, transpose in _expanded_names(config["n_layer"]):
         value = state[cr_name]

@@ -336,7 +336,8 @@ class Module:
             for key, target in own.items():
                 if key in state_dict:
                     source = state_dict[key]
-                    data = source._data if isinstance(source, Tensor) else target.xp.asarray(source)
+                    # copied into the parameter's own memory, on its own device (from a checkpoint on any device)
+                    data = source.to(target.device)._data if isinstance(source, Tensor) else target.xp.asarray(source)
                     target._data[...] = data.astype(target._data.dtype, copy=False)
                     target._bump_version()
         return IncompatibleKeys(missing, unexpected)

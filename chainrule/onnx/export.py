@@ -80,8 +80,8 @@ def _verified(path, model, args, rtol: float = 1e-4, atol: float = 1e-5):
             outputs = model(*args)
     finally:
         model.train(was_training)
-    expected = [o.numpy() for o in (outputs if isinstance(outputs, (tuple, list)) else (outputs,))]
-    got = _run(os.fspath(path), [a.numpy() for a in args])
+    expected = [o.cpu().numpy() for o in (outputs if isinstance(outputs, (tuple, list)) else (outputs,))]
+    got = _run(os.fspath(path), [a.cpu().numpy() for a in args])  # onnxruntime reads host arrays
     gap = 0.0
     for want, have in zip(expected, got):
         if want.shape != have.shape:
