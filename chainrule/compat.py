@@ -37,7 +37,8 @@ OUT_OF_SCOPE: dict[str, tuple[str, ...]] = {
                                  "is_pinned", "record_stream", "cudnn_*", "miopen_*", "mkldnn_*",
                                  "get_device_module", "set_default_device", "get_default_device", "to_padded_tensor",
                                  "is_nested", "nonzero_static"),
-    "mixed precision (autocast), bfloat16 and complex32 (numpy has neither dtype), low-precision GEMMs": (
+    "autocast's per-device switches (use the autocast context), bfloat16 and complex32 (numpy has neither dtype), "
+    "low-precision GEMMs": (
         "*autocast*", "bfloat16", "chalf", "scaled_mm", "scaled_grouped_mm", "grouped_mm", "ScalingType",
         "SwizzleType"),
     "typing re-exports and the __torch_function__ protocol": ("Callable", "Optional", "DType", "boolean_dispatch",
