@@ -353,8 +353,9 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
     gen = generator or default_generator
     eps = ref.xp.asarray(gen.numpy.standard_normal(shape).astype(ref._data.dtype, copy=False))
     # mean * 0 + std * 0 + sample: the value is the sample, the graph sends zeros back, as torch.normal
-    out = wrap(ref.xp.asarray(to_host(mean._data if isinstance(mean, Tensor) else mean)
-                              + eps * to_host(std._data if isinstance(std, Tensor) else std)).astype(ref._data.dtype))
+    loc = mean._data if isinstance(mean, Tensor) else mean
+    scale = std._data if isinstance(std, Tensor) else std
+    out = wrap(ref.xp.asarray(loc + eps * scale).astype(ref._data.dtype, copy=False))  # (0-d: numpy gives a scalar)
     if (isinstance(mean, Tensor) and mean.requires_grad) or (isinstance(std, Tensor) and std.requires_grad):
         out = out + mean * 0 + std * 0
     return out

@@ -49,6 +49,15 @@ def cuda_device():
     standin.uninstall()
 
 
+@pytest.fixture
+def cpu_repr():
+    """``repr`` as it reads for the same values on the CPU, for comparing objects that hold tensors (a
+    distribution's support) with PyTorch's on the CPU: a device tensor's repr differs only by its device
+    suffix, which test_tensor.py checks against PyTorch's rule."""
+    suffix = f", device='{cr.get_default_device()}'" if TEST_DEVICE != "cpu" else None
+    return lambda obj: repr(obj).replace(suffix, "") if suffix else repr(obj)
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same seed, so failures reproduce."""

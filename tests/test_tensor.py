@@ -4,16 +4,19 @@ import operator
 
 import numpy as np
 import pytest
+import torch
 
 import chainrule as cr
 
 # ----- attributes and conversions ------------------------------------------------------------------
 
 
-def test_shape_ndim_dtype_device_size_numel():
+def test_shape_ndim_dtype_device_size_numel(device):
     x = cr.zeros(2, 3, 4)
     assert x.shape == (2, 3, 4) and x.ndim == 3 and x.dim() == 3
-    assert x.dtype is cr.float32 and x.device == "cpu" and str(x.device) == "cpu" and x.device == cr.cpu
+    assert x.dtype is cr.float32 and x.device == device
+    cpu = cr.zeros(1, device="cpu").device
+    assert cpu == "cpu" and str(cpu) == "cpu" and cpu == cr.cpu and repr(cpu) == repr(torch.zeros(1).device)
     assert x.size() == (2, 3, 4) and x.size(1) == 3 and x.size(-1) == 4
     assert x.numel() == 24 and cr.tensor(1.0).numel() == 1 and cr.zeros(0, 3).numel() == 0
     with pytest.raises(IndexError, match=r"size: dimension out of range \(expected to be in range of \[-3, 2\], but got 3\)"):
@@ -27,10 +30,11 @@ def test_item_tolist_numpy():
     assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
     with pytest.raises(RuntimeError, match=r"item: a Tensor with 4 elements \(shape \(2, 2\)\) cannot be converted"):
         x.item()
-    array = x.cpu().numpy()
+    host = x.cpu()
+    array = host.numpy()
     assert array.dtype == np.float32
-    array[0, 0] = -1.0  # numpy() shares memory, as in PyTorch
-    assert x[0, 0].item() == -1.0
+    array[0, 0] = -1.0  # numpy() shares a CPU tensor's memory, as in PyTorch
+    assert host[0, 0].item() == -1.0
 
 
 def test_numpy_of_a_tensor_that_requires_grad_says_to_detach():
@@ -42,7 +46,7 @@ def test_numpy_of_a_tensor_that_requires_grad_says_to_detach():
 
 
 def test_array_protocol_copies_unless_asked_not_to():
-    x = cr.tensor([1.0, 2.0])
+    x = cr.tensor([1.0, 2.0], device="cpu")  # the memory np.asarray shares is the host's
     copied = np.array(x)
     copied[0] = 50.0
     assert x[0].item() == 1.0
@@ -114,7 +118,7 @@ def test_detach_shares_data_and_version_but_leaves_the_graph():
     y = x * 3
     d = y.detach()
     assert d.is_leaf and not d.requires_grad and d.grad_fn is None
-    assert np.shares_memory(d.cpu().numpy(), y.detach().cpu().numpy())
+    assert d.xp.shares_memory(d._data, y._data)  # asked of the tensors' own array namespace (any device)
     with cr.no_grad():
         d.add_(1)
     assert y.tolist() == [4.0, 7.0] and y._version == d._version == 1
@@ -142,7 +146,7 @@ def test_grad_and_retain_grad():
 # ----- printing ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make, expected", [
+_REPR_CASES = [
     (lambda: cr.tensor([1.0, 2.0]), "tensor([1., 2.])"),
     (lambda: cr.tensor([1.5, -2.0]), "tensor([ 1.5000, -2.0000])"),
     (lambda: cr.tensor(3), "tensor(3)"),
@@ -156,14 +160,31 @@ def test_grad_and_retain_grad():
     (lambda: cr.zeros(0), "tensor([])"),
     (lambda: cr.zeros(2, 0, dtype=cr.int64), "tensor([], size=(2, 0), dtype=chainrule.int64)"),
     (lambda: cr.tensor([float("nan"), float("inf"), 1.5]), "tensor([   nan,    inf, 1.5000])"),
-])
+]
+
+
+@pytest.mark.parametrize("make, expected", _REPR_CASES)
 def test_repr_follows_pytorch(make, expected):
-    assert repr(make()) == expected
+    with cr.device("cpu"):
+        assert repr(make()) == expected
+
+
+@pytest.mark.parametrize("make, expected", _REPR_CASES)
+def test_repr_of_a_cuda_tensor_names_its_device_first_as_pytorch(make, expected, cuda_device):
+    """PyTorch prints a CUDA tensor's device (``cuda:0``, its index included) as the first suffix."""
+    with cuda_device:
+        text = repr(make())
+    suffixes = [expected.find(", " + s) for s in ("size=", "dtype=", "requires_grad=", "grad_fn=")]
+    at = min([i for i in suffixes if i >= 0], default=len(expected) - 1)
+    assert text == expected[:at] + f", device='{torch.device('cuda', 0)}'" + expected[at:]
+    assert repr(cr.ones(1, device=cuda_device).device) == repr(torch.device("cuda", 0))
+    assert repr(cr.device("cuda")) == repr(torch.device("cuda")) and str(cr.device("cuda")) == str(torch.device("cuda"))
 
 
 def test_repr_of_a_large_tensor_is_summarized():
-    text = repr(cr.arange(5000))
-    assert text == "tensor([   0,    1,    2,  ..., 4997, 4998, 4999])"
+    with cr.device("cpu"):
+        text = repr(cr.arange(5000))
+        assert text == "tensor([   0,    1,    2,  ..., 4997, 4998, 4999])"
     assert "..." in repr(cr.zeros(100, 100)) and len(repr(cr.zeros(100, 100)).splitlines()) == 7
 
 
@@ -226,7 +247,7 @@ def test_comparisons_give_bool_tensors_without_gradient():
 
 def test_in_place_operators_keep_identity_dtype_and_memory():
     x = cr.tensor([1.0, 2.0])
-    ident, array = id(x), x.cpu().numpy()
+    ident, array = id(x), x._data
     x += 1
     x *= 3
     x -= 1
@@ -234,7 +255,7 @@ def test_in_place_operators_keep_identity_dtype_and_memory():
     x **= 2
     x //= 1
     x %= 7
-    assert id(x) == ident and x.cpu().numpy() is array and x.dtype is cr.float32
+    assert id(x) == ident and x._data is array and x.dtype is cr.float32
     expected = ((((np.array([1.0, 2.0]) + 1) * 3 - 1) / 2) ** 2 // 1) % 7
     assert x.tolist() == expected.tolist()
     assert x._version == 7
@@ -300,14 +321,14 @@ def test_tensor_tensor_promotion(a, a_dims, b, b_dims, expected):
     assert (x + y).dtype is expected and (y * x).dtype is expected
 
 
-def test_dtype_conversions():
+def test_dtype_conversions(device):
     x = cr.tensor([1.7, -2.2])
     assert x.to(cr.int64).tolist() == [1, -2] and x.long().dtype is cr.int64
     assert x.double().dtype is cr.float64 and x.half().dtype is cr.float16 and x.int().dtype is cr.int32
     assert x.bool().tolist() == [True, True] and cr.tensor([1, 0]).float().dtype is cr.float32
     assert x.to("float64").dtype is cr.float64 and x.to("cpu", cr.float64).dtype is cr.float64
     assert x.to(dtype=cr.float16).dtype is cr.float16 and x.to(cr.ones(1, dtype=cr.float64)).dtype is cr.float64
-    assert x.to(cr.float32) is x and x.to("cpu") is x
+    assert x.to(cr.float32) is x and x.to(device) is x and x.to(device.type) is x
     assert x.to(cr.float32, copy=True) is not x
     assert x.type_as(cr.ones(1, dtype=cr.int32)).dtype is cr.int32
 

@@ -61,6 +61,15 @@ class Device:
     def __hash__(self) -> int:
         return hash(self.type)
 
+    def __enter__(self) -> Device:
+        """``with cr.device("cuda"):`` makes this the default device inside the block, as in PyTorch."""
+        _ENTERED_DEFAULTS.append(_DEFAULT_DEVICE[0])
+        _DEFAULT_DEVICE[0] = self._home
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _DEFAULT_DEVICE[0] = _ENTERED_DEFAULTS.pop()
+
 
 cpu = Device("cpu", np)
 
@@ -122,6 +131,8 @@ def _load_gpu():
 
 # Where creation functions put tensors when no device is named (torch.set_default_device).
 _DEFAULT_DEVICE = [cpu]
+# The defaults that ``with device:`` blocks replaced, innermost last.
+_ENTERED_DEFAULTS: list[Device] = []
 
 
 def set_default_device(device) -> None:
