@@ -95,10 +95,10 @@ def test_tensor_refuses_data_it_cannot_hold(data, error, message):
 
 def test_as_tensor_shares_memory_when_it_can():
     array = np.zeros(3)
-    t = cr.as_tensor(array)
+    t = cr.as_tensor(array, device="cpu")  # host memory is shared with a CPU tensor only
     array[0] = 5.0
     assert t[0].item() == 5.0 and t.dtype is cr.float64
-    converted = cr.as_tensor(array, dtype=cr.float32)  # a different dtype needs a copy
+    converted = cr.as_tensor(array, dtype=cr.float32, device="cpu")  # a different dtype needs a copy
     array[1] = 7.0
     assert converted.dtype is cr.float32 and converted[1].item() == 0.0
     x = cr.ones(2)
