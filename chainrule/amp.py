@@ -87,6 +87,9 @@ POLICIES: dict[str, tuple[str | None, str | None]] = {
     **{name: (PROMOTE, None) for name in _CUDA_PROMOTE},
     "grid_sample": (PROMOTE, FLOAT32),
     **{name: (PROMOTE, PROMOTE) for name in ("cat", "stack", "index_copy")},
+    # the one primitive behind nn.RNN/LSTM/GRU, their cells and torch.lstm_cell & co. (chainrule.nn.modules.rnn):
+    # float16 on CUDA, as PyTorch's cells and fused layers; on the CPU PyTorch's cells keep float32
+    "recurrent_layer": (LOWER, None),
 }
 
 _DEFAULT_DTYPE = {"cuda": _dt.float16, "cpu": _dt.float16}  # cpu: PyTorch's bfloat16, which chainrule lacks
@@ -119,9 +122,11 @@ def _namespaces() -> tuple:
     import chainrule
     import chainrule.linalg
     import chainrule.nn.functional
+    import chainrule.nn.modules.rnn
     import chainrule.torch_level
 
-    return (chainrule, chainrule.nn.functional, chainrule.linalg, chainrule.torch_level, Tensor)
+    return (chainrule, chainrule.nn.functional, chainrule.linalg, chainrule.torch_level, chainrule.nn.modules.rnn,
+            Tensor)
 
 
 def _bindings() -> list[tuple]:

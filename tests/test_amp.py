@@ -26,7 +26,8 @@ OTHER_TYPE = "cpu" if DEVICE_TYPE == "cuda" else "cuda"
 
 DOCUMENTED_CUDA = {
     LOWER: "__matmul__ addbmm addmm addmv addr baddbmm bmm chain_matmul multi_dot conv1d conv2d conv3d conv_transpose1d "
-           "conv_transpose2d conv_transpose3d linear matmul mm mv prelu einsum scaled_dot_product_attention",
+           "conv_transpose2d conv_transpose3d GRUCell linear LSTMCell matmul mm mv prelu RNNCell einsum "
+           "scaled_dot_product_attention",
     FLOAT32: "__pow__ __rpow__ __rtruediv__ acos asin binary_cross_entropy_with_logits cosh cosine_embedding_loss cdist "
              "cosine_similarity cross_entropy cumprod cumsum dist erfinv exp expm1 group_norm hinge_embedding_loss "
              "kl_div l1_loss layer_norm log log_softmax log10 log1p log2 margin_ranking_loss mse_loss "
@@ -106,6 +107,8 @@ def cases():
         "index_copy": ("torch", (r(n, 3), 0, lng(1, 0), r(2, 3))),
         "scatter_add": ("torch", (r(n, 3), 0, lng(1, 0, 2).reshape(1, 3), r(1, 3))),
         "index_put": ("method", (r(n), (lng(1, 2),), r(2))),
+        # chainrule's one recurrent primitive, called here through torch.lstm_cell
+        "recurrent_layer": ("torch", (r(2, n), (r(2, 3), r(2, 3)), r(12, n), r(12, 3), r(12), r(12)), "lstm_cell"),
     }
 
 
@@ -125,8 +128,10 @@ def _convert(value, to_tensor, float_dtypes):
     return value
 
 
-def _call(lib: str, name: str, where: str, values: tuple, float_dtypes: tuple):
-    """Run op ``name`` in torch or chainrule on ``values`` made tensors; the result's dtype name, or the error."""
+def _call(lib: str, name: str, where: str, values: tuple, float_dtypes: tuple, *called):
+    """Run op ``name`` (or the function ``called`` names) in torch or chainrule on ``values`` made tensors; the
+    dtype name of the (first) result."""
+    name = called[0] if called else name
     if lib == "torch":
         def to_tensor(a, dtype):
             return torch.tensor(a, dtype=getattr(torch, dtype) if dtype else None)
@@ -142,7 +147,7 @@ def _call(lib: str, name: str, where: str, values: tuple, float_dtypes: tuple):
         else:
             namespace = _NAMESPACES[where][0 if lib == "torch" else 1]
             out = getattr(namespace, name)(*args)
-    return str(out.dtype).split(".")[-1]
+    return str((out[0] if isinstance(out, tuple) else out).dtype).split(".")[-1]
 
 
 # float inputs: all float32, all float16, and float16 first then float32 (where a policy makes them one type)
@@ -156,12 +161,12 @@ def test_every_listed_op_has_a_case():
 @pytest.mark.skipif(DEVICE_TYPE != "cpu", reason="torch (the oracle) runs on the CPU only")
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_cpu_policy_matches_torch(name):
-    where, values = cases()[name]
+    where, values, *called = cases()[name]
     inputs = ("float32", "float16") + (("mixed",) if POLICIES[name][1] is not None else ())
     for kind in inputs:
         with torch.autocast("cpu", dtype=torch.float16):
             try:
-                expected = _call("torch", name, where, values, _INPUTS[kind])
+                expected = _call("torch", name, where, values, _INPUTS[kind], *called)
             except RuntimeError as err:
                 # torch has no float16 kernel for pdist; its autocast leaves the tensors given to chain_matmul
                 # and multi_dot as they are and then refuses mixed dtypes, where chainrule casts them all
@@ -170,12 +175,17 @@ def test_cpu_policy_matches_torch(name):
         if expected is None:
             continue
         with cr.autocast("cpu"):
-            got = _call("chainrule", name, where, values, _INPUTS[kind])
+            got = _call("chainrule", name, where, values, _INPUTS[kind], *called)
         assert got == expected, f"{name} on {kind} inputs: chainrule {got}, torch {expected}"
 
 
+# the documented names chainrule serves with one op of another name
+_SERVED_BY = {"GRUCell": "recurrent_layer", "LSTMCell": "recurrent_layer", "RNNCell": "recurrent_layer"}
+
+
 def test_cuda_column_is_the_documented_list():
-    documented = {name: policy for policy, names in DOCUMENTED_CUDA.items() for name in names.split()}
+    documented = {_SERVED_BY.get(name, name): policy for policy, names in DOCUMENTED_CUDA.items()
+                  for name in names.split()}
     assert {name: cuda for name, (cuda, _) in POLICIES.items() if cuda is not None} == documented
 
 
@@ -193,14 +203,14 @@ def _expected_cuda_dtype(name: str, kind: str) -> str:
 @pytest.mark.skipif(DEVICE_TYPE != "cuda", reason="the cuda column runs on cuda tensors")
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_cuda_policy_on_cuda_tensors(name):
-    where, values = cases()[name]
+    where, values, *called = cases()[name]
     for kind in ("float32", "float16", "mixed") if POLICIES[name][0] is not None else ("float32", "float16"):
         if POLICIES[name][0] == BANNED:
             with cr.autocast("cuda"), pytest.raises(RuntimeError, match="binary_cross_entropy_with_logits"):
-                _call("chainrule", name, where, values, _INPUTS[kind])
+                _call("chainrule", name, where, values, _INPUTS[kind], *called)
             continue
         with cr.autocast("cuda"):
-            got = _call("chainrule", name, where, values, _INPUTS[kind])
+            got = _call("chainrule", name, where, values, _INPUTS[kind], *called)
         assert got == _expected_cuda_dtype(name, kind), f"{name} on {kind} inputs under autocast('cuda')"
 
 
@@ -381,6 +391,18 @@ def test_binary_cross_entropy_is_refused_under_cuda_autocast():
     p = cr.rand(4).clamp(0.1, 0.9)
     with cr.autocast("cuda"), pytest.raises(RuntimeError, match="unsafe to autocast"):
         F.binary_cross_entropy(p, p)
+
+
+@pytest.mark.skipif(DEVICE_TYPE != "cuda", reason="the recurrent layers run in float16 under cuda autocast only")
+def test_recurrent_layers_under_cuda_autocast():
+    for layer, x in ((cr.nn.LSTM(4, 6, num_layers=2, bidirectional=True), cr.randn(3, 2, 4)),
+                     (cr.nn.GRUCell(4, 6), cr.randn(2, 4))):
+        with cr.autocast("cuda"):
+            out = layer(x)
+        out = out[0] if isinstance(out, tuple) else out
+        assert out.dtype == cr.float16
+        out.float().sum().backward()
+        assert all(p.grad.dtype == cr.float32 for p in layer.parameters())
 
 
 def test_cuda_amp_spellings_are_deprecated():
