@@ -430,8 +430,11 @@ def _source(operands: list, loads: list, body: list, stores: list, mode: str) ->
     then the arithmetic, then every store: fusion checked that no array written overlaps another one).
 
     The loop is not vectorised: LLVM cannot tell that the run's many arrays do not overlap, and checking
-    them at run time costs more than it saves. Writing several elements per pass (SLP vectorisation) was
-    tried: 2.2x faster loops on the overhead chain, but numba took 20x longer to compile them (minutes)."""
+    them at run time costs more than it saves. Two ways around it were tried on the overhead chain and
+    dropped for their compile time: eight elements per pass (for LLVM's SLP vectoriser; 2.2x faster loops,
+    but numba took minutes to type the eightfold body), and one loop per call over blocks of 256 elements
+    with a scratch block for intermediates (each loop vectorised; LLVM took over two minutes of CPU over
+    the 533 loops)."""
     lines = ["import numpy as np", "from chainrule.compiler._fused_numba import KERNEL, carray, " +
              ", ".join(sorted(set(_POINTERS.values())))]
     used = sorted(name for name in ("_exp", "_tanh") if any(f"{name}(" in line for line in body))
