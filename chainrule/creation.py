@@ -104,6 +104,9 @@ def from_numpy(array) -> Tensor:
     return wrap(array)
 
 
+_DLPACK_DEVICES = {1: "cpu", 2: "cuda"}  # DLPack's device types kDLCPU, kDLCUDA -> chainrule's devices
+
+
 def from_dlpack(ext_tensor, *, device=None, copy: bool | None = None) -> Tensor:
     """A tensor sharing memory with ``ext_tensor``, any object speaking DLPack (a PyTorch tensor, a numpy
     array, a JAX array...): changes show in both. ``copy=True`` copies; ``copy=False`` refuses to copy.
@@ -114,10 +117,12 @@ def from_dlpack(ext_tensor, *, device=None, copy: bool | None = None) -> Tensor:
     if not hasattr(ext_tensor, "__dlpack__"):
         raise TypeError(f"from_dlpack: expected an object with __dlpack__ (a tensor or array), got {type(ext_tensor).__name__}")
     kind, _ = ext_tensor.__dlpack_device__()
-    if kind != 1:  # kDLCPU; a GPU array would go to its backend's from_dlpack
-        raise BufferError(f"from_dlpack: only CPU memory (DLPack device 1) can be imported, got device type {kind}")
+    if kind not in _DLPACK_DEVICES:
+        raise BufferError(f"from_dlpack: only CPU (DLPack device 1) and CUDA (2) memory can be imported, got device "
+                          f"type {kind}")
+    xp = get_device(_DLPACK_DEVICES[kind]).xp  # CUDA memory: CuPy's from_dlpack (loaded here, or said unavailable)
     try:
-        array = np.from_dlpack(ext_tensor) if copy is None else np.from_dlpack(ext_tensor, copy=copy)  # copy= needs numpy 2.1
+        array = xp.from_dlpack(ext_tensor) if copy is None else xp.from_dlpack(ext_tensor, copy=copy)  # copy= needs numpy 2.1
     except RuntimeError as err:  # bfloat16 and other dtypes numpy has no type for
         raise TypeError(f"from_dlpack: can't import {type(ext_tensor).__name__}: {err}") from None
     _dt.from_np(array.dtype)  # refuses dtypes chainrule does not support, naming them

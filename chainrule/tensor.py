@@ -242,13 +242,14 @@ class Tensor:
                 raise BufferError(f"__dlpack__: a tensor with negative strides {data.strides} (shape {self.shape}) "
                                   "can only be exported as a copy, but copy=False")
             data, copy = data.copy(), None
-        if stream == -1 and isinstance(data, np.ndarray):
+        if stream == -1 and is_host(data):
             stream = None  # -1 means "no synchronisation"; numpy accepts only None
         options = {"stream": stream, "max_version": max_version, "dl_device": dl_device, "copy": copy}
         return data.__dlpack__(**{k: v for k, v in options.items() if v is not None})
 
     def __dlpack_device__(self):
-        """DLPack's (device type, device id) of this tensor's memory: (1, 0) on the CPU."""
+        """DLPack's (device type, device id) of this tensor's memory: (1, 0) on the CPU, (2, 0) on a GPU
+        (CuPy's arrays answer; the stand-in device has none and says so)."""
         return self._data.__dlpack_device__()
 
     def item(self) -> float | int | bool:

@@ -8,14 +8,35 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule.backend import standin
 
 torch = pytest.importorskip("torch")
 
 _DTYPES = ["float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool"]
 
 
+@pytest.fixture(autouse=True)
+def _on_the_cpu():
+    """DLPack here lends and borrows host memory: these tests' tensors are CPU tensors on any test device
+    (what a device tensor exports is checked apart, in test_a_cuda_tensor_exports_only_real_device_memory)."""
+    with cr.device("cpu"):
+        yield
+
+
 def _address(t: cr.Tensor) -> int:
-    return t.cpu().numpy().__array_interface__["data"][0]
+    return t.numpy().__array_interface__["data"][0]
+
+
+def test_a_cuda_tensor_exports_only_real_device_memory(cuda_device):
+    t = cr.ones(2, device=cuda_device)
+    if standin.installed():  # host memory posing as a GPU's: no DLPack device to name, so no export
+        for export in (t.__dlpack__, t.__dlpack_device__, lambda: torch.from_dlpack(t), lambda: np.from_dlpack(t)):
+            with pytest.raises(BufferError, match="stand-in cuda device has no DLPack device"):
+                export()
+    else:  # CuPy's memory, kDLCUDA, and back through CuPy's from_dlpack
+        assert tuple(t.__dlpack_device__()) == (2, 0)
+        back = cr.from_dlpack(t)
+        assert back.device == cuda_device and back.tolist() == [1.0, 1.0]
 
 
 def test_torch_from_dlpack_shares_memory_both_ways():
@@ -58,15 +79,15 @@ def test_views_keep_their_strides(view):
     v = view(base)
     seen = torch.from_dlpack(v)
     assert seen.data_ptr() == _address(v)
-    assert seen.stride() == tuple(s // 4 for s in v.cpu().numpy().strides)
-    np.testing.assert_array_equal(seen.cpu().numpy(), v.cpu().numpy())
+    assert seen.stride() == tuple(s // 4 for s in v.numpy().strides)
+    np.testing.assert_array_equal(seen.numpy(), v.numpy())
 
 
 def test_negative_strides_are_exported_as_a_copy():
     # torch 2.13 aborts the interpreter on a negative-stride capsule, so a regression must not take pytest down
     code = ("import chainrule as cr, torch\n"
             "t = cr.arange(5.0)[::-1]\n"
-            "assert t.cpu().numpy().strides[0] < 0\n"
+            "assert t.numpy().strides[0] < 0\n"
             "seen = torch.from_dlpack(t)\n"
             "assert seen.tolist() == [4.0, 3.0, 2.0, 1.0, 0.0], seen\n"
             "print('ok')\n")
@@ -87,7 +108,7 @@ def test_dtypes_and_shapes_round_trip(dtype, shape):
     assert str(seen.dtype) == f"torch.{dtype}" and tuple(seen.shape) == shape
     back = cr.from_dlpack(seen)
     assert back.dtype == t.dtype and back.shape == shape
-    np.testing.assert_array_equal(back.cpu().numpy(), t.cpu().numpy())
+    np.testing.assert_array_equal(back.numpy(), t.numpy())
 
 
 def test_requires_grad_is_refused_like_pytorch():
@@ -138,9 +159,9 @@ def test_torch_tensor_and_as_tensor():
 def test_numpy_force():
     w = cr.randn(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="requires grad"):
-        w.cpu().numpy()
+        w.numpy()
     forced = w.numpy(force=True)
-    np.testing.assert_array_equal(forced, w.detach().cpu().numpy())
+    np.testing.assert_array_equal(forced, w.detach().numpy())
     assert forced.__array_interface__["data"][0] == _address(w.detach())
 
 
@@ -157,7 +178,7 @@ def test_imported_tensor_in_autograd():
     x = torch.tensor([1.0, 2.0, 3.0])
     w = cr.from_dlpack(x).requires_grad_()  # a leaf of chainrule's own, memory still shared
     (w * w).sum().backward()
-    np.testing.assert_array_equal(w.grad.cpu().numpy(), [2.0, 4.0, 6.0])
+    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 4.0, 6.0])
     a = cr.from_dlpack(torch.tensor([1.0, 2.0]))
     w2 = cr.ones(2, requires_grad=True)
     y = w2 * a

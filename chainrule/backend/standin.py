@@ -25,6 +25,12 @@ __all__ = ["StandInArray", "namespace", "install", "uninstall", "installed", "NA
 NAME = "chainrule stand-in GPU (numpy arrays in host memory)"
 
 
+# A CuPy array exports GPU memory (kDLCUDA); the stand-in's is host memory posing as a GPU's, which it must not
+# lend as either.
+_NO_DLPACK = ("DLPack: the stand-in cuda device has no DLPack device (its memory is the host's, posing as a GPU's); "
+              "copy the tensor to the CPU first (tensor.cpu())")
+
+
 class StandInArray(np.ndarray):
     """An array on the stand-in device: numpy underneath, refusing host arrays as operands."""
 
@@ -45,6 +51,12 @@ class StandInArray(np.ndarray):
         if kwargs:
             kwargs = {k: _host_operand(func, x) for k, x in kwargs.items()}
         return _on_device(func(*args, **kwargs))
+
+    def __dlpack__(self, *args, **kwargs):
+        raise BufferError(_NO_DLPACK)
+
+    def __dlpack_device__(self):
+        raise BufferError(_NO_DLPACK)
 
     def get(self, stream=None, order="C", out=None) -> np.ndarray:
         """A host copy (CuPy's ``ndarray.get``)."""
