@@ -6,13 +6,16 @@ Three kinds of test:
 - the dispatch seam: numpy arrays and the stand-in device's arrays take the numpy formulas, and an array that
   :func:`chainrule.backend.gpu.on_gpu` calls a GPU array reaches its kernel from every backend function that
   has one (on any machine);
-- each kernel on a GPU against its numpy reference (random inputs, odd sizes, float32 and float64), and TF32
-  switched by ``backends.cuda.matmul.allow_tf32``: these need a CUDA GPU and skip without one.
+- each kernel against its numpy reference (random inputs, odd sizes, float32 and float64) on a GPU (skipped
+  without one), and the same tests with the CUDA source compiled as C++ and run on the CPU (cuda_emulator.py:
+  the kernels' indexing, reductions and synchronization, not CUDA's math library); TF32 switched by
+  ``backends.cuda.matmul.allow_tf32`` and the scatter-add (cupyx) on a GPU only.
 """
 
 import importlib.util
 import math
 
+import cuda_emulator  # beside this file
 import numpy as np
 import pytest
 
@@ -194,13 +197,30 @@ def _each_seam_call():
     ]
 
 
-# ----- on a GPU: each kernel against its numpy reference ---------------------------------------------------
+# ----- each kernel against its numpy reference: on a GPU, and emulated on the CPU --------------------------
 
 @pytest.fixture
-def cp():
+def real_gpu():
     if gpu.install() is None:
         pytest.skip("needs a CUDA GPU with CuPy (cupy-cuda12x); none here")
     return gpu.cupy_module()
+
+
+@pytest.fixture(params=["cuda", "emulated"])
+def cp(request, monkeypatch):
+    """The array module the kernels run on: CuPy on a real GPU, or the kernels' CUDA source compiled for the CPU
+    (tests/backend/cuda_emulator.py) behind the stand-in device's arrays, which the dispatch then takes for GPU
+    arrays. Each test runs in both modes where it can."""
+    if request.param == "cuda":
+        return request.getfixturevalue("real_gpu")
+    reason = cuda_emulator.available()
+    if reason:
+        pytest.skip(reason)
+    namespace = request.getfixturevalue("stand_in")
+    monkeypatch.setattr(gpu, "_ARRAY_TYPE", [standin.StandInArray])
+    monkeypatch.setattr(gpu_kernels, "cupy_module", lambda: namespace)
+    monkeypatch.setattr(gpu_kernels, "_kernel", cuda_emulator.kernel)
+    return namespace
 
 
 DTYPES = [np.float32, np.float64]
@@ -336,13 +356,14 @@ def test_pooling_forward_and_gradient(cp, dtype, case):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_add_rows_at(cp, dtype):
+def test_add_rows_at(real_gpu, dtype):  # cupyx.scatter_add: not emulated
     values = _random((1001, 7), dtype)
     index = rng.integers(0, 13, 1001)
-    _agree(cp, dtype, lambda v, i: scatter.add_rows_at(v, i, 13), values, index)
+    _agree(real_gpu, dtype, lambda v, i: scatter.add_rows_at(v, i, 13), values, index)
 
 
-def test_tf32_follows_allow_tf32(cp):
+def test_tf32_follows_allow_tf32(real_gpu):
+    cp = real_gpu
     a, b = _random((1024, 1024), np.float32), _random((1024, 1024), np.float32)
     exact = a.astype(np.float64) @ b.astype(np.float64)
 
