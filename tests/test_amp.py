@@ -460,6 +460,46 @@ def test_block_under_autocast_matches_torch():
             np.testing.assert_allclose(p.grad.cpu().numpy(), expected, rtol=3e-2, atol=3e-3 * np.abs(expected).max())
 
 
+def test_gpt_training_with_autocast_and_grad_scaler_matches_torch():
+    """A few SGD steps of bench's GPT under autocast with a GradScaler, against PyTorch's (on CUDA when
+    PyTorch has it and the suite runs on cuda; else PyTorch's CPU autocast, whose lists differ from the CUDA
+    ones on softmax, layer norm and sums: the losses then agree to float16 rounding)."""
+    from bench.models import GPTConfig, gpt
+
+    torch_device = "cuda" if DEVICE_TYPE == "cuda" and torch.cuda.is_available() else "cpu"
+    cfg = GPTConfig(vocab=11, context=8, d_model=16, heads=2, layers=2)
+    torch.manual_seed(0)
+    t_model = gpt(torch, cfg).to(torch_device)
+    c_model = gpt(cr, cfg)
+    c_model.load_state_dict({k: cr.tensor(v.detach().cpu().numpy()) for k, v in t_model.state_dict().items()})
+    # SGD: the parameters then move with the gradients, so float16 rounding stays small in them (Adam's
+    # normalised step turns a rounding difference in a near-zero gradient into a full learning-rate step)
+    t_opt = torch.optim.SGD(t_model.parameters(), lr=0.3, momentum=0.9)
+    c_opt = cr.optim.SGD(c_model.parameters(), lr=0.3, momentum=0.9)
+    settings = dict(init_scale=2.0 ** 10, growth_interval=2)
+    t_scaler, c_scaler = torch.amp.GradScaler(torch_device, **settings), cr.amp.GradScaler(DEVICE_TYPE, **settings)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        idx = rng.integers(0, cfg.vocab, (4, cfg.context + 1))
+        losses = []
+        for lib, model, opt, scaler, device_type in ((torch, t_model, t_opt, t_scaler, torch_device),
+                                                     (cr, c_model, c_opt, c_scaler, DEVICE_TYPE)):
+            batch = lib.tensor(idx).to(torch_device) if lib is torch else cr.tensor(idx)
+            opt.zero_grad()
+            with lib.autocast(device_type, dtype=lib.float16):
+                logits = model(batch[:, :-1])
+                loss = lib.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab), batch[:, 1:].reshape(-1))
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            losses.append(loss.item())
+            assert loss.dtype == lib.float32 and logits.dtype == lib.float16
+        np.testing.assert_allclose(losses[1], losses[0], rtol=2e-3)
+        assert c_scaler.get_scale() == t_scaler.get_scale()
+    for (name, t_p), c_p in zip(t_model.named_parameters(), c_model.parameters()):
+        np.testing.assert_allclose(c_p.detach().cpu().numpy(), t_p.detach().cpu().numpy(), atol=2e-3, err_msg=name)
+
+
 # ----- GradScaler -------------------------------------------------------------------------------------------
 
 def _linear_pair(seed=0):
