@@ -1,12 +1,12 @@
 """chainrule.amp against torch.amp: the autocast policy of every listed op, autocast's rules (device types,
 nesting, caching, dtypes), a small model's numbers under autocast, and GradScaler step by step.
 
-torch here is CPU-only, so the ``cpu`` column of ``POLICIES`` is checked against ``torch.autocast("cpu",
-dtype=torch.float16)`` op by op. The ``cuda`` column cannot be checked against torch on this machine: it is
-checked against PyTorch's documented CUDA lists (``DOCUMENTED_CUDA`` below, from the "autocast op reference"
-of torch.amp's documentation; einsum and scaled_dot_product_attention are in PyTorch's source list of
-lower-precision ops rather than the rendered one) by running each op on ``cuda`` tensors under
-``autocast("cuda")`` when the suite runs on a cuda device (CHAINRULE_TEST_DEVICE=cuda).
+Each listed op's result dtype is checked against PyTorch's autocast on the same device type: the ``cpu``
+column of ``POLICIES`` on this machine (torch here is CPU-only), the ``cuda`` column on a GPU machine with
+PyTorch's CUDA build (CHAINRULE_TEST_DEVICE=cuda). Without one, the ``cuda`` column is checked against
+PyTorch's documented CUDA lists (``DOCUMENTED_CUDA`` below, from the "autocast op reference" of torch.amp's
+documentation; einsum and scaled_dot_product_attention are in PyTorch's source list of lower-precision ops
+rather than the rendered one) by running each op on the stand-in's ``cuda`` tensors under ``autocast("cuda")``.
 """
 
 import threading
@@ -22,6 +22,8 @@ import chainrule.nn.functional as F
 from chainrule.amp import BANNED, FLOAT32, LOWER, POLICIES, PROMOTE
 
 DEVICE_TYPE = cr.get_default_device().type  # "cuda" under CHAINRULE_TEST_DEVICE=cuda
+# PyTorch on the same device type where it can (a GPU machine with PyTorch's CUDA build), else on the CPU
+TORCH_DEVICE = "cuda" if DEVICE_TYPE == "cuda" and torch.cuda.is_available() else "cpu"
 OTHER_TYPE = "cpu" if DEVICE_TYPE == "cuda" else "cuda"
 
 DOCUMENTED_CUDA = {
@@ -134,7 +136,7 @@ def _call(lib: str, name: str, where: str, values: tuple, float_dtypes: tuple, *
     name = called[0] if called else name
     if lib == "torch":
         def to_tensor(a, dtype):
-            return torch.tensor(a, dtype=getattr(torch, dtype) if dtype else None)
+            return torch.tensor(a, dtype=getattr(torch, dtype) if dtype else None, device=TORCH_DEVICE)
     else:
         def to_tensor(a, dtype):
             return cr.tensor(a, dtype=getattr(cr, dtype) if dtype else None)
@@ -158,25 +160,37 @@ def test_every_listed_op_has_a_case():
     assert set(cases()) == set(POLICIES)
 
 
-@pytest.mark.skipif(DEVICE_TYPE != "cpu", reason="torch (the oracle) runs on the CPU only")
+def _dtype_or_refusal(lib: str, name: str, where: str, values: tuple, kind: str, *called) -> str | None:
+    """The result's dtype name; "refused" for binary_cross_entropy under CUDA autocast; None where PyTorch has
+    no float16 kernel (pdist on the CPU)."""
+    try:
+        return _call(lib, name, where, values, _INPUTS[kind], *called)
+    except RuntimeError as err:
+        if "unsafe to autocast" in str(err):
+            return "refused"
+        if lib == "torch" and "not implemented for 'Half'" in str(err):
+            return None
+        # PyTorch's autocast leaves the tensors given to chain_matmul and multi_dot as they are, then refuses
+        # mixed dtypes; chainrule casts them all, as for every other op
+        if lib == "torch" and kind == "mixed" and "same dtype" in str(err) and name in ("chain_matmul", "multi_dot"):
+            return "float16"
+        raise
+
+
+@pytest.mark.skipif(DEVICE_TYPE != TORCH_DEVICE, reason="torch (the oracle) runs on the CPU only here")
 @pytest.mark.parametrize("name", sorted(POLICIES))
-def test_cpu_policy_matches_torch(name):
+def test_policy_matches_torch(name):
+    """Each listed op's result dtype under autocast, on float32, float16 and (where a policy applies) mixed
+    inputs, against PyTorch's on the same device type: the cpu column here, the cuda one on a GPU machine."""
     where, values, *called = cases()[name]
-    inputs = ("float32", "float16") + (("mixed",) if POLICIES[name][1] is not None else ())
-    for kind in inputs:
-        with torch.autocast("cpu", dtype=torch.float16):
-            try:
-                expected = _call("torch", name, where, values, _INPUTS[kind], *called)
-            except RuntimeError as err:
-                # torch has no float16 kernel for pdist; its autocast leaves the tensors given to chain_matmul
-                # and multi_dot as they are and then refuses mixed dtypes, where chainrule casts them all
-                assert "not implemented for 'Half'" in str(err) or "same dtype" in str(err), err
-                expected = None if "Half" in str(err) else "float16"
-        if expected is None:
-            continue
-        with cr.autocast("cpu"):
-            got = _call("chainrule", name, where, values, _INPUTS[kind], *called)
-        assert got == expected, f"{name} on {kind} inputs: chainrule {got}, torch {expected}"
+    column = POLICIES[name][0 if DEVICE_TYPE == "cuda" else 1]
+    for kind in ("float32", "float16") + (("mixed",) if column is not None else ()):
+        with torch.autocast(TORCH_DEVICE, dtype=torch.float16):
+            expected = _dtype_or_refusal("torch", name, where, values, kind, *called)
+        if expected is not None:
+            with cr.autocast(DEVICE_TYPE):
+                got = _dtype_or_refusal("chainrule", name, where, values, kind, *called)
+            assert got == expected, f"{name} on {kind} inputs: chainrule {got}, torch {expected}"
 
 
 # the documented names chainrule serves with one op of another name
