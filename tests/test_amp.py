@@ -457,8 +457,9 @@ def test_block_under_autocast_matches_torch():
     t_layers, c_layers = _block_pair()
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((2, 6, 8)).astype(np.float32), rng.integers(0, 5, (2, 6))
-    with torch.autocast("cpu", dtype=torch.float16):
-        t_loss = _block_forward(t_layers, TF, torch.tensor(x), torch.tensor(y))
+    t_layers.to(TORCH_DEVICE)
+    with torch.autocast(TORCH_DEVICE, dtype=torch.float16):
+        t_loss = _block_forward(t_layers, TF, torch.tensor(x, device=TORCH_DEVICE), torch.tensor(y, device=TORCH_DEVICE))
     t_loss.backward()
     with cr.autocast(DEVICE_TYPE):
         c_loss = _block_forward(c_layers, F, cr.tensor(x), cr.tensor(y))
@@ -469,7 +470,7 @@ def test_block_under_autocast_matches_torch():
     np.testing.assert_allclose(c_loss.item(), t_loss.item(), rtol=5e-3)
     for name, layer in c_layers.items():
         for key, p in layer.named_parameters():
-            expected = dict(t_layers[name].named_parameters())[key].grad.numpy()
+            expected = dict(t_layers[name].named_parameters())[key].grad.cpu().numpy()
             assert p.grad.dtype == cr.float32
             np.testing.assert_allclose(p.grad.cpu().numpy(), expected, rtol=3e-2, atol=3e-3 * np.abs(expected).max())
 
