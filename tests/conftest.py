@@ -58,6 +58,20 @@ def cpu_repr():
     return lambda obj: repr(obj).replace(suffix, "") if suffix else repr(obj)
 
 
+@pytest.fixture
+def cuda():
+    """The cuda device on any machine: CuPy on a GPU or the suite's stand-in, else the stand-in installed for this
+    test only (its arrays refuse host/device mixing as CuPy's do)."""
+    if gpu.install() is not None or standin.installed():
+        yield cr.device("cuda")
+        return
+    standin.install()
+    try:
+        yield cr.device("cuda")
+    finally:
+        standin.uninstall()
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same seed, so failures reproduce."""

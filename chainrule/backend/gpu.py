@@ -134,3 +134,71 @@ def synchronize() -> None:
 def device_name() -> str:
     name = _STATE["cupy"].cuda.runtime.getDeviceProperties(0)["name"]
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+# ----- host <-> device copies: pinned host memory and asynchronous copies -----------------------------------
+
+class _StandInPinnedBuffer(bytearray):
+    """Host memory the stand-in device hands out as "pinned": ordinary memory, marked so that pinning and
+    ``is_pinned`` are exercised on machines without a GPU."""
+
+
+def pinned_copy(host_array):
+    """A copy of the host array ``host_array`` in page-locked (pinned) host memory, from which a GPU copies
+    asynchronously: CuPy's pinned pool on a GPU, a marked buffer with the stand-in device; None when no
+    ``cuda`` device is present (pinning then has no meaning, as in PyTorch without an accelerator)."""
+    import numpy as np
+
+    if not pinning_available():
+        return None
+    cupy = _STATE["cupy"]
+    if cupy is not None:
+        memory = cupy.cuda.alloc_pinned_memory(max(host_array.nbytes, 1))
+    else:
+        memory = _StandInPinnedBuffer(max(host_array.nbytes, 1))
+    pinned = np.frombuffer(memory, host_array.dtype, host_array.size).reshape(host_array.shape)
+    pinned[...] = host_array
+    return pinned
+
+
+def pinning_available() -> bool:
+    """Whether :func:`pinned_copy` pins: a ``cuda`` device, CuPy or the stand-in, is present (loaded here on
+    first use, as ``get_device("cuda")`` loads it)."""
+    from chainrule.backend import get_device
+
+    try:
+        get_device("cuda")
+    except RuntimeError:
+        return False
+    return True
+
+
+def is_pinned(array) -> bool:
+    """Whether ``array`` is a host array in memory that :func:`pinned_copy` (or CuPy's pinned allocator)
+    gave out: its chain of base objects ends in a pinned buffer."""
+    cupy = _STATE["cupy"]
+    kinds = (_StandInPinnedBuffer,) if cupy is None else (_StandInPinnedBuffer, cupy.cuda.PinnedMemoryPointer)
+    base = array
+    while base is not None:
+        if isinstance(base, kinds):
+            return True
+        base = getattr(base, "base", None) if not isinstance(base, memoryview) else base.obj
+    return False
+
+
+def copy_to_device(array, device, non_blocking: bool = False):
+    """``array`` (on any device) as an array of ``device``. A ``non_blocking`` host-to-GPU copy is enqueued on
+    CuPy's current stream and returns at once (truly asynchronous when the host array is pinned; the caller
+    keeps it alive and unchanged until the stream passes the copy, as with PyTorch); every other copy is
+    synchronous."""
+    import numpy as np
+
+    from chainrule.backend import to_host
+
+    host = to_host(array)
+    cupy = _STATE["cupy"]
+    if non_blocking and cupy is not None and device.xp is cupy:
+        out = cupy.empty(host.shape, host.dtype)
+        out.set(np.ascontiguousarray(host), stream=cupy.cuda.get_current_stream())
+        return out
+    return device.xp.asarray(host)

@@ -28,6 +28,7 @@ import collections.abc as cabc
 import copy
 import itertools
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainrule.autograd.grad_mode import ignore_mode_changes_in_this_thread
-from chainrule.backend import np, xp_of
+from chainrule.backend import gpu, np, xp_of
 from chainrule.random import Generator
 from chainrule.tensor import Tensor, wrap
 
@@ -43,6 +44,26 @@ from .dataset import Dataset, IterableDataset, Subset, TensorDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, _ArraySampler
 
 __all__ = ["DataLoader", "default_collate", "default_convert", "get_worker_info", "WorkerInfo"]
+
+
+# ----- pinning ---------------------------------------------------------------------------------------
+
+def pin_memory(data: Any) -> Any:
+    """``data`` with every CPU tensor in it pinned (``Tensor.pin_memory``), through dicts, lists, tuples and
+    named tuples; tensors on a device and other values are left as they are."""
+    if isinstance(data, Tensor):
+        return data.pin_memory() if data.device.type == "cpu" else data
+    if isinstance(data, cabc.Mapping):
+        pinned = {key: pin_memory(value) for key, value in data.items()}
+        try:
+            return type(data)(pinned)
+        except TypeError:  # a mapping type not built from a dict (defaultdict): a plain dict, as PyTorch's
+            return pinned
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(pin_memory(value) for value in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(pin_memory(value) for value in data)
+    return data
 
 
 # ----- collate -------------------------------------------------------------------------------------
@@ -233,7 +254,9 @@ class DataLoader:
             ``sampler`` and ``drop_last``).
         num_workers: threads that fetch and collate batches ahead (0: in the calling thread).
         collate_fn: merges a list of samples into a batch (default ``default_collate``).
-        pin_memory: accepted for compatibility; has no effect.
+        pin_memory: put the batches' CPU tensors in page-locked (pinned) host memory, from which
+            ``to("cuda", non_blocking=True)`` copies asynchronously; without a GPU it warns, as PyTorch does,
+            and does nothing.
         drop_last: drop the last batch when it is smaller than ``batch_size``.
         timeout: seconds to wait for a worker's batch before raising (0: no limit).
         worker_init_fn: called with the worker id (0 .. num_workers - 1) in each worker thread first.
@@ -278,6 +301,16 @@ class DataLoader:
 
     # ----- iteration -----
     def __iter__(self) -> Iterator[Any]:
+        batches = self._batches()
+        if not self.pin_memory:
+            return batches
+        if not gpu.pinning_available():
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, then device pinned "
+                          "memory won't be used.", UserWarning, stacklevel=2)
+            return batches
+        return map(pin_memory, batches)
+
+    def _batches(self) -> Iterator[Any]:
         if self._iterable:
             return self._iter_stream()
         if self.batch_sampler is None:

@@ -293,6 +293,10 @@ class Module:
     def cpu(self) -> Module:
         return self.to("cpu")
 
+    def cuda(self, device=None) -> Module:
+        """Move every parameter and buffer (and their gradients) to the GPU, in place (``to("cuda")``)."""
+        return self.to("cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
+
     # ----- state --------------------------------------------------------------------------------
     def state_dict(self, destination: dict | None = None, prefix: str = "", keep_vars: bool = False) -> OrderedDict:
         """Parameters and persistent buffers by dotted name (detached unless ``keep_vars``)."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from chainrule import dtypes as _dt
-from chainrule.backend import get_device
+from chainrule.backend import get_device, gpu
 from chainrule.ops import complex as cx
 from chainrule.ops import elementwise as ew
 from chainrule.ops import elementwise_more as em
@@ -16,7 +16,7 @@ from chainrule.ops import reduction as rd
 from chainrule.ops import search as se
 from chainrule.ops import shape as sh
 from chainrule.ops import sorting as so
-from chainrule.ops._helpers import norm_dim
+from chainrule.ops._helpers import norm_dim, record
 from chainrule.ops._spellings import with_numpy_spellings
 from chainrule.ops.inplace import apply_inplace, inplace_method, inplace_ops, inplace_view, setitem
 from chainrule.tensor import Tensor, wrap
@@ -78,12 +78,26 @@ def _to(self: Tensor, *args, dtype=None, device=None, copy: bool = False, non_bl
                 device = arg
     out = self
     if device is not None and get_device(device) != self.device:
-        out = ew.to_device(out, get_device(device))
+        out = ew.to_device(out, get_device(device), non_blocking)
     if dtype is not None:
         out = ew.to_dtype(out, dtype)
     if copy and out is self:
         out = sh.clone(self)
     return out
+
+
+def _pin_memory(self: Tensor, device=None) -> Tensor:
+    """A copy in page-locked host memory, from which ``to("cuda", non_blocking=True)`` copies asynchronously
+    (``backend.gpu.pinned_copy``); the tensor itself when it is pinned already. PyTorch's errors for a tensor
+    not on the CPU, and without a GPU."""
+    if self.device.type != "cpu":
+        raise RuntimeError(f"pin_memory: cannot pin a tensor on {self.device}: only dense CPU tensors can be pinned")
+    if gpu.is_pinned(self._data):
+        return self
+    pinned = gpu.pinned_copy(self._data)
+    if pinned is None:
+        raise RuntimeError("pin_memory: Cannot access accelerator device when none is available.")
+    return record(pinned, "pin_memory", (self,), lambda g, _: (g,))
 
 
 def _new_filled(fill):
@@ -182,7 +196,9 @@ def _conversions() -> dict:
         "double": lambda self: ew.to_dtype(self, _dt.float64), "half": lambda self: ew.to_dtype(self, _dt.float16),
         "long": lambda self: ew.to_dtype(self, _dt.int64), "int": lambda self: ew.to_dtype(self, _dt.int32),
         "bool": lambda self: ew.to_dtype(self, _dt.bool_), "type_as": lambda self, other: ew.to_dtype(self, other.dtype),
-        "cpu": lambda self: _to(self, device="cpu"), "cuda": lambda self, device=None: _to(self, device="cuda"),
+        "cpu": lambda self: _to(self, device="cpu"),
+        "cuda": lambda self, device=None, non_blocking=False: _to(self, device="cuda", non_blocking=non_blocking),
+        "pin_memory": _pin_memory, "is_pinned": lambda self, device=None: gpu.is_pinned(self._data),
         "view_as": lambda self, other: sh.reshape(self, other.shape),
         "reshape_as": lambda self, other: sh.reshape(self, other.shape),
         "new_zeros": _new_filled(0), "new_ones": _new_filled(1), "new_empty": _new_filled(None),
@@ -207,9 +223,11 @@ def _stride(self: Tensor, dim: int | None = None):
 
 
 def _type(self: Tensor, dtype=None):
-    """``x.type()``: the legacy type name ('chainrule.FloatTensor'); ``x.type(dtype)``: ``x.to(dtype)``."""
+    """``x.type()``: the legacy type name ('chainrule.FloatTensor', 'chainrule.cuda.FloatTensor' on the GPU);
+    ``x.type(dtype)``: ``x.to(dtype)``."""
     if dtype is None:
-        return f"chainrule.{_LEGACY_TYPE_NAMES.get(self.dtype.name, self.dtype.name)}"
+        module = "chainrule" if self.device.type == "cpu" else f"chainrule.{self.device.type}"
+        return f"{module}.{_LEGACY_TYPE_NAMES.get(self.dtype.name, self.dtype.name)}"
     return ew.to_dtype(self, dtype)
 
 

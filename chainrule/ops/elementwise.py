@@ -15,7 +15,7 @@ import math
 from numbers import Number
 
 from chainrule import dtypes as _dt
-from chainrule.backend import kernels, special, to_host, xp_of
+from chainrule.backend import gpu, kernels, special, xp_of
 from chainrule.ops._helpers import (
     Tensor,
     binary_operands,
@@ -78,10 +78,12 @@ def to_dtype(a: Tensor, dtype) -> Tensor:
     return record(data.astype(dtype.np), "to", (a,), lambda g, out: (g.to(a.dtype),))
 
 
-def to_device(a: Tensor, device) -> Tensor:
-    """``a`` copied to ``device``; differentiable (the gradient is copied back)."""
+def to_device(a: Tensor, device, non_blocking: bool = False) -> Tensor:
+    """``a`` copied to ``device`` (asynchronously from pinned memory with ``non_blocking``, see
+    ``backend.gpu.copy_to_device``); differentiable (the gradient is copied back)."""
     source = a.device
-    return record(device.xp.asarray(to_host(a._data)), "to_device", (a,), lambda g, _: (to_device(g, source),))
+    moved = gpu.copy_to_device(a._data, device, non_blocking)
+    return record(moved, "to_device", (a,), lambda g, _: (to_device(g, source),))
 
 
 def conj_physical(a) -> Tensor:
