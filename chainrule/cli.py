@@ -10,6 +10,10 @@
     chainrule import-hf FOLDER --out runs/<n>  a Hugging Face GPT-2 folder as a run (sample, evaluate, train --resume)
     chainrule export runs/<run> --format hf|onnx [--out PATH]   a run's model for transformers or onnxruntime
 
+``train``, ``evaluate``, ``sample``, ``demo`` and ``diagnose`` take ``--device cpu|cuda``: the models, their
+data and every step live there (it is the default device for the command, as ``torch.set_default_device``);
+checkpoints are written from host copies, so a run trained on a GPU evaluates and samples on the CPU.
+
 Errors print one line and exit with status 2; no tracebacks for bad input. The command keeps freed
 memory in the process for reuse between steps (:func:`chainrule.backend.allocator.keep_freed_memory`).
 
@@ -88,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--depth", type=int, default=20)
     diagnose.add_argument("--width", type=int, default=64)
     diagnose.add_argument("--seed", type=int, default=0)
+
+    for command in (train, evaluate, sample, demo, diagnose):
+        command.add_argument("--device", default=None, help="cpu (default) or cuda: where the model, data and steps live")
 
     graph = sub.add_parser("graph", help="render the backward graph of a run's loss (SVG, or .dot without graphviz)")
     graph.add_argument("run", help="a run folder, e.g. runs/mlp")
@@ -181,18 +188,36 @@ def _diagnose(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from chainrule.backend import get_default_device, set_default_device
     from chainrule.backend.allocator import keep_freed_memory
     from chainrule.io import CheckpointError
     from chainrule.recipes import RunError
 
     keep_freed_memory()
+    previous_device = get_default_device()
     try:
         _join_processes(args)
+        _use_device(getattr(args, "device", None))
         return _run(args)
     except (RunError, CheckpointError, FileNotFoundError, PermissionError) as err:
         return _failed(f"chainrule: error: {err}", 2)
     except KeyboardInterrupt:
         return _failed("chainrule: interrupted", 130)
+    finally:
+        set_default_device(previous_device)
+
+
+def _use_device(name: str | None) -> None:
+    """``--device``: the default device while the command runs (models, data and steps are made there)."""
+    from chainrule.backend import set_default_device
+    from chainrule.recipes import RunError
+
+    if name is None:
+        return
+    try:
+        set_default_device(name)
+    except RuntimeError as err:
+        raise RunError(f"--device {name}: {err}") from None
 
 
 def _join_processes(args) -> None:

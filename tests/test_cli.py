@@ -125,3 +125,30 @@ def test_console_entry_point_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "chainrule.cli", "evaluate", str(tmp_path)], capture_output=True,
                             text=True)
     assert result.returncode == 2 and "no config.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_device_option_trains_on_the_device_and_the_run_evaluates_and_samples_on_the_cpu(cuda, tmp_path, capsys):
+    import chainrule as cr
+
+    summaries, default = {}, cr.get_default_device()
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        assert main(["train", "gpt", "--device", device, "--out", str(out), "--quiet", *TINY["gpt"]]) == 0
+        text = capsys.readouterr().out
+        summaries[device] = json.loads(text[:text.rindex("}") + 1])
+        assert cr.get_default_device() == default  # the command's device does not outlive it
+    exact = cr.backend.gpu.cupy_module() is None  # the stand-in computes with numpy: bit for bit the CPU's
+    assert summaries["cuda"]["val_loss"] == pytest.approx(summaries["cpu"]["val_loss"], rel=0 if exact else 1e-4)
+    assert main(["evaluate", str(tmp_path / "cuda"), "--device", "cpu"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["val_loss"] == pytest.approx(summaries["cuda"]["val_loss"], abs=1e-4), (evaluated, summaries)
+    assert main(["sample", str(tmp_path / "cuda"), "--tokens", "5", "--device", "cpu"]) == 0
+    assert main(["sample", str(tmp_path / "cpu"), "--tokens", "5", "--device", "cuda"]) == 0
+    assert len(capsys.readouterr().out) > 0
+
+
+def test_unknown_device_is_a_one_line_error(capsys, tmp_path):
+    assert main(["train", "mlp", "--device", "tpu", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule: error: --device tpu: device 'tpu' is not available here") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from chainrule.backend import np
+from chainrule.backend import is_host, np, to_host
 from chainrule.tensor import Tensor
 
 __all__ = ["encode", "decode", "tensor_names"]
@@ -85,10 +85,14 @@ def _tag_of(data: dict) -> str | None:
 
 
 class _Encoder:
-    def __init__(self, prefix: str, arrays: dict[str, np.ndarray], where: str):
+    """``devices``, when given, collects the entry name of every tensor that was not on the CPU and the
+    location it was on (``"cuda:0"``), so a loader can put it back there; the bytes are always host copies."""
+
+    def __init__(self, prefix: str, arrays: dict[str, np.ndarray], where: str, devices: dict[str, str] | None = None):
         self.prefix = prefix
         self.arrays = arrays
         self.where = where
+        self.devices = devices
 
     def encode(self, value: Any, path: tuple) -> Any:
         if value is None or isinstance(value, (bool, int, str)):
@@ -98,7 +102,7 @@ class _Encoder:
         if isinstance(value, np.generic):
             return self.encode(value.item(), path)
         if isinstance(value, Tensor):
-            return {"__tensor__": self._store(np.asarray(value), path)}
+            return {"__tensor__": self._store_tensor(value, path)}
         if isinstance(value, np.ndarray):
             return {"__array__": self._store(value, path)}
         if isinstance(value, (list, tuple)):
@@ -123,6 +127,13 @@ class _Encoder:
             pairs.append([self.encode(key, (*path, "key")), self.encode(item, (*path, key))])
         return {"__counter__" if is_counter else "__dict__": pairs}
 
+    def _store_tensor(self, tensor: Tensor, path: tuple) -> str:
+        data = tensor.detach()._data
+        name = self._store(to_host(data), path)  # a file holds host bytes, whatever the tensor's device
+        if self.devices is not None and not is_host(data):
+            self.devices[name] = location_of(tensor.device)
+        return name
+
     def _store(self, array: np.ndarray, path: tuple) -> str:
         name = ".".join([self.prefix, *map(str, path)])
         unique, n = name, 1
@@ -133,6 +144,11 @@ class _Encoder:
 
     def _describe(self, path: tuple) -> str:
         return self.where + "".join(f"[{key!r}]" for key in path)
+
+
+def location_of(device) -> str:
+    """A device as PyTorch's serialization names locations: ``"cpu"``, ``"cuda:0"``."""
+    return "cpu" if device.type == "cpu" else f"{device.type}:0"
 
 
 def _float_name(value: float) -> str:

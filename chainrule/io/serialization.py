@@ -4,6 +4,10 @@ like), in safetensors + JSON instead of pickle.
     cr.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, "ckpt.pt")
     state = cr.load("ckpt.pt", map_location="cpu", weights_only=True)
 
+Tensors on a GPU are written from host copies, and the document remembers where they were (``"devices":
+{entry: "cuda:0"}``), so ``load`` puts them back there unless ``map_location`` says otherwise, as PyTorch's
+does: a checkpoint saved on a GPU loads on a machine without one with ``map_location="cpu"``.
+
 Any nesting of dicts, lists and tuples of tensors, numpy arrays, numbers, strings, bools and None is
 stored: each tensor as a safetensors entry named by its path (``model.fc.weight``,
 ``optimizer.state.0.exp_avg``), the structure as JSON in the file's ``__metadata__`` (key
@@ -53,33 +57,42 @@ def save(obj: Any, f: str | os.PathLike, pickle_module=None, pickle_protocol=Non
     if pickle_module is not None:
         raise ValueError("save: chainrule never pickles; pickle_module is not supported")
     arrays: dict = {}
-    document = {"format_version": FORMAT_VERSION, "object": _PathEncoder("", arrays, "obj").encode(obj, ())}
+    devices: dict = {}
+    document = {"format_version": FORMAT_VERSION, "object": _PathEncoder("", arrays, "obj", devices).encode(obj, ())}
+    if devices:
+        document["devices"] = devices
     text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     write_safetensors(f, arrays, {METADATA_KEY: text}, op="save")
 
 
 def load(f: str | os.PathLike, map_location=None, pickle_module=None, *, weights_only: bool | None = None,
          mmap: bool | None = None, **_: Any) -> Any:
-    """Read what :func:`save` wrote (or any safetensors file, as a dict of tensors). ``map_location``
-    (a device, its name, or a dict/callable as in PyTorch) places the tensors; ``weights_only`` is
+    """Read what :func:`save` wrote (or any safetensors file, as a dict of tensors). Each tensor goes back to
+    the device it was saved from unless ``map_location`` says otherwise, as in PyTorch: a device or its name
+    (all tensors there), a dict from saved locations to devices (``{"cuda:0": "cpu"}``), or a callable
+    ``map_location(tensor, location)`` given the tensor on the CPU and its saved location (``"cpu"``,
+    ``"cuda:0"``), returning the tensor to use, or None for the default placement. ``weights_only`` is
     accepted: nothing but data is ever read. PyTorch pickle/zip files are refused."""
     path = os.fspath(f)
     _refuse_pickle(path)
     arrays, metadata = read_safetensors(path)
-    device = _device_of(map_location)
-
-    def make_tensor(_name, array):
-        t = from_numpy(array.copy())
-        return t if device is None else t.to(device)
-
     text = metadata.get(METADATA_KEY)
     if text is None:  # any other safetensors file: its tensors by name
-        return {name: make_tensor(name, array) for name, array in arrays.items()}
+        place = _placement(map_location, {})
+        return {name: place(name, from_numpy(array.copy())) for name, array in arrays.items()}
     try:
         document = json.loads(text)
         data = document["object"]
+        devices = document.get("devices", {})
+        if not isinstance(devices, dict):
+            raise TypeError("devices")
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"load: '{path}' has a corrupted '{METADATA_KEY}' document") from None
+    place = _placement(map_location, devices)
+
+    def make_tensor(name, array):
+        return place(name, from_numpy(array.copy()))
+
     if document.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"load: '{path}' was written by a newer chainrule (format {document['format_version']}"
                               f" > {FORMAT_VERSION}); upgrade chainrule to read it")
@@ -100,10 +113,34 @@ def _refuse_pickle(path: str) -> None:
             "'model.safetensors'), then chainrule.load('model.safetensors')")
 
 
-def _device_of(map_location):
-    if map_location is None or callable(map_location) or isinstance(map_location, dict):
-        if isinstance(map_location, dict):  # {"cuda:0": "cpu"}: everything here lives on the CPU already
-            target = map_location.get("cpu")
-            return None if target is None else get_device(target)
-        return None
-    return get_device(map_location)
+def _placement(map_location, devices: dict):
+    """``place(name, tensor_on_cpu)``: the loaded tensor on the device ``map_location`` picks for the location
+    ``devices`` records for entry ``name`` (the CPU when none is recorded)."""
+    if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+        target = get_device(map_location)
+        return lambda _name, t: t.to(target)
+
+    def place(name, t):
+        location = devices.get(name, "cpu")
+        if callable(map_location):
+            moved = map_location(t, location)
+            if moved is not None:
+                return moved
+        elif isinstance(map_location, dict):
+            location = map_location.get(location, location)
+        return t.to(_restore_device(location))
+
+    return place
+
+
+def _restore_device(location):
+    """The device a saved location names; PyTorch's message when it is a GPU this machine lacks."""
+    if str(location) == "cpu":
+        return get_device("cpu")
+    try:
+        return get_device(location)
+    except RuntimeError:
+        raise RuntimeError(f"load: attempting to deserialize a tensor saved on {location}, but that device is not "
+                           "available here. If you are running on a CPU-only machine, please use load with "
+                           "map_location='cpu' (or map_location=chainrule.device('cpu')) to map the tensors to "
+                           "the CPU.") from None

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from chainrule.autograd.grad_mode import no_grad
-from chainrule.backend import ARRAY_TYPES
+from chainrule.backend import ARRAY_TYPES, get_device
 from chainrule.backend.allocator import keep_freed_memory
 from chainrule.tensor import Tensor
 from chainrule.train.callbacks import Callback, CallbackList, LRSchedulerCallback, ModelCheckpoint
@@ -106,6 +106,20 @@ def split_batch(batch: Any, where: str) -> tuple[tuple, Any]:
         return tuple(batch[:-1]), batch[-1]
     raise ValueError(f"{where}: a batch must be (inputs, targets) (or (*inputs, targets)); got "
                      f"{type(batch).__name__}" + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+
+
+def _moved(data: Any, device) -> Any:
+    """``data`` with every tensor in it (through lists, tuples and dicts) on ``device``; a copy from pinned
+    host memory is asynchronous, ordered before the step's work on the device's stream."""
+    if isinstance(data, Tensor):
+        return data.to(device, non_blocking=True)
+    if isinstance(data, dict):
+        return {key: _moved(value, device) for key, value in data.items()}
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # a named tuple
+        return type(data)(*(_moved(value, device) for value in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(_moved(value, device) for value in data)
+    return data
 
 
 def _predict_inputs(batch: Any) -> tuple:
@@ -182,6 +196,9 @@ class Trainer:
         compile: replay each training step as a compiled program (``chainrule.compile``): call 1 of each
             batch shape runs eagerly, call 2 captures, call 3 verifies; results are bit for bit eager's. A
             step it cannot compile runs eagerly, with one warning.
+        device: where to train (``"cuda"``, ``"cpu"``, a device): the model is moved there in place (its
+            Parameters keep their identity, so an optimizer made earlier still holds them) and every batch
+            is copied there (asynchronously from a DataLoader's pinned memory). None leaves both where they are.
 
     While fitting: ``history``, ``global_step``, ``epoch``, ``stop_training`` (set it to stop),
     ``stop_reason``, ``validating`` (whether there is val_data), ``resumed_from`` (the checkpoint
@@ -191,9 +208,12 @@ class Trainer:
     def __init__(self, model, *, loss: Any = None, optimizer=None, metrics: Any = (), scheduler=None,
                  scheduler_interval: str = "epoch", scheduler_monitor: str = "val_loss",
                  callbacks: Iterable[Callback] = (), grad_clip_norm: float | None = None, verbose: int = 1,
-                 config: Any = None, compile: bool = False):
+                 config: Any = None, compile: bool = False, device: Any = None):
         if not callable(model):
             raise TypeError(f"Trainer: model must be callable (an nn.Module), got {type(model).__name__}")
+        self.device = None if device is None else get_device(device)
+        if self.device is not None and callable(getattr(model, "to", None)):
+            model.to(self.device)
         self.model = model
         self.loss_fn = _resolve_loss(loss)
         self.optimizer = optimizer
@@ -346,7 +366,7 @@ class Trainer:
         running = lambda: {**tracker.result(), "lr": _first_lr(self.optimizer)}
         index = -1
         for index, batch in enumerate(batches):
-            inputs, targets = split_batch(batch, "fit: train_data")
+            inputs, targets = split_batch(self._on_device(batch), "fit: train_data")
             lr = _first_lr(self.optimizer)
             loss_value, outputs, grad_norm = self._train_step(inputs, targets)
             if self._group is not None:
@@ -391,6 +411,10 @@ class Trainer:
             outputs = outputs.detach()
         return loss, outputs, grad_norm
 
+    def _on_device(self, batch: Any) -> Any:
+        """``batch`` with its tensors on the trainer's device (as it is without ``device=``)."""
+        return batch if self.device is None else _moved(batch, self.device)
+
     def _clip_gradients(self) -> Tensor:
         from chainrule.nn.utils import clip_grad_norm_
 
@@ -434,7 +458,7 @@ class Trainer:
         try:
             with no_grad():
                 for batch in batches:
-                    inputs, targets = split_batch(batch, where)
+                    inputs, targets = split_batch(self._on_device(batch), where)
                     outputs = model(*inputs)
                     loss_value = None if loss_fn is None else float(_scalar_loss(loss_fn(outputs, targets)).item())
                     tracker.update(outputs, targets, loss_value, batch_size_of(targets))
@@ -474,7 +498,7 @@ class Trainer:
             model.eval()
         try:
             with no_grad():
-                outputs = [model(*_predict_inputs(batch)) for batch in batches]
+                outputs = [model(*_predict_inputs(self._on_device(batch))) for batch in batches]
         finally:
             if hasattr(model, "train"):
                 model.train(was_training)
@@ -489,7 +513,7 @@ def fit(model, train_data: Any, *, loss: Any, optimizer, epochs: int = 1, val_da
         scheduler=None, scheduler_interval: str = "epoch", scheduler_monitor: str = "val_loss",
         callbacks: Iterable[Callback] = (), batch_size: int = 32, shuffle: bool = True, max_steps: int | None = None,
         grad_clip_norm: float | None = None, verbose: int = 1, resume_from: str | os.PathLike | None = None,
-        config: Any = None, compile: bool = False) -> History:
+        config: Any = None, compile: bool = False, device: Any = None) -> History:
     """Train ``model`` on ``train_data``, Keras-style; returns the :class:`History`.
 
     A shortcut for ``Trainer(model, loss=..., optimizer=..., ...).fit(train_data, ...)``; see
@@ -498,19 +522,20 @@ def fit(model, train_data: Any, *, loss: Any, optimizer, epochs: int = 1, val_da
     """
     trainer = Trainer(model, loss=loss, optimizer=optimizer, metrics=metrics, scheduler=scheduler,
                       scheduler_interval=scheduler_interval, scheduler_monitor=scheduler_monitor, callbacks=callbacks,
-                      grad_clip_norm=grad_clip_norm, verbose=verbose, config=config, compile=compile)
+                      grad_clip_norm=grad_clip_norm, verbose=verbose, config=config, compile=compile, device=device)
     return trainer.fit(train_data, epochs=epochs, val_data=val_data, batch_size=batch_size, shuffle=shuffle,
                        max_steps=max_steps, resume_from=resume_from)
 
 
-def evaluate(model, data: Any, loss: Any = None, metrics: Any = (), *, batch_size: int = 32) -> dict[str, float]:
+def evaluate(model, data: Any, loss: Any = None, metrics: Any = (), *, batch_size: int = 32,
+             device: Any = None) -> dict[str, float]:
     """Mean ``loss`` (when given) and ``metrics`` of ``model`` over ``data``, in eval mode without
     gradients: e.g. ``evaluate(model, (X, y), loss=F.cross_entropy, metrics=["accuracy"])`` gives
     ``{"loss": 0.12, "accuracy": 0.97}``. At least one of the two is needed. The model's train/eval
     mode is restored after."""
-    return Trainer(model, loss=loss, verbose=0).evaluate(data, batch_size=batch_size, metrics=metrics)
+    return Trainer(model, loss=loss, verbose=0, device=device).evaluate(data, batch_size=batch_size, metrics=metrics)
 
 
-def predict(model, data: Any, *, batch_size: int = 32) -> Any:
+def predict(model, data: Any, *, batch_size: int = 32, device: Any = None) -> Any:
     """The outputs of ``model`` over ``data`` (see :meth:`Trainer.predict`)."""
-    return Trainer(model, verbose=0).predict(data, batch_size=batch_size)
+    return Trainer(model, verbose=0, device=device).predict(data, batch_size=batch_size)
