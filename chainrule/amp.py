@@ -179,7 +179,12 @@ def _autocast_call(fn: Callable, name: str, policies: tuple, args: tuple, kwargs
             "Usually a sigmoid precedes it: use binary_cross_entropy_with_logits (nn.BCEWithLogitsLoss) on the "
             "logits instead, which autocast runs in float32; or call it outside the autocast region on .float() "
             "inputs")
-    target = {LOWER: autocast_dtype, FLOAT32: _dt.float32}.get(policy) or _widest(args, kwargs, autocast_dtype)
+    if policy == LOWER:
+        target = autocast_dtype
+    elif policy == FLOAT32:
+        target = _dt.float32
+    else:  # PROMOTE: the widest eligible input's type, at least the autocast dtype
+        target = _dt.float32 if _dt.float32 in _eligible_dtypes((*args, *kwargs.values())) else autocast_dtype
     cast = functools.partial(_cast, target=target, cache=state.cache if policy == LOWER and state.cache_enabled
                              else None)
     args = tuple(_cast_tree(a, cast) for a in args)
@@ -207,12 +212,14 @@ def _eligible(value) -> bool:
     return isinstance(value, Tensor) and value.dtype in (_dt.float16, _dt.float32)
 
 
-def _widest(args: tuple, kwargs: dict, start: _dt.DType) -> _dt.DType:
-    """PROMOTE's target: float32 when an eligible input is float32, else the autocast dtype."""
-    found = []
-    for value in (*args, *kwargs.values()):
-        _cast_tree(value, lambda t: found.append(t.dtype) or t)
-    return _dt.float32 if _dt.float32 in found else start
+def _eligible_dtypes(values: tuple) -> set:
+    """The dtypes of the tensors autocast may cast among ``values`` (looking one level into lists and tuples)."""
+    found = set()
+    for value in values:
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if _eligible(item):
+                found.add(item.dtype)
+    return found
 
 
 def _cast_tree(value, cast: Callable):
@@ -236,13 +243,13 @@ def _cast(t: Tensor, target: _dt.DType, cache: dict | None) -> Tensor:
 
 # ----- the region ------------------------------------------------------------------------------------------
 
-def _device_type(device_type) -> str:
+def _device_type(device_type, op: str = "autocast") -> str:
     if not isinstance(device_type, str):
-        raise TypeError(f"autocast: expected device_type of type str, got {type(device_type).__name__} "
+        raise TypeError(f"{op}: expected device_type of type str, got {type(device_type).__name__} "
                         f"({device_type!r}); pass 'cuda' or 'cpu'")
     kind = device_type.split(":")[0]
     if kind not in ("cuda", "cpu"):
-        raise RuntimeError(f"autocast: unsupported device_type {device_type!r}; chainrule has 'cuda' and 'cpu'")
+        raise RuntimeError(f"{op}: unsupported device_type {device_type!r}; chainrule has 'cuda' and 'cpu'")
     return kind
 
 
@@ -335,7 +342,7 @@ class autocast:  # noqa: N801  (PyTorch's name)
 
 def is_autocast_enabled(device_type: str = "cuda") -> bool:
     """Whether autocast is on for ``device_type`` in this thread (PyTorch's default device type: cuda)."""
-    return _device_type(device_type) in _STATE.dtypes
+    return _device_type(device_type, "is_autocast_enabled") in _STATE.dtypes
 
 
 def autocast_key() -> tuple:
@@ -346,7 +353,7 @@ def autocast_key() -> tuple:
 
 def get_autocast_dtype(device_type: str) -> _dt.DType:
     """The dtype autocast on ``device_type`` uses in this thread (its default outside a region)."""
-    kind = _device_type(device_type)
+    kind = _device_type(device_type, "get_autocast_dtype")
     return _STATE.dtypes.get(kind, _DEFAULT_DTYPE[kind])
 
 
@@ -359,7 +366,7 @@ def custom_fwd(fwd: Callable | None = None, *, device_type: str, cast_inputs=Non
     device type (float64 aside) are cast to it and the forward and backward run with autocast off."""
     if fwd is None:
         return functools.partial(custom_fwd, device_type=device_type, cast_inputs=cast_inputs)
-    kind = _device_type(device_type)
+    kind = _device_type(device_type, "custom_fwd")
     target = None if cast_inputs is None else _dt.to_dtype(cast_inputs)
 
     @functools.wraps(fwd)
@@ -384,7 +391,7 @@ def custom_bwd(bwd: Callable | None = None, *, device_type: str) -> Callable:
     (decorated with :func:`custom_fwd`) ran in."""
     if bwd is None:
         return functools.partial(custom_bwd, device_type=device_type)
-    kind = _device_type(device_type)
+    kind = _device_type(device_type, "custom_bwd")
 
     @functools.wraps(bwd)
     def backward(ctx, *grad_outputs):
@@ -408,7 +415,7 @@ class GradScaler:
 
     def __init__(self, device: str = "cuda", init_scale: float = 2.0 ** 16, growth_factor: float = 2.0,
                  backoff_factor: float = 0.5, growth_interval: int = 2000, enabled: bool = True):
-        self._device = _device_type(device)
+        self._device = _device_type(device, "GradScaler")
         if enabled and self._device == "cuda":
             from chainrule import cuda
 
