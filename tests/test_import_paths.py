@@ -76,6 +76,8 @@ def test_import_chainrule_stays_lazy():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+@pytest.mark.skipif(cr.cuda.is_available(), reason="about a machine without a cuda device; this run has one "
+                                                  "(a GPU, or the stand-in of CHAINRULE_TEST_DEVICE=cuda)")
 def test_cuda_and_backends_without_a_gpu():
     assert cr.cuda.is_available() is False and cr.cuda.device_count() == 0
     cr.cuda.manual_seed(1), cr.cuda.manual_seed_all(1), cr.cuda.synchronize(), cr.cuda.empty_cache()
@@ -96,9 +98,9 @@ def test_cuda_and_backends_without_a_gpu():
         cr.set_float32_matmul_precision("fast")
 
 
-def test_tensor_and_module_to_device():
+def test_tensor_and_module_to_device(device):
     t = cr.randn(3)
-    assert t.to(cr.device("cpu"), non_blocking=True) is t
+    assert t.to(cr.device(device.type), non_blocking=True) is t and t.to(device) is t
     model = nn.Linear(2, 2)
     assert model.to(cr.device("cpu")) is model and model.to("cpu") is model
 

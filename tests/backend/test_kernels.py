@@ -440,7 +440,8 @@ def test_compiled_gelu_keeps_no_second_activation_for_its_backward(numpy_path):
     # numpy's path keeps it, as computing it again would cost more than the memory
     import tracemalloc
 
-    x = cr.tensor(np.random.default_rng(2).standard_normal((256, 1024)).astype(np.float32), requires_grad=True)
+    x = cr.tensor(np.random.default_rng(2).standard_normal((256, 1024)).astype(np.float32), requires_grad=True,
+                  device="cpu")  # the compiled CPU kernel, and host memory traced
 
     def held_after_forward():
         tracemalloc.start()
@@ -456,7 +457,7 @@ def test_compiled_gelu_keeps_no_second_activation_for_its_backward(numpy_path):
     (g_fast,) = cr.autograd.grad(y_fast.sum(), x)
     kernels.set_enabled(False)
     (g_slow,) = cr.autograd.grad(y_slow.sum(), x)
-    x64 = cr.tensor(x._data.astype(np.float64), requires_grad=True)
+    x64 = cr.tensor(x._data.astype(np.float64), requires_grad=True, device="cpu")
     (exact,) = cr.autograd.grad(F.gelu(x64, approximate="tanh").sum(), x64)
     # d slope / dt reaches ~3.4 where 1 + t cancels: both paths err there, the compiled one less
     fast_error, slow_error = (np.abs(g.cpu().numpy() - exact.cpu().numpy()).max() for g in (g_fast, g_slow))
