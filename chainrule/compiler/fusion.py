@@ -222,6 +222,8 @@ class _Run:
             c = _c_strides(sizes, a.itemsize)
             if all(strides[d] == c[d] for d in moving):
                 return ("suffix", period)
+        if any(sizes[d] > 1 for d in range(first)):  # broadcast on both sides: (1, n, 1) against (b, n, k)
+            return None
         divisor = int(np.prod(sizes[last + 1:]))  # a leading block: i // divisor
         c = _c_strides(sizes[:last + 1], a.itemsize)
         if all(strides[d] == c[d] for d in moving):

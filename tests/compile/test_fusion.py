@@ -221,6 +221,29 @@ def test_python_numbers_stay_weak_and_numpy_float64_numbers_promote_as_in_numpy(
     assert "np.float32(0.1)" in fused.fn.source and "np.float64(0.1)" in fused.fn.source
 
 
+@pytest.mark.parametrize("shape, fused", [((4,), True), ((3, 4), True), ((3, 1), True), ((1, 4), True),
+                                          ((1, 1), True), ((2, 1, 1), True), ((1, 3, 1), False), ((2, 1, 4), False)])
+def test_broadcast_operands_join_only_where_one_flat_index_reads_them(shape, fused):
+    """Against a (2, 3, 4) run: a trailing block (i % period), a leading block (i // divisor) or a scalar
+    joins; an operand broadcast on both sides of its own axes would need a strided index and breaks the run."""
+    full = (2, 3, 4) if len(shape) == 3 else (3, 4)
+    x = np.random.default_rng(0).standard_normal(full).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+
+    def program():
+        out = np.empty(full, np.float32)
+        return out, [_ufunc(np.multiply, x, b, out=out), _ufunc(np.add, out, b, out=out)]
+
+    out, instrs = program()
+    _replay(instrs)
+    want = out.copy()
+    out, instrs = program()
+    result = fusion.fuse(instrs, {id(out)}, {id(out)}, set(), "exact")
+    assert [i.kind for i in result] == (["fused"] if fused else ["ufunc", "ufunc"])
+    _replay(result)
+    assert out.tobytes() == want.tobytes()
+
+
 def test_exact_does_not_fuse_transcendentals_and_fast_does():
     def step(x):
         return cr.tanh(x * 0.5 + 0.25).exp() * 2.0 - 1.0
