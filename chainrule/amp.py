@@ -42,8 +42,8 @@ tests ``_ACTIVE`` and calls the op. Internal calls between op modules keep the o
 composites that are not on a list (gelu built from tanh, for instance) keep their inputs' types, as
 PyTorch's kernels do.
 
-**GradScaler** keeps its scale as a Python float (the loss is multiplied by it; no device tensor to read
-back), unscales gradients in place on their device, and checks them for inf/NaN there too; the one host
+**GradScaler** keeps its scale as a Python float rounded to float32 (the loss is multiplied by it; no device
+tensor to read back), unscales gradients in place on their device, and checks them for inf/NaN there too; the one host
 read per step is the combined found-inf flag in :meth:`GradScaler.step`, which must decide whether to step.
 """
 
@@ -406,6 +406,11 @@ def custom_bwd(bwd: Callable | None = None, *, device_type: str) -> Callable:
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
 
 
+def _float32(value) -> float:
+    """``value`` rounded to float32, the precision of PyTorch's scale tensor, so scales follow PyTorch's exactly."""
+    return float(_dt.float32.np.type(value))
+
+
 class GradScaler:
     """``torch.amp.GradScaler``: dynamic loss scaling. :meth:`scale` multiplies the loss by the scale;
     :meth:`unscale_` divides the optimizer's gradients by it in place and records whether any is inf/NaN;
@@ -430,7 +435,7 @@ class GradScaler:
         if not isinstance(growth_interval, int) or growth_interval <= 0:
             raise ValueError(f"GradScaler: growth_interval should be a positive int, got {growth_interval!r}")
         self._enabled = bool(enabled)
-        self._scale = float(init_scale)
+        self._scale = _float32(init_scale)
         self._growth_factor = float(growth_factor)
         self._backoff_factor = float(backoff_factor)
         self._growth_interval = growth_interval
@@ -488,12 +493,12 @@ class GradScaler:
             if not flags:
                 raise RuntimeError("No inf checks were recorded prior to update.")
             if any(bool(flag) for flag in flags):
-                self._scale *= self._backoff_factor
+                self._scale = _float32(self._scale * self._backoff_factor)
                 self._growth_tracker = 0
             else:
                 self._growth_tracker += 1
                 if self._growth_tracker == self._growth_interval:
-                    grown = self._scale * self._growth_factor
+                    grown = _float32(self._scale * self._growth_factor)
                     if grown != float("inf"):
                         self._scale = grown
                     self._growth_tracker = 0
@@ -505,8 +510,8 @@ class GradScaler:
             if new_scale.numel() != 1 or not new_scale.dtype.is_floating_point:
                 raise ValueError(f"GradScaler.update: new_scale should be a float or a 1-element floating tensor, "
                                  f"got shape {tuple(new_scale.shape)}, {new_scale.dtype}")
-            return float(new_scale.item())
-        return float(new_scale)
+            return _float32(new_scale.item())
+        return _float32(new_scale)
 
     def _optimizer_state(self, optimizer) -> dict:
         return self._per_optimizer.setdefault(id(optimizer), {"stage": _READY, "found_inf": None})
@@ -568,7 +573,7 @@ class GradScaler:
         if len(state_dict) == 0:
             raise RuntimeError("The source state dict is empty, possibly because it was saved from a disabled "
                                "instance of GradScaler.")
-        self._scale = float(state_dict["scale"])
+        self._scale = _float32(state_dict["scale"])
         self._growth_factor = float(state_dict["growth_factor"])
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])

@@ -525,13 +525,17 @@ def _linear_pair(seed=0):
     return t_model, c_model
 
 
+_SCALER_SETTINGS = [dict(init_scale=2.0 ** 10, growth_factor=2.0, backoff_factor=0.5, growth_interval=2),
+                    dict(init_scale=1000.0, growth_factor=1.7, backoff_factor=0.3, growth_interval=2)]
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # clipping an inf gradient
-def test_grad_scaler_matches_torch_step_by_step():
-    """Steps 2 and 5 get an inf gradient: those steps are skipped and the scale backs off; two clean steps
-    in a row double it; gradients are clipped between unscale_ and step."""
+@pytest.mark.parametrize("settings", _SCALER_SETTINGS)
+def test_grad_scaler_matches_torch_step_by_step(settings):
+    """Step 2 gets an inf gradient and step 5 a NaN: those steps are skipped and the scale backs off; two clean
+    steps in a row grow it; gradients are clipped between unscale_ and step."""
     t_model, c_model = _linear_pair()
     t_opt, c_opt = torch.optim.SGD(t_model.parameters(), lr=0.1), cr.optim.SGD(c_model.parameters(), lr=0.1)
-    settings = dict(init_scale=2.0 ** 10, growth_factor=2.0, backoff_factor=0.5, growth_interval=2)
     t_scaler = torch.amp.GradScaler("cpu", **settings)
     c_scaler = cr.amp.GradScaler(DEVICE_TYPE, **settings)
     rng = np.random.default_rng(0)
@@ -556,7 +560,9 @@ def test_grad_scaler_matches_torch_step_by_step():
         skipped.append(all(unchanged))
         for c_p, t_p in zip(c_model.parameters(), t_model.parameters()):
             np.testing.assert_allclose(c_p.detach().cpu().numpy(), t_p.detach().numpy(), rtol=1e-5, atol=1e-6)
-    assert scales == [1024.0, 2048.0, 1024.0, 1024.0, 2048.0, 1024.0, 1024.0]
+    s0, grow, back = settings["init_scale"], settings["growth_factor"], settings["backoff_factor"]
+    np.testing.assert_allclose(scales, [s0, s0 * grow, s0 * grow * back, s0 * grow * back, s0 * grow ** 2 * back,
+                                        s0 * grow ** 2 * back ** 2, s0 * grow ** 2 * back ** 2], rtol=1e-6)
     assert skipped == [step in (2, 5) for step in range(7)]
 
 
