@@ -107,8 +107,8 @@ def main(argv=None):
 
     with torch.no_grad():
         mean, var = model.predict(x, y, torch.tensor(x_test, dtype=torch.float64))
-        rmse = float(np.sqrt(((mean.numpy() - f_test) ** 2).mean()))
-        inside = float((np.abs(mean.numpy() - f_test) < 2 * np.sqrt(np.maximum(var.numpy(), 0))).mean())
+        rmse = float(np.sqrt(((mean.cpu().numpy() - f_test) ** 2).mean()))
+        inside = float((np.abs(mean.cpu().numpy() - f_test) < 2 * np.sqrt(np.maximum(var.cpu().numpy(), 0))).mean())
         ell, sf2, sn2 = (p.exp().item() for p in (model.log_lengthscale, model.log_signal_var, model.log_noise_var))
     print(f"learned lengthscale {ell:.3f}, signal variance {sf2:.3f}, noise std {math.sqrt(sn2):.3f} "
           f"(true noise std {NOISE_STD})")

@@ -65,7 +65,7 @@ def rollout(torch, policy, env):
         while env.alive.any():
             obs = env.state.copy()
             logits = policy(torch.tensor(obs, dtype=torch.float32))
-            action = torch.distributions.Categorical(logits=logits).sample().numpy()
+            action = torch.distributions.Categorical(logits=logits).sample().cpu().numpy()
             alive.append(env.alive.copy())
             observations.append(obs)
             actions.append(action)

@@ -112,13 +112,13 @@ def main(argv=None):
 
     records = []
     for step in range(1, args.steps + 1):
-        src, tgt = (torch.from_numpy(a) for a in make_batch(rng, args.batch_size))
+        src, tgt = (torch.as_tensor(a) for a in make_batch(rng, args.batch_size))  # on the default device
         records.append({"step": step, "loss": train_step(torch, model, optimizer, src, tgt)})
         if step % args.log_every == 0 or step == args.steps:
             print(f"step {step:5d}  loss {records[-1]['loss']:.4f}")
 
     src, tgt = make_batch(np.random.default_rng(12345), 200)
-    out = greedy_decode(torch, model, torch.from_numpy(src), tgt.shape[1] - 1).numpy()
+    out = greedy_decode(torch, model, torch.as_tensor(src), tgt.shape[1] - 1).cpu().numpy()
     correct = 0
     for row, want in zip(out, tgt):
         want = want[1:list(want).index(EOS) + 1]
