@@ -251,22 +251,26 @@ def test_creation_functions_equal_torch():
         expected = torch.range(0, 1, 0.25)
     _close(cr.range(0, 1, 0.25), expected)
     array = np.arange(3.0)
-    shared = cr.asarray(array)
+    shared = cr.asarray(array, device="cpu")  # the host's memory, shared as torch.asarray shares it
     array[0] = 7.0
     assert shared[0].item() == 7.0
     with pytest.raises(ValueError, match="asarray: copy=False"):
         cr.asarray([1.0, 2.0], copy=False)
 
 
-def test_layout_and_kind_queries_equal_torch():
+def test_layout_and_kind_queries_equal_torch(cuda_device):
     ours, theirs = _both(np.zeros((3, 4), dtype=np.float32))
     for a, b in ((ours, theirs), (ours.t(), theirs.t()), (ours[:, ::2], theirs[:, ::2])):
         assert a.stride() == b.stride() and a.is_contiguous() == b.is_contiguous()
         assert a.nbytes == b.nbytes and a.itemsize == b.itemsize and a.nelement() == b.nelement()
-    assert ours.stride(-1) == theirs.stride(-1) and ours.ndimension() == 2 and ours.is_cpu
-    assert ours.type() == "chainrule.FloatTensor" and ours.type(cr.float64).dtype == cr.float64
+    assert ours.stride(-1) == theirs.stride(-1) and ours.ndimension() == 2
+    on_cpu, on_cuda = ours.to("cpu"), ours.to(cuda_device)
+    assert on_cpu.is_cpu and on_cpu.type() == "chainrule.FloatTensor" and ours.type(cr.float64).dtype == cr.float64
     assert ours.is_signed() and not cr.tensor([1], dtype=cr.uint8).is_signed()
-    assert ours.get_device() == theirs.get_device() == -1 and cr.get_device(ours) == -1
+    assert on_cpu.get_device() == theirs.get_device() == -1 and cr.get_device(on_cpu) == -1
+    # PyTorch on a GPU: not is_cpu, the legacy name 'torch.cuda.FloatTensor', get_device() the index (0)
+    assert not on_cuda.is_cpu and on_cuda.is_cuda and on_cuda.type() == "chainrule.cuda.FloatTensor"
+    assert on_cuda.get_device() == cr.get_device(on_cuda) == 0
     assert ours.is_same_size(cr.ones(3, 4)) and not cr.is_same_size(ours, cr.ones(4, 3))
     assert cr.tensor([2.0]).is_nonzero() and not cr.is_nonzero(cr.tensor(0.0))
     with pytest.raises(RuntimeError, match="is_nonzero: a tensor with 2 values"):
@@ -541,8 +545,8 @@ def test_set_printoptions_prints_as_torch(options):
     try:
         cr.set_printoptions(**options)
         torch.set_printoptions(**options)
-        for array in arrays:
-            assert repr(cr.tensor(array, dtype=cr.float32)).replace("chainrule", "torch") == repr(
+        for array in arrays:  # on the CPU, as torch's tensors here are (test_tensor.py checks the device suffix)
+            assert repr(cr.tensor(array, dtype=cr.float32, device="cpu")).replace("chainrule", "torch") == repr(
                 torch.tensor(array, dtype=torch.float32))
     finally:
         cr.set_printoptions(profile="default")
