@@ -13,6 +13,10 @@ same seed; ``manual_seed`` here seeds that generator, as the only one there is.
 
 from __future__ import annotations
 
+import sys
+
+from chainrule import amp as _amp_module
+
 __all__ = ["is_available", "device_count", "current_device", "manual_seed", "manual_seed_all", "seed", "seed_all",
            "synchronize", "empty_cache", "is_bf16_supported", "get_device_name", "set_device",
            "memory_allocated", "max_memory_allocated", "reset_peak_memory_stats", "memory_reserved",
@@ -149,12 +153,6 @@ def reset_peak_memory_stats(device=None) -> None:
 reset_max_memory_allocated = reset_peak_memory_stats
 
 
-def __getattr__(name: str):
-    if name == "amp":  # torch.cuda.amp's deprecated spellings of chainrule.amp's autocast and GradScaler
-        import sys
-
-        from chainrule.amp import cuda_amp
-
-        sys.modules.setdefault("chainrule.cuda.amp", cuda_amp)
-        return cuda_amp
-    raise AttributeError(f"module 'chainrule.cuda' has no attribute {name!r}")
+# torch.cuda.amp's deprecated spellings of chainrule.amp's names; importable as chainrule.cuda.amp too
+amp = _amp_module.cuda_amp
+sys.modules.setdefault("chainrule.cuda.amp", amp)
