@@ -27,7 +27,9 @@ float16 copy of a float32 leaf that requires grad (a parameter) is made once and
 **dtypes.** numpy and CuPy have no bfloat16, so neither has chainrule: ``dtype=bfloat16`` is refused with a
 TypeError. PyTorch's CPU default (bfloat16) is therefore replaced by float16: ``autocast("cpu")`` runs in
 float16, on CPU lists that are PyTorch's CPU lists (fewer ops in float32 than on CUDA). Other dtypes disable
-the region with a warning, as PyTorch does.
+the region with a warning, as PyTorch does. numpy has no float16 GEMM (its float16 products are plain loops,
+far slower than float32's BLAS), so CPU autocast is for running PyTorch's mixed-precision programs and
+matching their numbers, not for speed; on the GPU, CuPy's float16 products run on cuBLAS.
 
 **Where it hooks in (the seam).** Autocast must reach every public spelling of a listed op (``cr.matmul``,
 ``x.matmul``, ``x @ w``, ``F.linear``, ``cr.linalg.multi_dot``) without a branch in op bodies and without
