@@ -522,8 +522,8 @@ def test_feature_dropout_binomial_empty_permuted_and_to_dlpack():
     ours = cr.empty_permuted((2, 3, 4), (0, 2, 1))
     theirs = torch.empty_permuted((2, 3, 4), (0, 2, 1))
     assert tuple(ours.shape) == (2, 3, 4) and ours.stride() == theirs.stride()
-    t = cr.arange(4.0)
-    np.testing.assert_array_equal(torch.from_dlpack(cr.to_dlpack(t)).cpu().numpy(), [0.0, 1.0, 2.0, 3.0])
+    t = cr.arange(4.0, device="cpu")  # host memory, which torch's CPU tensors take (test_dlpack.py: the device's)
+    np.testing.assert_array_equal(torch.from_dlpack(cr.to_dlpack(t)).numpy(), [0.0, 1.0, 2.0, 3.0])
 
 
 def test_inplace_matrix_products_equal_torch():
