@@ -4,6 +4,10 @@ Each collective starts MPI's nonblocking form (``Iallreduce``, ``Ibcast``, ...) 
 with ``async_op=True``; without it the call waits at once (MPI's Wait, under the watchdog). What MPI does
 not do itself (``ReduceOp.AVG``'s division, copying into a list of tensors) runs when the work completes.
 Object collectives pickle, as PyTorch's do.
+
+Tensors on a GPU take part through host copies: mpi4py reads and writes host buffers (unless MPI is built
+CUDA-aware, which is not assumed), so a device tensor is staged with ``to_host`` and the result copied back
+into it when the work completes (:func:`_array`, :func:`_stage_back`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 
 import numpy as np
 
+from chainrule.backend import is_host, to_host
 from chainrule.distributed._group import ProcessGroup, _State, resolve, watch
 from chainrule.tensor import Tensor
 
@@ -103,16 +108,25 @@ class Work:
 
 
 def _array(tensor, name: str, what: str = "tensor") -> np.ndarray:
-    """The contiguous numpy array under ``tensor``, which a collective reads or writes in place."""
+    """The contiguous host array a collective reads or writes for ``tensor``: its own memory on the CPU, a
+    host copy of a device tensor (which :func:`_stage_back` writes back into it)."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{name}: {what} must be a chainrule Tensor, got {type(tensor).__name__}")
     data = tensor._data
-    if not isinstance(data, np.ndarray):
-        raise TypeError(f"{name}: {what} must live in host memory (a numpy array); got {type(data).__module__} "
-                        "data, move it with .cpu() first")
     if not data.flags.c_contiguous:
         raise ValueError(f"{name}: {what} of shape {tuple(data.shape)} must be contiguous (call .contiguous())")
-    return data
+    return data if is_host(data) else to_host(data)
+
+
+def _stage_back(tensor, array: np.ndarray) -> None:
+    """After a collective wrote ``array`` (from :func:`_array`): a device tensor gets the result copied in."""
+    if array is not tensor._data:
+        _assign(tensor, array)
+
+
+def _assign(tensor, host_part: np.ndarray) -> None:
+    """``tensor``'s elements set from a host array, on the tensor's device."""
+    tensor._data[...] = tensor.xp.asarray(host_part)
 
 
 def _checked(pg: ProcessGroup, what: str) -> str:
@@ -146,13 +160,14 @@ def _run(work: Work, async_op: bool):
     return None
 
 
-def _averaged(pg: ProcessGroup, op: ReduceOp, *tensors):
-    """What runs after a reduction: AVG's division by the group size, then the version bumps."""
+def _averaged(pg: ProcessGroup, op: ReduceOp, tensor, array: np.ndarray):
+    """What runs after a reduction into ``tensor`` (through ``array``): the copy back to a device, AVG's
+    division by the group size, then the version bump."""
     def finish():
+        _stage_back(tensor, array)
         if op is ReduceOp.AVG:
-            for t in tensors:
-                t._data /= pg.size()
-        _written(*tensors)
+            tensor._data /= pg.size()
+        _written(tensor)
     return finish
 
 
@@ -165,7 +180,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
     mpi_op = _mpi_op(op, arr.dtype, "all_reduce")
     what = _checked(pg, f"all_reduce ({op.name}, {arr.dtype}, {arr.size} elements)")
     req = pg.comm.Iallreduce(_State.mpi.IN_PLACE, arr, mpi_op)
-    return _run(Work([req], what, pg, _averaged(pg, op, tensor)), async_op)
+    return _run(Work([req], what, pg, _averaged(pg, op, tensor, arr)), async_op)
 
 
 def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False, group_src: int | None = None):
@@ -177,7 +192,15 @@ def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False
     root = _root(pg, src, group_src, "broadcast", "src")
     what = _checked(pg, f"broadcast from rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)")
     req = pg.comm.Ibcast(arr, root=root)
-    return _run(Work([req], what, pg, lambda: _written(tensor)), async_op)
+    return _run(Work([req], what, pg, _receiving(tensor, arr)), async_op)
+
+
+def _receiving(tensor, array: np.ndarray):
+    """What runs after a collective wrote ``tensor`` (through ``array``): the copy back, the version bump."""
+    def finish():
+        _stage_back(tensor, array)
+        _written(tensor)
+    return finish
 
 
 def _root(pg: ProcessGroup, global_rank, group_rank, op: str, what: str) -> int:
@@ -218,7 +241,7 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
 
     def finish():
         for out, part in zip(outs, stacked):
-            out._data[...] = part
+            _assign(out, part)
         _written(*outs)
     return _run(Work([req], what, pg, finish), async_op)
 
@@ -234,7 +257,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
     _sized(out, src, pg.size(), "all_gather_into_tensor", "output_tensor", "input_tensor")
     what = _checked(pg, f"all_gather_into_tensor ({src.dtype}, {src.size} elements)")
     req = pg.comm.Iallgather(src, out)
-    return _run(Work([req], what, pg, lambda: _written(output_tensor)), async_op)
+    return _run(Work([req], what, pg, _receiving(output_tensor, out)), async_op)
 
 
 def _sized(big: np.ndarray, small: np.ndarray, n: int, op: str, big_name: str, small_name: str) -> None:
@@ -254,7 +277,7 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op: 
     mpi_op = _mpi_op(op, src.dtype, "reduce_scatter_tensor")
     what = _checked(pg, f"reduce_scatter_tensor ({op.name}, {src.dtype}, {src.size} elements)")
     req = pg.comm.Ireduce_scatter_block(src, out, mpi_op)
-    return _run(Work([req], what, pg, _averaged(pg, op, output)), async_op)
+    return _run(Work([req], what, pg, _averaged(pg, op, output, out)), async_op)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bool = False):
@@ -269,7 +292,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op: bo
     mpi_op = _mpi_op(op, out.dtype, "reduce_scatter")
     what = _checked(pg, f"reduce_scatter ({op.name}, {out.dtype}, {stacked.size} elements)")
     req = pg.comm.Ireduce_scatter_block(stacked, out, mpi_op)
-    return _run(Work([req], what, pg, _averaged(pg, op, output)), async_op)
+    return _run(Work([req], what, pg, _averaged(pg, op, output, out)), async_op)
 
 
 def reduce(tensor, dst: int | None = None, op=ReduceOp.SUM, group=None, async_op: bool = False,
@@ -284,7 +307,7 @@ def reduce(tensor, dst: int | None = None, op=ReduceOp.SUM, group=None, async_op
     what = _checked(pg, f"reduce ({op.name}) to rank {pg.ranks[root]} ({arr.dtype}, {arr.size} elements)")
     if pg.rank() == root:
         req = pg.comm.Ireduce(_State.mpi.IN_PLACE, arr, mpi_op, root=root)
-        finish = _averaged(pg, op, tensor)
+        finish = _averaged(pg, op, tensor, arr)
     else:
         req = pg.comm.Ireduce(arr, None, mpi_op, root=root)
         finish = None
@@ -310,7 +333,7 @@ def gather(tensor, gather_list=None, dst: int | None = None, group=None, async_o
 
     def finish():
         for out, part in zip(outs, stacked):
-            out._data[...] = part
+            _assign(out, part)
         _written(*outs)
     return _run(Work([pg.comm.Igather(arr, stacked, root=root)], what, pg, finish), async_op)
 
@@ -333,7 +356,7 @@ def scatter(tensor, scatter_list=None, src: int | None = None, group=None, async
         _same_as(tensor, parts, "scatter", "scatter_list")
         send = np.stack([_array(p, "scatter", "scatter_list item") for p in parts])
     req = pg.comm.Iscatter(send, arr, root=root)
-    return _run(Work([req], what, pg, lambda: _written(tensor)), async_op)
+    return _run(Work([req], what, pg, _receiving(tensor, arr)), async_op)
 
 
 def barrier(group=None, async_op: bool = False, device_ids=None):
@@ -360,7 +383,7 @@ def irecv(tensor, src: int | None = None, group=None, tag: int = 0, group_src: i
     if pg is None:
         return None
     source = _State.mpi.ANY_SOURCE if src is None and group_src is None else _root(pg, src, group_src, "irecv", "src")
-    return Work([pg.comm.Irecv(arr, source=source, tag=tag)], "receive", pg, lambda: _written(tensor))
+    return Work([pg.comm.Irecv(arr, source=source, tag=tag)], "receive", pg, _receiving(tensor, arr))
 
 
 def send(tensor, dst: int | None = None, group=None, tag: int = 0, group_dst: int | None = None) -> None:
@@ -380,7 +403,7 @@ def recv(tensor, src: int | None = None, group=None, tag: int = 0, group_src: in
     status = mpi.Status()
     with watch("recv", pg):
         pg.comm.Recv(arr, source=source, tag=tag, status=status)
-    _written(tensor)
+    _receiving(tensor, arr)()
     return pg.ranks[status.Get_source()]
 
 

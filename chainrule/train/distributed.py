@@ -37,7 +37,7 @@ class RankGroup:
         """The mean loss over every rank's samples, from this rank's mean over its ``count``."""
         from chainrule.creation import tensor
 
-        pair = tensor(np.array([loss * count, count], np.float64))
+        pair = tensor(np.array([loss * count, count], np.float64), device="cpu")  # bookkeeping stays on the host
         self.dist.all_reduce(pair)
         total, n = pair.tolist()
         return total / n
@@ -45,7 +45,7 @@ class RankGroup:
     def any(self, flag: bool) -> bool:
         from chainrule.creation import tensor
 
-        t = tensor(np.array([1 if flag else 0], np.int64))
+        t = tensor(np.array([1 if flag else 0], np.int64), device="cpu")
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
         return bool(t.item())
 
@@ -56,7 +56,7 @@ class RankGroup:
         keys = sorted(k for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
         if not keys:
             return values
-        t = tensor(np.array([float(values[k]) for k in keys], np.float64))
+        t = tensor(np.array([float(values[k]) for k in keys], np.float64), device="cpu")
         self.dist.all_reduce(t, op=self.dist.ReduceOp.AVG)
         return {**values, **dict(zip(keys, t.tolist()))}
 
@@ -65,7 +65,7 @@ class RankGroup:
         from chainrule.creation import tensor
 
         mine = -1 if count is None else int(count)
-        low, high = tensor(np.array([mine], np.int64)), tensor(np.array([mine], np.int64))
+        low, high = tensor(np.array([mine], np.int64), device="cpu"), tensor(np.array([mine], np.int64), device="cpu")
         self.dist.all_reduce(low, op=self.dist.ReduceOp.MIN)
         self.dist.all_reduce(high, op=self.dist.ReduceOp.MAX)
         if low.item() != high.item():

@@ -15,6 +15,10 @@ import pytest
 
 WORKERS = Path(__file__).parent / "workers"
 TIMEOUT_S = 10  # CHAINRULE_DIST_TIMEOUT inside the jobs: the watchdog's limit
+# Under CHAINRULE_TEST_DEVICE=cuda the jobs compute on the device too (workers/_device.py): CuPy where there is
+# a GPU, else the stand-in device, which the workers load with CHAINRULE_STANDIN_CUDA=1.
+ON_DEVICE = {"CHAINRULE_TEST_DEVICE": "cuda", "CHAINRULE_STANDIN_CUDA": "1"}
+DEVICE_ENV = ON_DEVICE if os.environ.get("CHAINRULE_TEST_DEVICE") == "cuda" else {}
 
 
 def _mpiexec():
@@ -34,7 +38,8 @@ pytestmark = pytest.mark.skipif(not (_mpiexec() and _have_mpi4py()),
 
 def run_mpi(n, worker, *args, timeout=120, env=None):
     """Run ``workers/<worker>.py args`` as an n-process MPI job; returns (completed process, wall seconds)."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CHAINRULE_DIST_TIMEOUT": str(TIMEOUT_S), **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "CHAINRULE_DIST_TIMEOUT": str(TIMEOUT_S), **DEVICE_ENV,
+                **(env or {})}
     command = [_mpiexec(), "-n", str(n), sys.executable, str(WORKERS / f"{worker}.py"), *args]
     start = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env)
@@ -50,7 +55,21 @@ def ok(done):
 def test_every_collective_against_numpy(n):
     done, _ = run_mpi(n, "collectives")
     ok(done)
-    assert done.stdout.splitlines() == [f"rank {r} of {n}: collectives ok" for r in range(n)]
+    device = "cuda" if DEVICE_ENV else "cpu"
+    assert done.stdout.splitlines() == [f"rank {r} of {n}: collectives ok ({device})" for r in range(n)]
+
+
+def test_collectives_and_ddp_on_device_tensors_through_host_copies():
+    """The same jobs with every tensor on the cuda device (the stand-in without a GPU): mpi4py gets host copies
+    and the results are copied back into the device tensors."""
+    done, _ = run_mpi(2, "collectives", env=ON_DEVICE)
+    ok(done)
+    assert done.stdout.splitlines() == [f"rank {r} of 2: collectives ok (cuda)" for r in range(2)]
+    results = ok(run_mpi(2, "ddp", "equivalence", env=ON_DEVICE)[0])
+    assert len(results) == 6 and all(r["device"] == "cuda" for r in results)
+    for r in results:
+        assert r["bitwise_equal_across_ranks"], r
+        assert r["diff"] < (1e-12 if r["dtype"].endswith("float64") else 1e-5), r
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -66,7 +85,7 @@ def test_ddp_equals_one_process_on_the_global_batch(n):
 
 
 def test_ddp_in_a_single_process_without_a_launcher_is_plain_training_bit_for_bit():
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHAINRULE_DIST_TIMEOUT": str(TIMEOUT_S)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHAINRULE_DIST_TIMEOUT": str(TIMEOUT_S), **DEVICE_ENV}
     done = subprocess.run([sys.executable, str(WORKERS / "ddp.py"), "equivalence"], capture_output=True, text=True,
                           timeout=120, env=env)  # MPI starts as a world of one (a "singleton")
     results = ok(done)
@@ -125,7 +144,7 @@ def test_fit_under_a_process_group_follows_the_one_process_fit_and_resumes(tmp_p
     assert result["epochs"] == 3 and result["checkpoint_epoch"] == 2 and result["log_lines"] == 2
     assert result["checkpoint_keys"] == ["0.bias", "0.weight", "2.bias", "2.weight"]
     assert result["files"] == ["best.safetensors", "last.safetensors", "log.jsonl"]  # no temporary files left
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **DEVICE_ENV}
     done = subprocess.run([sys.executable, str(WORKERS / "trainer.py"), str(tmp_path), "--resume-alone"],
                           capture_output=True, text=True, timeout=120, env=env)
     (alone,) = ok(done)  # a different number of processes continues the run exactly

@@ -100,7 +100,7 @@ def _as_arrays(state: dict) -> dict:
     """An optimizer state's tensors as numpy arrays, marked, for sending (chainrule tensors never pickle)."""
     from chainrule.tensor import Tensor
 
-    return {i: {k: ("tensor", v.numpy()) if isinstance(v, Tensor) else ("value", v) for k, v in entry.items()}
+    return {i: {k: ("tensor", v.cpu().numpy()) if isinstance(v, Tensor) else ("value", v) for k, v in entry.items()}
             for i, entry in state.items()}
 
 

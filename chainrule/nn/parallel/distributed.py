@@ -26,6 +26,7 @@ import numpy as np
 
 from chainrule.autograd.engine import queue_callback
 from chainrule.autograd.grad_mode import is_grad_enabled
+from chainrule.backend import is_host, to_host
 from chainrule.nn.module import Module
 from chainrule.tensor import wrap
 
@@ -54,11 +55,14 @@ def compute_bucket_assignment_by_size(sizes: list[int], dtypes: list, limits: li
 
 
 class _Bucket:
-    """One flat buffer of gradients and the parameters whose gradients it carries."""
+    """One flat buffer of gradients, on the parameters' device, and the parameters whose gradients it carries.
+    MPI reduces host memory: a bucket on a GPU is reduced through a host copy (``staged``), copied back into
+    ``flat`` before the averages are written to ``.grad``."""
 
     def __init__(self, params: list, dtype):
         self.params = params
-        self.flat = np.zeros(sum(p._data.size for p in params), dtype)
+        self.flat = params[0].xp.zeros(sum(p._data.size for p in params), dtype)
+        self.staged = None  # the host copy being reduced, for a bucket on a device
         self.views = []
         offset = 0
         for p in params:
@@ -116,7 +120,7 @@ class _Reducer:
             self.queued = True
         b, k = self.slot[id(param)]
         bucket = self.buckets[b]
-        np.multiply(param.grad._data, self.scale, out=bucket.views[k])
+        param.xp.multiply(param.grad._data, self.scale, out=bucket.views[k])
         self.used[self.index[id(param)]] = 1
         bucket.pending -= 1
         self.launch_ready()
@@ -129,7 +133,9 @@ class _Reducer:
             self.next_bucket += 1
 
     def launch(self, bucket: _Bucket) -> None:
-        bucket.request = self.comm.Iallreduce(self.mpi.IN_PLACE, bucket.flat, self.mpi.SUM)
+        host = bucket.flat if is_host(bucket.flat) else to_host(bucket.flat)
+        bucket.staged = None if host is bucket.flat else host
+        bucket.request = self.comm.Iallreduce(self.mpi.IN_PLACE, host, self.mpi.SUM)
 
     def progress(self) -> None:
         requests = [b.request for b in self.buckets[:self.next_bucket] if b.request is not None]
@@ -155,6 +161,9 @@ class _Reducer:
         with watch(f"DistributedDataParallel's gradient allreduce ({len(self.buckets)} buckets)", self.group):
             self.mpi.Request.Waitall(requests)
         for bucket in self.buckets:
+            if bucket.staged is not None:  # the reduced host copy back onto the device
+                bucket.flat[...] = bucket.params[0].xp.asarray(bucket.staged)
+                bucket.staged = None
             for view, p in zip(bucket.views, bucket.params):
                 if used_anywhere[self.index[id(p)]]:
                     self.write_back(p, view)
@@ -282,7 +291,7 @@ def _check_same_parameters(module: Module, group) -> None:
 
     digest = hashlib.sha256()
     for p in module.parameters():
-        digest.update(np.ascontiguousarray(p._data).tobytes())
+        digest.update(np.ascontiguousarray(to_host(p._data)).tobytes())
     every = group.ctl.allgather(digest.hexdigest())
     differing = [group.ranks[r] for r, d in enumerate(every) if d != every[0]]
     if differing:
@@ -313,5 +322,5 @@ def _broadcast_buffers(module: Module, group) -> None:
 
 def _broadcast_one(t, group, broadcast) -> None:
     if not t._data.flags.c_contiguous:
-        t._data = np.ascontiguousarray(t._data)
+        t._data = t.xp.ascontiguousarray(t._data)
     broadcast(t, src=group.ranks[0], group=group)

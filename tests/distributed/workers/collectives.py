@@ -4,6 +4,7 @@ Each rank's input is a function of its rank, so every rank knows all inputs and 
 a failed check raises, which aborts the job (non-zero status, the traceback in stderr).
 """
 
+import _device  # noqa: F401  (the suite's device: workers/_device.py)
 import numpy as np
 
 import chainrule as cr
@@ -172,7 +173,7 @@ def main():
     objects_groups_p2p(rank, n)
     errors(rank, n)
     every = [None] * n
-    dist.all_gather_object(every, f"rank {rank} of {n}: collectives ok")
+    dist.all_gather_object(every, f"rank {rank} of {n}: collectives ok ({cr.get_default_device().type})")
     dist.destroy_process_group()
     assert not dist.is_initialized()
     if rank == 0:  # one line for the whole job (the ranks' own lines could interleave)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import sys
 
+import _device  # noqa: F401  (the suite's device: workers/_device.py)
 import numpy as np
 
 import chainrule as cr
@@ -68,7 +69,8 @@ def train(kind, model, dtype, n, rank, micro=1, ddp=None):
 
 
 def max_diff(a, b):
-    return max(float(np.abs(p.detach().cpu().numpy() - q.detach().cpu().numpy()).max()) for p, q in zip(a.parameters(), b.parameters()))
+    return max(float(np.abs(p.detach().cpu().numpy() - q.detach().cpu().numpy()).max())
+               for p, q in zip(a.parameters(), b.parameters()))
 
 
 def digest(model):
@@ -96,7 +98,8 @@ def equivalence(n, rank):
             model = build(kind, dtype, 100 + rank)
             trained = train(kind, model, dtype, n, rank, ddp=DDP(model))
             report("equivalence", kind=kind, dtype=str(dtype), diff=max_diff(trained, reference),
-                   bitwise_equal_across_ranks=same_on_every_rank(trained))
+                   bitwise_equal_across_ranks=same_on_every_rank(trained),
+                   device=str(next(trained.parameters()).device.type))
 
 
 def ddp_trained(kind, dtype, seed, n, rank, micro=1, **kwargs):

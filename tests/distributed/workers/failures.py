@@ -9,6 +9,8 @@ import signal
 import sys
 import time
 
+import _device  # noqa: F401  (the suite's device: workers/_device.py)
+
 import chainrule as cr
 import chainrule.distributed as dist
 
