@@ -13,8 +13,8 @@ scales the loss so float16 gradients do not underflow, skipping the steps whose 
         opt.zero_grad()
 
 **Policies.** :data:`POLICIES` is the one table: op name -> its policy on ``cuda`` and on ``cpu`` tensors,
-PyTorch's lists (the "autocast op reference" of torch.amp's documentation; einsum and
-scaled_dot_product_attention are in PyTorch's source list of lower-precision ops). ``LOWER`` casts the floating
+PyTorch's lists (the "autocast op reference" of torch.amp's documentation, and the few ops its source lists
+add: einsum, vecdot, scaled_dot_product_attention, huber_loss, logsumexp, the linalg norms). ``LOWER`` casts the floating
 inputs to the autocast dtype, ``FLOAT32`` to float32, ``PROMOTE`` to the widest floating type among them,
 ``BANNED`` refuses the op (binary_cross_entropy on CUDA, as PyTorch). An op with no policy on a device type runs
 in its inputs' types. Only float16 and float32 inputs are cast (float64 and integer inputs never are), only
@@ -66,16 +66,16 @@ __all__ = ["autocast", "GradScaler", "is_autocast_enabled", "get_autocast_dtype"
 LOWER, FLOAT32, PROMOTE, BANNED = "lower", "float32", "promote", "banned"
 
 _MATMULS = ("matmul", "__matmul__", "mm", "bmm", "addmm", "baddbmm", "addbmm", "chain_matmul", "multi_dot", "einsum",
-            "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear",
-            "prelu", "scaled_dot_product_attention")
-_LOSSES = ("cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "kl_div",
+            "vecdot", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+            "linear", "prelu", "scaled_dot_product_attention")
+_LOSSES = ("cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div",
            "binary_cross_entropy_with_logits", "poisson_nll_loss", "soft_margin_loss", "margin_ranking_loss",
            "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "multi_margin_loss",
            "multilabel_margin_loss")
 _CUDA_FLOAT32 = ("__pow__", "__rpow__", "__rtruediv__", "pow", "acos", "asin", "cosh", "sinh", "tan", "exp", "expm1",
                  "log", "log10", "log1p", "log2", "erfinv", "reciprocal", "rsqrt", "cumsum", "cumprod", "sum", "norm",
-                 "dist", "renorm", "pdist", "softmax", "log_softmax", "softmin", "softplus",
-                 "layer_norm", "group_norm", "normalize", "cosine_similarity")
+                 "vector_norm", "matrix_norm", "logsumexp", "dist", "renorm", "pdist", "softmax", "log_softmax",
+                 "softmin", "softplus", "layer_norm", "group_norm", "normalize", "cosine_similarity")
 _CUDA_PROMOTE = ("addcmul", "addcdiv", "atan2", "cross", "dot", "tensordot", "bilinear", "index_put", "scatter_add")
 
 # op name -> (policy on cuda tensors, policy on cpu tensors); None: the op runs in its inputs' types there.
@@ -85,7 +85,7 @@ POLICIES: dict[str, tuple[str | None, str | None]] = {
     **{name: (FLOAT32, FLOAT32) for name in _LOSSES},
     **{name: (FLOAT32, None) for name in _CUDA_FLOAT32},
     "prod": (FLOAT32, FLOAT32), "cdist": (FLOAT32, FLOAT32),
-    "huber_loss": (None, FLOAT32), "binary_cross_entropy": (BANNED, FLOAT32),
+    "binary_cross_entropy": (BANNED, FLOAT32),
     **{name: (PROMOTE, None) for name in _CUDA_PROMOTE},
     "grid_sample": (PROMOTE, FLOAT32),
     **{name: (PROMOTE, PROMOTE) for name in ("cat", "stack", "index_copy")},

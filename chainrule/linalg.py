@@ -57,11 +57,12 @@ class LinAlgError(RuntimeError):
 
 # ----- helpers --------------------------------------------------------------------------------------
 
-def _float(op: str, A: Tensor) -> None:
+def _float(op: str, A: Tensor, half_ok: bool = False) -> None:
+    """``A`` must be floating; unless ``half_ok`` (no LAPACK call), float32 or wider."""
     if A._data.dtype.kind != "f":
         raise RuntimeError(f"{op}: Expected a floating point tensor as input. Got {A.dtype} ({describe(A)}); "
                            "convert it with .double() or .float()")
-    if A._data.dtype.itemsize < 4:  # LAPACK has no half precision; PyTorch refuses it too
+    if A._data.dtype.itemsize < 4 and not half_ok:  # LAPACK has no half precision; PyTorch refuses it too
         raise RuntimeError(f"{op}: Low precision dtypes not supported. Got {A.dtype} ({describe(A)}); "
                            "convert it with .float()")
 
@@ -443,7 +444,7 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim: bool = False, *, dtype=None
     if A.ndim < 2:
         raise RuntimeError(f"linalg.matrix_norm: The input tensor A must have at least 2 dimensions, "
                            f"got {describe(A)}")
-    _float("linalg.matrix_norm", A)
+    _float("linalg.matrix_norm", A, half_ok=ord not in ("nuc", 2, -2))  # only those go through the SVD
     if len(dim) != 2:
         raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got {dim}")
     d0, d1 = (d % A.ndim for d in dim)

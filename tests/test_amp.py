@@ -4,9 +4,9 @@ nesting, caching, dtypes), a small model's numbers under autocast, and GradScale
 Each listed op's result dtype is checked against PyTorch's autocast on the same device type: the ``cpu``
 column of ``POLICIES`` on this machine (torch here is CPU-only), the ``cuda`` column on a GPU machine with
 PyTorch's CUDA build (CHAINRULE_TEST_DEVICE=cuda). Without one, the ``cuda`` column is checked against
-PyTorch's documented CUDA lists (``DOCUMENTED_CUDA`` below, from the "autocast op reference" of torch.amp's
-documentation; einsum and scaled_dot_product_attention are in PyTorch's source list of lower-precision ops
-rather than the rendered one) by running each op on the stand-in's ``cuda`` tensors under ``autocast("cuda")``.
+PyTorch's CUDA lists (``PYTORCH_CUDA`` below: the "autocast op reference" of torch.amp's documentation, and
+the ops PyTorch's source lists add to it) by running each op on the stand-in's ``cuda`` tensors under
+``autocast("cuda")``.
 """
 
 import threading
@@ -26,16 +26,17 @@ DEVICE_TYPE = cr.get_default_device().type  # "cuda" under CHAINRULE_TEST_DEVICE
 TORCH_DEVICE = "cuda" if DEVICE_TYPE == "cuda" and torch.cuda.is_available() else "cpu"
 OTHER_TYPE = "cpu" if DEVICE_TYPE == "cuda" else "cuda"
 
-DOCUMENTED_CUDA = {
+PYTORCH_CUDA = {  # the documented lists; the last line of each: what PyTorch's source lists add
     LOWER: "__matmul__ addbmm addmm addmv addr baddbmm bmm chain_matmul multi_dot conv1d conv2d conv3d conv_transpose1d "
-           "conv_transpose2d conv_transpose3d GRUCell linear LSTMCell matmul mm mv prelu RNNCell einsum "
-           "scaled_dot_product_attention",
+           "conv_transpose2d conv_transpose3d GRUCell linear LSTMCell matmul mm mv prelu RNNCell "
+           "einsum vecdot scaled_dot_product_attention",
     FLOAT32: "__pow__ __rpow__ __rtruediv__ acos asin binary_cross_entropy_with_logits cosh cosine_embedding_loss cdist "
              "cosine_similarity cross_entropy cumprod cumsum dist erfinv exp expm1 group_norm hinge_embedding_loss "
              "kl_div l1_loss layer_norm log log_softmax log10 log1p log2 margin_ranking_loss mse_loss "
              "multilabel_margin_loss multi_margin_loss nll_loss norm normalize pdist poisson_nll_loss pow prod "
              "reciprocal rsqrt sinh smooth_l1_loss soft_margin_loss softmax softmin softplus sum renorm tan "
-             "triplet_margin_loss",
+             "triplet_margin_loss "
+             "huber_loss logsumexp vector_norm matrix_norm",
     PROMOTE: "addcdiv addcmul atan2 bilinear cross dot grid_sample index_put scatter_add tensordot cat stack index_copy",
     BANNED: "binary_cross_entropy",
 }
@@ -86,7 +87,9 @@ def cases():
         "log1p": ("torch", (pos(n),)), "log2": ("torch", (pos(n),)), "erfinv": ("torch", (unit(n),)),
         "reciprocal": ("torch", (pos(n),)), "rsqrt": ("torch", (pos(n),)), "cumsum": ("torch", (r(n, n), 1)),
         "cumprod": ("torch", (r(n, n), 1)), "sum": ("torch", (r(n, n),)), "prod": ("torch", (r(n, n),)),
-        "norm": ("torch", (r(n, n),)), "dist": ("torch", (r(n), r(n))), "renorm": ("torch", (r(n, n), 2, 0, 1.0)),
+        "norm": ("torch", (r(n, n),)), "vector_norm": ("linalg", (r(n, n),)), "matrix_norm": ("linalg", (r(n, n),)),
+        "logsumexp": ("torch", (r(n, n), 1)), "vecdot": ("linalg", (r(3, n), r(3, n))),
+        "dist": ("torch", (r(n), r(n))), "renorm": ("torch", (r(n, n), 2, 0, 1.0)),
         "cdist": ("torch", (r(3, n), r(5, n))), "pdist": ("F", (r(5, n),)), "softmax": ("torch", (r(n, n), 1)),
         "log_softmax": ("torch", (r(n, n), 1)), "softmin": ("F", (r(n, n), 1)), "softplus": ("F", (r(n),)),
         "layer_norm": ("F", (r(3, n), (n,), r(n), r(n))), "group_norm": ("F", (r(2, n, 3), 2, r(n), r(n))),
@@ -197,14 +200,14 @@ def test_policy_matches_torch(name):
 _SERVED_BY = {"GRUCell": "recurrent_layer", "LSTMCell": "recurrent_layer", "RNNCell": "recurrent_layer"}
 
 
-def test_cuda_column_is_the_documented_list():
-    documented = {_SERVED_BY.get(name, name): policy for policy, names in DOCUMENTED_CUDA.items()
+def test_cuda_column_is_pytorchs_list():
+    documented = {_SERVED_BY.get(name, name): policy for policy, names in PYTORCH_CUDA.items()
                   for name in names.split()}
     assert {name: cuda for name, (cuda, _) in POLICIES.items() if cuda is not None} == documented
 
 
 def _expected_cuda_dtype(name: str, kind: str) -> str:
-    """What PyTorch's documented CUDA policy makes of ``kind`` inputs (the ops without one keep float16 input as
+    """What PyTorch's CUDA policy makes of ``kind`` inputs (the ops without one keep float16 input as
     float16 and float32 as float32)."""
     policy = POLICIES[name][0]
     if policy == LOWER:

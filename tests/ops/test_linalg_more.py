@@ -103,6 +103,14 @@ def test_float16_linear_algebra_is_refused_as_in_torch(call):
         call(torch, torch.tensor(a))
 
 
+@pytest.mark.parametrize("ord", ["fro", 1, -1, float("inf"), -float("inf")])
+def test_float16_matrix_norms_without_svd_as_in_torch(ord):
+    a = np.random.default_rng(0).random((3, 4, 4)).astype(np.float16)
+    ours, theirs = cr.linalg.matrix_norm(cr.tensor(a), ord=ord), torch.linalg.matrix_norm(torch.tensor(a), ord=ord)
+    assert ours.dtype == cr.float16
+    np.testing.assert_allclose(ours.cpu().numpy().astype(np.float32), theirs.numpy().astype(np.float32), rtol=2e-3)
+
+
 def test_cross_without_dim_warns_and_takes_the_first_dim_of_size_3():
     a, b = np.random.default_rng(2).standard_normal((2, 2, 3, 3))
     with pytest.warns(UserWarning, match="cross.*dim"):
