@@ -14,15 +14,17 @@ scales the loss so float16 gradients do not underflow, skipping the steps whose 
 
 **Policies.** :data:`POLICIES` is the one table: op name -> its policy on ``cuda`` and on ``cpu`` tensors,
 PyTorch's lists (the "autocast op reference" of torch.amp's documentation, and the few ops its source lists
-add: einsum, vecdot, scaled_dot_product_attention, huber_loss, logsumexp, the linalg norms). ``LOWER`` casts the floating
-inputs to the autocast dtype, ``FLOAT32`` to float32, ``PROMOTE`` to the widest floating type among them,
-``BANNED`` refuses the op (binary_cross_entropy on CUDA, as PyTorch). An op with no policy on a device type runs
-in its inputs' types. Only float16 and float32 inputs are cast (float64 and integer inputs never are), only
-for out-of-place calls (not with ``out=``, nor with an explicit ``dtype=``), and only when the tensors are on a
-device type whose autocast is on: ``autocast("cuda")`` leaves CPU tensors alone. The ops a policied op calls
-inside run without autocast (PyTorch's kernels are not re-dispatched through it either). The cast is the
-differentiable ``Tensor.to``, so each input's gradient comes back in its own dtype. Within a region, the
-float16 copy of a float32 leaf that requires grad (a parameter) is made once and reused (``cache_enabled``).
+add: einsum, vecdot, scaled_dot_product_attention, huber_loss, logsumexp, the linalg norms). ``LOWER`` casts
+the floating inputs to the autocast dtype, ``FLOAT32`` to float32, ``PROMOTE`` to the widest floating type
+among them, ``BANNED`` refuses the op (binary_cross_entropy on CUDA, as PyTorch). An op with no policy on a
+device type runs in its inputs' types. Left out: the linear algebra, FFT, quantile, stft, ctc_loss and 3-d
+pooling ops that PyTorch's CPU list runs in float32 (only float16 inputs would change, and those are rare
+there). Only float16 and float32 inputs are cast (float64 and integer inputs never are), only for out-of-place
+calls (not with ``out=``, nor with an explicit ``dtype=``), and only when the tensors are on a device type
+whose autocast is on: ``autocast("cuda")`` leaves CPU tensors alone. The ops a policied op calls inside run
+without autocast (PyTorch's kernels are not re-dispatched through it either). The cast is the differentiable
+``Tensor.to``, so each input's gradient comes back in its own dtype. Within a region, the float16 copy of a
+float32 leaf that requires grad (a parameter) is made once and reused (``cache_enabled``).
 
 **dtypes.** numpy and CuPy have no bfloat16, so neither has chainrule: ``dtype=bfloat16`` is refused with a
 TypeError. PyTorch's CPU default (bfloat16) is therefore replaced by float16: ``autocast("cpu")`` runs in
