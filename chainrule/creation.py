@@ -257,7 +257,8 @@ def asarray(obj, *, dtype=None, device=None, copy: bool | None = None, requires_
     result = tensor(obj, dtype=dtype, device=device) if copy else as_tensor(obj, dtype=dtype, device=device)
     if copy is False:
         source = obj._data if isinstance(obj, Tensor) else obj
-        if not (type(source) in ARRAY_TYPES and np.shares_memory(result._data, source)):
+        if not (type(source) in ARRAY_TYPES and device_of(source) is result.device
+                and result.xp.shares_memory(result._data, source)):
             raise ValueError(f"asarray: copy=False, but a {type(obj).__name__} needs a copy to become a tensor "
                              f"of {result.dtype} on {result.device}")
     if requires_grad:

@@ -18,7 +18,7 @@ __all__ = ["stft", "istft"]
 def _window(window, win_length: int, n_fft: int, like) -> cr.Tensor:
     """The window (ones when None) of ``win_length`` samples, zero-padded on both sides to ``n_fft``."""
     if window is None:
-        window = cr.ones(win_length, dtype=like.dtype if like.dtype.is_floating_point else cr.float32)
+        window = cr.ones(win_length, dtype=like.dtype if like.dtype.is_floating_point else cr.float32, device=like.device)
     if window.ndim != 1 or window.shape[0] != win_length:
         raise RuntimeError(f"stft: expected a 1D window tensor of size equal to win_length={win_length}, but got "
                            f"window with size {list(window.shape)}")
@@ -91,9 +91,9 @@ def istft(input, n_fft: int, hop_length: int | None = None, win_length: int | No
     frames = frames * w
     count, batch = frames.shape[1], frames.shape[0]
     total = n_fft + hop * (count - 1)
-    positions = (cr.arange(count).unsqueeze(1) * hop + cr.arange(n_fft)).reshape(-1)
-    signal = cr.zeros(batch, total, dtype=frames.dtype).index_add(1, positions, frames.reshape(batch, -1))
-    envelope = cr.zeros(total, dtype=w.dtype).index_add(0, positions, (w * w).repeat(count))
+    positions = (cr.arange(count, device=frames.device).unsqueeze(1) * hop + cr.arange(n_fft, device=frames.device)).reshape(-1)
+    signal = cr.zeros(batch, total, dtype=frames.dtype, device=frames.device).index_add(1, positions, frames.reshape(batch, -1))
+    envelope = cr.zeros(total, dtype=w.dtype, device=w.device).index_add(0, positions, (w * w).repeat(count))
     start = n_fft // 2 if center else 0
     end = total - (n_fft // 2 if center else 0) if length is None else min(start + length, total)
     signal, envelope = signal[:, start:end], envelope[start:end]

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import chainrule as cr
 from chainrule import dtypes as _dt
+from chainrule.backend import to_host
 from chainrule.nn import functional as F
 from chainrule.spectral import istft, stft  # noqa: F401  (torch.stft, torch.istft)
-from chainrule.tensor import set_printoptions  # noqa: F401  (torch.set_printoptions)
+from chainrule.tensor import (
+    set_printoptions,  # noqa: F401  (torch.set_printoptions)
+    wrap,
+)
 
 # nn.functional's operations whose torch.* form takes the same arguments
 _SAME_AS_FUNCTIONAL = ("adaptive_avg_pool1d", "alpha_dropout", "avg_pool1d", "bilinear", "celu", "channel_shuffle",
@@ -154,7 +158,7 @@ def feature_dropout(input, p: float, train: bool):
     if not train or p == 0:
         return input
     shape = (input.shape[0], input.shape[1]) + (1,) * (input.ndim - 2)
-    keep = cr.bernoulli(cr.full(shape, 1.0 - p, dtype=input.dtype))
+    keep = cr.bernoulli(cr.full(shape, 1.0 - p, dtype=input.dtype, device=input.device))
     return input * keep / (1.0 - p) if p < 1 else input * 0.0
 
 
@@ -173,8 +177,8 @@ def binomial(count, prob, generator=None):
     from chainrule.random import default_generator
 
     gen = (generator or default_generator).numpy
-    draws = gen.binomial(count._data.astype("int64"), prob._data)
-    return cr.tensor(draws.astype(prob._data.dtype))
+    draws = gen.binomial(to_host(count._data).astype("int64"), to_host(prob._data))  # drawn on the host
+    return cr.tensor(draws.astype(prob._data.dtype), device=prob.device)
 
 
 def empty_permuted(size, physical_layout, *, dtype=None, device=None, requires_grad: bool = False):
@@ -227,7 +231,7 @@ def isin(elements, test_elements, *, assume_unique: bool = False, invert: bool =
     values = elements._data if isinstance(elements, cr.Tensor) else elements
     tests = test_elements._data if isinstance(test_elements, cr.Tensor) else test_elements
     xp = (elements if isinstance(elements, cr.Tensor) else test_elements).xp
-    return cr.tensor(xp.isin(values, tests, assume_unique=assume_unique, invert=invert))
+    return wrap(xp.isin(values, tests, assume_unique=assume_unique, invert=invert))
 
 
 # ----- dtypes and shapes -------------------------------------------------------------------------------------------

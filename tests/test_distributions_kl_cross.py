@@ -66,3 +66,15 @@ def test_support_edges_and_gradients():
               cr.tensor(u(0.5, 2, 3), dtype=cr.float64, requires_grad=True)]
     assert gradcheck(lambda m, s: D.kl_divergence(D.Normal(m, s), D.Laplace(m * 0.5, s + 1)), leaves)
     assert gradcheck(lambda m, s: D.kl_divergence(D.Gamma(s, s + 0.5), D.Gumbel(m, s)), leaves)
+
+
+def test_wishart_to_wishart_sums_its_scalar_natural_parameter_whole():
+    """The exponential-family KL sums each natural parameter's term over the event dimensions; Wishart's
+    degrees-of-freedom term has none (a scalar next to the matrix), which PyTorch's reshape-sum takes whole."""
+    pairs = [((4.0, np.eye(2)), (5.0, 2 * np.eye(2))), ((np.array([3.5, 6.0]), np.eye(3)), (4.0, np.diag([1.0, 2.0, 3.0])))]
+    for (df_p, cov_p), (df_q, cov_q) in pairs:
+        ours = D.kl_divergence(*(D.Wishart(cr.tensor(df, dtype=cr.float64), covariance_matrix=cr.tensor(cov))
+                                 for df, cov in ((df_p, cov_p), (df_q, cov_q))))
+        theirs = TD.kl_divergence(*(TD.Wishart(torch.tensor(df, dtype=torch.float64), covariance_matrix=torch.tensor(cov))
+                                    for df, cov in ((df_p, cov_p), (df_q, cov_q))))
+        np.testing.assert_allclose(ours.cpu().numpy(), theirs.detach().numpy(), rtol=1e-10)

@@ -202,7 +202,7 @@ def _per_matrix(fn, value: Tensor) -> Tensor:
     """fn(matrix) -> bool for each matrix of a batch, as a bool tensor of the batch shape."""
     a = to_host(value.detach()._data)
     flat = a.reshape((-1,) + a.shape[-2:])
-    return creation.tensor(np.array([bool(fn(m)) for m in flat], dtype=bool).reshape(a.shape[:-2]))
+    return creation.tensor(np.array([bool(fn(m)) for m in flat], dtype=bool).reshape(a.shape[:-2]), device=value.device)
 
 
 def _symmetric(m) -> bool:
@@ -223,7 +223,8 @@ class _Square(Constraint):
     event_dim = 2
 
     def check(self, value):
-        return creation.full(tuple(value.shape[:-2]), value.shape[-1] == value.shape[-2], dtype=bool)
+        return creation.full(tuple(value.shape[:-2]), value.shape[-1] == value.shape[-2], dtype=bool,
+                             device=value.device)
 
 
 class _Symmetric(_Square):

@@ -269,7 +269,7 @@ class VonMises(Distribution):
         loc = np.broadcast_to(to_host(self.loc.detach()._data), shape)
         kappa = np.broadcast_to(to_host(self.concentration.detach()._data), shape)
         draws = default_generator.numpy.vonmises(loc.astype(np.float64), kappa.astype(np.float64))
-        return creation.tensor(draws, dtype=self.loc.dtype)
+        return creation.tensor(draws, dtype=self.loc.dtype, device=self.loc.device)
 
     mean = property(lambda self: self.loc)
     mode = property(lambda self: self.loc)

@@ -206,7 +206,7 @@ class InverseGamma(TransformedDistribution):
 
     def __init__(self, concentration, rate, validate_args=None):
         base = Gamma(concentration, rate, validate_args=validate_args)
-        super().__init__(base, PowerTransform(-creation.ones((), dtype=base.rate.dtype)), validate_args)
+        super().__init__(base, PowerTransform(-creation.ones((), dtype=base.rate.dtype, device=base.rate.device)), validate_args)
 
     concentration = property(lambda self: self.base_dist.concentration)
     rate = property(lambda self: self.base_dist.rate)

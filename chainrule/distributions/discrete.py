@@ -98,7 +98,7 @@ class Binomial(_ProbsOrLogits, Distribution):
         n = np.broadcast_to(to_host(self.total_count.detach()._data), shape).astype(np.int64)
         p = np.broadcast_to(to_host(self.probs.detach()._data), shape)
         draws = default_generator.numpy.binomial(n, p).astype(p.dtype)
-        return creation.tensor(draws, dtype=self.probs.dtype)
+        return creation.tensor(draws, dtype=self.probs.dtype, device=self.probs.device)
 
     def log_prob(self, value):
         if self._validate_args:
@@ -113,7 +113,8 @@ class Binomial(_ProbsOrLogits, Distribution):
         if top.size and top.min() != top.max():
             raise NotImplementedError("Inhomogeneous total count not supported by `enumerate_support`.")
         count = int(top.max()) if top.size else 0
-        values = creation.arange(count + 1, dtype=self.probs.dtype).reshape((-1,) + (1,) * len(self._batch_shape))
+        values = creation.arange(count + 1, dtype=self.probs.dtype, device=self.probs.device)
+        values = values.reshape((-1,) + (1,) * len(self._batch_shape))
         return values.expand(count + 1, *self._batch_shape) if expand else values
 
     def entropy(self):
@@ -244,7 +245,7 @@ class Multinomial(Distribution):
         probs = probs / probs.sum(-1, keepdims=True)
         shape = tuple(self._extended_shape(sample_shape))
         draws = default_generator.numpy.multinomial(self.total_count, np.broadcast_to(probs, shape), size=shape[:-1])
-        return creation.tensor(draws.astype(probs.dtype), dtype=self.probs.dtype)
+        return creation.tensor(draws.astype(probs.dtype), dtype=self.probs.dtype, device=self.probs.device)
 
     def log_prob(self, value):
         if self._validate_args:

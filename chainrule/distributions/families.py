@@ -210,7 +210,8 @@ class Bernoulli(ExponentialFamily):
         return x.clamp(min=0) + (-x.abs()).exp().log1p()  # log(1 + e^x)
 
     def enumerate_support(self, expand: bool = True):
-        values = creation.arange(2, dtype=self.probs.dtype).reshape((2,) + (1,) * len(self._batch_shape))
+        values = creation.arange(2, dtype=self.probs.dtype, device=self.probs.device)
+        values = values.reshape((2,) + (1,) * len(self._batch_shape))
         return values.expand(2, *self._batch_shape) if expand else values
 
 
@@ -247,7 +248,8 @@ class Categorical(Distribution):
     param_shape = property(lambda self: self.probs.shape)
 
     def _nan(self) -> Tensor:
-        return creation.full(tuple(self._extended_shape()), float("nan"), dtype=self.probs.dtype)
+        return creation.full(tuple(self._extended_shape()), float("nan"), dtype=self.probs.dtype,
+                           device=self.probs.device)
 
     mean = property(lambda self: self._nan())
     variance = property(lambda self: self._nan())
@@ -258,7 +260,7 @@ class Categorical(Distribution):
         n = int(np.prod(sample_shape)) if sample_shape else 1
         probs_2d = self.probs.detach().reshape(-1, self._num_events)
         if probs_2d.shape[0] == 0:  # an empty batch draws nothing
-            return creation.zeros(*(sample_shape + self._batch_shape), dtype=_dtypes.int64)
+            return creation.zeros(*(sample_shape + self._batch_shape), dtype=_dtypes.int64, device=self.probs.device)
         with no_grad():
             draws = creation.multinomial(probs_2d, n, True).t()  # (n, prod(batch))
         return draws.reshape(*(sample_shape + self._batch_shape))
@@ -277,7 +279,7 @@ class Categorical(Distribution):
         return -(self.logits.clamp(min=min_real) * self.probs).sum(-1)
 
     def enumerate_support(self, expand: bool = True):
-        values = creation.arange(self._num_events).reshape((-1,) + (1,) * len(self._batch_shape))
+        values = creation.arange(self._num_events, device=self.probs.device).reshape((-1,) + (1,) * len(self._batch_shape))
         return values.expand(self._num_events, *self._batch_shape) if expand else values
 
 
@@ -322,7 +324,8 @@ class OneHotCategorical(Distribution):
     def enumerate_support(self, expand: bool = True):
         """The n one-hot vectors, shaped (n,) + (1,) * len(batch_shape) + (n,), or expanded over the batch."""
         n = self._categorical._num_events
-        values = creation.eye(n, dtype=self.probs.dtype).reshape((n,) + (1,) * len(self._batch_shape) + (n,))
+        values = creation.eye(n, dtype=self.probs.dtype, device=self.probs.device)
+        values = values.reshape((n,) + (1,) * len(self._batch_shape) + (n,))
         return values.expand(n, *self._batch_shape, n) if expand else values
 
     def __repr__(self):

@@ -10,7 +10,11 @@ __all__ = ["Independent"]
 
 
 def _sum_rightmost(value, dims: int):
-    return value.sum(tuple(range(-dims, 0))) if dims > 0 else value
+    """The sum over the rightmost ``dims`` dimensions. As PyTorch's, a reshape to (..., -1) summed: a value
+    with fewer dimensions (Wishart's scalar natural parameter next to its matrix one) is summed whole."""
+    if dims <= 0:
+        return value
+    return value.reshape(*(tuple(value.shape[:-dims]) + (-1,))).sum(-1)
 
 
 class Independent(Distribution):

@@ -23,7 +23,8 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 def _infinite(p, q):
     """Infinite over the broadcast batch of p and q."""
-    return creation.full(_batch(p, q), _INF, dtype=_dtype(p))
+    parameter = _parameter(p)
+    return creation.full(_batch(p, q), _INF, dtype=parameter.dtype, device=parameter.device)
 
 
 def _batch(p, q):
@@ -32,12 +33,13 @@ def _batch(p, q):
     return tuple(np.broadcast_shapes(tuple(p.batch_shape), tuple(q.batch_shape)))
 
 
-def _dtype(d):
+def _parameter(d):
+    """A parameter tensor of ``d``, whose dtype and device its KL results take."""
     for name in ("loc", "rate", "concentration", "concentration1", "low", "scale", "probs"):
         value = getattr(d, name, None)
         if value is not None and hasattr(value, "dtype"):
-            return value.dtype
-    return None
+            return value
+    raise TypeError(f"kl_divergence: {type(d).__name__} has none of the parameters a KL result takes its dtype from")
 
 
 def _mean_log(p):

@@ -32,7 +32,8 @@ class LKJCholesky(Distribution):
         # onion method: row i >= 1 has i entries off the diagonal, their squared length is Beta(i / 2,
         # c + (d - 2) / 2 - (i - 1) / 2) (row 0 has none: its Beta is a placeholder). PyTorch 2.13 uses
         # i - 1/2 for the first parameter, which gives rows i >= 2 too much correlation (too long off-diagonal parts).
-        rows = creation.tensor([1.0] + [float(i) for i in range(1, dim)], dtype=self.concentration.dtype)
+        rows = creation.tensor([1.0] + [float(i) for i in range(1, dim)], dtype=self.concentration.dtype,
+                               device=self.concentration.device)
         marginal = self.concentration + 0.5 * (dim - 2)
         self._beta = Beta(0.5 * rows, marginal.unsqueeze(-1) - 0.5 * (rows - 1), validate_args=False)
 
@@ -58,7 +59,7 @@ class LKJCholesky(Distribution):
         c = self.concentration
         diagonal = value.diagonal(dim1=-2, dim2=-1)[..., 1:]
         # density in L: prod_{i>=2} L_ii^(d - i + 2(c - 1)) (the Jacobian of L -> L L^T included)
-        exponents = 2 * (c - 1).unsqueeze(-1) + d - creation.arange(2, d + 1, dtype=c.dtype)
+        exponents = 2 * (c - 1).unsqueeze(-1) + d - creation.arange(2, d + 1, dtype=c.dtype, device=c.device)
         unnormalised = (exponents * diagonal.log()).sum(-1)
         return unnormalised - self._log_normalizer(c)
 

@@ -51,7 +51,7 @@ class LowRankMultivariateNormal(Distribution):
         """cholesky(I + W^T D^-1 W)."""
         Wt_Dinv = W.mT / D.unsqueeze(-2)
         C = Wt_Dinv @ W
-        eye = creation.eye(W.shape[-1], dtype=W.dtype)
+        eye = creation.eye(W.shape[-1], dtype=W.dtype, device=W.device)
         return linalg.cholesky(C + eye)
 
     mean = property(lambda self: self.loc)

@@ -29,7 +29,7 @@ def _precision_to_scale_tril(P: Tensor) -> Tensor:
     flip(P) = Lf Lf^T gives P^-1 = L L^T for L = (flip(Lf)^T)^-1 (lower triangular)."""
     Lf = linalg.cholesky(P.flip((-2, -1)))
     L_inv = Lf.flip((-2, -1)).mT
-    eye = creation.eye(P.shape[-1], dtype=P.dtype).expand(*L_inv.shape)
+    eye = creation.eye(P.shape[-1], dtype=P.dtype, device=P.device).expand(*L_inv.shape)
     return linalg.solve_triangular(L_inv, eye, upper=False)
 
 
@@ -93,7 +93,7 @@ class MultivariateNormal(Distribution):
         if given is not None:
             return given
         L = self._unbroadcasted_scale_tril
-        eye = creation.eye(L.shape[-1], dtype=L.dtype).expand(*L.shape)
+        eye = creation.eye(L.shape[-1], dtype=L.dtype, device=L.device).expand(*L.shape)
         L_inv = linalg.solve_triangular(L, eye, upper=False)
         return self._full(L_inv.mT @ L_inv)
 

@@ -278,7 +278,7 @@ class ReshapeTransform(Transform):
         return y.reshape(*(tuple(y.shape[:y.dim() - len(self.out_shape)]) + self.in_shape))
 
     def log_abs_det_jacobian(self, x, y):
-        return creation.zeros(tuple(x.shape[:x.dim() - len(self.in_shape)]), dtype=x.dtype)
+        return creation.zeros(tuple(x.shape[:x.dim() - len(self.in_shape)]), dtype=x.dtype, device=x.device)
 
     def forward_shape(self, shape):
         return tuple(shape[:len(shape) - len(self.in_shape)]) + self.out_shape
@@ -511,21 +511,21 @@ class StickBreakingTransform(Transform):
     @staticmethod
     def _offset(x: Tensor) -> Tensor:
         k = x.shape[-1]
-        return creation.arange(k, 0, -1, dtype=x.dtype).log()  # log(K - i) for the K - 1 = k inputs
+        return creation.arange(k, 0, -1, dtype=x.dtype, device=x.device).log()  # log(K - i) for the K - 1 = k inputs
 
     def _call(self, x):
         z = _clamp_unit((x - self._offset(x)).sigmoid())
         left = (1 - z).cumprod(-1)
-        pad_one = creation.ones(*(tuple(x.shape[:-1]) + (1,)), dtype=x.dtype)
+        pad_one = creation.ones(*(tuple(x.shape[:-1]) + (1,)), dtype=x.dtype, device=x.device)
         return _ops.cat([z, pad_one], -1) * _ops.cat([pad_one, left], -1)
 
     def _inverse(self, y):
         head = y[..., :-1]
         k = head.shape[-1]
         left = (1 - head.cumsum(-1))  # the stick remaining after each piece
-        left = _ops.cat([creation.ones(*(tuple(head.shape[:-1]) + (1,)), dtype=y.dtype), left[..., :-1]], -1)
+        left = _ops.cat([creation.ones(*(tuple(head.shape[:-1]) + (1,)), dtype=y.dtype, device=y.device), left[..., :-1]], -1)
         z = _clamp_unit(head / left)
-        return z.log() - (-z).log1p() + creation.arange(k, 0, -1, dtype=y.dtype).log()
+        return z.log() - (-z).log1p() + creation.arange(k, 0, -1, dtype=y.dtype, device=y.device).log()
 
     def log_abs_det_jacobian(self, x, y):
         # triangular Jacobian: dy_i/dx_i = z_i (1 - z_i) (stick left before i) = y_i (1 - z_i),
@@ -682,15 +682,15 @@ class CorrCholeskyTransform(Transform):
         eps = float(np.finfo(x._data.dtype).eps)
         r = x.tanh().clamp(min=-1 + eps, max=1 - eps)
         d = self._dimension(x.shape[-1])
-        r = vec_to_tril_matrix(r, diag=-1) + creation.eye(d, dtype=x.dtype)
+        r = vec_to_tril_matrix(r, diag=-1) + creation.eye(d, dtype=x.dtype, device=x.device)
         # the length left in each row before column j: prod_{k<j} sqrt(1 - r_ik^2)
         left = (1 - r.tril(-1) ** 2).sqrt().cumprod(-1)
-        pad = creation.ones(*(tuple(left.shape[:-1]) + (1,)), dtype=x.dtype)
+        pad = creation.ones(*(tuple(left.shape[:-1]) + (1,)), dtype=x.dtype, device=x.device)
         return r * _ops.cat([pad, left[..., :-1]], -1)
 
     def _inverse(self, y):
         remaining = 1 - (y * y).cumsum(-1)
-        pad = creation.ones(*(tuple(remaining.shape[:-1]) + (1,)), dtype=y.dtype)
+        pad = creation.ones(*(tuple(remaining.shape[:-1]) + (1,)), dtype=y.dtype, device=y.device)
         before = _ops.cat([pad, remaining[..., :-1]], -1)  # squared length left before each column
         t = tril_matrix_to_vec(y, diag=-1) / tril_matrix_to_vec(before, diag=-1).sqrt()
         return t.atanh()

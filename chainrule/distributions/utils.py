@@ -52,7 +52,7 @@ def tril_matrix_to_vec(mat: Tensor, diag: int = 0) -> Tensor:
     n = mat.shape[-1]
     if not -n <= diag < n:
         raise ValueError(f"diag ({diag}) provided is outside [{-n}, {n - 1}].")
-    index = creation.tensor(_tril_positions(n, diag), dtype=None).long()
+    index = creation.tensor(_tril_positions(n, diag), dtype=None, device=mat.device).long()
     return mat.reshape(*(tuple(mat.shape[:-2]) + (n * n,))).index_select(-1, index)
 
 
@@ -67,7 +67,7 @@ def vec_to_tril_matrix(vec: Tensor, diag: int = 0) -> Tensor:
         raise ValueError("Incorrect shape of vec: it does not fill a lower triangle.")
     place = np.zeros((m, n * n))
     place[np.arange(m), positions] = 1.0
-    flat = vec @ creation.tensor(place, dtype=vec.dtype)
+    flat = vec @ creation.tensor(place, dtype=vec.dtype, device=vec.device)
     return flat.reshape(*(tuple(vec.shape[:-1]) + (n, n)))
 
 

@@ -52,12 +52,12 @@ class Wishart(ExponentialFamily):
         if not isinstance(matrix, Tensor) or matrix.dim() < 2:
             raise ValueError("scale_tril must be at least two-dimensional, with optional leading batch dimensions")
         p = matrix.shape[-1]
-        df = df if isinstance(df, Tensor) else creation.tensor(float(df), dtype=matrix.dtype)
+        df = df if isinstance(df, Tensor) else creation.tensor(float(df), dtype=matrix.dtype, device=matrix.device)
         batch = tuple(np.broadcast_shapes(tuple(matrix.shape[:-2]), tuple(df.shape)))
         self.df = df.expand(*batch)
         # the matrix's parametrisation and checks are MultivariateNormal's (same three forms, same constraints)
-        self._mvn = MultivariateNormal(creation.zeros(p, dtype=matrix.dtype), covariance_matrix, precision_matrix,
-                                       scale_tril, validate_args=validate_args)
+        self._mvn = MultivariateNormal(creation.zeros(p, dtype=matrix.dtype, device=matrix.device), covariance_matrix,
+                                       precision_matrix, scale_tril, validate_args=validate_args)
         self.arg_constraints = {"df": constraints.greater_than(p - 1)}
         super().__init__(batch, (p, p), validate_args)
         self._unbroadcasted_scale_tril = self._mvn._unbroadcasted_scale_tril
@@ -95,7 +95,7 @@ class Wishart(ExponentialFamily):
         p = self._event_shape[-1]
         shape = tuple(self._extended_shape(sample_shape))  # (..., p, p)
         # A_ii = sqrt(chi2(df - i)) = sqrt(2 Gamma((df - i) / 2)), i = 0..p-1
-        half_dof = 0.5 * (self.df.unsqueeze(-1) - creation.arange(p, dtype=self.df.dtype))
+        half_dof = 0.5 * (self.df.unsqueeze(-1) - creation.arange(p, dtype=self.df.dtype, device=self.df.device))
         chi = (2 * _standard_gamma(half_dof.expand(*shape[:-1]))).sqrt()
         noise = _draw("standard_normal", shape, self.df).tril(-1)
         A = noise + chi.diag_embed()

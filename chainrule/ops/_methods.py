@@ -247,6 +247,7 @@ def _new_legacy(self: Tensor, *args, **kwargs) -> Tensor:
     """``x.new(sizes...)`` (uninitialised, x's dtype) or ``x.new(data)``: the legacy constructor."""
     from chainrule import creation
 
+    kwargs.setdefault("device", self.device)  # on x's device, as PyTorch's
     if len(args) == 1 and not isinstance(args[0], int):
         return creation.tensor(args[0], dtype=self.dtype, **kwargs)
     return creation.empty(args or (0,), dtype=self.dtype, **kwargs)
