@@ -571,6 +571,29 @@ def test_grad_scaler_matches_torch_step_by_step(settings):
     assert skipped == [step in (2, 5) for step in range(7)]
 
 
+def test_grad_scaler_with_two_optimizers_matches_torch():
+    """An inf in the first model's gradients skips its optimizer only; the scale backs off once for both."""
+    pairs = [_linear_pair(seed) for seed in (0, 1)]
+    libs = {}
+    for lib, index in ((torch, 0), (cr, 1)):
+        models = [pair[index] for pair in pairs]
+        opts = [lib.optim.SGD(m.parameters(), lr=0.1) for m in models]
+        scaler = lib.amp.GradScaler("cpu" if lib is torch else DEVICE_TYPE, init_scale=256.0)
+        x = lib.tensor(np.ones((2, 4), dtype=np.float32))
+        before = [m.weight.detach().cpu().numpy().copy() for m in models]
+        scaler.scale(sum((m(x) ** 2).mean() for m in models)).backward()
+        with lib.no_grad():
+            models[0].bias.grad[0] = float("inf")
+        for opt in opts:
+            scaler.step(opt)
+        scaler.update()
+        moved = [not np.array_equal(b, m.weight.detach().cpu().numpy()) for b, m in zip(before, models)]
+        libs[lib.__name__] = (moved, scaler.get_scale(), [m.weight.detach().cpu().numpy() for m in models])
+    assert libs["torch"][:2] == libs["chainrule"][:2] == ([False, True], 128.0)
+    for ours, theirs in zip(libs["chainrule"][2], libs["torch"][2]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
 def _optimizers():
     # LBFGS steps with a closure, which GradScaler refuses (as PyTorch's); SparseAdam refuses dense gradients
     left_out = ("Optimizer", "LBFGS", "SparseAdam")
