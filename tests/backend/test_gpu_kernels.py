@@ -219,8 +219,17 @@ def cp(request, monkeypatch):
     namespace = request.getfixturevalue("stand_in")
     monkeypatch.setattr(gpu, "_ARRAY_TYPE", [standin.StandInArray])
     monkeypatch.setattr(gpu_kernels, "cupy_module", lambda: namespace)
-    monkeypatch.setattr(gpu_kernels, "_kernel", cuda_emulator.kernel)
+    LAUNCHED.clear()
+
+    def emulated(name, dtype):
+        LAUNCHED.append(name)
+        return cuda_emulator.kernel(name, dtype)
+
+    monkeypatch.setattr(gpu_kernels, "_kernel", emulated)
     return namespace
+
+
+LAUNCHED: list[str] = []  # the emulated kernels launched in the current test
 
 
 DTYPES = [np.float32, np.float64]
@@ -381,3 +390,47 @@ def test_tf32_follows_allow_tf32(real_gpu):
     assert full < 1e-5 < reduced  # TF32 keeps 10 mantissa bits: errors near 1e-3 of the largest value
     assert error() == pytest.approx(full)
     assert math.isfinite(reduced)
+
+
+class _SmallNet(cr.nn.Module):
+    """A convolution, both poolings, layer norm, GELU (both forms), softmax and attention: every fused kernel
+    on its way through the ops."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = cr.nn.Conv2d(2, 4, 3, padding=1)
+        self.pool, self.avg = cr.nn.MaxPool2d(2), cr.nn.AvgPool2d(3, 2, padding=1, count_include_pad=False)
+        self.norm = cr.nn.LayerNorm(16)
+        self.head = cr.nn.Linear(16, 5)
+
+    def forward(self, x):
+        h = self.avg(self.pool(cr.relu(self.conv(x)))).flatten(1)  # (N, 4, 8, 8) -> (N, 16)
+        h = cr.nn.functional.gelu(self.norm(h)) + cr.nn.functional.gelu(h, approximate="tanh")
+        q = h.reshape(-1, 1, 4, 4)
+        h = h + cr.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True).flatten(1)
+        h = h * cr.softmax(h.reshape(-1, 4, 4), -1).flatten(1)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("dtype", [cr.float32, cr.float64])
+def test_a_small_model_computes_the_same_through_the_kernels(cp, dtype):
+    cr.manual_seed(0)
+    host_model = _SmallNet().to("cpu", dtype)  # the numpy formulas
+    device_model = _SmallNet().to("cpu", dtype)
+    device_model.load_state_dict(host_model.state_dict())
+    device_model.to("cuda")
+    x = cr.tensor(_random((3, 2, 8, 8), np.float64), device="cpu").to(dtype)
+    labels = cr.tensor(np.array([0, 4, 2]), device="cpu")
+    results = []
+    for model, device in ((host_model, "cpu"), (device_model, "cuda")):
+        inputs = x.to(device).detach().requires_grad_()
+        loss = cr.nn.functional.cross_entropy(model(inputs), labels.to(device))
+        loss.backward()
+        results.append([loss.detach().cpu().numpy(), inputs.grad.cpu().numpy()]
+                       + [p.grad.cpu().numpy() for p in model.parameters()])
+    tol = _tolerance(np.float32 if dtype == cr.float32 else np.float64)
+    for device_value, host_value in zip(results[1], results[0]):
+        np.testing.assert_allclose(device_value, host_value, rtol=100 * tol["rtol"], atol=100 * tol["atol"])
+    if cuda_emulator.available() is None and not gpu.cupy_module():
+        assert {"im2col", "col2im", "window_reduce", "max_pool_shares", "max_pool_grad", "layer_norm_rows",
+                "layer_norm_vjp_rows", "gelu", "gelu_grad", "softmax_rows", "softmax_vjp_rows"} <= set(LAUNCHED)
