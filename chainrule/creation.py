@@ -14,7 +14,7 @@ from numbers import Number
 from typing import Any
 
 from chainrule import dtypes as _dt
-from chainrule.backend import ARRAY_TYPES, Device, device_of, get_device, np, to_host
+from chainrule.backend import ARRAY_TYPES, Device, device_of, get_device, is_host, np, to_host
 from chainrule.random import default_generator
 from chainrule.tensor import Tensor, wrap
 
@@ -98,7 +98,7 @@ def as_tensor(data: Any, dtype=None, device=None) -> Tensor:
 
 def from_numpy(array) -> Tensor:
     """A tensor sharing memory with the numpy array ``array`` (changes show in both)."""
-    if not isinstance(array, np.ndarray):
+    if not (isinstance(array, np.ndarray) and is_host(array)):  # (a stand-in device array subclasses ndarray)
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
     _dt.from_np(array.dtype)
     return wrap(array)

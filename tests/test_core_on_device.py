@@ -37,6 +37,8 @@ def test_isin_new_and_asarray(on, cuda_device):
     assert cr.asarray(t, copy=False) is t
     with pytest.raises(ValueError, match="copy=False"):  # a host array becomes a device tensor only by a copy
         cr.asarray(np.ones(2), device=cuda_device, copy=False)
+    with pytest.raises(TypeError, match="from_numpy: expected a numpy.ndarray"):  # a device array is not one
+        cr.from_numpy(t._data)
 
 
 def test_random_draws_land_on_the_inputs_device(on, cuda_device):
