@@ -338,7 +338,8 @@ class autocast:  # noqa: N801  (PyTorch's name)
     def __call__(self, fn: Callable) -> Callable:
         @functools.wraps(fn)
         def in_region(*args, **kwargs):
-            with autocast(self.device, self.fast_dtype, self._enabled, self._cache_enabled):
+            dtype = self.fast_dtype if self._enabled else None  # a refused dtype was warned about once, above
+            with autocast(self.device, dtype, self._enabled, self._cache_enabled):
                 return fn(*args, **kwargs)
 
         return in_region
