@@ -434,3 +434,23 @@ def test_a_small_model_computes_the_same_through_the_kernels(cp, dtype):
     if cuda_emulator.available() is None and not gpu.cupy_module():
         assert {"im2col", "col2im", "window_reduce", "max_pool_shares", "max_pool_grad", "layer_norm_rows",
                 "layer_norm_vjp_rows", "gelu", "gelu_grad", "softmax_rows", "softmax_vjp_rows"} <= set(LAUNCHED)
+
+
+def test_allow_tf32_and_the_float32_matmul_precision_are_one_setting_as_in_pytorch():
+    # PyTorch's legacy API (torch 2.13 checked by hand; it refuses some mixes with its newer fp32_precision API,
+    # so it is not called here): allow_tf32 True reads back "high", False "highest"; any precision but
+    # "highest" reads back as allow_tf32
+    before = cr.get_float32_matmul_precision()
+    seen = []
+    try:
+        for step in ("high", False, True, "medium", "highest"):
+            if isinstance(step, bool):
+                cr.backends.cuda.matmul.allow_tf32 = step
+            else:
+                cr.set_float32_matmul_precision(step)
+            seen.append((cr.backends.cuda.matmul.allow_tf32, cr.get_float32_matmul_precision()))
+    finally:
+        cr.set_float32_matmul_precision(before)
+    assert seen == [(True, "high"), (False, "highest"), (True, "high"), (True, "medium"), (False, "highest")]
+    with pytest.raises(RuntimeError, match="'highest', 'high' or 'medium'"):
+        cr.set_float32_matmul_precision("fastest")
