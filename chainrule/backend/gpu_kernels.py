@@ -8,9 +8,11 @@ Each function here computes what the numpy formula of the same name computes (in
 their array is a CuPy array (:func:`chainrule.backend.gpu.on_gpu`) that :func:`takes`, and ops never see
 which one ran. exp, tanh and relu need no kernel of their own: CuPy's ufuncs are one kernel each.
 
-All kernels are CUDA source in :data:`SOURCE`, compiled by NVRTC once per dtype (``T`` the element type,
-``ACC`` the type sums are kept in) on first use, never at import: nothing here imports CuPy before a GPU
-array exists. ``CHAINRULE_KERNELS=numpy`` (or ``kernels.set_enabled(False)``) switches them off here too,
+All kernels are CUDA source in :data:`SOURCE` (raw kernels rather than CuPy's generated elementwise and
+reduction kernels, so that the whole source can be compiled by NVRTC and run on the CPU by the tests'
+emulator, tests/backend/cuda_emulator.py, on machines without a GPU), compiled once per dtype (``T`` the
+element type, ``ACC`` the type sums are kept in) on first use, never at import: nothing here imports CuPy
+before a GPU array exists. ``CHAINRULE_KERNELS=numpy`` (or ``kernels.set_enabled(False)``) switches them off here too,
 so the xp formulas run on the GPU instead. Results equal the numpy formulas to the dtype's rounding; the
 window sums add their terms in the numpy code's order, so pooling and col2im agree exactly.
 """
