@@ -56,11 +56,11 @@ stage kernels 90 "${PYTEST[@]}" tests/backend/test_gpu_kernels.py
 
 # --- the suite on the cuda device: the op catalogue's oracles (float32 and float64) and gradcheck ------------
 export CHAINRULE_TEST_DEVICE=cuda
-stage ops 150 "${PYTEST[@]}" $(workers 12) tests/ops/test_oracle.py tests/autograd/test_autograd_gradcheck.py \
+stage ops 140 "${PYTEST[@]}" $(workers 12) tests/ops/test_oracle.py tests/autograd/test_autograd_gradcheck.py \
   tests/ops/test_conv_pool.py tests/ops/test_conv_transpose.py
 
 # --- training equivalence with PyTorch, checkpoints across devices, autocast and GradScaler -----------------
-stage training 80 "${PYTEST[@]}" $(workers 8) tests/optim/test_optim_models_oracle.py \
+stage training 90 "${PYTEST[@]}" $(workers 8) tests/optim/test_optim_models_oracle.py tests/test_device_training.py \
   tests/io/test_io_checkpoint.py tests/test_amp.py tests/backend/test_to_host.py
 unset CHAINRULE_TEST_DEVICE
 
