@@ -152,3 +152,20 @@ def test_unknown_device_is_a_one_line_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("chainrule: error: --device tpu: device 'tpu' is not available here") and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_diagnose_on_the_device_reports_what_it_reports_on_the_cpu(cuda, tmp_path, capsys):
+    import chainrule as cr
+
+    summaries = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        assert main(["diagnose", "--device", device, "--steps", "3", "--depth", "3", "--width", "8", "--out", str(out)]) == 0
+        summaries[device] = json.loads((out / "summary.json").read_text())
+    capsys.readouterr()
+    exact = cr.backend.gpu.cupy_module() is None  # the stand-in computes with numpy: the same numbers
+    for name, on_cpu in summaries["cpu"]["models"].items():
+        on_device = summaries["cuda"]["models"][name]
+        assert on_device["verdict"] == on_cpu["verdict"], name
+        for key in ("grad_norms_at_init", "final_train_loss", "test_accuracy"):
+            assert on_device[key] == (on_cpu[key] if exact else pytest.approx(on_cpu[key], rel=1e-4)), (name, key)
