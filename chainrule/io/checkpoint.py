@@ -38,7 +38,7 @@ from typing import Any
 
 from chainrule import dtypes as _dt
 from chainrule._version import __version__
-from chainrule.backend import np
+from chainrule.backend import np, to_host
 from chainrule.creation import from_numpy
 from chainrule.io._codec import decode, encode, tensor_names
 from chainrule.io.errors import CheckpointError
@@ -106,7 +106,7 @@ def _model_arrays(obj) -> dict[str, np.ndarray]:
 
 def _tensor_array(value, name: str) -> np.ndarray:
     if isinstance(value, Tensor):
-        return np.asarray(value)  # the tensor's own buffer (copied to the host for GPU tensors)
+        return to_host(value.detach()._data)  # the tensor's own buffer (copied to the host for GPU tensors)
     if isinstance(value, np.ndarray):
         try:
             _dt.from_np(value.dtype)
