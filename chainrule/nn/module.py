@@ -264,15 +264,16 @@ class Module:
 
     def to(self, *args, dtype=None, device=None, non_blocking: bool = False) -> Module:
         """Convert floating-point parameters and buffers to a dtype and/or move all of them to a device, in
-        place: the Parameter objects keep their identity, so an optimizer built earlier still holds them.
-        ``non_blocking`` is accepted as PyTorch's is (copies here are synchronous)."""
+        place: the Parameter objects keep their identity, so an optimizer built earlier still holds them, and
+        their gradients move with them. ``non_blocking`` copies from pinned host memory asynchronously, as
+        ``Tensor.to`` does."""
         dtype, device = _dtype_and_device(args, dtype, device)
         with no_grad():
             for module in self.modules():
                 for table in (module._parameters, module._buffers):
                     for value in table.values():
                         if value is not None:
-                            _convert_in_place(value, dtype, device)
+                            _convert_in_place(value, dtype, device, non_blocking)
         return self
 
     def float(self) -> Module:
@@ -380,10 +381,10 @@ def _dtype_and_device(args: tuple, dtype, device):
     return dtype, device
 
 
-def _convert_in_place(t: Tensor, dtype, device) -> None:
+def _convert_in_place(t: Tensor, dtype, device, non_blocking: bool = False) -> None:
     converted = t
     if device is not None:
-        converted = converted.to(device=device)
+        converted = converted.to(device=device, non_blocking=non_blocking)
     if dtype is not None and t.dtype.is_floating_point:
         converted = converted.to(dtype)
     if converted is not t:
