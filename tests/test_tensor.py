@@ -181,6 +181,20 @@ def test_repr_of_a_cuda_tensor_names_its_device_first_as_pytorch(make, expected,
     assert repr(cr.device("cuda")) == repr(torch.device("cuda")) and str(cr.device("cuda")) == str(torch.device("cuda"))
 
 
+def test_devices_are_named_as_pytorchs(cuda_device):
+    for spelling in (("cuda",), ("cuda:0",), ("cuda", 0), ("cpu",)):
+        ours, theirs = cr.device(*spelling), torch.device(*spelling)
+        assert (repr(ours), str(ours), ours.type, ours.index) == (repr(theirs), str(theirs), theirs.type, theirs.index)
+    assert cr.ones(1, device="cuda").device.index == 0 and cr.ones(1, device="cpu").device.index is None
+    # one device of each type here: the type alone and index 0 name the same device (PyTorch tells them apart)
+    bare, indexed = cr.device("cuda"), cr.device("cuda:0")
+    assert bare == indexed and bare == "cuda:0" and indexed == "cuda" and indexed != "cpu" and bare != cr.cpu
+    with cr.device("cuda"):
+        assert cr.ones(1).device == cuda_device
+    with pytest.raises(RuntimeError, match="only index 0 exists"):
+        cr.device("cuda:1")
+
+
 def test_repr_of_a_large_tensor_is_summarized():
     with cr.device("cpu"):
         text = repr(cr.arange(5000))
