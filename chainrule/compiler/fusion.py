@@ -168,6 +168,8 @@ def _key(a: np.ndarray) -> tuple:
 
 def _gapless(a: np.ndarray) -> bool:
     """Positive strides that tile one block of memory (some axis order)."""
+    if a.size == 0:
+        return True
     expected = a.itemsize
     for stride, size in sorted((st, n) for st, n in zip(a.strides, a.shape) if n > 1):
         if stride != expected:
@@ -198,6 +200,8 @@ class _Run:
 
     def index_of(self, a: np.ndarray):
         """How element ``i`` of the run reads ``a``, or None when no flat index serves."""
+        if 0 in self.shape:  # no element: the loop never reads anything
+            return "scalar"
         if a.shape == self.shape:
             if a.size <= 1:
                 return "scalar"

@@ -16,6 +16,8 @@ from chainrule.compiler import compile, fusion
 from chainrule.compiler.tracer import Instr, root
 from tests.compile.helpers import assert_same_history, run, standard_step
 from tests.compile.test_equality import STEPS, _workload_case
+from tests.compile.test_op_catalogue import _params as _catalogue
+from tests.compile.test_op_catalogue import check_op_every_call
 
 pytestmark = pytest.mark.skipif(not fusion.available(), reason="fusion needs numba (the 'fast' extra)")
 
@@ -244,6 +246,15 @@ def test_broadcast_operands_join_only_where_one_flat_index_reads_them(shape, fus
     assert out.tobytes() == want.tobytes()
 
 
+def test_a_run_over_no_elements_fuses_and_touches_nothing():
+    x, b = np.ones((0, 4), np.float32), np.ones(4, np.float32)
+    out = np.empty((0, 4), np.float32)
+    instrs = [_ufunc(np.multiply, x, b, out=out), _ufunc(np.add, out, 1.0, out=out)]
+    (fused,) = fusion.fuse(instrs, {id(out)}, {id(out)}, set(), "exact")
+    _replay([fused])
+    assert out.shape == (0, 4)
+
+
 def test_exact_does_not_fuse_transcendentals_and_fast_does():
     def step(x):
         return cr.tanh(x * 0.5 + 0.25).exp() * 2.0 - 1.0
@@ -300,3 +311,10 @@ def test_kernels_are_reused_by_signature_whatever_the_size():
 def test_fuse_option_is_checked():
     with pytest.raises(ValueError, match="fuse"):
         compile(lambda x: x, fuse=True)
+
+
+@pytest.mark.parametrize("case, shapes, params", _catalogue())
+def test_op_catalogue_under_fuse_exact_equals_eager_every_call(case, shapes, params):
+    """Every differentiable op's forward and backward, fused where runs form, bit for bit eager's (this is
+    what found the zero-size runs failing)."""
+    check_op_every_call(case, shapes, params, fuse="exact")

@@ -48,7 +48,12 @@ def _inputs(case, shapes, seed):
 
 @pytest.mark.parametrize("case, shapes, params", _params())
 def test_op_under_compile_equals_eager_every_call(case, shapes, params):
-    f = compile(lambda *ts: _forward_backward(case, params, ts), fallback="eager")
+    check_op_every_call(case, shapes, params)
+
+
+def check_op_every_call(case, shapes, params, **options):
+    """Compile the op's forward and backward (``options`` for cr.compile) and compare each call with eager."""
+    f = compile(lambda *ts: _forward_backward(case, params, ts), fallback="eager", **options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for call in range(CALLS):
