@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -91,8 +93,8 @@ def available() -> str | None:
 
 @functools.cache
 def _library(dtype_name: str):
-    """The kernels of ``dtype_name`` compiled for the CPU, each with a ``launch_<name>(grid, block, ...)``."""
-    folder = Path(tempfile.mkdtemp(prefix="chainrule-cuda-emulator-"))
+    """The kernels of ``dtype_name`` compiled for the CPU, each with a ``launch_<name>(grid, block, ...)``; the
+    shared library is kept in the temporary folder under the source's hash, for the next process."""
     source = HEADER + gpu_kernels.source_for(dtype_name)
     expanded = subprocess.run(["g++", "-std=c++20", "-E", "-P", "-x", "c++", "-"], input=source, text=True,
                               capture_output=True, check=True).stdout
@@ -104,11 +106,16 @@ def _library(dtype_name: str):
         launchers.append(f'extern "C" void launch_{name}(unsigned grid, unsigned block, {", ".join(parameters)}) '
                          f'{{ run_grid(grid, block, [=] {{ {name}({", ".join(names)}); }}); }}')
         signatures[name] = [_ctype(p, dtype_name) for p in parameters]
-    path = folder / "kernels.cpp"
-    path.write_text(source + "\n" + "\n".join(launchers) + "\n")
-    subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w", str(path), "-o",
-                    str(folder / "kernels.so")], check=True, capture_output=True, text=True)
-    library = ctypes.CDLL(str(folder / "kernels.so"))
+    program = source + "\n" + "\n".join(launchers) + "\n"
+    built = Path(tempfile.gettempdir()) / f"chainrule-cuda-emulator-{hashlib.sha256(program.encode()).hexdigest()[:16]}.so"
+    if not built.exists():
+        with tempfile.TemporaryDirectory(prefix="chainrule-cuda-emulator-") as folder:
+            path = Path(folder) / "kernels.cpp"
+            path.write_text(program)
+            subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w", str(path), "-o",
+                            str(path.with_suffix(".so"))], check=True, capture_output=True, text=True)
+            os.replace(path.with_suffix(".so"), built)  # whole, even with another process building it too
+    library = ctypes.CDLL(str(built))
     for name, types in signatures.items():
         getattr(library, f"launch_{name}").argtypes = [ctypes.c_uint, ctypes.c_uint, *types]
     return library, signatures
