@@ -39,6 +39,12 @@ arguments (each value is then a variant). Reading a tensor's value inside (``.it
 ``print(t)``) is refused with the user's line; so are hooks and ``create_graph=True``.
 ``fallback="eager"`` runs such functions eagerly with one warning. ``cr.compiler.disable()`` (a context
 manager) and ``CHAINRULE_COMPILE=0`` run everything eagerly.
+
+``fuse="exact"`` replaces each run of consecutive elementwise numpy calls over one shape by one generated
+numba loop (kind ``fused``; ``explain()`` lists the calls it holds and their lines), keeping only correctly
+rounded operations, so results stay bit for bit eager's; ``fuse="fast"`` also fuses exp, tanh, log and
+friends (a few ulps from numpy's; verification then compares within ``state.FAST_RTOL``). Without numba
+(or with ``CHAINRULE_KERNELS=numpy``) it warns once and replays unfused.
 """
 
 from __future__ import annotations
@@ -53,7 +59,8 @@ def compile(fn=None, **options):
     """Compile ``fn`` (a training step or any function of tensors) or a Module's forward; usable as
     ``@compile`` and ``@compile(fallback="eager")``. Options: ``fallback`` ("error" or "eager"),
     ``max_variants`` (8), ``verify`` ("once", "always", "off"), ``copy_outputs`` (True), ``state``
-    (extra modules, optimizers or tensors the function touches that discovery cannot see)."""
+    (extra modules, optimizers or tensors the function touches that discovery cannot see), ``fuse``
+    (False, "exact" or "fast": elementwise runs as generated numba loops, :mod:`chainrule.compiler.fusion`)."""
     if fn is None:
         return lambda f: compile(f, **options)
     from chainrule.nn.module import Module

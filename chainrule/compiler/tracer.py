@@ -127,7 +127,8 @@ class Instr:
     ``kind``: "ufunc" (a numpy ufunc call or method), "call" (any function; its fresh results are copied
     into ``outs``), "fill" (an array creation, refilled each replay), "rng" (a draw from a chainrule
     generator), "guard" (a value the capture read, re-read and compared at replay), "host" (a Python call
-    run as is: optimizer and scheduler steps), "grad" (``tensor.grad = value``). ``fn(*args, **kwargs)``
+    run as is: optimizer and scheduler steps), "grad" (``tensor.grad = value``), and "fused" (made after the
+    capture by :mod:`chainrule.compiler.fusion`: a run of elementwise calls as one loop). ``fn(*args, **kwargs)``
     is the call; ``outs`` mirror its result (an array buffer per fresh array result, None elsewhere);
     ``reads``/``writes`` are the root arrays it reads and writes; ``op`` and ``site`` attribute it.
     """
