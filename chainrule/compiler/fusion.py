@@ -348,8 +348,7 @@ def _summary(parts: list) -> str:
 
 def _generate(run: _Run, must_store, mode: str):
     """The kernel's source, its operands (array, index kind, "load"/"store" roles) in slot order, and one
-    readable line per fused call (``v3 = multiply(v1, a0)  # op @ site``). Statements are written for one
-    element, with ``§`` where a value's name takes the lane and ``@`` for the element's index."""
+    readable line per fused call (``v3 = multiply(v1, a0)  # op @ site``)."""
     operand_of: dict = {}  # key -> operand number
     operands: list = []  # [array, index kind, roles]
     current: dict = {}  # key -> (value name, dtype, how explain() shows it)
@@ -364,7 +363,7 @@ def _generate(run: _Run, must_store, mode: str):
 
     def fresh():
         values[0] += 1
-        return f"v{values[0]}§"
+        return f"v{values[0]}"
 
     def value(x, dtype):
         """Operand ``x`` as a value of ``dtype``: (expression, whether it is a bare name, how it shows)."""
@@ -396,8 +395,8 @@ def _generate(run: _Run, must_store, mode: str):
             expr = f"{_TYPES[part.out.dtype]}({expr})"
         result = fresh()
         body.append(f"{result} = {expr}")
-        current[_key(part.out)] = (result, part.out.dtype, result.rstrip("§"))
-        described.append(f"{result.rstrip('§')} = {part.fn.__name__}({', '.join(shown)})  # {part.op} @ {part.site}")
+        current[_key(part.out)] = (result, part.out.dtype, result)
+        described.append(f"{result} = {part.fn.__name__}({', '.join(shown)})  # {part.op} @ {part.site}")
     stores, stored = [], []
     for key, (name, _dtype, _shown) in current.items():
         a = run.arrays[key][0]
@@ -406,7 +405,7 @@ def _generate(run: _Run, must_store, mode: str):
             k = operand(a)
             operands[k][2] += " store"
             stores.append(f"a{k}[{_index(k, operands[k][1])}] = {name}")
-            stored.append(f"a{k} = {name.rstrip('§')}")
+            stored.append(f"a{k} = {name}")
     described.append("stores " + ", ".join(stored))
     return _source(operands, loads, body, stores, mode), operands, described
 
@@ -416,10 +415,10 @@ _OPS_OF = {**EXACT_OPS, **FAST_OPS}
 
 def _index(k: int, kind) -> str:
     if kind == "full":
-        return "@"
+        return "i"
     if kind == "scalar":
         return "0"
-    return f"(@) % m{k}" if kind[0] == "suffix" else f"(@) // m{k}"
+    return f"i % m{k}" if kind[0] == "suffix" else f"i // m{k}"
 
 
 def _literal(x, dtype) -> str:
@@ -460,7 +459,7 @@ def _source(operands: list, loads: list, body: list, stores: list, mode: str) ->
         lines.append(f"    a{k} = carray({_POINTERS[a.dtype]}(slots[{slot}]), ({size},))")
         slot += 1
     lines.append("    for i in range(n):")
-    lines += ["        " + line.replace("§", "").replace("@", "i") for line in loads + body + stores]
+    lines += ["        " + line for line in loads + body + stores]
     return "\n".join(lines) + f"\n# fuse={mode}\n"
 
 
