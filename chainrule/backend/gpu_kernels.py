@@ -342,24 +342,21 @@ def _kernel(name: str, dtype):
     return _module(np.dtype(dtype).name).get_function(name)
 
 
-def takes(*arrays) -> bool:
-    """Whether the kernels here serve ``arrays``: CuPy arrays of one dtype, float32 or float64, C-contiguous, with
-    the kernels not switched off (``CHAINRULE_KERNELS=numpy``)."""
+def takes(*arrays, any_layout: bool = False) -> bool:
+    """Whether the kernels here serve ``arrays``: CuPy arrays of one dtype, float32 or float64, C-contiguous
+    unless ``any_layout``, with the kernels not switched off (``CHAINRULE_KERNELS=numpy``)."""
     from chainrule.backend.kernels import _STATE
 
     first = arrays[0]
     if not _STATE["wanted"] or first.dtype not in DTYPES:
         return False
-    return all(on_gpu(a) and a.dtype == first.dtype and a.flags.c_contiguous for a in arrays)
+    return all(on_gpu(a) and a.dtype == first.dtype and (any_layout or a.flags.c_contiguous) for a in arrays)
 
 
 def takes_any_layout(*arrays) -> bool:
-    """As :func:`takes`, without the layout condition (the window kernels read and write any strides; GELU copies
-    its input to C order first)."""
-    from chainrule.backend.kernels import _STATE
-
-    first = arrays[0]
-    return _STATE["wanted"] and first.dtype in DTYPES and all(on_gpu(a) and a.dtype == first.dtype for a in arrays)
+    """:func:`takes` for the kernels that read and write any strides (the windows), or copy to C order first
+    (GELU)."""
+    return takes(*arrays, any_layout=True)
 
 
 def _launch_flat(name: str, dtype, arrays: tuple, total: int, *rest) -> None:
@@ -384,8 +381,9 @@ def _flag(value) -> np.int32:
 
 def gelu(x, approximate: str):
     """As :func:`chainrule.backend.kernels.gelu`: ``(out, None)`` (the gradient computes erf or tanh again)."""
-    x = cupy_module().ascontiguousarray(x)
-    out = cupy_module().empty_like(x)
+    cp = cupy_module()
+    x = cp.ascontiguousarray(x)
+    out = cp.empty_like(x)
     _launch_flat("gelu", x.dtype, (x, out), x.size, _flag(approximate == "tanh"))
     return out, None
 
@@ -395,7 +393,7 @@ def gelu_grad(x, g, approximate: str):
     cp = cupy_module()
     x = cp.ascontiguousarray(x)
     g = None if g is None else cp.ascontiguousarray(g).reshape(x.shape)
-    slope = cupy_module().empty_like(x)
+    slope = cp.empty_like(x)
     _launch_flat("gelu_grad", x.dtype, (x, x if g is None else g, slope), x.size, _flag(approximate == "tanh"),
                  _flag(g is not None))
     return slope
@@ -404,18 +402,21 @@ def gelu_grad(x, g, approximate: str):
 # ----- rows ---------------------------------------------------------------------------------------------------
 
 def softmax_rows(x, out):
+    """As :func:`chainrule.backend.rows.softmax_rows` (``out`` given)."""
     rows, width = x.shape
     _launch_rows("softmax_rows", x.dtype, rows, width, (x, out, np.int64(rows), np.int64(width)))
     return out
 
 
 def softmax_vjp_rows(g, p, out):
+    """As :func:`chainrule.backend.rows.softmax_vjp_rows` (``out`` given)."""
     rows, width = g.shape
     _launch_rows("softmax_vjp_rows", g.dtype, rows, width, (g, p, out, np.int64(rows), np.int64(width)))
     return out
 
 
 def layer_norm_rows(x, weight, bias, eps: float) -> tuple:
+    """As :func:`chainrule.backend.rows.layer_norm_rows`: ``(out, mean, rstd)``, statistics summed in the dtype."""
     cp = cupy_module()
     rows, width = x.shape
     out, mean, rstd = cp.empty_like(x), cp.empty((rows, 1), x.dtype), cp.empty((rows, 1), x.dtype)
@@ -441,6 +442,7 @@ def layer_norm_vjp_rows(g, x, mean, rstd, weight, need_x: bool) -> tuple:
 # ----- windows ------------------------------------------------------------------------------------------------
 
 def _elements(array) -> tuple:
+    """``array``'s strides in elements."""
     return tuple(np.int64(s // array.itemsize) for s in array.strides)
 
 
@@ -459,15 +461,10 @@ def _window_strides(windows) -> tuple:
     return sc, np.int64(0), np.int64(0), sn, si, sj
 
 
-def _columns_strides(cols) -> tuple:
-    """(C, kh, kw, N, oh, ow) columns' strides in elements."""
-    return _elements(cols)
-
-
 def window_columns(image, cols, geom, accumulate: bool = False) -> None:
     """im2col of ``image`` (N, C, H, W) into ``cols`` (C, kh, kw, N, oh, ow), any strides; with ``accumulate``
     the adjoint, col2im: ``cols`` added onto ``image``."""
-    args = _window_args(geom, _elements(image), _columns_strides(cols))
+    args = _window_args(geom, _elements(image), _elements(cols))
     if accumulate:
         _launch_flat("col2im", image.dtype, (cols, image), image.size, *args, _flag(True))
     else:
@@ -498,7 +495,7 @@ WINDOW_COLUMNS = _WindowColumns()
 
 def add_window_columns(cols, image, geom) -> None:
     """col2im writing ``image`` (N, C, H, W, any strides) from ``cols`` (C, kh, kw, N, oh, ow): every pixel set."""
-    args = _window_args(geom, _elements(image), _columns_strides(cols))
+    args = _window_args(geom, _elements(image), _elements(cols))
     _launch_flat("col2im", image.dtype, (cols, image), image.size, *args, _flag(False))
 
 
