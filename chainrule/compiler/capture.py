@@ -11,7 +11,7 @@ import numpy as np
 from chainrule import random as _random
 from chainrule.backend import _DEVICE_OF_TYPE, ARRAY_TYPES, cpu
 from chainrule.compiler import tracer as _tr
-from chainrule.compiler.program import Program
+from chainrule.compiler.program import GradSetter, Program
 from chainrule.compiler.tracer import ACTIVE, CompileError, Instr, TracedArray, Tracer, plain, root
 from chainrule.optim.lr_scheduler import LRScheduler
 from chainrule.optim.optimizer import Optimizer
@@ -39,7 +39,9 @@ class Variant:
         self.stage = "warm-up"
         self.program: Program | None = None
         self.inputs: list = []  # (position path, buffer)
-        self.identity: list = []  # (tensor, attribute getter, array) the program reads in place
+        self.identity: list = []  # (tensor, of its gradient?, array) the program reads in place
+        self.data_guards: list = []  # the same, split for the replay's check: (tensor, its array)
+        self.grad_guards: list = []  # (tensor, its gradient's array)
         self.outputs = None
         self.written_inputs: list = []
         self.problems: list[str] = []
@@ -159,7 +161,7 @@ class _Patches:
                 return
             reads = () if value is None else tracer._roots([value._data])
             path = self.arg_paths.get(id(t))
-            setter = _grad_setter(t, value) if path is None else _arg_grad_setter(self.current_args, path, value)
+            setter = GradSetter(t, value) if path is None else _arg_grad_setter(self.current_args, path, value)
             instr = tracer.add(Instr("grad", setter, reads=reads, name=f"{_shape(t)}.grad = ..."))
             instr.expected = (t, value, setter)
 
@@ -205,12 +207,6 @@ def _swapping_first(check, saved: dict):
 def _host_call(step, obj, args, kwargs):
     def run():
         step(obj, *args, **kwargs)
-    return run
-
-
-def _grad_setter(t: Tensor, value):
-    def run():
-        t.grad = value
     return run
 
 
@@ -325,6 +321,8 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     for instr in program.instrs:
         read.update(id(a) for a in instr.reads + instr.writes)
     variant.identity = _identity_guards(entry, read)
+    variant.data_guards = [(t, a) for t, of_grad, a in variant.identity if not of_grad]
+    variant.grad_guards = [(t, a) for t, of_grad, a in variant.identity if of_grad]
     variant.written_inputs = [(path, b) for path, b in variant.inputs
                               if any(root(b) is w for instr in program.instrs for w in instr.writes)]
     for path, buffer in variant.written_inputs:  # the capture changed its copy: the caller's tensor too
@@ -415,11 +413,9 @@ def rebuild(outputs, copy: bool):
 
 def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
     """One replay: identity guards, inputs copied into the buffers, the program, outputs copied out."""
-    for t, of_grad, array in variant.identity:
-        holder = t.grad if of_grad else t
-        if holder is None or holder._data is not array:
-            raise _tr.GuardMiss(f"a state tensor's {'gradient' if of_grad else 'array'} (shape {tuple(t.shape)}) "
-                                "was replaced since the capture")
+    if not all([t._data is a for t, a in variant.data_guards]) \
+            or not all([t.grad is not None and t.grad._data is a for t, a in variant.grad_guards]):
+        raise _tr.GuardMiss(_replaced(variant.identity))
     tree = (args, kwargs)
     variant.current_args[0] = tree
     for path, buffer in variant.inputs:
@@ -437,6 +433,16 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
     INPLACE_EPOCH[0] += 1
     variant.replays += 1
     return rebuild(variant.outputs, copy_outputs)
+
+
+def _replaced(identity: list) -> str:
+    """Which state array guarded by identity was replaced (the replay checks them all at once)."""
+    for t, of_grad, array in identity:
+        holder = t.grad if of_grad else t
+        if holder is None or holder._data is not array:
+            return f"a state tensor's {'gradient' if of_grad else 'array'} (shape {tuple(t.shape)}) was replaced " \
+                   "since the capture"
+    return "a state array was replaced since the capture"
 
 
 def _undo_point(safety):

@@ -57,6 +57,7 @@ class Compiled:
         self.fallback, self.max_variants, self.verify, self.copy_outputs = fallback, max_variants, verify, copy_outputs
         self.fuse = fuse or None
         self.variants: dict = {}
+        self._last: tuple = (None, None)  # (signature, variant) of the last call that found its variant
         self.captures = 0
         self.eager_calls = 0
         self.misses: list[str] = []
@@ -84,18 +85,25 @@ class Compiled:
             if rebound is not None:  # the programs read the old object: start again from discovery
                 self.misses.append(f"'{rebound}' now names another object; every variant is captured again")
                 self.variants.clear()
+                self._last = (None, None)
                 self._state = State(self.fn, args, kwargs, self.extra_state)
-        device = _off_host_device(self._state.tensors, args, kwargs)
-        if device is not None:
-            self._warn_once(f"compile: {self.__name__} works on tensors on {device}; programs replay on the CPU "
-                            "only (CUDA-graph capture is not built yet), so it runs eagerly.")
-            return self._eager(args, kwargs)
         try:
             key = self._signature(args, kwargs)
         except TypeError as error:
-            return self._refuse(str(error), args, kwargs)
-        variant = self.variants.get(key)
+            off_host = self._off_host(args, kwargs)
+            return off_host[0] if off_host else self._refuse(str(error), args, kwargs)
+        if key == self._last[0]:  # the steady state: comparing is cheaper than hashing the 100s of entries
+            variant = self._last[1]
+        else:
+            variant = self.variants.get(key)
+            if variant is not None:
+                self._last = (key, variant)
         if variant is None:
+            # The signature holds every argument's and state tensor's array type: a variant found was made
+            # for these types, after this check passed for them.
+            off_host = self._off_host(args, kwargs)
+            if off_host:
+                return off_host[0]
             if len(self.variants) >= self.max_variants:
                 self._warn_once(f"compile: {self.__name__} has met {len(self.variants)} signatures (max_variants="
                                 f"{self.max_variants}); new ones run eagerly. Varying shapes (a ragged last batch) "
@@ -106,6 +114,16 @@ class Compiled:
             if len(self.variants) > 1:
                 self.misses.append(f"new signature: {_describe_key(key)}")
         return _STAGES[variant.stage](self, variant, args, kwargs)
+
+    def _off_host(self, args, kwargs) -> tuple | None:
+        """When a state tensor or argument is not on the CPU: warn once, run eagerly, and return
+        ``(result,)``; else None."""
+        device = _off_host_device(self._state.tensors, args, kwargs)
+        if device is None:
+            return None
+        self._warn_once(f"compile: {self.__name__} works on tensors on {device}; programs replay on the CPU "
+                        "only (CUDA-graph capture is not built yet), so it runs eagerly.")
+        return (self._eager(args, kwargs),)
 
     def _eager(self, args, kwargs):
         self.eager_calls += 1
@@ -220,10 +238,11 @@ class Compiled:
         """What a program bakes in: the arguments' structure, shapes, dtypes, layouts and requires_grad,
         the values of the other arguments, the modes, and which state tensors have a gradient."""
         state = self._state
-        return (_arg_key(args), _arg_key(kwargs), _aliasing(args, kwargs), GRAD_ENABLED[0], _kernels._STATE["wanted"],
-                _parallel.get_workers(), _dt.get_default_dtype(),
+        tensors: list = []  # the ids of the tensor arguments, in order
+        return (_arg_key(args, tensors), _arg_key(kwargs, tensors), _aliasing(tensors), GRAD_ENABLED[0],
+                _kernels._STATE["wanted"], _parallel.get_workers(), _dt.get_default_dtype(),
                 tuple([m.training for m in state.modules]),
-                tuple([(t.grad is None, t._rg) for t in state.tensors]),
+                tuple([(t.grad is None, t._rg, type(t._data)) for t in state.tensors]),  # the type: the device
                 _blas_threads(),  # BLAS results can depend on the thread count
                 ANOMALY[0], bool(RECORD_OBSERVERS),  # diagnostics would watch the capture only
                 autocast_key())  # a capture under autocast bakes its casts in
@@ -277,11 +296,9 @@ class CompiledModule(Compiled):
         return getattr(self.module, name)
 
 
-def _aliasing(args, kwargs) -> tuple | None:
-    """Which tensor arguments are one tensor passed twice (the program was built for that pattern)."""
-    from chainrule.compiler.capture import _tensors_in
-
-    tensors = [id(t) for _, t in _tensors_in((args, kwargs))]
+def _aliasing(tensors: list) -> tuple | None:
+    """Which tensor arguments (``tensors``: their ids in order) are one tensor passed twice (the program
+    was built for that pattern)."""
     if len(set(tensors)) == len(tensors):
         return None
     return tuple(tensors.index(k) for k in tensors)
@@ -320,17 +337,19 @@ def _hooks_on(state: State) -> str | None:
     return None
 
 
-def _arg_key(x):
+def _arg_key(x, tensors: list):
+    """The part of the signature an argument makes; each tensor's id is appended to ``tensors``."""
     if isinstance(x, Tensor):
+        tensors.append(id(x))
         d = x._data
         if x.grad is not None:
             raise TypeError(f"an argument (shape {tuple(x.shape)}) has a .grad already; a compiled call would add to "
                             "it in the capture's buffer: pass tensors without .grad")
-        return ("T", d.shape, d.dtype.str, x._rg, d.flags.c_contiguous)
+        return ("T", d.shape, d.dtype.str, x._rg, d.flags.c_contiguous, type(d))
     if isinstance(x, (list, tuple)):
-        return (type(x).__name__, tuple(_arg_key(v) for v in x))
+        return (type(x).__name__, tuple([_arg_key(v, tensors) for v in x]))
     if isinstance(x, dict):
-        return ("dict", tuple((k, _arg_key(v)) for k, v in x.items()))
+        return ("dict", tuple([(k, _arg_key(v, tensors)) for k, v in x.items()]))
     if isinstance(x, np.ndarray):
         raise TypeError(f"a numpy array argument (shape {x.shape}) cannot be compiled; pass a tensor")
     try:

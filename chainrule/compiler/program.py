@@ -275,11 +275,30 @@ def _copy_instr(instr: Instr) -> Instr:
     return new
 
 
+class GradSetter:
+    """``t.grad = value`` at replay, for a state tensor (the capture makes one per gradient it sees set).
+    A run of them is set in one loop over (tensor, value) pairs, not one call each."""
+
+    __slots__ = ("tensor", "value")
+
+    def __init__(self, t, value):
+        self.tensor, self.value = t, value
+
+    def __call__(self) -> None:
+        self.tensor.grad = self.value
+
+
 def _set_gradients(pairs: tuple):
-    setters = tuple(setter for _, _, setter in pairs)
+    """One function setting a run of gradients: state tensors' through a prebuilt (tensor, value) list
+    in one loop (134 setter calls cost the overhead chain 7 us a step), arguments' through their setters
+    (they look up the tensor passed at this replay). Each tensor appears once in a run: order is free."""
+    plain = tuple((s.tensor, s.value) for _, _, s in pairs if type(s) is GradSetter)
+    others = tuple(s for _, _, s in pairs if type(s) is not GradSetter)
 
     def run():
-        for setter in setters:
+        for t, value in plain:
+            t.grad = value
+        for setter in others:
             setter()
     return run
 

@@ -169,6 +169,49 @@ def test_replaced_parameter_array_is_caught_by_the_identity_guard():
     assert any("replaced" in m for m in f.misses), f.explain()
 
 
+def test_replaced_gradient_array_is_caught_by_the_identity_guard():
+    """A step without zero_grad adds to the gradients in place: the program reads them, so a gradient
+    replaced between calls is a miss, and that call (eager) adds to the new gradient."""
+    model = nn.Linear(12, 5)
+    twin = nn.Linear(12, 5)
+    twin.load_state_dict(model.state_dict())
+
+    def accumulate(net, x, y):
+        F.cross_entropy(net(x), y).backward()
+
+    f = compile(lambda x, y: accumulate(model, x, y))
+    batches = _batches(6)
+    for x, y in batches[:4]:
+        f(x, y)
+        accumulate(twin, x, y)
+    assert any(of_grad for _, of_grad, _ in next(v for v in f.variants.values() if v.program).identity)
+    for net in (model, twin):
+        net.weight.grad = cr.tensor(net.weight.grad._data * 0.5)
+    for x, y in batches[4:]:
+        f(x, y)
+        accumulate(twin, x, y)
+    assert any("gradient" in m and "replaced" in m for m in f.misses), f.explain()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert p.grad._data.tobytes() == q.grad._data.tobytes()
+
+
+def test_a_parameter_moved_to_a_device_after_the_capture_runs_eagerly(cuda_device):
+    """The signature holds each state tensor's array type: moving the model after its program was
+    captured makes a new signature, which is checked for its device and runs eagerly."""
+    model, opt, extra = _mlp()()
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
+    for x, y in _batches(5):
+        f(x, y)
+    assert any(v.replays for v in f.variants.values())
+    model.to(cuda_device)
+    opt.state.clear()  # momentum buffers made on the CPU
+    eager_calls = f.eager_calls
+    with pytest.warns(RuntimeWarning, match="runs eagerly"):
+        for x, y in _batches(2, seed=1):
+            f(x.to(cuda_device), y.to(cuda_device))
+    assert f.eager_calls == eager_calls + 2
+
+
 def test_library_guard_miss_runs_eagerly_and_raises_eagers_error():
     model, opt, extra = _mlp()()
     f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
