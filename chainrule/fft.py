@@ -62,19 +62,19 @@ def _c2r(x: Tensor, dim: int, n: int, norm: str) -> Tensor:
 
     def rule(g, _):
         spectrum = _c2c(g.to(x.dtype), (dim,), _OPPOSITE[norm], True).narrow(dim, 0, n // 2 + 1)
-        return (spectrum * _hermitian_weights(n, dim, g.ndim, real).to(g.device),)
+        return (spectrum * _hermitian_weights(n, dim, g.ndim, real, g.device),)
 
     return record(out, "fft_c2r", (x,), rule)
 
 
-def _hermitian_weights(n: int, dim: int, ndim: int, dtype) -> Tensor:
+def _hermitian_weights(n: int, dim: int, ndim: int, dtype, device) -> Tensor:
     """2 for the one-sided bins that stand for a pair of bins of the full spectrum, 1 for the zero frequency
     and (n even) the Nyquist bin: shaped to broadcast along ``dim``."""
     weights = np.full(n // 2 + 1, 2.0, dtype=dtype.np)
     weights[0] = 1.0
     if n % 2 == 0:
         weights[-1] = 1.0
-    return Tensor(weights.reshape((-1,) + (1,) * (ndim - 1 - dim)))
+    return Tensor(weights.reshape((-1,) + (1,) * (ndim - 1 - dim)), device=device)
 
 
 # ----- arguments ---------------------------------------------------------------------------------------
