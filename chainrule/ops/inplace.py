@@ -54,7 +54,19 @@ def _write_back(target: Tensor, result: Tensor, op: str) -> None:
     target._data[...] = result._data
 
 
+# In-place ops PyTorch lets write an expanded tensor (each memory location gets one value whatever the order)
+_SAME_VALUE_WRITES = frozenset({"fill_", "zero_", "masked_fill_"})
+
+
 def _check_fits(target: Tensor, result: Tensor, op: str) -> None:
+    strides = target._data.strides
+    if 0 in strides and op not in _SAME_VALUE_WRITES and any(s == 0 and n > 1 for s, n in zip(strides, target._data.shape)):
+        # PyTorch refuses this; numpy marks such (broadcast) arrays read-only, but CuPy writes them silently
+        raise RuntimeError(
+            f"{op}: unsupported operation: more than one element of the written-to tensor ({describe(target)}, "
+            "expanded) refers to a single memory location. Please clone() the tensor before performing the "
+            "operation."
+        )
     if result._data.shape != target._data.shape:
         raise RuntimeError(
             f"{op}: output with shape {tuple(target.shape)} doesn't match the broadcast shape "

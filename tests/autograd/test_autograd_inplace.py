@@ -231,3 +231,18 @@ def test_view_used_before_its_base_changed_keeps_its_gradient():
     a += w
     (head.sum() + a.sum()).backward()
     assert x.grad.tolist() == [8.0, 8.0, 2.0] and w.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_in_place_on_an_expanded_tensor_is_refused_as_in_pytorch():
+    """Elements sharing one memory location can't be written in place on any device (numpy's broadcast
+    arrays are read-only, CuPy's are not): PyTorch's error, before any write."""
+    import torch
+
+    for lib in (torch, cr):
+        x, other = lib.ones(2), lib.ones(3, 2)
+        for name, args in (("add_", (1,)), ("clamp_", (0, 1)), ("mul_", (other,)), ("copy_", (other,))):
+            with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+                getattr(x.expand(3, 2), name)(*args)
+        assert x.tolist() == [1.0, 1.0]
+        x.unsqueeze(0).expand(1, 2).add_(1)  # no element repeated: written through to x
+        assert x.tolist() == [2.0, 2.0]
