@@ -341,14 +341,30 @@ def _adoptable(instrs: list[Instr], created: set, pinned: set) -> dict:
     adopted: dict = {}
     for instr in instrs:
         if instr.kind == "call" and instr.outs is not None:
+            by_root: dict = {}
             for a in _arrays_in(instr.outs, []):
-                r = root(a)  # a itself, or the block it is a transposed view of (channel-major results)
-                if id(r) in created and id(r) not in pinned and id(r) not in seen \
-                        and a.nbytes == r.nbytes >= ADOPT_BYTES and _dense(a):
-                    adopted[id(r)] = a
+                by_root.setdefault(id(root(a)), []).append(a)
+            for key, views in by_root.items():
+                r = root(views[0])
+                if key in created and key not in pinned and key not in seen and r.nbytes >= ADOPT_BYTES:
+                    held = _held_array(views, r)
+                    if held is not None:
+                        adopted[key] = held
         for a in _arrays_in((instr.args, instr.kwargs, instr.outs), []):
             seen.add(id(root(a)))
     return adopted
+
+
+def _held_array(views: list, block):
+    """What the slot of an adopted result holds, given the call's results that are views of ``block``:
+    the one result that covers it all (``block`` itself, or a transposed view of it: channel-major
+    results), or ``block`` when the results are parts of it (the chunks of convolution's im2col
+    columns); None when neither."""
+    if len(views) == 1 and views[0].nbytes == block.nbytes and _dense(views[0]):
+        return views[0]
+    if all(v is not block and v.nbytes < block.nbytes for v in views) and _dense(block):
+        return block
+    return None
 
 
 def _dense(a) -> bool:
@@ -482,11 +498,10 @@ def _slotted(instr: Instr):
 def _adopt_into(result, outs, where: str) -> None:
     """As :func:`_copy_into`, except that an adopted result is taken into its slot as it is."""
     if type(outs) is _SlotView:
-        slot = outs.slot
-        if not isinstance(result, np.ndarray) or result.shape != slot.shape or result.dtype != slot.dtype \
-                or result.strides != slot.strides:
-            raise GuardMiss(f"a result changed shape or layout at {where}")
-        slot.take(result)
+        if outs.whole:
+            _take(outs.slot, result, where)
+        else:
+            _take_part(outs, result, where)
         return
     if isinstance(outs, (list, tuple)) and _has_slots(outs):
         if not isinstance(result, (tuple, list)) or len(result) != len(outs):
@@ -495,6 +510,24 @@ def _adopt_into(result, outs, where: str) -> None:
             _adopt_into(r, o, where)
         return
     _copy_into(result, _resolved(outs), where)
+
+
+def _take(slot: _Slot, array, where: str) -> None:
+    if not isinstance(array, np.ndarray) or array.shape != slot.shape or array.dtype != slot.dtype \
+            or array.strides != slot.strides:
+        raise GuardMiss(f"a result changed shape or layout at {where}")
+    slot.take(array)
+
+
+def _take_part(view: _SlotView, result, where: str) -> None:
+    """A result that is a part of a fresh block (one of several the call returns): the slot takes the
+    block (once), and the part must lie where the capture's did."""
+    block = root(result) if isinstance(result, np.ndarray) else None
+    if block is None or result.shape != view.shape or result.dtype != view.dtype or result.strides != view.strides \
+            or result.__array_interface__["data"][0] - block.__array_interface__["data"][0] != view.offset:
+        raise GuardMiss(f"a result changed shape or layout at {where}")
+    if view.slot.value is not block:
+        _take(view.slot, block, where)
 
 
 def _copying(call, args, outs, where):

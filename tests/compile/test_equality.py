@@ -66,3 +66,29 @@ def test_gpt_with_dropout_adamw_and_a_schedule_bitwise_equal_for_50_steps():
     compiled, f = run(build, batches, standard_step, compiled=True, after_step=after)
     assert_same_history(eager, compiled)
     assert sum(v.replays for v in f.variants.values()) >= STEPS - 5, f.explain()
+
+
+def test_convolution_columns_returned_in_parts_are_taken_as_one_block():
+    """At sizes where a convolution's im2col columns (returned as several views of one fresh block) pass
+    ADOPT_BYTES, the replay takes that block as the kernel returns it, as eager does, instead of copying
+    each part into the arena; the steps stay bitwise eager's."""
+    from chainrule.compiler.program import ADOPT_BYTES
+
+    nn = cr.nn
+
+    def build():
+        model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 3))
+        return model, cr.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), {"loss": F.cross_entropy}
+
+    rng = np.random.default_rng(0)
+    batches = [(cr.tensor(rng.standard_normal((64, 4, 16, 16)).astype(np.float32)),
+                cr.tensor(rng.integers(0, 3, 64))) for _ in range(8)]
+    columns = 64 * 4 * 9 * 16 * 16 * 4  # bytes: batch x (channels x 3 x 3) x positions, float32
+    assert columns >= 4 * ADOPT_BYTES
+    eager, _ = run(build, batches, standard_step, compiled=False)
+    compiled, f = run(build, batches, standard_step, compiled=True)
+    assert_same_history(eager, compiled)
+    program = next(v.program for v in f.variants.values() if v.replays)
+    convolve = next(i for i in program.instrs if i.name == "convolve")
+    assert len(convolve.outs[1]) > 1  # the columns come in parts at this size
+    assert program.nbytes < columns, f.explain()
