@@ -92,3 +92,27 @@ def test_convolution_columns_returned_in_parts_are_taken_as_one_block():
     convolve = next(i for i in program.instrs if i.name == "convolve")
     assert len(convolve.outs[1]) > 1  # the columns come in parts at this size
     assert program.nbytes < columns, f.explain()
+
+
+def test_large_ufunc_results_allocated_per_replay_stay_bitwise_eager():
+    """Where it makes the smaller plan (an MLP whose layer outputs pass ADOPT_BYTES), ufunc calls that
+    make a large buffer are replayed without ``out=`` and their results dropped after their last use, as
+    eager does, and the steps stay bitwise eager's."""
+    from chainrule.compiler.program import ADOPT_BYTES
+
+    nn = cr.nn
+
+    def build():
+        model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+        return model, cr.optim.SGD(model.parameters(), lr=0.1), {"loss": F.cross_entropy}
+
+    rng = np.random.default_rng(1)
+    batches = [(cr.tensor(rng.standard_normal((64, 64)).astype(np.float32)),
+                cr.tensor(rng.integers(0, 10, 64))) for _ in range(8)]
+    assert 64 * 512 * 4 >= 2 * ADOPT_BYTES
+    eager, _ = run(build, batches, standard_step, compiled=False)
+    compiled, f = run(build, batches, standard_step, compiled=True)
+    assert_same_history(eager, compiled)
+    program = next(v.program for v in f.variants.values() if v.replays)
+    fresh = [i for i in program.instrs if i.kind == "ufunc" and i.outs is not None]
+    assert any(i.name == "matmul" for i in fresh), f.explain()
