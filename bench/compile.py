@@ -82,7 +82,8 @@ def program_gemms(program):
     gemms = []
     for instr in program.instrs:
         if instr.fn is np.matmul:
-            arrays = [a for a in instr.args if hasattr(a, "shape")] + list(instr.kwargs.get("out") or ())
+            out = instr.kwargs.get("out") or (instr.outs,)  # out=, or a result taken as it comes
+            arrays = [a for a in instr.args if hasattr(a, "shape")] + list(out)
             gemms.append([like(a) for a in arrays])
 
     def run():
