@@ -50,18 +50,27 @@ def tensor_operand(x, op: str, like: Tensor | None = None) -> Tensor:
         raise TypeError(f"{op}: expected a Tensor or a number, got {type(x).__name__} ({err})") from None
 
 
+def _same_device(a: Tensor, b: Tensor, op: str) -> tuple[Tensor, Tensor]:
+    """PyTorch's rule for operands on two devices: a 0-d CPU tensor counts as a number and joins the other
+    operand's device; anything else is refused."""
+    if a.device.type == "cpu" and a._data.ndim == 0:
+        return a.to(b.device), b
+    if b.device.type == "cpu" and b._data.ndim == 0:
+        return a, b.to(a.device)
+    raise RuntimeError(
+        f"{op}: Expected all tensors to be on the same device, but found at least two devices, {a.device} and "
+        f"{b.device}! ({describe(a)} and {describe(b)}; move one with .to(device))")
+
+
 def binary_operands(a, b, op: str) -> tuple[Tensor, Tensor]:
     """Two tensors of one dtype and device from two operands (tensors, numbers or arrays)."""
     if not isinstance(a, Tensor):
         a = tensor_operand(a, op, like=b if isinstance(b, Tensor) else None)
     if not isinstance(b, Tensor):
         b = tensor_operand(b, op, like=a)
-    da, db = a._data.dtype, b._data.dtype
     if type(a._data) is not type(b._data):
-        raise RuntimeError(
-            f"{op}: expected all tensors on the same device, got {a.device} ({describe(a)}) and "
-            f"{b.device} ({describe(b)}); move one with .to(device)"
-        )
+        a, b = _same_device(a, b, op)
+    da, db = a._data.dtype, b._data.dtype
     if da == db:
         return a, b
     dtype = _dt.result_type(_dt.from_np(da), a._data.ndim, _dt.from_np(db), b._data.ndim)

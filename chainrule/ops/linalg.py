@@ -18,7 +18,9 @@ def _same_dtype(op: str, a: Tensor, b: Tensor) -> None:
             f"(shapes {tuple(a.shape)} and {tuple(b.shape)}); convert one with .to(dtype)"
         )
     if type(a._data) is not type(b._data):
-        raise RuntimeError(f"{op}: expected both operands on the same device, got {a.device} and {b.device}")
+        raise RuntimeError(f"{op}: Expected all tensors to be on the same device, but found at least two devices, "
+                           f"{a.device} and {b.device}! (shapes {tuple(a.shape)} and {tuple(b.shape)}; move one "
+                           "with .to(device))")
 
 
 def _matmul_error(op: str, a: Tensor, b: Tensor) -> RuntimeError:
