@@ -25,8 +25,10 @@ generator are instructions that draw from the live generator in eager's order.
 
 The program (``explain()`` prints it) is a list of instructions, each ``fn(*args, **kwargs)`` with
 ``args`` holding numpy arrays (fixed buffers: state arrays read live, buffers the program writes, folded
-constants) and Python constants; kinds: ``ufunc`` (a numpy ufunc or ufunc method, writing ``out=``),
-``call`` (any function; fresh results copied into its ``outs`` buffers), ``fill`` (an array creation),
+constants) and Python constants; kinds: ``ufunc`` (a numpy ufunc or ufunc method, writing ``out=``;
+unfused, a large result may instead be taken as it comes, where that plan needs less memory),
+``call`` (any function; fresh results copied into its ``outs`` buffers, or, from 64 KiB, taken as
+they come and dropped after their last use, as eager does), ``fill`` (an array creation),
 ``rng`` (a generator draw), ``guard`` (a value chainrule's code read during the capture, re-read and
 compared: a different value abandons the replay, undoes it and runs the step eagerly), ``host`` (an
 optimizer or scheduler step), ``grad`` (``tensor.grad = buffer``). Each carries the op and the user's

@@ -235,8 +235,9 @@ class Compiled:
 
     # ----- guards -------------------------------------------------------------------------------------
     def _signature(self, args, kwargs) -> tuple:
-        """What a program bakes in: the arguments' structure, shapes, dtypes, layouts and requires_grad,
-        the values of the other arguments, the modes, and which state tensors have a gradient."""
+        """What a program bakes in: the arguments' structure, shapes, dtypes, layouts, array types and
+        requires_grad, the values of the other arguments, the modes, and the state tensors' gradient
+        state, requires_grad and array types (a device change is a new signature)."""
         state = self._state
         tensors: list = []  # the ids of the tensor arguments, in order
         return (_arg_key(args, tensors), _arg_key(kwargs, tensors), _aliasing(tensors), GRAD_ENABLED[0],
