@@ -32,11 +32,11 @@ OUT_OF_SCOPE: dict[str, tuple[str, ...]] = {
     "raw storage and strides": ("*storage*", "set_", "is_set_to", "share_memory_", "is_shared", "data_ptr",
                                 "const_data_ptr", "resize_*", "resize", "as_strided*", "from_file", "frombuffer",
                                 "empty_strided", "new_empty_strided", "dim_order", "untyped_storage"),
-    "accelerators and devices": ("cuda", "is_cuda", "ipu", "xpu", "mtia", "is_ipu", "is_xpu", "is_mtia", "is_maia",
-                                 "is_mps", "is_xla", "is_vulkan", "is_vulkan_available", "is_meta", "pin_memory",
-                                 "is_pinned", "record_stream", "cudnn_*", "miopen_*", "mkldnn_*",
-                                 "get_device_module", "set_default_device", "get_default_device", "to_padded_tensor",
-                                 "is_nested", "nonzero_static"),
+    "accelerators other than CUDA, and device internals": ("ipu", "xpu", "mtia", "is_ipu", "is_xpu", "is_mtia",
+                                                           "is_maia", "is_mps", "is_xla", "is_vulkan",
+                                                           "is_vulkan_available", "is_meta", "record_stream",
+                                                           "cudnn_*", "miopen_*", "mkldnn_*", "get_device_module",
+                                                           "to_padded_tensor", "is_nested", "nonzero_static"),
     "autocast's per-device switches (use the autocast context), bfloat16 and complex32 (numpy has neither dtype), "
     "low-precision GEMMs": (
         "*autocast*", "bfloat16", "chalf", "scaled_mm", "scaled_grouped_mm", "grouped_mm", "ScalingType",
