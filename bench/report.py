@@ -160,7 +160,30 @@ def _time_cell(timing: dict | None, per_op: int | None) -> str:
     return cell
 
 
-def _time_rows(results: list[dict]) -> list[list]:
+TIME_HEADER = ["workload", "chainrule median (min)", "torch median (min)", "chainrule/torch", "target", "",
+               "chainrule/GEMM limit", "torch/GEMM limit", "GEMM target"]
+COMPILED_HEADER = ["compiled (ms)", "compiled / eager", "compiled / PyTorch"]
+
+
+def _compiled_cells(r: dict) -> list[str]:
+    """The main table's compiled columns: median (min) in ms and the two ratios, or why there is no number."""
+    c = r.get("compiled")
+    if not c:
+        return ["not run"] + ["-"] * 2
+    if c["status"] != "ok":
+        return [f"{c['status']}: {c['message']}"] + ["-"] * 2
+    t = c["time"]
+    cell = f"{t['median'] * 1e3:.3f} ({t['min'] * 1e3:.3f})"
+    if r.get("per_op"):
+        cell += f"; {t['median'] / r['per_op'] * 1e6:.2f} µs/op"
+    return [cell, _ratio(c.get("vs_eager")), _ratio(c.get("vs_torch"))]
+
+
+def _time_rows(results: list[dict], compiled: bool) -> list[list]:
+    return [row + (_compiled_cells(r) if compiled else []) for r, row in zip(results, _eager_time_rows(results))]
+
+
+def _eager_time_rows(results: list[dict]) -> list[list]:
     rows = []
     for r in results:
         if r["status"] != "ok":
@@ -178,6 +201,41 @@ def _time_rows(results: list[dict]) -> list[list]:
             f"≤ {r['gemm_target']}: {_verdict(gemm.get('chainrule'), r['gemm_target'])}",
         ])
     return rows
+
+
+def _compile_cost_rows(results: list[dict]) -> list[list]:
+    rows = []
+    for r in results:
+        c = r.get("compiled")
+        if not c or c["status"] != "ok" or "time" not in c:
+            reason = f"{c['status']}: {c['message']}" if c else r["status"]
+            rows.append([r["name"], reason] + ["-"] * 5)
+            continue
+        rows.append([
+            r["name"], f"{c['time']['median'] * 1e3:.3f}", ", ".join(f"{s * 1e3:.1f}" for s in c["cost"]),
+            f"{c['cost_in_steps']:.0f}", f"{c['instructions']} ({c['traced']})", f"{c['program_mib']:.2f}",
+            c["loss_check"],
+        ])
+    return rows
+
+
+def _compile_section(results: list[dict], settings: dict) -> list[str]:
+    """Compile cost and program size per workload (the compiled column's other half)."""
+    if not settings.get("compile"):
+        return []
+    return [
+        "## Compiled step: compile cost and program size",
+        "",
+        "The training step through `cr.compile` (a third trainer from the same weights and data, timed in the same "
+        "rounds). Its first calls run eagerly (the first without gradients is its own signature, so it warms up "
+        "twice), capture, and verify the program against eager bit for bit; each is timed, in ms, until the "
+        "program replays. Instructions: the program's, with the traced ones before planning in brackets; MiB: "
+        "its planned buffers.",
+        "",
+        *_table(["workload", "compiled step (ms)", "first calls (ms)", "their sum in steps", "instructions (traced)",
+                 "program MiB", "step-1 loss vs eager"], _compile_cost_rows(results)),
+        "",
+    ]
 
 
 def _memory_rows(results: list[dict]) -> list[list]:
@@ -327,9 +385,10 @@ def render(result: dict) -> str:
         "",
         "## Step time (chainrule vs PyTorch vs the GEMM limit)",
         "",
-        *_table(["workload", "chainrule median (min)", "torch median (min)", "chainrule/torch", "target", "",
-                 "chainrule/GEMM limit", "torch/GEMM limit", "GEMM target"], _time_rows(result["workloads"])),
+        *_table(TIME_HEADER + (COMPILED_HEADER if s.get("compile") else []),
+                _time_rows(result["workloads"], s.get("compile"))),
         "",
+        *_compile_section(result["workloads"], s),
         "## Peak memory of the training process",
         "",
         *_table(["workload", "chainrule peak RSS", "torch peak RSS", "chainrule/torch", f"≤ {MEMORY_TARGET}",

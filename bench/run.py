@@ -7,7 +7,8 @@
     python bench/run.py wide --profile-seconds 10  # a longer call tree under a missed target
 
 Each workload is built in both frameworks from the same weights and data, the first-step losses are
-compared (a workload whose losses differ is not reported), the steps are timed interleaved, chainrule's
+compared (a workload whose losses differ is not reported), the steps are timed interleaved (with a third
+column, the same training step through ``cr.compile``, unless ``--no-compile``), chainrule's
 steps are then sampled with pyinstrument (the call tree the report shows under a missed target), and each
 framework's peak memory is read from a child process that trains alone. Without torch installed (or with
 ``--no-torch``) only the chainrule side runs.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import shlex
@@ -24,6 +26,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the `bench` package importable
@@ -36,6 +40,7 @@ FULL = {"rounds": 5, "warmup": 3, "gemm_n": 2048, "gemm_repeats": 5, "child_step
 QUICK = {"rounds": 2, "warmup": 1, "gemm_n": 512, "gemm_repeats": 2, "child_steps": 2, "steps": 1,
          "profile_seconds": 0.2}
 LOSS_RTOL, LOSS_ATOL = 2e-4, 2e-5
+FIRST_CALLS = 6  # calls of a compiled step allowed to reach its replay (two signatures: 4)
 CONTENDED_CORES = 0.25  # other processes busier than this during timing: say the numbers are noisy
 
 
@@ -56,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="chainrule's float32 kernels: numba-compiled when installed (default) or numpy's ufuncs only")
     p.add_argument("--no-torch", action="store_true", help="run the chainrule side only, even if torch is installed")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory phase (child processes)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the compiled column (the training step through cr.compile, timed beside eager)")
     p.add_argument("--profile", type=int, metavar="N", default=0,
                    help="after timing, cProfile chainrule's steps and print the top N functions by own time")
     p.add_argument("--profile-seconds", type=float, metavar="S",
@@ -144,11 +151,12 @@ class MissingPiece(Exception):
 MISSING = (ImportError, AttributeError, NotImplementedError)
 
 
-def _build(workload: Workload, cr, torch, seed: int) -> dict:
-    """The trainers, chainrule first (the interleaving order). Torch's is built first, from the seed, and
-    its initial weights are loaded into chainrule's model. A chainrule build that fails for want of a
-    piece raises MissingPiece; anything else propagates."""
-    theirs = workload.trainer(torch, seed) if torch is not None else None
+def _build(workload: Workload, cr, torch, seed: int, theirs=None) -> dict:
+    """The trainers, chainrule first (the interleaving order). Torch's is built first, from the seed (or
+    ``theirs`` is that trainer, already built), and its initial weights are loaded into chainrule's model.
+    A chainrule build that fails for want of a piece raises MissingPiece; anything else propagates."""
+    if theirs is None and torch is not None:
+        theirs = workload.trainer(torch, seed)
     try:
         ours = workload.trainer(cr, seed, init_from=theirs.model if theirs else None)
     except MISSING as err:
@@ -189,6 +197,50 @@ def _record_timing(result: dict, workload: Workload, timings: dict, gemm_best: f
         result["vs_gemm"] = {name: t.median / limit for name, t in timings.items()}
 
 
+def _bitwise_equal(a: float, b: float) -> bool:
+    return np.float64(a).tobytes() == np.float64(b).tobytes()
+
+
+def _compiled_step(trainer, cr, eager_loss: float) -> tuple[dict, object]:
+    """The workload's training step through ``cr.compile`` (bench/compile.py's step function) on ``trainer``,
+    a second chainrule trainer built beside the eager one (same weights, data and seed), after its first
+    calls (warm-up, capture, verification against eager) have run and been timed. Returns the compiled
+    column's result and the step to time; the step is None, and the result's status and message say why,
+    when the step cannot be captured, fails verification, or its first-step loss is not bitwise
+    ``eager_loss`` (the eager trainer's, from the same random state)."""
+    from bench.compile import first_calls, step_function  # here: bench.compile imports this module
+
+    compiled = cr.compile(step_function(trainer))
+    try:
+        cost, results, variant = first_calls(compiled, trainer.inputs, trainer.targets, most=FIRST_CALLS)
+    except cr.CompileError as err:
+        return {"status": "not compiled", "message": str(err).splitlines()[0]}, None
+    except Exception as err:  # a bug in the compiler: report it in the row, time the rest
+        traceback.print_exc()
+        return {"status": "failed", "message": f"{type(err).__name__}: {err}"}, None
+    if variant is None or variant.stage != "replay":
+        reason = "; ".join(compiled.misses) or f"stage {variant.stage if variant else 'no program'}"
+        return {"status": "not compiled", "message": f"no replaying program after {len(cost)} calls ({reason})"}, None
+    program = variant.program
+    first_loss = float(results[0].item())
+    column = {"status": "ok", "message": "", "cost": cost, "instructions": len(program.instrs),
+              "traced": program.source_count, "program_mib": program.nbytes / 2**20,
+              "first_loss": first_loss, "loss_check": "bitwise equal"}
+    if not _bitwise_equal(first_loss, eager_loss):
+        column.update(status="refused", loss_check="**DIFFER**",
+                      message=f"first-step loss {first_loss!r} is not eager's {eager_loss!r}: not the same computation")
+        return column, None
+    return column, functools.partial(compiled, trainer.inputs, trainer.targets)
+
+
+def _record_compiled(column: dict, timing, timings: dict) -> None:
+    column["time"] = {"median": timing.median, "min": timing.min, "n": len(timing.times)}
+    column["vs_eager"] = timing.median / timings["chainrule"].median
+    if "torch" in timings:
+        column["vs_torch"] = timing.median / timings["torch"].median
+    column["cost_in_steps"] = sum(column["cost"]) / timing.median
+
+
 def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -> tuple[dict, dict | None]:
     """Build, check and time one workload; returns its result and its trainers (None when not run).
     Status: ok; skipped (chainrule lacks a piece); refused (losses differ); failed (any other error)."""
@@ -198,13 +250,25 @@ def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -
     trainers = None
     try:
         trainers = _build(workload, cr, torch, args.seed)
+        # built before any step, from the same torch weights; its first step draws what eager's drew
+        compiled_trainer = None if args.no_compile else _build(workload, cr, None, args.seed, trainers.get("torch"))
+        random_state = cr.get_rng_state()
         agree = _first_steps(result, trainers)
         result["losses"] = {name: tr.losses for name, tr in trainers.items()}
         if not agree:
             return result, None
+        to_time = {n: tr.step for n, tr in trainers.items()}
+        if compiled_trainer is not None:
+            cr.set_rng_state(random_state)
+            result["compiled"], compiled = _compiled_step(compiled_trainer["chainrule"], cr,
+                                                          trainers["chainrule"].losses[0])
+            if compiled is not None:
+                to_time["compiled"] = compiled
         steps = args.steps or workload.steps_per_round
-        timings = measure.time_interleaved({n: tr.step for n, tr in trainers.items()}, args.rounds, steps,
+        timings = measure.time_interleaved(to_time, args.rounds, steps,
                                            max(0, args.warmup - 1))  # the first step was a warm-up step
+        if "compiled" in timings:
+            _record_compiled(result["compiled"], timings.pop("compiled"), timings)
     except MissingPiece as err:
         result.update(status="skipped", message=str(err))
         return result, None
@@ -284,7 +348,7 @@ def _settings(args) -> dict:
     return {"quick": args.quick, "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
             "warmup": args.warmup, "seed": args.seed, "gemm_n": args.gemm_n, "gemm_repeats": args.gemm_repeats,
             "child_steps": args.child_steps, "gpt_attention": args.gpt_attention,
-            "profile_seconds": args.profile_seconds}
+            "profile_seconds": args.profile_seconds, "compile": not args.no_compile}
 
 
 def _command(argv: list[str] | None) -> str:
@@ -294,7 +358,7 @@ def _command(argv: list[str] | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return 0 when every selected workload was reported (or skipped for a missing
-    piece of chainrule), 1 when one failed or its losses differed."""
+    piece of chainrule), 1 when one failed or its losses differed, in eager or compiled."""
     args = parse_args(argv)
     if args.child:
         return run_child(args)
@@ -347,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written to {args.output}")
     if args.json:
         args.json.write_text(json.dumps(full, indent=1, default=str))
-    return 1 if any(r["status"] in ("failed", "refused") for r in results) else 0
+    broken = ("failed", "refused")  # a compiled step that cannot be captured is reported, not broken
+    return 1 if any(r["status"] in broken or r.get("compiled", {}).get("status") in broken for r in results) else 0
 
 
 if __name__ == "__main__":
