@@ -300,3 +300,96 @@ def test_gpu_bench_section_replaces_the_previous_one_in_the_analysis(tmp_path):
     analysis.write_text(analysis.read_text() + "\n## After\n\nkept\n")
     gpu_bench.write_section(f"{gpu_bench.HEADING}\n\nsecond run\n", analysis)
     assert analysis.read_text() == f"## Before\n\ntext\n\n{gpu_bench.HEADING}\n\nsecond run\n\n## After\n\nkept\n"
+
+
+# ----- the compiled column: the training step through cr.compile, timed beside eager ------------------
+
+def _run_small(workload, *flags):
+    """One small workload through bench/run.py's run_workload in this process, chainrule side only."""
+    args = bench_run.parse_args(["--quick", "--profile-seconds", "0", *flags])
+    result, _ = bench_run.run_workload(workload, bench_run.load_chainrule(), None, args, 1e9)
+    return result
+
+
+def _report_of(results: list[dict], compile: bool = True) -> str:
+    full = {"date": "d", "command": "c", "thread_note": "",
+            "machine": {k: "x" for k in ("cpu", "cpu_flags", "cores", "usable_cores", "os", "python", "numpy",
+                                         "numpy_blas", "torch", "torch_blas", "chainrule")},
+            "settings": {"quick": True, "threads": 1, "rounds": 2, "warmup": 1, "seed": 0, "gemm_n": 8,
+                         "gemm_repeats": 1, "child_steps": 1, "compile": compile},
+            "noise": {"load_before": None, "load_after": None, "other_cores": None, "steal_cores": None,
+                      "contended": False},
+            "gemm": {"rates": {"numpy": 1e9}, "best": 1e9}, "workloads": results}
+    return report.render(full)
+
+
+class _ReadsAValue(cr.nn.Module):
+    """The overhead chain's shape with a value read inside the step (``.item()``): a program cannot replay it."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = cr.nn.Parameter(cr.ones(16))
+
+    def forward(self, x):
+        return x * self.weight * float((x * self.weight).sum().item())
+
+
+def test_the_compiled_column_is_timed_beside_eager_for_a_small_workload():
+    result = _run_small(workloads(small=True)["overhead"])
+    assert result["status"] == "ok"
+    compiled = result["compiled"]
+    assert compiled["status"] == "ok", compiled
+    # the same computation: its first step's loss is eager's, bit for bit
+    assert compiled["loss_check"] == "bitwise equal"
+    assert np.float64(compiled["first_loss"]).tobytes() == np.float64(result["losses"]["chainrule"][0]).tobytes()
+    timing, eager = compiled["time"], result["time"]["chainrule"]
+    assert timing["n"] == eager["n"] == 2 and 0 < timing["min"] <= timing["median"]
+    assert compiled["vs_eager"] == pytest.approx(timing["median"] / eager["median"])
+    assert "compiled" not in result["time"]  # its own column, not a framework of the eager table
+    # two warm-ups (the first call has no gradients: its own signature), capture, verification
+    assert len(compiled["cost"]) == 4 and all(s > 0 for s in compiled["cost"])
+    assert compiled["cost_in_steps"] == pytest.approx(sum(compiled["cost"]) / timing["median"])
+    assert compiled["traced"] >= compiled["instructions"] > 0 and compiled["program_mib"] > 0
+
+    text = _report_of([result])
+    header = text.split("## Step time", 1)[1].splitlines()[2]
+    assert header.endswith("| compiled (ms) | compiled / eager | compiled / PyTorch |")
+    row = _table_rows(text, "## Step time")["overhead"].split("|")
+    assert row[-4].strip().startswith(f"{timing['median'] * 1e3:.3f} ") and "µs/op" in row[-4]
+    assert row[-3].strip() == f"{compiled['vs_eager']:.2f}x" and row[-2].strip() == "-"  # no torch in this run
+    cost = _table_rows(text, "## Compiled step: compile cost")["overhead"]
+    assert f"{compiled['instructions']} ({compiled['traced']})" in cost and "bitwise equal" in cost
+
+
+def test_a_step_that_cannot_be_compiled_says_why_in_its_row():
+    overhead = workloads(small=True)["overhead"]
+    reads = dataclasses.replace(overhead, build_model=lambda lib, seed: _ReadsAValue())
+    result = _run_small(reads)
+    assert result["status"] == "ok" and list(result["time"]) == ["chainrule"]  # eager is still timed
+    compiled = result["compiled"]
+    assert compiled["status"] == "not compiled" and "time" not in compiled
+    assert ".item()" in compiled["message"] and "test_bench.py" in compiled["message"]
+    text = _report_of([result])
+    for heading in ("## Step time", "## Compiled step: compile cost"):
+        row = _table_rows(text, heading)["overhead"]
+        assert "not compiled: compile: step cannot be compiled" in row and ".item()" in row
+
+
+def test_no_compile_leaves_the_compiled_column_out():
+    result = _run_small(workloads(small=True)["overhead"], "--no-compile")
+    assert result["status"] == "ok" and "compiled" not in result
+    text = _report_of([result], compile=False)
+    assert "compiled (ms)" not in text and "## Compiled step" not in text
+
+
+@pytest.mark.slow
+def test_quick_run_times_the_compiled_step_against_pytorch_too(tmp_path):
+    pytest.importorskip("torch")
+    stdout, result = _bench(tmp_path, "mlp", "--no-memory", "--profile-seconds", "0")
+    (w,) = result["workloads"]
+    compiled = w["compiled"]
+    assert w["loss_check"] == "equal" and compiled["status"] == "ok" and compiled["loss_check"] == "bitwise equal"
+    assert compiled["vs_torch"] == pytest.approx(compiled["time"]["median"] / w["time"]["torch"]["median"])
+    assert result["settings"]["compile"] is True
+    row = _table_rows(stdout, "## Step time")["mlp"].split("|")
+    assert row[-2].strip() == f"{compiled['vs_torch']:.2f}x"
