@@ -288,7 +288,8 @@ def _method(settings: dict) -> list[str]:
         "- Both frameworks run in this one process, restricted to the same thread count (`chainrule.set_num_threads`, "
         "i.e. threadpoolctl on every loaded BLAS/OpenMP pool, and `torch.set_num_threads`).",
         f"- Timing: each framework does {settings['warmup']} warm-up steps; then {settings['rounds']} rounds, each running "
-        "the timed steps of chainrule then of torch (interleaved, so machine noise lands on both); every step is timed "
+        "the timed steps of chainrule then of torch (and then of the compiled step, unless `--no-compile`), "
+        "interleaved so that machine noise lands on all of them; every step is timed "
         "alone with `time.perf_counter`; the garbage collector runs between blocks of steps, never inside one. "
         "Cells show median (min) over all timed steps; ratios (and the met/missed verdicts) are of medians, with the "
         "ratio of the minimums beside them (on a busy machine the minimum is the least disturbed step).",
