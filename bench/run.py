@@ -213,8 +213,8 @@ def _compiled_step(trainer, cr, eager_loss: float) -> tuple[dict, object]:
     compiled = cr.compile(step_function(trainer))
     try:
         cost, results, variant = first_calls(compiled, trainer.inputs, trainer.targets, most=FIRST_CALLS)
-    except cr.CompileError as err:
-        return {"status": "not compiled", "message": str(err).splitlines()[0]}, None
+    except cr.CompileError as err:  # its message names the step ("compile: step cannot be compiled: ..."): the why
+        return {"status": "not compiled", "message": str(err).splitlines()[0].split("cannot be compiled: ", 1)[-1]}, None
     except Exception as err:  # a bug in the compiler: report it in the row, time the rest
         traceback.print_exc()
         return {"status": "failed", "message": f"{type(err).__name__}: {err}"}, None
