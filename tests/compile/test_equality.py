@@ -116,3 +116,34 @@ def test_large_ufunc_results_allocated_per_replay_stay_bitwise_eager():
     program = next(v.program for v in f.variants.values() if v.replays)
     fresh = [i for i in program.instrs if i.kind == "ufunc" and i.outs is not None]
     assert any(i.name == "matmul" for i in fresh), f.explain()
+
+
+def test_lstm_cells_on_the_compiled_kernels_replay_bitwise():
+    """At sizes where the LSTM cell and its VJP run as compiled kernels (backend/rows.py), the capture logs
+    them whole (their loops write arrays numpy never sees); traced through, the replay missed those writes
+    and verification refused the step (bench/run.py's lstm at full size)."""
+    from chainrule.backend import kernels
+
+    if not kernels.enabled():
+        pytest.skip("the compiled kernels (numba) are not installed or switched off")
+    nn = cr.nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.lstm, self.head = nn.Embedding(20, 16), nn.LSTM(16, 256, batch_first=True), nn.Linear(256, 20)
+
+        def forward(self, x):
+            return self.head(self.lstm(self.embed(x))[0]).reshape(-1, 20)
+
+    def build():
+        model = Model()
+        return model, cr.optim.Adam(model.parameters(), lr=1e-3), {"loss": F.cross_entropy}
+
+    rng = np.random.default_rng(0)
+    batches = [(cr.tensor(rng.integers(0, 20, (32, 6))), cr.tensor(rng.integers(0, 20, 32 * 6))) for _ in range(6)]
+    eager, _ = run(build, batches, standard_step, compiled=False)
+    compiled, f = run(build, batches, standard_step, compiled=True)
+    assert_same_history(eager, compiled)
+    program = next(v.program for v in f.variants.values() if v.replays)
+    assert {"lstm_cell_rows", "lstm_cell_vjp_rows"} <= {i.name for i in program.instrs}, f.explain()
