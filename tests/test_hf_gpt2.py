@@ -267,7 +267,7 @@ def test_import_sample_evaluate_finetune_export(tmp_path, bpe_folder, capsys):
     back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
     _, model, _ = cr.recipes.load_run(run)
     ids = torch.randint(0, 400, (1, 32))
-    np.testing.assert_allclose(back(ids).logits.detach().cpu().numpy(), model.eval()(cr.tensor(ids.cpu().numpy())).detach().cpu().numpy(),
+    np.testing.assert_allclose(back(ids).logits.detach().numpy(), model.eval()(cr.tensor(ids.numpy())).detach().cpu().numpy(),
                                rtol=1e-5, atol=1e-5)
     assert main(["import-hf", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
     (source / "vocab.json").unlink()

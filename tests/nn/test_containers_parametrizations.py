@@ -135,7 +135,7 @@ def test_lazy_module_loads_a_state_dict_before_any_forward():
     ours = nn.LazyLinear(2)
     ours.load_state_dict(_state(theirs))
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
-    np.testing.assert_allclose(ours(cr.tensor(x)).detach().cpu().numpy(), theirs(torch.tensor(x)).detach().cpu().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ours(cr.tensor(x)).detach().cpu().numpy(), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5)
     lazy = tnn.LazyLinear(2)
     lazy.load_state_dict(theirs.state_dict())
     lazy(torch.tensor(x))

@@ -239,7 +239,7 @@ def test_pool1d_matches_torch(torch, dtype, kw):
     run_both(torch, lambda t: C.max_pool1d(t, **kw), lambda t: F.max_pool1d(t, **kw), [x], dtype)
     run_both(torch, lambda t: C.avg_pool1d(t, **kw), lambda t: F.avg_pool1d(t, **kw), [x], dtype)
     _, indices = C.max_pool1d(cr.tensor(x), return_indices=True, **kw)
-    np.testing.assert_array_equal(indices.cpu().numpy(), F.max_pool1d(torch.tensor(x), return_indices=True, **kw)[1].cpu().numpy())
+    np.testing.assert_array_equal(indices.cpu().numpy(), F.max_pool1d(torch.tensor(x), return_indices=True, **kw)[1].numpy())
 
 
 @pytest.mark.oracle
@@ -481,7 +481,8 @@ def test_sizes_accept_ints_tuples_lists_and_numpy_ints():
     reference = C.conv2d(x, w, stride=2, padding=1).detach().cpu().numpy()
     for stride, padding in [((2, 2), [1, 1]), (np.int64(2), (np.int32(1),))]:
         np.testing.assert_array_equal(C.conv2d(x, w, stride=stride, padding=padding).detach().cpu().numpy(), reference)
-    np.testing.assert_array_equal(C.max_pool2d(x, [2, 2]).detach().cpu().numpy(), C.max_pool2d(x, 2, stride=2).detach().cpu().numpy())
+    np.testing.assert_array_equal(C.max_pool2d(x, [2, 2]).detach().cpu().numpy(),
+                                  C.max_pool2d(x, 2, stride=2).detach().cpu().numpy())
 
 
 def test_conv_output_is_usable_as_nchw():

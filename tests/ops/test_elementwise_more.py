@@ -47,7 +47,8 @@ def test_incomplete_gamma_matches_scipy_on_a_grid_and_torch_at_the_edges():
     special = pytest.importorskip("scipy.special")
     a, x = np.meshgrid([0.05, 0.5, 1.0, 2.5, 10.0, 60.0, 400.0, 5000.0],
                        [1e-8, 0.01, 0.3, 1.0, 3.0, 9.5, 11.0, 55.0, 70.0, 380.0, 420.0, 5000.0, 6000.0])
-    np.testing.assert_allclose(cr.igamma(cr.tensor(a), cr.tensor(x)).cpu().numpy(), special.gammainc(a, x), rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(cr.igamma(cr.tensor(a), cr.tensor(x)).cpu().numpy(), special.gammainc(a, x), rtol=1e-10,
+                               atol=1e-300)
     np.testing.assert_allclose(cr.igammac(cr.tensor(a), cr.tensor(x)).cpu().numpy(), special.gammaincc(a, x), rtol=1e-10,
                                atol=1e-300)
     edges = [0.0, 1.0, np.inf, -1.0, np.nan]
