@@ -32,3 +32,11 @@ def test_a_zero_dim_cpu_tensor_joins_the_device_and_gets_its_gradient(cuda_devic
 def test_a_one_element_cpu_tensor_that_is_not_zero_dim_is_refused(cuda_device):
     with pytest.raises(RuntimeError, match="same device"):
         cr.ones(3, device=cuda_device) + cr.ones(1, device="cpu")
+
+
+def test_embedding_refuses_indices_on_another_device_as_pytorch(cuda_device):
+    weight = cr.randn(10, 4, device=cuda_device)
+    with pytest.raises(RuntimeError, match=r"embedding: Expected all tensors to be on the same device.*cuda:0 and cpu"):
+        cr.nn.functional.embedding(cr.tensor([1, 2], device="cpu"), weight)
+    rows = cr.nn.functional.embedding(cr.tensor([1, 2], device=cuda_device), weight)
+    np.testing.assert_array_equal(rows.cpu().numpy(), weight.cpu().numpy()[[1, 2]])

@@ -357,6 +357,10 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     """Rows of ``weight`` picked by the integer tensor ``input``; rows at ``padding_idx`` get no gradient."""
     if input._data.dtype.kind not in "iu":
         raise RuntimeError(f"embedding: indices must be an integer tensor, got {describe(input)}")
+    if input.device != weight.device:  # PyTorch refuses this (indexing a tensor with CPU indices it allows)
+        raise RuntimeError(f"embedding: Expected all tensors to be on the same device, but found at least two devices, "
+                           f"{weight.device} and {input.device}! (weight {describe(weight)}, indices {describe(input)}; "
+                           "move the indices with .to(weight.device))")
     num = weight.shape[0]
     if not indices_within(input._data, -num, num):
         raise IndexError(
