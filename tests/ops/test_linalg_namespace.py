@@ -330,3 +330,12 @@ def test_other_errors():
     x = cr.tensor(well(2, 3), requires_grad=True)
     with pytest.raises(NotImplementedError, match="m >= n"):
         cr.linalg.qr(x)[0].sum().backward()
+
+
+def test_solve_triangular_with_a_zero_on_the_diagonal_gives_torchs_inf_and_nan():
+    a = np.array([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 1.0, 4.0]])
+    b = np.array([[1.0], [2.0], [3.0]])
+    ours = cr.linalg.solve_triangular(cr.tensor(a), cr.tensor(b), upper=False).cpu().numpy()
+    theirs = torch.linalg.solve_triangular(torch.tensor(a), torch.tensor(b), upper=False).numpy()
+    assert not np.isfinite(theirs).all()
+    np.testing.assert_allclose(ours, theirs, equal_nan=True)
