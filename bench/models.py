@@ -132,7 +132,7 @@ def gpt(lib, cfg: GPTConfig):
             self.head = nn.Linear(d, cfg.vocab)
 
         def forward(self, idx):
-            x = self.tok_emb(idx) + self.pos_emb(lib.arange(idx.shape[1]))
+            x = self.tok_emb(idx) + self.pos_emb(lib.arange(idx.shape[1], device=idx.device))
             for block in self.blocks:
                 x = block(x)
             return self.head(self.ln_f(x))
