@@ -334,6 +334,7 @@ class _ReadsAValue(cr.nn.Module):
         return x * self.weight * float((x * self.weight).sum().item())
 
 
+@pytest.mark.cpu_only(reason="compiled programs replay on the CPU only (on cuda the step runs eagerly)")
 def test_the_compiled_column_is_timed_beside_eager_for_a_small_workload():
     result = _run_small(workloads(small=True)["overhead"])
     assert result["status"] == "ok"
@@ -361,6 +362,7 @@ def test_the_compiled_column_is_timed_beside_eager_for_a_small_workload():
     assert f"{compiled['instructions']} ({compiled['traced']})" in cost and "bitwise equal" in cost
 
 
+@pytest.mark.cpu_only(reason="compiled programs replay on the CPU only (on cuda the step runs eagerly)")
 def test_a_step_that_cannot_be_compiled_says_why_in_its_row():
     overhead = workloads(small=True)["overhead"]
     reads = dataclasses.replace(overhead, build_model=lambda lib, seed: _ReadsAValue())
