@@ -39,17 +39,6 @@ def device():
 
 
 @pytest.fixture
-def cuda_device():
-    """A cuda device for a test that needs one on any machine: real CuPy, the suite's stand-in under
-    CHAINRULE_TEST_DEVICE=cuda, or else the stand-in installed for this test alone."""
-    if cr.cuda.is_available():
-        yield cr.device("cuda")
-        return
-    yield standin.install()
-    standin.uninstall()
-
-
-@pytest.fixture
 def cpu_repr():
     """``repr`` as it reads for the same values on the CPU, for comparing objects that hold tensors (a
     distribution's support) with PyTorch's on the CPU: a device tensor's repr differs only by its device
@@ -59,7 +48,7 @@ def cpu_repr():
 
 
 @pytest.fixture
-def cuda():
+def cuda_device():
     """The cuda device on any machine: CuPy on a GPU or the suite's stand-in, else the stand-in installed for this
     test only (its arrays refuse host/device mixing as CuPy's do)."""
     if gpu.install() is not None or standin.installed():

@@ -127,7 +127,7 @@ def test_console_entry_point_runs(tmp_path):
     assert result.returncode == 2 and "no config.json" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_device_option_trains_on_the_device_and_the_run_evaluates_and_samples_on_the_cpu(cuda, tmp_path, capsys):
+def test_device_option_trains_on_the_device_and_the_run_evaluates_and_samples_on_the_cpu(cuda_device, tmp_path, capsys):
     import chainrule as cr
 
     summaries, default = {}, cr.get_default_device()
@@ -154,7 +154,7 @@ def test_unknown_device_is_a_one_line_error(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_diagnose_on_the_device_reports_what_it_reports_on_the_cpu(cuda, tmp_path, capsys):
+def test_diagnose_on_the_device_reports_what_it_reports_on_the_cpu(cuda_device, tmp_path, capsys):
     import chainrule as cr
 
     summaries = {}

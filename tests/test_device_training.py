@@ -21,7 +21,7 @@ from chainrule import optim
 from chainrule.backend import gpu
 from chainrule.data import DataLoader, TensorDataset
 
-# the ``cuda`` fixture (tests/conftest.py): CuPy on a GPU, else the stand-in device
+# the ``cuda_device`` fixture (tests/conftest.py): CuPy on a GPU, else the stand-in device
 
 
 def _close(a, b):
@@ -47,7 +47,7 @@ def _data(n=16):
 
 # ----- Module.to / .cuda() / .cpu() --------------------------------------------------------------------------
 
-def test_module_to_moves_parameters_buffers_and_grads_keeping_the_parameter_objects(cuda):
+def test_module_to_moves_parameters_buffers_and_grads_keeping_the_parameter_objects(cuda_device):
     model = _net()
     x, y = _data()
     nn.functional.cross_entropy(model(x), y).backward()
@@ -57,21 +57,21 @@ def test_module_to_moves_parameters_buffers_and_grads_keeping_the_parameter_obje
     assert model.cuda() is model
     assert [id(p) for p in model.parameters()] == [id(p) for p in params]  # the same Parameter objects
     for name, t in model.state_dict().items():
-        assert t.device == cuda, name
+        assert t.device == cuda_device, name
         np.testing.assert_array_equal(t.cpu().numpy(), before[name])
     for p, g in zip(params, grads):
-        assert p.grad.device == cuda and p.is_leaf and p.requires_grad
+        assert p.grad.device == cuda_device and p.is_leaf and p.requires_grad
         np.testing.assert_array_equal(p.grad.cpu().numpy(), g)
-    assert model[1].running_mean.device == cuda and model[1].num_batches_tracked.device == cuda
+    assert model[1].running_mean.device == cuda_device and model[1].num_batches_tracked.device == cuda_device
     model.cpu()
     assert all(t.device.type == "cpu" for t in model.state_dict().values())
     assert all(p.grad.device.type == "cpu" for p in params)
     model.to("cuda:0", cr.float64)
-    assert all(p.device == cuda and p.dtype == cr.float64 for p in params)
+    assert all(p.device == cuda_device and p.dtype == cr.float64 for p in params)
     assert model[1].num_batches_tracked.dtype == cr.int64  # integer buffers keep their dtype
 
 
-def test_optimizer_state_lives_on_the_parameters_device_and_training_there_equals_the_cpu(cuda):
+def test_optimizer_state_lives_on_the_parameters_device_and_training_there_equals_the_cpu(cuda_device):
     results = {}
     for where in ("cpu", "cuda"):
         model = _net().to(where)
@@ -92,7 +92,7 @@ def test_optimizer_state_lives_on_the_parameters_device_and_training_there_equal
         _close(b, a)
 
 
-def test_optimizer_load_state_dict_moves_the_state_to_each_parameters_device(cuda):
+def test_optimizer_load_state_dict_moves_the_state_to_each_parameters_device(cuda_device):
     model = _net()
     opt = optim.Adam(model.parameters(), lr=0.01)
     x, y = _data()
@@ -104,7 +104,7 @@ def test_optimizer_load_state_dict_moves_the_state_to_each_parameters_device(cud
     opt2.load_state_dict(saved)
     for p_cpu, p_dev in zip(model.parameters(), on_device.parameters()):
         for key in ("exp_avg", "exp_avg_sq"):
-            assert opt2.state[p_dev][key].device == cuda
+            assert opt2.state[p_dev][key].device == cuda_device
             np.testing.assert_array_equal(opt2.state[p_dev][key].cpu().numpy(), opt.state[p_cpu][key].numpy())
     back = optim.Adam(_net().parameters(), lr=0.01)  # and from the device to the CPU
     back.load_state_dict(opt2.state_dict())
@@ -113,7 +113,7 @@ def test_optimizer_load_state_dict_moves_the_state_to_each_parameters_device(cud
 
 # ----- pinned memory and non-blocking copies -------------------------------------------------------------------
 
-def test_pin_memory_and_non_blocking_copies(cuda):
+def test_pin_memory_and_non_blocking_copies(cuda_device):
     x = cr.arange(12, dtype=cr.float32, device="cpu").reshape(3, 4)
     assert not x.is_pinned()
     pinned = x.pin_memory()
@@ -122,7 +122,7 @@ def test_pin_memory_and_non_blocking_copies(cuda):
     np.testing.assert_array_equal(pinned.numpy(), x.numpy())
     moved = pinned.to("cuda", non_blocking=True)
     cr.cuda.synchronize()  # the copy was enqueued on the stream; wait before reading it another way
-    assert moved.device == cuda and not moved.is_pinned()
+    assert moved.device == cuda_device and not moved.is_pinned()
     np.testing.assert_array_equal(moved.cpu().numpy(), x.numpy())
     with pytest.raises(RuntimeError, match="only dense CPU tensors can be pinned"):
         moved.pin_memory()
@@ -131,7 +131,7 @@ def test_pin_memory_and_non_blocking_copies(cuda):
     np.testing.assert_array_equal(w.grad.numpy(), np.full((3, 4), 2.0, np.float32))
 
 
-def test_dataloader_pin_memory_gives_pinned_batches(cuda):
+def test_dataloader_pin_memory_gives_pinned_batches(cuda_device):
     x, y = _data(10)
     plain = list(DataLoader(TensorDataset(x, y), batch_size=4))
     pinned = list(DataLoader(TensorDataset(x, y), batch_size=4, pin_memory=True))
@@ -146,7 +146,7 @@ def test_dataloader_pin_memory_gives_pinned_batches(cuda):
 
 # ----- checkpoints -----------------------------------------------------------------------------------------------
 
-def test_save_on_the_device_load_on_the_cpu_and_back(cuda, tmp_path):
+def test_save_on_the_device_load_on_the_cpu_and_back(cuda_device, tmp_path):
     data = {"w": cr.randn(3, 2, device="cuda"), "n": cr.tensor(5, device="cuda"), "host": cr.ones(2, device="cpu"),
             "nested": [cr.arange(3, device="cuda")]}
     path = tmp_path / "state.pt"
@@ -175,7 +175,7 @@ def test_save_on_the_device_load_on_the_cpu_and_back(cuda, tmp_path):
     check(cr.load(path, map_location=lambda tensor, location: None), {"w": "cuda", "host": "cpu"})
 
 
-def test_a_model_checkpoint_saved_on_the_device_restores_on_the_cpu_and_back(cuda, tmp_path):
+def test_a_model_checkpoint_saved_on_the_device_restores_on_the_cpu_and_back(cuda_device, tmp_path):
     model = _net().cuda()
     opt = optim.Adam(model.parameters(), lr=0.01)
     x, y = (t.cuda() for t in _data())
@@ -193,11 +193,11 @@ def test_a_model_checkpoint_saved_on_the_device_restores_on_the_cpu_and_back(cud
     again = _net().cuda()  # and back onto the device, from the file written by cr.save
     again.load_state_dict(cr.load(tmp_path / "state.pt", map_location="cpu"))
     for a, b in zip(again.state_dict().values(), model.state_dict().values()):
-        assert a.device == cuda
+        assert a.device == cuda_device
         np.testing.assert_array_equal(a.cpu().numpy(), b.cpu().numpy())
 
 
-def test_without_a_gpu_pinning_does_nothing_and_a_device_checkpoint_needs_map_location(tmp_path, cuda):
+def test_without_a_gpu_pinning_does_nothing_and_a_device_checkpoint_needs_map_location(tmp_path, cuda_device):
     path = tmp_path / "state.pt"
     cr.save({"w": cr.ones(2, device="cuda")}, path)
     script = textwrap.dedent(f"""
@@ -232,7 +232,7 @@ def test_without_a_gpu_pinning_does_nothing_and_a_device_checkpoint_needs_map_lo
 
 # ----- fit(device=) ---------------------------------------------------------------------------------------------
 
-def test_fit_with_a_device_moves_the_model_and_the_batches_and_matches_the_cpu(cuda):
+def test_fit_with_a_device_moves_the_model_and_the_batches_and_matches_the_cpu(cuda_device):
     histories, models = {}, {}
     for where in ("cpu", "cuda"):
         model = _net()
