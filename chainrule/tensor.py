@@ -25,6 +25,14 @@ _new = object.__new__
 # backward) skips those checks altogether.
 INPLACE_EPOCH = [0]
 
+# Bumped by every change to what a compiled program (chainrule.compiler) bakes in about its state: a
+# tensor's ``.grad`` set, its ``requires_grad`` changed or its array swapped for another (``.data =``,
+# ``set_``, ``Module.to``), a hook registered or removed, a module's training mode or its parameters,
+# buffers or submodules replaced. While it has not moved since a compiled call replayed, the next call
+# skips the per-tensor part of its signature and its identity guards: O(1) instead of O(state tensors).
+# Code that writes ``_grad``, ``_rg`` or ``_data`` of an existing tensor directly must bump it.
+STATE_EPOCH = [0]
+
 
 class Tensor:
     """An n-dimensional array that can record the operations applied to it for backpropagation.
@@ -36,7 +44,7 @@ class Tensor:
     change to it makes stale.
     """
 
-    __slots__ = ("_data", "_rg", "grad", "_node", "_vc", "_base", "_hooks", "_views", "__weakref__")
+    __slots__ = ("_data", "_rg", "_grad", "_node", "_vc", "_base", "_hooks", "_views", "__weakref__")
 
     # numpy must defer to our reflected operators (ndarray + Tensor -> Tensor.__radd__)
     __array_priority__ = 1000
@@ -51,7 +59,7 @@ class Tensor:
         self._base = None
         self._hooks = None
         self._views = None
-        self.grad = None
+        self._grad = None
         self._rg = False
         if requires_grad:
             self.requires_grad_(True)
@@ -125,7 +133,18 @@ class Tensor:
                 f"(shape {self.shape}); complex ones can too; convert first, e.g. x.float().requires_grad_()"
             )
         self._rg = bool(requires_grad)
+        STATE_EPOCH[0] += 1
         return self
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient ``backward()`` accumulated into this tensor (None until then)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        self._grad = value
+        STATE_EPOCH[0] += 1
 
     @property
     def is_leaf(self) -> bool:
@@ -192,6 +211,7 @@ class Tensor:
             raise RuntimeError("detach_: can't detach a view of a tensor that requires grad in place; use detach()")
         self._node = None
         self._rg = False
+        STATE_EPOCH[0] += 1
         return self
 
     def _shared_version(self) -> list:
@@ -209,7 +229,13 @@ class Tensor:
     def data(self, value: Tensor) -> None:
         if not isinstance(value, Tensor):
             raise TypeError(f".data = ...: expected a Tensor, got {type(value).__name__}")
-        self._data = value._data
+        self._swap_data(value._data)
+
+    def _swap_data(self, array) -> None:
+        """Make ``array`` this tensor's array (the same tensor object, new memory), telling compiled
+        programs that read the old array (``STATE_EPOCH``)."""
+        self._data = array
+        STATE_EPOCH[0] += 1
 
     # ----- conversion ---------------------------------------------------------------------------
     def numpy(self, *, force: bool = False):
@@ -341,7 +367,7 @@ def wrap(data, requires_grad: bool = False, node=None) -> Tensor:
     t = _new(Tensor)
     t._data = data
     t._rg = requires_grad
-    t.grad = None
+    t._grad = None
     t._node = node
     t._vc = None
     t._base = None

@@ -399,7 +399,7 @@ def _accumulate(tensor: Tensor, g: Tensor, create_graph: bool, handed_out: set) 
     (rules pass one gradient to several inputs, e.g. add).
     """
     arr = g._data  # of the tensor's shape and dtype (received)
-    grad = tensor.grad
+    grad = tensor._grad  # read past the property (hot); set through it, which tells compiled programs
     if grad is None:
         if create_graph:
             tensor.grad = g

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from chainrule import dtypes as _dt
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.backend import ARRAY_TYPES, xp_of
-from chainrule.tensor import INPLACE_EPOCH, Tensor, wrap
+from chainrule.tensor import INPLACE_EPOCH, STATE_EPOCH, Tensor, wrap
 
 __all__ = ["Node", "record", "HookHandle", "ANOMALY", "PlacedGrad", "RECORD_OBSERVERS", "received"]
 
@@ -51,9 +51,11 @@ class HookHandle:
         self._registry = registry
         self._id = next(HookHandle._ids)
         registry[self._id] = hook
+        STATE_EPOCH[0] += 1  # compiled programs ran without this hook
 
     def remove(self) -> None:
         self._registry.pop(self._id, None)
+        STATE_EPOCH[0] += 1
 
     def __enter__(self):
         return self

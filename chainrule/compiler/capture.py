@@ -49,6 +49,9 @@ class Variant:
         self.misses: list[str] = []
         self.replays = 0
         self.current_args: list = [None]  # the (args, kwargs) of the replay in progress
+        # After a replay: (the state half of the signature then, whether the identity guards hold then).
+        # The same after every replay (a program sets the same gradients each time), so found once.
+        self.after: tuple | None = None
 
 
 def _swap(tensors: list, saved: dict) -> None:
@@ -412,10 +415,10 @@ def rebuild(outputs, copy: bool):
     return kind(rebuild(v, copy) for v in outputs[1])
 
 
-def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
-    """One replay: identity guards, inputs copied into the buffers, the program, outputs copied out."""
-    if not all([t._data is a for t, a in variant.data_guards]) \
-            or not all([t.grad is not None and t.grad._data is a for t, a in variant.grad_guards]):
+def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool, guarded: bool = True):
+    """One replay: identity guards (skipped when not ``guarded``: the caller knows that no state array was
+    replaced since they last held), inputs copied into the buffers, the program, outputs copied out."""
+    if guarded and not guards_hold(variant):
         raise _tr.GuardMiss(_replaced(variant.identity))
     tree = (args, kwargs)
     variant.current_args[0] = tree
@@ -434,6 +437,12 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool):
     INPLACE_EPOCH[0] += 1
     variant.replays += 1
     return rebuild(variant.outputs, copy_outputs)
+
+
+def guards_hold(variant: Variant) -> bool:
+    """Whether every state array the program reads in place is still the one it was captured with."""
+    return all([t._data is a for t, a in variant.data_guards]) \
+        and all([t._grad is not None and t._grad._data is a for t, a in variant.grad_guards])
 
 
 def _replaced(identity: list) -> str:
@@ -469,4 +478,4 @@ def _at(tree, path):
     return tree
 
 
-__all__ = ["capture", "replay", "Variant", "CompileError", "rebuild"]
+__all__ = ["capture", "replay", "guards_hold", "Variant", "CompileError", "rebuild"]

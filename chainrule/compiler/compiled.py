@@ -18,11 +18,11 @@ from chainrule.backend import is_host
 from chainrule.backend import kernels as _kernels
 from chainrule.backend import parallel as _parallel
 from chainrule.compiler import fusion
-from chainrule.compiler.capture import Variant, capture, rebuild, replay
+from chainrule.compiler.capture import Variant, capture, guards_hold, rebuild, replay
 from chainrule.compiler.state import State, close, first_difference, same
 from chainrule.compiler.tracer import ACTIVE, CompileError, GuardMiss
 from chainrule.nn.module import Module
-from chainrule.tensor import Tensor
+from chainrule.tensor import STATE_EPOCH, Tensor
 
 RECAPTURES = 3  # misses a variant may have (each: one eager call, one new capture) before it stays eager
 _DISABLED = [os.environ.get("CHAINRULE_COMPILE", "1") == "0"]
@@ -58,6 +58,7 @@ class Compiled:
         self.fuse = fuse or None
         self.variants: dict = {}
         self._last: tuple = (None, None)  # (signature, variant) of the last call that found its variant
+        self._replayed_at = None  # STATE_EPOCH after the last call, when it replayed (else None)
         self.captures = 0
         self.eager_calls = 0
         self.misses: list[str] = []
@@ -82,22 +83,29 @@ class Compiled:
             self._state = State(self.fn, args, kwargs, self.extra_state)
         else:
             rebound = self._state.rebound()
-            if rebound is not None:  # the programs read the old object: start again from discovery
-                self.misses.append(f"'{rebound}' now names another object; every variant is captured again")
+            if rebound is not None:  # the programs read the old objects: start again from discovery
+                self.misses.append(f"{rebound}; every variant is captured again")
                 self.variants.clear()
                 self._last = (None, None)
+                self._replayed_at = None
                 self._state = State(self.fn, args, kwargs, self.extra_state)
         try:
-            key = self._signature(args, kwargs)
+            call_key = self._call_key(args, kwargs)
         except TypeError as error:
             off_host = self._off_host(args, kwargs)
             return off_host[0] if off_host else self._refuse(str(error), args, kwargs)
-        if key == self._last[0]:  # the steady state: comparing is cheaper than hashing the 100s of entries
-            variant = self._last[1]
-        else:
+        last_key, variant = self._last
+        # Nothing changed a state tensor, hook or mode since the last call replayed: the state is as that
+        # replay left it, so the state half of the signature is the one noted then (not made again).
+        unchanged = STATE_EPOCH[0] == self._replayed_at
+        key = (call_key, variant.after[0] if unchanged else self._state_key())
+        if key != last_key:  # comparing the last one is cheaper than hashing the 100s of entries
             variant = self.variants.get(key)
             if variant is not None:
                 self._last = (key, variant)
+        elif unchanged and variant.after[1] and variant.stage == "replay":
+            # The steady state: this variant again, its identity guards true after its replays.
+            return self._finish(self._replay(variant, args, kwargs, guarded=False), variant)
         if variant is None:
             # The signature holds every argument's and state tensor's array type: a variant found was made
             # for these types, after this check passed for them.
@@ -113,7 +121,17 @@ class Compiled:
             variant = self.variants[key] = Variant(key)
             if len(self.variants) > 1:
                 self.misses.append(f"new signature: {_describe_key(key)}")
-        return _STAGES[variant.stage](self, variant, args, kwargs)
+        return self._finish(_STAGES[variant.stage](self, variant, args, kwargs), variant)
+
+    def _finish(self, result, variant):
+        """Note where the call left the state (what the next call compares with), and return ``result``."""
+        replayed = variant.stage == "replay" and self._last[1] is variant
+        if replayed and variant.after is None:
+            state_key = self._state_key()
+            variant.after = (variant.key[1] if state_key == variant.key[1] else state_key, guards_hold(variant))
+        self._replayed_at = STATE_EPOCH[0] if replayed else None
+        self._state.seen_tree()
+        return result
 
     def _off_host(self, args, kwargs) -> tuple | None:
         """When a state tensor or argument is not on the CPU: warn once, run eagerly, and return
@@ -183,9 +201,9 @@ class Compiled:
             variant.stage = "replay"
         return result
 
-    def _replay(self, variant, args, kwargs):
+    def _replay(self, variant, args, kwargs, guarded: bool = True):
         try:
-            return replay(variant, args, kwargs, self.copy_outputs)
+            return replay(variant, args, kwargs, self.copy_outputs, guarded)
         except GuardMiss as miss:
             return self._missed(variant, str(miss), self._eager(args, kwargs))
 
@@ -235,18 +253,27 @@ class Compiled:
 
     # ----- guards -------------------------------------------------------------------------------------
     def _signature(self, args, kwargs) -> tuple:
-        """What a program bakes in: the arguments' structure, shapes, dtypes, layouts, array types and
-        requires_grad, the values of the other arguments, the modes, and the state tensors' gradient
-        state, requires_grad and array types (a device change is a new signature)."""
-        state = self._state
+        """What a program bakes in: :meth:`_call_key` and :meth:`_state_key`."""
+        return (self._call_key(args, kwargs), self._state_key())
+
+    def _call_key(self, args, kwargs) -> tuple:
+        """The part of the signature made every call: the arguments' structure, shapes, dtypes, layouts,
+        array types and requires_grad, the values of the other arguments, and the global modes."""
         tensors: list = []  # the ids of the tensor arguments, in order
         return (_arg_key(args, tensors), _arg_key(kwargs, tensors), _aliasing(tensors), GRAD_ENABLED[0],
                 _kernels._STATE["wanted"], _parallel.get_workers(), _dt.get_default_dtype(),
-                tuple([m.training for m in state.modules]),
-                tuple([(t.grad is None, t._rg, type(t._data)) for t in state.tensors]),  # the type: the device
                 _blas_threads(),  # BLAS results can depend on the thread count
                 ANOMALY[0], bool(RECORD_OBSERVERS),  # diagnostics would watch the capture only
                 autocast_key())  # a capture under autocast bakes its casts in
+
+    def _state_key(self) -> tuple:
+        """The part of the signature made only when ``STATE_EPOCH`` moved: the state tensors' gradient
+        state, requires_grad and array types (a device change is a new signature), every module's
+        training flag, and whether a hook is registered (a capture refuses hooks)."""
+        state = self._state
+        return (tuple([(t._grad is None, t._rg, type(t._data)) for t in state.tensors]),
+                tuple([m.training for m in state.submodules]),
+                _hooks_on(state) is not None)
 
     # ----- reporting ----------------------------------------------------------------------------------
     def explain(self) -> str:
@@ -361,7 +388,8 @@ def _arg_key(x, tensors: list):
 
 
 def _describe_key(key) -> str:
-    args = key[0]
+    call_key, state_key = key
+    args = call_key[0]
 
     def show(k):
         if k[0] == "T":
@@ -372,7 +400,9 @@ def _describe_key(key) -> str:
             return "{" + ", ".join(f"{a}: {show(v)}" for a, v in k[1]) + "}"
         return repr(k[1])
 
-    return f"{show(args)} grad_mode={key[3]} training={list(key[7])}"
+    flags = set(state_key[1])  # every module's
+    training = "mixed" if len(flags) > 1 else flags.pop() if flags else None
+    return f"{show(args)} grad_mode={call_key[3]} training={training}"
 
 
 def _argument_grads(args, kwargs) -> list:

@@ -9,6 +9,7 @@ import numpy as np
 
 from chainrule.compiler import fusion
 from chainrule.compiler.tracer import GuardMiss, Instr, _arrays_in, _copy_into, root
+from chainrule.tensor import STATE_EPOCH
 
 
 class Program:
@@ -327,7 +328,8 @@ def _set_gradients(pairs: tuple):
 
     def run():
         for t, value in plain:
-            t.grad = value
+            t._grad = value
+        STATE_EPOCH[0] += 1  # once for the run, as each ``.grad =`` would
         for setter in others:
             setter()
     return run

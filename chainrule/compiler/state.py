@@ -8,7 +8,7 @@ import types
 import numpy as np
 
 from chainrule import random as _random
-from chainrule.nn.module import Module
+from chainrule.nn.module import TREE_EPOCH, Module
 from chainrule.optim.lr_scheduler import LRScheduler
 from chainrule.optim.optimizer import Optimizer
 from chainrule.tensor import Tensor
@@ -33,18 +33,35 @@ class State:
         for m in self.modules:
             for t in list(m.parameters()) + list(m.buffers()):
                 self._add_tensor(t)
+        seen: set = set()  # every module of the trees, each once: their training flags are baked in
+        self.submodules = [s for m in self.modules for s in m.modules() if not (id(s) in seen or seen.add(id(s)))]
+        self.tree, self.members = TREE_EPOCH[0], self._members()
         for opt in self.optimizers:
             for group in opt.param_groups:
                 for t in group["params"]:
                     self._add_tensor(t)
 
     def rebound(self) -> str | None:
-        """The closure variable or global the function names that now holds another tensor, module,
-        optimizer or scheduler than at discovery (its program would still read the old one), or None."""
+        """What changed since discovery that the programs would miss, as a phrase, or None: the closure
+        variable or global the function names that now holds another tensor, module, optimizer or
+        scheduler, or a parameter, buffer or submodule added, replaced or removed in any module."""
         for get, name, obj in self.bindings:
             if get() is not obj:
-                return name
+                return f"'{name}' now names another object"
+        if TREE_EPOCH[0] != self.tree:  # some module somewhere changed: are these trees still as found?
+            self.tree = TREE_EPOCH[0]
+            if self._members() != self.members:
+                return "a parameter, buffer or submodule was added, replaced or removed"
         return None
+
+    def seen_tree(self) -> None:
+        """Accept the module trees as they are now (what the function's own calls changed in them)."""
+        if TREE_EPOCH[0] != self.tree:
+            self.tree, self.members = TREE_EPOCH[0], self._members()
+
+    def _members(self) -> list:
+        """The identities of every module, parameter and buffer of the trees, in order."""
+        return [id(x) for m in self.modules for x in (*m.modules(), *m.parameters(), *m.buffers())]
 
     def _visit(self, obj, depth: int) -> None:
         if id(obj) in self._seen or obj is None or isinstance(obj, (str, bytes, int, float, bool, type)):

@@ -13,11 +13,21 @@ from typing import Any
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.autograd.graph import HookHandle
 from chainrule.nn.parameter import Parameter
-from chainrule.tensor import Tensor
+from chainrule.tensor import STATE_EPOCH, Tensor
 
 __all__ = ["Module", "IncompatibleKeys"]
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+# Bumped when any module's parameters, buffers or submodules are added, replaced or removed: a compiled
+# function then finds its state again (chainrule.compiler), as its programs read the old tensors.
+TREE_EPOCH = [0]
+
+
+def _tree_changed() -> None:
+    TREE_EPOCH[0] += 1
+    STATE_EPOCH[0] += 1
 
 
 class Module:
@@ -66,6 +76,10 @@ class Module:
             self._modules[name] = None
         else:
             object.__setattr__(self, name, value)
+            if name == "training":
+                STATE_EPOCH[0] += 1
+            return
+        _tree_changed()
 
     def _forget(self, name: str, keep: str | None = None) -> None:
         """Drop ``name`` from the module's tables, except ``keep``, the table about to get its new value: a
@@ -87,6 +101,7 @@ class Module:
             if name in self.__dict__.get(table, {}):
                 del self.__dict__[table][name]
                 self._non_persistent.discard(name)
+                _tree_changed()
                 return
         object.__delattr__(self, name)
 
@@ -99,6 +114,7 @@ class Module:
         self._check_name(name)
         self._forget(name, keep="_parameters")
         self._parameters[name] = param
+        _tree_changed()
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """A tensor that belongs to the module's state but is not learned (e.g. BatchNorm's running mean)."""
@@ -107,6 +123,7 @@ class Module:
         self._check_name(name)
         self._forget(name, keep="_buffers")
         self._buffers[name] = tensor
+        _tree_changed()
         if persistent:
             self._non_persistent.discard(name)
         else:
@@ -118,6 +135,7 @@ class Module:
         self._check_name(name)
         self._forget(name, keep="_modules")
         self._modules[name] = module
+        _tree_changed()
 
     register_module = add_module
 
@@ -236,6 +254,7 @@ class Module:
             raise ValueError("train: mode is expected to be boolean")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
+        STATE_EPOCH[0] += 1
         return self
 
     def eval(self) -> Module:
@@ -388,6 +407,6 @@ def _convert_in_place(t: Tensor, dtype, device, non_blocking: bool = False) -> N
     if dtype is not None and t.dtype.is_floating_point:
         converted = converted.to(dtype)
     if converted is not t:
-        t._data = converted._data
+        t._swap_data(converted._data)
         if t.grad is not None:
             t.grad = t.grad.to(dtype=converted.dtype, device=converted.device)

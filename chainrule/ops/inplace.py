@@ -27,6 +27,7 @@ from chainrule.backend import np, xp_of
 from chainrule.dtypes import from_np
 from chainrule.ops._helpers import Tensor, describe, wrap
 from chainrule.ops.shape import as_view
+from chainrule.tensor import STATE_EPOCH
 
 __all__ = ["apply_inplace", "setitem", "inplace_ops", "inplace_method", "inplace_view"]
 
@@ -96,6 +97,7 @@ def refresh_views(base: Tensor, also: Tensor | None = None) -> None:
             view._node = _stale_view_node(view._node, view)
             continue
         view._node, view._rg = current[positions]._node, True
+        STATE_EPOCH[0] += 1
         as_view(view, base)  # registered again, with its new node
 
 
@@ -130,6 +132,7 @@ def apply_inplace(target: Tensor, op: str, fn: Callable[..., Tensor], *args, **k
     _write_back(target, result, op)
     target._node = result._node
     target._rg = result._rg
+    STATE_EPOCH[0] += 1
     target._bump_version()
     if target._views:
         refresh_views(target)
@@ -154,6 +157,7 @@ def _rebase_through_view(view: Tensor, result: Tensor, op: str) -> Tensor:
     new_base = index_put(old_base.reshape(-1), positions, result).reshape(base.shape)
     view._data[...] = result._data
     base._node, base._rg = new_base._node, True
+    STATE_EPOCH[0] += 1
     base._bump_version()
     refresh_views(base, also=view)
     return view
@@ -256,7 +260,7 @@ def inplace_view(name: str, view_fn: Callable) -> Callable:
     def method(self, *args, **kwargs):
         _check_allowed(self, name, GRAD_ENABLED[0] and self._rg)
         view = view_fn(self, *args, **kwargs)
-        self._data = view._data
+        self._swap_data(view._data)
         if view._node is not None:
             self._node = view._node
         self._bump_version()

@@ -49,7 +49,7 @@ from chainrule.autograd.grad_mode import enable_grad
 from chainrule.autograd.graph import HookHandle
 from chainrule.backend import ARRAY_TYPES, np, to_host, xp_of
 from chainrule.backend.parallel import parallel_for
-from chainrule.tensor import Tensor, wrap
+from chainrule.tensor import STATE_EPOCH, Tensor, wrap
 
 __all__ = ["Optimizer", "ParamsT", "required", "register_optimizer_step_pre_hook",
            "register_optimizer_step_post_hook"]
@@ -276,7 +276,7 @@ class Optimizer:
         it under momentum or weight decay)."""
         for group in self.param_groups:
             for p in group["params"]:
-                g = p.grad
+                g = p._grad  # read past the property (hot); set through it
                 if g is None:
                     continue
                 if set_to_none:
@@ -286,6 +286,7 @@ class Optimizer:
                     g.detach_()
                 else:
                     g._rg = False
+                    STATE_EPOCH[0] += 1
                 g._data.fill(0)
                 g._bump_version()
 
@@ -631,9 +632,9 @@ def group_scalar(value) -> float:
 
 def params_with_grad(group: dict[str, Any]) -> list[Tensor]:
     """The group's parameters that have a gradient, each checked to have the parameter's shape."""
-    params = [p for p in group["params"] if p.grad is not None]
+    params = [p for p in group["params"] if p._grad is not None]  # past the property: hot
     for p in params:
-        if p.grad._data.shape != p._data.shape:
+        if p._grad._data.shape != p._data.shape:
             raise RuntimeError(
                 f"optimizer step: a parameter of shape {tuple(p.shape)} has a gradient of shape "
                 f"{tuple(p.grad.shape)}; assign .grad a tensor of the parameter's shape"

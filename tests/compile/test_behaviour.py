@@ -157,6 +157,99 @@ def test_eval_mode_and_no_grad_are_part_of_the_signature():
     assert all(o.tobytes() == expected.tobytes() for o in outs)
 
 
+def test_a_submodule_put_in_eval_mode_alone_is_a_new_signature():
+    """Every module's training flag is baked in, not only the root's: dropout switched off in one layer."""
+    model = nn.Sequential(nn.Linear(12, 5), nn.Dropout(0.5))
+    f = compile(lambda x: model(x) * 2)
+    x = _batches(1)[0][0]
+    for _ in range(4):
+        f(x)
+    model[1].eval()  # the root stays in training mode
+    with cr.no_grad():
+        outs = [f(x)._data.copy() for _ in range(4)]
+        expected = (model(x) * 2)._data
+    assert len(f.variants) == 2 and all(o.tobytes() == expected.tobytes() for o in outs)
+
+
+def test_a_parameter_replaced_after_the_capture_is_read_by_the_next_call():
+    """Assigning a new Parameter to a module changes what the step reads: the function finds its state
+    again and captures anew, so no call uses the old parameter."""
+    model = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 5))
+    f = compile(lambda x: model(x).sum())
+    x = _batches(1)[0][0]
+    for _ in range(4):
+        f(x)
+    model[2].weight = nn.Parameter(cr.zeros(5, 8))
+    with cr.no_grad():
+        expected = model(x).sum()._data
+    for _ in range(4):
+        assert f(x)._data.tobytes() == expected.tobytes()
+    assert any("replaced" in m for m in f.misses), f.explain()
+    assert sum(v.replays for v in f.variants.values()) >= 1
+
+
+def test_modules_built_elsewhere_between_calls_do_not_disturb_the_replays():
+    """Building another model (any module tree changing) makes the function look at its own trees again,
+    and only that: they did not change, so it keeps replaying its program."""
+    model, opt, extra = _mlp()()
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
+    batches = _batches(8)
+    for x, y in batches[:4]:
+        f(x, y)
+    replays, captures = sum(v.replays for v in f.variants.values()), f.captures
+    for x, y in batches[4:]:
+        nn.Sequential(nn.Linear(3, 3), nn.ReLU())
+        f(x, y)
+    assert f.captures == captures and sum(v.replays for v in f.variants.values()) == replays + 4, f.explain()
+
+
+def test_a_hook_registered_after_the_capture_runs_and_its_removal_replays_again():
+    """Hooks are part of the signature: a hook registered after the capture makes that call eager (so the
+    hook runs, never skipped by a replay) and the next one refuses, as a hook present at the capture does;
+    once removed, the program captured before replays again."""
+    model = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 5))
+
+    def step(x):
+        loss = model(x).sum()
+        loss.backward()
+        return loss
+
+    f = compile(step)
+    x = _batches(1)[0][0]
+    for _ in range(4):
+        model.zero_grad()
+        f(x)
+    replays = sum(v.replays for v in f.variants.values())
+    seen = []
+    handle = model[0].weight.register_hook(lambda g: seen.append(1))
+    model.zero_grad()
+    f(x)
+    assert seen == [1]
+    model.zero_grad()
+    with pytest.raises(CompileError, match="hook"):
+        f(x)
+    handle.remove()
+    model.zero_grad()
+    f(x)
+    assert sum(v.replays for v in f.variants.values()) == replays + 1
+
+
+def test_freezing_a_parameter_between_calls_is_a_new_signature():
+    model, opt, extra = _mlp()()
+    twin, twin_opt, _ = _mlp()()
+    twin.load_state_dict(model.state_dict())
+    f = compile(lambda x, y: standard_step(model, opt, extra, x, y))
+    for i, (x, y) in enumerate(_batches(10)):
+        if i == 5:
+            for net in (model, twin):
+                net[0].weight.requires_grad_(False)
+        f(x, y)
+        standard_step(twin, twin_opt, extra, x, y)
+    assert len(f.variants) >= 2
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert p._data.tobytes() == q._data.tobytes()
+
+
 def test_replaced_parameter_array_is_caught_by_the_identity_guard():
     model, opt, extra = _mlp()()
     f = compile(lambda x, y: standard_step(model, opt, extra, x, y))

@@ -43,7 +43,7 @@ class UninitializedTensorMixin:
         """Allocate (uninitialised) data of ``shape`` and turn into ``cls_to_become``, keeping identity."""
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         data = empty(*shape, dtype=dtype or self.dtype, device=device or self.device)
-        self._data = data._data
+        self._swap_data(data._data)
         self.__class__ = self.cls_to_become
 
     @property

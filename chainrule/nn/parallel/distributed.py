@@ -322,5 +322,5 @@ def _broadcast_buffers(module: Module, group) -> None:
 
 def _broadcast_one(t, group, broadcast) -> None:
     if not t._data.flags.c_contiguous:
-        t._data = t.xp.ascontiguousarray(t._data)
+        t._swap_data(t.xp.ascontiguousarray(t._data))
     broadcast(t, src=group.ranks[0], group=group)

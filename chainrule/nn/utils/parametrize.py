@@ -53,7 +53,7 @@ def _set_in_place(target: Tensor, value: Tensor, what: str) -> None:
     if tuple(target.shape) != tuple(value.shape) or target.dtype != value.dtype:
         raise ValueError(f"{what}: right_inverse returned a tensor of shape {tuple(value.shape)} and dtype "
                          f"{value.dtype}, but the original has shape {tuple(target.shape)} and dtype {target.dtype}")
-    target._data = value.detach()._data.copy()
+    target._swap_data(value.detach()._data.copy())
     target._bump_version()
 
 
@@ -79,7 +79,7 @@ class ParametrizationList(ModuleList):
                 raise ValueError(f"When `right_inverse` outputs one tensor, it may not change the dtype.\n"
                                  f"original.dtype: {original.dtype}\nright_inverse(original).dtype: {new.dtype}")
             if new is not original:
-                original._data = new.detach()._data.copy()  # the same object, as PyTorch's set_
+                original._swap_data(new.detach()._data.copy())  # the same object, as PyTorch's set_
             _register(self, "original", original)
         else:
             for i, originali in enumerate(new):
@@ -222,7 +222,7 @@ def remove_parametrizations(module: Module, tensor_name: str, leave_parametrized
         if leave_parametrized:
             with no_grad():
                 t = getattr(module, tensor_name)
-                original._data = t._data.copy()
+                original._swap_data(t._data.copy())
                 original._bump_version()
     else:
         if not leave_parametrized:
