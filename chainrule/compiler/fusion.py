@@ -45,6 +45,7 @@ import numpy as np
 from chainrule.compiler.tracer import Instr, root
 
 MIN_RUN = 2  # a run of one call gains nothing from a kernel call
+BLOCK = 64  # elements per block of a blocked kernel (its scratch blocks live on the stack)
 
 # Operation -> (expression over the operand names {0}, {1}, ... and the loop type {t}). Exact ones are
 # correctly rounded (or not rounded at all), so numba's results are numpy's bit for bit.
@@ -71,6 +72,11 @@ FAST_F32_OPS = {np.exp: "_exp({0})", np.tanh: "_tanh({0})"}
 _TYPES = {np.dtype(np.float32): "np.float32", np.dtype(np.float64): "np.float64", np.dtype(np.bool_): "bool"}
 _POINTERS = {np.dtype(np.float32): "pointer_f32", np.dtype(np.float64): "pointer_f64",
              np.dtype(np.bool_): "pointer_bool"}
+_SCRATCH = {np.dtype(np.float32): "scratch_f32", np.dtype(np.float64): "scratch_f64",
+            np.dtype(np.bool_): "scratch_bool"}
+# Chainrule's own float32 exp and tanh are arithmetic LLVM can vectorise (libm's functions are calls);
+# a run using them is generated in blocks (see _source).
+_VECTORISABLE_HEAVY = tuple(f"{name}(" for name in ("_exp", "_tanh"))
 
 _KERNELS: dict = {}  # generated source -> its _Kernel (or None when numba failed on it)
 _WARNED: set = set()
@@ -404,7 +410,7 @@ def _generate(run: _Run, must_store, mode: str):
         if key in run.written and (must_store(a) or loaded):
             k = operand(a)
             operands[k][2] += " store"
-            stores.append(f"a{k}[{_index(k, operands[k][1])}] = {name}")
+            stores.append((k, name))
             stored.append(f"a{k} = {name}")
     described.append("stores " + ", ".join(stored))
     return _source(operands, loads, body, stores, mode), operands, described
@@ -434,14 +440,11 @@ def _source(operands: list, loads: list, body: list, stores: list, mode: str) ->
     """The kernel: its operands from the slot block, then one loop over the elements (every load first,
     then the arithmetic, then every store: fusion checked that no array written overlaps another one).
 
-    The loop is not vectorised: LLVM cannot tell that the run's many arrays do not overlap, and checking
-    them at run time costs more than it saves. Two ways around it were tried on the overhead chain and
-    dropped for their compile time: eight elements per pass (for LLVM's SLP vectoriser; 2.2x faster loops,
-    but numba took minutes to type the eightfold body), and one loop per call over blocks of 256 elements
-    with a scratch block for intermediates (each loop vectorised; LLVM took over two minutes of CPU over
-    the 533 loops)."""
+    Such a loop is not vectorised: LLVM cannot tell the run's many arrays apart, and checking them at run
+    time costs more than it saves. Where the arithmetic is heavy (chainrule's exp and tanh, a long
+    dependency chain per element) the loop is generated in blocks instead (:func:`_blocked_loop`)."""
     lines = ["import numpy as np", "from chainrule.compiler._fused_numba import KERNEL, carray, " +
-             ", ".join(sorted(set(_POINTERS.values())))]
+             ", ".join(sorted(set(_POINTERS.values()) | set(_SCRATCH.values())))]
     used = sorted(name for name in ("_exp", "_tanh") if any(f"{name}(" in line for line in body))
     if used:
         lines.append(f"from chainrule.backend._numba import {', '.join(used)}")
@@ -458,9 +461,31 @@ def _source(operands: list, loads: list, body: list, stores: list, mode: str) ->
             size = f"m{k}" if kind[0] == "suffix" else f"n // m{k}"
         lines.append(f"    a{k} = carray({_POINTERS[a.dtype]}(slots[{slot}]), ({size},))")
         slot += 1
-    lines.append("    for i in range(n):")
-    lines += ["        " + line for line in loads + body + stores]
+    if any(line.count(call) for line in body for call in _VECTORISABLE_HEAVY):
+        lines += _blocked_loop(operands, loads + body, stores)
+    else:
+        lines.append("    for i in range(n):")
+        lines += ["        " + line for line in loads + body]
+        lines += [f"        a{k}[{_index(k, operands[k][1])}] = {name}" for k, name in stores]
     return "\n".join(lines) + f"\n# fuse={mode}\n"
+
+
+def _blocked_loop(operands: list, compute: list, stores: list) -> list:
+    """The loop in blocks of BLOCK elements: the arithmetic stores each block into scratch blocks on the
+    kernel's stack, which LLVM knows overlap none of the arrays read, so it vectorises that loop (several
+    elements' dependency chains at once); then one copy loop per stored array. A run of cheap operations
+    with many stores gets slower from the copies (bench/ANALYSIS.md, "Fusion"), hence only heavy runs."""
+    lines = [f"    s{k} = carray({_SCRATCH[operands[k][0].dtype]}(), ({BLOCK},))" for k, _ in stores]
+    lines += [f"    for start in range(0, n, {BLOCK}):",
+              f"        stop = min({BLOCK}, n - start)",
+              "        for j in range(stop):",
+              "            i = start + j"]
+    lines += ["            " + line for line in compute]
+    lines += [f"            s{k}[j] = {name}" for k, name in stores]
+    for k, _ in stores:
+        lines += ["        for j in range(stop):", "            i = start + j",
+                  f"            a{k}[{_index(k, operands[k][1])}] = s{k}[j]"]
+    return lines
 
 
 # ----- compiling and calling --------------------------------------------------------------------------

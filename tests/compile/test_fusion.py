@@ -270,6 +270,45 @@ def test_exact_does_not_fuse_transcendentals_and_fast_does():
     assert {"tanh", "exp"} <= set(_fused_ops(fast)) and len(_fused(fast)) == 1
 
 
+def _heavy_step(x, b, c, d):
+    y = cr.tanh(x * b + c)  # a trailing (bias) and a leading (column) broadcast
+    w = d * 3.0 - d  # float64 in the same run, returned: stored in float64
+    mask = y > 0.1  # bool, returned: stored
+    z = cr.where(mask, y.exp(), y * 0.5) * 2.0 - 1.0
+    return z, mask, w
+
+
+def test_a_heavy_run_is_generated_in_blocks_and_equals_the_plain_loop_bit_for_bit(monkeypatch):
+    """A fast run with chainrule's float32 tanh and exp is generated as a blocked loop through scratch blocks
+    on the stack (vectorised); it must compute exactly what the plain loop does, over sizes that are not a
+    multiple of the block, with broadcast operands and float32, bool and float64 stores."""
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for rows in (1, 23, 40):  # 7, 161 and 280 elements: one partial block, several blocks and a remainder
+        inputs[rows] = (rng.standard_normal((rows, 7)).astype(np.float32), rng.standard_normal(7).astype(np.float32),
+                        rng.standard_normal((rows, 1)).astype(np.float32), rng.standard_normal((rows, 7)))
+    results = {}
+    for blocked in (True, False):
+        if not blocked:
+            monkeypatch.setattr(fusion, "_VECTORISABLE_HEAVY", ())
+        f = compile(_heavy_step, fuse="fast")
+        for rows, arrays in inputs.items():
+            args = tuple(cr.tensor(a) for a in arrays)
+            for _ in range(4):
+                got = f(*args)
+            want = _heavy_step(*args)
+            for g, w in zip(got, want):
+                assert g._data.dtype == w._data.dtype
+                np.testing.assert_allclose(g._data, w._data, rtol=1e-6, atol=1e-6)
+            results.setdefault(rows, []).append([g._data.tobytes() for g in got])
+        sources = [v.program.instrs for v in f.variants.values() if v.program is not None]
+        kernels = [i.fn.source for instrs in sources for i in instrs if i.kind == "fused"]
+        assert len(kernels) == 3 and all(("scratch_f32()" in k and "scratch_bool()" in k and "scratch_f64()" in k)
+                                         == blocked for k in kernels)
+    for rows, (blocked, plain) in results.items():
+        assert blocked == plain, rows
+
+
 def test_no_fusion_when_the_compiled_kernels_are_switched_off():
     """``CHAINRULE_KERNELS=numpy`` (set_enabled(False)): fuse= warns once and the program replays unfused."""
     kernels.set_enabled(False)
