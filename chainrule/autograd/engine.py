@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from chainrule.autograd.grad_mode import GRAD_ENABLED
 from chainrule.autograd.graph import POST_ACCUMULATE_HOOKS, Node, PlacedGrad, received
 from chainrule.backend import ARRAY_TYPES, xp_of
-from chainrule.tensor import Tensor, wrap
+from chainrule.tensor import STATE_EPOCH, Tensor, wrap
 
 __all__ = ["backward", "grad", "queue_callback"]
 
@@ -63,6 +63,7 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, creat
             callbacks.pop(0)()
     finally:
         _CALLBACKS.pop()
+        STATE_EPOCH[0] += 1  # once for every .grad _accumulate set
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
@@ -399,17 +400,17 @@ def _accumulate(tensor: Tensor, g: Tensor, create_graph: bool, handed_out: set) 
     (rules pass one gradient to several inputs, e.g. add).
     """
     arr = g._data  # of the tensor's shape and dtype (received)
-    grad = tensor._grad  # read past the property (hot); set through it, which tells compiled programs
+    grad = tensor._grad  # past the property (hot): backward() bumps STATE_EPOCH once for all
     if grad is None:
         if create_graph:
-            tensor.grad = g
+            tensor._grad = g
             return
         # (CuPy's flags have no `writeable`: its arrays always are)
         if arr.base is not None or id(arr) in handed_out or not getattr(arr.flags, "writeable", True):
             arr = arr.copy()
         handed_out.add(id(arr))
-        tensor.grad = wrap(arr)
+        tensor._grad = wrap(arr)
     elif create_graph or grad._rg:
-        tensor.grad = grad + g
+        tensor._grad = grad + g
     else:
         grad._data += arr

@@ -150,7 +150,9 @@ class _Patches:
                     self._set(holder, name, _swapping_first(check, saved))
 
     def _patch_grad_attribute(self) -> None:
-        slot = Tensor.__dict__["grad"]
+        """Log every gradient set while capturing: the ``_grad`` slot itself is swapped for a property (the
+        engine and ``zero_grad`` write it directly; the public ``grad`` property goes through it too)."""
+        slot = Tensor.__dict__["_grad"]
         tracer = self.tracer
 
         def set_grad(t, value):
@@ -169,7 +171,7 @@ class _Patches:
             instr = tracer.add(Instr("grad", setter, reads=reads, name=f"{_shape(t)}.grad = ..."))
             instr.expected = (t, value, setter)
 
-        self._set(Tensor, "grad", property(slot.__get__, set_grad))
+        self._set(Tensor, "_grad", property(slot.__get__, set_grad))
 
     def _host(self, step):
         patches = self

@@ -267,12 +267,13 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
-            if p.grad is None:
+            if p._grad is None:  # past the property (hot), with one STATE_EPOCH bump for all
                 continue
             if set_to_none:
-                p.grad = None
+                p._grad = None
             else:
-                p.grad._data[...] = 0
+                p._grad._data[...] = 0
+        STATE_EPOCH[0] += 1
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call ``fn`` on every submodule (children first) and on self, e.g. for custom init."""

@@ -64,7 +64,7 @@ class Adadelta(Optimizer):
         hyper = (group_scalar(group["lr"]), group["rho"], group["eps"], group["weight_decay"], group["maximize"])
         for p in params:
             state = counted_state(self, p, square_avg=0, acc_delta=0)
-            arrays = (p._data, p.grad._data, state["square_avg"]._data, state["acc_delta"]._data)
+            arrays = (p._data, p._grad._data, state["square_avg"]._data, state["acc_delta"]._data)
             self._for_blocks(_adadelta_block, arrays, *hyper)
             p._bump_version()
 

@@ -85,7 +85,7 @@ class Adafactor(Optimizer):
                 _init_state(state, arr)
             step = state["step"] = state["step"] + 1
             xp = xp_of(arr)
-            g = p.grad._data
+            g = p._grad._data
             if group["maximize"]:
                 g = xp.negative(g, out=self._scratch(arr, 0))
             weight = step ** group["beta2_decay"]

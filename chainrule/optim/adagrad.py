@@ -73,7 +73,7 @@ class Adagrad(Optimizer):
             step = state["step"] = state["step"] + 1
             clr = lr / (1 + (step - 1) * group["lr_decay"])
             hyper = (clr, group["eps"], group["weight_decay"], group["maximize"])
-            self._for_blocks(_adagrad_block, (arr, p.grad._data, state["sum"]._data), *hyper)
+            self._for_blocks(_adagrad_block, (arr, p._grad._data, state["sum"]._data), *hyper)
             p._bump_version()
 
 

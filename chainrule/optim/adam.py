@@ -94,7 +94,7 @@ class Adam(AdamFamily):
                      coupled_decay, group["maximize"])
             second_max = state["max_exp_avg_sq"]._data if amsgrad else None
             moments = (state["exp_avg"]._data, state["exp_avg_sq"]._data, second_max)
-            self._for_blocks(_adam_block, (arr, p.grad._data, *moments), *hyper)
+            self._for_blocks(_adam_block, (arr, p._grad._data, *moments), *hyper)
             p._bump_version()
 
 

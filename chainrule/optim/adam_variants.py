@@ -67,7 +67,7 @@ class NAdam(AdamFamily):
             product = state["mu_product"] = float(np.float32(state.get("mu_product", 1.0)) * np.float32(mu))
             hyper = (beta1, beta2, 1 - beta2**step, group["eps"], -lr * (1.0 - mu) / (1.0 - product),
                      -lr * mu_next / (1.0 - product * mu_next), decay, weight_decay, group["maximize"])
-            arrays = (p._data, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data)
+            arrays = (p._data, p._grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data)
             self._for_blocks(_nadam_block, arrays, *hyper)
             p._bump_version()
 
@@ -120,7 +120,7 @@ class RAdam(AdamFamily):
                 rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
             hyper = (beta1, beta2, 1 - beta1**step, bias_correction2**0.5, group["eps"], lr, rect, decay,
                      weight_decay, group["maximize"])
-            arrays = (p._data, p.grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data)
+            arrays = (p._data, p._grad._data, state["exp_avg"]._data, state["exp_avg_sq"]._data)
             self._for_blocks(_radam_block, arrays, *hyper)
             p._bump_version()
 

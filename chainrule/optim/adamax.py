@@ -50,7 +50,7 @@ class Adamax(AdamFamily):
             state = counted_state(self, p, exp_avg=0, exp_inf=0)
             hyper = (beta1, beta2, lr / (1 - beta1 ** state["step"]), group["eps"], group["weight_decay"],
                      group["maximize"])
-            arrays = (p._data, p.grad._data, state["exp_avg"]._data, state["exp_inf"]._data)
+            arrays = (p._data, p._grad._data, state["exp_avg"]._data, state["exp_inf"]._data)
             self._for_blocks(_adamax_block, arrays, *hyper)
             p._bump_version()
 

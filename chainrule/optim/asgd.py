@@ -75,7 +75,7 @@ class ASGD(Optimizer):
             state = counted_state(self, p, ax=0)
             step, eta, mu = state["step"], state.setdefault("eta", _float32(lr)), state.setdefault("mu", 1.0)
             hyper = (1 - lambd * eta, eta, mu, group["weight_decay"], group["maximize"])
-            self._for_blocks(_asgd_block, (p._data, p.grad._data, state["ax"]._data), *hyper)
+            self._for_blocks(_asgd_block, (p._data, p._grad._data, state["ax"]._data), *hyper)
             state["eta"] = _float32(lr / ((1 + lambd * lr * step) ** alpha))
             state["mu"] = _float32(1 / max(1, step - t0))
             p._bump_version()

@@ -88,7 +88,7 @@ class LBFGS(Optimizer):
     # ----- the flat vector x and its gradient ---------------------------------------------------
     def _flat_grad(self):
         xp = self._params[0].xp
-        return xp.concatenate([p.grad._data.reshape(-1) if p.grad is not None else xp.zeros(p.numel(), p._data.dtype)
+        return xp.concatenate([p._grad._data.reshape(-1) if p.grad is not None else xp.zeros(p.numel(), p._data.dtype)
                                for p in self._params])
 
     def _add_step(self, t, d) -> None:

@@ -276,19 +276,19 @@ class Optimizer:
         it under momentum or weight decay)."""
         for group in self.param_groups:
             for p in group["params"]:
-                g = p._grad  # read past the property (hot); set through it
+                g = p._grad  # past the property (hot), with one STATE_EPOCH bump for all
                 if g is None:
                     continue
                 if set_to_none:
-                    p.grad = None
+                    p._grad = None
                     continue
                 if g._node is not None:
                     g.detach_()
                 else:
                     g._rg = False
-                    STATE_EPOCH[0] += 1
                 g._data.fill(0)
                 g._bump_version()
+        STATE_EPOCH[0] += 1
 
     # ----- hooks ------------------------------------------------------------------------------
     def register_step_pre_hook(self, hook: Callable) -> HookHandle:

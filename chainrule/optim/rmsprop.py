@@ -78,7 +78,7 @@ class RMSprop(Optimizer):
                 state["grad_avg"] = wrap(p.xp.zeros_like(arr))
             buf = state["momentum_buffer"]._data if momentum > 0 else None
             grad_avg = state["grad_avg"]._data if centered else None
-            self._for_blocks(_rmsprop_block, (arr, p.grad._data, state["square_avg"]._data, grad_avg, buf), *hyper)
+            self._for_blocks(_rmsprop_block, (arr, p._grad._data, state["square_avg"]._data, grad_avg, buf), *hyper)
             p._bump_version()
 
 

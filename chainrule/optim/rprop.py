@@ -64,7 +64,7 @@ class Rprop(Optimizer):
         hyper = (etaminus, etaplus, *group["step_sizes"], group["maximize"])
         for p in params:
             state = counted_state(self, p, prev=0, step_size=group_scalar(group["lr"]))
-            arrays = (p._data, p.grad._data, state["prev"]._data, state["step_size"]._data)
+            arrays = (p._data, p._grad._data, state["prev"]._data, state["step_size"]._data)
             self._for_blocks(_rprop_block, arrays, *hyper)
             p._bump_version()
 

@@ -68,7 +68,7 @@ class SGD(Optimizer):
                     state["momentum_buffer"] = wrap(p.xp.empty_like(arr))
                     first = True
                 buf = state["momentum_buffer"]._data
-            self._for_blocks(_sgd_block, (arr, p.grad._data, buf), first, *hyper)
+            self._for_blocks(_sgd_block, (arr, p._grad._data, buf), first, *hyper)
             p._bump_version()
 
 
