@@ -13,8 +13,11 @@
 Call 1 runs eagerly (warm-up: optimizer state is made), call 2 captures, call 3 verifies (the eager
 step and a replay of the program from the same state, with the program's buffers poisoned first, must
 agree bit for bit), later calls replay. A new signature (shapes, dtypes, requires_grad, grad mode,
-training flags, which parameters have a gradient, the values of non-tensor arguments) gets its own
-variant, up to ``max_variants``.
+every module's training flag, which parameters have a gradient, whether a hook is registered, the values
+of non-tensor arguments) gets its own variant, up to ``max_variants``. The per-tensor part of the
+signature and the identity guards are checked only when ``tensor.STATE_EPOCH`` moved since the last
+replay (every ``.grad`` set, ``requires_grad`` change, array swap, hook, mode or module-tree change bumps
+it); a parameter, buffer or submodule assigned anew in a module makes the function find its state again.
 
 How it traces: the capture runs the real eager step with every state array (arguments, parameters,
 buffers, gradients) swapped for a :class:`~chainrule.compiler.tracer.TracedArray` view, so every numpy

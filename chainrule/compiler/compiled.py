@@ -317,6 +317,10 @@ class CompiledModule(Compiled):
     def __call__(self, *args, **kwargs):
         if GRAD_ENABLED[0] and (any(p._rg for p in self.module.parameters())
                                 or any(isinstance(a, Tensor) and a._rg for a in args)):
+            self._warn_once(f"compile: the compiled module {type(self.module).__name__} records gradients here, so it "
+                            "runs eagerly (a compiled module replays inference forwards only). To compile training, "
+                            "compile the whole step (zero_grad, forward, loss, backward, optimizer step) with "
+                            "cr.compile, or use fit(..., compile=True).")
             return self._eager(args, kwargs)
         return super().__call__(*args, **kwargs)
 

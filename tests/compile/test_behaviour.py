@@ -429,8 +429,12 @@ def test_compiled_module_forward_for_inference():
         expected = model(x)._data
     assert all(o.tobytes() == expected.tobytes() for o in outs)
     assert sum(v.replays for v in fast.variants.values()) >= 2
-    y = fast(x)  # grad mode on, parameters require grad: eager, so training through it stays exact
+    with pytest.warns(RuntimeWarning, match="compile the whole step"):  # once, naming what to do instead
+        y = fast(x)  # grad mode on, parameters require grad: eager, so training through it stays exact
     assert y.grad_fn is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fast(x).grad_fn is not None
 
 
 def test_fit_with_compile_equals_eager_fit():
