@@ -24,7 +24,9 @@ wins, then one in the second; of two equal values, the second). What differs fro
 numpy's floating-point warnings (division by zero, invalid value) are not raised inside a fused loop.
 
 A loop over a run that reads or writes many arrays (the overhead chain's: 135) is not vectorised: LLVM
-cannot tell the arrays apart and checking them at run time costs more than it saves (see _source).
+cannot tell the arrays apart and checking them at run time costs more than it saves. A run with
+chainrule's own exp or tanh is generated in blocks whose results go to scratch blocks on the stack first,
+which LLVM can tell apart from everything, so that loop is vectorised (see _source).
 
 Kernels are cached by their generated source, which names everything that shapes the machine code (ops,
 dtypes, constants, index kinds; not the sizes, which travel in the pointer block): in this process, and
