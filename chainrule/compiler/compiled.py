@@ -153,6 +153,7 @@ class Compiled:
 
     def _capture(self, variant, args, kwargs):
         self.captures += 1
+        variant.after = None  # what the old program's replays left is not the new one's
         hooks = _hooks_on(self._state)
         result = capture(self.fn, args, kwargs, self._state.tensors, variant, self._state.modules, self._fusion())
         problems = ([hooks] if hooks else []) + variant.problems
