@@ -2,7 +2,8 @@
 eager, in one process, interleaved block by block (bench/measure.py), with the compile cost (calls 1-3
 against a steady step), the program's size and memory, and for the GEMM-bound mlp the time of the
 program's own matmul instructions alone; with the program fused (``fuse="exact"`` and ``fuse="fast"``, each
-on its own trainer) in the same interleaved rounds.
+on its own trainer) in the same interleaved rounds; and, where JAX is installed, the workload's
+``jax.jit`` twin (bench/jax_steps.py: overhead, mlp, cnn) from the same weights and data.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py                # all four
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py overhead --rounds 15
@@ -27,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import jax_steps  # noqa: E402
 from bench.measure import time_interleaved  # noqa: E402
 from bench.run import limit_threads, load_chainrule, load_torch  # noqa: E402
 from bench.workloads import workloads  # noqa: E402
@@ -111,7 +113,7 @@ def program_gemms(program):
     return run, len(gemms)
 
 
-def run_workload(name: str, cr, torch, args) -> dict:
+def run_workload(name: str, cr, torch, args, jax=None) -> dict:
     w = workloads(small=args.quick)[name]
     eager = w.trainer(cr, args.seed)
     compiled_trainer = w.trainer(cr, args.seed)
@@ -119,7 +121,7 @@ def run_workload(name: str, cr, torch, args) -> dict:
     compiled = cr.compile(step_function(compiled_trainer))
     x, y = compiled_trainer.inputs, compiled_trainer.targets
 
-    cost, _, variant = first_calls(compiled, x, y)
+    cost, first_results, variant = first_calls(compiled, x, y)
     program = variant.program
 
     steps = {"chainrule eager": lambda: eager_step(eager.inputs, eager.targets),
@@ -137,6 +139,14 @@ def run_workload(name: str, cr, torch, args) -> dict:
     if torch is not None:
         t = w.trainer(torch, args.seed)
         steps["torch eager"] = t.step
+    jax_result = None
+    if jax is not None and name in jax_steps.NAMES:
+        twin = jax_steps.JaxStep(jax, name, w.trainer(cr, args.seed))
+        start = time.perf_counter()
+        twin.step()  # jit compiles
+        jax_result = {"compile": time.perf_counter() - start, "loss": twin.first_loss,
+                      "chainrule loss": float(first_results[0].item())}  # call 1 of the compiled step is eager
+        steps["jax jit"] = twin.step
     gemm_count = 0
     if name == "mlp":  # timed in the same rounds, so that the machine's speed swings land on it too
         steps["its GEMMs alone"], gemm_count = program_gemms(program)
@@ -147,7 +157,7 @@ def run_workload(name: str, cr, torch, args) -> dict:
     result = {"name": name, "medians": medians, "cost": cost, "instructions": len(program.instrs),
               "traced": program.source_count, "buffers": len(program.internal),
               "program_mib": program.nbytes / 2**20, "unplanned_mib": program.unplanned_bytes / 2**20,
-              "stage": variant.stage, "per_op": w.per_op, "fused": fused}
+              "stage": variant.stage, "per_op": w.per_op, "fused": fused, "jax": jax_result}
     if gemm_count:
         result["gemm"], result["gemm_count"] = medians.pop("its GEMMs alone"), gemm_count
     if not args.no_memory:
@@ -174,6 +184,14 @@ def report(r: dict) -> list[str]:
         torch_ratio = f" = {f / m['torch eager']:.4f}x torch eager" if "torch eager" in m else ""
         lines.append(f"  fuse={mode}: {instructions} instructions ({kernels} fused kernels), {f / c:.3f}x unfused"
                      f"{torch_ratio}; calls 1-3 {cost * 1e3:.0f} ms (numba compiles, or loads from its cache)")
+    if r["jax"] is not None:
+        j, jx = r["jax"], m["jax jit"]
+        difference = abs(j["loss"] - j["chainrule loss"]) / max(abs(j["chainrule loss"]), 1e-30)
+        lines.append(f"  jax jit: compiled / jax jit {c / jx:.3f}x" + "".join(
+            f", fuse={mode} / jax jit {m[f'compiled fuse={mode}'] / jx:.3f}x" for mode in r["fused"])
+            + (f", jax jit / torch eager {jx / m['torch eager']:.3f}x" if "torch eager" in m else "")
+            + f"; its jit took {j['compile'] * 1e3:.0f} ms; step-1 loss {j['loss']:.6f} vs chainrule's "
+            f"{j['chainrule loss']:.6f} (rel diff {difference:.1e})")
     if "gemm" in r:
         lines.append(f"  its {r['gemm_count']} GEMMs alone: {r['gemm'] * 1e3:.3f} ms; compiled step / GEMMs: "
                      f"{c / r['gemm']:.3f}x")
@@ -195,16 +213,18 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--no-jax", action="store_true", help="leave out the jax.jit twins even where JAX is installed")
     p.add_argument("--fuse", nargs="*", default=["exact", "fast"], choices=["exact", "fast"],
                    help="fusion modes timed beside the unfused program (default both; none: --fuse)")
     args = p.parse_args(argv)
+    jax = None if args.no_jax else jax_steps.load_jax(args.threads)  # before anything imports it
     cr = load_chainrule()
     torch = load_torch(args.no_torch)
     note = limit_threads(args.threads, cr, torch)
     if note:
         print(note)
     for name in args.workloads or NAMES:
-        print("\n".join(report(run_workload(name, cr, torch, args))), flush=True)
+        print("\n".join(report(run_workload(name, cr, torch, args, jax))), flush=True)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,42 @@ def _compile_cost_rows(results: list[dict]) -> list[list]:
     return rows
 
 
+def _jax_rows(results: list[dict]) -> list[list]:
+    rows = []
+    for r in results:
+        j = r.get("jax")
+        if not j:
+            continue
+        if "time" not in j:
+            rows.append([r["name"], f"not timed (step-1 loss {j['first_loss']:.6f}: {j['loss_check']})"] + ["-"] * 6)
+            continue
+        t = j["time"]
+        cell = f"{t['median'] * 1e3:.3f} ({t['min'] * 1e3:.3f})"
+        if r.get("per_op"):
+            cell += f"; {t['median'] / r['per_op'] * 1e6:.2f} µs/op"
+        rows.append([r["name"], cell, _ratio(j.get("compiled_vs_jax")), _ratio(j.get("vs_eager")),
+                     _ratio(j.get("vs_torch")), f"{j['jit_s'] * 1e3:.0f}", f"{j['rel_diff']:.1e}", j["loss_check"]])
+    return rows
+
+
+def _jax_section(results: list[dict], settings: dict) -> list[str]:
+    """JAX jit beside the compiled step, where JAX is installed (bench/jax_steps.py)."""
+    rows = _jax_rows(results)
+    if not rows:
+        return []
+    return [
+        f"## JAX jit side by side (jax {settings.get('jax')})",
+        "",
+        "Each workload with a twin in bench/jax_steps.py as one `jax.jit` function (forward, loss, gradients, the "
+        "same update; parameters donated, so updated in place), from the chainrule trainer's weights and data, "
+        "timed in the same interleaved rounds (every step waits for its loss).",
+        "",
+        *_table(["workload", "JAX jit (ms) median (min)", "compiled / JAX jit", "JAX jit / chainrule eager",
+                 "JAX jit / PyTorch", "jit (ms)", "step-1 loss rel diff", "check"], rows),
+        "",
+    ]
+
+
 def _compile_section(results: list[dict], settings: dict) -> list[str]:
     """Compile cost and program size per workload (the compiled column's other half)."""
     if not settings.get("compile"):
@@ -390,6 +426,7 @@ def render(result: dict) -> str:
                 _time_rows(result["workloads"], s.get("compile"))),
         "",
         *_compile_section(result["workloads"], s),
+        *_jax_section(result["workloads"], s),
         "## Peak memory of the training process",
         "",
         *_table(["workload", "chainrule peak RSS", "torch peak RSS", "chainrule/torch", f"≤ {MEMORY_TARGET}",

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(ROOT))
 
-from bench import measure, profiles, report  # noqa: E402
+from bench import jax_steps, measure, profiles, report  # noqa: E402
 from bench.workloads import Workload, workloads  # noqa: E402
 
 FULL = {"rounds": 5, "warmup": 3, "gemm_n": 2048, "gemm_repeats": 5, "child_steps": 3, "profile_seconds": 2.0}
@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-seconds", type=float, metavar="S",
                    help=f"after timing, sample chainrule's steps with pyinstrument for S seconds, for the call trees "
                         f"the report shows under missed targets (default {FULL['profile_seconds']:g}; 0: none)")
+    p.add_argument("--no-jax", action="store_true",
+                   help="leave out the jax.jit twins (bench/jax_steps.py) even where JAX is installed")
     p.add_argument("--no-write", action="store_true", help="print the report but do not write BENCHMARKS.md")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="where to write the report")
     p.add_argument("--json", type=Path, help="also write the raw results as JSON to this path")
@@ -241,7 +243,31 @@ def _record_compiled(column: dict, timing, timings: dict) -> None:
     column["cost_in_steps"] = sum(column["cost"]) / timing.median
 
 
-def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -> tuple[dict, dict | None]:
+def _jax_first_step(twin, eager_loss: float) -> tuple[dict, object]:
+    """The first (jit-compiling) step of a ``jax.jit`` twin (bench/jax_steps.py); the result's ``loss_check``
+    compares its loss with ``eager_loss`` (chainrule's, from the same weights and data), to within 1e-5
+    (JAX's own tanh and reductions round differently). Returns the result and the step to time (None when
+    the losses differ)."""
+    start = time.perf_counter()
+    twin.step()
+    difference = abs(twin.first_loss - eager_loss) / max(abs(eager_loss), 1e-30)
+    column = {"jit_s": time.perf_counter() - start, "first_loss": twin.first_loss, "rel_diff": difference,
+              "loss_check": "equal" if difference <= 1e-5 else "**DIFFER**"}
+    return column, twin.step if difference <= 1e-5 else None
+
+
+def _record_jax(result: dict, timing, timings: dict) -> None:
+    column = result["jax"]
+    column["time"] = {"median": timing.median, "min": timing.min}
+    column["vs_eager"] = timing.median / timings["chainrule"].median
+    if "torch" in timings:
+        column["vs_torch"] = timing.median / timings["torch"].median
+    compiled = result.get("compiled", {}).get("time")
+    if compiled:
+        column["compiled_vs_jax"] = compiled["median"] / timing.median
+
+
+def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float, jax=None) -> tuple[dict, dict | None]:
     """Build, check and time one workload; returns its result and its trainers (None when not run).
     Status: ok; skipped (chainrule lacks a piece); refused (losses differ); failed (any other error)."""
     result = {"name": workload.name, "summary": workload.summary, "matmul_flops": workload.matmul_flops,
@@ -252,6 +278,9 @@ def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -
         trainers = _build(workload, cr, torch, args.seed)
         # built before any step, from the same torch weights; its first step draws what eager's drew
         compiled_trainer = None if args.no_compile else _build(workload, cr, None, args.seed, trainers.get("torch"))
+        twin = None  # made before any step: it copies the weights all trainers start from
+        if jax is not None and workload.name in jax_steps.NAMES:
+            twin = jax_steps.JaxStep(jax, workload.name, trainers["chainrule"])
         random_state = cr.get_rng_state()
         agree = _first_steps(result, trainers)
         result["losses"] = {name: tr.losses for name, tr in trainers.items()}
@@ -264,11 +293,17 @@ def run_workload(workload: Workload, cr, torch, args, gemm_best_so_far: float) -
                                                           trainers["chainrule"].losses[0])
             if compiled is not None:
                 to_time["compiled"] = compiled
+        if twin is not None:
+            result["jax"], jax_step = _jax_first_step(twin, trainers["chainrule"].losses[0])
+            if jax_step is not None:
+                to_time["jax"] = jax_step
         steps = args.steps or workload.steps_per_round
         timings = measure.time_interleaved(to_time, args.rounds, steps,
                                            max(0, args.warmup - 1))  # the first step was a warm-up step
         if "compiled" in timings:
             _record_compiled(result["compiled"], timings.pop("compiled"), timings)
+        if "jax" in timings:
+            _record_jax(result, timings.pop("jax"), timings)
     except MissingPiece as err:
         result.update(status="skipped", message=str(err))
         return result, None
@@ -348,7 +383,13 @@ def _settings(args) -> dict:
     return {"quick": args.quick, "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
             "warmup": args.warmup, "seed": args.seed, "gemm_n": args.gemm_n, "gemm_repeats": args.gemm_repeats,
             "child_steps": args.child_steps, "gpt_attention": args.gpt_attention,
-            "profile_seconds": args.profile_seconds, "compile": not args.no_compile}
+            "profile_seconds": args.profile_seconds, "compile": not args.no_compile,
+            "jax": None if args.no_jax else _jax_version()}
+
+
+def _jax_version() -> str | None:
+    jax = sys.modules.get("jax")
+    return None if jax is None else jax.__version__
 
 
 def _command(argv: list[str] | None) -> str:
@@ -364,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_child(args)
     if args.kernels == "numpy":
         os.environ["CHAINRULE_KERNELS"] = "numpy"  # read by chainrule, here and in the memory phase's children
+    jax = None if args.no_jax else jax_steps.load_jax(args.threads)  # XLA reads its thread flags at import
     torch = load_torch(args.no_torch)  # before limiting threads, so that threadpoolctl sees torch's pools too
     cr = load_chainrule()
     thread_note = limit_threads(args.threads, cr, torch)
@@ -378,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         for workload in selected:
             started = time.perf_counter()
             print(f"running {workload.name} ...", end=" ", flush=True)
-            result, trainers = run_workload(workload, cr, torch, args, max(rates.values()))
+            result, trainers = run_workload(workload, cr, torch, args, max(rates.values()), jax)
             print(f"{result['status']} ({time.perf_counter() - started:.1f} s)", flush=True)
             results.append(result)
             del trainers  # free one workload's models before the next

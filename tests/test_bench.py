@@ -376,6 +376,27 @@ def test_a_step_that_cannot_be_compiled_says_why_in_its_row():
     assert "not compiled: it reads a tensor's value" in _table_rows(text, "## Compiled step: compile cost")["overhead"]
 
 
+@pytest.mark.cpu_only(reason="compiled programs replay on the CPU only (on cuda the step runs eagerly)")
+@pytest.mark.parametrize("name", ["overhead", "mlp", "cnn"])
+def test_jax_twins_are_timed_beside_the_compiled_step_from_the_same_weights(name):
+    """Where JAX is installed, the workload's jax.jit twin starts from the same weights and data (its step-1
+    loss equals chainrule's to 1e-5) and is timed in the same rounds; the report gets its own section."""
+    from bench import jax_steps
+
+    jax = jax_steps.load_jax(1)
+    if jax is None:
+        pytest.skip("JAX is not installed")
+    args = bench_run.parse_args(["--quick", "--profile-seconds", "0"])
+    result, _ = bench_run.run_workload(workloads(small=True)[name], bench_run.load_chainrule(), None, args, 1e9, jax)
+    twin = result["jax"]
+    assert twin["loss_check"] == "equal" and twin["rel_diff"] <= 1e-5, twin
+    assert twin["time"]["min"] > 0 and twin["jit_s"] > 0
+    assert twin["vs_eager"] == pytest.approx(twin["time"]["median"] / result["time"]["chainrule"]["median"])
+    assert twin["compiled_vs_jax"] == pytest.approx(result["compiled"]["time"]["median"] / twin["time"]["median"])
+    row = _table_rows(_report_of([result]), "## JAX jit side by side")[name]
+    assert f"{twin['compiled_vs_jax']:.2f}x" in row and row.rstrip(" |").endswith("equal")
+
+
 def test_no_compile_leaves_the_compiled_column_out():
     result = _run_small(workloads(small=True)["overhead"], "--no-compile")
     assert result["status"] == "ok" and "compiled" not in result
