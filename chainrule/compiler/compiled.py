@@ -359,14 +359,13 @@ def _user_stacklevel() -> int:
 def _hooks_on(state: State) -> str | None:
     from chainrule.autograd.graph import POST_ACCUMULATE_HOOKS
 
-    for t in state.tensors:
-        if t._hooks or POST_ACCUMULATE_HOOKS.hooks_of(t):
+    for t in state.tensors:  # (the table of post-accumulate hooks is empty, so false, unless one was made)
+        if t._hooks or (POST_ACCUMULATE_HOOKS and POST_ACCUMULATE_HOOKS.hooks_of(t)):
             return f"a hook is registered on a tensor of shape {tuple(t.shape)} (hooks would run only while " \
                    "capturing); remove it, or run the step eagerly"
-    for m in state.modules:
-        for sub in m.modules():
-            if sub._forward_hooks or sub._forward_pre_hooks:
-                return f"a forward hook is registered on {type(sub).__name__} (it would run only while capturing)"
+    for sub in state.submodules:
+        if sub._forward_hooks or sub._forward_pre_hooks:
+            return f"a forward hook is registered on {type(sub).__name__} (it would run only while capturing)"
     return None
 
 
