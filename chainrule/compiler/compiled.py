@@ -253,10 +253,7 @@ class Compiled:
             warnings.warn(text, RuntimeWarning, stacklevel=_user_stacklevel())
 
     # ----- guards -------------------------------------------------------------------------------------
-    def _signature(self, args, kwargs) -> tuple:
-        """What a program bakes in: :meth:`_call_key` and :meth:`_state_key`."""
-        return (self._call_key(args, kwargs), self._state_key())
-
+    # A variant's signature, what its program bakes in, is (call key, state key).
     def _call_key(self, args, kwargs) -> tuple:
         """The part of the signature made every call: the arguments' structure, shapes, dtypes, layouts,
         array types and requires_grad, the values of the other arguments, and the global modes."""
