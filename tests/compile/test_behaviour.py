@@ -143,32 +143,20 @@ def test_shape_change_makes_a_variant_and_max_variants_warns_once():
     assert "over max_variants" in f.explain()
 
 
-def test_eval_mode_and_no_grad_are_part_of_the_signature():
+@pytest.mark.parametrize("switched", ["the model", "its dropout layer alone"])
+def test_eval_mode_and_no_grad_are_part_of_the_signature(switched):
+    """Every module's training flag is baked in, not only the root's."""
     model = nn.Sequential(nn.Linear(12, 5), nn.Dropout(0.5))
     f = compile(lambda x: model(x) * 2)
     x = _batches(1)[0][0]
     for _ in range(4):
         f(x)
-    model.eval()
+    (model if switched == "the model" else model[1]).eval()
     with cr.no_grad():
         outs = [f(x)._data.copy() for _ in range(4)]
         expected = (model(x) * 2)._data
     assert len(f.variants) == 2
     assert all(o.tobytes() == expected.tobytes() for o in outs)
-
-
-def test_a_submodule_put_in_eval_mode_alone_is_a_new_signature():
-    """Every module's training flag is baked in, not only the root's: dropout switched off in one layer."""
-    model = nn.Sequential(nn.Linear(12, 5), nn.Dropout(0.5))
-    f = compile(lambda x: model(x) * 2)
-    x = _batches(1)[0][0]
-    for _ in range(4):
-        f(x)
-    model[1].eval()  # the root stays in training mode
-    with cr.no_grad():
-        outs = [f(x)._data.copy() for _ in range(4)]
-        expected = (model(x) * 2)._data
-    assert len(f.variants) == 2 and all(o.tobytes() == expected.tobytes() for o in outs)
 
 
 def test_a_parameter_replaced_after_the_capture_is_read_by_the_next_call():
