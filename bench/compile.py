@@ -9,9 +9,10 @@ on its own trainer) in the same interleaved rounds; and, where JAX is installed,
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py overhead --rounds 15
     python bench/compile.py --quick                                                      # seconds, for CI
 
-Memory: "eager step" is the tracemalloc peak of one eager step above the memory before it (gradients
-set to None first, as the step's zero_grad does); "compiled" is the program's own buffers (planned
-intermediates, gradients, constants) plus the tracemalloc peak of one replay above the memory before it.
+Memory: each side's whole footprint under tracemalloc, started before its trainer is built, so that
+everything the run allocates counts (model, data, optimizer state, gradients, and for the compiled step
+its programs: buffers and Python objects alike): what is held between steps after the first calls, and
+the peak of one more steady step. The compiler's modules are imported before either is measured.
 """
 
 from __future__ import annotations
@@ -73,23 +74,27 @@ def _replaying(compiled):
     return next((v for v in compiled.variants.values() if v.stage == "replay"), None)
 
 
-def _clear_grads(trainer) -> None:
-    for p in trainer.model.parameters():
-        p.grad = None
-
-
-def step_peak(run, trainer=None) -> int:
-    """Bytes one call of ``run`` allocates at its peak above what was allocated before it (with the
-    trainer's gradients set to None first, when given: the eager step frees and remakes them)."""
+def footprint(workload, cr, seed: int, compiled: bool) -> tuple[int, int]:
+    """Bytes a training run with a fresh trainer holds between steps once steady, and its peak during one
+    more step, counting from before the trainer is built (tracemalloc)."""
     gc.collect()
-    if trainer is not None:
-        _clear_grads(trainer)
     tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    run()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak - before
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        trainer = workload.trainer(cr, seed)
+        step = step_function(trainer)
+        if compiled:
+            step = cr.compile(step)
+            first_calls(step, trainer.inputs, trainer.targets, most=6)
+        for _ in range(2):  # a steady step (a replay) leaves what the next one finds
+            step(trainer.inputs, trainer.targets)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.reset_peak()
+        step(trainer.inputs, trainer.targets)
+        return held, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
 
 
 def program_gemms(program):
@@ -160,10 +165,9 @@ def run_workload(name: str, cr, torch, args, jax=None) -> dict:
               "stage": variant.stage, "per_op": w.per_op, "fused": fused, "jax": jax_result}
     if gemm_count:
         result["gemm"], result["gemm_count"] = medians.pop("its GEMMs alone"), gemm_count
-    if not args.no_memory:
-        result["eager_peak_mib"] = step_peak(lambda: eager_step(eager.inputs, eager.targets), eager) / 2**20
-        replay_peak = step_peak(lambda: compiled(x, y))  # its gradients live in the program's buffers
-        result["compiled_mib"] = (program.nbytes + replay_peak) / 2**20
+    if not args.no_memory:  # (the compiler's modules are imported by now: neither side counts them)
+        result["memory_mib"] = {side: [b / 2**20 for b in footprint(w, cr, args.seed, side == "compiled")]
+                                for side in ("eager", "compiled")}
     return result
 
 
@@ -197,9 +201,11 @@ def report(r: dict) -> list[str]:
                      f"{c / r['gemm']:.3f}x")
     lines.append("  compile cost, calls 1-3: " + ", ".join(f"{s * 1e3:.1f}" for s in r["cost"])
                  + f" ms = {sum(r['cost']) / c:.1f} compiled steps")
-    if "eager_peak_mib" in r:
-        lines.append(f"  memory: eager step peak {r['eager_peak_mib']:.2f} MiB, compiled (program + replay peak) "
-                     f"{r['compiled_mib']:.2f} MiB")
+    if "memory_mib" in r:
+        (eager_held, eager_peak), (held, peak) = r["memory_mib"]["eager"], r["memory_mib"]["compiled"]
+        lines.append(f"  memory (model, data, optimizer state included): eager held {eager_held:.2f} MiB, step peak "
+                     f"{eager_peak:.2f} MiB; compiled held {held:.2f} MiB, step peak {peak:.2f} MiB "
+                     f"({peak / eager_peak:.4f}x eager's peak)")
     return lines
 
 

@@ -28,6 +28,7 @@ _BACKEND_FUNCTIONS = {
                                   "window_scatter", "max_pool", "tie_shares", "max_pool_grad", "argmax_indices",
                                   "window_columns", "add_window_columns"),
 }
+_WRITE_ARGUMENTS = {"_add_rows_at"}  # the others write only their results and ``out``
 _OPAQUE: dict = {}  # original function -> its opaque twin, made once
 
 
@@ -39,7 +40,7 @@ class Variant:
         self.key = key
         self.stage = "warm-up"
         self.program: Program | None = None
-        self.inputs: list = []  # (position path, buffer)
+        self.inputs: list = []  # (position path, buffer or None, slot or None): see capture()
         self.identity: list = []  # (tensor, of its gradient?, array) the program reads in place
         self.data_guards: list = []  # the same, split for the replay's check: (tensor, its array)
         self.grad_guards: list = []  # (tensor, its gradient's array)
@@ -127,7 +128,8 @@ class _Patches:
         for fn in originals.values():
             if fn not in _OPAQUE:
                 elementwise = fn.__module__ == kernels.__name__
-                _OPAQUE[fn] = _tr.opaque(fn, numpy_below=kernels.MIN_SIZE if elementwise else 0)
+                _OPAQUE[fn] = _tr.opaque(fn, numpy_below=kernels.MIN_SIZE if elementwise else 0,
+                                         pure=fn.__name__ not in _WRITE_ARGUMENTS)
         for module in list(sys.modules.values()):  # every module that imported one of them by name
             if not getattr(module, "__name__", "").startswith("chainrule"):
                 continue
@@ -321,18 +323,25 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     names = {id(root(b)): f"in{i}" for i, (_p, b) in enumerate(variant.inputs)}
     for i, (_t, data, _g, _gd) in enumerate(entry):
         names.setdefault(id(root(data)), f"state{i}")
-    program = Program(tracer.instrs, tracer.created, live + [root(b) for _p, b in variant.inputs], names, fuse)
+    entry_grads = {id(gd): (t, gd) for t, _d, _g, gd in entry if gd is not None and root(gd) is gd}
+    program = Program(tracer.instrs, tracer.created, live, [root(b) for _p, b in variant.inputs], names, fuse,
+                      entry_grads)
     variant.program = program
     read = set()
     for instr in program.instrs:
         read.update(id(a) for a in instr.reads + instr.writes)
-    variant.identity = _identity_guards(entry, read)
+    # Gradients the program reads from .grad at each replay need no identity guard.
+    variant.identity = _identity_guards(entry, read - set(program.bound_grads))
     variant.data_guards = [(t, a) for t, of_grad, a in variant.identity if not of_grad]
     variant.grad_guards = [(t, a) for t, of_grad, a in variant.identity if of_grad]
     variant.written_inputs = [(path, b) for path, b in variant.inputs
                               if any(root(b) is w for instr in program.instrs for w in instr.writes)]
     for path, buffer in variant.written_inputs:  # the capture changed its copy: the caller's tensor too
         np.copyto(_at((args, kwargs), path)._data, buffer)
+    # (path, buffer, None) for an argument copied into its buffer each replay; (path, None, slot) for one
+    # the program reads in place (the capture's copy is then not kept).
+    variant.inputs = [(path, None, program.bound_inputs[id(b)]) if id(b) in program.bound_inputs else (path, b, None)
+                      for path, b in variant.inputs]
     return _plain_result(result)
 
 
@@ -424,10 +433,13 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool, guar
         raise _tr.GuardMiss(_replaced(variant.identity))
     tree = (args, kwargs)
     variant.current_args[0] = tree
-    for path, buffer in variant.inputs:
-        np.copyto(buffer, _at(tree, path)._data)
+    for path, buffer, slot in variant.inputs:
+        if slot is None:
+            np.copyto(buffer, _at(tree, path)._data)
+        else:
+            slot.take_input(_at(tree, path)._data)
     safety = variant.program.guard_safety
-    undo = _undo_point(safety) if safety and (safety[0] or safety[1] or safety[2]) else None
+    undo = _undo_point(safety) if safety and any(safety) else None
     try:
         variant.program.run()
     except _tr.GuardMiss:
@@ -458,8 +470,9 @@ def _replaced(identity: list) -> str:
 
 
 def _undo_point(safety):
-    written, rng, grads_set = safety
-    copies = [(a, a.copy()) for a in written]
+    written, rng, grads_set, grads_written = safety
+    arrays = written + [t._grad._data for t in grads_written]  # gradients read at replay: the ones held now
+    copies = [(a, a.copy()) for a in arrays]
     grads = [(t, t.grad) for t in grads_set]
     state = _random.default_generator.get_state() if rng else None
 

@@ -183,10 +183,12 @@ class Compiled:
         try:
             result = replay(variant, args, kwargs, self.copy_outputs)
         except GuardMiss as miss:
+            variant.program.poison(False)
             state.restore(after_eager)
             _set_argument_values(args, kwargs, args_after)
             _set_argument_grads(args, kwargs, eager_grads)
             return self._missed(variant, str(miss), eager_result)
+        variant.program.poison(False)
         replayed = _flat_tensors(result) + _argument_grads(args, kwargs) + _argument_values(args, kwargs)
         difference = first_difference(after_eager, state.snapshot(), eager_outputs, replayed,
                                       close if variant.program.fused and self.fuse == "fast" else same)

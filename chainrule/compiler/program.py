@@ -9,32 +9,54 @@ import numpy as np
 
 from chainrule.compiler import fusion
 from chainrule.compiler.tracer import GuardMiss, Instr, _arrays_in, _copy_into, root
-from chainrule.tensor import STATE_EPOCH
+from chainrule.tensor import STATE_EPOCH, wrap
 
 
 class Program:
     """``steps``: the replayed calls in order. ``externals``: the roots of state and input arrays,
     which the program reads live. ``internal``: the buffers it computes (poisoned by verification)."""
 
-    def __init__(self, instrs: list[Instr], created: set, live_roots: list, names: dict, fuse: str | None = None):
+    def __init__(self, instrs: list[Instr], created: set, outputs: list, inputs: list, names: dict,
+                 fuse: str | None = None, entry_grads: dict | None = None):
+        """``outputs``: the roots of the result's arrays; ``inputs``: the buffers the arguments were copied
+        into for the capture; ``entry_grads``: id -> (tensor, array), for the gradient arrays the state
+        tensors held when the step was captured (a step that adds to them). Unfused, such gradients are
+        read from ``.grad`` and arguments the program only reads are used in place, each replay
+        (``bound_inputs``: id of the buffer -> its slot, which the replay fills)."""
         self.source_count = len(instrs)
+        live_roots = outputs + inputs
         self.names = names
         folded, constants = _fold_constants(instrs, created)
-        kept = _merge_gradient_sets(_eliminate_dead(folded, created, live_roots))
-        # Fused, the elementwise runs are fusion's, which gives their intermediates no memory.
-        pinned = _ids(constants) | _ids(live_roots)
-        adopted = _adoptable(kept, created, pinned)
-        if not fuse:
-            kept, adopted = _cheaper_adoption(kept, created, pinned, adopted)
+        kept = _sink_gradient_sets(_hoist_guards(_eliminate_dead(folded, created, live_roots)))
+        pinned = _ids(constants) | _ids(live_roots) | _held_outside(kept)
+        # Unfused, every buffer of PER_REPLAY_BYTES or more is made when first written and dropped after its
+        # last use, each replay, as eager does (gradients handed to .grad). Fused kernels hold addresses.
+        fresh = {} if fuse else _per_replay_roots(kept, created, pinned)
+        kept = _merge_gradient_sets(kept, set(fresh))
         if fuse:  # before planning: a buffer only a fused run uses then gets no memory at all
+            adopted = _adoptable(kept, created, pinned | _ids_set_as_grads(kept))
             kept = fusion.fuse(kept, created, _ids(live_roots), set(adopted), fuse)
+            allocated, self.bound_grads, self.bound_inputs = {}, {}, {}
+        else:
+            adopted = _adoptable(kept, created, pinned, ufuncs=True, least=PER_REPLAY_BYTES)
+            kept = _fresh_ufuncs(kept, adopted)
+            allocated = {k: r for k, r in fresh.items() if k not in adopted}
+            touched = {id(root(a)) for instr in kept for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])}
+            self.bound_grads = {k: (t, a) for k, (t, a) in (entry_grads or {}).items()
+                                if k in touched and k not in pinned and _dense(a)}
+            written = {id(w) for instr in kept for w in instr.writes}
+            self.bound_inputs = {id(b): _Slot(b) for b in inputs if id(b) in touched and id(b) not in written
+                                 and id(b) not in _ids(outputs) | _held_outside(kept) and _dense(b)}
         self.fused = sum(instr.kind == "fused" for instr in kept)
-        self.guard_safety = _guard_safety(kept, created)
+        self.guard_safety = _guard_safety(kept, created, self.bound_grads)
+        per_replay = set(adopted) | set(allocated)
         self.unplanned_bytes = sum(b.nbytes for b in _internal_buffers(kept, created, constants))
-        kept, planned = _plan_buffers(kept, created, _ids(constants), _ids(live_roots) | set(adopted))
+        kept, planned = _plan_buffers(kept, created, _ids(constants), _ids(live_roots) | per_replay)
         self.constants = constants
-        self.internal = planned + [b for b in _internal_buffers(kept, created, constants) if id(b) not in adopted]
-        self.instrs, self.steps = _steps_with_slots(kept, adopted)
+        self.internal = planned + [b for b in _internal_buffers(kept, created, constants) if id(b) not in per_replay]
+        self._poisoning = [False]  # whether buffers made at replay are poisoned too (verification)
+        self.instrs, self.steps = _steps_with_slots(kept, adopted, allocated, self.bound_grads, self.bound_inputs,
+                                                    self._poisoning)
 
     def run(self) -> None:
         # A loop over (fn, args) pairs: generated straight-line code with everything bound as default
@@ -42,14 +64,14 @@ class Program:
         for fn, args in self.steps:
             fn(*args)
 
-    def poison(self) -> None:
+    def poison(self, on: bool = True) -> None:
         """Fill every buffer the program computes with values no correct program leaves in place (NaN,
-        or the bitwise complement), so a buffer that is read before the program writes it shows."""
-        for buf in self.internal:
-            if buf.dtype.kind in "fc":
-                buf.fill(np.nan)
-            elif buf.dtype.kind in "iub":
-                np.invert(buf, out=buf)
+        or the bitwise complement), so a buffer that is read before the program writes it shows; buffers
+        made at replay are poisoned as they are made, until ``poison(False)``."""
+        self._poisoning[0] = on
+        if on:
+            for buf in self.internal:
+                _poison(buf)
 
     @property
     def nbytes(self) -> int:
@@ -67,6 +89,48 @@ class Program:
 
 def _ids(arrays) -> set:
     return {id(a) for a in arrays}
+
+
+def _poison(buf) -> None:
+    if buf.dtype.kind in "fc":
+        buf.fill(np.nan)
+    elif buf.dtype.kind in "iub":
+        np.invert(buf, out=buf)
+
+
+def _held_outside(instrs: list[Instr]) -> set:
+    """Roots something besides the replayed calls holds: what guards re-read and host calls touch, and
+    gradients handed to a closure (an argument's ``.grad``) rather than set from the program."""
+    held: set = set()
+    for instr in instrs:
+        if instr.kind in ("guard", "host"):
+            held.update(_ids(instr.reads) | _ids(instr.writes))
+        elif instr.kind == "grad" and any(type(s) is not GradSetter for _, _, s in _pairs(instr)):
+            held.update(_ids(instr.reads))
+    return held
+
+
+def _ids_set_as_grads(instrs: list[Instr]) -> set:
+    return {id(r) for instr in instrs if instr.kind == "grad" for r in instr.reads}
+
+
+PER_REPLAY_BYTES = 4096  # unfused, buffers this large are made each replay (smaller ones share one arena)
+
+
+def _per_replay_roots(instrs: list[Instr], created: set, pinned: set) -> dict:
+    """The buffers an unfused replay makes as it goes (id -> the capture's array): those the program
+    makes, of PER_REPLAY_BYTES or more, dense (their views are rebuilt on the new memory), and held by
+    nothing but the replayed calls and gradient sets."""
+    found: dict = {}
+    for instr in instrs:
+        if instr.kind in ("guard", "grad", "host"):
+            continue
+        for a in _arrays_in((instr.args, instr.kwargs, instr.outs), []):
+            r = root(a)
+            k = id(r)
+            if k in created and k not in pinned and k not in found and r.nbytes >= PER_REPLAY_BYTES and _dense(r):
+                found[k] = r
+    return found
 
 
 def _fold_constants(instrs: list[Instr], created: set) -> tuple[list, list]:
@@ -114,6 +178,46 @@ def _eliminate_dead(instrs: list[Instr], created: set, live_roots: list) -> list
     return kept
 
 
+def _hoist_guards(instrs: list[Instr]) -> list[Instr]:
+    """Each guard moved up to just after the last instruction that writes what it re-reads (or the last
+    host call, whose writes are not known), so that a miss is found before the replay changes anything it
+    would have to undo (e.g. the label checks of a loss: up to the start, before zero_grad). Guards that
+    end up at one place keep their order."""
+    after: dict = {}  # index of the instruction a guard follows (-1: the start) -> those guards
+    rest = []
+    last_write: dict = {}
+    barrier = -1
+    for instr in instrs:
+        if instr.kind == "guard":
+            anchor = max([barrier] + [last_write.get(id(r), -1) for r in instr.reads])
+            after.setdefault(anchor, []).append(instr)
+            continue
+        index = len(rest)
+        rest.append(instr)
+        if instr.kind == "host":
+            barrier = index
+        for w in instr.writes:
+            last_write[id(w)] = index
+    hoisted = list(after.get(-1, ()))
+    for index, instr in enumerate(rest):
+        hoisted.append(instr)
+        hoisted.extend(after.get(index, ()))
+    return hoisted
+
+
+def _sink_gradient_sets(instrs: list[Instr]) -> list[Instr]:
+    """Gradient sets that come before the last guard moved to just after it (in their order), when no host
+    call comes before it: a replay then never has to undo them, and need not hold the gradients they
+    replace (zero_grad's) until its guards have passed. Only host calls read ``.grad`` during a replay."""
+    last = max((i for i, instr in enumerate(instrs) if instr.kind == "guard"), default=-1)
+    if last < 0 or any(instr.kind == "host" for instr in instrs[:last]):
+        return instrs
+    early = [instr for instr in instrs[:last] if instr.kind == "grad"]
+    if not early:
+        return instrs
+    return [instr for instr in instrs[:last + 1] if instr.kind != "grad"] + early + instrs[last + 1:]
+
+
 def _plan_buffers(instrs: list[Instr], created: set, constant_ids: set, pinned_ids: set) -> tuple[list, list]:
     """Liveness planning: each buffer the program computes lives from the instruction that first touches
     it to the last; buffers whose lives do not overlap share memory, at offsets of one arena
@@ -156,26 +260,6 @@ def _lives(instrs: list[Instr], created: set, pinned_ids: set) -> tuple:
             first.setdefault(id(r), i)
             last[id(r)] = i
     return first, last, roots, [k for k in roots if k in created and k not in pinned]
-
-
-def _footprint(instrs: list[Instr], created: set, pinned_ids: set, adopted: dict) -> int:
-    """Bytes a plan needs at its peak: the arena (packed by liveness) plus the most adopted results alive
-    at once (each from the instruction that makes it to its last use). The arena is held all the time,
-    adopted results only while alive, so the two peaks add up."""
-    first, last, roots, movable = _lives(instrs, created, pinned_ids | set(adopted))
-    sizes = {k: roots[k].nbytes for k in movable}
-    offsets = _pack(movable, first, last, sizes)
-    arena = max((offsets[k] + -(-max(sizes[k], 1) // ALIGN) * ALIGN for k in movable), default=0)
-    alive = [0] * (len(instrs) + 1)
-    for k in adopted:
-        if k in first:
-            alive[first[k]] += roots[k].nbytes
-            alive[last[k] + 1] -= roots[k].nbytes
-    most = running = 0
-    for change in alive:
-        running += change
-        most = max(most, running)
-    return arena + most
 
 
 ALIGN = 64  # bytes: each planned buffer starts on a cache line
@@ -244,39 +328,52 @@ def _internal_buffers(instrs: list[Instr], created: set, constants: list) -> lis
     return list(seen.values())
 
 
-def _guard_safety(instrs: list[Instr], created: set) -> tuple:
+def _guard_safety(instrs: list[Instr], created: set, bound_grads: dict) -> tuple:
     """What a replay must save to undo itself when a guard turns out false: the state arrays written
-    before the last guard, whether the generator moved before it, and whether a host call (which
-    cannot be undone) ran before it (then the program is not safe to abandon: None)."""
+    before the last guard, whether the generator moved before it, the tensors whose gradients it set
+    before it, the tensors whose gradients (read from ``.grad`` at replay: ``bound_grads``) it wrote
+    before it, and whether a host call (which cannot be undone) ran before it (then the program is not
+    safe to abandon: None)."""
     last = max((i for i, instr in enumerate(instrs) if instr.kind == "guard"), default=0)
     written: dict = {}
     rng = False
     grads: dict = {}
+    grads_written: dict = {}
     for instr in instrs[:last]:
         if instr.kind == "host":
             return None
         rng = rng or instr.kind == "rng"
         if instr.kind == "grad":
-            grads.update((id(t), t) for t, _, _ in instr.expected)
+            grads.update((id(t), t) for t, _, _ in _pairs(instr))
         for w in instr.writes:
-            if id(w) not in created:
+            if id(w) in bound_grads:
+                tensor = bound_grads[id(w)][0]
+                grads_written[id(tensor)] = tensor
+            elif id(w) not in created:
                 written[id(w)] = w
-    return list(written.values()), rng, list(grads.values())
+    return list(written.values()), rng, list(grads.values()), list(grads_written.values())
 
 
-def _merge_gradient_sets(instrs: list[Instr]) -> list[Instr]:
+def _pairs(instr: Instr) -> list:
+    """The (tensor, value, setter) triples of a gradient-set instruction (one, or a merged run)."""
+    return instr.expected if type(instr.expected) is list else [instr.expected]
+
+
+def _merge_gradient_sets(instrs: list[Instr], fresh: set) -> list[Instr]:
     """Drop ``t.grad = ...`` when a later one replaces it before any host call could read it (zero_grad's
-    ``None`` before backward's buffer), and make each run of consecutive ones a single instruction."""
-    replaced: set = set()
+    ``None`` before backward's buffer), and make each run of consecutive ones a single instruction. A
+    ``None`` before a gradient made per replay (``fresh``: ids of such roots) is kept: it lets the old
+    gradient go at that point, as eager's ``zero_grad`` does."""
+    replaced: dict = {}  # id(tensor) -> whether what replaces its gradient later is made per replay
     kept = []
     for instr in reversed(instrs):
         if instr.kind == "host":
             replaced.clear()
         elif instr.kind == "grad":
-            t = instr.expected[0]
-            if id(t) in replaced:
+            t, value, _ = instr.expected
+            if id(t) in replaced and not (value is None and replaced[id(t)]):
                 continue
-            replaced.add(id(t))
+            replaced[id(t)] = any(id(r) in fresh for r in instr.reads)
         kept.append(instr)
     kept.reverse()
     merged: list[Instr] = []
@@ -284,14 +381,15 @@ def _merge_gradient_sets(instrs: list[Instr]) -> list[Instr]:
         if instr.kind != "grad":
             merged.append(instr)
             continue
-        pairs = [instr.expected]
-        if merged and merged[-1].kind == "grad":
-            last = merged.pop()
-            pairs = list(last.expected) + pairs
+        last = merged[-1] if merged and merged[-1].kind == "grad" else None
+        if last is not None and all(t is not instr.expected[0] for t, _, _ in last.expected):
+            merged.pop()
             last.reads = last.reads + instr.reads
+            pairs = list(last.expected) + [instr.expected]
             instr = last
-        else:
+        else:  # each tensor appears once in a run: the run's order is free
             instr = _copy_instr(instr)
+            pairs = [instr.expected]
         instr.expected = pairs
         instr.fn = _set_gradients(tuple(pairs))
         instr.name = f"{len(pairs)} gradient(s) set"
@@ -319,16 +417,32 @@ class GradSetter:
         self.tensor.grad = self.value
 
 
+class FreshGradSetter:
+    """``t.grad = value`` for a gradient the replay makes anew each time (``view``: where it is then)."""
+
+    __slots__ = ("tensor", "view")
+
+    def __init__(self, t, view):
+        self.tensor, self.view = t, view
+
+    def __call__(self) -> None:
+        self.tensor.grad = wrap(self.view.get())
+
+
 def _set_gradients(pairs: tuple):
-    """One function setting a run of gradients: state tensors' through a prebuilt (tensor, value) list
-    in one loop (134 setter calls cost the overhead chain 7 us a step), arguments' through their setters
-    (they look up the tensor passed at this replay). Each tensor appears once in a run: order is free."""
-    plain = tuple((s.tensor, s.value) for _, _, s in pairs if type(s) is GradSetter)
-    others = tuple(s for _, _, s in pairs if type(s) is not GradSetter)
+    """One function setting a run of gradients: state tensors' through prebuilt (tensor, value) and
+    (tensor, slot view) lists in one loop each (134 setter calls cost the overhead chain 7 us a step),
+    arguments' through their setters (they look up the tensor passed at this replay). Each tensor
+    appears once in a run: order is free."""
+    held = tuple((s.tensor, s.value) for _, _, s in pairs if type(s) is GradSetter)
+    fresh = tuple((s.tensor, s.view) for _, _, s in pairs if type(s) is FreshGradSetter)
+    others = tuple(s for _, _, s in pairs if type(s) not in (GradSetter, FreshGradSetter))
 
     def run():
-        for t, value in plain:
+        for t, value in held:
             t._grad = value
+        for t, view in fresh:
+            t._grad = wrap(view.get())
         STATE_EPOCH[0] += 1  # once for the run, as each ``.grad =`` would
         for setter in others:
             setter()
@@ -349,7 +463,7 @@ def _step(instr: Instr):
         call = functools.partial(fn, **kwargs) if kwargs else fn
         if instr.outs is None:
             return call, tuple(args)
-        return _copying(call, tuple(args), instr.outs, f"{instr.name} at {instr.site}"), ()
+        return _copying(call, tuple(args), instr.outs, instr), ()
     if kind == "guard":
         return _guard(fn, instr.expected, f"{instr.name} in {instr.op} at {instr.site}"), ()
     if kind == "fused":  # the buffers are final now: the kernel gets their addresses
@@ -357,19 +471,16 @@ def _step(instr: Instr):
     return fn, tuple(args)  # fill, rng, host, grad: closures made by the capture
 
 
-ADOPT_BYTES = 64 * 1024  # fresh results of calls this large are taken as they come, not copied
+ADOPT_BYTES = 64 * 1024  # fused, fresh results of kernel calls this large are taken as they come, not copied
 
 
-def _adoptable(instrs: list[Instr], created: set, pinned: set, ufuncs: bool = False) -> dict:
-    """The large fresh results of ``call`` instructions (backend kernels: convolution, pooling, ...) that
-    only instruction arguments refer to: the replay takes the array the call returns, as eager does,
-    instead of copying it into a fixed buffer (which costs a pass over it and keeps the memory between
-    steps). With ``ufuncs``, also what plain ufunc calls write into a buffer first made by them (the
-    replay calls them without ``out=``). Returns id(root) -> the array a slot holds."""
-    pinned = set(pinned)
-    for instr in instrs:
-        if instr.kind in ("guard", "grad", "host"):
-            pinned.update(_ids(instr.reads) | _ids(instr.writes))
+def _adoptable(instrs: list[Instr], created: set, pinned: set, ufuncs: bool = False, least: int = ADOPT_BYTES) -> dict:
+    """The fresh results of ``least`` bytes or more of ``call`` instructions (backend kernels: convolution,
+    pooling, ...) that only instruction arguments refer to (not ``pinned``): the replay takes the array
+    the call returns, as eager does, instead of copying it into a fixed buffer (which costs a pass over
+    it and keeps the memory between steps). With ``ufuncs``, also what plain ufunc calls write into a
+    buffer first made by them (the replay calls them without ``out=``). Returns id(root) -> the array a
+    slot holds."""
     seen: set = set()
     adopted: dict = {}
     for instr in instrs:
@@ -381,7 +492,7 @@ def _adoptable(instrs: list[Instr], created: set, pinned: set, ufuncs: bool = Fa
                 by_root.setdefault(id(root(a)), []).append(a)
             for key, views in by_root.items():
                 r = root(views[0])
-                if key in created and key not in pinned and key not in seen and r.nbytes >= ADOPT_BYTES:
+                if key in created and key not in pinned and key not in seen and r.nbytes >= least:
                     held = _held_array(views, r)
                     if held is not None:
                         adopted[key] = held
@@ -402,26 +513,6 @@ def _ufunc_out(instr: Instr):
     if any(isinstance(a, np.ndarray) and root(a) is block for a in instr.args):
         return None
     return out[0]
-
-
-def _cheaper_adoption(instrs: list[Instr], created: set, pinned: set, adopted: dict) -> tuple[list, dict]:
-    """Large ufunc results adopted too (the replay calls the ufunc without ``out=`` and drops the result
-    after its last use, as eager does) where that plan's :func:`_footprint` is the smaller: it empties
-    the arena (mlp, cnn), but where the arena's peak and the adopted results' peak fall together it
-    adds them up (gpt: 82 MiB against 78)."""
-    wider = _adoptable(instrs, created, pinned, ufuncs=True)
-    if len(wider) == len(adopted):
-        return instrs, adopted
-    fresh = _fresh_ufuncs(instrs, wider)
-    if _footprint(fresh, created, pinned, wider) <= FRESH_TOLERANCE * _footprint(instrs, created, pinned, adopted):
-        return fresh, wider
-    return instrs, adopted
-
-
-# The footprint leaves out what host calls (optimizer steps) allocate, when the arena is still held and
-# adopted results are gone: a plan with a smaller arena is taken even when its footprint is up to 2%
-# larger (mlp: 1.012 against 1.005 MiB, and its step's peak is in SGD's update).
-FRESH_TOLERANCE = 1.02
 
 
 def _fresh_ufuncs(instrs: list[Instr], adopted: dict) -> list[Instr]:
@@ -459,22 +550,59 @@ def _dense(a) -> bool:
         and flat.__array_interface__["data"][0] == a.__array_interface__["data"][0]
 
 
+_LAYOUTS: dict = {}  # one tuple object for each shape and strides the slots meet (a program has 1000s of views)
+
+
+def _layout(array) -> tuple:
+    return _LAYOUTS.setdefault(array.shape, array.shape), array.dtype, _LAYOUTS.setdefault(array.strides, array.strides)
+
+
 class _Slot:
-    """Where an adopted result lives during a replay (None between its last use and the next replay)."""
+    """Where a buffer made per replay lives during a replay (None between its last use and the next
+    replay): a result taken as a call returns it, an array made before its first write (``allocate``),
+    or a gradient read from ``.grad`` (``bind``)."""
 
-    __slots__ = ("value", "flat", "shape", "dtype", "strides", "array")
+    __slots__ = ("value", "flat", "shape", "dtype", "strides", "array", "c_order", "nbytes", "poisoning")
 
-    def __init__(self, array):
+    def __init__(self, array, poisoning=(False,)):
         self.value = self.flat = None
-        self.array = array  # the capture's result: views are placed relative to it
-        self.shape, self.dtype, self.strides = array.shape, array.dtype, array.strides
+        self.array = array  # the capture's: views are placed relative to it
+        self.shape, self.dtype, self.strides = _layout(array)
+        self.c_order, self.nbytes, self.poisoning = array.flags.c_contiguous, array.nbytes, poisoning
 
     def take(self, array) -> None:
         self.value = array
-        self.flat = array.ravel(order="K")  # its memory as one run (a view: adopted arrays are dense)
+        self.flat = array.ravel(order="K")  # its memory as one run (a view: these arrays are dense)
 
-    def clear(self) -> None:
-        self.value = self.flat = None
+    def allocate(self) -> None:
+        """A new buffer laid out as the capture's (what eager's call would have made at this point)."""
+        if self.c_order:
+            array = np.empty(self.shape, self.dtype)
+        else:
+            array = np.ndarray(self.shape, self.dtype, np.empty(self.nbytes, np.uint8), strides=self.strides)
+        if self.poisoning[0]:
+            _poison(array)
+        self.take(array)
+
+    def take_input(self, array) -> None:
+        """An argument's array: itself when laid out as at the capture (the program only reads it), else a
+        copy laid out so."""
+        if type(array) is np.ndarray and array.shape == self.shape and array.dtype == self.dtype \
+                and array.strides == self.strides:
+            self.take(array)
+        else:
+            self.allocate()
+            np.copyto(self.value, array)
+
+    def bind(self, tensor) -> None:
+        """The gradient ``tensor`` holds now, which the program adds to in place."""
+        grad = tensor._grad
+        array = None if grad is None else grad._data
+        if type(array) is not np.ndarray or array.shape != self.shape or array.dtype != self.dtype \
+                or array.strides != self.strides:
+            raise GuardMiss(f"the gradient of a state tensor of shape {tuple(tensor.shape)} is not laid out as at "
+                            "the capture")
+        self.take(array)
 
 
 class _SlotView:
@@ -485,8 +613,8 @@ class _SlotView:
     def __init__(self, slot: _Slot, view, base):
         self.slot = slot
         self.offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-        self.shape, self.dtype, self.strides = view.shape, view.dtype, view.strides
-        self.whole = view is base
+        self.shape, self.dtype, self.strides = _layout(view)
+        self.whole = self.offset == 0 and (view.shape, view.dtype, view.strides) == (base.shape, base.dtype, base.strides)
 
     def get(self):
         if self.whole:
@@ -534,52 +662,102 @@ def _resolved(x):
     return x
 
 
-def _steps_with_slots(instrs: list[Instr], adopted: dict) -> tuple[list, list]:
-    """The steps, with adopted results passed through slots, and each slot emptied after its last use
-    (so the memory goes when eager's would). Instructions keep slot views for ``explain()``."""
-    if not adopted:
+def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound: dict, inputs: dict,
+                      poisoning: list) -> tuple:
+    """The steps, with buffers that change between replays passed through slots: results taken as calls
+    return them (``adopted``), buffers made just before their first use (``allocated``), gradients read
+    from ``.grad`` at the start (``bound``: id -> (tensor, the capture's array)), and arguments (``inputs``:
+    id -> slot, filled by the replay); each slot is emptied after its last use (so the memory goes when
+    eager's would). Instructions keep slot views for ``explain()``, and no longer refer to the capture's
+    arrays of these buffers (which would hold that memory for good)."""
+    if not (adopted or allocated or bound or inputs):
         return instrs, [_step(i) for i in instrs]
-    slots = {k: _Slot(a) for k, a in adopted.items()}
+    slots = dict(inputs)
+    slots.update((k, _Slot(a)) for k, a in adopted.items())
+    slots.update((k, _Slot(r, poisoning)) for k, r in allocated.items())
+    slots.update((k, _Slot(a)) for k, (_t, a) in bound.items())
     memo: dict = {}
+    first_use: dict = {}
     last_use: dict = {}
     templated = []
     for i, instr in enumerate(instrs):
         if instr.kind in ("ufunc", "call", "fill", "rng"):
-            t = _copy_instr(instr)
-            t.args, t.kwargs, t.outs = (_templated(x, slots, memo) for x in (instr.args, instr.kwargs, instr.outs))
-            for a in _arrays_in((instr.args, instr.kwargs, instr.outs), []):
-                if id(root(a)) in slots:
-                    last_use[id(root(a))] = i
-            instr = t
+            used = [id(root(a)) for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])]
+            instr = _copy_instr(instr)
+            instr.args, instr.kwargs, instr.outs = (_templated(x, slots, memo) for x in (instr.args, instr.kwargs, instr.outs))
+        elif instr.kind == "grad":
+            used = [id(r) for r in instr.reads]
+            instr = _fresh_gradients(instr, slots, memo)
+        else:
+            used = []
+        for k in used:
+            if k in slots:
+                first_use.setdefault(k, i)
+                last_use[k] = i
+        if used:
+            instr.reads, instr.writes = _unslotted(instr.reads, slots), _unslotted(instr.writes, slots)
         templated.append(instr)
-    steps = []
+    steps = [(functools.partial(slots[k].bind, t), ()) for k, (t, _a) in bound.items() if k in last_use]
+    allocations: dict = {}
+    for k in allocated:
+        if k in first_use:
+            allocations.setdefault(first_use[k], []).append(slots[k])
     releases: dict = {}
-    for key, i in last_use.items():
-        releases.setdefault(i, []).append(slots[key])
+    for k, i in last_use.items():
+        releases.setdefault(i, []).append(slots[k])
     for i, instr in enumerate(templated):
-        if _has_slots((instr.args, instr.kwargs, instr.outs)):
-            steps.append((_slotted(instr), ()))
+        steps.extend((slot.allocate, ()) for slot in allocations.get(i, ()))
+        if instr.kind != "grad" and _has_slots((instr.args, instr.kwargs, instr.outs)):
+            steps.append((_Slotted(instr), ()))
         else:
             steps.append(_step(instr))
-        for slot in releases.get(i, ()):
-            steps.append((slot.clear, ()))
+        if i in releases:
+            steps.append((_release, tuple(releases[i])))
     for slot in slots.values():
-        slot.array = None  # the capture's result: only needed to place the views
+        slot.array = None  # the capture's array: only needed to place the views
     return templated, steps
 
 
-def _slotted(instr: Instr):
-    fn, args, kwargs, outs = instr.fn, instr.args, instr.kwargs, instr.outs
-    where = f"{instr.name} at {instr.site}"
-
-    def run():
-        result = fn(*_resolved(args), **_resolved(kwargs))
-        if outs is not None:
-            _adopt_into(result, outs, where)
-    return run
+def _unslotted(roots: tuple, slots: dict) -> tuple:
+    return tuple(r for r in roots if id(r) not in slots)
 
 
-def _adopt_into(result, outs, where: str) -> None:
+def _fresh_gradients(instr: Instr, slots: dict, memo: dict) -> Instr:
+    """A gradient-set instruction whose values made per replay are set from their slots: each replay hands
+    ``.grad`` a new tensor around that replay's array, as eager's backward does."""
+    pairs = []
+    for t, value, setter in _pairs(instr):
+        if value is not None and type(setter) is GradSetter and id(root(value._data)) in slots:
+            view = _templated(value._data, slots, memo)
+            setter = FreshGradSetter(t, view)
+            value = view
+        pairs.append((t, value, setter))
+    instr = _copy_instr(instr)
+    instr.expected = pairs
+    instr.fn = _set_gradients(tuple(pairs))
+    return instr
+
+
+class _Slotted:
+    """A replayed call whose arguments or results go through slots (resolved at each call)."""
+
+    __slots__ = ("fn", "args", "kwargs", "outs", "instr")
+
+    def __init__(self, instr: Instr):
+        self.fn, self.args, self.kwargs, self.outs, self.instr = instr.fn, instr.args, instr.kwargs, instr.outs, instr
+
+    def __call__(self) -> None:
+        result = self.fn(*_resolved(self.args), **_resolved(self.kwargs))
+        if self.outs is not None:
+            _adopt_into(result, self.outs, self.instr)  # (the instruction says where, in a miss's message)
+
+
+def _release(*slots) -> None:
+    for slot in slots:
+        slot.value = slot.flat = None
+
+
+def _adopt_into(result, outs, where) -> None:
     """As :func:`_copy_into`, except that an adopted result is taken into its slot as it is."""
     if type(outs) is _SlotView:
         if outs.whole:
@@ -596,14 +774,14 @@ def _adopt_into(result, outs, where: str) -> None:
     _copy_into(result, _resolved(outs), where)
 
 
-def _take(slot: _Slot, array, where: str) -> None:
+def _take(slot: _Slot, array, where) -> None:
     if not isinstance(array, np.ndarray) or array.shape != slot.shape or array.dtype != slot.dtype \
             or array.strides != slot.strides:
         raise GuardMiss(f"a result changed shape or layout at {where}")
     slot.take(array)
 
 
-def _take_part(view: _SlotView, result, where: str) -> None:
+def _take_part(view: _SlotView, result, where) -> None:
     """A result that is a part of a fresh block (one of several the call returns): the slot takes the
     block (once), and the part must lie where the capture's did."""
     block = root(result) if isinstance(result, np.ndarray) else None

@@ -86,7 +86,7 @@ def user_site(depth: int = 1) -> str:
     frame = sys._getframe(depth)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
-    return "<unknown>" if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    return "<unknown>" if frame is None else sys.intern(f"{frame.f_code.co_filename}:{frame.f_lineno}")
 
 
 def _op_site(depth: int = 1) -> str:
@@ -95,7 +95,7 @@ def _op_site(depth: int = 1) -> str:
     while frame is not None:
         name = frame.f_code.co_filename
         if name.startswith(_PACKAGE) and not name.startswith(_SELF_DIR):
-            return f"{os.path.relpath(name, os.path.dirname(_PACKAGE))}:{frame.f_code.co_name}"
+            return sys.intern(f"{os.path.relpath(name, os.path.dirname(_PACKAGE))}:{frame.f_code.co_name}")
         if not name.startswith(_PACKAGE):
             return "user code"
         frame = frame.f_back
@@ -142,6 +142,9 @@ class Instr:
         self.op = _op_site()
         self.site = user_site()
 
+    def __str__(self) -> str:
+        return f"{self.name} at {self.site}"
+
 
 class _Same:
     """An output slot the replay only checks: a view of an input (``value`` None) or a non-array value
@@ -176,9 +179,10 @@ def _fresh_outputs(result, inputs: list):
     return None, result
 
 
-def _copy_into(result, outs, where: str) -> None:
+def _copy_into(result, outs, where) -> None:
     """Copy a replayed call's fresh results into the program's buffers; shapes, structure and the
-    non-array values must be those of the capture."""
+    non-array values must be those of the capture. ``where``: the instruction (its text names it in a
+    miss's message)."""
     if outs is None:
         return
     if type(outs) is _Same:
@@ -256,9 +260,10 @@ class Tracer:
         self.add(Instr("ufunc", fn, args, kw, None, reads, self._roots(_arrays_in(outs, [])), ufunc.__name__))
         return given
 
-    def call(self, fn, args, kwargs, name: str = "", writes_args: bool = False):
+    def call(self, fn, args, kwargs, name: str = "", writes_args: bool = False, whole: bool = False):
         """Run ``fn`` on plain arrays and log it: in place (None result or ``out=``), a view (nothing to
-        log), a value (a guard), or fresh arrays (copied into buffers at replay)."""
+        log, unless ``whole``: its own value tests must run at replay), a value (a guard), or fresh arrays
+        (copied into buffers at replay). ``writes_args``: every array argument counts as written."""
         p_args = plain(args)
         p_kwargs = {k: plain(v) for k, v in kwargs.items()}
         self.paused += 1
@@ -276,7 +281,7 @@ class Tracer:
         if isinstance(result, (bool, int, float, complex, str, bytes)) and not isinstance(result, np.generic):
             return self.value(result, lambda: fn(*p_args, **p_kwargs), name, reads=reads)
         outs, given = _fresh_outputs(result, inputs)
-        if outs is None and not writes_args:
+        if outs is None and not (writes_args or whole):
             return given  # a view of an input: the buffers it looks into are fixed
         self._made(outs)
         writes = self._roots(_arrays_in(outs, []) + (inputs if writes_args else []))
@@ -547,17 +552,36 @@ TracedNumpy.full = staticmethod(_full)
 TRACED_NUMPY = TracedNumpy()
 
 
-def opaque(fn, numpy_below: int = 0):
+def opaque(fn, numpy_below: int = 0, pure: bool = False):
     """``fn`` (a backend function: a compiled kernel and its numpy twin) as one instruction while a capture
     runs: it is called on plain arrays, so the capture takes exactly eager's path (kernels test for plain
     ndarrays), and replayed whole, its own value tests included. Its fresh results are written into the
     program's buffers (through ``out=`` when it takes one). A kernel function that computes arrays under
     ``numpy_below`` elements with numpy's ufuncs is traced through instead (its ufunc calls are cheaper
-    to replay than it is)."""
+    to replay than it is). ``pure``: it writes nothing but its results and ``out`` (else every array
+    argument counts as written); the capture checks that on its arguments' bytes."""
     params = inspect.signature(fn).parameters
     out_param = params.get("out")
     takes_out = out_param is not None and out_param.default is None  # an optional output buffer
     out_index = list(params).index("out") if takes_out else None
+
+    def logged(t, args, kwargs):
+        if takes_out and len(args) == out_index + 1:  # ``out`` by keyword: the call logs it as what is written
+            args, kwargs = args[:out_index], dict(kwargs, out=args[out_index])
+        if not pure or takes_out and len(args) > out_index:  # (an ``out`` followed by positional arguments)
+            return t.call(fn, args, kwargs, fn.__name__, writes_args=True)
+        out = kwargs.get("out")
+        arrays = [a for a in _arrays_in((plain(args), {k: plain(v) for k, v in kwargs.items() if k != "out"}), [])
+                  if out is None or not np.may_share_memory(a, plain(out))]
+        before = [a.tobytes() for a in arrays]
+        result = t.call(fn, args, kwargs, fn.__name__, whole=True)
+        instr = t.instrs[-1] if t.instrs else None
+        # Every argument counts as written when the call did write one (not as declared), or when it made
+        # no array (a view, or values): that keeps it, with its own value tests, in the program.
+        if instr is not None and instr.kind == "call" and instr.fn is fn and (
+                not instr.writes or any(a.tobytes() != b for a, b in zip(arrays, before))):
+            instr.writes = tuple({id(r): r for r in instr.writes + t._roots(arrays)}.values())
+        return result
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -567,14 +591,13 @@ def opaque(fn, numpy_below: int = 0):
         if not _has_traced(args) and not _has_traced(kwargs) or args and getattr(args[0], "size", 0) < numpy_below:
             return fn(*args, **kwargs)
         given_out = kwargs.get("out", args[out_index] if takes_out and len(args) > out_index else None)
+        result = logged(t, args, kwargs)
         if takes_out and given_out is None:
-            result = t.call(fn, args, kwargs, fn.__name__, writes_args=True)
             instr = t.instrs[-1]
             if instr.fn is fn and isinstance(instr.outs, np.ndarray):  # replay straight into the buffer
                 instr.kwargs = dict(instr.kwargs, out=instr.outs)
                 instr.outs = None
-            return result
-        return t.call(fn, args, kwargs, fn.__name__, writes_args=True)
+        return result
 
     run.__wrapped_opaque__ = fn
     return run

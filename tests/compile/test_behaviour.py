@@ -250,9 +250,16 @@ def test_replaced_parameter_array_is_caught_by_the_identity_guard():
     assert any("replaced" in m for m in f.misses), f.explain()
 
 
-def test_replaced_gradient_array_is_caught_by_the_identity_guard():
-    """A step without zero_grad adds to the gradients in place: the program reads them, so a gradient
-    replaced between calls is a miss, and that call (eager) adds to the new gradient."""
+@pytest.mark.parametrize("fuse", [False, "exact"])
+def test_gradient_replaced_between_calls_is_read_or_caught(fuse):
+    """A step without zero_grad adds to the gradients in place. Unfused, the program reads them from
+    ``.grad`` at each replay (its own gradients are new arrays each replay), so a gradient replaced between
+    calls is simply added to; fused, kernels hold the arrays' addresses, so the replaced array is a miss
+    of the identity guard and that call (eager) adds to the new gradient. Either way, eager's results."""
+    from chainrule.compiler import fusion
+
+    if fuse and not fusion.available():
+        pytest.skip("fusion needs numba and the compiled kernels")
     model = nn.Linear(12, 5)
     twin = nn.Linear(12, 5)
     twin.load_state_dict(model.state_dict())
@@ -260,18 +267,24 @@ def test_replaced_gradient_array_is_caught_by_the_identity_guard():
     def accumulate(net, x, y):
         F.cross_entropy(net(x), y).backward()
 
-    f = compile(lambda x, y: accumulate(model, x, y))
+    f = compile(lambda x, y: accumulate(model, x, y), fuse=fuse)
     batches = _batches(6)
     for x, y in batches[:4]:
         f(x, y)
         accumulate(twin, x, y)
-    assert any(of_grad for _, of_grad, _ in next(v for v in f.variants.values() if v.program).identity)
+    program = next(v for v in f.variants.values() if v.program)
+    guarded = any(of_grad for _, of_grad, _ in program.identity)
+    assert guarded == bool(fuse) and (not program.program.bound_grads) == bool(fuse), f.explain()
+    replays = program.replays
     for net in (model, twin):
         net.weight.grad = cr.tensor(net.weight.grad._data * 0.5)
     for x, y in batches[4:]:
         f(x, y)
         accumulate(twin, x, y)
-    assert any("gradient" in m and "replaced" in m for m in f.misses), f.explain()
+    missed = any("gradient" in m and "replaced" in m for m in f.misses)
+    assert missed == bool(fuse), f.explain()
+    if not fuse:
+        assert program.replays == replays + 2, f.explain()
     for p, q in zip(model.parameters(), twin.parameters()):
         assert p.grad._data.tobytes() == q.grad._data.tobytes()
 
