@@ -27,15 +27,21 @@ learning rate a scheduler changes, or Adam's bias correction, is read at replay)
 generator are instructions that draw from the live generator in eager's order.
 
 The program (``explain()`` prints it) is a list of instructions, each ``fn(*args, **kwargs)`` with
-``args`` holding numpy arrays (fixed buffers: state arrays read live, buffers the program writes, folded
-constants) and Python constants; kinds: ``ufunc`` (a numpy ufunc or ufunc method, writing ``out=``;
-unfused, a large result may instead be taken as it comes, where that plan needs less memory),
-``call`` (any function; fresh results copied into its ``outs`` buffers, or, from 64 KiB, taken as
-they come and dropped after their last use, as eager does), ``fill`` (an array creation),
-``rng`` (a generator draw), ``guard`` (a value chainrule's code read during the capture, re-read and
-compared: a different value abandons the replay, undoes it and runs the step eagerly), ``host`` (an
-optimizer or scheduler step), ``grad`` (``tensor.grad = buffer``). Each carries the op and the user's
+``args`` holding numpy arrays and Python constants; kinds: ``ufunc`` (a numpy ufunc or ufunc method),
+``call`` (any function; its fresh results taken as they come, or copied into buffers), ``fill`` (an array
+creation), ``rng`` (a generator draw), ``guard`` (a value chainrule's code read during the capture,
+re-read and compared: a different value abandons the replay, undoes it and runs the step eagerly; guards
+are moved up to where what they read is ready, so most run before the replay changes anything), ``host``
+(an optimizer or scheduler step), ``grad`` (``tensor.grad = ...``). Each carries the op and the user's
 line that produced it. The list is :attr:`Program.instrs` of a variant (``compiled.variants``).
+
+Memory, as eager: unfused, every buffer of ``program.PER_REPLAY_BYTES`` (4 KiB) or more is made per
+replay (taken from the call that makes it, or allocated just before its first use) and dropped after
+its last use; gradients that large are new arrays each replay, handed to ``.grad`` as eager's backward
+does (a gradient kept from an earlier step keeps its values); gradients a step adds to (no zero_grad) are
+read from ``.grad``, and arguments the program only reads are used in place. Smaller buffers share one
+arena the program keeps, so a small gradient kept from an earlier step is rewritten by the next replay:
+copy a gradient you keep. Fused programs keep every buffer (their kernels hold addresses).
 
 Python side effects (printing a string, appending to a list, counters) run only on calls 1-3: what is
 replayed is array work. Python numbers computed inside the function are frozen at the capture; call 3

@@ -492,7 +492,8 @@ def _adoptable(instrs: list[Instr], created: set, pinned: set, ufuncs: bool = Fa
                 by_root.setdefault(id(root(a)), []).append(a)
             for key, views in by_root.items():
                 r = root(views[0])
-                if key in created and key not in pinned and key not in seen and r.nbytes >= least:
+                # (0-d results are not: a call that made one returns a numpy scalar at replay)
+                if key in created and key not in pinned and key not in seen and r.nbytes >= least and r.ndim:
                     held = _held_array(views, r)
                     if held is not None:
                         adopted[key] = held
@@ -562,10 +563,11 @@ class _Slot:
     replay): a result taken as a call returns it, an array made before its first write (``allocate``),
     or a gradient read from ``.grad`` (``bind``)."""
 
-    __slots__ = ("value", "flat", "shape", "dtype", "strides", "array", "c_order", "nbytes", "poisoning")
+    __slots__ = ("value", "flat", "shape", "dtype", "strides", "array", "c_order", "nbytes", "poisoning", "adopts")
 
-    def __init__(self, array, poisoning=(False,)):
+    def __init__(self, array, poisoning=(False,), adopts: bool = False):
         self.value = self.flat = None
+        self.adopts = adopts  # it takes a call's result as it comes (else results are copied into it)
         self.array = array  # the capture's: views are placed relative to it
         self.shape, self.dtype, self.strides = _layout(array)
         self.c_order, self.nbytes, self.poisoning = array.flags.c_contiguous, array.nbytes, poisoning
@@ -673,7 +675,7 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
     if not (adopted or allocated or bound or inputs):
         return instrs, [_step(i) for i in instrs]
     slots = dict(inputs)
-    slots.update((k, _Slot(a)) for k, a in adopted.items())
+    slots.update((k, _Slot(a, adopts=True)) for k, a in adopted.items())
     slots.update((k, _Slot(r, poisoning)) for k, r in allocated.items())
     slots.update((k, _Slot(a)) for k, (_t, a) in bound.items())
     memo: dict = {}
@@ -760,7 +762,9 @@ def _release(*slots) -> None:
 def _adopt_into(result, outs, where) -> None:
     """As :func:`_copy_into`, except that an adopted result is taken into its slot as it is."""
     if type(outs) is _SlotView:
-        if outs.whole:
+        if not outs.slot.adopts:
+            _copy_into(result, outs.get(), where)
+        elif outs.whole:
             _take(outs.slot, result, where)
         else:
             _take_part(outs, result, where)

@@ -16,6 +16,8 @@ import chainrule.nn.functional as F
 from chainrule.compiler import CompileError, compile, disable
 from tests.compile.helpers import assert_same_history, run, standard_step
 
+pytestmark = pytest.mark.usefixtures("buffer_plans")
+
 
 def _batches(n, batch=8, width=12, classes=5, seed=0):
     rng = np.random.default_rng(seed)

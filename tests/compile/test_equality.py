@@ -11,6 +11,8 @@ import chainrule.nn.functional as F
 from bench import workloads as bench_workloads
 from tests.compile.helpers import assert_same_history, run, standard_step
 
+pytestmark = pytest.mark.usefixtures("buffer_plans")
+
 STEPS = 50
 
 
