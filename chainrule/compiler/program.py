@@ -297,18 +297,20 @@ def _moved_roots(roots: tuple, home: dict) -> tuple:
 
 
 def _moved(x, home: dict, memo: dict):
-    """``x`` with every array whose root moved rebuilt as the same view of its new memory (lists and
-    tuples rebuilt once each, so that one list shared by two instructions stays shared)."""
+    """``x`` with every array whose root moved rebuilt as the same view of its new memory (one view object
+    for each place and layout: the capture made a view per use; lists and tuples rebuilt once each, so
+    that one list shared by two instructions stays shared)."""
     if isinstance(x, np.ndarray):
         r = root(x)
         place = home.get(id(r))
         if place is None:
             return x
-        if id(x) not in memo:
-            buf, base = place
-            offset = base + x.__array_interface__["data"][0] - r.__array_interface__["data"][0]
-            memo[id(x)] = (np.ndarray(x.shape, x.dtype, buffer=buf, offset=offset, strides=x.strides), x)
-        return memo[id(x)][0]
+        buf, base = place
+        offset = base + x.__array_interface__["data"][0] - r.__array_interface__["data"][0]
+        key = (offset, x.shape, x.strides, x.dtype)
+        if key not in memo:
+            memo[key] = (np.ndarray(x.shape, x.dtype, buffer=buf, offset=offset, strides=x.strides), x)
+        return memo[key][0]
     if type(x) in (list, tuple):
         if id(x) not in memo:
             memo[id(x)] = (type(x)(_moved(v, home, memo) for v in x), x)
@@ -684,18 +686,20 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
     templated = []
     for i, instr in enumerate(instrs):
         if instr.kind in ("ufunc", "call", "fill", "rng"):
-            used = [id(root(a)) for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])]
-            instr = _copy_instr(instr)
-            instr.args, instr.kwargs, instr.outs = (_templated(x, slots, memo) for x in (instr.args, instr.kwargs, instr.outs))
+            used = [k for k in (id(root(a)) for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])) if k in slots]
+            if used:
+                instr = _copy_instr(instr)
+                instr.args, instr.kwargs, instr.outs = (_templated(x, slots, memo)
+                                                        for x in (instr.args, instr.kwargs, instr.outs))
         elif instr.kind == "grad":
-            used = [id(r) for r in instr.reads]
-            instr = _fresh_gradients(instr, slots, memo)
+            used = [id(r) for r in instr.reads if id(r) in slots]
+            if used:
+                instr = _fresh_gradients(instr, slots, memo)
         else:
             used = []
         for k in used:
-            if k in slots:
-                first_use.setdefault(k, i)
-                last_use[k] = i
+            first_use.setdefault(k, i)
+            last_use[k] = i
         if used:
             instr.reads, instr.writes = _unslotted(instr.reads, slots), _unslotted(instr.writes, slots)
         templated.append(instr)
