@@ -292,8 +292,10 @@ class Compiled:
                 p = v.program
                 lines.append(f"  guards: {len(v.identity)} state arrays by identity, "
                              f"{sum(i.kind == 'guard' for i in p.instrs)} values read by chainrule")
-                lines.append(f"  program: {len(p.instrs)} instructions (from {p.source_count} traced), "
-                             f"{len(p.internal)} buffers, {p.nbytes / 2**20:.2f} MiB")
+                lines.append(f"  program: {len(p.instrs)} instructions (from {p.source_count} traced); buffers: "
+                             f"{p.per_replay} made per replay, {len(p.internal)} kept ({p.nbytes / 2**20:.2f} MiB); "
+                             f"{len(p.bound_grads)} gradients read from .grad, {len(p.bound_inputs)} arguments "
+                             "used in place")
                 lines.extend("    " + line for line in p.source().splitlines())
         return "\n".join(lines)
 

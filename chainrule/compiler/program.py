@@ -50,6 +50,7 @@ class Program:
         self.fused = sum(instr.kind == "fused" for instr in kept)
         self.guard_safety = _guard_safety(kept, created, self.bound_grads)
         per_replay = set(adopted) | set(allocated)
+        self.per_replay = len(per_replay)
         self.unplanned_bytes = sum(b.nbytes for b in _internal_buffers(kept, created, constants))
         kept, planned = _plan_buffers(kept, created, _ids(constants), _ids(live_roots) | per_replay)
         self.constants = constants
@@ -57,6 +58,9 @@ class Program:
         self._poisoning = [False]  # whether buffers made at replay are poisoned too (verification)
         self.instrs, self.steps = _steps_with_slots(kept, adopted, allocated, self.bound_grads, self.bound_inputs,
                                                     self._poisoning)
+        for k, slot in self.bound_inputs.items():  # explain() names an argument read in place as its buffer was
+            if k in names:
+                names[id(slot)] = names[k]
 
     def run(self) -> None:
         # A loop over (fn, args) pairs: generated straight-line code with everything bound as default
@@ -821,6 +825,11 @@ def _describe(instr: Instr, names: dict) -> str:
             if label is None:
                 label = names[id(r)] = f"t{len(names)}"
             return label if x is r else f"{label}<view {x.shape}>"
+        if type(x) is _SlotView:  # a buffer made per replay (or an argument, or a gradient, read in place)
+            label = names.get(id(x.slot))
+            if label is None:
+                label = names[id(x.slot)] = f"t{len(names)}"
+            return label if x.whole else f"{label}<view {x.shape}>"
         if type(x) in (tuple, list):
             return "(" + ", ".join(name(v) for v in x) + ")"
         text = repr(x)

@@ -57,6 +57,8 @@ def test_each_replay_hands_out_new_gradients_and_leaves_old_ones_alone():
         assert (grad._data.tobytes() == values.tobytes()) == made_anew
     program = variant.program  # it holds only the small buffers (biases' gradients, row statistics)
     assert program.nbytes < program.unplanned_bytes / 20, (program.nbytes, program.unplanned_bytes)
+    assert f"buffers: {program.per_replay} made per replay" in step.explain() and program.per_replay >= 10
+    assert "t9 = np.matmul(in0, " in step.explain()  # per-replay buffers and the argument named in the listing
 
 
 def _conv_case():
