@@ -28,7 +28,8 @@ class Program:
         self.names = names
         folded, constants = _fold_constants(instrs, created)
         kept = _sink_gradient_sets(_hoist_guards(_eliminate_dead(folded, created, live_roots)))
-        pinned = _ids(constants) | _ids(live_roots) | _held_outside(kept)
+        held = _held_outside(kept)
+        pinned = _ids(constants) | _ids(live_roots) | held
         # Unfused, every buffer of PER_REPLAY_BYTES or more is made when first written and dropped after its
         # last use, each replay, as eager does (gradients handed to .grad). Fused kernels hold addresses.
         fresh = {} if fuse else _per_replay_roots(kept, created, pinned)
@@ -41,12 +42,7 @@ class Program:
             adopted = _adoptable(kept, created, pinned, ufuncs=True, least=PER_REPLAY_BYTES)
             kept = _fresh_ufuncs(kept, adopted)
             allocated = {k: r for k, r in fresh.items() if k not in adopted}
-            touched = {id(root(a)) for instr in kept for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])}
-            self.bound_grads = {k: (t, a) for k, (t, a) in (entry_grads or {}).items()
-                                if k in touched and k not in pinned and _dense(a)}
-            written = {id(w) for instr in kept for w in instr.writes}
-            self.bound_inputs = {id(b): _Slot(b) for b in inputs if id(b) in touched and id(b) not in written
-                                 and id(b) not in _ids(outputs) | _held_outside(kept) and _dense(b)}
+            self.bound_grads, self.bound_inputs = _read_in_place(kept, entry_grads or {}, inputs, _ids(outputs) | held)
         self.fused = sum(instr.kind == "fused" for instr in kept)
         self.guard_safety = _guard_safety(kept, created, self.bound_grads)
         per_replay = set(adopted) | set(allocated)
@@ -112,6 +108,19 @@ def _held_outside(instrs: list[Instr]) -> set:
         elif instr.kind == "grad" and any(type(s) is not GradSetter for _, _, s in _pairs(instr)):
             held.update(_ids(instr.reads))
     return held
+
+
+def _read_in_place(instrs: list[Instr], entry_grads: dict, inputs: list, held: set) -> tuple[dict, dict]:
+    """What an unfused replay reads where it finds it instead of from the capture's arrays: the gradients a
+    step adds to, from ``.grad`` (id -> (tensor, array)), and the arguments it only reads (id of the
+    buffer -> its slot, filled by the replay). Each must be dense, touched by a replayed call, and not
+    ``held`` by anything else (a guard's re-read, an output)."""
+    touched = {id(root(a)) for instr in instrs for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])}
+    written = {id(w) for instr in instrs for w in instr.writes}
+    grads = {k: (t, a) for k, (t, a) in entry_grads.items() if k in touched and k not in held and _dense(a)}
+    arguments = {id(b): _Slot(b) for b in inputs
+                 if id(b) in touched and id(b) not in written and id(b) not in held and _dense(b)}
+    return grads, arguments
 
 
 def _ids_set_as_grads(instrs: list[Instr]) -> set:
