@@ -13,8 +13,8 @@ from chainrule.tensor import STATE_EPOCH, wrap
 
 
 class Program:
-    """``steps``: the replayed calls in order. ``externals``: the roots of state and input arrays,
-    which the program reads live. ``internal``: the buffers it computes (poisoned by verification)."""
+    """``steps``: the replayed calls in order. ``internal``: the buffers it keeps between replays (poisoned by
+    verification; buffers made per replay are poisoned as they are made). State arrays are read live."""
 
     def __init__(self, instrs: list[Instr], created: set, outputs: list, inputs: list, names: dict,
                  fuse: str | None = None, entry_grads: dict | None = None):
