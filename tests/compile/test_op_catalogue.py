@@ -16,6 +16,8 @@ from chainrule.compiler import compile
 from tests.compile.helpers import bitwise_equal
 from tests.ops.op_cases import CASES
 
+pytestmark = pytest.mark.usefixtures("buffer_plans")
+
 CALLS = 6
 # Ops whose replay the call-3 verification finds different from eager: something in them escapes the
 # tracer (run eagerly, with the warning). Each is a gap to close, listed so that a new one fails.
