@@ -589,7 +589,12 @@ class _Slot:
 
     def take(self, array) -> None:
         self.value = array
-        self.flat = array.ravel(order="K")  # its memory as one run (a view: these arrays are dense)
+        self.flat = None  # its memory as one run, made when a part of it is first asked for
+
+    def run_of_memory(self):
+        if self.flat is None:
+            self.flat = self.value.ravel(order="K")  # a view: these arrays are dense
+        return self.flat
 
     def allocate(self) -> None:
         """A new buffer laid out as the capture's (what eager's call would have made at this point)."""
@@ -636,7 +641,8 @@ class _SlotView:
     def get(self):
         if self.whole:
             return self.slot.value
-        return np.ndarray(self.shape, self.dtype, buffer=self.slot.flat, offset=self.offset, strides=self.strides)
+        return np.ndarray(self.shape, self.dtype, buffer=self.slot.run_of_memory(), offset=self.offset,
+                          strides=self.strides)
 
     def __repr__(self) -> str:
         return f"<result{list(self.shape)}>"
@@ -758,17 +764,46 @@ def _fresh_gradients(instr: Instr, slots: dict, memo: dict) -> Instr:
 
 
 class _Slotted:
-    """A replayed call whose arguments or results go through slots (resolved at each call)."""
+    """A replayed call whose arguments or results go through slots (resolved at each call). The common
+    shapes (slot views among the positional arguments and in ``out=``, a result taken whole) take a direct
+    path; others are resolved by walking the arguments (bench/ANALYSIS.md has what each costs)."""
 
-    __slots__ = ("fn", "args", "kwargs", "outs", "instr")
+    __slots__ = ("fn", "args", "kwargs", "outs", "instr", "arg_views", "out_views", "taken")
 
     def __init__(self, instr: Instr):
         self.fn, self.args, self.kwargs, self.outs, self.instr = instr.fn, instr.args, instr.kwargs, instr.outs, instr
+        self.arg_views = self.out_views = self.taken = None
+        nested = any(type(a) is not _SlotView and _has_slots(a) for a in instr.args)
+        out = instr.kwargs.get("out")
+        kwargs_plain = set(instr.kwargs) <= {"out"} and (out is None or type(out) is tuple and not any(
+            type(o) is not _SlotView and _has_slots(o) for o in out))
+        if nested or not kwargs_plain:
+            return  # the general path
+        self.args = list(instr.args)
+        self.arg_views = tuple((i, a) for i, a in enumerate(instr.args) if type(a) is _SlotView)
+        if out is not None and _has_slots(out):
+            self.out_views = out
+        outs = instr.outs
+        if type(outs) is _SlotView and outs.whole and outs.slot.adopts:
+            self.taken = outs
 
     def __call__(self) -> None:
-        result = self.fn(*_resolved(self.args), **_resolved(self.kwargs))
-        if self.outs is not None:
-            _adopt_into(result, self.outs, self.instr)  # (the instruction says where, in a miss's message)
+        if self.arg_views is None:
+            result = self.fn(*_resolved(self.args), **_resolved(self.kwargs))
+            if self.outs is not None:
+                _adopt_into(result, self.outs, self.instr)  # (the instruction says where, in a miss's message)
+            return
+        args = self.args.copy()  # a new list each call: the arrays are not held past the call
+        for i, view in self.arg_views:
+            args[i] = view.get()
+        if self.out_views is not None:
+            result = self.fn(*args, out=tuple([o.get() if type(o) is _SlotView else o for o in self.out_views]))
+        else:
+            result = self.fn(*args, **self.kwargs)
+        if self.taken is not None:
+            _take(self.taken.slot, result, self.instr)
+        elif self.outs is not None:
+            _adopt_into(result, self.outs, self.instr)
 
 
 def _release(*slots) -> None:
