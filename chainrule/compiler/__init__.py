@@ -39,7 +39,7 @@ Memory, as eager: unfused, every buffer of ``program.PER_REPLAY_BYTES`` (4 KiB) 
 replay (taken from the call that makes it, or allocated just before its first use) and dropped after
 its last use; gradients that large are new arrays each replay, handed to ``.grad`` as eager's backward
 does (a gradient kept from an earlier step keeps its values); gradients a step adds to (no zero_grad) are
-read from ``.grad``, and arguments the program only reads are used in place. Smaller buffers share one
+read from ``.grad``, and arguments that large the program only reads are used in place. Smaller buffers share one
 arena the program keeps, so a small gradient kept from an earlier step is rewritten by the next replay:
 copy a gradient you keep. Fused programs keep every buffer (their kernels hold addresses).
 

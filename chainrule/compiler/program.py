@@ -112,14 +112,15 @@ def _held_outside(instrs: list[Instr]) -> set:
 
 def _read_in_place(instrs: list[Instr], entry_grads: dict, inputs: list, held: set) -> tuple[dict, dict]:
     """What an unfused replay reads where it finds it instead of from the capture's arrays: the gradients a
-    step adds to, from ``.grad`` (id -> (tensor, array)), and the arguments it only reads (id of the
-    buffer -> its slot, filled by the replay). Each must be dense, touched by a replayed call, and not
-    ``held`` by anything else (a guard's re-read, an output)."""
+    step adds to, from ``.grad`` (id -> (tensor, array)), and the arguments of PER_REPLAY_BYTES or more it
+    only reads (id of the buffer -> its slot, filled by the replay; a smaller one is cheaper to copy than
+    to pass through a slot). Each must be dense, touched by a replayed call, and not ``held`` by anything
+    else (a guard's re-read, an output)."""
     touched = {id(root(a)) for instr in instrs for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])}
     written = {id(w) for instr in instrs for w in instr.writes}
     grads = {k: (t, a) for k, (t, a) in entry_grads.items() if k in touched and k not in held and _dense(a)}
-    arguments = {id(b): _Slot(b) for b in inputs
-                 if id(b) in touched and id(b) not in written and id(b) not in held and _dense(b)}
+    arguments = {id(b): _Slot(b) for b in inputs if b.nbytes >= PER_REPLAY_BYTES and id(b) in touched
+                 and id(b) not in written and id(b) not in held and _dense(b)}
     return grads, arguments
 
 
