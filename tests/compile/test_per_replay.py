@@ -73,26 +73,29 @@ def _conv_case():
 
 
 def _footprint(compiled: bool) -> tuple[int, int]:
-    """Bytes held between steps and the peak of one steady step, counted from before the model is built."""
+    """Bytes the run holds between steps (what deleting its model, optimizer and step function frees: not
+    the interpreter's tables that grew meanwhile) and that plus the rise during one more steady step."""
     build, (x, y) = _conv_case()
     gc.collect()
     tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
         model, opt, extra = build()
         step = lambda x, y: standard_step(model, opt, extra, x, y)  # noqa: E731
         if compiled:
             step = compile(step)
         for _ in range(6):
             step(x, y)
-        gc.collect()
-        held = tracemalloc.get_traced_memory()[0] - before
-        tracemalloc.reset_peak()
-        step(x, y)
-        peak = tracemalloc.get_traced_memory()[1] - before
         if compiled:
             assert any(v.replays for v in step.variants.values()), step.explain()
-        return held, peak
+        gc.collect()
+        steady = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        step(x, y)
+        rise = tracemalloc.get_traced_memory()[1] - steady
+        del model, opt, extra, step
+        gc.collect()
+        held = steady - tracemalloc.get_traced_memory()[0]
+        return held, held + rise
     finally:
         tracemalloc.stop()
 
