@@ -107,7 +107,7 @@ def test_compiled_step_holds_what_eager_holds_between_steps():
     _footprint(True)  # the compiler's modules imported, so that neither side counts them
     eager_held, eager_peak = _footprint(False)
     held, peak = _footprint(True)
-    assert eager_peak > 4 * 2**20  # the step's arrays are large against the margins below
+    assert eager_peak > 3 * 2**20  # the step's arrays are large against the margins below
     assert held <= eager_held + 2**18, (held, eager_held)
     assert peak <= eager_peak + 2**18, (peak, eager_peak)
 
