@@ -72,6 +72,10 @@ def _conv_case():
     return build, batch
 
 
+def _step_of(model, opt, extra):
+    return lambda x, y: standard_step(model, opt, extra, x, y)
+
+
 def _footprint(compiled: bool) -> tuple[int, int]:
     """Bytes the run holds between steps (what deleting its model, optimizer and step function frees: not
     the interpreter's tables that grew meanwhile) and that plus the rise during one more steady step."""
@@ -80,7 +84,7 @@ def _footprint(compiled: bool) -> tuple[int, int]:
     tracemalloc.start()
     try:
         model, opt, extra = build()
-        step = lambda x, y: standard_step(model, opt, extra, x, y)  # noqa: E731
+        step = _step_of(model, opt, extra)
         if compiled:
             step = compile(step)
         for _ in range(6):
