@@ -655,15 +655,18 @@ class _SlotView:
 
 
 def _templated(x, slots: dict, memo: dict):
-    """``x`` with every view of an adopted array replaced by a :class:`_SlotView`."""
+    """``x`` with every view of a slot's array replaced by a :class:`_SlotView` (one for each place and
+    layout: the capture made a view per use)."""
     if isinstance(x, np.ndarray):
         r = root(x)
         slot = slots.get(id(r))
         if slot is None:
             return x
-        if id(x) not in memo:
-            memo[id(x)] = (_SlotView(slot, x, slot.array), x)
-        return memo[id(x)][0]
+        offset = x.__array_interface__["data"][0] - slot.array.__array_interface__["data"][0]
+        key = (id(slot), offset, x.shape, x.strides, x.dtype)
+        if key not in memo:
+            memo[key] = _SlotView(slot, x, slot.array)
+        return memo[key]
     if type(x) in (list, tuple):
         return type(x)(_templated(v, slots, memo) for v in x)
     if type(x) is dict:
@@ -785,7 +788,6 @@ class _Slotted:
             type(o) is not _SlotView and _has_slots(o) for o in out))
         if nested or not kwargs_plain:
             return  # the general path
-        self.args = list(instr.args)
         self.arg_views = tuple((i, a) for i, a in enumerate(instr.args) if type(a) is _SlotView)
         if out is not None and _has_slots(out):
             self.out_views = out
@@ -799,7 +801,7 @@ class _Slotted:
             if self.outs is not None:
                 _adopt_into(result, self.outs, self.instr)  # (the instruction says where, in a miss's message)
             return
-        args = self.args.copy()  # a new list each call: the arrays are not held past the call
+        args = list(self.args)  # a new list each call: the arrays are not held past the call
         for i, view in self.arg_views:
             args[i] = view.get()
         if self.out_views is not None:
