@@ -439,15 +439,13 @@ class GradSetter:
 
 
 class FreshGradSetter:
-    """``t.grad = value`` for a gradient the replay makes anew each time (``view``: where it is then)."""
+    """``t.grad = value`` for a gradient the replay makes anew each time (``view``: where it is then); set,
+    with the others of its run, by :func:`_set_gradients`."""
 
     __slots__ = ("tensor", "view")
 
     def __init__(self, t, view):
         self.tensor, self.view = t, view
-
-    def __call__(self) -> None:
-        self.tensor.grad = wrap(self.view.get())
 
 
 def _set_gradients(pairs: tuple):
@@ -612,11 +610,15 @@ class _Slot:
             _poison(array)
         self.take(array)
 
+    def fits(self, array) -> bool:
+        """Whether ``array`` is laid out as the capture's (its views can be placed on it)."""
+        return isinstance(array, np.ndarray) and array.shape == self.shape and array.dtype == self.dtype \
+            and array.strides == self.strides
+
     def take_input(self, array) -> None:
         """An argument's array: itself when laid out as at the capture (the program only reads it), else a
         copy laid out so."""
-        if type(array) is np.ndarray and array.shape == self.shape and array.dtype == self.dtype \
-                and array.strides == self.strides:
+        if type(array) is np.ndarray and self.fits(array):
             self.take(array)
         else:
             self.allocate()
@@ -626,8 +628,7 @@ class _Slot:
         """The gradient ``tensor`` holds now, which the program adds to in place."""
         grad = tensor._grad
         array = None if grad is None else grad._data
-        if type(array) is not np.ndarray or array.shape != self.shape or array.dtype != self.dtype \
-                or array.strides != self.strides:
+        if type(array) is not np.ndarray or not self.fits(array):
             raise GuardMiss(f"the gradient of a state tensor of shape {tuple(tensor.shape)} is not laid out as at "
                             "the capture")
         self.take(array)
@@ -839,8 +840,7 @@ def _adopt_into(result, outs, where) -> None:
 
 
 def _take(slot: _Slot, array, where) -> None:
-    if not isinstance(array, np.ndarray) or array.shape != slot.shape or array.dtype != slot.dtype \
-            or array.strides != slot.strides:
+    if not slot.fits(array):
         raise GuardMiss(f"a result changed shape or layout at {where}")
     slot.take(array)
 
