@@ -35,13 +35,14 @@ are moved up to where what they read is ready, so most run before the replay cha
 (an optimizer or scheduler step), ``grad`` (``tensor.grad = ...``). Each carries the op and the user's
 line that produced it. The list is :attr:`Program.instrs` of a variant (``compiled.variants``).
 
-Memory, as eager: unfused, every buffer of ``program.PER_REPLAY_BYTES`` (4 KiB) or more is made per
+Memory, as eager: every buffer of ``program.PER_REPLAY_BYTES`` (4 KiB) or more is made per
 replay (taken from the call that makes it, or allocated just before its first use) and dropped after
 its last use; gradients that large are new arrays each replay, handed to ``.grad`` as eager's backward
 does (a gradient kept from an earlier step keeps its values); gradients a step adds to (no zero_grad) are
 read from ``.grad``, and arguments that large the program only reads are used in place. Smaller buffers share one
 arena the program keeps, so a small gradient kept from an earlier step is rewritten by the next replay:
-copy a gradient you keep. Fused programs keep every buffer (their kernels hold addresses).
+copy a gradient you keep. A fused kernel whose operands are made per replay gets their addresses at
+each call.
 
 Python side effects (printing a string, appending to a list, counters) run only on calls 1-3: what is
 replayed is array work. Python numbers computed inside the function are frozen at the capture; call 3

@@ -92,14 +92,13 @@ def available() -> bool:
     return kernels._STATE["wanted"] and importlib.util.find_spec("numba") is not None
 
 
-def fuse(instrs: list[Instr], created: set, live: set, unfusable: set, mode: str) -> list[Instr]:
+def fuse(instrs: list[Instr], created: set, live: set, mode: str) -> list[Instr]:
     """``instrs`` with each run of fusable elementwise calls replaced by one fused instruction.
     ``created``: ids of the roots the program makes; ``live``: ids of roots read after the program
-    (outputs, input buffers); ``unfusable``: ids of roots whose memory moves between replays (kernel
-    results taken as they come), which no fused call may touch."""
+    (outputs, input buffers)."""
     ops = EXACT_OPS if mode == "exact" else {**EXACT_OPS, **FAST_OPS}
     parts = [_elementwise(instr, ops) for instr in instrs]
-    runs = _runs(instrs, parts, unfusable)
+    runs = _runs(instrs, parts)
     if not runs:
         return instrs
     outside = _touched_outside(instrs, runs)
@@ -242,14 +241,12 @@ class _Run:
             return ("prefix", divisor)
         return None
 
-    def try_add(self, part: _Part, unfusable: set) -> bool:
+    def try_add(self, part: _Part) -> bool:
         out = part.out
         if out.shape != self.shape or self.index_of(out) != "full" and out.size > 1 or not _gapless(out):
             return False
         new: dict = {}
         for a in [x for x in part.operands if isinstance(x, np.ndarray)] + [out]:
-            if id(root(a)) in unfusable:
-                return False
             key = _key(a)
             if key in self.arrays or key in new:
                 continue
@@ -282,18 +279,18 @@ class _Run:
         return True
 
 
-def _runs(instrs: list[Instr], parts: list, unfusable: set) -> list:
+def _runs(instrs: list[Instr], parts: list) -> list:
     """(first index, end index, run) of each run of at least MIN_RUN consecutive fusable calls."""
     runs, run, start = [], None, 0
     for i, part in enumerate(parts):
-        if run is not None and part is not None and run.try_add(part, unfusable):
+        if run is not None and part is not None and run.try_add(part):
             continue
         if run is not None and len(run.parts) >= MIN_RUN:
             runs.append((start, i, run))
         run, start = None, i
         if part is not None:
             run = _Run(part)
-            if not run.try_add(part, unfusable):
+            if not run.try_add(part):
                 run = None
     if run is not None and len(run.parts) >= MIN_RUN:
         runs.append((start, len(parts), run))
@@ -553,7 +550,8 @@ class FusedChain:
     """The function of a fused instruction: the compiled loop, what it was generated from (``source``,
     ``parts``: one line per fused call) and how it indexes its operands. :meth:`step` makes the replayed
     call once the program's buffers are final: the entry with the address of one block of int64 slots
-    (the run's size, then per operand its period or divisor when broadcast, and its address)."""
+    (the run's size, then per operand its period or divisor when broadcast, and its address); with
+    :meth:`bind`, the addresses of operands made per replay are written into the block at each call."""
 
     def __init__(self, kernel: _Kernel, source: str, size: int, operands: list, parts: list, mode: str):
         self.kernel, self.source, self.size, self.operands = kernel, source, size, operands
@@ -561,17 +559,29 @@ class FusedChain:
         self.block = self.arrays = None
 
     def step(self, arrays: tuple):
-        slots = [self.size]
-        for a, (kind, dtype) in zip(arrays, self.operands):
-            if type(a) is not np.ndarray or a.dtype != dtype:  # the addresses below must be of these arrays
-                raise TypeError(f"fused kernel: an operand is now {type(a).__name__} {getattr(a, 'dtype', '')}")
+        """The replayed call over ``arrays``, whose addresses are taken now."""
+        entry, block, _ = self.bind(arrays)
+        return entry, (block.__array_interface__["data"][0],)
+
+    def bind(self, arrays: tuple, late=()):
+        """The entry, its block of slots for ``arrays``, and where in the block the addresses of the operands
+        numbered in ``late`` go (arrays made anew at each replay: the caller writes them before each call;
+        their entries in ``arrays`` are not read here)."""
+        slots, positions = [self.size], []
+        for k, (a, (kind, dtype)) in enumerate(zip(arrays, self.operands)):
             if kind not in ("full", "scalar"):
                 slots.append(kind[1])
+            if k in late:
+                positions.append(len(slots))
+                slots.append(0)
+                continue
+            if type(a) is not np.ndarray or a.dtype != dtype:  # the addresses below must be of these arrays
+                raise TypeError(f"fused kernel: an operand is now {type(a).__name__} {getattr(a, 'dtype', '')}")
             slots.append(a.__array_interface__["data"][0])
         self.block = np.array(slots, dtype=np.int64)
-        self.arrays = arrays  # the memory the addresses point into
+        self.arrays = tuple(a for k, a in enumerate(arrays) if k not in late)  # the memory the addresses point into
         entry = self.kernel.releasing_gil if self.size >= GIL_FREE_SIZE else self.kernel.holding_gil
-        return entry, (self.block.__array_interface__["data"][0],)
+        return entry, self.block, positions
 
     @property
     def __name__(self) -> str:

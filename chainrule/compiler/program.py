@@ -20,29 +20,26 @@ class Program:
                  fuse: str | None = None, entry_grads: dict | None = None):
         """``outputs``: the roots of the result's arrays; ``inputs``: the buffers the arguments were copied
         into for the capture; ``entry_grads``: id -> (tensor, array), for the gradient arrays the state
-        tensors held when the step was captured (a step that adds to them). Unfused, such gradients are
-        read from ``.grad`` and arguments the program only reads are used in place, each replay
+        tensors held when the step was captured (a step that adds to them). Such gradients are read from
+        ``.grad`` and arguments the program only reads are used in place, each replay
         (``bound_inputs``: id of the buffer -> its slot, which the replay fills)."""
         self.source_count = len(instrs)
         live_roots = outputs + inputs
         self.names = names
-        folded, constants = _fold_constants(instrs, created, None if fuse else PER_REPLAY_BYTES)
+        folded, constants = _fold_constants(instrs, created, PER_REPLAY_BYTES)
         kept = _sink_gradient_sets(_hoist_guards(_eliminate_dead(folded, created, live_roots)))
         held = _held_outside(kept)
         pinned = _ids(constants) | _ids(live_roots) | held
-        # Unfused, every buffer of PER_REPLAY_BYTES or more is made when first written and dropped after its
-        # last use, each replay, as eager does (gradients handed to .grad). Fused kernels hold addresses.
-        fresh = {} if fuse else _per_replay_roots(kept, created, pinned)
-        kept = _merge_gradient_sets(kept, set(fresh))
+        kept = _merge_gradient_sets(kept, set(_per_replay_roots(kept, created, pinned)))
         if fuse:  # before planning: a buffer only a fused run uses then gets no memory at all
-            adopted = _adoptable(kept, created, pinned | _ids_set_as_grads(kept))
-            kept = fusion.fuse(kept, created, _ids(live_roots), set(adopted), fuse)
-            allocated, self.bound_grads, self.bound_inputs = {}, {}, {}
-        else:
-            adopted = _adoptable(kept, created, pinned, ufuncs=True, least=PER_REPLAY_BYTES)
-            kept = _fresh_ufuncs(kept, adopted)
-            allocated = {k: r for k, r in fresh.items() if k not in adopted}
-            self.bound_grads, self.bound_inputs = _read_in_place(kept, entry_grads or {}, inputs, _ids(outputs) | held)
+            kept = fusion.fuse(kept, created, _ids(live_roots), fuse)
+        # Every buffer of PER_REPLAY_BYTES or more is made when first written and dropped after its last
+        # use, each replay, as eager does (gradients handed to .grad); smaller ones share one arena.
+        fresh = _per_replay_roots(kept, created, pinned)
+        adopted = _adoptable(kept, created, pinned)
+        kept = _fresh_ufuncs(kept, adopted)
+        allocated = {k: r for k, r in fresh.items() if k not in adopted}
+        self.bound_grads, self.bound_inputs = _read_in_place(kept, entry_grads or {}, inputs, _ids(outputs) | held)
         self.fused = sum(instr.kind == "fused" for instr in kept)
         self.guard_safety = _guard_safety(kept, created, self.bound_grads)
         per_replay = set(adopted) | set(allocated)
@@ -111,7 +108,7 @@ def _held_outside(instrs: list[Instr]) -> set:
 
 
 def _read_in_place(instrs: list[Instr], entry_grads: dict, inputs: list, held: set) -> tuple[dict, dict]:
-    """What an unfused replay reads where it finds it instead of from the capture's arrays: the gradients a
+    """What a replay reads where it finds it instead of from the capture's arrays: the gradients a
     step adds to, from ``.grad`` (id -> (tensor, array)), and the arguments of PER_REPLAY_BYTES or more it
     only reads (id of the buffer -> its slot, filled by the replay; a smaller one is cheaper to copy than
     to pass through a slot). Each must be dense, touched by a replayed call, and not ``held`` by anything
@@ -124,15 +121,11 @@ def _read_in_place(instrs: list[Instr], entry_grads: dict, inputs: list, held: s
     return grads, arguments
 
 
-def _ids_set_as_grads(instrs: list[Instr]) -> set:
-    return {id(r) for instr in instrs if instr.kind == "grad" for r in instr.reads}
-
-
-PER_REPLAY_BYTES = 4096  # unfused, buffers this large are made each replay (smaller ones share one arena)
+PER_REPLAY_BYTES = 4096  # buffers this large are made each replay (smaller ones share one arena)
 
 
 def _per_replay_roots(instrs: list[Instr], created: set, pinned: set) -> dict:
-    """The buffers an unfused replay makes as it goes (id -> the capture's array): those the program
+    """The buffers a replay makes as it goes (id -> the capture's array): those the program
     makes, of PER_REPLAY_BYTES or more, dense (their views are rebuilt on the new memory), and held by
     nothing but the replayed calls and gradient sets."""
     found: dict = {}
@@ -490,21 +483,17 @@ def _step(instr: Instr):
     return fn, tuple(args)  # fill, rng, host, grad: closures made by the capture
 
 
-ADOPT_BYTES = 64 * 1024  # fused, fresh results of kernel calls this large are taken as they come, not copied
-
-
-def _adoptable(instrs: list[Instr], created: set, pinned: set, ufuncs: bool = False, least: int = ADOPT_BYTES) -> dict:
-    """The fresh results of ``least`` bytes or more of ``call`` instructions (backend kernels: convolution,
-    pooling, ...) that only instruction arguments refer to (not ``pinned``): the replay takes the array
-    the call returns, as eager does, instead of copying it into a fixed buffer (which costs a pass over
-    it and keeps the memory between steps). With ``ufuncs``, also what plain ufunc calls write into a
-    buffer first made by them (the replay calls them without ``out=``). Returns id(root) -> the array a
-    slot holds."""
+def _adoptable(instrs: list[Instr], created: set, pinned: set) -> dict:
+    """The fresh results of PER_REPLAY_BYTES or more of ``call`` instructions (backend kernels:
+    convolution, pooling, ...) that only instruction arguments refer to (not ``pinned``): the replay takes
+    the array the call returns, as eager does, instead of copying it into a fixed buffer (which costs a
+    pass over it and keeps the memory between steps); and what plain ufunc calls write into a buffer first
+    made by them (the replay calls them without ``out=``). Returns id(root) -> the array a slot holds."""
     seen: set = set()
     adopted: dict = {}
     for instr in instrs:
         fresh = _arrays_in(instr.outs, []) if instr.kind == "call" and instr.outs is not None else \
-            [_ufunc_out(instr)] if ufuncs and _ufunc_out(instr) is not None else []
+            [_ufunc_out(instr)] if _ufunc_out(instr) is not None else []
         if fresh:
             by_root: dict = {}
             for a in fresh:
@@ -512,7 +501,8 @@ def _adoptable(instrs: list[Instr], created: set, pinned: set, ufuncs: bool = Fa
             for key, views in by_root.items():
                 r = root(views[0])
                 # (0-d results are not: a call that made one returns a numpy scalar at replay)
-                if key in created and key not in pinned and key not in seen and r.nbytes >= least and r.ndim:
+                if key in created and key not in pinned and key not in seen and r.nbytes >= PER_REPLAY_BYTES \
+                        and r.ndim:
                     held = _held_array(views, r)
                     if held is not None:
                         adopted[key] = held
@@ -714,7 +704,7 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
     last_use: dict = {}
     templated = []
     for i, instr in enumerate(instrs):
-        if instr.kind in ("ufunc", "call", "fill", "rng"):
+        if instr.kind in ("ufunc", "call", "fill", "rng", "fused"):
             used = [k for k in (id(root(a)) for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])) if k in slots]
             if used:
                 instr = _copy_instr(instr)
@@ -742,7 +732,9 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
         releases.setdefault(i, []).append(slots[k])
     for i, instr in enumerate(templated):
         steps.extend((slot.allocate, ()) for slot in allocations.get(i, ()))
-        if instr.kind != "grad" and _has_slots((instr.args, instr.kwargs, instr.outs)):
+        if instr.kind == "fused" and _has_slots(instr.args):
+            steps.append((_SlottedFused(instr), ()))
+        elif instr.kind != "grad" and _has_slots((instr.args, instr.kwargs, instr.outs)):
             steps.append((_Slotted(instr), ()))
         else:
             steps.append(_step(instr))
@@ -813,6 +805,25 @@ class _Slotted:
             _take(self.taken.slot, result, self.instr)
         elif self.outs is not None:
             _adopt_into(result, self.outs, self.instr)
+
+
+class _SlottedFused:
+    """A fused kernel's call whose operands include buffers made per replay: their addresses (of this
+    replay's arrays) are written into the kernel's block before each call."""
+
+    __slots__ = ("entry", "address", "block", "late")
+
+    def __init__(self, instr: Instr):
+        late = [k for k, a in enumerate(instr.args) if type(a) is _SlotView]
+        self.entry, self.block, positions = instr.fn.bind(instr.args, late)
+        self.address = self.block.__array_interface__["data"][0]
+        self.late = tuple(zip(positions, [instr.args[k] for k in late]))
+
+    def __call__(self) -> None:
+        block = self.block
+        for position, view in self.late:  # (the slots hold the arrays until after the call)
+            block[position] = view.get().__array_interface__["data"][0]
+        self.entry(self.address)
 
 
 def _release(*slots) -> None:

@@ -72,9 +72,9 @@ def test_gpt_with_dropout_adamw_and_a_schedule_bitwise_equal_for_50_steps():
 
 def test_convolution_columns_returned_in_parts_are_taken_as_one_block():
     """At sizes where a convolution's im2col columns (returned as several views of one fresh block) pass
-    ADOPT_BYTES, the replay takes that block as the kernel returns it, as eager does, instead of copying
+    PER_REPLAY_BYTES, the replay takes that block as the kernel returns it, as eager does, instead of copying
     each part into the arena; the steps stay bitwise eager's."""
-    from chainrule.compiler.program import ADOPT_BYTES
+    from chainrule.compiler.program import PER_REPLAY_BYTES
 
     nn = cr.nn
 
@@ -86,7 +86,7 @@ def test_convolution_columns_returned_in_parts_are_taken_as_one_block():
     batches = [(cr.tensor(rng.standard_normal((64, 4, 16, 16)).astype(np.float32)),
                 cr.tensor(rng.integers(0, 3, 64))) for _ in range(8)]
     columns = 64 * 4 * 9 * 16 * 16 * 4  # bytes: batch x (channels x 3 x 3) x positions, float32
-    assert columns >= 4 * ADOPT_BYTES
+    assert columns >= 4 * PER_REPLAY_BYTES
     eager, _ = run(build, batches, standard_step, compiled=False)
     compiled, f = run(build, batches, standard_step, compiled=True)
     assert_same_history(eager, compiled)
@@ -97,10 +97,10 @@ def test_convolution_columns_returned_in_parts_are_taken_as_one_block():
 
 
 def test_large_ufunc_results_allocated_per_replay_stay_bitwise_eager():
-    """Where it makes the smaller plan (an MLP whose layer outputs pass ADOPT_BYTES), ufunc calls that
+    """Where it makes the smaller plan (an MLP whose layer outputs pass PER_REPLAY_BYTES), ufunc calls that
     make a large buffer are replayed without ``out=`` and their results dropped after their last use, as
     eager does, and the steps stay bitwise eager's."""
-    from chainrule.compiler.program import ADOPT_BYTES
+    from chainrule.compiler.program import PER_REPLAY_BYTES
 
     nn = cr.nn
 
@@ -111,7 +111,7 @@ def test_large_ufunc_results_allocated_per_replay_stay_bitwise_eager():
     rng = np.random.default_rng(1)
     batches = [(cr.tensor(rng.standard_normal((64, 64)).astype(np.float32)),
                 cr.tensor(rng.integers(0, 10, 64))) for _ in range(8)]
-    assert 64 * 512 * 4 >= 2 * ADOPT_BYTES
+    assert 64 * 512 * 4 >= 2 * PER_REPLAY_BYTES
     eager, _ = run(build, batches, standard_step, compiled=False)
     compiled, f = run(build, batches, standard_step, compiled=True)
     assert_same_history(eager, compiled)

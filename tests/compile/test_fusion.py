@@ -38,7 +38,7 @@ def _fused_ops(f) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["overhead", "mlp", "cnn", "gpt"])
-def test_workload_fuse_exact_bitwise_equal_to_eager(name):
+def test_workload_fuse_exact_bitwise_equal_to_eager(name, buffer_plans):
     build, batches = _workload_case(name)
     eager, _ = run(build, batches, standard_step, compiled=False)
     compiled, f = run(build, batches, standard_step, compiled=True, fuse="exact")
@@ -70,7 +70,7 @@ def _key_bias_slices(build) -> tuple[dict, int]:
 
 
 @pytest.mark.parametrize("name", ["overhead", "mlp", "cnn", "gpt"])
-def test_workload_fuse_fast_within_tolerance_for_50_steps(name):
+def test_workload_fuse_fast_within_tolerance_for_50_steps(name, buffer_plans):
     build, batches = _workload_case(name)
     eager, _ = run(build, batches, standard_step, compiled=False)
     compiled, f = run(build, batches, standard_step, compiled=True, fuse="fast")
@@ -163,6 +163,41 @@ def test_an_intermediate_read_outside_the_run_is_stored_and_others_are_not():
     assert "fused_exact[4 ops]" in text and "test_fusion.py" in text and "| v" in text
 
 
+def test_fused_operands_made_per_replay_get_their_addresses_at_each_call():
+    """At PER_REPLAY_BYTES or more, what a fused kernel reads and writes is made each replay, as in an
+    unfused program (the kernel's block gets this replay's addresses before each call): every step stays
+    bitwise eager's, and the program keeps no buffer that large between replays."""
+    from chainrule.compiler import program as program_module
+
+    nn = cr.nn
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(32, 64)
+
+        def forward(self, x):
+            h = self.linear(x)
+            return (h * 0.5 + 0.25).maximum(h - 1.0)  # a fusable run over (batch, 64) results
+
+    def build():
+        model = Scaled()
+        return model, cr.optim.SGD(model.parameters(), lr=0.05), {"loss": lambda out, y: ((out - y) * (out - y)).mean()}
+
+    rng = np.random.default_rng(3)
+    batches = [(cr.tensor(rng.standard_normal((128, 32)).astype(np.float32)),
+                cr.tensor(rng.standard_normal((128, 64)).astype(np.float32))) for _ in range(8)]
+    eager, _ = run(build, batches, standard_step, compiled=False)
+    compiled, f = run(build, batches, standard_step, compiled=True, fuse="exact")
+    assert_same_history(eager, compiled)
+    program = _program(f)
+    assert sum(v.replays for v in f.variants.values()) >= len(batches) - 3, f.explain()
+    late = [fn for fn, _ in program.steps if type(fn) is program_module._SlottedFused]
+    assert late and all(fn.late for fn in late), f.explain()
+    assert 128 * 64 * 4 >= program_module.PER_REPLAY_BYTES
+    assert all(b.nbytes < program_module.PER_REPLAY_BYTES for b in program.internal), f.explain()
+
+
 def _ufunc(fn, *args, out):
     arrays = [a for a in args if isinstance(a, np.ndarray)]
     return Instr("ufunc", fn, args, {"out": (out,)}, None, tuple(root(a) for a in arrays), (root(out),), fn.__name__)
@@ -195,7 +230,7 @@ def test_a_write_over_memory_another_view_of_the_run_reads_breaks_the_run(shift)
     want = (base.copy(), b.copy())
     base, b, instrs = program()
     created = {id(root(x)) for x in (base, b)}
-    fused = fusion.fuse(instrs, created, {id(root(base)), id(root(b))}, set(), "exact")
+    fused = fusion.fuse(instrs, created, {id(root(base)), id(root(b))}, "exact")
     assert [i.kind for i in fused] == (["ufunc", "ufunc", "fused"] if shift else ["fused"])
     _replay(fused)
     assert base.tobytes() == want[0].tobytes() and b.tobytes() == want[1].tobytes()
@@ -217,7 +252,7 @@ def test_python_numbers_stay_weak_and_numpy_float64_numbers_promote_as_in_numpy(
     _replay(instrs)
     want = out.copy(), out2.copy()
     out, out2, instrs = program()
-    (fused,) = fusion.fuse(instrs, {id(out), id(out2)}, {id(out), id(out2)}, set(), "exact")
+    (fused,) = fusion.fuse(instrs, {id(out), id(out2)}, {id(out), id(out2)}, "exact")
     _replay([fused])
     assert out.tobytes() == want[0].tobytes() and out2.tobytes() == want[1].tobytes()
     assert "np.float32(0.1)" in fused.fn.source and "np.float64(0.1)" in fused.fn.source
@@ -240,7 +275,7 @@ def test_broadcast_operands_join_only_where_one_flat_index_reads_them(shape, fus
     _replay(instrs)
     want = out.copy()
     out, instrs = program()
-    result = fusion.fuse(instrs, {id(out)}, {id(out)}, set(), "exact")
+    result = fusion.fuse(instrs, {id(out)}, {id(out)}, "exact")
     assert [i.kind for i in result] == (["fused"] if fused else ["ufunc", "ufunc"])
     _replay(result)
     assert out.tobytes() == want.tobytes()
@@ -250,7 +285,7 @@ def test_a_run_over_no_elements_fuses_and_touches_nothing():
     x, b = np.ones((0, 4), np.float32), np.ones(4, np.float32)
     out = np.empty((0, 4), np.float32)
     instrs = [_ufunc(np.multiply, x, b, out=out), _ufunc(np.add, out, 1.0, out=out)]
-    (fused,) = fusion.fuse(instrs, {id(out)}, {id(out)}, set(), "exact")
+    (fused,) = fusion.fuse(instrs, {id(out)}, {id(out)}, "exact")
     _replay([fused])
     assert out.shape == (0, 4)
 
@@ -353,7 +388,7 @@ def test_fuse_option_is_checked():
 
 
 @pytest.mark.parametrize("case, shapes, params", _catalogue())
-def test_op_catalogue_under_fuse_exact_equals_eager_every_call(case, shapes, params):
+def test_op_catalogue_under_fuse_exact_equals_eager_every_call(case, shapes, params, buffer_plans):
     """Every differentiable op's forward and backward, fused where runs form, bit for bit eager's (this is
     what found the zero-size runs failing)."""
     check_op_every_call(case, shapes, params, fuse="exact")
