@@ -61,18 +61,24 @@ friends (a few ulps from numpy's; verification then compares within ``state.FAST
 
 from __future__ import annotations
 
+import warnings
+
 from chainrule.compiler.compiled import Compiled, CompiledModule, disable
 from chainrule.compiler.tracer import CompileError
 
-__all__ = ["compile", "disable", "CompileError", "Compiled", "CompiledModule"]
+__all__ = ["compile", "disable", "CompileError", "Compiled", "CompiledModule", "TORCH_MODES", "TORCH_BACKENDS"]
 
 
 def compile(fn=None, **options):
     """Compile ``fn`` (a training step or any function of tensors) or a Module's forward; usable as
     ``@compile`` and ``@compile(fallback="eager")``. Options: ``fallback`` ("error" or "eager"),
-    ``max_variants`` (8), ``verify`` ("once", "always", "off"), ``copy_outputs`` (True), ``state``
+    ``max_variants`` (8), ``verify`` ("once", "always", "off"), ``copy_outputs`` (True), ``name``, ``state``
     (extra modules, optimizers or tensors the function touches that discovery cannot see), ``fuse``
-    (False, "exact" or "fast": elementwise runs as generated numba loops, :mod:`chainrule.compiler.fusion`)."""
+    (False, "exact" or "fast": elementwise runs as generated numba loops, :mod:`chainrule.compiler.fusion`).
+    ``torch.compile``'s keywords are taken as a ported program passes them (:func:`_from_torch`)."""
+    options = _from_torch(options)
+    if options is None:  # disable=True: a no-op, as in PyTorch
+        return (lambda f: f) if fn is None else fn
     if fn is None:
         return lambda f: compile(f, **options)
     from chainrule.nn.module import Module
@@ -80,3 +86,50 @@ def compile(fn=None, **options):
     if isinstance(fn, Module):
         return CompiledModule(fn, **options)
     return Compiled(fn, **options)
+
+
+TORCH_MODES = (None, "default", "lite", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+TORCH_BACKENDS = (None, "inductor", "eager", "aot_eager", "cudagraphs")
+
+
+def _from_torch(options: dict) -> dict | None:
+    """``options`` with ``torch.compile``'s keywords translated (None for ``disable=True``):
+
+    - ``fullgraph=True`` refuses what cannot be traced (``fallback="error"``, the default here);
+      ``fullgraph=False`` runs such a function eagerly with one warning (``fallback="eager"``), the nearest
+      thing to PyTorch's graph breaks (chainrule replays whole programs only);
+    - ``recompile_limit`` is ``max_variants``; ``name`` names the function in ``explain()``;
+    - ``mode`` and ``backend`` are checked and have no effect: there is one replay engine (and no CUDA
+      graphs, which "reduce-overhead" asks for on a GPU);
+    - ``dynamic=True`` warns: shapes are always specialised, one variant per signature; a non-empty
+      ``options`` (inductor's settings) warns that it has no effect."""
+    options = dict(options)
+    if options.pop("disable", False):
+        return None
+    fullgraph = options.pop("fullgraph", None)
+    if fullgraph is not None:
+        _merge(options, "fallback", "error" if fullgraph else "eager", f"fullgraph={fullgraph!r}")
+    limit = options.pop("recompile_limit", None)
+    if limit is not None:
+        _merge(options, "max_variants", limit, f"recompile_limit={limit!r}")
+    mode = options.pop("mode", None)
+    if mode not in TORCH_MODES:
+        raise ValueError(f"compile: mode must be one of {TORCH_MODES[1:]} (torch.compile's), got {mode!r}")
+    backend = options.pop("backend", None)
+    if backend not in TORCH_BACKENDS:
+        raise ValueError(f"compile: backend {backend!r} is not one of torch.compile's built-in backends "
+                         f"{TORCH_BACKENDS[1:]}; chainrule replays its own programs and runs no other backend")
+    if options.pop("dynamic", None):
+        warnings.warn("compile: dynamic=True has no effect here: shapes are always specialised, each new "
+                      "signature captured as its own variant (max_variants); pad or bucket varying shapes",
+                      UserWarning, stacklevel=3)
+    if options.pop("options", None):
+        warnings.warn("compile: options= holds torch inductor's settings and has no effect here",
+                      UserWarning, stacklevel=3)
+    return options
+
+
+def _merge(options: dict, key: str, value, source: str) -> None:
+    if key in options and options[key] != value:
+        raise ValueError(f"compile: {source} means {key}={value!r}, but {key}={options[key]!r} was also given")
+    options[key] = value

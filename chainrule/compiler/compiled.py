@@ -45,13 +45,15 @@ class Compiled:
     """A function compiled by :func:`compile`. Call it as the function; ``explain()`` describes it."""
 
     def __init__(self, fn, state=(), fallback: str = "error", max_variants: int = 8, verify: str = "once",
-                 copy_outputs: bool = True, fuse=False):
+                 copy_outputs: bool = True, fuse=False, name: str | None = None):
         if fallback not in ("error", "eager"):
             raise ValueError(f"compile: fallback must be 'error' or 'eager', got {fallback!r}")
         if verify not in ("once", "always", "off"):
             raise ValueError(f"compile: verify must be 'once', 'always' or 'off', got {verify!r}")
         if fuse not in (False, None, "exact", "fast"):
             raise ValueError(f"compile: fuse must be False, 'exact' or 'fast', got {fuse!r}")
+        if type(max_variants) is not int or max_variants < 1:
+            raise ValueError(f"compile: max_variants must be a positive int, got {max_variants!r}")
         self.fn = fn
         self.extra_state = tuple(state) if isinstance(state, (list, tuple)) else (state,)
         self.fallback, self.max_variants, self.verify, self.copy_outputs = fallback, max_variants, verify, copy_outputs
@@ -65,7 +67,7 @@ class Compiled:
         self.refused: str | None = None
         self._state: State | None = None
         self._warned = False
-        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        self.__name__ = name or getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
 
     # ----- calls --------------------------------------------------------------------------------------
