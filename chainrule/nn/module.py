@@ -248,6 +248,17 @@ class Module:
             raise AttributeError(f"{type(module).__name__} has no parameter '{name}' (looking up '{target}')")
         return module._parameters[name]
 
+    def compile(self, **options) -> None:
+        """Compile this module's forward in place (PyTorch's ``Module.compile``): later calls run it through
+        ``cr.compile(module, **options)`` (inference forwards replay; a call that records gradients runs
+        eagerly, see :class:`~chainrule.compiler.CompiledModule`), and the module stays this module."""
+        from chainrule.compiler import compile as compile_function
+
+        compiled = compile_function(self, **options)
+        if compiled is not self:  # (disable=True gives the module back)
+            compiled.fn = type(self).forward.__get__(self)  # not __call__: that would come back here
+            self.forward = compiled
+
     # ----- modes and conversion -----------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):

@@ -121,3 +121,28 @@ def test_the_keywords_are_torch_compiles_and_its_modes_and_backends():
     assert {"fullgraph", "recompile_limit", "mode", "backend", "dynamic", "options", "name", "disable"} <= keywords
     assert set(TORCH_MODES) - {None} == set(_inductor.list_mode_options())
     assert set(TORCH_BACKENDS) - {None} <= set(_dynamo.list_backends(None))
+
+
+def test_module_compile_in_place_replays_inference_and_trains_eagerly():
+    """``model.compile()`` (PyTorch's Module.compile): the module stays itself (its parameters, state dict
+    and type), inference calls replay a program equal to eager's, and a call that records gradients runs
+    eagerly with one warning, with eager's gradients."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    twin = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    twin.load_state_dict(model.state_dict())
+    x = cr.tensor(np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4))
+    model.compile(disable=True)
+    assert "forward" not in vars(model)
+    model.compile(mode="reduce-overhead")
+    assert isinstance(model, nn.Sequential) and list(model.state_dict()) == list(twin.state_dict())
+    with cr.no_grad():
+        for _ in range(4):
+            out = model(x)
+        want = twin(x)
+    assert out.numpy().tobytes() == want.numpy().tobytes()
+    assert any(v.replays for v in model.forward.variants.values()), model.forward.explain()
+    with pytest.warns(RuntimeWarning, match="records gradients"):
+        model(x).sum().backward()
+    twin(x).sum().backward()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert p.grad.numpy().tobytes() == q.grad.numpy().tobytes()
