@@ -63,7 +63,8 @@ from __future__ import annotations
 
 import warnings
 
-from chainrule.compiler.compiled import Compiled, CompiledModule, disable
+from chainrule.compiler.compiled import Compiled, disable
+from chainrule.compiler.module import CompiledModule
 from chainrule.compiler.tracer import CompileError
 
 __all__ = ["compile", "disable", "CompileError", "Compiled", "CompiledModule", "TORCH_MODES", "TORCH_BACKENDS"]

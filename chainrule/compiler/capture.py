@@ -453,6 +453,62 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool, guar
     return rebuild(variant.outputs, copy_outputs)
 
 
+def replay_in_halves(variant: Variant, args: tuple, kwargs: dict, path: tuple, guarded: bool = True):
+    """A replay that stops before the program first reads the argument at ``path`` (a compiled module's
+    output gradient, not known yet during its forward) and goes on when the returned ``resume(array)`` is
+    called with that argument's array. What the halves share is kept for ``resume`` (the arrays in
+    slots, copies of the program's own small buffers), so other replays may run in between (two forwards
+    before one backward) and ``resume`` may run more than once. A guard that misses in the second half
+    raises GuardMiss from ``resume`` (nothing that half wrote needs undoing). Returns ``resume`` and the
+    generator's state before the first half when that half draws and a guard comes after it (for redoing
+    the call eagerly), or None when the program cannot stop there (see ``Program.split``)."""
+    program = variant.program
+    _path, buffer, slot = next(entry for entry in variant.inputs if entry[0] == path)
+    split = program.split(buffer if slot is None else slot)
+    if split is None or variant.written_inputs:
+        return None
+    start, slots, buffers, checked_after, draws_before = split
+    if guarded and not guards_hold(variant):
+        raise _tr.GuardMiss(_replaced(variant.identity))
+    tree = (args, kwargs)
+    variant.current_args[0] = tree
+    for where, b, s in variant.inputs:
+        if where == path:
+            continue
+        if s is None:
+            np.copyto(b, _at(tree, where)._data)
+        else:
+            s.take_input(_at(tree, where)._data)
+    safety = program.guard_safety
+    undo = _undo_point(safety) if safety and any(safety) else None
+    generator = _random.default_generator.get_state() if checked_after and draws_before else None
+    try:
+        program.run_steps(0, start)
+    except _tr.GuardMiss:
+        if undo is not None:
+            undo()
+        raise
+    kept_slots = [(s, s.value, s.flat) for s in slots]
+    kept_buffers = [(b, b.copy()) for b in buffers]
+    INPLACE_EPOCH[0] += 1
+    variant.replays += 1
+
+    def resume(array) -> None:
+        for s, value, flat in kept_slots:
+            s.value, s.flat = value, flat
+        for b, copy in kept_buffers:
+            np.copyto(b, copy)
+        variant.current_args[0] = tree
+        if slot is None:
+            np.copyto(buffer, array)
+        else:
+            slot.take_input(array)
+        program.run_steps(start)
+        INPLACE_EPOCH[0] += 1
+
+    return resume, generator
+
+
 def guards_hold(variant: Variant) -> bool:
     """Whether every state array the program reads in place is still the one it was captured with."""
     return all([t._data is a for t, a in variant.data_guards]) \

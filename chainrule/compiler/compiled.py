@@ -21,7 +21,6 @@ from chainrule.compiler import fusion
 from chainrule.compiler.capture import Variant, capture, guards_hold, rebuild, replay
 from chainrule.compiler.state import State, close, first_difference, same
 from chainrule.compiler.tracer import ACTIVE, CompileError, GuardMiss
-from chainrule.nn.module import Module
 from chainrule.tensor import STATE_EPOCH, Tensor
 
 RECAPTURES = 3  # misses a variant may have (each: one eager call, one new capture) before it stays eager
@@ -123,7 +122,7 @@ class Compiled:
             variant = self.variants[key] = Variant(key)
             if len(self.variants) > 1:
                 self.misses.append(f"new signature: {_describe_key(key)}")
-        return self._finish(_STAGES[variant.stage](self, variant, args, kwargs), variant)
+        return self._finish(getattr(self, _STAGES[variant.stage])(variant, args, kwargs), variant)
 
     def _finish(self, result, variant):
         """Note where the call left the state (what the next call compares with), and return ``result``."""
@@ -305,31 +304,8 @@ class Compiled:
         return f"<compiled {self.__name__}: {len(self.variants)} variant(s)>"
 
 
-_STAGES = {"warm-up": Compiled._warm_up, "capture": Compiled._capture, "verify": Compiled._verify,
-           "replay": Compiled._replay, "failed": Compiled._failed}
-
-
-class CompiledModule(Compiled):
-    """``cr.compile(module)``: a compiled forward for inference (no gradient recorded). Called where a
-    gradient would be recorded (grad mode on and a parameter or input requiring grad) it runs eagerly,
-    so training through it stays exact."""
-
-    def __init__(self, module: Module, **options):
-        super().__init__(module, state=(module,), **options)
-        self.module = module
-
-    def __call__(self, *args, **kwargs):
-        if GRAD_ENABLED[0] and (any(p._rg for p in self.module.parameters())
-                                or any(isinstance(a, Tensor) and a._rg for a in args)):
-            self._warn_once(f"compile: the compiled module {type(self.module).__name__} records gradients here, so it "
-                            "runs eagerly (a compiled module replays inference forwards only). To compile training, "
-                            "compile the whole step (zero_grad, forward, loss, backward, optimizer step) with "
-                            "cr.compile, or use fit(..., compile=True).")
-            return self._eager(args, kwargs)
-        return super().__call__(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.module, name)
+_STAGES = {"warm-up": "_warm_up", "capture": "_capture", "verify": "_verify", "replay": "_replay",
+           "failed": "_failed"}  # (by name: a subclass may do a stage its own way)
 
 
 def _aliasing(tensors: list) -> tuple | None:

@@ -49,8 +49,10 @@ class Program:
         self.constants = constants
         self.internal = planned + [b for b in _internal_buffers(kept, created, constants) if id(b) not in per_replay]
         self._poisoning = [False]  # whether buffers made at replay are poisoned too (verification)
-        self.instrs, self.steps = _steps_with_slots(kept, adopted, allocated, self.bound_grads, self.bound_inputs,
-                                                    self._poisoning)
+        self.instrs, self.steps, self.starts, self.slots = _steps_with_slots(
+            kept, adopted, allocated, self.bound_grads, self.bound_inputs, self._poisoning)
+        self._splits: dict = {}
+        self.input_ids = _ids(inputs)
         for k, slot in self.bound_inputs.items():  # explain() names an argument read in place as its buffer was
             if k in names:
                 names[id(slot)] = names[k]
@@ -59,6 +61,20 @@ class Program:
         # A loop over (fn, args) pairs: generated straight-line code with everything bound as default
         # arguments measured 11% slower here (the frame copies ~1,600 defaults on every call).
         for fn, args in self.steps:
+            fn(*args)
+
+    def split(self, buffer) -> tuple | None:
+        """Where a replay can stop and resume later: before the first instruction reading ``buffer`` (an
+        argument's buffer, or the slot it is read through; a compiled module's output gradient). Returns
+        the index into ``steps``, what the two halves share (slots, buffers), whether a guard comes after
+        that point and whether the generator draws before it; None when nothing reads ``buffer``, or when
+        a host call or a write of state comes after that point (the second half must be free to redo)."""
+        if id(buffer) not in self._splits:
+            self._splits[id(buffer)] = _split(self, buffer)
+        return self._splits[id(buffer)]
+
+    def run_steps(self, start: int, stop: int | None = None) -> None:
+        for fn, args in self.steps[start:stop]:
             fn(*args)
 
     def poison(self, on: bool = True) -> None:
@@ -82,6 +98,47 @@ class Program:
             if instr.kind == "fused":
                 lines.extend(f"    | {part}" for part in instr.fn.parts)
         return "\n".join(lines)
+
+
+def _split(program: Program, buffer) -> tuple | None:
+    instrs = program.instrs
+    touched = [_touched(instr) for instr in instrs]
+    first = next((i for i, keys in enumerate(touched) if id(buffer) in keys), None)
+    owned = {id(root(b)) for b in program.internal} | program.input_ids  # (state is read live, never saved)
+    if first is None or any(instr.kind == "host" or any(id(root(w)) not in owned for w in instr.writes)
+                            for instr in instrs[first:]):
+        return None
+    before = set().union(*touched[:first]) if first else set()
+    after = set().union(*touched[first:])
+    shared = before & after
+    slots = [slot for slot in program.slots if id(slot) in shared]
+    buffers = [a for instr in instrs for a in _arrays_in((instr.args, instr.kwargs, instr.outs), [])]
+    shared_buffers = list({id(root(a)): root(a) for a in buffers if id(root(a)) in shared & owned}.values())
+    checked_after = any(instr.kind == "guard" for instr in instrs[first:])
+    draws_before = any(instr.kind == "rng" for instr in instrs[:first])
+    return program.starts[first], slots, shared_buffers, checked_after, draws_before
+
+
+def _touched(instr: Instr) -> set:
+    """The ids of the roots and slots an instruction's call touches."""
+    found: set = set()
+
+    def walk(x):
+        if isinstance(x, np.ndarray):
+            found.add(id(root(x)))
+        elif type(x) is _SlotView:
+            found.add(id(x.slot))
+        elif type(x) in (list, tuple):
+            for v in x:
+                walk(v)
+        elif type(x) is dict:
+            for v in x.values():
+                walk(v)
+
+    walk((instr.args, instr.kwargs, instr.outs))
+    if instr.kind == "grad":
+        found.update(id(r) for r in instr.reads)
+    return found
 
 
 def _ids(arrays) -> set:
@@ -694,7 +751,7 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
     eager's would). Instructions keep slot views for ``explain()``, and no longer refer to the capture's
     arrays of these buffers (which would hold that memory for good)."""
     if not (adopted or allocated or bound or inputs):
-        return instrs, [_step(i) for i in instrs]
+        return instrs, [_step(i) for i in instrs], list(range(len(instrs))), []
     slots = dict(inputs)
     slots.update((k, _Slot(a, adopts=True)) for k, a in adopted.items())
     slots.update((k, _Slot(r, poisoning)) for k, r in allocated.items())
@@ -730,7 +787,9 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
     releases: dict = {}
     for k, i in last_use.items():
         releases.setdefault(i, []).append(slots[k])
+    starts = []  # the index of each instruction's first step (its allocations come before it)
     for i, instr in enumerate(templated):
+        starts.append(len(steps))
         steps.extend((slot.allocate, ()) for slot in allocations.get(i, ()))
         if instr.kind == "fused" and _has_slots(instr.args):
             steps.append((_SlottedFused(instr), ()))
@@ -742,7 +801,7 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
             steps.append((_release, tuple(releases[i])))
     for slot in slots.values():
         slot.array = None  # the capture's array: only needed to place the views
-    return templated, steps
+    return templated, steps, starts, list(slots.values())
 
 
 def _unslotted(roots: tuple, slots: dict) -> tuple:

@@ -250,8 +250,8 @@ class Module:
 
     def compile(self, **options) -> None:
         """Compile this module's forward in place (PyTorch's ``Module.compile``): later calls run it through
-        ``cr.compile(module, **options)`` (inference forwards replay; a call that records gradients runs
-        eagerly, see :class:`~chainrule.compiler.CompiledModule`), and the module stays this module."""
+        ``cr.compile(module, **options)`` (:class:`~chainrule.compiler.CompiledModule`: inference and training
+        calls replay programs), and the module stays this module."""
         from chainrule.compiler import compile as compile_function
 
         compiled = compile_function(self, **options)
