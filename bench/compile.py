@@ -2,7 +2,8 @@
 eager, in one process, interleaved block by block (bench/measure.py), with the compile cost (calls 1-3
 against a steady step), the program's size and memory, and for the GEMM-bound mlp the time of the
 program's own matmul instructions alone; with the program fused (``fuse="exact"`` and ``fuse="fast"``, each
-on its own trainer) in the same interleaved rounds; and, where JAX is installed, the workload's
+on its own trainer) and the model compiled alone (``cr.compile(model)``, the loss, backward's engine
+and optimizer eager) in the same interleaved rounds; and, where JAX is installed, the workload's
 ``jax.jit`` twin (bench/jax_steps.py: overhead, mlp, cnn) from the same weights and data.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compile.py                # all four
@@ -37,17 +38,19 @@ from bench.workloads import workloads  # noqa: E402
 NAMES = ("overhead", "mlp", "cnn", "gpt")
 
 
-def step_function(trainer):
+def step_function(trainer, forward=None):
     """The workload's training step as a function of (inputs, targets), without the value read that
-    bench's Trainer makes for its equal-work check (a compiled step must not read values)."""
+    bench's Trainer makes for its equal-work check (a compiled step must not read values); ``forward``
+    stands in for the model's call (the model compiled alone, ``cr.compile(model)``)."""
     model, loss_fn, opt = trainer.model, trainer.loss_fn, trainer.optimizer
+    forward = forward or model
 
     def step(x, y):
         if opt is not None:
             opt.zero_grad()
         else:
             model.zero_grad()
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(forward(x), y)
         loss.backward()
         if opt is not None:
             opt.step()
@@ -146,6 +149,11 @@ def run_workload(name: str, cr, torch, args, jax=None) -> dict:
         fused_program = next(v for v in fused_step.variants.values() if v.program is not None).program
         fused[mode] = (time.perf_counter() - start, len(fused_program.instrs), fused_program.fused)
         steps[f"compiled fuse={mode}"] = functools.partial(fused_step, fused_trainer.inputs, fused_trainer.targets)
+    module_trainer = w.trainer(cr, args.seed)  # the model compiled alone; loss, backward and optimizer eager
+    module_step = step_function(module_trainer, forward=cr.compile(module_trainer.model))
+    for _ in range(5):  # calls 1-2 eager, 3-4 capture and verify the training program, then replays
+        module_step(module_trainer.inputs, module_trainer.targets)
+    steps["compiled module"] = functools.partial(module_step, module_trainer.inputs, module_trainer.targets)
     if torch is not None:
         t = w.trainer(torch, args.seed)
         steps["torch eager"] = t.step
@@ -184,7 +192,8 @@ def report(r: dict) -> list[str]:
     for label, value in m.items():
         extra = f"  ({value / r['per_op'] * 1e6:.3f} us/op)" if r["per_op"] else ""
         lines.append(f"  {label:<20} {value * 1e3:9.3f} ms{extra}")
-    lines.append(f"  compiled / chainrule eager: {c / e:.3f}x")
+    lines.append(f"  compiled / chainrule eager: {c / e:.3f}x; compiled module (cr.compile(model), the rest of the "
+                 f"step eager) / chainrule eager: {m['compiled module'] / e:.3f}x")
     if "torch eager" in m:
         lines.append(f"  compiled / torch eager:     {c / m['torch eager']:.3f}x"
                      f"   (chainrule eager / torch eager: {e / m['torch eager']:.3f}x)")
