@@ -28,7 +28,7 @@ _BACKEND_FUNCTIONS = {
                                   "window_scatter", "max_pool", "tie_shares", "max_pool_grad", "argmax_indices",
                                   "window_columns", "add_window_columns"),
 }
-_WRITE_ARGUMENTS = {"_add_rows_at"}  # the others write only their results and ``out``
+_WRITE_FIRST_ARGUMENT = {"_add_rows_at"}  # in place, returning None; the others write only their results and out
 _OPAQUE: dict = {}  # original function -> its opaque twin, made once
 
 
@@ -129,7 +129,7 @@ class _Patches:
             if fn not in _OPAQUE:
                 elementwise = fn.__module__ == kernels.__name__
                 _OPAQUE[fn] = _tr.opaque(fn, numpy_below=kernels.MIN_SIZE if elementwise else 0,
-                                         pure=fn.__name__ not in _WRITE_ARGUMENTS)
+                                         in_place=fn.__name__ in _WRITE_FIRST_ARGUMENT)
         for module in list(sys.modules.values()):  # every module that imported one of them by name
             if not getattr(module, "__name__", "").startswith("chainrule"):
                 continue
@@ -309,6 +309,8 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     try:
         with _Patches(tracer, state, saved, arg_paths, variant.current_args):
             result = fn(*args, **kwargs)
+        # (before the arguments get their own arrays back: an argument returned as it is reads its buffer)
+        outputs, live = _outputs(result)
     finally:
         for _path, t, original, _buffer in inputs:
             if original is not None:
@@ -316,7 +318,6 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
         _unswap(state, saved)
     _untrace_module_attributes(modules)
     _check_result(result, tracer)
-    outputs, live = _outputs(result)
     variant.outputs = outputs
     variant.inputs = [(path, buffer) for path, _t, _o, buffer in inputs]
     variant.problems = tracer.problems

@@ -62,7 +62,7 @@ class _Training:
         self.owner = owner
         self.joint = _Joint(self._joint, state=(owner.module,), **options)
         self.joint.__name__ = f"{owner.__name__} (training)"
-        self.grads: dict = {}  # the arguments' shapes and dtypes -> a made-up output gradient (None: eager)
+        self.grads: dict = {}  # the arguments' shapes, dtypes, numbers -> a made-up output gradient (None: eager)
 
     def _joint(self, *args):
         *inputs, grad = args
@@ -75,11 +75,11 @@ class _Training:
             [a for a in inputs if isinstance(a, Tensor) and a._rg]
 
     def __call__(self, args: tuple, kwargs: dict):
-        key = tuple((a.shape, a.dtype) if isinstance(a, Tensor) else type(a) for a in args)
+        key = tuple((a.shape, a.dtype) if isinstance(a, Tensor) else (type(a), a if _plain(a) else None) for a in args)
         grad = self.grads.get(key) if not kwargs else None
         if grad is None:
             out = self.owner._eager(args, kwargs)
-            if key not in self.grads and not kwargs:
+            if key not in self.grads and not kwargs and len(self.grads) < self.owner.max_variants:
                 self.grads[key] = _made_up_gradient(out)
             if self.grads.get(key) is None:
                 self.owner._warn_once(
@@ -135,9 +135,14 @@ def _leaves(args: tuple) -> tuple:
     return tuple(a.detach().requires_grad_(a._rg) if isinstance(a, Tensor) else a for a in args)
 
 
+def _plain(x) -> bool:
+    return isinstance(x, (bool, int, float, str, type(None)))
+
+
 def _made_up_gradient(out):
-    """An output gradient to capture and verify the joint program with (values away from 0 and 1, so that
-    the verification compares real arithmetic), or None when the output is not one floating-point tensor."""
+    """An output gradient to capture and verify the joint program with (random values: with ones, a program
+    that dropped a multiplication by the gradient would still pass), or None when the output is not one
+    floating-point tensor."""
     if type(out) is not Tensor or not out.dtype.is_floating_point or out._node is None:
         return None
     values = np.random.default_rng(0).standard_normal(out.shape)

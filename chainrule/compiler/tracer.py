@@ -405,7 +405,7 @@ class TracedArray(np.ndarray):
         if t is None:
             self.view(np.ndarray)[plain(index)] = plain(value)
             return
-        t.call(_setitem, (self, index, value), {}, "setitem", writes_args=True)
+        t.call(_setitem, (self, index, value), {}, "setitem")  # (returns None: logged as writing ``self``)
 
     def __iter__(self):
         for i in range(len(self)):
@@ -552,14 +552,15 @@ TracedNumpy.full = staticmethod(_full)
 TRACED_NUMPY = TracedNumpy()
 
 
-def opaque(fn, numpy_below: int = 0, pure: bool = False):
+def opaque(fn, numpy_below: int = 0, in_place: bool = False):
     """``fn`` (a backend function: a compiled kernel and its numpy twin) as one instruction while a capture
     runs: it is called on plain arrays, so the capture takes exactly eager's path (kernels test for plain
     ndarrays), and replayed whole, its own value tests included. Its fresh results are written into the
     program's buffers (through ``out=`` when it takes one). A kernel function that computes arrays under
     ``numpy_below`` elements with numpy's ufuncs is traced through instead (its ufunc calls are cheaper
-    to replay than it is). ``pure``: it writes nothing but its results and ``out`` (else every array
-    argument counts as written); the capture checks that on its arguments' bytes."""
+    to replay than it is). It writes nothing but its results and ``out``, which the capture checks on its
+    arguments' bytes (a call that did write another argument counts as writing them all), or, ``in_place``,
+    it writes its first argument and returns None."""
     params = inspect.signature(fn).parameters
     out_param = params.get("out")
     takes_out = out_param is not None and out_param.default is None  # an optional output buffer
@@ -568,7 +569,9 @@ def opaque(fn, numpy_below: int = 0, pure: bool = False):
     def logged(t, args, kwargs):
         if takes_out and len(args) == out_index + 1:  # ``out`` by keyword: the call logs it as what is written
             args, kwargs = args[:out_index], dict(kwargs, out=args[out_index])
-        if not pure or takes_out and len(args) > out_index:  # (an ``out`` followed by positional arguments)
+        if in_place:  # (a call returning None is logged as writing its first array argument)
+            return t.call(fn, args, kwargs, fn.__name__)
+        if takes_out and len(args) > out_index:  # (an ``out`` followed by positional arguments)
             return t.call(fn, args, kwargs, fn.__name__, writes_args=True)
         out = kwargs.get("out")
         arrays = [a for a in _arrays_in((plain(args), {k: plain(v) for k, v in kwargs.items() if k != "out"}), [])

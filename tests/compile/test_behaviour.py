@@ -631,3 +631,14 @@ def test_compile_as_a_method_decorator():
         b = standard_step(model, opt, extra, x, y)
         assert a._data.tobytes() == b._data.tobytes()
     assert sum(v.replays for v in Learner.step.variants.values()) >= 1
+
+
+def test_an_argument_returned_as_it_is_gives_this_calls_values():
+    """A function that returns one of its arguments unchanged: the replay returns this call's values (the
+    program's output is the argument's buffer), not the values the capture saw."""
+    f = compile(lambda x, y: (x, y * 2))
+    for i in range(6):
+        x = cr.tensor(np.full(3, float(i), np.float32))
+        a, b = f(x, cr.ones(3))
+        assert np.array_equal(a.numpy(), np.full(3, float(i), np.float32)) and np.array_equal(b.numpy(), np.full(3, 2.0))
+    assert sum(v.replays for v in f.variants.values()) >= 3, f.explain()

@@ -13,6 +13,8 @@ import chainrule as cr
 import chainrule.nn as nn
 import chainrule.nn.functional as F
 from chainrule.compiler import compile
+from tests.compile.helpers import assert_same_history, run, standard_step
+from tests.compile.test_equality import STEPS, _workload_case
 
 pytestmark = pytest.mark.usefixtures("buffer_plans")
 
@@ -76,6 +78,28 @@ def test_training_through_a_compiled_module_equals_eager_every_step(build, shape
         assert _same(*losses), f"loss at step {step}"
         _assert_twins_equal(model, twin)
     assert _joint_replays(compiled) >= 8, compiled.explain()
+
+
+@pytest.mark.parametrize("name", ["overhead", "mlp", "cnn", "gpt"])
+def test_the_workloads_trained_through_their_compiled_models_equal_eager(name):
+    """bench's workloads (small shapes) for 50 steps, the model compiled alone: losses, parameters,
+    gradients, optimizer state and the generator equal eager's at every step."""
+    build, batches = _workload_case(name)
+
+    def module_step(model, opt, extra, x, y):
+        net = extra.setdefault("compiled", compile(model))
+        return standard_step(net, opt, extra, x, y)
+
+    eager, _ = run(build, batches, standard_step, compiled=False)
+    trained = {}
+
+    def keep(i, model, opt, extra):
+        trained.update(extra)
+
+    through_module, _ = run(build, batches, module_step, compiled=False, after_step=keep)
+    assert_same_history(eager, through_module)
+    compiled = trained["compiled"]
+    assert _joint_replays(compiled) >= STEPS - 5, compiled.explain()
 
 
 def test_two_forwards_before_one_backward_and_a_retained_graph():
