@@ -1,4 +1,5 @@
-"""``cr.compile``: trace a whole training step (or a module's forward) once, replay it as a flat program.
+"""``cr.compile``: trace a whole training step (or a module's forward, for inference and training) once, replay it
+as a flat program.
 
 ::
 
@@ -57,6 +58,10 @@ numba loop (kind ``fused``; ``explain()`` lists the calls it holds and their lin
 rounded operations, so results stay bit for bit eager's; ``fuse="fast"`` also fuses exp, tanh, log and
 friends (a few ulps from numpy's; verification then compares within ``state.FAST_RTOL``). Without numba
 (or with ``CHAINRULE_KERNELS=numpy``) it warns once and replays unfused.
+
+``cr.compile(module)`` (and ``module.compile()``) compiles a module's forward
+(:mod:`chainrule.compiler.module`): inference calls replay it; training calls replay the first half of one
+program of the forward and the gradients of its output, and backward replays the other half.
 """
 
 from __future__ import annotations

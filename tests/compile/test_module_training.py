@@ -197,3 +197,27 @@ def test_a_check_that_misses_in_the_backward_half_redoes_that_call_eagerly():
         if step == 6:  # the infinite step's gradients, as eager's
             assert np.isnan(model[0].weight.grad._data).any()
     assert any("in a backward half" in m for m in compiled.training_calls.joint.misses), compiled.explain()
+
+
+def test_a_compiled_module_inside_a_compiled_step_is_part_of_its_program():
+    """While the step is captured, the module runs as plain code, recorded into the step's program."""
+    model, twin = _twins(_mlp)
+    inner = compile(model)
+    opts = [cr.optim.SGD(m.parameters(), lr=0.05) for m in (model, twin)]
+
+    def step(net, opt, x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    outer = compile(lambda x, y: step(inner, opts[0], x, y))
+    for i, (x, y) in enumerate(_data(8, (8, 6), 4, seed=4)):
+        cr.manual_seed(i)
+        a = outer(x, y)
+        cr.manual_seed(i)
+        b = step(twin, opts[1], x, y)
+        assert _same(a._data, b._data)
+        _assert_twins_equal(model, twin)
+    assert sum(v.replays for v in outer.variants.values()) >= 3, outer.explain()
