@@ -21,6 +21,10 @@ from chainrule.autograd.graph import POST_ACCUMULATE_HOOKS, Node, PlacedGrad, re
 from chainrule.backend import ARRAY_TYPES, xp_of
 from chainrule.tensor import STATE_EPOCH, Tensor, wrap
 
+# Whether the backward walk running now frees each node's saved state as it goes (no retain_graph): a rule
+# that keeps saved state of its own (a compiled module's backward half) lets it go early when it does.
+RELEASING = [True]
+
 __all__ = ["backward", "grad", "queue_callback"]
 
 # one list of queued callbacks per backward() running (backward may be called from a callback or a hook)
@@ -186,6 +190,7 @@ def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, seen: _Seen
     capturing = bool(seen.wanted_nodes)
     ready = [n for n in dict.fromkeys(root_nodes) if n not in consumers]
     prev_mode, GRAD_ENABLED[0] = GRAD_ENABLED[0], create_graph  # rules record a graph only when asked to
+    prev_release, RELEASING[0] = RELEASING[0], release
     try:
         while ready:
             node = ready.pop()
@@ -212,6 +217,7 @@ def _walk(roots, root_grads, retain_graph: bool, create_graph: bool, seen: _Seen
                     seen.early.edge_done(parent, sums)
     finally:
         GRAD_ENABLED[0] = prev_mode
+        RELEASING[0] = prev_release
     return seen.leaves(sums)
 
 

@@ -286,9 +286,11 @@ def _draw(gen, name: str, args: tuple, kwargs: dict):
     return draw
 
 
-def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modules=(), fuse: str | None = None):
+def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modules=(), fuse: str | None = None,
+            copy_outputs: bool = True):
     """Run ``fn(*args, **kwargs)`` once for real under the tracer; fill ``variant`` with its program.
-    Returns the call's result (the capture is an eager step)."""
+    Returns the call's result (the capture is an eager step) and the same as the program's outputs (copies
+    of its buffers, as a replay returns them)."""
     tracer = Tracer()
     saved: dict = {}
     arg_tensors = _tensors_in((args, kwargs))
@@ -325,9 +327,12 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     for i, (_t, data, _g, _gd) in enumerate(entry):
         names.setdefault(id(root(data)), f"state{i}")
     entry_grads = {id(gd): (t, gd) for t, _d, _g, gd in entry if gd is not None and root(gd) is gd}
+    first = rebuild(outputs, copy_outputs)
+    whole = [root(p) for p in _output_arrays(outputs) if _whole(p)]
     program = Program(tracer.instrs, tracer.created, live, [root(b) for _p, b in variant.inputs], names, fuse,
-                      entry_grads)
+                      entry_grads, whole)
     variant.program = program
+    variant.outputs = _slotted_outputs(outputs, program.output_slots)
     read = set()
     for instr in program.instrs:
         read.update(id(a) for a in instr.reads + instr.writes)
@@ -343,7 +348,7 @@ def capture(fn, args: tuple, kwargs: dict, tensors: list, variant: Variant, modu
     # the program reads in place (the capture's copy is then not kept).
     variant.inputs = [(path, None, program.bound_inputs[id(b)]) if id(b) in program.bound_inputs else (path, b, None)
                       for path, b in variant.inputs]
-    return _plain_result(result)
+    return _plain_result(result), first
 
 
 def _untrace_module_attributes(modules) -> None:
@@ -403,6 +408,36 @@ def _outputs(result):
     return walk(result), live
 
 
+def _whole(a) -> bool:
+    """Whether ``a`` is all of its root, laid out as it (the root itself, or a plain view of all of it)."""
+    r = root(a)
+    return a.shape == r.shape and a.strides == r.strides and a.dtype == r.dtype \
+        and a.__array_interface__["data"][0] == r.__array_interface__["data"][0]
+
+
+def _output_arrays(outputs) -> list:
+    kind, value = outputs[0], outputs[1]
+    if kind == "tensor":
+        return [value]
+    if kind == "const":
+        return []
+    return [a for v in (value.values() if kind is dict else value) for a in _output_arrays(v)]
+
+
+def _slotted_outputs(outputs, slots: dict):
+    """The output structure with each output made per replay read from its slot (``("slot", slot, dtype)``):
+    the result takes this replay's array instead of a copy of the capture's."""
+    kind = outputs[0]
+    if kind == "tensor":
+        slot = slots.get(id(root(outputs[1]))) if _whole(outputs[1]) else None
+        return outputs if slot is None else ("slot", slot, outputs[2])
+    if kind == "const":
+        return outputs
+    if kind is dict:
+        return (dict, {k: _slotted_outputs(v, slots) for k, v in outputs[1].items()})
+    return (kind, [_slotted_outputs(v, slots) for v in outputs[1]])
+
+
 def _plain_result(result):
     if isinstance(result, Tensor):
         if isinstance(result._data, TracedArray):
@@ -416,15 +451,27 @@ def _plain_result(result):
 
 
 def rebuild(outputs, copy: bool):
-    """The replayed call's result from the output structure: fresh tensors (copies of the buffers)."""
+    """The replayed call's result from the output structure: fresh tensors (copies of the buffers, or the
+    arrays this replay made for them, taken from their slots, which are then emptied)."""
+    taken: list = []
+    result = _rebuilt(outputs, copy, taken)
+    for slot in taken:
+        slot.value = slot.flat = None
+    return result
+
+
+def _rebuilt(outputs, copy: bool, taken: list):
     kind = outputs[0]
+    if kind == "slot":
+        taken.append(outputs[1])
+        return wrap(outputs[1].value)
     if kind == "tensor":
         return wrap(outputs[1].copy() if copy else outputs[1])
     if kind == "const":
         return outputs[1]
     if kind is dict:
-        return {k: rebuild(v, copy) for k, v in outputs[1].items()}
-    return kind(rebuild(v, copy) for v in outputs[1])
+        return {k: _rebuilt(v, copy, taken) for k, v in outputs[1].items()}
+    return kind(_rebuilt(v, copy, taken) for v in outputs[1])
 
 
 def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool, guarded: bool = True):
@@ -454,18 +501,19 @@ def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool, guar
     return rebuild(variant.outputs, copy_outputs)
 
 
-def replay_in_halves(variant: Variant, args: tuple, kwargs: dict, path: tuple, guarded: bool = True):
-    """A replay that stops before the program first reads the argument at ``path`` (a compiled module's
-    output gradient, not known yet during its forward) and goes on when the returned ``resume(array)`` is
-    called with that argument's array. What the halves share is kept for ``resume`` (the arrays in
-    slots, copies of the program's own small buffers), so other replays may run in between (two forwards
-    before one backward) and ``resume`` may run more than once. A guard that misses in the second half
+def replay_in_halves(variant: Variant, args: tuple, kwargs: dict, mark: str, path: tuple, guarded: bool = True):
+    """A replay that stops at the ``mark`` (the end of a compiled module's forward) and goes on when the
+    returned ``resume(array)`` is called with the array of the argument at ``path``, which the first half
+    does not read (the module's output gradient, not known yet during its forward). What the halves
+    share is kept for ``resume`` (the arrays in slots, copies of the program's own small buffers), so
+    other replays may run in between (two forwards before one backward) and ``resume`` may run more than
+    once. A guard that misses in the second half
     raises GuardMiss from ``resume`` (nothing that half wrote needs undoing). Returns ``resume`` and the
     generator's state before the first half when that half draws and a guard comes after it (for redoing
     the call eagerly), or None when the program cannot stop there (see ``Program.split``)."""
     program = variant.program
     _path, buffer, slot = next(entry for entry in variant.inputs if entry[0] == path)
-    split = program.split(buffer if slot is None else slot)
+    split = program.split(mark)
     if split is None or variant.written_inputs:
         return None
     start, slots, buffers, checked_after, draws_before = split
@@ -494,11 +542,16 @@ def replay_in_halves(variant: Variant, args: tuple, kwargs: dict, path: tuple, g
     INPLACE_EPOCH[0] += 1
     variant.replays += 1
 
-    def resume(array) -> None:
+    def resume(array, last: bool = False) -> None:
+        """``last``: no later resume will come (a backward that frees its graph), so the slots alone hold
+        the shared arrays from here on, and each goes after its last use as in eager's backward."""
         for s, value, flat in kept_slots:
             s.value, s.flat = value, flat
         for b, copy in kept_buffers:
             np.copyto(b, copy)
+        if last:
+            kept_slots.clear()
+            kept_buffers.clear()
         variant.current_args[0] = tree
         if slot is None:
             np.copyto(buffer, array)

@@ -18,7 +18,7 @@ from chainrule.backend import is_host
 from chainrule.backend import kernels as _kernels
 from chainrule.backend import parallel as _parallel
 from chainrule.compiler import fusion
-from chainrule.compiler.capture import Variant, capture, guards_hold, rebuild, replay
+from chainrule.compiler.capture import Variant, capture, guards_hold, replay
 from chainrule.compiler.state import State, close, first_difference, same
 from chainrule.compiler.tracer import ACTIVE, CompileError, GuardMiss
 from chainrule.tensor import STATE_EPOCH, Tensor
@@ -156,7 +156,8 @@ class Compiled:
         self.captures += 1
         variant.after = None  # what the old program's replays left is not the new one's
         hooks = _hooks_on(self._state)
-        result = capture(self.fn, args, kwargs, self._state.tensors, variant, self._state.modules, self._fusion())
+        result, outputs = capture(self.fn, args, kwargs, self._state.tensors, variant, self._state.modules,
+                                  self._fusion(), self.copy_outputs)
         problems = ([hooks] if hooks else []) + variant.problems
         if problems:
             variant.stage = "failed"
@@ -166,7 +167,7 @@ class Compiled:
             return self._cannot(variant, "a value is checked after an optimizer step; that check cannot be undone",
                                 result)
         variant.stage = "verify" if self.verify != "off" else "replay"
-        return rebuild(variant.outputs, self.copy_outputs)
+        return outputs
 
     def _verify(self, variant, args, kwargs):
         """Call 3: the eager step and the poisoned replay from the same state must agree bit for bit."""

@@ -9,16 +9,18 @@ import contextlib
 import numpy as np
 
 from chainrule import random as _random
+from chainrule.autograd.engine import RELEASING
 from chainrule.autograd.engine import grad as _autograd_grad
 from chainrule.autograd.grad_mode import GRAD_ENABLED, enable_grad
 from chainrule.autograd.graph import record
 from chainrule.compiler.capture import rebuild, replay_in_halves
 from chainrule.compiler.compiled import _DISABLED, Compiled
-from chainrule.compiler.tracer import ACTIVE, GuardMiss
+from chainrule.compiler.tracer import ACTIVE, GuardMiss, mark
 from chainrule.nn.module import Module
 from chainrule.tensor import Tensor, wrap
 
 _EAGER = object()  # what a training call of the joint program gives when the module is to run eagerly
+_FORWARD_DONE = "forward done"  # the mark between the halves of the joint program
 
 
 class CompiledModule(Compiled):
@@ -51,7 +53,7 @@ class CompiledModule(Compiled):
 class _Training:
     """A compiled module's training calls. Their program is that of ``joint(*args, grad)``: the forward,
     then ``autograd.grad`` of its output (``grad`` given) with respect to the parameters and arguments that
-    require grad. A call replays the steps before the program reads ``grad`` (the forward) and returns the
+    require grad. A call replays the steps up to the mark between the two (the forward) and returns the
     output as one node of the graph; when backward reaches it, the rest replays with the real gradient and
     the node hands the engine one gradient per parameter and argument, accumulated as eager's would be.
     The joint program is captured and verified (the 3rd and 4th call of a signature) in a sandbox, with a
@@ -67,6 +69,7 @@ class _Training:
     def _joint(self, *args):
         *inputs, grad = args
         out = self.owner.fn(*inputs)
+        mark(_FORWARD_DONE)
         grads = _autograd_grad(out, self._wrt(inputs), grad, allow_unused=True)
         return (out.detach(), *grads)
 
@@ -105,7 +108,7 @@ class _Training:
                                    "its backward is a replayed program, not a graph; run it eagerly "
                                    "(cr.compiler.disable())")
             try:
-                resume(g._data)
+                resume(g._data, last=RELEASING[0])
             except GuardMiss as miss:
                 self.joint.misses.append(f"in a backward half: {miss}; that backward ran eagerly")
                 return self._redo(args, g, generator)
@@ -171,7 +174,7 @@ class _Joint(Compiled):
 
     def _replay(self, variant, args, kwargs, guarded: bool = True):
         try:
-            halves = replay_in_halves(variant, args, kwargs, (0, len(args) - 1), guarded)  # (args, kwargs) paths
+            halves = replay_in_halves(variant, args, kwargs, _FORWARD_DONE, (0, len(args) - 1), guarded)
         except GuardMiss as miss:
             return self._missed(variant, str(miss), _EAGER)
         if halves is None:
@@ -179,7 +182,8 @@ class _Joint(Compiled):
             return self._cannot(variant, "its program cannot stop between the forward and the backward (a host "
                                          "call or a write of state comes after the forward)", _EAGER)
         _kind, (out, *grads) = variant.outputs
-        return (rebuild(out, True), grads) + halves
+        # A copy: the backward half may read the output's own array, which the caller could change in place.
+        return (wrap(rebuild(out, False)._data.copy()), grads) + halves
 
     @contextlib.contextmanager
     def _sandbox(self):

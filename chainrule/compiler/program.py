@@ -17,19 +17,21 @@ class Program:
     verification; buffers made per replay are poisoned as they are made). State arrays are read live."""
 
     def __init__(self, instrs: list[Instr], created: set, outputs: list, inputs: list, names: dict,
-                 fuse: str | None = None, entry_grads: dict | None = None):
+                 fuse: str | None = None, entry_grads: dict | None = None, handed_out: list = ()):
         """``outputs``: the roots of the result's arrays; ``inputs``: the buffers the arguments were copied
         into for the capture; ``entry_grads``: id -> (tensor, array), for the gradient arrays the state
         tensors held when the step was captured (a step that adds to them). Such gradients are read from
         ``.grad`` and arguments the program only reads are used in place, each replay
-        (``bound_inputs``: id of the buffer -> its slot, which the replay fills)."""
+        (``bound_inputs``: id of the buffer -> its slot, which the replay fills). ``handed_out``: the output
+        roots the result holds whole; large ones are made per replay too and kept in their slots to the end
+        (``output_slots``: id -> slot), for the result to take as they are instead of copying them."""
         self.source_count = len(instrs)
         live_roots = outputs + inputs
         self.names = names
         folded, constants = _fold_constants(instrs, created, PER_REPLAY_BYTES)
         kept = _sink_gradient_sets(_hoist_guards(_eliminate_dead(folded, created, live_roots)))
         held = _held_outside(kept)
-        pinned = _ids(constants) | _ids(live_roots) | held
+        pinned = _ids(constants) | (_ids(live_roots) - _ids(handed_out)) | held
         kept = _merge_gradient_sets(kept, set(_per_replay_roots(kept, created, pinned)))
         if fuse:  # before planning: a buffer only a fused run uses then gets no memory at all
             kept = fusion.fuse(kept, created, _ids(live_roots), fuse)
@@ -49,8 +51,11 @@ class Program:
         self.constants = constants
         self.internal = planned + [b for b in _internal_buffers(kept, created, constants) if id(b) not in per_replay]
         self._poisoning = [False]  # whether buffers made at replay are poisoned too (verification)
-        self.instrs, self.steps, self.starts, self.slots = _steps_with_slots(
-            kept, adopted, allocated, self.bound_grads, self.bound_inputs, self._poisoning)
+        kept_to_end = _ids(handed_out) & per_replay
+        self.instrs, self.steps, self.starts, slots = _steps_with_slots(
+            kept, adopted, allocated, self.bound_grads, self.bound_inputs, self._poisoning, kept_to_end)
+        self.slots = list(slots.values())
+        self.output_slots = {k: slots[k] for k in kept_to_end if k in slots}
         self._splits: dict = {}
         self.input_ids = _ids(inputs)
         for k, slot in self.bound_inputs.items():  # explain() names an argument read in place as its buffer was
@@ -63,15 +68,15 @@ class Program:
         for fn, args in self.steps:
             fn(*args)
 
-    def split(self, buffer) -> tuple | None:
-        """Where a replay can stop and resume later: before the first instruction reading ``buffer`` (an
-        argument's buffer, or the slot it is read through; a compiled module's output gradient). Returns
-        the index into ``steps``, what the two halves share (slots, buffers), whether a guard comes after
-        that point and whether the generator draws before it; None when nothing reads ``buffer``, or when
-        a host call or a write of state comes after that point (the second half must be free to redo)."""
-        if id(buffer) not in self._splits:
-            self._splits[id(buffer)] = _split(self, buffer)
-        return self._splits[id(buffer)]
+    def split(self, name: str) -> tuple | None:
+        """Where a replay can stop and resume later: at the mark ``name`` (:func:`tracer.mark`; a compiled
+        module's forward ends there). Returns the index into ``steps``, what the two halves share (slots,
+        buffers), whether a guard comes after that point and whether the generator draws before it; None
+        when there is no such mark, or when a host call or a write of state comes after it (the second
+        half must be free to redo)."""
+        if name not in self._splits:
+            self._splits[name] = _split(self, name)
+        return self._splits[name]
 
     def run_steps(self, start: int, stop: int | None = None) -> None:
         for fn, args in self.steps[start:stop]:
@@ -100,10 +105,10 @@ class Program:
         return "\n".join(lines)
 
 
-def _split(program: Program, buffer) -> tuple | None:
+def _split(program: Program, name: str) -> tuple | None:
     instrs = program.instrs
     touched = [_touched(instr) for instr in instrs]
-    first = next((i for i, keys in enumerate(touched) if id(buffer) in keys), None)
+    first = next((i for i, instr in enumerate(instrs) if instr.kind == "mark" and instr.name == name), None)
     owned = {id(root(b)) for b in program.internal} | program.input_ids  # (state is read live, never saved)
     if first is None or any(instr.kind == "host" or any(id(root(w)) not in owned for w in instr.writes)
                             for instr in instrs[first:]):
@@ -228,7 +233,7 @@ def _fold_constants(instrs: list[Instr], created: set, largest: int | None = Non
     return kept, constants
 
 
-_EFFECTS = ("guard", "rng", "host", "grad")
+_EFFECTS = ("guard", "rng", "host", "grad", "mark")
 
 
 def _eliminate_dead(instrs: list[Instr], created: set, live_roots: list) -> list:
@@ -743,15 +748,17 @@ def _resolved(x):
 
 
 def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound: dict, inputs: dict,
-                      poisoning: list) -> tuple:
+                      poisoning: list, kept_to_end: set = frozenset()) -> tuple:
     """The steps, with buffers that change between replays passed through slots: results taken as calls
     return them (``adopted``), buffers made just before their first use (``allocated``), gradients read
     from ``.grad`` at the start (``bound``: id -> (tensor, the capture's array)), and arguments (``inputs``:
     id -> slot, filled by the replay); each slot is emptied after its last use (so the memory goes when
-    eager's would). Instructions keep slot views for ``explain()``, and no longer refer to the capture's
-    arrays of these buffers (which would hold that memory for good)."""
+    eager's would), except those ``kept_to_end`` (outputs the result takes). Instructions keep slot views
+    for ``explain()``, and no longer refer to the capture's arrays of these buffers (which would hold that
+    memory for good). Returns the instructions, the steps, where each instruction's steps start, and the
+    slots by id of the buffer."""
     if not (adopted or allocated or bound or inputs):
-        return instrs, [_step(i) for i in instrs], list(range(len(instrs))), []
+        return instrs, [_step(i) for i in instrs], list(range(len(instrs))), {}
     slots = dict(inputs)
     slots.update((k, _Slot(a, adopts=True)) for k, a in adopted.items())
     slots.update((k, _Slot(r, poisoning)) for k, r in allocated.items())
@@ -786,7 +793,8 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
             allocations.setdefault(first_use[k], []).append(slots[k])
     releases: dict = {}
     for k, i in last_use.items():
-        releases.setdefault(i, []).append(slots[k])
+        if k not in kept_to_end:
+            releases.setdefault(i, []).append(slots[k])
     starts = []  # the index of each instruction's first step (its allocations come before it)
     for i, instr in enumerate(templated):
         starts.append(len(steps))
@@ -801,7 +809,7 @@ def _steps_with_slots(instrs: list[Instr], adopted: dict, allocated: dict, bound
             steps.append((_release, tuple(releases[i])))
     for slot in slots.values():
         slot.array = None  # the capture's array: only needed to place the views
-    return templated, steps, starts, list(slots.values())
+    return templated, steps, starts, slots
 
 
 def _unslotted(roots: tuple, slots: dict) -> tuple:
@@ -961,7 +969,7 @@ def _describe(instr: Instr, names: dict) -> str:
     args = ", ".join([name(a) for a in instr.args] + [f"{k}={name(v)}" for k, v in instr.kwargs.items()])
     if instr.kind == "guard":
         return f"guard {instr.name} == {instr.expected!r}"
-    if instr.kind in ("host", "grad", "rng", "fill"):
+    if instr.kind in ("host", "grad", "rng", "fill", "mark"):
         return f"{instr.kind} {instr.name}"
     if instr.kind == "fused":
         operands = ", ".join(f"a{k}={name(a)}" for k, a in enumerate(instr.args))

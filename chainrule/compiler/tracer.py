@@ -127,7 +127,8 @@ class Instr:
     ``kind``: "ufunc" (a numpy ufunc call or method), "call" (any function; its fresh results are copied
     into ``outs``), "fill" (an array creation, refilled each replay), "rng" (a draw from a chainrule
     generator), "guard" (a value the capture read, re-read and compared at replay), "host" (a Python call
-    run as is: optimizer and scheduler steps), "grad" (``tensor.grad = value``), and "fused" (made after the
+    run as is: optimizer and scheduler steps), "grad" (``tensor.grad = value``), "mark" (a place in the
+    program, :func:`mark`: it does nothing), and "fused" (made after the
     capture by :mod:`chainrule.compiler.fusion`: a run of elementwise calls as one loop). ``fn(*args, **kwargs)``
     is the call; ``outs`` mirror its result (an array buffer per fresh array result, None elsewhere);
     ``reads``/``writes`` are the root arrays it reads and writes; ``op`` and ``site`` attribute it.
@@ -346,6 +347,18 @@ def _making_constants(fn):
 def _tracer():
     t = ACTIVE[0]
     return None if t is None or t.paused else t
+
+
+def mark(name: str) -> None:
+    """While a capture runs, put a named place in the program (where a replay may stop and resume later:
+    the end of a compiled module's forward); elsewhere nothing."""
+    t = _tracer()
+    if t is not None:
+        t.add(Instr("mark", _at_mark, name=name))
+
+
+def _at_mark() -> None:
+    pass
 
 
 class TracedArray(np.ndarray):

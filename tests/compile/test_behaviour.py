@@ -597,7 +597,7 @@ def test_an_argument_changed_in_place_is_changed_for_the_caller():
     assert sum(v.replays for v in f.variants.values()) >= 1
 
 
-def test_verify_and_copy_outputs_options():
+def test_verify_and_copy_outputs_options(buffer_plans):
     w = nn.Parameter(cr.ones(3))
     always = compile(lambda x: x * w, verify="always")
     for i in range(5):
@@ -606,7 +606,10 @@ def test_verify_and_copy_outputs_options():
     views = compile(lambda x: x * w, copy_outputs=False, verify="off")
     outs = [views(cr.full((3,), float(i))) for i in range(5)]
     assert outs[-1].tolist() == [4.0] * 3
-    assert outs[-2].tolist() == [4.0] * 3  # a view of the program's buffer: the next call overwrote it
+    if buffer_plans == "default":  # a view of the program's buffer (in its arena): the next call overwrote it
+        assert outs[-2].tolist() == [4.0] * 3
+    else:  # an output made per replay is handed out as it is, and the next call makes another
+        assert outs[-2].tolist() == [3.0] * 3
     with pytest.raises(ValueError, match="fallback"):
         compile(lambda x: x, fallback="maybe")
     with pytest.raises(ValueError, match="fuse"):
