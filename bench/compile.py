@@ -77,17 +77,21 @@ def _replaying(compiled):
     return next((v for v in compiled.variants.values() if v.stage == "replay"), None)
 
 
-def footprint(workload, cr, seed: int, compiled: bool) -> tuple[int, int]:
+def footprint(workload, cr, seed: int, compiled: bool, module: bool = False) -> tuple[int, int]:
     """Bytes a training run with a fresh trainer holds between steps once steady, and its peak during one
     more step (tracemalloc). What the run holds is what deleting its trainer and step function frees:
     tables of the interpreter that grow while it runs (the interned strings' table, 0.9 MiB, once landed
-    in one side's figure) stay after that and are not counted."""
+    in one side's figure) stay after that and are not counted. ``module``: the model compiled alone, the
+    rest of the step eager."""
     gc.collect()
     tracemalloc.start()
     try:
         trainer = workload.trainer(cr, seed)
-        step = step_function(trainer)
-        if compiled:
+        step = step_function(trainer, forward=cr.compile(trainer.model) if module else None)
+        if module:
+            for _ in range(4):  # calls 1-2 eager, 3-4 capture and verify the training program
+                step(trainer.inputs, trainer.targets)
+        elif compiled:
             step = cr.compile(step)
             first_calls(step, trainer.inputs, trainer.targets, most=6)
         for _ in range(2):  # a steady step (a replay) leaves what the next one finds
@@ -179,8 +183,9 @@ def run_workload(name: str, cr, torch, args, jax=None) -> dict:
     if gemm_count:
         result["gemm"], result["gemm_count"] = medians.pop("its GEMMs alone"), gemm_count
     if not args.no_memory:  # (the compiler's modules are imported by now: neither side counts them)
-        result["memory_mib"] = {side: [b / 2**20 for b in footprint(w, cr, args.seed, side == "compiled")]
-                                for side in ("eager", "compiled")}
+        result["memory_mib"] = {side: [b / 2**20 for b in footprint(w, cr, args.seed, side == "compiled",
+                                                                  side == "compiled module")]
+                                for side in ("eager", "compiled", "compiled module")}
     return result
 
 
@@ -219,7 +224,10 @@ def report(r: dict) -> list[str]:
         (eager_held, eager_peak), (held, peak) = r["memory_mib"]["eager"], r["memory_mib"]["compiled"]
         lines.append(f"  memory (model, data, optimizer state included): eager held {eager_held:.2f} MiB, step peak "
                      f"{eager_peak:.2f} MiB; compiled held {held:.2f} MiB, step peak {peak:.2f} MiB "
-                     f"({peak / eager_peak:.4f}x eager's peak)")
+                     f"({peak / eager_peak:.4f}x eager's peak); compiled module held "
+                     f"{r['memory_mib']['compiled module'][0]:.2f} MiB, step peak "
+                     f"{r['memory_mib']['compiled module'][1]:.2f} MiB "
+                     f"({r['memory_mib']['compiled module'][1] / eager_peak:.4f}x)")
     return lines
 
 
