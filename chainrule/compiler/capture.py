@@ -477,28 +477,48 @@ def _rebuilt(outputs, copy: bool, taken: list):
 def replay(variant: Variant, args: tuple, kwargs: dict, copy_outputs: bool, guarded: bool = True):
     """One replay: identity guards (skipped when not ``guarded``: the caller knows that no state array was
     replaced since they last held), inputs copied into the buffers, the program, outputs copied out."""
-    if guarded and not guards_hold(variant):
-        raise _tr.GuardMiss(_replaced(variant.identity))
-    tree = (args, kwargs)
-    variant.current_args[0] = tree
-    for path, buffer, slot in variant.inputs:
-        if slot is None:
-            np.copyto(buffer, _at(tree, path)._data)
-        else:
-            slot.take_input(_at(tree, path)._data)
-    safety = variant.program.guard_safety
-    undo = _undo_point(safety) if safety and any(safety) else None
-    try:
-        variant.program.run()
-    except _tr.GuardMiss:
-        if undo is not None:
-            undo()
-        raise
+    tree = _begin(variant, args, kwargs, guarded)
+    _run_undoable(variant.program)
     for path, buffer in variant.written_inputs:
         np.copyto(_at(tree, path)._data, buffer)
     INPLACE_EPOCH[0] += 1
     variant.replays += 1
     return rebuild(variant.outputs, copy_outputs)
+
+
+def _begin(variant: Variant, args: tuple, kwargs: dict, guarded: bool, skipped: tuple | None = None) -> tuple:
+    """A replay's start: the identity guards (when ``guarded``), then each argument (but the one at
+    ``skipped``) into its buffer or slot. Returns the (args, kwargs) tree."""
+    if guarded and not guards_hold(variant):
+        raise _tr.GuardMiss(_replaced(variant.identity))
+    tree = (args, kwargs)
+    variant.current_args[0] = tree
+    for path, buffer, slot in variant.inputs:
+        if path != skipped:
+            _bind(buffer, slot, _at(tree, path)._data)
+    return tree
+
+
+def _bind(buffer, slot, array) -> None:
+    if slot is None:
+        np.copyto(buffer, array)
+    else:
+        slot.take_input(array)
+
+
+def _run_undoable(program, stop: int | None = None) -> None:
+    """The program's steps (up to ``stop``), undoing what they changed when a guard misses."""
+    safety = program.guard_safety
+    undo = _undo_point(safety) if safety and any(safety) else None
+    try:
+        if stop is None:
+            program.run()
+        else:
+            program.run_steps(0, stop)
+    except _tr.GuardMiss:
+        if undo is not None:
+            undo()
+        raise
 
 
 def replay_in_halves(variant: Variant, args: tuple, kwargs: dict, mark: str, path: tuple, guarded: bool = True):
@@ -507,36 +527,19 @@ def replay_in_halves(variant: Variant, args: tuple, kwargs: dict, mark: str, pat
     does not read (the module's output gradient, not known yet during its forward). What the halves
     share is kept for ``resume`` (the arrays in slots, copies of the program's own small buffers), so
     other replays may run in between (two forwards before one backward) and ``resume`` may run more than
-    once. A guard that misses in the second half
-    raises GuardMiss from ``resume`` (nothing that half wrote needs undoing). Returns ``resume`` and the
-    generator's state before the first half when that half draws and a guard comes after it (for redoing
-    the call eagerly), or None when the program cannot stop there (see ``Program.split``)."""
+    once. A guard that misses in the second half raises GuardMiss from ``resume`` (nothing that half wrote
+    needs undoing). Returns ``resume`` and the generator's state before the first half when that half
+    draws and a guard comes after it (for redoing the call eagerly), or None when the program cannot stop
+    there (see ``Program.split``)."""
     program = variant.program
     _path, buffer, slot = next(entry for entry in variant.inputs if entry[0] == path)
     split = program.split(mark)
     if split is None or variant.written_inputs:
         return None
     start, slots, buffers, checked_after, draws_before = split
-    if guarded and not guards_hold(variant):
-        raise _tr.GuardMiss(_replaced(variant.identity))
-    tree = (args, kwargs)
-    variant.current_args[0] = tree
-    for where, b, s in variant.inputs:
-        if where == path:
-            continue
-        if s is None:
-            np.copyto(b, _at(tree, where)._data)
-        else:
-            s.take_input(_at(tree, where)._data)
-    safety = program.guard_safety
-    undo = _undo_point(safety) if safety and any(safety) else None
+    tree = _begin(variant, args, kwargs, guarded, skipped=path)
     generator = _random.default_generator.get_state() if checked_after and draws_before else None
-    try:
-        program.run_steps(0, start)
-    except _tr.GuardMiss:
-        if undo is not None:
-            undo()
-        raise
+    _run_undoable(program, start)
     kept_slots = [(s, s.value, s.flat) for s in slots]
     kept_buffers = [(b, b.copy()) for b in buffers]
     INPLACE_EPOCH[0] += 1
@@ -553,10 +556,7 @@ def replay_in_halves(variant: Variant, args: tuple, kwargs: dict, mark: str, pat
             kept_slots.clear()
             kept_buffers.clear()
         variant.current_args[0] = tree
-        if slot is None:
-            np.copyto(buffer, array)
-        else:
-            slot.take_input(array)
+        _bind(buffer, slot, array)
         program.run_steps(start)
         INPLACE_EPOCH[0] += 1
 
