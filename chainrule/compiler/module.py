@@ -16,7 +16,7 @@ from chainrule.autograd.graph import record
 from chainrule.compiler.capture import rebuild, replay_in_halves
 from chainrule.compiler.compiled import _DISABLED, Compiled
 from chainrule.compiler.tracer import ACTIVE, GuardMiss, mark
-from chainrule.nn.module import Module
+from chainrule.nn.module import TREE_EPOCH, Module
 from chainrule.tensor import Tensor, wrap
 
 _EAGER = object()  # what a training call of the joint program gives when the module is to run eagerly
@@ -31,9 +31,17 @@ class CompiledModule(Compiled):
         super().__init__(module, state=(module,), **options)
         self.module = module
         self.training_calls = _Training(self, options)
+        self._parameter_cache: tuple = (-1, [])  # (TREE_EPOCH then, the module's parameters)
+
+    def _parameter_list(self) -> list:
+        """The module's parameters in order, walked again only when a module tree changed (``TREE_EPOCH``:
+        the walk costs more than a small module's replayed forward)."""
+        if self._parameter_cache[0] != TREE_EPOCH[0]:
+            self._parameter_cache = (TREE_EPOCH[0], list(self.module.parameters()))
+        return self._parameter_cache[1]
 
     def __call__(self, *args, **kwargs):
-        if GRAD_ENABLED[0] and (any(p._rg for p in self.module.parameters())
+        if GRAD_ENABLED[0] and (any(p._rg for p in self._parameter_list())
                                 or any(isinstance(a, Tensor) and a._rg for a in args)):
             if _DISABLED[0] or ACTIVE[0] is not None:  # (inside a capture: part of that program)
                 return self.fn(*args, **kwargs)
@@ -74,8 +82,7 @@ class _Training:
         return (out.detach(), *grads)
 
     def _wrt(self, inputs) -> list:
-        return [p for p in self.owner.module.parameters() if p._rg] + \
-            [a for a in inputs if isinstance(a, Tensor) and a._rg]
+        return [p for p in self.owner._parameter_list() if p._rg] + [a for a in inputs if isinstance(a, Tensor) and a._rg]
 
     def __call__(self, args: tuple, kwargs: dict):
         key = tuple((a.shape, a.dtype) if isinstance(a, Tensor) else (type(a), a if _plain(a) else None) for a in args)

@@ -221,3 +221,24 @@ def test_a_compiled_module_inside_a_compiled_step_is_part_of_its_program():
         assert _same(a._data, b._data)
         _assert_twins_equal(model, twin)
     assert sum(v.replays for v in outer.variants.values()) >= 3, outer.explain()
+
+
+def test_a_parameter_replaced_between_training_calls_is_trained_as_in_eager():
+    """Replacing a parameter changes the module tree: the compiled module finds its parameters again (the
+    node's inputs) and captures again, so the new parameter gets eager's gradients."""
+    model, twin = _twins(_mlp)
+    compiled = compile(model, fallback="eager")
+    batches = _data(12, (8, 6), 4, seed=5)
+    for step, (x, y) in enumerate(batches):
+        if step == 6:
+            replays_before = _joint_replays(compiled)
+            fresh = np.linspace(-0.3, 0.3, 32 * 6, dtype=np.float32).reshape(32, 6)
+            model[0].weight = nn.Parameter(cr.tensor(fresh.copy()))
+            twin[0].weight = nn.Parameter(cr.tensor(fresh.copy()))
+        for net, params in ((compiled, model.parameters()), (twin, twin.parameters())):
+            cr.manual_seed(step)
+            for p in params:
+                p.grad = None
+            F.cross_entropy(net(x), y).backward()
+        _assert_twins_equal(model, twin)
+    assert _joint_replays(compiled) > replays_before >= 2, compiled.explain()
